@@ -1,0 +1,122 @@
+"""In-memory twin of the state store: same contract as Redis, for unit tests and local tools.
+
+Versions are a counter shared by every ``MemoryStore`` built on one ``MemoryBackend``, as etcd's
+revision is shared by every kind. History is bounded like the real engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Generic
+
+from fleetmatch.codec import to_wire
+from fleetmatch.errors import AlreadyExistsError, ConflictError, ExpiredError, NotFoundError, ValidationError
+from fleetmatch.models import with_meta
+from fleetmatch.store import EventType, R, WatchEvent, prepare_create
+
+
+@dataclass
+class MemoryBackend:
+    """Shared revision counter (what a Redis server or an API server is to the other engines)."""
+
+    revision: int = 0
+    history: int = 10_000
+    writes: int = field(default=0)
+
+    def next(self) -> int:
+        self.revision += 1
+        self.writes += 1
+        return self.revision
+
+
+class MemoryStore(Generic[R]):
+    def __init__(self, kind: type[R], namespace: str = "default", backend: MemoryBackend | None = None) -> None:
+        self._kind = kind
+        self._namespace = namespace
+        self._backend = backend or MemoryBackend()
+        self._objects: dict[str, R] = {}
+        self._events: deque[WatchEvent[R]] = deque()
+        self._floor = 0
+        self._changed = asyncio.Condition()
+
+    @property
+    def kind(self) -> type[R]:
+        return self._kind
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    async def get(self, name: str) -> R:
+        try:
+            return self._objects[name]
+        except KeyError:
+            raise NotFoundError(self._kind.KIND, name) from None
+
+    async def list(self) -> tuple[list[R], str]:
+        return sorted(self._objects.values(), key=lambda o: o.metadata.name), str(self._backend.revision)
+
+    async def watch(self, since: str) -> AsyncIterator[WatchEvent[R]]:
+        position = int(since)
+        while True:
+            if position < self._floor:
+                raise ExpiredError(self._kind.KIND, since)
+            pending = [e for e in self._events if int(e.object.metadata.resource_version) > position]
+            if not pending:
+                async with self._changed:
+                    await self._changed.wait()
+                continue
+            for event in pending:
+                position = int(event.object.metadata.resource_version)
+                yield event
+
+    async def _record(self, type_: EventType, obj: R) -> None:
+        self._events.append(WatchEvent(type_, obj))
+        while len(self._events) > self._backend.history:
+            dropped = self._events.popleft()
+            self._floor = int(dropped.object.metadata.resource_version)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def create(self, obj: R) -> R:
+        obj = prepare_create(obj, self._namespace)
+        if obj.metadata.name in self._objects:
+            raise AlreadyExistsError(self._kind.KIND, obj.metadata.name)
+        obj = with_meta(obj, resource_version=str(self._backend.next()))
+        self._objects[obj.metadata.name] = obj
+        await self._record(EventType.ADDED, obj)
+        return obj
+
+    async def update(self, obj: R) -> R:
+        name = obj.metadata.name
+        current = await self.get(name)
+        if obj.metadata.resource_version != current.metadata.resource_version:
+            raise ConflictError(self._kind.KIND, name, obj.metadata.resource_version, current.metadata.resource_version)
+        if obj.metadata.uid and obj.metadata.uid != current.metadata.uid:
+            raise ValidationError("metadata.uid", f"field is immutable (is {current.metadata.uid!r})")
+        obj = with_meta(
+            obj,
+            namespace=self._namespace,
+            generation=current.metadata.generation,
+            uid=current.metadata.uid,
+            creation_timestamp=current.metadata.creation_timestamp,
+        )
+        if obj == current:
+            return current
+        generation = current.metadata.generation
+        if to_wire(obj.spec) != to_wire(current.spec):
+            generation += 1
+        obj = with_meta(obj, resource_version=str(self._backend.next()), generation=generation)
+        self._objects[name] = obj
+        await self._record(EventType.MODIFIED, obj)
+        return obj
+
+    async def delete(self, name: str, *, version: str | None = None) -> None:
+        current = await self.get(name)
+        if version and version != current.metadata.resource_version:
+            raise ConflictError(self._kind.KIND, name, version, current.metadata.resource_version)
+        del self._objects[name]
+        await self._record(EventType.DELETED, with_meta(current, resource_version=str(self._backend.next())))

@@ -1,0 +1,278 @@
+"""The Redis engine of the state store.
+
+Layout (every key of a namespace shares the hash tag ``{ns:<namespace>}``, so one Lua script only
+ever touches one Redis Cluster slot)::
+
+    fm:{ns:default}:gameservers:objs    HASH  name -> msgpack wire dict, without the server-owned fields
+    fm:{ns:default}:gameservers:vers    HASH  name -> resourceVersion (the stream id of its last change)
+    fm:{ns:default}:gameservers:meta    HASH  name -> "generation|spec digest|uid|creationTimestamp"
+    fm:{ns:default}:gameservers:events  STREAM of changes: t=ADDED|MODIFIED|DELETED n=name g u c b=body
+    fm:{ns:default}:gameservers:floor   STRING id of the newest change trimmed from the stream
+
+Each write is one Lua script: check the version, append to the stream, store the object. The
+server-owned fields (resourceVersion, generation, uid, creationTimestamp) live beside the body, so
+an update cannot rewrite them without the script reading the body. The stream id is the new
+resourceVersion, so ``list`` (one script) returns a version that ``watch`` (XREAD)
+continues from exactly. The stream is trimmed to ``history`` entries; a watch from before the trim
+floor raises ``ExpiredError`` rather than silently skipping changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Generic
+
+import msgpack  # type: ignore[import-untyped]
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from fleetmatch.codec import from_wire, to_wire
+from fleetmatch.errors import (
+    AlreadyExistsError,
+    BackendError,
+    ConflictError,
+    ExpiredError,
+    NotFoundError,
+    ValidationError,
+)
+from fleetmatch.models import with_meta
+from fleetmatch.store import EventType, R, WatchEvent, prepare_create
+from fleetmatch.tasks import raise_if_cancelling
+
+log = logging.getLogger(__name__)
+
+_WRITE = resources.files(__package__).joinpath("lua/write.lua").read_text()
+_LIST = resources.files(__package__).joinpath("lua/list.lua").read_text()
+
+DEFAULT_HISTORY = 100_000
+"""Changes kept per namespace and kind: a watcher may fall this far behind before it must re-list."""
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Every Redis key of one kind in one namespace; nothing else builds these names."""
+
+    objs: str
+    vers: str
+    meta: str
+    events: str
+    floor: str
+
+    @classmethod
+    def of(cls, namespace: str, plural: str) -> Keys:
+        base = f"fm:{{ns:{namespace}}}:{plural}"
+        return cls(f"{base}:objs", f"{base}:vers", f"{base}:meta", f"{base}:events", f"{base}:floor")
+
+
+@dataclass(frozen=True, slots=True)
+class _Owned:
+    """The fields the server owns, kept beside the body."""
+
+    version: str
+    generation: int
+    uid: str
+    created: float | None
+
+    @classmethod
+    def parse(cls, version: bytes | str, meta: bytes | str) -> _Owned:
+        generation, _digest, uid, created = _text(meta).split("|", 3)
+        return cls(_text(version), int(generation), uid, float(created) if created else None)
+
+
+def _stream_id(version: str) -> tuple[int, int]:
+    ms, _, seq = version.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        raise ExpiredError("", version) from None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisStore(Generic[R]):
+    """``fleetmatch.store.Store`` on Redis (standalone or Cluster)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        kind: type[R],
+        namespace: str = "default",
+        *,
+        history: int = DEFAULT_HISTORY,
+        block_ms: int = 5_000,
+    ) -> None:
+        self._redis = client
+        self._kind = kind
+        self._namespace = namespace
+        self._keys = Keys.of(namespace, kind.PLURAL)
+        self._history = history
+        self._block_ms = block_ms
+        self._write = client.register_script(_WRITE)
+        self._list = client.register_script(_LIST)
+
+    @property
+    def kind(self) -> type[R]:
+        return self._kind
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    @property
+    def keys(self) -> Keys:
+        return self._keys
+
+    # -- codec -------------------------------------------------------------------------------
+
+    def _encode(self, obj: R) -> tuple[bytes, str]:
+        bare = with_meta(obj, resource_version="", generation=0, uid="", creation_timestamp=None)
+        wire = to_wire(bare)
+        spec = msgpack.packb(wire["spec"], use_bin_type=True)
+        return msgpack.packb(wire, use_bin_type=True), hashlib.blake2b(spec, digest_size=8).hexdigest()
+
+    def _decode(self, body: bytes, owned: _Owned) -> R:
+        obj: R = from_wire(self._kind, msgpack.unpackb(body, raw=False))
+        return with_meta(
+            obj,
+            resource_version=owned.version,
+            generation=owned.generation,
+            uid=owned.uid,
+            creation_timestamp=owned.created,
+        )
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, name: str) -> R:
+        k = self._keys
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hget(k.objs, name)
+                pipe.hget(k.vers, name)
+                pipe.hget(k.meta, name)
+                body, version, meta = await pipe.execute()
+        except RedisError as exc:
+            raise BackendError(f"redis: {exc}") from exc
+        if body is None:
+            raise NotFoundError(self._kind.KIND, name)
+        return self._decode(body, _Owned.parse(version, meta))
+
+    async def list(self) -> tuple[list[R], str]:
+        k = self._keys
+        try:
+            version, objs, vers, metas = await self._list(keys=[k.objs, k.vers, k.meta, k.events])
+        except RedisError as exc:
+            raise BackendError(f"redis: {exc}") from exc
+        versions = {_text(vers[i]): vers[i + 1] for i in range(0, len(vers), 2)}
+        meta = {_text(metas[i]): metas[i + 1] for i in range(0, len(metas), 2)}
+        items = []
+        for i in range(0, len(objs), 2):
+            name = _text(objs[i])
+            items.append(self._decode(objs[i + 1], _Owned.parse(versions[name], meta[name])))
+        items.sort(key=lambda o: o.metadata.name)
+        return items, _text(version)
+
+    async def _check_floor(self, position: str) -> None:
+        floor = await self._redis.get(self._keys.floor)
+        if floor is not None and _stream_id(position) < _stream_id(_text(floor)):
+            raise ExpiredError(self._kind.KIND, position)
+
+    async def watch(self, since: str) -> AsyncIterator[WatchEvent[R]]:
+        """Changes after ``since``; survives Redis disconnects by resuming from the last delivered id."""
+        position = since
+        _stream_id(position)  # reject garbage early
+        checked = False
+        backoff = 0.05
+        while True:
+            try:
+                if not checked:
+                    await self._check_floor(position)
+                    checked = True
+                reply: Any = await self._redis.xread({self._keys.events: position}, count=1000, block=self._block_ms)
+                if not reply:
+                    continue
+                await self._check_floor(position)
+                backoff = 0.05
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                raise_if_cancelling()
+                log.warning(
+                    "watch of %s lost its Redis connection (%s); resuming from %s", self._keys.events, exc, position
+                )
+                checked = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            except RedisError as exc:
+                raise BackendError(f"redis: {exc}") from exc
+            for entry_id, fields in reply[0][1]:
+                owned = _Owned(_text(entry_id), int(fields[b"g"]), _text(fields[b"u"]), _float(fields[b"c"]))
+                event = EventType(_text(fields[b"t"]))
+                obj = self._decode(fields[b"b"], owned)
+                position = owned.version
+                yield WatchEvent(event, obj)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def _run(self, op: str, obj: R | None, name: str, expected: str) -> tuple[str, _Owned]:
+        k = self._keys
+        body, digest, uid, created = b"", "", "", ""
+        if obj is not None:
+            body, digest = self._encode(obj)
+            uid = obj.metadata.uid
+            stamp = obj.metadata.creation_timestamp
+            created = repr(stamp) if stamp is not None else ""
+        try:
+            status, version, generation, uid_, created_ = await self._write(
+                keys=[k.objs, k.vers, k.meta, k.events, k.floor],
+                args=[op, name, expected, body, digest, self._history, uid, created],
+            )
+        except RedisError as exc:
+            raise BackendError(f"redis: {exc}") from exc
+        return _text(status), _Owned(_text(version), int(generation), _text(uid_), _float(created_))
+
+    async def create(self, obj: R) -> R:
+        obj = prepare_create(obj, self._namespace)
+        status, owned = await self._run("create", obj, obj.metadata.name, "")
+        if status == "exists":
+            raise AlreadyExistsError(self._kind.KIND, obj.metadata.name)
+        return with_meta(obj, resource_version=owned.version, generation=owned.generation)
+
+    async def update(self, obj: R) -> R:
+        meta = obj.metadata
+        if not meta.resource_version:
+            raise ConflictError(self._kind.KIND, meta.name, "", None)
+        obj = with_meta(obj, namespace=self._namespace)
+        status, owned = await self._run("update", obj, meta.name, meta.resource_version)
+        if status == "notfound":
+            raise NotFoundError(self._kind.KIND, meta.name)
+        if status == "conflict":
+            raise ConflictError(self._kind.KIND, meta.name, meta.resource_version, owned.version)
+        if status == "immutable":
+            raise ValidationError("metadata.uid", f"field is immutable (is {owned.uid!r})")
+        return with_meta(
+            obj,
+            resource_version=owned.version,
+            generation=owned.generation,
+            uid=owned.uid,
+            creation_timestamp=owned.created,
+        )
+
+    async def delete(self, name: str, *, version: str | None = None) -> None:
+        status, owned = await self._run("delete", None, name, version or "")
+        if status == "notfound":
+            raise NotFoundError(self._kind.KIND, name)
+        if status == "conflict":
+            raise ConflictError(self._kind.KIND, name, version or "", owned.version)
+
+
+def _float(value: bytes | str) -> float | None:
+    text = _text(value)
+    return float(text) if text else None

@@ -1,0 +1,1 @@
+"""Control loops: each watches the store through informers and acts on a pure plan."""

@@ -1,0 +1,151 @@
+"""The fleet controller: keeps each Fleet at ``spec.replicas`` GameServers and its status current.
+
+Level-triggered on two informers (fleets and gameservers). Decisions come from
+``allocator.fleetplan``; this module only does the I/O. Creations and deletions it made but has
+not yet seen come back through the watch are remembered ("expectations", as in Kubernetes
+controllers), so a quick second pass neither creates twice nor counts a deleted server. Deletes are
+conditional on the version the plan saw: a server allocated in between is not deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from allocator import metrics
+from allocator.fleetplan import FleetPlan, new_gameserver, plan_fleet, plan_orphans
+from fleetmatch.errors import ConflictError, NotFoundError, StoreError
+from fleetmatch.informer import Informer
+from fleetmatch.models import Fleet, GameServer, GameServerState
+from fleetmatch.store import FleetStore, GameServerStore, WatchEvent, create_with_generated_name, modify
+from fleetmatch.tasks import cancel_and_wait, supervised
+
+log = logging.getLogger(__name__)
+
+EXPECTATION_SECONDS = 30.0
+"""How long an unseen create/delete is trusted before the controller looks at the store afresh."""
+
+
+class FleetController:
+    def __init__(
+        self,
+        gameservers: GameServerStore,
+        fleets: FleetStore,
+        *,
+        resync_seconds: float = 5.0,
+        parallelism: int = 16,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.gameservers = gameservers
+        self.fleets = fleets
+        self.gs_informer: Informer[GameServer] = Informer(gameservers)
+        self.fleet_informer: Informer[Fleet] = Informer(fleets)
+        self._wake = asyncio.Event()
+        self.gs_informer.add_handler(self._poke)
+        self.fleet_informer.add_handler(self._poke)
+        self._resync = resync_seconds
+        self._limit = asyncio.Semaphore(parallelism)
+        self._clock = clock
+        self._creating: dict[str, dict[str, float]] = defaultdict(dict)
+        self._deleting: dict[str, float] = {}
+        self._gauged: set[str] = set()
+
+    def _poke(self, _: WatchEvent[GameServer] | WatchEvent[Fleet]) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        tasks = [
+            supervised("fleetcontroller.gameservers", self.gs_informer.run),
+            supervised("fleetcontroller.fleets", self.fleet_informer.run),
+        ]
+        try:
+            await self.gs_informer.synced.wait()
+            await self.fleet_informer.synced.wait()
+            while True:
+                self._wake.clear()
+                await self.reconcile()
+                try:
+                    async with asyncio.timeout(self._resync):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            await cancel_and_wait(*tasks)
+
+    async def reconcile(self) -> None:
+        now = self._clock()
+        cache = self.gs_informer.cache
+        self._deleting = {n: t for n, t in self._deleting.items() if n in cache and t > now}
+        by_fleet: dict[str, list[GameServer]] = defaultdict(list)
+        for gs in cache.values():
+            if gs.fleet is not None and gs.name not in self._deleting:
+                by_fleet[gs.fleet].append(gs)
+        for fleet in list(self.fleet_informer.cache.values()):
+            members = by_fleet.pop(fleet.name, [])
+            expected = self._creating[fleet.name]
+            for name in [n for n, t in expected.items() if n in cache or t <= now]:
+                del expected[name]
+            plan = plan_fleet(fleet, members, now=now, in_flight=len(expected))
+            try:
+                await self._execute(fleet, plan, now)
+            except StoreError as exc:
+                log.warning("fleet %s: %s", fleet.name, exc, extra={"fleet": fleet.name})
+            self._gauge(fleet.name, members, fleet.spec.replicas)
+        for fleet_name, members in by_fleet.items():
+            orphans = plan_orphans(members)
+            if orphans:
+                await self._delete(fleet_name, orphans, ("fleet-deleted",) * len(orphans), now)
+        for gone in self._gauged - set(self.fleet_informer.cache):
+            self._ungauge(gone)
+
+    async def _execute(self, fleet: Fleet, plan: FleetPlan, now: float) -> None:
+        if plan.create:
+            await asyncio.gather(*(self._create(fleet, now) for _ in range(plan.create)))
+        if plan.delete:
+            await self._delete(fleet.name, plan.delete, plan.reasons, now)
+        if plan.status != fleet.status:
+            await modify(
+                self.fleets, fleet.name, lambda f: replace(f, status=plan.status) if f.status != plan.status else None
+            )
+
+    async def _create(self, fleet: Fleet, now: float) -> None:
+        async with self._limit:
+            gs = await create_with_generated_name(self.gameservers, new_gameserver(fleet))
+        self._creating[fleet.name][gs.name] = now + EXPECTATION_SECONDS
+        metrics.CONTROLLER_ACTIONS.labels(fleet=fleet.name, action="create", reason="scale-up").inc()
+        log.info("fleet %s: created %s", fleet.name, gs.name, extra={"fleet": fleet.name, "gameserver": gs.name})
+
+    async def _delete(self, fleet: str, servers: Sequence[GameServer], reasons: Sequence[str], now: float) -> None:
+        async def one(gs: GameServer, reason: str) -> None:
+            async with self._limit:
+                try:
+                    await self.gameservers.delete(gs.name, version=gs.metadata.resource_version)
+                except (ConflictError, NotFoundError):
+                    return  # it changed (maybe allocated) or is gone: the next pass decides again
+            self._deleting[gs.name] = now + EXPECTATION_SECONDS
+            metrics.CONTROLLER_ACTIONS.labels(fleet=fleet, action="delete", reason=reason).inc()
+            log.info("fleet %s: deleted %s (%s)", fleet, gs.name, reason, extra={"fleet": fleet, "gameserver": gs.name})
+
+        await asyncio.gather(*(one(gs, reason) for gs, reason in zip(servers, reasons, strict=True)))
+
+    def _gauge(self, fleet: str, members: Sequence[GameServer], replicas: int) -> None:
+        counts = dict.fromkeys(GameServerState, 0)
+        for gs in members:
+            counts[gs.state] += 1
+        for state, n in counts.items():
+            metrics.GAMESERVERS.labels(fleet=fleet, state=state.value).set(n)
+        metrics.FLEET_DESIRED_REPLICAS.labels(fleet=fleet).set(replicas)
+        self._gauged.add(fleet)
+
+    def _ungauge(self, fleet: str) -> None:
+        for state in GameServerState:
+            metrics.GAMESERVERS.remove(fleet, state.value)
+        metrics.FLEET_DESIRED_REPLICAS.remove(fleet)
+        self._gauged.discard(fleet)
+
+
+__all__ = ["FleetController"]

@@ -1,0 +1,385 @@
+"""The node agent: the local kubelet of fleetmatch.
+
+For GameServers that need a node it claims them (one conditional update, so several agents can
+race safely), gives each its ports from the node's range, hosts its SDK endpoint (all of them in
+this one process, through ``sdk_sidecar.SdkHost``), and runs the game process from the fleet
+template. It then keeps store and processes in step:
+
+- RequestReady (the game called Ready) → Ready, once the process runs;
+- a process that exits without having asked for Shutdown → Unhealthy (the fleet replaces it);
+- Shutdown → stop the process, then delete the GameServer;
+- Unhealthy or Error → stop the process, keep the object for the fleet controller;
+- deleted → stop the process, release its ports.
+
+The loop is level-triggered on an informer: every wake-up compares the whole cache with what
+runs here, so a missed event or an agent restart converges to the same place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from allocator import metrics
+from allocator.ports import PortAllocator, PortError
+from fleetmatch.errors import NotFoundError, StoreError
+from fleetmatch.informer import Informer
+from fleetmatch.models import (
+    TERMINAL_STATES,
+    GameServer,
+    GameServerState,
+    PortPolicy,
+    PortProtocol,
+    PortStatus,
+    with_meta,
+)
+from fleetmatch.procs import die_with_parent
+from fleetmatch.settings import Settings
+from fleetmatch.store import GameServerStore, WatchEvent, modify
+from fleetmatch.tasks import cancel_and_wait, supervised
+from sdk_sidecar import SdkHost
+
+log = logging.getLogger(__name__)
+
+ERROR_ANNOTATION = "fleetmatch.dev/error"
+"""Why a GameServer went to Error or Unhealthy, in words, for ``fleetmatch gs list`` and humans."""
+
+
+def port_is_free(port: int, protocol: PortProtocol = PortProtocol.TCPUDP) -> bool:
+    """Can a game bind ``port`` on all interfaces right now? (Another program may hold it.)"""
+    kinds = {
+        PortProtocol.UDP: (socket.SOCK_DGRAM,),
+        PortProtocol.TCP: (socket.SOCK_STREAM,),
+        PortProtocol.TCPUDP: (socket.SOCK_DGRAM, socket.SOCK_STREAM),
+    }[protocol]
+    for kind in kinds:
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                return False
+    return True
+
+
+@dataclass
+class LocalServer:
+    """What this agent runs for one GameServer."""
+
+    name: str
+    sdk_port: int
+    grpc_holder: socket.socket
+    log_path: Path
+    process: asyncio.subprocess.Process | None = None
+    waiter: asyncio.Task[None] | None = None
+    stopping: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+
+class NodeAgent:
+    def __init__(
+        self,
+        store: GameServerStore,
+        settings: Settings,
+        host: SdkHost,
+        *,
+        environ: Mapping[str, str],
+        workdir: Path | None = None,
+        resync_seconds: float = 2.0,
+        port_probe: Callable[[int], bool] = port_is_free,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.node = settings.node
+        self.host = host
+        self.informer: Informer[GameServer] = Informer(store)
+        self.informer.add_handler(self._on_event)
+        self.ports = PortAllocator(self.node.port_min, self.node.port_max, is_free=port_probe)
+        self.local: dict[str, LocalServer] = {}
+        self._environ = dict(environ)
+        self._workdir = workdir or Path.cwd()
+        self._logs = settings.data_dir / "logs" / self.node.name
+        self._resync = resync_seconds
+        self._labels = {"node": self.node.name}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until cancelled; on the way out, mark our servers Unhealthy and stop every process."""
+        self._logs.mkdir(parents=True, exist_ok=True)
+        await self.host.start()
+        watch = supervised(f"nodeagent[{self.node.name}].informer", self.informer.run)
+        try:
+            await self.informer.synced.wait()
+            self._recover_ports()
+            while True:
+                await self.reconcile()
+                await self.informer.wait_changed(within=self._resync)
+        finally:
+            await cancel_and_wait(watch)
+            await asyncio.shield(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        live = [name for name, loc in self.local.items() if loc.stopping is None]
+        # Tell the store first, so no allocator hands out a server that is about to stop.
+        await asyncio.gather(*(self._mark(name, GameServerState.UNHEALTHY, "node agent stopped") for name in live))
+        for name in live:
+            self._begin_stop(name, delete=False)
+        await asyncio.gather(*(loc.stopping for loc in list(self.local.values()) if loc.stopping))
+        await self.host.close()
+
+    def _on_event(self, event: WatchEvent[GameServer]) -> None:
+        gs = event.object
+        if gs.name in self.local and gs.status.node_name == self.node.name:
+            self.host.observe(gs)
+
+    def _recover_ports(self) -> None:
+        """After a restart, ports recorded on our servers stay taken until those servers are cleaned up."""
+        for gs in self.informer.cache.values():
+            if gs.status.node_name == self.node.name and gs.status.ports:
+                with contextlib.suppress(PortError):
+                    self.ports.reserve(gs.name, [p.port for p in gs.status.ports])
+
+    # -- reconciliation ----------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Bring processes and store in step with the cache, one GameServer at a time."""
+        cache = self.informer.cache
+        for name in [n for n in self.local if n not in cache]:
+            self._begin_stop(name, delete=False)
+        for gs in sorted(cache.values(), key=lambda g: (g.metadata.creation_timestamp or 0, g.name)):
+            try:
+                await self._reconcile_one(gs)
+            except StoreError as exc:
+                log.warning("gameserver %s: %s", gs.name, exc, extra={"gameserver": gs.name})
+            except Exception:
+                log.exception("gameserver %s: reconcile failed", gs.name, extra={"gameserver": gs.name})
+        metrics.NODE_GAMESERVERS.labels(**self._labels).set(len(self.local))
+        metrics.NODE_PORTS_FREE.labels(**self._labels).set(self.ports.free_count)
+
+    async def _reconcile_one(self, gs: GameServer) -> None:
+        state = gs.state
+        if gs.status.node_name != self.node.name:
+            if (
+                not gs.status.node_name
+                and state in (GameServerState.CREATING, GameServerState.PORT_ALLOCATION)
+                and gs.metadata.deletion_timestamp is None
+                and len(self.local) < self.node.max_servers
+            ):
+                await self._claim(gs)
+            return
+        local = self.local.get(gs.name)
+        if state in TERMINAL_STATES:
+            if local is not None:
+                self._begin_stop(gs.name, delete=state is GameServerState.SHUTDOWN)
+            else:
+                self.ports.release(gs.name)
+                if state is GameServerState.SHUTDOWN:
+                    with contextlib.suppress(NotFoundError):
+                        await self.store.delete(gs.name)
+            return
+        if local is None:
+            if state is GameServerState.SCHEDULED:
+                await self._start(gs)
+            else:
+                # Ours, past Scheduled, but no process here: the agent restarted and the game died with it.
+                await self._mark(gs.name, GameServerState.UNHEALTHY, "game process lost (node agent restarted)")
+            return
+        if local.stopping is None and state is GameServerState.REQUEST_READY and local.running:
+            await modify(self.store, gs.name, _promote_ready)
+
+    async def _claim(self, gs: GameServer) -> None:
+        try:
+            ports = self._assign_ports(gs)
+        except PortError as exc:
+            log.warning("cannot place %s on %s: %s", gs.name, self.node.name, exc, extra={"gameserver": gs.name})
+            return
+        claimed = gs.with_status(
+            state=GameServerState.SCHEDULED,
+            node_name=self.node.name,
+            address=self.node.address,
+            ports=ports,
+        )
+        try:
+            await self.store.update(claimed)
+        except StoreError:
+            self.ports.release(gs.name)  # another agent won, or the object changed: look again next pass
+            return
+        log.info("scheduled %s on %s", gs.name, self.node.name, extra={"gameserver": gs.name})
+
+    def _assign_ports(self, gs: GameServer) -> tuple[PortStatus, ...]:
+        dynamic = [p for p in gs.spec.ports if p.port_policy in (PortPolicy.DYNAMIC, PortPolicy.PASSTHROUGH)]
+        static = [p.host_port for p in gs.spec.ports if p.port_policy is PortPolicy.STATIC]
+        if static:
+            self.ports.reserve(gs.name, static)
+        try:
+            picked = iter(self.ports.allocate(gs.name, len(dynamic)) if dynamic else ())
+        except PortError:
+            self.ports.release(gs.name)
+            raise
+        out = []
+        for p in gs.spec.ports:
+            if p.port_policy is PortPolicy.STATIC:
+                out.append(PortStatus(p.name, p.host_port))
+            elif p.port_policy is PortPolicy.NONE:
+                out.append(PortStatus(p.name, p.container_port))
+            else:
+                out.append(PortStatus(p.name, next(picked)))
+        return tuple(out)
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _child_env(self, gs: GameServer, sdk_port: int, grpc_port: int) -> dict[str, str]:
+        template = gs.spec.process
+        env = dict(self._environ)
+        # `python` in a template means the interpreter fleetmatch runs on (its venv), first.
+        env["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent), env.get("PATH", "")]))
+        if template is not None:
+            env.update(template.env)
+        env.update(
+            {
+                "AGONES_SDK_HTTP_PORT": str(sdk_port),
+                "AGONES_SDK_GRPC_PORT": str(grpc_port),
+                "FLEETMATCH_GAMESERVER": gs.name,
+                "FLEETMATCH_NAMESPACE": gs.metadata.namespace,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for i, port in enumerate(gs.status.ports):
+            if i == 0:
+                env["FLEETMATCH_PORT"] = str(port.port)
+            env[f"FLEETMATCH_PORT_{port.name.upper().replace('-', '_')}"] = str(port.port)
+        return env
+
+    async def _start(self, gs: GameServer) -> None:
+        template = gs.spec.process
+        if template is None:
+            await self._mark(gs.name, GameServerState.ERROR, "spec.process is empty: nothing to run on a node")
+            return
+        sdk_port = await self.host.add(gs)
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.bind((self.node.sdk_host, 0))  # held, not listening: reserved for the gRPC SDK
+        local = LocalServer(gs.name, sdk_port, holder, self._logs / f"{gs.name}.log")
+        self.local[gs.name] = local
+        workdir = Path(template.working_dir) if template.working_dir else self._workdir
+        if not workdir.is_absolute():
+            workdir = self._workdir / workdir
+        argv = [*template.command, *template.args]
+        try:
+            with local.log_path.open("ab") as out:
+                local.process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    env=self._child_env(gs, sdk_port, holder.getsockname()[1]),
+                    cwd=workdir,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            log.error("cannot start %s: %s", gs.name, exc, extra={"gameserver": gs.name})
+            await self._mark(gs.name, GameServerState.ERROR, f"cannot start {argv[0]!r}: {exc}")
+            return
+        metrics.NODE_PROCESS_STARTS.labels(**self._labels).inc()
+        local.waiter = asyncio.create_task(self._watch_exit(local), name=f"nodeagent.process[{gs.name}]")
+        log.info(
+            "started %s (pid %d, sdk port %d, ports %s)",
+            gs.name,
+            local.process.pid,
+            sdk_port,
+            ",".join(str(p.port) for p in gs.status.ports),
+            extra={"gameserver": gs.name},
+        )
+
+    async def _watch_exit(self, local: LocalServer) -> None:
+        assert local.process is not None
+        code = await local.process.wait()
+        if local.stopping is not None:
+            return
+        await self.host.flush(local.name)  # an SDK Shutdown sent just before exiting must land first
+        try:
+            gs = await self.store.get(local.name)
+        except NotFoundError:
+            gs = None
+        if gs is not None and gs.state is GameServerState.SHUTDOWN:
+            reason = "shutdown"
+        else:
+            reason = "exited" if code == 0 else "crashed"
+            await self._mark(local.name, GameServerState.UNHEALTHY, f"game process {_describe_exit(code)}")
+        metrics.NODE_PROCESS_EXITS.labels(reason=reason, **self._labels).inc()
+        log.info("%s: game process %s", local.name, _describe_exit(code), extra={"gameserver": local.name})
+        self.informer.poke()  # wake the loop to clean up
+
+    def _begin_stop(self, name: str, *, delete: bool) -> None:
+        local = self.local.get(name)
+        if local is not None and local.stopping is None:
+            local.stopping = asyncio.create_task(self._stop(local, delete), name=f"nodeagent.stop[{name}]")
+
+    async def _stop(self, local: LocalServer, delete: bool) -> None:
+        proc = local.process
+        if proc is not None and proc.returncode is None:
+            grace = self.node.grace_seconds
+            gs = self.informer.cache.get(local.name)
+            if gs is not None and gs.spec.process is not None:
+                grace = gs.spec.process.termination_grace_seconds
+            _signal_group(proc, signal.SIGTERM)
+            try:
+                async with asyncio.timeout(grace):
+                    await proc.wait()
+            except TimeoutError:
+                _signal_group(proc, signal.SIGKILL)
+                await proc.wait()
+            metrics.NODE_PROCESS_EXITS.labels(reason="stopped", **self._labels).inc()
+        if local.waiter is not None:
+            await cancel_and_wait(local.waiter)
+        await self.host.remove(local.name)
+        local.grpc_holder.close()
+        self.ports.release(local.name)
+        self.local.pop(local.name, None)
+        if delete:
+            with contextlib.suppress(NotFoundError):
+                await self.store.delete(local.name)
+            with contextlib.suppress(OSError):
+                local.log_path.unlink()  # a clean Shutdown leaves no log behind; failures keep theirs
+        self.informer.poke()
+
+    async def _mark(self, name: str, state: GameServerState, why: str) -> None:
+        """Move a GameServer to a terminal state (never out of one) and say why."""
+
+        def change(gs: GameServer) -> GameServer | None:
+            if gs.state in TERMINAL_STATES:
+                return None
+            annotations = {**gs.metadata.annotations, ERROR_ANNOTATION: why}
+            return with_meta(gs, annotations=annotations).with_status(state=state)
+
+        try:
+            await modify(self.store, name, change)
+        except NotFoundError:
+            return
+        log.warning("%s -> %s: %s", name, state, why, extra={"gameserver": name})
+
+
+def _promote_ready(gs: GameServer) -> GameServer | None:
+    return gs.with_status(state=GameServerState.READY) if gs.state is GameServerState.REQUEST_READY else None
+
+
+def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"

@@ -1,0 +1,174 @@
+"""The example game's rules, pure: who may join, what an input does, and when the match is over.
+
+No sockets, no SDK, no clock: the server passes ``now`` (monotonic seconds) and the GameServer state
+it learns from the SDK watch, and sends back whatever reply ``Match.handle`` returns. That keeps the
+rules testable as tables, and lets a later issue tighten token checks by passing another
+``TokenVerifier`` without touching the server.
+
+A match is over (``Match.over`` names why) when:
+
+- every player who joined has left (``all-players-left``), or the last ones went quiet for
+  ``idle_timeout`` seconds (``players-idle``);
+- ``time_limit`` seconds have passed since the server was allocated (``time-limit``);
+- the GameServer was shut down from outside (``gameserver-shutdown``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from examples.udp_game import protocol
+from examples.udp_game.protocol import Input, Join, Leave, Ping, PlayerView, Request
+
+ALLOCATED = "Allocated"
+SHUTDOWN = "Shutdown"
+
+# Reasons in ``reject`` replies and ``Match.over``.
+NOT_ALLOCATED = "not-allocated"
+BAD_TOKEN = "bad-token"
+FULL = "full"
+MATCH_OVER = "match-over"
+NOT_JOINED = "not-joined"
+ALL_LEFT = "all-players-left"
+IDLE = "players-idle"
+TIME_LIMIT = "time-limit"
+SHUT_DOWN = "gameserver-shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """What a token verifier may check a token against: this server and what the allocator wrote."""
+
+    server: str
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+TokenVerifier = Callable[[str, str, Allocation], bool]
+"""``verify(player, token, allocation) -> bool``: may this player join this match?"""
+
+
+def accept_any_token(player: str, token: str, allocation: Allocation) -> bool:
+    """Placeholder until tokens are signed by the matchmaker: any non-empty token is accepted."""
+    return bool(token)
+
+
+@dataclass(slots=True)
+class Player:
+    id: str
+    address: Any
+    last_seen: float
+    seq: int = -1
+    """Highest input seq applied (-1: none yet)."""
+    data: Any = None
+
+
+class Match:
+    """One match on one game server, from allocation to the end."""
+
+    def __init__(
+        self,
+        server: str,
+        *,
+        max_players: int = 16,
+        time_limit: float = 600.0,
+        idle_timeout: float = 60.0,
+        verify: TokenVerifier = accept_any_token,
+    ) -> None:
+        self.server = server
+        self.max_players = max_players
+        self.time_limit = time_limit
+        self.idle_timeout = idle_timeout
+        self.verify = verify
+        self.state = ""
+        self.allocation = Allocation(server)
+        self.allocated_at: float | None = None
+        self.players: dict[str, Player] = {}
+        self.joined = 0
+        """Players who ever joined (a rejoin after leaving counts again)."""
+        self.tick = 0
+        self.over: str | None = None
+
+    # -- what the SDK watch says ----------------------------------------------------------------
+
+    def observe(self, state: str, labels: Mapping[str, str], annotations: Mapping[str, str], now: float) -> bool:
+        """The GameServer's latest state; True when this update is the allocation."""
+        self.state = state
+        if state == SHUTDOWN:
+            self._end(SHUT_DOWN)
+        if state != ALLOCATED:
+            return False
+        first = self.allocated_at is None
+        if first:
+            self.allocated_at = now
+        self.allocation = Allocation(self.server, MappingProxyType(dict(labels)), MappingProxyType(dict(annotations)))
+        return first
+
+    # -- players --------------------------------------------------------------------------------
+
+    def views(self) -> list[PlayerView]:
+        return [PlayerView(p.id, p.seq) for p in self.players.values()]
+
+    def handle(self, request: Request, address: Any, now: float) -> dict[str, Any]:
+        """The reply to one request from ``address``."""
+        if isinstance(request, Ping):
+            return protocol.pong(self.server, self.state, len(self.players), self.allocation.labels)
+        if isinstance(request, Join):
+            return self._join(request, address, now)
+        if isinstance(request, Input):
+            return self._input(request, address, now)
+        return self._leave(request)
+
+    def _join(self, request: Join, address: Any, now: float) -> dict[str, Any]:
+        if self.over is not None:
+            return protocol.reject(request.player, MATCH_OVER)
+        if self.state != ALLOCATED:
+            return protocol.reject(request.player, NOT_ALLOCATED)
+        if not self.verify(request.player, request.token, self.allocation):
+            return protocol.reject(request.player, BAD_TOKEN)
+        player = self.players.get(request.player)
+        if player is not None:  # a retransmitted join, or the player's address changed (NAT)
+            player.address, player.last_seen = address, now
+        elif len(self.players) >= self.max_players:
+            return protocol.reject(request.player, FULL)
+        else:
+            self.players[request.player] = Player(request.player, address, now)
+            self.joined += 1
+        return protocol.welcome(request.player, self.server, self.tick, self.views())
+
+    def _input(self, request: Input, address: Any, now: float) -> dict[str, Any]:
+        player = self.players.get(request.player)
+        if player is None:
+            return protocol.error(NOT_JOINED)
+        player.address, player.last_seen = address, now
+        if request.seq > player.seq:  # older or repeated inputs are acknowledged, not re-applied
+            player.seq, player.data = request.seq, request.data
+        return protocol.state(player.id, player.seq, self.tick, self.views())
+
+    def _leave(self, request: Leave) -> dict[str, Any]:
+        if self.players.pop(request.player, None) is not None and not self.players:
+            self._end(ALL_LEFT)
+        return protocol.bye(request.player)
+
+    # -- time -----------------------------------------------------------------------------------
+
+    def advance(self, now: float) -> str | None:
+        """One game tick: drop idle players, apply the time limit; the reason if the match is over."""
+        self.tick += 1
+        if self.over is not None:
+            return self.over
+        idle = [p.id for p in self.players.values() if now - p.last_seen >= self.idle_timeout]
+        for player in idle:
+            del self.players[player]
+        if idle and not self.players:
+            self._end(IDLE)
+        if self.allocated_at is not None and now - self.allocated_at >= self.time_limit:
+            self._end(TIME_LIMIT)
+        return self.over
+
+    def _end(self, reason: str) -> None:
+        if self.over is None:
+            self.over = reason

@@ -1,0 +1,3 @@
+from fleetmatch.cli import main
+
+main()

@@ -1,0 +1,220 @@
+"""Dataclass <-> wire-dict conversion, strict on the way in.
+
+Wire dicts use Kubernetes conventions (camelCase keys, RFC 3339 timestamps) and are what both JSON
+(public APIs) and msgpack (Redis) carry. Decoding is strict because wire dicts often come from
+users: an unknown key, a wrong type or a missing required field raises ``ValidationError`` naming
+the field by its dotted path, so a typo in a fleet file is reported, not ignored.
+
+Field types understood: str, int, float, bool, StrEnum, nested dataclasses, ``X | None``,
+``tuple[X, ...]``, ``Mapping[str, X]``, ``int | str`` (Kubernetes IntOrString) and
+``Timestamp`` (a float of epoch seconds carried as RFC 3339).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import types
+import typing
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar, cast
+
+from fleetmatch.errors import ValidationError
+
+T = TypeVar("T")
+
+
+class _Rfc3339:
+    """Marker: this float (epoch seconds) travels as an RFC 3339 string."""
+
+
+Timestamp = Annotated[float, _Rfc3339]
+"""Epoch seconds in memory; RFC 3339 (``2026-11-26T19:58:00Z``) on the wire."""
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def format_timestamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_timestamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+Encoder = Callable[[Any], Any]
+Decoder = Callable[[Any, str], Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    wire: str
+    encode: Encoder
+    decode: Decoder
+    required: bool
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _fail(path: str, expected: str, value: Any) -> typing.NoReturn:
+    raise ValidationError(path, f"expected {expected}, got {_kind(value)} {value!r}"[:200])
+
+
+def _converters(tp: Any) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch per supported type
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Annotated:
+        if _Rfc3339 in args[1:]:
+
+            def dec_ts(v: Any, p: str) -> float:
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    return float(v)
+                if isinstance(v, str):
+                    try:
+                        return parse_timestamp(v)
+                    except ValueError:
+                        pass
+                _fail(p, "an RFC 3339 timestamp", v)
+
+            return format_timestamp, dec_ts
+        return _converters(args[0])
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        if set(members) == {int, str}:
+
+            def dec_int_or_str(v: Any, p: str) -> int | str:
+                if isinstance(v, bool) or not isinstance(v, int | str):
+                    _fail(p, "an integer or a string", v)
+                return v
+
+            return _identity, dec_int_or_str
+        if len(members) != 1:
+            raise TypeError(f"unsupported union {tp}")
+        inner_enc, inner_dec = _converters(members[0])
+        return (lambda v: None if v is None else inner_enc(v)), (lambda v, p: None if v is None else inner_dec(v, p))
+    if origin is tuple:
+        item_enc, item_dec = _converters(args[0])
+
+        def dec_tuple(v: Any, p: str) -> tuple[Any, ...]:
+            if not isinstance(v, list | tuple):
+                _fail(p, "a list", v)
+            return tuple(item_dec(x, f"{p}[{i}]") for i, x in enumerate(v))
+
+        return (lambda v: [item_enc(x) for x in v]), dec_tuple
+    if origin in (Mapping, dict, typing.Mapping):
+        val_enc, val_dec = _converters(args[1])
+
+        def dec_map(v: Any, p: str) -> dict[str, Any]:
+            if not isinstance(v, Mapping):
+                _fail(p, "a mapping", v)
+            out = {}
+            for k, x in v.items():
+                if not isinstance(k, str):
+                    _fail(p, "string keys", k)
+                out[k] = val_dec(x, f"{p}.{k}")
+            return out
+
+        return (lambda v: {k: val_enc(x) for k, x in v.items()}), dec_map
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        cls = tp
+        return to_wire, (lambda v, p: from_wire(cls, v, p))
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        enum_cls = tp
+        allowed = ", ".join(str(m.value) for m in enum_cls)
+
+        def dec_enum(v: Any, p: str) -> Any:
+            try:
+                return enum_cls(v)
+            except ValueError:
+                raise ValidationError(p, f"must be one of {allowed}; got {v!r}") from None
+
+        return (lambda v: v.value), dec_enum
+    if tp is bool:
+
+        def dec_bool(v: Any, p: str) -> bool:
+            if not isinstance(v, bool):
+                _fail(p, "true or false", v)
+            return v
+
+        return _identity, dec_bool
+    if tp is int:
+
+        def dec_int(v: Any, p: str) -> int:
+            if isinstance(v, bool) or not isinstance(v, int):
+                _fail(p, "an integer", v)
+            return v
+
+        return _identity, dec_int
+    if tp is float:
+
+        def dec_float(v: Any, p: str) -> float:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                _fail(p, "a number", v)
+            return float(v)
+
+        return _identity, dec_float
+    if tp is str:
+
+        def dec_str(v: Any, p: str) -> str:
+            if not isinstance(v, str):
+                _fail(p, "a string", v)
+            return v
+
+        return _identity, dec_str
+    if tp is Any:
+        return _identity, lambda v, p: v
+    raise TypeError(f"unsupported field type {tp!r}")
+
+
+@functools.cache
+def _fields(cls: Any) -> tuple[_Field, ...]:
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        enc, dec = _converters(hints[f.name])
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        out.append(_Field(f.name, f.metadata.get("wire", camel(f.name)), enc, dec, required))
+    return tuple(out)
+
+
+def to_wire(obj: Any) -> dict[str, Any]:
+    """Encode a dataclass to a wire dict (every field, camelCase keys)."""
+    return {f.wire: f.encode(getattr(obj, f.name)) for f in _fields(cast(Any, type(obj)))}
+
+
+def from_wire(cls: type[T], data: Any, path: str = "") -> T:
+    """Decode a wire dict into ``cls``; raise ``ValidationError`` naming the first bad field."""
+    if not isinstance(data, Mapping):
+        _fail(path or "<document>", "a mapping", data)
+    fields = _fields(cast(Any, cls))
+    by_wire = {f.wire: f for f in fields}
+    for key in data:
+        if key not in by_wire:
+            known = ", ".join(sorted(by_wire))
+            where = f"{path}.{key}" if path else str(key)
+            raise ValidationError(where, f"unknown field (known fields here: {known})")
+    kwargs: dict[str, Any] = {}
+    for f in fields:
+        where = f"{path}.{f.wire}" if path else f.wire
+        if f.wire in data:
+            kwargs[f.name] = f.decode(data[f.wire], where)
+        elif f.required:
+            raise ValidationError(where, "required field is missing")
+    try:
+        return cls(**kwargs)
+    except ValidationError as exc:
+        raise exc.under(path) from None

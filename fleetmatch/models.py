@@ -1,0 +1,360 @@
+"""Wire models: GameServer and Fleet, shaped like Agones' resources under ``fleetmatch.dev/v1``.
+
+Frozen dataclasses; change one with ``dataclasses.replace``. ``fleetmatch.codec`` turns them into
+camelCase wire dicts (JSON on APIs, msgpack in Redis) and back, strictly: a user-supplied fleet with
+an unknown or mistyped field is rejected with the field's path. Validation of values lives in
+``__post_init__`` and raises ``ValidationError`` with the wire name of the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from fleetmatch.codec import Timestamp, from_wire, to_wire
+from fleetmatch.errors import ValidationError
+from fleetmatch.names import label_value_error, namespace_error, object_name_error, qualified_name_error
+
+API_VERSION = "fleetmatch.dev/v1"
+ACCEPTED_API_VERSIONS = frozenset({API_VERSION, "agones.dev/v1"})
+"""Fleet files written for Agones (``agones.dev/v1``) are accepted for the fields we share."""
+
+FLEET_LABEL = "agones.dev/fleet"
+"""Label carrying the owning fleet's name, as Agones sets it (games and selectors rely on it)."""
+SDK_PREFIX = "agones.dev/sdk-"
+"""Prefix of labels and annotations set through the SDK, as in Agones."""
+LAST_ALLOCATED_ANNOTATION = "agones.dev/last-allocated"
+
+
+class GameServerState(StrEnum):
+    PORT_ALLOCATION = "PortAllocation"
+    CREATING = "Creating"
+    STARTING = "Starting"
+    SCHEDULED = "Scheduled"
+    REQUEST_READY = "RequestReady"
+    READY = "Ready"
+    RESERVED = "Reserved"
+    ALLOCATED = "Allocated"
+    SHUTDOWN = "Shutdown"
+    UNHEALTHY = "Unhealthy"
+    ERROR = "Error"
+
+
+TERMINAL_STATES = frozenset({GameServerState.SHUTDOWN, GameServerState.UNHEALTHY, GameServerState.ERROR})
+"""States a fleet member never leaves: the fleet controller replaces it."""
+PENDING_STATES = frozenset(
+    {
+        GameServerState.PORT_ALLOCATION,
+        GameServerState.CREATING,
+        GameServerState.STARTING,
+        GameServerState.SCHEDULED,
+        GameServerState.REQUEST_READY,
+    }
+)
+PROTECTED_STATES = frozenset({GameServerState.ALLOCATED, GameServerState.RESERVED})
+"""Never deleted by scale-down or updates: a match (or a reservation) is using the server."""
+
+
+class PortPolicy(StrEnum):
+    DYNAMIC = "Dynamic"
+    STATIC = "Static"
+    PASSTHROUGH = "Passthrough"
+    NONE = "None"
+
+
+class PortProtocol(StrEnum):
+    UDP = "UDP"
+    TCP = "TCP"
+    TCPUDP = "TCPUDP"
+
+
+class SchedulingStrategy(StrEnum):
+    PACKED = "Packed"
+    DISTRIBUTED = "Distributed"
+
+
+class FleetStrategyType(StrEnum):
+    ROLLING_UPDATE = "RollingUpdate"
+    RECREATE = "Recreate"
+
+
+def _check_labels(where: str, items: Mapping[str, str], *, values: bool) -> None:
+    for key, value in items.items():
+        err = qualified_name_error(key)
+        if err:
+            raise ValidationError(f"{where}.{key}", f"invalid key: {err}")
+        if values:
+            err = label_value_error(value)
+            if err:
+                raise ValidationError(f"{where}.{key}", f"invalid label value {value!r}: {err}")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    name: str = ""
+    namespace: str = "default"
+    generate_name: str = ""
+    uid: str = ""
+    resource_version: str = ""
+    generation: int = 0
+    creation_timestamp: Timestamp | None = None
+    deletion_timestamp: Timestamp | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name:
+            err = object_name_error(self.name)
+            if err:
+                raise ValidationError("name", f"{self.name!r} {err}")
+        err = namespace_error(self.namespace)
+        if err:
+            raise ValidationError("namespace", f"{self.namespace!r} {err}")
+        _check_labels("labels", self.labels, values=True)
+        _check_labels("annotations", self.annotations, values=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateMeta:
+    """Labels and annotations copied onto every GameServer made from a template."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_labels("labels", self.labels, values=True)
+        _check_labels("annotations", self.annotations, values=False)
+
+
+@dataclass(frozen=True, slots=True)
+class GameServerPort:
+    name: str = "default"
+    port_policy: PortPolicy = PortPolicy.DYNAMIC
+    container_port: int = 0
+    """With policy None, the port the game listens on and that is reported; otherwise informative."""
+    host_port: int = 0
+    """With policy Static, the port to use; filled by the node for Dynamic and Passthrough."""
+    protocol: PortProtocol = PortProtocol.UDP
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValidationError("name", "must not be empty")
+        for attr, wire in (("container_port", "containerPort"), ("host_port", "hostPort")):
+            value = getattr(self, attr)
+            if not 0 <= value <= 65535:
+                raise ValidationError(wire, f"must be within 0..65535, got {value}")
+        if self.port_policy is PortPolicy.STATIC and not self.host_port:
+            raise ValidationError("hostPort", "is required with portPolicy Static")
+        if self.port_policy is PortPolicy.NONE and not self.container_port:
+            raise ValidationError("containerPort", "is required with portPolicy None")
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Health checking as in Agones: pings must arrive within ``periodSeconds``."""
+
+    disabled: bool = False
+    period_seconds: int = 5
+    failure_threshold: int = 3
+    initial_delay_seconds: int = 5
+
+    def __post_init__(self) -> None:
+        for attr, wire in (
+            ("period_seconds", "periodSeconds"),
+            ("failure_threshold", "failureThreshold"),
+        ):
+            if getattr(self, attr) <= 0:
+                raise ValidationError(wire, f"must be positive, got {getattr(self, attr)}")
+        if self.initial_delay_seconds < 0:
+            raise ValidationError("initialDelaySeconds", "must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessTemplate:
+    """What the local node agent runs for a GameServer: command + args + env.
+
+    The node agent adds ``AGONES_SDK_HTTP_PORT``, ``AGONES_SDK_GRPC_PORT``, ``FLEETMATCH_GAMESERVER``
+    and ``FLEETMATCH_PORT`` (plus ``FLEETMATCH_PORT_<NAME>`` per port) to ``env``.
+    """
+
+    command: tuple[str, ...]
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    working_dir: str = ""
+    termination_grace_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.command or not self.command[0]:
+            raise ValidationError("command", "must name a program")
+        if self.termination_grace_seconds < 0:
+            raise ValidationError("terminationGraceSeconds", "must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class GameServerSpec:
+    ports: tuple[GameServerPort, ...] = (GameServerPort(),)
+    health: Health = Health()
+    scheduling: SchedulingStrategy = SchedulingStrategy.PACKED
+    process: ProcessTemplate | None = None
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.ports]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValidationError(f"ports[{i}].name", f"duplicate port name {name!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class PortStatus:
+    name: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class GameServerStatus:
+    state: GameServerState = GameServerState.CREATING
+    address: str = ""
+    ports: tuple[PortStatus, ...] = ()
+    node_name: str = ""
+    reserved_until: Timestamp | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GameServer:
+    metadata: ObjectMeta
+    spec: GameServerSpec = GameServerSpec()
+    status: GameServerStatus = GameServerStatus()
+
+    KIND: ClassVar[str] = "GameServer"
+    PLURAL: ClassVar[str] = "gameservers"
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def state(self) -> GameServerState:
+        return self.status.state
+
+    @property
+    def fleet(self) -> str | None:
+        return self.metadata.labels.get(FLEET_LABEL)
+
+    def with_status(self, **changes: Any) -> GameServer:
+        return replace(self, status=replace(self.status, **changes))
+
+
+@dataclass(frozen=True, slots=True)
+class GameServerTemplate:
+    metadata: TemplateMeta = TemplateMeta()
+    spec: GameServerSpec = GameServerSpec()
+
+
+def _check_int_or_percent(wire: str, value: int | str) -> None:
+    if isinstance(value, int):
+        if value < 0:
+            raise ValidationError(wire, f"must not be negative, got {value}")
+        return
+    if not value.endswith("%") or not value[:-1].isdigit() or int(value[:-1]) > 100:
+        raise ValidationError(wire, f"must be an integer or a percentage like '25%', got {value!r}")
+
+
+def resolve_int_or_percent(value: int | str, total: int, *, round_up: bool) -> int:
+    """Kubernetes IntOrString arithmetic: ``'25%'`` of ``total``, rounded as the caller needs."""
+    if isinstance(value, int):
+        return value
+    scaled = int(value[:-1]) * total / 100
+    return math.ceil(scaled) if round_up else math.floor(scaled)
+
+
+@dataclass(frozen=True, slots=True)
+class RollingUpdate:
+    max_surge: int | str = "25%"
+    max_unavailable: int | str = "25%"
+
+    def __post_init__(self) -> None:
+        _check_int_or_percent("maxSurge", self.max_surge)
+        _check_int_or_percent("maxUnavailable", self.max_unavailable)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStrategy:
+    type: FleetStrategyType = FleetStrategyType.ROLLING_UPDATE
+    rolling_update: RollingUpdate = RollingUpdate()
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSpec:
+    replicas: int = 0
+    scheduling: SchedulingStrategy = SchedulingStrategy.PACKED
+    strategy: FleetStrategy = FleetStrategy()
+    template: GameServerTemplate = GameServerTemplate()
+
+    def __post_init__(self) -> None:
+        if self.replicas < 0:
+            raise ValidationError("replicas", f"must not be negative, got {self.replicas}")
+        if self.template.spec.process is None:
+            raise ValidationError("template.spec.process", "is required: what should the node agent run?")
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStatus:
+    replicas: int = 0
+    ready_replicas: int = 0
+    reserved_replicas: int = 0
+    allocated_replicas: int = 0
+    observed_generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    metadata: ObjectMeta
+    spec: FleetSpec
+    status: FleetStatus = FleetStatus()
+
+    KIND: ClassVar[str] = "Fleet"
+    PLURAL: ClassVar[str] = "fleets"
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+class Resource(Protocol):
+    """What every stored object has: metadata, and its kind names."""
+
+    KIND: ClassVar[str]
+    PLURAL: ClassVar[str]
+
+    @property
+    def metadata(self) -> ObjectMeta: ...
+
+
+R = TypeVar("R", bound=GameServer | Fleet)
+
+
+def with_meta(obj: R, **changes: Any) -> R:
+    """``obj`` with some metadata fields replaced."""
+    return replace(obj, metadata=replace(obj.metadata, **changes))
+
+
+def encode(obj: GameServer | Fleet) -> dict[str, Any]:
+    """The wire document of a resource, with ``apiVersion`` and ``kind``."""
+    return {"apiVersion": API_VERSION, "kind": obj.KIND, **to_wire(obj)}
+
+
+def decode(cls: type[R], doc: Any) -> R:
+    """Decode a wire document strictly; ``apiVersion``/``kind`` are checked when present."""
+    if not isinstance(doc, Mapping):
+        raise ValidationError("", f"a {cls.KIND} document must be a mapping, got {type(doc).__name__}")
+    body = dict(doc)
+    api_version = body.pop("apiVersion", API_VERSION)
+    kind = body.pop("kind", cls.KIND)
+    if api_version not in ACCEPTED_API_VERSIONS:
+        raise ValidationError("apiVersion", f"must be {API_VERSION}, got {api_version!r}")
+    if kind != cls.KIND:
+        raise ValidationError("kind", f"must be {cls.KIND}, got {kind!r}")
+    return from_wire(cls, body)

@@ -1,0 +1,30 @@
+"""Child processes that cannot outlive fleetmatch.
+
+Every process fleetmatch starts (the embedded Redis, game servers) asks the kernel for SIGKILL when
+its parent dies, so even a SIGKILLed ``fleetmatch up`` leaves nothing behind on Linux.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import signal
+import sys
+from collections.abc import Callable
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _make_preexec() -> Callable[[], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return preexec
+
+
+die_with_parent: Callable[[], None] | None = _make_preexec()
+"""Pass as ``preexec_fn``: the child gets SIGKILL when the thread that started it exits."""

@@ -1,0 +1,222 @@
+"""``fleetmatch up``: the whole stack in one process on one machine.
+
+Embedded Redis (or ``REDIS_URL``), the node agent with its SDK endpoints, the fleet controller, a
+demo fleet, and ``/metrics``. It writes ``<data dir>/stack.json`` so that other commands
+(``fleetmatch gs list``...) find the stack, and holds a lock so two stacks never share a data
+directory. Stopping (Ctrl-C or SIGTERM) unwinds in reverse order: controller, node agent (which
+stops every game process), metrics, Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from allocator.backends.redis import RedisStore
+from allocator.controllers.fleet import FleetController
+from allocator.fleetops import apply_fleet
+from allocator.nodeagent import NodeAgent
+from fleetmatch.errors import ConfigError
+from fleetmatch.metrics import add_metrics_routes
+from fleetmatch.models import Fleet, GameServer, GameServerState
+from fleetmatch.redis import EmbeddedRedis, connect
+from fleetmatch.settings import Settings
+from fleetmatch.tasks import cancel_and_wait, supervised
+from sdk_sidecar import SdkHost
+
+log = logging.getLogger(__name__)
+
+STACK_FILE = "stack.json"
+LOCK_FILE = "up.lock"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_FLEET = REPO_ROOT / "deploy" / "examples" / "fleet.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class StackInfo:
+    """Where a running ``fleetmatch up`` is; written to ``stack.json`` for the other commands."""
+
+    redis_url: str
+    metrics_url: str
+    namespace: str
+    node: str
+    data_dir: str
+    pid: int
+
+    def write(self, data_dir: Path) -> None:
+        tmp = data_dir / (STACK_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.replace(data_dir / STACK_FILE)
+
+    @classmethod
+    def read(cls, data_dir: Path) -> StackInfo | None:
+        try:
+            doc = json.loads((data_dir / STACK_FILE).read_text())
+            info = cls(**doc)
+        except (OSError, ValueError, TypeError):
+            return None
+        return info if _alive(info.pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Exclusive use of ``data_dir`` by one stack."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / LOCK_FILE).open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise ConfigError(
+                f"another `fleetmatch up` (pid {holder}) is using {data_dir}; stop it, or pass --data-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.asynccontextmanager
+async def metrics_site(port: int, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve ``/metrics`` and ``/healthz``; if ``port`` is taken, take any free one (and say so)."""
+    app = web.Application()
+    add_metrics_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            if port == 0:
+                raise
+            log.warning("metrics port %d unavailable (%s); using a free port", port, exc.strerror)
+            site = web.TCPSite(runner, host, 0)
+            await site.start()
+        server = site._server
+        assert server is not None
+        bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        yield f"http://{host}:{bound}/metrics"
+    finally:
+        await runner.cleanup()
+
+
+async def wait_ready(store: RedisStore[GameServer], fleet: str, replicas: int, *, within: float) -> list[GameServer]:
+    """Poll until ``replicas`` servers of ``fleet`` are Ready (or raise ``TimeoutError``)."""
+    deadline = time.monotonic() + within
+    while True:
+        items, _ = await store.list()
+        ready = [g for g in items if g.fleet == fleet and g.state is GameServerState.READY]
+        if len(ready) >= replicas:
+            return ready
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(ready)} of {replicas} servers of fleet {fleet} became Ready")
+        await asyncio.sleep(0.1)
+
+
+def summary(info: StackInfo, fleet: Fleet, servers: Sequence[GameServer]) -> str:
+    rows = [
+        "fleetmatch is up",
+        f"  redis       {info.redis_url}",
+        f"  metrics     {info.metrics_url}",
+        f"  namespace   {info.namespace}   node {info.node}   data {info.data_dir}",
+        f"  fleet       {fleet.name}: {len(servers)} Ready game servers (UDP)",
+    ]
+    rows += [f"    {g.name:<20} {g.status.address}:{g.status.ports[0].port}" for g in servers if g.status.ports]
+    rows += [
+        "  try         fleetmatch gs list   |   python -m examples.udp_game.client HOST PORT",
+        "  stop        Ctrl-C",
+    ]
+    return "\n".join(rows)
+
+
+async def run_stack(
+    settings: Settings,
+    fleets: Sequence[Fleet],
+    *,
+    environ: Mapping[str, str],
+    announce: Callable[[str], None],
+    ready_timeout: float = 120.0,
+) -> None:
+    """Run until cancelled. ``announce`` gets the summary once the first fleet is Ready."""
+    data_dir = settings.data_dir
+    with data_dir_lock(data_dir), contextlib.ExitStack() as stack:
+        url = settings.redis.url
+        if url is None:
+            server = stack.enter_context(
+                EmbeddedRedis(data_dir / "redis", binary=settings.redis.server_binary, persist=True)
+            )
+            url = server.url
+        client = connect(url, name="fleetmatch-up")
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            gameservers = RedisStore(client, GameServer, settings.namespace)
+            fleet_store = RedisStore(client, Fleet, settings.namespace)
+            for fleet in fleets:
+                _, action = await apply_fleet(fleet_store, fleet)
+                log.info("fleet %s %s", fleet.name, action, extra={"fleet": fleet.name})
+            async with metrics_site(settings.metrics_port) as metrics_url:
+                host = SdkHost(gameservers, settings.sdk, bind_host=settings.node.sdk_host)
+                agent = NodeAgent(gameservers, settings, host, environ=environ)
+                controller = FleetController(gameservers, fleet_store)
+                tasks.append(supervised(f"nodeagent[{settings.node.name}]", agent.run))
+                tasks.append(supervised("fleetcontroller", controller.run))
+                info = StackInfo(url, metrics_url, settings.namespace, settings.node.name, str(data_dir), os.getpid())
+                info.write(data_dir)
+                try:
+                    if fleets:
+                        first = fleets[0]
+                        ready = await wait_ready(gameservers, first.name, first.spec.replicas, within=ready_timeout)
+                        announce(summary(info, first, ready))
+                    else:
+                        announce(f"fleetmatch is up (no fleet): redis {url}, metrics {metrics_url}")
+                    await asyncio.Event().wait()
+                finally:
+                    # Reverse order: stop replacing servers, then stop them, then the rest.
+                    for task in reversed(tasks):
+                        await cancel_and_wait(task)
+                    with contextlib.suppress(OSError):
+                        (data_dir / STACK_FILE).unlink()
+        finally:
+            await client.aclose()
+
+
+def stack_or_env_redis_url(settings: Settings) -> str:
+    """The Redis of the running stack: ``REDIS_URL``, else the one ``fleetmatch up`` recorded."""
+    if settings.redis.url:
+        return settings.redis.url
+    info = StackInfo.read(settings.data_dir)
+    if info is None:
+        raise ConfigError(
+            f"no running fleetmatch stack found in {settings.data_dir}: start one with `fleetmatch up`, "
+            "or set REDIS_URL"
+        )
+    return info.redis_url

@@ -1,0 +1,181 @@
+"""Many game servers' SDK endpoints in one process: one aiohttp app, one loopback socket per server.
+
+Agones runs one sidecar process per game server; a node agent running 200 game servers should not
+run 200 Python processes. ``SdkHost`` serves every session from one ``AppRunner``: each ``add``
+binds a socket (port 0: the OS picks) and adds it as a ``SockSite``; a request's session is the one
+bound to the local port it arrived on. One health loop ticks every session's pure tracker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from aiohttp import web
+
+from fleetmatch.models import GameServer
+from fleetmatch.settings import SdkSettings
+from fleetmatch.store import GameServerStore
+from fleetmatch.tasks import cancel_and_wait, supervised
+from sdk_sidecar import metrics
+from sdk_sidecar.http import build_app
+from sdk_sidecar.session import SdkSession
+
+log = logging.getLogger(__name__)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket on ``host`` (IPv4 preferred when a name resolves to both)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class SdkHost:
+    """The REST SDK of every GameServer this process hosts."""
+
+    def __init__(
+        self,
+        store: GameServerStore,
+        settings: SdkSettings,
+        *,
+        bind_host: str = "127.0.0.1",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._bind_host = bind_host
+        self._clock = clock
+        self._sessions: dict[str, SdkSession] = {}
+        self._ports: dict[str, int] = {}
+        self._by_port: dict[int, SdkSession] = {}
+        self._sites: dict[str, web.SockSite] = {}
+        self._runner: web.AppRunner | None = None
+        self._health_task: asyncio.Task[None] | None = None
+
+    @property
+    def sessions(self) -> Mapping[str, SdkSession]:
+        return MappingProxyType(self._sessions)
+
+    def port_of(self, name: str) -> int | None:
+        return self._ports.get(name)
+
+    def _lookup(self, request: web.Request) -> SdkSession | None:
+        transport = request.transport
+        sockname = transport.get_extra_info("sockname") if transport is not None else None
+        return self._by_port.get(sockname[1]) if sockname else None
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        # handler_cancellation: a watch stream whose game hung up ends now, not at the next update.
+        runner = web.AppRunner(
+            build_app(self._lookup), handler_cancellation=True, access_log=None, shutdown_timeout=2.0
+        )
+        await runner.setup()
+        self._runner = runner
+        self._health_task = supervised("sdk.health", self._health_loop)
+
+    async def add(self, gs: GameServer, *, port: int = 0) -> int:
+        """Serve the SDK of stored GameServer ``gs`` on ``bind_host:port`` (0: any free port); the port.
+
+        Health tracking starts now (the initial delay counts from here). Adding a name already hosted
+        returns its current port.
+        """
+        if self._runner is None:
+            raise RuntimeError("SdkHost.start() must run before add()")
+        if gs.name in self._sessions:
+            return self._ports[gs.name]
+        sock = listen_socket(self._bind_host, port)
+        bound = int(sock.getsockname()[1])
+        session = SdkSession(gs, self._store, self._settings, clock=self._clock)
+        site = web.SockSite(self._runner, sock)
+        self._sessions[gs.name], self._ports[gs.name], self._by_port[bound] = session, bound, session
+        self._sites[gs.name] = site
+        try:
+            await site.start()
+        except BaseException:
+            self._forget(gs.name)
+            sock.close()
+            raise
+        session.start()
+        metrics.SESSIONS.inc()
+        log.info("SDK of %s on %s:%d", gs.name, self._bind_host, bound, extra={"gameserver": gs.name})
+        return bound
+
+    def observe(self, gs: GameServer) -> None:
+        """The latest stored state of a hosted GameServer (ignored for names not hosted here)."""
+        session = self._sessions.get(gs.name)
+        if session is not None:
+            session.observe(gs)
+
+    async def flush(self, name: str, within: float = 5.0) -> bool:
+        """Write ``name``'s pending SDK changes now; True once none is pending
+        (or it is not hosted); False if the store did not take them within ``within`` seconds."""
+        session = self._sessions.get(name)
+        return True if session is None else await session.flush(within)
+
+    def _forget(self, name: str) -> tuple[SdkSession, web.SockSite, int] | None:
+        session = self._sessions.pop(name, None)
+        if session is None:
+            return None
+        port = self._ports.pop(name)
+        self._by_port.pop(port, None)
+        return session, self._sites.pop(name), port
+
+    async def remove(self, name: str) -> None:
+        """Stop serving ``name``: end its watch streams, write what is pending, close its socket. Idempotent."""
+        entry = self._forget(name)
+        if entry is None:
+            return
+        session, site, port = entry
+        try:
+            await session.close()
+        finally:
+            await site.stop()
+            await self._close_connections(port)
+            metrics.SESSIONS.dec()
+        log.info("SDK of %s closed", name, extra={"gameserver": name})
+
+    async def _close_connections(self, port: int) -> None:
+        """Close connections to a removed port (kept-alive ones included), so that a later session on
+        the same port never receives the old game's requests; a request in flight gets a second."""
+        server = self._runner.server if self._runner is not None else None
+        handlers = []
+        for handler in server.connections if server is not None else ():
+            transport = handler.transport
+            sockname = transport.get_extra_info("sockname") if transport is not None else None
+            if sockname and sockname[1] == port:
+                handler.close()  # an idle one stops waiting for its next request
+                handlers.append(handler)
+        await asyncio.gather(*(handler.shutdown(1.0) for handler in handlers))
+
+    async def close(self) -> None:
+        """Remove every session, stop the health loop and the server."""
+        await cancel_and_wait(self._health_task)
+        self._health_task = None
+        await asyncio.gather(*(self.remove(name) for name in list(self._sessions)))
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def _health_loop(self) -> None:
+        tick = self._settings.health_tick
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for session in list(self._sessions.values()):
+                session.check_health(now)

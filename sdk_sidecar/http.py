@@ -1,0 +1,238 @@
+"""The Agones REST SDK (reference/agones.md 1.4) as an aiohttp application.
+
+One application serves every game server of a process: each handler finds its ``SdkSession``
+through a ``SessionLookup`` (``SdkHost`` resolves it from the local port the request came in on).
+Bodies and errors follow the grpc-gateway exactly: ``{}`` for Empty, ``{"code","message","details"}``
+with the HTTP status of the gRPC code, 400 for malformed JSON or wrong types, empty bodies allowed
+except on ``POST /health``, any body ignored on GET. Nothing a client sends yields a traceback: an
+unexpected failure is logged and answered 500 with the same error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiohttp import WSMsgType, web
+
+from fleetmatch.models import GameServer
+from fleetmatch.tasks import cancel_and_wait
+from sdk_sidecar import jsonpb, metrics
+from sdk_sidecar.state import GrpcCode, SdkCallError, UnavailableError
+
+if TYPE_CHECKING:
+    from sdk_sidecar.session import SdkSession
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS: dict[GrpcCode, int] = {
+    GrpcCode.OK: 200,
+    GrpcCode.CANCELLED: 499,
+    GrpcCode.UNKNOWN: 500,
+    GrpcCode.INVALID_ARGUMENT: 400,
+    GrpcCode.DEADLINE_EXCEEDED: 504,
+    GrpcCode.NOT_FOUND: 404,
+    GrpcCode.ALREADY_EXISTS: 409,
+    GrpcCode.PERMISSION_DENIED: 403,
+    GrpcCode.RESOURCE_EXHAUSTED: 429,
+    GrpcCode.FAILED_PRECONDITION: 400,
+    GrpcCode.ABORTED: 409,
+    GrpcCode.OUT_OF_RANGE: 400,
+    GrpcCode.UNIMPLEMENTED: 501,
+    GrpcCode.INTERNAL: 500,
+    GrpcCode.UNAVAILABLE: 503,
+    GrpcCode.DATA_LOSS: 500,
+    GrpcCode.UNAUTHENTICATED: 401,
+}
+"""grpc-gateway's ``HTTPStatusFromCode``."""
+
+JSON = "application/json"
+
+
+class SessionLookup(Protocol):
+    """Which game server a request is for (None: none is served there)."""
+
+    def __call__(self, request: web.Request) -> SdkSession | None: ...
+
+
+LOOKUP = web.AppKey("sdk_sidecar.lookup", SessionLookup)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(doc: Any, status: int = 200) -> web.Response:
+    # body + content_type keeps the header exactly "application/json", as the gateway sends it.
+    return web.Response(body=jsonpb.dumps(doc), status=status, content_type=JSON)
+
+
+def error_response(code: GrpcCode, message: str, status: int | None = None) -> web.Response:
+    return json_response(jsonpb.error_json(code, message), HTTP_STATUS.get(code, 500) if status is None else status)
+
+
+def _method(request: web.Request) -> str:
+    name = request.match_info.route.name
+    return name or "unknown"
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except SdkCallError as exc:
+        metrics.SDK_ERRORS.labels(method=_method(request), code=exc.code.name).inc()
+        return error_response(exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: GrpcCode.NOT_FOUND, 405: GrpcCode.UNIMPLEMENTED, 413: GrpcCode.RESOURCE_EXHAUSTED}.get(
+            exc.status, GrpcCode.INVALID_ARGUMENT if exc.status < 500 else GrpcCode.UNKNOWN
+        )
+        return error_response(code, exc.reason, exc.status)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("SDK %s %s failed", request.method, request.path)
+        metrics.SDK_ERRORS.labels(method=_method(request), code=GrpcCode.UNKNOWN.name).inc()
+        return error_response(GrpcCode.UNKNOWN, "internal error in the SDK server (see its log)")
+
+
+def _session(request: web.Request) -> SdkSession:
+    session = request.app[LOOKUP](request)
+    if session is None or session.closed:
+        raise UnavailableError("no game server is served on this port")
+    return session
+
+
+async def _message(request: web.Request) -> dict[str, Any]:
+    return jsonpb.parse_message(await request.read())
+
+
+def _empty() -> web.Response:
+    return json_response({})
+
+
+# -- unary calls -----------------------------------------------------------------------------------
+
+
+async def ready(request: web.Request) -> web.Response:
+    session = _session(request)
+    await _message(request)
+    session.ready()
+    return _empty()
+
+
+async def allocate(request: web.Request) -> web.Response:
+    session = _session(request)
+    await _message(request)
+    session.allocate()
+    return _empty()
+
+
+async def shutdown(request: web.Request) -> web.Response:
+    session = _session(request)
+    await _message(request)
+    session.shutdown()
+    return _empty()
+
+
+async def health(request: web.Request) -> web.Response:
+    """Each JSON object in the body is one ping (the gateway reads a client stream); empty → 400."""
+    session = _session(request)
+    for _ in jsonpb.parse_message_stream(await request.read()):
+        session.health_ping()
+    return _empty()
+
+
+async def reserve(request: web.Request) -> web.Response:
+    session = _session(request)
+    seconds = jsonpb.int64_field(await _message(request), "seconds")
+    session.reserve(seconds)
+    return _empty()
+
+
+async def set_label(request: web.Request) -> web.Response:
+    session = _session(request)
+    message = await _message(request)
+    session.set_label(jsonpb.string_field(message, "key"), jsonpb.string_field(message, "value"))
+    return _empty()
+
+
+async def set_annotation(request: web.Request) -> web.Response:
+    session = _session(request)
+    message = await _message(request)
+    session.set_annotation(jsonpb.string_field(message, "key"), jsonpb.string_field(message, "value"))
+    return _empty()
+
+
+async def get_gameserver(request: web.Request) -> web.Response:
+    return json_response(jsonpb.gameserver_json(_session(request).get_gameserver()))
+
+
+# -- the watch stream ------------------------------------------------------------------------------
+
+
+async def watch_gameserver(request: web.Request) -> web.StreamResponse:
+    """Chunked JSON lines (Unity, curl), or one text message per update over a WebSocket (Unreal)."""
+    session = _session(request)
+    updates = session.watch()
+    first = await anext(updates)  # raises before anything is sent if the session refuses
+    async with contextlib.aclosing(updates):
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await _watch_websocket(request, first, updates)
+        response = web.StreamResponse(headers={"Content-Type": JSON})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            await response.write(jsonpb.watch_line(first))
+            async for gs in updates:
+                await response.write(jsonpb.watch_line(gs))
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the game hung up: the stream simply ends
+        return response
+
+
+def _ws_message(gs: GameServer) -> str:
+    return jsonpb.dumps({"result": jsonpb.gameserver_json(gs)}).decode()
+
+
+async def _watch_websocket(
+    request: web.Request, first: GameServer, updates: AsyncGenerator[GameServer, None]
+) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+
+    async def send() -> None:
+        with contextlib.suppress(ConnectionResetError):
+            await ws.send_str(_ws_message(first))
+            async for gs in updates:
+                await ws.send_str(_ws_message(gs))
+        await ws.close()
+
+    sender = asyncio.create_task(send(), name="sdk.watch.websocket")
+    try:
+        async for message in ws:  # until the client or the sender closes
+            if message.type is WSMsgType.ERROR:
+                break
+    finally:
+        await cancel_and_wait(sender)
+    return ws
+
+
+def build_app(lookup: SessionLookup, *, client_max_size: int = 1024**2) -> web.Application:
+    """The REST SDK, serving whichever session ``lookup`` picks for each request."""
+    app = web.Application(middlewares=[_errors], client_max_size=client_max_size)
+    app[LOOKUP] = lookup
+    app.router.add_post("/ready", ready, name="Ready")
+    app.router.add_post("/allocate", allocate, name="Allocate")
+    app.router.add_post("/shutdown", shutdown, name="Shutdown")
+    app.router.add_post("/health", health, name="Health")
+    app.router.add_post("/reserve", reserve, name="Reserve")
+    app.router.add_get("/gameserver", get_gameserver, name="GetGameServer", allow_head=False)
+    app.router.add_get("/watch/gameserver", watch_gameserver, name="WatchGameServer", allow_head=False)
+    app.router.add_put("/metadata/label", set_label, name="SetLabel")
+    app.router.add_put("/metadata/annotation", set_annotation, name="SetAnnotation")
+    return app

@@ -1,0 +1,51 @@
+"""Settings from the environment: defaults, overrides, and errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleetmatch.errors import ConfigError
+from fleetmatch.settings import Settings
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({"HOME": "/home/u"})
+    assert s.redis.url is None
+    assert (s.node.port_min, s.node.port_max) == (7000, 8000)
+    assert s.data_dir == Path("/home/u/.local/share/fleetmatch")
+    assert s.node.sdk_host == "127.0.0.1"
+
+
+def test_overrides() -> None:
+    s = Settings.from_env(
+        {
+            "REDIS_URL": "redis://r:6379/1",
+            "FLEETMATCH_PORT_RANGE": "9000-9010",
+            "FLEETMATCH_NODE_NAME": "node-7",
+            "FLEETMATCH_DATA_DIR": "/tmp/fm",
+            "FLEETMATCH_SDK_WRITE_INTERVAL": "0.5",
+        }
+    )
+    assert s.redis.url == "redis://r:6379/1"
+    assert (s.node.port_min, s.node.port_max, s.node.name) == (9000, 9010, "node-7")
+    assert s.data_dir == Path("/tmp/fm") and s.sdk.write_interval == 0.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FLEETMATCH_PORT_RANGE", "8000"),
+        ("FLEETMATCH_PORT_RANGE", "9000-8000"),
+        ("FLEETMATCH_METRICS_PORT", "70000"),
+        ("FLEETMATCH_MAX_SERVERS", "0"),
+        ("FLEETMATCH_LOG_FORMAT", "xml"),
+        ("FLEETMATCH_NODE_NAME", "Bad_Name"),
+        ("FLEETMATCH_NAMESPACE", "UPPER"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: value})
+    assert name in str(info.value) or value in str(info.value)
