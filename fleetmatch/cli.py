@@ -44,8 +44,12 @@ class FleetmatchGroup(click.Group):
             sys.exit(1)
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main``; SIGTERM cancels it like Ctrl-C does, so cleanup always runs."""
+def run(main: Coroutine[Any, Any, T], *, service: bool = False) -> T:
+    """Run ``main``; SIGTERM cancels it like Ctrl-C does, so cleanup always runs.
+
+    For a ``service`` (up, node-agent, controller) a signal is the normal way to stop: exit 0 after
+    the cleanup. Other commands interrupted by Ctrl-C exit 130, as shells expect.
+    """
 
     async def wrapper() -> T:
         task = asyncio.current_task()
@@ -60,7 +64,7 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(wrapper())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        sys.exit(130)
+        sys.exit(0 if service else 130)
 
 
 def settings_of(ctx: click.Context) -> Settings:
@@ -144,7 +148,10 @@ def up(
     def announce(text: str) -> None:
         click.echo(text)
 
-    run(run_stack(settings, fleets, environ=dict(os.environ), announce=announce, ready_timeout=ready_timeout))
+    run(
+        run_stack(settings, fleets, environ=dict(os.environ), announce=announce, ready_timeout=ready_timeout),
+        service=True,
+    )
 
 
 @cli.command("node-agent")
@@ -169,7 +176,7 @@ def node_agent(ctx: click.Context) -> None:
         finally:
             await client.aclose()
 
-    run(main())
+    run(main(), service=True)
 
 
 @cli.command()
@@ -197,7 +204,7 @@ def controller(ctx: click.Context) -> None:
         finally:
             await client.aclose()
 
-    run(main())
+    run(main(), service=True)
 
 
 # -- inspection and operations --------------------------------------------------------------

@@ -27,7 +27,7 @@ from allocator.backends.redis import RedisStore
 from allocator.controllers.fleet import FleetController
 from allocator.fleetops import apply_fleet
 from allocator.nodeagent import NodeAgent
-from fleetmatch.errors import ConfigError
+from fleetmatch.errors import ConfigError, FleetmatchError
 from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.models import Fleet, GameServer, GameServerState
 from fleetmatch.redis import EmbeddedRedis, connect
@@ -36,6 +36,11 @@ from fleetmatch.tasks import cancel_and_wait, supervised
 from sdk_sidecar import SdkHost
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(FleetmatchError):
+    """The stack started but did not reach a working state in time."""
+
 
 STACK_FILE = "stack.json"
 LOCK_FILE = "up.lock"
@@ -138,7 +143,10 @@ async def wait_ready(store: RedisStore[GameServer], fleet: str, replicas: int, *
         if len(ready) >= replicas:
             return ready
         if time.monotonic() > deadline:
-            raise TimeoutError(f"only {len(ready)} of {replicas} servers of fleet {fleet} became Ready")
+            raise StartupError(
+                f"only {len(ready)} of {replicas} servers of fleet {fleet} became Ready within {within:.0f}s; "
+                "see `fleetmatch gs list` and the game logs under <data dir>/logs/"
+            )
         await asyncio.sleep(0.1)
 
 

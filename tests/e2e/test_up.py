@@ -124,7 +124,7 @@ def test_up_serves_four_ready_udp_servers_and_stops_cleanly(
                 proc.wait()
             assert proc.stdout is not None
             proc.stdout.close()
-    assert proc.returncode in (0, 130)
+    assert proc.returncode == 0  # a signal is how a service stops: not an error
     deadline = time.monotonic() + 10
     alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     while alive and time.monotonic() < deadline:
