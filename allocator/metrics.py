@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 GAMESERVERS = Gauge(
     "fleetmatch_gameservers",
@@ -26,3 +26,39 @@ NODE_PROCESS_EXITS = Counter(
 )
 NODE_GAMESERVERS = Gauge("fleetmatch_nodeagent_gameservers", "Game servers this node agent runs now.", ["node"])
 NODE_PORTS_FREE = Gauge("fleetmatch_nodeagent_ports_free", "Free game ports left in the node's range.", ["node"])
+
+# -- allocation -------------------------------------------------------------------------------
+
+ALLOCATIONS = Counter(
+    "fleetmatch_allocations_total",
+    "Allocation requests by result: Allocated, UnAllocated (nothing free), Contention, error.",
+    ["result"],
+)
+ALLOCATION_SECONDS = Histogram(
+    "fleetmatch_allocation_seconds",
+    "Time to answer an allocation request, from parsed request to claimed server.",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+CLAIM_CONFLICTS = Counter(
+    "fleetmatch_allocation_claim_conflicts_total",
+    "Claims that lost a race for a server (another allocator or a state change got there first).",
+)
+ALLOCATABLE = Gauge(
+    "fleetmatch_allocator_cached_gameservers",
+    "GameServers in the allocator's cache, by state (Ready and Allocated are the allocatable ones).",
+    ["state"],
+)
+
+# -- autoscaler -------------------------------------------------------------------------------
+
+AUTOSCALER_DESIRED = Gauge(
+    "fleetmatch_autoscaler_desired_replicas", "Replicas the autoscaler's policy asks for.", ["autoscaler", "fleet"]
+)
+AUTOSCALER_CURRENT = Gauge(
+    "fleetmatch_autoscaler_current_replicas", "Fleet replicas when the autoscaler last looked.", ["autoscaler", "fleet"]
+)
+AUTOSCALER_DECISIONS = Counter(
+    "fleetmatch_autoscaler_decisions_total",
+    "Autoscaler evaluations by outcome: up, down, hold, cooloff (a scale-down deferred), limited.",
+    ["autoscaler", "fleet", "decision"],
+)

@@ -303,9 +303,14 @@ class FleetSpec:
 @dataclass(frozen=True, slots=True)
 class FleetStatus:
     replicas: int = 0
+    """Servers that count toward ``spec.replicas``: every member not Shutdown or being deleted."""
     ready_replicas: int = 0
     reserved_replicas: int = 0
     allocated_replicas: int = 0
+    updated_replicas: int = 0
+    """Members made from the current template (a rolling update is done when this equals replicas)."""
+    states: Mapping[str, int] = field(default_factory=dict)
+    """Members per state, e.g. ``{"Ready": 3, "Allocated": 1, "Unhealthy": 1}``."""
     observed_generation: int = 0
 
 
@@ -323,6 +328,114 @@ class Fleet:
         return self.metadata.name
 
 
+class AutoscalerPolicyType(StrEnum):
+    BUFFER = "Buffer"
+
+
+class AutoscalerSyncType(StrEnum):
+    FIXED_INTERVAL = "FixedInterval"
+
+
+@dataclass(frozen=True, slots=True)
+class BufferPolicy:
+    """Keep ``bufferSize`` servers (or that share of the fleet) Ready beyond the Allocated ones."""
+
+    buffer_size: int | str = 5
+    min_replicas: int = 0
+    max_replicas: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.buffer_size, int):
+            if self.buffer_size <= 0:
+                raise ValidationError("bufferSize", f"must be positive, got {self.buffer_size}")
+        else:
+            pct = self.buffer_size[:-1]
+            if not self.buffer_size.endswith("%") or not pct.isdigit() or not 1 <= int(pct) <= 99:
+                raise ValidationError(
+                    "bufferSize", f"must be an integer or a percentage 1%..99%, got {self.buffer_size!r}"
+                )
+            if self.min_replicas < 1:
+                raise ValidationError("minReplicas", "must be at least 1 with a percentage bufferSize")
+        if self.min_replicas < 0:
+            raise ValidationError("minReplicas", f"must not be negative, got {self.min_replicas}")
+        if self.max_replicas < 1:
+            raise ValidationError("maxReplicas", f"must be at least 1, got {self.max_replicas}")
+        if self.min_replicas > self.max_replicas:
+            raise ValidationError(
+                "minReplicas", f"must not exceed maxReplicas ({self.min_replicas} > {self.max_replicas})"
+            )
+        if isinstance(self.buffer_size, int) and self.buffer_size > self.max_replicas:
+            raise ValidationError(
+                "maxReplicas", f"must be at least bufferSize ({self.max_replicas} < {self.buffer_size})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscalerPolicy:
+    type: AutoscalerPolicyType = AutoscalerPolicyType.BUFFER
+    buffer: BufferPolicy | None = None
+
+    def __post_init__(self) -> None:
+        if self.type is AutoscalerPolicyType.BUFFER and self.buffer is None:
+            raise ValidationError("buffer", "is required with type Buffer")
+
+
+@dataclass(frozen=True, slots=True)
+class FixedInterval:
+    seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.seconds <= 3600:
+            raise ValidationError("seconds", f"must be within (0, 3600], got {self.seconds}")
+
+
+@dataclass(frozen=True, slots=True)
+class AutoscalerSync:
+    """How often the policy is evaluated besides on every allocation (default every second)."""
+
+    type: AutoscalerSyncType = AutoscalerSyncType.FIXED_INTERVAL
+    fixed_interval: FixedInterval = FixedInterval()
+
+
+@dataclass(frozen=True, slots=True)
+class FleetAutoscalerSpec:
+    fleet_name: str
+    policy: AutoscalerPolicy
+    sync: AutoscalerSync = AutoscalerSync()
+    scale_down_cooloff_seconds: float = 0.0
+    """Scale down only if no scaling happened for this long: a burst does not make the fleet flap."""
+
+    def __post_init__(self) -> None:
+        err = object_name_error(self.fleet_name)
+        if err:
+            raise ValidationError("fleetName", f"{self.fleet_name!r} {err}")
+        if self.scale_down_cooloff_seconds < 0:
+            raise ValidationError("scaleDownCooloffSeconds", "must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class FleetAutoscalerStatus:
+    current_replicas: int = 0
+    desired_replicas: int = 0
+    last_scale_time: Timestamp | None = None
+    able_to_scale: bool = False
+    scaling_limited: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FleetAutoscaler:
+    metadata: ObjectMeta
+    spec: FleetAutoscalerSpec
+    status: FleetAutoscalerStatus = FleetAutoscalerStatus()
+
+    KIND: ClassVar[str] = "FleetAutoscaler"
+    PLURAL: ClassVar[str] = "fleetautoscalers"
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
 class Resource(Protocol):
     """What every stored object has: metadata, and its kind names."""
 
@@ -333,7 +446,7 @@ class Resource(Protocol):
     def metadata(self) -> ObjectMeta: ...
 
 
-R = TypeVar("R", bound=GameServer | Fleet)
+R = TypeVar("R", bound=GameServer | Fleet | FleetAutoscaler)
 
 
 def with_meta(obj: R, **changes: Any) -> R:
@@ -341,7 +454,7 @@ def with_meta(obj: R, **changes: Any) -> R:
     return replace(obj, metadata=replace(obj.metadata, **changes))
 
 
-def encode(obj: GameServer | Fleet) -> dict[str, Any]:
+def encode(obj: GameServer | Fleet | FleetAutoscaler) -> dict[str, Any]:
     """The wire document of a resource, with ``apiVersion`` and ``kind``."""
     return {"apiVersion": API_VERSION, "kind": obj.KIND, **to_wire(obj)}
 

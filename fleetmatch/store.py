@@ -25,10 +25,10 @@ from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
 from fleetmatch.errors import AlreadyExistsError, ConflictError, ValidationError
-from fleetmatch.models import Fleet, GameServer, with_meta
+from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, with_meta
 from fleetmatch.names import generate_name, object_name_error
 
-R = TypeVar("R", bound=GameServer | Fleet)
+R = TypeVar("R", bound=GameServer | Fleet | FleetAutoscaler)
 
 
 class EventType(StrEnum):
@@ -82,6 +82,7 @@ class Store(Protocol[R]):
 
 GameServerStore = Store[GameServer]
 FleetStore = Store[Fleet]
+AutoscalerStore = Store[FleetAutoscaler]
 
 
 def prepare_create(obj: R, namespace: str, *, now: float | None = None) -> R:

@@ -10,18 +10,17 @@ conditional on the version the plan saw: a server allocated in between is not de
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Protocol
 
 from allocator import metrics
 from allocator.fleetplan import FleetPlan, new_gameserver, plan_fleet, plan_orphans
 from fleetmatch.errors import ConflictError, NotFoundError, StoreError
 from fleetmatch.informer import Informer
+from fleetmatch.lease import Leadership, Lease
 from fleetmatch.models import Fleet, GameServer, GameServerState
 from fleetmatch.store import FleetStore, GameServerStore, WatchEvent, create_with_generated_name, modify
 from fleetmatch.tasks import cancel_and_wait, supervised
@@ -30,16 +29,6 @@ log = logging.getLogger(__name__)
 
 EXPECTATION_SECONDS = 30.0
 """How long an unseen create/delete is trusted before the controller looks at the store afresh."""
-
-
-class Lease(Protocol):
-    """Leadership: only the holder reconciles, so two controller replicas never act at once."""
-
-    ttl: float
-
-    async def acquire(self) -> bool: ...
-
-    async def release(self) -> None: ...
 
 
 class FleetController:
@@ -54,7 +43,7 @@ class FleetController:
         lease: Lease | None = None,
     ) -> None:
         self.gameservers = gameservers
-        self.lease = lease
+        self.leadership = Leadership(lease, "fleet controller")
         self.fleets = fleets
         self.gs_informer: Informer[GameServer] = Informer(gameservers)
         self.fleet_informer: Informer[Fleet] = Informer(fleets)
@@ -67,7 +56,6 @@ class FleetController:
         self._creating: dict[str, dict[str, float]] = defaultdict(dict)
         self._deleting: dict[str, float] = {}
         self._gauged: set[str] = set()
-        self._leading = False
 
     def _poke(self, _: WatchEvent[GameServer] | WatchEvent[Fleet]) -> None:
         self._wake.set()
@@ -80,11 +68,15 @@ class FleetController:
         try:
             await self.gs_informer.synced.wait()
             await self.fleet_informer.synced.wait()
-            pause = min(self._resync, self.lease.ttl / 3) if self.lease else self._resync
+            pause = min(self._resync, self.leadership.renew_every or self._resync)
             while True:
-                if self.lease is not None and not await self._lead():
+                was_leading = self.leadership.leading
+                if not await self.leadership.lead():
                     await asyncio.sleep(pause)
                     continue
+                if not was_leading:
+                    self._creating.clear()  # expectations from before this term are not ours to trust
+                    self._deleting.clear()
                 self._wake.clear()
                 await self.reconcile()
                 try:
@@ -94,23 +86,7 @@ class FleetController:
                     pass
         finally:
             await cancel_and_wait(*tasks)
-            if self.lease is not None:
-                with contextlib.suppress(StoreError):
-                    await asyncio.shield(self.lease.release())
-
-    async def _lead(self) -> bool:
-        assert self.lease is not None
-        try:
-            held = await self.lease.acquire()
-        except StoreError as exc:
-            log.warning("fleet controller: cannot renew its lease (%s); standing by", exc)
-            return False
-        if held != self._leading:
-            log.info("fleet controller %s leadership", "took" if held else "lost")
-            self._leading = held
-            self._creating.clear()  # expectations of another term are not ours to trust
-            self._deleting.clear()
-        return held
+            await asyncio.shield(self.leadership.release())
 
     async def reconcile(self) -> None:
         now = self._clock()
