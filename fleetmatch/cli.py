@@ -8,13 +8,11 @@ no traceback for bad input.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import socket
 import sys
-import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,12 +20,13 @@ from typing import Any, TypeVar
 import click
 
 from fleetmatch import __version__
-from fleetmatch.errors import FleetmatchError, ValidationError
+from fleetmatch.errors import ConfigError, FleetmatchError, ValidationError
 from fleetmatch.logging import configure
-from fleetmatch.manifests import load_fleets
-from fleetmatch.models import Fleet, GameServer, encode
+from fleetmatch.manifests import load_resources
+from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
 from fleetmatch.redis import connect
 from fleetmatch.settings import Settings
+from fleetmatch.tasks import cancel_and_wait, supervised
 
 T = TypeVar("T")
 
@@ -109,6 +108,9 @@ def cli(
     ctx.obj = settings
 
 
+output_option = click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
+
+
 # -- running components ---------------------------------------------------------------------
 
 
@@ -119,7 +121,8 @@ def cli(
     "fleet_files",
     multiple=True,
     type=click.Path(path_type=Path),
-    help="Fleet file(s) to apply at start (default: deploy/examples/fleet.yaml, the demo fleet).",
+    help="Fleet/FleetAutoscaler file(s) to apply at start (default: the demo fleet and its autoscaler "
+    "from deploy/examples/).",
 )
 @click.option("--no-demo", is_flag=True, help="Start without the demo fleet.")
 @click.option("--replicas", type=click.IntRange(min=0), help="Override the first fleet's replicas.")
@@ -134,22 +137,27 @@ def up(
     metrics_port: int | None,
     ready_timeout: float,
 ) -> None:
-    """Run the whole stack locally: embedded Redis, node agent, fleet controller, a demo fleet."""
-    from fleetmatch.up import DEMO_FLEET, run_stack
+    """Run the whole stack locally: embedded Redis, node agent, fleet controller, autoscaler,
+    allocator, and a demo fleet."""
+    from fleetmatch.up import DEMO_FILES, run_stack
 
     settings = settings_of(ctx)
     if metrics_port is not None:
         settings = replace(settings, metrics_port=metrics_port)
-    files = list(fleet_files) or ([] if no_demo else [DEMO_FLEET])
-    fleets: list[Fleet] = [f for path in files for f in load_fleets(path)]
-    if fleets and replicas is not None:
-        fleets[0] = replace(fleets[0], spec=replace(fleets[0].spec, replicas=replicas))
+    files = list(fleet_files) or ([] if no_demo else list(DEMO_FILES))
+    resources = [r for path in files for r in load_resources(path)]
+    if replicas is not None:
+        first = next((i for i, r in enumerate(resources) if isinstance(r, Fleet)), None)
+        if first is not None:
+            fleet = resources[first]
+            assert isinstance(fleet, Fleet)
+            resources[first] = replace(fleet, spec=replace(fleet.spec, replicas=replicas))
 
     def announce(text: str) -> None:
         click.echo(text)
 
     run(
-        run_stack(settings, fleets, environ=dict(os.environ), announce=announce, ready_timeout=ready_timeout),
+        run_stack(settings, resources, environ=dict(os.environ), announce=announce, ready_timeout=ready_timeout),
         service=True,
     )
 
@@ -182,174 +190,76 @@ def node_agent(ctx: click.Context) -> None:
 @cli.command()
 @click.pass_context
 def controller(ctx: click.Context) -> None:
-    """Run the fleet controller (run several for availability: one leads, the others stand by)."""
+    """Run the fleet controller and the autoscaler (run several for availability: each loop has
+    its own lease; one process leads it, the others stand by)."""
     from allocator.backends.redis import RedisLease, RedisStore
+    from allocator.controllers.autoscaler import AutoscalerController
     from allocator.controllers.fleet import FleetController
     from fleetmatch.up import metrics_site, stack_or_env_redis_url
 
     settings = settings_of(ctx)
+    ns = settings.namespace
 
     async def main() -> None:
-        client = connect(stack_or_env_redis_url(settings), name="fleet-controller")
+        client = connect(stack_or_env_redis_url(settings), name="controller")
+        holder = f"{socket.gethostname()}/{os.getpid()}"
+
+        def lease(name: str) -> RedisLease:
+            return RedisLease(client, name, holder, namespace=ns, ttl=settings.lease_seconds)
+
         try:
             async with metrics_site(settings.metrics_port) as url:
-                click.echo(f"fleet controller: metrics at {url}", err=True)
-                gameservers = RedisStore(client, GameServer, settings.namespace)
-                holder = f"{socket.gethostname()}/{os.getpid()}"
-                lease = RedisLease(
-                    client, "fleet-controller", holder, namespace=settings.namespace, ttl=settings.lease_seconds
-                )
-                fleets = RedisStore(client, Fleet, settings.namespace)
-                await FleetController(gameservers, fleets, lease=lease).run()
+                click.echo(f"controller: metrics at {url}", err=True)
+                gameservers = RedisStore(client, GameServer, ns)
+                fleets = RedisStore(client, Fleet, ns)
+                autoscalers = RedisStore(client, FleetAutoscaler, ns)
+                fleet_loop = FleetController(gameservers, fleets, lease=lease("fleet-controller"))
+                scaler = AutoscalerController(gameservers, fleets, autoscalers, lease=lease("autoscaler"))
+                tasks = [supervised("fleetcontroller", fleet_loop.run), supervised("autoscaler", scaler.run)]
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    await cancel_and_wait(*tasks)
         finally:
             await client.aclose()
 
     run(main(), service=True)
 
 
-# -- inspection and operations --------------------------------------------------------------
-
-
-def with_stores(settings: Settings, body: Callable[[Any, Any], Awaitable[T]]) -> T:
-    """Run ``body(gameserver_store, fleet_store)`` against the running stack's Redis."""
+@cli.command("allocator")
+@click.option("--port", type=click.IntRange(0, 65535), help="Listen port (default FLEETMATCH_ALLOCATOR_PORT or 9180).")
+@click.pass_context
+def allocator_cmd(ctx: click.Context, port: int | None) -> None:
+    """Run the allocation API (run several: claims are safe across processes)."""
+    from allocator.app import serve_allocator
     from allocator.backends.redis import RedisStore
     from fleetmatch.up import stack_or_env_redis_url
 
-    async def main() -> T:
-        client = connect(stack_or_env_redis_url(settings), name="fleetmatch-cli")
+    settings = settings_of(ctx)
+    alloc = settings.allocator if port is None else replace(settings.allocator, port=port)
+    if alloc.token is None:
+        raise ConfigError(
+            "the allocator needs a token: set FLEETMATCH_ALLOCATOR_TOKEN or FLEETMATCH_ALLOCATOR_TOKEN_FILE"
+        )
+    token = alloc.token
+
+    async def main() -> None:
+        client = connect(stack_or_env_redis_url(settings), name="allocator")
         try:
-            return await body(
-                RedisStore(client, GameServer, settings.namespace), RedisStore(client, Fleet, settings.namespace)
-            )
+            store = RedisStore(client, GameServer, settings.namespace)
+            async with serve_allocator(store, alloc, token) as service:
+                click.echo(f"allocator: {service.url}/v1/allocations (metrics at {service.url}/metrics)", err=True)
+                await asyncio.Event().wait()
         finally:
             await client.aclose()
 
-    return run(main())
-
-
-def age(created: float | None, now: float) -> str:
-    if created is None:
-        return "-"
-    seconds = max(0, int(now - created))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join(lines)
-
-
-output_option = click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
-
-
-@cli.group()
-def fleet() -> None:
-    """Create, inspect and delete fleets."""
-
-
-@fleet.command("list")
-@output_option
-@click.pass_context
-def fleet_list(ctx: click.Context, output: str) -> None:
-    """List fleets with their replica counts."""
-
-    async def body(_: Any, fleets: Any) -> list[Fleet]:
-        items, _version = await fleets.list()
-        return list(items)
-
-    items = with_stores(settings_of(ctx), body)
-    if output == "json":
-        click.echo(json.dumps([encode(f) for f in items], indent=2))
-        return
-    now = time.time()
-    rows = [
-        [
-            f.name,
-            f.spec.scheduling.value,
-            str(f.spec.replicas),
-            str(f.status.replicas),
-            str(f.status.ready_replicas),
-            str(f.status.allocated_replicas),
-            str(f.status.reserved_replicas),
-            age(f.metadata.creation_timestamp, now),
-        ]
-        for f in items
-    ]
-    click.echo(table(["NAME", "SCHEDULING", "DESIRED", "CURRENT", "READY", "ALLOCATED", "RESERVED", "AGE"], rows))
-
-
-@fleet.command("apply")
-@click.option("--filename", "-f", "path", required=True, type=click.Path(path_type=Path), help="Fleet YAML.")
-@click.pass_context
-def fleet_apply(ctx: click.Context, path: Path) -> None:
-    """Create or update the fleets in a YAML file."""
-    from allocator.fleetops import apply_fleet
-
-    fleets = load_fleets(path)
-
-    async def body(_: Any, store: Any) -> list[str]:
-        out = []
-        for f in fleets:
-            _applied, action = await apply_fleet(store, f)
-            out.append(f"fleet/{f.name} {action}")
-        return out
-
-    for line in with_stores(settings_of(ctx), body):
-        click.echo(line)
-
-
-@fleet.command("delete")
-@click.argument("name")
-@click.pass_context
-def fleet_delete(ctx: click.Context, name: str) -> None:
-    """Delete a fleet; its servers go too, except Allocated ones, which finish their match first."""
-
-    async def body(_: Any, store: Any) -> None:
-        await store.delete(name)
-
-    with_stores(settings_of(ctx), body)
-    click.echo(f"fleet/{name} deleted")
-
-
-@cli.group()
-def gs() -> None:
-    """Inspect game servers."""
-
-
-@gs.command("list")
-@click.option("--fleet", "fleet_name", help="Only this fleet's servers.")
-@output_option
-@click.pass_context
-def gs_list(ctx: click.Context, fleet_name: str | None, output: str) -> None:
-    """List game servers: name, state, address:port, node, age."""
-
-    async def body(store: Any, _: Any) -> list[GameServer]:
-        items, _version = await store.list()
-        return [g for g in items if fleet_name is None or g.fleet == fleet_name]
-
-    items = with_stores(settings_of(ctx), body)
-    if output == "json":
-        click.echo(json.dumps([encode(g) for g in items], indent=2))
-        return
-    now = time.time()
-    rows = [
-        [
-            g.name,
-            g.state.value,
-            f"{g.status.address}:{g.status.ports[0].port}" if g.status.address and g.status.ports else "-",
-            g.status.node_name or "-",
-            g.fleet or "-",
-            age(g.metadata.creation_timestamp, now),
-        ]
-        for g in items
-    ]
-    click.echo(table(["NAME", "STATE", "ADDRESS", "NODE", "FLEET", "AGE"], rows))
+    run(main(), service=True)
 
 
 def main() -> None:
     cli(prog_name="fleetmatch")
+
+
+from fleetmatch import commands  # noqa: E402  (registers the operations commands on `cli`; it imports this module)
+
+__all__ = ["cli", "commands", "main"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from fleetmatch.codec import Timestamp, from_wire, to_wire
+from fleetmatch.codec import Timestamp, evolve, from_wire, to_wire
 from fleetmatch.errors import ValidationError
 from fleetmatch.names import label_value_error, namespace_error, object_name_error, qualified_name_error
 
@@ -447,6 +447,12 @@ class Resource(Protocol):
 
 
 R = TypeVar("R", bound=GameServer | Fleet | FleetAutoscaler)
+
+
+def stamp(obj: R, **changes: Any) -> R:
+    """``with_meta`` without re-validating: for server-owned fields (versions, uid, timestamps) and
+    values the caller validated already. Hot paths (store writes, claims) use it."""
+    return evolve(obj, metadata=evolve(obj.metadata, **changes))
 
 
 def with_meta(obj: R, **changes: Any) -> R:

@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -23,13 +24,15 @@ from pathlib import Path
 
 from aiohttp import web
 
+from allocator.app import serve_allocator
 from allocator.backends.redis import RedisStore
+from allocator.controllers.autoscaler import AutoscalerController
 from allocator.controllers.fleet import FleetController
-from allocator.fleetops import apply_fleet
+from allocator.fleetops import apply_autoscaler, apply_fleet
 from allocator.nodeagent import NodeAgent
 from fleetmatch.errors import ConfigError, FleetmatchError
 from fleetmatch.metrics import add_metrics_routes
-from fleetmatch.models import Fleet, GameServer, GameServerState
+from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerState
 from fleetmatch.redis import EmbeddedRedis, connect
 from fleetmatch.settings import Settings
 from fleetmatch.tasks import cancel_and_wait, supervised
@@ -46,6 +49,8 @@ STACK_FILE = "stack.json"
 LOCK_FILE = "up.lock"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_FLEET = REPO_ROOT / "deploy" / "examples" / "fleet.yaml"
+DEMO_FILES = (DEMO_FLEET, REPO_ROOT / "deploy" / "examples" / "autoscaler.yaml")
+"""What ``fleetmatch up`` applies without ``--fleet``: the demo fleet and its Buffer autoscaler."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +59,19 @@ class StackInfo:
 
     redis_url: str
     metrics_url: str
+    allocator_url: str
+    allocator_token: str
     namespace: str
     node: str
     data_dir: str
     pid: int
 
     def write(self, data_dir: Path) -> None:
+        """Atomically, readable by this user only (it holds the allocator token)."""
         tmp = data_dir / (STACK_FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(asdict(self), indent=2) + "\n")
         tmp.replace(data_dir / STACK_FILE)
 
     @classmethod
@@ -150,25 +160,26 @@ async def wait_ready(store: RedisStore[GameServer], fleet: str, replicas: int, *
         await asyncio.sleep(0.1)
 
 
-def summary(info: StackInfo, fleet: Fleet, servers: Sequence[GameServer]) -> str:
+def summary(info: StackInfo, fleet: Fleet | None, servers: Sequence[GameServer]) -> str:
     rows = [
         "fleetmatch is up",
         f"  redis       {info.redis_url}",
         f"  metrics     {info.metrics_url}",
+        f"  allocator   {info.allocator_url}/v1/allocations",
+        f"  token       {info.allocator_token}   (also in {info.data_dir}/{STACK_FILE})",
         f"  namespace   {info.namespace}   node {info.node}   data {info.data_dir}",
-        f"  fleet       {fleet.name}: {len(servers)} Ready game servers (UDP)",
     ]
-    rows += [f"    {g.name:<20} {g.status.address}:{g.status.ports[0].port}" for g in servers if g.status.ports]
-    rows += [
-        "  try         fleetmatch gs list   |   python -m examples.udp_game.client HOST PORT",
-        "  stop        Ctrl-C",
-    ]
+    if fleet is not None:
+        rows.append(f"  fleet       {fleet.name}: {len(servers)} Ready game servers (UDP)")
+        rows += [f"    {g.name:<20} {g.status.address}:{g.status.ports[0].port}" for g in servers if g.status.ports]
+        rows.append(f"  try         fleetmatch allocate --fleet {fleet.name}   |   fleetmatch gs list")
+    rows.append("  stop        Ctrl-C")
     return "\n".join(rows)
 
 
 async def run_stack(
     settings: Settings,
-    fleets: Sequence[Fleet],
+    resources: Sequence[Fleet | FleetAutoscaler],
     *,
     environ: Mapping[str, str],
     announce: Callable[[str], None],
@@ -176,6 +187,8 @@ async def run_stack(
 ) -> None:
     """Run until cancelled. ``announce`` gets the summary once the first fleet is Ready."""
     data_dir = settings.data_dir
+    fleets = [r for r in resources if isinstance(r, Fleet)]
+    token = settings.allocator.token or secrets.token_urlsafe(24)
     with data_dir_lock(data_dir), contextlib.ExitStack() as stack:
         url = settings.redis.url
         if url is None:
@@ -183,38 +196,54 @@ async def run_stack(
                 EmbeddedRedis(data_dir / "redis", binary=settings.redis.server_binary, persist=True)
             )
             url = server.url
-        client = connect(url, name="fleetmatch-up")
-        tasks: list[asyncio.Task[None]] = []
-        try:
+        async with contextlib.AsyncExitStack() as services:
+            client = connect(url, name="fleetmatch-up")
+            services.push_async_callback(client.aclose)
             gameservers = RedisStore(client, GameServer, settings.namespace)
             fleet_store = RedisStore(client, Fleet, settings.namespace)
-            for fleet in fleets:
-                _, action = await apply_fleet(fleet_store, fleet)
-                log.info("fleet %s %s", fleet.name, action, extra={"fleet": fleet.name})
-            async with metrics_site(settings.metrics_port) as metrics_url:
-                host = SdkHost(gameservers, settings.sdk, bind_host=settings.node.sdk_host)
-                agent = NodeAgent(gameservers, settings, host, environ=environ)
-                controller = FleetController(gameservers, fleet_store)
-                tasks.append(supervised(f"nodeagent[{settings.node.name}]", agent.run))
-                tasks.append(supervised("fleetcontroller", controller.run))
-                info = StackInfo(url, metrics_url, settings.namespace, settings.node.name, str(data_dir), os.getpid())
-                info.write(data_dir)
-                try:
-                    if fleets:
-                        first = fleets[0]
-                        ready = await wait_ready(gameservers, first.name, first.spec.replicas, within=ready_timeout)
-                        announce(summary(info, first, ready))
-                    else:
-                        announce(f"fleetmatch is up (no fleet): redis {url}, metrics {metrics_url}")
-                    await asyncio.Event().wait()
-                finally:
-                    # Reverse order: stop replacing servers, then stop them, then the rest.
-                    for task in reversed(tasks):
-                        await cancel_and_wait(task)
-                    with contextlib.suppress(OSError):
-                        (data_dir / STACK_FILE).unlink()
-        finally:
-            await client.aclose()
+            autoscalers = RedisStore(client, FleetAutoscaler, settings.namespace)
+            for resource in resources:
+                if isinstance(resource, Fleet):
+                    _, action = await apply_fleet(fleet_store, resource)
+                else:
+                    _, action = await apply_autoscaler(autoscalers, resource)
+                log.info("%s %s %s", resource.KIND, resource.name, action)
+            metrics_url = await services.enter_async_context(metrics_site(settings.metrics_port))
+            allocator = await services.enter_async_context(
+                serve_allocator(gameservers, settings.allocator, token, fallback_port=True)
+            )
+            # Started last, stopped first (reverse order): stop replacing servers, then stop them.
+            host = SdkHost(gameservers, settings.sdk, bind_host=settings.node.sdk_host)
+            agent = NodeAgent(gameservers, settings, host, environ=environ)
+            services.push_async_callback(cancel_and_wait, supervised(f"nodeagent[{settings.node.name}]", agent.run))
+            controller = FleetController(gameservers, fleet_store)
+            services.push_async_callback(cancel_and_wait, supervised("fleetcontroller", controller.run))
+            scaler = AutoscalerController(gameservers, fleet_store, autoscalers)
+            services.push_async_callback(cancel_and_wait, supervised("autoscaler", scaler.run))
+            info = StackInfo(
+                redis_url=url,
+                metrics_url=metrics_url,
+                allocator_url=allocator.url,
+                allocator_token=token,
+                namespace=settings.namespace,
+                node=settings.node.name,
+                data_dir=str(data_dir),
+                pid=os.getpid(),
+            )
+            info.write(data_dir)
+            services.callback(_remove_stack_file, data_dir)
+            if fleets:
+                first = fleets[0]
+                ready = await wait_ready(gameservers, first.name, first.spec.replicas, within=ready_timeout)
+                announce(summary(info, first, ready))
+            else:
+                announce(summary(info, None, []))
+            await asyncio.Event().wait()
+
+
+def _remove_stack_file(data_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (data_dir / STACK_FILE).unlink()
 
 
 def stack_or_env_redis_url(settings: Settings) -> str:
@@ -228,3 +257,14 @@ def stack_or_env_redis_url(settings: Settings) -> str:
             "or set REDIS_URL"
         )
     return info.redis_url
+
+
+def stack_allocator(settings: Settings) -> tuple[str, str]:
+    """(URL, token) of the allocation API: from the running stack, with the token from settings if set."""
+    info = StackInfo.read(settings.data_dir)
+    if info is None:
+        raise ConfigError(
+            f"no running fleetmatch stack found in {settings.data_dir}: start one with `fleetmatch up`, "
+            "or pass --url and --token"
+        )
+    return info.allocator_url, settings.allocator.token or info.allocator_token

@@ -33,7 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from fleetmatch.codec import from_wire, to_wire
+from fleetmatch.codec import load_trusted, to_wire
 from fleetmatch.errors import (
     AlreadyExistsError,
     BackendError,
@@ -42,7 +42,7 @@ from fleetmatch.errors import (
     NotFoundError,
     ValidationError,
 )
-from fleetmatch.models import with_meta
+from fleetmatch.models import stamp
 from fleetmatch.store import EventType, R, WatchEvent, prepare_create
 from fleetmatch.tasks import raise_if_cancelling
 
@@ -86,6 +86,13 @@ class _Owned:
         return cls(_text(version), int(generation), uid, float(created) if created else None)
 
 
+_Write = tuple[str | bytes, ...]
+"""op, name, expected version, body, spec digest, uid, creation timestamp."""
+_Batch = list[tuple[_Write, "asyncio.Future[tuple[str, _Owned]]"]]
+
+_OWNED_FIELDS = ("resourceVersion", "generation", "uid", "creationTimestamp")
+
+
 def _stream_id(version: str) -> tuple[int, int]:
     ms, _, seq = version.partition("-")
     try:
@@ -109,6 +116,7 @@ class RedisStore(Generic[R]):
         *,
         history: int = DEFAULT_HISTORY,
         block_ms: int = 5_000,
+        batch: int = 256,
     ) -> None:
         self._redis = client
         self._kind = kind
@@ -117,6 +125,10 @@ class RedisStore(Generic[R]):
         self._history = history
         self._block_ms = block_ms
         self._write = client.register_script(_WRITE)
+        self._queued: _Batch = []
+        self._flush_scheduled = False
+        self._sending: set[asyncio.Future[None]] = set()
+        self._batch = batch
         self._list = client.register_script(_LIST)
 
     @property
@@ -134,20 +146,22 @@ class RedisStore(Generic[R]):
     # -- codec -------------------------------------------------------------------------------
 
     def _encode(self, obj: R) -> tuple[bytes, str]:
-        bare = with_meta(obj, resource_version="", generation=0, uid="", creation_timestamp=None)
-        wire = to_wire(bare)
+        wire = to_wire(obj)
+        meta = wire["metadata"]
+        for owned in _OWNED_FIELDS:  # kept beside the body, not in it
+            meta.pop(owned, None)
         spec = msgpack.packb(wire["spec"], use_bin_type=True)
         return msgpack.packb(wire, use_bin_type=True), hashlib.blake2b(spec, digest_size=8).hexdigest()
 
     def _decode(self, body: bytes, owned: _Owned) -> R:
-        obj: R = from_wire(self._kind, msgpack.unpackb(body, raw=False))
-        return with_meta(
-            obj,
-            resource_version=owned.version,
-            generation=owned.generation,
-            uid=owned.uid,
-            creation_timestamp=owned.created,
-        )
+        """Records were validated when written: read them back without validating again."""
+        wire = msgpack.unpackb(body, raw=False)
+        meta = wire["metadata"]
+        meta["resourceVersion"] = owned.version
+        meta["generation"] = owned.generation
+        meta["uid"] = owned.uid
+        meta["creationTimestamp"] = owned.created
+        return load_trusted(self._kind, wire)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -222,34 +236,67 @@ class RedisStore(Generic[R]):
     # -- writes ------------------------------------------------------------------------------
 
     async def _run(self, op: str, obj: R | None, name: str, expected: str) -> tuple[str, _Owned]:
-        k = self._keys
+        """Queue one write; concurrent writes go to Redis together in one script call."""
         body, digest, uid, created = b"", "", "", ""
         if obj is not None:
             body, digest = self._encode(obj)
             uid = obj.metadata.uid
             stamp = obj.metadata.creation_timestamp
             created = repr(stamp) if stamp is not None else ""
+        done: asyncio.Future[tuple[str, _Owned]] = asyncio.get_running_loop().create_future()
+        write: _Write = (op, name, expected, body, digest, uid, created)
+        self._queued.append((write, done))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await done
+
+    def _flush(self) -> None:
+        """Send what was queued during this loop iteration as one batch (no waiting: an idle store
+        sends a batch of one at once; a busy one sends fewer, larger batches)."""
+        self._flush_scheduled = False
+        batch, self._queued = self._queued[: self._batch], self._queued[self._batch :]
+        if self._queued:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: _Batch) -> None:
+        k = self._keys
+        args: list[str | bytes | int] = [self._history]
+        for write, _ in batch:
+            args.extend(write)
         try:
-            status, version, generation, uid_, created_ = await self._write(
-                keys=[k.objs, k.vers, k.meta, k.events, k.floor],
-                args=[op, name, expected, body, digest, self._history, uid, created],
-            )
-        except RedisError as exc:
-            raise BackendError(f"redis: {exc}") from exc
-        return _text(status), _Owned(_text(version), int(generation), _text(uid_), _float(created_))
+            replies = await self._write(keys=[k.objs, k.vers, k.meta, k.events, k.floor], args=args)
+        except (RedisError, OSError) as exc:
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(BackendError(f"redis: {exc}"))
+            return
+        except BaseException as exc:  # cancelled: the waiters must not hang
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(BackendError(f"redis write interrupted: {exc!r}"))
+            raise
+        for (_, done), reply in zip(batch, replies, strict=True):
+            status, version, generation, uid_, created_ = reply
+            if not done.done():
+                done.set_result((_text(status), _Owned(_text(version), int(generation), _text(uid_), _float(created_))))
 
     async def create(self, obj: R) -> R:
         obj = prepare_create(obj, self._namespace)
         status, owned = await self._run("create", obj, obj.metadata.name, "")
         if status == "exists":
             raise AlreadyExistsError(self._kind.KIND, obj.metadata.name)
-        return with_meta(obj, resource_version=owned.version, generation=owned.generation)
+        return stamp(obj, resource_version=owned.version, generation=owned.generation)
 
     async def update(self, obj: R) -> R:
         meta = obj.metadata
         if not meta.resource_version:
             raise ConflictError(self._kind.KIND, meta.name, "", None)
-        obj = with_meta(obj, namespace=self._namespace)
+        obj = stamp(obj, namespace=self._namespace) if obj.metadata.namespace != self._namespace else obj
         status, owned = await self._run("update", obj, meta.name, meta.resource_version)
         if status == "notfound":
             raise NotFoundError(self._kind.KIND, meta.name)
@@ -257,7 +304,7 @@ class RedisStore(Generic[R]):
             raise ConflictError(self._kind.KIND, meta.name, meta.resource_version, owned.version)
         if status == "immutable":
             raise ValidationError("metadata.uid", f"field is immutable (is {owned.uid!r})")
-        return with_meta(
+        return stamp(
             obj,
             resource_version=owned.version,
             generation=owned.generation,

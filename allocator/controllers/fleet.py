@@ -1,10 +1,11 @@
 """The fleet controller: keeps each Fleet at ``spec.replicas`` GameServers and its status current.
 
 Level-triggered on two informers (fleets and gameservers). Decisions come from
-``allocator.fleetplan``; this module only does the I/O. Creations and deletions it made but has
-not yet seen come back through the watch are remembered ("expectations", as in Kubernetes
-controllers), so a quick second pass neither creates twice nor counts a deleted server. Deletes are
-conditional on the version the plan saw: a server allocated in between is not deleted.
+``allocator.fleetplan`` (scaling, replacement, rolling updates and Recreate); this module only does
+the I/O. Creations and deletions it made but has not yet seen come back through the watch are
+remembered ("expectations", as in Kubernetes controllers), so a quick second pass neither creates
+twice nor counts a deleted server. Deletes are conditional on the version the plan saw: a server
+allocated in between is not deleted.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class FleetController:
 
     async def _execute(self, fleet: Fleet, plan: FleetPlan, now: float) -> None:
         if plan.create:
-            await asyncio.gather(*(self._create(fleet, now) for _ in range(plan.create)))
+            await asyncio.gather(*(self._create(fleet, now, plan.create_reason) for _ in range(plan.create)))
         if plan.delete:
             await self._delete(fleet.name, plan.delete, plan.reasons, now)
         if plan.status != fleet.status:
@@ -124,12 +125,14 @@ class FleetController:
                 self.fleets, fleet.name, lambda f: replace(f, status=plan.status) if f.status != plan.status else None
             )
 
-    async def _create(self, fleet: Fleet, now: float) -> None:
+    async def _create(self, fleet: Fleet, now: float, reason: str) -> None:
         async with self._limit:
             gs = await create_with_generated_name(self.gameservers, new_gameserver(fleet))
         self._creating[fleet.name][gs.name] = now + EXPECTATION_SECONDS
-        metrics.CONTROLLER_ACTIONS.labels(fleet=fleet.name, action="create", reason="scale-up").inc()
-        log.info("fleet %s: created %s", fleet.name, gs.name, extra={"fleet": fleet.name, "gameserver": gs.name})
+        metrics.CONTROLLER_ACTIONS.labels(fleet=fleet.name, action="create", reason=reason).inc()
+        log.info(
+            "fleet %s: created %s (%s)", fleet.name, gs.name, reason, extra={"fleet": fleet.name, "gameserver": gs.name}
+        )
 
     async def _delete(self, fleet: str, servers: Sequence[GameServer], reasons: Sequence[str], now: float) -> None:
         async def one(gs: GameServer, reason: str) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ from fleetmatch.settings import SdkSettings
 from fleetmatch.store import EventType, WatchEvent
 from fleetmatch.tasks import cancel_and_wait
 from sdk_sidecar import SdkHost
+from tests.waiting import eventually
 
 S = GameServerState
 
@@ -111,21 +111,6 @@ class Env:
         await eventually(check, within, what=lambda: f"stored {name}: {last}")
         assert last is not None
         return last
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool], within: float = 10.0, *, what: Callable[[], str] = str
-) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within}s: {what()}")
-        await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager

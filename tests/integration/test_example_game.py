@@ -37,7 +37,8 @@ from fleetmatch.models import (
     with_meta,
 )
 from fleetmatch.store import modify
-from tests.integration.sdkenv import Env, eventually, running_host
+from tests.integration.sdkenv import Env, running_host
+from tests.waiting import eventually
 
 S = GameServerState
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -28,7 +28,8 @@ from fleetmatch.models import (
 from fleetmatch.settings import SdkSettings
 from fleetmatch.store import modify
 from sdk_sidecar import metrics
-from tests.integration.sdkenv import Env, call, error, eventually, running_host
+from tests.integration.sdkenv import Env, call, error, running_host
+from tests.waiting import eventually
 
 S = GameServerState
 

@@ -1,0 +1,56 @@
+"""Running the allocation API: the allocator's index task plus an aiohttp site (HTTP or HTTPS)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from allocator.allocation import Allocator
+from allocator.api import build_app, server_ssl_context
+from fleetmatch.settings import AllocatorSettings
+from fleetmatch.store import GameServerStore
+from fleetmatch.tasks import cancel_and_wait, supervised
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AllocatorService:
+    url: str
+    allocator: Allocator
+
+
+@contextlib.asynccontextmanager
+async def serve_allocator(
+    store: GameServerStore, settings: AllocatorSettings, token: str, *, fallback_port: bool = False
+) -> AsyncIterator[AllocatorService]:
+    """Serve the allocation API until the block ends. ``fallback_port``: if the configured port is
+    taken, use any free one (``fleetmatch up`` on a busy laptop) instead of failing."""
+    allocator = Allocator(store)
+    task = supervised("allocator.index", allocator.run)
+    runner = web.AppRunner(build_app(allocator, settings, token), access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    context = server_ssl_context(settings)
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context, backlog=1024)
+        try:
+            await site.start()
+        except OSError as exc:
+            if not fallback_port or settings.port == 0:
+                raise
+            log.warning("allocator port %d unavailable (%s); using a free port", settings.port, exc.strerror)
+            site = web.TCPSite(runner, settings.host, 0, ssl_context=context, backlog=1024)
+            await site.start()
+        server = site._server
+        assert server is not None
+        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        scheme = "https" if context is not None else "http"
+        await allocator.informer.synced.wait()
+        yield AllocatorService(f"{scheme}://{settings.host}:{port}", allocator)
+    finally:
+        await runner.cleanup()
+        await cancel_and_wait(task)

@@ -1,0 +1,163 @@
+"""Which server an allocation takes (pure: an index, a selector, a strategy and an rng in; a server out).
+
+- **Packed**: nodes with the most Allocated servers first, so busy nodes fill up and idle ones
+  empty out (and can be scaled away). Re-allocating already-Allocated servers (high density) is
+  what a selector with ``gameServerState: Allocated`` asks for; list it before a Ready selector.
+- **Distributed**: nodes with the fewest Allocated servers first, ties in random order, so load
+  spreads.
+
+Ties are broken randomly: among up to ``best_few`` matching servers sampled at random from the
+preferred node (then from nodes with the same load), one is taken at random. Several allocators
+(or concurrent requests) working from the same view then rarely pick the same server, and the loser of a race retries on
+another one (``exclude``). A less preferred node is never used while a preferred one has a match.
+
+Cost: the smallest index among the selector's state and ``matchLabels`` bounds the work. When it is
+small it is scanned; when it is large, nodes are visited in preference order and each is probed
+with random picks before (rarely) being scanned.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Collection, Iterator
+from functools import partial
+
+from allocator.index import AllocationIndex, IndexedSet
+from fleetmatch.allocation import GameServerSelector
+from fleetmatch.models import GameServer, GameServerState, SchedulingStrategy
+
+SCAN_LIMIT = 256
+"""A selector's smallest index set up to this size is scanned outright; a larger one is reached
+node by node, each node probed at random first."""
+PROBES = 32
+"""Random picks tried on a node before scanning it."""
+
+
+def node_order(
+    index: AllocationIndex, nodes: list[str], strategy: SchedulingStrategy, rng: random.Random
+) -> Iterator[str]:
+    """Nodes in the order a strategy prefers them, lazily: the first one usually has a match, so
+    the best node costs one pass and the full sort happens only when it is needed."""
+    if not nodes:
+        return
+    load = index.allocated_on_node
+    if strategy is SchedulingStrategy.PACKED:
+
+        def key(node: str) -> tuple[int, str]:
+            return (-load[node], node)
+
+    else:
+        nodes = list(nodes)
+        rng.shuffle(nodes)  # equally loaded nodes in random order: spread, and fewer collisions
+
+        def key(node: str) -> tuple[int, str]:
+            return (load[node], "")
+
+    best = min(nodes, key=key)
+    yield best
+    yield from (node for node in sorted(nodes, key=key) if node != best)
+
+
+def choose_server(
+    index: AllocationIndex,
+    selector: GameServerSelector,
+    strategy: SchedulingStrategy,
+    rng: random.Random,
+    *,
+    exclude: Collection[str] = frozenset(),
+    best_few: int = 4,
+) -> GameServer | None:
+    """A server matching ``selector`` per ``strategy``, or None if none is free."""
+    state = selector.game_server_state
+    sets = [index.in_state(state)]
+    sets += [index.with_label(k, v, state) for k, v in selector.match_labels.items()]
+    base = min(sets, key=len)
+    if not base:
+        return None
+    fits = _matcher(index, selector, [s for s in sets if s is not base], exclude)
+    matches_of: Callable[[str], list[str]]
+    if len(base) <= SCAN_LIMIT:
+        by_node: dict[str, list[str]] = {}
+        for name in base:
+            if fits(name):
+                by_node.setdefault(index.servers[name].status.node_name, []).append(name)
+        nodes = node_order(index, list(by_node), strategy, rng)
+
+        def matches_of(node: str) -> list[str]:
+            found = by_node[node]
+            return rng.sample(found, best_few) if len(found) > best_few else found
+
+    else:
+        nodes = index.nodes_by_load(state, descending=strategy is SchedulingStrategy.PACKED, rng=rng)
+        matches_of = partial(_matches_on, index, state, base, fits, rng, best_few)
+    picked: list[str] = []
+    rank: int | None = None
+    load = index.allocated_on_node
+    for node in nodes:
+        if rank is not None and load[node] != rank:
+            break  # only equally loaded nodes share the tie-break
+        found = matches_of(node)
+        if found:
+            picked += found
+            rank = load[node]
+            if len(picked) >= best_few:
+                break
+    if not picked:
+        return None
+    return index.servers[picked[rng.randrange(len(picked))]]
+
+
+def _matcher(
+    index: AllocationIndex,
+    selector: GameServerSelector,
+    others: list[IndexedSet[str]],
+    exclude: Collection[str],
+) -> Callable[[str], bool]:
+    """Does a server (already in the smallest index set) fit the rest of the selector?"""
+    expressions = selector.match_expressions
+    servers = index.servers
+
+    def fits(name: str) -> bool:
+        if name in exclude:
+            return False
+        for members in others:
+            if name not in members:
+                return False
+        if expressions:
+            labels = servers[name].metadata.labels
+            return all(req.matches(labels) for req in expressions)
+        return True
+
+    return fits
+
+
+def _matches_on(
+    index: AllocationIndex,
+    state: GameServerState,
+    base: IndexedSet[str],
+    fits: Callable[[str], bool],
+    rng: random.Random,
+    want: int,
+    node: str,
+) -> list[str]:
+    """Up to ``want`` (at least one if any) servers of ``node`` that fit."""
+    members = index.on_node(node, state)
+    found: list[str] = []
+    for _ in range(min(PROBES, len(members))):
+        name = members.random(rng)
+        if name not in found and name in base and fits(name):
+            found.append(name)
+            if len(found) >= want:
+                break
+    if found:
+        return found
+    # Unlucky or sparse: scan, from a random place so that allocators do not all take the same ones.
+    out = []
+    items = list(members)
+    offset = rng.randrange(len(items)) if items else 0
+    for name in items[offset:] + items[:offset]:
+        if name in base and fits(name):
+            out.append(name)
+            if len(out) >= want:
+                break
+    return out

@@ -1,0 +1,150 @@
+"""The allocation API's OpenAPI 3.1 document (served at ``/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"type": "string", "description": "dotted path of the offending field"},
+            },
+        }
+    },
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "fleetmatch allocator",
+        "version": "1",
+        "description": "Claim a Ready (or Allocated, for high density) game server in one request. "
+        "Shaped like Agones' GameServerAllocation.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Selector": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "matchLabels": _LABELS,
+                    "matchExpressions": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["key", "operator"],
+                            "properties": {
+                                "key": {"type": "string"},
+                                "operator": {"enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                                "values": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                    },
+                    "gameServerState": {"enum": ["Ready", "Allocated"], "default": "Ready"},
+                },
+            },
+            "Metadata": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"labels": _LABELS, "annotations": _LABELS},
+            },
+            "GameServerAllocation": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "apiVersion": {"type": "string", "default": "fleetmatch.dev/v1"},
+                    "kind": {"const": "GameServerAllocation"},
+                    "metadata": {"type": "object"},
+                    "spec": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "selectors": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 16,
+                                "items": {"$ref": "#/components/schemas/Selector"},
+                                "description": "Tried in order; the first that finds a server wins.",
+                            },
+                            "scheduling": {"enum": ["Packed", "Distributed"], "default": "Packed"},
+                            "metadata": {"$ref": "#/components/schemas/Metadata"},
+                        },
+                    },
+                    "status": {"$ref": "#/components/schemas/AllocationStatus"},
+                },
+            },
+            "AllocationStatus": {
+                "type": ["object", "null"],
+                "properties": {
+                    "state": {"enum": ["Allocated", "UnAllocated", "Contention"]},
+                    "gameServerName": {"type": "string"},
+                    "address": {"type": "string"},
+                    "ports": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"name": {"type": "string"}, "port": {"type": "integer"}},
+                        },
+                    },
+                    "nodeName": {"type": "string"},
+                    "metadata": {"$ref": "#/components/schemas/Metadata"},
+                },
+            },
+            "Error": _ERROR,
+        },
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/v1/allocations": {
+            "post": {
+                "operationId": "allocate",
+                "summary": "Allocate a game server",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GameServerAllocation"}}},
+                },
+                "responses": {
+                    "201": {
+                        "description": "Allocated: status names the server, its address and ports",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/GameServerAllocation"}}
+                        },
+                    },
+                    "400": {"description": "Malformed JSON", "content": {"application/json": {"schema": _ERROR}}},
+                    "401": {
+                        "description": "Missing or wrong token",
+                        "content": {"application/json": {"schema": _ERROR}},
+                    },
+                    "409": {"description": "Contention: retry", "content": {"application/json": {"schema": _ERROR}}},
+                    "413": {"description": "Body too large", "content": {"application/json": {"schema": _ERROR}}},
+                    "422": {"description": "Invalid request", "content": {"application/json": {"schema": _ERROR}}},
+                    "429": {"description": "Nothing free", "content": {"application/json": {"schema": _ERROR}}},
+                    "503": {"description": "Starting", "content": {"application/json": {"schema": _ERROR}}},
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "security": [],
+                "responses": {"200": {"description": "Serving"}, "503": {"description": "Starting"}},
+            }
+        },
+        "/metrics": {
+            "get": {"operationId": "metrics", "security": [], "responses": {"200": {"description": "Prometheus"}}}
+        },
+        "/openapi.json": {
+            "get": {"operationId": "openapi", "security": [], "responses": {"200": {"description": "This document"}}}
+        },
+    },
+}

@@ -1,0 +1,100 @@
+"""What every fleetmatch HTTP API shares: JSON errors, bearer-token auth, body reading.
+
+Errors are mapped to HTTP in one place (``error_middleware``), always as
+``{"error": {"code": "...", "message": "...", "field": "..."}}``: a ``ValidationError`` is 422 and
+names the field, malformed JSON is 400, a missing or wrong token 401, a body over the limit 413,
+and anything unexpected 500 with a log line, never a traceback to the client.
+(The Agones SDK endpoints keep Agones' own error shape; see ``sdk_sidecar.http``.)
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from fleetmatch.errors import ValidationError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_CODES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    413: "TooLarge",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "NoCapacity",
+    500: "Internal",
+    503: "Unavailable",
+}
+
+
+def problem(
+    http_status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    field: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> web.Response:
+    """A JSON error response (``extra``: more top-level members, e.g. the allocation's status)."""
+    error: dict[str, Any] = {"code": code or _CODES.get(http_status, "Error"), "message": message}
+    if field is not None:
+        error["field"] = field
+    headers = {"WWW-Authenticate": 'Bearer realm="fleetmatch"'} if http_status == 401 else None
+    return web.json_response({"error": error, **(extra or {})}, status=http_status, headers=headers)
+
+
+PUBLIC = web.AppKey("fleetmatch.public_paths", frozenset)
+"""Paths served without a token (health, metrics, the OpenAPI document)."""
+TOKEN = web.AppKey("fleetmatch.token", str)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ValidationError as exc:
+        return problem(422, exc.message, field=exc.field)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem(exc.status, exc.reason if exc.status != 413 else exc.text or exc.reason)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return problem(500, "internal error (see the server log)")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every path but the public ones needs ``Authorization: Bearer <token>``."""
+    if request.path in request.app[PUBLIC]:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return problem(401, "missing bearer token: send 'Authorization: Bearer <token>'")
+    if not hmac.compare_digest(given.strip().encode(), request.app[TOKEN].encode()):
+        return problem(401, "invalid bearer token")
+    return await handler(request)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request body as JSON; malformed JSON is a 400 naming the position."""
+    raw = await request.read()
+    if not raw:
+        raise web.HTTPBadRequest(reason="the request body is empty; expected a JSON object")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise web.HTTPBadRequest(reason=f"malformed JSON: {exc}") from None

@@ -1,0 +1,371 @@
+"""Benchmark: allocations per second and latency through the HTTP allocation API.
+
+``python loadtest/bench_allocate.py`` (or ``make bench``) prints one JSON document:
+
+1. 10,000 synthetic Ready GameServers (records only, no processes) in a private embedded Redis
+   (or ``REDIS_URL``, in a throw-away namespace), spread over 100 nodes;
+2. **baseline**: a trivial aiohttp JSON handler in its own process, driven by the same load
+   generator: the ceiling of this harness on this machine;
+3. **one allocator process** (``fleetmatch allocator``): closed-loop load for the maximum rate,
+   then open-loop load at half that rate for p50/p99 latency;
+4. **two allocator processes**, load split between them.
+
+The fleet is reset to Ready between phases, so every figure is measured against a full pool. Load
+generators are separate processes (``--load``), as a real client would be; on a two-core machine
+they compete with the allocator for CPU, and so does the baseline, so compare the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+REPO = Path(__file__).resolve().parents[1]
+SERVERS = 10_000
+NODES = 100
+FLEET = "bench"
+BODY = json.dumps({"spec": {"selectors": [{"matchLabels": {"agones.dev/fleet": FLEET}}]}}).encode()
+
+
+# -- load generator (runs in its own process) -----------------------------------------------
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+class _Connection(asyncio.Protocol):
+    """A minimal keep-alive HTTP/1.1 client connection: one request at a time, responses parsed
+    just enough (status line, Content-Length) to time them. aiohttp's client costs several times
+    more CPU per request than the servers under test, and would measure itself instead."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0 or self.waiter is None:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        marker = head.find(b"content-length:")
+        length = int(head[marker + 15 :].split(b"\r\n", 1)[0]) if marker >= 0 else 0
+        if len(self.buffer) < end + 4 + length:
+            return
+        status = int(head[9:12])
+        del self.buffer[: end + 4 + length]
+        waiter, self.waiter = self.waiter, None
+        if not waiter.done():
+            waiter.set_result(status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection lost"))
+
+    async def request(self, payload: bytes) -> int:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(payload)
+        return await self.waiter
+
+
+async def load(url: str, token: str, seconds: float, concurrency: int, rate: float | None) -> dict[str, Any]:
+    """Closed loop (``concurrency`` connections, one request in flight on each) or, with ``rate``,
+    open loop: requests start on a fixed schedule, on whichever connection is free."""
+    parsed = urllib.parse.urlsplit(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    payload = (
+        f"POST {parsed.path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n"
+    ).encode() + BODY
+    loop = asyncio.get_running_loop()
+    connections = [(await loop.create_connection(_Connection, host, port))[1] for _ in range(concurrency)]
+    statuses: Counter[int] = Counter()
+    latencies: list[float] = []
+
+    async def one(conn: _Connection, scheduled: float) -> None:
+        status = await conn.request(payload)
+        statuses[status] += 1
+        if status in (200, 201):
+            latencies.append(time.perf_counter() - scheduled)
+
+    start = time.perf_counter()
+    deadline = start + seconds
+    if rate is None:
+
+        async def worker(conn: _Connection) -> None:
+            while (now := time.perf_counter()) < deadline:
+                await one(conn, now)
+
+        await asyncio.gather(*(worker(c) for c in connections))
+    else:
+        # Latency counts from the scheduled start, so a stall shows up (no coordinated omission).
+        free: asyncio.Queue[_Connection] = asyncio.Queue()
+        for conn in connections:
+            free.put_nowait(conn)
+
+        async def timed(due: float) -> None:
+            conn = await free.get()
+            try:
+                await one(conn, due)
+            finally:
+                free.put_nowait(conn)
+
+        tasks: set[asyncio.Task[None]] = set()
+        sent = 0
+        while (now := time.perf_counter()) < deadline:
+            while sent < (now - start) * rate:
+                task = asyncio.create_task(timed(start + sent / rate))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            await asyncio.sleep(0.0005)
+        await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    for conn in connections:
+        if conn.transport is not None:
+            conn.transport.close()
+    latencies.sort()
+    ok = statuses[200] + statuses[201]
+    return {
+        "requests": sum(statuses.values()),
+        "ok": ok,
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "seconds": round(elapsed, 3),
+        "ok_per_second": round(ok / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 3),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 3) if latencies else None,
+    }
+
+
+# -- the baseline server (its own process) ---------------------------------------------------
+
+
+def serve_baseline(port: int) -> None:
+    """A trivial aiohttp handler: parse the JSON body, answer a small JSON document."""
+
+    async def handle(request: web.Request) -> web.Response:
+        doc = await request.json()
+        return web.json_response({"status": {"state": "Allocated", "echo": len(doc)}}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/v1/allocations", handle)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+# -- orchestration --------------------------------------------------------------------------
+
+
+async def run_load(url: str, token: str, seconds: float, concurrency: int, rate: float | None = None) -> dict[str, Any]:
+    argv = [sys.executable, __file__, "--load", url, "--token", token, "--seconds", str(seconds)]
+    argv += ["--concurrency", str(concurrency)] + (["--rate", str(rate)] if rate else [])
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, cwd=REPO)
+    out, _ = await proc.communicate()
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def wait_http(url: str, within: float = 30.0) -> None:
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                async with http.get(url) as resp:
+                    if resp.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not come up")
+            await asyncio.sleep(0.1)
+
+
+async def start(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *argv, cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            async with asyncio.timeout(20):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def populate(redis_url: str, namespace: str, n: int) -> None:
+    from allocator.backends.redis import RedisStore
+    from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, PortStatus
+    from fleetmatch.redis import connect
+
+    client = connect(redis_url, name="bench-populate")
+    store = RedisStore(client, GameServer, namespace)
+    limit = asyncio.Semaphore(256)
+
+    async def one(i: int) -> None:
+        gs = GameServer(metadata=ObjectMeta(name=f"{FLEET}-{i:05d}", labels={FLEET_LABEL: FLEET}))
+        gs = gs.with_status(
+            state=GameServerState.READY,
+            address=f"10.0.{i % NODES}.1",
+            ports=(PortStatus("default", 7000 + i % 1000),),
+            node_name=f"node-{i % NODES:03d}",
+        )
+        async with limit:
+            await store.create(gs)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    await client.aclose()
+
+
+async def reset(redis_url: str, namespace: str) -> int:
+    """Every Allocated server back to Ready (the next phase starts from a full pool)."""
+    from allocator.backends.redis import RedisStore
+    from fleetmatch.codec import evolve
+    from fleetmatch.models import GameServer, GameServerState
+    from fleetmatch.redis import connect
+
+    client = connect(redis_url, name="bench-reset")
+    store = RedisStore(client, GameServer, namespace)
+    items, _ = await store.list()
+    limit = asyncio.Semaphore(256)
+
+    async def one(gs: GameServer) -> None:
+        async with limit:
+            await store.update(evolve(gs, status=evolve(gs.status, state=GameServerState.READY)))
+
+    allocated = [g for g in items if g.state is GameServerState.ALLOCATED]
+    await asyncio.gather(*(one(g) for g in allocated))
+    await client.aclose()
+    return len(allocated)
+
+
+def free_port() -> int:
+    from fleetmatch.redis import free_port as pick
+
+    return pick()
+
+
+async def bench(redis_url: str, seconds: float, concurrency: int) -> dict[str, Any]:
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    token = secrets.token_urlsafe(24)
+    await populate(redis_url, namespace, SERVERS)
+    report: dict[str, Any] = {
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+        "servers": SERVERS,
+        "nodes": NODES,
+        "seconds_per_phase": seconds,
+        "concurrency": concurrency,
+    }
+
+    port = free_port()
+    baseline = await start([sys.executable, __file__, "--serve-baseline", str(port)], dict(os.environ))
+    try:
+        url = f"http://127.0.0.1:{port}/v1/allocations"
+        await wait_http(url)
+        await run_load(url, token, 0.5, concurrency)  # warm-up
+        report["baseline"] = await run_load(url, token, seconds, concurrency)
+    finally:
+        await stop(baseline)
+    report["baseline_requests_per_second"] = report["baseline"]["ok_per_second"]
+
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "FLEETMATCH_NAMESPACE": namespace,
+        "FLEETMATCH_ALLOCATOR_TOKEN": token,
+        "FLEETMATCH_LOG_LEVEL": "WARNING",
+    }
+    ports = [free_port(), free_port()]
+    allocators = []
+    try:
+        for p in ports:
+            allocators.append(await start([sys.executable, "-m", "fleetmatch", "allocator", "--port", str(p)], env))
+        urls = [f"http://127.0.0.1:{p}/v1/allocations" for p in ports]
+        for p in ports:
+            await wait_http(f"http://127.0.0.1:{p}/healthz")
+
+        await run_load(urls[0], token, 0.3, concurrency)  # warm-up
+        await reset(redis_url, namespace)
+        one = await run_load(urls[0], token, seconds, concurrency)
+        report["one_allocator_max"] = one
+        await reset(redis_url, namespace)
+        half = one["ok_per_second"] / 2
+        report["one_allocator_at_half_rate"] = await run_load(urls[0], token, seconds, concurrency, rate=half)
+        await reset(redis_url, namespace)
+        both = await asyncio.gather(*(run_load(u, token, seconds, concurrency // 2) for u in urls))
+        report["two_allocators_max"] = {
+            "ok_per_second": round(sum(r["ok_per_second"] for r in both), 1),
+            "per_process": both,
+        }
+        report["allocations_per_second"] = one["ok_per_second"]
+        report["p50_ms"] = report["one_allocator_at_half_rate"]["p50_ms"]
+        report["p99_ms"] = report["one_allocator_at_half_rate"]["p99_ms"]
+        report["two_allocators_allocations_per_second"] = report["two_allocators_max"]["ok_per_second"]
+        report["ratio_to_baseline"] = round(one["ok_per_second"] / report["baseline_requests_per_second"], 3)
+    finally:
+        for proc in allocators:
+            await stop(proc)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="duration of each measured phase")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight per load generator")
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    parser.add_argument("--token", help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-baseline", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_baseline:
+        serve_baseline(args.serve_baseline)
+        return
+    if args.load:
+        print(json.dumps(asyncio.run(load(args.load, args.token, args.seconds, args.concurrency, args.rate))))
+        return
+    sys.path.insert(0, str(REPO))
+    from fleetmatch.redis import EmbeddedRedis
+
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url:
+        report = asyncio.run(bench(redis_url, args.seconds, args.concurrency))
+    else:
+        with (
+            tempfile.TemporaryDirectory(prefix="fleetmatch-bench-") as tmp,
+            EmbeddedRedis(Path(tmp), persist=False) as r,
+        ):
+            report = asyncio.run(bench(r.url, args.seconds, args.concurrency))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

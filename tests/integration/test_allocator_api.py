@@ -1,0 +1,223 @@
+"""The allocation API in-process on the real Redis store: claims, exhaustion, ordered selectors,
+metadata in the same write, auth, bad input, TLS with client certificates, OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import trustme
+from openapi_spec_validator import validate
+
+from allocator.app import AllocatorService, serve_allocator
+from allocator.backends.redis import RedisStore
+from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerSelector
+from fleetmatch.allocator_client import AllocatorClient, AllocatorError
+from fleetmatch.models import (
+    FLEET_LABEL,
+    LAST_ALLOCATED_ANNOTATION,
+    GameServer,
+    GameServerState,
+    ObjectMeta,
+    PortStatus,
+    TemplateMeta,
+)
+from fleetmatch.settings import AllocatorSettings
+from tests.waiting import eventually
+
+S = GameServerState
+TOKEN = "test-token-0123456789abcdef"
+
+
+async def ready_servers(store: RedisStore[GameServer], n: int, fleet: str = "arena", **labels: str) -> list[str]:
+    names = []
+    for i in range(n):
+        gs = GameServer(metadata=ObjectMeta(name=f"{fleet}-{i:03d}", labels={FLEET_LABEL: fleet, **labels}))
+        gs = gs.with_status(
+            state=S.READY, address="127.0.0.1", ports=(PortStatus("default", 7000 + i),), node_name=f"node-{i % 2}"
+        )
+        created = await store.create(gs)
+        await store.update(replace(created, status=gs.status))
+        names.append(gs.name)
+    return names
+
+
+@dataclass
+class Api:
+    service: AllocatorService
+    http: aiohttp.ClientSession
+    store: RedisStore[GameServer]
+
+    async def post(self, body: Any, *, token: str | None = TOKEN, raw: bytes | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data = raw if raw is not None else json.dumps(body).encode()
+        async with self.http.post(f"{self.service.url}/v1/allocations", data=data, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+
+@pytest.fixture
+async def api(gs_store: RedisStore[GameServer]) -> AsyncIterator[Api]:
+    settings = AllocatorSettings(port=0, max_body_bytes=4096)
+    async with serve_allocator(gs_store, settings, TOKEN) as service, aiohttp.ClientSession() as http:
+        yield Api(service, http, gs_store)
+
+
+def fleet_request(fleet: str = "arena", **extra: Any) -> dict[str, Any]:
+    return {"spec": {"selectors": [{"matchLabels": {FLEET_LABEL: fleet}}], **extra}}
+
+
+async def until_indexed(api: Api, count: int) -> None:
+    await eventually(lambda: len(api.service.allocator.index) >= count, within=5)
+
+
+async def test_allocates_with_metadata_in_the_same_write(api: Api) -> None:
+    await ready_servers(api.store, 3)
+    await until_indexed(api, 3)
+    status, body = await api.post(fleet_request(metadata={"labels": {"match": "m1"}, "annotations": {"who": "p1"}}))
+    assert status == 201
+    result = body["status"]
+    assert result["state"] == "Allocated" and result["address"] == "127.0.0.1"
+    assert result["ports"][0]["name"] == "default" and result["nodeName"] in ("node-0", "node-1")
+    assert result["metadata"]["labels"]["match"] == "m1"
+    stored = await api.store.get(result["gameServerName"])
+    assert stored.state is S.ALLOCATED
+    assert stored.metadata.labels["match"] == "m1" and stored.metadata.annotations["who"] == "p1"
+    assert LAST_ALLOCATED_ANNOTATION in stored.metadata.annotations
+    assert body["kind"] == "GameServerAllocation" and body["spec"]["selectors"][0]["gameServerState"] == "Ready"
+
+
+async def test_concurrent_requests_never_share_a_server_and_the_rest_get_429(api: Api) -> None:
+    names = await ready_servers(api.store, 20)
+    await until_indexed(api, 20)
+    results = await asyncio.gather(*(api.post(fleet_request()) for _ in range(50)))
+    won = [body["status"]["gameServerName"] for status, body in results if status == 201]
+    assert sorted(won) == sorted(names)  # every server once, none twice
+    refused = [body for status, body in results if status == 429]
+    assert len(refused) == 30
+    assert refused[0]["status"]["state"] == "UnAllocated" and refused[0]["error"]["code"] == "UnAllocated"
+    items, _ = await api.store.list()
+    assert all(g.state is S.ALLOCATED for g in items)
+
+
+async def test_ordered_selectors_prefer_reallocation_then_ready(api: Api) -> None:
+    await ready_servers(api.store, 2)
+    gs = await api.store.get("arena-000")
+    room = replace(
+        gs.with_status(state=S.ALLOCATED), metadata=replace(gs.metadata, labels={**gs.metadata.labels, "room": "open"})
+    )
+    await api.store.update(room)
+    await eventually(lambda: api.service.allocator.index.count(S.ALLOCATED) == 1, within=5)
+
+    def request(room: str) -> dict[str, Any]:
+        allocated = {"matchLabels": {FLEET_LABEL: "arena", "room": room}, "gameServerState": "Allocated"}
+        return {"spec": {"selectors": [allocated, {"matchLabels": {FLEET_LABEL: "arena"}}]}}
+
+    first = await api.post(request("open"))
+    assert first[0] == 201 and first[1]["status"]["gameServerName"] == "arena-000"  # high density: same server
+    second = await api.post(request("closed"))
+    assert second[0] == 201 and second[1]["status"]["gameServerName"] == "arena-001"
+
+
+BAD = [
+    pytest.param(
+        {"spec": {"selectors": [{"matchLabelz": {}}]}}, 422, "spec.selectors[0].matchLabelz", id="unknown-field"
+    ),
+    pytest.param({"spec": {"selectors": "all"}}, 422, "spec.selectors", id="wrong-type"),
+    pytest.param({"spec": {"scheduling": "Tight"}}, 422, "spec.scheduling", id="bad-enum"),
+    pytest.param({"spec": {"selectors": []}}, 422, "spec.selectors", id="no-selector"),
+    pytest.param(
+        {"spec": {"selectors": [{"gameServerState": "Shutdown"}]}}, 422, "spec.selectors[0].gameServerState", id="state"
+    ),
+    pytest.param(
+        {"spec": {"selectors": [{"matchExpressions": [{"key": "k", "operator": "In"}]}]}},
+        422,
+        "spec.selectors[0].matchExpressions[0].values",
+        id="in-without-values",
+    ),
+    pytest.param({"spec": {"metadata": {"labels": {"bad key": "v"}}}}, 422, "spec.metadata.labels.bad key", id="label"),
+    pytest.param({"kind": "Fleet"}, 422, "kind", id="kind"),
+    pytest.param([1, 2], 422, "", id="not-an-object"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "field"), BAD)
+async def test_bad_requests_name_the_field(api: Api, body: Any, status: int, field: str) -> None:
+    code, doc = await api.post(body)
+    assert code == status and doc["error"]["code"] == "Invalid"
+    assert doc["error"].get("field", "") == field
+
+
+async def test_malformed_unauthorized_and_oversized_requests(api: Api) -> None:
+    assert (await api.post(None, raw=b"{not json"))[0] == 400
+    assert (await api.post(None, raw=b""))[0] == 400
+    status, doc = await api.post(fleet_request(), token=None)
+    assert status == 401 and doc["error"]["code"] == "Unauthorized"
+    assert (await api.post(fleet_request(), token="wrong-token-0123456789"))[0] == 401
+    status, doc = await api.post(None, raw=b'{"spec": {"metadata": {"labels": {"x": "' + b"y" * 8000 + b'"}}}}')
+    assert status == 413 and doc["error"]["code"] == "TooLarge"
+    async with api.http.get(f"{api.service.url}/v1/nothing-here", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+        assert r.status == 404 and (await r.json())["error"]["code"] == "NotFound"
+    await ready_servers(api.store, 1)
+    await until_indexed(api, 1)
+    assert (await api.post(fleet_request()))[0] == 201  # still serving after all that
+
+
+async def test_openapi_document_is_valid_and_public(api: Api) -> None:
+    async with api.http.get(f"{api.service.url}/openapi.json") as resp:
+        assert resp.status == 200
+        doc = await resp.json()
+    validate(doc)
+    assert "/v1/allocations" in doc["paths"]
+    async with api.http.get(f"{api.service.url}/healthz") as resp:
+        assert resp.status == 200
+    async with api.http.get(f"{api.service.url}/metrics") as resp:
+        assert "fleetmatch_allocations_total" in await resp.text()
+
+
+async def test_python_client_allocates_and_reports_no_capacity(api: Api) -> None:
+    await ready_servers(api.store, 1)
+    await until_indexed(api, 1)
+    async with AllocatorClient(api.service.url, TOKEN) as client:
+        spec = GameServerAllocationSpec(
+            selectors=(GameServerSelector.for_fleet("arena"),), metadata=TemplateMeta(labels={"m": "1"})
+        )
+        first = await client.allocate(spec)
+        assert first.state is AllocationState.ALLOCATED and first.game_server_name == "arena-000"
+        second = await client.allocate(spec)
+        assert second.state is AllocationState.UNALLOCATED
+    async with AllocatorClient(api.service.url, "not-the-token-at-all") as client:
+        with pytest.raises(AllocatorError) as info:
+            await client.allocate(spec)
+        assert info.value.status == 401
+
+
+async def test_mutual_tls(gs_store: RedisStore[GameServer], tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1")
+    client_cert = ca.issue_cert("matchmaker.internal")
+    paths = {name: tmp_path / f"{name}.pem" for name in ("cert", "ca")}
+    server_cert.private_key_and_cert_chain_pem.write_to_path(str(paths["cert"]))
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    settings = AllocatorSettings(port=0, tls_cert=paths["cert"], tls_key=paths["cert"], tls_client_ca=paths["ca"])
+    await ready_servers(gs_store, 1)
+    async with serve_allocator(gs_store, settings, TOKEN) as service:
+        assert service.url.startswith("https://")
+        trusted = ssl.create_default_context()
+        ca.configure_trust(trusted)
+        spec = GameServerAllocationSpec(selectors=(GameServerSelector.for_fleet("arena"),))
+        async with AllocatorClient(service.url, TOKEN, ssl_context=trusted) as anonymous:
+            with pytest.raises(AllocatorError):  # no client certificate: the handshake is refused
+                await anonymous.allocate(spec)
+        with_cert = ssl.create_default_context()
+        ca.configure_trust(with_cert)
+        client_cert.configure_cert(with_cert)
+        async with AllocatorClient(service.url, TOKEN, ssl_context=with_cert) as client:
+            await eventually(lambda: len(service.allocator.index) >= 1, within=5)
+            assert (await client.allocate(spec)).state is AllocationState.ALLOCATED
