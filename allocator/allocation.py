@@ -69,10 +69,11 @@ class Allocator:
         self._claiming: set[str] = set()
 
     def _on_event(self, event: WatchEvent[GameServer]) -> None:
+        gs = event.object
         if event.type is EventType.DELETED:
-            self.index.remove(event.object.name)
-        else:
-            self.index.upsert(event.object)
+            self.index.remove(gs.name)
+        elif self.index.servers.get(gs.name) is not gs:  # our own claims come back as the same object
+            self.index.upsert(gs)
 
     async def run(self) -> None:
         """Keep the index in step with the store (until cancelled)."""

@@ -15,9 +15,11 @@ from aiohttp import web
 
 from allocator.allocation import Allocator
 from allocator.openapi import OPENAPI
-from fleetmatch.allocation import AllocationState, GameServerAllocation, decode_allocation, encode_allocation
-from fleetmatch.http import PUBLIC, TOKEN, auth_middleware, error_middleware, problem, read_json
+from fleetmatch.allocation import AllocationState, GameServerAllocation, decode_allocation
+from fleetmatch.codec import to_wire
+from fleetmatch.http import PUBLIC, TOKEN, api_middleware, problem, read_json
 from fleetmatch.metrics import metrics_handler
+from fleetmatch.models import API_VERSION
 from fleetmatch.settings import AllocatorSettings
 
 ALLOCATOR = web.AppKey("allocator", Allocator)
@@ -33,9 +35,12 @@ async def allocate(request: web.Request) -> web.Response:
     allocator = request.app[ALLOCATOR]
     if not allocator.ready:
         return problem(503, "the allocator is still reading the store; retry in a moment")
-    allocation = decode_allocation(await read_json(request))
+    doc = await read_json(request)
+    allocation = decode_allocation(doc)
     status = await allocator.allocate(allocation.spec)
-    body = encode_allocation(GameServerAllocation(spec=allocation.spec, status=status))
+    # The request's spec goes back as the client sent it (validated above): no re-encoding.
+    body = {"apiVersion": API_VERSION, "kind": GameServerAllocation.KIND, "spec": doc.get("spec", {})}
+    body["status"] = to_wire(status)
     if status.state is AllocationState.ALLOCATED:
         return web.json_response(body, status=201)
     return problem(_STATUS[status.state], _MESSAGES[status.state], code=status.state.value, extra=body)
@@ -54,7 +59,7 @@ async def openapi(_: web.Request) -> web.Response:
 
 
 def build_app(allocator: Allocator, settings: AllocatorSettings, token: str) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[api_middleware], client_max_size=settings.max_body_bytes)
     app[ALLOCATOR] = allocator
     app[TOKEN] = token
     app[PUBLIC] = frozenset({"/healthz", "/metrics", "/openapi.json"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ async def serve_allocator(
         port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         scheme = "https" if context is not None else "http"
         await allocator.informer.synced.wait()
+        # The index is long-lived: keep the collector from re-scanning it on every collection.
+        gc.freeze()
         yield AllocatorService(f"{scheme}://{settings.host}:{port}", allocator)
     finally:
         await runner.cleanup()

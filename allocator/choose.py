@@ -142,15 +142,10 @@ def _matches_on(
 ) -> list[str]:
     """Up to ``want`` (at least one if any) servers of ``node`` that fit."""
     members = index.on_node(node, state)
-    found: list[str] = []
     for _ in range(min(PROBES, len(members))):
-        name = members.random(rng)
-        if name not in found and name in base and fits(name):
-            found.append(name)
-            if len(found) >= want:
-                break
-    if found:
-        return found
+        name = members.random(rng)  # uniformly random: the first fit is already a random tie-break
+        if name in base and fits(name):
+            return [name]
     # Unlucky or sparse: scan, from a random place so that allocators do not all take the same ones.
     out = []
     items = list(members)

@@ -65,12 +65,10 @@ class AllocationIndex:
         self._by_state: dict[GameServerState, IndexedSet[str]] = {s: IndexedSet() for s in ALLOCATABLE_STATES}
         self._by_label: dict[tuple[str, str, GameServerState], IndexedSet[str]] = {}
         self._by_node: dict[tuple[str, GameServerState], IndexedSet[str]] = {}
-        self._nodes: dict[GameServerState, dict[str, None]] = {s: {} for s in ALLOCATABLE_STATES}
         self.allocated_on_node: Counter[str] = Counter()
-        self._servers_on_node: Counter[str] = Counter()
-        self._nodes_at_load: dict[int, dict[str, None]] = {}
-        """Known nodes bucketed by their Allocated count: the most (Packed) or least (Distributed)
-        loaded node is found without sorting every node on every allocation."""
+        self._buckets: dict[GameServerState, dict[int, IndexedSet[str]]] = {s: {} for s in ALLOCATABLE_STATES}
+        """Per state, the nodes holding servers in that state, bucketed by their Allocated count:
+        the most (Packed) or least (Distributed) loaded node is found without looking at the others."""
 
     def __len__(self) -> int:
         return len(self.servers)
@@ -89,26 +87,35 @@ class AllocationIndex:
 
     def nodes(self, state: GameServerState) -> list[str]:
         """Nodes holding at least one server in ``state``."""
-        return list(self._nodes[state])
+        return [node for bucket in self._buckets[state].values() for node in bucket]
 
     def nodes_by_load(self, state: GameServerState, *, descending: bool, rng: random.Random) -> Iterator[str]:
-        """Nodes with servers in ``state``, most (or least) Allocated first; equal ones in random order."""
-        having = self._nodes[state]
-        for load in sorted(self._nodes_at_load, reverse=descending):
-            bucket = [node for node in self._nodes_at_load[load] if node in having]
-            if len(bucket) > 1:
-                rng.shuffle(bucket)
-            yield from bucket
+        """Nodes with servers in ``state``, most (or least) Allocated first. Among equally loaded
+        nodes the first is picked at random (concurrent allocators then start on different ones);
+        the rest follow, lazily: the caller usually stops at the first."""
+        buckets = self._buckets[state]
+        for load in sorted(buckets, reverse=descending):
+            bucket = buckets[load]
+            first = bucket.random(rng)
+            yield first
+            yield from (node for node in bucket if node != first)
 
-    def _move(self, node: str, old: int | None, new: int | None) -> None:
-        """Re-bucket ``node`` from load ``old`` to ``new`` (None: absent)."""
-        if old is not None:
-            bucket = self._nodes_at_load[old]
-            del bucket[node]
+    def _bucket_add(self, state: GameServerState, load: int, node: str) -> None:
+        self._buckets[state].setdefault(load, IndexedSet()).add(node)
+
+    def _bucket_discard(self, state: GameServerState, load: int, node: str) -> None:
+        bucket = self._buckets[state].get(load)
+        if bucket is not None:
+            bucket.discard(node)
             if not bucket:
-                del self._nodes_at_load[old]
-        if new is not None:
-            self._nodes_at_load.setdefault(new, {})[node] = None
+                del self._buckets[state][load]
+
+    def _relocate(self, node: str, old: int, new: int) -> None:
+        """``node``'s Allocated count went from ``old`` to ``new``: move it in every state's buckets."""
+        for state in ALLOCATABLE_STATES:
+            if (node, state) in self._by_node:
+                self._bucket_discard(state, old, node)
+                self._bucket_add(state, new, node)
 
     def upsert(self, gs: GameServer) -> None:
         """Record the latest version of ``gs`` (dropping it if it is no longer allocatable)."""
@@ -120,15 +127,16 @@ class AllocationIndex:
         self._by_state[state].add(name)
         for key, value in gs.metadata.labels.items():
             self._by_label.setdefault((key, value, state), IndexedSet()).add(name)
-        self._by_node.setdefault((node, state), IndexedSet()).add(name)
-        self._nodes[state][node] = None
         load = self.allocated_on_node[node]
-        self._servers_on_node[node] += 1
         if state is GameServerState.ALLOCATED:
-            self.allocated_on_node[node] += 1
-            self._move(node, load if self._servers_on_node[node] > 1 else None, load + 1)
-        elif self._servers_on_node[node] == 1:
-            self._move(node, None, load)
+            self._relocate(node, load, load + 1)
+            load += 1
+            self.allocated_on_node[node] = load
+        members = self._by_node.get((node, state))
+        if members is None:
+            members = self._by_node[(node, state)] = IndexedSet()
+            self._bucket_add(state, load, node)
+        members.add(name)
 
     def remove(self, name: str) -> None:
         gs = self.servers.pop(name, None)
@@ -142,21 +150,15 @@ class AllocationIndex:
                 members.discard(name)
                 if not members:
                     del self._by_label[(key, value, state)]
-        members = self._by_node.get((node, state))
-        if members is not None:
-            members.discard(name)
-            if not members:
-                del self._by_node[(node, state)]
-                self._nodes[state].pop(node, None)
         load = self.allocated_on_node[node]
-        self._servers_on_node[node] -= 1
-        remaining = self._servers_on_node[node]
-        if remaining <= 0:
-            del self._servers_on_node[node]
+        members = self._by_node[(node, state)]
+        members.discard(name)
+        if not members:
+            del self._by_node[(node, state)]
+            self._bucket_discard(state, load, node)
         if state is GameServerState.ALLOCATED:
-            self.allocated_on_node[node] -= 1
-            if self.allocated_on_node[node] <= 0:
+            self._relocate(node, load, load - 1)
+            if load > 1:
+                self.allocated_on_node[node] = load - 1
+            else:
                 del self.allocated_on_node[node]
-            self._move(node, load, load - 1 if remaining > 0 else None)
-        elif remaining <= 0:
-            self._move(node, load, None)

@@ -62,6 +62,11 @@ TOKEN = web.AppKey("fleetmatch.token", str)
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors to JSON problems (for apps without auth; ``api_middleware`` does both)."""
+    return await _answer(request, handler)
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ValidationError as exc:
@@ -76,17 +81,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 @web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every path but the public ones needs ``Authorization: Bearer <token>``."""
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer-token auth, then errors to JSON problems: one middleware layer (each costs a little
+    on every request)."""
     if request.path in request.app[PUBLIC]:
-        return await handler(request)
+        return await _answer(request, handler)
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
         return problem(401, "missing bearer token: send 'Authorization: Bearer <token>'")
     if not hmac.compare_digest(given.strip().encode(), request.app[TOKEN].encode()):
         return problem(401, "invalid bearer token")
-    return await handler(request)
+    return await _answer(request, handler)
 
 
 async def read_json(request: web.Request) -> Any:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 from aiohttp import web
 
 REPO = Path(__file__).resolve().parents[1]
@@ -181,12 +182,24 @@ def serve_baseline(port: int) -> None:
 # -- orchestration --------------------------------------------------------------------------
 
 
-async def run_load(url: str, token: str, seconds: float, concurrency: int, rate: float | None = None) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def run_load(
+    url: str, token: str, seconds: float, concurrency: int, rate: float | None = None, *, server_pid: int | None = None
+) -> dict[str, Any]:
+    """One load-generator process against ``url``; with ``server_pid``, also the server's CPU time
+    per successful request (steadier than throughput on a shared, noisy machine)."""
     argv = [sys.executable, __file__, "--load", url, "--token", token, "--seconds", str(seconds)]
     argv += ["--concurrency", str(concurrency)] + (["--rate", str(rate)] if rate else [])
+    before = cpu_seconds(server_pid) if server_pid else 0.0
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, cwd=REPO)
     out, _ = await proc.communicate()
     result: dict[str, Any] = json.loads(out)
+    if server_pid and result["ok"]:
+        result["server_cpu_us_per_request"] = round((cpu_seconds(server_pid) - before) / result["ok"] * 1e6, 1)
     return result
 
 
@@ -292,7 +305,7 @@ async def bench(redis_url: str, seconds: float, concurrency: int) -> dict[str, A
         url = f"http://127.0.0.1:{port}/v1/allocations"
         await wait_http(url)
         await run_load(url, token, 0.5, concurrency)  # warm-up
-        report["baseline"] = await run_load(url, token, seconds, concurrency)
+        report["baseline"] = await run_load(url, token, seconds, concurrency, server_pid=baseline.pid)
     finally:
         await stop(baseline)
     report["baseline_requests_per_second"] = report["baseline"]["ok_per_second"]
@@ -315,11 +328,13 @@ async def bench(redis_url: str, seconds: float, concurrency: int) -> dict[str, A
 
         await run_load(urls[0], token, 0.3, concurrency)  # warm-up
         await reset(redis_url, namespace)
-        one = await run_load(urls[0], token, seconds, concurrency)
+        one = await run_load(urls[0], token, seconds, concurrency, server_pid=allocators[0].pid)
         report["one_allocator_max"] = one
         await reset(redis_url, namespace)
         half = one["ok_per_second"] / 2
-        report["one_allocator_at_half_rate"] = await run_load(urls[0], token, seconds, concurrency, rate=half)
+        report["one_allocator_at_half_rate"] = await run_load(
+            urls[0], token, seconds, concurrency, rate=half, server_pid=allocators[0].pid
+        )
         await reset(redis_url, namespace)
         both = await asyncio.gather(*(run_load(u, token, seconds, concurrency // 2) for u in urls))
         report["two_allocators_max"] = {
@@ -331,6 +346,8 @@ async def bench(redis_url: str, seconds: float, concurrency: int) -> dict[str, A
         report["p99_ms"] = report["one_allocator_at_half_rate"]["p99_ms"]
         report["two_allocators_allocations_per_second"] = report["two_allocators_max"]["ok_per_second"]
         report["ratio_to_baseline"] = round(one["ok_per_second"] / report["baseline_requests_per_second"], 3)
+        report["allocator_cpu_us_per_allocation"] = one.get("server_cpu_us_per_request")
+        report["baseline_cpu_us_per_request"] = report["baseline"].get("server_cpu_us_per_request")
     finally:
         for proc in allocators:
             await stop(proc)

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 _WRITE = resources.files(__package__).joinpath("lua/write.lua").read_text()
 _LIST = resources.files(__package__).joinpath("lua/list.lua").read_text()
 
+WRITTEN_MEMORY = 4096
+"""Recently written objects kept to spare a watch on the same store instance their decoding."""
 DEFAULT_HISTORY = 100_000
 """Changes kept per namespace and kind: a watcher may fall this far behind before it must re-list."""
 
@@ -129,6 +131,9 @@ class RedisStore(Generic[R]):
         self._flush_scheduled = False
         self._sending: set[asyncio.Future[None]] = set()
         self._batch = batch
+        self._written: dict[tuple[str, str], R] = {}
+        """Objects this instance wrote, by (name, version): a watch on the same instance hands them
+        out instead of decoding the change again (an allocator sees each of its claims come back)."""
         self._list = client.register_script(_LIST)
 
     @property
@@ -227,10 +232,15 @@ class RedisStore(Generic[R]):
             except RedisError as exc:
                 raise BackendError(f"redis: {exc}") from exc
             for entry_id, fields in reply[0][1]:
-                owned = _Owned(_text(entry_id), int(fields[b"g"]), _text(fields[b"u"]), _float(fields[b"c"]))
+                version = _text(entry_id)
                 event = EventType(_text(fields[b"t"]))
-                obj = self._decode(fields[b"b"], owned)
-                position = owned.version
+                obj = (
+                    self._written.pop((_text(fields[b"n"]), version), None) if event is not EventType.DELETED else None
+                )
+                if obj is None:
+                    owned = _Owned(version, int(fields[b"g"]), _text(fields[b"u"]), _float(fields[b"c"]))
+                    obj = self._decode(fields[b"b"], owned)
+                position = version
                 yield WatchEvent(event, obj)
 
     # -- writes ------------------------------------------------------------------------------
@@ -304,13 +314,22 @@ class RedisStore(Generic[R]):
             raise ConflictError(self._kind.KIND, meta.name, meta.resource_version, owned.version)
         if status == "immutable":
             raise ValidationError("metadata.uid", f"field is immutable (is {owned.uid!r})")
-        return stamp(
+        stored = stamp(
             obj,
             resource_version=owned.version,
             generation=owned.generation,
             uid=owned.uid,
             creation_timestamp=owned.created,
         )
+        if status == "ok":
+            self._remember(stored)
+        return stored
+
+    def _remember(self, obj: R) -> None:
+        written = self._written
+        written[(obj.metadata.name, obj.metadata.resource_version)] = obj
+        if len(written) > WRITTEN_MEMORY:
+            del written[next(iter(written))]  # oldest first: a dict keeps insertion order
 
     async def delete(self, name: str, *, version: str | None = None) -> None:
         status, owned = await self._run("delete", None, name, version or "")

@@ -1,0 +1,117 @@
+"""Benchmark: how fast the autoscaler refills the Ready buffer after a burst of allocations.
+
+``python loadtest/bench_refill.py`` starts ``fleetmatch up`` with a fleet of the example UDP game
+and a Buffer autoscaler (buffer 5), allocates 5 servers at once, and prints JSON: the refill time
+beside its baseline, the game servers' own start time measured in the same run (a refill can
+never beat it; the autoscaler and controller's part is the difference).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+FLEET = """\
+apiVersion: fleetmatch.dev/v1
+kind: Fleet
+metadata: {name: refill}
+spec:
+  replicas: 5
+  template:
+    spec:
+      process: {command: [python, -m, examples.udp_game.server], workingDir: %s}
+---
+apiVersion: fleetmatch.dev/v1
+kind: FleetAutoscaler
+metadata: {name: refill}
+spec:
+  fleetName: refill
+  policy: {type: Buffer, buffer: {bufferSize: 5, minReplicas: 5, maxReplicas: 50}}
+"""
+
+
+def start_stack(data_dir: Path, fleet_file: Path, port_range: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "FLEETMATCH_PORT_RANGE": port_range, "FLEETMATCH_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"}
+    env.pop("REDIS_URL", None)
+    env["FLEETMATCH_ALLOCATOR_PORT"] = "0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetmatch", "--data-dir", str(data_dir), "up", "--fleet", str(fleet_file)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        if "Ctrl-C" in line:
+            return proc
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise RuntimeError("fleetmatch up did not come up")
+
+
+def stop_stack(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+async def measure(data_dir: Path) -> dict[str, Any]:
+    from allocator.backends.redis import RedisStore
+    from fleetmatch.models import GameServer
+    from fleetmatch.redis import connect
+    from loadtest.refill import measure_refill
+
+    stack = json.loads((data_dir / "stack.json").read_text())
+    client = connect(stack["redis_url"], name="bench-refill")
+    try:
+        store = RedisStore(client, GameServer, stack["namespace"])
+        figures = await measure_refill(
+            store, stack["allocator_url"], stack["allocator_token"], fleet="refill", count=5, buffer=5
+        )
+    finally:
+        await client.aclose()
+    return figures.as_dict()
+
+
+def main() -> None:
+    sys.path.insert(0, str(REPO))
+    with tempfile.TemporaryDirectory(prefix="fleetmatch-refill-") as tmp:
+        data_dir = Path(tmp) / "data"
+        fleet_file = Path(tmp) / "fleet.yaml"
+        fleet_file.write_text(FLEET % json.dumps(str(REPO)))
+        proc = start_stack(data_dir, fleet_file, "7300-7399")
+        try:
+            figures = asyncio.run(measure(data_dir))
+        finally:
+            stop_stack(proc)
+    report = {
+        "machine": {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]},
+        "buffer": 5,
+        **figures,
+        "refill_over_server_start_seconds": round(
+            float(figures["refill_seconds"]) - float(figures["server_start_seconds_max"]), 3
+        ),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
