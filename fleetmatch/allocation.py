@@ -153,7 +153,46 @@ def decode_allocation(doc: Any) -> GameServerAllocation:
         raise ValidationError("kind", f"must be {GameServerAllocation.KIND}, got {kind!r}")
     if body.get("status") is not None:
         raise ValidationError("status", "is set by the allocator; leave it out of requests")
-    return from_wire(GameServerAllocation, body)
+    unknown = set(body) - {"spec", "status"}
+    if unknown:
+        return from_wire(GameServerAllocation, body)  # the generic decoder names the unknown field
+    spec = body.get("spec", {})
+    if not isinstance(spec, Mapping) or set(spec) - _SPEC_FIELDS or not isinstance(spec.get("selectors", []), list):
+        return from_wire(GameServerAllocation, body)
+    fields: dict[str, Any] = {}
+    if "selectors" in spec:
+        fields["selectors"] = _selectors(spec["selectors"])
+    if "scheduling" in spec or "metadata" in spec:
+        rest = {k: v for k, v in spec.items() if k != "selectors"}
+        decoded = from_wire(GameServerAllocationSpec, rest, "spec")
+        fields.update(scheduling=decoded.scheduling, metadata=decoded.metadata)
+    try:
+        return GameServerAllocation(spec=GameServerAllocationSpec(**fields))
+    except ValidationError as exc:
+        raise exc.under("spec") from None
+
+
+_SPEC_FIELDS = frozenset({"selectors", "scheduling", "metadata"})
+_SELECTOR_CACHE: dict[str, tuple[GameServerSelector, ...]] = {}
+_SELECTOR_CACHE_SIZE = 1024
+
+
+def _selectors(raw: list[Any]) -> tuple[GameServerSelector, ...]:
+    """Selectors decoded and validated once per distinct JSON: clients send the same few over and
+    over (the per-match part of a request is its metadata), and selectors are immutable."""
+    key = repr(raw)
+    cached = _SELECTOR_CACHE.get(key)
+    if cached is None:
+        cached = from_wire(_Selectors, {"selectors": raw}, "spec").selectors
+        if len(_SELECTOR_CACHE) >= _SELECTOR_CACHE_SIZE:
+            del _SELECTOR_CACHE[next(iter(_SELECTOR_CACHE))]
+        _SELECTOR_CACHE[key] = cached
+    return cached
+
+
+@dataclass(frozen=True, slots=True)
+class _Selectors:
+    selectors: tuple[GameServerSelector, ...]
 
 
 def encode_allocation(allocation: GameServerAllocation) -> dict[str, Any]:

@@ -39,8 +39,17 @@ def camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+_last_stamp: tuple[int, str] = (-1, "")
+
+
 def format_timestamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 with milliseconds. The last result is kept: bursts stamp many objects per millisecond."""
+    global _last_stamp
+    ms = int(epoch * 1000)
+    if ms != _last_stamp[0]:
+        text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        _last_stamp = (ms, text)
+    return _last_stamp[1]
 
 
 def parse_timestamp(text: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 
@@ -31,6 +32,7 @@ def namespace_error(name: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def qualified_name_error(key: str) -> str | None:
     """Why ``key`` is not a valid label/annotation key (``[prefix/]name``), or None."""
     prefix, slash, name = key.rpartition("/")
