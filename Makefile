@@ -33,6 +33,8 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python loadtest/bench_store.py
+	$(BIN)/python loadtest/bench_allocate.py
+	$(BIN)/python loadtest/bench_refill.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 
 from allocator import metrics
 from allocator.choose import choose_server
@@ -67,6 +68,8 @@ class Allocator:
         self._clock = clock
         self._max_attempts = max_attempts
         self._claiming: set[str] = set()
+        for state in (GameServerState.READY, GameServerState.ALLOCATED):
+            metrics.ALLOCATABLE.labels(state=state.value).set_function(partial(self.index.count, state))
 
     def _on_event(self, event: WatchEvent[GameServer]) -> None:
         gs = event.object
@@ -83,10 +86,6 @@ class Allocator:
     def ready(self) -> bool:
         """True once the index holds the store's state (before that, every answer would be a guess)."""
         return self.informer.synced.is_set()
-
-    def gauge(self) -> None:
-        for state in (GameServerState.READY, GameServerState.ALLOCATED):
-            metrics.ALLOCATABLE.labels(state=state.value).set(self.index.count(state))
 
     async def allocate(self, spec: GameServerAllocationSpec) -> GameServerAllocationStatus:
         started = time.perf_counter()

@@ -48,7 +48,6 @@ async def allocate(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     allocator = request.app[ALLOCATOR]
-    allocator.gauge()
     return web.json_response(
         {"status": "ok" if allocator.ready else "starting"}, status=200 if allocator.ready else 503
     )
