@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from enum import StrEnum
 
+from fleetmatch.codec import evolve
 from fleetmatch.errors import NotFoundError, ValidationError
-from fleetmatch.models import Fleet, FleetAutoscaler, FleetAutoscalerStatus, with_meta
-from fleetmatch.store import AutoscalerStore, FleetStore, modify
+from fleetmatch.models import Fleet, FleetAutoscaler, with_meta
+from fleetmatch.store import AutoscalerStore, FleetStore, R, Store, modify
 
 
 class Applied(StrEnum):
@@ -16,54 +17,37 @@ class Applied(StrEnum):
     UNCHANGED = "unchanged"
 
 
-async def apply_fleet(store: FleetStore, fleet: Fleet) -> tuple[Fleet, Applied]:
-    """Create the fleet, or replace its spec, labels and annotations (status is the controller's)."""
+async def apply_resource(store: Store[R], obj: R) -> tuple[R, Applied]:
+    """Create ``obj``, or replace its spec, labels and annotations. Status belongs to the
+    controllers: a created object starts with an empty one, an updated one keeps its own."""
     try:
-        await store.get(fleet.name)
+        await store.get(obj.name)
     except NotFoundError:
-        created = await store.create(with_meta(fleet, resource_version="", namespace=store.namespace))
-        return created, Applied.CREATED
+        fresh = evolve(with_meta(obj, resource_version="", namespace=store.namespace), status=type(obj.status)())
+        return await store.create(fresh), Applied.CREATED
+    meta = obj.metadata
 
-    def change(current: Fleet) -> Fleet | None:
-        meta = fleet.metadata
+    def change(current: R) -> R | None:
         if (current.spec, current.metadata.labels, current.metadata.annotations) == (
-            fleet.spec,
+            obj.spec,
             meta.labels,
             meta.annotations,
         ):
             return None
-        return replace(with_meta(current, labels=meta.labels, annotations=meta.annotations), spec=fleet.spec)
+        return evolve(with_meta(current, labels=meta.labels, annotations=meta.annotations), spec=obj.spec)
 
-    updated = await modify(store, fleet.name, change)
+    updated = await modify(store, obj.name, change)
     if updated is None:
-        return await store.get(fleet.name), Applied.UNCHANGED
+        return await store.get(obj.name), Applied.UNCHANGED
     return updated, Applied.CONFIGURED
+
+
+async def apply_fleet(store: FleetStore, fleet: Fleet) -> tuple[Fleet, Applied]:
+    return await apply_resource(store, fleet)
 
 
 async def apply_autoscaler(store: AutoscalerStore, fas: FleetAutoscaler) -> tuple[FleetAutoscaler, Applied]:
-    """Create the autoscaler, or replace its spec, labels and annotations (status is the controller's)."""
-    try:
-        await store.get(fas.name)
-    except NotFoundError:
-        created = await store.create(
-            replace(with_meta(fas, resource_version="", namespace=store.namespace), status=FleetAutoscalerStatus())
-        )
-        return created, Applied.CREATED
-
-    def change(current: FleetAutoscaler) -> FleetAutoscaler | None:
-        meta = fas.metadata
-        if (current.spec, current.metadata.labels, current.metadata.annotations) == (
-            fas.spec,
-            meta.labels,
-            meta.annotations,
-        ):
-            return None
-        return replace(with_meta(current, labels=meta.labels, annotations=meta.annotations), spec=fas.spec)
-
-    updated = await modify(store, fas.name, change)
-    if updated is None:
-        return await store.get(fas.name), Applied.UNCHANGED
-    return updated, Applied.CONFIGURED
+    return await apply_resource(store, fas)
 
 
 async def scale_fleet(store: FleetStore, name: str, replicas: int) -> Fleet:

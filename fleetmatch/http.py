@@ -1,6 +1,6 @@
 """What every fleetmatch HTTP API shares: JSON errors, bearer-token auth, body reading.
 
-Errors are mapped to HTTP in one place (``error_middleware``), always as
+Errors are mapped to HTTP in one place (``api_middleware``), always as
 ``{"error": {"code": "...", "message": "...", "field": "..."}}``: a ``ValidationError`` is 422 and
 names the field, malformed JSON is 400, a missing or wrong token 401, a body over the limit 413,
 and anything unexpected 500 with a log line, never a traceback to the client.
@@ -58,12 +58,6 @@ def problem(
 PUBLIC = web.AppKey("fleetmatch.public_paths", frozenset)
 """Paths served without a token (health, metrics, the OpenAPI document)."""
 TOKEN = web.AppKey("fleetmatch.token", str)
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors to JSON problems (for apps without auth; ``api_middleware`` does both)."""
-    return await _answer(request, handler)
 
 
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:

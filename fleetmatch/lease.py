@@ -22,7 +22,6 @@ class Lease(Protocol):
 
     async def acquire(self) -> bool:
         """Take or renew the lease; True while we hold it."""
-        ...
 
     async def release(self) -> None: ...
 

@@ -56,28 +56,22 @@ class Store(Protocol[R]):
 
     async def get(self, name: str) -> R:
         """The current object; ``NotFoundError`` if there is none."""
-        ...
 
     async def list(self) -> tuple[list[R], str]:
         """All objects and the version they were read at (watch from it to miss nothing)."""
-        ...
 
     def watch(self, since: str) -> AsyncIterator[WatchEvent[R]]:
         """Every change after version ``since``, in order, until cancelled."""
-        ...
 
     async def create(self, obj: R) -> R:
         """Store a new object; fills uid, creationTimestamp, generation, resourceVersion, and the name
         from ``generateName`` if needed. ``AlreadyExistsError`` if the name is taken."""
-        ...
 
     async def update(self, obj: R) -> R:
         """Replace the object if its resourceVersion still matches; ``ConflictError`` otherwise."""
-        ...
 
     async def delete(self, name: str, *, version: str | None = None) -> None:
         """Remove the object (only at ``version`` if given); ``NotFoundError`` if absent."""
-        ...
 
 
 GameServerStore = Store[GameServer]

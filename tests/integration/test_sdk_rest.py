@@ -347,7 +347,7 @@ async def test_a_burst_of_calls_is_a_handful_of_writes(redis_client: aioredis.Re
         writes = env.store.updates - writes_before
         # At most one write per interval, the first one at once: 100 calls can only be 100 writes
         # if they took 50 s.
-        assert 1 <= writes <= 2 + math.ceil(elapsed / interval), (writes, elapsed)
+        assert 0 < writes <= 2 + math.ceil(elapsed / interval), (writes, elapsed)
         assert writes == env.host.sessions["gs-1"].writer.writes
 
 
