@@ -6,7 +6,8 @@ users: an unknown key, a wrong type or a missing required field raises ``Validat
 the field by its dotted path, so a typo in a fleet file is reported, not ignored.
 
 Field types understood: str, int, float, bool, StrEnum, nested dataclasses, ``X | None``,
-``tuple[X, ...]``, ``Mapping[str, X]``, ``int | str`` (Kubernetes IntOrString) and
+``tuple[X, ...]``, ``Mapping[str, X]``, ``int | str`` (Kubernetes IntOrString), ``float | str``
+(a player attribute: a number or a word) and
 ``Timestamp`` (a float of epoch seconds carried as RFC 3339).
 """
 
@@ -109,6 +110,16 @@ def _converters(tp: Any) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch 
                 return v
 
             return _identity, dec_int_or_str
+        if set(members) == {float, str}:
+
+            def dec_number_or_str(v: Any, p: str) -> float | str:
+                if isinstance(v, str):
+                    return v
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    _fail(p, "a number or a string", v)
+                return float(v)
+
+            return _identity, dec_number_or_str
         if len(members) != 1:
             raise TypeError(f"unsupported union {tp}")
         inner_enc, inner_dec = _converters(members[0])
@@ -265,7 +276,7 @@ def _trusted_loader(tp: Any) -> Loader:
         return _trusted_loader(args[0])
     if origin in (typing.Union, types.UnionType):
         members = [a for a in args if a is not type(None)]
-        if set(members) == {int, str}:
+        if set(members) in ({int, str}, {float, str}):
             return _identity
         inner = _trusted_loader(members[0])
         return lambda v: None if v is None else inner(v)

@@ -1,0 +1,164 @@
+"""The matchmaker's wire types: tickets, their players, assignments, and match proposals.
+
+A **ticket** is one request to play: one player, or a party of several who must land in the same
+match and on the same team. Its id starts with its queue's name (``duel.01JD...``), so every
+operation finds the ticket's keys (one Redis hash slot per queue) from the id alone.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar
+
+from fleetmatch.codec import Timestamp
+from fleetmatch.errors import ValidationError
+from fleetmatch.models import PortStatus
+from fleetmatch.names import namespace_error
+
+_PLAYER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+MAX_PARTY = 16
+"""Players in one ticket, at most (a party larger than a team is also refused, per queue)."""
+
+
+def player_id_error(value: str) -> str | None:
+    if not _PLAYER_ID.match(value):
+        return "must be 1-64 characters: letters, digits and . _ : @ -, starting with a letter or digit"
+    return None
+
+
+class TicketState(StrEnum):
+    QUEUED = "queued"
+    LEASED = "leased"
+    """Claimed by a director for a proposed match; back to queued if the lease runs out. Shown to
+    players as ``queued``: a lease is an internal step."""
+    MATCHED = "matched"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def public(self) -> str:
+        return TicketState.QUEUED.value if self is TicketState.LEASED else self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Player:
+    id: str
+    attributes: Mapping[str, float | str] = field(default_factory=dict)
+    """Numbers (``skill``) and words (``mode``) the queue's rules look at."""
+    latencies: Mapping[str, float] = field(default_factory=dict)
+    """Region -> round-trip milliseconds, as the client measured them."""
+
+    def __post_init__(self) -> None:
+        err = player_id_error(self.id)
+        if err:
+            raise ValidationError("id", f"{self.id!r} {err}")
+        for key in self.attributes:
+            if not _NAME.match(key):
+                raise ValidationError(f"attributes.{key}", "invalid attribute name")
+        for region, ms in self.latencies.items():
+            if not _NAME.match(region):
+                raise ValidationError(f"latencies.{region}", "invalid region name")
+            if not 0 <= ms <= 60_000:
+                raise ValidationError(f"latencies.{region}", f"must be within 0..60000 ms, got {ms}")
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRequest:
+    """What a client sends to open a ticket."""
+
+    queue: str
+    players: tuple[Player, ...]
+
+    def __post_init__(self) -> None:
+        err = namespace_error(self.queue)
+        if err:
+            raise ValidationError("queue", f"{self.queue!r} {err}")
+        if not 1 <= len(self.players) <= MAX_PARTY:
+            raise ValidationError("players", f"must hold 1..{MAX_PARTY} players, got {len(self.players)}")
+        ids = [p.id for p in self.players]
+        for i, pid in enumerate(ids):
+            if pid in ids[:i]:
+                raise ValidationError(f"players[{i}].id", f"player {pid!r} appears twice")
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Where a matched ticket's players go. ``tokens`` holds one connection token per player of
+    this ticket only: the game server accepts a player who presents it."""
+
+    match_id: str
+    game_server: str
+    address: str
+    port: int
+    ports: tuple[PortStatus, ...] = ()
+    team: int = 0
+    region: str = ""
+    tokens: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    id: str
+    queue: str
+    owner: str
+    """Who opened it: a player id, or ``key:<name>`` for a trusted backend's API key."""
+    players: tuple[Player, ...]
+    state: TicketState = TicketState.QUEUED
+    created_at: Timestamp = 0.0
+    enqueued_at: Timestamp = 0.0
+    """Its place in line: kept when a lease runs out or an allocation fails."""
+    expires_at: Timestamp = 0.0
+    assignment: Assignment | None = None
+    reason: str = ""
+    """Why it was cancelled or expired."""
+
+    KIND: ClassVar[str] = "Ticket"
+
+    @property
+    def size(self) -> int:
+        return len(self.players)
+
+
+def new_ticket_id(queue: str, now: float | None = None) -> str:
+    """``<queue>.<time-ordered random id>``: sortable by creation, unguessable, and naming its queue."""
+    ms = int((time.time() if now is None else now) * 1000)
+    stamp = "".join(_ID_ALPHABET[(ms >> (5 * i)) & 31] for i in reversed(range(10)))
+    return f"{queue}.{stamp}{''.join(secrets.choice(_ID_ALPHABET) for _ in range(16))}"
+
+
+def queue_of(ticket_id: str) -> str | None:
+    """The queue a ticket id names, or None if the id is malformed."""
+    queue, dot, rest = ticket_id.partition(".")
+    if not dot or len(rest) != 26 or namespace_error(queue) or set(rest) - set(_ID_ALPHABET):
+        return None
+    return queue
+
+
+@dataclass(frozen=True, slots=True)
+class MatchQuality:
+    skill_spread: float = 0.0
+    """Difference between the strongest and the weakest team's mean skill (0 without a skill rule)."""
+    worst_latency_ms: float | None = None
+    """Highest latency of any player to the chosen region (None without a latency rule)."""
+    longest_wait_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A match the matching function proposes: tickets per team, the region, and its quality."""
+
+    teams: tuple[tuple[str, ...], ...]
+    region: str = ""
+    quality: MatchQuality = MatchQuality()
+
+    @property
+    def ticket_ids(self) -> tuple[str, ...]:
+        return tuple(t for team in self.teams for t in team)

@@ -1,0 +1,64 @@
+"""The ticket-store port: what the matchmaker's API and directors need from storage.
+
+``matchmaker.tickets.RedisTicketStore`` implements it on Redis (every key of a queue in one hash
+slot, so it runs unchanged on Redis Cluster; every multi-ticket step one Lua script). The rules:
+
+- ``claim`` is all-or-nothing: every ticket moves from the pool to a lease held by ``match_id``
+  with a deadline, or none does (then the proposal is dropped).
+- ``release`` (allocation failed) and lease expiry (``reap``, a director died) put tickets back
+  in the pool **with their original enqueue time**: nobody loses their place.
+- ``assign`` succeeds only if ``match_id`` still holds every ticket's lease; it stores the
+  assignments, marks the tickets matched and publishes them.
+- ``cancel`` is safe at any time: a leased ticket that is cancelled makes the lease holder's
+  ``assign`` fail, and the holder releases the others.
+- Changes a waiting client cares about (matched, cancelled, expired) are published per queue;
+  ``updates(queue)`` is one subscription a frontend shares between all its waiting requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from matchmaker.models import Assignment, Ticket
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    leases_returned: tuple[str, ...] = ()
+    """Tickets whose lease ran out: back in the pool at their original place."""
+    tickets_expired: tuple[str, ...] = ()
+    """Tickets that waited past their TTL: now expired (published)."""
+
+
+class TicketStore(Protocol):
+    async def create(self, ticket: Ticket, *, max_open_per_owner: int) -> Ticket:
+        """Store a new queued ticket; ``TooManyTicketsError`` if its owner already has
+        ``max_open_per_owner`` open (queued or leased) tickets in the queue."""
+
+    async def get(self, ticket_id: str) -> Ticket:
+        """The ticket; ``NotFoundError`` if there is none."""
+
+    async def cancel(self, ticket_id: str, *, reason: str = "cancelled by the player") -> Ticket:
+        """Cancel a queued or leased ticket; a ticket already matched, cancelled or expired is
+        returned unchanged. ``NotFoundError`` if there is none."""
+
+    async def pool(self, queue: str) -> list[Ticket]:
+        """Queued tickets (not leased), oldest enqueue time first: the snapshot a director matches."""
+
+    async def claim(self, queue: str, match_id: str, ticket_ids: Sequence[str], *, lease_seconds: float) -> bool:
+        """All tickets queued -> leased by ``match_id`` until now + ``lease_seconds``; or nothing (False)."""
+
+    async def release(self, queue: str, match_id: str, ticket_ids: Sequence[str]) -> int:
+        """Tickets leased by ``match_id`` back to the pool at their original place; how many."""
+
+    async def assign(self, queue: str, match_id: str, assignments: Mapping[str, Assignment]) -> bool:
+        """If ``match_id`` holds every ticket's lease: store the assignments, mark them matched,
+        publish; True. Otherwise change nothing and return False."""
+
+    async def reap(self, queue: str, *, now: float | None = None) -> Reaped:
+        """Return expired leases to the pool and expire tickets past their TTL."""
+
+    def updates(self, queue: str) -> AsyncIterator[str]:
+        """Ids of the queue's tickets as they become matched, cancelled or expired (until cancelled)."""
