@@ -1,0 +1,71 @@
+"""Every Prometheus metric of the matchmaker (ticket API, push, directors)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+TICKETS = Counter(
+    "fleetmatch_tickets_total",
+    "Ticket events by queue: created, cancelled, expired, matched, released (back to the pool).",
+    ["queue", "event"],
+)
+PLAYERS_WAITING = Gauge(
+    "fleetmatch_players_waiting",
+    "Players (not tickets: a party counts each member) queued, by queue and best region.",
+    ["queue", "region"],
+)
+TIME_TO_MATCH = Histogram(
+    "fleetmatch_time_to_match_seconds",
+    "From a ticket's enqueue time to its assignment.",
+    ["queue"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+)
+MATCH_SKILL_SPREAD = Histogram(
+    "fleetmatch_match_skill_spread",
+    "Difference between the strongest and weakest team's mean skill, per match.",
+    ["queue"],
+    buckets=(0, 5, 10, 25, 50, 100, 200, 400, 800),
+)
+MATCH_WORST_LATENCY = Histogram(
+    "fleetmatch_match_worst_latency_ms",
+    "Highest player latency to the chosen region, per match.",
+    ["queue"],
+    buckets=(10, 20, 40, 60, 80, 100, 150, 200, 300),
+)
+MATCH_LONGEST_WAIT = Histogram(
+    "fleetmatch_match_longest_wait_seconds",
+    "Longest-waiting ticket's wait, per match.",
+    ["queue"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+)
+DIRECTOR_TICK_SECONDS = Histogram(
+    "fleetmatch_director_tick_seconds",
+    "One director pass over a queue: snapshot, match, claim, allocate, assign.",
+    ["queue"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+MATCH_SECONDS = Histogram(
+    "fleetmatch_match_function_seconds",
+    "Time the match function takes on one pool snapshot.",
+    ["queue"],
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+CLAIM_CONFLICTS = Counter(
+    "fleetmatch_ticket_claim_conflicts_total",
+    "Proposals dropped because a ticket was taken (another director) or cancelled meanwhile.",
+    ["queue"],
+)
+ALLOCATION_FAILURES = Counter(
+    "fleetmatch_match_allocation_failures_total",
+    "Matches whose server could not be allocated, by reason: no-capacity, contention, error, lost-lease.",
+    ["queue", "reason"],
+)
+API_REQUESTS = Counter(
+    "fleetmatch_ticket_api_requests_total",
+    "Ticket API requests by route and HTTP status.",
+    ["route", "status"],
+)
+WAITERS = Gauge(
+    "fleetmatch_ticket_waiters",
+    "Requests waiting for a ticket's news (SSE, WebSocket, long-poll) in this process.",
+)
