@@ -2,19 +2,23 @@
 
 No sockets, no SDK, no clock: the server passes ``now`` (monotonic seconds) and the GameServer state
 it learns from the SDK watch, and sends back whatever reply ``Match.handle`` returns. That keeps the
-rules testable as tables, and lets a later issue tighten token checks by passing another
-``TokenVerifier`` without touching the server.
+rules testable as tables. Joining needs the connection token the matchmaker gave the player
+(``verify_match_token``); another ``TokenVerifier`` can be passed without touching the server.
 
 A match is over (``Match.over`` names why) when:
 
 - every player who joined has left (``all-players-left``), or the last ones went quiet for
   ``idle_timeout`` seconds (``players-idle``);
 - ``time_limit`` seconds have passed since the server was allocated (``time-limit``);
+- nobody joined within ``join_timeout`` seconds of the allocation (``no-players``);
 - the GameServer was shut down from outside (``gameserver-shutdown``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -35,6 +39,7 @@ NOT_JOINED = "not-joined"
 ALL_LEFT = "all-players-left"
 IDLE = "players-idle"
 TIME_LIMIT = "time-limit"
+NO_PLAYERS = "no-players"
 SHUT_DOWN = "gameserver-shutdown"
 
 
@@ -51,9 +56,33 @@ TokenVerifier = Callable[[str, str, Allocation], bool]
 """``verify(player, token, allocation) -> bool``: may this player join this match?"""
 
 
+PLAYER_TOKENS_ANNOTATION = "fleetmatch.dev/player-tokens"
+"""Set by the matchmaker on the allocated server: JSON ``{player id: sha256 hex of their token}``."""
+
+
 def accept_any_token(player: str, token: str, allocation: Allocation) -> bool:
-    """Placeholder until tokens are signed by the matchmaker: any non-empty token is accepted."""
+    """For servers allocated by hand (no matchmaker): any non-empty token is accepted."""
     return bool(token)
+
+
+def verify_match_token(player: str, token: str, allocation: Allocation) -> bool:
+    """The matchmaker's check: the player is in this match and the token hashes to their entry.
+
+    The server never learns the tokens themselves, only their hashes (in an annotation written in
+    the same store write that allocated it), so a leaked annotation lets nobody join. Without the
+    annotation (a server allocated by hand) any non-empty token is accepted.
+    """
+    expected = allocation.annotations.get(PLAYER_TOKENS_ANNOTATION)
+    if expected is None:
+        return accept_any_token(player, token, allocation)
+    try:
+        hashes = json.loads(expected)
+    except ValueError:
+        return False
+    wanted = hashes.get(player) if isinstance(hashes, dict) else None
+    if not isinstance(wanted, str) or not token:
+        return False
+    return hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), wanted)
 
 
 @dataclass(slots=True)
@@ -76,9 +105,11 @@ class Match:
         max_players: int = 16,
         time_limit: float = 600.0,
         idle_timeout: float = 60.0,
-        verify: TokenVerifier = accept_any_token,
+        join_timeout: float = 60.0,
+        verify: TokenVerifier = verify_match_token,
     ) -> None:
         self.server = server
+        self.join_timeout = join_timeout
         self.max_players = max_players
         self.time_limit = time_limit
         self.idle_timeout = idle_timeout
@@ -167,6 +198,8 @@ class Match:
             self._end(IDLE)
         if self.allocated_at is not None and now - self.allocated_at >= self.time_limit:
             self._end(TIME_LIMIT)
+        if self.allocated_at is not None and not self.joined and now - self.allocated_at >= self.join_timeout:
+            self._end(NO_PLAYERS)  # allocated for a match nobody came to (e.g. its tickets were cancelled)
         return self.over
 
     def _end(self, reason: str) -> None:

@@ -17,6 +17,7 @@ variable                    meaning                                             
 ``FLEETMATCH_BIND``         address to bind                                      ``0.0.0.0``
 ``MATCH_TIME_LIMIT``        seconds a match may last, counted from allocation    600
 ``PLAYER_IDLE_TIMEOUT``     seconds without a datagram before a player is gone    60
+``JOIN_TIMEOUT``            seconds after allocation for the first player to join 60
 ``MAX_PLAYERS``             players at once                                      16
 ``SHUTDOWN_GRACE``          seconds between Shutdown and exit (late datagrams)   1
 ==========================  ===================================================  ==========
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from examples.udp_game import protocol
-from examples.udp_game.game import Match, TokenVerifier, accept_any_token
+from examples.udp_game.game import Match, TokenVerifier, verify_match_token
 from examples.udp_game.protocol import Join, Leave, ProtocolError
 from sdk_sidecar.client import SDK, SdkError
 
@@ -63,6 +64,7 @@ class GameConfig:
     sdk_port: int | None = None
     time_limit: float = 600.0
     idle_timeout: float = 60.0
+    join_timeout: float = 60.0
     max_players: int = 16
     shutdown_grace: float = 1.0
 
@@ -92,6 +94,7 @@ class GameConfig:
             sdk_port=int(number("AGONES_SDK_HTTP_PORT", 0, int)) or None,
             time_limit=number("MATCH_TIME_LIMIT", 600.0),
             idle_timeout=number("PLAYER_IDLE_TIMEOUT", 60.0),
+            join_timeout=number("JOIN_TIMEOUT", 60.0),
             max_players=int(number("MAX_PLAYERS", 16, int)),
             shutdown_grace=number("SHUTDOWN_GRACE", 1.0),
         )
@@ -165,7 +168,7 @@ async def _play(match: Match, changed: asyncio.Event) -> str:
         changed.clear()
 
 
-async def run_game(config: GameConfig, *, verify: TokenVerifier = accept_any_token) -> int:
+async def run_game(config: GameConfig, *, verify: TokenVerifier = verify_match_token) -> int:
     """The whole life of the server; the process exit code."""
     loop = asyncio.get_running_loop()
     changed = asyncio.Event()
@@ -174,6 +177,7 @@ async def run_game(config: GameConfig, *, verify: TokenVerifier = accept_any_tok
         max_players=config.max_players,
         time_limit=config.time_limit,
         idle_timeout=config.idle_timeout,
+        join_timeout=config.join_timeout,
         verify=verify,
     )
     transport, _ = await loop.create_datagram_endpoint(

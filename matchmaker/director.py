@@ -1,0 +1,242 @@
+"""The director: one loop per queue that turns waiting tickets into matches on game servers.
+
+Each pass: return expired leases and expire old tickets (``reap``); snapshot the pool; run the
+queue's match function; for each proposal, **claim** its tickets (all or nothing: a ticket another
+director took, or that was cancelled, drops the proposal), **allocate** a server through the
+allocation API (the request carries the match id and, per player, the SHA-256 of a fresh
+connection token, so the game server can check who may join), then **assign** (only while the
+lease is held) which publishes the assignment to the waiting clients.
+
+When nothing is free (429) the tickets go back to the pool at their original place and the queue
+backs off; every failure is counted by reason. Any number of directors may run on one queue: the
+claim is the only coordination they need. A director that dies mid-match leaves leases that run
+out and return the tickets, still in their place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerAllocationStatus
+from fleetmatch.allocator_client import AllocatorError
+from fleetmatch.codec import evolve
+from fleetmatch.errors import StoreError
+from fleetmatch.models import TemplateMeta
+from fleetmatch.tasks import raise_if_cancelling
+from matchmaker import metrics
+from matchmaker.models import Assignment, Proposal, Ticket
+from matchmaker.store import TicketStore
+
+log = logging.getLogger(__name__)
+
+MATCH_ID_ANNOTATION = "fleetmatch.dev/match-id"
+QUEUE_ANNOTATION = "fleetmatch.dev/queue"
+PLAYER_TOKENS_ANNOTATION = "fleetmatch.dev/player-tokens"
+"""JSON ``{player id: sha256 hex of the player's connection token}`` on the allocated server: the
+game server accepts a player whose token hashes to their entry (it never sees the tokens)."""
+
+MAX_BACKOFF = 5.0
+
+
+class Allocating(Protocol):
+    """What a director needs from the allocation API client."""
+
+    async def allocate(self, spec: GameServerAllocationSpec) -> GameServerAllocationStatus: ...
+
+
+class QueueLike(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tick_seconds(self) -> float: ...
+
+    def allocation_spec(self, region: str) -> GameServerAllocationSpec: ...
+
+
+MatchFunction = Callable[[Sequence[Ticket], float], list[Proposal]]
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class TickReport:
+    pool: int = 0
+    proposals: int = 0
+    matched: int = 0
+    conflicts: int = 0
+    failed: int = 0
+
+
+class Director:
+    def __init__(
+        self,
+        store: TicketStore,
+        queue: QueueLike,
+        match: MatchFunction,
+        allocator: Allocating,
+        *,
+        lease_seconds: float = 15.0,
+        concurrency: int = 32,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.match = match
+        self.allocator = allocator
+        self.lease_seconds = lease_seconds
+        self._limit = asyncio.Semaphore(concurrency)
+        self._clock = clock
+        self._backoff = 0.0
+        self._gauged_regions: set[str] = set()
+        self._log = logging.LoggerAdapter(log, {"queue": queue.name})
+
+    async def run(self) -> None:
+        """Tick every ``queue.tick_seconds`` (longer while the fleet has no room) until cancelled."""
+        while True:
+            started = time.perf_counter()
+            try:
+                await self.tick()
+            except StoreError as exc:
+                raise_if_cancelling()
+                self._log.warning("director pass on %s failed: %s", self.queue.name, exc)
+            elapsed = time.perf_counter() - started
+            await asyncio.sleep(max(0.0, self.queue.tick_seconds + self._backoff - elapsed))
+
+    async def tick(self) -> TickReport:
+        name = self.queue.name
+        report = TickReport()
+        with metrics.DIRECTOR_TICK_SECONDS.labels(queue=name).time():
+            reaped = await self.store.reap(name)
+            if reaped.tickets_expired:
+                metrics.TICKETS.labels(queue=name, event="expired").inc(len(reaped.tickets_expired))
+            if reaped.leases_returned:
+                metrics.TICKETS.labels(queue=name, event="released").inc(len(reaped.leases_returned))
+            pool = await self.store.pool(name)
+            report.pool = len(pool)
+            self._gauge_waiting(pool)
+            if not pool:
+                return report
+            now = self._clock()
+            with metrics.MATCH_SECONDS.labels(queue=name).time():
+                proposals = self.match(pool, now)
+            report.proposals = len(proposals)
+            by_id = {t.id: t for t in pool}
+            results = await asyncio.gather(*(self._play(p, by_id) for p in proposals))
+        for outcome in results:
+            if outcome == "matched":
+                report.matched += 1
+            elif outcome == "conflict":
+                report.conflicts += 1
+            else:
+                report.failed += 1
+        if report.matched:
+            self._backoff = 0.0
+        return report
+
+    def _gauge_waiting(self, pool: Sequence[Ticket]) -> None:
+        per_region: dict[str, int] = {}
+        for ticket in pool:
+            region = _best_region(ticket)
+            per_region[region] = per_region.get(region, 0) + ticket.size
+        gauge = metrics.PLAYERS_WAITING
+        for region, players in per_region.items():
+            gauge.labels(queue=self.queue.name, region=region).set(players)
+        for region in self._gauged_regions - set(per_region):
+            gauge.labels(queue=self.queue.name, region=region).set(0)
+        self._gauged_regions = set(per_region)
+
+    async def _play(self, proposal: Proposal, tickets: Mapping[str, Ticket]) -> str:
+        """One proposal to its end: 'matched', 'conflict' or a failure reason."""
+        name = self.queue.name
+        async with self._limit:
+            match_id = uuid.uuid4().hex
+            ids = proposal.ticket_ids
+            if not await self.store.claim(name, match_id, ids, lease_seconds=self.lease_seconds):
+                metrics.CLAIM_CONFLICTS.labels(queue=name).inc()
+                return "conflict"
+            tokens = {p.id: secrets.token_urlsafe(18) for tid in ids for p in tickets[tid].players}
+            reason = await self._allocate_and_assign(match_id, proposal, tickets, tokens)
+            if reason != "matched":
+                released = await self.store.release(name, match_id, ids)
+                metrics.TICKETS.labels(queue=name, event="released").inc(released)
+                metrics.ALLOCATION_FAILURES.labels(queue=name, reason=reason).inc()
+            return reason
+
+    async def _allocate_and_assign(
+        self, match_id: str, proposal: Proposal, tickets: Mapping[str, Ticket], tokens: Mapping[str, str]
+    ) -> str:
+        name = self.queue.name
+        spec = self.queue.allocation_spec(proposal.region)
+        annotations = {
+            **spec.metadata.annotations,
+            MATCH_ID_ANNOTATION: match_id,
+            QUEUE_ANNOTATION: name,
+            PLAYER_TOKENS_ANNOTATION: json.dumps({p: token_hash(t) for p, t in tokens.items()}, sort_keys=True),
+        }
+        spec = evolve(spec, metadata=TemplateMeta(labels=spec.metadata.labels, annotations=annotations))
+        try:
+            status = await self.allocator.allocate(spec)
+        except AllocatorError as exc:
+            self._log.warning("allocation for match %s failed: %s", match_id, exc)
+            self._back_off()
+            return "error"
+        if status.state is not AllocationState.ALLOCATED:
+            self._back_off()
+            return "no-capacity" if status.state is AllocationState.UNALLOCATED else "contention"
+        port = status.ports[0].port if status.ports else 0
+        assignments = {
+            tid: Assignment(
+                match_id=match_id,
+                game_server=status.game_server_name,
+                address=status.address,
+                port=port,
+                ports=status.ports,
+                team=team,
+                region=proposal.region,
+                tokens={p.id: tokens[p.id] for p in tickets[tid].players},
+            )
+            for team, members in enumerate(proposal.teams)
+            for tid in members
+        }
+        if not await self.store.assign(name, match_id, assignments):
+            # A ticket was cancelled (or the lease ran out) after the claim: the others go back.
+            # The server was allocated for nobody; the game ends it when no player joins.
+            self._log.info(
+                "match %s lost a ticket before assignment; its server %s goes unused", match_id, status.game_server_name
+            )
+            return "lost-lease"
+        now = self._clock()
+        for tid in proposal.ticket_ids:
+            metrics.TIME_TO_MATCH.labels(queue=name).observe(max(0.0, now - tickets[tid].enqueued_at))
+        metrics.TICKETS.labels(queue=name, event="matched").inc(len(proposal.ticket_ids))
+        quality = proposal.quality
+        metrics.MATCH_SKILL_SPREAD.labels(queue=name).observe(quality.skill_spread)
+        metrics.MATCH_LONGEST_WAIT.labels(queue=name).observe(quality.longest_wait_seconds)
+        if quality.worst_latency_ms is not None:
+            metrics.MATCH_WORST_LATENCY.labels(queue=name).observe(quality.worst_latency_ms)
+        return "matched"
+
+    def _back_off(self) -> None:
+        """No room (or the allocator failed): the next passes wait longer, doubling up to ``MAX_BACKOFF``."""
+        self._backoff = min(MAX_BACKOFF, max(self.queue.tick_seconds, self._backoff * 2))
+
+
+def _best_region(ticket: Ticket) -> str:
+    """The region with the lowest worst latency over the ticket's players ("-" without latencies)."""
+    regions: dict[str, float] = {}
+    for player in ticket.players:
+        for region, ms in player.latencies.items():
+            regions[region] = max(regions.get(region, 0.0), ms)
+    return min(regions, key=regions.__getitem__) if regions else "-"
