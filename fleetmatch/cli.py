@@ -135,6 +135,12 @@ output_option = click.option("--output", "-o", type=click.Choice(["table", "json
     "from deploy/examples/).",
 )
 @click.option("--no-demo", is_flag=True, help="Start without the demo fleet.")
+@click.option(
+    "--queues",
+    "queues_file",
+    type=click.Path(path_type=Path),
+    help="Queue rules (default: FLEETMATCH_QUEUES, else deploy/examples/queues.yaml).",
+)
 @click.option("--replicas", type=click.IntRange(min=0), help="Override the first fleet's replicas.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Port of /metrics (0: any free port).")
 @click.option("--ready-timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for Ready.")
@@ -143,19 +149,22 @@ def up(
     ctx: click.Context,
     fleet_files: Sequence[Path],
     no_demo: bool,
+    queues_file: Path | None,
     replicas: int | None,
     metrics_port: int | None,
     ready_timeout: float,
 ) -> None:
     """Run the whole stack locally: embedded Redis, node agent, fleet controller, autoscaler,
-    allocator, and a demo fleet."""
-    from fleetmatch.up import DEMO_FILES, run_stack
+    allocator, matchmaker, and a demo fleet."""
+    from fleetmatch.up import DEMO_FILES, DEMO_QUEUES, run_stack
+    from matchmaker.rules import load_queues
 
     settings = settings_of(ctx)
     if metrics_port is not None:
         settings = replace(settings, metrics_port=metrics_port)
     files = list(fleet_files) or ([] if no_demo else list(DEMO_FILES))
     resources = [r for path in files for r in load_resources(path)]
+    queues = load_queues(queues_file or settings.matchmaker.queues_file or DEMO_QUEUES)
     if replicas is not None:
         first = next((i for i, r in enumerate(resources) if isinstance(r, Fleet)), None)
         if first is not None:
@@ -167,7 +176,9 @@ def up(
         click.echo(text)
 
     run(
-        run_stack(settings, resources, environ=dict(os.environ), announce=announce, ready_timeout=ready_timeout),
+        run_stack(
+            settings, resources, queues, environ=dict(os.environ), announce=announce, ready_timeout=ready_timeout
+        ),
         service=True,
     )
 
@@ -259,6 +270,54 @@ def allocator_cmd(ctx: click.Context, port: int | None) -> None:
             store = RedisStore(client, GameServer, settings.namespace)
             async with serve_allocator(store, alloc, token) as service:
                 click.echo(f"allocator: {service.url}/v1/allocations (metrics at {service.url}/metrics)", err=True)
+                await asyncio.Event().wait()
+        finally:
+            await client.aclose()
+
+    run(main(), service=True)
+
+
+@cli.command("matchmaker")
+@click.option("--queues", "queues_file", type=click.Path(path_type=Path), help="Queue rules (FLEETMATCH_QUEUES).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Ticket API port (FLEETMATCH_MATCHMAKER_PORT, 9190).")
+@click.option("--api/--no-api", default=True, show_default=True, help="Serve the ticket API.")
+@click.option("--directors/--no-directors", default=True, show_default=True, help="Run a director per queue.")
+@click.pass_context
+def matchmaker_cmd(ctx: click.Context, queues_file: Path | None, port: int | None, api: bool, directors: bool) -> None:
+    """Run the matchmaker: the ticket API and/or the directors (any number of each may share a Redis)."""
+    from matchmaker.app import serve_matchmaker
+    from matchmaker.rules import load_queues
+    from matchmaker.tickets import RedisTicketStore
+
+    settings = settings_of(ctx)
+    mm = settings.matchmaker if port is None else replace(settings.matchmaker, port=port)
+    path = queues_file or mm.queues_file
+    if path is None:
+        raise ConfigError("the matchmaker needs its queues: pass --queues FILE or set FLEETMATCH_QUEUES")
+    queues = load_queues(path)
+    if api and mm.token_secret is None:
+        raise ConfigError("the ticket API needs FLEETMATCH_PLAYER_TOKEN_SECRET (or _FILE) to check player tokens")
+    alloc_url, alloc_token = mm.allocator_url, settings.allocator.token
+    if directors and (alloc_url is None or alloc_token is None):
+        raise ConfigError("directors need FLEETMATCH_ALLOCATOR_URL and FLEETMATCH_ALLOCATOR_TOKEN to allocate servers")
+
+    async def main() -> None:
+        from fleetmatch.up import stack_or_env_redis_url
+
+        client = connect(stack_or_env_redis_url(settings), name="matchmaker")
+        try:
+            async with serve_matchmaker(
+                RedisTicketStore(client),
+                queues,
+                mm,
+                allocator_url=alloc_url or "",
+                allocator_token=alloc_token or "",
+                api=api,
+                directors=directors,
+            ) as service:
+                parts = [f"ticket API at {service.url}/v1/tickets"] if api else []
+                parts += [f"directors for {', '.join(queues)}"] if directors else []
+                click.echo(f"matchmaker: {'; '.join(parts) or 'nothing to do'}", err=True)
                 await asyncio.Event().wait()
         finally:
             await client.aclose()

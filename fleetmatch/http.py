@@ -98,3 +98,5 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise web.HTTPBadRequest(reason=f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise web.HTTPBadRequest(reason="malformed JSON: nested too deeply") from None

@@ -190,12 +190,20 @@ def redis_url(url: str | None, data_dir: Path, *, binary: str | None = None, per
         yield server.url
 
 
+MAX_CONNECTIONS = 256
+"""Per client. Past it, a command waits for a free connection (up to ``POOL_WAIT``) rather than
+failing: redis-py's default pool refuses the 101st concurrent command outright."""
+POOL_WAIT = 30.0
+
+
 def connect(url: str, *, name: str = "fleetmatch") -> aioredis.Redis:
     """An asyncio client. No socket timeout: a watch blocks in XREAD on purpose, and redis-py's
     timeout wrapper can swallow a cancellation (Python 3.11), leaving a cancelled watch running.
-    Connects time out; keepalive notices dead peers."""
-    return aioredis.Redis.from_url(
+    Connects time out; keepalive notices dead peers; a burst of commands queues for connections."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT,
         socket_timeout=None,
         socket_connect_timeout=5,
         socket_keepalive=True,
@@ -203,3 +211,4 @@ def connect(url: str, *, name: str = "fleetmatch") -> aioredis.Redis:
         client_name=name,
         decode_responses=False,
     )
+    return aioredis.Redis.from_pool(pool)

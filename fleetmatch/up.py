@@ -19,7 +19,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from aiohttp import web
@@ -36,6 +36,9 @@ from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerStat
 from fleetmatch.redis import EmbeddedRedis, connect
 from fleetmatch.settings import Settings
 from fleetmatch.tasks import cancel_and_wait, supervised
+from matchmaker.app import serve_matchmaker
+from matchmaker.rules import Queue
+from matchmaker.tickets import RedisTicketStore
 from sdk_sidecar import SdkHost
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ LOCK_FILE = "up.lock"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_FLEET = REPO_ROOT / "deploy" / "examples" / "fleet.yaml"
 DEMO_FILES = (DEMO_FLEET, REPO_ROOT / "deploy" / "examples" / "autoscaler.yaml")
+DEMO_QUEUES = REPO_ROOT / "deploy" / "examples" / "queues.yaml"
 """What ``fleetmatch up`` applies without ``--fleet``: the demo fleet and its Buffer autoscaler."""
 
 
@@ -61,6 +65,8 @@ class StackInfo:
     metrics_url: str
     allocator_url: str
     allocator_token: str
+    matchmaker_url: str
+    player_token_secret: str
     namespace: str
     node: str
     data_dir: str
@@ -167,12 +173,14 @@ def summary(info: StackInfo, fleet: Fleet | None, servers: Sequence[GameServer])
         f"  metrics     {info.metrics_url}",
         f"  allocator   {info.allocator_url}/v1/allocations",
         f"  token       {info.allocator_token}   (also in {info.data_dir}/{STACK_FILE})",
+        f"  matchmaker  {info.matchmaker_url}/v1/tickets   (player tokens: fleetmatch token --player p1)",
         f"  namespace   {info.namespace}   node {info.node}   data {info.data_dir}",
     ]
     if fleet is not None:
         rows.append(f"  fleet       {fleet.name}: {len(servers)} Ready game servers (UDP)")
         rows += [f"    {g.name:<20} {g.status.address}:{g.status.ports[0].port}" for g in servers if g.status.ports]
         rows.append(f"  try         fleetmatch allocate --fleet {fleet.name}   |   fleetmatch gs list")
+        rows.append("              fleetmatch ticket create --queue duel --player p1 --skill 1500 --wait 30")
     rows.append("  stop        Ctrl-C")
     return "\n".join(rows)
 
@@ -180,6 +188,7 @@ def summary(info: StackInfo, fleet: Fleet | None, servers: Sequence[GameServer])
 async def run_stack(
     settings: Settings,
     resources: Sequence[Fleet | FleetAutoscaler],
+    queues: Mapping[str, Queue],
     *,
     environ: Mapping[str, str],
     announce: Callable[[str], None],
@@ -189,6 +198,7 @@ async def run_stack(
     data_dir = settings.data_dir
     fleets = [r for r in resources if isinstance(r, Fleet)]
     token = settings.allocator.token or secrets.token_urlsafe(24)
+    player_secret = settings.matchmaker.token_secret or secrets.token_urlsafe(32)
     with data_dir_lock(data_dir), contextlib.ExitStack() as stack:
         url = settings.redis.url
         if url is None:
@@ -212,6 +222,16 @@ async def run_stack(
             allocator = await services.enter_async_context(
                 serve_allocator(gameservers, settings.allocator, token, fallback_port=True)
             )
+            matchmaker = await services.enter_async_context(
+                serve_matchmaker(
+                    RedisTicketStore(client),
+                    queues,
+                    replace(settings.matchmaker, token_secret=player_secret),
+                    allocator_url=allocator.url,
+                    allocator_token=token,
+                    fallback_port=True,
+                )
+            )
             # Started last, stopped first (reverse order): stop replacing servers, then stop them.
             host = SdkHost(gameservers, settings.sdk, bind_host=settings.node.sdk_host)
             agent = NodeAgent(gameservers, settings, host, environ=environ)
@@ -225,6 +245,8 @@ async def run_stack(
                 metrics_url=metrics_url,
                 allocator_url=allocator.url,
                 allocator_token=token,
+                matchmaker_url=matchmaker.url,
+                player_token_secret=player_secret,
                 namespace=settings.namespace,
                 node=settings.node.name,
                 data_dir=str(data_dir),
@@ -268,3 +290,14 @@ def stack_allocator(settings: Settings) -> tuple[str, str]:
             "or pass --url and --token"
         )
     return info.allocator_url, settings.allocator.token or info.allocator_token
+
+
+def stack_matchmaker(settings: Settings) -> tuple[str, str]:
+    """(URL, player-token secret) of the running stack's ticket API (the secret from settings if set)."""
+    info = StackInfo.read(settings.data_dir)
+    if info is None:
+        raise ConfigError(
+            f"no running fleetmatch stack found in {settings.data_dir}: start one with `fleetmatch up`, "
+            "or pass --url and --token"
+        )
+    return info.matchmaker_url, settings.matchmaker.token_secret or info.player_token_secret

@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from loadtest.stack import REPO, start_stack, stop_stack
+
 FLEET = """\
 apiVersion: fleetmatch.dev/v1
 kind: Fleet
@@ -37,40 +35,6 @@ spec:
   fleetName: refill
   policy: {type: Buffer, buffer: {bufferSize: 5, minReplicas: 5, maxReplicas: 50}}
 """
-
-
-def start_stack(data_dir: Path, fleet_file: Path, port_range: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "FLEETMATCH_PORT_RANGE": port_range, "FLEETMATCH_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"}
-    env.pop("REDIS_URL", None)
-    env["FLEETMATCH_ALLOCATOR_PORT"] = "0"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetmatch", "--data-dir", str(data_dir), "up", "--fleet", str(fleet_file)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:
-        if "Ctrl-C" in line:
-            return proc
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise RuntimeError("fleetmatch up did not come up")
-
-
-def stop_stack(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 async def measure(data_dir: Path) -> dict[str, Any]:
@@ -97,7 +61,7 @@ def main() -> None:
         data_dir = Path(tmp) / "data"
         fleet_file = Path(tmp) / "fleet.yaml"
         fleet_file.write_text(FLEET % json.dumps(str(REPO)))
-        proc = start_stack(data_dir, fleet_file, "7300-7399")
+        proc = start_stack(data_dir, "--fleet", str(fleet_file), port_range="7300-7399")
         try:
             figures = asyncio.run(measure(data_dir))
         finally:

@@ -29,7 +29,7 @@ from typing import Protocol
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerAllocationStatus
 from fleetmatch.allocator_client import AllocatorError
 from fleetmatch.codec import evolve
-from fleetmatch.errors import StoreError
+from fleetmatch.errors import StoreError, ValidationError
 from fleetmatch.models import TemplateMeta
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker import metrics
@@ -45,6 +45,8 @@ PLAYER_TOKENS_ANNOTATION = "fleetmatch.dev/player-tokens"
 game server accepts a player whose token hashes to their entry (it never sees the tokens)."""
 
 MAX_BACKOFF = 5.0
+THREAD_POOL_SIZE = 5_000
+"""Pools larger than this are matched in a worker thread (about 0.1 s of work per 10,000 tickets)."""
 
 
 class Allocating(Protocol):
@@ -130,10 +132,13 @@ class Director:
                 return report
             now = self._clock()
             with metrics.MATCH_SECONDS.labels(queue=name).time():
-                proposals = self.match(pool, now)
+                if len(pool) > THREAD_POOL_SIZE:  # a big pool takes a while: keep the loop answering
+                    proposals = await asyncio.to_thread(self.match, pool, now)
+                else:
+                    proposals = self.match(pool, now)
             report.proposals = len(proposals)
             by_id = {t.id: t for t in pool}
-            results = await asyncio.gather(*(self._play(p, by_id) for p in proposals))
+            results = await asyncio.gather(*(self._play_safely(p, by_id) for p in proposals))
         for outcome in results:
             if outcome == "matched":
                 report.matched += 1
@@ -156,6 +161,16 @@ class Director:
         for region in self._gauged_regions - set(per_region):
             gauge.labels(queue=self.queue.name, region=region).set(0)
         self._gauged_regions = set(per_region)
+
+    async def _play_safely(self, proposal: Proposal, tickets: Mapping[str, Ticket]) -> str:
+        """``_play``, but one bad proposal (a match-function bug, a store hiccup) costs only itself."""
+        try:
+            return await self._play(proposal, tickets)
+        except (StoreError, ValidationError) as exc:
+            raise_if_cancelling()
+            self._log.warning("proposal %s failed: %s", proposal.ticket_ids, exc)
+            metrics.ALLOCATION_FAILURES.labels(queue=self.queue.name, reason="error").inc()
+            return "error"
 
     async def _play(self, proposal: Proposal, tickets: Mapping[str, Ticket]) -> str:
         """One proposal to its end: 'matched', 'conflict' or a failure reason."""

@@ -1,12 +1,12 @@
 """Errors of the matchmaker (mapped to HTTP once, in ``matchmaker.api``).
 
-    FleetmatchError
-    ├── ValidationError (fleetmatch)   bad ticket, unknown queue, party too big   -> 422, names the field
-    ├── NotFoundError (fleetmatch)     no such ticket, or not yours               -> 404 (ids do not leak)
-    └── MatchmakerError
-        ├── AuthError                  missing, forged or expired token/key       -> 401
-        ├── TooManyTicketsError        the player has too many open tickets       -> 429
-        └── RateLimitedError           the client sends too fast                  -> 429
+FleetmatchError
+├── ValidationError (fleetmatch)   bad ticket, unknown queue, party too big   -> 422, names the field
+├── NotFoundError (fleetmatch)     no such ticket, or not yours               -> 404 (ids do not leak)
+└── MatchmakerError
+    ├── AuthError                  missing, forged or expired token/key       -> 401
+    ├── TooManyTicketsError        the player has too many open tickets       -> 429
+    └── RateLimitedError           the client sends too fast                  -> 429
 """
 
 from __future__ import annotations

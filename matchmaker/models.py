@@ -128,10 +128,11 @@ class Ticket:
 
 
 def new_ticket_id(queue: str, now: float | None = None) -> str:
-    """``<queue>.<time-ordered random id>``: sortable by creation, unguessable, and naming its queue."""
+    """``<queue>.<time-ordered random id>``: sortable by creation, unguessable (80 random bits), and
+    naming its queue."""
     ms = int((time.time() if now is None else now) * 1000)
-    stamp = "".join(_ID_ALPHABET[(ms >> (5 * i)) & 31] for i in reversed(range(10)))
-    return f"{queue}.{stamp}{''.join(secrets.choice(_ID_ALPHABET) for _ in range(16))}"
+    value = (ms << 80) | int.from_bytes(secrets.token_bytes(10), "big")
+    return f"{queue}.{''.join(_ID_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(26)))}"
 
 
 def queue_of(ticket_id: str) -> str | None:

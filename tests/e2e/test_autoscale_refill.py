@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.bench_refill import FLEET, REPO, start_stack, stop_stack
+from loadtest.bench_refill import FLEET
 from loadtest.refill import measure_refill
+from loadtest.stack import REPO, start_stack, stop_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -29,7 +30,7 @@ async def test_burst_of_allocations_is_refilled_quickly(tmp_path: Path) -> None:
     fleet_file = tmp_path / "fleet.yaml"
     fleet_file.write_text(FLEET % json.dumps(str(REPO)))
     data_dir = tmp_path / "data"
-    proc = await asyncio.to_thread(start_stack, data_dir, fleet_file, "7400-7449")
+    proc = await asyncio.to_thread(start_stack, data_dir, "--fleet", str(fleet_file), port_range="7400-7449")
     try:
         stack = json.loads((data_dir / "stack.json").read_text())
         client = connect(stack["redis_url"], name="test-refill")

@@ -1,0 +1,405 @@
+"""The ticket API (aiohttp): open, read, follow and cancel matchmaking tickets.
+
+Routes (all but ``/healthz``, ``/metrics`` and ``/openapi.json`` need ``Authorization: Bearer``
+with a player token or an API key; see ``matchmaker.auth``):
+
+- ``POST /v1/tickets`` ``{"queue", "players": [{"id", "attributes", "latencies"}]}`` -> 201 and
+  the ticket, ``Location: /v1/tickets/<id>``.
+- ``GET /v1/tickets/{id}`` -> the ticket; ``?wait=N`` (0..60 s) long-polls: answers at once unless
+  the ticket is queued, else at its first change or after N seconds.
+- ``GET /v1/tickets/{id}/events`` -> Server-Sent Events (``event: ticket``, the ticket JSON now and
+  at each change, ``: keep-alive`` comments, ending after a final state); with a WebSocket upgrade,
+  the same tickets as JSON text messages, then a normal close.
+- ``DELETE /v1/tickets/{id}`` -> 200 and the ticket after cancelling (a ticket already final is
+  returned unchanged).
+
+Errors, mapped once here, are ``{"error": {"code", "message", "field"?}}``: 400 malformed JSON; 401
+missing, forged or expired credentials (``WWW-Authenticate: Bearer``); 404 no such ticket **or not
+yours** (ids do not leak); 413 body over ``max_body_bytes``; 422 invalid ticket naming the field
+(unknown queue, wrong attribute type, party larger than a team, a player token opening a ticket
+without its own player); 429 ``TooManyTickets`` (open tickets per owner and queue) or
+``RateLimited`` with ``Retry-After``; 503 when the store is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any, Protocol
+
+from aiohttp import WSCloseCode, web
+from aiohttp.typedefs import Handler, Middleware
+
+from fleetmatch.codec import from_wire, to_wire
+from fleetmatch.errors import BackendError, FleetmatchError, NotFoundError, ValidationError
+from fleetmatch.http import problem, read_json
+from fleetmatch.metrics import metrics_handler
+from fleetmatch.settings import MatchmakerSettings
+from matchmaker.auth import Authenticator, Principal, RateLimiter
+from matchmaker.errors import AuthError, RateLimitedError, TooManyTicketsError
+from matchmaker.metrics import API_REQUESTS, TICKETS
+from matchmaker.models import Ticket, TicketRequest, TicketState, new_ticket_id, queue_of
+from matchmaker.openapi import OPENAPI
+from matchmaker.push import OPEN, Hub
+from matchmaker.store import TicketStore
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT_SECONDS = 60.0
+KEEPALIVE_SECONDS = 15.0
+UNLIMITED_OPEN_TICKETS = 2**31 - 1
+"""A trusted backend's bound: it opens tickets for many players and enforces its own limits."""
+
+
+class QueueLike(Protocol):
+    """What the API needs of a queue's rules (``matchmaker.rules.Queue`` is one)."""
+
+    @property
+    def ticket_ttl_seconds(self) -> float: ...
+
+    def check_ticket(self, request: TicketRequest) -> None:
+        """Raise ``ValidationError`` naming the field if the queue cannot take this ticket."""
+
+
+def _dumps(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _json(doc: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(body=_dumps(doc), status=status, headers=headers, content_type="application/json")
+
+
+def ticket_json(ticket: Ticket, principal: Principal) -> dict[str, Any]:
+    """The ticket as a client sees it: the public state, the owner only for API keys, and of the
+    connection tokens only the caller's own (an API key sees them all)."""
+    doc = to_wire(ticket)
+    del doc["enqueuedAt"]
+    owner = doc.pop("owner")
+    doc["state"] = ticket.state.public
+    assignment = doc["assignment"]
+    if principal.trusted:
+        doc["owner"] = owner
+    elif assignment is not None:
+        token = assignment["tokens"].get(principal.id)
+        assignment["tokens"] = {} if token is None else {principal.id: token}
+    return doc
+
+
+class _Counters:
+    """Prometheus children cached by label values: ``labels()`` costs more than ``inc()``."""
+
+    def __init__(self) -> None:
+        self._requests: dict[tuple[str, int], Any] = {}
+        self._tickets: dict[tuple[str, str], Any] = {}
+
+    def request(self, route: str, status: int) -> None:
+        child = self._requests.get((route, status))
+        if child is None:
+            child = self._requests[route, status] = API_REQUESTS.labels(route, str(status))
+        child.inc()
+
+    def ticket(self, queue: str, event: str) -> None:
+        child = self._tickets.get((queue, event))
+        if child is None:
+            child = self._tickets[queue, event] = TICKETS.labels(queue, event)
+        child.inc()
+
+
+class TicketApi:
+    """The route handlers, holding what they share (no per-request lookups in app state)."""
+
+    def __init__(
+        self,
+        store: TicketStore,
+        queues: Mapping[str, QueueLike],
+        settings: MatchmakerSettings,
+        hub: Hub,
+        *,
+        clock: Callable[[], float] = time.time,
+        keepalive_seconds: float = KEEPALIVE_SECONDS,
+    ) -> None:
+        self.store, self.queues, self.settings, self.hub = store, queues, settings, hub
+        self.auth = Authenticator(settings.token_secret, settings.api_keys, clock=clock)
+        self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst, clock=clock)
+        self.key_limiter = RateLimiter(settings.key_rate_per_second, settings.key_rate_burst, clock=clock)
+        self.clock = clock
+        self.keepalive = keepalive_seconds
+        self.counters = _Counters()
+
+    # -- shared steps ----------------------------------------------------------------------
+
+    def principal(self, request: web.Request) -> Principal:
+        """Authenticate, then charge the caller's rate limit."""
+        principal = self.auth.authenticate(request.headers.get("Authorization"))
+        (self.key_limiter if principal.trusted else self.limiter).check(principal.id)
+        return principal
+
+    def ticket_id(self, request: web.Request) -> str:
+        """The path's ticket id; 404 at once if it is malformed or names a queue not served here."""
+        ticket_id = request.match_info["id"]
+        if queue_of(ticket_id) not in self.queues:
+            raise NotFoundError("Ticket", ticket_id[:100])
+        return ticket_id
+
+    @staticmethod
+    def visible(ticket: Ticket, principal: Principal) -> Ticket:
+        if not principal.can_see(ticket):
+            raise NotFoundError("Ticket", ticket.id)  # exactly as if it did not exist
+        return ticket
+
+    # -- routes ----------------------------------------------------------------------------
+
+    async def create(self, request: web.Request) -> web.Response:
+        principal = self.principal(request)
+        ticket_request = from_wire(TicketRequest, await _read_json(request))
+        name = ticket_request.queue
+        queue = self.queues.get(name)
+        if queue is None:
+            known = ", ".join(sorted(self.queues)) or "none"
+            raise ValidationError("queue", f"unknown queue {name!r}; queues served here: {known}")
+        if not principal.trusted and all(p.id != principal.id for p in ticket_request.players):
+            raise ValidationError(
+                "players",
+                f"a player token opens tickets that include its own player ({principal.id!r}); "
+                "a game backend opens tickets for others with an API key",
+            )
+        queue.check_ticket(ticket_request)
+        now = self.clock()
+        ticket = Ticket(
+            id=new_ticket_id(name, now),
+            queue=name,
+            owner=principal.id,
+            players=ticket_request.players,
+            state=TicketState.QUEUED,
+            created_at=now,
+            enqueued_at=now,
+            expires_at=now + queue.ticket_ttl_seconds,
+        )
+        limit = UNLIMITED_OPEN_TICKETS if principal.trusted else self.settings.max_open_tickets
+        ticket = await self.store.create(ticket, max_open_per_owner=limit)
+        self.counters.ticket(name, "created")
+        return _json(ticket_json(ticket, principal), 201, {"Location": f"/v1/tickets/{ticket.id}"})
+
+    async def get(self, request: web.Request) -> web.Response:
+        principal = self.principal(request)
+        ticket_id = self.ticket_id(request)
+        wait = _wait_seconds(request)
+        if wait <= 0:
+            ticket = self.visible(await self.store.get(ticket_id), principal)
+            return _json(ticket_json(ticket, principal))
+        async with contextlib.aclosing(self.hub.follow(ticket_id, keepalive=wait)) as updates:
+            ticket = self.visible(_first(await anext(updates)), principal)
+            if ticket.state in OPEN:
+                change = await anext(updates, None)  # a change, or None at the deadline or shutdown
+                ticket = change or ticket
+        return _json(ticket_json(ticket, principal))
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        principal = self.principal(request)
+        ticket_id = self.ticket_id(request)
+        before = self.visible(await self.store.get(ticket_id), principal)
+        after = await self.store.cancel(ticket_id, reason=f"cancelled by {principal.id}")
+        if before.state in OPEN and after.state is TicketState.CANCELLED:
+            self.counters.ticket(after.queue, "cancelled")
+        return _json(ticket_json(after, principal))
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        principal = self.principal(request)
+        ticket_id = self.ticket_id(request)
+        ws = web.WebSocketResponse(heartbeat=self.keepalive)
+        upgrade = ws.can_prepare(request).ok
+        async with contextlib.aclosing(self.hub.follow(ticket_id, keepalive=self.keepalive)) as updates:
+            # Registered and read before anything is sent: a 404 is still a plain JSON error.
+            first = self.visible(_first(await anext(updates)), principal)
+            if upgrade:
+                return await self._websocket(request, ws, first, updates, principal)
+            return await self._sse(request, first, updates, principal)
+
+    # -- streams ---------------------------------------------------------------------------
+
+    async def _sse(
+        self, request: web.Request, first: Ticket, updates: AsyncGenerator[Ticket | None, None], principal: Principal
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
+        try:
+            await response.write(_sse_event(first, principal))
+            async for ticket in updates:
+                await response.write(b": keep-alive\n\n" if ticket is None else _sse_event(ticket, principal))
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client left
+        except Exception as exc:  # the response has started: end the stream, do not answer again
+            _log_stream_end(first.id, exc)
+        return response
+
+    async def _websocket(
+        self,
+        request: web.Request,
+        ws: web.WebSocketResponse,
+        first: Ticket,
+        updates: AsyncGenerator[Ticket | None, None],
+        principal: Principal,
+    ) -> web.WebSocketResponse:
+        await ws.prepare(request)
+        reader = asyncio.create_task(_drain(ws), name=f"matchmaker.ws.{first.id}")
+        code = WSCloseCode.OK
+        try:
+            await ws.send_str(json.dumps(ticket_json(first, principal), separators=(",", ":")))
+            while True:
+                step = asyncio.ensure_future(anext(updates))
+                await asyncio.wait({step, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():  # the client closed first
+                    step.cancel()
+                    await asyncio.gather(step, return_exceptions=True)
+                    break
+                try:
+                    ticket = step.result()
+                except StopAsyncIteration:
+                    code = WSCloseCode.GOING_AWAY if self.hub.closed else WSCloseCode.OK
+                    break
+                if ticket is not None:
+                    await ws.send_str(json.dumps(ticket_json(ticket, principal), separators=(",", ":")))
+        except ConnectionError:
+            pass
+        except Exception as exc:
+            _log_stream_end(first.id, exc)
+            code = WSCloseCode.INTERNAL_ERROR
+        finally:
+            await ws.close(code=code)
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        return ws
+
+
+def _first(ticket: Ticket | None) -> Ticket:
+    assert ticket is not None, "Hub.follow yields the ticket first"
+    return ticket
+
+
+async def _read_json(request: web.Request) -> Any:
+    return await read_json(request)
+
+
+def _wait_seconds(request: web.Request) -> float:
+    raw = request.query.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = math.nan
+    if not 0 <= wait <= MAX_WAIT_SECONDS:
+        raise ValidationError("wait", f"must be a number of seconds within 0..{MAX_WAIT_SECONDS:g}, got {raw!r}")
+    return wait
+
+
+def _sse_event(ticket: Ticket, principal: Principal) -> bytes:
+    return b"event: ticket\ndata: " + _dumps(ticket_json(ticket, principal)) + b"\n\n"
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the client sends: this is what notices its close and answers pings."""
+    async for _ in ws:
+        pass
+
+
+def _log_stream_end(ticket_id: str, exc: Exception) -> None:
+    if isinstance(exc, FleetmatchError):
+        log.warning("stream of ticket %s ended: %s", ticket_id, exc, extra={"ticket_id": ticket_id})
+    else:
+        log.exception("stream of ticket %s failed", ticket_id, extra={"ticket_id": ticket_id})
+
+
+def _error_response(request: web.Request, exc: Exception) -> web.Response:
+    if isinstance(exc, ValidationError):
+        return problem(422, exc.message, field=exc.field)
+    if isinstance(exc, NotFoundError):
+        return problem(404, str(exc))
+    if isinstance(exc, AuthError):
+        return problem(401, str(exc))
+    if isinstance(exc, TooManyTicketsError):
+        return problem(429, str(exc), code="TooManyTickets")
+    if isinstance(exc, RateLimitedError):
+        response = problem(429, str(exc), code="RateLimited")
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
+    if isinstance(exc, BackendError):
+        log.warning("%s %s: store unavailable: %s", request.method, request.path, exc)
+        return problem(503, "the ticket store is unavailable; retry shortly")
+    if isinstance(exc, web.HTTPException) and exc.status >= 400:
+        message = exc.text if exc.status == 413 and exc.text else exc.reason
+        response = problem(exc.status, message)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    log.exception("%s %s failed", request.method, request.path)
+    return problem(500, "internal error (see the server log)")
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return f"{request.method} {resource.canonical}" if resource is not None else "other"
+
+
+def _middleware(counters: _Counters) -> Middleware:
+    @web.middleware
+    async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Typed errors to JSON problems, once; every answer counted by route and status."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = _error_response(request, exc)
+        except Exception as exc:
+            response = _error_response(request, exc)
+        counters.request(_route(request), response.status)
+        return response
+
+    return errors_and_metrics
+
+
+TICKET_API = web.AppKey("matchmaker.ticket_api", TicketApi)
+
+
+def build_app(
+    store: TicketStore,
+    queues: Mapping[str, QueueLike],
+    settings: MatchmakerSettings,
+    *,
+    hub: Hub,
+    clock: Callable[[], float] = time.time,
+    keepalive_seconds: float = KEEPALIVE_SECONDS,
+) -> web.Application:
+    """The ticket API over ``store`` for ``queues``. Shutting the app down closes ``hub``, which
+    ends every stream and long-poll at once (clients reconnect to another frontend)."""
+    api = TicketApi(store, queues, settings, hub, clock=clock, keepalive_seconds=keepalive_seconds)
+    app = web.Application(middlewares=[_middleware(api.counters)], client_max_size=settings.max_body_bytes)
+    app[TICKET_API] = api
+
+    async def healthz(_: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def openapi(_: web.Request) -> web.Response:
+        return _json(OPENAPI)
+
+    async def close_hub(_: web.Application) -> None:
+        await hub.close()
+
+    app.router.add_post("/v1/tickets", api.create)
+    app.router.add_get("/v1/tickets/{id}", api.get)
+    app.router.add_delete("/v1/tickets/{id}", api.cancel)
+    app.router.add_get("/v1/tickets/{id}/events", api.events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_handler())
+    app.router.add_get("/openapi.json", openapi)
+    app.on_shutdown.append(close_hub)
+    return app

@@ -1,0 +1,79 @@
+"""Running the matchmaker: the ticket API (with its push hub) and one director per queue.
+
+``serve_matchmaker`` is what ``fleetmatch matchmaker`` and ``fleetmatch up`` run. The API and the
+directors may also run in separate processes (``api`` / ``directors`` flags): any number of each
+can share one Redis, the directors coordinating only through the store's atomic claims.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from fleetmatch.allocator_client import AllocatorClient
+from fleetmatch.settings import MatchmakerSettings
+from fleetmatch.tasks import cancel_and_wait, supervised
+from matchmaker.api import build_app
+from matchmaker.director import Director
+from matchmaker.push import Hub
+from matchmaker.rules import Queue
+from matchmaker.store import TicketStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MatchmakerService:
+    url: str
+    """The ticket API's base URL ('' when this process serves no API)."""
+    directors: dict[str, Director] = field(default_factory=dict)
+
+
+@contextlib.asynccontextmanager
+async def serve_matchmaker(
+    store: TicketStore,
+    queues: Mapping[str, Queue],
+    settings: MatchmakerSettings,
+    *,
+    allocator_url: str,
+    allocator_token: str,
+    api: bool = True,
+    directors: bool = True,
+    fallback_port: bool = False,
+) -> AsyncIterator[MatchmakerService]:
+    """Serve until the block ends. ``fallback_port``: take any free port if the configured one is
+    busy (``fleetmatch up`` on a laptop) instead of failing."""
+    service = MatchmakerService(url="")
+    async with contextlib.AsyncExitStack() as stack:
+        if directors:
+            client = AllocatorClient(allocator_url, allocator_token)
+            stack.push_async_callback(client.close)
+            tasks = []
+            for name, queue in queues.items():
+                director = Director(store, queue, queue.find_matches, client, lease_seconds=settings.lease_seconds)
+                service.directors[name] = director
+                tasks.append(supervised(f"director[{name}]", director.run))
+            stack.push_async_callback(cancel_and_wait, *tasks)
+        if api:
+            hub = Hub(store)
+            runner = web.AppRunner(build_app(store, queues, settings, hub=hub), access_log=None, shutdown_timeout=2.0)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+            try:
+                await site.start()
+            except OSError as exc:
+                if not fallback_port or settings.port == 0:
+                    raise
+                log.warning("matchmaker port %d unavailable (%s); using a free port", settings.port, exc.strerror)
+                site = web.TCPSite(runner, settings.host, 0, backlog=1024)
+                await site.start()
+            server = site._server
+            assert server is not None
+            port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+            service.url = f"http://{settings.host}:{port}"
+        yield service

@@ -1,0 +1,76 @@
+"""Match functions by name: ``default`` is ``matchmaker.matching.find_matches``; others are plugins.
+
+A plugin is any callable ``(pool, queue, now) -> list[Proposal]`` published by an installed
+distribution under the entry-point group ``fleetmatch.match_functions``, e.g. in its pyproject::
+
+    [project.entry-points."fleetmatch.match_functions"]
+    fifo = "mygame.matching:fifo"
+
+and chosen per queue with ``spec.matchFunction: fifo``. The name is resolved (and the object
+imported) when the queue is loaded, so a typo or a broken plugin fails at start-up with the field
+named, not at the first tick. A plugin must honour the same contract as the default: a pure
+function of its arguments, no ticket in two proposals, parties never split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Protocol
+
+from fleetmatch.errors import ValidationError
+
+if TYPE_CHECKING:
+    from matchmaker.models import Proposal, Ticket
+    from matchmaker.rules import Queue
+
+GROUP = "fleetmatch.match_functions"
+DEFAULT = "default"
+
+
+class MatchFunction(Protocol):
+    def __call__(self, pool: Sequence[Ticket], queue: Queue, now: float, /) -> list[Proposal]: ...
+
+
+_loaded: dict[str, MatchFunction] = {}
+
+
+def _entry_points(name: str | None = None) -> list[EntryPoint]:
+    found = entry_points(group=GROUP)
+    return sorted(found.select(name=name) if name is not None else found, key=lambda ep: ep.value)
+
+
+def available() -> list[str]:
+    """Names a queue may use: ``default`` and every installed plugin."""
+    return [DEFAULT, *sorted({ep.name for ep in _entry_points()} - {DEFAULT})]
+
+
+def match_function(name: str) -> MatchFunction:
+    """The function named ``name``; ``ValidationError`` on ``matchFunction`` if there is none or it
+    cannot be imported. Loaded plugins are remembered: a tick does not scan the installed packages."""
+    if name == DEFAULT:
+        from matchmaker.matching import find_matches  # here: matching imports the rules, which import us
+
+        return find_matches
+    fn = _loaded.get(name)
+    if fn is not None:
+        return fn
+    found = _entry_points(name)
+    if not found:
+        known = ", ".join(available())
+        raise ValidationError(
+            "matchFunction", f"unknown match function {name!r} (entry-point group {GROUP!r}; known: {known})"
+        )
+    if len({ep.value for ep in found}) > 1:
+        targets = ", ".join(ep.value for ep in found)
+        raise ValidationError("matchFunction", f"{name!r} is registered by several packages ({targets})")
+    try:
+        loaded = found[0].load()
+    except Exception as exc:  # a plugin may fail in any way on import; say which and why
+        raise ValidationError(
+            "matchFunction", f"match function {name!r} ({found[0].value}) cannot be loaded: {exc!r}"
+        ) from exc
+    if not callable(loaded):
+        raise ValidationError("matchFunction", f"{name!r} ({found[0].value}) is not callable")
+    _loaded[name] = loaded
+    return loaded  # type: ignore[no-any-return]

@@ -1,0 +1,655 @@
+"""The default match function (pure): a queue's pool snapshot and ``now`` in, proposed matches out.
+
+One tick, ``find_matches(pool, queue, now)``:
+
+1. **Eligible tickets** are the queued, unexpired ones whose players carry what the rules need
+   (``Queue.check_ticket`` refuses the others at the door; a pool may still hold some made under
+   older rules, and they are skipped). Each ticket gets its rule values once: per distance rule its
+   party's aggregate, its players' balance sum, and per region its worst player's latency.
+2. **Seeds** are taken oldest first (``enqueued_at``, then id). The seed's wait sets every window
+   (``Rule.window``). The seed is the oldest ticket not matched yet in this tick, so the oldest
+   ticket of a match governs its windows; the one exception is an older ticket that failed as a seed
+   joining a younger seed's match, which then obeys the younger (narrower) windows: stricter, never
+   looser. Tickets that share an equal-rule value form a partition; a seed looks only at its own.
+3. **Gather** through a sorted index (per partition: by the first distance rule's value, or by age
+   without one), walking outward from the seed, nearest value first (ties: the older ticket),
+   within the seed value +- the window, skipping matched tickets in amortised O(1) (union-find
+   links). At most ``SCAN_PER_PLAYER * players_needed`` candidates (at least ``MIN_SCAN``) are
+   looked at per seed, so a tick is O(n log n): the sorts, plus bounded work per seed.
+4. **Select** greedily in walk order: a candidate joins if the match stays within every distance
+   window (spread = max - min of ticket values), shares a region with everyone within the latency
+   window, and all parties still pack into ``count`` teams of ``maxSize``. The match is formed as
+   soon as it has ``count * maxSize`` players. If no full match formed, the seed could use several
+   regions and latency turned candidates away, the gathered candidates are tried again one region at
+   a time (the seed's best region first): early picks may have narrowed the match to a region the
+   others do not share.
+5. **Smaller teams**: with no full match and the seed's wait at least ``waitForFullSeconds``, the
+   largest size ``s`` in ``minSize..maxSize-1`` that the selected tickets can fill exactly (``count``
+   teams of ``s``, parties whole) is formed. Teams in one match always have the same size.
+6. **Teams** are balanced on ``balanceAttribute`` (players' sum): parties largest first, each into
+   the team with the lowest sum that has room (an exact packing if that greedy cannot fit them),
+   then swaps of equal-size tickets between the strongest and the weakest team while that narrows
+   the gap.
+7. **Region**: of the regions every ticket of the match can use within the window, the one with the
+   lowest worst latency (ties: by name).
+
+Cost: at 100,000 tickets a tick is a second or two of CPU on a small shared VM (see
+``loadtest/bench_match.py``), about a third of it reading the tickets and building the proposals
+(object work any matcher pays), the rest the per-seed walk and rules. The cyclic garbage collector
+is paused during a tick (``_collector_paused``).
+
+A ticket is in at most one proposal; proposals come in seed order (oldest first), and the result is
+the same for the same pool in any order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import operator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from matchmaker.models import MatchQuality, Player, Proposal, Ticket, TicketState
+from matchmaker.rules import PartyAggregation, Queue, Rule
+
+SCAN_PER_PLAYER = 8
+"""Candidates looked at per seed, per player of a full match (see ``MIN_SCAN``)."""
+MIN_SCAN = 64
+PACK_BUDGET = 2_000
+"""Search steps one exact team packing may take; beyond it the tickets count as not packable."""
+
+_INF = math.inf
+_QUEUED = TicketState.QUEUED
+
+
+def find_matches(pool: Sequence[Ticket], queue: Queue, now: float) -> list[Proposal]:
+    """Proposed matches for ``queue`` from ``pool`` (queued tickets, any order) at time ``now``."""
+    with _collector_paused():
+        return _Tick(queue, now).run(pool)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one tick.
+
+    A tick allocates hundreds of thousands of short-lived, acyclic objects; with a large pool alive,
+    the collections they trigger walk the whole pool again and again (measured at 100,000 tickets:
+    10-20 % of a tick, and half of the proposal building). Reference counting still frees
+    everything the tick drops; the collector resumes, if it was on, before the tick returns (ticks in
+    several threads each restore what they found, so the last one out leaves it on).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _find(links: list[int], i: int) -> int:
+    """The nearest position from ``i`` (in the links' direction) not yet matched: path halving."""
+    while links[i] != i:
+        links[i] = links[links[i]]
+        i = links[i]
+    return i
+
+
+class _Index:
+    """One partition's tickets sorted by key, with links that skip matched positions.
+
+    Positions 1..n hold tickets; 0 and n+1 are sentinels. ``right[i] == i`` (``left[i] == i``)
+    while position i is free; a matched position links to its neighbour, and ``_find`` compresses.
+    """
+
+    __slots__ = ("keys", "left", "members", "right")  # matched position p: right[p] = p + 1, left[p] = p - 1
+
+    def __init__(self, members: list[int], keys: list[Any]) -> None:
+        members.sort(key=keys.__getitem__)  # stable: members come in age order, so equal keys stay so
+        self.members = [-1, *members, -1]
+        self.keys = [-_INF, *(keys[t] for t in members), _INF]
+        self.right = list(range(len(self.members)))
+        self.left = list(range(len(self.members)))
+
+
+_BY_ID = operator.attrgetter("id")
+_BY_ENQUEUED = operator.attrgetter("enqueued_at")
+
+
+def _by_age(pool: Sequence[Ticket], now: float) -> list[Ticket]:
+    """Queued, unexpired tickets, oldest first (equal times: by id); the same ticket twice (same id
+    and time, as a snapshot may repeat it) is kept once."""
+    live = [t for t in pool if t.state is _QUEUED and t.players and not 0 < t.expires_at <= now]
+    ties = len({t.enqueued_at for t in live}) < len(live)
+    if ties:
+        live.sort(key=_BY_ID)
+    live.sort(key=_BY_ENQUEUED)  # stable: equal enqueue times stay in id order
+    if ties:  # duplicates are now neighbours
+        live = [t for t, before in zip(live, [None, *live], strict=False) if before is None or t.id != before.id]
+    return live
+
+
+_REAL = frozenset({float, int})
+
+
+def _finite(value: object) -> bool:
+    """A real number (not a word, a bool, NaN or infinity): ``x - x`` is 0 only for finite x."""
+    return type(value) in _REAL and value - value == 0  # type: ignore[operator]
+
+
+class _Bits(dict[str, int]):
+    """Region name -> its bit in a region mask, numbering regions as they are first seen; 0 for a
+    region the latency rule does not list (so it is never usable)."""
+
+    def __init__(self, allowed: Collection[str]) -> None:
+        super().__init__()
+        self.allowed = frozenset(allowed)
+        self.names: list[str] = []
+
+    def __missing__(self, region: str) -> int:
+        bit = 0
+        if not self.allowed or region in self.allowed:
+            bit = 1 << len(self.names)
+            self.names.append(region)
+        self[region] = bit
+        return bit
+
+    def name(self, bit: int) -> str:
+        return self.names[bit.bit_length() - 1]
+
+
+def _aggregate(values: list[Any], aggregation: PartyAggregation | None) -> float | None:
+    """A party's value (None: the sum) from its players' values; None if one is not a finite number."""
+    try:
+        total = sum(values)
+    except TypeError:  # a word or a missing value
+        return None
+    if total - total != 0 or bool in map(type, values):  # inf, NaN, or a bool
+        return None
+    if aggregation is None:
+        return float(total)
+    if aggregation is PartyAggregation.AVG:
+        return float(total) / len(values)
+    return float(min(values) if aggregation is PartyAggregation.MIN else max(values))
+
+
+class _Tick:
+    """The state of one tick. Tickets are numbered by age (0 = the oldest eligible one)."""
+
+    def __init__(self, queue: Queue, now: float) -> None:
+        spec = queue.spec
+        self.now = now
+        self.count = spec.teams.count
+        self.max_size = spec.teams.max_size
+        self.smallest = spec.teams.smallest
+        self.wait_for_full = spec.teams.wait_for_full_seconds
+        self.distance: tuple[Rule, ...] = spec.distance_rules
+        self.equal: tuple[Rule, ...] = spec.equal_rules
+        self.latency: Rule | None = spec.latency_rule
+        self.balance = spec.balance_by
+        self.scan = max(MIN_SCAN, SCAN_PER_PLAYER * self.count * self.max_size)
+        self.windows = [_window_function(rule) for rule in self.distance]
+        self.latency_window = _window_function(self.latency) if self.latency is not None else _no_window
+        # per eligible ticket, by age
+        self.live: list[Ticket] = []
+        self.sizes: list[int] = []
+        self.keys: list[Any] = []
+        """The first distance rule's value (the index key), or the age rank without one."""
+        self.others: list[tuple[float, ...]] = []
+        """Values for the other distance rules."""
+        self.strength: list[float] = []
+        """Sum of the balance attribute over the ticket's players."""
+        self.lats: list[Mapping[str, float]] = []
+        """Region -> worst player latency (a solo player's own ``latencies``)."""
+        self.part: list[int] = []
+        self.pos: list[int] = []
+        self.latency_misses = 0
+        """Candidates the last ``_select`` turned away for latency alone."""
+        self.bits = _Bits(self.latency.regions if self.latency is not None else ())
+        self.taken: list[bool] = []
+        self.indexes: list[_Index] = []
+
+    # -- 1. eligible tickets --------------------------------------------------------------------
+
+    def _load(self, pool: Sequence[Ticket]) -> None:
+        """Every ticket's rule values, in age order, column by column. Ineligible tickets keep a row
+        but start out taken and stay out of the indexes. At 100,000 tickets this pass is a good part
+        of a tick, so it touches each ticket's objects as few times as it can."""
+        max_size = self.max_size
+        self.live = live = _by_age(pool, self.now)
+        count = len(live)
+        everyone = [t.players for t in live]
+        self.sizes = sizes = [len(players) for players in everyone]
+        firsts = [players[0] for players in everyone]
+        attributes = [p.attributes for p in firsts]
+        ok = [size <= max_size for size in sizes]
+        names = [r.attribute for r in self.distance]
+        keys: list[Any]
+        if names:
+            keys = [a.get(names[0]) for a in attributes]
+            ok = [o and type(k) in _REAL and k - k == 0 for o, k in zip(ok, keys, strict=True)]  # finite numbers
+        else:
+            keys = [float(i) for i in range(count)]
+        others: list[tuple[Any, ...]] = [()] * count
+        if len(names) > 1:
+            others = [tuple([a.get(name) for name in names[1:]]) for a in attributes]
+            ok = [o and all(map(_finite, v)) for o, v in zip(ok, others, strict=True)]
+        strengths: list[Any] = [0.0] * count
+        if self.balance:
+            balance = self.balance
+            if names and balance == names[0]:
+                strengths = keys.copy()  # checked above
+            else:
+                strengths = [a.get(balance) for a in attributes]
+                ok = [o and _finite(v) for o, v in zip(ok, strengths, strict=True)]
+        lats: list[Mapping[str, float]] = [p.latencies for p in firsts] if self.latency is not None else []
+        groups: list[tuple[object, ...]] = [()] * count
+        if self.equal:
+            equal = [r.attribute for r in self.equal]
+            groups = [tuple([a.get(name) for name in equal]) for a in attributes]
+            ok = [o and None not in g for o, g in zip(ok, groups, strict=True)]
+        for i in [i for i, size in enumerate(sizes) if 1 < size <= max_size] if max_size > 1 else ():
+            ok[i] = self._party(everyone[i], i, keys, others, strengths, lats, groups)
+        self.keys, self.others, self.strength, self.lats = keys, others, strengths, lats
+        self.taken = [not o for o in ok]
+        self._index(ok, groups)
+
+    def _index(self, ok: list[bool], groups: list[tuple[object, ...]]) -> None:
+        """One sorted index per partition (equal-rule values) of the eligible tickets."""
+        count, keys = len(ok), self.keys
+        partitions: dict[tuple[object, ...], list[int]] = {}
+        if self.equal:
+            for t in range(count):
+                if ok[t]:
+                    partitions.setdefault(groups[t], []).append(t)
+        else:
+            partitions[()] = list(range(count)) if all(ok) else [t for t in range(count) if ok[t]]
+        self.part = part = [0] * count
+        self.pos = pos = [0] * count
+        for number, members in enumerate(partitions.values()):
+            index = _Index(members, keys)
+            for position, t in enumerate(index.members[1:-1], 1):
+                pos[t] = position
+            if number:
+                for t in members:
+                    part[t] = number
+            self.indexes.append(index)
+
+    def _party(
+        self,
+        players: tuple[Player, ...],
+        i: int,
+        keys: list[Any],
+        others: list[tuple[Any, ...]],
+        strengths: list[Any],
+        lats: list[Mapping[str, float]],
+        groups: list[tuple[object, ...]],
+    ) -> bool:
+        """Fill row ``i`` for a party (aggregates, worst latencies); False if it cannot be matched."""
+        values = []
+        for rule in self.distance:
+            value = _aggregate([p.attributes.get(rule.attribute) for p in players], rule.party_aggregation)
+            if value is None:
+                return False
+            values.append(value)
+        if values:
+            keys[i], others[i] = values[0], tuple(values[1:])
+        if self.balance:
+            total = _aggregate([p.attributes.get(self.balance) for p in players], None)
+            if total is None:
+                return False
+            strengths[i] = total
+        if self.latency is not None:
+            worst = dict(players[0].latencies)
+            for player in players[1:]:
+                theirs = player.latencies
+                for region, ms in worst.items():
+                    mine = theirs.get(region, _INF)
+                    if mine > ms:
+                        worst[region] = mine  # an existing key: safe while iterating
+            lats[i] = worst
+        if self.equal:
+            group = groups[i]
+            return None not in group and all(
+                p.attributes.get(r.attribute) == v for p in players for r, v in zip(self.equal, group, strict=True)
+            )
+        return True
+
+    def _usable(self, latencies: Mapping[str, float], window: float) -> int:
+        """Bit mask of the regions within ``window`` milliseconds."""
+        bits = self.bits
+        mask = 0
+        for region, ms in latencies.items():
+            if ms <= window:
+                mask |= bits[region]
+        return mask
+
+    # -- 2-7. seeds, gathering, selection, teams ------------------------------------------------
+
+    def run(self, pool: Sequence[Ticket]) -> list[Proposal]:
+        self._load(pool)
+        out = []
+        taken, pos = self.taken, self.pos
+        for seed in range(len(self.live)):
+            if taken[seed]:
+                continue
+            found = self._match(seed)
+            if found is None:
+                continue
+            chosen, size, mask = found
+            index = self.indexes[self.part[seed]]
+            right, left = index.right, index.left
+            for t in chosen:
+                taken[t] = True
+                right[pos[t]] = pos[t] + 1
+                left[pos[t]] = pos[t] - 1
+            out.append(self._proposal(chosen, size, mask))
+        return out
+
+    def _match(self, seed: int) -> tuple[list[int], int, int] | None:
+        """(tickets, team size, usable regions as a bit mask) of the seed's match, or None."""
+        wait = max(0.0, self.now - self.live[seed].enqueued_at)
+        windows = [self.windows[0](wait)] if len(self.windows) == 1 else [window(wait) for window in self.windows]
+        latency_window = self.latency_window(wait)
+        mask = self._usable(self.lats[seed], latency_window) if self.latency is not None else 0
+        if self.latency is not None and not mask:
+            return None
+        key = self.keys[seed]
+        low, high = (key - windows[0], key + windows[0]) if windows else (-_INF, _INF)
+        gathered: list[int] = []
+        walk = self._walk(self.indexes[self.part[seed]], self.pos[seed], low, high, gathered)
+        cap = self.max_size
+        best, best_mask, full = self._select(seed, walk, cap, mask, windows, latency_window)
+        if full:
+            return best, cap, best_mask
+        if mask & (mask - 1) and self.latency_misses:
+            # several regions, and latency turned candidates away: the first picks may have locked
+            # the match into a region that a better set of tickets does not share
+            seed_lats = self.lats[seed]
+            name = self.bits.name
+            for bit in sorted(_bits(mask), key=lambda b: (seed_lats[name(b)], name(b))):
+                chosen, bit_mask, full = self._select(seed, gathered, cap, bit, windows, latency_window)
+                if full:  # every region the chosen tickets share, not just the one tried
+                    return chosen, cap, self._shared(chosen, latency_window)
+                if self._players(chosen) > self._players(best):
+                    best, best_mask = chosen, bit_mask
+        if wait < self.wait_for_full or self.smallest >= cap:
+            return None
+        for size in range(min(cap - 1, self._players(best) // self.count), self.smallest - 1, -1):
+            chosen, _, full = self._select(seed, best[1:], size, best_mask, windows, latency_window)
+            if full:
+                return chosen, size, self._shared(chosen, latency_window) if self.latency is not None else 0
+        return None
+
+    def _shared(self, tickets: list[int], latency_window: float) -> int:
+        """The regions every one of ``tickets`` can use within the window."""
+        mask = -1
+        for t in tickets:
+            mask &= self._usable(self.lats[t], latency_window)
+        return mask
+
+    def _players(self, tickets: list[int]) -> int:
+        return sum(map(self.sizes.__getitem__, tickets))
+
+    def _walk(self, index: _Index, position: int, low: float, high: float, gathered: list[int]) -> Iterator[int]:
+        """Free tickets of the index nearest the seed's key first, within [low, high], up to the scan
+        limit; each is also appended to ``gathered`` for later passes."""
+        keys, members, right, left = index.keys, index.members, index.right, index.left
+        center = keys[position]
+        lo = position - 1 if left[position - 1] == position - 1 else _find(left, position - 1)
+        hi = position + 1 if right[position + 1] == position + 1 else _find(right, position + 1)
+        down = center - keys[lo] if keys[lo] >= low else _INF  # the sentinels' keys are -inf and +inf
+        up = keys[hi] - center if keys[hi] <= high else _INF
+        for _ in range(self.scan):
+            if up < down or (up == down and up != _INF and members[hi] < members[lo]):
+                ticket = members[hi]
+                hi = hi + 1 if right[hi + 1] == hi + 1 else _find(right, hi + 1)
+                up = keys[hi] - center if keys[hi] <= high else _INF
+            elif down != _INF:
+                ticket = members[lo]
+                lo = lo - 1 if left[lo - 1] == lo - 1 else _find(left, lo - 1)
+                down = center - keys[lo] if keys[lo] >= low else _INF
+            else:
+                return
+            gathered.append(ticket)
+            yield ticket
+
+    def _select(  # noqa: C901 - the hot loop: every rule inline
+        self,
+        seed: int,
+        candidates: Iterable[int],
+        cap: int,
+        mask: int,
+        windows: list[float],
+        latency_window: float,
+    ) -> tuple[list[int], int, bool]:
+        """Greedy selection of tickets for ``count`` teams of ``cap``: (tickets, regions mask, full?)."""
+        sizes, keys, lats = self.sizes, self.keys, self.lats
+        count = self.count
+        target = count * cap
+        self.latency_misses = 0
+        chosen = [seed]
+        players = sizes[seed]
+        if players > cap:
+            return chosen, mask, False
+        fills = [0] * count
+        fills[0] = players
+        check_latency, bits = self.latency is not None, self.bits
+        spread = windows[0] if windows else _INF
+        low = high = keys[seed]
+        extra = list(zip(windows[1:], self.others[seed], self.others[seed], strict=True)) if len(windows) > 1 else None
+        moved = None
+        for ticket in candidates:
+            size = sizes[ticket]
+            if players + size > target:
+                continue
+            key = keys[ticket]
+            new_low = key if key < low else low
+            new_high = key if key > high else high
+            if new_high - new_low > spread:
+                continue
+            if extra is not None:
+                moved = _widened(extra, self.others[ticket])
+                if moved is None:
+                    continue
+            if check_latency:
+                shared = 0
+                for region, ms in lats[ticket].items():
+                    if ms <= latency_window:
+                        shared |= bits[region]
+                shared &= mask
+                if not shared:
+                    self.latency_misses += 1
+                    continue
+            for team in range(count):
+                if fills[team] + size <= cap:
+                    fills[team] += size
+                    break
+            else:
+                together = [sizes[t] for t in chosen] + [size]
+                repacked = _fills(_pack(together, count, cap), together, count)
+                if repacked is None:
+                    continue
+                fills = repacked
+            if check_latency:
+                mask = shared
+            low, high, extra = new_low, new_high, moved
+            chosen.append(ticket)
+            players += size
+            if players == target:
+                return chosen, mask, True
+        return chosen, mask, False
+
+    def _proposal(self, chosen: list[int], size: int, mask: int) -> Proposal:
+        region, worst = "", None
+        # map/itemgetter rather than comprehensions: this runs once per match, and a comprehension
+        # is a function call of its own (Python 3.11)
+        tickets = list(map(self.live.__getitem__, chosen))
+        if self.latency is not None:
+            lats = list(map(self.lats.__getitem__, chosen))
+            name = self.bits.name
+            for bit in _bits(mask):
+                here = name(bit)
+                highest = max(map(operator.itemgetter(here), lats))
+                if worst is None or (highest, here) < (worst, region):
+                    region, worst = here, highest
+        teams, sums = self._teams(chosen, size)
+        ticket_id = self.live.__getitem__
+        return Proposal(
+            teams=tuple([tuple(map(_BY_ID, map(ticket_id, team))) for team in teams]),
+            region=region,
+            quality=MatchQuality(
+                skill_spread=(max(sums) - min(sums)) / size if self.balance and len(sums) > 1 else 0.0,
+                worst_latency_ms=worst,
+                longest_wait_seconds=max(0.0, self.now - min(map(_BY_ENQUEUED, tickets))),
+            ),
+        )
+
+    def _teams(self, chosen: list[int], size: int) -> tuple[list[list[int]], list[float]]:
+        """``count`` teams of exactly ``size`` players balanced on strength (each in age order), and
+        their strength sums."""
+        count, sizes, strength = self.count, self.sizes, self.strength
+        if len(chosen) == count:  # one ticket per team (1v1, or parties that fill whole teams)
+            chosen = sorted(chosen)
+            return [[t] for t in chosen], [strength[t] for t in chosen]
+        order = sorted(chosen, key=strength.__getitem__, reverse=True)
+        order.sort(key=sizes.__getitem__, reverse=True)  # stable: largest parties, strongest first
+        teams: list[list[int]] = [[] for _ in range(count)]
+        fills = [0] * count
+        sums = [0.0] * count
+        for ticket in order:
+            best = -1
+            for team in range(count):
+                if fills[team] + sizes[ticket] <= size and (best < 0 or sums[team] < sums[best]):
+                    best = team
+            if best < 0:
+                teams = self._packed_teams(order, size)
+                break
+            teams[best].append(ticket)
+            fills[best] += sizes[ticket]
+            sums[best] += strength[ticket]
+        if self.balance and count > 1:
+            _swap_to_balance(teams, sizes, strength)
+        for members in teams:
+            members.sort()
+        return teams, [sum(map(strength.__getitem__, members)) for members in teams]
+
+    def _packed_teams(self, order: list[int], size: int) -> list[list[int]]:
+        placement = _pack([self.sizes[t] for t in order], self.count, size)
+        assert placement is not None, "selection only keeps tickets that pack"
+        teams: list[list[int]] = [[] for _ in range(self.count)]
+        for ticket, team in zip(order, placement, strict=True):
+            teams[team].append(ticket)
+        return teams
+
+
+def _widened(
+    extra: list[tuple[float, float, float]], values: tuple[float, ...]
+) -> list[tuple[float, float, float]] | None:
+    """(window, low, high) per further distance rule with ``values`` added, or None if one overflows."""
+    out = []
+    for (window, low, high), value in zip(extra, values, strict=True):
+        low, high = min(low, value), max(high, value)
+        if high - low > window:
+            return None
+        out.append((window, low, high))
+    return out
+
+
+def _no_window(wait: float) -> float:
+    return _INF
+
+
+def _window_function(rule: Rule) -> Callable[[float], float]:
+    """``rule.window`` as a plain function of the wait: it runs once per seed and rule."""
+    base = rule.base or 0.0
+    widen = rule.widen
+    if widen is None:
+        return lambda wait: base
+    if widen.steps or widen.cap is None:
+        return rule.window
+    cap, rate = widen.cap, widen.per_second
+    return lambda wait: min(cap, base + rate * wait)
+
+
+def _bits(mask: int) -> Iterator[int]:
+    """The set bits of ``mask``, lowest first, each as a mask of its own."""
+    while mask:
+        bit = mask & -mask
+        yield bit
+        mask ^= bit
+
+
+def _pack(sizes: list[int], bins: int, cap: int) -> list[int] | None:
+    """A bin per item so that no bin exceeds ``cap``, or None (also when the search budget runs out).
+
+    Largest items first; bins with the same fill are interchangeable, so only one of them is tried;
+    failed (item, fills) states are remembered.
+    """
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    if sum(sizes) > bins * cap or (order and sizes[order[0]] > cap):
+        return None
+    fills = [0] * bins
+    placement = [0] * len(sizes)
+    failed: set[tuple[int, tuple[int, ...]]] = set()
+    budget = PACK_BUDGET
+
+    def place(k: int) -> bool:
+        nonlocal budget
+        if k == len(order):
+            return True
+        state = (k, tuple(sorted(fills)))
+        if state in failed or budget <= 0:
+            return False
+        budget -= 1
+        size = sizes[order[k]]
+        tried = set()
+        for b in range(bins):
+            if fills[b] + size > cap or fills[b] in tried:
+                continue
+            tried.add(fills[b])
+            fills[b] += size
+            placement[order[k]] = b
+            if place(k + 1):
+                return True
+            fills[b] -= size
+        failed.add(state)
+        return False
+
+    return placement if place(0) else None
+
+
+def _fills(placement: list[int] | None, sizes: list[int], bins: int) -> list[int] | None:
+    """Players per bin after ``_pack`` (None stays None)."""
+    if placement is None:
+        return None
+    fills = [0] * bins
+    for size, b in zip(sizes, placement, strict=True):
+        fills[b] += size
+    return fills
+
+
+def _swap_to_balance(teams: list[list[int]], sizes: list[int], strength: list[float]) -> None:
+    """Swap equal-size tickets between the strongest and the weakest team while the gap narrows
+    (each swap takes the pair that narrows it most; a few rounds at most)."""
+    sums = [sum([strength[t] for t in team]) for team in teams]
+    for _ in range(4 * len(teams)):
+        strong, weak = sums.index(max(sums)), sums.index(min(sums))
+        gap = sums[strong] - sums[weak]
+        best, pick = gap, (0, 0)
+        for i, a in enumerate(teams[strong]):
+            size, value = sizes[a], strength[a]
+            for j, b in enumerate(teams[weak]):
+                if sizes[b] == size:
+                    after = abs(gap - 2 * (value - strength[b]))
+                    if after < best:
+                        best, pick = after, (i, j)
+        if best >= gap:
+            return
+        i, j = pick
+        a, b = teams[strong][i], teams[weak][j]
+        teams[strong][i], teams[weak][j] = b, a
+        sums[strong] -= strength[a] - strength[b]
+        sums[weak] += strength[a] - strength[b]

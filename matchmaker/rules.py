@@ -1,0 +1,525 @@
+"""Queue rules as data: the ``Queue`` resource, read from YAML with errors that name field and line.
+
+A queue file holds one or more documents::
+
+    apiVersion: fleetmatch.dev/v1
+    kind: Queue
+    metadata: {name: 4v4}              # a DNS-1123 label: ticket ids start with it (``4v4.01jd...``)
+    spec:
+      teams: {count: 2, minSize: 2, maxSize: 4, waitForFullSeconds: 20}
+      ticketTTLSeconds: 600
+      tickSeconds: 0.5
+      matchFunction: default           # or a name under the entry-point group "fleetmatch.match_functions"
+      balanceAttribute: skill          # default: the first distance rule's attribute
+      rules:
+        - {name: skill, type: distance, attribute: skill, maxDistance: 100, widen: {perSecond: 10, max: 800}}
+        - {name: level, type: distance, attribute: level, maxDistance: 5,
+           widen: {steps: [{afterSeconds: 10, value: 10}, {afterSeconds: 30, value: 20}]}}
+        - {name: ping, type: latency, maxLatencyMs: 80, regions: [eu, us], widen: {perSecond: 2, max: 200}}
+        - {name: mode, type: equal, attribute: mode}
+      allocation:                      # the GameServerAllocationSpec requested for each match
+        selectors: [{matchLabels: {agones.dev/fleet: arena, region: "{region}"}}]
+
+What each part means (``matchmaker.matching`` implements it):
+
+- **teams**: every match has ``count`` teams of the *same* size ``s``, ``minSize <= s <= maxSize``
+  (``minSize`` defaults to ``maxSize``). A ticket (a party) is never split, so a party larger than
+  ``maxSize`` is refused when the ticket is opened. Full teams (``maxSize``) are always preferred;
+  smaller ones are formed only once the seed has waited ``waitForFullSeconds`` (default 0: as soon
+  as no full match is at hand).
+- **distance** rule: the spread (largest minus smallest) of the match's ticket values is at most
+  the window. A ticket's value is its players' ``partyAggregation`` (``avg`` by default, or ``min``,
+  ``max``) of the numeric ``attribute``.
+- **latency** rule: the match is played in one region; every player's latency to it is at most the
+  window. A party's latency to a region is its worst player's; a region a player did not report is
+  unusable for the ticket. ``regions`` limits the regions considered (default: any reported). Of the
+  regions every ticket can use, the match takes the one with the lowest worst latency.
+- **equal** rule: every player of the match has the same value of ``attribute`` (a word or a number).
+- **widen**: the window grows with the seed's wait (the oldest ticket not yet matched, see
+  ``matchmaker.matching``): ``perSecond`` + ``max`` gives ``min(max, base + perSecond * wait)``;
+  ``steps`` gives the ``value`` of the last step whose ``afterSeconds <= wait`` (the base before the
+  first). Windows never shrink with wait.
+- **balanceAttribute**: teams are balanced on the sum of this numeric player attribute.
+- **allocation**: the allocation request made for each match. ``{region}`` in any string value is
+  replaced by the match's region (only with a latency rule, which is what chooses a region).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from fleetmatch.allocation import GameServerAllocationSpec
+from fleetmatch.codec import from_wire
+from fleetmatch.errors import ValidationError
+from fleetmatch.models import API_VERSION, ObjectMeta
+from fleetmatch.names import namespace_error
+from fleetmatch.yamlsrc import load_documents
+from matchmaker.functions import DEFAULT, MatchFunction, match_function
+from matchmaker.models import TicketRequest
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from matchmaker.models import Player, Proposal, Ticket
+
+_RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_ATTRIBUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+"""The attribute and region names ``matchmaker.models.Player`` accepts."""
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+REGION_PLACEHOLDER = "{region}"
+MAX_TEAMS = 64
+MAX_PLAYERS = 200
+"""Players in one match, at most (FlexMatch's "large match" limit)."""
+MAX_RULES = 16
+
+
+class RuleType(StrEnum):
+    DISTANCE = "distance"
+    LATENCY = "latency"
+    EQUAL = "equal"
+
+
+class PartyAggregation(StrEnum):
+    AVG = "avg"
+    MIN = "min"
+    MAX = "max"
+
+    def of(self, values: Sequence[float]) -> float:
+        if self is PartyAggregation.MIN:
+            return min(values)
+        if self is PartyAggregation.MAX:
+            return max(values)
+        return sum(values) / len(values)
+
+
+@dataclass(frozen=True, slots=True)
+class WidenStep:
+    after_seconds: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Widen:
+    """How a rule's window grows with wait: linearly up to a cap, or in steps (the last is the cap)."""
+
+    per_second: float = 0.0
+    cap: float | None = field(default=None, metadata={"wire": "max"})
+    steps: tuple[WidenStep, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.per_second < 0 or not math.isfinite(self.per_second):
+            raise ValidationError("perSecond", f"must not be negative, got {self.per_second}")
+        if self.steps:
+            if self.per_second or self.cap is not None:
+                raise ValidationError("steps", "give either steps or perSecond with max, not both")
+            for i, step in enumerate(self.steps):
+                if step.after_seconds < 0 or not math.isfinite(step.after_seconds):
+                    raise ValidationError(f"steps[{i}].afterSeconds", "must be a non-negative number")
+                if not math.isfinite(step.value):
+                    raise ValidationError(f"steps[{i}].value", "must be a finite number")
+                if i and step.after_seconds <= self.steps[i - 1].after_seconds:
+                    raise ValidationError(f"steps[{i}].afterSeconds", "must be later than the step before")
+                if i and step.value < self.steps[i - 1].value:
+                    raise ValidationError(f"steps[{i}].value", "must not be below the step before: windows only widen")
+        elif self.per_second:
+            if self.cap is None:
+                raise ValidationError("max", "is required with perSecond: the widest the window may get")
+            if not math.isfinite(self.cap):
+                raise ValidationError("max", "must be a finite number")
+        else:
+            raise ValidationError("", "give perSecond with max, or steps")
+
+    def window(self, base: float, wait: float) -> float:
+        if self.steps:
+            value = base
+            for step in self.steps:
+                if step.after_seconds > wait:
+                    break
+                value = step.value
+            return value
+        assert self.cap is not None  # __post_init__: perSecond comes with max
+        return min(self.cap, base + self.per_second * max(0.0, wait))
+
+    def widest(self, base: float) -> float:
+        return self.steps[-1].value if self.steps else self.cap if self.cap is not None else base
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule; which fields apply depends on ``type`` (see the module docstring)."""
+
+    name: str
+    type: RuleType
+    attribute: str = ""
+    max_distance: float | None = None
+    max_latency_ms: float | None = None
+    regions: tuple[str, ...] = ()
+    party_aggregation: PartyAggregation = PartyAggregation.AVG
+    widen: Widen | None = None
+
+    def __post_init__(self) -> None:
+        if not _RULE_NAME.match(self.name):
+            raise ValidationError("name", f"{self.name!r}: 1-63 letters, digits, - or _, starting alphanumeric")
+        self._check_fields()
+        if self.attribute and not _ATTRIBUTE.match(self.attribute):
+            raise ValidationError("attribute", f"{self.attribute!r} is not a valid attribute name")
+        for i, region in enumerate(self.regions):
+            if not _ATTRIBUTE.match(region):
+                raise ValidationError(f"regions[{i}]", f"{region!r} is not a valid region name")
+            if region in self.regions[:i]:
+                raise ValidationError(f"regions[{i}]", f"region {region!r} appears twice")
+        base = self.base
+        if base is None:
+            return
+        if base < 0 or not math.isfinite(base):
+            raise ValidationError(self._base_wire, f"must be a non-negative number, got {base}")
+        widen = self.widen
+        start = None if widen is None else widen.steps[0].value if widen.steps else widen.cap
+        if widen is not None and start is not None and start < base:
+            where = "widen.steps[0].value" if widen.steps else "widen.max"
+            raise ValidationError(where, f"must not be below {self._base_wire} ({base:g}): windows only widen")
+
+    def _check_fields(self) -> None:
+        """Each type's required fields are present, and no field of another type is."""
+        needs = {
+            RuleType.DISTANCE: ("attribute", "maxDistance"),
+            RuleType.LATENCY: ("maxLatencyMs",),
+            RuleType.EQUAL: ("attribute",),
+        }[self.type]
+        given = {
+            "attribute": bool(self.attribute),
+            "maxDistance": self.max_distance is not None,
+            "maxLatencyMs": self.max_latency_ms is not None,
+            "regions": bool(self.regions),
+            "widen": self.widen is not None,
+            "partyAggregation": self.party_aggregation is not PartyAggregation.AVG,
+        }
+        allowed = {
+            RuleType.DISTANCE: {"attribute", "maxDistance", "widen", "partyAggregation"},
+            RuleType.LATENCY: {"maxLatencyMs", "regions", "widen"},
+            RuleType.EQUAL: {"attribute"},
+        }[self.type]
+        for wire, present in given.items():
+            if wire in needs and not present:
+                raise ValidationError(wire, f"is required by a {self.type} rule")
+            if present and wire not in allowed:
+                raise ValidationError(wire, f"does not apply to a {self.type} rule")
+
+    @property
+    def _base_wire(self) -> str:
+        return "maxLatencyMs" if self.type is RuleType.LATENCY else "maxDistance"
+
+    @property
+    def base(self) -> float | None:
+        """The window before any widening (None for an equal rule)."""
+        return self.max_latency_ms if self.type is RuleType.LATENCY else self.max_distance
+
+    def window(self, wait: float) -> float:
+        """The window after ``wait`` seconds (distance, or milliseconds for a latency rule)."""
+        base = self.base
+        if base is None:
+            return 0.0
+        return base if self.widen is None else self.widen.window(base, wait)
+
+    @property
+    def widest(self) -> float:
+        base = self.base
+        if base is None:
+            return 0.0
+        return base if self.widen is None else self.widen.widest(base)
+
+
+@dataclass(frozen=True, slots=True)
+class Teams:
+    count: int = 2
+    max_size: int = 1
+    min_size: int = 0
+    """0 (the default) means ``max_size``: only full teams."""
+    wait_for_full_seconds: float = 0.0
+    """How long the seed waits for full teams before smaller ones (down to ``min_size``) are formed."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.count <= MAX_TEAMS:
+            raise ValidationError("count", f"must be within 1..{MAX_TEAMS}, got {self.count}")
+        if not 1 <= self.max_size <= MAX_PLAYERS:
+            raise ValidationError("maxSize", f"must be within 1..{MAX_PLAYERS}, got {self.max_size}")
+        if not 0 <= self.min_size <= self.max_size:
+            raise ValidationError("minSize", f"must be within 1..maxSize ({self.max_size}), got {self.min_size}")
+        if self.count * self.max_size > MAX_PLAYERS:
+            raise ValidationError("maxSize", f"count x maxSize must be at most {MAX_PLAYERS} players per match")
+        if self.wait_for_full_seconds < 0 or not math.isfinite(self.wait_for_full_seconds):
+            raise ValidationError("waitForFullSeconds", "must be a non-negative number")
+
+    @property
+    def smallest(self) -> int:
+        return self.min_size or self.max_size
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    teams: Teams
+    allocation: Mapping[str, Any]
+    """A GameServerAllocationSpec template (wire form); see ``allocation_spec``."""
+    rules: tuple[Rule, ...] = ()
+    balance_attribute: str = ""
+    ticket_ttl_seconds: float = field(default=600.0, metadata={"wire": "ticketTTLSeconds"})
+    tick_seconds: float = 0.5
+    match_function: str = DEFAULT
+    _allocations: dict[str, GameServerAllocationSpec] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        names = [r.name for r in self.rules]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValidationError(f"rules[{i}].name", f"rule {name!r} appears twice")
+        if len(self.rules) > MAX_RULES:
+            raise ValidationError("rules", f"at most {MAX_RULES} rules, got {len(self.rules)}")
+        latency = [i for i, r in enumerate(self.rules) if r.type is RuleType.LATENCY]
+        if len(latency) > 1:
+            raise ValidationError(f"rules[{latency[1]}]", "a queue has at most one latency rule")
+        if self.balance_attribute and not _ATTRIBUTE.match(self.balance_attribute):
+            raise ValidationError("balanceAttribute", f"{self.balance_attribute!r} is not a valid attribute name")
+        if not 0 < self.ticket_ttl_seconds <= 86_400:
+            raise ValidationError("ticketTTLSeconds", f"must be within (0, 86400], got {self.ticket_ttl_seconds}")
+        if not 0.01 <= self.tick_seconds <= 60:
+            raise ValidationError("tickSeconds", f"must be within 0.01..60, got {self.tick_seconds}")
+        if self.tick_seconds > self.ticket_ttl_seconds:
+            raise ValidationError("tickSeconds", "must not exceed ticketTTLSeconds")
+        self._check_allocation()
+        match_function(self.match_function)  # an unknown or broken function fails here, at load time
+
+    def _check_allocation(self) -> None:
+        if "selectors" not in self.allocation:
+            raise ValidationError(
+                "allocation.selectors", "is required: e.g. [{matchLabels: {agones.dev/fleet: <fleet>}}]"
+            )
+        uses_region = False
+        for path, text in _strings(self.allocation, "allocation"):
+            rest = text.replace(REGION_PLACEHOLDER, "")
+            uses_region = uses_region or rest != text
+            unknown = _PLACEHOLDER.search(rest)
+            if unknown:
+                raise ValidationError(path, f"unknown placeholder {unknown.group()}; only {REGION_PLACEHOLDER}")
+        if uses_region and self.latency_rule is None:
+            raise ValidationError(
+                "allocation", f"uses {REGION_PLACEHOLDER}, but only a latency rule chooses a match's region"
+            )
+        self.allocation_spec("region")
+
+    # -- views the matcher and the API use -----------------------------------------------------
+
+    @property
+    def distance_rules(self) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.type is RuleType.DISTANCE)
+
+    @property
+    def equal_rules(self) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.type is RuleType.EQUAL)
+
+    @property
+    def latency_rule(self) -> Rule | None:
+        return next((r for r in self.rules if r.type is RuleType.LATENCY), None)
+
+    @property
+    def balance_by(self) -> str:
+        """The attribute teams are balanced on ("" for none)."""
+        if self.balance_attribute:
+            return self.balance_attribute
+        return next((r.attribute for r in self.rules if r.type is RuleType.DISTANCE), "")
+
+    def numeric_attributes(self) -> dict[str, str]:
+        """Attribute -> the rule (or ``balanceAttribute``) that needs it to be a number."""
+        out = {r.attribute: f"rule {r.name!r}" for r in self.distance_rules}
+        if self.balance_by and self.balance_by not in out:
+            out[self.balance_by] = "balanceAttribute"
+        return out
+
+    def allocation_spec(self, region: str) -> GameServerAllocationSpec:
+        """The allocation request for a match in ``region`` (validated; cached per region)."""
+        spec = self._allocations.get(region)
+        if spec is None:
+            rendered = _render(self.allocation, region)
+            spec = from_wire(GameServerAllocationSpec, rendered, "allocation")
+            if len(self._allocations) >= 256:
+                self._allocations.clear()
+            self._allocations[region] = spec
+        return spec
+
+
+def _strings(value: Any, path: str) -> list[tuple[str, str]]:
+    """Every string value in a wire tree, with its path."""
+    if isinstance(value, str):
+        return [(path, value)]
+    if isinstance(value, Mapping):
+        return [item for k, v in value.items() for item in _strings(v, f"{path}.{k}")]
+    if isinstance(value, list | tuple):
+        return [item for i, v in enumerate(value) for item in _strings(v, f"{path}[{i}]")]
+    return []
+
+
+def _render(value: Any, region: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(REGION_PLACEHOLDER, region)
+    if isinstance(value, Mapping):
+        return {k: _render(v, region) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_render(v, region) for v in value]
+    return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    metadata: ObjectMeta
+    spec: QueueSpec
+
+    KIND: ClassVar[str] = "Queue"
+
+    def __post_init__(self) -> None:
+        err = namespace_error(self.metadata.name)
+        if err:
+            raise ValidationError("metadata.name", f"{self.metadata.name!r} {err} (ticket ids start with it)")
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def tick_seconds(self) -> float:
+        return self.spec.tick_seconds
+
+    @property
+    def ticket_ttl_seconds(self) -> float:
+        return self.spec.ticket_ttl_seconds
+
+    @property
+    def players_needed(self) -> int:
+        """Players in a full match (every team at ``maxSize``)."""
+        return self.spec.teams.count * self.spec.teams.max_size
+
+    @property
+    def min_players(self) -> int:
+        """Players in the smallest match the queue forms (every team at ``minSize``)."""
+        return self.spec.teams.count * self.spec.teams.smallest
+
+    def allocation_spec(self, region: str = "") -> GameServerAllocationSpec:
+        return self.spec.allocation_spec(region)
+
+    def matcher(self) -> MatchFunction:
+        """The queue's match function (``spec.matchFunction``), checked when the queue was loaded."""
+        return match_function(self.spec.match_function)
+
+    def find_matches(self, pool: Sequence[Ticket], now: float) -> list[Proposal]:
+        return self.matcher()(pool, self, now)
+
+    def check_ticket(self, request: TicketRequest) -> None:
+        """Refuse a ticket this queue could never match, naming the field (``players[1].latencies``)."""
+        spec = self.spec
+        if request.queue != self.name:
+            raise ValidationError("queue", f"this is queue {self.name!r}, not {request.queue!r}")
+        players = request.players
+        if len(players) > spec.teams.max_size:
+            raise ValidationError(
+                "players",
+                f"a party of {len(players)} cannot be split and does not fit a team of at most "
+                f"{spec.teams.max_size} in queue {self.name!r}",
+            )
+        for attribute, why in spec.numeric_attributes().items():
+            for i, player in enumerate(players):
+                value = player.attributes.get(attribute)
+                where = f"players[{i}].attributes.{attribute}"
+                if value is None:
+                    raise ValidationError(where, f"is required by {why}: a number")
+                if not _is_number(value):
+                    raise ValidationError(where, f"must be a number for {why}, got {value!r}")
+        for rule in spec.equal_rules:
+            first = players[0].attributes.get(rule.attribute)
+            for i, player in enumerate(players):
+                value = player.attributes.get(rule.attribute)
+                where = f"players[{i}].attributes.{rule.attribute}"
+                if value is None:
+                    raise ValidationError(where, f"is required by rule {rule.name!r}")
+                if value != first:
+                    raise ValidationError(
+                        where, f"must equal the party's first player's ({first!r}) for rule {rule.name!r}"
+                    )
+        latency = spec.latency_rule
+        if latency is not None:
+            _check_latencies(players, latency)
+
+
+def _check_latencies(players: Sequence[Player], rule: Rule) -> None:
+    allowed = set(rule.regions)
+    usable: set[str] | None = None
+    for i, player in enumerate(players):
+        where = f"players[{i}].latencies"
+        if not player.latencies:
+            raise ValidationError(where, f"are required by rule {rule.name!r}: milliseconds per region")
+        mine = {r for r in player.latencies if not allowed or r in allowed}
+        if not mine:
+            raise ValidationError(where, f"name none of the queue's regions ({', '.join(rule.regions)})")
+        usable = mine if usable is None else usable & mine
+    if not usable:
+        raise ValidationError("players", "the party's players report no region in common")
+    worst = {r: max(p.latencies[r] for p in players) for r in usable}
+    best = min(usable, key=lambda r: (worst[r], r))
+    if worst[best] > rule.widest:
+        far = max(range(len(players)), key=lambda i: players[i].latencies[best])
+        raise ValidationError(
+            f"players[{far}].latencies",
+            f"every region is too far: the best, {best}, is {worst[best]:g} ms; "
+            f"rule {rule.name!r} accepts at most {rule.widest:g} ms",
+        )
+
+
+# -- documents and files -------------------------------------------------------------------------
+
+
+def decode_queue(doc: Any) -> Queue:
+    """A Queue document; ``apiVersion`` and ``kind`` are checked when present."""
+    if not isinstance(doc, Mapping):
+        raise ValidationError("", f"a Queue document must be a mapping, got {type(doc).__name__}")
+    body = dict(doc)
+    api_version = body.pop("apiVersion", API_VERSION)
+    kind = body.pop("kind", Queue.KIND)
+    if api_version != API_VERSION:
+        raise ValidationError("apiVersion", f"must be {API_VERSION}, got {api_version!r}")
+    if kind != Queue.KIND:
+        raise ValidationError("kind", f"must be {Queue.KIND}, got {kind!r}")
+    return from_wire(Queue, body)
+
+
+def parse_queues(text: str, source: str = "<input>") -> dict[str, Queue]:
+    """Every Queue in ``text`` by name, in file order; errors name the source, field and line."""
+    out: dict[str, Queue] = {}
+    for doc in load_documents(text, source):
+        try:
+            queue = decode_queue(doc.data)
+            if queue.name in out:
+                raise ValidationError("metadata.name", f"queue {queue.name!r} is declared twice")
+        except ValidationError as exc:
+            located = doc.locate(exc)
+            raise ValidationError(located.field, f"{source}: {located.message}", line=located.line) from None
+        out[queue.name] = queue
+    if not out:
+        raise ValidationError("", f"{source}: no Queue document found")
+    return out
+
+
+def load_queues(path: Path) -> dict[str, Queue]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValidationError("", f"cannot read {path}: {exc.strerror}") from None
+    return parse_queues(text, str(path))
