@@ -10,11 +10,11 @@ No wake-up is lost:
 
 - A waiter is registered **before** the ticket is read (``with hub.watch(id) as w: read; await
   w.wait(t)``), so a change published between the read and the wait still sets its flag.
-- ``updates`` reports changes from the moment it starts reading (``RedisTicketStore`` fixes its
-  position with its first Redis call), and a subscription restarted after a failure starts afresh;
-  neither moment is visible through the iterator. So ``settle_seconds`` after each (re)start of a
-  subscription every waiter of the queue is woken once to re-read, and a stream also re-reads at
-  each keep-alive. The cost is one spare read per waiter then, never a lost assignment.
+- ``updates`` first yields ``""`` once its position is fixed: every change after that will be
+  reported. A change made before it (while the subscription was starting, or restarting after a
+  failure) is covered by waking every waiter of the queue once at that moment to re-read. A
+  stream also re-reads at each keep-alive. The cost is one spare read per waiter then, never a
+  lost assignment.
 """
 
 from __future__ import annotations
@@ -91,9 +91,8 @@ class _Subscription:
 class Hub:
     """Per process: one update subscription per queue, fanned out to waiters keyed by ticket id."""
 
-    def __init__(self, store: TicketStore, *, settle_seconds: float = 0.5) -> None:
+    def __init__(self, store: TicketStore) -> None:
         self._store = store
-        self._settle = settle_seconds
         self._subs: dict[str, _Subscription] = {}
         self.closed = False
 
@@ -186,12 +185,13 @@ class Hub:
 
     async def _listen(self, sub: _Subscription) -> None:
         updates = self._store.updates(sub.queue)
-        settle = asyncio.get_running_loop().call_later(self._settle, sub.wake_all)
         try:
             async for ticket_id in updates:
-                sub.wake(ticket_id)
+                if ticket_id:
+                    sub.wake(ticket_id)
+                else:  # subscribed: whatever changed before now, its waiters re-read once
+                    sub.wake_all()
         finally:
-            settle.cancel()
             aclose: Any = getattr(updates, "aclose", None)
             if aclose is not None:
                 await aclose()

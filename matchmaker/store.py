@@ -61,4 +61,7 @@ class TicketStore(Protocol):
         """Return expired leases to the pool and expire tickets past their TTL."""
 
     def updates(self, queue: str) -> AsyncIterator[str]:
-        """Ids of the queue's tickets as they become matched, cancelled or expired (until cancelled)."""
+        """Ids of the queue's tickets as they become matched, cancelled or expired (until cancelled).
+
+        The first item is ``""``, once the subscription is in place: every change after it is
+        reported (a reader re-reads what may have changed before)."""

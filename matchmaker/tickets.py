@@ -114,6 +114,10 @@ class Keys:
         return dataclasses.astuple(self)
 
 
+CREATE_BATCH = 256
+"""Creates sent to Redis in one script call, at most."""
+
+
 def _script(name: str) -> str:
     lua = resources.files(__package__).joinpath("lua")
     return lua.joinpath("common.lua").read_text() + "\n" + lua.joinpath(f"{name}.lua").read_text()
@@ -198,6 +202,8 @@ class RedisTicketStore:
         self._scripts: dict[str, AsyncScript] = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
         self._keys: dict[str, Keys] = {}
         self._uninitialized_cluster = cluster
+        self._creates: dict[str, list[tuple[tuple[str | bytes, ...], asyncio.Future[bytes]]]] = {}
+        self._sending: set[asyncio.Future[None]] = set()
         self._bodies: dict[str, dict[bytes, Ticket]] = {}
         """Per queue: ticket id (bytes, as Redis returns it) -> the ticket as queued. Bodies never
         change, so ``pool`` decodes each ticket once and then only fetches ids it has not seen."""
@@ -245,21 +251,56 @@ class RedisTicketStore:
             del wire[name]
         for wire_name, name in _TIMES:  # floats, not RFC 3339: exact, and cheaper to read back
             wire[wire_name] = getattr(ticket, name)
-        status = await self._run(
-            "create",
+        status = await self._create_batched(
             ticket.queue,
-            ticket.id,
-            ticket.owner,
-            max_open_per_owner,
-            msgpack.packb(wire, use_bin_type=True),
-            repr(ticket.enqueued_at),
-            repr(ticket.expires_at) if ticket.expires_at else "",
+            (
+                ticket.id,
+                ticket.owner,
+                str(max_open_per_owner),
+                msgpack.packb(wire, use_bin_type=True),
+                repr(ticket.enqueued_at),
+                repr(ticket.expires_at) if ticket.expires_at else "",
+            ),
         )
         if status == b"limit":
             raise TooManyTicketsError(ticket.owner, max_open_per_owner)
         if status == b"exists":
             raise AlreadyExistsError(Ticket.KIND, ticket.id)
         return ticket
+
+    async def _create_batched(self, queue: str, args: tuple[str | bytes, ...]) -> bytes:
+        """Queue one create; the creates of one event-loop iteration go to Redis in one call
+        (an idle frontend sends a batch of one at once, a busy one fewer, larger batches)."""
+        done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        pending = self._creates.setdefault(queue, [])
+        pending.append((args, done))
+        if len(pending) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_creates, queue)
+        return await done
+
+    def _flush_creates(self, queue: str) -> None:
+        batch = self._creates.pop(queue, [])
+        for start in range(0, len(batch), CREATE_BATCH):
+            task = asyncio.ensure_future(self._send_creates(queue, batch[start : start + CREATE_BATCH]))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send_creates(
+        self, queue: str, batch: list[tuple[tuple[str | bytes, ...], asyncio.Future[bytes]]]
+    ) -> None:
+        args = [a for item, _ in batch for a in item]
+        try:
+            statuses = await self._run("create", queue, *args)
+        except BaseException as exc:
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc if isinstance(exc, Exception) else BackendError(f"interrupted: {exc!r}"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, done), status in zip(batch, statuses, strict=True):
+            if not done.done():
+                done.set_result(status)
 
     def _ticket(self, queue: str, ticket_id: str, record: list[Any] | None) -> Ticket:
         if not record:
@@ -339,8 +380,8 @@ class RedisTicketStore:
     # -- push -------------------------------------------------------------------------------
 
     async def updates(self, queue: str) -> AsyncIterator[str]:
-        """Ids as their tickets become matched, cancelled or expired, from the moment iteration
-        starts; one blocking read per call, resumed after a lost connection without a gap."""
+        """Ids as their tickets become matched, cancelled or expired; first ``""`` once the read
+        position is fixed. One blocking read per call, resumed after a lost connection without a gap."""
         key = self.keys(queue).events
         position: bytes | None = None
         backoff = 0.05
@@ -355,6 +396,7 @@ class RedisTicketStore:
                     if position is None:
                         last: Any = await reader.xrevrange(key, count=1)
                         position = last[0][0] if last else b"0-0"
+                        yield ""  # subscribed: from here on, nothing is missed
                     elif reconnected:
                         await _check_gap(reader, key, position)
                         reconnected = False

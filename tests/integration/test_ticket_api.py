@@ -131,9 +131,8 @@ async def serving(
     *,
     clock: Any = time.time,
     keepalive: float = 30.0,
-    settle: float = 0.05,
 ) -> AsyncIterator[Api]:
-    hub = Hub(store, settle_seconds=settle)
+    hub = Hub(store)
     app = build_app(store, queues(), settings, hub=hub, clock=clock, keepalive_seconds=keepalive)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
@@ -619,7 +618,7 @@ async def test_no_lost_wake_up_between_reading_and_waiting(api: Api) -> None:
 async def test_a_new_subscription_wakes_its_waiters_once_it_has_settled(store: RedisTicketStore) -> None:
     """A change made while the subscription was starting may precede its read position: every
     waiter re-reads once the subscription has settled."""
-    async with Hub(store, settle_seconds=0.2) as hub:
+    async with Hub(store) as hub:
         with hub.watch("duel.0123456789abcdefghjkmnpqrs") as watch:
             async with asyncio.timeout(10):
                 assert await watch.wait(30)

@@ -178,14 +178,10 @@ class Updates:
             self.seen.append(ticket_id)
 
     async def started(self) -> None:
-        """Cancel warm-up tickets until one is delivered: from then on nothing may be missed."""
-        for _ in range(20):
-            await self._store.cancel((await self._store.create(ticket(), max_open_per_owner=LIMIT)).id)
-            with contextlib.suppress(AssertionError):  # the reader had not started: try again
-                await eventually(lambda: bool(self.seen), within=0.5)
-                self.seen.clear()
-                return
-        raise AssertionError("updates() delivered none of 20 cancellations")
+        """Wait for the reader's "subscribed" marker (``""``): from then on nothing may be missed."""
+        await eventually(lambda: "" in self.seen, within=10, what=lambda: f"no subscribed marker; got {self.seen}")
+        assert self.seen == [""], self.seen  # the marker comes first, and only once
+        self.seen.clear()
 
     async def through_sentinel(self) -> list[str]:
         sentinel = (await self._store.create(ticket(), max_open_per_owner=LIMIT)).id
