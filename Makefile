@@ -31,10 +31,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## make bench: every benchmark under loadtest/, each printing JSON (a few minutes).
 bench: $(STAMP)
-	$(BIN)/python loadtest/bench_store.py
-	$(BIN)/python loadtest/bench_allocate.py
-	$(BIN)/python loadtest/bench_refill.py
+	$(BIN)/python -m loadtest.bench_store
+	$(BIN)/python -m loadtest.bench_allocate
+	$(BIN)/python -m loadtest.bench_refill
+	$(BIN)/python -m loadtest.bench_match
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

@@ -24,7 +24,7 @@ from fleetmatch.errors import ConfigError, FleetmatchError, ValidationError
 from fleetmatch.logging import configure
 from fleetmatch.manifests import load_resources
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
-from fleetmatch.redis import connect
+from fleetmatch.redis import connect, connect_any
 from fleetmatch.settings import Settings
 from fleetmatch.tasks import cancel_and_wait, supervised
 
@@ -304,7 +304,7 @@ def matchmaker_cmd(ctx: click.Context, queues_file: Path | None, port: int | Non
     async def main() -> None:
         from fleetmatch.up import stack_or_env_redis_url
 
-        client = connect(stack_or_env_redis_url(settings), name="matchmaker")
+        client = connect_any(mm.redis_url or stack_or_env_redis_url(settings), name="matchmaker")
         try:
             async with serve_matchmaker(
                 RedisTicketStore(client),

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from fleetmatch.errors import ConfigError
 from fleetmatch.procs import die_with_parent
@@ -212,3 +213,21 @@ def connect(url: str, *, name: str = "fleetmatch") -> aioredis.Redis:
         decode_responses=False,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def connect_any(url: str, *, name: str = "fleetmatch") -> aioredis.Redis | RedisCluster:
+    """``connect``, or a Redis Cluster client for ``redis+cluster://host:port`` (any one node: the
+    client discovers the others). The matchmaker's ticket store runs on either: every key of a
+    queue shares one hash slot."""
+    if not url.startswith(CLUSTER_SCHEME):
+        return connect(url, name=name)
+    return RedisCluster.from_url(
+        "redis://" + url.removeprefix(CLUSTER_SCHEME),
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        client_name=name,
+        decode_responses=False,
+    )

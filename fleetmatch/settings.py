@@ -28,6 +28,7 @@ variable                       meaning                                          
 ``FLEETMATCH_API_KEYS`` (or ``..._FILE``)  trusted backends, ``name=key,name2=key2``      none
 ``FLEETMATCH_ALLOCATOR_URL``   the allocation API a director calls                          ``up``'s own
 ``FLEETMATCH_TICKET_LEASE_SECONDS``  a dead director's claimed tickets return after this       ``15``
+``FLEETMATCH_TICKETS_REDIS_URL``  tickets elsewhere (``redis+cluster://node:port``)            the main Redis
 ``FLEETMATCH_LOG_FORMAT``      ``text`` or ``json``                                        ``text``
 ``FLEETMATCH_LOG_LEVEL``       ``DEBUG``, ``INFO``, ``WARNING``...                         ``INFO``
 =============================  ==========================================================  ============
@@ -111,6 +112,8 @@ class MatchmakerSettings:
     """name -> key of trusted game backends, which may open tickets for any player."""
     allocator_url: str | None = None
     """The allocation API directors call (with ``AllocatorSettings.token``)."""
+    redis_url: str | None = None
+    """Where tickets live, if not in the main Redis: ``redis://...`` or ``redis+cluster://node:port``."""
     max_open_tickets: int = 3
     """Open (queued) tickets one player may hold in one queue."""
     rate_per_second: float = 20.0
@@ -184,6 +187,7 @@ class Settings:
                 token_secret=_secret(env, "FLEETMATCH_PLAYER_TOKEN_SECRET"),
                 api_keys=get("FLEETMATCH_API_KEYS", _api_keys, {}) or _api_keys_file(env),
                 allocator_url=env.get("FLEETMATCH_ALLOCATOR_URL") or None,
+                redis_url=env.get("FLEETMATCH_TICKETS_REDIS_URL") or None,
                 lease_seconds=get("FLEETMATCH_TICKET_LEASE_SECONDS", _positive_float, 15.0),
             ),
             metrics_port=get("FLEETMATCH_METRICS_PORT", _port, 9100),

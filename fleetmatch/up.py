@@ -22,7 +22,9 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
 from allocator.app import serve_allocator
 from allocator.backends.redis import RedisStore
@@ -33,7 +35,7 @@ from allocator.nodeagent import NodeAgent
 from fleetmatch.errors import ConfigError, FleetmatchError
 from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerState
-from fleetmatch.redis import EmbeddedRedis, connect
+from fleetmatch.redis import EmbeddedRedis, connect, connect_any
 from fleetmatch.settings import Settings
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.app import serve_matchmaker
@@ -222,9 +224,13 @@ async def run_stack(
             allocator = await services.enter_async_context(
                 serve_allocator(gameservers, settings.allocator, token, fallback_port=True)
             )
+            tickets_client: aioredis.Redis | RedisCluster = client
+            if settings.matchmaker.redis_url:
+                tickets_client = connect_any(settings.matchmaker.redis_url, name="fleetmatch-up-tickets")
+                services.push_async_callback(tickets_client.aclose)
             matchmaker = await services.enter_async_context(
                 serve_matchmaker(
-                    RedisTicketStore(client),
+                    RedisTicketStore(tickets_client),
                     queues,
                     replace(settings.matchmaker, token_secret=player_secret),
                     allocator_url=allocator.url,

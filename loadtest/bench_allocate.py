@@ -1,6 +1,6 @@
 """Benchmark: allocations per second and latency through the HTTP allocation API.
 
-``python loadtest/bench_allocate.py`` (or ``make bench``) prints one JSON document:
+``python -m loadtest.bench_allocate`` from the repository root (or ``make bench``) prints one JSON document:
 
 1. 10,000 synthetic Ready GameServers (records only, no processes) in a private embedded Redis
    (or ``REDIS_URL``, in a throw-away namespace), spread over 100 nodes;
@@ -23,19 +23,18 @@ import json
 import os
 import platform
 import secrets
-import statistics
 import sys
 import tempfile
 import time
-import urllib.parse
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
 from aiohttp import web
+
+from loadtest.httpload import load, post
 
 REPO = Path(__file__).resolve().parents[1]
 SERVERS = 10_000
@@ -45,123 +44,6 @@ BODY = json.dumps({"spec": {"selectors": [{"matchLabels": {"agones.dev/fleet": F
 
 
 # -- load generator (runs in its own process) -----------------------------------------------
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
-
-class _Connection(asyncio.Protocol):
-    """A minimal keep-alive HTTP/1.1 client connection: one request at a time, responses parsed
-    just enough (status line, Content-Length) to time them. aiohttp's client costs several times
-    more CPU per request than the servers under test, and would measure itself instead."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.waiter: asyncio.Future[int] | None = None
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0 or self.waiter is None:
-            return
-        head = bytes(self.buffer[:end]).lower()
-        marker = head.find(b"content-length:")
-        length = int(head[marker + 15 :].split(b"\r\n", 1)[0]) if marker >= 0 else 0
-        if len(self.buffer) < end + 4 + length:
-            return
-        status = int(head[9:12])
-        del self.buffer[: end + 4 + length]
-        waiter, self.waiter = self.waiter, None
-        if not waiter.done():
-            waiter.set_result(status)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError("connection lost"))
-
-    async def request(self, payload: bytes) -> int:
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(payload)
-        return await self.waiter
-
-
-async def load(url: str, token: str, seconds: float, concurrency: int, rate: float | None) -> dict[str, Any]:
-    """Closed loop (``concurrency`` connections, one request in flight on each) or, with ``rate``,
-    open loop: requests start on a fixed schedule, on whichever connection is free."""
-    parsed = urllib.parse.urlsplit(url)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
-    payload = (
-        f"POST {parsed.path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n"
-    ).encode() + BODY
-    loop = asyncio.get_running_loop()
-    connections = [(await loop.create_connection(_Connection, host, port))[1] for _ in range(concurrency)]
-    statuses: Counter[int] = Counter()
-    latencies: list[float] = []
-
-    async def one(conn: _Connection, scheduled: float) -> None:
-        status = await conn.request(payload)
-        statuses[status] += 1
-        if status in (200, 201):
-            latencies.append(time.perf_counter() - scheduled)
-
-    start = time.perf_counter()
-    deadline = start + seconds
-    if rate is None:
-
-        async def worker(conn: _Connection) -> None:
-            while (now := time.perf_counter()) < deadline:
-                await one(conn, now)
-
-        await asyncio.gather(*(worker(c) for c in connections))
-    else:
-        # Latency counts from the scheduled start, so a stall shows up (no coordinated omission).
-        free: asyncio.Queue[_Connection] = asyncio.Queue()
-        for conn in connections:
-            free.put_nowait(conn)
-
-        async def timed(due: float) -> None:
-            conn = await free.get()
-            try:
-                await one(conn, due)
-            finally:
-                free.put_nowait(conn)
-
-        tasks: set[asyncio.Task[None]] = set()
-        sent = 0
-        while (now := time.perf_counter()) < deadline:
-            while sent < (now - start) * rate:
-                task = asyncio.create_task(timed(start + sent / rate))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                sent += 1
-            await asyncio.sleep(0.0005)
-        await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    for conn in connections:
-        if conn.transport is not None:
-            conn.transport.close()
-    latencies.sort()
-    ok = statuses[200] + statuses[201]
-    return {
-        "requests": sum(statuses.values()),
-        "ok": ok,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "seconds": round(elapsed, 3),
-        "ok_per_second": round(ok / elapsed, 1),
-        "p50_ms": round(percentile(latencies, 0.50) * 1000, 3),
-        "p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
-        "mean_ms": round(statistics.fmean(latencies) * 1000, 3) if latencies else None,
-    }
 
 
 # -- the baseline server (its own process) ---------------------------------------------------
@@ -192,7 +74,7 @@ async def run_load(
 ) -> dict[str, Any]:
     """One load-generator process against ``url``; with ``server_pid``, also the server's CPU time
     per successful request (steadier than throughput on a shared, noisy machine)."""
-    argv = [sys.executable, __file__, "--load", url, "--token", token, "--seconds", str(seconds)]
+    argv = [sys.executable, "-m", "loadtest.bench_allocate", "--load", url, "--token", token, "--seconds", str(seconds)]
     argv += ["--concurrency", str(concurrency)] + (["--rate", str(rate)] if rate else [])
     before = cpu_seconds(server_pid) if server_pid else 0.0
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, cwd=REPO)
@@ -324,7 +206,9 @@ async def bench(redis_url: str, seconds: float, concurrency: int) -> dict[str, A
         "FLEETMATCH_LOG_LEVEL": "WARNING",
     }
     ports = [free_port(), free_port()]
-    procs = [await start([sys.executable, __file__, "--serve-baseline", str(port)], dict(os.environ))]
+    procs = [
+        await start([sys.executable, "-m", "loadtest.bench_allocate", "--serve-baseline", str(port)], dict(os.environ))
+    ]
     try:
         baseline_pid = procs[0].pid
         baseline_url = f"http://127.0.0.1:{port}/v1/allocations"
@@ -400,9 +284,9 @@ def main() -> None:
         serve_baseline(args.serve_baseline)
         return
     if args.load:
-        print(json.dumps(asyncio.run(load(args.load, args.token, args.seconds, args.concurrency, args.rate))))
+        payloads = [post(args.load, args.token, BODY)]
+        print(json.dumps(asyncio.run(load(args.load, payloads, args.seconds, args.concurrency, args.rate))))
         return
-    sys.path.insert(0, str(REPO))
     from fleetmatch.redis import EmbeddedRedis
 
     redis_url = os.environ.get("REDIS_URL")

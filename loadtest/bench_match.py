@@ -1,6 +1,6 @@
 """Benchmark: seconds per tick of the pure match function on large pools, next to a plain sort.
 
-Run ``python loadtest/bench_match.py``; it prints one JSON document. Pools are random but seeded
+Run ``python -m loadtest.bench_match``; it prints one JSON document. Pools are random but seeded
 (the same pool every run): skill ~ N(1500, 300) per player, parties of 1-4 players (60/20/10/10 %)
 for 4v4 and solos for 1v1, latencies to three regions drawn per player (20-200 ms, one region
 usually near), enqueue times spread over the last 60 s. One tick is one ``find_matches`` call on
@@ -17,6 +17,7 @@ them, so later parts are one more function and one more line.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -135,6 +136,191 @@ def bench_match_function(sizes: tuple[int, ...] = (10_000, 100_000), repeat: int
     return report
 
 
+# -- (b) ticket creates through HTTP, (c) time to match ---------------------------------------
+
+SERVICE_QUEUES = """\
+apiVersion: fleetmatch.dev/v1
+kind: Queue
+metadata: {name: duel}
+spec:
+  teams: {count: 2, maxSize: 1}
+  ticketTTLSeconds: 600
+  tickSeconds: 0.5
+  rules:
+    - {name: skill, type: distance, attribute: skill, maxDistance: 100}
+  allocation:
+    selectors: [{matchLabels: {agones.dev/fleet: bench}}]
+"""
+SECRET = "bench-player-token-secret-0123456789"
+ALLOCATOR_TOKEN = "bench-allocator-token-0123456789"
+
+
+def _create_payloads(url: str, count: int, start: int = 0) -> list[bytes]:
+    """One ticket per player (each with its own token), all compatible: the duel queue's skill rule."""
+    from loadtest.httpload import post
+    from matchmaker.auth import mint_player_token
+
+    now = time.time()
+    payloads = []
+    for i in range(start, start + count):
+        player = f"bench-{i}"
+        body = {"queue": "duel", "players": [{"id": player, "attributes": {"skill": 1500}}]}
+        payloads.append(post(url, mint_player_token(SECRET, player, 3600, now), json.dumps(body).encode()))
+    return payloads
+
+
+def _load_process(url: str, payload_file: str, seconds: float, concurrency: int, rate: float | None) -> list[str]:
+    argv = [sys.executable, "-m", "loadtest.bench_match", "--load", url, "--payloads", payload_file]
+    argv += ["--seconds", str(seconds), "--concurrency", str(concurrency)] + (["--rate", str(rate)] if rate else [])
+    return argv
+
+
+async def _run_load(
+    url: str, payloads: list[bytes], tmp: str, seconds: float, concurrency: int, rate: float | None = None
+) -> dict[str, Any]:
+    import pickle
+    from pathlib import Path
+
+    path = os.path.join(tmp, f"payloads-{time.monotonic_ns()}.pickle")
+    await asyncio.to_thread(Path(path).write_bytes, pickle.dumps(payloads))
+    proc = await asyncio.create_subprocess_exec(
+        *_load_process(url, path, seconds, concurrency, rate), stdout=asyncio.subprocess.PIPE
+    )
+    out_bytes, _ = await proc.communicate()
+    result: dict[str, Any] = json.loads(out_bytes)
+    return result
+
+
+async def bench_service(seconds: float = 2.0, steady_seconds: float = 5.0, rate: float = 1000.0) -> dict[str, Any]:
+    """(b) ticket creates per second into Redis through one frontend process, beside the trivial
+    aiohttp JSON handler; (c) time to match at a steady ``rate`` of tickets with servers free."""
+    import tempfile
+    from pathlib import Path
+
+    from fleetmatch.redis import EmbeddedRedis, connect, free_port
+    from loadtest.bench_allocate import populate, start, stop, wait_http
+    from matchmaker.tickets import RedisTicketStore
+
+    report: dict[str, Any] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="fleetmatch-bench-") as tmp,
+        EmbeddedRedis(Path(tmp), persist=False) as redis,
+    ):
+        queues = Path(tmp) / "queues.yaml"
+        queues.write_text(SERVICE_QUEUES)
+        matchmaker_port, allocator_port, baseline_port = free_port(), free_port(), free_port()
+        env = {
+            **os.environ,
+            "REDIS_URL": redis.url,
+            "FLEETMATCH_DATA_DIR": tmp,
+            "FLEETMATCH_PLAYER_TOKEN_SECRET": SECRET,
+            "FLEETMATCH_ALLOCATOR_TOKEN": ALLOCATOR_TOKEN,
+            "FLEETMATCH_ALLOCATOR_URL": f"http://127.0.0.1:{allocator_port}",
+            "FLEETMATCH_METRICS_PORT": "0",
+            "FLEETMATCH_LOG_LEVEL": "WARNING",
+        }
+        procs = []
+        try:
+            # (b) the create path alone: no directors, so the pool only grows.
+            baseline = await start(
+                [sys.executable, "-m", "loadtest.bench_allocate", "--serve-baseline", str(baseline_port)], env
+            )
+            procs.append(baseline)
+            frontend = await start(
+                [
+                    sys.executable,
+                    "-m",
+                    "fleetmatch",
+                    "matchmaker",
+                    "--no-directors",
+                    "--queues",
+                    str(queues),
+                    "--port",
+                    str(matchmaker_port),
+                ],
+                env,
+            )
+            procs.append(frontend)
+            url = f"http://127.0.0.1:{matchmaker_port}/v1/tickets"
+            base_url = f"http://127.0.0.1:{baseline_port}/v1/allocations"  # the trivial handler's one route
+            await wait_http(f"http://127.0.0.1:{matchmaker_port}/healthz")
+            await wait_http(base_url)
+            budget = int(seconds * 20_000)
+            await _run_load(url, _create_payloads(url, 2000, start=10_000_000), tmp, 0.3, 64)  # warm-up
+            creates = await _run_load(url, _create_payloads(url, budget), tmp, seconds, 64)
+            baseline_run = await _run_load(base_url, _create_payloads(base_url, budget), tmp, seconds, 64)
+            report["ticket_creates"] = creates
+            report["ticket_creates_per_second"] = creates["ok_per_second"]
+            report["baseline"] = baseline_run
+            report["baseline_requests_per_second"] = baseline_run["ok_per_second"]
+            await stop(frontend)
+            procs.remove(frontend)
+
+            # (c) the whole path: tickets at a steady rate, an allocator with plenty of Ready servers,
+            # the matchmaker with its director; time from a ticket's creation to its push.
+            client = connect(redis.url, name="bench-match")
+            await client.flushall()
+            matches = int(rate * steady_seconds) // 2 + 500
+            await populate(redis.url, "default", matches)
+            procs.append(
+                await start([sys.executable, "-m", "fleetmatch", "allocator", "--port", str(allocator_port)], env)
+            )
+            await wait_http(f"http://127.0.0.1:{allocator_port}/healthz")
+            procs.append(
+                await start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "fleetmatch",
+                        "matchmaker",
+                        "--queues",
+                        str(queues),
+                        "--port",
+                        str(matchmaker_port),
+                    ],
+                    env,
+                )
+            )
+            await wait_http(f"http://127.0.0.1:{matchmaker_port}/healthz")
+            store = RedisTicketStore(client)
+            seen: dict[str, float] = {}
+            subscribed = asyncio.Event()
+
+            async def follow() -> None:
+                async for ticket_id in store.updates("duel"):
+                    if ticket_id:
+                        seen.setdefault(ticket_id, time.time())
+                    else:
+                        subscribed.set()
+
+            follower = asyncio.create_task(follow())
+            await subscribed.wait()
+            payloads = _create_payloads(url, int(rate * steady_seconds) + 100, start=20_000_000)
+            steady = await _run_load(url, payloads, tmp, steady_seconds, 64, rate=rate)
+            await asyncio.sleep(2.0)  # the last tickets' match
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            waits = []
+            for ticket_id, when in seen.items():
+                ticket = await store.get(ticket_id)
+                if ticket.state.value == "matched":
+                    waits.append(when - ticket.created_at)
+            waits.sort()
+            report["steady"] = {**steady, "tickets_matched": len(waits), "tick_seconds": 0.5}
+            report["time_to_match_p50_ms"] = round(percentile(waits, 0.50) * 1000, 1)
+            report["time_to_match_p99_ms"] = round(percentile(waits, 0.99) * 1000, 1)
+            report["time_to_match_max_ms"] = round(waits[-1] * 1000, 1) if waits else None
+            await client.aclose()
+        finally:
+            for proc in procs:
+                await stop(proc)
+    return report
+
+
+def percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
 def machine() -> dict[str, Any]:
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]}
 
@@ -142,9 +328,27 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed calls per figure, median reported (default 3)")
+    parser.add_argument("--only", choices=["function", "service"], help="run one part only")
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    parser.add_argument("--payloads", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=2.0, help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, default=64, help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.load:
+        import pickle
+
+        from loadtest.httpload import load
+
+        with open(args.payloads, "rb") as source:
+            payloads = pickle.load(source)
+        print(json.dumps(asyncio.run(load(args.load, payloads, args.seconds, args.concurrency, args.rate))))
+        return
     report: dict[str, Any] = {"machine": machine()}
-    report.update(bench_match_function(repeat=args.repeat))
+    if args.only in (None, "function"):
+        report.update(bench_match_function(repeat=args.repeat))
+    if args.only in (None, "service"):
+        report.update(asyncio.run(bench_service()))
     print(json.dumps(report, indent=2))
 
 

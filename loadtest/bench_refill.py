@@ -1,6 +1,6 @@
 """Benchmark: how fast the autoscaler refills the Ready buffer after a burst of allocations.
 
-``python loadtest/bench_refill.py`` starts ``fleetmatch up`` with a fleet of the example UDP game
+``python -m loadtest.bench_refill`` starts ``fleetmatch up`` with a fleet of the example UDP game
 and a Buffer autoscaler (buffer 5), allocates 5 servers at once, and prints JSON: the refill time
 beside its baseline, the game servers' own start time measured in the same run (a refill can
 never beat it; the autoscaler and controller's part is the difference).
@@ -56,7 +56,6 @@ async def measure(data_dir: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    sys.path.insert(0, str(REPO))
     with tempfile.TemporaryDirectory(prefix="fleetmatch-refill-") as tmp:
         data_dir = Path(tmp) / "data"
         fleet_file = Path(tmp) / "fleet.yaml"

@@ -1,6 +1,6 @@
 """Benchmark: conditional updates per second through the Redis store, next to plain Redis round trips.
 
-Run ``python loadtest/bench_store.py`` (or ``make bench``); it prints one JSON document. It starts a
+Run ``python -m loadtest.bench_store`` (or ``make bench``); it prints one JSON document. It starts a
 private embedded Redis unless ``REDIS_URL`` is set (then it writes only to a throw-away namespace and
 deletes its keys afterwards). Every figure comes with its count and duration, and the baselines
 (``PING`` and ``EVALSHA`` of ``return 1``) are measured in the same run, on the same client settings,
