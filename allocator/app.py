@@ -12,6 +12,7 @@ from aiohttp import web
 
 from allocator.allocation import Allocator
 from allocator.api import build_app, server_ssl_context
+from fleetmatch.http import start_site
 from fleetmatch.settings import AllocatorSettings
 from fleetmatch.store import GameServerStore
 from fleetmatch.tasks import cancel_and_wait, supervised
@@ -37,18 +38,9 @@ async def serve_allocator(
     await runner.setup()
     context = server_ssl_context(settings)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context, backlog=1024)
-        try:
-            await site.start()
-        except OSError as exc:
-            if not fallback_port or settings.port == 0:
-                raise
-            log.warning("allocator port %d unavailable (%s); using a free port", settings.port, exc.strerror)
-            site = web.TCPSite(runner, settings.host, 0, ssl_context=context, backlog=1024)
-            await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        port = await start_site(
+            runner, settings.host, settings.port, ssl_context=context, fallback_port=fallback_port, what="allocator"
+        )
         scheme = "https" if context is not None else "http"
         await allocator.informer.synced.wait()
         # The index is long-lived: keep the collector from re-scanning it on every collection.

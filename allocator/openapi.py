@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleetmatch.http import ERROR_SCHEMA
+
 _LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
-_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "field": {"type": "string", "description": "dotted path of the offending field"},
-            },
-        }
-    },
-}
+_ERROR = ERROR_SCHEMA
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",

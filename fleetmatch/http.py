@@ -12,12 +12,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
-from fleetmatch.errors import ValidationError
+from fleetmatch.errors import ConfigError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +101,47 @@ async def read_json(request: web.Request) -> Any:
         raise web.HTTPBadRequest(reason=f"malformed JSON: {exc}") from None
     except RecursionError:
         raise web.HTTPBadRequest(reason="malformed JSON: nested too deeply") from None
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"type": "string", "description": "dotted path of the offending field"},
+            },
+        }
+    },
+}
+"""The error body of every fleetmatch API, for their OpenAPI documents."""
+
+
+async def start_site(
+    runner: web.AppRunner,
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    fallback_port: bool = False,
+    what: str = "server",
+) -> int:
+    """Listen on ``host:port`` and return the port. With ``fallback_port``, a busy port is replaced
+    by any free one (``fleetmatch up`` on a busy laptop) instead of failing."""
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
+    try:
+        await site.start()
+    except OSError as exc:
+        if not fallback_port or port == 0:
+            raise ConfigError(f"{what}: cannot listen on {host}:{port}: {exc.strerror}") from exc
+        log.warning("%s port %d unavailable (%s); using a free port", what, port, exc.strerror)
+        site = web.TCPSite(runner, host, 0, ssl_context=ssl_context, backlog=1024)
+        await site.start()
+    server = site._server
+    assert server is not None
+    bound: int = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    return bound

@@ -33,6 +33,7 @@ from allocator.controllers.fleet import FleetController
 from allocator.fleetops import apply_autoscaler, apply_fleet
 from allocator.nodeagent import NodeAgent
 from fleetmatch.errors import ConfigError, FleetmatchError
+from fleetmatch.http import start_site
 from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerState
 from fleetmatch.redis import EmbeddedRedis, connect, connect_any
@@ -135,18 +136,7 @@ async def metrics_site(port: int, host: str = "127.0.0.1") -> AsyncIterator[str]
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            if port == 0:
-                raise
-            log.warning("metrics port %d unavailable (%s); using a free port", port, exc.strerror)
-            site = web.TCPSite(runner, host, 0)
-            await site.start()
-        server = site._server
-        assert server is not None
-        bound = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        bound = await start_site(runner, host, port, fallback_port=True, what="metrics")
         yield f"http://{host}:{bound}/metrics"
     finally:
         await runner.cleanup()

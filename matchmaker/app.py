@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from fleetmatch.allocator_client import AllocatorClient
+from fleetmatch.http import start_site
 from fleetmatch.settings import MatchmakerSettings
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.api import build_app
@@ -63,17 +64,8 @@ async def serve_matchmaker(
             runner = web.AppRunner(build_app(store, queues, settings, hub=hub), access_log=None, shutdown_timeout=2.0)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
-            try:
-                await site.start()
-            except OSError as exc:
-                if not fallback_port or settings.port == 0:
-                    raise
-                log.warning("matchmaker port %d unavailable (%s); using a free port", settings.port, exc.strerror)
-                site = web.TCPSite(runner, settings.host, 0, backlog=1024)
-                await site.start()
-            server = site._server
-            assert server is not None
-            port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+            port = await start_site(
+                runner, settings.host, settings.port, fallback_port=fallback_port, what="matchmaker"
+            )
             service.url = f"http://{settings.host}:{port}"
         yield service

@@ -4,21 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "field": {"type": "string", "description": "dotted path of the offending field"},
-            },
-        }
-    },
-}
+from fleetmatch.http import ERROR_SCHEMA
+
+_ERROR = ERROR_SCHEMA
 _NAME_MAP = {"type": "object", "additionalProperties": {"type": "number"}}
 _TICKET_REF = {"$ref": "#/components/schemas/Ticket"}
 _ID = {
