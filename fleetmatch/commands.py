@@ -496,3 +496,10 @@ def ticket_cancel(ctx: click.Context, ticket_id: str, player: str) -> None:
     """Cancel a ticket that is still queued."""
     url, token = _player_token(settings_of(ctx), player)
     _show(*run(_ticket_call("DELETE", f"{url}/v1/tickets/{ticket_id}", token)))
+
+
+# -- load testing (the command lives with the tool; registered here, with the other commands) ------
+
+from loadtest.command import loadtest_cmd  # noqa: E402
+
+cli.add_command(loadtest_cmd)

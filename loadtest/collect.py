@@ -1,0 +1,641 @@
+"""What a load test measures, on one clock: the players' own figures and the services' metrics.
+
+- **Latencies** go into HDR histograms (``hdrh``, microseconds from 1 µs to an hour, 3 significant
+  digits), so p99 and the maximum stay accurate however many players there are: time to match
+  (from sending the ticket to knowing the server, per player), ticket creation, assignment push
+  (from the first ticket of a match learning it to each ticket learning it), UDP join.
+- **Timeline**: one bucket per second since the start: arrivals and matches (players), the players
+  by phase at the end of the second, that second's time-to-match p50/p95/p99 (exact: a bucket holds
+  few values), and the Ready/Allocated servers the scraper saw.
+- **Scraper** (``MetricsScraper``): every second, each ``/metrics`` endpoint of the target, parsed
+  with ``prometheus_client.parser``. In ``fleetmatch up`` every endpoint serves the same registry,
+  so a metric family is taken from the first endpoint that has it (never summed twice). It keeps
+  Ready/Allocated game servers (``fleetmatch_gameservers`` summed over fleets, else the allocator's
+  ``fleetmatch_allocator_cached_gameservers``), the allocation latency histogram, ticket events, the
+  matchmaker's allocation failures by reason, and the match-quality histograms. Run figures are
+  deltas from the first scrape (before any player) to the last, so earlier traffic does not count;
+  a counter that went down (a restart) counts from zero. An endpoint that does not answer opens a
+  **gap** (``{"endpoint", "from", "to", "error"}``, seconds since the start), closed when it answers
+  again; the run goes on.
+
+Histograms in the report are ``{"le": [bounds..., "+Inf"], "counts": [per bucket, not cumulative]}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from hdrh.histogram import HdrHistogram
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadtest.players import (
+    ASSIGNMENT_PUSH,
+    PHASES,
+    TICKET_CREATE,
+    UDP_JOIN,
+    FailureKind,
+    Phase,
+    SimPlayer,
+)
+
+log = logging.getLogger(__name__)
+
+TIME_TO_MATCH = "timeToMatch"
+LATENCY_NAMES = (TIME_TO_MATCH, TICKET_CREATE, ASSIGNMENT_PUSH, UDP_JOIN)
+ERROR_CAP = 200
+
+_US = 1_000_000
+_HIGHEST_US = 3600 * _US
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+class LatencyHistogram:
+    """Seconds in, milliseconds out; accurate high percentiles (HDR, 3 significant digits)."""
+
+    def __init__(self) -> None:
+        self._hdr = HdrHistogram(1, _HIGHEST_US, 3)
+        self.max_seconds = 0.0
+
+    @property
+    def count(self) -> int:
+        return int(self._hdr.get_total_count())
+
+    def record(self, seconds: float, count: int = 1) -> None:
+        value = min(_HIGHEST_US, max(1, round(seconds * _US)))
+        self._hdr.record_value(value, count)
+        self.max_seconds = max(self.max_seconds, seconds)
+
+    def percentile_ms(self, percent: float) -> float | None:
+        if not self.count:
+            return None
+        return round(float(self._hdr.get_value_at_percentile(percent)) / 1000, 3)
+
+    def summary(self) -> dict[str, Any]:
+        """``{"count", "p50", "p95", "p99", "max"}`` in milliseconds (null when empty)."""
+        return {
+            "count": self.count,
+            "p50": self.percentile_ms(50),
+            "p95": self.percentile_ms(95),
+            "p99": self.percentile_ms(99),
+            "max": _ms(self.max_seconds) if self.count else None,
+        }
+
+
+def exact_percentile(values: Sequence[float], percent: float) -> float:
+    """Nearest-rank percentile of a small, unsorted sample."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(percent / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# -- Prometheus ------------------------------------------------------------------------------------
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+"""Sample name (``..._bucket``, ``..._total``) -> (labels, value) of every series."""
+
+
+def _only(text: str, prefixes: tuple[str, ...]) -> str:
+    """The lines of the families we read: the parser is pure Python, and a busy service exposes
+    hundreds of series we do not need."""
+    keep = []
+    for line in text.splitlines():
+        name = line.split(" ", 3)[2] if line.startswith("# ") and line.count(" ") >= 2 else line
+        if name.startswith(prefixes):
+            keep.append(line)
+    return "\n".join(keep) + "\n"
+
+
+def parse_metrics(texts: Iterable[str], families_of: tuple[str, ...] | None = None) -> Samples:
+    """Samples of several exposition texts; each family from the first text that has it.
+    ``families_of``: only families whose names start so (default: all)."""
+    samples: Samples = {}
+    families: set[str] = set()
+    for text in texts:
+        seen: set[str] = set()
+        if families_of is not None:
+            text = _only(text, families_of)
+        for family in text_string_to_metric_families(text):
+            if family.name in families:
+                continue
+            seen.add(family.name)
+            for sample in family.samples:
+                samples.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
+        families |= seen
+    return samples
+
+
+def _le(text: str) -> float:
+    return math.inf if text in ("+Inf", "Inf", "inf") else float(text)
+
+
+def _buckets(samples: Samples, name: str) -> dict[float, float]:
+    """Cumulative ``le -> count`` of a histogram, summed over its other labels."""
+    out: dict[float, float] = {}
+    for labels, value in samples.get(f"{name}_bucket", ()):
+        le = _le(labels.get("le", "+Inf"))
+        out[le] = out.get(le, 0.0) + value
+    return out
+
+
+def _by(samples: Samples, name: str, *keys: str) -> dict[tuple[str, ...], float]:
+    out: dict[tuple[str, ...], float] = {}
+    for labels, value in samples.get(name, ()):
+        key = tuple(labels.get(k, "") for k in keys)
+        out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def _servers(samples: Samples, state: str) -> float | None:
+    for name in ("fleetmatch_gameservers", "fleetmatch_allocator_cached_gameservers"):
+        values = [v for labels, v in samples.get(name, ()) if labels.get("state") == state]
+        if values:
+            return sum(values)
+    return None
+
+
+QUALITY = {
+    "skillSpread": "fleetmatch_match_skill_spread",
+    "worstLatencyMs": "fleetmatch_match_worst_latency_ms",
+    "longestWaitSeconds": "fleetmatch_match_longest_wait_seconds",
+}
+SCRAPED = (
+    "fleetmatch_gameservers",
+    "fleetmatch_allocator_cached_gameservers",
+    "fleetmatch_allocation_seconds",
+    "fleetmatch_tickets",
+    "fleetmatch_match_allocation_failures",
+    *QUALITY.values(),
+)
+"""The metric families the scraper reads (name prefixes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeSample:
+    """What one scrape of the target's endpoints found (``at``: monotonic)."""
+
+    at: float
+    ready: float | None = None
+    allocated: float | None = None
+    allocation: Mapping[float, float] = field(default_factory=dict)
+    """``fleetmatch_allocation_seconds`` cumulative buckets."""
+    tickets: Mapping[tuple[str, ...], float] = field(default_factory=dict)
+    """``fleetmatch_tickets_total`` by (queue, event)."""
+    allocation_failures: Mapping[tuple[str, ...], float] = field(default_factory=dict)
+    """``fleetmatch_match_allocation_failures_total`` by (queue, reason)."""
+    quality: Mapping[str, Mapping[float, float]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, at: float, samples: Samples) -> ScrapeSample:
+        return cls(
+            at=at,
+            ready=_servers(samples, "Ready"),
+            allocated=_servers(samples, "Allocated"),
+            allocation=_buckets(samples, "fleetmatch_allocation_seconds"),
+            tickets=_by(samples, "fleetmatch_tickets_total", "queue", "event"),
+            allocation_failures=_by(samples, "fleetmatch_match_allocation_failures_total", "queue", "reason"),
+            quality={key: _buckets(samples, name) for key, name in QUALITY.items()},
+        )
+
+
+def _delta(end: Mapping[Any, float], start: Mapping[Any, float]) -> dict[Any, float]:
+    """``end - start`` per key; where a counter went down (a restart), ``end`` alone."""
+    out = {}
+    for key, value in end.items():
+        before = start.get(key, 0.0)
+        out[key] = value - before if value >= before else value
+    return out
+
+
+def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
+    """Prometheus' ``histogram_quantile``: linear interpolation inside the bucket holding rank
+    ``q * count`` (cumulative buckets); the highest finite bound if it falls in ``+Inf``."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    total = buckets[bounds[-1]]
+    rank = q * total
+    previous_bound, previous_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return previous_bound
+            if count == previous_count:
+                return bound
+            return previous_bound + (bound - previous_bound) * (rank - previous_count) / (count - previous_count)
+        previous_bound, previous_count = bound, count
+    return previous_bound
+
+
+def histogram_json(cumulative: Mapping[float, float]) -> dict[str, list[Any]]:
+    bounds = sorted(cumulative)
+    counts, before = [], 0.0
+    for bound in bounds:
+        counts.append(round(max(0.0, cumulative[bound] - before)))
+        before = cumulative[bound]
+    return {"le": ["+Inf" if math.isinf(b) else b for b in bounds], "counts": counts}
+
+
+# -- the collector ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Bucket:
+    arrivals: int = 0
+    matches: int = 0
+    ttm: list[float] = field(default_factory=list)
+    phases: dict[str, int] | None = None
+
+
+@dataclass(slots=True)
+class TicketRecord:
+    """A ticket as the client knows it."""
+
+    id: str
+    queue: str
+    reader: str | None
+    """The player whose token reads it (None: the API key)."""
+    created_at: float
+    state: str = "queued"
+    match_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFigures:
+    """A snapshot for the live view."""
+
+    elapsed: float
+    players: int
+    phases: Mapping[str, int]
+    arrival_rate: float
+    """Players per second over the last ``RATE_WINDOW`` seconds."""
+    ttm_ms: tuple[float | None, float | None, float | None]
+    ready: float | None
+    allocated: float | None
+    failures: Mapping[str, int]
+    tickets_created: int
+    tickets_matched: int
+    open_gaps: int
+
+
+RATE_WINDOW = 5
+
+
+class Collector:
+    """Every figure of a run (a ``loadtest.players.PartyObserver``); times are ``time.monotonic``."""
+
+    def __init__(self, *, start: float | None = None, error_cap: int = ERROR_CAP) -> None:
+        self.start = time.monotonic() if start is None else start
+        self.started_wall = time.time() - (time.monotonic() - self.start)
+        self.phases: dict[Phase, int] = dict.fromkeys(PHASES, 0)
+        self.failures: dict[str, int] = {}
+        self.latencies = {name: LatencyHistogram() for name in LATENCY_NAMES}
+        self.buckets: list[_Bucket] = []
+        self.players = 0
+        self.connected = 0
+        """Players who reached ``connected`` (matched and joined), whatever came after."""
+        self.tickets: dict[str, TicketRecord] = {}
+        self.tickets_matched = 0
+        self._match_first_seen: dict[str, float] = {}
+        self.errors: list[dict[str, Any]] = []
+        self.error_cap = error_cap
+        self.errors_dropped = 0
+        self.samples: list[ScrapeSample] = []
+        self.gaps: list[dict[str, Any]] = []
+        self._open_gaps: dict[str, dict[str, Any]] = {}
+
+    def offset(self, at: float) -> float:
+        return at - self.start
+
+    def _bucket(self, at: float) -> _Bucket:
+        index = max(0, int(at - self.start))
+        while len(self.buckets) <= index:
+            self.buckets.append(_Bucket())
+        return self.buckets[index]
+
+    def error(self, at: float, kind: str, message: str) -> None:
+        if len(self.errors) < self.error_cap:
+            self.errors.append({"t": round(self.offset(at), 3), "kind": kind, "message": message})
+        else:
+            self.errors_dropped += 1
+
+    # -- PartyObserver --------------------------------------------------------------------------
+
+    def phase_changed(self, player: SimPlayer, old: Phase | None, at: float) -> None:
+        bucket = self._bucket(at)
+        if old is None:
+            self.players += 1
+            bucket.arrivals += 1
+        else:
+            self.phases[old] -= 1
+        self.phases[player.phase] += 1
+        if player.phase is Phase.CONNECTED:
+            self.connected += 1
+        elif player.phase is Phase.FAILED:
+            kind = str(player.failure or FailureKind.OTHER)
+            self.failures[kind] = self.failures.get(kind, 0) + 1
+            self.error(at, kind, f"{player.id}: {player.message}")
+        bucket.phases = {str(p): n for p, n in self.phases.items()}
+
+    def latency(self, name: str, seconds: float, at: float) -> None:
+        histogram = self.latencies.get(name)
+        if histogram is None:
+            histogram = self.latencies[name] = LatencyHistogram()
+        histogram.record(seconds)
+
+    def ticket_created(self, ticket_id: str, queue: str, reader: str | None, at: float) -> None:
+        self.tickets[ticket_id] = TicketRecord(ticket_id, queue, reader, at)
+
+    def ticket_seen(self, ticket_id: str, state: str, match_id: str | None, at: float) -> None:
+        record = self.tickets.get(ticket_id)
+        if record is None:
+            return
+        record.state = state
+        if match_id is not None and match_id not in record.match_ids:
+            record.match_ids.append(match_id)
+
+    def matched(self, ticket_id: str, match_id: str, players: int, waited: float, at: float) -> None:
+        self.tickets_matched += 1
+        self.latencies[TIME_TO_MATCH].record(waited, players)
+        bucket = self._bucket(at)
+        bucket.matches += players
+        bucket.ttm.extend([waited] * players)
+        first = self._match_first_seen.setdefault(match_id, at)
+        self.latencies[ASSIGNMENT_PUSH].record(at - first)
+
+    def no_capacity_since(self, queue: str, since: float) -> int:
+        key = (queue, "no-capacity")
+        before = after = None
+        for sample in self.samples:
+            value = sample.allocation_failures.get(key, 0.0)
+            if sample.at <= since or before is None:
+                before = value
+            after = value
+        if before is None or after is None:
+            return 0
+        return int(max(0.0, after - before))
+
+    # -- scrapes --------------------------------------------------------------------------------
+
+    def add_sample(self, sample: ScrapeSample) -> None:
+        self.samples.append(sample)
+
+    def endpoint_down(self, endpoint: str, at: float, error: str) -> None:
+        if endpoint in self._open_gaps:
+            return
+        gap = {"endpoint": endpoint, "from": round(self.offset(at), 3), "to": None, "error": error}
+        self._open_gaps[endpoint] = gap
+        self.gaps.append(gap)
+        self.error(at, "metrics-gap", f"{endpoint}: {error}")
+
+    def endpoint_up(self, endpoint: str, at: float) -> None:
+        gap = self._open_gaps.pop(endpoint, None)
+        if gap is not None:
+            gap["to"] = round(self.offset(at), 3)
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def live(self, now: float | None = None) -> LiveFigures:
+        now = time.monotonic() if now is None else now
+        last = int(now - self.start)
+        window = self.buckets[max(0, last - RATE_WINDOW) : last]
+        ttm = self.latencies[TIME_TO_MATCH]
+        sample = self.samples[-1] if self.samples else None
+        return LiveFigures(
+            elapsed=now - self.start,
+            players=self.players,
+            phases={str(p): n for p, n in self.phases.items()},
+            arrival_rate=sum(b.arrivals for b in window) / max(1, len(window)),
+            ttm_ms=(ttm.percentile_ms(50), ttm.percentile_ms(95), ttm.percentile_ms(99)),
+            ready=sample.ready if sample else None,
+            allocated=sample.allocated if sample else None,
+            failures=dict(self.failures),
+            tickets_created=len(self.tickets),
+            tickets_matched=self.tickets_matched,
+            open_gaps=len(self._open_gaps),
+        )
+
+    def timeline(self, until: float | None = None) -> list[dict[str, Any]]:
+        """One row per second from the start to ``until`` (default: the last event or scrape)."""
+        last = max([len(self.buckets) - 1] + [int(self.offset(s.at)) for s in self.samples])
+        if until is not None:
+            last = max(last, int(self.offset(until)))
+        offsets = [self.offset(s.at) for s in self.samples]
+        phases: dict[str, int] = {str(p): 0 for p in PHASES}
+        rows = []
+        for t in range(last + 1):
+            bucket = self.buckets[t] if t < len(self.buckets) else _Bucket()
+            phases = bucket.phases or phases
+            # The latest scrape within the second (or the one before, if the 1 s ticks jittered
+            # past it); none within two seconds: a gap, shown as null.
+            i = bisect.bisect_right(offsets, t + 1) - 1
+            sample = self.samples[i] if i >= 0 and offsets[i] > t - 1 else None
+            ttm = bucket.ttm
+            rows.append(
+                {
+                    "t": t,
+                    "arrivals": bucket.arrivals,
+                    "matches": bucket.matches,
+                    "phases": dict(phases),
+                    "ttmP50Ms": _ms(exact_percentile(ttm, 50)) if ttm else None,
+                    "ttmP95Ms": _ms(exact_percentile(ttm, 95)) if ttm else None,
+                    "ttmP99Ms": _ms(exact_percentile(ttm, 99)) if ttm else None,
+                    "ready": sample.ready if sample else None,
+                    "allocated": sample.allocated if sample else None,
+                }
+            )
+        return rows
+
+    # -- run figures from the scrapes -----------------------------------------------------------
+
+    def _span(self, pick: Callable[[ScrapeSample], Mapping[Any, float]]) -> dict[Any, float] | None:
+        """Delta of a counter family from the first scrape to the last (None without scrapes)."""
+        if not self.samples:
+            return None
+        return _delta(pick(self.samples[-1]), pick(self.samples[0]))
+
+    def allocation_ms(self) -> dict[str, float | None] | None:
+        buckets = self._span(lambda s: s.allocation)
+        if not buckets or not any(buckets.values()):
+            return None
+        p50, p99 = histogram_quantile(0.5, buckets), histogram_quantile(0.99, buckets)
+        return {"p50": _ms(p50), "p99": _ms(p99), "count": round(max(buckets.values()))}
+
+    def ready_buffer(self) -> dict[str, Any] | None:
+        """The deepest dip of the Ready count, and how long after it the start level was back."""
+        series = [(self.offset(s.at), s.ready) for s in self.samples if s.ready is not None]
+        if not series:
+            return None
+        start = series[0][1]
+        low_at, low = min(series, key=lambda item: item[1])  # the first time at the minimum
+        refill = next((t - low_at for t, v in series if t >= low_at and v >= start), None)
+        return {
+            "start": start,
+            "min": low,
+            "minAt": round(low_at, 3),
+            "refillSeconds": None if refill is None else round(refill, 3),
+        }
+
+    def ticket_events(self) -> dict[str, float] | None:
+        """Server-side ticket events during the run (``fleetmatch_tickets_total``), over queues."""
+        span = self._span(lambda s: s.tickets)
+        if span is None:
+            return None
+        events: dict[str, float] = {}
+        for (_, event), value in span.items():
+            events[event] = events.get(event, 0.0) + value
+        return {k: round(v) for k, v in sorted(events.items())}
+
+    def allocation_failures(self) -> dict[str, int] | None:
+        span = self._span(lambda s: s.allocation_failures)
+        if span is None:
+            return None
+        reasons: dict[str, float] = {}
+        for (_, reason), value in span.items():
+            reasons[reason] = reasons.get(reason, 0.0) + value
+        return {k: round(v) for k, v in sorted(reasons.items()) if v}
+
+    def quality(self) -> dict[str, Any]:
+        """Match-quality histograms of the matches made during the run (null: none seen)."""
+        out: dict[str, Any] = dict.fromkeys(QUALITY)
+        if self.samples:
+            first, last = self.samples[0], self.samples[-1]
+            for key in QUALITY:
+                span = _delta(last.quality.get(key, {}), first.quality.get(key, {}))
+                out[key] = histogram_json(span) if span else None
+        return out
+
+
+# -- reconciliation with the server ----------------------------------------------------------------
+
+PROBLEM_CAP = 50
+
+
+def reconcile(client: Mapping[str, TicketRecord], server: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Compare what the client saw of each ticket with the server's ticket (None: 404, absent:
+    not checked). Problems: a ticket missing, still queued after the run, in another final state
+    than the client was told, matched into another match than the client saw (or seen in two),
+    or a match whose tickets name different servers."""
+    counts = {"created": len(client), "matched": 0, "cancelled": 0, "expired": 0, "queued": 0, "missing": 0}
+    unchecked, problems = 0, []
+    servers: dict[str, set[tuple[Any, ...]]] = {}
+    for ticket_id, record in client.items():
+        if ticket_id not in server:
+            unchecked += 1
+            continue
+        doc = server[ticket_id]
+        if doc is None:
+            counts["missing"] += 1
+            problems.append(f"{ticket_id}: missing on the server")
+            continue
+        state = str(doc.get("state"))
+        counts[state] = counts.get(state, 0) + 1
+        assignment = doc.get("assignment") if isinstance(doc.get("assignment"), dict) else None
+        match_id = assignment.get("matchId") if assignment else None
+        if state == "queued":
+            problems.append(f"{ticket_id}: still queued on the server after the run")
+        elif record.state != "queued" and record.state != state:
+            problems.append(f"{ticket_id}: the client was told {record.state}, the server says {state}")
+        if len(record.match_ids) > 1:
+            problems.append(f"{ticket_id}: the client saw it in matches {', '.join(record.match_ids)}")
+        elif record.match_ids and record.match_ids[0] != match_id:
+            problems.append(f"{ticket_id}: the client saw match {record.match_ids[0]}, the server says {match_id}")
+        if assignment and match_id:
+            servers.setdefault(match_id, set()).add(
+                (assignment.get("gameServer"), assignment.get("address"), assignment.get("port"))
+            )
+    for match_id, where in servers.items():
+        if len(where) > 1:
+            problems.append(f"match {match_id}: its tickets name {len(where)} different servers")
+    return {
+        **counts,
+        "unchecked": unchecked,
+        "clientMatched": sum(1 for r in client.values() if r.state == "matched"),
+        "matches": len(servers),
+        "consistent": not problems and not unchecked,
+        "problems": problems[:PROBLEM_CAP],
+    }
+
+
+# -- the scraper -----------------------------------------------------------------------------------
+
+
+class MetricsScraper:
+    """Reads the target's ``/metrics`` endpoints every ``interval`` seconds into the collector.
+
+    It has its own small HTTP session, so a pool full of players' streams never delays a scrape.
+    """
+
+    def __init__(
+        self, endpoints: Sequence[str], collector: Collector, *, interval: float = 1.0, timeout: float = 2.0
+    ) -> None:
+        self.endpoints = list(dict.fromkeys(endpoints))
+        self.collector = collector
+        self.interval = interval
+        self.timeout = timeout
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> MetricsScraper:
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max(1, 2 * len(self.endpoints))),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def _fetch(self, url: str) -> str:
+        assert self._http is not None, "use `async with MetricsScraper(...)`"
+        async with self._http.get(url) as resp:
+            if resp.status != 200:
+                raise ConnectionError(f"HTTP {resp.status}")
+            return await resp.text()
+
+    async def scrape_once(self) -> ScrapeSample | None:
+        """One pass over every endpoint; the sample (None if no endpoint answered)."""
+        if not self.endpoints:
+            return None
+        answers = await asyncio.gather(*(self._fetch(url) for url in self.endpoints), return_exceptions=True)
+        at = time.monotonic()
+        texts = []
+        for url, answer in zip(self.endpoints, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if isinstance(answer, asyncio.CancelledError):
+                    raise answer
+                self.collector.endpoint_down(url, at, f"{type(answer).__name__}: {answer}".rstrip(": "))
+            else:
+                self.collector.endpoint_up(url, at)
+                texts.append(answer)
+        if not texts:
+            return None
+        try:
+            sample = ScrapeSample.of(at, parse_metrics(texts, SCRAPED))
+        except ValueError as exc:  # a malformed exposition: a gap in the figures, not a crash
+            self.collector.error(at, "metrics-gap", f"unparsable metrics: {exc}")
+            return None
+        self.collector.add_sample(sample)
+        return sample
+
+    async def run(self) -> None:
+        """Scrape on a fixed one-second grid until cancelled."""
+        next_at = time.monotonic()
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                await self.scrape_once()
+            next_at += self.interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
