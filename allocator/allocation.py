@@ -91,7 +91,7 @@ class Allocator:
         started = time.perf_counter()
         status = await self._allocate(spec)
         metrics.ALLOCATIONS.labels(result=status.state.value).inc()
-        metrics.ALLOCATION_SECONDS.observe(time.perf_counter() - started)
+        metrics.ALLOCATION_SECONDS.labels(result=status.state.value).observe(time.perf_counter() - started)
         return status
 
     async def _allocate(self, spec: GameServerAllocationSpec) -> GameServerAllocationStatus:

@@ -36,7 +36,9 @@ ALLOCATIONS = Counter(
 )
 ALLOCATION_SECONDS = Histogram(
     "fleetmatch_allocation_seconds",
-    "Time to answer an allocation request, from parsed request to claimed server.",
+    "Time to answer an allocation request, from parsed request to claimed server, by result (a quick "
+    "UnAllocated must not hide a slow claim).",
+    ["result"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 CLAIM_CONFLICTS = Counter(

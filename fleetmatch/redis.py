@@ -82,6 +82,17 @@ def _server_pid(port: int, timeout: float = 0.2) -> int | None:
     return None
 
 
+def _answers_ping(port: int, timeout: float = 0.2) -> bool:
+    """True once PING gets PONG: INFO is answered while the append-only file still loads, but every
+    data command then fails with LOADING, so "started" must wait for this."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 class EmbeddedRedis:
     """A private Redis server: started on a free loopback port, stopped on exit.
 
@@ -139,7 +150,7 @@ class EmbeddedRedis:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     break
-                if _server_pid(port) == self.process.pid:
+                if _server_pid(port) == self.process.pid and _answers_ping(port):
                     self.port = port
                     log.info("embedded Redis (%s) on port %d, data in %s", Path(self.binary).name, port, self.data_dir)
                     return

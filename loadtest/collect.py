@@ -140,10 +140,13 @@ def _le(text: str) -> float:
     return math.inf if text in ("+Inf", "Inf", "inf") else float(text)
 
 
-def _buckets(samples: Samples, name: str) -> dict[float, float]:
-    """Cumulative ``le -> count`` of a histogram, summed over its other labels."""
+def _buckets(samples: Samples, name: str, **only: str) -> dict[float, float]:
+    """Cumulative ``le -> count`` of a histogram, summed over its other labels; ``only``: keep the
+    series whose labels have these values (a series without such a label is kept)."""
     out: dict[float, float] = {}
     for labels, value in samples.get(f"{name}_bucket", ()):
+        if any(labels.get(key, want) != want for key, want in only.items()):
+            continue
         le = _le(labels.get("le", "+Inf"))
         out[le] = out.get(le, 0.0) + value
     return out
@@ -189,7 +192,8 @@ class ScrapeSample:
     ready: float | None = None
     allocated: float | None = None
     allocation: Mapping[float, float] = field(default_factory=dict)
-    """``fleetmatch_allocation_seconds`` cumulative buckets."""
+    """``fleetmatch_allocation_seconds`` cumulative buckets of successful allocations (a fast
+    "nothing free" answer is not an allocation)."""
     tickets: Mapping[tuple[str, ...], float] = field(default_factory=dict)
     """``fleetmatch_tickets_total`` by (queue, event)."""
     allocation_failures: Mapping[tuple[str, ...], float] = field(default_factory=dict)
@@ -202,7 +206,7 @@ class ScrapeSample:
             at=at,
             ready=_servers(samples, "Ready"),
             allocated=_servers(samples, "Allocated"),
-            allocation=_buckets(samples, "fleetmatch_allocation_seconds"),
+            allocation=_buckets(samples, "fleetmatch_allocation_seconds", result="Allocated"),
             tickets=_by(samples, "fleetmatch_tickets_total", "queue", "event"),
             allocation_failures=_by(samples, "fleetmatch_match_allocation_failures_total", "queue", "reason"),
             quality={key: _buckets(samples, name) for key, name in QUALITY.items()},
@@ -254,7 +258,7 @@ def histogram_json(cumulative: Mapping[float, float]) -> dict[str, list[Any]]:
 @dataclass(slots=True)
 class _Bucket:
     arrivals: int = 0
-    matches: int = 0
+    matched_players: int = 0
     ttm: list[float] = field(default_factory=list)
     phases: dict[str, int] | None = None
 
@@ -370,7 +374,7 @@ class Collector:
         self.tickets_matched += 1
         self.latencies[TIME_TO_MATCH].record(waited, players)
         bucket = self._bucket(at)
-        bucket.matches += players
+        bucket.matched_players += players
         bucket.ttm.extend([waited] * players)
         first = self._match_first_seen.setdefault(match_id, at)
         self.latencies[ASSIGNMENT_PUSH].record(at - first)
@@ -447,7 +451,7 @@ class Collector:
                 {
                     "t": t,
                     "arrivals": bucket.arrivals,
-                    "matches": bucket.matches,
+                    "matchedPlayers": bucket.matched_players,
                     "phases": dict(phases),
                     "ttmP50Ms": _ms(exact_percentile(ttm, 50)) if ttm else None,
                     "ttmP95Ms": _ms(exact_percentile(ttm, 95)) if ttm else None,

@@ -35,7 +35,8 @@ def _scenario_path(text: str) -> Path:
         shipped = SCENARIOS / name
         if "/" not in text and shipped.is_file():
             return shipped
-    shipped_names = ", ".join(sorted(p.name for p in SCENARIOS.glob("*.yaml")))
+    scenarios = (p for p in SCENARIOS.glob("*.yaml") if "kind: LoadTest" in p.read_text())  # not the fleet files
+    shipped_names = ", ".join(sorted(p.name for p in scenarios))
     raise ValidationError("--scenario", f"no such file: {text} (shipped scenarios: {shipped_names})")
 
 

@@ -18,7 +18,9 @@ either ``done`` or ``failed`` with one of these kinds:
 ``match-timeout``    not matched within ``match_timeout`` seconds: the ticket is cancelled (DELETE);
                      also a party still queued at the hard stop
 ``no-capacity``      the server cancelled or expired the ticket, or the party timed out while the
-                     matchmaker reported no-capacity allocation failures on its queue
+                     matchmaker was still reporting no-capacity allocation failures on its queue
+                     (in the last quarter of the wait, at least the last 5 s: failures long over
+                     do not explain a ticket that simply found nobody to play with)
 ``udp-no-answer``    the game server did not answer a join, input or leave after every resend
 ``rejected-token``   the game server refused the join with ``bad-token``
 ``server-error``     5xx, an unreachable API, a malformed answer, or an ``error`` from the game
@@ -90,6 +92,9 @@ ASSIGNMENT_PUSH = "assignmentPush"
 """From the first ticket of a match learning its assignment to this ticket learning it."""
 UDP_JOIN = "udpJoin"
 """``join`` to ``welcome`` over UDP (resends and not-allocated retries included)."""
+
+
+NO_CAPACITY_WINDOW_MIN = 5.0
 
 
 class PlayerFailure(Exception):
@@ -253,6 +258,12 @@ class PartySettings:
 
 
 # -- one party -----------------------------------------------------------------------------------
+
+
+def capacity_window(sent: float, now: float, wait: float) -> float:
+    """Since when no-capacity failures explain a timed-out ticket: the last quarter of its wait
+    (at least 5 s), and never before it was sent."""
+    return max(sent, now - max(NO_CAPACITY_WINDOW_MIN, wait / 4))
 
 
 def classify_status(status: int) -> FailureKind:
@@ -464,7 +475,7 @@ class Party:
         if _state(doc, "DELETE") == "matched":
             self._matched_at(doc)
             return doc
-        lacking = self.observer.no_capacity_since(self.spec.queue, self._sent)
+        lacking = self.observer.no_capacity_since(self.spec.queue, capacity_window(self._sent, time.monotonic(), wait))
         if lacking:
             raise PlayerFailure(
                 FailureKind.NO_CAPACITY,

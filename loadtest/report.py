@@ -15,13 +15,14 @@ The report the runner writes (``loadtest.runner``), and what each part means her
                  "allocationMs": {"p50", "p99"} | null,
                  "readyBuffer": {"start", "min", "minAt", "refillSeconds"} | null,
                  "serverTickets": {...} | null},
-     "timeline": [{"t", "arrivals", "matches", "phases": {"queued", "matched", "connected", "playing",
+     "timeline": [{"t", "arrivals", "matchedPlayers", "phases": {"queued", "matched", "connected", "playing",
                    "done", "failed"}, "ttmP50Ms", "ttmP95Ms", "ttmP99Ms", "ready", "allocated"}],
      "quality": {"skillSpread" | "worstLatencyMs" | "longestWaitSeconds": {"le": [...], "counts": [...]} | null},
      "errors": [{"t", "kind", "message"}]}
 
 - ``timeline``: one entry per second since the start (``t``). ``arrivals``: players who arrived in
-  that second; ``matches``: matches formed in it; ``phases``: players in each phase at its end;
+  that second; ``matches``: players matched in it (players, not matches: the collector counts each
+  matched ticket's players, so the two compare); ``phases``: players in each phase at its end;
   ``ttm*``: time-to-match percentiles of the players matched in it (null: none); ``ready`` and
   ``allocated``: game servers in those states (null: not observed).
 - ``quality``: histograms of the matches made. ``counts[i]`` matches fell in ``(le[i-1], le[i]]``
@@ -248,9 +249,12 @@ def _x_axis(plot: _Plot) -> list[str]:
     return out
 
 
-def _y_scale(top: float) -> tuple[float, float]:
-    """(axis top, tick step) for data up to ``top`` (at least 1)."""
+def _y_scale(top: float, *, whole: bool = False) -> tuple[float, float]:
+    """(axis top, tick step) for data up to ``top`` (at least 1). ``whole``: the data counts things
+    (players, servers, matches), so ticks are whole numbers: never 2.5 or 7.5 servers."""
     step = _step(max(top, 1.0), 5)
+    if whole and step != int(step):
+        step = max(1.0, float(math.floor(step)))
     return math.ceil(max(top, 1.0) / step - 1e-9) * step, step
 
 
@@ -266,12 +270,13 @@ def _segments(xs: Sequence[float], values: Sequence[float | None]) -> list[list[
     return [r for r in runs if r]
 
 
-def line_chart(title: str, xs: Sequence[float], series: Sequence[Series], *, y_label: str) -> str:
-    """Lines over time, with gaps where a value is null; an empty state when no series has a value."""
+def line_chart(title: str, xs: Sequence[float], series: Sequence[Series], *, y_label: str, whole: bool = False) -> str:
+    """Lines over time, with gaps where a value is null; an empty state when no series has a value.
+    ``whole``: the values count things (whole-number ticks)."""
     values = [v for s in series for v in s.values if v is not None]
     if not xs or not values:
         return _empty(title, "No data yet")
-    y1, step = _y_scale(max(values))
+    y1, step = _y_scale(max(values), whole=whole)
     x0, x1 = min(0.0, xs[0]), max(xs[-1], xs[0] + 1)
     plot = _Plot(x0, x1, y1)
     out = _svg_open(title) + _y_axis(plot, step, y_label) + _x_axis(plot)
@@ -300,7 +305,7 @@ def stacked_chart(title: str, xs: Sequence[float], series: Sequence[Series], *, 
         bottom = list(tops)
         tops = [b + (v or 0.0) for b, v in zip(bottom, s.values, strict=False)]
         layers.append((s, bottom, list(tops)))
-    y1, step = _y_scale(max(tops))
+    y1, step = _y_scale(max(tops), whole=True)
     plot = _Plot(min(0.0, xs[0]), max(xs[-1], xs[0] + 1), y1)
     out = _svg_open(title) + _y_axis(plot, step, y_label) + _x_axis(plot)
     for s, bottom, top in layers:
@@ -326,7 +331,7 @@ def bar_chart(
     """Vertical bars (a histogram from bucketed counts); the ``empty`` state when every count is 0."""
     if not counts or not any(counts):
         return _empty(title, empty)
-    y1, step = _y_scale(max(counts))
+    y1, step = _y_scale(max(counts), whole=True)
     plot = _Plot(0, len(counts), y1)
     out = _svg_open(title) + _y_axis(plot, step, y_label)
     bottom = HEIGHT - BOTTOM
@@ -407,7 +412,7 @@ class Timeline:
     def column(self, key: str, reduce: Reducer = _mean, *, within: str = "") -> list[float | None]:
         out: list[float | None] = []
         for group in self._groups():
-            values = [_num(_map(r.get(within))[key] if within else r.get(key)) for r in group]
+            values = [_num(_map(r.get(within)).get(key) if within else r.get(key)) for r in group]
             present = [v for v in values if v is not None]
             out.append(reduce(present) if present else None)
         return out
@@ -561,13 +566,14 @@ def _timeline_sections(timeline: Timeline) -> list[str]:
     ttm, ttm_note = _ttm_chart(timeline)
     xs = timeline.xs
     flow = line_chart(
-        "Arrivals and matches per second",
+        "Players arriving and matched per second",
         xs,
         [
             Series("players arriving", BLUE, timeline.column("arrivals")),
-            Series("matches formed", GREEN, timeline.column("matches")),
+            Series("players matched", GREEN, timeline.column("matchedPlayers")),
         ],
-        y_label="per second",
+        y_label="players per second",
+        whole=True,
     )
     fleet = line_chart(
         "Ready buffer and allocated servers",
@@ -577,6 +583,7 @@ def _timeline_sections(timeline: Timeline) -> list[str]:
             Series("Allocated", PURPLE, timeline.column("allocated", max)),
         ],
         y_label="game servers",
+        whole=True,
     )
     phases = stacked_chart(
         "Players by phase",
@@ -589,7 +596,8 @@ def _timeline_sections(timeline: Timeline) -> list[str]:
         _section(
             "Arrivals vs matches",
             flow,
-            "Players who arrived, and matches formed, per second. " + _bucket_note(timeline, "averaged"),
+            "Players who arrived, and players who learned their match, per second: matched above arrivals "
+            "is the queue draining, below it the queue growing. " + _bucket_note(timeline, "averaged"),
         ),
         _section(
             "Ready buffer vs allocated servers",

@@ -8,7 +8,8 @@ caps above them); a run never outlives ``hardStopSeconds``: arrivals stop at the
 window or the player cap, and at the hard stop every party still going is cancelled (still queued:
 failed ``match-timeout``, its ticket cancelled; joined: ``done``, it leaves the game). Parties get
 ``cleanup_seconds`` to tidy up; a party that has not stopped by then is counted, never waited for.
-The report is written whatever happened.
+The report is written whatever happened; interrupted (Ctrl-C, SIGTERM), the run stops its players
+the same way and writes what it has (without reading tickets back) before it ends.
 
 **Settling.** When every party has ended early, the scraper goes on (at most ``settle_seconds``,
 never past the hard stop) until the Ready buffer is back at its start level, so the report can say
@@ -409,9 +410,13 @@ async def run_loadtest(
             )
             background.append(supervised("loadtest.view", live.run))
         arrivals = asyncio.create_task(run.arrive(), name="loadtest.arrivals")
+        interrupted = False
         try:
             if await run.until_done(arrivals, deadline):
                 await run.settle(min(deadline, time.monotonic() + settings.settle_seconds))
+        except asyncio.CancelledError:  # Ctrl-C or SIGTERM: stop the players, write what there is, re-raise
+            interrupted = True
+            collector.error(time.monotonic(), "interrupted", "the run was interrupted: tickets were not read back")
         finally:
             await cancel_and_wait(arrivals)
             if not arrivals.cancelled() and arrivals.exception() is not None:
@@ -419,10 +424,11 @@ async def run_loadtest(
                 collector.error(time.monotonic(), "other", f"arrivals stopped early: {arrivals.exception()!r}")
             await run.stop()
             await cancel_and_wait(*background)
-        await scraper.scrape_once()
+        if not interrupted:
+            await scraper.scrape_once()
         ended = time.monotonic()
         try:
-            server_tickets = await run.reconcile()
+            server_tickets = None if interrupted else await run.reconcile()
         except Exception:  # the report is written whatever happens; say why this part is empty
             log.exception("reconciling tickets with the server failed")
             collector.error(time.monotonic(), "reconcile", "reading tickets back from the server failed")
@@ -438,4 +444,7 @@ async def run_loadtest(
         server_tickets=server_tickets,
     )
     _write(report, out_dir)
+    if interrupted:
+        log.warning("interrupted: the report so far is in %s", out_dir)
+        raise asyncio.CancelledError
     return report

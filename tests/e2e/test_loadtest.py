@@ -118,7 +118,7 @@ async def test_smoke_scenario_against_fleetmatch_up(tmp_path: Path) -> None:
     assert sum(t["players"] for t in matched) >= summary["played"]
 
     # The report: timeline and quality filled, and the HTML needs no network.
-    assert report["timeline"] and {"t", "arrivals", "matches", "phases"} <= set(report["timeline"][0])
+    assert report["timeline"] and {"t", "arrivals", "matchedPlayers", "phases"} <= set(report["timeline"][0])
     assert report["quality"]["skillSpread"]
     html = (out / "report.html").read_text()
     assert html.count("<svg") >= 5

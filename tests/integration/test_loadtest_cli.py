@@ -94,6 +94,7 @@ def test_an_unknown_scenario_lists_the_shipped_ones(tmp_path: Path) -> None:
     result = invoke(tmp_path, "--scenario", "no-such-scenario")
     assert result.exit_code == 2
     assert "launch-day.yaml" in result.output and "smoke.yaml" in result.output
+    assert "launch-day-fleet.yaml" not in result.output  # a Fleet file, not a scenario
 
 
 def test_players_beyond_the_scenarios_limit_are_refused(tmp_path: Path) -> None:

@@ -161,7 +161,7 @@ async def test_duels_through_the_runner(stack: Path, tmp_path: Path, exposition:
     assert server["matches"] == 4
 
     rows = report["timeline"]
-    assert sum(r["arrivals"] for r in rows) == 8 and sum(r["matches"] for r in rows) == 8
+    assert sum(r["arrivals"] for r in rows) == 8 and sum(r["matchedPlayers"] for r in rows) == 8
     assert rows[-1]["phases"]["done"] == 7 and rows[-1]["phases"]["failed"] == 1
     assert any(r["ready"] is not None for r in rows)
     assert max(r["allocated"] or 0 for r in rows) >= 1
@@ -242,6 +242,24 @@ async def test_hard_stop_cancels_the_waiting_ticket(stack: Path, tmp_path: Path)
     server = summary["serverTickets"]
     assert (server["created"], server["cancelled"], server["queued"]) == (1, 1, 0) and server["consistent"]
     assert report["scenario"]["seconds"] < 3 + RunSettings().stop_grace_seconds + 2  # stopped, not timed out
+
+
+async def test_an_interrupted_run_still_writes_its_report(stack: Path, tmp_path: Path) -> None:
+    """Ctrl-C (the task cancelled) stops the players, cancels the waiting ticket, writes the report
+    so far, and only then ends the run as cancelled."""
+    lonely = parse_scenario(LONELY.replace("hardStopSeconds: 3", "hardStopSeconds: 60"))
+    run = asyncio.create_task(
+        run_loadtest(lonely, target=Target.from_stack(stack), out_dir=tmp_path, view=False), name="test.run"
+    )
+    await asyncio.sleep(1.5)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["summary"]["players"] == 1 and report["summary"]["unfinished"] == 0
+    assert report["summary"]["serverTickets"] is None
+    assert any(e["kind"] == "interrupted" for e in report["errors"]), report["errors"]
+    assert (tmp_path / "report.html").exists()
 
 
 # -- pure figures ------------------------------------------------------------------------------------

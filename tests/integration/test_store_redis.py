@@ -21,7 +21,7 @@ from redis.crc import key_slot
 
 from allocator.backends.redis import RedisStore
 from fleetmatch.models import Fleet, GameServer
-from fleetmatch.redis import EmbeddedRedis, connect
+from fleetmatch.redis import EmbeddedRedis, _answers_ping, connect
 from fleetmatch.store import Store
 from tests.contract.store_contract import (
     StoreContract,
@@ -244,3 +244,20 @@ async def wait_for_blocked_xread(admin: aioredis.Redis, local_ports: set[int] | 
             if any(c["cmd"] == "xread" for c in await connections(admin, local_ports)):
                 return
             await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(("reply", "ready"), [(b"-LOADING Valkey is loading the dataset in memory\r\n", False),
+                                              (b"+PONG\r\n", True)])  # fmt: skip
+async def test_a_redis_still_loading_its_data_is_not_started(reply: bytes, ready: bool) -> None:
+    """INFO answers during loading; only PONG means data commands will work."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        assert await asyncio.to_thread(_answers_ping, port, 2.0) is ready

@@ -1,0 +1,486 @@
+"""The load test's report rendering: report.html is one self-contained page with a chart per section,
+escapes what it quotes and copes with missing data; report.json is strict JSON; the printed summary
+carries the key figures. Pure: a synthetic report shaped like ``loadtest.runner.build_report``'s."""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loadtest.report import (
+    HTML_NAME,
+    JSON_NAME,
+    MAX_POINTS,
+    Timeline,
+    histogram_bars,
+    render_html,
+    summary_text,
+    write_reports,
+)
+
+FAILURE_KINDS = ("auth", "match-timeout", "no-capacity", "udp-no-answer", "rejected-token", "server-error", "other")
+SECTIONS = (
+    "Time to match",
+    "Arrivals vs matches",
+    "Ready buffer vs allocated servers",
+    "Players by phase",
+    "Skill spread",
+    "Worst latency",
+    "Longest wait",
+    "Failures",
+)
+BLUE, GREEN, PURPLE, VERMILION = "#0072b2", "#009e73", "#cc79a7", "#d55e00"
+
+
+def _row(t: int, seconds: int) -> dict[str, Any]:
+    """One second of a 100-player run: arrivals first, matches a second later, TTM only when matched."""
+    arriving = t < seconds // 2
+    matched = 1 <= t <= seconds // 2
+    return {
+        "t": t,
+        "arrivals": 5 if arriving else 0,
+        "matchedPlayers": 2 if matched else 0,
+        "phases": {
+            "queued": 3 if arriving else 0,
+            "matched": 0,
+            "connected": 1 if matched else 0,
+            "playing": 8 if matched else 0,
+            "done": 4 * t,
+            "failed": 2 if t >= seconds - 2 else 0,
+        },
+        "ttmP50Ms": 300.0 + 10 * t if matched else None,
+        "ttmP95Ms": 1500.0 + 100 * t if matched else None,
+        "ttmP99Ms": 2500.0 + 200 * t if matched else None,
+        "ready": 4.0 - (1.0 if 5 <= t < 8 else 0.0),
+        "allocated": float(min(t, 9)) if matched else 0.0,
+    }
+
+
+def report_doc(seconds: int = 30) -> dict[str, Any]:
+    """A report as ``build_report`` writes it (the shape of a real smoke run's report.json)."""
+    return {
+        "scenario": {
+            "name": "smoke",
+            "file": "/repo/loadtest/scenarios/smoke.yaml",
+            "target": "http://127.0.0.1:33737",
+            "startedAt": "2026-11-26T23:33:32.865Z",
+            "seconds": 48.385,
+            "playersPlanned": 100,
+            "hardStopSeconds": 55.0,
+            "matchTimeoutSeconds": 30.0,
+            "seed": 1,
+            "runId": "5abed749",
+        },
+        "summary": {
+            "players": 100,
+            "played": 98,
+            "failed": 2,
+            "connected": 98,
+            "unfinished": 0,
+            "failures": {kind: 2 if kind == "match-timeout" else 0 for kind in FAILURE_KINDS},
+            "ticketsCreated": 67,
+            "ticketsMatched": 65,
+            "timeToMatchMs": {"count": 98, "p50": 1216.511, "p95": 10133.503, "p99": 10502.143, "max": 15028.52},
+            "allocationMs": {"p50": 2.964, "p99": 4.959, "count": 19},
+            "readyBuffer": {"start": 4.0, "min": 3.0, "minAt": 5.025, "refillSeconds": 1.0},
+            "serverTickets": {
+                "created": 67,
+                "matched": 65,
+                "cancelled": 2,
+                "expired": 0,
+                "queued": 0,
+                "missing": 0,
+                "unchecked": 0,
+                "clientMatched": 65,
+                "matches": 19,
+                "consistent": True,
+                "problems": [],
+            },
+            "latenciesMs": {"udpJoin": {"count": 98, "p50": 0.911, "p95": 3.245, "p99": 8.319, "max": 9.627}},
+            "ticketEvents": {"cancelled": 2, "created": 67, "matched": 65},
+            "allocationFailures": {},
+            "metricsGaps": [],
+            "errorsDropped": 0,
+        },
+        "timeline": [_row(t, seconds) for t in range(seconds)],
+        "quality": {
+            "skillSpread": {
+                "le": [0.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0, "+Inf"],
+                "counts": [0, 0, 1, 5, 5, 3, 3, 2, 0, 0],
+            },
+            "worstLatencyMs": {
+                "le": [10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 150.0, 200.0, 300.0, "+Inf"],
+                "counts": [11, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            },
+            "longestWaitSeconds": {
+                "le": [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, "+Inf"],
+                "counts": [0, 1, 5, 6, 3, 4, 0, 0, 0, 0, 1],
+            },
+        },
+        "errors": [
+            {"t": 44.875, "kind": "match-timeout", "message": "lt-5abed749-51-0: not matched within 30s"},
+            {"t": 48.363, "kind": "match-timeout", "message": "lt-5abed749-66-0: not matched within 30s"},
+        ],
+    }
+
+
+def sections(page: str) -> dict[str, str]:
+    """Each ``<section>``'s body by its heading."""
+    found = dict(re.findall(r"<section><h2>(.*?)</h2>(.*?)</section>", page, re.S))
+    assert found, "no section in the page"
+    return found
+
+
+def svgs(fragment: str) -> list[str]:
+    return re.findall(r"<svg\b.*?</svg>", fragment, re.S)
+
+
+def polylines(svg: str, color: str) -> list[list[tuple[float, float]]]:
+    """The points of every line drawn in ``color``."""
+    out = []
+    for points in re.findall(rf'<polyline class="line" points="([^"]*)" stroke="{color}"', svg):
+        out.append([(float(x), float(y)) for x, y in (p.split(",") for p in points.split())])
+    return out
+
+
+def bar_titles(svg: str) -> dict[str, str]:
+    """``label -> count`` from the bars' tooltips."""
+    found = re.findall(r"<rect [^>]*><title>(.*?): ([\d,]+)</title></rect>", svg)
+    return {html.unescape(label): count for label, count in found}
+
+
+# -- the page --------------------------------------------------------------------------------------
+
+
+def test_page_is_self_contained() -> None:
+    doc = report_doc()
+    doc["errors"].append({"t": 1.0, "kind": "other", "message": "GET https://example.com/x failed"})
+    page = render_html(doc).lower()
+    for reference in ("http:", "https:", "://", "src=", "href=", "@import", "url(", "<script", "<link", "<img"):
+        assert reference not in page, reference
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    assert "<style>" in page and 'charset="utf-8"' in page
+    # The target is still shown, only its "://" encoded (a browser shows it unchanged).
+    assert "http&#58;//127.0.0.1:33737" in page
+
+
+def test_one_chart_per_section() -> None:
+    found = sections(render_html(report_doc()))
+    assert set(SECTIONS) <= set(found)
+    for title in SECTIONS:
+        charts = svgs(found[title])
+        assert len(charts) == 1, title
+        assert 'class="empty"' not in charts[0], f"{title}: drawn as empty although it has data"
+
+
+def test_time_to_match_chart() -> None:
+    chart = svgs(sections(render_html(report_doc()))["Time to match"])[0]
+    assert "<title>Time to match over time</title>" in chart
+    p50, p95 = polylines(chart, BLUE), polylines(chart, "#e69f00")
+    p99 = re.findall(r'<polyline [^>]*stroke="#d55e00" stroke-dasharray', chart)
+    assert len(p50) == 1 and len(p95) == 1 and len(p99) == 1
+    # Matched from second 1 to 15: one point per second, no point where nobody was matched.
+    assert len(p50[0]) == 15
+    # Higher percentiles are drawn higher (smaller y) at every point.
+    assert all(a[1] > b[1] for a, b in zip(p50[0], p95[0], strict=True))
+    # Up to 5.5 s: milliseconds on the axis.
+    assert "time to match (milliseconds)" in chart and ">6,000<" in chart
+
+
+def test_time_to_match_axis_turns_to_seconds() -> None:
+    doc = report_doc()
+    doc["timeline"][3]["ttmP99Ms"] = 42_000.0
+    chart = svgs(sections(render_html(doc))["Time to match"])[0]
+    assert "time to match (seconds)" in chart and ">50<" in chart and ">50,000<" not in chart
+
+
+def test_arrivals_and_fleet_charts() -> None:
+    found = sections(render_html(report_doc()))
+    flow = svgs(found["Arrivals vs matches"])[0]
+    arrivals, matches = polylines(flow, BLUE), polylines(flow, GREEN)
+    assert len(arrivals) == 1 and len(arrivals[0]) == 30 and len(matches) == 1
+    # The collector counts players matched (not matches): the legend must say so.
+    assert "players arriving" in flow and "players matched" in flow and "matches formed" not in flow
+    fleet = svgs(found["Ready buffer vs allocated servers"])[0]
+    ready, allocated = polylines(fleet, GREEN), polylines(fleet, PURPLE)
+    assert len(ready) == 1 and len(allocated) == 1
+    assert ">Ready<" in fleet and ">Allocated<" in fleet
+    # The axis reaches the highest value (9 allocated) without clipping it: every point inside the plot.
+    assert ">10<" in fleet
+    assert all(34 <= y <= 260 - 46 for _, y in allocated[0] + ready[0])
+
+
+def test_a_null_breaks_the_line_instead_of_dropping_to_zero() -> None:
+    doc = report_doc()
+    for row in doc["timeline"][10:13]:
+        row["ready"] = None
+    fleet = svgs(sections(render_html(doc))["Ready buffer vs allocated servers"])[0]
+    runs = polylines(fleet, GREEN)
+    assert [len(run) for run in runs] == [10, 17]
+
+
+def test_quality_histograms_use_the_collectors_inf_bound() -> None:
+    found = sections(render_html(report_doc()))
+    spread = bar_titles(svgs(found["Skill spread"])[0])
+    assert spread["≤25"] == "5" and spread["≤10"] == "1" and spread[">800"] == "0"
+    assert len(spread) == 10
+    wait = bar_titles(svgs(found["Longest wait"])[0])
+    assert wait[">300"] == "1" and wait["≤0.5"] == "0"
+    assert "19 matches." in found["Skill spread"] and "11 matches." in found["Worst latency"]
+
+
+def tick_labels(svg: str) -> list[str]:
+    """The y axis' tick labels, bottom up."""
+    return re.findall(r'<text class="tick" x="[\d.]+" y="[\d.]+" text-anchor="end">([^<]*)</text>', svg)
+
+
+def test_counts_get_whole_number_ticks() -> None:
+    found = sections(render_html(report_doc()))
+    # 11 matches at most: 0, 2, ..., 12, not 0, 2.5, ..., 12.5 matches.
+    assert tick_labels(svgs(found["Worst latency"])[0]) == ["0", "2", "4", "6", "8", "10", "12"]
+    # Time is not a count: a time to match axis may step by 2.5 s.
+    doc = report_doc()
+    for row in doc["timeline"]:
+        if row["ttmP99Ms"] is not None:
+            row["ttmP99Ms"] = 11_000.0
+    assert tick_labels(svgs(sections(render_html(doc))["Time to match"])[0])[-1] == "12.5"
+
+
+@pytest.mark.parametrize(
+    ("histogram", "expected"),
+    [
+        ({"le": [1.0, 2.0, "+Inf"], "counts": [3, 0, 1]}, (["≤1", "≤2", ">2"], [3.0, 0.0, 1.0])),
+        ({"le": [1.0, 2.0, math.inf], "counts": [3, 0, 1]}, (["≤1", "≤2", ">2"], [3.0, 0.0, 1.0])),
+        ({"le": [1.0, 2.0], "counts": [3, 0, 1]}, (["≤1", "≤2", ">2"], [3.0, 0.0, 1.0])),
+        ({"le": [0.5, 2.5], "counts": [3, 4]}, (["≤0.5", "≤2.5"], [3.0, 4.0])),
+        ({"le": ["+Inf"], "counts": [7]}, (["all"], [7.0])),
+        ({"le": [1.0, "+Inf"], "counts": [3]}, ([], [])),
+        ({"le": [1.0, "many"], "counts": [3, 4]}, ([], [])),
+        ({"le": [], "counts": []}, ([], [])),
+        ({"le": [1.0], "counts": [1, 2, 3]}, ([], [])),
+        (None, ([], [])),
+        ("12", ([], [])),
+    ],
+)
+def test_histogram_bars(histogram: Any, expected: tuple[list[str], list[float]]) -> None:
+    assert histogram_bars(histogram) == expected
+
+
+def test_failures_chart_and_error_table() -> None:
+    doc = report_doc()
+    doc["summary"]["failures"]["no-capacity"] = 5
+    doc["summary"]["failures"]["reconcile"] = 1  # a kind the page does not know is still shown
+    found = sections(render_html(doc))
+    chart = svgs(found["Failures"])[0]
+    bars = bar_titles(chart)
+    assert list(bars) == [*FAILURE_KINDS, "reconcile"]
+    assert bars["match-timeout"] == "2" and bars["no-capacity"] == "5" and bars["reconcile"] == "1"
+    widths = {kind: float(width) for width, kind in re.findall(r'width="([\d.]+)" [^>]*><title>([^:<]+):', chart)}
+    assert widths["no-capacity"] > widths["match-timeout"] > widths["auth"] == 0.0
+    assert "The first 2 errors." in found["Failures"]
+    assert "lt-5abed749-66-0: not matched within 30s" in found["Failures"]
+
+
+def test_summary_and_cards() -> None:
+    page = render_html(report_doc())
+    summary = sections(page)["Summary"]
+    assert "p50 1.22 s · p95 10.1 s · p99 10.5 s · max 15.0 s (over 98)" in summary
+    assert "p50 3 ms · p99 5 ms" in summary
+    assert "4 Ready at the start, lowest 3 at 5.03 s, refilled after 1.00 s" in summary
+    assert "match-timeout 2" in summary and "100 / 100" in summary and "67 / 65" in summary
+    assert re.search(r"server tickets: consistent</th><td[^>]*>True<", summary)
+    assert re.search(r"server tickets: missing</th><td[^>]*>0<", summary)
+    assert '<div class="card bad"><b>2</b><span>failed (2%)</span></div>' in page
+
+
+def test_no_failures_is_not_drawn_as_bad() -> None:
+    doc = report_doc()
+    doc["summary"].update(failed=0, failures=dict.fromkeys(FAILURE_KINDS, 0))
+    doc["errors"] = []
+    page = render_html(doc)
+    failures = sections(page)["Failures"]
+    assert "No failures" in failures and "<table" not in failures
+    assert "card bad" not in page
+
+
+def test_html_in_names_and_messages_is_escaped() -> None:
+    doc = report_doc()
+    doc["scenario"]["name"] = '<script>alert("name")</script>'
+    doc["scenario"]["file"] = "a&b.yaml"
+    doc["errors"] = [{"t": 1.5, "kind": "<b>kind</b>", "message": '<img src=x onerror="alert(1)"> & more'}]
+    doc["summary"]["failures"]["<i>odd</i>"] = 1
+    page = render_html(doc)
+    assert "<script" not in page and "<img" not in page and "<b>kind" not in page and "<i>odd" not in page
+    assert "<title>fleetmatch load test: &lt;script&gt;alert(&quot;name&quot;)&lt;/script&gt;</title>" in page
+    assert "<h1>fleetmatch load test: &lt;script&gt;" in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; more" in page
+    assert "a&amp;b.yaml" in page and "&lt;i&gt;odd&lt;/i&gt;" in page
+
+
+# -- missing and odd data ---------------------------------------------------------------------------
+
+
+def _emptied(doc: dict[str, Any]) -> dict[str, Any]:
+    doc["timeline"] = []
+    doc["quality"] = dict.fromkeys(doc["quality"])
+    doc["errors"] = []
+    doc["summary"].update(
+        players=0, played=0, failed=0, failures={}, allocationMs=None, readyBuffer=None, serverTickets=None
+    )
+    doc["summary"]["timeToMatchMs"] = {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    return doc
+
+
+def test_a_run_without_data_renders_empty_states() -> None:
+    page = render_html(_emptied(report_doc()))
+    found = sections(page)
+    for title in ("Time to match", "Arrivals vs matches", "Ready buffer vs allocated servers", "Players by phase"):
+        (chart,) = svgs(found[title])
+        assert 'class="empty"' in chart and "No data yet" in chart and "<polyline" not in chart
+    for title in ("Skill spread", "Worst latency", "Longest wait"):
+        assert "Not measured in this run" in found[title]
+    assert "No failures" in found["Failures"]
+    summary = found["Summary"]
+    assert "not measured" in summary and "not observed" in summary and "server tickets" not in summary
+    assert "p50 — · p95 — · p99 — · max — (over 0)" in summary
+
+
+def test_quality_with_no_matches_says_so() -> None:
+    doc = report_doc()
+    doc["quality"]["skillSpread"]["counts"] = [0] * 10
+    assert "No matches yet" in sections(render_html(doc))["Skill spread"]
+
+
+def test_nobody_matched_leaves_only_the_time_to_match_chart_empty() -> None:
+    doc = report_doc()
+    for row in doc["timeline"]:
+        row.update(ttmP50Ms=None, ttmP95Ms=None, ttmP99Ms=None, matches=0, ready=None, allocated=None)
+    found = sections(render_html(doc))
+    assert "No data yet" in found["Time to match"]
+    assert "No data yet" in found["Ready buffer vs allocated servers"]
+    assert "No data yet" not in found["Arrivals vs matches"]
+    assert len(polylines(svgs(found["Arrivals vs matches"])[0], BLUE)) == 1
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        pytest.param({}, id="empty-document"),
+        pytest.param(
+            {"scenario": None, "summary": None, "timeline": None, "quality": None, "errors": None}, id="nulls"
+        ),
+        pytest.param({"scenario": "x", "summary": [], "timeline": {}, "quality": 3, "errors": "e"}, id="wrong-types"),
+        pytest.param(
+            {
+                "summary": {"players": math.nan, "failed": "2", "timeToMatchMs": {"p50": math.inf}, "readyBuffer": {}},
+                "timeline": [{"t": None}, {"t": 1, "phases": None, "ready": True}, "row", {"t": math.nan}],
+                "quality": {"skillSpread": {"le": "0,5", "counts": None}},
+                "errors": [None, {"t": "late"}],
+            },
+            id="malformed-values",
+        ),
+        pytest.param({"timeline": [{"t": 0, "arrivals": 3}]}, id="one-second"),
+    ],
+)
+def test_missing_or_malformed_data_never_raises(doc: dict[str, Any]) -> None:
+    page = render_html(doc)
+    found = sections(page)
+    assert set(SECTIONS) <= set(found)
+    assert all(len(svgs(found[title])) == 1 for title in SECTIONS)
+    assert "<h1>fleetmatch load test: load test</h1>" in page
+    assert not re.search(r"\b(nan|inf)\b", page, re.IGNORECASE)
+    summary_text(doc)  # and the printed summary too
+
+
+def test_one_second_timeline_has_a_usable_axis() -> None:
+    chart = svgs(sections(render_html({"timeline": [{"t": 0, "arrivals": 3}]}))["Arrivals vs matches"])[0]
+    assert len(polylines(chart, BLUE)) == 1 and "<circle" in chart
+    ticks = re.findall(r'<text class="tick" x="[\d.]+" y="[\d.]+" text-anchor="middle">([^<]*)</text>', chart)
+    assert ticks == ["0", "1"]  # one second still spans an axis, not a single point at x = 0
+    assert "seconds since start" in chart
+
+
+def test_a_long_run_is_drawn_in_buckets() -> None:
+    doc = report_doc(seconds=2000)
+    doc["timeline"][700]["ready"] = 0.0  # a dip that bucketing must keep
+    doc["timeline"][701]["allocated"] = 250.0  # and a peak
+    timeline = Timeline.of(doc)
+    assert timeline.bucket == 3 and len(timeline.xs) <= MAX_POINTS
+    assert min(v for v in timeline.column("ready", min) if v is not None) == 0.0
+    assert max(v for v in timeline.column("allocated", max) if v is not None) == 250.0
+    found = sections(render_html(doc))
+    assert "Each point covers 3 s" in found["Arrivals vs matches"]
+    chart = svgs(found["Ready buffer vs allocated servers"])[0]
+    assert "minutes since start" in chart
+    (allocated,) = polylines(chart, PURPLE)
+    assert len(allocated) <= MAX_POINTS
+    assert "<circle" not in chart  # too many points for markers
+
+
+def test_timeline_rows_are_sorted_by_time() -> None:
+    doc = report_doc(seconds=5)
+    doc["timeline"].reverse()
+    assert Timeline.of(doc).xs == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+# -- the files and the summary --------------------------------------------------------------------
+
+
+def test_write_reports_writes_strict_json_and_the_page(tmp_path: Path) -> None:
+    doc = report_doc()
+    doc["summary"]["allocationMs"] = {"p50": math.nan, "p99": math.inf, "count": 0}
+    doc["timeline"][2]["ttmP99Ms"] = -math.inf
+    out = tmp_path / "run" / "out"
+    json_path, html_path = write_reports(doc, out)
+    assert (json_path, html_path) == (out / JSON_NAME, out / HTML_NAME)
+    assert sorted(p.name for p in out.iterdir()) == sorted([JSON_NAME, HTML_NAME])  # no temporary file left
+
+    def refuse(constant: str) -> Any:
+        raise AssertionError(f"{constant} in report.json")
+
+    written = json.loads(json_path.read_text(encoding="utf-8"), parse_constant=refuse)
+    assert written["summary"]["allocationMs"] == {"p50": None, "p99": None, "count": 0}
+    assert written["timeline"][2]["ttmP99Ms"] is None
+    expected = copy.deepcopy(doc)
+    expected["summary"]["allocationMs"] = {"p50": None, "p99": None, "count": 0}
+    expected["timeline"][2]["ttmP99Ms"] = None
+    assert written == expected
+    assert html_path.read_text(encoding="utf-8") == render_html(written)
+
+
+def test_write_reports_replaces_a_previous_report(tmp_path: Path) -> None:
+    write_reports(report_doc(), tmp_path)
+    doc = report_doc()
+    doc["scenario"]["name"] = "second"
+    json_path, html_path = write_reports(doc, tmp_path)
+    assert json.loads(json_path.read_text(encoding="utf-8"))["scenario"]["name"] == "second"
+    assert "<h1>fleetmatch load test: second</h1>" in html_path.read_text(encoding="utf-8")
+
+
+def test_summary_text_has_the_key_figures() -> None:
+    text = summary_text(report_doc())
+    lines = text.splitlines()
+    assert lines[0] == "load test smoke against http://127.0.0.1:33737: 100 players (planned 100) in 48.4 s"
+    assert "played         98 (98%)" in text
+    assert "failed         2 (2%): match-timeout 2" in text
+    assert "tickets        67 created, 65 matched" in text
+    assert "time to match  p50 1.22 s, p95 10.1 s, p99 10.5 s, max 15.0 s (over 98)" in text
+    assert "allocation     p50 3 ms, p99 5 ms" in text
+    assert "ready buffer   4 Ready at the start, lowest 3 at 5.03 s, refilled after 1.00 s" in text
+
+
+def test_summary_text_without_optional_figures() -> None:
+    doc = _emptied(report_doc())
+    doc["summary"]["readyBuffer"] = {"start": 4, "min": 1, "minAt": None, "refillSeconds": None}
+    text = summary_text(doc)
+    assert "allocation" not in text
+    assert "ready buffer   4 Ready at the start, lowest 1, not refilled by the end" in text
+    assert "failed         0: none" in text
+    assert "time to match  p50 —, p95 —, p99 —, max — (over 0)" in text
