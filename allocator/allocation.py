@@ -10,6 +10,7 @@ and ``agones.dev/last-allocated`` in the same write, so a server is never half-c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -32,23 +33,40 @@ from fleetmatch.models import (
     GameServer,
     GameServerState,
     TemplateMeta,
+    initial_status,
     stamp,
 )
 from fleetmatch.store import EventType, GameServerStore, WatchEvent
 
 log = logging.getLogger(__name__)
 
+MAX_CLAIM_WAITS = 64
+"""In-flight claims one request may wait for before answering UnAllocated."""
 MAX_ATTEMPTS = 8
 """Claims one request may try (each on another server) before answering Contention."""
 
 
-def allocated(gs: GameServer, metadata: TemplateMeta, now: float) -> GameServer:
-    """``gs`` as the allocation writes it: Allocated, with the request's labels and annotations."""
+def allocated(gs: GameServer, spec: GameServerAllocationSpec, now: float) -> GameServer:
+    """``gs`` as the allocation writes it: Allocated, with the request's labels and annotations and
+    its counter and list actions applied (on counters and lists the server has; others are ignored)."""
+    metadata = spec.metadata
     annotations = {**gs.metadata.annotations, **metadata.annotations, LAST_ALLOCATED_ANNOTATION: format_timestamp(now)}
     labels = {**gs.metadata.labels, **metadata.labels} if metadata.labels else gs.metadata.labels
     # Request labels were validated when the request was decoded: no need to validate again.
     claimed = stamp(gs, labels=labels, annotations=annotations)
-    return evolve(claimed, status=evolve(claimed.status, state=GameServerState.ALLOCATED))
+    status = evolve(claimed.status, state=GameServerState.ALLOCATED)
+    if spec.counters or spec.lists:
+        status = initial_status(claimed.spec, status)
+        counters = dict(status.counters)
+        for name, action in spec.counters.items():
+            if name in counters:
+                counters[name] = action.apply(counters[name])
+        lists = dict(status.lists)
+        for name, list_action in spec.lists.items():
+            if name in lists:
+                lists[name] = list_action.apply(lists[name])
+        status = evolve(status, counters=counters, lists=lists)
+    return evolve(claimed, status=status)
 
 
 class Allocator:
@@ -68,6 +86,8 @@ class Allocator:
         self._clock = clock
         self._max_attempts = max_attempts
         self._claiming: set[str] = set()
+        self._landed = asyncio.Event()
+        """Set (and replaced) each time a claim of this process ends, won or lost."""
         for state in (GameServerState.READY, GameServerState.ALLOCATED):
             metrics.ALLOCATABLE.labels(state=state.value).set_function(partial(self.index.count, state))
 
@@ -98,17 +118,26 @@ class Allocator:
         lost: set[str] = set()
         for _ in range(self._max_attempts):
             gs = self._choose(spec, lost)
+            waits = 0
+            while gs is None and waits < MAX_CLAIM_WAITS and self._in_flight(spec, lost):
+                # Only servers this process is claiming right now would do (a high-density server
+                # taking another room): wait for that write, then look again, rather than answer 429.
+                waits += 1
+                await self._claim_landed()
+                gs = self._choose(spec, lost)
             if gs is None:
                 return GameServerAllocationStatus(state=AllocationState.UNALLOCATED)
             self._claiming.add(gs.name)
             try:
-                claimed = await self.store.update(allocated(gs, spec.metadata, self._clock()))
+                claimed = await self.store.update(allocated(gs, spec, self._clock()))
             except (ConflictError, NotFoundError):
                 metrics.CLAIM_CONFLICTS.inc()
                 lost.add(gs.name)  # someone else got it, or it changed: try another server
                 continue
             finally:
                 self._claiming.discard(gs.name)
+                self._landed.set()
+                self._landed = asyncio.Event()
             self.index.upsert(claimed)  # the watch will confirm; until then nobody here picks it
             return GameServerAllocationStatus(
                 state=AllocationState.ALLOCATED,
@@ -117,9 +146,23 @@ class Allocator:
                 ports=claimed.status.ports,
                 node_name=claimed.status.node_name,
                 metadata=TemplateMeta(labels=claimed.metadata.labels, annotations=claimed.metadata.annotations),
+                counters=claimed.status.counters,
+                lists=claimed.status.lists,
             )
         log.info("allocation gave up after %d lost races", len(lost))
         return GameServerAllocationStatus(state=AllocationState.CONTENTION)
+
+    def _in_flight(self, spec: GameServerAllocationSpec, lost: set[str]) -> bool:
+        """Would a server that this process is claiming right now match (once its claim lands)?"""
+        if not self._claiming:
+            return False
+        return any(
+            choose_server(self.index, selector, spec.scheduling, self._rng, exclude=lost) is not None
+            for selector in spec.selectors
+        )
+
+    async def _claim_landed(self) -> None:
+        await self._landed.wait()
 
     def _choose(self, spec: GameServerAllocationSpec, lost: set[str]) -> GameServer | None:
         exclude = self._claiming | lost if lost else self._claiming

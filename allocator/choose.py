@@ -115,6 +115,7 @@ def _matcher(
 ) -> Callable[[str], bool]:
     """Does a server (already in the smallest index set) fit the rest of the selector?"""
     expressions = selector.match_expressions
+    counts = selector.filters_counts
     servers = index.servers
 
     def fits(name: str) -> bool:
@@ -125,8 +126,9 @@ def _matcher(
                 return False
         if expressions:
             labels = servers[name].metadata.labels
-            return all(req.matches(labels) for req in expressions)
-        return True
+            if not all(req.matches(labels) for req in expressions):
+                return False
+        return not counts or selector.counts_match(servers[name])
 
     return fits
 

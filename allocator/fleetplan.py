@@ -42,6 +42,7 @@ from fleetmatch.models import (
     ObjectMeta,
     RollingUpdate,
     SchedulingStrategy,
+    initial_status,
     resolve_int_or_percent,
 )
 
@@ -287,4 +288,5 @@ def new_gameserver(fleet: Fleet) -> GameServer:
             annotations=dict(template.metadata.annotations),
         ),
         spec=replace(template.spec, scheduling=fleet.spec.scheduling),
+        status=initial_status(template.spec),  # counters, lists and players start at the template's values
     )

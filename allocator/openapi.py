@@ -7,6 +7,19 @@ from typing import Any
 from fleetmatch.http import ERROR_SCHEMA
 
 _LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
+_COUNT = {"type": "integer", "minimum": 0}
+
+
+def _named(schema: dict[str, Any]) -> dict[str, Any]:
+    """A map from counter or list name to ``schema``."""
+    return {"type": "object", "additionalProperties": schema}
+
+
+def _closed(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": properties}
+
+
+_VALUES = {"type": "array", "items": {"type": "string"}}
 _ERROR = ERROR_SCHEMA
 
 OPENAPI: dict[str, Any] = {
@@ -39,7 +52,15 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                     "gameServerState": {"enum": ["Ready", "Allocated"], "default": "Ready"},
+                    "counters": _named(
+                        _closed(minCount=_COUNT, maxCount=_COUNT, minAvailable=_COUNT, maxAvailable=_COUNT)
+                    ),
+                    "lists": _named(
+                        _closed(containsValue={"type": "string"}, minAvailable=_COUNT, maxAvailable=_COUNT)
+                    ),
+                    "players": _closed(minAvailable=_COUNT, maxAvailable=_COUNT),
                 },
+                "description": "maxCount/maxAvailable 0: no upper bound. Available = capacity - count.",
             },
             "Metadata": {
                 "type": "object",
@@ -66,6 +87,10 @@ OPENAPI: dict[str, Any] = {
                             },
                             "scheduling": {"enum": ["Packed", "Distributed"], "default": "Packed"},
                             "metadata": {"$ref": "#/components/schemas/Metadata"},
+                            "counters": _named(
+                                _closed(action={"enum": ["Increment", "Decrement"]}, amount=_COUNT, capacity=_COUNT)
+                            ),
+                            "lists": _named(_closed(addValues=_VALUES, deleteValues=_VALUES, capacity=_COUNT)),
                         },
                     },
                     "status": {"$ref": "#/components/schemas/AllocationStatus"},
@@ -86,6 +111,8 @@ OPENAPI: dict[str, Any] = {
                     },
                     "nodeName": {"type": "string"},
                     "metadata": {"$ref": "#/components/schemas/Metadata"},
+                    "counters": _named(_closed(count=_COUNT, capacity=_COUNT)),
+                    "lists": _named(_closed(capacity=_COUNT, values=_VALUES)),
                 },
             },
             "Error": _ERROR,

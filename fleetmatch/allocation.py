@@ -19,10 +19,14 @@ from fleetmatch.models import (
     ACCEPTED_API_VERSIONS,
     API_VERSION,
     FLEET_LABEL,
+    CounterStatus,
+    GameServer,
     GameServerState,
+    ListStatus,
     PortStatus,
     SchedulingStrategy,
     TemplateMeta,
+    initial_status,
 )
 from fleetmatch.names import label_value_error, qualified_name_error
 
@@ -69,13 +73,77 @@ class LabelRequirement:
         return value is None
 
 
+def _not_negative(where: str, **values: int) -> None:
+    for name, value in values.items():
+        if value < 0:
+            raise ValidationError(f"{where}{name}", f"must not be negative, got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSelector:
+    """A counter's bounds (Agones ``selectors[].counters``): ``maxCount``/``maxAvailable`` 0 = no upper bound.
+    Available is capacity minus count."""
+
+    min_count: int = 0
+    max_count: int = 0
+    min_available: int = 0
+    max_available: int = 0
+
+    def __post_init__(self) -> None:
+        _not_negative("", minCount=self.min_count, maxCount=self.max_count, minAvailable=self.min_available,
+                      maxAvailable=self.max_available)  # fmt: skip
+
+    def matches(self, counter: CounterStatus) -> bool:
+        available = max(0, counter.capacity - counter.count)
+        return _within(counter.count, self.min_count, self.max_count) and _within(
+            available, self.min_available, self.max_available
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ListSelector:
+    """A list's bounds (Agones ``selectors[].lists``): it holds ``containsValue`` (if set) and has
+    between ``minAvailable`` and ``maxAvailable`` (0 = no bound) free places."""
+
+    contains_value: str = ""
+    min_available: int = 0
+    max_available: int = 0
+
+    def __post_init__(self) -> None:
+        _not_negative("", minAvailable=self.min_available, maxAvailable=self.max_available)
+
+    def matches(self, lst: ListStatus) -> bool:
+        if self.contains_value and self.contains_value not in lst.values:
+            return False
+        return _within(max(0, lst.capacity - len(lst.values)), self.min_available, self.max_available)
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerSelector:
+    """Room for players (Agones ``selectors[].players``): free places within [minAvailable, maxAvailable]."""
+
+    min_available: int = 0
+    max_available: int = 0
+
+    def __post_init__(self) -> None:
+        _not_negative("", minAvailable=self.min_available, maxAvailable=self.max_available)
+
+
+def _within(value: int, low: int, high: int) -> bool:
+    return value >= low and (high == 0 or value <= high)
+
+
 @dataclass(frozen=True, slots=True)
 class GameServerSelector:
-    """Which servers a request may take: labels (all must match) and the state to take them from."""
+    """Which servers a request may take: labels (all must match), the state to take them from, and
+    bounds on counters, lists and player room (high-density servers: several matches per process)."""
 
     match_labels: Mapping[str, str] = field(default_factory=dict)
     match_expressions: tuple[LabelRequirement, ...] = ()
     game_server_state: GameServerState = GameServerState.READY
+    counters: Mapping[str, CounterSelector] = field(default_factory=dict)
+    lists: Mapping[str, ListSelector] = field(default_factory=dict)
+    players: PlayerSelector | None = None
 
     def __post_init__(self) -> None:
         for key, value in self.match_labels.items():
@@ -94,9 +162,88 @@ class GameServerSelector:
                 return False
         return all(req.matches(labels) for req in self.match_expressions)
 
+    @property
+    def filters_counts(self) -> bool:
+        return bool(self.counters or self.lists or self.players)
+
+    def counts_match(self, gs: GameServer) -> bool:
+        """Counters, lists and players within the bounds; one the server lacks never matches."""
+        status = initial_status(gs.spec, gs.status)
+        for name, bounds in self.counters.items():
+            counter = status.counters.get(name)
+            if counter is None or not bounds.matches(counter):
+                return False
+        for name, list_bounds in self.lists.items():
+            lst = status.lists.get(name)
+            if lst is None or not list_bounds.matches(lst):
+                return False
+        if self.players is not None:
+            players = status.players
+            if players is None:
+                return False
+            room = max(0, players.capacity - players.count)
+            if not _within(room, self.players.min_available, self.players.max_available):
+                return False
+        return True
+
     @classmethod
     def for_fleet(cls, fleet: str, **labels: str) -> GameServerSelector:
         return cls(match_labels={FLEET_LABEL: fleet, **labels})
+
+
+class CounterActionType(StrEnum):
+    INCREMENT = "Increment"
+    DECREMENT = "Decrement"
+
+
+@dataclass(frozen=True, slots=True)
+class CounterAction:
+    """Done to a counter in the claiming write (Agones ``spec.counters``): count +/- amount, and/or
+    a new capacity. An action that would leave [0, capacity] is not applied (the allocation still
+    succeeds; select with ``minAvailable`` to be sure of room), as in Agones."""
+
+    action: CounterActionType | None = None
+    amount: int = 0
+    capacity: int | None = None
+
+    def __post_init__(self) -> None:
+        _not_negative("", amount=self.amount)
+        if self.capacity is not None:
+            _not_negative("", capacity=self.capacity)
+        if self.amount and self.action is None:
+            raise ValidationError("action", "is required with an amount (Increment or Decrement)")
+
+    def apply(self, counter: CounterStatus) -> CounterStatus:
+        capacity = counter.capacity if self.capacity is None else self.capacity
+        count = min(counter.count, capacity)
+        if self.action is not None:
+            step = self.amount if self.action is CounterActionType.INCREMENT else -self.amount
+            if 0 <= count + step <= capacity:
+                count += step
+        return CounterStatus(count=count, capacity=capacity)
+
+
+@dataclass(frozen=True, slots=True)
+class ListAction:
+    """Done to a list in the claiming write (Agones ``spec.lists``): values added (those already
+    there, or beyond capacity, are skipped), values deleted, and/or a new capacity."""
+
+    add_values: tuple[str, ...] = ()
+    delete_values: tuple[str, ...] = ()
+    capacity: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.capacity is not None:
+            ListStatus(capacity=self.capacity)  # validates the range
+
+    def apply(self, lst: ListStatus) -> ListStatus:
+        capacity = lst.capacity if self.capacity is None else self.capacity
+        deleted = set(self.delete_values)
+        values = [v for v in lst.values if v not in deleted][:capacity]
+        for value in self.add_values:
+            if value not in values and len(values) < capacity:
+                values.append(value)
+        return ListStatus(capacity=capacity, values=tuple(values))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +253,10 @@ class GameServerAllocationSpec:
     scheduling: SchedulingStrategy = SchedulingStrategy.PACKED
     metadata: TemplateMeta = field(default_factory=TemplateMeta)
     """Labels and annotations put on the server in the same write that marks it Allocated."""
+    counters: Mapping[str, CounterAction] = field(default_factory=dict)
+    """Counter changes made in the claiming write (e.g. ``rooms: {action: Increment, amount: 1}``)."""
+    lists: Mapping[str, ListAction] = field(default_factory=dict)
+    """List changes made in the claiming write (e.g. ``players: {addValues: [p1, p2]}``)."""
 
     def __post_init__(self) -> None:
         if not self.selectors:
@@ -129,6 +280,10 @@ class GameServerAllocationStatus:
     node_name: str = ""
     metadata: TemplateMeta = field(default_factory=TemplateMeta)
     """The server's labels and annotations after the allocation."""
+    counters: Mapping[str, CounterStatus] = field(default_factory=dict)
+    """The server's counters after the allocation."""
+    lists: Mapping[str, ListStatus] = field(default_factory=dict)
+    """The server's lists after the allocation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,17 +317,19 @@ def decode_allocation(doc: Any) -> GameServerAllocation:
     fields: dict[str, Any] = {}
     if "selectors" in spec:
         fields["selectors"] = _selectors(spec["selectors"])
-    if "scheduling" in spec or "metadata" in spec:
+    if set(spec) - {"selectors"}:
         rest = {k: v for k, v in spec.items() if k != "selectors"}
         decoded = from_wire(GameServerAllocationSpec, rest, "spec")
-        fields.update(scheduling=decoded.scheduling, metadata=decoded.metadata)
+        fields.update(
+            scheduling=decoded.scheduling, metadata=decoded.metadata, counters=decoded.counters, lists=decoded.lists
+        )
     try:
         return GameServerAllocation(spec=GameServerAllocationSpec(**fields))
     except ValidationError as exc:
         raise exc.under("spec") from None
 
 
-_SPEC_FIELDS = frozenset({"selectors", "scheduling", "metadata"})
+_SPEC_FIELDS = frozenset({"selectors", "scheduling", "metadata", "counters", "lists"})
 _SELECTOR_CACHE: dict[str, tuple[GameServerSelector, ...]] = {}
 _SELECTOR_CACHE_SIZE = 1024
 

@@ -54,11 +54,18 @@ def run(main: Coroutine[Any, Any, T], *, service: bool = False) -> T:
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        stops = [signal.SIGTERM]
+        if service and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            # Started in the background by a shell without job control, SIGINT arrives ignored;
+            # a service still stops on it as promised (scripts and test harnesses send it).
+            stops.append(signal.SIGINT)
+        for signum in stops:
+            loop.add_signal_handler(signum, task.cancel)
         try:
             return await main
         finally:
-            loop.remove_signal_handler(signal.SIGTERM)
+            for signum in stops:
+                loop.remove_signal_handler(signum)
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:

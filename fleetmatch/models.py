@@ -193,18 +193,91 @@ class ProcessTemplate:
             raise ValidationError("terminationGraceSeconds", "must not be negative")
 
 
+LIST_MAX_CAPACITY = 1000
+"""Largest list capacity (Agones' ``gameservers.lists.maxItems`` default)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CounterStatus:
+    """A named counter (Agones CountsAndLists): in the spec its initial value, in the status its value."""
+
+    count: int = 0
+    capacity: int = 0
+
+    def __post_init__(self) -> None:
+        if self.capacity < 0:
+            raise ValidationError("capacity", f"must not be negative, got {self.capacity}")
+        if not 0 <= self.count <= self.capacity:
+            raise ValidationError("count", f"must be within [0, capacity={self.capacity}], got {self.count}")
+
+
+@dataclass(frozen=True, slots=True)
+class ListStatus:
+    """A named list of distinct strings with a capacity (Agones CountsAndLists)."""
+
+    capacity: int = 0
+    values: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.capacity <= LIST_MAX_CAPACITY:
+            raise ValidationError("capacity", f"must be within [0, {LIST_MAX_CAPACITY}], got {self.capacity}")
+        if len(self.values) > self.capacity:
+            raise ValidationError("values", f"has {len(self.values)} values, more than capacity {self.capacity}")
+        seen: set[str] = set()
+        for i, value in enumerate(self.values):
+            if value in seen:
+                raise ValidationError(f"values[{i}]", f"duplicate value {value!r}")
+            seen.add(value)
+
+
+@dataclass(frozen=True, slots=True)
+class PlayersSpec:
+    """Player tracking (Agones alpha): declaring it makes ``status.players`` exist."""
+
+    initial_capacity: int = 0
+
+    def __post_init__(self) -> None:
+        if self.initial_capacity < 0:
+            raise ValidationError("initialCapacity", f"must not be negative, got {self.initial_capacity}")
+
+
+@dataclass(frozen=True, slots=True)
+class PlayerStatus:
+    """Connected players (``count == len(ids)``) and the capacity the game set."""
+
+    count: int = 0
+    capacity: int = 0
+    ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.capacity < 0:
+            raise ValidationError("capacity", f"must not be negative, got {self.capacity}")
+        if self.count < 0:
+            raise ValidationError("count", f"must not be negative, got {self.count}")
+
+
 @dataclass(frozen=True, slots=True)
 class GameServerSpec:
     ports: tuple[GameServerPort, ...] = (GameServerPort(),)
     health: Health = Health()
     scheduling: SchedulingStrategy = SchedulingStrategy.PACKED
     process: ProcessTemplate | None = None
+    counters: Mapping[str, CounterStatus] = field(default_factory=dict)
+    """Counters the game may use, with their initial count and capacity (the SDK cannot add any)."""
+    lists: Mapping[str, ListStatus] = field(default_factory=dict)
+    """Lists the game may use, with their initial capacity and values (the SDK cannot add any)."""
+    players: PlayersSpec | None = None
+    """Player tracking; None: ``status.players`` stays null until the game uses it."""
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.ports]
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise ValidationError(f"ports[{i}].name", f"duplicate port name {name!r}")
+        for where, keys in (("counters", self.counters), ("lists", self.lists)):
+            for key in keys:
+                if not key:
+                    raise ValidationError(where, "names must not be empty")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +293,27 @@ class GameServerStatus:
     ports: tuple[PortStatus, ...] = ()
     node_name: str = ""
     reserved_until: Timestamp | None = None
+    counters: Mapping[str, CounterStatus] = field(default_factory=dict)
+    lists: Mapping[str, ListStatus] = field(default_factory=dict)
+    players: PlayerStatus | None = None
+    """None unless player tracking is declared (``spec.players``) or used."""
+
+
+def initial_status(spec: GameServerSpec, status: GameServerStatus | None = None) -> GameServerStatus:
+    """``status`` (default: a new one) with the counters, lists and players it lacks taken from ``spec``.
+
+    A GameServer made from a template starts with this; readers of an older GameServer whose status
+    lacks something its spec declares see the same thing through ``GameServer.counts``.
+    """
+    status = status or GameServerStatus()
+    counters = {**spec.counters, **status.counters}
+    lists = {**spec.lists, **status.lists}
+    players = status.players
+    if players is None and spec.players is not None:
+        players = PlayerStatus(capacity=spec.players.initial_capacity)
+    if counters == status.counters and lists == status.lists and players is status.players:
+        return status
+    return replace(status, counters=counters, lists=lists, players=players)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +339,11 @@ class GameServer:
 
     def with_status(self, **changes: Any) -> GameServer:
         return replace(self, status=replace(self.status, **changes))
+
+    @property
+    def counts(self) -> GameServerStatus:
+        """The status with declared counters, lists and players filled in from the spec where missing."""
+        return initial_status(self.spec, self.status)
 
 
 @dataclass(frozen=True, slots=True)

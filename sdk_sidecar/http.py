@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 from fleetmatch.models import GameServer
 from fleetmatch.tasks import cancel_and_wait
 from sdk_sidecar import jsonpb, metrics
-from sdk_sidecar.state import GrpcCode, SdkCallError, UnavailableError
+from sdk_sidecar.state import GrpcCode, InvalidArgumentError, SdkCallError, UnavailableError
 
 if TYPE_CHECKING:
     from sdk_sidecar.session import SdkSession
@@ -171,6 +171,115 @@ async def get_gameserver(request: web.Request) -> web.Response:
     return json_response(jsonpb.gameserver_json(_session(request).get_gameserver()))
 
 
+# -- player tracking (alpha) -----------------------------------------------------------------------
+
+
+async def player_connect(request: web.Request) -> web.Response:
+    session = _session(request)
+    player_id = jsonpb.string_field(await _message(request), "playerID")
+    return json_response({"bool": session.player_connect(player_id)})
+
+
+async def player_disconnect(request: web.Request) -> web.Response:
+    session = _session(request)
+    player_id = jsonpb.string_field(await _message(request), "playerID")
+    return json_response({"bool": session.player_disconnect(player_id)})
+
+
+async def set_player_capacity(request: web.Request) -> web.Response:
+    session = _session(request)
+    session.set_player_capacity(jsonpb.int64_field(await _message(request), "count"))
+    return _empty()
+
+
+async def get_player_capacity(request: web.Request) -> web.Response:
+    return json_response({"count": str(_session(request).get_player_capacity())})
+
+
+async def get_player_count(request: web.Request) -> web.Response:
+    return json_response({"count": str(_session(request).get_player_count())})
+
+
+async def is_player_connected(request: web.Request) -> web.Response:
+    session = _session(request)
+    return json_response({"bool": session.is_player_connected(request.match_info["player_id"])})
+
+
+async def get_connected_players(request: web.Request) -> web.Response:
+    return json_response({"list": _session(request).get_connected_players()})
+
+
+# -- counters and lists (beta) ---------------------------------------------------------------------
+
+LIST_FIELDS = ("capacity", "values")
+"""Fields of ``List`` an update mask may name (besides ``name``, which cannot change)."""
+
+
+async def get_counter(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    return json_response(jsonpb.counter_json(name, _session(request).get_counter(name)))
+
+
+async def update_counter(request: web.Request) -> web.Response:
+    """Body: any of ``countDiff``, ``count``, ``capacity`` (int64 as string or number)."""
+    session = _session(request)
+    name = request.match_info["name"]
+    message = await _message(request)
+    counter = session.update_counter(
+        name,
+        count=jsonpb.optional_int64_field(message, "count"),
+        capacity=jsonpb.optional_int64_field(message, "capacity"),
+        count_diff=jsonpb.int64_field(message, "countDiff"),
+    )
+    return json_response(jsonpb.counter_json(name, counter))
+
+
+async def get_list(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    return json_response(jsonpb.list_json(name, _session(request).get_list(name)))
+
+
+def _update_mask(request: web.Request, message: dict[str, Any]) -> set[str]:
+    """The paths of ``update_mask`` (comma-separated, or repeated ``update_mask.paths``); without
+    one, the fields present in the body, as grpc-gateway derives it."""
+    given = [*request.query.getall("update_mask", []), *request.query.getall("update_mask.paths", [])]
+    paths = {p.strip() for item in given for p in item.split(",") if p.strip()}
+    if not paths:
+        return {f for f in LIST_FIELDS if f in message}
+    unknown = sorted(paths - {*LIST_FIELDS, "name"})
+    if unknown:
+        raise InvalidArgumentError(
+            f"invalid argument. Field Mask Path(s): {unknown} are invalid for List. "
+            f"Use valid field name(s): {['name', *LIST_FIELDS]}"
+        )
+    return paths
+
+
+async def update_list(request: web.Request) -> web.Response:
+    """Body: a ``List``; ``update_mask`` (query) says which fields to take, else those present."""
+    session = _session(request)
+    name = request.match_info["name"]
+    message = await _message(request)
+    mask = _update_mask(request, message)
+    capacity = jsonpb.int64_field(message, "capacity") if "capacity" in mask else None
+    values = jsonpb.string_list_field(message, "values") if "values" in mask else None
+    return json_response(jsonpb.list_json(name, session.update_list(name, capacity=capacity, values=values)))
+
+
+async def add_list_value(request: web.Request) -> web.Response:
+    session = _session(request)
+    name = request.match_info["name"]
+    value = jsonpb.string_field(await _message(request), "value")
+    return json_response(jsonpb.list_json(name, session.add_list_value(name, value)))
+
+
+async def remove_list_value(request: web.Request) -> web.Response:
+    session = _session(request)
+    name = request.match_info["name"]
+    value = jsonpb.string_field(await _message(request), "value")
+    return json_response(jsonpb.list_json(name, session.remove_list_value(name, value)))
+
+
 # -- the watch stream ------------------------------------------------------------------------------
 
 
@@ -235,4 +344,20 @@ def build_app(lookup: SessionLookup, *, client_max_size: int = 1024**2) -> web.A
     app.router.add_get("/watch/gameserver", watch_gameserver, name="WatchGameServer", allow_head=False)
     app.router.add_put("/metadata/label", set_label, name="SetLabel")
     app.router.add_put("/metadata/annotation", set_annotation, name="SetAnnotation")
+    app.router.add_post("/alpha/player/connect", player_connect, name="PlayerConnect")
+    app.router.add_post("/alpha/player/disconnect", player_disconnect, name="PlayerDisconnect")
+    app.router.add_put("/alpha/player/capacity", set_player_capacity, name="SetPlayerCapacity")
+    app.router.add_get("/alpha/player/capacity", get_player_capacity, name="GetPlayerCapacity", allow_head=False)
+    app.router.add_get("/alpha/player/count", get_player_count, name="GetPlayerCount", allow_head=False)
+    app.router.add_get(
+        "/alpha/player/connected/{player_id}", is_player_connected, name="IsPlayerConnected", allow_head=False
+    )
+    app.router.add_get("/alpha/player/connected", get_connected_players, name="GetConnectedPlayers", allow_head=False)
+    # The ``:verb`` routes first: ``{name}`` alone would also match ``rooms:addValue``.
+    app.router.add_post("/v1beta1/lists/{name}:addValue", add_list_value, name="AddListValue")
+    app.router.add_post("/v1beta1/lists/{name}:removeValue", remove_list_value, name="RemoveListValue")
+    app.router.add_get("/v1beta1/counters/{name}", get_counter, name="GetCounter", allow_head=False)
+    app.router.add_patch("/v1beta1/counters/{name}", update_counter, name="UpdateCounter")
+    app.router.add_get("/v1beta1/lists/{name}", get_list, name="GetList", allow_head=False)
+    app.router.add_patch("/v1beta1/lists/{name}", update_list, name="UpdateList")
     return app

@@ -14,7 +14,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from fleetmatch.models import GameServer
+from fleetmatch.models import CounterStatus, GameServer, ListStatus, PlayerStatus
 from sdk_sidecar.state import GrpcCode, InvalidArgumentError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -29,9 +29,34 @@ def _epoch(value: float | None) -> str:
     return str(int(value)) if value is not None else "0"
 
 
+def counter_status_json(counter: CounterStatus) -> dict[str, Any]:
+    return {"count": str(counter.count), "capacity": str(counter.capacity)}
+
+
+def list_status_json(found: ListStatus) -> dict[str, Any]:
+    return {"capacity": str(found.capacity), "values": list(found.values)}
+
+
+def player_status_json(players: PlayerStatus | None) -> dict[str, Any] | None:
+    if players is None:
+        return None
+    return {"count": str(players.count), "capacity": str(players.capacity), "ids": list(players.ids)}
+
+
+def counter_json(name: str, counter: CounterStatus) -> dict[str, Any]:
+    """The beta ``Counter`` message."""
+    return {"name": name, **counter_status_json(counter)}
+
+
+def list_json(name: str, found: ListStatus) -> dict[str, Any]:
+    """The beta ``List`` message."""
+    return {"name": name, **list_status_json(found)}
+
+
 def gameserver_json(gs: GameServer) -> dict[str, Any]:
-    """The SDK's ``GameServer`` message as JSON (CountsAndLists on, PlayerTracking off)."""
-    meta, spec, status = gs.metadata, gs.spec, gs.status
+    """The SDK's ``GameServer`` message as JSON (CountsAndLists on; ``players`` null unless the
+    GameServer declares or uses player tracking)."""
+    meta, spec, status = gs.metadata, gs.spec, gs.counts
     health = spec.health
     return {
         "object_meta": {
@@ -58,9 +83,9 @@ def gameserver_json(gs: GameServer) -> dict[str, Any]:
             "address": status.address,
             "addresses": [{"type": "InternalIP", "address": status.address}] if status.address else [],
             "ports": [{"name": p.name, "port": p.port} for p in status.ports],
-            "players": None,
-            "counters": {},
-            "lists": {},
+            "players": player_status_json(status.players),
+            "counters": {name: counter_status_json(c) for name, c in status.counters.items()},
+            "lists": {name: list_status_json(found) for name, found in status.lists.items()},
         },
     }
 
@@ -169,6 +194,24 @@ def int64_field(message: dict[str, Any], name: str) -> int:
     if isinstance(number, Decimal) and number != number.to_integral_value():
         raise InvalidArgumentError(f"{name}: expected an integer, got {value!r}")
     return int(number)
+
+
+def optional_int64_field(message: dict[str, Any], name: str) -> int | None:
+    """An int64 wrapper (``google.protobuf.Int64Value``): None when absent or null."""
+    return None if message.get(name) is None else int64_field(message, name)
+
+
+def string_list_field(message: dict[str, Any], name: str) -> list[str]:
+    """A ``repeated string`` field (null: empty)."""
+    value = message.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidArgumentError(f"{name}: expected an array of strings, got {_json_kind(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise InvalidArgumentError(f"{name}[{i}]: expected a string, got {_json_kind(item)}")
+    return value
 
 
 def string_field(message: dict[str, Any], name: str) -> str:

@@ -5,6 +5,11 @@ store, normally the node agent's informer), the coalescing writer, the reserve t
 tracker and the open watch streams. Operations return at once; changes reach the store through the
 writer, and reach readers (``get_gameserver``, ``watch``) when the store's change comes back through
 ``observe``, exactly like Agones' sidecar reading from its informer cache.
+
+Counters, lists and player tracking answer from the session's *view* instead, as Agones answers
+them from sidecar memory: the newest GameServer this session knows (observed, or just written by
+its own writer and not observed yet) with the changes not yet written applied. So a game that adds
+a list value sees it at once, and a second add of the same value fails even before any write.
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 
-from fleetmatch.models import TERMINAL_STATES, GameServer, GameServerState
+from fleetmatch.models import TERMINAL_STATES, CounterStatus, GameServer, GameServerState, GameServerStatus, ListStatus
 from fleetmatch.settings import SdkSettings
 from fleetmatch.store import GameServerStore
 from sdk_sidecar import metrics, state
@@ -26,6 +31,20 @@ log = logging.getLogger(__name__)
 
 WATCH_BUFFER = 100
 """Updates kept for one slow watch stream; beyond it the oldest are dropped (the newest always arrives)."""
+
+
+def _version_key(version: str) -> tuple[int, ...] | None:
+    """Order of the store's resource versions where they are numbers (memory: ``"17"``, Redis stream
+    ids: ``"1700000000000-3"``); None when they are opaque."""
+    parts = version.split("-")
+    if not all(p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
+
+
+def _older(version: str, than: str) -> bool:
+    mine, other = _version_key(version), _version_key(than)
+    return mine is not None and other is not None and mine < other
 
 
 def _offer(queue: asyncio.Queue[GameServer | None], item: GameServer | None) -> None:
@@ -49,8 +68,15 @@ class SdkSession:
         self._gs = gs
         self._clock = clock
         self._monotonic = monotonic
+        self._written: GameServer | None = None
+        """Our own last write while the store's watch has not brought it back (the view's base)."""
         self._writer = CoalescingWriter(
-            store, gs.name, interval=settings.write_interval, clock=clock, monotonic=monotonic
+            store,
+            gs.name,
+            interval=settings.write_interval,
+            clock=clock,
+            monotonic=monotonic,
+            on_written=self._on_written,
         )
         self._health = HealthTracker(gs.spec.health, started=monotonic())
         self._watchers: set[asyncio.Queue[GameServer | None]] = set()
@@ -112,9 +138,21 @@ class SdkSession:
         if self._closed or gs.name != self.name or gs.metadata.resource_version == self._gs.metadata.resource_version:
             return False
         self._gs = gs
+        written = self._written
+        if written is not None and not _older(gs.metadata.resource_version, written.metadata.resource_version):
+            self._written = None  # our write came back, or something newer did
         for queue in self._watchers:
             _offer(queue, gs)
         return True
+
+    def _on_written(self, gs: GameServer) -> None:
+        if not self._closed and _older(self._gs.metadata.resource_version, gs.metadata.resource_version):
+            self._written = gs
+
+    def view(self) -> GameServerStatus:
+        """Counters, lists and players as the SDK answers them: the newest known GameServer with
+        what is not written yet applied (spec-declared entries the status lacks included)."""
+        return state.view(self._writer.unwritten, self._written or self._gs)
 
     def check_health(self, now: float | None = None) -> bool:
         """Run due health checks (``now`` on the monotonic clock); True if the server just became Unhealthy."""
@@ -182,6 +220,80 @@ class SdkSession:
         """Annotation ``agones.dev/sdk-<key>``; ``InvalidArgumentError`` for a bad key."""
         self._accept("SetAnnotation")
         self._submit(state.set_annotation(key, value))
+
+    # -- counters and lists (Agones beta) ------------------------------------------------------
+
+    def get_counter(self, name: str) -> CounterStatus:
+        self._accept("GetCounter")
+        return state.get_counter(self.view(), name)
+
+    def update_counter(
+        self, name: str, *, count: int | None = None, capacity: int | None = None, count_diff: int = 0
+    ) -> CounterStatus:
+        """Set ``count`` and/or ``capacity``, add ``count_diff``; the counter as it will be once written."""
+        self._accept("UpdateCounter")
+        change, counter = state.update_counter(self.view(), name, count=count, capacity=capacity, count_diff=count_diff)
+        self._submit(change)
+        return counter
+
+    def get_list(self, name: str) -> ListStatus:
+        self._accept("GetList")
+        return state.get_list(self.view(), name)
+
+    def update_list(self, name: str, *, capacity: int | None = None, values: Sequence[str] | None = None) -> ListStatus:
+        """Set ``capacity`` and/or replace ``values`` (None: leave as is); the list as it will be."""
+        self._accept("UpdateList")
+        change, found = state.update_list(self.view(), name, capacity=capacity, values=values)
+        self._submit(change)
+        return found
+
+    def add_list_value(self, name: str, value: str) -> ListStatus:
+        self._accept("AddListValue")
+        change, found = state.add_list_value(self.view(), name, value)
+        self._submit(change)
+        return found
+
+    def remove_list_value(self, name: str, value: str) -> ListStatus:
+        self._accept("RemoveListValue")
+        change, found = state.remove_list_value(self.view(), name, value)
+        self._submit(change)
+        return found
+
+    # -- player tracking (Agones alpha) --------------------------------------------------------
+
+    def player_connect(self, player_id: str) -> bool:
+        """True if the player is now connected, False if it was already; an error at capacity."""
+        self._accept("PlayerConnect")
+        change, connected = state.player_connect(self.view(), player_id)
+        self._submit(change)
+        return connected
+
+    def player_disconnect(self, player_id: str) -> bool:
+        """True if the player was connected (and is no longer), False if it was not."""
+        self._accept("PlayerDisconnect")
+        change, disconnected = state.player_disconnect(self.view(), player_id)
+        self._submit(change)
+        return disconnected
+
+    def set_player_capacity(self, count: int) -> None:
+        self._accept("SetPlayerCapacity")
+        self._submit(state.set_player_capacity(count))
+
+    def get_player_capacity(self) -> int:
+        self._accept("GetPlayerCapacity")
+        return state.get_player_capacity(self.view())
+
+    def get_player_count(self) -> int:
+        self._accept("GetPlayerCount")
+        return state.get_player_count(self.view())
+
+    def is_player_connected(self, player_id: str) -> bool:
+        self._accept("IsPlayerConnected")
+        return state.is_player_connected(self.view(), player_id)
+
+    def get_connected_players(self) -> list[str]:
+        self._accept("GetConnectedPlayers")
+        return state.get_connected_players(self.view())
 
     def get_gameserver(self) -> GameServer:
         self._accept("GetGameServer")

@@ -47,6 +47,7 @@ class CoalescingWriter:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         max_backoff: float = 2.0,
+        on_written: Callable[[GameServer], None] | None = None,
     ) -> None:
         self._store = store
         self._name = name
@@ -55,6 +56,8 @@ class CoalescingWriter:
         self._monotonic = monotonic
         self._max_backoff = max_backoff
         self._pending = Pending()
+        self._inflight = Pending()
+        self._on_written = on_written
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
         self._idle = asyncio.Event()
@@ -69,6 +72,11 @@ class CoalescingWriter:
     @property
     def pending(self) -> Pending:
         return self._pending
+
+    @property
+    def unwritten(self) -> Pending:
+        """Everything not written yet: the change being written now, then the pending one."""
+        return self._inflight.merge(self._pending)
 
     @property
     def idle(self) -> bool:
@@ -145,6 +153,7 @@ class CoalescingWriter:
         def change(current: GameServer) -> GameServer | None:
             return apply(pending, current, self._clock())
 
+        self._inflight = pending
         try:
             written = await modify(self._store, self._name, change)
         except NotFoundError:
@@ -166,7 +175,12 @@ class CoalescingWriter:
             log.exception("%s: dropping SDK changes %s (unexpected error)", self._name, pending, extra=self._extra)
             return True
         finally:
+            # Cleared in the same step as the outcome is known (a retry puts it back into _pending):
+            # ``unwritten`` never counts a change twice or loses one.
+            self._inflight = Pending()
             metrics.WRITE_SECONDS.observe(self._monotonic() - started)
+        if written is not None and self._on_written is not None:
+            self._on_written(written)
         if written is None:
             metrics.STORE_WRITES.labels(result="unchanged").inc()
         else:

@@ -23,11 +23,15 @@ from fleetmatch.allocator_client import AllocatorClient, AllocatorError
 from fleetmatch.models import (
     FLEET_LABEL,
     LAST_ALLOCATED_ANNOTATION,
+    CounterStatus,
     GameServer,
+    GameServerSpec,
     GameServerState,
+    ListStatus,
     ObjectMeta,
     PortStatus,
     TemplateMeta,
+    initial_status,
 )
 from fleetmatch.settings import AllocatorSettings
 from tests.waiting import eventually
@@ -126,6 +130,70 @@ async def test_ordered_selectors_prefer_reallocation_then_ready(api: Api) -> Non
     assert second[0] == 201 and second[1]["status"]["gameServerName"] == "arena-001"
 
 
+async def rooms_server(store: RedisStore[GameServer], name: str, rooms: int, node: str = "node-0") -> None:
+    """A Ready server of fleet arena with a counter ``rooms`` (capacity ``rooms``) and a list ``players``."""
+    spec = GameServerSpec(
+        counters={"rooms": CounterStatus(count=0, capacity=rooms)}, lists={"players": ListStatus(capacity=8)}
+    )
+    gs = GameServer(metadata=ObjectMeta(name=name, labels={FLEET_LABEL: "arena"}), spec=spec)
+    created = await store.create(gs)
+    status = initial_status(spec, gs.status)
+    ready = replace(status, state=S.READY, address="127.0.0.1", ports=(PortStatus("default", 7100),), node_name=node)
+    await store.update(replace(created, status=ready))
+
+
+def room_request(*players: str) -> dict[str, Any]:
+    """High density: a server already Allocated with a free room, else a Ready one; take a room and
+    add the players, in the claiming write."""
+    fleet = {FLEET_LABEL: "arena"}
+    with_room = {"matchLabels": fleet, "gameServerState": "Allocated", "counters": {"rooms": {"minAvailable": 1}}}
+    return {
+        "spec": {
+            "selectors": [with_room, {"matchLabels": fleet, "counters": {"rooms": {"minAvailable": 1}}}],
+            "counters": {"rooms": {"action": "Increment", "amount": 1}},
+            "lists": {"players": {"addValues": list(players)}},
+        }
+    }
+
+
+async def test_high_density_rooms_fill_one_server_before_the_next(api: Api) -> None:
+    await rooms_server(api.store, "arena-a", rooms=3)
+    await rooms_server(api.store, "arena-b", rooms=3, node="node-1")
+    await until_indexed(api, 2)
+    first = await api.post(room_request("p1", "p2"))
+    assert first[0] == 201, first
+    home = first[1]["status"]["gameServerName"]
+    assert first[1]["status"]["counters"]["rooms"] == {"count": 1, "capacity": 3}
+    assert first[1]["status"]["lists"]["players"] == {"capacity": 8, "values": ["p1", "p2"]}
+    await eventually(lambda: api.service.allocator.index.count(S.ALLOCATED) == 1, within=5)
+    for i in range(2):  # rooms 2 and 3 go to the same, already Allocated, server
+        code, body = await api.post(room_request(f"q{i}"))
+        assert code == 201 and body["status"]["gameServerName"] == home, body
+    stored = await api.store.get(home)
+    assert stored.status.counters["rooms"] == CounterStatus(count=3, capacity=3)
+    assert stored.status.lists["players"].values == ("p1", "p2", "q0", "q1")
+    code, body = await api.post(room_request("r1"))  # full: the other server, from Ready
+    assert code == 201 and body["status"]["gameServerName"] != home
+    await eventually(lambda: api.service.allocator.index.count(S.ALLOCATED) == 2, within=5)
+    for _ in range(2):
+        assert (await api.post(room_request()))[0] == 201
+    code, body = await api.post(room_request())  # 6 rooms taken on 2 servers: nothing left
+    assert code == 429, body
+
+
+async def test_concurrent_room_claims_never_overfill_a_server(api: Api) -> None:
+    await rooms_server(api.store, "arena-a", rooms=4)
+    await until_indexed(api, 1)
+    assert (await api.post(room_request()))[0] == 201
+    await eventually(lambda: api.service.allocator.index.count(S.ALLOCATED) == 1, within=5)
+    results = await asyncio.gather(*(api.post(room_request(f"c{i}")) for i in range(10)))
+    won = [body for code, body in results if code == 201]
+    assert len(won) == 3, results  # 4 rooms, one taken before: every other request 429 or Contention
+    stored = await api.store.get("arena-a")
+    assert stored.status.counters["rooms"] == CounterStatus(count=4, capacity=4)
+    assert len(stored.status.lists["players"].values) == 3
+
+
 BAD = [
     pytest.param(
         {"spec": {"selectors": [{"matchLabelz": {}}]}}, 422, "spec.selectors[0].matchLabelz", id="unknown-field"
@@ -144,6 +212,21 @@ BAD = [
     ),
     pytest.param({"spec": {"metadata": {"labels": {"bad key": "v"}}}}, 422, "spec.metadata.labels.bad key", id="label"),
     pytest.param({"kind": "Fleet"}, 422, "kind", id="kind"),
+    pytest.param(
+        {"spec": {"selectors": [{"counters": {"rooms": {"minAvailable": -1}}}]}},
+        422,
+        "spec.selectors[0].counters.rooms.minAvailable",
+        id="negative-counter-bound",
+    ),
+    pytest.param(
+        {"spec": {"counters": {"rooms": {"action": "Double", "amount": 1}}}},
+        422,
+        "spec.counters.rooms.action",
+        id="counter-action",
+    ),
+    pytest.param(
+        {"spec": {"lists": {"players": {"capacity": 5000}}}}, 422, "spec.lists.players.capacity", id="list-capacity"
+    ),
     pytest.param([1, 2], 422, "", id="not-an-object"),
 ]
 
