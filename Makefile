@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint typecheck unit bench clean
+.PHONY: up test lint typecheck unit bench proto clean
 
 # Create the venv and install fleetmatch with its test tools; redone when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -13,13 +13,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The official Agones Node.js SDK, pinned by tests/compat/package-lock.json: tests/compat runs it
+# against our sidecar as a real gRPC client.
+COMPAT := tests/compat/node_modules/.installed
+$(COMPAT): tests/compat/package-lock.json
+	npm ci --prefix tests/compat --no-audit --no-fund --loglevel=error
+	touch $(COMPAT)
+
 ## make up: the whole local stack (embedded Redis, node agent, fleet controller, a demo fleet of 4
 ## UDP game servers, metrics). Ctrl-C stops everything.
 up: $(STAMP)
 	$(BIN)/fleetmatch up
 
 ## make test: lint, types, import layers, then every test. Non-zero on any failure.
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(COMPAT) lint typecheck
 	@$(BIN)/pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
@@ -37,6 +44,16 @@ bench: $(STAMP)
 	$(BIN)/python -m loadtest.bench_allocate
 	$(BIN)/python -m loadtest.bench_refill
 	$(BIN)/python -m loadtest.bench_match
+	$(BIN)/python -m loadtest.bench_sidecar
+
+## make proto: regenerate the gRPC SDK's Python stubs (sdk_sidecar/grpc_gen) from sdk_sidecar/protos.
+## The generated files are committed; run this after editing a .proto, then commit both.
+PROTOS := $(wildcard sdk_sidecar/protos/*.proto)
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Isdk_sidecar/grpc_gen=sdk_sidecar/protos \
+		--python_out=. --grpc_python_out=. \
+		--mypy_out=. --mypy_grpc_out=. --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc $(PROTOS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache tests/compat/node_modules

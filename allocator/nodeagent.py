@@ -75,7 +75,7 @@ class LocalServer:
 
     name: str
     sdk_port: int
-    grpc_holder: socket.socket
+    grpc_port: int
     log_path: Path
     process: asyncio.subprocess.Process | None = None
     waiter: asyncio.Task[None] | None = None
@@ -266,10 +266,12 @@ class NodeAgent:
         if template is None:
             await self._mark(gs.name, GameServerState.ERROR, "spec.process is empty: nothing to run on a node")
             return
+        # Both SDK ports listen before the game starts (no connect-before-listen race), each on a
+        # port the OS picked when binding it: nothing to reserve ahead, so nothing to race for.
         sdk_port = await self.host.add(gs)
-        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        holder.bind((self.node.sdk_host, 0))  # held, not listening: reserved for the gRPC SDK
-        local = LocalServer(gs.name, sdk_port, holder, self._logs / f"{gs.name}.log")
+        grpc_port = self.host.grpc_port_of(gs.name)
+        assert grpc_port is not None  # hosted: add() just returned
+        local = LocalServer(gs.name, sdk_port, grpc_port, self._logs / f"{gs.name}.log")
         self.local[gs.name] = local
         workdir = Path(template.working_dir) if template.working_dir else self._workdir
         if not workdir.is_absolute():
@@ -279,7 +281,7 @@ class NodeAgent:
             with local.log_path.open("ab") as out:
                 local.process = await asyncio.create_subprocess_exec(
                     *argv,
-                    env=self._child_env(gs, sdk_port, holder.getsockname()[1]),
+                    env=self._child_env(gs, sdk_port, grpc_port),
                     cwd=workdir,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=out,
@@ -294,10 +296,11 @@ class NodeAgent:
         metrics.NODE_PROCESS_STARTS.labels(**self._labels).inc()
         local.waiter = asyncio.create_task(self._watch_exit(local), name=f"nodeagent.process[{gs.name}]")
         log.info(
-            "started %s (pid %d, sdk port %d, ports %s)",
+            "started %s (pid %d, sdk ports %d (REST) %d (gRPC), ports %s)",
             gs.name,
             local.process.pid,
             sdk_port,
+            grpc_port,
             ",".join(str(p.port) for p in gs.status.ports),
             extra={"gameserver": gs.name},
         )
@@ -344,7 +347,6 @@ class NodeAgent:
         if local.waiter is not None:
             await cancel_and_wait(local.waiter)
         await self.host.remove(local.name)
-        local.grpc_holder.close()
         self.ports.release(local.name)
         self.local.pop(local.name, None)
         if delete:

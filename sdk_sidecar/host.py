@@ -1,9 +1,12 @@
-"""Many game servers' SDK endpoints in one process: one aiohttp app, one loopback socket per server.
+"""Many game servers' SDK endpoints in one process: REST and gRPC, two loopback ports per server.
 
 Agones runs one sidecar process per game server; a node agent running 200 game servers should not
-run 200 Python processes. ``SdkHost`` serves every session from one ``AppRunner``: each ``add``
-binds a socket (port 0: the OS picks) and adds it as a ``SockSite``; a request's session is the one
-bound to the local port it arrived on. One health loop ticks every session's pure tracker.
+run 200 Python processes. ``SdkHost`` serves every session's REST SDK from one ``AppRunner``: each
+``add`` binds a socket (port 0: the OS picks) and adds it as a ``SockSite``; a request's session is
+the one bound to the local port it arrived on. The gRPC SDK of each session gets its own
+``grpc.aio`` server on a second port (``sdk_sidecar.grpc_server``: a gRPC call cannot tell which
+port it came in on), started and stopped with the REST one. One health loop ticks every session's
+pure tracker.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
+import grpc
 from aiohttp import web
 
 from fleetmatch.models import GameServer
 from fleetmatch.settings import SdkSettings
 from fleetmatch.store import GameServerStore
 from fleetmatch.tasks import cancel_and_wait, supervised
-from sdk_sidecar import metrics
+from sdk_sidecar import grpc_server, metrics
 from sdk_sidecar.http import build_app
 from sdk_sidecar.session import SdkSession
 
@@ -63,6 +67,7 @@ class SdkHost:
         self._ports: dict[str, int] = {}
         self._by_port: dict[int, SdkSession] = {}
         self._sites: dict[str, web.SockSite] = {}
+        self._grpc: dict[str, tuple[grpc.aio.Server, int]] = {}
         self._runner: web.AppRunner | None = None
         self._health_task: asyncio.Task[None] | None = None
 
@@ -71,7 +76,13 @@ class SdkHost:
         return MappingProxyType(self._sessions)
 
     def port_of(self, name: str) -> int | None:
+        """The REST SDK port of ``name`` (``AGONES_SDK_HTTP_PORT``), None if not hosted."""
         return self._ports.get(name)
+
+    def grpc_port_of(self, name: str) -> int | None:
+        """The gRPC SDK port of ``name`` (``AGONES_SDK_GRPC_PORT``), None if not hosted."""
+        entry = self._grpc.get(name)
+        return entry[1] if entry is not None else None
 
     def _lookup(self, request: web.Request) -> SdkSession | None:
         transport = request.transport
@@ -89,11 +100,12 @@ class SdkHost:
         self._runner = runner
         self._health_task = supervised("sdk.health", self._health_loop)
 
-    async def add(self, gs: GameServer, *, port: int = 0) -> int:
-        """Serve the SDK of stored GameServer ``gs`` on ``bind_host:port`` (0: any free port); the port.
+    async def add(self, gs: GameServer, *, port: int = 0, grpc_port: int = 0) -> int:
+        """Serve the SDK of stored GameServer ``gs``: REST on ``bind_host:port``, gRPC on
+        ``bind_host:grpc_port`` (0: any free port); the REST port (``grpc_port_of`` tells the other).
 
-        Health tracking starts now (the initial delay counts from here). Adding a name already hosted
-        returns its current port.
+        Both listen when this returns. Health tracking starts now (the initial delay counts from
+        here). Adding a name already hosted returns its current port. ``OSError`` if a port is taken.
         """
         if self._runner is None:
             raise RuntimeError("SdkHost.start() must run before add()")
@@ -111,9 +123,26 @@ class SdkHost:
             self._forget(gs.name)
             sock.close()
             raise
+        try:
+            rpc = await grpc_server.serve(session, self._bind_host, grpc_port)
+        except BaseException:
+            self._forget(gs.name)
+            await site.stop()
+            raise
+        if self._sessions.get(gs.name) is not session:  # removed while the gRPC server started
+            await rpc[0].stop(None)
+            return bound
+        self._grpc[gs.name] = rpc
         session.start()
         metrics.SESSIONS.inc()
-        log.info("SDK of %s on %s:%d", gs.name, self._bind_host, bound, extra={"gameserver": gs.name})
+        log.info(
+            "SDK of %s on %s: REST port %d, gRPC port %d",
+            gs.name,
+            self._bind_host,
+            bound,
+            rpc[1],
+            extra={"gameserver": gs.name},
+        )
         return bound
 
     def observe(self, gs: GameServer) -> None:
@@ -128,27 +157,37 @@ class SdkHost:
         session = self._sessions.get(name)
         return True if session is None else await session.flush(within)
 
-    def _forget(self, name: str) -> tuple[SdkSession, web.SockSite, int] | None:
+    def _forget(self, name: str) -> tuple[SdkSession, web.SockSite, int, grpc.aio.Server | None] | None:
         session = self._sessions.pop(name, None)
         if session is None:
             return None
         port = self._ports.pop(name)
         self._by_port.pop(port, None)
-        return session, self._sites.pop(name), port
+        rpc = self._grpc.pop(name, None)
+        return session, self._sites.pop(name), port, rpc[0] if rpc is not None else None
 
     async def remove(self, name: str) -> None:
         """Stop serving ``name``: end its watch streams, write what is pending, close its socket. Idempotent."""
         entry = self._forget(name)
         if entry is None:
             return
-        session, site, port = entry
+        session, site, port, rpc = entry
         try:
-            await session.close()
+            await session.close()  # ends watch streams first, on both front doors
         finally:
-            await site.stop()
-            await self._close_connections(port)
-            metrics.SESSIONS.dec()
+            try:
+                # A call in flight gets a second on either port; a new one is refused at once.
+                stops = [self._stop_rest(site, port)]
+                if rpc is not None:
+                    stops.append(rpc.stop(grpc_server.STOP_GRACE))
+                await asyncio.gather(*stops)
+            finally:
+                metrics.SESSIONS.dec()
         log.info("SDK of %s closed", name, extra={"gameserver": name})
+
+    async def _stop_rest(self, site: web.SockSite, port: int) -> None:
+        await site.stop()
+        await self._close_connections(port)
 
     async def _close_connections(self, port: int) -> None:
         """Close connections to a removed port (kept-alive ones included), so that a later session on

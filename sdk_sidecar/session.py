@@ -152,6 +152,9 @@ class SdkSession:
     def view(self) -> GameServerStatus:
         """Counters, lists and players as the SDK answers them: the newest known GameServer with
         what is not written yet applied (spec-declared entries the status lacks included)."""
+        proposed = self._writer.proposed
+        if proposed is not None:  # a write in flight: what it stores, plus what came after it
+            return state.view(self._writer.pending, proposed)
         return state.view(self._writer.unwritten, self._written or self._gs)
 
     def check_health(self, now: float | None = None) -> bool:

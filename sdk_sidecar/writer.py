@@ -57,6 +57,7 @@ class CoalescingWriter:
         self._max_backoff = max_backoff
         self._pending = Pending()
         self._inflight = Pending()
+        self._proposed: GameServer | None = None
         self._on_written = on_written
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
@@ -77,6 +78,13 @@ class CoalescingWriter:
     def unwritten(self) -> Pending:
         """Everything not written yet: the change being written now, then the pending one."""
         return self._inflight.merge(self._pending)
+
+    @property
+    def proposed(self) -> GameServer | None:
+        """While a write is in flight: the object it is writing (what the store will hold if it
+        lands). The watch may bring that write back before the store answers, so readers must
+        not add the in-flight change to what they observed: that would count a diff twice."""
+        return self._proposed
 
     @property
     def idle(self) -> bool:
@@ -151,7 +159,9 @@ class CoalescingWriter:
         started = self._monotonic()
 
         def change(current: GameServer) -> GameServer | None:
-            return apply(pending, current, self._clock())
+            updated = apply(pending, current, self._clock())
+            self._proposed = current if updated is None else updated
+            return updated
 
         self._inflight = pending
         try:
@@ -178,6 +188,7 @@ class CoalescingWriter:
             # Cleared in the same step as the outcome is known (a retry puts it back into _pending):
             # ``unwritten`` never counts a change twice or loses one.
             self._inflight = Pending()
+            self._proposed = None
             metrics.WRITE_SECONDS.observe(self._monotonic() - started)
         if written is not None and self._on_written is not None:
             self._on_written(written)

@@ -3,6 +3,7 @@ pending changes merge, and what a write does to the stored object (which may hav
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from typing import Any
@@ -491,4 +492,41 @@ async def test_session_view_includes_its_own_write_before_the_watch_brings_it_ba
         assert await session.flush(5)
         assert (await store.get("gs-1")).status.counters["c"].count == 5
     finally:
+        await session.close()
+
+
+class EchoingStore(MemoryStore[GameServer]):
+    """The watch is faster than the write's answer: the session observes the new version while
+    ``update`` has not returned yet (the order a real informer can deliver them in)."""
+
+    session: SdkSession | None = None
+    gate: asyncio.Event | None = None
+    echoed: asyncio.Event | None = None
+
+    async def update(self, obj: GameServer) -> GameServer:
+        written = await super().update(obj)
+        if self.session is not None and self.gate is not None and self.echoed is not None:
+            self.session.observe(written)
+            self.echoed.set()
+            await self.gate.wait()
+        return written
+
+
+async def test_a_write_echoed_by_the_watch_before_it_returns_is_not_counted_twice() -> None:
+    store = EchoingStore(GameServer)
+    created = await store.create(with_meta(gs(spec_counters={"c": CounterStatus(0, 10)}), resource_version=""))
+    session = SdkSession(created, store, SdkSettings(write_interval=0.01))
+    store.session, store.gate, store.echoed = session, asyncio.Event(), asyncio.Event()
+    session.start()
+    try:
+        assert session.update_counter("c", count_diff=2) == CounterStatus(2, 10)
+        await asyncio.wait_for(store.echoed.wait(), 5)  # stored and observed; the write not returned yet
+        assert session.get_counter("c") == CounterStatus(2, 10)
+        assert session.update_counter("c", count_diff=-1) == CounterStatus(1, 10)
+        store.gate.set()
+        assert await session.flush(5)
+        assert (await store.get("gs-1")).status.counters["c"] == CounterStatus(1, 10)
+        assert session.get_counter("c") == CounterStatus(1, 10)
+    finally:
+        store.gate.set()
         await session.close()
