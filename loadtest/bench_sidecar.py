@@ -261,8 +261,13 @@ async def bench_rss(sidecar: Process) -> dict[str, Any]:
         bare_mb = await _settled_rss_mb(bare.pid, 1.0)
     async with _process(sys.executable, "-c", IMPORTS_ONLY) as imports:
         imports_mb = await _settled_rss_mb(imports.pid, 1.0)
+    memory = psutil.Process(sidecar.pid).memory_full_info()
     return {
         "sidecar_rss_mb": round(rss, 1),
+        # RSS counts shared libraries (libpython, grpc's core) that every Python process maps;
+        # USS is what this process alone holds, i.e. what one more sidecar costs the machine.
+        "sidecar_uss_mb": round(memory.uss / 2**20, 1),
+        "sidecar_shared_mb": round(memory.shared / 2**20, 1),
         "baseline_python_process_mb": round(bare_mb, 1),
         "baseline_python_with_sidecar_imports_mb": round(imports_mb, 1),
     }
