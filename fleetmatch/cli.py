@@ -8,6 +8,7 @@ no traceback for bad input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -205,7 +206,7 @@ def node_agent(ctx: click.Context) -> None:
         client = connect(stack_or_env_redis_url(settings), name=f"node-agent-{settings.node.name}")
         try:
             store = RedisStore(client, GameServer, settings.namespace)
-            async with metrics_site(settings.metrics_port) as url:
+            async with metrics_site(settings.metrics_port, settings.metrics_host) as url:
                 click.echo(f"node agent {settings.node.name}: metrics at {url}", err=True)
                 host = SdkHost(store, settings.sdk, bind_host=settings.node.sdk_host)
                 await NodeAgent(store, settings, host, environ=dict(os.environ)).run()
@@ -236,7 +237,7 @@ def controller(ctx: click.Context) -> None:
             return RedisLease(client, name, holder, namespace=ns, ttl=settings.lease_seconds)
 
         try:
-            async with metrics_site(settings.metrics_port) as url:
+            async with metrics_site(settings.metrics_port, settings.metrics_host) as url:
                 click.echo(f"controller: metrics at {url}", err=True)
                 gameservers = RedisStore(client, GameServer, ns)
                 fleets = RedisStore(client, Fleet, ns)
@@ -309,21 +310,27 @@ def matchmaker_cmd(ctx: click.Context, queues_file: Path | None, port: int | Non
         raise ConfigError("directors need FLEETMATCH_ALLOCATOR_URL and FLEETMATCH_ALLOCATOR_TOKEN to allocate servers")
 
     async def main() -> None:
-        from fleetmatch.up import stack_or_env_redis_url
+        from fleetmatch.up import metrics_site, stack_or_env_redis_url
 
         client = connect_any(mm.redis_url or stack_or_env_redis_url(settings), name="matchmaker")
         try:
-            async with serve_matchmaker(
-                RedisTicketStore(client),
-                queues,
-                mm,
-                allocator_url=alloc_url or "",
-                allocator_token=alloc_token or "",
-                api=api,
-                directors=directors,
-            ) as service:
+            async with (
+                serve_matchmaker(
+                    RedisTicketStore(client),
+                    queues,
+                    mm,
+                    allocator_url=alloc_url or "",
+                    allocator_token=alloc_token or "",
+                    api=api,
+                    directors=directors,
+                ) as service,
+                contextlib.AsyncExitStack() as extra,
+            ):
                 parts = [f"ticket API at {service.url}/v1/tickets"] if api else []
                 parts += [f"directors for {', '.join(queues)}"] if directors else []
+                if not api:  # the ticket API serves /metrics itself; directors alone need a site for it
+                    url = await extra.enter_async_context(metrics_site(settings.metrics_port, settings.metrics_host))
+                    parts.append(f"metrics at {url}")
                 click.echo(f"matchmaker: {'; '.join(parts) or 'nothing to do'}", err=True)
                 await asyncio.Event().wait()
         finally:

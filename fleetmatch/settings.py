@@ -16,6 +16,7 @@ variable                       meaning                                          
 ``FLEETMATCH_MAX_SERVERS``     game servers one node agent runs at most                    ``200``
 ``FLEETMATCH_SDK_WRITE_INTERVAL``  seconds between coalesced SDK writes of one server      ``0.1``
 ``FLEETMATCH_METRICS_PORT``    port of ``/metrics`` (0 = any free port)                   ``9100``
+``FLEETMATCH_METRICS_HOST``    address ``/metrics`` and ``/healthz`` listen on (pods: ``0.0.0.0``)  ``127.0.0.1``
 ``FLEETMATCH_LEASE_SECONDS``   a standby controller takes over this long after the leader dies  ``15``
 ``FLEETMATCH_ALLOCATOR_HOST``  address the allocation API listens on                      ``127.0.0.1``
 ``FLEETMATCH_ALLOCATOR_PORT``  its port (0 = any free port)                                ``9180``
@@ -138,6 +139,8 @@ class Settings:
     allocator: AllocatorSettings = AllocatorSettings()
     matchmaker: MatchmakerSettings = MatchmakerSettings()
     metrics_port: int = 9100
+    metrics_host: str = "127.0.0.1"
+    """Where ``/metrics`` and ``/healthz`` listen: loopback on a laptop, all interfaces in a pod."""
     lease_seconds: float = 15.0
     """Leader lease of controllers that must not run twice; a standby takes over within this."""
     log_format: str = "text"
@@ -191,6 +194,7 @@ class Settings:
                 lease_seconds=get("FLEETMATCH_TICKET_LEASE_SECONDS", _positive_float, 15.0),
             ),
             metrics_port=get("FLEETMATCH_METRICS_PORT", _port, 9100),
+            metrics_host=env.get("FLEETMATCH_METRICS_HOST") or "127.0.0.1",
             lease_seconds=get("FLEETMATCH_LEASE_SECONDS", _positive_float, 15.0),
             log_format=get("FLEETMATCH_LOG_FORMAT", _choice("text", "json"), "text"),
             log_level=get("FLEETMATCH_LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),

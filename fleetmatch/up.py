@@ -210,7 +210,7 @@ async def run_stack(
                 else:
                     _, action = await apply_autoscaler(autoscalers, resource)
                 log.info("%s %s %s", resource.KIND, resource.name, action)
-            metrics_url = await services.enter_async_context(metrics_site(settings.metrics_port))
+            metrics_url = await services.enter_async_context(metrics_site(settings.metrics_port, settings.metrics_host))
             allocator = await services.enter_async_context(
                 serve_allocator(gameservers, settings.allocator, token, fallback_port=True)
             )

@@ -16,6 +16,7 @@ def test_defaults() -> None:
     assert (s.node.port_min, s.node.port_max) == (7000, 8000)
     assert s.data_dir == Path("/home/u/.local/share/fleetmatch")
     assert s.node.sdk_host == "127.0.0.1"
+    assert s.metrics_host == "127.0.0.1"  # loopback unless told (a pod sets 0.0.0.0)
 
 
 def test_overrides() -> None:
@@ -26,8 +27,10 @@ def test_overrides() -> None:
             "FLEETMATCH_NODE_NAME": "node-7",
             "FLEETMATCH_DATA_DIR": "/tmp/fm",
             "FLEETMATCH_SDK_WRITE_INTERVAL": "0.5",
+            "FLEETMATCH_METRICS_HOST": "0.0.0.0",
         }
     )
+    assert s.metrics_host == "0.0.0.0"
     assert s.redis.url == "redis://r:6379/1"
     assert (s.node.port_min, s.node.port_max, s.node.name) == (9000, 9010, "node-7")
     assert s.data_dir == Path("/tmp/fm") and s.sdk.write_interval == 0.5

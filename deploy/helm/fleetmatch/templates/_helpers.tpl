@@ -1,0 +1,152 @@
+{{/* Chart name. */}}
+{{- define "fleetmatch.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Prefix of every object name. */}}
+{{- define "fleetmatch.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 45 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 45 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 45 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "fleetmatch.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "fleetmatch.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: fleetmatch
+{{- end }}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "allocator"). */}}
+{{- define "fleetmatch.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fleetmatch.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* All labels of one component. */}}
+{{- define "fleetmatch.componentLabels" -}}
+{{ include "fleetmatch.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* The fleetmatch image. */}}
+{{- define "fleetmatch.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Namespace of GameServers, Fleets and FleetAutoscalers. */}}
+{{- define "fleetmatch.gsNamespace" -}}
+{{- default .Release.Namespace .Values.gameservers.namespace }}
+{{- end }}
+
+{{/* Name of the game servers' ServiceAccount (the SDK sidecar runs with it). */}}
+{{- define "fleetmatch.sdkServiceAccount" -}}
+{{- printf "%s-sdk" (include "fleetmatch.fullname" .) }}
+{{- end }}
+
+{{/* True when the chart runs its own Redis. */}}
+{{- define "fleetmatch.inChartRedis" -}}
+{{- if not (or .Values.redis.external.url .Values.redis.external.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* The Secret with tokens (the user's or the chart's). */}}
+{{- define "fleetmatch.secretName" -}}
+{{- default (printf "%s-secrets" (include "fleetmatch.fullname" .)) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/* A secret value: the one given, else the one already in the cluster, else a new random one.
+     (dict "root" $ "key" "allocator-token" "value" .Values.secrets.allocatorToken) */}}
+{{- define "fleetmatch.secretValue" -}}
+{{- $name := printf "%s-secrets" (include "fleetmatch.fullname" .root) }}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace $name }}
+{{- if .value }}
+{{- .value | b64enc }}
+{{- else if and $existing $existing.data (hasKey $existing.data .key) }}
+{{- index $existing.data .key }}
+{{- else }}
+{{- randAlphaNum 32 | b64enc }}
+{{- end }}
+{{- end }}
+
+{{/* Environment shared by every fleetmatch container: namespace, logs, Redis. */}}
+{{- define "fleetmatch.env" -}}
+- name: FLEETMATCH_NAMESPACE
+  value: {{ include "fleetmatch.gsNamespace" . | quote }}
+- name: FLEETMATCH_LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+- name: FLEETMATCH_LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+- name: FLEETMATCH_DATA_DIR
+  value: /tmp/fleetmatch
+{{- if .Values.redis.external.existingSecret }}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.external.existingSecret }}
+      key: {{ .Values.redis.external.existingSecretKey }}
+{{- else if .Values.redis.external.url }}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fleetmatch.fullname" . }}-redis-url
+      key: url
+{{- else }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "fleetmatch.secretName" . }}
+      key: redis-password
+- name: REDIS_URL
+  value: "redis://:$(REDIS_PASSWORD)@{{ include "fleetmatch.fullname" . }}-redis:6379/0"
+{{- end }}
+{{- with .Values.redis.ticketsUrl }}
+- name: FLEETMATCH_TICKETS_REDIS_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Prometheus scrape annotations: (dict "root" $ "port" 9100 "scheme" "http"). */}}
+{{- define "fleetmatch.scrapeAnnotations" -}}
+{{- if .root.Values.metrics.podAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+prometheus.io/scheme: {{ default "http" .scheme }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-level settings shared by the fleetmatch Deployments: (dict "root" $ "values" .Values.allocator). */}}
+{{- define "fleetmatch.podCommon" -}}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
