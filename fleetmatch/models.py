@@ -262,6 +262,11 @@ class GameServerSpec:
     health: Health = Health()
     scheduling: SchedulingStrategy = SchedulingStrategy.PACKED
     process: ProcessTemplate | None = None
+    """What the local node agent runs."""
+    template: Mapping[str, Any] | None = None
+    """Kubernetes only: the Pod template (a PodTemplateSpec, as in Agones), to which the controller
+    adds the SDK sidecar, host ports and the health probe. Kept as plain JSON: the API server
+    validates Pods."""
     counters: Mapping[str, CounterStatus] = field(default_factory=dict)
     """Counters the game may use, with their initial count and capacity (the SDK cannot add any)."""
     lists: Mapping[str, ListStatus] = field(default_factory=dict)
@@ -274,6 +279,10 @@ class GameServerSpec:
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise ValidationError(f"ports[{i}].name", f"duplicate port name {name!r}")
+        if self.process is not None and self.template is not None:
+            raise ValidationError(
+                "template", "give either process (local node agent) or template (Kubernetes), not both"
+            )
         for where, keys in (("counters", self.counters), ("lists", self.lists)):
             for key in keys:
                 if not key:
@@ -395,8 +404,13 @@ class FleetSpec:
     def __post_init__(self) -> None:
         if self.replicas < 0:
             raise ValidationError("replicas", f"must not be negative, got {self.replicas}")
-        if self.template.spec.process is None:
-            raise ValidationError("template.spec.process", "is required: what should the node agent run?")
+        spec = self.template.spec
+        if spec.process is None and spec.template is None:
+            raise ValidationError(
+                "template.spec.process",
+                "is required: what should run? (process on the local node agent, or template: a Pod template "
+                "on Kubernetes)",
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,3 +142,23 @@ def test_port_policy_none_reports_container_port() -> None:
 )
 def test_int_or_percent(value: int | str, total: int, up: bool, expected: int) -> None:
     assert resolve_int_or_percent(value, total, round_up=up) == expected
+
+
+def test_a_kubernetes_fleet_carries_a_pod_template_instead_of_a_process() -> None:
+    from pathlib import Path
+
+    from fleetmatch.codec import from_wire
+    from fleetmatch.manifests import load_resources
+    from fleetmatch.models import Fleet, GameServerSpec, ProcessTemplate
+
+    (fleet,) = load_resources(Path(__file__).resolve().parents[2] / "deploy/examples/kubernetes/fleet.yaml")
+    assert isinstance(fleet, Fleet)
+    template = fleet.spec.template.spec.template
+    assert template is not None and template["spec"]["containers"][0]["name"]
+    assert fleet.spec.template.spec.process is None
+    with pytest.raises(ValidationError) as both:
+        GameServerSpec(process=ProcessTemplate(("python",)), template={"spec": {"containers": []}})
+    assert both.value.field == "template"
+    with pytest.raises(ValidationError) as neither:
+        from_wire(Fleet, {"metadata": {"name": "f"}, "spec": {"template": {"spec": {}}}})
+    assert neither.value.field == "spec.template.spec.process"
