@@ -1,3 +1,3 @@
-from fleetmatch.cli import main
+from fleetmatch.entry import main
 
 main()

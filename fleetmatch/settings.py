@@ -30,6 +30,10 @@ variable                       meaning                                          
 ``FLEETMATCH_ALLOCATOR_URL``   the allocation API a director calls                          ``up``'s own
 ``FLEETMATCH_TICKET_LEASE_SECONDS``  a dead director's claimed tickets return after this       ``15``
 ``FLEETMATCH_TICKETS_REDIS_URL``  tickets elsewhere (``redis+cluster://node:port``)            the main Redis
+``FLEETMATCH_BACKEND``         where GameServers, Fleets and autoscalers live: ``redis`` or ``kubernetes``  ``redis``
+``FLEETMATCH_KUBE_SERVER``     Kubernetes API URL without credentials (``kubectl proxy``)  none
+``FLEETMATCH_KUBE_IN_CLUSTER`` ``true``: the Pod's service account                        ``false``
+``FLEETMATCH_KUBECONFIG`` / ``_KUBE_CONTEXT``  kubeconfig file and context                ``$KUBECONFIG``, current
 ``FLEETMATCH_LOG_FORMAT``      ``text`` or ``json``                                        ``text``
 ``FLEETMATCH_LOG_LEVEL``       ``DEBUG``, ``INFO``, ``WARNING``...                         ``INFO``
 =============================  ==========================================================  ============
@@ -77,6 +81,17 @@ class NodeSettings:
     """SDK endpoints bind here: localhost only, as Agones' sidecar does."""
     grace_seconds: float = 5.0
     """Default time a game process gets between SIGTERM and SIGKILL."""
+
+
+@dataclass(frozen=True, slots=True)
+class KubeSettings:
+    """How to reach the Kubernetes API (``FLEETMATCH_BACKEND=kubernetes``): the first of a plain
+    ``server`` URL, the Pod's service account (``in_cluster``), or a kubeconfig and context."""
+
+    server: str = ""
+    in_cluster: bool = False
+    kubeconfig: str = ""
+    context: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +153,9 @@ class Settings:
     sdk: SdkSettings = SdkSettings()
     allocator: AllocatorSettings = AllocatorSettings()
     matchmaker: MatchmakerSettings = MatchmakerSettings()
+    backend: str = "redis"
+    """Where GameServers, Fleets and FleetAutoscalers live: ``redis`` or ``kubernetes``."""
+    kube: KubeSettings = KubeSettings()
     metrics_port: int = 9100
     metrics_host: str = "127.0.0.1"
     """Where ``/metrics`` and ``/healthz`` listen: loopback on a laptop, all interfaces in a pod."""
@@ -192,6 +210,13 @@ class Settings:
                 allocator_url=env.get("FLEETMATCH_ALLOCATOR_URL") or None,
                 redis_url=env.get("FLEETMATCH_TICKETS_REDIS_URL") or None,
                 lease_seconds=get("FLEETMATCH_TICKET_LEASE_SECONDS", _positive_float, 15.0),
+            ),
+            backend=get("FLEETMATCH_BACKEND", _choice("redis", "kubernetes"), "redis"),
+            kube=KubeSettings(
+                server=env.get("FLEETMATCH_KUBE_SERVER", ""),
+                in_cluster=get("FLEETMATCH_KUBE_IN_CLUSTER", _choice("true", "false"), "false") == "true",
+                kubeconfig=env.get("FLEETMATCH_KUBECONFIG", ""),
+                context=env.get("FLEETMATCH_KUBE_CONTEXT", ""),
             ),
             metrics_port=get("FLEETMATCH_METRICS_PORT", _port, 9100),
             metrics_host=env.get("FLEETMATCH_METRICS_HOST") or "127.0.0.1",

@@ -1,0 +1,80 @@
+"""Wiring of the Kubernetes engine: an ``ApiClient`` from explicit settings, and the three stores on it.
+
+Nothing here reads the environment itself: the composition root passes what ``Settings`` resolved
+(``kubernetes_asyncio`` still honours ``KUBECONFIG`` when no file is named, and the in-cluster
+loader reads the service-account files and ``KUBERNETES_SERVICE_HOST``/``PORT``, as every client does).
+
+RBAC the stores need, per namespace they serve (a Role, or a ClusterRole for all namespaces)::
+
+    - apiGroups: ["fleetmatch.dev"]
+      resources: ["gameservers", "fleets", "fleetautoscalers"]
+      verbs: ["get", "list", "watch", "create", "update", "delete"]
+    - apiGroups: ["fleetmatch.dev"]
+      resources: ["fleets/status", "fleetautoscalers/status"]   # kinds whose CRD has the subresource
+      verbs: ["update"]
+
+A missing rule surfaces as ``allocator.backends.kubernetes.ForbiddenError`` naming verb and resource.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from allocator.backends.kubernetes import KubeStore
+from fleetmatch.errors import ConfigError
+from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
+
+
+async def api_client(
+    *,
+    server: str = "",
+    kubeconfig: str = "",
+    context: str = "",
+    in_cluster: bool = False,
+) -> ApiClient:
+    """An ``ApiClient`` (close it when done), from the first of these that is given:
+
+    ``server``: a plain URL without credentials (a local proxy such as ``kubectl proxy``, or a test
+    server); ``in_cluster``: the Pod's service account; otherwise the kubeconfig at ``kubeconfig``
+    (empty: ``$KUBECONFIG`` or ``~/.kube/config``) and its ``context`` (empty: the current one).
+    """
+    configuration = Configuration()
+    try:
+        if server:
+            configuration.host = server
+        elif in_cluster:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            await config.load_kube_config(
+                config_file=kubeconfig or None,
+                context=context or None,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except (ConfigException, OSError) as exc:
+        where = "in-cluster service account" if in_cluster else f"kubeconfig {kubeconfig or '(default)'}"
+        raise ConfigError(f"cannot configure the Kubernetes client from the {where}: {exc}") from exc
+    return ApiClient(configuration=configuration)
+
+
+@dataclass(frozen=True, slots=True)
+class KubeStores:
+    """The three stores of one namespace, sharing one ``ApiClient``."""
+
+    gameservers: KubeStore[GameServer]
+    fleets: KubeStore[Fleet]
+    autoscalers: KubeStore[FleetAutoscaler]
+
+
+def kube_stores(api: ApiClient, namespace: str = "default", **options: Any) -> KubeStores:
+    """GameServer, Fleet and FleetAutoscaler stores of ``namespace`` (``options``: ``KubeStore``'s)."""
+    return KubeStores(
+        KubeStore(api, GameServer, namespace, **options),
+        KubeStore(api, Fleet, namespace, **options),
+        KubeStore(api, FleetAutoscaler, namespace, **options),
+    )

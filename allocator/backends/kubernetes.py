@@ -1,0 +1,630 @@
+"""The Kubernetes engine of the state store: GameServers, Fleets and FleetAutoscalers as custom resources.
+
+Objects live as ``fleetmatch.dev/v1`` custom resources (``deploy/crds/``), one ``KubeStore`` per kind
+and namespace, spoken to through the real ``kubernetes_asyncio`` client (``CustomObjectsApi``).
+
+**Versions.** ``resource_version`` is the API server's ``metadata.resourceVersion``, passed through
+untouched. The store itself treats it as opaque: it only hands it back to the server (as the
+precondition of a PUT, a DELETE, or the start of a watch) and compares versions for *equality*,
+which is all the store contract needs. Nothing here orders versions. (On an etcd-backed API server
+the value happens to be the etcd revision, an integer that grows with every write in the whole
+cluster; ``sdk_sidecar.session`` orders numeric versions and is right there, but the Kubernetes API
+does not promise it.) Because the revision is cluster-wide, the version ``list()`` returns on a
+real cluster moves with writes to *any* resource, not only ours.
+
+**Spec, metadata and the status subresource.** ``deploy/crds/`` gives Fleets and FleetAutoscalers a
+``/status`` subresource (their generation then moves on spec changes only) and GameServers none, as
+Agones does, so that an allocation claim (labels, annotations and ``status.state: Allocated``) is ONE
+conditional PUT. The store handles both kinds of CRD; ``status_subresource`` says which one it
+serves (``None``, the default: find out from the server's answers):
+
+- Without the subresource: one ``PUT .../{name}`` with ``metadata.resourceVersion`` = the caller's
+  version (409 -> ConflictError) writes spec, metadata and status atomically. Kubernetes then bumps
+  ``generation`` on status changes too (the store contract's "spec only" rule holds for the kinds
+  that have the subresource; ``tests/kube`` checks the Kubernetes rule for GameServers).
+- With it, the main endpoint ignores ``.status`` and ``/status`` ignores everything else, so an
+  update that changes both is two requests, each conditional on the version the previous produced:
+  (1) ``PUT .../{name}`` (skipped when the store read that very version and only the status
+  differs), then (2) ``PUT .../{name}/status`` with the version (1) returned, only if the stored
+  status still differs. Exclusivity is as with one write: of two updates from one version only one
+  passes its first step, and nobody can slip a write between our steps without our second failing.
+  What is lost is atomicity: watchers see the spec/metadata change one event before the status,
+  and when (2) conflicts the spec/metadata part stays written while ``update()`` raises
+  ``ConflictError`` (``modify()`` then re-reads and re-applies). Spec/metadata go first on purpose:
+  if a labels-plus-state write fails half way, the object keeps its old state with new labels;
+  the reverse order could strand a GameServer Allocated that no caller was told about.
+- Finding out (``None``): a main PUT whose answer lacks the status we sent proves the subresource;
+  a ``/status`` 404 that is not about our object proves its absence. Until the store knows, a
+  status-only change costs the main PUT (a server no-op) before the status PUT.
+
+``create()`` POSTs (with the subresource the server drops ``.status``) and, if the wanted status is
+not what the server stored, writes it through ``/status`` conditional on the created version. If
+that conflicts (someone already moved the new object on) the created object is returned as stored.
+
+**Metadata mapping.** name, generateName, namespace, uid, resourceVersion, generation,
+creationTimestamp, deletionTimestamp, labels and annotations map one-to-one onto ``ObjectMeta``;
+uid, generation and the timestamps are owned by the server and never sent. ``finalizers`` and
+``ownerReferences`` are not modelled: the store remembers them per (name, version) it read and
+sends them back on a PUT of that version, so a replace does not strip what kubectl or another
+controller put there. Names from ``generateName`` are made by the server (a collision is 409
+AlreadyExists, which ``create_with_generated_name`` retries).
+
+**Watch.** ``watch(since)`` is the informer half of list+watch: ``?watch=True&resourceVersion=since
+&allowWatchBookmarks=true&timeoutSeconds=N``. Each stream ends after ``watch_timeout`` seconds (or
+when the server or the network drops it) and is reopened from the version of the last event or
+bookmark delivered, so nothing is lost or repeated across reconnects; blank lines and other non-
+event lines are skipped. HTTP 410 (reason Expired or Gone, in-stream ERROR or response) raises
+``ExpiredError`` and the informer re-lists. Unreachable servers, 429 and 5xx are retried with
+back-off inside the watch; other refusals (403, a missing CRD) raise.
+
+**Errors.** 404 NotFoundError, 409 AlreadyExistsError/ConflictError (told apart by the Status
+body's ``reason``), 410 ExpiredError, 400/422 ValidationError naming ``details.causes[].field``,
+401/403 ``ForbiddenError`` naming the RBAC verb and resource needed, 429/5xx and transport errors
+``BackendError`` (callers retry with back-off, as on a Redis outage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import dataclasses
+import functools
+import json
+import logging
+import types
+import typing
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Annotated, Any, Generic, TypeVar, cast
+
+import aiohttp
+from kubernetes_asyncio.client import ApiClient, CustomObjectsApi, V1DeleteOptions, V1Preconditions
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.watch import Watch
+
+from fleetmatch.codec import camel, from_wire, to_wire
+from fleetmatch.errors import (
+    AlreadyExistsError,
+    BackendError,
+    ConflictError,
+    ExpiredError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+)
+from fleetmatch.models import API_VERSION
+from fleetmatch.store import EventType, R, WatchEvent
+from fleetmatch.tasks import raise_if_cancelling
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION = API_VERSION.split("/")
+"""``fleetmatch.dev`` and ``v1``: where the CRDs in ``deploy/crds/`` serve our kinds."""
+
+WATCH_TIMEOUT = 240
+"""Seconds one watch request lasts (``timeoutSeconds``) before the store reopens it. Bounded, so a
+half-open connection is noticed; the API server itself ends watches after 30-60 minutes anyway."""
+WATCH_READ_SLACK = 30.0
+"""A watch stream silent this long beyond its ``timeoutSeconds`` is considered dead and reopened."""
+REQUEST_TIMEOUT = 30.0
+"""Seconds one ordinary request (get, list page, create, update, delete) may take in total."""
+CONNECT_TIMEOUT = 10.0
+LIST_PAGE = 500
+"""Objects per list request (``limit``); pages are joined under the first page's version."""
+SEEN_LIMIT = 50_000
+"""Objects whose last read version the store remembers (for status-only updates and unmodelled metadata)."""
+_MIN_STREAM_SECONDS = 1.0
+"""A watch stream that ends sooner than this without delivering anything makes the next one wait."""
+
+_META_FIELDS = frozenset(
+    {
+        "name",
+        "namespace",
+        "generateName",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "labels",
+        "annotations",
+    }
+)
+_KEPT_META = ("finalizers", "ownerReferences")
+"""Metadata we do not model but must not strip when we replace an object."""
+_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
+
+T = TypeVar("T")
+
+
+class ForbiddenError(BackendError):
+    """The API server refused our credentials (401) or RBAC denied the operation (403).
+
+    A ``BackendError`` so that loops log it and keep retrying with back-off: an operator can fix
+    the Role while fleetmatch runs. ``verb`` and ``resource`` say what to grant.
+    """
+
+    def __init__(self, message: str, *, verb: str, resource: str, namespace: str) -> None:
+        self.verb, self.resource, self.namespace = verb, resource, namespace
+        super().__init__(message)
+
+
+def _strip_nulls(value: Any) -> Any:
+    """Drop None values: optional fields are absent on the wire (CRD schemas need not allow null)."""
+    if isinstance(value, dict):
+        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip_nulls(v) for v in value]
+    return value
+
+
+@functools.cache
+def _model_fields(cls: Any) -> Mapping[str, Any]:
+    """Wire name -> type hint, for a model dataclass."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {f.metadata.get("wire", camel(f.name)): hints[f.name] for f in dataclasses.fields(cls) if f.init}
+
+
+def _dataclass_of(tp: Any) -> type | None:
+    """The dataclass ``tp`` is (through ``Annotated`` and ``X | None``), if it is one."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        return _dataclass_of(args[0])
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        return _dataclass_of(members[0]) if len(members) == 1 else None
+    return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
+
+
+def _known_part(tp: Any, value: Any, dropped: list[bool]) -> Any:
+    """``value`` without nulls and without the keys of model objects the model does not know (the
+    CRDs hold more than fleetmatch models, e.g. a pod template); ``dropped`` records that some went."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        return _known_part(args[0], value, dropped)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        return _known_part(members[0], value, dropped) if len(members) == 1 else value
+    if origin is tuple and isinstance(value, list):
+        return [_known_part(args[0], item, dropped) for item in value]
+    if origin in (Mapping, dict) and isinstance(value, dict):
+        return {k: _known_part(args[1], v, dropped) for k, v in value.items()}
+    cls = _dataclass_of(tp)
+    if cls is not None and isinstance(value, dict):
+        known = _model_fields(cls)
+        if any(k not in known for k in value):
+            dropped[0] = True
+        return {k: _known_part(known[k], v, dropped) for k, v in value.items() if k in known and v is not None}
+    return value
+
+
+def _overlay(tp: Any, ours: Any, stored: Any) -> Any:
+    """Our wire value, keeping the members of ``stored`` model objects that the model does not know."""
+    cls = _dataclass_of(tp)
+    if cls is None or not isinstance(ours, dict) or not isinstance(stored, dict):
+        return ours
+    known = _model_fields(cls)
+    kept = {k: v for k, v in stored.items() if k not in known}
+    return kept | {k: _overlay(known[k], v, stored.get(k)) for k, v in ours.items()}
+
+
+def _status_body(exc: ApiException) -> dict[str, Any]:
+    """The ``Status`` document of an error response ({} when there is none)."""
+    raw = exc.body
+    if not raw:
+        return {}
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+@dataclasses.dataclass(slots=True)
+class _Kept:
+    """What a stored resource holds beyond fleetmatch's model, written back unchanged on replace."""
+
+    metadata: dict[str, Any]
+    """``finalizers`` and ``ownerReferences``, if any."""
+    spec: Any = None
+    """The whole stored spec, when it has members the model does not know (else None)."""
+    status: Any = None
+
+
+class KubeStore(Generic[R]):
+    """``fleetmatch.store.Store`` on the Kubernetes API (one kind, one namespace).
+
+    ``api`` is owned by the caller (close it after the store's last use). Watches open their own
+    short-lived ``Watch`` objects and close them.
+    """
+
+    def __init__(
+        self,
+        api: ApiClient,
+        kind: type[R],
+        namespace: str = "default",
+        *,
+        status_subresource: bool | None = None,
+        watch_timeout: int = WATCH_TIMEOUT,
+        request_timeout: float = REQUEST_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        list_page: int = LIST_PAGE,
+        retry_max_seconds: float = 2.0,
+        seen_limit: int = SEEN_LIMIT,
+    ) -> None:
+        self._api = CustomObjectsApi(api)
+        self._kind = kind
+        self._namespace = namespace
+        self._plural = kind.PLURAL
+        self._status_subresource = status_subresource
+        self._watch_timeout = watch_timeout
+        self._request_timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=connect_timeout)
+        self._watch_request_timeout = (connect_timeout, watch_timeout + WATCH_READ_SLACK)
+        self._list_page = list_page
+        self._retry_max = retry_max_seconds
+        self._seen: dict[str, tuple[R, _Kept | None]] = {}
+        """name -> (the object as last read from the server, what it holds beyond our model)."""
+        self._fields = _model_fields(cast(Any, kind))
+        self._seen_limit = seen_limit
+
+    @property
+    def kind(self) -> type[R]:
+        return self._kind
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    @property
+    def resource(self) -> str:
+        """``gameservers.fleetmatch.dev``: how the API server and RBAC name our resource."""
+        return f"{self._plural}.{GROUP}"
+
+    # -- codec -------------------------------------------------------------------------------
+
+    def _body(self, obj: R, version: str, kept: _Kept | None) -> dict[str, Any]:
+        """The resource document for ``obj``; ``kept``: what the server holds beyond our model, to keep."""
+        meta = obj.metadata
+        out: dict[str, Any] = dict(kept.metadata) if kept is not None else {}
+        out["namespace"] = self._namespace
+        if meta.name:
+            out["name"] = meta.name
+        if meta.generate_name:
+            out["generateName"] = meta.generate_name
+        if meta.labels:
+            out["labels"] = dict(meta.labels)
+        if meta.annotations:
+            out["annotations"] = dict(meta.annotations)
+        if version:
+            out["resourceVersion"] = version
+        wire = to_wire(obj)
+        spec, status = _strip_nulls(wire["spec"]), _strip_nulls(wire["status"])
+        if kept is not None and kept.spec is not None:
+            spec = _overlay(self._fields["spec"], spec, kept.spec)
+        if kept is not None and kept.status is not None:
+            status = _overlay(self._fields["status"], status, kept.status)
+        return {"apiVersion": API_VERSION, "kind": self._kind.KIND, "metadata": out, "spec": spec, "status": status}
+
+    def _decode(self, doc: Any) -> R:
+        """A server document as our model (validated: kubectl users write these too), remembered.
+
+        Members the model does not know (``spec.template``, a pod template, or a newer version's
+        fields) are left out of the model and kept aside, to be written back on the next PUT.
+        """
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("metadata"), Mapping):
+            raise BackendError(f"{self.resource}: the API server returned no object: {doc!r}"[:300])
+        raw_meta = doc["metadata"]
+        body: dict[str, Any] = {"metadata": {k: v for k, v in raw_meta.items() if k in _META_FIELDS and v is not None}}
+        kept = _Kept({k: raw_meta[k] for k in _KEPT_META if raw_meta.get(k)})
+        for part in ("spec", "status"):
+            raw = doc.get(part)
+            if raw is None:
+                continue
+            dropped = [False]
+            body[part] = _known_part(self._fields[part], raw, dropped)
+            if dropped[0]:
+                setattr(kept, part, raw)
+        obj = from_wire(self._kind, body)
+        self._remember(obj, kept if kept.metadata or kept.spec is not None or kept.status is not None else None)
+        return obj
+
+    def _remember(self, obj: R, kept: _Kept | None) -> None:
+        seen = self._seen
+        name = obj.metadata.name
+        seen.pop(name, None)
+        seen[name] = (obj, kept)
+        if len(seen) > self._seen_limit:
+            del seen[next(iter(seen))]  # least recently read first: a dict keeps insertion order
+
+    def _known(self, obj: R) -> tuple[R, _Kept | None] | None:
+        """What we read of ``obj``'s name at ``obj``'s version, if we did (a version names one state)."""
+        seen = self._seen.get(obj.metadata.name)
+        if seen is not None and seen[0].metadata.resource_version == obj.metadata.resource_version:
+            return seen
+        return None
+
+    def _same_status(self, a: R, b: R) -> bool:
+        return to_wire(a.status) == to_wire(b.status)  # wire form: timestamps compared as stored (ms)
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _error(
+        self, exc: ApiException, verb: str, name: str = "", *, version: str = ""
+    ) -> StoreError | ValidationError:
+        """Our error for an API refusal (``verb`` is the RBAC verb of the operation that failed)."""
+        status = _status_body(exc)
+        code = int(exc.status or status.get("code") or 0)
+        reason = str(status.get("reason") or "")
+        message = str(status.get("message") or exc.reason or "")
+        raw_details = status.get("details")
+        details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
+        kind = self._kind.KIND
+        if code == 404:
+            if name and (not status or details.get("name") == name or f'"{name}"' in message):
+                return NotFoundError(kind, name)
+            return BackendError(
+                f"{self.resource} in namespace {self._namespace!r}: {message or 'not found'} "
+                f"(are the CRDs of deploy/crds/ installed, and does the namespace exist?)"
+            )
+        if code == 409:
+            if reason == "AlreadyExists" or (not reason and verb == "create"):
+                return AlreadyExistsError(kind, name or str(details.get("name", "")))
+            return ConflictError(kind, name, version, None)
+        if code == 410:
+            return ExpiredError(kind, version)
+        if code in (400, 422):
+            causes = [c for c in details.get("causes") or () if isinstance(c, dict)]
+            field = str(causes[0].get("field", "")) if causes else ""
+            text = "; ".join(str(c.get("message", "")) for c in causes) or message or (reason or "invalid")
+            return ValidationError(field, text)
+        if code in (401, 403):
+            sub = "/status" if verb == "update status" else ""
+            rbac_verb = "update" if sub else verb
+            what = (
+                "the API server rejected the credentials (401): check the kubeconfig or service account token"
+                if code == 401
+                else f"RBAC forbids it: grant verb {rbac_verb!r} on resource {self._plural + sub!r} in API group "
+                f"{GROUP!r} (namespace {self._namespace!r}) to fleetmatch's service account"
+            )
+            return ForbiddenError(
+                f"cannot {rbac_verb} {self.resource}{sub}: {what}. API server: {message}",
+                verb=rbac_verb,
+                resource=self._plural + sub,
+                namespace=self._namespace,
+            )
+        return BackendError(f"kubernetes API: {verb} {self.resource} failed with HTTP {code} {reason}: {message}")
+
+    async def _call(self, request: Awaitable[T], verb: str, name: str = "", *, version: str = "") -> T:
+        try:
+            return await request
+        except ApiException as exc:
+            raise self._error(exc, verb, name, version=version) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise_if_cancelling()
+            raise BackendError(f"kubernetes API unreachable ({verb} {self.resource}): {exc!r}") from exc
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, name: str) -> R:
+        doc = await self._call(
+            self._api.get_namespaced_custom_object(
+                GROUP, VERSION, self._namespace, self._plural, name, _request_timeout=self._request_timeout
+            ),
+            "get",
+            name,
+        )
+        return self._decode(doc)
+
+    async def list(self) -> tuple[list[R], str]:
+        for attempt in range(3):
+            try:
+                return await self._list()
+            except ExpiredError:  # a continue token outlived the server's compaction: list again
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _list(self) -> tuple[builtins.list[R], str]:
+        items: builtins.list[R] = []
+        version = ""
+        token = ""
+        while True:
+            extra: dict[str, Any] = {"_continue": token} if token else {}
+            doc = await self._call(
+                self._api.list_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self._namespace,
+                    self._plural,
+                    limit=self._list_page,
+                    _request_timeout=self._request_timeout,
+                    **extra,
+                ),
+                "list",
+            )
+            meta = doc.get("metadata") or {}
+            version = version or str(meta.get("resourceVersion") or "")
+            for item in doc.get("items") or ():
+                try:
+                    items.append(self._decode(item))
+                except ValidationError as exc:
+                    name = (item.get("metadata") or {}).get("name")
+                    log.warning("%s %s is not a valid %s; skipped: %s", self.resource, name, self._kind.KIND, exc)
+            token = str(meta.get("continue") or "")
+            if not token:
+                break
+        if not version:
+            raise BackendError(f"{self.resource}: the list carried no resourceVersion")
+        items.sort(key=lambda o: o.metadata.name)
+        return items, version
+
+    async def watch(self, since: str) -> AsyncIterator[WatchEvent[R]]:
+        """Changes after ``since``; reopens dropped or timed-out streams from the last delivered version."""
+        position = since
+        loop = asyncio.get_running_loop()
+        backoff = 0.05
+        while True:
+            started = loop.time()
+            progressed = False
+            try:
+                async with Watch() as stream:  # its own ApiClient (for decoding only): closed on exit
+                    events = stream.stream(
+                        self._api.list_namespaced_custom_object,
+                        GROUP,
+                        VERSION,
+                        self._namespace,
+                        self._plural,
+                        resource_version=position,
+                        allow_watch_bookmarks=True,
+                        timeout_seconds=self._watch_timeout,
+                        _request_timeout=self._watch_request_timeout,
+                    )
+                    async for raw in events:
+                        event = self._event(raw)
+                        if event is None:
+                            continue
+                        kind, version, obj = event
+                        position, progressed = version, True
+                        if obj is not None:
+                            yield WatchEvent(kind, obj)
+            except ApiException as exc:
+                error = self._error(exc, "watch", version=position)
+                if isinstance(error, ExpiredError):
+                    raise error from exc
+                if int(exc.status or 0) not in _TRANSIENT:
+                    raise error from exc
+                log.warning("watch of %s failed (%s); resuming from %s", self.resource, error, position)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise_if_cancelling()
+                log.warning("watch of %s lost its stream (%r); resuming from %s", self.resource, exc, position)
+            if progressed or loop.time() - started >= _MIN_STREAM_SECONDS:
+                backoff = 0.05
+                continue
+            await asyncio.sleep(backoff)  # the stream broke at once: do not hammer the server
+            backoff = min(backoff * 2, self._retry_max)
+
+    def _event(self, raw: Any) -> tuple[EventType, str, R | None] | None:
+        """(type, version, object) of one watch line; object None for a bookmark; None to skip the line."""
+        if not isinstance(raw, dict):
+            return None  # a blank or non-JSON line (the client hands those through as strings)
+        doc = raw.get("raw_object")
+        meta = doc.get("metadata") if isinstance(doc, dict) else None
+        version = str(meta.get("resourceVersion") or "") if isinstance(meta, dict) else ""
+        kind = raw.get("type")
+        if kind == "BOOKMARK":
+            return (EventType.MODIFIED, version, None) if version else None
+        if kind not in EventType.__members__ or not version:
+            log.warning("watch of %s: ignored unexpected event %r", self.resource, str(raw)[:200])
+            return None
+        type_ = EventType(str(kind))
+        try:
+            obj = self._decode(doc)
+        except ValidationError as exc:
+            log.warning("watch of %s: %s at %s is not a valid %s; skipped: %s", self.resource, kind, version,
+                        self._kind.KIND, exc)  # fmt: skip
+            return type_, version, None
+        if type_ is EventType.DELETED:
+            self._seen.pop(obj.metadata.name, None)
+        return type_, version, obj
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def create(self, obj: R) -> R:
+        meta = obj.metadata
+        if meta.resource_version:
+            raise ValidationError("metadata.resourceVersion", "must not be set on objects to be created")
+        if not meta.name and not meta.generate_name:
+            raise ValidationError("metadata.name", "name or generateName is required")
+        doc = await self._call(
+            self._api.create_namespaced_custom_object(
+                GROUP, VERSION, self._namespace, self._plural, self._body(obj, "", None),
+                _request_timeout=self._request_timeout,
+            ),
+            "create",
+            meta.name,
+        )  # fmt: skip
+        created = self._decode(doc)
+        if self._status_subresource is False or self._same_status(created, obj):
+            return created
+        try:
+            return await self._write_status(obj, created)
+        except ConflictError:
+            log.info("%s %s changed before its initial status was written; keeping the newer state",
+                     self._kind.KIND, created.metadata.name)  # fmt: skip
+            return created
+
+    async def update(self, obj: R) -> R:
+        meta = obj.metadata
+        if not meta.resource_version:
+            raise ConflictError(self._kind.KIND, meta.name, "", None)  # Kubernetes refuses unconditional updates
+        known = self._known(obj)
+        if (
+            self._status_subresource
+            and known is not None
+            and _main_part(known[0]) == _main_part(obj)
+            and not self._same_status(known[0], obj)
+        ):
+            return await self._write_status(obj, known[0])  # only the status changed: one request
+        stored = await self._put_main(obj, known[1] if known is not None else None)
+        if self._status_subresource is False or self._same_status(stored, obj):
+            return stored  # everything written (or the status never differed)
+        return await self._write_status(obj, stored)  # the main endpoint ignored the status
+
+    async def _put_main(self, obj: R, kept: _Kept | None) -> R:
+        name, version = obj.metadata.name, obj.metadata.resource_version
+        doc = await self._call(
+            self._api.replace_namespaced_custom_object(
+                GROUP, VERSION, self._namespace, self._plural, name, self._body(obj, version, kept),
+                _request_timeout=self._request_timeout,
+            ),
+            "update",
+            name,
+            version=version,
+        )  # fmt: skip
+        return self._decode(doc)
+
+    async def _write_status(self, wanted: R, stored: R) -> R:
+        """PUT ``wanted``'s status on ``stored`` through ``/status``, conditional on ``stored``'s version.
+
+        Reached when the main endpoint did not store the status. A 404 that is not about the object
+        means the CRD has no status subresource after all (the server then defaulted or pruned the
+        status we sent): the store remembers that and returns what the server stored.
+        """
+        name, version = stored.metadata.name, stored.metadata.resource_version
+        known = self._known(stored)
+        body = self._body(wanted, version, known[1] if known is not None else None)
+        try:
+            doc = await self._call(
+                self._api.replace_namespaced_custom_object_status(
+                    GROUP, VERSION, self._namespace, self._plural, name, body, _request_timeout=self._request_timeout
+                ),
+                "update status",
+                name,
+                version=version,
+            )
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, ApiException) or exc.__cause__.status != 404:
+                raise
+            log.warning("%s has no /status subresource; status is written with the object", self.resource)
+            self._status_subresource = False
+            return stored
+        self._status_subresource = True
+        return self._decode(doc)
+
+    async def delete(self, name: str, *, version: str | None = None) -> None:
+        options = V1DeleteOptions(preconditions=V1Preconditions(resource_version=version)) if version else None
+        extra: dict[str, Any] = {"body": options} if options is not None else {}
+        await self._call(
+            self._api.delete_namespaced_custom_object(
+                GROUP, VERSION, self._namespace, self._plural, name, _request_timeout=self._request_timeout, **extra
+            ),
+            "delete",
+            name,
+            version=version or "",
+        )
+        self._seen.pop(name, None)
+
+
+def _main_part(obj: Any) -> tuple[Any, ...]:
+    """What the main endpoint writes: spec, labels, annotations (and generateName)."""
+    meta = obj.metadata
+    return obj.spec, meta.labels, meta.annotations, meta.generate_name
