@@ -89,6 +89,11 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.logLevel | quote }}
 - name: FLEETMATCH_DATA_DIR
   value: /tmp/fleetmatch
+# GameServers, Fleets and FleetAutoscalers are custom resources; reached with the Pod's service account.
+- name: FLEETMATCH_BACKEND
+  value: kubernetes
+- name: FLEETMATCH_KUBE_IN_CLUSTER
+  value: "true"
 {{- if .Values.redis.external.existingSecret }}
 - name: REDIS_URL
   valueFrom:
