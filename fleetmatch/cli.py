@@ -27,7 +27,7 @@ from fleetmatch.manifests import load_resources
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
 from fleetmatch.redis import connect, connect_any
 from fleetmatch.settings import Settings
-from fleetmatch.store import GameServerStore
+from fleetmatch.store import GameServerStore, Store
 from fleetmatch.tasks import cancel_and_wait, supervised
 
 T = TypeVar("T")
@@ -246,6 +246,7 @@ def controller(ctx: click.Context) -> None:
     ns = settings.namespace
 
     async def main() -> None:
+        # Leases (one leader per loop) live in Redis on either backend: it is there for the tickets.
         client = connect(stack_or_env_redis_url(settings), name="controller")
         holder = f"{socket.gethostname()}/{os.getpid()}"
 
@@ -254,19 +255,46 @@ def controller(ctx: click.Context) -> None:
 
         try:
             async with metrics_site(settings.metrics_port, settings.metrics_host) as url:
-                click.echo(f"controller: metrics at {url}", err=True)
-                gameservers = RedisStore(client, GameServer, ns)
-                fleets = RedisStore(client, Fleet, ns)
-                autoscalers = RedisStore(client, FleetAutoscaler, ns)
-                fleet_loop = FleetController(gameservers, fleets, lease=lease("fleet-controller"))
-                scaler = AutoscalerController(gameservers, fleets, autoscalers, lease=lease("autoscaler"))
-                tasks = [supervised("fleetcontroller", fleet_loop.run), supervised("autoscaler", scaler.run)]
-                try:
-                    await asyncio.Event().wait()
-                finally:
-                    await cancel_and_wait(*tasks)
+                click.echo(f"controller: metrics at {url} (backend {settings.backend})", err=True)
+                if settings.backend == "kubernetes":
+                    async with kube_api(settings) as api:
+                        await loops(kubernetes_loops(api, lease))
+                else:
+                    gameservers = RedisStore(client, GameServer, ns)
+                    fleets = RedisStore(client, Fleet, ns)
+                    autoscalers = RedisStore(client, FleetAutoscaler, ns)
+                    await loops(fleet_loops(gameservers, fleets, autoscalers, lease))
         finally:
             await client.aclose()
+
+    def fleet_loops(
+        gameservers: Store[GameServer],
+        fleets: Store[Fleet],
+        autoscalers: Store[FleetAutoscaler],
+        lease: Callable[[str], RedisLease],
+    ) -> list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]:
+        fleet_loop = FleetController(gameservers, fleets, lease=lease("fleet-controller"))
+        scaler = AutoscalerController(gameservers, fleets, autoscalers, lease=lease("autoscaler"))
+        return [("fleetcontroller", fleet_loop.run), ("autoscaler", scaler.run)]
+
+    def kubernetes_loops(
+        api: Any, lease: Callable[[str], RedisLease]
+    ) -> list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]:
+        """The same fleet controller and autoscaler on the custom resources, plus GameServer -> Pod."""
+        from allocator.backends.kubeclient import kube_stores
+        from allocator.controllers.pods import PodController
+        from allocator.podspec import PodSettings
+
+        stores = kube_stores(api, ns)
+        pods = PodController(stores.gameservers, api, PodSettings.from_env(os.environ), lease=lease("pod-controller"))
+        return [*fleet_loops(stores.gameservers, stores.fleets, stores.autoscalers, lease), ("podcontroller", pods.run)]
+
+    async def loops(named: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]) -> None:
+        tasks = [supervised(name, body) for name, body in named]
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await cancel_and_wait(*tasks)
 
     run(main(), service=True)
 

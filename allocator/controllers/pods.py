@@ -1,0 +1,689 @@
+"""The GameServer controller for Kubernetes: one Pod per GameServer, and the GameServer's status from it.
+
+It plays the part the node agent plays on plain hosts. GameServers come through the ``Store``
+protocol (an informer on ``KubeStore``); Pods through a list+watch of the core API selected by the
+``fleetmatch.dev/gameserver`` label; Nodes (optional) for their external addresses. Each pass is
+level-triggered over the whole cache:
+
+- Creating: add the ``fleetmatch.dev/pod-cleanup`` finalizer, take host ports, create the Pod
+  (``allocator.podspec.pod_for``; 409 AlreadyExists is fine), then Starting with the ports. A
+  template that cannot make a Pod (or that the API server rejects as invalid) → Error, with the
+  reason in ``fleetmatch.dev/error``; the fleet controller replaces it.
+- Otherwise the status follows the Pod (``allocator.podspec.observe``): Scheduled once bound,
+  RequestReady → Ready once Running, Unhealthy when the Pod fails, is evicted or disappears.
+- Shutdown → delete the GameServer. Being deleted → delete the Pod, and once it is gone remove the
+  finalizer so the GameServer goes too. Pods without a GameServer are deleted.
+
+Host ports come from ``allocator.podspec.HostPortPool``, rebuilt from the Pods' ``hostPort``s on
+every pass, so a restarted controller never hands out a port a running Pod holds.
+
+Caches lag writes, so the controller keeps expectations (as Kubernetes controllers do): a Pod it
+created is trusted to exist until the watch shows it, and a GameServer it wrote is skipped until the
+informer delivers that write; a stale cache never creates a second Pod or undoes a state.
+
+Failures never make it spin: each GameServer whose API call failed (409, 429, 5xx, 403, a
+connection error) waits an exponential back-off before it is looked at again; 403 logs which RBAC
+permission is missing. Every failure is counted in ``fleetmatch_podcontroller_api_errors_total``.
+Only the holder of the lease acts (``fleetmatch.lease.Leadership``), when one is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, cast
+
+import aiohttp
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.watch import Watch
+from prometheus_client import Counter, Gauge
+
+from allocator.podspec import (
+    ERROR_ANNOTATION,
+    FINALIZER,
+    GAMESERVER_LABEL,
+    HostPortPool,
+    HostPortsExhaustedError,
+    PodSettings,
+    errored,
+    node_address,
+    observe,
+    pod_for,
+    pod_host_ports,
+    pod_owner_uid,
+)
+from fleetmatch.errors import ConflictError, NotFoundError, StoreError, ValidationError
+from fleetmatch.informer import Informer
+from fleetmatch.lease import Leadership, Lease
+from fleetmatch.models import TERMINAL_STATES, GameServer, GameServerState
+from fleetmatch.store import EventType, GameServerStore, WatchEvent, modify
+from fleetmatch.tasks import cancel_and_wait, raise_if_cancelling, supervised
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "fleetmatch.dev", "v1", "gameservers"
+GAMESERVERS = f"{PLURAL}.{GROUP}"
+"""How RBAC and error messages name the GameServer resource."""
+MERGE_PATCH = "application/merge-patch+json"
+EXPECTATION_SECONDS = 30.0
+"""How long a created Pod not yet seen by the watch is trusted to exist."""
+STALE_SECONDS = 5.0
+"""How long a GameServer we wrote is skipped while the informer has not delivered our write (a re-list
+after an expired watch may jump past that version: then this bounds the wait)."""
+
+# The lead moves these to allocator/metrics.py.
+API_ERRORS = Counter(
+    "fleetmatch_podcontroller_api_errors_total",
+    "Kubernetes API calls of the GameServer (pod) controller that failed, by verb, resource and HTTP code "
+    "(0: no answer).",
+    ["verb", "resource", "code"],
+)
+HOST_PORTS_FREE = Gauge(
+    "fleetmatch_podcontroller_host_ports_free", "Host ports of the range that no game-server Pod holds."
+)
+ACTIONS = Counter(
+    "fleetmatch_podcontroller_actions_total",
+    "What the GameServer (pod) controller did: pod-created, pod-deleted, unhealthy, error, shutdown-deleted.",
+    ["action"],
+)
+
+
+class ApiCallError(Exception):
+    """An API call failed; ``code`` 0 means no HTTP answer. Raised to the per-GameServer back-off."""
+
+    def __init__(self, verb: str, resource: str, code: int, message: str) -> None:
+        self.verb, self.resource, self.code, self.message = verb, resource, code, message
+        super().__init__(f"{verb} {resource}: HTTP {code or 'unreachable'}: {message}")
+
+
+class _LookAgainLater(Exception):
+    """Nothing failed, but this name should wait its back-off before the next look."""
+
+
+def _status_message(exc: ApiException) -> tuple[str, str]:
+    """(reason, message) of an API error's ``Status`` body."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    return str(body.get("reason") or exc.reason or ""), str(body.get("message") or exc.reason or "")
+
+
+class Backoff:
+    """Exponential back-off per key (a GameServer name): ``base`` doubling up to ``cap``, plus up to 25%
+    jitter so that servers failing together do not retry together."""
+
+    def __init__(self, base: float = 0.2, cap: float = 30.0, *, rng: random.Random | None = None) -> None:
+        self.base, self.cap = base, cap
+        self._rng = rng or random.Random()
+        self._failures: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def fail(self, key: str, now: float) -> float:
+        n = self._failures.get(key, 0) + 1
+        self._failures[key] = n
+        delay = min(self.base * 2.0 ** (n - 1), self.cap) * (1 + self._rng.random() / 4)
+        self._until[key] = now + delay
+        return delay
+
+    def ok(self, key: str) -> None:
+        self._failures.pop(key, None)
+        self._until.pop(key, None)
+
+    def waiting(self, key: str, now: float) -> bool:
+        return self._until.get(key, 0.0) > now
+
+    def next_due(self) -> float | None:
+        return min(self._until.values(), default=None)
+
+    def forget(self, keep: Callable[[str], bool]) -> None:
+        for key in [k for k in self._until if not keep(k)]:
+            self.ok(key)
+
+
+class ObjectWatcher:
+    """A list+watch cache of one core resource (raw dicts by name): this controller's Pods, or Nodes.
+
+    Lists, then watches from the list's version with bounded streams, reopened from the last event
+    or bookmark; 410 Expired re-lists. Refusals and unreachable servers back off (403 names the RBAC
+    permission needed); a stream that keeps ending at once backs off too.
+    """
+
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        list_call: Callable[..., Awaitable[Any]],
+        *,
+        resource: str,
+        where: str,
+        on_change: Callable[[str | None], None],
+        watch_seconds: int = 300,
+        backoff: Backoff | None = None,
+        **selector: Any,
+    ) -> None:
+        self.api = api
+        self.resource = resource
+        self.cache: dict[str, dict[str, Any]] = {}
+        self.synced = asyncio.Event()
+        self._list_call = list_call
+        self._selector = selector
+        self._where = where
+        self._on_change = on_change
+        self.listed_at = -math.inf
+        """``time.monotonic()`` when the last (re)list was requested: the cache shows every object that
+        existed then, so whatever was created before and is not in it is gone."""
+        self._watch_seconds = watch_seconds
+        self._backoff = backoff or Backoff(base=0.5, cap=15.0)
+
+    async def _list(self) -> str:
+        started = time.monotonic()
+        listing = await self._list_call(**self._selector)
+        fresh: dict[str, dict[str, Any]] = {}
+        for item in listing.items:
+            raw = self.api.sanitize_for_serialization(item)
+            fresh[raw["metadata"]["name"]] = raw
+        self.listed_at = started
+        if fresh != self.cache:
+            self.cache = fresh
+        self._on_change(None)
+        return str(listing.metadata.resource_version or "")
+
+    async def _watch(self, version: str) -> tuple[str, int]:
+        """Apply events after ``version`` until the stream ends: (the last version seen, events applied)."""
+        applied = 0
+        stream = Watch(return_type="object").stream(
+            self._list_call,
+            **self._selector,
+            resource_version=version,
+            timeout_seconds=self._watch_seconds,
+            allow_watch_bookmarks=True,
+        )
+        async with stream:
+            async for event in stream:
+                if not isinstance(event, dict):
+                    continue  # the client yields stray blank lines as strings
+                kind, raw = event.get("type"), event.get("raw_object")
+                if not isinstance(raw, dict):
+                    continue
+                version = str(raw.get("metadata", {}).get("resourceVersion") or version)
+                if kind == "BOOKMARK":
+                    continue
+                name = raw.get("metadata", {}).get("name", "")
+                if kind == "DELETED":
+                    self.cache.pop(name, None)
+                else:
+                    self.cache[name] = raw
+                applied += 1
+                self._on_change(name)
+        return version, applied
+
+    async def run(self) -> None:
+        version = ""
+        while True:
+            try:
+                if not version:
+                    version = await self._list()
+                    self.synced.set()
+                opened = time.monotonic()
+                version, applied = await self._watch(version)
+                if applied or time.monotonic() - opened >= 1.0:
+                    self._backoff.ok(self.resource)
+                else:  # ended at once with nothing: do not reopen in a tight loop
+                    await asyncio.sleep(self._backoff.fail(self.resource, time.monotonic()))
+            except ApiException as exc:
+                raise_if_cancelling()
+                if exc.status == 410:
+                    log.info("%s watch expired; re-listing", self.resource)
+                    version = ""
+                    continue
+                API_ERRORS.labels(verb="watch", resource=self.resource, code=str(exc.status or 0)).inc()
+                await self._pause(f"HTTP {exc.status}: {_status_message(exc)[1]}", exc.status in (401, 403))
+                version = ""
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                raise_if_cancelling()
+                API_ERRORS.labels(verb="watch", resource=self.resource, code="0").inc()
+                await self._pause(f"{type(exc).__name__}: {exc}", False)
+                version = ""
+
+    async def _pause(self, why: str, forbidden: bool) -> None:
+        delay = self._backoff.fail(self.resource, time.monotonic())
+        if forbidden:
+            log.error(
+                "%s watch forbidden: grant the controller's service account RBAC `list` and `watch` on `%s` %s (%s); "
+                "retrying in %.1fs",
+                self.resource,
+                self.resource,
+                self._where,
+                why,
+                delay,
+            )
+        else:
+            log.warning("%s watch failed (%s); retrying in %.1fs", self.resource, why, delay)
+        await asyncio.sleep(delay)
+
+
+class PodController:
+    def __init__(
+        self,
+        gameservers: GameServerStore,
+        api: k8s.ApiClient,
+        settings: PodSettings | None = None,
+        *,
+        resync_seconds: float = 5.0,
+        parallelism: int = 16,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        lease: Lease | None = None,
+    ) -> None:
+        self.gameservers = gameservers
+        self.namespace = gameservers.namespace
+        self.settings = settings or PodSettings()
+        self.api = api
+        self.core = k8s.CoreV1Api(api)
+        self.custom = k8s.CustomObjectsApi(api)
+        self.leadership = Leadership(lease, "gameserver pod controller")
+        self.gs_informer: Informer[GameServer] = Informer(gameservers)
+        self.gs_informer.add_handler(self._poke_event)
+        self.pods = ObjectWatcher(
+            api,
+            self.core.list_namespaced_pod,
+            resource="pods",
+            where=f"in namespace {self.namespace}",
+            on_change=self._on_pod,
+            namespace=self.namespace,
+            label_selector=GAMESERVER_LABEL,
+        )
+        self.nodes: ObjectWatcher | None = None
+        if self.settings.node_addresses:
+            self.nodes = ObjectWatcher(
+                api, self.core.list_node, resource="nodes", where="(cluster-wide)", on_change=lambda _: self.poke()
+            )
+        self.ports = HostPortPool(self.settings.port_min, self.settings.port_max, per_port=self.settings.pods_per_port)
+        self.backoff = backoff or Backoff()
+        self._wake = asyncio.Event()
+        self._resync = resync_seconds
+        self._limit = asyncio.Semaphore(parallelism)
+        self._clock = clock
+        self._wall = wall_clock
+        self._created: dict[str, float] = {}
+        """Pods we created that the watch has not shown yet -> when (``time.monotonic``). A watch event
+        for the name, or a re-list requested after the creation, settles it; so does time."""
+        self._finalized: set[str] = set()  # GameServers known to carry our finalizer
+        self._orphan_warned: dict[str, bool] = {}
+        self._stale: dict[str, tuple[str | None, float]] = {}
+        """GameServers we wrote -> (the version we wrote, None for a delete; trust deadline). Skipped until
+        the informer delivers that version (any later event for a delete): the cache lags our writes."""
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _on_pod(self, name: str | None) -> None:
+        if name is not None:
+            self._created.pop(name, None)  # seen (even if already deleted again: then it is gone)
+        self._wake.set()
+
+    def _poke_event(self, event: WatchEvent[GameServer]) -> None:
+        gs = event.object
+        mark = self._stale.get(gs.name)
+        if mark is not None and (
+            event.type is EventType.DELETED or mark[0] is None or mark[0] == gs.metadata.resource_version
+        ):
+            del self._stale[gs.name]
+        self._wake.set()
+
+    # -- loop ------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        tasks = [
+            supervised("podcontroller.gameservers", self.gs_informer.run),
+            supervised("podcontroller.pods", self.pods.run),
+        ]
+        if self.nodes is not None:
+            tasks.append(supervised("podcontroller.nodes", self.nodes.run))
+        try:
+            await self.gs_informer.synced.wait()
+            await self.pods.synced.wait()
+            if self.nodes is not None:
+                try:
+                    async with asyncio.timeout(self.settings.node_sync_seconds):
+                        await self.nodes.synced.wait()
+                except TimeoutError:
+                    log.warning("nodes not listed within %.0fs: addresses come from pods' hostIP until they are",
+                                self.settings.node_sync_seconds)  # fmt: skip
+            while True:
+                if not await self.leadership.lead():
+                    await asyncio.sleep(self.leadership.renew_every or self._resync)
+                    continue
+                self._wake.clear()
+                await self.reconcile()
+                await self._sleep()
+        finally:
+            await cancel_and_wait(*tasks)
+            await asyncio.shield(self.leadership.release())
+
+    async def _sleep(self) -> None:
+        pause = min(self._resync, self.leadership.renew_every or self._resync)
+        due = self.backoff.next_due()
+        if due is not None:
+            pause = max(0.01, min(pause, due - self._clock()))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(pause):
+                await self._wake.wait()
+
+    async def reconcile(self) -> None:
+        """One pass over every GameServer and Pod."""
+        now = self._clock()
+        cache, pods = self.gs_informer.cache, self.pods.cache
+        listed = self.pods.listed_at
+        self._created = {
+            n: t
+            for n, t in self._created.items()
+            if n in cache and n not in pods and t >= listed and t + EXPECTATION_SECONDS > time.monotonic()
+        }
+        self._finalized &= set(cache)
+        self._orphan_warned = {n: w for n, w in self._orphan_warned.items() if n in pods}
+        self._stale = {n: (v, t) for n, (v, t) in self._stale.items() if n in cache and t > now}
+        self._sync_ports(pods)
+        self.backoff.forget(lambda name: name in cache or name in pods)
+        work = [
+            self._guarded(gs.name, functools.partial(self._reconcile_one, gs, pods.get(gs.name)))
+            for gs in cache.values()
+            if not self.backoff.waiting(gs.name, now) and gs.name not in self._stale
+        ]
+        for name, pod in list(pods.items()):
+            owner = cache.get(name)
+            if (owner is None or pod_owner_uid(pod) != owner.metadata.uid) and not self.backoff.waiting(name, now):
+                work.append(self._guarded(name, functools.partial(self._delete_orphan, name, pod)))
+        await asyncio.gather(*work)
+
+    def _sync_ports(self, pods: Mapping[str, Mapping[str, Any]]) -> None:
+        for name, pod in pods.items():
+            self.ports.hold(name, pod_host_ports(pod))
+        for owner in [o for o in self.ports.owners if o not in pods and o not in self._created]:
+            self.ports.release(owner)
+        HOST_PORTS_FREE.set(self.ports.free_count)
+
+    async def _guarded(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run one GameServer's (or orphan Pod's) work; a failure puts that name in back-off."""
+        try:
+            async with self._limit:
+                await work()
+        except ApiCallError as exc:
+            self._retry_later(name, exc, self._clock())
+        except _LookAgainLater:
+            self.backoff.fail(name, self._clock())
+        except ConflictError:
+            self.backoff.fail(name, self._clock())  # someone else wrote it: look again shortly
+        except NotFoundError:
+            self.backoff.ok(name)
+        except StoreError as exc:
+            delay = self.backoff.fail(name, self._clock())
+            log.warning("gameserver %s: %s; retrying in %.1fs", name, exc, delay, extra={"gameserver": name})
+        except Exception:
+            raise_if_cancelling()
+            delay = self.backoff.fail(name, self._clock())
+            log.exception("gameserver %s: reconcile failed; retrying in %.1fs", name, delay, extra={"gameserver": name})
+        else:
+            self.backoff.ok(name)
+
+    def _retry_later(self, name: str, exc: ApiCallError, now: float) -> None:
+        verb, resource, code, message = exc.verb, exc.resource, exc.code, exc.message
+        API_ERRORS.labels(verb=verb, resource=resource, code=str(code)).inc()
+        delay = self.backoff.fail(name, now)
+        extra = {"gameserver": name}
+        if code in (401, 403):
+            log.error(
+                "gameserver %s: forbidden: grant the controller's service account RBAC `%s` on `%s` in namespace %s "
+                "(%s); retrying in %.1fs",
+                name,
+                verb,
+                resource,
+                self.namespace,
+                message,
+                delay,
+                extra=extra,
+            )
+        else:
+            log.warning(
+                "gameserver %s: %s %s failed (HTTP %s: %s); retrying in %.1fs",
+                name,
+                verb,
+                resource,
+                code or "unreachable",
+                message,
+                delay,
+                extra=extra,
+            )
+
+    async def _call(self, verb: str, resource: str, call: Awaitable[Any], *, ok: frozenset[int] = frozenset()) -> Any:
+        """Await an API call; an error whose code is in ``ok`` returns None, any other raises ``ApiCallError``."""
+        try:
+            return await call
+        except ApiException as exc:
+            if exc.status in ok:
+                return None
+            reason, message = _status_message(exc)
+            raise ApiCallError(verb, resource, exc.status or 0, f"{reason}: {message}" if reason else message) from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise_if_cancelling()
+            raise ApiCallError(verb, resource, 0, f"{type(exc).__name__}: {exc}") from exc
+
+    # -- one GameServer --------------------------------------------------------------------------
+
+    async def _reconcile_one(self, gs: GameServer, pod: Mapping[str, Any] | None) -> None:
+        if pod is not None and pod_owner_uid(pod) != gs.metadata.uid:
+            return  # a stale Pod of an earlier GameServer of that name: deleted as an orphan first
+        if gs.metadata.deletion_timestamp is not None:
+            await self._finish_deletion(gs, pod)
+            return
+        if gs.state is GameServerState.SHUTDOWN:
+            with contextlib.suppress(NotFoundError):
+                await self.gameservers.delete(gs.name)
+            self._wrote(gs.name, None)
+            ACTIONS.labels(action="shutdown-deleted").inc()
+            log.info("%s: Shutdown; deleted", gs.name, extra={"gameserver": gs.name})
+            return
+        if gs.state in TERMINAL_STATES:
+            return
+        if pod is None:
+            if gs.name in self._created:
+                return  # created (or found existing): wait until the watch shows it
+            if gs.state in (GameServerState.CREATING, GameServerState.PORT_ALLOCATION):
+                await self._create_pod(gs)
+                return
+        address = self._node_address(pod)
+        if observe(gs, pod, node_address=address) is None:
+            return
+        updated = await modify(self.gameservers, gs.name, lambda current: observe(current, pod, node_address=address))
+        if updated is not None:
+            self._wrote(gs.name, updated)
+        if updated is not None and updated.state is GameServerState.UNHEALTHY:
+            ACTIONS.labels(action="unhealthy").inc()
+            log.warning(
+                "%s -> Unhealthy: %s",
+                gs.name,
+                updated.metadata.annotations.get(ERROR_ANNOTATION, ""),
+                extra={"gameserver": gs.name},
+            )
+
+    def _wrote(self, name: str, written: GameServer | None) -> None:
+        """We wrote ``written`` (None: deleted ``name``): skip it until the informer catches up."""
+        version = written.metadata.resource_version if written is not None else None
+        self._stale[name] = (version, self._clock() + STALE_SECONDS)
+
+    def _node_address(self, pod: Mapping[str, Any] | None) -> str:
+        node_name = (pod or {}).get("spec", {}).get("nodeName")
+        if not node_name or self.nodes is None:
+            return ""
+        node = self.nodes.cache.get(node_name)
+        return node_address(node) if node is not None else ""
+
+    async def _create_pod(self, gs: GameServer) -> None:
+        if gs.name not in self._finalized and not await self._add_finalizer(gs.name):
+            return
+        try:
+            ports = self.ports.assign(gs)
+        except HostPortsExhaustedError as exc:
+            raise ApiCallError("allocate", "hostPorts", 0, str(exc)) from None
+        try:
+            manifest = pod_for(gs, self.settings, ports=ports)
+        except ValidationError as exc:
+            self.ports.release(gs.name)
+            await self._error(gs, f"invalid pod template: {exc}")
+            return
+        try:
+            created = await self._call(
+                "create",
+                "pods",
+                self.core.create_namespaced_pod(self.namespace, cast(Any, manifest)),
+                ok=frozenset({409}),
+            )
+        except ApiCallError as exc:
+            self.ports.release(gs.name)
+            if exc.code in (400, 422):
+                await self._error(gs, f"pod rejected by the API server: {exc.message}")
+                return
+            raise
+        self._created[gs.name] = time.monotonic()
+        if created is None:  # 409: it exists already (a race); its ports count once seen, not these
+            self.ports.release(gs.name)
+            return
+        ACTIONS.labels(action="pod-created").inc()
+        log.info(
+            "%s: created pod (host ports %s)",
+            gs.name,
+            ",".join(str(p.port) for p in ports) or "-",
+            extra={"gameserver": gs.name},
+        )
+
+        def starting(current: GameServer) -> GameServer | None:
+            if current.state not in (GameServerState.CREATING, GameServerState.PORT_ALLOCATION):
+                return None
+            if current.metadata.deletion_timestamp is not None:
+                return None
+            return current.with_status(state=GameServerState.STARTING, ports=ports)
+
+        updated = await modify(self.gameservers, gs.name, starting)
+        if updated is not None:
+            self._wrote(gs.name, updated)
+
+    async def _add_finalizer(self, name: str) -> bool:
+        """Put our finalizer on the GameServer; False if it is gone or being deleted."""
+        raw = await self._call(
+            "get",
+            GAMESERVERS,
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name),
+            ok=frozenset({404}),
+        )
+        if not isinstance(raw, dict) or raw.get("metadata", {}).get("deletionTimestamp"):
+            return False
+        meta = raw["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            patch = {"metadata": {"finalizers": [*finalizers, FINALIZER], "resourceVersion": meta["resourceVersion"]}}
+            await self._call(
+                "patch",
+                GAMESERVERS,
+                self.custom.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURAL,
+                    name,
+                    patch,
+                    _content_type=MERGE_PATCH,  # type: ignore[call-arg]
+                ),
+            )
+        self._finalized.add(name)
+        return True
+
+    async def _remove_finalizer(self, name: str) -> None:
+        raw = await self._call(
+            "get",
+            GAMESERVERS,
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name),
+            ok=frozenset({404}),
+        )
+        if not isinstance(raw, dict):
+            return
+        meta = raw["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            return
+        rest = [f for f in finalizers if f != FINALIZER]
+        patch = {"metadata": {"finalizers": rest or None, "resourceVersion": meta["resourceVersion"]}}
+        await self._call(
+            "patch",
+            GAMESERVERS,
+            self.custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                name,
+                patch,
+                _content_type=MERGE_PATCH,  # type: ignore[call-arg]
+            ),
+            ok=frozenset({404}),
+        )
+        self._finalized.discard(name)
+
+    async def _finish_deletion(self, gs: GameServer, pod: Mapping[str, Any] | None) -> None:
+        """The GameServer is being deleted: its Pod goes first, then our finalizer."""
+        if pod is not None:
+            if not pod.get("metadata", {}).get("deletionTimestamp"):
+                await self._delete_pod(gs.name)
+            return  # the Pod's DELETED event brings us back
+        if gs.name in self._created:
+            return  # a Pod we created may still show up: wait for it (or its expectation to lapse)
+        await self._remove_finalizer(gs.name)
+        self.ports.release(gs.name)
+
+    async def _delete_pod(self, name: str) -> None:
+        await self._call("delete", "pods", self.core.delete_namespaced_pod(name, self.namespace), ok=frozenset({404}))
+        ACTIONS.labels(action="pod-deleted").inc()
+        log.info("%s: deleted pod", name, extra={"gameserver": name})
+
+    async def _delete_orphan(self, name: str, pod: Mapping[str, Any]) -> None:
+        """Delete a Pod whose GameServer is gone (or is a newer one of the same name), after asking the
+        API server: a GameServer the store could not decode is missing from the cache, not gone."""
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            return
+        raw = await self._call(
+            "get",
+            GAMESERVERS,
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name),
+            ok=frozenset({404}),
+        )
+        if isinstance(raw, dict) and raw.get("metadata", {}).get("uid") == pod_owner_uid(pod):
+            if not self._orphan_warned.get(name):
+                self._orphan_warned[name] = True
+                log.warning("%s: exists but is not in the cache (not a valid GameServer?); its pod is kept", name,
+                            extra={"gameserver": name})  # fmt: skip
+            raise _LookAgainLater
+        await self._delete_pod(name)
+
+    async def _error(self, gs: GameServer, why: str) -> None:
+        name, now = gs.name, self._wall()
+        try:
+            updated = await modify(self.gameservers, name, lambda current: errored(current, why, now))
+        except NotFoundError:
+            return
+        if updated is not None:
+            self._wrote(name, updated)
+            ACTIONS.labels(action="error").inc()
+            log.error("%s -> Error: %s", name, why, extra={"gameserver": name})
+
+
+__all__ = ["ApiCallError", "Backoff", "ObjectWatcher", "PodController"]
