@@ -175,7 +175,7 @@ def test_rbac_is_least_privilege() -> None:
     docs = render("existing-secrets")  # game servers in their own namespace
     assert rules(docs, f"{FULL}-matchmaker") == []
     assert grants(docs, f"{FULL}-allocator") == {("gameservers", v) for v in ("get", "list", "watch", "update")}
-    assert grants(docs, f"{FULL}-sdk") == {("gameservers", v) for v in ("get", "watch", "patch")}
+    assert grants(docs, f"{FULL}-sdk") == {("gameservers", v) for v in ("get", "list", "watch", "patch", "update")}
     controller = grants(docs, f"{FULL}-controller")
     for needed in [
         ("gameservers", "create"),

@@ -19,6 +19,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from allocator.allocation import Allocator
 from allocator.backends.kubeclient import kube_stores
 from allocator.backends.kubernetes import KubeStore
 from allocator.controllers.autoscaler import AutoscalerController
@@ -26,6 +27,7 @@ from allocator.controllers.fleet import FleetController
 from allocator.controllers.pods import API_ERRORS, Backoff, PodController
 from allocator.fleetops import apply_autoscaler, apply_fleet
 from allocator.podspec import ERROR_ANNOTATION, FINALIZER, GAMESERVER_LABEL, SIDECAR_NAME, PodSettings
+from fleetmatch.allocation import AllocationState, GameServerAllocationSpec
 from fleetmatch.informer import Informer
 from fleetmatch.models import (
     AutoscalerPolicy,
@@ -435,7 +437,9 @@ async def test_address_is_the_nodes_external_ip(cluster: Cluster) -> None:
     assert cluster.gs_docs()[name]["status"]["address"] == "203.0.113.7"
 
 
-async def test_with_the_real_in_pod_sidecar_ready_and_shutdown(fake_kube: FakeKube, kube_api: client.ApiClient) -> None:
+async def test_with_the_real_in_pod_sidecar_ready_allocated_and_shutdown(
+    fake_kube: FakeKube, kube_api: client.ApiClient
+) -> None:
     """The game talks to the actual sidecar (``sdk_sidecar.pod``) over REST; the controller does the rest."""
     async with running(fake_kube, kube_api, with_fleets=False) as c:
         await c.gameservers.create(GameServer(metadata=ObjectMeta(name="solo"), spec=GameServerSpec(process=GAME)))
@@ -475,12 +479,29 @@ async def test_with_the_real_in_pod_sidecar_ready_and_shutdown(fake_kube: FakeKu
                     return bool(status["state"] == "Ready" and status["address"] == "10.0.0.9")
 
                 await eventually(sidecar_sees_ready)
+                # The allocator, on its own client and watch cache, claims it; the game sees it.
+                async with client.ApiClient(configuration=client.Configuration(host=fake_kube.url)) as alloc_api:
+                    allocator = Allocator(KubeStore(alloc_api, GameServer, NS))
+                    cache = asyncio.create_task(allocator.run(), name="test.allocator")
+                    try:
+                        await eventually(lambda: allocator.ready and len(allocator.index) == 1)
+                        claim = await allocator.allocate(GameServerAllocationSpec())
+                    finally:
+                        await cancel_and_wait(cache)
+                assert claim.state is AllocationState.ALLOCATED and claim.game_server_name == "solo"
+                assert claim.address == "10.0.0.9"
+
+                async def sidecar_sees_allocated() -> bool:
+                    async with http.get(f"{sdk}/gameserver") as response:
+                        return bool((await response.json())["status"]["state"] == "Allocated")
+
+                await eventually(sidecar_sees_allocated)
                 async with http.post(f"{sdk}/shutdown", json={}) as response:
                     assert response.status == 200
             await eventually(
                 lambda: "solo" not in c.gs_docs() and "solo" not in c.pod_docs(), what=lambda: str(c.history)
             )
-            assert c.history["solo"][:5] == ["Creating", "Starting", "Scheduled", "RequestReady", "Ready"]
+            assert c.history["solo"][:6] == ["Creating", "Starting", "Scheduled", "RequestReady", "Ready", "Allocated"]
         finally:
             stop.set()
             await asyncio.wait_for(sidecar, 20)
