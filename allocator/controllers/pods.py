@@ -591,20 +591,7 @@ class PodController:
         meta = raw["metadata"]
         finalizers = list(meta.get("finalizers") or [])
         if FINALIZER not in finalizers:
-            patch = {"metadata": {"finalizers": [*finalizers, FINALIZER], "resourceVersion": meta["resourceVersion"]}}
-            await self._call(
-                "patch",
-                GAMESERVERS,
-                self.custom.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    self.namespace,
-                    PLURAL,
-                    name,
-                    patch,
-                    _content_type=MERGE_PATCH,  # type: ignore[call-arg]
-                ),
-            )
+            await self._patch_finalizers(name, [*finalizers, FINALIZER], meta["resourceVersion"])
         self._finalized.add(name)
         return True
 
@@ -622,7 +609,14 @@ class PodController:
         if FINALIZER not in finalizers:
             return
         rest = [f for f in finalizers if f != FINALIZER]
-        patch = {"metadata": {"finalizers": rest or None, "resourceVersion": meta["resourceVersion"]}}
+        await self._patch_finalizers(name, rest or None, meta["resourceVersion"], ok=frozenset({404}))
+        self._finalized.discard(name)
+
+    async def _patch_finalizers(
+        self, name: str, finalizers: list[str] | None, version: str, *, ok: frozenset[int] = frozenset()
+    ) -> None:
+        """Set the GameServer's finalizers (None: none), only if it is still at ``version``."""
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": version}}
         await self._call(
             "patch",
             GAMESERVERS,
@@ -635,9 +629,8 @@ class PodController:
                 patch,
                 _content_type=MERGE_PATCH,  # type: ignore[call-arg]
             ),
-            ok=frozenset({404}),
+            ok=ok,
         )
-        self._finalized.discard(name)
 
     async def _finish_deletion(self, gs: GameServer, pod: Mapping[str, Any] | None) -> None:
         """The GameServer is being deleted: its Pod goes first, then our finalizer."""

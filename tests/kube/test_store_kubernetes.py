@@ -490,8 +490,7 @@ async def test_gameserver_claim_is_one_write_without_the_subresource(
     fake_kube: FakeKube, kube_api: client.ApiClient
 ) -> None:
     """The GameServer CRD has no ``/status`` (as in Agones): labels and state land in one PUT."""
-    if fake_kube.resource("gameservers").status_subresource:
-        pytest.skip("the GameServer CRD has a status subresource")
+    assert not fake_kube.resource("gameservers").status_subresource, "deploy/crds: a claim would be two writes"
     store = _store(kube_api)
     gs = await store.create(gameserver("gs-1").with_status(state=GameServerState.READY))
     assert gs.state is GameServerState.READY  # stored by the POST itself
