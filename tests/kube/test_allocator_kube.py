@@ -6,10 +6,13 @@ allocators' watch caches survive a dropped watch and a 410 (new servers are stil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
+import random
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,9 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
+from allocator.allocation import Allocator
 from allocator.backends.kubernetes import KubeStore
+from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerSelector
 from fleetmatch.models import (
     FLEET_LABEL,
     LAST_ALLOCATED_ANNOTATION,
@@ -27,6 +32,7 @@ from fleetmatch.models import (
     PortStatus,
 )
 from fleetmatch.redis import free_port
+from fleetmatch.tasks import cancel_and_wait
 from tests.kube.fakekube import FakeKube
 from tests.waiting import eventually
 
@@ -176,3 +182,31 @@ async def check_outcomes(store: KubeStore[GameServer], outcomes: Outcomes, serve
     assert len(allocated) == servers  # drained, the late servers included
     assert any(result == "429" for _, result, _ in outcomes.values())
     assert {result for _, result, _ in outcomes.values()} <= {"201", "429", "409", "lost"}
+
+
+@contextlib.asynccontextmanager
+async def stale_allocator(fake: FakeKube, seed: int) -> AsyncIterator[Allocator]:
+    """An allocator (own client) that read the GameServers once and then stopped watching: every
+    claim it makes races the others on the API server's resourceVersion check alone."""
+    async with client.ApiClient(configuration=client.Configuration(host=fake.url)) as api:
+        allocator = Allocator(KubeStore(api, GameServer, "default"), rng=random.Random(seed))
+        task = asyncio.create_task(allocator.run(), name=f"test.stale-allocator[{seed}]")
+        await allocator.informer.synced.wait()
+        await cancel_and_wait(task)
+        yield allocator
+
+
+async def test_stale_allocators_on_kubernetes_claim_each_server_once(
+    fake_kube: FakeKube, store: KubeStore[GameServer]
+) -> None:
+    await ready_servers(store, [f"arena-{i}" for i in range(6)])
+    async with contextlib.AsyncExitStack() as stack:
+        allocators = [await stack.enter_async_context(stale_allocator(fake_kube, seed)) for seed in range(4)]
+        spec = GameServerAllocationSpec(selectors=(GameServerSelector.for_fleet("arena"),))
+        results = await asyncio.gather(*(a.allocate(spec) for _ in range(5) for a in allocators))
+    won = [r.game_server_name for r in results if r.state is AllocationState.ALLOCATED]
+    assert sorted(won) == [f"arena-{i}" for i in range(6)]  # each server exactly once, all taken
+    assert {r.state for r in results} <= {AllocationState.ALLOCATED, AllocationState.UNALLOCATED,
+                                          AllocationState.CONTENTION}  # fmt: skip
+    conflicts = [r for r in fake_kube.requests if r.method == "PUT" and r.status == 409]
+    assert conflicts  # the races happened and the API server settled them
