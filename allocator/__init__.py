@@ -1,10 +1,10 @@
-"""The allocator side of fleetmatch: fleets of game servers and their placement.
+"""The allocator side of fleetmatch: fleets of game servers, their placement and their allocation.
 
-- ``backends``: the state-store engines (``redis``, ``memory``) behind ``fleetmatch.store.Store``.
+- ``allocation``, ``choose`` (pure), ``index`` (pure), ``api``, ``app``: the allocation API.
 - ``nodeagent``: the local kubelet: runs game processes, hosts their SDK endpoints, reports exits.
 - ``ports``: host-port allocation (pure).
-- ``fleetplan``: what a fleet needs (pure); ``controllers.fleet``: the loop that does it.
-- ``fleetops``: apply/delete used by the CLI.
-
-The allocation API and the autoscaler arrive with issue 3.
+- ``fleetplan`` (pure) and ``controllers.fleet``: keep each fleet at its replicas, roll out updates.
+- ``autoscale`` (pure) and ``controllers.autoscaler``: the Buffer policy.
+- ``podspec`` (pure) and ``controllers.pods``: GameServers as Pods on Kubernetes.
+- ``fleetops``: apply/scale used by the CLI.
 """

@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 import click
 
 from fleetmatch import __version__
+from fleetmatch.backends.redis.client import connect, connect_any
 from fleetmatch.errors import ConfigError, FleetmatchError, ValidationError
 from fleetmatch.logging import configure
 from fleetmatch.manifests import load_resources
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
-from fleetmatch.redis import connect, connect_any
 from fleetmatch.settings import Settings
 from fleetmatch.store import GameServerStore, Store
 from fleetmatch.tasks import cancel_and_wait, supervised
@@ -130,7 +130,7 @@ def cli(
 @contextlib.asynccontextmanager
 async def kube_api(settings: Settings) -> AsyncIterator[Any]:
     """A kubernetes-asyncio ``ApiClient`` as ``settings.kube`` says (closed on exit)."""
-    from allocator.backends.kubeclient import api_client
+    from fleetmatch.backends.kube.client import api_client
 
     kube = settings.kube
     api = await api_client(
@@ -211,8 +211,8 @@ def up(
 @click.pass_context
 def node_agent(ctx: click.Context) -> None:
     """Run a node agent: start game servers scheduled here and host their SDK endpoints."""
-    from allocator.backends.redis import RedisStore
     from allocator.nodeagent import NodeAgent
+    from fleetmatch.backends.redis.store import RedisStore
     from fleetmatch.up import metrics_site, stack_or_env_redis_url
     from sdk_sidecar import SdkHost
 
@@ -237,9 +237,10 @@ def node_agent(ctx: click.Context) -> None:
 def controller(ctx: click.Context) -> None:
     """Run the fleet controller and the autoscaler (run several for availability: each loop has
     its own lease; one process leads it, the others stand by)."""
-    from allocator.backends.redis import RedisLease, RedisStore
     from allocator.controllers.autoscaler import AutoscalerController
     from allocator.controllers.fleet import FleetController
+    from fleetmatch.backends.redis.lease import RedisLease
+    from fleetmatch.backends.redis.store import RedisStore
     from fleetmatch.up import metrics_site, stack_or_env_redis_url
 
     settings = settings_of(ctx)
@@ -281,9 +282,9 @@ def controller(ctx: click.Context) -> None:
         api: Any, lease: Callable[[str], RedisLease]
     ) -> list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]:
         """The same fleet controller and autoscaler on the custom resources, plus GameServer -> Pod."""
-        from allocator.backends.kubeclient import kube_stores
         from allocator.controllers.pods import PodController
         from allocator.podspec import PodSettings
+        from fleetmatch.backends.kube.client import kube_stores
 
         stores = kube_stores(api, ns)
         pods = PodController(stores.gameservers, api, PodSettings.from_env(os.environ), lease=lease("pod-controller"))
@@ -305,7 +306,7 @@ def controller(ctx: click.Context) -> None:
 def allocator_cmd(ctx: click.Context, port: int | None) -> None:
     """Run the allocation API (run several: claims are safe across processes)."""
     from allocator.app import serve_allocator
-    from allocator.backends.redis import RedisStore
+    from fleetmatch.backends.redis.store import RedisStore
     from fleetmatch.up import stack_or_env_redis_url
 
     settings = settings_of(ctx)
@@ -318,7 +319,7 @@ def allocator_cmd(ctx: click.Context, port: int | None) -> None:
 
     async def main() -> None:
         if settings.backend == "kubernetes":  # GameServers from the API server's watch; claims are conditional PUTs
-            from allocator.backends.kubernetes import KubeStore
+            from fleetmatch.backends.kube.store import KubeStore
 
             async with kube_api(settings) as api:
                 await serve(KubeStore(api, GameServer, settings.namespace))

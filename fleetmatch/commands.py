@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 
 import click
 
+from fleetmatch.backends.redis.client import connect
 from fleetmatch.cli import cli, output_option, run, settings_of
 from fleetmatch.codec import to_wire
 from fleetmatch.manifests import load_autoscalers, load_fleets, load_resources
 from fleetmatch.models import FLEET_LABEL, Fleet, FleetAutoscaler, GameServer, encode
-from fleetmatch.redis import connect
 from fleetmatch.settings import Settings
 from fleetmatch.store import AutoscalerStore, FleetStore, GameServerStore
 
@@ -36,7 +36,7 @@ class Stores:
 
 def with_stores(settings: Settings, body: Callable[[Stores], Awaitable[T]]) -> T:
     """Run ``body`` against the running stack's Redis."""
-    from allocator.backends.redis import RedisStore
+    from fleetmatch.backends.redis.store import RedisStore
     from fleetmatch.up import stack_or_env_redis_url
 
     async def main() -> T:

@@ -1,8 +1,8 @@
 """Leadership for control loops that must not run twice at once (fleet controller, autoscaler).
 
 Two fleet controllers acting together would both create the missing servers. Each pass of such a
-loop first calls ``Leadership.lead()``: it takes or renews a lease (``allocator.backends.redis.
-RedisLease`` on Redis; a Kubernetes Lease object later), and only the holder acts. A standby takes
+loop first calls ``Leadership.lead()``: it takes or renews a lease (``fleetmatch.backends.redis.
+lease.RedisLease`` on Redis; a Kubernetes Lease object later), and only the holder acts. A standby takes
 over within the lease's ``ttl`` when the leader dies.
 """
 

@@ -1,6 +1,6 @@
 """The state-store port: one small protocol that controllers, the allocator and the SDK sidecar use.
 
-Two engines implement it (``allocator.backends``): Redis for the embedded default and plain hosts,
+Two engines implement it (``fleetmatch.backends``): Redis for the embedded default and plain hosts,
 Kubernetes for clusters; an in-memory twin serves unit tests. All pass one contract suite
 (``tests/contract``). Semantics follow the Kubernetes API so the engines are interchangeable:
 

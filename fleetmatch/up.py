@@ -27,16 +27,17 @@ from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
 from allocator.app import serve_allocator
-from allocator.backends.redis import RedisStore
 from allocator.controllers.autoscaler import AutoscalerController
 from allocator.controllers.fleet import FleetController
 from allocator.fleetops import apply_autoscaler, apply_fleet
 from allocator.nodeagent import NodeAgent
+from fleetmatch.backends.redis.client import connect, connect_any
+from fleetmatch.backends.redis.embedded import EmbeddedRedis
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.errors import ConfigError, FleetmatchError
 from fleetmatch.http import start_site
 from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerState
-from fleetmatch.redis import EmbeddedRedis, connect, connect_any
 from fleetmatch.settings import Settings
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.app import serve_matchmaker

@@ -118,9 +118,9 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 
 
 async def populate(redis_url: str, namespace: str, n: int) -> None:
-    from allocator.backends.redis import RedisStore
+    from fleetmatch.backends.redis.client import connect
+    from fleetmatch.backends.redis.store import RedisStore
     from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, PortStatus
-    from fleetmatch.redis import connect
 
     client = connect(redis_url, name="bench-populate")
     store = RedisStore(client, GameServer, namespace)
@@ -143,10 +143,10 @@ async def populate(redis_url: str, namespace: str, n: int) -> None:
 
 async def reset(redis_url: str, namespace: str) -> int:
     """Every Allocated server back to Ready (the next phase starts from a full pool)."""
-    from allocator.backends.redis import RedisStore
+    from fleetmatch.backends.redis.client import connect
+    from fleetmatch.backends.redis.store import RedisStore
     from fleetmatch.codec import evolve
     from fleetmatch.models import GameServer, GameServerState
-    from fleetmatch.redis import connect
 
     client = connect(redis_url, name="bench-reset")
     store = RedisStore(client, GameServer, namespace)
@@ -180,7 +180,7 @@ async def caught_up(base_urls: list[str], ready: int, within: float = 60.0) -> N
 
 
 def free_port() -> int:
-    from fleetmatch.redis import free_port as pick
+    from fleetmatch.backends.redis.embedded import free_port as pick
 
     return pick()
 
@@ -287,7 +287,7 @@ def main() -> None:
         payloads = [post(args.load, args.token, BODY)]
         print(json.dumps(asyncio.run(load(args.load, payloads, args.seconds, args.concurrency, args.rate))))
         return
-    from fleetmatch.redis import EmbeddedRedis
+    from fleetmatch.backends.redis.embedded import EmbeddedRedis
 
     redis_url = os.environ.get("REDIS_URL")
     if redis_url:

@@ -197,7 +197,8 @@ async def bench_service(seconds: float = 2.0, steady_seconds: float = 5.0, rate:
     import tempfile
     from pathlib import Path
 
-    from fleetmatch.redis import EmbeddedRedis, connect, free_port
+    from fleetmatch.backends.redis.client import connect
+    from fleetmatch.backends.redis.embedded import EmbeddedRedis, free_port
     from loadtest.bench_allocate import populate, start, stop, wait_http
     from matchmaker.tickets import RedisTicketStore
 

@@ -38,9 +38,9 @@ spec:
 
 
 async def measure(data_dir: Path) -> dict[str, Any]:
-    from allocator.backends.redis import RedisStore
+    from fleetmatch.backends.redis.client import connect
+    from fleetmatch.backends.redis.store import RedisStore
     from fleetmatch.models import GameServer
-    from fleetmatch.redis import connect
     from loadtest.refill import measure_refill
 
     stack = json.loads((data_dir / "stack.json").read_text())

@@ -44,7 +44,9 @@ import aiohttp
 import psutil
 import redis.asyncio as aioredis
 
-from allocator.backends.redis import RedisStore
+from fleetmatch.backends.redis.client import connect
+from fleetmatch.backends.redis.embedded import EmbeddedRedis, free_port
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import (
     CounterStatus,
     GameServer,
@@ -54,7 +56,6 @@ from fleetmatch.models import (
     ObjectMeta,
     initial_status,
 )
-from fleetmatch.redis import EmbeddedRedis, connect, free_port
 from fleetmatch.settings import Settings
 from loadtest.bench_store import bench_agent_memory
 from sdk_sidecar.client import SDK, Transport, grpc_available
@@ -66,7 +67,7 @@ AGONES_WRITE_INTERVAL = 0.5
 """Agones' sidecar writes to the API server at most every 500 ms (``--request-rate-limit``)."""
 
 IMPORTS_ONLY = (
-    "import asyncio, aiohttp, grpc, redis.asyncio, uvloop; import sdk_sidecar.host, allocator.backends.redis; "
+    "import asyncio, aiohttp, grpc, redis.asyncio, uvloop; import sdk_sidecar.host, fleetmatch.backends.redis.store; "
     "import time; time.sleep(600)"
 )
 

@@ -29,9 +29,10 @@ from typing import Any
 import psutil
 import redis.asyncio as aioredis
 
-from allocator.backends.redis import RedisStore
+from fleetmatch.backends.redis.client import connect
+from fleetmatch.backends.redis.embedded import EmbeddedRedis
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import GameServer, GameServerSpec, GameServerState, ObjectMeta, ProcessTemplate, with_meta
-from fleetmatch.redis import EmbeddedRedis, connect
 from fleetmatch.settings import Settings
 from fleetmatch.store import modify
 

@@ -24,12 +24,12 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from allocator.backends.redis import RedisStore
+from fleetmatch.backends.redis.client import connect
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.errors import FleetmatchError
 from fleetmatch.informer import Informer
 from fleetmatch.logging import configure
 from fleetmatch.models import GameServer, GameServerState
-from fleetmatch.redis import connect
 from fleetmatch.settings import Settings
 from fleetmatch.store import EventType, WatchEvent, modify
 from fleetmatch.tasks import cancel_and_wait, supervised

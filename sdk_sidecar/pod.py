@@ -1,7 +1,7 @@
 """The SDK sidecar inside a game-server Pod on Kubernetes (Agones' ``agones-gameserver-sidecar``).
 
 ``run_pod_sidecar`` composes: the Pod's GameServer custom resource through the thin store
-(``sdk_sidecar.kube``: aiohttp only, no kubernetes-asyncio, no Redis), an ``Informer`` on that one
+(``fleetmatch.backends.kube.podstore``: aiohttp only, no kubernetes-asyncio, no Redis), an ``Informer`` on that one
 object feeding the ``SdkSession``, the REST and gRPC SDK on ``address`` (``SdkHost``), and the
 health server on ``health_address:health_port``:
 
@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from fleetmatch.backends.kube.podstore import KubeConfig, KubeGameServerStore, KubeStoreSettings
 from fleetmatch.errors import FleetmatchError, NotFoundError, StoreError
 from fleetmatch.informer import Informer
 from fleetmatch.logging import configure
@@ -60,7 +61,6 @@ from fleetmatch.settings import SdkSettings, Settings
 from fleetmatch.store import EventType, WatchEvent
 from fleetmatch.tasks import cancel_and_wait, supervised
 from sdk_sidecar.host import SdkHost, listen_socket
-from sdk_sidecar.kube import KubeConfig, KubeGameServerStore, KubeStoreSettings
 
 log = logging.getLogger(__name__)
 

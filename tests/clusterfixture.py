@@ -18,8 +18,8 @@ from typing import Any
 
 import redis
 
+from fleetmatch.backends.redis.embedded import EmbeddedRedis, free_port
 from fleetmatch.errors import ConfigError
-from fleetmatch.redis import EmbeddedRedis, free_port
 
 SLOTS = 16384
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from allocator.backends.redis import RedisStore
+from fleetmatch.backends.redis.client import connect
+from fleetmatch.backends.redis.embedded import EmbeddedRedis
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import Fleet, GameServer
-from fleetmatch.redis import EmbeddedRedis, connect
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from allocator.backends.redis import RedisStore
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import (
     CounterStatus,
     GameServer,

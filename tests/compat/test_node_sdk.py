@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from fleetmatch.backends.redis.embedded import free_port
 from fleetmatch.models import GameServerState
-from fleetmatch.redis import free_port
 from sdk_sidecar import metrics
 from tests.compat.harness import finish_node, host_gameserver, node_binary, node_client, recording
 from tests.integration.sdkenv import Env, running_host

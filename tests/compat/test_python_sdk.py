@@ -11,8 +11,8 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
+from fleetmatch.backends.redis.embedded import free_port
 from fleetmatch.models import GameServerState
-from fleetmatch.redis import free_port
 from fleetmatch.store import modify
 from sdk_sidecar import metrics
 from sdk_sidecar.client import (

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from allocator.backends.redis import RedisStore
+from fleetmatch.backends.redis.embedded import EmbeddedRedis, free_port
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import GameServer, GameServerState
-from fleetmatch.redis import EmbeddedRedis, free_port
 from sdk_sidecar.client import SDK, CounterInfo
 from tests.compat.harness import finish_node, full_gameserver, node_binary, node_client
 from tests.waiting import eventually

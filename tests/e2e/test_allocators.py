@@ -16,8 +16,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from allocator.backends.redis import RedisStore
 from allocator.fleetops import apply_fleet
+from fleetmatch.backends.redis.embedded import EmbeddedRedis, free_port
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import (
     FLEET_LABEL,
     LAST_ALLOCATED_ANNOTATION,
@@ -30,7 +31,6 @@ from fleetmatch.models import (
     ObjectMeta,
     ProcessTemplate,
 )
-from fleetmatch.redis import EmbeddedRedis, free_port
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]

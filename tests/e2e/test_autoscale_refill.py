@@ -23,9 +23,9 @@ the real margin."""
 
 
 async def test_burst_of_allocations_is_refilled_quickly(tmp_path: Path) -> None:
-    from allocator.backends.redis import RedisStore
+    from fleetmatch.backends.redis.client import connect
+    from fleetmatch.backends.redis.store import RedisStore
     from fleetmatch.models import GameServer
-    from fleetmatch.redis import connect
 
     fleet_file = tmp_path / "fleet.yaml"
     fleet_file.write_text(FLEET % json.dumps(str(REPO)))

@@ -14,8 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from allocator.backends.redis import RedisStore
 from allocator.fleetops import apply_fleet
+from fleetmatch.backends.redis.embedded import EmbeddedRedis
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import (
     Fleet,
     FleetSpec,
@@ -26,7 +27,6 @@ from fleetmatch.models import (
     ObjectMeta,
     ProcessTemplate,
 )
-from fleetmatch.redis import EmbeddedRedis
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]

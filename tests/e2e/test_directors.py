@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from allocator.backends.redis import RedisStore
+from fleetmatch.backends.redis.embedded import EmbeddedRedis, free_port
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, PortStatus
-from fleetmatch.redis import EmbeddedRedis, free_port
 from matchmaker.models import Player, Ticket, TicketState, new_ticket_id
 from matchmaker.tickets import RedisTicketStore
 from tests.waiting import eventually

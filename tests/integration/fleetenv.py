@@ -15,9 +15,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from allocator.backends.redis import RedisStore
 from allocator.controllers.fleet import FleetController
 from allocator.nodeagent import NodeAgent
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import (
     Fleet,
     FleetSpec,

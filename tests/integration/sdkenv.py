@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from allocator.backends.redis import RedisStore
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.informer import Informer
 from fleetmatch.models import (
     GameServer,

@@ -17,9 +17,9 @@ import trustme
 from openapi_spec_validator import validate
 
 from allocator.app import AllocatorService, serve_allocator
-from allocator.backends.redis import RedisStore
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerSelector
 from fleetmatch.allocator_client import AllocatorClient, AllocatorError
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import (
     FLEET_LABEL,
     LAST_ALLOCATED_ANNOTATION,

@@ -15,9 +15,10 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from allocator.backends.redis import RedisLease, RedisStore
 from allocator.controllers.autoscaler import AutoscalerController
 from allocator.fleetops import apply_autoscaler, apply_fleet
+from fleetmatch.backends.redis.lease import RedisLease
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.errors import NotFoundError
 from fleetmatch.lease import Lease
 from fleetmatch.models import (

@@ -11,10 +11,11 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 
 from allocator.allocation import Allocator
-from allocator.backends.redis import RedisStore
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerSelector
+from fleetmatch.backends.redis.client import connect
+from fleetmatch.backends.redis.embedded import EmbeddedRedis
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, TemplateMeta
-from fleetmatch.redis import EmbeddedRedis, connect
 from fleetmatch.tasks import cancel_and_wait
 
 

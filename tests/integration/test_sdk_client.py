@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from fleetmatch.backends.redis.embedded import free_port
 from fleetmatch.models import GameServer, GameServerState, Health, ObjectMeta
-from fleetmatch.redis import free_port
 from fleetmatch.store import modify
 from sdk_sidecar import SDK, GameServerInfo, SdkError
 from tests.integration.sdkenv import Env, running_host

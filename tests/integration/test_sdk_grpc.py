@@ -21,6 +21,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.wrappers_pb2 import Int64Value
 
 from allocator.fleetops import apply_fleet
+from fleetmatch.backends.redis.embedded import free_port
 from fleetmatch.codec import format_timestamp
 from fleetmatch.models import (
     LAST_ALLOCATED_ANNOTATION,
@@ -37,7 +38,6 @@ from fleetmatch.models import (
     PortStatus,
     ProcessTemplate,
 )
-from fleetmatch.redis import free_port
 from fleetmatch.store import modify
 from sdk_sidecar import metrics
 from sdk_sidecar.grpc_gen import alpha_pb2, alpha_pb2_grpc, beta_pb2, beta_pb2_grpc, sdk_pb2, sdk_pb2_grpc

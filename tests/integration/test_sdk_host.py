@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from allocator.backends.redis import RedisStore
+from fleetmatch.backends.redis.embedded import free_port
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import GameServer, GameServerState, Health, ObjectMeta
-from fleetmatch.redis import free_port
 from fleetmatch.settings import SdkSettings
 from fleetmatch.store import modify
 from sdk_sidecar import SdkHost, metrics

@@ -19,9 +19,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from allocator.backends.redis import RedisStore
+from fleetmatch.backends.redis.client import connect
+from fleetmatch.backends.redis.embedded import EmbeddedRedis, _answers_ping
+from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import Fleet, GameServer
-from fleetmatch.redis import EmbeddedRedis, _answers_ping, connect
 from fleetmatch.store import Store
 from tests.contract.store_contract import (
     StoreContract,

@@ -23,9 +23,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from fleetmatch.backends.redis.client import connect
+from fleetmatch.backends.redis.embedded import EmbeddedRedis
 from fleetmatch.errors import AlreadyExistsError, ConfigError, NotFoundError, ValidationError
 from fleetmatch.models import PortStatus
-from fleetmatch.redis import EmbeddedRedis, connect
 from matchmaker.errors import TooManyTicketsError
 from matchmaker.models import Assignment, Player, Ticket, TicketState, new_ticket_id
 from matchmaker.store import Reaped, TicketStore

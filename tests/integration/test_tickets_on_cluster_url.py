@@ -8,7 +8,7 @@ import time
 
 from redis.asyncio.cluster import RedisCluster
 
-from fleetmatch.redis import connect_any
+from fleetmatch.backends.redis.client import connect_any
 from matchmaker.models import Player, Ticket, TicketState, new_ticket_id
 from matchmaker.tickets import RedisTicketStore
 from tests.clusterfixture import LocalCluster

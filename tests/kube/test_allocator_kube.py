@@ -21,8 +21,9 @@ import pytest
 from kubernetes_asyncio import client
 
 from allocator.allocation import Allocator
-from allocator.backends.kubernetes import KubeStore
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerSelector
+from fleetmatch.backends.kube.store import KubeStore
+from fleetmatch.backends.redis.embedded import free_port
 from fleetmatch.models import (
     FLEET_LABEL,
     LAST_ALLOCATED_ANNOTATION,
@@ -31,7 +32,6 @@ from fleetmatch.models import (
     ObjectMeta,
     PortStatus,
 )
-from fleetmatch.redis import free_port
 from fleetmatch.tasks import cancel_and_wait
 from tests.kube.fakekube import FakeKube
 from tests.waiting import eventually

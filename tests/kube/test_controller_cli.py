@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client
 
-from allocator.backends.kubeclient import kube_stores
+from fleetmatch.backends.kube.client import kube_stores
+from fleetmatch.backends.redis.embedded import EmbeddedRedis
 from fleetmatch.models import (
     Fleet,
     FleetSpec,
@@ -21,7 +22,6 @@ from fleetmatch.models import (
     GameServerTemplate,
     ObjectMeta,
 )
-from fleetmatch.redis import EmbeddedRedis
 from tests.kube.fakekube import FakeKube
 from tests.waiting import eventually
 

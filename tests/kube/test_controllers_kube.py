@@ -20,14 +20,15 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from allocator.allocation import Allocator
-from allocator.backends.kubeclient import kube_stores
-from allocator.backends.kubernetes import KubeStore
 from allocator.controllers.autoscaler import AutoscalerController
 from allocator.controllers.fleet import FleetController
 from allocator.controllers.pods import API_ERRORS, Backoff, PodController
 from allocator.fleetops import apply_autoscaler, apply_fleet
 from allocator.podspec import ERROR_ANNOTATION, FINALIZER, GAMESERVER_LABEL, SIDECAR_NAME, PodSettings
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec
+from fleetmatch.backends.kube.client import kube_stores
+from fleetmatch.backends.kube.podstore import KubeConfig, KubeStoreSettings
+from fleetmatch.backends.kube.store import KubeStore
 from fleetmatch.informer import Informer
 from fleetmatch.models import (
     AutoscalerPolicy,
@@ -45,7 +46,6 @@ from fleetmatch.models import (
 )
 from fleetmatch.store import EventType, WatchEvent, modify
 from fleetmatch.tasks import cancel_and_wait
-from sdk_sidecar.kube import KubeConfig, KubeStoreSettings
 from sdk_sidecar.pod import Listening, run_pod_sidecar
 from tests.kube.fakekube import FakeKube
 from tests.waiting import eventually

@@ -1,4 +1,4 @@
-"""The in-pod SDK sidecar (``sdk_sidecar.pod``) and its thin Kubernetes store (``sdk_sidecar.kube``)
+"""The in-pod SDK sidecar (``sdk_sidecar.pod``) and its thin Kubernetes store (``fleetmatch.backends.kube.podstore``)
 against the fake API server.
 
 The store tests run in this process. The sidecar tests run it as a real separate process configured
@@ -28,12 +28,12 @@ import aiohttp
 import psutil
 import pytest
 
+from fleetmatch.backends.kube.podstore import KubeConfig, KubeGameServerStore, KubeStoreSettings, decode_gameserver
+from fleetmatch.backends.redis.embedded import free_port
 from fleetmatch.errors import BackendError, ConfigError, ConflictError, ExpiredError, NotFoundError
 from fleetmatch.models import GameServer, GameServerState, with_meta
-from fleetmatch.redis import free_port
 from fleetmatch.store import EventType, modify
 from sdk_sidecar.client import SDK
-from sdk_sidecar.kube import KubeConfig, KubeGameServerStore, KubeStoreSettings, decode_gameserver
 from tests.kube.conftest import load_crds
 from tests.kube.fakekube import FakeKube
 from tests.waiting import eventually
@@ -180,7 +180,10 @@ async def test_server_errors_are_retried_and_forbidden_names_the_rbac_rule(
     assert (await store.get("gs-1")).name == "gs-1"
     gs = await store.get("gs-1")
     fake_kube.fail_next(403, method="PUT")
-    with caplog.at_level(logging.ERROR, logger="sdk_sidecar.kube"), pytest.raises(BackendError, match="forbidden"):
+    with (
+        caplog.at_level(logging.ERROR, logger="fleetmatch.backends.kube.podstore"),
+        pytest.raises(BackendError, match="forbidden"),
+    ):
         await store.update(gs.with_status(state=S.REQUEST_READY))
     assert "RBAC" in caplog.text and "'update' 'gameservers/status'" in caplog.text
     fake_kube.fail_next(503, FAST.retries + 1)

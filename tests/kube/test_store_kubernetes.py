@@ -21,8 +21,8 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from allocator.backends.kubeclient import api_client, kube_stores
-from allocator.backends.kubernetes import ForbiddenError, KubeStore
+from fleetmatch.backends.kube.client import api_client, kube_stores
+from fleetmatch.backends.kube.store import ForbiddenError, KubeStore
 from fleetmatch.errors import (
     AlreadyExistsError,
     BackendError,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from allocator.backends.memory import MemoryStore
+from fleetmatch.backends.memory import MemoryStore
 from fleetmatch.codec import from_wire, to_wire
 from fleetmatch.errors import ValidationError
 from fleetmatch.models import (

@@ -1,4 +1,4 @@
-"""The store contract run against the in-memory twin (``allocator.backends.memory``)."""
+"""The store contract run against the in-memory twin (``fleetmatch.backends.memory``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from allocator.backends.memory import MemoryBackend, MemoryStore
+from fleetmatch.backends.memory import MemoryBackend, MemoryStore
 from fleetmatch.models import Fleet, GameServer
 from fleetmatch.store import Store
 from tests.contract.store_contract import StoreContract, StoreHarness

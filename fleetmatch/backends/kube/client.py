@@ -13,7 +13,7 @@ RBAC the stores need, per namespace they serve (a Role, or a ClusterRole for all
       resources: ["fleets/status", "fleetautoscalers/status"]   # kinds whose CRD has the subresource
       verbs: ["update"]
 
-A missing rule surfaces as ``allocator.backends.kubernetes.ForbiddenError`` naming verb and resource.
+A missing rule surfaces as ``fleetmatch.backends.kube.store.ForbiddenError`` naming verb and resource.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config.config_exception import ConfigException
 
-from allocator.backends.kubernetes import KubeStore
+from fleetmatch.backends.kube.store import KubeStore
 from fleetmatch.errors import ConfigError
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
 

@@ -1,13 +1,4 @@
-"""The Redis engine of the state store.
-
-Layout (every key of a namespace shares the hash tag ``{ns:<namespace>}``, so one Lua script only
-ever touches one Redis Cluster slot)::
-
-    fm:{ns:default}:gameservers:objs    HASH  name -> msgpack wire dict, without the server-owned fields
-    fm:{ns:default}:gameservers:vers    HASH  name -> resourceVersion (the stream id of its last change)
-    fm:{ns:default}:gameservers:meta    HASH  name -> "generation|spec digest|uid|creationTimestamp"
-    fm:{ns:default}:gameservers:events  STREAM of changes: t=ADDED|MODIFIED|DELETED n=name g u c b=body
-    fm:{ns:default}:gameservers:floor   STRING id of the newest change trimmed from the stream
+"""The Redis engine of the state store (key layout: ``fleetmatch.backends.redis.keys``).
 
 Each write is one Lua script: check the version, append to the stream, store the object. The
 server-owned fields (resourceVersion, generation, uid, creationTimestamp) live beside the body, so
@@ -33,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from fleetmatch.backends.redis.keys import Keys
 from fleetmatch.codec import load_trusted, to_wire
 from fleetmatch.errors import (
     AlreadyExistsError,
@@ -48,8 +40,8 @@ from fleetmatch.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
-_WRITE = resources.files(__package__).joinpath("lua/write.lua").read_text()
-_LIST = resources.files(__package__).joinpath("lua/list.lua").read_text()
+_WRITE = resources.files("fleetmatch.backends.redis").joinpath("lua/write.lua").read_text()
+_LIST = resources.files("fleetmatch.backends.redis").joinpath("lua/list.lua").read_text()
 
 WRITTEN_MEMORY = 4096
 """Recently written objects kept to spare a watch on the same store instance their decoding."""
@@ -60,22 +52,6 @@ that halves the CPU per change and cuts the loop's latency tail; a change arrive
 later."""
 DEFAULT_HISTORY = 100_000
 """Changes kept per namespace and kind: a watcher may fall this far behind before it must re-list."""
-
-
-@dataclass(frozen=True, slots=True)
-class Keys:
-    """Every Redis key of one kind in one namespace; nothing else builds these names."""
-
-    objs: str
-    vers: str
-    meta: str
-    events: str
-    floor: str
-
-    @classmethod
-    def of(cls, namespace: str, plural: str) -> Keys:
-        base = f"fm:{{ns:{namespace}}}:{plural}"
-        return cls(f"{base}:objs", f"{base}:vers", f"{base}:meta", f"{base}:events", f"{base}:floor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,46 +331,3 @@ class RedisStore(Generic[R]):
 def _float(value: bytes | str) -> float | None:
     text = _text(value)
     return float(text) if text else None
-
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class RedisLease:
-    """A leader lease on Redis: at most one holder at a time, lost if not renewed within ``ttl``.
-
-    Controllers that must not run twice (two fleet controllers would both create the missing
-    servers) take it before each pass; a standby takes over within ``ttl`` of the leader dying.
-    """
-
-    def __init__(
-        self, client: aioredis.Redis, name: str, holder: str, *, namespace: str = "default", ttl: float = 15.0
-    ):
-        self.key = f"fm:{{ns:{namespace}}}:leases:{name}"
-        self.holder = holder
-        self.ttl = ttl
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
-
-    async def acquire(self) -> bool:
-        """Take or renew the lease; True while we hold it."""
-        try:
-            return bool(await self._renew(keys=[self.key], args=[self.holder, int(self.ttl * 1000)]))
-        except RedisError as exc:
-            raise BackendError(f"redis: {exc}") from exc
-
-    async def release(self) -> None:
-        try:
-            await self._release(keys=[self.key], args=[self.holder])
-        except RedisError as exc:
-            raise BackendError(f"redis: {exc}") from exc

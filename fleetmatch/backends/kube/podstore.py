@@ -1,6 +1,6 @@
 """A thin Kubernetes client for ONE GameServer: the store of the in-pod SDK sidecar.
 
-The controllers use kubernetes-asyncio (``allocator.backends.kubernetes``); the sidecar runs once per
+The controllers use kubernetes-asyncio (``fleetmatch.backends.kube.store``); the sidecar runs once per
 game-server Pod and has a memory goal, and importing ``kubernetes_asyncio.client`` alone costs about
 38 MB. ``KubeGameServerStore`` speaks the few API calls the sidecar needs over plain aiohttp and
 implements what ``SdkSession``, ``CoalescingWriter`` and ``Informer`` use of
