@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from allocator import metrics
 from allocator.ports import PortAllocator, PortError
@@ -45,9 +46,31 @@ from fleetmatch.procs import die_with_parent
 from fleetmatch.settings import Settings
 from fleetmatch.store import GameServerStore, WatchEvent, modify
 from fleetmatch.tasks import cancel_and_wait, supervised
-from sdk_sidecar import SdkHost
 
 log = logging.getLogger(__name__)
+
+
+class SdkEndpoints(Protocol):
+    """Where the agent's game servers reach the Agones SDK: ``sdk_sidecar.SdkHost``, given by the
+    composition root (the allocator does not import the SDK server)."""
+
+    async def start(self) -> None: ...
+
+    async def add(self, gs: GameServer, *, port: int = 0, grpc_port: int = 0) -> int:
+        """Serve ``gs``'s SDK; the bound REST port."""
+
+    def grpc_port_of(self, name: str) -> int | None: ...
+
+    def observe(self, gs: GameServer) -> None:
+        """The store's latest view of a hosted server."""
+
+    async def flush(self, name: str, within: float = 5.0) -> bool:
+        """Write a hosted server's pending SDK changes; False if not done within ``within``."""
+
+    async def remove(self, name: str) -> None: ...
+
+    async def close(self) -> None: ...
+
 
 ERROR_ANNOTATION = "fleetmatch.dev/error"
 """Why a GameServer went to Error or Unhealthy, in words, for ``fleetmatch gs list`` and humans."""
@@ -91,7 +114,7 @@ class NodeAgent:
         self,
         store: GameServerStore,
         settings: Settings,
-        host: SdkHost,
+        host: SdkEndpoints,
         *,
         environ: Mapping[str, str],
         workdir: Path | None = None,

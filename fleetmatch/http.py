@@ -9,16 +9,18 @@ and anything unexpected 500 with a log line, never a traceback to the client.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from fleetmatch.errors import ConfigError, ValidationError
+from fleetmatch.metrics import add_metrics_routes
 
 log = logging.getLogger(__name__)
 
@@ -145,3 +147,17 @@ async def start_site(
     assert server is not None
     bound: int = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     return bound
+
+
+@contextlib.asynccontextmanager
+async def metrics_site(port: int, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve ``/metrics`` and ``/healthz``; if ``port`` is taken, take any free one (and say so)."""
+    app = web.Application()
+    add_metrics_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        bound = await start_site(runner, host, port, fallback_port=True, what="metrics")
+        yield f"http://{host}:{bound}/metrics"
+    finally:
+        await runner.cleanup()

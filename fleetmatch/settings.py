@@ -121,7 +121,7 @@ class MatchmakerSettings:
     host: str = "127.0.0.1"
     port: int = 9190
     queues_file: Path | None = None
-    """YAML with the Queue documents; ``fleetmatch up`` uses ``deploy/examples/queues.yaml``."""
+    """YAML with the Queue documents; ``fleetmatch up`` uses ``fleetmatch/demo/queues.yaml``."""
     token_secret: str | None = None
     """HMAC key that signs player tokens; ``up`` generates one, ``fleetmatch matchmaker`` needs one."""
     api_keys: Mapping[str, str] = field(default_factory=dict)

@@ -238,7 +238,7 @@ async def _baseline_server(http_port: int, grpc_port: int) -> None:
 
 
 def _run_baseline_server(http_port: int, grpc_port: int) -> None:
-    from sdk_sidecar.__main__ import _loop_factory
+    from fleetmatch.running import loop_factory
 
     async def main() -> None:
         task = asyncio.current_task()
@@ -248,7 +248,7 @@ def _run_baseline_server(http_port: int, grpc_port: int) -> None:
 
     with (
         contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt),
-        asyncio.Runner(loop_factory=_loop_factory()) as runner,
+        asyncio.Runner(loop_factory=loop_factory()) as runner,
     ):
         runner.run(main())
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import click
 
-from fleetmatch.cli import cli, run, settings_of
 from fleetmatch.errors import ValidationError
+from fleetmatch.running import run
 from fleetmatch.settings import Settings
 
 
@@ -58,7 +58,7 @@ def _target(
     metrics: Sequence[str],
 ) -> Any:
     """The ``Target``: typed on the command line, or the local stack's."""
-    from fleetmatch.up import StackInfo
+    from fleetmatch.stackfile import StackInfo
     from loadtest.runner import LoadTestError, Target
     from loadtest.scenario import check_target
 
@@ -90,7 +90,7 @@ def _target(
     )
 
 
-@cli.command("loadtest")
+@click.command("loadtest")
 @click.option("--scenario", "-s", "scenario_file", required=True, help="Scenario YAML (or a shipped one: smoke).")
 @click.option("--target", "-t", help="Ticket API to load (default: the local `fleetmatch up`). Remote only if given.")
 @click.option("--token-file", type=click.Path(path_type=Path), help="File holding an API key for the target.")
@@ -122,7 +122,7 @@ def loadtest_cmd(
     scenario = load_scenario(path)
     if players is not None:
         scenario = scenario.with_players(players)
-    aim = _target(settings_of(ctx), target, token_file, secret_file, metrics)
+    aim = _target(ctx.find_object(Settings) or Settings.from_env(), target, token_file, secret_file, metrics)
     out = out or Path("loadtest-results") / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     click.echo(
         f"load test {scenario.name}: {scenario.planned_players()} players against {aim.matchmaker_url}, "

@@ -84,7 +84,7 @@ class Target:
     @classmethod
     def from_stack(cls, data_dir: Path) -> Target:
         """The ``fleetmatch up`` running in ``data_dir`` (its ``stack.json``)."""
-        from fleetmatch.up import STACK_FILE, StackInfo
+        from fleetmatch.stackfile import STACK_FILE, StackInfo
 
         info = StackInfo.read(data_dir)
         if info is None:

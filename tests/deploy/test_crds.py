@@ -17,6 +17,7 @@ import yaml
 
 from fleetmatch import models
 from fleetmatch.codec import camel
+from fleetmatch.demo import DEMO_FILES, DEMO_QUEUES
 from fleetmatch.manifests import load_resources
 from tests.deploy.schemas import (
     CHART,
@@ -35,10 +36,10 @@ KINDS = ("GameServer", "Fleet", "FleetAutoscaler")
 
 def example_documents() -> list[tuple[str, dict[str, Any]]]:
     out = []
-    for path in sorted([*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("kubernetes/*.yaml")]):
+    for path in sorted([*DEMO_FILES, DEMO_QUEUES, *EXAMPLES.glob("kubernetes/*.yaml")]):
         for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
             if doc is not None:
-                out.append((f"{path.relative_to(EXAMPLES)}#{i}", doc))
+                out.append((f"{path.parent.name}/{path.name}#{i}", doc))
     return out
 
 
@@ -163,7 +164,7 @@ def test_model_enums_are_the_crd_enums() -> None:
 
 def test_what_the_models_write_validates() -> None:
     """Objects as fleetmatch encodes them (nulls pruned, as the API server does) are accepted."""
-    for resource in load_resources(EXAMPLES / "fleet.yaml") + load_resources(EXAMPLES / "autoscaler.yaml"):
+    for resource in [r for path in DEMO_FILES for r in load_resources(path)]:
         doc = drop_nulls(models.encode(resource))
         doc["metadata"] = {"name": resource.name}
         assert errors(resource.KIND, doc) == []

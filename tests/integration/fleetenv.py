@@ -77,10 +77,13 @@ class Stack:
     """Every GameServer change since the store was empty, in store order (a recorder appends)."""
 
     async def wait(self, predicate: Callable[[list[GameServer]], bool], within: float = 45) -> list[GameServer]:
+        """The servers once ``predicate`` holds, with ``events`` caught up to them (the recorder's
+        watch may lag the list that satisfied the predicate)."""
         async with asyncio.timeout(within):
             while True:
                 items, _ = await self.gameservers.list()
                 if predicate(items):
+                    await self.caught_up()
                     return items
                 await asyncio.sleep(0.05)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from allocator.autoscale import buffer_replicas
+from fleetmatch.demo import DEMO_FLEET, demo_file
 from fleetmatch.errors import ValidationError
 from fleetmatch.manifests import (
     load_autoscalers,
@@ -18,8 +19,6 @@ from fleetmatch.manifests import (
     parse_resources,
 )
 from fleetmatch.models import BufferPolicy, Fleet, FleetAutoscaler
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
 
 GOOD = """\
 apiVersion: fleetmatch.dev/v1
@@ -177,8 +176,8 @@ def test_single_kind_readers_refuse_the_other_kind() -> None:
 
 
 def test_example_autoscaler_fits_the_demo_fleet() -> None:
-    (fas,) = load_autoscalers(EXAMPLES / "autoscaler.yaml")
-    (demo,) = load_fleets(EXAMPLES / "fleet.yaml")
+    (fas,) = load_autoscalers(demo_file("autoscaler.yaml"))
+    (demo,) = load_fleets(DEMO_FLEET)
     assert fas.spec.fleet_name == demo.name
     buffer = fas.spec.policy.buffer
     assert buffer is not None and (buffer.min_replicas, buffer.max_replicas) == (2, 20)

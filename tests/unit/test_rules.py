@@ -47,7 +47,7 @@ def test_good_queue() -> None:
 
 def test_demo_queues_work_with_the_demo_fleet() -> None:
     """The demo fleet's servers carry no region label: the demo queues must not select on one."""
-    queues = load_queues(REPO / "deploy" / "examples" / "queues.yaml")
+    queues = load_queues(REPO / "fleetmatch" / "demo" / "queues.yaml")
     assert list(queues) == ["duel", "4v4"]
     assert queues["duel"].players_needed == 2
     assert queues["4v4"].players_needed == 8 and queues["4v4"].min_players == 2

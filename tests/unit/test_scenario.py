@@ -495,7 +495,7 @@ def test_shipped_scenarios_load() -> None:
 @pytest.mark.parametrize("name", ["smoke.yaml", "launch-day.yaml"])
 def test_shipped_scenarios_fit_the_demo_queues(name: str) -> None:
     """Every party the scenario sends is a ticket the demo queues accept (sizes, skill, latencies)."""
-    queues = load_queues(REPO / "deploy" / "examples" / "queues.yaml")
+    queues = load_queues(REPO / "fleetmatch" / "demo" / "queues.yaml")
     sc = load_scenario(SCENARIOS / name)
     assert set(sc.spec.queues) <= set(queues)
     rng = Random(1)

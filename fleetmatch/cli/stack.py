@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
-import json
 import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import redis.asyncio as aioredis
-from aiohttp import web
 from redis.asyncio.cluster import RedisCluster
 
 from allocator.app import serve_allocator
@@ -34,11 +29,11 @@ from allocator.nodeagent import NodeAgent
 from fleetmatch.backends.redis.client import connect, connect_any
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
 from fleetmatch.backends.redis.store import RedisStore
-from fleetmatch.errors import ConfigError, FleetmatchError
-from fleetmatch.http import start_site
-from fleetmatch.metrics import add_metrics_routes
+from fleetmatch.errors import FleetmatchError
+from fleetmatch.http import metrics_site
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerState
 from fleetmatch.settings import Settings
+from fleetmatch.stackfile import STACK_FILE, StackInfo, data_dir_lock, remove_stack_file
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.app import serve_matchmaker
 from matchmaker.rules import Queue
@@ -50,97 +45,6 @@ log = logging.getLogger(__name__)
 
 class StartupError(FleetmatchError):
     """The stack started but did not reach a working state in time."""
-
-
-STACK_FILE = "stack.json"
-LOCK_FILE = "up.lock"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEMO_FLEET = REPO_ROOT / "deploy" / "examples" / "fleet.yaml"
-DEMO_FILES = (DEMO_FLEET, REPO_ROOT / "deploy" / "examples" / "autoscaler.yaml")
-DEMO_QUEUES = REPO_ROOT / "deploy" / "examples" / "queues.yaml"
-"""What ``fleetmatch up`` applies without ``--fleet``: the demo fleet and its Buffer autoscaler."""
-
-
-@dataclass(frozen=True, slots=True)
-class StackInfo:
-    """Where a running ``fleetmatch up`` is; written to ``stack.json`` for the other commands."""
-
-    redis_url: str
-    metrics_url: str
-    allocator_url: str
-    allocator_token: str
-    matchmaker_url: str
-    player_token_secret: str
-    namespace: str
-    node: str
-    data_dir: str
-    pid: int
-
-    def write(self, data_dir: Path) -> None:
-        """Atomically, readable by this user only (it holds the allocator token)."""
-        tmp = data_dir / (STACK_FILE + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(data_dir / STACK_FILE)
-
-    @classmethod
-    def read(cls, data_dir: Path) -> StackInfo | None:
-        try:
-            doc = json.loads((data_dir / STACK_FILE).read_text())
-            info = cls(**doc)
-        except (OSError, ValueError, TypeError):
-            return None
-        return info if _alive(info.pid) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def data_dir_lock(data_dir: Path) -> Iterator[None]:
-    """Exclusive use of ``data_dir`` by one stack."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with (data_dir / LOCK_FILE).open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            raise ConfigError(
-                f"another `fleetmatch up` (pid {holder}) is using {data_dir}; stop it, or pass --data-dir"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextlib.asynccontextmanager
-async def metrics_site(port: int, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Serve ``/metrics`` and ``/healthz``; if ``port`` is taken, take any free one (and say so)."""
-    app = web.Application()
-    add_metrics_routes(app)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        bound = await start_site(runner, host, port, fallback_port=True, what="metrics")
-        yield f"http://{host}:{bound}/metrics"
-    finally:
-        await runner.cleanup()
 
 
 async def wait_ready(store: RedisStore[GameServer], fleet: str, replicas: int, *, within: float) -> list[GameServer]:
@@ -250,7 +154,7 @@ async def run_stack(
                 pid=os.getpid(),
             )
             info.write(data_dir)
-            services.callback(_remove_stack_file, data_dir)
+            services.callback(remove_stack_file, data_dir)
             if fleets:
                 first = fleets[0]
                 ready = await wait_ready(gameservers, first.name, first.spec.replicas, within=ready_timeout)
@@ -258,43 +162,3 @@ async def run_stack(
             else:
                 announce(summary(info, None, []))
             await asyncio.Event().wait()
-
-
-def _remove_stack_file(data_dir: Path) -> None:
-    with contextlib.suppress(OSError):
-        (data_dir / STACK_FILE).unlink()
-
-
-def stack_or_env_redis_url(settings: Settings) -> str:
-    """The Redis of the running stack: ``REDIS_URL``, else the one ``fleetmatch up`` recorded."""
-    if settings.redis.url:
-        return settings.redis.url
-    info = StackInfo.read(settings.data_dir)
-    if info is None:
-        raise ConfigError(
-            f"no running fleetmatch stack found in {settings.data_dir}: start one with `fleetmatch up`, "
-            "or set REDIS_URL"
-        )
-    return info.redis_url
-
-
-def stack_allocator(settings: Settings) -> tuple[str, str]:
-    """(URL, token) of the allocation API: from the running stack, with the token from settings if set."""
-    info = StackInfo.read(settings.data_dir)
-    if info is None:
-        raise ConfigError(
-            f"no running fleetmatch stack found in {settings.data_dir}: start one with `fleetmatch up`, "
-            "or pass --url and --token"
-        )
-    return info.allocator_url, settings.allocator.token or info.allocator_token
-
-
-def stack_matchmaker(settings: Settings) -> tuple[str, str]:
-    """(URL, player-token secret) of the running stack's ticket API (the secret from settings if set)."""
-    info = StackInfo.read(settings.data_dir)
-    if info is None:
-        raise ConfigError(
-            f"no running fleetmatch stack found in {settings.data_dir}: start one with `fleetmatch up`, "
-            "or pass --url and --token"
-        )
-    return info.matchmaker_url, settings.matchmaker.token_secret or info.player_token_secret

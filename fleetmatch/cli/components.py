@@ -1,8 +1,5 @@
-"""The ``fleetmatch`` command: one entry point for every component and the inspection commands.
-
-Settings come from the environment (``fleetmatch.settings``) and are overridden by options; every
-command resolves them once and hands them down. Domain errors print one line and exit non-zero:
-no traceback for bad input.
+"""The commands that run fleetmatch's components: ``up`` (all of them), ``node-agent``, ``controller``,
+``allocator``, ``matchmaker`` and ``sidecar``.
 """
 
 from __future__ import annotations
@@ -10,121 +7,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
-import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from fleetmatch import __version__
 from fleetmatch.backends.redis.client import connect, connect_any
-from fleetmatch.errors import ConfigError, FleetmatchError, ValidationError
-from fleetmatch.logging import configure
+from fleetmatch.cli.options import settings_of
+from fleetmatch.errors import ConfigError
 from fleetmatch.manifests import load_resources
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
+from fleetmatch.running import run
 from fleetmatch.settings import Settings
 from fleetmatch.store import GameServerStore, Store
 from fleetmatch.tasks import cancel_and_wait, supervised
-
-T = TypeVar("T")
-
-
-class FleetmatchGroup(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ValidationError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except FleetmatchError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-
-def run(main: Coroutine[Any, Any, T], *, service: bool = False) -> T:
-    """Run ``main``; SIGTERM cancels it like Ctrl-C does, so cleanup always runs.
-
-    For a ``service`` (up, node-agent, controller) a signal is the normal way to stop: exit 0 after
-    the cleanup. Other commands interrupted by Ctrl-C exit 130, as shells expect.
-    """
-
-    async def wrapper() -> T:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        stops = [signal.SIGTERM]
-        if service and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-            # Started in the background by a shell without job control, SIGINT arrives ignored;
-            # a service still stops on it as promised (scripts and test harnesses send it).
-            stops.append(signal.SIGINT)
-        for signum in stops:
-            loop.add_signal_handler(signum, task.cancel)
-        try:
-            return await main
-        finally:
-            for signum in stops:
-                loop.remove_signal_handler(signum)
-
-    try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(wrapper())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        sys.exit(0 if service else 130)
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when installed (it roughly halves the event loop's own cost per request), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-def settings_of(ctx: click.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
-@click.group(cls=FleetmatchGroup)
-@click.version_option(__version__, prog_name="fleetmatch")
-@click.option(
-    "--redis-url", envvar="REDIS_URL", help="Use this Redis (default: the embedded one / the running stack's)."
-)
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Data directory (default ~/.local/share/fleetmatch).")
-@click.option("--namespace", "-n", help="Namespace of GameServers and Fleets (default: default).")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-@click.option("--log-format", type=click.Choice(["text", "json"]))
-@click.pass_context
-def cli(
-    ctx: click.Context,
-    redis_url: str | None,
-    data_dir: Path | None,
-    namespace: str | None,
-    log_level: str | None,
-    log_format: str | None,
-) -> None:
-    """fleetmatch: matchmaking and fleets of dedicated game servers."""
-    try:
-        settings = Settings.from_env(os.environ)
-    except FleetmatchError as exc:
-        raise click.ClickException(str(exc)) from None
-    settings = replace(
-        settings,
-        redis=replace(settings.redis, url=redis_url or settings.redis.url),
-        data_dir=data_dir.expanduser().resolve() if data_dir else settings.data_dir,
-        namespace=namespace or settings.namespace,
-        log_level=(log_level or settings.log_level).upper(),
-        log_format=log_format or settings.log_format,
-    )
-    settings.check()
-    configure(settings.log_level, settings.log_format)
-    ctx.obj = settings
 
 
 @contextlib.asynccontextmanager
@@ -142,13 +41,10 @@ async def kube_api(settings: Settings) -> AsyncIterator[Any]:
         await api.close()
 
 
-output_option = click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
-
-
 # -- running components ---------------------------------------------------------------------
 
 
-@cli.command()
+@click.command()
 @click.option(
     "--fleet",
     "-f",
@@ -163,7 +59,7 @@ output_option = click.option("--output", "-o", type=click.Choice(["table", "json
     "--queues",
     "queues_file",
     type=click.Path(path_type=Path),
-    help="Queue rules (default: FLEETMATCH_QUEUES, else deploy/examples/queues.yaml).",
+    help="Queue rules (default: FLEETMATCH_QUEUES, else fleetmatch/demo/queues.yaml).",
 )
 @click.option("--replicas", type=click.IntRange(min=0), help="Override the first fleet's replicas.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Port of /metrics (0: any free port).")
@@ -180,7 +76,8 @@ def up(
 ) -> None:
     """Run the whole stack locally: embedded Redis, node agent, fleet controller, autoscaler,
     allocator, matchmaker, and a demo fleet."""
-    from fleetmatch.up import DEMO_FILES, DEMO_QUEUES, run_stack
+    from fleetmatch.cli.stack import run_stack
+    from fleetmatch.demo import DEMO_FILES, DEMO_QUEUES
     from matchmaker.rules import load_queues
 
     settings = settings_of(ctx)
@@ -207,13 +104,14 @@ def up(
     )
 
 
-@cli.command("node-agent")
+@click.command("node-agent")
 @click.pass_context
 def node_agent(ctx: click.Context) -> None:
     """Run a node agent: start game servers scheduled here and host their SDK endpoints."""
     from allocator.nodeagent import NodeAgent
     from fleetmatch.backends.redis.store import RedisStore
-    from fleetmatch.up import metrics_site, stack_or_env_redis_url
+    from fleetmatch.http import metrics_site
+    from fleetmatch.stackfile import stack_or_env_redis_url
     from sdk_sidecar import SdkHost
 
     settings = settings_of(ctx)
@@ -232,7 +130,7 @@ def node_agent(ctx: click.Context) -> None:
     run(main(), service=True)
 
 
-@cli.command()
+@click.command()
 @click.pass_context
 def controller(ctx: click.Context) -> None:
     """Run the fleet controller and the autoscaler (run several for availability: each loop has
@@ -241,7 +139,8 @@ def controller(ctx: click.Context) -> None:
     from allocator.controllers.fleet import FleetController
     from fleetmatch.backends.redis.lease import RedisLease
     from fleetmatch.backends.redis.store import RedisStore
-    from fleetmatch.up import metrics_site, stack_or_env_redis_url
+    from fleetmatch.http import metrics_site
+    from fleetmatch.stackfile import stack_or_env_redis_url
 
     settings = settings_of(ctx)
     ns = settings.namespace
@@ -300,14 +199,14 @@ def controller(ctx: click.Context) -> None:
     run(main(), service=True)
 
 
-@cli.command("allocator")
+@click.command("allocator")
 @click.option("--port", type=click.IntRange(0, 65535), help="Listen port (default FLEETMATCH_ALLOCATOR_PORT or 9180).")
 @click.pass_context
 def allocator_cmd(ctx: click.Context, port: int | None) -> None:
     """Run the allocation API (run several: claims are safe across processes)."""
     from allocator.app import serve_allocator
     from fleetmatch.backends.redis.store import RedisStore
-    from fleetmatch.up import stack_or_env_redis_url
+    from fleetmatch.stackfile import stack_or_env_redis_url
 
     settings = settings_of(ctx)
     alloc = settings.allocator if port is None else replace(settings.allocator, port=port)
@@ -338,7 +237,7 @@ def allocator_cmd(ctx: click.Context, port: int | None) -> None:
     run(main(), service=True)
 
 
-@cli.command("matchmaker")
+@click.command("matchmaker")
 @click.option("--queues", "queues_file", type=click.Path(path_type=Path), help="Queue rules (FLEETMATCH_QUEUES).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Ticket API port (FLEETMATCH_MATCHMAKER_PORT, 9190).")
 @click.option("--api/--no-api", default=True, show_default=True, help="Serve the ticket API.")
@@ -363,7 +262,8 @@ def matchmaker_cmd(ctx: click.Context, queues_file: Path | None, port: int | Non
         raise ConfigError("directors need FLEETMATCH_ALLOCATOR_URL and FLEETMATCH_ALLOCATOR_TOKEN to allocate servers")
 
     async def main() -> None:
-        from fleetmatch.up import metrics_site, stack_or_env_redis_url
+        from fleetmatch.http import metrics_site
+        from fleetmatch.stackfile import stack_or_env_redis_url
 
         client = connect_any(mm.redis_url or stack_or_env_redis_url(settings), name="matchmaker")
         try:
@@ -392,7 +292,7 @@ def matchmaker_cmd(ctx: click.Context, queues_file: Path | None, port: int | Non
     run(main(), service=True)
 
 
-@cli.command(
+@click.command(
     "sidecar",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
     add_help_option=False,
@@ -405,12 +305,3 @@ def sidecar_cmd(ctx: click.Context) -> None:
     from sdk_sidecar.pod import main as sidecar_main
 
     sidecar_main(ctx.args)
-
-
-def main() -> None:
-    cli(prog_name="fleetmatch")
-
-
-from fleetmatch import commands  # noqa: E402  (registers the operations commands on `cli`; it imports this module)
-
-__all__ = ["cli", "commands", "main"]

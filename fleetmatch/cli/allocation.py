@@ -1,0 +1,80 @@
+"""``fleetmatch allocate``: claim a game server through the allocation API, as a game backend would."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from fleetmatch.cli.options import key_values, output_option, settings_of
+from fleetmatch.codec import to_wire
+from fleetmatch.models import FLEET_LABEL
+from fleetmatch.running import run
+
+# -- allocation -----------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--fleet", "fleet_name", help="Take a server of this fleet (label agones.dev/fleet).")
+@click.option("--label", "-l", "labels", multiple=True, help="Required label KEY=VALUE (repeatable).")
+@click.option("--state", type=click.Choice(["Ready", "Allocated"]), default="Ready", show_default=True)
+@click.option("--scheduling", type=click.Choice(["Packed", "Distributed"]), default="Packed", show_default=True)
+@click.option("--set-label", "set_labels", multiple=True, help="Label KEY=VALUE to put on the server.")
+@click.option("--set-annotation", "set_annotations", multiple=True, help="Annotation KEY=VALUE to put on it.")
+@click.option("--url", help="Allocator URL (default: the running stack's).")
+@click.option("--token", envvar="FLEETMATCH_ALLOCATOR_TOKEN", help="Bearer token (default: the stack's).")
+@output_option
+@click.pass_context
+def allocate(
+    ctx: click.Context,
+    fleet_name: str | None,
+    labels: Sequence[str],
+    state: str,
+    scheduling: str,
+    set_labels: Sequence[str],
+    set_annotations: Sequence[str],
+    url: str | None,
+    token: str | None,
+    output: str,
+) -> None:
+    """Allocate a game server: prints its name, address:port and node."""
+    from fleetmatch.allocation import AllocationState, GameServerAllocationSpec
+    from fleetmatch.allocator_client import AllocatorClient
+    from fleetmatch.codec import from_wire
+    from fleetmatch.stackfile import stack_allocator
+
+    settings = settings_of(ctx)
+    if url is None or token is None:
+        stack_url, stack_token = stack_allocator(settings)
+        url, token = url or stack_url, token or stack_token
+    match = key_values(labels, "--label")
+    if fleet_name:
+        match[FLEET_LABEL] = fleet_name
+    spec = from_wire(
+        GameServerAllocationSpec,
+        {
+            "selectors": [{"matchLabels": match, "gameServerState": state}],
+            "scheduling": scheduling,
+            "metadata": {
+                "labels": key_values(set_labels, "--set-label"),
+                "annotations": key_values(set_annotations, "--set-annotation"),
+            },
+        },
+    )
+
+    async def main() -> Any:
+        async with AllocatorClient(url, token) as client:
+            return await client.allocate(spec)
+
+    status = run(main())
+    if output == "json":
+        click.echo(json.dumps(to_wire(status), indent=2))
+    elif status.state is AllocationState.ALLOCATED:
+        port = f"{status.address}:{status.ports[0].port}" if status.ports else status.address
+        click.echo(f"{status.game_server_name}  {port}  {status.node_name}")
+    if status.state is not AllocationState.ALLOCATED:
+        click.echo(f"error: {status.state.value}: no server matches the selector and is free", err=True)
+        sys.exit(1)

@@ -1,0 +1,288 @@
+"""Operations and inspection of resources: ``apply``, ``fleet``, ``autoscaler`` and ``gs``.
+
+They talk to the running stack's Redis (``REDIS_URL``, or the one ``fleetmatch up`` recorded in
+``stack.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from fleetmatch.backends.redis.client import connect
+from fleetmatch.cli.options import age, filename_option, output_option, settings_of, table
+from fleetmatch.manifests import load_autoscalers, load_fleets, load_resources
+from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, encode
+from fleetmatch.running import run
+from fleetmatch.settings import Settings
+from fleetmatch.store import AutoscalerStore, FleetStore, GameServerStore
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    gameservers: GameServerStore
+    fleets: FleetStore
+    autoscalers: AutoscalerStore
+
+
+def with_stores(settings: Settings, body: Callable[[Stores], Awaitable[T]]) -> T:
+    """Run ``body`` against the running stack's Redis."""
+    from fleetmatch.backends.redis.store import RedisStore
+    from fleetmatch.stackfile import stack_or_env_redis_url
+
+    async def main() -> T:
+        client = connect(stack_or_env_redis_url(settings), name="fleetmatch-cli")
+        ns = settings.namespace
+        try:
+            return await body(
+                Stores(
+                    RedisStore(client, GameServer, ns),
+                    RedisStore(client, Fleet, ns),
+                    RedisStore(client, FleetAutoscaler, ns),
+                )
+            )
+        finally:
+            await client.aclose()
+
+    return run(main())
+
+
+# -- apply (any resource file) --------------------------------------------------------------
+
+
+@click.command("apply")
+@filename_option
+@click.pass_context
+def apply_cmd(ctx: click.Context, path: Path) -> None:
+    """Create or update every Fleet and FleetAutoscaler in a YAML file."""
+    from allocator.fleetops import apply_autoscaler, apply_fleet
+
+    resources = load_resources(path)
+
+    async def body(stores: Stores) -> list[str]:
+        out = []
+        for res in resources:
+            if isinstance(res, Fleet):
+                _, action = await apply_fleet(stores.fleets, res)
+                out.append(f"fleet/{res.name} {action}")
+            else:
+                _, action = await apply_autoscaler(stores.autoscalers, res)
+                out.append(f"fleetautoscaler/{res.name} {action}")
+        return out
+
+    for line in with_stores(settings_of(ctx), body):
+        click.echo(line)
+
+
+# -- fleets ---------------------------------------------------------------------------------
+
+
+@click.group()
+def fleet() -> None:
+    """Create, scale, inspect and delete fleets."""
+
+
+@fleet.command("list")
+@output_option
+@click.pass_context
+def fleet_list(ctx: click.Context, output: str) -> None:
+    """List fleets with their replica counts."""
+
+    async def body(stores: Stores) -> list[Fleet]:
+        return (await stores.fleets.list())[0]
+
+    items = with_stores(settings_of(ctx), body)
+    if output == "json":
+        click.echo(json.dumps([encode(f) for f in items], indent=2))
+        return
+    now = time.time()
+    rows = [
+        [
+            f.name,
+            f.spec.scheduling.value,
+            str(f.spec.replicas),
+            str(f.status.replicas),
+            str(f.status.ready_replicas),
+            str(f.status.allocated_replicas),
+            str(f.status.reserved_replicas),
+            str(f.status.updated_replicas),
+            age(f.metadata.creation_timestamp, now),
+        ]
+        for f in items
+    ]
+    headers = ["NAME", "SCHEDULING", "DESIRED", "CURRENT", "READY", "ALLOCATED", "RESERVED", "UPDATED", "AGE"]
+    click.echo(table(headers, rows))
+
+
+@fleet.command("apply")
+@filename_option
+@click.pass_context
+def fleet_apply(ctx: click.Context, path: Path) -> None:
+    """Create or update the fleets in a YAML file (a template change rolls out per the strategy)."""
+    from allocator.fleetops import apply_fleet
+
+    fleets = load_fleets(path)
+
+    async def body(stores: Stores) -> list[str]:
+        out = []
+        for f in fleets:
+            _applied, action = await apply_fleet(stores.fleets, f)
+            out.append(f"fleet/{f.name} {action}")
+        return out
+
+    for line in with_stores(settings_of(ctx), body):
+        click.echo(line)
+
+
+@fleet.command("scale")
+@click.argument("name")
+@click.argument("replicas", type=click.IntRange(min=0))
+@click.pass_context
+def fleet_scale(ctx: click.Context, name: str, replicas: int) -> None:
+    """Set a fleet's replicas."""
+    from allocator.fleetops import scale_fleet
+
+    async def body(stores: Stores) -> list[str]:
+        await scale_fleet(stores.fleets, name, replicas)
+        autoscalers, _ = await stores.autoscalers.list()
+        return [a.name for a in autoscalers if a.spec.fleet_name == name]
+
+    managed_by = with_stores(settings_of(ctx), body)
+    click.echo(f"fleet/{name} scaled to {replicas}")
+    if managed_by:
+        click.echo(f"note: fleetautoscaler/{managed_by[0]} manages this fleet and will set its replicas", err=True)
+
+
+@fleet.command("delete")
+@click.argument("name")
+@click.pass_context
+def fleet_delete(ctx: click.Context, name: str) -> None:
+    """Delete a fleet; its servers go too, except Allocated ones, which finish their match first."""
+
+    async def body(stores: Stores) -> None:
+        await stores.fleets.delete(name)
+
+    with_stores(settings_of(ctx), body)
+    click.echo(f"fleet/{name} deleted")
+
+
+# -- autoscalers ----------------------------------------------------------------------------
+
+
+@click.group()
+def autoscaler() -> None:
+    """Keep a buffer of Ready servers: create, inspect and delete fleet autoscalers."""
+
+
+@autoscaler.command("apply")
+@filename_option
+@click.pass_context
+def autoscaler_apply(ctx: click.Context, path: Path) -> None:
+    """Create or update the FleetAutoscalers in a YAML file."""
+    from allocator.fleetops import apply_autoscaler
+
+    autoscalers = load_autoscalers(path)
+
+    async def body(stores: Stores) -> list[str]:
+        out = []
+        for fas in autoscalers:
+            _, action = await apply_autoscaler(stores.autoscalers, fas)
+            out.append(f"fleetautoscaler/{fas.name} {action}")
+        return out
+
+    for line in with_stores(settings_of(ctx), body):
+        click.echo(line)
+
+
+@autoscaler.command("list")
+@output_option
+@click.pass_context
+def autoscaler_list(ctx: click.Context, output: str) -> None:
+    """List autoscalers: policy, current and desired replicas, whether they can scale."""
+
+    async def body(stores: Stores) -> list[FleetAutoscaler]:
+        return (await stores.autoscalers.list())[0]
+
+    items = with_stores(settings_of(ctx), body)
+    if output == "json":
+        click.echo(json.dumps([encode(a) for a in items], indent=2))
+        return
+    now = time.time()
+    rows = []
+    for a in items:
+        buffer = a.spec.policy.buffer
+        rows.append(
+            [
+                a.name,
+                a.spec.fleet_name,
+                str(buffer.buffer_size) if buffer else "-",
+                str(buffer.min_replicas) if buffer else "-",
+                str(buffer.max_replicas) if buffer else "-",
+                str(a.status.current_replicas),
+                str(a.status.desired_replicas),
+                str(a.status.able_to_scale).lower(),
+                str(a.status.scaling_limited).lower(),
+                age(a.status.last_scale_time, now) if a.status.last_scale_time else "-",
+            ]
+        )
+    headers = ["NAME", "FLEET", "BUFFER", "MIN", "MAX", "CURRENT", "DESIRED", "ABLE", "LIMITED", "LAST SCALE"]
+    click.echo(table(headers, rows))
+
+
+@autoscaler.command("delete")
+@click.argument("name")
+@click.pass_context
+def autoscaler_delete(ctx: click.Context, name: str) -> None:
+    """Delete an autoscaler; its fleet keeps its current replicas."""
+
+    async def body(stores: Stores) -> None:
+        await stores.autoscalers.delete(name)
+
+    with_stores(settings_of(ctx), body)
+    click.echo(f"fleetautoscaler/{name} deleted")
+
+
+# -- game servers ---------------------------------------------------------------------------
+
+
+@click.group()
+def gs() -> None:
+    """Inspect game servers."""
+
+
+@gs.command("list")
+@click.option("--fleet", "fleet_name", help="Only this fleet's servers.")
+@output_option
+@click.pass_context
+def gs_list(ctx: click.Context, fleet_name: str | None, output: str) -> None:
+    """List game servers: name, state, address:port, node, age."""
+
+    async def body(stores: Stores) -> list[GameServer]:
+        items, _version = await stores.gameservers.list()
+        return [g for g in items if fleet_name is None or g.fleet == fleet_name]
+
+    items = with_stores(settings_of(ctx), body)
+    if output == "json":
+        click.echo(json.dumps([encode(g) for g in items], indent=2))
+        return
+    now = time.time()
+    rows = [
+        [
+            g.name,
+            g.state.value,
+            f"{g.status.address}:{g.status.ports[0].port}" if g.status.address and g.status.ports else "-",
+            g.status.node_name or "-",
+            g.fleet or "-",
+            age(g.metadata.creation_timestamp, now),
+        ]
+        for g in items
+    ]
+    click.echo(table(["NAME", "STATE", "ADDRESS", "NODE", "FLEET", "AGE"], rows))
