@@ -73,15 +73,17 @@ class Allocator:
     def __init__(
         self,
         store: GameServerStore,
+        informer: Informer[GameServer],
         *,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
+        """``informer``: the process's GameServer informer on ``store`` (``Backend.informer``): the
+        index is fed by its events from now on, starting with what it has cached."""
         self.store = store
         self.index = AllocationIndex()
-        self.informer: Informer[GameServer] = Informer(store)
-        self.informer.add_handler(self._on_event)
+        self.informer = informer
         self._rng = rng or random.Random()
         self._clock = clock
         self._max_attempts = max_attempts
@@ -90,6 +92,8 @@ class Allocator:
         """Set (and replaced) each time a claim of this process ends, won or lost."""
         for state in (GameServerState.READY, GameServerState.ALLOCATED):
             metrics.ALLOCATABLE.labels(state=state.value).set_function(partial(self.index.count, state))
+        self.close = informer.add_handler(self._on_event)
+        """Stop following the informer (the index then goes stale)."""
 
     def _on_event(self, event: WatchEvent[GameServer]) -> None:
         gs = event.object
@@ -97,10 +101,6 @@ class Allocator:
             self.index.remove(gs.name)
         elif self.index.servers.get(gs.name) is not gs:  # our own claims come back as the same object
             self.index.upsert(gs)
-
-    async def run(self) -> None:
-        """Keep the index in step with the store (until cancelled)."""
-        await self.informer.run()
 
     @property
     def ready(self) -> bool:

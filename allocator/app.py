@@ -1,4 +1,5 @@
-"""Running the allocation API: the allocator's index task plus an aiohttp site (HTTP or HTTPS)."""
+"""Running the allocation API: an allocator on the process's GameServer informer, behind an aiohttp site
+(HTTP or HTTPS)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from aiohttp import web
 
 from allocator.allocation import Allocator
 from allocator.api import build_app, server_ssl_context
+from fleetmatch.backends import Backend
 from fleetmatch.http import start_site
+from fleetmatch.models import GameServer
 from fleetmatch.settings import AllocatorSettings
-from fleetmatch.store import GameServerStore
-from fleetmatch.tasks import cancel_and_wait, supervised
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,11 @@ class AllocatorService:
 
 @contextlib.asynccontextmanager
 async def serve_allocator(
-    store: GameServerStore, settings: AllocatorSettings, token: str, *, fallback_port: bool = False
+    backend: Backend, settings: AllocatorSettings, token: str, *, fallback_port: bool = False
 ) -> AsyncIterator[AllocatorService]:
     """Serve the allocation API until the block ends. ``fallback_port``: if the configured port is
     taken, use any free one (``fleetmatch up`` on a busy laptop) instead of failing."""
-    allocator = Allocator(store)
-    task = supervised("allocator.index", allocator.run)
+    allocator = Allocator(backend.gameservers, backend.informer(GameServer))
     runner = web.AppRunner(build_app(allocator, settings, token), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     context = server_ssl_context(settings)
@@ -48,4 +48,4 @@ async def serve_allocator(
         yield AllocatorService(f"{scheme}://{settings.host}:{port}", allocator)
     finally:
         await runner.cleanup()
-        await cancel_and_wait(task)
+        allocator.close()

@@ -31,8 +31,8 @@ from typing import Protocol
 
 from allocator import metrics
 from allocator.ports import PortAllocator, PortError
+from fleetmatch.backends import Backend
 from fleetmatch.errors import NotFoundError, StoreError
-from fleetmatch.informer import Informer
 from fleetmatch.models import (
     TERMINAL_STATES,
     GameServer,
@@ -43,9 +43,10 @@ from fleetmatch.models import (
     with_meta,
 )
 from fleetmatch.procs import die_with_parent
+from fleetmatch.reconcile import ReconcileLoop
 from fleetmatch.settings import Settings
-from fleetmatch.store import GameServerStore, WatchEvent, modify
-from fleetmatch.tasks import cancel_and_wait, supervised
+from fleetmatch.store import WatchEvent, modify
+from fleetmatch.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class LocalServer:
 class NodeAgent:
     def __init__(
         self,
-        store: GameServerStore,
+        backend: Backend,
         settings: Settings,
         host: SdkEndpoints,
         *,
@@ -121,18 +122,17 @@ class NodeAgent:
         resync_seconds: float = 2.0,
         port_probe: Callable[[int], bool] = port_is_free,
     ) -> None:
-        self.store = store
+        self.store = backend.gameservers
         self.settings = settings
         self.node = settings.node
         self.host = host
-        self.informer: Informer[GameServer] = Informer(store)
-        self.informer.add_handler(self._on_event)
+        self.informer = backend.informer(GameServer)
+        self.loop = ReconcileLoop(self.reconcile, resync=resync_seconds)
         self.ports = PortAllocator(self.node.port_min, self.node.port_max, is_free=port_probe)
         self.local: dict[str, LocalServer] = {}
         self._environ = dict(environ)
         self._workdir = workdir or Path.cwd()
         self._logs = settings.data_dir / "logs" / self.node.name
-        self._resync = resync_seconds
         self._labels = {"node": self.node.name}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -141,15 +141,13 @@ class NodeAgent:
         """Serve until cancelled; on the way out, mark our servers Unhealthy and stop every process."""
         self._logs.mkdir(parents=True, exist_ok=True)
         await self.host.start()
-        watch = supervised(f"nodeagent[{self.node.name}].informer", self.informer.run)
+        remove_handler = self.informer.add_handler(self._on_event)
         try:
             await self.informer.synced.wait()
             self._recover_ports()
-            while True:
-                await self.reconcile()
-                await self.informer.wait_changed(within=self._resync)
+            await self.loop.run()
         finally:
-            await cancel_and_wait(watch)
+            remove_handler()
             await asyncio.shield(self._shutdown())
 
     async def _shutdown(self) -> None:
@@ -165,6 +163,7 @@ class NodeAgent:
         gs = event.object
         if gs.name in self.local and gs.status.node_name == self.node.name:
             self.host.observe(gs)
+        self.loop.poke()
 
     def _recover_ports(self) -> None:
         """After a restart, ports recorded on our servers stay taken until those servers are cleaned up."""
@@ -345,7 +344,7 @@ class NodeAgent:
             await self._mark(local.name, GameServerState.UNHEALTHY, f"game process {_describe_exit(code)}")
         metrics.NODE_PROCESS_EXITS.labels(reason=reason, **self._labels).inc()
         log.info("%s: game process %s", local.name, _describe_exit(code), extra={"gameserver": local.name})
-        self.informer.poke()  # wake the loop to clean up
+        self.loop.poke()  # wake the loop to clean up
 
     def _begin_stop(self, name: str, *, delete: bool) -> None:
         local = self.local.get(name)
@@ -377,7 +376,7 @@ class NodeAgent:
                 await self.store.delete(local.name)
             with contextlib.suppress(OSError):
                 local.log_path.unlink()  # a clean Shutdown leaves no log behind; failures keep theirs
-        self.informer.poke()
+        self.loop.poke()
 
     async def _mark(self, name: str, state: GameServerState, why: str) -> None:
         """Move a GameServer to a terminal state (never out of one) and say why."""

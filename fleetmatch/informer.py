@@ -1,15 +1,18 @@
-"""A list+watch cache of one kind, like a Kubernetes informer.
+"""A list+watch cache of one kind, like a Kubernetes shared informer.
 
 ``run()`` lists, then watches from the list's version; on ``ExpiredError`` it lists again and turns
 the difference into synthetic events, so handlers see every object's latest state exactly as if
-nothing had been missed. Handlers are plain callables run in the informer's task; they must not
-block (put work on a queue or set an event). ``changed`` lets level-triggered loops sleep until
-something moves.
+nothing had been missed. One informer per kind serves a whole process (``fleetmatch.backends.Backend``
+owns them): every component adds its handler, and a handler added late is first called with every
+cached object as ADDED, as client-go does, so it sees what an early one saw. Handlers are plain
+callables run in the informer's task; they must not block (update a dict, set an event, poke a
+``fleetmatch.reconcile.ReconcileLoop``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Generic
@@ -31,10 +34,27 @@ class Informer(Generic[R]):
         self.synced = asyncio.Event()
         self._handlers: list[Handler[R]] = []
         self._retry = retry_seconds
-        self._changed = asyncio.Event()
 
-    def add_handler(self, handler: Handler[R]) -> None:
+    def add_handler(self, handler: Handler[R], *, replay: bool = True) -> Callable[[], None]:
+        """Call ``handler`` on every change from now on; with ``replay`` (the default) first on every
+        object already cached, as ADDED. Returns the function that removes the handler again."""
         self._handlers.append(handler)
+        if replay:
+            for obj in list(self.cache.values()):
+                self._call(handler, WatchEvent(EventType.ADDED, obj))
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._handlers.remove(handler)
+
+        return remove
+
+    @staticmethod
+    def _call(handler: Handler[R], event: WatchEvent[R]) -> None:
+        try:
+            handler(event)
+        except Exception:
+            log.exception("informer handler %r failed on %s %s", handler, event.type, event.object.metadata.name)
 
     def _dispatch(self, event: WatchEvent[R]) -> None:
         name = event.object.metadata.name
@@ -43,12 +63,8 @@ class Informer(Generic[R]):
         else:
             self.cache[name] = event.object
         self.version = event.object.metadata.resource_version
-        self._changed.set()
-        for handler in self._handlers:
-            try:
-                handler(event)
-            except Exception:
-                log.exception("informer handler %r failed on %s %s", handler, event.type, name)
+        for handler in list(self._handlers):
+            self._call(handler, event)
 
     def _relist(self, items: list[R], version: str) -> None:
         fresh = {o.metadata.name: o for o in items}
@@ -62,7 +78,6 @@ class Informer(Generic[R]):
             elif known.metadata.resource_version != obj.metadata.resource_version:
                 self._dispatch(WatchEvent(EventType.MODIFIED, obj))
         self.version = version
-        self._changed.set()
 
     async def run(self) -> None:
         """List and watch until cancelled."""
@@ -79,17 +94,3 @@ class Informer(Generic[R]):
                 raise_if_cancelling()
                 log.warning("%s informer: %s; retrying in %.1fs", self.store.kind.KIND, exc, self._retry)
                 await asyncio.sleep(self._retry)
-
-    def poke(self) -> None:
-        """Wake ``wait_changed`` without a change (someone else's work finished: look again)."""
-        self._changed.set()
-
-    async def wait_changed(self, within: float | None = None) -> bool:
-        """Sleep until the cache changes (True) or ``within`` seconds pass (False); then re-arm."""
-        try:
-            async with asyncio.timeout(within):
-                await self._changed.wait()
-        except TimeoutError:
-            return False
-        self._changed.clear()
-        return True

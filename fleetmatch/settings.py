@@ -154,7 +154,8 @@ class Settings:
     allocator: AllocatorSettings = AllocatorSettings()
     matchmaker: MatchmakerSettings = MatchmakerSettings()
     backend: str = "redis"
-    """Where GameServers, Fleets and FleetAutoscalers live: ``redis`` or ``kubernetes``."""
+    """Where GameServers, Fleets and FleetAutoscalers live: ``redis``, ``kubernetes`` or ``memory``
+    (this process only, nothing persisted)."""
     kube: KubeSettings = KubeSettings()
     metrics_port: int = 9100
     metrics_host: str = "127.0.0.1"
@@ -211,7 +212,7 @@ class Settings:
                 redis_url=env.get("FLEETMATCH_TICKETS_REDIS_URL") or None,
                 lease_seconds=get("FLEETMATCH_TICKET_LEASE_SECONDS", _positive_float, 15.0),
             ),
-            backend=get("FLEETMATCH_BACKEND", _choice("redis", "kubernetes"), "redis"),
+            backend=get("FLEETMATCH_BACKEND", _choice("redis", "kubernetes", "memory"), "redis"),
             kube=KubeSettings(
                 server=env.get("FLEETMATCH_KUBE_SERVER", ""),
                 in_cluster=get("FLEETMATCH_KUBE_IN_CLUSTER", _choice("true", "false"), "false") == "true",

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from fleetmatch.backends.base import Backend
+from fleetmatch.backends.redis.backend import redis_backend_on
 from fleetmatch.backends.redis.client import connect
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
 from fleetmatch.backends.redis.store import RedisStore
@@ -33,6 +35,14 @@ async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Re
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def backend(redis_client: aioredis.Redis) -> AsyncIterator[Backend]:
+    """A ``Backend`` on the test Redis (its informers stop at the end of the test)."""
+    backend = redis_backend_on(redis_client)
+    yield backend
+    await backend.aclose()
 
 
 @pytest.fixture

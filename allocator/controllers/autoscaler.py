@@ -21,7 +21,8 @@ Rules:
   starts the scale-down cool-off (``spec.scaleDownCooloffSeconds``).
 - The decision is re-made inside the conditional fleet write (``fleetmatch.store.modify``) against
   the fleet as stored, so a stale cache never applies a wrong number.
-- Only the holder of the lease acts (``fleetmatch.lease.Leadership``): two controllers never fight.
+- Only the process holding the controllers' lease runs it (``fleetmatch.lease.Leadership``): two
+  controllers never fight.
 """
 
 from __future__ import annotations
@@ -35,12 +36,11 @@ from dataclasses import replace
 
 from allocator import metrics
 from allocator.autoscale import Decision, ScaleDecision, allocated_fleet, decide
+from fleetmatch.backends import Backend
 from fleetmatch.errors import NotFoundError, StoreError
-from fleetmatch.informer import Informer
-from fleetmatch.lease import Leadership, Lease
 from fleetmatch.models import Fleet, FleetAutoscaler, FleetAutoscalerStatus, GameServer
-from fleetmatch.store import AutoscalerStore, EventType, FleetStore, GameServerStore, WatchEvent, modify
-from fleetmatch.tasks import cancel_and_wait, supervised
+from fleetmatch.reconcile import ReconcileLoop
+from fleetmatch.store import EventType, WatchEvent, modify
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +52,17 @@ def _age_key(fas: FleetAutoscaler) -> tuple[float, str]:
 class AutoscalerController:
     def __init__(
         self,
-        gameservers: GameServerStore,
-        fleets: FleetStore,
-        autoscalers: AutoscalerStore,
+        backend: Backend,
         *,
-        lease: Lease | None = None,
         clock: Callable[[], float] = time.time,
+        resync_seconds: float = 3600.0,
     ) -> None:
-        self.gameservers = gameservers
-        self.fleets = fleets
-        self.autoscalers = autoscalers
-        self.leadership = Leadership(lease, "autoscaler")
-        self.gs_informer: Informer[GameServer] = Informer(gameservers)
-        self.fleet_informer: Informer[Fleet] = Informer(fleets)
-        self.fas_informer: Informer[FleetAutoscaler] = Informer(autoscalers)
-        self.gs_informer.add_handler(self._on_gameserver)
-        self.fleet_informer.add_handler(self._on_fleet)
-        self.fas_informer.add_handler(self._on_autoscaler)
+        self.gameservers = backend.gameservers
+        self.fleets = backend.fleets
+        self.autoscalers = backend.autoscalers
+        self.gs_informer = backend.informer(GameServer)
+        self.fleet_informer = backend.informer(Fleet)
+        self.fas_informer = backend.informer(FleetAutoscaler)
         self._clock = clock
         self.allocated: Counter[str] = Counter()
         """Allocated servers per fleet name, kept current by the GameServer handler."""
@@ -79,7 +73,7 @@ class AutoscalerController:
         self._scaled_at: dict[str, float] = {}  # autoscaler -> our last scale (until the cache shows it)
         self._gauged: set[tuple[str, str]] = set()
         self._standby: set[str] = set()  # autoscalers that lost to an older one (logged once)
-        self._wake = asyncio.Event()
+        self.loop = ReconcileLoop(self._pass, resync=resync_seconds, next_due=self._next_due)
 
     # -- informer handlers: bookkeeping only, never I/O --------------------------------------
 
@@ -87,7 +81,7 @@ class AutoscalerController:
         for fleet in fleets:
             if fleet is not None:
                 self._dirty.add(fleet)
-        self._wake.set()
+        self.loop.poke()
 
     def _on_gameserver(self, event: WatchEvent[GameServer]) -> None:
         name = event.object.name
@@ -126,43 +120,41 @@ class AutoscalerController:
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Evaluate dirty and due fleets while leading, until cancelled."""
-        tasks = [
-            supervised("autoscaler.gameservers", self.gs_informer.run),
-            supervised("autoscaler.fleets", self.fleet_informer.run),
-            supervised("autoscaler.fleetautoscalers", self.fas_informer.run),
+        """Evaluate dirty and due fleets until cancelled. A new run (a new leadership term) evaluates
+        everything at once (the previous leader may be long gone); metrics it reported are withdrawn
+        when it ends (the next leader reports them)."""
+        self._reset()
+        removers = [
+            self.gs_informer.add_handler(self._on_gameserver),
+            self.fleet_informer.add_handler(self._on_fleet),
+            self.fas_informer.add_handler(self._on_autoscaler),
         ]
-        loop = asyncio.get_running_loop()
         try:
             for informer in (self.gs_informer, self.fleet_informer, self.fas_informer):
                 await informer.synced.wait()
-            while True:
-                was_leading = self.leadership.leading
-                if not await self.leadership.lead():
-                    if was_leading:
-                        self._ungauge_all()  # the new leader reports them
-                    await asyncio.sleep(self.leadership.renew_every or 1.0)  # set whenever there is a lease
-                    continue
-                if not was_leading:
-                    self._due.clear()  # evaluate everything at once: the old leader may be long gone
-                    self._scaled_at.clear()
-                self._wake.clear()
-                await self.reconcile(loop.time())
-                timeout = self._next_due(loop.time())
-                if self.leadership.renew_every is not None:
-                    timeout = min(timeout, self.leadership.renew_every)
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+            await self.loop.run()
         finally:
-            await cancel_and_wait(*tasks)
-            await asyncio.shield(self.leadership.release())
+            for remove in removers:
+                remove()
+            self._ungauge_all()
 
-    def _next_due(self, now: float) -> float:
-        """Seconds until the next interval evaluation (an hour if there is no autoscaler)."""
-        return max(0.0, min(self._due.values(), default=now + 3600.0) - now)
+    def _reset(self) -> None:
+        self.allocated.clear()
+        self._counted.clear()
+        self._targets.clear()
+        self._dirty.clear()
+        self._due.clear()
+        self._scaled_at.clear()
+        self._standby.clear()
+
+    async def _pass(self) -> None:
+        await self.reconcile(asyncio.get_running_loop().time())
+
+    def _next_due(self) -> float | None:
+        """Seconds until the next interval evaluation (None if there is no autoscaler)."""
+        if not self._due:
+            return None
+        return min(self._due.values()) - asyncio.get_running_loop().time()
 
     async def reconcile(self, loop_now: float) -> None:
         """Evaluate every dirty fleet and every fleet with an autoscaler due for its interval."""

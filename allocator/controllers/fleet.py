@@ -19,12 +19,11 @@ from dataclasses import replace
 
 from allocator import metrics
 from allocator.fleetplan import FleetPlan, new_gameserver, plan_fleet, plan_orphans
+from fleetmatch.backends import Backend
 from fleetmatch.errors import ConflictError, NotFoundError, StoreError
-from fleetmatch.informer import Informer
-from fleetmatch.lease import Leadership, Lease
 from fleetmatch.models import Fleet, GameServer, GameServerState
-from fleetmatch.store import FleetStore, GameServerStore, WatchEvent, create_with_generated_name, modify
-from fleetmatch.tasks import cancel_and_wait, supervised
+from fleetmatch.reconcile import ReconcileLoop
+from fleetmatch.store import create_with_generated_name, modify
 
 log = logging.getLogger(__name__)
 
@@ -35,59 +34,39 @@ EXPECTATION_SECONDS = 30.0
 class FleetController:
     def __init__(
         self,
-        gameservers: GameServerStore,
-        fleets: FleetStore,
+        backend: Backend,
         *,
         resync_seconds: float = 5.0,
         parallelism: int = 16,
         clock: Callable[[], float] = time.time,
-        lease: Lease | None = None,
     ) -> None:
-        self.gameservers = gameservers
-        self.leadership = Leadership(lease, "fleet controller")
-        self.fleets = fleets
-        self.gs_informer: Informer[GameServer] = Informer(gameservers)
-        self.fleet_informer: Informer[Fleet] = Informer(fleets)
-        self._wake = asyncio.Event()
-        self.gs_informer.add_handler(self._poke)
-        self.fleet_informer.add_handler(self._poke)
-        self._resync = resync_seconds
+        self.gameservers = backend.gameservers
+        self.fleets = backend.fleets
+        self.gs_informer = backend.informer(GameServer)
+        self.fleet_informer = backend.informer(Fleet)
+        self.loop = ReconcileLoop(self.reconcile, resync=resync_seconds)
         self._limit = asyncio.Semaphore(parallelism)
         self._clock = clock
         self._creating: dict[str, dict[str, float]] = defaultdict(dict)
         self._deleting: dict[str, float] = {}
         self._gauged: set[str] = set()
 
-    def _poke(self, _: WatchEvent[GameServer] | WatchEvent[Fleet]) -> None:
-        self._wake.set()
-
     async def run(self) -> None:
-        tasks = [
-            supervised("fleetcontroller.gameservers", self.gs_informer.run),
-            supervised("fleetcontroller.fleets", self.fleet_informer.run),
+        """Reconcile until cancelled. Expectations start empty: a new run (a new leadership term)
+        trusts nothing an earlier one remembered."""
+        self._creating.clear()
+        self._deleting.clear()
+        removers = [
+            self.gs_informer.add_handler(self.loop.on_event),
+            self.fleet_informer.add_handler(self.loop.on_event),
         ]
         try:
             await self.gs_informer.synced.wait()
             await self.fleet_informer.synced.wait()
-            pause = min(self._resync, self.leadership.renew_every or self._resync)
-            while True:
-                was_leading = self.leadership.leading
-                if not await self.leadership.lead():
-                    await asyncio.sleep(pause)
-                    continue
-                if not was_leading:
-                    self._creating.clear()  # expectations from before this term are not ours to trust
-                    self._deleting.clear()
-                self._wake.clear()
-                await self.reconcile()
-                try:
-                    async with asyncio.timeout(pause):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
+            await self.loop.run()
         finally:
-            await cancel_and_wait(*tasks)
-            await asyncio.shield(self.leadership.release())
+            for remove in removers:
+                remove()
 
     async def reconcile(self) -> None:
         now = self._clock()

@@ -1,30 +1,34 @@
 """In-memory twin of the state store: same contract as Redis, for unit tests and local tools.
 
-Versions are a counter shared by every ``MemoryStore`` built on one ``MemoryBackend``, as etcd's
+Versions are a counter shared by every ``MemoryStore`` built on one ``MemoryServer``, as etcd's
 revision is shared by every kind. History is bounded like the real engines.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Generic
 
+from fleetmatch.backends.base import Backend
 from fleetmatch.codec import to_wire
 from fleetmatch.errors import AlreadyExistsError, ConflictError, ExpiredError, NotFoundError, ValidationError
-from fleetmatch.models import with_meta
+from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, with_meta
 from fleetmatch.store import EventType, R, WatchEvent, prepare_create
 
 
 @dataclass
-class MemoryBackend:
-    """Shared revision counter (what a Redis server or an API server is to the other engines)."""
+class MemoryServer:
+    """Shared revision counter and lease holders (what a Redis server or an API server is to the other engines)."""
 
     revision: int = 0
     history: int = 10_000
     writes: int = field(default=0)
+    leases: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """lease name -> (holder, expiry on ``time.monotonic``)."""
 
     def next(self) -> int:
         self.revision += 1
@@ -33,10 +37,10 @@ class MemoryBackend:
 
 
 class MemoryStore(Generic[R]):
-    def __init__(self, kind: type[R], namespace: str = "default", backend: MemoryBackend | None = None) -> None:
+    def __init__(self, kind: type[R], namespace: str = "default", backend: MemoryServer | None = None) -> None:
         self._kind = kind
         self._namespace = namespace
-        self._backend = backend or MemoryBackend()
+        self._backend = backend or MemoryServer()
         self._objects: dict[str, R] = {}
         self._events: deque[WatchEvent[R]] = deque()
         self._floor = 0
@@ -120,3 +124,38 @@ class MemoryStore(Generic[R]):
             raise ConflictError(self._kind.KIND, name, version, current.metadata.resource_version)
         del self._objects[name]
         await self._record(EventType.DELETED, with_meta(current, resource_version=str(self._backend.next())))
+
+
+class MemoryLease:
+    """A leader lease among the holders of one ``MemoryServer`` (one process: tests and local tools)."""
+
+    def __init__(self, server: MemoryServer, name: str, holder: str, *, ttl: float = 15.0) -> None:
+        self.server, self.name, self.holder, self.ttl = server, name, holder, ttl
+
+    async def acquire(self) -> bool:
+        now = time.monotonic()
+        current = self.server.leases.get(self.name)
+        if current is not None and current[0] != self.holder and current[1] > now:
+            return False
+        self.server.leases[self.name] = (self.holder, now + self.ttl)
+        return True
+
+    async def release(self) -> None:
+        current = self.server.leases.get(self.name)
+        if current is not None and current[0] == self.holder:
+            del self.server.leases[self.name]
+
+
+def memory_backend(
+    namespace: str = "default", *, server: MemoryServer | None = None, lease_seconds: float = 15.0
+) -> Backend:
+    """A ``Backend`` whose stores live in this process (``FLEETMATCH_BACKEND=memory``: nothing persists)."""
+    server = server or MemoryServer()
+    return Backend(
+        "memory",
+        gameservers=MemoryStore(GameServer, namespace, server),
+        fleets=MemoryStore(Fleet, namespace, server),
+        autoscalers=MemoryStore(FleetAutoscaler, namespace, server),
+        leases=lambda name, holder, ttl: MemoryLease(server, name, holder, ttl=ttl),
+        lease_seconds=lease_seconds,
+    )

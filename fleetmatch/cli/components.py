@@ -7,39 +7,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import click
 
-from fleetmatch.backends.redis.client import connect, connect_any
-from fleetmatch.cli.options import settings_of
+from fleetmatch.backends import Backend, open_backend
+from fleetmatch.backends.redis.client import connect_any
+from fleetmatch.cli.options import backend_settings, settings_of
 from fleetmatch.errors import ConfigError
 from fleetmatch.manifests import load_resources
-from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
+from fleetmatch.models import Fleet
 from fleetmatch.running import run
-from fleetmatch.settings import Settings
-from fleetmatch.store import GameServerStore, Store
-from fleetmatch.tasks import cancel_and_wait, supervised
-
-
-@contextlib.asynccontextmanager
-async def kube_api(settings: Settings) -> AsyncIterator[Any]:
-    """A kubernetes-asyncio ``ApiClient`` as ``settings.kube`` says (closed on exit)."""
-    from fleetmatch.backends.kube.client import api_client
-
-    kube = settings.kube
-    api = await api_client(
-        server=kube.server, kubeconfig=kube.kubeconfig, context=kube.context, in_cluster=kube.in_cluster
-    )
-    try:
-        yield api
-    finally:
-        await api.close()
-
 
 # -- running components ---------------------------------------------------------------------
 
@@ -109,23 +89,19 @@ def up(
 def node_agent(ctx: click.Context) -> None:
     """Run a node agent: start game servers scheduled here and host their SDK endpoints."""
     from allocator.nodeagent import NodeAgent
-    from fleetmatch.backends.redis.store import RedisStore
     from fleetmatch.http import metrics_site
-    from fleetmatch.stackfile import stack_or_env_redis_url
     from sdk_sidecar import SdkHost
 
-    settings = settings_of(ctx)
+    settings = backend_settings(settings_of(ctx))
 
     async def main() -> None:
-        client = connect(stack_or_env_redis_url(settings), name=f"node-agent-{settings.node.name}")
-        try:
-            store = RedisStore(client, GameServer, settings.namespace)
-            async with metrics_site(settings.metrics_port, settings.metrics_host) as url:
-                click.echo(f"node agent {settings.node.name}: metrics at {url}", err=True)
-                host = SdkHost(store, settings.sdk, bind_host=settings.node.sdk_host)
-                await NodeAgent(store, settings, host, environ=dict(os.environ)).run()
-        finally:
-            await client.aclose()
+        async with (
+            open_backend(settings, client_name=f"node-agent-{settings.node.name}") as backend,
+            metrics_site(settings.metrics_port, settings.metrics_host) as url,
+        ):
+            click.echo(f"node agent {settings.node.name}: metrics at {url}", err=True)
+            host = SdkHost(backend.gameservers, settings.sdk, bind_host=settings.node.sdk_host)
+            await NodeAgent(backend, settings, host, environ=dict(os.environ)).run()
 
     run(main(), service=True)
 
@@ -133,70 +109,40 @@ def node_agent(ctx: click.Context) -> None:
 @click.command()
 @click.pass_context
 def controller(ctx: click.Context) -> None:
-    """Run the fleet controller and the autoscaler (run several for availability: each loop has
-    its own lease; one process leads it, the others stand by)."""
+    """Run the fleet controller and the autoscaler, and on Kubernetes the Pod controller. Run several
+    for availability: they share one lease; the process holding it runs all three, the others stand by."""
     from allocator.controllers.autoscaler import AutoscalerController
     from allocator.controllers.fleet import FleetController
-    from fleetmatch.backends.redis.lease import RedisLease
-    from fleetmatch.backends.redis.store import RedisStore
     from fleetmatch.http import metrics_site
-    from fleetmatch.stackfile import stack_or_env_redis_url
+    from fleetmatch.lease import Leadership, Loop
 
-    settings = settings_of(ctx)
-    ns = settings.namespace
+    settings = backend_settings(settings_of(ctx))
 
     async def main() -> None:
-        # Leases (one leader per loop) live in Redis on either backend: it is there for the tickets.
-        client = connect(stack_or_env_redis_url(settings), name="controller")
-        holder = f"{socket.gethostname()}/{os.getpid()}"
-
-        def lease(name: str) -> RedisLease:
-            return RedisLease(client, name, holder, namespace=ns, ttl=settings.lease_seconds)
-
-        try:
-            async with metrics_site(settings.metrics_port, settings.metrics_host) as url:
-                click.echo(f"controller: metrics at {url} (backend {settings.backend})", err=True)
-                if settings.backend == "kubernetes":
-                    async with kube_api(settings) as api:
-                        await loops(kubernetes_loops(api, lease))
-                else:
-                    gameservers = RedisStore(client, GameServer, ns)
-                    fleets = RedisStore(client, Fleet, ns)
-                    autoscalers = RedisStore(client, FleetAutoscaler, ns)
-                    await loops(fleet_loops(gameservers, fleets, autoscalers, lease))
-        finally:
-            await client.aclose()
-
-    def fleet_loops(
-        gameservers: Store[GameServer],
-        fleets: Store[Fleet],
-        autoscalers: Store[FleetAutoscaler],
-        lease: Callable[[str], RedisLease],
-    ) -> list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]:
-        fleet_loop = FleetController(gameservers, fleets, lease=lease("fleet-controller"))
-        scaler = AutoscalerController(gameservers, fleets, autoscalers, lease=lease("autoscaler"))
-        return [("fleetcontroller", fleet_loop.run), ("autoscaler", scaler.run)]
-
-    def kubernetes_loops(
-        api: Any, lease: Callable[[str], RedisLease]
-    ) -> list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]:
-        """The same fleet controller and autoscaler on the custom resources, plus GameServer -> Pod."""
-        from allocator.controllers.pods import PodController
-        from allocator.podspec import PodSettings
-        from fleetmatch.backends.kube.client import kube_stores
-
-        stores = kube_stores(api, ns)
-        pods = PodController(stores.gameservers, api, PodSettings.from_env(os.environ), lease=lease("pod-controller"))
-        return [*fleet_loops(stores.gameservers, stores.fleets, stores.autoscalers, lease), ("podcontroller", pods.run)]
-
-    async def loops(named: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]]) -> None:
-        tasks = [supervised(name, body) for name, body in named]
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await cancel_and_wait(*tasks)
+        async with (
+            open_backend(settings, client_name="controller") as backend,
+            metrics_site(settings.metrics_port, settings.metrics_host) as url,
+        ):
+            click.echo(f"controller: metrics at {url} (backend {backend.engine})", err=True)
+            loops: list[Loop] = [
+                ("fleetcontroller", FleetController(backend).run),
+                ("autoscaler", AutoscalerController(backend).run),
+            ]
+            if backend.engine == "kubernetes":
+                loops.append(("podcontroller", pod_controller(backend)))
+            await Leadership(backend.lease("controllers"), "controllers").run(loops)
 
     run(main(), service=True)
+
+
+def pod_controller(backend: Backend) -> Callable[[], Awaitable[None]]:
+    """The GameServer -> Pod controller's loop, on the Kubernetes backend's client."""
+    from allocator.controllers.pods import PodController
+    from allocator.podspec import PodSettings
+    from fleetmatch.backends.kube.client import KubeBackend
+
+    assert isinstance(backend, KubeBackend)
+    return PodController(backend.gameservers, backend.api, PodSettings.from_env(os.environ)).run
 
 
 @click.command("allocator")
@@ -205,10 +151,8 @@ def controller(ctx: click.Context) -> None:
 def allocator_cmd(ctx: click.Context, port: int | None) -> None:
     """Run the allocation API (run several: claims are safe across processes)."""
     from allocator.app import serve_allocator
-    from fleetmatch.backends.redis.store import RedisStore
-    from fleetmatch.stackfile import stack_or_env_redis_url
 
-    settings = settings_of(ctx)
+    settings = backend_settings(settings_of(ctx))
     alloc = settings.allocator if port is None else replace(settings.allocator, port=port)
     if alloc.token is None:
         raise ConfigError(
@@ -217,20 +161,10 @@ def allocator_cmd(ctx: click.Context, port: int | None) -> None:
     token = alloc.token
 
     async def main() -> None:
-        if settings.backend == "kubernetes":  # GameServers from the API server's watch; claims are conditional PUTs
-            from fleetmatch.backends.kube.store import KubeStore
-
-            async with kube_api(settings) as api:
-                await serve(KubeStore(api, GameServer, settings.namespace))
-            return
-        client = connect(stack_or_env_redis_url(settings), name="allocator")
-        try:
-            await serve(RedisStore(client, GameServer, settings.namespace))
-        finally:
-            await client.aclose()
-
-    async def serve(store: GameServerStore) -> None:
-        async with serve_allocator(store, alloc, token) as service:
+        async with (
+            open_backend(settings, client_name="allocator") as backend,
+            serve_allocator(backend, alloc, token) as service,
+        ):
             click.echo(f"allocator: {service.url}/v1/allocations (metrics at {service.url}/metrics)", err=True)
             await asyncio.Event().wait()
 

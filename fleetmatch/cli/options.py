@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import click
 
 from fleetmatch.errors import FleetmatchError, ValidationError
 from fleetmatch.settings import Settings
+from fleetmatch.stackfile import StackInfo, stack_or_env_redis_url
 
 
 class FleetmatchGroup(click.Group):
@@ -64,3 +66,16 @@ def key_values(pairs: Sequence[str], option: str) -> dict[str, str]:
 filename_option = click.option(
     "--filename", "-f", "path", required=True, type=click.Path(path_type=Path), help="YAML file."
 )
+
+
+def backend_settings(settings: Settings) -> Settings:
+    """``settings`` with the running stack's Redis filled in when none is set: the Redis backend
+    needs it; on Kubernetes it holds the leader leases, if there is one."""
+    if settings.redis.url:
+        return settings
+    if settings.backend == "redis":
+        url: str | None = stack_or_env_redis_url(settings)
+    else:
+        info = StackInfo.read(settings.data_dir)
+        url = info.redis_url if info is not None else None
+    return replace(settings, redis=replace(settings.redis, url=url)) if url else settings

@@ -9,48 +9,27 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import click
 
-from fleetmatch.backends.redis.client import connect
-from fleetmatch.cli.options import age, filename_option, output_option, settings_of, table
+from fleetmatch.backends import Backend, open_backend
+from fleetmatch.cli.options import age, backend_settings, filename_option, output_option, settings_of, table
 from fleetmatch.manifests import load_autoscalers, load_fleets, load_resources
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, encode
 from fleetmatch.running import run
 from fleetmatch.settings import Settings
-from fleetmatch.store import AutoscalerStore, FleetStore, GameServerStore
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Stores:
-    gameservers: GameServerStore
-    fleets: FleetStore
-    autoscalers: AutoscalerStore
-
-
-def with_stores(settings: Settings, body: Callable[[Stores], Awaitable[T]]) -> T:
-    """Run ``body`` against the running stack's Redis."""
-    from fleetmatch.backends.redis.store import RedisStore
-    from fleetmatch.stackfile import stack_or_env_redis_url
+def with_backend(settings: Settings, body: Callable[[Backend], Awaitable[T]]) -> T:
+    """Run ``body`` against the configured backend (the running stack's Redis by default)."""
 
     async def main() -> T:
-        client = connect(stack_or_env_redis_url(settings), name="fleetmatch-cli")
-        ns = settings.namespace
-        try:
-            return await body(
-                Stores(
-                    RedisStore(client, GameServer, ns),
-                    RedisStore(client, Fleet, ns),
-                    RedisStore(client, FleetAutoscaler, ns),
-                )
-            )
-        finally:
-            await client.aclose()
+        async with open_backend(backend_settings(settings), client_name="fleetmatch-cli") as backend:
+            return await body(backend)
 
     return run(main())
 
@@ -67,18 +46,18 @@ def apply_cmd(ctx: click.Context, path: Path) -> None:
 
     resources = load_resources(path)
 
-    async def body(stores: Stores) -> list[str]:
+    async def body(backend: Backend) -> list[str]:
         out = []
         for res in resources:
             if isinstance(res, Fleet):
-                _, action = await apply_fleet(stores.fleets, res)
+                _, action = await apply_fleet(backend.fleets, res)
                 out.append(f"fleet/{res.name} {action}")
             else:
-                _, action = await apply_autoscaler(stores.autoscalers, res)
+                _, action = await apply_autoscaler(backend.autoscalers, res)
                 out.append(f"fleetautoscaler/{res.name} {action}")
         return out
 
-    for line in with_stores(settings_of(ctx), body):
+    for line in with_backend(settings_of(ctx), body):
         click.echo(line)
 
 
@@ -96,10 +75,10 @@ def fleet() -> None:
 def fleet_list(ctx: click.Context, output: str) -> None:
     """List fleets with their replica counts."""
 
-    async def body(stores: Stores) -> list[Fleet]:
-        return (await stores.fleets.list())[0]
+    async def body(backend: Backend) -> list[Fleet]:
+        return (await backend.fleets.list())[0]
 
-    items = with_stores(settings_of(ctx), body)
+    items = with_backend(settings_of(ctx), body)
     if output == "json":
         click.echo(json.dumps([encode(f) for f in items], indent=2))
         return
@@ -131,14 +110,14 @@ def fleet_apply(ctx: click.Context, path: Path) -> None:
 
     fleets = load_fleets(path)
 
-    async def body(stores: Stores) -> list[str]:
+    async def body(backend: Backend) -> list[str]:
         out = []
         for f in fleets:
-            _applied, action = await apply_fleet(stores.fleets, f)
+            _applied, action = await apply_fleet(backend.fleets, f)
             out.append(f"fleet/{f.name} {action}")
         return out
 
-    for line in with_stores(settings_of(ctx), body):
+    for line in with_backend(settings_of(ctx), body):
         click.echo(line)
 
 
@@ -150,12 +129,12 @@ def fleet_scale(ctx: click.Context, name: str, replicas: int) -> None:
     """Set a fleet's replicas."""
     from allocator.fleetops import scale_fleet
 
-    async def body(stores: Stores) -> list[str]:
-        await scale_fleet(stores.fleets, name, replicas)
-        autoscalers, _ = await stores.autoscalers.list()
+    async def body(backend: Backend) -> list[str]:
+        await scale_fleet(backend.fleets, name, replicas)
+        autoscalers, _ = await backend.autoscalers.list()
         return [a.name for a in autoscalers if a.spec.fleet_name == name]
 
-    managed_by = with_stores(settings_of(ctx), body)
+    managed_by = with_backend(settings_of(ctx), body)
     click.echo(f"fleet/{name} scaled to {replicas}")
     if managed_by:
         click.echo(f"note: fleetautoscaler/{managed_by[0]} manages this fleet and will set its replicas", err=True)
@@ -167,10 +146,10 @@ def fleet_scale(ctx: click.Context, name: str, replicas: int) -> None:
 def fleet_delete(ctx: click.Context, name: str) -> None:
     """Delete a fleet; its servers go too, except Allocated ones, which finish their match first."""
 
-    async def body(stores: Stores) -> None:
-        await stores.fleets.delete(name)
+    async def body(backend: Backend) -> None:
+        await backend.fleets.delete(name)
 
-    with_stores(settings_of(ctx), body)
+    with_backend(settings_of(ctx), body)
     click.echo(f"fleet/{name} deleted")
 
 
@@ -191,14 +170,14 @@ def autoscaler_apply(ctx: click.Context, path: Path) -> None:
 
     autoscalers = load_autoscalers(path)
 
-    async def body(stores: Stores) -> list[str]:
+    async def body(backend: Backend) -> list[str]:
         out = []
         for fas in autoscalers:
-            _, action = await apply_autoscaler(stores.autoscalers, fas)
+            _, action = await apply_autoscaler(backend.autoscalers, fas)
             out.append(f"fleetautoscaler/{fas.name} {action}")
         return out
 
-    for line in with_stores(settings_of(ctx), body):
+    for line in with_backend(settings_of(ctx), body):
         click.echo(line)
 
 
@@ -208,10 +187,10 @@ def autoscaler_apply(ctx: click.Context, path: Path) -> None:
 def autoscaler_list(ctx: click.Context, output: str) -> None:
     """List autoscalers: policy, current and desired replicas, whether they can scale."""
 
-    async def body(stores: Stores) -> list[FleetAutoscaler]:
-        return (await stores.autoscalers.list())[0]
+    async def body(backend: Backend) -> list[FleetAutoscaler]:
+        return (await backend.autoscalers.list())[0]
 
-    items = with_stores(settings_of(ctx), body)
+    items = with_backend(settings_of(ctx), body)
     if output == "json":
         click.echo(json.dumps([encode(a) for a in items], indent=2))
         return
@@ -243,10 +222,10 @@ def autoscaler_list(ctx: click.Context, output: str) -> None:
 def autoscaler_delete(ctx: click.Context, name: str) -> None:
     """Delete an autoscaler; its fleet keeps its current replicas."""
 
-    async def body(stores: Stores) -> None:
-        await stores.autoscalers.delete(name)
+    async def body(backend: Backend) -> None:
+        await backend.autoscalers.delete(name)
 
-    with_stores(settings_of(ctx), body)
+    with_backend(settings_of(ctx), body)
     click.echo(f"fleetautoscaler/{name} deleted")
 
 
@@ -265,11 +244,11 @@ def gs() -> None:
 def gs_list(ctx: click.Context, fleet_name: str | None, output: str) -> None:
     """List game servers: name, state, address:port, node, age."""
 
-    async def body(stores: Stores) -> list[GameServer]:
-        items, _version = await stores.gameservers.list()
+    async def body(backend: Backend) -> list[GameServer]:
+        items, _version = await backend.gameservers.list()
         return [g for g in items if fleet_name is None or g.fleet == fleet_name]
 
-    items = with_stores(settings_of(ctx), body)
+    items = with_backend(settings_of(ctx), body)
     if output == "json":
         click.echo(json.dumps([encode(g) for g in items], indent=2))
         return

@@ -18,22 +18,20 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
-
 from allocator.app import serve_allocator
 from allocator.controllers.autoscaler import AutoscalerController
 from allocator.controllers.fleet import FleetController
 from allocator.fleetops import apply_autoscaler, apply_fleet
 from allocator.nodeagent import NodeAgent
-from fleetmatch.backends.redis.client import connect, connect_any
+from fleetmatch.backends import open_backend
+from fleetmatch.backends.redis.client import connect_any
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
-from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.errors import FleetmatchError
 from fleetmatch.http import metrics_site
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerState
 from fleetmatch.settings import Settings
 from fleetmatch.stackfile import STACK_FILE, StackInfo, data_dir_lock, remove_stack_file
+from fleetmatch.store import GameServerStore
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.app import serve_matchmaker
 from matchmaker.rules import Queue
@@ -47,7 +45,7 @@ class StartupError(FleetmatchError):
     """The stack started but did not reach a working state in time."""
 
 
-async def wait_ready(store: RedisStore[GameServer], fleet: str, replicas: int, *, within: float) -> list[GameServer]:
+async def wait_ready(store: GameServerStore, fleet: str, replicas: int, *, within: float) -> list[GameServer]:
     """Poll until ``replicas`` servers of ``fleet`` are Ready (or raise ``TimeoutError``)."""
     deadline = time.monotonic() + within
     while True:
@@ -104,25 +102,21 @@ async def run_stack(
             )
             url = server.url
         async with contextlib.AsyncExitStack() as services:
-            client = connect(url, name="fleetmatch-up")
-            services.push_async_callback(client.aclose)
-            gameservers = RedisStore(client, GameServer, settings.namespace)
-            fleet_store = RedisStore(client, Fleet, settings.namespace)
-            autoscalers = RedisStore(client, FleetAutoscaler, settings.namespace)
+            # One backend for the whole process: one watch per kind feeds every component.
+            local = replace(settings, backend="redis", redis=replace(settings.redis, url=url))
+            backend = await services.enter_async_context(open_backend(local, client_name="fleetmatch-up"))
             for resource in resources:
                 if isinstance(resource, Fleet):
-                    _, action = await apply_fleet(fleet_store, resource)
+                    _, action = await apply_fleet(backend.fleets, resource)
                 else:
-                    _, action = await apply_autoscaler(autoscalers, resource)
+                    _, action = await apply_autoscaler(backend.autoscalers, resource)
                 log.info("%s %s %s", resource.KIND, resource.name, action)
             metrics_url = await services.enter_async_context(metrics_site(settings.metrics_port, settings.metrics_host))
             allocator = await services.enter_async_context(
-                serve_allocator(gameservers, settings.allocator, token, fallback_port=True)
+                serve_allocator(backend, settings.allocator, token, fallback_port=True)
             )
-            tickets_client: aioredis.Redis | RedisCluster = client
-            if settings.matchmaker.redis_url:
-                tickets_client = connect_any(settings.matchmaker.redis_url, name="fleetmatch-up-tickets")
-                services.push_async_callback(tickets_client.aclose)
+            tickets_client = connect_any(settings.matchmaker.redis_url or url, name="fleetmatch-up-tickets")
+            services.push_async_callback(tickets_client.aclose)
             matchmaker = await services.enter_async_context(
                 serve_matchmaker(
                     RedisTicketStore(tickets_client),
@@ -134,12 +128,12 @@ async def run_stack(
                 )
             )
             # Started last, stopped first (reverse order): stop replacing servers, then stop them.
-            host = SdkHost(gameservers, settings.sdk, bind_host=settings.node.sdk_host)
-            agent = NodeAgent(gameservers, settings, host, environ=environ)
+            host = SdkHost(backend.gameservers, settings.sdk, bind_host=settings.node.sdk_host)
+            agent = NodeAgent(backend, settings, host, environ=environ)
             services.push_async_callback(cancel_and_wait, supervised(f"nodeagent[{settings.node.name}]", agent.run))
-            controller = FleetController(gameservers, fleet_store)
+            controller = FleetController(backend)
             services.push_async_callback(cancel_and_wait, supervised("fleetcontroller", controller.run))
-            scaler = AutoscalerController(gameservers, fleet_store, autoscalers)
+            scaler = AutoscalerController(backend)
             services.push_async_callback(cancel_and_wait, supervised("autoscaler", scaler.run))
             info = StackInfo(
                 redis_url=url,
@@ -157,7 +151,7 @@ async def run_stack(
             services.callback(remove_stack_file, data_dir)
             if fleets:
                 first = fleets[0]
-                ready = await wait_ready(gameservers, first.name, first.spec.replicas, within=ready_timeout)
+                ready = await wait_ready(backend.gameservers, first.name, first.spec.replicas, within=ready_timeout)
                 announce(summary(info, first, ready))
             else:
                 announce(summary(info, None, []))

@@ -16,6 +16,7 @@ import pytest
 
 from allocator.fleetops import apply_fleet
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
+from fleetmatch.backends.redis.keys import lease_key
 from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import (
     Fleet,
@@ -150,7 +151,7 @@ async def test_standby_controller_takes_over_without_double_creating(world: Comp
         await wait_for(gameservers, lambda gs: len(ready(gs)) == 3)
         await asyncio.sleep(1.0)  # several passes of both controllers
         assert len(added) == 3
-        holder = await redis_client.get("fm:{ns:default}:leases:fleet-controller")
+        holder = await redis_client.get(lease_key("default", "controllers"))
         leader = controllers[int(holder.decode().rpartition("/")[2])]
         leader.kill()
         leader.wait()

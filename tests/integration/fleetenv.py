@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 
 from allocator.controllers.fleet import FleetController
 from allocator.nodeagent import NodeAgent
+from fleetmatch.backends.redis.backend import redis_backend_on
 from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import (
     Fleet,
@@ -148,14 +149,17 @@ async def running_stack(
     fleets = RedisStore(redis_client, Fleet)
     agents = []
     tasks = []
+    backends = []  # one per component, as if each ran in its own process
     for i in range(nodes):
         low = first_port + PORTS_PER_NODE * i
         settings = settings_for(tmp_path, f"node-{i}", (low, low + PORTS_PER_NODE - 1))
-        host = SdkHost(gameservers, settings.sdk)
-        agent = NodeAgent(gameservers, settings, host, environ=dict(os.environ), resync_seconds=0.5)
+        backends.append(redis_backend_on(redis_client))
+        host = SdkHost(backends[-1].gameservers, settings.sdk)
+        agent = NodeAgent(backends[-1], settings, host, environ=dict(os.environ), resync_seconds=0.5)
         agents.append(agent)
         tasks.append(asyncio.create_task(agent.run(), name=f"test.agent{i}"))
-    controller = FleetController(gameservers, fleets, resync_seconds=0.5)
+    backends.append(redis_backend_on(redis_client))
+    controller = FleetController(backends[-1], resync_seconds=0.5)
     tasks.append(asyncio.create_task(controller.run(), name="test.controller"))
     events: list[WatchEvent[GameServer]] = []
 
@@ -168,6 +172,8 @@ async def running_stack(
         yield Stack(gameservers, fleets, agents, events)
     finally:
         await cancel_and_wait(*tasks)
+        for backend in backends:
+            await backend.aclose()
 
 
 def udp_ask(port: int, message: dict[str, object]) -> dict[str, object]:

@@ -19,6 +19,7 @@ from openapi_spec_validator import validate
 from allocator.app import AllocatorService, serve_allocator
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerSelector
 from fleetmatch.allocator_client import AllocatorClient, AllocatorError
+from fleetmatch.backends.base import Backend
 from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import (
     FLEET_LABEL,
@@ -67,9 +68,9 @@ class Api:
 
 
 @pytest.fixture
-async def api(gs_store: RedisStore[GameServer]) -> AsyncIterator[Api]:
+async def api(gs_store: RedisStore[GameServer], backend: Backend) -> AsyncIterator[Api]:
     settings = AllocatorSettings(port=0, max_body_bytes=4096)
-    async with serve_allocator(gs_store, settings, TOKEN) as service, aiohttp.ClientSession() as http:
+    async with serve_allocator(backend, settings, TOKEN) as service, aiohttp.ClientSession() as http:
         yield Api(service, http, gs_store)
 
 
@@ -282,7 +283,7 @@ async def test_python_client_allocates_and_reports_no_capacity(api: Api) -> None
         assert info.value.status == 401
 
 
-async def test_mutual_tls(gs_store: RedisStore[GameServer], tmp_path: Path) -> None:
+async def test_mutual_tls(gs_store: RedisStore[GameServer], backend: Backend, tmp_path: Path) -> None:
     ca = trustme.CA()
     server_cert = ca.issue_cert("127.0.0.1")
     client_cert = ca.issue_cert("matchmaker.internal")
@@ -291,7 +292,7 @@ async def test_mutual_tls(gs_store: RedisStore[GameServer], tmp_path: Path) -> N
     ca.cert_pem.write_to_path(str(paths["ca"]))
     settings = AllocatorSettings(port=0, tls_cert=paths["cert"], tls_key=paths["cert"], tls_client_ca=paths["ca"])
     await ready_servers(gs_store, 1)
-    async with serve_allocator(gs_store, settings, TOKEN) as service:
+    async with serve_allocator(backend, settings, TOKEN) as service:
         assert service.url.startswith("https://")
         trusted = ssl.create_default_context()
         ca.configure_trust(trusted)

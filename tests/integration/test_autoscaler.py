@@ -17,10 +17,11 @@ from prometheus_client import REGISTRY
 
 from allocator.controllers.autoscaler import AutoscalerController
 from allocator.fleetops import apply_autoscaler, apply_fleet
+from fleetmatch.backends.base import Backend
 from fleetmatch.backends.redis.lease import RedisLease
 from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.errors import NotFoundError
-from fleetmatch.lease import Lease
+from fleetmatch.lease import Leadership, Lease
 from fleetmatch.models import (
     FLEET_LABEL,
     AutoscalerPolicy,
@@ -114,16 +115,26 @@ class Env:
         autoscalers: Store[FleetAutoscaler] | None = None,
         lease: Lease | None = None,
         clock: Callable[[], float] | None = None,
-    ) -> AutoscalerController:
-        controller = AutoscalerController(
-            gameservers or self.gameservers,
-            fleets or self.fleets,
-            autoscalers or self.autoscalers,
-            lease=lease,
-            clock=clock or self.clock,
+    ) -> Leadership:
+        """An autoscaler on its own backend (own informers: another process), run while it leads."""
+        backend = Backend(
+            "redis",
+            gameservers=gameservers or self.gameservers,
+            fleets=fleets or self.fleets,
+            autoscalers=autoscalers or self.autoscalers,
+            leases=lambda name, holder, ttl: RedisLease(self.client, name, holder, ttl=ttl),
         )
-        self.tasks.append(asyncio.create_task(controller.run(), name=f"test.autoscaler{len(self.tasks)}"))
-        return controller
+        controller = AutoscalerController(backend, clock=clock or self.clock)
+        leadership = Leadership(lease, "autoscaler")
+
+        async def run() -> None:
+            try:
+                await leadership.run([("autoscaler", controller.run)])
+            finally:
+                await backend.aclose()
+
+        self.tasks.append(asyncio.create_task(run(), name=f"test.autoscaler{len(self.tasks)}"))
+        return leadership
 
     async def servers(self, n: int, state: GameServerState = S.ALLOCATED, fleet: str = "arena") -> list[str]:
         names = []
@@ -370,7 +381,7 @@ async def test_two_controllers_sharing_a_lease_do_not_fight(env: Env) -> None:
     await env.status("shared", desired_replicas=5, last_scale_time=T0)  # the leader's clock
     await steady(env.replicas, 5, seconds=0.5)
     assert {w[0] for w in writes} == {"one"}, writes
-    assert controllers["one"].leadership.leading and not controllers["two"].leadership.leading
+    assert controllers["one"].leading and not controllers["two"].leading
 
     await cancel_and_wait(env.tasks[0])  # the leader stops (and releases the lease)
     before = len(writes)
@@ -380,8 +391,8 @@ async def test_two_controllers_sharing_a_lease_do_not_fight(env: Env) -> None:
     assert {w[0] for w in writes[before:]} == {"two"}, writes[before:]
 
 
-async def _leading(controller: AutoscalerController) -> int:
-    return int(controller.leadership.leading)
+async def _leading(leadership: Leadership) -> int:
+    return int(leadership.leading)
 
 
 async def test_deleting_an_autoscaler_leaves_the_fleet_alone(env: Env) -> None:

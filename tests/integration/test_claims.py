@@ -15,6 +15,7 @@ from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, Gam
 from fleetmatch.backends.redis.client import connect
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
 from fleetmatch.backends.redis.store import RedisStore
+from fleetmatch.informer import Informer
 from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, TemplateMeta
 from fleetmatch.tasks import cancel_and_wait
 
@@ -29,9 +30,11 @@ async def ready(store: RedisStore[GameServer], n: int) -> None:
 async def stale_allocator(url: str, seed: int) -> AsyncIterator[Allocator]:
     """An allocator (own connection) that read the store once and then stopped watching it."""
     client = connect(url, name=f"stale-{seed}")
-    allocator = Allocator(RedisStore(client, GameServer), rng=random.Random(seed))
-    task = asyncio.create_task(allocator.run())
-    await allocator.informer.synced.wait()
+    store = RedisStore(client, GameServer)
+    informer = Informer(store)
+    allocator = Allocator(store, informer, rng=random.Random(seed))
+    task = asyncio.create_task(informer.run())
+    await informer.synced.wait()
     await cancel_and_wait(task)
     try:
         yield allocator

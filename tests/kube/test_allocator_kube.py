@@ -24,6 +24,7 @@ from allocator.allocation import Allocator
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerSelector
 from fleetmatch.backends.kube.store import KubeStore
 from fleetmatch.backends.redis.embedded import free_port
+from fleetmatch.informer import Informer
 from fleetmatch.models import (
     FLEET_LABEL,
     LAST_ALLOCATED_ANNOTATION,
@@ -189,9 +190,11 @@ async def stale_allocator(fake: FakeKube, seed: int) -> AsyncIterator[Allocator]
     """An allocator (own client) that read the GameServers once and then stopped watching: every
     claim it makes races the others on the API server's resourceVersion check alone."""
     async with client.ApiClient(configuration=client.Configuration(host=fake.url)) as api:
-        allocator = Allocator(KubeStore(api, GameServer, "default"), rng=random.Random(seed))
-        task = asyncio.create_task(allocator.run(), name=f"test.stale-allocator[{seed}]")
-        await allocator.informer.synced.wait()
+        store = KubeStore(api, GameServer, "default")
+        informer = Informer(store)
+        allocator = Allocator(store, informer, rng=random.Random(seed))
+        task = asyncio.create_task(informer.run(), name=f"test.stale-allocator[{seed}]")
+        await informer.synced.wait()
         await cancel_and_wait(task)
         yield allocator
 

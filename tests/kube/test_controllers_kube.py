@@ -26,10 +26,11 @@ from allocator.controllers.pods import API_ERRORS, Backoff, PodController
 from allocator.fleetops import apply_autoscaler, apply_fleet
 from allocator.podspec import ERROR_ANNOTATION, FINALIZER, GAMESERVER_LABEL, SIDECAR_NAME, PodSettings
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec
-from fleetmatch.backends.kube.client import kube_stores
+from fleetmatch.backends.kube.client import KubeBackend, kube_stores
 from fleetmatch.backends.kube.podstore import KubeConfig, KubeStoreSettings
 from fleetmatch.backends.kube.store import KubeStore
 from fleetmatch.informer import Informer
+from fleetmatch.lease import Lease
 from fleetmatch.models import (
     AutoscalerPolicy,
     BufferPolicy,
@@ -126,9 +127,10 @@ async def running(
 
     recorder.add_handler(record)
     tasks = [asyncio.create_task(recorder.run(), name="test.recorder"), asyncio.create_task(pods.run(), name="pods")]
+    backend = KubeBackend(api, stores, leases=no_leases, lease_seconds=15.0, owns_api=False)
     if with_fleets:
-        controller = FleetController(gameservers, fleets, resync_seconds=0.5)
-        scaler = AutoscalerController(gameservers, fleets, stores.autoscalers)
+        controller = FleetController(backend, resync_seconds=0.5)
+        scaler = AutoscalerController(backend)
         tasks.append(asyncio.create_task(controller.run(), name="fleets"))
         tasks.append(asyncio.create_task(scaler.run(), name="autoscaler"))
     try:
@@ -136,6 +138,11 @@ async def running(
         yield cluster
     finally:
         await cancel_and_wait(*tasks)
+        await backend.aclose()
+
+
+def no_leases(name: str, holder: str, ttl: float) -> Lease:
+    raise AssertionError("these tests run one controller: no lease is taken")
 
 
 @pytest.fixture
@@ -481,8 +488,10 @@ async def test_with_the_real_in_pod_sidecar_ready_allocated_and_shutdown(
                 await eventually(sidecar_sees_ready)
                 # The allocator, on its own client and watch cache, claims it; the game sees it.
                 async with client.ApiClient(configuration=client.Configuration(host=fake_kube.url)) as alloc_api:
-                    allocator = Allocator(KubeStore(alloc_api, GameServer, NS))
-                    cache = asyncio.create_task(allocator.run(), name="test.allocator")
+                    alloc_store = KubeStore(alloc_api, GameServer, NS)
+                    alloc_informer = Informer(alloc_store)
+                    allocator = Allocator(alloc_store, alloc_informer)
+                    cache = asyncio.create_task(alloc_informer.run(), name="test.allocator")
                     try:
                         await eventually(lambda: allocator.ready and len(allocator.index) == 1)
                         claim = await allocator.allocate(GameServerAllocationSpec())

@@ -320,7 +320,13 @@ async def test_expired_watch_makes_the_informer_relist(fake_kube: FakeKube) -> N
         gone = await writer.create(gameserver("gone"))
         informer: Informer[GameServer] = Informer(watched, retry_seconds=0.05)
         seen: list[tuple[EventType, str]] = []
-        informer.add_handler(lambda e: seen.append((e.type, e.object.metadata.name)))
+        changed = asyncio.Event()
+
+        def record(event: WatchEvent[GameServer]) -> None:
+            seen.append((event.type, event.object.metadata.name))
+            changed.set()
+
+        informer.add_handler(record)
         task = asyncio.create_task(informer.run())
         try:
             async with asyncio.timeout(EVENT_TIMEOUT):
@@ -332,7 +338,8 @@ async def test_expired_watch_makes_the_informer_relist(fake_kube: FakeKube) -> N
                 fake_kube.compact()  # the watch's version is now older than the history
             async with asyncio.timeout(EVENT_TIMEOUT):
                 while "fresh" not in informer.cache or "gone" in informer.cache:
-                    await informer.wait_changed(0.1)
+                    await changed.wait()
+                    changed.clear()
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

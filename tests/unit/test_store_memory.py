@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
-from fleetmatch.backends.memory import MemoryBackend, MemoryStore
+from fleetmatch.backends.memory import MemoryServer, MemoryStore
 from fleetmatch.models import Fleet, GameServer
 from fleetmatch.store import Store
 from tests.contract.store_contract import StoreContract, StoreHarness
 
 
 class MemoryHarness(StoreHarness):
-    """One ``MemoryBackend``; one ``MemoryStore`` per kind and namespace, shared by every caller
+    """One ``MemoryServer``; one ``MemoryStore`` per kind and namespace, shared by every caller
     (a MemoryStore holds its own objects, so handing out a second instance would split the data)."""
 
     def __init__(self) -> None:
-        self.backend = MemoryBackend()
+        self.backend = MemoryServer()
         self._stores: dict[tuple[str, str], Any] = {}
 
     async def gameservers(self, namespace: str = "default", *, history: int | None = None) -> Store[GameServer]:

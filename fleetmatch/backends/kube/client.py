@@ -25,9 +25,12 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config.config_exception import ConfigException
 
+from fleetmatch.backends.base import Backend, LeaseFactory
 from fleetmatch.backends.kube.store import KubeStore
 from fleetmatch.errors import ConfigError
+from fleetmatch.lease import Lease
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
+from fleetmatch.settings import Settings
 
 
 async def api_client(
@@ -78,3 +81,44 @@ def kube_stores(api: ApiClient, namespace: str = "default", **options: Any) -> K
         KubeStore(api, Fleet, namespace, **options),
         KubeStore(api, FleetAutoscaler, namespace, **options),
     )
+
+
+class KubeBackend(Backend):
+    """The Kubernetes engine as a ``Backend``; ``api`` is its client (the Pod controller speaks Pods with it)."""
+
+    def __init__(
+        self, api: ApiClient, stores: KubeStores, *, leases: LeaseFactory, lease_seconds: float, owns_api: bool = True
+    ) -> None:
+        super().__init__(
+            "kubernetes",
+            gameservers=stores.gameservers,
+            fleets=stores.fleets,
+            autoscalers=stores.autoscalers,
+            leases=leases,
+            lease_seconds=lease_seconds,
+            on_close=api.close if owns_api else None,
+        )
+        self.api = api
+
+
+async def kube_backend(settings: Settings) -> KubeBackend:
+    """A ``Backend`` on the API server ``settings.kube`` points at.
+
+    Leader leases live in the Redis at ``settings.redis.url`` (the tickets' Redis); without one,
+    taking a lease fails with a ``ConfigError`` naming REDIS_URL.
+    """
+    kube = settings.kube
+    api = await api_client(
+        server=kube.server, kubeconfig=kube.kubeconfig, context=kube.context, in_cluster=kube.in_cluster
+    )
+    redis_url = settings.redis.url
+
+    def leases(name: str, holder: str, ttl: float) -> Lease:
+        if not redis_url:
+            raise ConfigError("leader leases on the kubernetes backend need REDIS_URL")
+        from fleetmatch.backends.redis.client import connect
+        from fleetmatch.backends.redis.lease import RedisLease
+
+        return RedisLease(connect(redis_url, name=f"lease-{name}"), name, holder, namespace=settings.namespace, ttl=ttl)
+
+    return KubeBackend(api, kube_stores(api, settings.namespace), leases=leases, lease_seconds=settings.lease_seconds)

@@ -1,0 +1,37 @@
+"""The Redis engine as a ``Backend``: one client shared by the three stores and the leases."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from fleetmatch.backends.base import Backend
+from fleetmatch.backends.redis.client import connect
+from fleetmatch.backends.redis.lease import RedisLease
+from fleetmatch.backends.redis.store import RedisStore
+from fleetmatch.errors import ConfigError
+from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
+from fleetmatch.settings import Settings
+
+
+def redis_backend(settings: Settings, *, client_name: str = "fleetmatch") -> Backend:
+    """A ``Backend`` on the Redis at ``settings.redis.url`` (the CLI fills it from a running stack)."""
+    url = settings.redis.url
+    if not url:
+        raise ConfigError("no Redis to use: set REDIS_URL (or start `fleetmatch up`, whose Redis the CLI finds)")
+    client = connect(url, name=client_name)
+    return redis_backend_on(client, settings.namespace, lease_seconds=settings.lease_seconds, owns_client=True)
+
+
+def redis_backend_on(
+    client: aioredis.Redis, namespace: str = "default", *, lease_seconds: float = 15.0, owns_client: bool = False
+) -> Backend:
+    """A ``Backend`` on an existing client (closed with the backend only if ``owns_client``)."""
+    return Backend(
+        "redis",
+        gameservers=RedisStore(client, GameServer, namespace),
+        fleets=RedisStore(client, Fleet, namespace),
+        autoscalers=RedisStore(client, FleetAutoscaler, namespace),
+        leases=lambda name, holder, ttl: RedisLease(client, name, holder, namespace=namespace, ttl=ttl),
+        lease_seconds=lease_seconds,
+        on_close=client.aclose if owns_client else None,
+    )
