@@ -37,6 +37,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from sdk_sidecar.codes import GrpcCode, http_status
+
 if TYPE_CHECKING:
     import grpc.aio
 
@@ -46,8 +48,8 @@ DEFAULT_HTTP_PORT = 9358
 DEFAULT_GRPC_PORT = 9357
 PORT_ENV = "AGONES_SDK_HTTP_PORT"
 GRPC_PORT_ENV = "AGONES_SDK_GRPC_PORT"
-_UNAVAILABLE = 14
-_UNKNOWN = 2
+_UNAVAILABLE = int(GrpcCode.UNAVAILABLE)
+_UNKNOWN = int(GrpcCode.UNKNOWN)
 
 Transport = Literal["auto", "http", "grpc"]
 Json = Mapping[str, Any]
@@ -336,11 +338,6 @@ def _grpc_modules() -> Any:
     return grpc.aio, json_format, alpha_pb2_grpc, beta_pb2_grpc, sdk_pb2_grpc
 
 
-_HTTP_OF_GRPC = {1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 11: 400}
-_HTTP_OF_GRPC.update({12: 501, 13: 500, 14: 0, 15: 500, 16: 401})
-"""grpc-gateway's ``HTTPStatusFromCode``, except UNAVAILABLE: 0, "not reached", as for REST."""
-
-
 class GrpcTransport:
     """The gRPC SDK: the three services on one ``grpc.aio`` channel; health pings on one client stream."""
 
@@ -409,7 +406,9 @@ class GrpcTransport:
 
     def _error(self, exc: grpc.aio.AioRpcError) -> SdkError:
         code = int(exc.code().value[0])
-        return SdkError(_HTTP_OF_GRPC.get(code, 500), code, exc.details() or exc.code().name)
+        # UNAVAILABLE is "not reached" (status 0), as a refused REST connection is; else the gateway's status.
+        status = 0 if code == GrpcCode.UNAVAILABLE else http_status(code)
+        return SdkError(status, code, exc.details() or exc.code().name)
 
     async def unary(self, rpc: str, request: Json) -> Json:
         self._open()

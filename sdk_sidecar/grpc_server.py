@@ -23,9 +23,10 @@ import grpc
 
 from fleetmatch.models import CounterStatus, GameServer, ListStatus
 from sdk_sidecar import metrics
+from sdk_sidecar.codes import GrpcCode
 from sdk_sidecar.grpc_gen import alpha_pb2, alpha_pb2_grpc, beta_pb2, beta_pb2_grpc, sdk_pb2, sdk_pb2_grpc
 from sdk_sidecar.session import SdkSession
-from sdk_sidecar.state import GrpcCode, MalformedRequestError, SdkCallError, UnavailableError
+from sdk_sidecar.state import MalformedRequestError, SdkCallError, UnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -21,33 +21,13 @@ from aiohttp import WSMsgType, web
 from fleetmatch.models import GameServer
 from fleetmatch.tasks import cancel_and_wait
 from sdk_sidecar import jsonpb, metrics
-from sdk_sidecar.state import GrpcCode, InvalidArgumentError, SdkCallError, UnavailableError
+from sdk_sidecar.codes import GrpcCode, http_status
+from sdk_sidecar.state import InvalidArgumentError, SdkCallError, UnavailableError
 
 if TYPE_CHECKING:
     from sdk_sidecar.session import SdkSession
 
 log = logging.getLogger(__name__)
-
-HTTP_STATUS: dict[GrpcCode, int] = {
-    GrpcCode.OK: 200,
-    GrpcCode.CANCELLED: 499,
-    GrpcCode.UNKNOWN: 500,
-    GrpcCode.INVALID_ARGUMENT: 400,
-    GrpcCode.DEADLINE_EXCEEDED: 504,
-    GrpcCode.NOT_FOUND: 404,
-    GrpcCode.ALREADY_EXISTS: 409,
-    GrpcCode.PERMISSION_DENIED: 403,
-    GrpcCode.RESOURCE_EXHAUSTED: 429,
-    GrpcCode.FAILED_PRECONDITION: 400,
-    GrpcCode.ABORTED: 409,
-    GrpcCode.OUT_OF_RANGE: 400,
-    GrpcCode.UNIMPLEMENTED: 501,
-    GrpcCode.INTERNAL: 500,
-    GrpcCode.UNAVAILABLE: 503,
-    GrpcCode.DATA_LOSS: 500,
-    GrpcCode.UNAUTHENTICATED: 401,
-}
-"""grpc-gateway's ``HTTPStatusFromCode``."""
 
 JSON = "application/json"
 
@@ -69,7 +49,7 @@ def json_response(doc: Any, status: int = 200) -> web.Response:
 
 
 def error_response(code: GrpcCode, message: str, status: int | None = None) -> web.Response:
-    return json_response(jsonpb.error_json(code, message), HTTP_STATUS.get(code, 500) if status is None else status)
+    return json_response(jsonpb.error_json(code, message), http_status(code) if status is None else status)
 
 
 def _method(request: web.Request) -> str:

@@ -15,7 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from fleetmatch.models import CounterStatus, GameServer, ListStatus, PlayerStatus
-from sdk_sidecar.state import GrpcCode, InvalidArgumentError
+from sdk_sidecar.codes import GrpcCode
+from sdk_sidecar.state import InvalidArgumentError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import IntEnum
 from typing import TypeVar
 
 from fleetmatch.codec import format_timestamp
@@ -63,6 +62,7 @@ from fleetmatch.models import (
     PlayerStatus,
 )
 from fleetmatch.names import label_value_error, qualified_name_error
+from sdk_sidecar.codes import GrpcCode as GrpcCode  # re-exported: the errors below carry it
 
 MAX_RESERVE_SECONDS = 10 * 365 * 24 * 3600
 """Longest finite reservation (ten years); beyond it timestamps overflow, and nobody means it."""
@@ -70,28 +70,6 @@ MAX_RESERVE_SECONDS = 10 * 365 * 24 * 3600
 _FINAL_CHANGES = frozenset({GameServerState.SHUTDOWN, GameServerState.UNHEALTHY})
 
 C = TypeVar("C", "CounterChange", "ListChange")
-
-
-class GrpcCode(IntEnum):
-    """gRPC status codes: both front doors report errors with these (REST maps them to HTTP)."""
-
-    OK = 0
-    CANCELLED = 1
-    UNKNOWN = 2
-    INVALID_ARGUMENT = 3
-    DEADLINE_EXCEEDED = 4
-    NOT_FOUND = 5
-    ALREADY_EXISTS = 6
-    PERMISSION_DENIED = 7
-    RESOURCE_EXHAUSTED = 8
-    FAILED_PRECONDITION = 9
-    ABORTED = 10
-    OUT_OF_RANGE = 11
-    UNIMPLEMENTED = 12
-    INTERNAL = 13
-    UNAVAILABLE = 14
-    DATA_LOSS = 15
-    UNAUTHENTICATED = 16
 
 
 class SdkCallError(FleetmatchError):
