@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 
+ROUTING_ERRORS = {404: GrpcCode.NOT_FOUND, 405: GrpcCode.UNIMPLEMENTED}
+"""grpc-gateway's ``DefaultRoutingErrorHandler``: an unknown path is NotFound, a known path with another
+method is Unimplemented ("Method Not Allowed"), both answered with the HTTP status of their code."""
+
 
 class SessionLookup(Protocol):
     """Which game server a request is for (None: none is served there)."""
@@ -67,10 +71,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: GrpcCode.NOT_FOUND, 405: GrpcCode.UNIMPLEMENTED, 413: GrpcCode.RESOURCE_EXHAUSTED}.get(
-            exc.status, GrpcCode.INVALID_ARGUMENT if exc.status < 500 else GrpcCode.UNKNOWN
-        )
-        return error_response(code, exc.reason, exc.status)
+        routing = ROUTING_ERRORS.get(exc.status)
+        if routing is not None:  # the HTTP status follows from the code: a wrong method is 501
+            return error_response(routing, exc.reason)
+        code = GrpcCode.RESOURCE_EXHAUSTED if exc.status == 413 else GrpcCode.INVALID_ARGUMENT
+        return error_response(code if exc.status < 500 else GrpcCode.UNKNOWN, exc.reason, exc.status)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:

@@ -350,7 +350,7 @@ LIST_ERRORS = [
         ),
     ),
     ("POST", "/v1beta1/lists/players:addValue", '{"value": 5}', bad_request("value: expected a string, got a number")),
-    ("DELETE", "/v1beta1/lists/players", None, (405, JSON, error(12, "Method Not Allowed"))),
+    ("DELETE", "/v1beta1/lists/players", None, (501, JSON, error(12, "Method Not Allowed"))),
 ]
 
 
@@ -434,7 +434,7 @@ async def test_player_tracking(env: Env) -> None:
             "{",
             bad_request("malformed JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
         ),
-        ("GET", "/alpha/player/connect", None, (405, JSON, error(12, "Method Not Allowed"))),
+        ("GET", "/alpha/player/connect", None, (501, JSON, error(12, "Method Not Allowed"))),
     ],
 )
 async def test_player_errors(
