@@ -20,9 +20,9 @@ from aiohttp import WSMsgType, web
 
 from fleetmatch.models import GameServer
 from fleetmatch.tasks import cancel_and_wait
-from sdk_sidecar import jsonpb, metrics
+from sdk_sidecar import jsonpb, metrics, state
 from sdk_sidecar.codes import GrpcCode, http_status
-from sdk_sidecar.state import InvalidArgumentError, SdkCallError, UnavailableError
+from sdk_sidecar.state import SdkCallError, UnavailableError
 
 if TYPE_CHECKING:
     from sdk_sidecar.session import SdkSession
@@ -196,9 +196,6 @@ async def get_connected_players(request: web.Request) -> web.Response:
 
 # -- counters and lists (beta) ---------------------------------------------------------------------
 
-LIST_FIELDS = ("capacity", "values")
-"""Fields of ``List`` an update mask may name (besides ``name``, which cannot change)."""
-
 
 async def get_counter(request: web.Request) -> web.Response:
     name = request.match_info["name"]
@@ -224,31 +221,26 @@ async def get_list(request: web.Request) -> web.Response:
     return json_response(jsonpb.list_json(name, _session(request).get_list(name)))
 
 
-def _update_mask(request: web.Request, message: dict[str, Any]) -> set[str]:
-    """The paths of ``update_mask`` (comma-separated, or repeated ``update_mask.paths``); without
-    one, the fields present in the body, as grpc-gateway derives it."""
+def _mask_paths(request: web.Request) -> list[str]:
+    """The paths of the query's ``update_mask`` (comma-separated, or repeated ``update_mask.paths``)."""
     given = [*request.query.getall("update_mask", []), *request.query.getall("update_mask.paths", [])]
-    paths = {p.strip() for item in given for p in item.split(",") if p.strip()}
-    if not paths:
-        return {f for f in LIST_FIELDS if f in message}
-    unknown = sorted(paths - {*LIST_FIELDS, "name"})
-    if unknown:
-        raise InvalidArgumentError(
-            f"invalid argument. Field Mask Path(s): {unknown} are invalid for List. "
-            f"Use valid field name(s): {['name', *LIST_FIELDS]}"
-        )
-    return paths
+    return [p.strip() for item in given for p in item.split(",") if p.strip()]
 
 
 async def update_list(request: web.Request) -> web.Response:
-    """Body: a ``List``; ``update_mask`` (query) says which fields to take, else those present."""
+    """Body: a ``List`` (decoded whole, as the gateway does); the query's ``update_mask`` says which
+    fields to take, replacing the one the gateway derives from the fields present in the body."""
     session = _session(request)
     name = request.match_info["name"]
     message = await _message(request)
-    mask = _update_mask(request, message)
-    capacity = jsonpb.int64_field(message, "capacity") if "capacity" in mask else None
-    values = jsonpb.string_list_field(message, "values") if "values" in mask else None
-    return json_response(jsonpb.list_json(name, session.update_list(name, capacity=capacity, values=values)))
+    capacity = jsonpb.int64_field(message, "capacity")
+    values = jsonpb.string_list_field(message, "values")
+    paths = _mask_paths(request)
+    mask = state.list_mask(paths) if paths else state.list_mask([f for f in message if f in state.LIST_FIELDS])
+    found = session.update_list(
+        name, capacity=capacity if "capacity" in mask else None, values=values if "values" in mask else None
+    )
+    return json_response(jsonpb.list_json(name, found))
 
 
 async def add_list_value(request: web.Request) -> web.Response:

@@ -111,7 +111,8 @@ class PlayersAtCapacityError(SdkCallError):
 
 
 class MalformedRequestError(SdkCallError):
-    """UpdateCounter without anything to update (gRPC UNKNOWN, as in Agones)."""
+    """UpdateCounter without anything to update, an UpdateList mask naming what ``List`` lacks
+    (gRPC UNKNOWN, as in Agones)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +381,21 @@ def update_counter(
         raise _count_range(base + count_diff, new_capacity)
     change = CounterChange(count, capacity, count_diff)
     return Pending(counters={name: change}), change.applied(current)
+
+
+LIST_FIELDS = ("name", "capacity", "values")
+"""The fields of the SDK's ``List`` message: what an ``UpdateList`` mask may name."""
+
+
+def list_mask(paths: Sequence[str]) -> frozenset[str]:
+    """The fields an ``UpdateList`` mask sets (``name`` is valid but sets nothing). A path that is no
+    field of ``List`` is refused with Agones' words, which list every path given."""
+    if any(path not in LIST_FIELDS for path in paths):
+        raise MalformedRequestError(
+            f"invalid argument. Field Mask Path(s): [{' '.join(paths)}] are invalid for List. "
+            f"Use valid field name(s): [{' '.join(LIST_FIELDS)}]"
+        )
+    return frozenset(paths) - {"name"}
 
 
 def get_list(view: GameServerStatus, name: str) -> ListStatus:

@@ -530,3 +530,26 @@ async def test_a_write_echoed_by_the_watch_before_it_returns_is_not_counted_twic
     finally:
         store.gate.set()
         await session.close()
+
+
+@pytest.mark.parametrize(
+    ("paths", "sets"),
+    [
+        ([], set()),
+        (["capacity"], {"capacity"}),
+        (["values", "capacity"], {"capacity", "values"}),
+        (["name"], set()),  # a field of List, so valid; the name itself never changes
+    ],
+)
+def test_list_mask_sets_the_named_fields(paths: list[str], sets: set[str]) -> None:
+    assert state.list_mask(paths) == sets
+
+
+def test_list_mask_refuses_a_path_of_no_field_naming_every_path() -> None:
+    with pytest.raises(MalformedRequestError) as info:
+        state.list_mask(["capacity", "nme"])
+    assert info.value.code is GrpcCode.UNKNOWN  # a plain error in Agones: HTTP 500 over REST
+    assert info.value.message == (
+        "invalid argument. Field Mask Path(s): [capacity nme] are invalid for List. "
+        "Use valid field name(s): [name capacity values]"
+    )
