@@ -48,6 +48,8 @@ DEFAULT_HTTP_PORT = 9358
 DEFAULT_GRPC_PORT = 9357
 PORT_ENV = "AGONES_SDK_HTTP_PORT"
 GRPC_PORT_ENV = "AGONES_SDK_GRPC_PORT"
+DEFAULT_HEALTH_PERIOD = 5
+"""Agones' ``spec.health.periodSeconds`` default, seconds."""
 _UNAVAILABLE = int(GrpcCode.UNAVAILABLE)
 _UNKNOWN = int(GrpcCode.UNKNOWN)
 
@@ -186,7 +188,7 @@ class GameServerInfo:
             labels=_str_map(meta.get("labels")),
             annotations=_str_map(meta.get("annotations")),
             health_disabled=bool(health.get("disabled", False)),
-            health_period_seconds=_int(health.get("period_seconds"), 5),
+            health_period_seconds=_int(health.get("period_seconds"), DEFAULT_HEALTH_PERIOD),
             raw=MappingProxyType(dict(doc)),
             creation_timestamp=_int(meta.get("creation_timestamp")),
             counters=MappingProxyType(counters),
@@ -614,7 +616,8 @@ class SDK:
             if period is None:
                 try:
                     info = await self.get_gameserver()
-                    period = max(0.2, info.health_period_seconds / 2)
+                    # 0 when health checking is disabled: Agones' default period then.
+                    period = max(0.2, (info.health_period_seconds or DEFAULT_HEALTH_PERIOD) / 2)
                 except SdkError as exc:
                     log.debug("health loop: cannot read spec.health yet (%s)", exc)
             try:

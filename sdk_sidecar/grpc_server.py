@@ -51,7 +51,8 @@ def _epoch(value: float | None) -> int:
 
 def gameserver_proto(gs: GameServer) -> sdk_pb2.GameServer:
     """The SDK's ``GameServer`` message: the same data as ``jsonpb.gameserver_json``."""
-    meta, health, status = gs.metadata, gs.spec.health, gs.counts
+    meta, status = gs.metadata, gs.counts
+    period, threshold, delay = state.reported_health(gs.spec.health)
     Status = sdk_pb2.GameServer.Status
     message = sdk_pb2.GameServer(
         object_meta=sdk_pb2.GameServer.ObjectMeta(
@@ -67,10 +68,10 @@ def gameserver_proto(gs: GameServer) -> sdk_pb2.GameServer:
         ),
         spec=sdk_pb2.GameServer.Spec(
             health=sdk_pb2.GameServer.Spec.Health(
-                disabled=health.disabled,
-                period_seconds=health.period_seconds,
-                failure_threshold=health.failure_threshold,
-                initial_delay_seconds=health.initial_delay_seconds,
+                disabled=gs.spec.health.disabled,
+                period_seconds=period,
+                failure_threshold=threshold,
+                initial_delay_seconds=delay,
             )
         ),
         status=Status(

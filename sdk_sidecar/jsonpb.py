@@ -16,7 +16,7 @@ from typing import Any
 
 from fleetmatch.models import CounterStatus, GameServer, ListStatus, PlayerStatus
 from sdk_sidecar.codes import GrpcCode
-from sdk_sidecar.state import InvalidArgumentError
+from sdk_sidecar.state import InvalidArgumentError, reported_health
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
@@ -57,8 +57,8 @@ def list_json(name: str, found: ListStatus) -> dict[str, Any]:
 def gameserver_json(gs: GameServer) -> dict[str, Any]:
     """The SDK's ``GameServer`` message as JSON (CountsAndLists on; ``players`` null unless the
     GameServer declares or uses player tracking)."""
-    meta, spec, status = gs.metadata, gs.spec, gs.counts
-    health = spec.health
+    meta, status = gs.metadata, gs.counts
+    period, threshold, delay = reported_health(gs.spec.health)
     return {
         "object_meta": {
             "name": meta.name,
@@ -73,10 +73,10 @@ def gameserver_json(gs: GameServer) -> dict[str, Any]:
         },
         "spec": {
             "health": {
-                "disabled": health.disabled,
-                "period_seconds": health.period_seconds,
-                "failure_threshold": health.failure_threshold,
-                "initial_delay_seconds": health.initial_delay_seconds,
+                "disabled": gs.spec.health.disabled,
+                "period_seconds": period,
+                "failure_threshold": threshold,
+                "initial_delay_seconds": delay,
             }
         },
         "status": {

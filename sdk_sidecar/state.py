@@ -58,6 +58,7 @@ from fleetmatch.models import (
     GameServer,
     GameServerState,
     GameServerStatus,
+    Health,
     ListStatus,
     PlayerStatus,
 )
@@ -333,6 +334,18 @@ def set_annotation(key: str, value: str) -> Pending:
     if err:
         raise InvalidArgumentError(f"invalid annotation key {full!r}: {err}")
     return Pending(annotations={full: value})
+
+
+def reported_health(health: Health) -> tuple[int, int, int]:
+    """``(period_seconds, failure_threshold, initial_delay_seconds)`` as the SDK reports them.
+
+    Agones fills in the defaults (5, 3, 5) only when health checking is enabled, so a template saying
+    ``health: {disabled: true}`` reads 0 for all three. Our model always carries its defaults, so a
+    disabled health reports 0 whatever it holds.
+    """
+    if health.disabled:
+        return 0, 0, 0
+    return health.period_seconds, health.failure_threshold, health.initial_delay_seconds
 
 
 # -- counters, lists, players: checked against the session's view -----------------------------------

@@ -22,7 +22,7 @@ from google.protobuf.wrappers_pb2 import Int64Value
 
 from allocator.fleetops import apply_fleet
 from fleetmatch.backends.redis.embedded import free_port
-from fleetmatch.codec import format_timestamp
+from fleetmatch.codec import format_timestamp, from_wire
 from fleetmatch.models import (
     LAST_ALLOCATED_ANNOTATION,
     CounterStatus,
@@ -129,6 +129,18 @@ async def test_get_gameserver_carries_the_agones_fields(env: Env) -> None:
     )
     assert got.object_meta.uid and got.object_meta.creation_timestamp > 1_500_000_000  # epoch seconds, not ms
     assert not got.status.HasField("players")
+
+
+async def test_disabled_health_reports_no_periods(env: Env) -> None:
+    """Agones fills in the health defaults only when health checking is on: ``{disabled: true}`` reads 0s."""
+    await env.add(health=from_wire(Health, {"disabled": True}))
+    expected = GameServerProto.Spec.Health(disabled=True)  # proto3: the three int32 fields are 0
+    async with sdk(env) as stub:
+        assert (await stub.GetGameServer(EMPTY)).spec.health == expected
+        stream = stub.WatchGameServer(EMPTY)
+        first = await anext(aiter(stream))
+        stream.cancel()
+    assert first.spec.health == expected
 
 
 async def test_get_gameserver_carries_counters_lists_and_players(env: Env) -> None:

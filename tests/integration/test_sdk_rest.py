@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from fleetmatch.codec import format_timestamp
+from fleetmatch.codec import format_timestamp, from_wire
 from fleetmatch.models import (
     LAST_ALLOCATED_ANNOTATION,
     GameServer,
@@ -74,6 +74,16 @@ async def test_get_gameserver_is_the_agones_document(env: Env) -> None:
             "lists": {},
         },
     }
+
+
+async def test_disabled_health_reports_no_periods(env: Env) -> None:
+    """Agones fills in the health defaults only when health checking is on: ``{disabled: true}`` reads 0s."""
+    _, url = await env.add(health=from_wire(Health, {"disabled": True}))
+    expected = {"disabled": True, "period_seconds": 0, "failure_threshold": 0, "initial_delay_seconds": 0}
+    _, _, doc = await call(env, "GET", url + "/gameserver")
+    assert doc["spec"]["health"] == expected
+    async with env.http.get(url + "/watch/gameserver") as resp:
+        assert (await next_line(resp))["spec"]["health"] == expected
 
 
 @pytest.mark.parametrize("body", [None, "{}", "not json at all", '{"unknown": 1}'])
