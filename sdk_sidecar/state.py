@@ -34,7 +34,8 @@ applied), with Agones' messages; like Agones these errors are plain ones (gRPC U
   (kept in order, first ones first); ``values`` replaces the values (duplicates dropped);
   AddListValue fails on a full list or an existing value, RemoveListValue on a missing value.
 - Players: PlayerConnect of a connected id is False (no error), beyond capacity an error;
-  PlayerDisconnect of an unknown id is False. Capacity must not be negative.
+  PlayerDisconnect of an unknown id is False. SetPlayerCapacity takes any value, negative included
+  (Agones does not check it; a negative capacity admits nobody).
 
 At write time the merged change is applied to the object just read: counts are clamped to
 ``[0, capacity]``, lists truncated to their capacity, values already present are not added twice,
@@ -65,8 +66,8 @@ from fleetmatch.models import (
 from fleetmatch.names import label_value_error, qualified_name_error
 from sdk_sidecar.codes import GrpcCode as GrpcCode  # re-exported: the errors below carry it
 
-MAX_RESERVE_SECONDS = 10 * 365 * 24 * 3600
-"""Longest finite reservation (ten years); beyond it timestamps overflow, and nobody means it."""
+LATEST_TIMESTAMP = 253402300799.0
+"""9999-12-31T23:59:59Z, the latest instant an RFC 3339 ``reservedUntil`` can carry."""
 
 _FINAL_CHANGES = frozenset({GameServerState.SHUTDOWN, GameServerState.UNHEALTHY})
 
@@ -223,7 +224,7 @@ class PlayerChange:
     def applied(self, current: PlayerStatus | None) -> PlayerStatus:
         current = current or PlayerStatus()
         ids = tuple(_edit(current.ids, self.disconnected, self.connected))
-        capacity = current.capacity if self.capacity is None else max(self.capacity, 0)
+        capacity = current.capacity if self.capacity is None else self.capacity
         return PlayerStatus(len(ids), capacity, ids)
 
 
@@ -300,10 +301,11 @@ def unhealthy() -> Pending:
 
 
 def reserve(seconds: int, now: float) -> Pending:
-    """Reserved for ``seconds`` from ``now`` (epoch seconds); ``seconds <= 0``: until told otherwise."""
-    if seconds > MAX_RESERVE_SECONDS:
-        raise InvalidArgumentError(f"seconds must be at most {MAX_RESERVE_SECONDS} (0 reserves indefinitely)")
-    until = now + seconds if seconds > 0 else None
+    """Reserved for ``seconds`` from ``now`` (epoch seconds); ``seconds <= 0``: until told otherwise.
+
+    No upper bound, as in Agones: a reservation beyond the year 9999 is stored as ending then.
+    """
+    until = min(now + seconds, LATEST_TIMESTAMP) if seconds > 0 else None
     return Pending(StateChange(GameServerState.RESERVED, reserved_until=until))
 
 
@@ -482,8 +484,7 @@ def player_disconnect(view: GameServerStatus, player_id: str) -> tuple[Pending, 
 
 
 def set_player_capacity(count: int) -> Pending:
-    if count < 0:
-        raise OutOfRangeError(f"out of range. Capacity must be greater than or equal to 0. Found Capacity: {count}")
+    """Any capacity, negative included: Agones stores what the game says."""
     return Pending(players=PlayerChange(capacity=count))
 
 

@@ -28,6 +28,7 @@ from fleetmatch.models import (
 from fleetmatch.settings import SdkSettings
 from fleetmatch.store import modify
 from sdk_sidecar import metrics
+from sdk_sidecar.state import LATEST_TIMESTAMP
 from tests.integration.sdkenv import Env, call, error, running_host
 from tests.waiting import eventually
 
@@ -263,6 +264,18 @@ async def test_reserve_without_seconds_is_indefinite(env: Env, body: str | None)
     gs = await env.stored("gs-1", lambda g: g.state is S.RESERVED)
     assert gs.status.reserved_until is None
     assert env.host.sessions["gs-1"].reserve_deadline is None
+
+
+@pytest.mark.parametrize("seconds", ['"9223372036854775807"', "315360001"])
+async def test_reserve_has_no_upper_bound(env: Env, seconds: str) -> None:
+    """Agones takes any seconds; a reservation past what a timestamp carries ends in the year 9999."""
+    _, url = await env.add(state=S.READY)
+    before = time.time()
+    assert await call(env, "POST", url + "/reserve", f'{{"seconds": {seconds}}}') == (200, "application/json", {})
+    gs = await env.stored("gs-1", lambda g: g.state is S.RESERVED)
+    assert gs.status.reserved_until is not None
+    assert gs.status.reserved_until >= min(before + int(json.loads(seconds)), LATEST_TIMESTAMP)
+    assert env.host.sessions["gs-1"].reserve_deadline is not None
 
 
 async def test_ready_or_allocate_cancel_the_reserve_timer(env: Env) -> None:

@@ -423,12 +423,6 @@ async def test_player_tracking(env: Env) -> None:
     ("method", "path", "body", "expected"),
     [
         ("PUT", "/alpha/player/capacity", '{"count": "ten"}', bad_request("count: expected an integer, got 'ten'")),
-        (
-            "PUT",
-            "/alpha/player/capacity",
-            '{"count": -1}',
-            server_error("out of range. Capacity must be greater than or equal to 0. Found Capacity: -1"),
-        ),
         ("POST", "/alpha/player/connect", '{"playerID": 7}', bad_request("playerID: expected a string, got a number")),
         (
             "POST",
@@ -446,6 +440,22 @@ async def test_player_errors(
     assert await call(env, method, url + path, body) == expected
     assert env.store.updates == 0
     assert await call(env, "GET", url + "/alpha/player/capacity") == (200, JSON, {"count": "1"})
+
+
+@pytest.mark.parametrize("count", ['"-5"', "-5"])
+async def test_a_negative_player_capacity_is_stored_and_read_back(env: Env, count: str) -> None:
+    """Agones does not check SetPlayerCapacity: a negative capacity is kept (and admits nobody)."""
+    url = await add(env, players=PlayersSpec(initial_capacity=1))
+    player = url + "/alpha/player"
+    assert await call(env, "PUT", player + "/capacity", f'{{"count": {count}}}') == (200, JSON, {})
+    assert await call(env, "GET", player + "/capacity") == (200, JSON, {"count": "-5"})
+    assert await call(env, "POST", player + "/connect", '{"playerID": "p1"}') == server_error(
+        "players are already at capacity"
+    )
+    gs = await flushed(env)
+    assert gs.status.players == PlayerStatus(0, -5, ())
+    _, _, doc = await call(env, "GET", url + "/gameserver")
+    assert doc["status"]["players"] == {"count": "0", "capacity": "-5", "ids": []}
 
 
 async def test_player_capacity_without_declaration_starts_at_zero(env: Env) -> None:

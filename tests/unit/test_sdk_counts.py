@@ -423,8 +423,18 @@ def test_player_tracking() -> None:
     assert pending.players == PlayerChange(5, ("p2",), frozenset({"p1"}))
     written = state.apply(pending, base, NOW)
     assert written is not None and written.status.players == PlayerStatus(1, 5, ("p2",))
-    with pytest.raises(OutOfRangeError):
-        state.set_player_capacity(-1)
+
+
+def test_a_negative_player_capacity_is_kept_as_given() -> None:
+    """Agones does not check SetPlayerCapacity: -3 is stored and read back, and admits nobody."""
+    base = gs(spec_players=PlayersSpec(initial_capacity=2))
+    pending = state.set_player_capacity(-3)
+    assert state.get_player_capacity(state.view(pending, base)) == -3
+    with pytest.raises(PlayersAtCapacityError):
+        state.player_connect(state.view(pending, base), "p1")
+    written = state.apply(pending, base, NOW)
+    assert written is not None and written.status.players == PlayerStatus(0, -3, ())
+    assert from_wire(GameServer, to_wire(written)).status.players == PlayerStatus(0, -3, ())
 
 
 def test_players_without_declaration_have_capacity_zero() -> None:
