@@ -29,7 +29,7 @@ from fleetmatch.settings import SdkSettings
 from fleetmatch.store import modify
 from sdk_sidecar import metrics
 from sdk_sidecar.state import LATEST_TIMESTAMP
-from tests.integration.sdkenv import Env, call, error, running_host
+from tests.integration.sdkenv import Env, FakeClock, call, error, running_host
 from tests.waiting import eventually
 
 S = GameServerState
@@ -314,6 +314,7 @@ async def test_reserve_timer_does_not_undo_an_allocation(env: Env) -> None:
 
 
 async def test_missed_health_pings_make_the_server_unhealthy_for_good(env: Env) -> None:
+    """End to end on the real clocks (the other health tests run in virtual time)."""
     failures = metrics.HEALTH_FAILURES._value.get()
     _, url = await env.add(state=S.READY, health=Health(period_seconds=1, failure_threshold=2, initial_delay_seconds=0))
     await env.stored("gs-1", lambda g: g.state is S.UNHEALTHY)
@@ -330,24 +331,45 @@ async def test_missed_health_pings_make_the_server_unhealthy_for_good(env: Env) 
     assert (await env.store.get("gs-1")).state is S.UNHEALTHY
 
 
-async def test_pings_keep_the_server_healthy(env: Env) -> None:
-    _, url = await env.add(state=S.READY, health=Health(period_seconds=1, failure_threshold=2, initial_delay_seconds=0))
+@pytest.fixture
+async def virtual(redis_client: aioredis.Redis) -> AsyncIterator[tuple[Env, FakeClock]]:
+    """A host whose health deadlines run on a clock the test advances."""
+    clock = FakeClock()
+    async with running_host(redis_client, clock=clock) as e:
+        yield e, clock
+
+
+async def checked_up_to_now(env: Env, clock: FakeClock, name: str = "gs-1") -> None:
+    """Until the health loop has run every check of ``name`` due by the virtual now."""
+    tracker = env.host.sessions[name].health_tracker
+    await eventually(lambda: tracker.unhealthy or (tracker.next_check or 0) > clock.monotonic())
+
+
+async def test_pings_keep_the_server_healthy(virtual: tuple[Env, FakeClock]) -> None:
+    env, clock = virtual
+    health = Health(period_seconds=5, failure_threshold=2, initial_delay_seconds=0)
+    _, url = await env.add(state=S.READY, health=health)
     session = env.host.sessions["gs-1"]
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
+    for _ in range(60):  # a ping every 4.9 virtual seconds: always within the period
         assert await call(env, "POST", url + "/health", "{}") == (200, "application/json", {})
-        await asyncio.sleep(0.1)
-    assert not session.health_tracker.unhealthy
-    assert (await env.store.get("gs-1")).state is S.READY
-    await env.stored("gs-1", lambda g: g.state is S.UNHEALTHY)  # and stopping them does the rest
-
-
-async def test_disabled_health_never_fails(env: Env) -> None:
-    _, _ = await env.add(state=S.READY, health=Health(disabled=True, period_seconds=1, failure_threshold=1))
-    session = env.host.sessions["gs-1"]
-    await asyncio.sleep(2.5)
+        clock.advance(4.9)
+    await checked_up_to_now(env, clock)
     assert session.health_tracker.failures == 0 and not session.health_tracker.unhealthy
-    assert session.check_health(time.monotonic() + 1000) is False
+    assert (await env.store.get("gs-1")).state is S.READY
+    clock.advance(10)  # and stopping them does the rest: two checks without a ping
+    await env.stored("gs-1", lambda g: g.state is S.UNHEALTHY)
+    assert session.health_tracker.failures == 2
+
+
+async def test_disabled_health_never_fails(virtual: tuple[Env, FakeClock]) -> None:
+    env, clock = virtual
+    await env.add(state=S.READY, health=Health(disabled=True, period_seconds=1, failure_threshold=1))
+    await env.add("gs-witness", state=S.READY, health=Health(period_seconds=1, failure_threshold=1))
+    clock.advance(1000)
+    await env.stored("gs-witness", lambda g: g.state is S.UNHEALTHY)  # the loop ran at the virtual now
+    session = env.host.sessions["gs-1"]
+    assert session.health_tracker.failures == 0 and not session.health_tracker.unhealthy
+    assert session.check_health(clock.monotonic() + 1000) is False
     assert (await env.store.get("gs-1")).state is S.READY
 
 
