@@ -9,14 +9,15 @@
         async for gs in sdk.watch_gameserver():
             if gs.state == "Allocated": ...
 
-Two transports speak the same calls. REST (``transport="http"``: plain HTTP/JSON, reference/agones.md
-1.4) works against fleetmatch's sidecar and Agones' alike. gRPC (``transport="grpc"``: the services
-``agones.dev.sdk.SDK``, ``.alpha.SDK``, ``.beta.SDK``, with health pings on one client stream) needs
-``grpcio`` and fleetmatch's generated stubs (``sdk_sidecar.grpc_gen``). ``transport="auto"`` (the
-default) uses gRPC when those import, no HTTP ``port`` was given and ``AGONES_SDK_GRPC_PORT`` is set
-(the node agent sets it), else REST; ``connect()`` then settles on whichever of the two answers, so a
-sidecar without gRPC still works. Both transports exchange the gateway's JSON documents (proto field
-names, int64 as strings), so every answer is parsed by the same code.
+Two transports speak the same calls. REST (``transport="http"``: plain HTTP/JSON, the paths of
+https://agones.dev/site/docs/guides/client-sdks/rest/) works against fleetmatch's sidecar and Agones'
+alike. gRPC (``transport="grpc"``: the services ``agones.dev.sdk.SDK``, ``.alpha.SDK``, ``.beta.SDK``,
+with health pings on one client stream) needs ``grpcio`` and fleetmatch's generated stubs
+(``sdk_sidecar.grpc_gen``). ``transport="auto"`` (the default) uses gRPC when those import, no HTTP
+``port`` was given and ``AGONES_SDK_GRPC_PORT`` is set (the node agent sets it), else REST;
+``connect()`` then settles on whichever of the two answers, so a sidecar without gRPC still works.
+Both transports exchange the gateway's JSON documents (proto field names, int64 as strings), so every
+answer is parsed by the same code.
 
 Every failure is an ``SdkError``: ``status`` is the HTTP status (for gRPC, the status the gateway
 would have answered), 0 when the sidecar could not be reached; ``code`` the gRPC code.
@@ -219,7 +220,7 @@ class SdkTransport(Protocol):
 
 
 def _route(rpc: str, request: Json) -> tuple[str, str, Json | None, dict[str, str]]:
-    """(HTTP method, path, JSON body, query) of one call on the REST gateway (reference 1.4)."""
+    """(HTTP method, path, JSON body, query) of one call on Agones' REST gateway."""
     simple = {
         "Ready": ("POST", "/ready"),
         "Allocate": ("POST", "/allocate"),

@@ -1,4 +1,4 @@
-"""The Agones gRPC SDK (reference/agones.md 1.2) on grpcio's asyncio server.
+"""The Agones gRPC SDK (https://agones.dev/site/docs/guides/client-sdks/) on grpcio's asyncio server.
 
 Three services, wire-compatible with the official SDKs (Go, C++, C#, Rust, Node.js):
 ``agones.dev.sdk.SDK`` (lifecycle, metadata, health, watch), ``agones.dev.sdk.beta.SDK`` (counters

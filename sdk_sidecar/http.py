@@ -1,9 +1,10 @@
-"""The Agones REST SDK (reference/agones.md 1.4) as an aiohttp application.
+"""The Agones REST SDK (https://agones.dev/site/docs/guides/client-sdks/rest/) as an aiohttp application.
 
 One application serves every game server of a process: each handler finds its ``SdkSession``
 through a ``SessionLookup`` (``SdkHost`` resolves it from the local port the request came in on).
 Bodies and errors follow the grpc-gateway exactly: ``{}`` for Empty, ``{"code","message","details"}``
-with the HTTP status of the gRPC code, 400 for malformed JSON or wrong types, empty bodies allowed
+with the HTTP status of the gRPC code (``sdk_sidecar.codes``), 400 for malformed JSON or wrong types,
+501 for a wrong method, empty bodies allowed
 except on ``POST /health``, any body ignored on GET. Nothing a client sends yields a traceback: an
 unexpected failure is logged and answered 500 with the same error body.
 """
