@@ -243,15 +243,14 @@ class PlayersSpec:
 
 @dataclass(frozen=True, slots=True)
 class PlayerStatus:
-    """Connected players (``count == len(ids)``) and the capacity the game set."""
+    """Connected players (``count == len(ids)``) and the capacity the game set (as Agones, unchecked:
+    a negative one is kept, and simply admits nobody)."""
 
     count: int = 0
     capacity: int = 0
     ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.capacity < 0:
-            raise ValidationError("capacity", f"must not be negative, got {self.capacity}")
         if self.count < 0:
             raise ValidationError("count", f"must not be negative, got {self.count}")
 

@@ -9,14 +9,15 @@
         async for gs in sdk.watch_gameserver():
             if gs.state == "Allocated": ...
 
-Two transports speak the same calls. REST (``transport="http"``: plain HTTP/JSON, reference/agones.md
-1.4) works against fleetmatch's sidecar and Agones' alike. gRPC (``transport="grpc"``: the services
-``agones.dev.sdk.SDK``, ``.alpha.SDK``, ``.beta.SDK``, with health pings on one client stream) needs
-``grpcio`` and fleetmatch's generated stubs (``sdk_sidecar.grpc_gen``). ``transport="auto"`` (the
-default) uses gRPC when those import, no HTTP ``port`` was given and ``AGONES_SDK_GRPC_PORT`` is set
-(the node agent sets it), else REST; ``connect()`` then settles on whichever of the two answers, so a
-sidecar without gRPC still works. Both transports exchange the gateway's JSON documents (proto field
-names, int64 as strings), so every answer is parsed by the same code.
+Two transports speak the same calls. REST (``transport="http"``: plain HTTP/JSON, the paths of
+https://agones.dev/site/docs/guides/client-sdks/rest/) works against fleetmatch's sidecar and Agones'
+alike. gRPC (``transport="grpc"``: the services ``agones.dev.sdk.SDK``, ``.alpha.SDK``, ``.beta.SDK``,
+with health pings on one client stream) needs ``grpcio`` and fleetmatch's generated stubs
+(``sdk_sidecar.grpc_gen``). ``transport="auto"`` (the default) uses gRPC when those import, no HTTP
+``port`` was given and ``AGONES_SDK_GRPC_PORT`` is set (the node agent sets it), else REST;
+``connect()`` then settles on whichever of the two answers, so a sidecar without gRPC still works.
+Both transports exchange the gateway's JSON documents (proto field names, int64 as strings), so every
+answer is parsed by the same code.
 
 Every failure is an ``SdkError``: ``status`` is the HTTP status (for gRPC, the status the gateway
 would have answered), 0 when the sidecar could not be reached; ``code`` the gRPC code.
@@ -37,6 +38,8 @@ from urllib.parse import quote
 
 import aiohttp
 
+from sdk_sidecar.codes import GrpcCode, http_status
+
 if TYPE_CHECKING:
     import grpc.aio
 
@@ -46,8 +49,10 @@ DEFAULT_HTTP_PORT = 9358
 DEFAULT_GRPC_PORT = 9357
 PORT_ENV = "AGONES_SDK_HTTP_PORT"
 GRPC_PORT_ENV = "AGONES_SDK_GRPC_PORT"
-_UNAVAILABLE = 14
-_UNKNOWN = 2
+DEFAULT_HEALTH_PERIOD = 5
+"""Agones' ``spec.health.periodSeconds`` default, seconds."""
+_UNAVAILABLE = int(GrpcCode.UNAVAILABLE)
+_UNKNOWN = int(GrpcCode.UNKNOWN)
 
 Transport = Literal["auto", "http", "grpc"]
 Json = Mapping[str, Any]
@@ -184,7 +189,7 @@ class GameServerInfo:
             labels=_str_map(meta.get("labels")),
             annotations=_str_map(meta.get("annotations")),
             health_disabled=bool(health.get("disabled", False)),
-            health_period_seconds=_int(health.get("period_seconds"), 5),
+            health_period_seconds=_int(health.get("period_seconds"), DEFAULT_HEALTH_PERIOD),
             raw=MappingProxyType(dict(doc)),
             creation_timestamp=_int(meta.get("creation_timestamp")),
             counters=MappingProxyType(counters),
@@ -215,7 +220,7 @@ class SdkTransport(Protocol):
 
 
 def _route(rpc: str, request: Json) -> tuple[str, str, Json | None, dict[str, str]]:
-    """(HTTP method, path, JSON body, query) of one call on the REST gateway (reference 1.4)."""
+    """(HTTP method, path, JSON body, query) of one call on Agones' REST gateway."""
     simple = {
         "Ready": ("POST", "/ready"),
         "Allocate": ("POST", "/allocate"),
@@ -336,11 +341,6 @@ def _grpc_modules() -> Any:
     return grpc.aio, json_format, alpha_pb2_grpc, beta_pb2_grpc, sdk_pb2_grpc
 
 
-_HTTP_OF_GRPC = {1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 11: 400}
-_HTTP_OF_GRPC.update({12: 501, 13: 500, 14: 0, 15: 500, 16: 401})
-"""grpc-gateway's ``HTTPStatusFromCode``, except UNAVAILABLE: 0, "not reached", as for REST."""
-
-
 class GrpcTransport:
     """The gRPC SDK: the three services on one ``grpc.aio`` channel; health pings on one client stream."""
 
@@ -409,7 +409,9 @@ class GrpcTransport:
 
     def _error(self, exc: grpc.aio.AioRpcError) -> SdkError:
         code = int(exc.code().value[0])
-        return SdkError(_HTTP_OF_GRPC.get(code, 500), code, exc.details() or exc.code().name)
+        # UNAVAILABLE is "not reached" (status 0), as a refused REST connection is; else the gateway's status.
+        status = 0 if code == GrpcCode.UNAVAILABLE else http_status(code)
+        return SdkError(status, code, exc.details() or exc.code().name)
 
     async def unary(self, rpc: str, request: Json) -> Json:
         self._open()
@@ -615,7 +617,8 @@ class SDK:
             if period is None:
                 try:
                     info = await self.get_gameserver()
-                    period = max(0.2, info.health_period_seconds / 2)
+                    # 0 when health checking is disabled: Agones' default period then.
+                    period = max(0.2, (info.health_period_seconds or DEFAULT_HEALTH_PERIOD) / 2)
                 except SdkError as exc:
                     log.debug("health loop: cannot read spec.health yet (%s)", exc)
             try:

@@ -1,4 +1,4 @@
-"""The Agones gRPC SDK (reference/agones.md 1.2) on grpcio's asyncio server.
+"""The Agones gRPC SDK (https://agones.dev/site/docs/guides/client-sdks/) on grpcio's asyncio server.
 
 Three services, wire-compatible with the official SDKs (Go, C++, C#, Rust, Node.js):
 ``agones.dev.sdk.SDK`` (lifecycle, metadata, health, watch), ``agones.dev.sdk.beta.SDK`` (counters
@@ -22,10 +22,11 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from fleetmatch.models import CounterStatus, GameServer, ListStatus
-from sdk_sidecar import metrics
+from sdk_sidecar import metrics, state
+from sdk_sidecar.codes import GrpcCode
 from sdk_sidecar.grpc_gen import alpha_pb2, alpha_pb2_grpc, beta_pb2, beta_pb2_grpc, sdk_pb2, sdk_pb2_grpc
 from sdk_sidecar.session import SdkSession
-from sdk_sidecar.state import GrpcCode, MalformedRequestError, SdkCallError, UnavailableError
+from sdk_sidecar.state import SdkCallError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,6 @@ STOP_GRACE = 1.0
 SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
 """No SO_REUSEPORT: a port still held by anyone must fail to bind, never be shared silently."""
 
-LIST_FIELDS = frozenset({"capacity", "values"})
-"""The paths an ``UpdateListRequest.update_mask`` may name."""
-
-
 # -- GameServer -> proto ---------------------------------------------------------------------------
 
 
@@ -54,7 +51,8 @@ def _epoch(value: float | None) -> int:
 
 def gameserver_proto(gs: GameServer) -> sdk_pb2.GameServer:
     """The SDK's ``GameServer`` message: the same data as ``jsonpb.gameserver_json``."""
-    meta, health, status = gs.metadata, gs.spec.health, gs.counts
+    meta, status = gs.metadata, gs.counts
+    period, threshold, delay = state.reported_health(gs.spec.health)
     Status = sdk_pb2.GameServer.Status
     message = sdk_pb2.GameServer(
         object_meta=sdk_pb2.GameServer.ObjectMeta(
@@ -70,10 +68,10 @@ def gameserver_proto(gs: GameServer) -> sdk_pb2.GameServer:
         ),
         spec=sdk_pb2.GameServer.Spec(
             health=sdk_pb2.GameServer.Spec.Health(
-                disabled=health.disabled,
-                period_seconds=health.period_seconds,
-                failure_threshold=health.failure_threshold,
-                initial_delay_seconds=health.initial_delay_seconds,
+                disabled=gs.spec.health.disabled,
+                period_seconds=period,
+                failure_threshold=threshold,
+                initial_delay_seconds=delay,
             )
         ),
         status=Status(
@@ -216,20 +214,14 @@ class BetaServicer(_Front, beta_pb2_grpc.SDKServicer):
         wanted = request.list
 
         def call(session: SdkSession) -> ListStatus:
-            paths = set(request.update_mask.paths)
-            unknown = paths - LIST_FIELDS
-            if unknown:  # Agones' words, and its code (UNKNOWN)
-                raise MalformedRequestError(
-                    f"invalid argument. Field Mask Path(s): {sorted(unknown)} are invalid for List. "
-                    "Use valid field name(s): ['capacity', 'values']"
-                )
+            paths = list(request.update_mask.paths)
             if not paths:
-                paths = {"capacity"} if wanted.capacity else set()
-                paths |= {"values"} if wanted.values else set()
+                paths = [f for f, given in (("capacity", wanted.capacity), ("values", wanted.values)) if given]
+            mask = state.list_mask(paths)
             return session.update_list(
                 wanted.name,
-                capacity=wanted.capacity if "capacity" in paths else None,
-                values=list(wanted.values) if "values" in paths else None,
+                capacity=wanted.capacity if "capacity" in mask else None,
+                values=list(wanted.values) if "values" in mask else None,
             )
 
         return list_proto(wanted.name, await self._call(context, "UpdateList", call))

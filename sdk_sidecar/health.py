@@ -1,6 +1,7 @@
 """Health-check arithmetic, pure: is a game server still pinging often enough?
 
-Agones' rules (reference/agones.md 3.2), with every time passed in so tables can test them:
+Agones' rules (https://agones.dev/site/docs/guides/health-checking/), with every time passed in so
+tables can test them:
 
 - The game has ``initialDelaySeconds`` of grace from the start of tracking: until then it counts as
   having pinged (a ping during the grace does not shorten it).

@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 
 import grpc
@@ -26,6 +25,7 @@ from fleetmatch.settings import SdkSettings
 from fleetmatch.store import GameServerStore
 from fleetmatch.tasks import cancel_and_wait, supervised
 from sdk_sidecar import grpc_server, metrics
+from sdk_sidecar.clock import SYSTEM_CLOCK, Clock
 from sdk_sidecar.http import build_app
 from sdk_sidecar.session import SdkSession
 
@@ -57,8 +57,10 @@ class SdkHost:
         settings: SdkSettings,
         *,
         bind_host: str = "127.0.0.1",
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """``clock`` is every session's time: its ``monotonic`` drives the health deadlines (tests pass a
+        virtual one), its ``time`` stamps what is stored."""
         self._store = store
         self._settings = settings
         self._bind_host = bind_host
@@ -113,7 +115,7 @@ class SdkHost:
             return self._ports[gs.name]
         sock = listen_socket(self._bind_host, port)
         bound = int(sock.getsockname()[1])
-        session = SdkSession(gs, self._store, self._settings, clock=self._clock)
+        session = SdkSession(gs, self._store, self._settings, clock=self._clock.time, monotonic=self._clock.monotonic)
         site = web.SockSite(self._runner, sock)
         self._sessions[gs.name], self._ports[gs.name], self._by_port[bound] = session, bound, session
         self._sites[gs.name] = site
@@ -215,6 +217,6 @@ class SdkHost:
         tick = self._settings.health_tick
         while True:
             await asyncio.sleep(tick)
-            now = time.monotonic()
+            now = self._clock.monotonic()
             for session in list(self._sessions.values()):
                 session.check_health(now)

@@ -1,9 +1,10 @@
-"""The Agones REST SDK (reference/agones.md 1.4) as an aiohttp application.
+"""The Agones REST SDK (https://agones.dev/site/docs/guides/client-sdks/rest/) as an aiohttp application.
 
 One application serves every game server of a process: each handler finds its ``SdkSession``
 through a ``SessionLookup`` (``SdkHost`` resolves it from the local port the request came in on).
 Bodies and errors follow the grpc-gateway exactly: ``{}`` for Empty, ``{"code","message","details"}``
-with the HTTP status of the gRPC code, 400 for malformed JSON or wrong types, empty bodies allowed
+with the HTTP status of the gRPC code (``sdk_sidecar.codes``), 400 for malformed JSON or wrong types,
+501 for a wrong method, empty bodies allowed
 except on ``POST /health``, any body ignored on GET. Nothing a client sends yields a traceback: an
 unexpected failure is logged and answered 500 with the same error body.
 """
@@ -20,36 +21,20 @@ from aiohttp import WSMsgType, web
 
 from fleetmatch.models import GameServer
 from fleetmatch.tasks import cancel_and_wait
-from sdk_sidecar import jsonpb, metrics
-from sdk_sidecar.state import GrpcCode, InvalidArgumentError, SdkCallError, UnavailableError
+from sdk_sidecar import jsonpb, metrics, state
+from sdk_sidecar.codes import GrpcCode, http_status
+from sdk_sidecar.state import SdkCallError, UnavailableError
 
 if TYPE_CHECKING:
     from sdk_sidecar.session import SdkSession
 
 log = logging.getLogger(__name__)
 
-HTTP_STATUS: dict[GrpcCode, int] = {
-    GrpcCode.OK: 200,
-    GrpcCode.CANCELLED: 499,
-    GrpcCode.UNKNOWN: 500,
-    GrpcCode.INVALID_ARGUMENT: 400,
-    GrpcCode.DEADLINE_EXCEEDED: 504,
-    GrpcCode.NOT_FOUND: 404,
-    GrpcCode.ALREADY_EXISTS: 409,
-    GrpcCode.PERMISSION_DENIED: 403,
-    GrpcCode.RESOURCE_EXHAUSTED: 429,
-    GrpcCode.FAILED_PRECONDITION: 400,
-    GrpcCode.ABORTED: 409,
-    GrpcCode.OUT_OF_RANGE: 400,
-    GrpcCode.UNIMPLEMENTED: 501,
-    GrpcCode.INTERNAL: 500,
-    GrpcCode.UNAVAILABLE: 503,
-    GrpcCode.DATA_LOSS: 500,
-    GrpcCode.UNAUTHENTICATED: 401,
-}
-"""grpc-gateway's ``HTTPStatusFromCode``."""
-
 JSON = "application/json"
+
+ROUTING_ERRORS = {404: GrpcCode.NOT_FOUND, 405: GrpcCode.UNIMPLEMENTED}
+"""grpc-gateway's ``DefaultRoutingErrorHandler``: an unknown path is NotFound, a known path with another
+method is Unimplemented ("Method Not Allowed"), both answered with the HTTP status of their code."""
 
 
 class SessionLookup(Protocol):
@@ -69,7 +54,7 @@ def json_response(doc: Any, status: int = 200) -> web.Response:
 
 
 def error_response(code: GrpcCode, message: str, status: int | None = None) -> web.Response:
-    return json_response(jsonpb.error_json(code, message), HTTP_STATUS.get(code, 500) if status is None else status)
+    return json_response(jsonpb.error_json(code, message), http_status(code) if status is None else status)
 
 
 def _method(request: web.Request) -> str:
@@ -87,10 +72,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: GrpcCode.NOT_FOUND, 405: GrpcCode.UNIMPLEMENTED, 413: GrpcCode.RESOURCE_EXHAUSTED}.get(
-            exc.status, GrpcCode.INVALID_ARGUMENT if exc.status < 500 else GrpcCode.UNKNOWN
-        )
-        return error_response(code, exc.reason, exc.status)
+        routing = ROUTING_ERRORS.get(exc.status)
+        if routing is not None:  # the HTTP status follows from the code: a wrong method is 501
+            return error_response(routing, exc.reason)
+        code = GrpcCode.RESOURCE_EXHAUSTED if exc.status == 413 else GrpcCode.INVALID_ARGUMENT
+        return error_response(code if exc.status < 500 else GrpcCode.UNKNOWN, exc.reason, exc.status)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
@@ -211,9 +197,6 @@ async def get_connected_players(request: web.Request) -> web.Response:
 
 # -- counters and lists (beta) ---------------------------------------------------------------------
 
-LIST_FIELDS = ("capacity", "values")
-"""Fields of ``List`` an update mask may name (besides ``name``, which cannot change)."""
-
 
 async def get_counter(request: web.Request) -> web.Response:
     name = request.match_info["name"]
@@ -239,31 +222,26 @@ async def get_list(request: web.Request) -> web.Response:
     return json_response(jsonpb.list_json(name, _session(request).get_list(name)))
 
 
-def _update_mask(request: web.Request, message: dict[str, Any]) -> set[str]:
-    """The paths of ``update_mask`` (comma-separated, or repeated ``update_mask.paths``); without
-    one, the fields present in the body, as grpc-gateway derives it."""
+def _mask_paths(request: web.Request) -> list[str]:
+    """The paths of the query's ``update_mask`` (comma-separated, or repeated ``update_mask.paths``)."""
     given = [*request.query.getall("update_mask", []), *request.query.getall("update_mask.paths", [])]
-    paths = {p.strip() for item in given for p in item.split(",") if p.strip()}
-    if not paths:
-        return {f for f in LIST_FIELDS if f in message}
-    unknown = sorted(paths - {*LIST_FIELDS, "name"})
-    if unknown:
-        raise InvalidArgumentError(
-            f"invalid argument. Field Mask Path(s): {unknown} are invalid for List. "
-            f"Use valid field name(s): {['name', *LIST_FIELDS]}"
-        )
-    return paths
+    return [p.strip() for item in given for p in item.split(",") if p.strip()]
 
 
 async def update_list(request: web.Request) -> web.Response:
-    """Body: a ``List``; ``update_mask`` (query) says which fields to take, else those present."""
+    """Body: a ``List`` (decoded whole, as the gateway does); the query's ``update_mask`` says which
+    fields to take, replacing the one the gateway derives from the fields present in the body."""
     session = _session(request)
     name = request.match_info["name"]
     message = await _message(request)
-    mask = _update_mask(request, message)
-    capacity = jsonpb.int64_field(message, "capacity") if "capacity" in mask else None
-    values = jsonpb.string_list_field(message, "values") if "values" in mask else None
-    return json_response(jsonpb.list_json(name, session.update_list(name, capacity=capacity, values=values)))
+    capacity = jsonpb.int64_field(message, "capacity")
+    values = jsonpb.string_list_field(message, "values")
+    paths = _mask_paths(request)
+    mask = state.list_mask(paths) if paths else state.list_mask([f for f in message if f in state.LIST_FIELDS])
+    found = session.update_list(
+        name, capacity=capacity if "capacity" in mask else None, values=values if "values" in mask else None
+    )
+    return json_response(jsonpb.list_json(name, found))
 
 
 async def add_list_value(request: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""One game server's SDK: the operations both front doors (REST now, gRPC later) call.
+"""One game server's SDK: the operations both front doors (REST and gRPC) call.
 
 An ``SdkSession`` holds the latest stored GameServer (fed by ``observe`` from whoever watches the
 store, normally the node agent's informer), the coalescing writer, the reserve timer, the health

@@ -34,7 +34,8 @@ applied), with Agones' messages; like Agones these errors are plain ones (gRPC U
   (kept in order, first ones first); ``values`` replaces the values (duplicates dropped);
   AddListValue fails on a full list or an existing value, RemoveListValue on a missing value.
 - Players: PlayerConnect of a connected id is False (no error), beyond capacity an error;
-  PlayerDisconnect of an unknown id is False. Capacity must not be negative.
+  PlayerDisconnect of an unknown id is False. SetPlayerCapacity takes any value, negative included
+  (Agones does not check it; a negative capacity admits nobody).
 
 At write time the merged change is applied to the object just read: counts are clamped to
 ``[0, capacity]``, lists truncated to their capacity, values already present are not added twice,
@@ -45,7 +46,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from enum import IntEnum
 from typing import TypeVar
 
 from fleetmatch.codec import format_timestamp
@@ -59,39 +59,19 @@ from fleetmatch.models import (
     GameServer,
     GameServerState,
     GameServerStatus,
+    Health,
     ListStatus,
     PlayerStatus,
 )
 from fleetmatch.names import label_value_error, qualified_name_error
+from sdk_sidecar.codes import GrpcCode as GrpcCode  # re-exported: the errors below carry it
 
-MAX_RESERVE_SECONDS = 10 * 365 * 24 * 3600
-"""Longest finite reservation (ten years); beyond it timestamps overflow, and nobody means it."""
+LATEST_TIMESTAMP = 253402300799.0
+"""9999-12-31T23:59:59Z, the latest instant an RFC 3339 ``reservedUntil`` can carry."""
 
 _FINAL_CHANGES = frozenset({GameServerState.SHUTDOWN, GameServerState.UNHEALTHY})
 
 C = TypeVar("C", "CounterChange", "ListChange")
-
-
-class GrpcCode(IntEnum):
-    """gRPC status codes: both front doors report errors with these (REST maps them to HTTP)."""
-
-    OK = 0
-    CANCELLED = 1
-    UNKNOWN = 2
-    INVALID_ARGUMENT = 3
-    DEADLINE_EXCEEDED = 4
-    NOT_FOUND = 5
-    ALREADY_EXISTS = 6
-    PERMISSION_DENIED = 7
-    RESOURCE_EXHAUSTED = 8
-    FAILED_PRECONDITION = 9
-    ABORTED = 10
-    OUT_OF_RANGE = 11
-    UNIMPLEMENTED = 12
-    INTERNAL = 13
-    UNAVAILABLE = 14
-    DATA_LOSS = 15
-    UNAUTHENTICATED = 16
 
 
 class SdkCallError(FleetmatchError):
@@ -133,7 +113,8 @@ class PlayersAtCapacityError(SdkCallError):
 
 
 class MalformedRequestError(SdkCallError):
-    """UpdateCounter without anything to update (gRPC UNKNOWN, as in Agones)."""
+    """UpdateCounter without anything to update, an UpdateList mask naming what ``List`` lacks
+    (gRPC UNKNOWN, as in Agones)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +224,7 @@ class PlayerChange:
     def applied(self, current: PlayerStatus | None) -> PlayerStatus:
         current = current or PlayerStatus()
         ids = tuple(_edit(current.ids, self.disconnected, self.connected))
-        capacity = current.capacity if self.capacity is None else max(self.capacity, 0)
+        capacity = current.capacity if self.capacity is None else self.capacity
         return PlayerStatus(len(ids), capacity, ids)
 
 
@@ -320,10 +301,11 @@ def unhealthy() -> Pending:
 
 
 def reserve(seconds: int, now: float) -> Pending:
-    """Reserved for ``seconds`` from ``now`` (epoch seconds); ``seconds <= 0``: until told otherwise."""
-    if seconds > MAX_RESERVE_SECONDS:
-        raise InvalidArgumentError(f"seconds must be at most {MAX_RESERVE_SECONDS} (0 reserves indefinitely)")
-    until = now + seconds if seconds > 0 else None
+    """Reserved for ``seconds`` from ``now`` (epoch seconds); ``seconds <= 0``: until told otherwise.
+
+    No upper bound, as in Agones: a reservation beyond the year 9999 is stored as ending then.
+    """
+    until = min(now + seconds, LATEST_TIMESTAMP) if seconds > 0 else None
     return Pending(StateChange(GameServerState.RESERVED, reserved_until=until))
 
 
@@ -354,6 +336,18 @@ def set_annotation(key: str, value: str) -> Pending:
     if err:
         raise InvalidArgumentError(f"invalid annotation key {full!r}: {err}")
     return Pending(annotations={full: value})
+
+
+def reported_health(health: Health) -> tuple[int, int, int]:
+    """``(period_seconds, failure_threshold, initial_delay_seconds)`` as the SDK reports them.
+
+    Agones fills in the defaults (5, 3, 5) only when health checking is enabled, so a template saying
+    ``health: {disabled: true}`` reads 0 for all three. Our model always carries its defaults, so a
+    disabled health reports 0 whatever it holds.
+    """
+    if health.disabled:
+        return 0, 0, 0
+    return health.period_seconds, health.failure_threshold, health.initial_delay_seconds
 
 
 # -- counters, lists, players: checked against the session's view -----------------------------------
@@ -402,6 +396,21 @@ def update_counter(
         raise _count_range(base + count_diff, new_capacity)
     change = CounterChange(count, capacity, count_diff)
     return Pending(counters={name: change}), change.applied(current)
+
+
+LIST_FIELDS = ("name", "capacity", "values")
+"""The fields of the SDK's ``List`` message: what an ``UpdateList`` mask may name."""
+
+
+def list_mask(paths: Sequence[str]) -> frozenset[str]:
+    """The fields an ``UpdateList`` mask sets (``name`` is valid but sets nothing). A path that is no
+    field of ``List`` is refused with Agones' words, which list every path given."""
+    if any(path not in LIST_FIELDS for path in paths):
+        raise MalformedRequestError(
+            f"invalid argument. Field Mask Path(s): [{' '.join(paths)}] are invalid for List. "
+            f"Use valid field name(s): [{' '.join(LIST_FIELDS)}]"
+        )
+    return frozenset(paths) - {"name"}
 
 
 def get_list(view: GameServerStatus, name: str) -> ListStatus:
@@ -475,8 +484,7 @@ def player_disconnect(view: GameServerStatus, player_id: str) -> tuple[Pending, 
 
 
 def set_player_capacity(count: int) -> Pending:
-    if count < 0:
-        raise OutOfRangeError(f"out of range. Capacity must be greater than or equal to 0. Found Capacity: {count}")
+    """Any capacity, negative included: Agones stores what the game says."""
     return Pending(players=PlayerChange(capacity=count))
 
 

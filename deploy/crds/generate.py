@@ -273,7 +273,7 @@ GAMESERVER_STATUS = obj(
         "players": obj(
             {
                 "count": integer(minimum=0),
-                "capacity": integer(minimum=0),
+                "capacity": integer("As the game set it: Agones does not check it, so it may be negative."),
                 "ids": {"type": "array", "items": {"type": "string"}},
             }
         ),

@@ -144,7 +144,8 @@ async def test_every_call_of_the_node_sdk(env: Env) -> None:
 
 
 async def test_node_sdk_reaches_a_sidecar_that_starts_late(env: Env) -> None:
-    """connect() waits (up to 30 s) for a sidecar that starts after the game (Agones issue #2266)."""
+    """connect() waits (up to 30 s) for a sidecar that starts after the game, a known Agones start-up race
+    (https://github.com/googleforgames/agones/issues/2266)."""
     pings = health_pings()
     grpc_port = free_port()
     async with recording(env.store.inner, "late-gs") as recorder, node_client("late", grpc_port) as proc:

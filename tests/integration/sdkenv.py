@@ -29,6 +29,7 @@ from fleetmatch.settings import SdkSettings
 from fleetmatch.store import EventType, WatchEvent
 from fleetmatch.tasks import cancel_and_wait
 from sdk_sidecar import SdkHost
+from sdk_sidecar.clock import SYSTEM_CLOCK, Clock
 from tests.waiting import eventually
 
 S = GameServerState
@@ -113,11 +114,31 @@ class Env:
         return last
 
 
+class FakeClock:
+    """Virtual time: it stands still until the test calls ``advance`` (both readings move together)."""
+
+    EPOCH = 700_000_000.0
+
+    def __init__(self) -> None:
+        self.now = 1e9  # far past any real monotonic reading: code that reads the real clock sees no time pass
+
+    def time(self) -> float:
+        return self.EPOCH + self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @contextlib.asynccontextmanager
-async def running_host(client: aioredis.Redis, settings: SdkSettings | None = None) -> AsyncIterator[Env]:
+async def running_host(
+    client: aioredis.Redis, settings: SdkSettings | None = None, *, clock: Clock = SYSTEM_CLOCK
+) -> AsyncIterator[Env]:
     """An SdkHost on a RedisStore whose sessions observe the store through an informer."""
     counting = CountingStore(RedisStore(client, GameServer))
-    host = SdkHost(counting, settings or SdkSettings(write_interval=0.05, health_tick=0.05))
+    host = SdkHost(counting, settings or SdkSettings(write_interval=0.05, health_tick=0.05), clock=clock)
     await host.start()
     informer: Informer[GameServer] = Informer(RedisStore(client, GameServer))
 

@@ -22,7 +22,7 @@ from google.protobuf.wrappers_pb2 import Int64Value
 
 from allocator.fleetops import apply_fleet
 from fleetmatch.backends.redis.embedded import free_port
-from fleetmatch.codec import format_timestamp
+from fleetmatch.codec import format_timestamp, from_wire
 from fleetmatch.models import (
     LAST_ALLOCATED_ANNOTATION,
     CounterStatus,
@@ -43,6 +43,7 @@ from sdk_sidecar import metrics
 from sdk_sidecar.grpc_gen import alpha_pb2, alpha_pb2_grpc, beta_pb2, beta_pb2_grpc, sdk_pb2, sdk_pb2_grpc
 from sdk_sidecar.grpc_gen.sdk_pb2 import GameServer as GameServerProto
 from sdk_sidecar.grpc_server import gameserver_proto
+from sdk_sidecar.state import LATEST_TIMESTAMP
 from tests.integration.fleetenv import REPO, Stack, make_fleet, running_stack
 from tests.integration.sdkenv import Env, call, running_host
 from tests.waiting import eventually
@@ -131,6 +132,18 @@ async def test_get_gameserver_carries_the_agones_fields(env: Env) -> None:
     assert not got.status.HasField("players")
 
 
+async def test_disabled_health_reports_no_periods(env: Env) -> None:
+    """Agones fills in the health defaults only when health checking is on: ``{disabled: true}`` reads 0s."""
+    await env.add(health=from_wire(Health, {"disabled": True}))
+    expected = GameServerProto.Spec.Health(disabled=True)  # proto3: the three int32 fields are 0
+    async with sdk(env) as stub:
+        assert (await stub.GetGameServer(EMPTY)).spec.health == expected
+        stream = stub.WatchGameServer(EMPTY)
+        first = await anext(aiter(stream))
+        stream.cancel()
+    assert first.spec.health == expected
+
+
 async def test_get_gameserver_carries_counters_lists_and_players(env: Env) -> None:
     await add_declared(env)
     async with sdk(env) as stub:
@@ -217,14 +230,16 @@ async def test_reserve_then_back_to_ready(env: Env) -> None:
     assert env.host.sessions["gs-1"].reserve_deadline is None
 
 
-async def test_reserve_zero_is_indefinite_and_too_long_is_refused(env: Env) -> None:
+async def test_reserve_has_no_upper_bound_and_zero_is_indefinite(env: Env) -> None:
+    """Agones takes any seconds; a reservation past what a timestamp carries ends in the year 9999."""
     await env.add(state=S.READY)
     async with sdk(env) as stub:
-        err = await rpc_error(stub.Reserve(sdk_pb2.Duration(seconds=2**62)))
-        assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert await stub.Reserve(sdk_pb2.Duration(seconds=2**63 - 1)) == EMPTY
+        gs = await env.stored("gs-1", lambda g: g.state is S.RESERVED)
+        assert gs.status.reserved_until == LATEST_TIMESTAMP
+        assert env.host.sessions["gs-1"].reserve_deadline is not None
         await stub.Reserve(sdk_pb2.Duration())
-    gs = await env.stored("gs-1", lambda g: g.state is S.RESERVED)
-    assert gs.status.reserved_until is None
+    gs = await env.stored("gs-1", lambda g: g.state is S.RESERVED and g.status.reserved_until is None)
     assert env.host.sessions["gs-1"].reserve_deadline is None
 
 
@@ -521,11 +536,24 @@ async def test_player_tracking(env: Env) -> None:
         assert await stub.SetPlayerCapacity(alpha_pb2.Count(count=8)) == alpha_pb2.Empty()
         assert await stub.GetPlayerCapacity(alpha_pb2.Empty()) == alpha_pb2.Count(count=8)
         assert await stub.GetConnectedPlayers(alpha_pb2.Empty()) == alpha_pb2.PlayerIDList(list=["p1"])
-        negative = await rpc_error(stub.SetPlayerCapacity(alpha_pb2.Count(count=-1)))
-        assert negative.code() is grpc.StatusCode.UNKNOWN
     gs = await env.stored("gs-1", lambda g: g.status.players is not None and g.status.players.capacity == 8)
     assert gs.status.players is not None
     assert (gs.status.players.count, gs.status.players.ids) == (1, ("p1",))
+
+
+async def test_a_negative_player_capacity_is_stored_and_read_back(env: Env) -> None:
+    """Agones does not check SetPlayerCapacity: a negative capacity is kept (and admits nobody)."""
+    await add_declared(env)
+    async with channel(env) as ch:
+        stub = alpha_pb2_grpc.SDKStub(ch)
+        assert await stub.SetPlayerCapacity(alpha_pb2.Count(count=-5)) == alpha_pb2.Empty()
+        assert await stub.GetPlayerCapacity(alpha_pb2.Empty()) == alpha_pb2.Count(count=-5)
+        full = await rpc_error(stub.PlayerConnect(alpha_pb2.PlayerID(playerID="p1")))
+        assert full.code() is grpc.StatusCode.UNKNOWN
+    gs = await env.stored("gs-1", lambda g: g.status.players is not None and g.status.players.capacity == -5)
+    async with sdk(env) as core:
+        assert (await core.GetGameServer(EMPTY)).status.players.capacity == -5
+    assert gs.status.players is not None and gs.status.players.ids == ()
 
 
 async def test_sdk_calls_are_counted_by_method(env: Env) -> None:

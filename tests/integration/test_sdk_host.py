@@ -17,7 +17,8 @@ from fleetmatch.models import GameServer, GameServerState, Health, ObjectMeta
 from fleetmatch.settings import SdkSettings
 from fleetmatch.store import modify
 from sdk_sidecar import SdkHost, metrics
-from tests.integration.sdkenv import Env, call, running_host
+from tests.integration.sdkenv import Env, FakeClock, call, running_host
+from tests.waiting import eventually
 
 S = GameServerState
 
@@ -152,18 +153,24 @@ async def test_a_deleted_server_drops_its_changes(env: Env) -> None:
     assert status == 200  # still served until the node agent removes it
 
 
-async def test_one_health_loop_judges_each_server_alone(env: Env) -> None:
-    health = Health(period_seconds=1, failure_threshold=1, initial_delay_seconds=0)
-    _, pinged = await env.add("gs-pinged", state=S.READY, health=health)
-    await env.add("gs-silent", state=S.READY, health=health)
-    await env.add("gs-disabled", state=S.READY, health=Health(disabled=True, period_seconds=1, failure_threshold=1))
-    deadline = time.monotonic() + 2.5
-    while time.monotonic() < deadline:
-        await call(env, "POST", pinged + "/health", "{}")
-        await asyncio.sleep(0.1)
-    await env.stored("gs-silent", lambda g: g.state is S.UNHEALTHY)
-    assert (await env.store.get("gs-pinged")).state is S.READY
-    assert (await env.store.get("gs-disabled")).state is S.READY
+async def test_one_health_loop_judges_each_server_alone(redis_client: aioredis.Redis) -> None:
+    """In virtual time: a minute of health checks passes in a few real ticks of the loop."""
+    clock = FakeClock()
+    async with running_host(redis_client, clock=clock) as env:
+        health = Health(period_seconds=5, failure_threshold=3, initial_delay_seconds=5)
+        _, pinged = await env.add("gs-pinged", state=S.READY, health=health)
+        await env.add("gs-silent", state=S.READY, health=health)
+        await env.add("gs-disabled", state=S.READY, health=Health(disabled=True))
+        for _ in range(30):  # a ping every 2 virtual seconds, for a minute
+            assert await call(env, "POST", pinged + "/health", "{}") == (200, "application/json", {})
+            clock.advance(2)
+        await env.stored("gs-silent", lambda g: g.state is S.UNHEALTHY)
+        assert env.host.sessions["gs-silent"].health_tracker.failures == 3
+        tracker = env.host.sessions["gs-pinged"].health_tracker
+        await eventually(lambda: (tracker.next_check or 0) > clock.monotonic())  # checked up to now
+        assert tracker.failures == 0 and not tracker.unhealthy
+        assert (await env.store.get("gs-pinged")).state is S.READY
+        assert (await env.store.get("gs-disabled")).state is S.READY
 
 
 async def test_a_reservation_survives_an_agent_restart(env: Env) -> None:

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from fleetmatch.codec import format_timestamp
+from fleetmatch.codec import format_timestamp, from_wire
 from fleetmatch.models import (
     LAST_ALLOCATED_ANNOTATION,
     GameServer,
@@ -28,7 +28,8 @@ from fleetmatch.models import (
 from fleetmatch.settings import SdkSettings
 from fleetmatch.store import modify
 from sdk_sidecar import metrics
-from tests.integration.sdkenv import Env, call, error, running_host
+from sdk_sidecar.state import LATEST_TIMESTAMP
+from tests.integration.sdkenv import Env, FakeClock, call, error, running_host
 from tests.waiting import eventually
 
 S = GameServerState
@@ -74,6 +75,16 @@ async def test_get_gameserver_is_the_agones_document(env: Env) -> None:
             "lists": {},
         },
     }
+
+
+async def test_disabled_health_reports_no_periods(env: Env) -> None:
+    """Agones fills in the health defaults only when health checking is on: ``{disabled: true}`` reads 0s."""
+    _, url = await env.add(health=from_wire(Health, {"disabled": True}))
+    expected = {"disabled": True, "period_seconds": 0, "failure_threshold": 0, "initial_delay_seconds": 0}
+    _, _, doc = await call(env, "GET", url + "/gameserver")
+    assert doc["spec"]["health"] == expected
+    async with env.http.get(url + "/watch/gameserver") as resp:
+        assert (await next_line(resp))["spec"]["health"] == expected
 
 
 @pytest.mark.parametrize("body", [None, "{}", "not json at all", '{"unknown": 1}'])
@@ -185,15 +196,20 @@ async def test_invalid_metadata_is_400_and_nothing_is_written(env: Env, path: st
     assert session.writer.idle and env.store.updates == 0
 
 
-async def test_unknown_paths_and_methods_answer_json_errors(env: Env) -> None:
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/ready"), ("POST", "/gameserver"), ("PUT", "/reserve"), ("DELETE", "/metadata/label")],
+)
+async def test_a_wrong_method_is_unimplemented_as_the_gateway_answers(env: Env, method: str, path: str) -> None:
+    """grpc-gateway turns "Method Not Allowed" into gRPC UNIMPLEMENTED, hence HTTP 501 (not 405)."""
+    _, url = await env.add()
+    assert await call(env, method, url + path, "{}") == (501, "application/json", error(12, "Method Not Allowed"))
+    assert env.store.updates == 0
+
+
+async def test_an_unknown_path_is_not_found(env: Env) -> None:
     _, url = await env.add()
     assert await call(env, "GET", url + "/nope") == (404, "application/json", error(5, "Not Found"))
-    assert await call(env, "GET", url + "/ready") == (405, "application/json", error(12, "Method Not Allowed"))
-    assert await call(env, "POST", url + "/gameserver", "{}") == (
-        405,
-        "application/json",
-        error(12, "Method Not Allowed"),
-    )
 
 
 async def test_garbage_never_yields_a_server_error(env: Env, caplog: pytest.LogCaptureFixture) -> None:
@@ -214,8 +230,9 @@ async def test_garbage_never_yields_a_server_error(env: Env, caplog: pytest.LogC
         for method, path in routes:
             for body in bodies:
                 async with env.http.request(method, url + path, data=body) as resp:
-                    assert resp.status < 500, (method, path, body, await resp.text())
                     doc = await resp.json()
+                    wrong_method = (resp.status, doc.get("code")) == (501, 12)  # the gateway's answer, by design
+                    assert resp.status < 500 or wrong_method, (method, path, body, doc)
                     assert isinstance(doc, dict)
                     assert doc == {} or set(doc) == {"code", "message", "details"} or "object_meta" in doc
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
@@ -247,6 +264,18 @@ async def test_reserve_without_seconds_is_indefinite(env: Env, body: str | None)
     gs = await env.stored("gs-1", lambda g: g.state is S.RESERVED)
     assert gs.status.reserved_until is None
     assert env.host.sessions["gs-1"].reserve_deadline is None
+
+
+@pytest.mark.parametrize("seconds", ['"9223372036854775807"', "315360001"])
+async def test_reserve_has_no_upper_bound(env: Env, seconds: str) -> None:
+    """Agones takes any seconds; a reservation past what a timestamp carries ends in the year 9999."""
+    _, url = await env.add(state=S.READY)
+    before = time.time()
+    assert await call(env, "POST", url + "/reserve", f'{{"seconds": {seconds}}}') == (200, "application/json", {})
+    gs = await env.stored("gs-1", lambda g: g.state is S.RESERVED)
+    assert gs.status.reserved_until is not None
+    assert gs.status.reserved_until >= min(before + int(json.loads(seconds)), LATEST_TIMESTAMP)
+    assert env.host.sessions["gs-1"].reserve_deadline is not None
 
 
 async def test_ready_or_allocate_cancel_the_reserve_timer(env: Env) -> None:
@@ -285,6 +314,7 @@ async def test_reserve_timer_does_not_undo_an_allocation(env: Env) -> None:
 
 
 async def test_missed_health_pings_make_the_server_unhealthy_for_good(env: Env) -> None:
+    """End to end on the real clocks (the other health tests run in virtual time)."""
     failures = metrics.HEALTH_FAILURES._value.get()
     _, url = await env.add(state=S.READY, health=Health(period_seconds=1, failure_threshold=2, initial_delay_seconds=0))
     await env.stored("gs-1", lambda g: g.state is S.UNHEALTHY)
@@ -301,24 +331,45 @@ async def test_missed_health_pings_make_the_server_unhealthy_for_good(env: Env) 
     assert (await env.store.get("gs-1")).state is S.UNHEALTHY
 
 
-async def test_pings_keep_the_server_healthy(env: Env) -> None:
-    _, url = await env.add(state=S.READY, health=Health(period_seconds=1, failure_threshold=2, initial_delay_seconds=0))
+@pytest.fixture
+async def virtual(redis_client: aioredis.Redis) -> AsyncIterator[tuple[Env, FakeClock]]:
+    """A host whose health deadlines run on a clock the test advances."""
+    clock = FakeClock()
+    async with running_host(redis_client, clock=clock) as e:
+        yield e, clock
+
+
+async def checked_up_to_now(env: Env, clock: FakeClock, name: str = "gs-1") -> None:
+    """Until the health loop has run every check of ``name`` due by the virtual now."""
+    tracker = env.host.sessions[name].health_tracker
+    await eventually(lambda: tracker.unhealthy or (tracker.next_check or 0) > clock.monotonic())
+
+
+async def test_pings_keep_the_server_healthy(virtual: tuple[Env, FakeClock]) -> None:
+    env, clock = virtual
+    health = Health(period_seconds=5, failure_threshold=2, initial_delay_seconds=0)
+    _, url = await env.add(state=S.READY, health=health)
     session = env.host.sessions["gs-1"]
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
+    for _ in range(60):  # a ping every 4.9 virtual seconds: always within the period
         assert await call(env, "POST", url + "/health", "{}") == (200, "application/json", {})
-        await asyncio.sleep(0.1)
-    assert not session.health_tracker.unhealthy
-    assert (await env.store.get("gs-1")).state is S.READY
-    await env.stored("gs-1", lambda g: g.state is S.UNHEALTHY)  # and stopping them does the rest
-
-
-async def test_disabled_health_never_fails(env: Env) -> None:
-    _, _ = await env.add(state=S.READY, health=Health(disabled=True, period_seconds=1, failure_threshold=1))
-    session = env.host.sessions["gs-1"]
-    await asyncio.sleep(2.5)
+        clock.advance(4.9)
+    await checked_up_to_now(env, clock)
     assert session.health_tracker.failures == 0 and not session.health_tracker.unhealthy
-    assert session.check_health(time.monotonic() + 1000) is False
+    assert (await env.store.get("gs-1")).state is S.READY
+    clock.advance(10)  # and stopping them does the rest: two checks without a ping
+    await env.stored("gs-1", lambda g: g.state is S.UNHEALTHY)
+    assert session.health_tracker.failures == 2
+
+
+async def test_disabled_health_never_fails(virtual: tuple[Env, FakeClock]) -> None:
+    env, clock = virtual
+    await env.add(state=S.READY, health=Health(disabled=True, period_seconds=1, failure_threshold=1))
+    await env.add("gs-witness", state=S.READY, health=Health(period_seconds=1, failure_threshold=1))
+    clock.advance(1000)
+    await env.stored("gs-witness", lambda g: g.state is S.UNHEALTHY)  # the loop ran at the virtual now
+    session = env.host.sessions["gs-1"]
+    assert session.health_tracker.failures == 0 and not session.health_tracker.unhealthy
+    assert session.check_health(clock.monotonic() + 1000) is False
     assert (await env.store.get("gs-1")).state is S.READY
 
 

@@ -1,4 +1,4 @@
-"""Health-check arithmetic (agones.md 3.2), by tables with explicit times."""
+"""Health-check arithmetic (Agones' rules, see ``sdk_sidecar.health``), by tables with explicit times."""
 
 from __future__ import annotations
 

@@ -423,8 +423,18 @@ def test_player_tracking() -> None:
     assert pending.players == PlayerChange(5, ("p2",), frozenset({"p1"}))
     written = state.apply(pending, base, NOW)
     assert written is not None and written.status.players == PlayerStatus(1, 5, ("p2",))
-    with pytest.raises(OutOfRangeError):
-        state.set_player_capacity(-1)
+
+
+def test_a_negative_player_capacity_is_kept_as_given() -> None:
+    """Agones does not check SetPlayerCapacity: -3 is stored and read back, and admits nobody."""
+    base = gs(spec_players=PlayersSpec(initial_capacity=2))
+    pending = state.set_player_capacity(-3)
+    assert state.get_player_capacity(state.view(pending, base)) == -3
+    with pytest.raises(PlayersAtCapacityError):
+        state.player_connect(state.view(pending, base), "p1")
+    written = state.apply(pending, base, NOW)
+    assert written is not None and written.status.players == PlayerStatus(0, -3, ())
+    assert from_wire(GameServer, to_wire(written)).status.players == PlayerStatus(0, -3, ())
 
 
 def test_players_without_declaration_have_capacity_zero() -> None:
@@ -530,3 +540,26 @@ async def test_a_write_echoed_by_the_watch_before_it_returns_is_not_counted_twic
     finally:
         store.gate.set()
         await session.close()
+
+
+@pytest.mark.parametrize(
+    ("paths", "sets"),
+    [
+        ([], set()),
+        (["capacity"], {"capacity"}),
+        (["values", "capacity"], {"capacity", "values"}),
+        (["name"], set()),  # a field of List, so valid; the name itself never changes
+    ],
+)
+def test_list_mask_sets_the_named_fields(paths: list[str], sets: set[str]) -> None:
+    assert state.list_mask(paths) == sets
+
+
+def test_list_mask_refuses_a_path_of_no_field_naming_every_path() -> None:
+    with pytest.raises(MalformedRequestError) as info:
+        state.list_mask(["capacity", "nme"])
+    assert info.value.code is GrpcCode.UNKNOWN  # a plain error in Agones: HTTP 500 over REST
+    assert info.value.message == (
+        "invalid argument. Field Mask Path(s): [capacity nme] are invalid for List. "
+        "Use valid field name(s): [name capacity values]"
+    )

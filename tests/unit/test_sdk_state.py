@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from fleetmatch.codec import format_timestamp
+from fleetmatch.codec import format_timestamp, from_wire, to_wire
 from fleetmatch.models import (
     LAST_ALLOCATED_ANNOTATION,
     GameServer,
@@ -15,7 +15,7 @@ from fleetmatch.models import (
     ObjectMeta,
 )
 from sdk_sidecar import state
-from sdk_sidecar.state import MAX_RESERVE_SECONDS, GrpcCode, InvalidArgumentError, Pending, StateChange
+from sdk_sidecar.state import LATEST_TIMESTAMP, GrpcCode, InvalidArgumentError, Pending, StateChange
 
 S = GameServerState
 NOW = 1_700_000_000.0
@@ -236,7 +236,19 @@ def test_annotation_keys_are_validated_but_values_are_free(key: str, ok: bool) -
             state.set_annotation(key, "v")
 
 
-def test_reserve_beyond_ten_years_is_refused() -> None:
-    assert state.reserve(MAX_RESERVE_SECONDS, NOW).change == StateChange(S.RESERVED, NOW + MAX_RESERVE_SECONDS)
-    with pytest.raises(InvalidArgumentError, match="at most"):
-        state.reserve(MAX_RESERVE_SECONDS + 1, NOW)
+@pytest.mark.parametrize(
+    ("seconds", "until"),
+    [
+        (10 * 365 * 24 * 3600 + 1, NOW + 10 * 365 * 24 * 3600 + 1),  # once the limit: taken as given now
+        (int(LATEST_TIMESTAMP - NOW), LATEST_TIMESTAMP),
+        (int(LATEST_TIMESTAMP - NOW) + 1, LATEST_TIMESTAMP),
+        (2**63 - 1, LATEST_TIMESTAMP),
+    ],
+)
+def test_reserve_has_no_upper_bound(seconds: int, until: float) -> None:
+    """Agones takes any int64; beyond what a timestamp can carry, the reservation ends in the year 9999."""
+    pending = state.reserve(seconds, NOW)
+    assert pending.change == StateChange(S.RESERVED, until)
+    written = state.apply(pending, gs(S.READY), NOW)
+    assert written is not None
+    assert from_wire(GameServer, to_wire(written)).status.reserved_until == until  # storable
