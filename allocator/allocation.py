@@ -26,7 +26,7 @@ from fleetmatch.allocation import (
     GameServerAllocationStatus,
 )
 from fleetmatch.codec import evolve, format_timestamp
-from fleetmatch.errors import ConflictError, NotFoundError
+from fleetmatch.errors import ConflictError, NotFoundError, StoreError
 from fleetmatch.informer import Informer
 from fleetmatch.models import (
     LAST_ALLOCATED_ANNOTATION,
@@ -36,6 +36,7 @@ from fleetmatch.models import (
     initial_status,
     stamp,
 )
+from fleetmatch.nodes import DEFAULT_LEASE_SECONDS, NodeRegistry, live_nodes
 from fleetmatch.store import EventType, GameServerStore, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ MAX_CLAIM_WAITS = 64
 """In-flight claims one request may wait for before answering UnAllocated."""
 MAX_ATTEMPTS = 8
 """Claims one request may try (each on another server) before answering Contention."""
+NODE_POLL_SECONDS = 1.0
+"""How often the allocator reads node heartbeats: a node is out of reach this long after it lapses."""
 
 
 def allocated(gs: GameServer, spec: GameServerAllocationSpec, now: float) -> GameServer:
@@ -78,10 +81,18 @@ class Allocator:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         max_attempts: int = MAX_ATTEMPTS,
+        nodes: NodeRegistry | None = None,
+        node_lease: float = DEFAULT_LEASE_SECONDS,
     ) -> None:
         """``informer``: the process's GameServer informer on ``store`` (``Backend.informer``): the
-        index is fed by its events from now on, starting with what it has cached."""
+        index is fed by its events from now on, starting with what it has cached. ``nodes``: node
+        heartbeats (``follow_nodes`` keeps servers of silent or restarted node agents out of reach)."""
         self.store = store
+        self.nodes = nodes
+        self._node_lease = node_lease
+        self._nodes_known = asyncio.Event()
+        if nodes is None:
+            self._nodes_known.set()
         self.index = AllocationIndex()
         self.informer = informer
         self._rng = rng or random.Random()
@@ -105,7 +116,30 @@ class Allocator:
     @property
     def ready(self) -> bool:
         """True once the index holds the store's state (before that, every answer would be a guess)."""
-        return self.informer.synced.is_set()
+        return self.informer.synced.is_set() and self._nodes_known.is_set()
+
+    async def wait_ready(self) -> None:
+        await self.informer.synced.wait()
+        await self._nodes_known.wait()
+
+    async def follow_nodes(self, period: float = NODE_POLL_SECONDS) -> None:
+        """Poll the node heartbeats and fence off servers of nodes that went silent or restarted,
+        until cancelled. A poll that fails keeps the last view: a store outage is no node's fault."""
+        assert self.nodes is not None
+        healthy_since: float | None = None
+        while True:
+            try:
+                records, now = await self.nodes.list()
+            except StoreError as exc:
+                healthy_since = None
+                log.warning("cannot read node heartbeats (%s); keeping the last view", exc)
+            else:
+                if healthy_since is None:
+                    healthy_since = now
+                self.index.set_live_nodes(live_nodes(records, now, self._node_lease, healthy_since))
+                metrics.FENCED.set(len(self.index.fenced))
+                self._nodes_known.set()
+            await asyncio.sleep(period)
 
     async def allocate(self, spec: GameServerAllocationSpec) -> GameServerAllocationStatus:
         started = time.perf_counter()

@@ -16,7 +16,9 @@ from allocator.api import build_app, server_ssl_context
 from fleetmatch.backends import Backend
 from fleetmatch.http import start_site
 from fleetmatch.models import GameServer
+from fleetmatch.nodes import DEFAULT_LEASE_SECONDS
 from fleetmatch.settings import AllocatorSettings
+from fleetmatch.tasks import cancel_and_wait, supervised
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,18 @@ class AllocatorService:
 
 @contextlib.asynccontextmanager
 async def serve_allocator(
-    backend: Backend, settings: AllocatorSettings, token: str, *, fallback_port: bool = False
+    backend: Backend,
+    settings: AllocatorSettings,
+    token: str,
+    *,
+    fallback_port: bool = False,
+    node_lease: float = DEFAULT_LEASE_SECONDS,
 ) -> AsyncIterator[AllocatorService]:
     """Serve the allocation API until the block ends. ``fallback_port``: if the configured port is
-    taken, use any free one (``fleetmatch up`` on a busy laptop) instead of failing."""
-    allocator = Allocator(backend.gameservers, backend.informer(GameServer))
+    taken, use any free one (``fleetmatch up`` on a busy laptop) instead of failing. ``node_lease``:
+    servers of node agents silent this long are not allocated."""
+    allocator = Allocator(backend.gameservers, backend.informer(GameServer), nodes=backend.nodes, node_lease=node_lease)
+    following = supervised("allocator.nodes", allocator.follow_nodes) if backend.nodes is not None else None
     runner = web.AppRunner(build_app(allocator, settings, token), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     context = server_ssl_context(settings)
@@ -42,10 +51,11 @@ async def serve_allocator(
             runner, settings.host, settings.port, ssl_context=context, fallback_port=fallback_port, what="allocator"
         )
         scheme = "https" if context is not None else "http"
-        await allocator.informer.synced.wait()
+        await allocator.wait_ready()
         # The index is long-lived: keep the collector from re-scanning it on every collection.
         gc.freeze()
         yield AllocatorService(f"{scheme}://{settings.host}:{port}", allocator)
     finally:
         await runner.cleanup()
+        await cancel_and_wait(following)
         allocator.close()

@@ -3,7 +3,9 @@
 Pure data structure (no I/O): an informer feeds it with ``upsert``/``remove``. It keeps only Ready
 and Allocated servers that are not being deleted, and indexes them by state, by (label, value,
 state) and by (node, state), plus the number of Allocated servers per node (what Packed and
-Distributed rank nodes by). Every index is an ``IndexedSet``: O(1) add, remove, membership and
+Distributed rank nodes by). With node heartbeats (``set_live_nodes``), servers a node agent placed
+count only while that agent run is alive (``fleetmatch.nodes.confirmed``); the others are kept
+aside ("fenced") and come back when their node does. Every index is an ``IndexedSet``: O(1) add, remove, membership and
 random pick, so a selector over 10,000 servers costs about as much as one over ten.
 """
 
@@ -11,11 +13,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar
 
 from fleetmatch.allocation import ALLOCATABLE_STATES
 from fleetmatch.models import GameServer, GameServerState
+from fleetmatch.nodes import confirmed
 
 T = TypeVar("T")
 
@@ -69,6 +72,11 @@ class AllocationIndex:
         self._buckets: dict[GameServerState, dict[int, IndexedSet[str]]] = {s: {} for s in ALLOCATABLE_STATES}
         """Per state, the nodes holding servers in that state, bucketed by their Allocated count:
         the most (Packed) or least (Distributed) loaded node is found without looking at the others."""
+        self._live: dict[str, str] | None = None
+        """node -> boot id of its live agent run; None: no heartbeats known, nothing fenced."""
+        self.fenced: dict[str, GameServer] = {}
+        """Allocatable servers whose node agent run is not confirmed alive."""
+        self._fenced_on: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self.servers)
@@ -117,12 +125,35 @@ class AllocationIndex:
                 self._bucket_discard(state, old, node)
                 self._bucket_add(state, new, node)
 
+    def set_live_nodes(self, live: Mapping[str, str]) -> None:
+        """Which node agent runs are alive (node -> boot id): servers on nodes whose run changed are
+        fenced off or let back in."""
+        first = self._live is None
+        old = self._live or {}
+        self._live = dict(live)
+        if first:  # nothing was gated so far: judge every server
+            for server in list(self.servers.values()):
+                self.upsert(server)
+            return
+        for node in {n for n in old.keys() | live.keys() if old.get(n) != live.get(n)}:
+            names = set(self._fenced_on.get(node, ()))
+            for state in ALLOCATABLE_STATES:
+                names.update(self.on_node(node, state))
+            for name in names:
+                known = self.fenced.get(name) or self.servers.get(name)
+                if known is not None:
+                    self.upsert(known)
+
     def upsert(self, gs: GameServer) -> None:
         """Record the latest version of ``gs`` (dropping it if it is no longer allocatable)."""
         self.remove(gs.name)
         if gs.state not in ALLOCATABLE_STATES or gs.metadata.deletion_timestamp is not None:
             return
         name, state, node = gs.name, gs.state, gs.status.node_name
+        if self._live is not None and not confirmed(gs.metadata.annotations, node, self._live):
+            self.fenced[name] = gs
+            self._fenced_on.setdefault(node, set()).add(name)
+            return
         self.servers[name] = gs
         self._by_state[state].add(name)
         for key, value in gs.metadata.labels.items():
@@ -139,6 +170,13 @@ class AllocationIndex:
         members.add(name)
 
     def remove(self, name: str) -> None:
+        fenced = self.fenced.pop(name, None)
+        if fenced is not None:
+            on_node = self._fenced_on[fenced.status.node_name]
+            on_node.discard(name)
+            if not on_node:
+                del self._fenced_on[fenced.status.node_name]
+            return
         gs = self.servers.pop(name, None)
         if gs is None:
             return

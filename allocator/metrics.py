@@ -64,3 +64,18 @@ AUTOSCALER_DECISIONS = Counter(
     "Autoscaler evaluations by outcome: up, down, hold, cooloff (a scale-down deferred), limited.",
     ["autoscaler", "fleet", "decision"],
 )
+
+# -- nodes ------------------------------------------------------------------------------------
+
+FENCED = Gauge(
+    "fleetmatch_allocator_fenced_gameservers",
+    "Ready or Allocated servers the allocator will not hand out: their node agent is silent or restarted.",
+)
+NODES_NOT_READY = Gauge(
+    "fleetmatch_nodes_not_ready", "Nodes whose agent stopped renewing its heartbeat (seen by the node controller)."
+)
+NODE_EVICTIONS = Counter(
+    "fleetmatch_node_evictions_total",
+    "GameServers the node controller marked Unhealthy because their node went silent.",
+    ["node"],
+)

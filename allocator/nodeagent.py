@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -33,6 +34,7 @@ from allocator import metrics
 from allocator.ports import PortAllocator, PortError
 from fleetmatch.backends import Backend
 from fleetmatch.errors import NotFoundError, StoreError
+from fleetmatch.events import Severity, record_quietly
 from fleetmatch.models import (
     TERMINAL_STATES,
     GameServer,
@@ -40,13 +42,15 @@ from fleetmatch.models import (
     PortPolicy,
     PortProtocol,
     PortStatus,
+    failed,
     with_meta,
 )
+from fleetmatch.nodes import NODE_BOOT_ANNOTATION
 from fleetmatch.procs import die_with_parent
 from fleetmatch.reconcile import ReconcileLoop
 from fleetmatch.settings import Settings
 from fleetmatch.store import WatchEvent, modify
-from fleetmatch.tasks import cancel_and_wait
+from fleetmatch.tasks import cancel_and_wait, supervised
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +75,6 @@ class SdkEndpoints(Protocol):
     async def remove(self, name: str) -> None: ...
 
     async def close(self) -> None: ...
-
-
-ERROR_ANNOTATION = "fleetmatch.dev/error"
-"""Why a GameServer went to Error or Unhealthy, in words, for ``fleetmatch gs list`` and humans."""
 
 
 def port_is_free(port: int, protocol: PortProtocol = PortProtocol.TCPUDP) -> bool:
@@ -123,6 +123,10 @@ class NodeAgent:
         port_probe: Callable[[int], bool] = port_is_free,
     ) -> None:
         self.store = backend.gameservers
+        self.events = backend.events
+        self.nodes = backend.nodes
+        self.boot = secrets.token_hex(8)
+        """This run's id: stamped on the servers it schedules and confirms (``fleetmatch.nodes``)."""
         self.settings = settings
         self.node = settings.node
         self.host = host
@@ -142,6 +146,7 @@ class NodeAgent:
         self._logs.mkdir(parents=True, exist_ok=True)
         await self.host.start()
         remove_handler = self.informer.add_handler(self._on_event)
+        heartbeat = supervised(f"nodeagent[{self.node.name}].heartbeat", self._heartbeat)
         try:
             await self.informer.synced.wait()
             self._recover_ports()
@@ -149,6 +154,25 @@ class NodeAgent:
         finally:
             remove_handler()
             await asyncio.shield(self._shutdown())
+            await cancel_and_wait(heartbeat)
+
+    async def announce(self) -> None:
+        """Heartbeat once, now. A stack that restarts does this before it serves allocations: the
+        new boot id fences off at once the servers its previous run left behind."""
+        if self.nodes is not None:
+            await self.nodes.heartbeat(
+                self.node.name, boot=self.boot, address=self.node.address, capacity=self.node.max_servers
+            )
+
+    async def _heartbeat(self) -> None:
+        """Renew this node's record every quarter lease, as long as the agent runs."""
+        period = self.node.lease_seconds / 4
+        while True:
+            try:
+                await self.announce()
+            except StoreError as exc:
+                log.warning("node %s: heartbeat failed (%s); retrying in %.1fs", self.node.name, exc, period)
+            await asyncio.sleep(period)
 
     async def _shutdown(self) -> None:
         live = [name for name, loc in self.local.items() if loc.stopping is None]
@@ -218,7 +242,19 @@ class NodeAgent:
                 await self._mark(gs.name, GameServerState.UNHEALTHY, "game process lost (node agent restarted)")
             return
         if local.stopping is None and state is GameServerState.REQUEST_READY and local.running:
-            await modify(self.store, gs.name, _promote_ready)
+            await modify(self.store, gs.name, self._promote_ready)
+
+    def _confirmed(self, gs: GameServer) -> GameServer:
+        """``gs`` stamped with this run's boot id: allocatable only while this run lives."""
+        if gs.metadata.annotations.get(NODE_BOOT_ANNOTATION) == self.boot:
+            return gs
+        return with_meta(gs, annotations={**gs.metadata.annotations, NODE_BOOT_ANNOTATION: self.boot})
+
+    def _promote_ready(self, gs: GameServer) -> GameServer | None:
+        """RequestReady -> Ready, confirmed by this run (the game's process runs here, now)."""
+        if gs.state is not GameServerState.REQUEST_READY:
+            return None
+        return self._confirmed(gs).with_status(state=GameServerState.READY)
 
     async def _claim(self, gs: GameServer) -> None:
         try:
@@ -226,7 +262,7 @@ class NodeAgent:
         except PortError as exc:
             log.warning("cannot place %s on %s: %s", gs.name, self.node.name, exc, extra={"gameserver": gs.name})
             return
-        claimed = gs.with_status(
+        claimed = self._confirmed(gs).with_status(
             state=GameServerState.SCHEDULED,
             node_name=self.node.name,
             address=self.node.address,
@@ -379,23 +415,16 @@ class NodeAgent:
         self.loop.poke()
 
     async def _mark(self, name: str, state: GameServerState, why: str) -> None:
-        """Move a GameServer to a terminal state (never out of one) and say why."""
-
-        def change(gs: GameServer) -> GameServer | None:
-            if gs.state in TERMINAL_STATES:
-                return None
-            annotations = {**gs.metadata.annotations, ERROR_ANNOTATION: why}
-            return with_meta(gs, annotations=annotations).with_status(state=state)
-
+        """Move a GameServer to a terminal state (never out of one), say why, and keep the reason
+        as an event record (it outlives the GameServer)."""
         try:
-            await modify(self.store, name, change)
+            marked = await modify(self.store, name, lambda gs: failed(gs, state, why))
         except NotFoundError:
             return
+        if marked is None:
+            return
         log.warning("%s -> %s: %s", name, state, why, extra={"gameserver": name})
-
-
-def _promote_ready(gs: GameServer) -> GameServer | None:
-    return gs.with_status(state=GameServerState.READY) if gs.state is GameServerState.REQUEST_READY else None
+        await record_quietly(self.events, GameServer.KIND, name, state.value, why, type=Severity.WARNING)
 
 
 def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:

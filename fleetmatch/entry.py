@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import sys
 
+from fleetmatch.procs import no_grpc_fork_handlers
+
 
 def main() -> None:
+    no_grpc_fork_handlers()
     if len(sys.argv) > 1 and sys.argv[1] == "sidecar":
         from sdk_sidecar.pod import main as sidecar_main
 

@@ -27,6 +27,11 @@ FLEET_LABEL = "agones.dev/fleet"
 SDK_PREFIX = "agones.dev/sdk-"
 """Prefix of labels and annotations set through the SDK, as in Agones."""
 LAST_ALLOCATED_ANNOTATION = "agones.dev/last-allocated"
+ERROR_ANNOTATION = "fleetmatch.dev/error"
+"""Why a GameServer went to Error or Unhealthy, in words, for ``fleetmatch gs list`` and humans."""
+FAILED_BEFORE_READY_ANNOTATION = "fleetmatch.dev/failed-before-ready"
+"""``"true"`` on a GameServer that failed before it was ever Ready: what a fleet's crash-loop
+back-off counts (a game that crashes at start, a bad template)."""
 
 
 class GameServerState(StrEnum):
@@ -589,3 +594,15 @@ def decode(cls: type[R], doc: Any) -> R:
     if kind != cls.KIND:
         raise ValidationError("kind", f"must be {cls.KIND}, got {kind!r}")
     return from_wire(cls, body)
+
+
+def failed(gs: GameServer, state: GameServerState, why: str, *, its_own_fault: bool = True) -> GameServer | None:
+    """``gs`` moved to terminal ``state`` with the reason ``why`` and, if it never got to Ready and
+    the failure is its own (not its node's), marked as failed before Ready; None if it is terminal
+    already (never leave a terminal state)."""
+    if gs.state in TERMINAL_STATES:
+        return None
+    annotations = {**gs.metadata.annotations, ERROR_ANNOTATION: why}
+    if its_own_fault and gs.state in PENDING_STATES:
+        annotations[FAILED_BEFORE_READY_ANNOTATION] = "true"
+    return with_meta(gs, annotations=annotations).with_status(state=state)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -28,3 +29,15 @@ def _make_preexec() -> Callable[[], None] | None:
 
 die_with_parent: Callable[[], None] | None = _make_preexec()
 """Pass as ``preexec_fn``: the child gets SIGKILL when the thread that started it exits."""
+
+
+def no_grpc_fork_handlers() -> None:
+    """Keep gRPC's fork handlers out of a process that forks game servers while serving gRPC.
+
+    A ``preexec_fn`` makes Python fork (not spawn), and gRPC's core then runs its ``pthread_atfork``
+    handlers on every fork: each logs "skipping fork() handlers" while other threads are in gRPC,
+    and now and then the child died of SIGABRT in them before it could exec the game. The child
+    execs at once and never uses gRPC, so the handlers have nothing to protect. gRPC reads the
+    variable when it is first imported: call this before anything imports ``grpc``.
+    """
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")

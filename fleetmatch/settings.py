@@ -14,6 +14,7 @@ variable                       meaning                                          
 ``FLEETMATCH_NODE_ADDRESS``    address players use to reach game servers on this node     ``127.0.0.1``
 ``FLEETMATCH_PORT_RANGE``      UDP/TCP ports for game servers, ``min-max``                 ``7000-8000``
 ``FLEETMATCH_MAX_SERVERS``     game servers one node agent runs at most                    ``200``
+``FLEETMATCH_NODE_LEASE_SECONDS``  a node silent this long is NotReady (servers replaced)   ``10``
 ``FLEETMATCH_SDK_WRITE_INTERVAL``  seconds between coalesced SDK writes of one server      ``0.1``
 ``FLEETMATCH_METRICS_PORT``    port of ``/metrics`` (0 = any free port)                   ``9100``
 ``FLEETMATCH_METRICS_HOST``    address ``/metrics`` and ``/healthz`` listen on (pods: ``0.0.0.0``)  ``127.0.0.1``
@@ -81,6 +82,9 @@ class NodeSettings:
     """SDK endpoints bind here: localhost only, as Agones' sidecar does."""
     grace_seconds: float = 5.0
     """Default time a game process gets between SIGTERM and SIGKILL."""
+    lease_seconds: float = 10.0
+    """A node agent renews its heartbeat every quarter of this; silent for longer, its node is
+    NotReady: its servers are no longer allocated and are marked Unhealthy (then replaced)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,7 @@ class Settings:
                 port_min=port_min,
                 port_max=port_max,
                 max_servers=get("FLEETMATCH_MAX_SERVERS", _positive_int, 200),
+                lease_seconds=get("FLEETMATCH_NODE_LEASE_SECONDS", _positive_float, 10.0),
             ),
             sdk=SdkSettings(write_interval=get("FLEETMATCH_SDK_WRITE_INTERVAL", _non_negative_float, 0.1)),
             allocator=AllocatorSettings(

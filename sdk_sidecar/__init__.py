@@ -14,6 +14,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from fleetmatch.procs import no_grpc_fork_handlers
+
+no_grpc_fork_handlers()  # before any module of this package imports grpc (the node agent forks games)
+
 if TYPE_CHECKING:
     from sdk_sidecar.client import SDK, CounterInfo, GameServerInfo, ListInfo, PlayersInfo, SdkError
     from sdk_sidecar.codes import GrpcCode

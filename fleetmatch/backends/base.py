@@ -13,9 +13,11 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
+from fleetmatch.events import EventLog
 from fleetmatch.informer import Informer
 from fleetmatch.lease import Lease
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
+from fleetmatch.nodes import NodeRegistry
 from fleetmatch.store import AutoscalerStore, FleetStore, GameServerStore, Store
 from fleetmatch.tasks import cancel_and_wait, supervised
 
@@ -43,6 +45,8 @@ class Backend:
         leases: LeaseFactory,
         lease_seconds: float = 15.0,
         holder: str | None = None,
+        events: EventLog | None = None,
+        nodes: NodeRegistry | None = None,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
@@ -52,6 +56,10 @@ class Backend:
         self.namespace = gameservers.namespace
         self.holder = holder or default_holder()
         self.lease_seconds = lease_seconds
+        self.events = events
+        """Event records of the namespace (``fleetmatch.events``); None where the engine keeps none."""
+        self.nodes = nodes
+        """Node agents' heartbeats (``fleetmatch.nodes``); None on Kubernetes, where kubelets do that."""
         self._leases = leases
         self._on_close = on_close
         self._informers: dict[type[Any], Informer[Any]] = {}

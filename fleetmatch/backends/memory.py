@@ -16,7 +16,17 @@ from typing import Generic
 from fleetmatch.backends.base import Backend
 from fleetmatch.codec import to_wire
 from fleetmatch.errors import AlreadyExistsError, ConflictError, ExpiredError, NotFoundError, ValidationError
+from fleetmatch.events import (
+    MAX_RECORDS,
+    RETENTION_SECONDS,
+    EventRecord,
+    Severity,
+    matches,
+    new_record,
+)
+from fleetmatch.events import now as events_now
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, with_meta
+from fleetmatch.nodes import NodeRecord
 from fleetmatch.store import EventType, R, WatchEvent, prepare_create
 
 
@@ -146,6 +156,49 @@ class MemoryLease:
             del self.server.leases[self.name]
 
 
+class MemoryEventLog:
+    """Event records in this process (``fleetmatch.events``), aggregated and trimmed like the others."""
+
+    def __init__(self, *, retention_seconds: float = RETENTION_SECONDS, max_records: int = MAX_RECORDS) -> None:
+        self._records: dict[str, EventRecord] = {}
+        self._retention = retention_seconds
+        self._max = max_records
+
+    async def record(
+        self, kind: str, name: str, reason: str, message: str, *, type: Severity = Severity.NORMAL
+    ) -> None:
+        now = events_now()
+        record = new_record(kind, name, reason, message, type=type, now=now)
+        old = self._records.pop(record.key, None)
+        self._records[record.key] = old.again(now) if old is not None else record
+        for key in [k for k, r in self._records.items() if r.last < now - self._retention]:
+            del self._records[key]
+        while len(self._records) > self._max:
+            del self._records[next(iter(self._records))]
+
+    async def list(self, kind: str | None = None, name: str | None = None) -> list[EventRecord]:
+        return [r for r in self._records.values() if matches(r, kind, name)]
+
+
+class MemoryNodeRegistry:
+    """Node heartbeats in this process (``fleetmatch.nodes``), on this host's clock."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, NodeRecord] = {}
+
+    async def heartbeat(self, name: str, *, boot: str, address: str, capacity: int) -> None:
+        now = time.time()
+        old = self._records.get(name)
+        started = old.started if old is not None and old.boot == boot else now
+        self._records[name] = NodeRecord(name, boot, address, capacity, now, started)
+
+    async def list(self) -> tuple[list[NodeRecord], float]:
+        return sorted(self._records.values(), key=lambda r: r.name), time.time()
+
+    async def remove(self, name: str) -> None:
+        self._records.pop(name, None)
+
+
 def memory_backend(
     namespace: str = "default", *, server: MemoryServer | None = None, lease_seconds: float = 15.0
 ) -> Backend:
@@ -158,4 +211,6 @@ def memory_backend(
         autoscalers=MemoryStore(FleetAutoscaler, namespace, server),
         leases=lambda name, holder, ttl: MemoryLease(server, name, holder, ttl=ttl),
         lease_seconds=lease_seconds,
+        events=MemoryEventLog(),
+        nodes=MemoryNodeRegistry(),
     )

@@ -71,6 +71,7 @@ for command in (
     resources.fleet,
     resources.autoscaler,
     resources.gs,
+    resources.node,
     allocation.allocate,
     tickets.token_cmd,
     tickets.ticket,

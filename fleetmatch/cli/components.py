@@ -113,6 +113,7 @@ def controller(ctx: click.Context) -> None:
     for availability: they share one lease; the process holding it runs all three, the others stand by."""
     from allocator.controllers.autoscaler import AutoscalerController
     from allocator.controllers.fleet import FleetController
+    from allocator.controllers.nodes import NodeController
     from fleetmatch.http import metrics_site
     from fleetmatch.lease import Leadership, Loop
 
@@ -128,6 +129,9 @@ def controller(ctx: click.Context) -> None:
                 ("fleetcontroller", FleetController(backend).run),
                 ("autoscaler", AutoscalerController(backend).run),
             ]
+            if backend.nodes is not None:
+                nodes = NodeController(backend, lease_seconds=settings.node.lease_seconds)
+                loops.append(("nodecontroller", nodes.run))
             if backend.engine == "kubernetes":
                 loops.append(("podcontroller", pod_controller(backend)))
             await Leadership(backend.lease("controllers"), "controllers").run(loops)
@@ -163,7 +167,7 @@ def allocator_cmd(ctx: click.Context, port: int | None) -> None:
     async def main() -> None:
         async with (
             open_backend(settings, client_name="allocator") as backend,
-            serve_allocator(backend, alloc, token) as service,
+            serve_allocator(backend, alloc, token, node_lease=settings.node.lease_seconds) as service,
         ):
             click.echo(f"allocator: {service.url}/v1/allocations (metrics at {service.url}/metrics)", err=True)
             await asyncio.Event().wait()

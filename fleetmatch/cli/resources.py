@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -16,8 +17,10 @@ import click
 
 from fleetmatch.backends import Backend, open_backend
 from fleetmatch.cli.options import age, backend_settings, filename_option, output_option, settings_of, table
+from fleetmatch.errors import ConfigError
 from fleetmatch.manifests import load_autoscalers, load_fleets, load_resources
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, encode
+from fleetmatch.nodes import NodeRecord
 from fleetmatch.running import run
 from fleetmatch.settings import Settings
 
@@ -265,3 +268,68 @@ def gs_list(ctx: click.Context, fleet_name: str | None, output: str) -> None:
         for g in items
     ]
     click.echo(table(["NAME", "STATE", "ADDRESS", "NODE", "FLEET", "AGE"], rows))
+
+
+# -- nodes ----------------------------------------------------------------------------------
+
+
+@click.group()
+def node() -> None:
+    """Inspect the nodes whose agents run game servers (their heartbeats)."""
+
+
+@node.command("list")
+@output_option
+@click.pass_context
+def node_list(ctx: click.Context, output: str) -> None:
+    """List nodes: Ready or NotReady (heartbeat older than FLEETMATCH_NODE_LEASE_SECONDS), heartbeat
+    age, address and the game servers on each."""
+    settings = settings_of(ctx)
+
+    async def body(backend: Backend) -> tuple[list[NodeRecord], float, list[GameServer]]:
+        if backend.nodes is None:
+            raise ConfigError(
+                f"the {backend.engine} backend keeps no node heartbeats (on Kubernetes: kubectl get nodes)"
+            )
+        records, now = await backend.nodes.list()
+        servers, _ = await backend.gameservers.list()
+        return records, now, servers
+
+    records, now, servers = with_backend(settings, body)
+    lease = settings.node.lease_seconds
+    by_node: dict[str, Counter[str]] = {}
+    for gs in servers:
+        if gs.status.node_name:
+            by_node.setdefault(gs.status.node_name, Counter())[gs.state.value] += 1
+    if output == "json":
+        doc = [
+            {
+                "name": r.name,
+                "ready": now - r.renewed <= lease,
+                "heartbeatAgeSeconds": round(now - r.renewed, 3),
+                "address": r.address,
+                "capacity": r.capacity,
+                "boot": r.boot,
+                "startedAt": r.started,
+                "gameServers": dict(by_node.get(r.name, Counter())),
+            }
+            for r in records
+        ]
+        click.echo(json.dumps(doc, indent=2))
+        return
+    rows = []
+    for r in records:
+        counts = by_node.get(r.name, Counter())
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "-"
+        rows.append(
+            [
+                r.name,
+                "Ready" if now - r.renewed <= lease else "NotReady",
+                f"{max(0.0, now - r.renewed):.1f}s",
+                r.address,
+                f"{sum(counts.values())}/{r.capacity}",
+                summary,
+                age(r.started, now),
+            ]
+        )
+    click.echo(table(["NAME", "STATUS", "HEARTBEAT", "ADDRESS", "SERVERS", "STATES", "AGE"], rows))

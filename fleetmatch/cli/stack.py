@@ -21,6 +21,7 @@ from dataclasses import replace
 from allocator.app import serve_allocator
 from allocator.controllers.autoscaler import AutoscalerController
 from allocator.controllers.fleet import FleetController
+from allocator.controllers.nodes import NodeController
 from allocator.fleetops import apply_autoscaler, apply_fleet
 from allocator.nodeagent import NodeAgent
 from fleetmatch.backends import open_backend
@@ -29,6 +30,7 @@ from fleetmatch.backends.redis.embedded import EmbeddedRedis
 from fleetmatch.errors import FleetmatchError
 from fleetmatch.http import metrics_site
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerState
+from fleetmatch.nodes import NODE_BOOT_ANNOTATION
 from fleetmatch.settings import Settings
 from fleetmatch.stackfile import STACK_FILE, StackInfo, data_dir_lock, remove_stack_file
 from fleetmatch.store import GameServerStore
@@ -45,12 +47,21 @@ class StartupError(FleetmatchError):
     """The stack started but did not reach a working state in time."""
 
 
-async def wait_ready(store: GameServerStore, fleet: str, replicas: int, *, within: float) -> list[GameServer]:
-    """Poll until ``replicas`` servers of ``fleet`` are Ready (or raise ``TimeoutError``)."""
+async def wait_ready(
+    store: GameServerStore, fleet: str, replicas: int, *, boot: str, within: float
+) -> list[GameServer]:
+    """Poll until ``replicas`` servers of ``fleet`` are Ready and confirmed by this run's node agent
+    (``boot``: a crashed previous run's servers may still read Ready), or raise ``StartupError``."""
     deadline = time.monotonic() + within
     while True:
         items, _ = await store.list()
-        ready = [g for g in items if g.fleet == fleet and g.state is GameServerState.READY]
+        ready = [
+            g
+            for g in items
+            if g.fleet == fleet
+            and g.state is GameServerState.READY
+            and g.metadata.annotations.get(NODE_BOOT_ANNOTATION) == boot
+        ]
         if len(ready) >= replicas:
             return ready
         if time.monotonic() > deadline:
@@ -112,8 +123,13 @@ async def run_stack(
                     _, action = await apply_autoscaler(backend.autoscalers, resource)
                 log.info("%s %s %s", resource.KIND, resource.name, action)
             metrics_url = await services.enter_async_context(metrics_site(settings.metrics_port, settings.metrics_host))
+            host = SdkHost(backend.gameservers, settings.sdk, bind_host=settings.node.sdk_host)
+            agent = NodeAgent(backend, settings, host, environ=environ)
+            await agent.announce()  # before allocations: servers a crashed previous run left are fenced
             allocator = await services.enter_async_context(
-                serve_allocator(backend, settings.allocator, token, fallback_port=True)
+                serve_allocator(
+                    backend, settings.allocator, token, fallback_port=True, node_lease=settings.node.lease_seconds
+                )
             )
             tickets_client = connect_any(settings.matchmaker.redis_url or url, name="fleetmatch-up-tickets")
             services.push_async_callback(tickets_client.aclose)
@@ -128,13 +144,13 @@ async def run_stack(
                 )
             )
             # Started last, stopped first (reverse order): stop replacing servers, then stop them.
-            host = SdkHost(backend.gameservers, settings.sdk, bind_host=settings.node.sdk_host)
-            agent = NodeAgent(backend, settings, host, environ=environ)
             services.push_async_callback(cancel_and_wait, supervised(f"nodeagent[{settings.node.name}]", agent.run))
             controller = FleetController(backend)
             services.push_async_callback(cancel_and_wait, supervised("fleetcontroller", controller.run))
             scaler = AutoscalerController(backend)
             services.push_async_callback(cancel_and_wait, supervised("autoscaler", scaler.run))
+            nodes = NodeController(backend, lease_seconds=settings.node.lease_seconds)
+            services.push_async_callback(cancel_and_wait, supervised("nodecontroller", nodes.run))
             info = StackInfo(
                 redis_url=url,
                 metrics_url=metrics_url,
@@ -151,7 +167,9 @@ async def run_stack(
             services.callback(remove_stack_file, data_dir)
             if fleets:
                 first = fleets[0]
-                ready = await wait_ready(backend.gameservers, first.name, first.spec.replicas, within=ready_timeout)
+                ready = await wait_ready(
+                    backend.gameservers, first.name, first.spec.replicas, boot=agent.boot, within=ready_timeout
+                )
                 announce(summary(info, first, ready))
             else:
                 announce(summary(info, None, []))

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from allocator.fleetops import apply_fleet
-from allocator.nodeagent import ERROR_ANNOTATION
-from fleetmatch.models import GameServerState, Health
+from fleetmatch.models import ERROR_ANNOTATION, GameServerState, Health
 from fleetmatch.store import modify
 from fleetmatch.tasks import cancel_and_wait
 from tests.integration.fleetenv import Stack, example_game, make_fleet, misbehaving, running_stack, udp_ask

@@ -6,7 +6,9 @@ import redis.asyncio as aioredis
 
 from fleetmatch.backends.base import Backend
 from fleetmatch.backends.redis.client import connect
+from fleetmatch.backends.redis.events import RedisEventLog
 from fleetmatch.backends.redis.lease import RedisLease
+from fleetmatch.backends.redis.nodes import RedisNodeRegistry
 from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.errors import ConfigError
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
@@ -33,5 +35,7 @@ def redis_backend_on(
         autoscalers=RedisStore(client, FleetAutoscaler, namespace),
         leases=lambda name, holder, ttl: RedisLease(client, name, holder, namespace=namespace, ttl=ttl),
         lease_seconds=lease_seconds,
+        events=RedisEventLog(client, namespace),
+        nodes=RedisNodeRegistry(client, namespace),
         on_close=client.aclose if owns_client else None,
     )

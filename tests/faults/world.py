@@ -1,0 +1,97 @@
+"""The fault suite's world: fleetmatch components as real processes on one Redis, killed on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from fleetmatch.models import (
+    Fleet,
+    FleetSpec,
+    GameServer,
+    GameServerSpec,
+    GameServerState,
+    GameServerTemplate,
+    Health,
+    ObjectMeta,
+    ProcessTemplate,
+)
+from fleetmatch.store import GameServerStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class World:
+    """Processes started with ``python -m fleetmatch COMMAND`` and a shared environment."""
+
+    def __init__(self, redis_url: str, data_dir: Path, **env: str) -> None:
+        self.env = {**os.environ, "REDIS_URL": redis_url, "FLEETMATCH_METRICS_PORT": "0"}
+        self.env.update({"FLEETMATCH_DATA_DIR": str(data_dir), "FLEETMATCH_LOG_LEVEL": "WARNING", **env})
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fleetmatch", *args],
+            cwd=REPO,
+            env={**self.env, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def node_agent(self, name: str, ports: str, **env: str) -> subprocess.Popen[bytes]:
+        return self.start("node-agent", FLEETMATCH_NODE_NAME=name, FLEETMATCH_PORT_RANGE=ports, **env)
+
+    @staticmethod
+    def kill_with_games(proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL ``proc``; its game processes die with it (they ask for SIGKILL when it goes)."""
+        games = psutil.Process(proc.pid).children(recursive=True)
+        proc.kill()
+        proc.wait()
+        _gone, alive = psutil.wait_procs(games, timeout=10)
+        assert alive == [], f"game processes outlived their agent: {alive}"
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def udp_fleet(name: str, replicas: int) -> Fleet:
+    """A fleet of the example UDP game, with short health periods."""
+    process = ProcessTemplate(("python", "-m", "examples.udp_game.server"), working_dir=str(REPO))
+    health = Health(period_seconds=2, failure_threshold=3, initial_delay_seconds=2)
+    spec = FleetSpec(
+        replicas=replicas, template=GameServerTemplate(spec=GameServerSpec(process=process, health=health))
+    )
+    return Fleet(metadata=ObjectMeta(name=name), spec=spec)
+
+
+async def wait_for(
+    store: GameServerStore, predicate: Callable[[list[GameServer]], bool], within: float = 60
+) -> list[GameServer]:
+    """The GameServers once ``predicate`` holds (a deadline only turns a hang into a failure)."""
+    async with asyncio.timeout(within):
+        while True:
+            items, _ = await store.list()
+            if predicate(items):
+                return items
+            await asyncio.sleep(0.1)
+
+
+def ready_on(items: list[GameServer], node: str) -> list[GameServer]:
+    return [g for g in items if g.state is GameServerState.READY and g.status.node_name == node]
