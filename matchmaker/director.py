@@ -102,7 +102,8 @@ class Director:
         self._clock = clock
         self._backoff = 0.0
         self._gauged_regions: set[str] = set()
-        self._log = logging.LoggerAdapter(log, {"queue": queue.name})
+        self._ids = {"queue": queue.name}
+        """Log identity (``fleetmatch.logging.IDENTITY_KEYS``); a match's lines add its ``match_id``."""
 
     async def run(self) -> None:
         """Tick every ``queue.tick_seconds`` (longer while the fleet has no room) until cancelled."""
@@ -112,7 +113,7 @@ class Director:
                 await self.tick()
             except StoreError as exc:
                 raise_if_cancelling()
-                self._log.warning("director pass on %s failed: %s", self.queue.name, exc)
+                log.warning("director pass on %s failed: %s", self.queue.name, exc, extra=self._ids)
             elapsed = time.perf_counter() - started
             await asyncio.sleep(max(0.0, self.queue.tick_seconds + self._backoff - elapsed))
 
@@ -168,7 +169,7 @@ class Director:
             return await self._play(proposal, tickets)
         except (StoreError, ValidationError) as exc:
             raise_if_cancelling()
-            self._log.warning("proposal %s failed: %s", proposal.ticket_ids, exc)
+            log.warning("proposal %s failed: %s", proposal.ticket_ids, exc, extra=self._ids)
             metrics.ALLOCATION_FAILURES.labels(queue=self.queue.name, reason="error").inc()
             return "error"
 
@@ -204,7 +205,7 @@ class Director:
         try:
             status = await self.allocator.allocate(spec)
         except AllocatorError as exc:
-            self._log.warning("allocation for match %s failed: %s", match_id, exc)
+            log.warning("allocation for match %s failed: %s", match_id, exc, extra={**self._ids, "match_id": match_id})
             self._back_off()
             return "error"
         if status.state is not AllocationState.ALLOCATED:
@@ -228,8 +229,11 @@ class Director:
         if not await self.store.assign(name, match_id, assignments):
             # A ticket was cancelled (or the lease ran out) after the claim: the others go back.
             # The server was allocated for nobody; the game ends it when no player joins.
-            self._log.info(
-                "match %s lost a ticket before assignment; its server %s goes unused", match_id, status.game_server_name
+            log.info(
+                "match %s lost a ticket before assignment; its server %s goes unused",
+                match_id,
+                status.game_server_name,
+                extra={**self._ids, "match_id": match_id},
             )
             return "lost-lease"
         now = self._clock()
