@@ -65,7 +65,8 @@ class QueueLike(Protocol):
     def allocation_spec(self, region: str) -> GameServerAllocationSpec: ...
 
 
-MatchFunction = Callable[[Sequence[Ticket], float], list[Proposal]]
+Matcher = Callable[[Sequence[Ticket], float], list[Proposal]]
+"""The queue's match function bound to its queue: a pool snapshot and ``now`` in, proposals out."""
 
 
 def token_hash(token: str) -> str:
@@ -86,7 +87,7 @@ class Director:
         self,
         store: TicketStore,
         queue: QueueLike,
-        match: MatchFunction,
+        match: Matcher,
         allocator: Allocating,
         *,
         lease_seconds: float = 15.0,

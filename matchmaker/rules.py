@@ -40,6 +40,8 @@ What each part means (``matchmaker.matching`` implements it):
   ``steps`` gives the ``value`` of the last step whose ``afterSeconds <= wait`` (the base before the
   first). Windows never shrink with wait.
 - **balanceAttribute**: teams are balanced on the sum of this numeric player attribute.
+- **matchFunction**: ``default`` or a plug-in's name. This module keeps it as data; the matchmaker
+  resolves it when its directors start (``matchmaker.functions``, ``matchmaker.app``).
 - **allocation**: the allocation request made for each match. ``{region}`` in any string value is
   replaced by the match's region (only with a latency rule, which is what chooses a region).
 """
@@ -60,13 +62,12 @@ from fleetmatch.errors import ValidationError
 from fleetmatch.models import API_VERSION, ObjectMeta
 from fleetmatch.names import namespace_error
 from fleetmatch.yamlsrc import load_documents
-from matchmaker.functions import DEFAULT, MatchFunction, match_function
 from matchmaker.models import TicketRequest
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from matchmaker.models import Player, Proposal, Ticket
+    from matchmaker.models import Player
 
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _ATTRIBUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -77,6 +78,8 @@ MAX_TEAMS = 64
 MAX_PLAYERS = 200
 """Players in one match, at most (FlexMatch's "large match" limit)."""
 MAX_RULES = 16
+DEFAULT_MATCH_FUNCTION = "default"
+"""``matchmaker.matching.find_matches``; any other name is a plug-in (``matchmaker.functions``)."""
 
 
 class RuleType(StrEnum):
@@ -270,7 +273,8 @@ class QueueSpec:
     balance_attribute: str = ""
     ticket_ttl_seconds: float = field(default=600.0, metadata={"wire": "ticketTTLSeconds"})
     tick_seconds: float = 0.5
-    match_function: str = DEFAULT
+    match_function: str = DEFAULT_MATCH_FUNCTION
+    """A name only: the matchmaker resolves it when its directors start (``matchmaker.app``)."""
     _allocations: dict[str, GameServerAllocationSpec] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -293,8 +297,9 @@ class QueueSpec:
             raise ValidationError("tickSeconds", f"must be within 0.01..60, got {self.tick_seconds}")
         if self.tick_seconds > self.ticket_ttl_seconds:
             raise ValidationError("tickSeconds", "must not exceed ticketTTLSeconds")
+        if not self.match_function.strip():
+            raise ValidationError("matchFunction", f"must name a match function, e.g. {DEFAULT_MATCH_FUNCTION}")
         self._check_allocation()
-        match_function(self.match_function)  # an unknown or broken function fails here, at load time
 
     def _check_allocation(self) -> None:
         if "selectors" not in self.allocation:
@@ -415,13 +420,6 @@ class Queue:
 
     def allocation_spec(self, region: str = "") -> GameServerAllocationSpec:
         return self.spec.allocation_spec(region)
-
-    def matcher(self) -> MatchFunction:
-        """The queue's match function (``spec.matchFunction``), checked when the queue was loaded."""
-        return match_function(self.spec.match_function)
-
-    def find_matches(self, pool: Sequence[Ticket], now: float) -> list[Proposal]:
-        return self.matcher()(pool, self, now)
 
     def check_ticket(self, request: TicketRequest) -> None:
         """Refuse a ticket this queue could never match, naming the field (``players[1].latencies``)."""

@@ -13,7 +13,7 @@ import pytest
 from fleetmatch.allocation import GameServerAllocationSpec, GameServerAllocationStatus
 from fleetmatch.allocator_client import AllocatorError
 from fleetmatch.logging import JsonFormatter, TextFormatter
-from matchmaker.director import Director, MatchFunction
+from matchmaker.director import Director, Matcher
 from matchmaker.models import Assignment, Player, Proposal, Ticket
 from matchmaker.rules import parse_queues
 from matchmaker.store import Reaped, TicketStore
@@ -65,7 +65,7 @@ def one_match(pool: Sequence[Ticket], now: float) -> list[Proposal]:
     return [Proposal(teams=((pool[0].id,), (pool[1].id,)))]
 
 
-def director(store: PoolStore, match: MatchFunction = one_match) -> Director:
+def director(store: PoolStore, match: Matcher = one_match) -> Director:
     # A PoolStore has no create/get/cancel/updates: a pass never calls them.
     return Director(cast(TicketStore, store), DUEL, match, Unreachable(), clock=lambda: NOW)
 
