@@ -30,6 +30,7 @@ from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, Gam
 from fleetmatch.allocator_client import AllocatorError
 from fleetmatch.codec import evolve
 from fleetmatch.errors import StoreError, ValidationError
+from fleetmatch.gctune import collector_paused
 from fleetmatch.models import TemplateMeta
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker import metrics
@@ -67,6 +68,17 @@ class QueueLike(Protocol):
 
 Matcher = Callable[[Sequence[Ticket], float], list[Proposal]]
 """The queue's match function bound to its queue: a pool snapshot and ``now`` in, proposals out."""
+
+
+def run_match(match: Matcher, pool: Sequence[Ticket], now: float) -> list[Proposal]:
+    """One call of the match function as a tick makes it: with the cyclic garbage collector paused.
+
+    A tick allocates hundreds of thousands of short-lived, acyclic objects; with a large pool alive,
+    the collections they trigger walk the whole pool again and again (at 100,000 tickets 10-20 % of
+    a tick, half of the proposal building; docs/benchmarks.md). ``loadtest.bench_match`` times this.
+    """
+    with collector_paused():
+        return match(pool, now)
 
 
 def token_hash(token: str) -> str:
@@ -135,9 +147,9 @@ class Director:
             now = self._clock()
             with metrics.MATCH_SECONDS.labels(queue=name).time():
                 if len(pool) > THREAD_POOL_SIZE:  # a big pool takes a while: keep the loop answering
-                    proposals = await asyncio.to_thread(self.match, pool, now)
+                    proposals = await asyncio.to_thread(run_match, self.match, pool, now)
                 else:
-                    proposals = self.match(pool, now)
+                    proposals = run_match(self.match, pool, now)
             report.proposals = len(proposals)
             by_id = {t.id: t for t in pool}
             results = await asyncio.gather(*(self._play_safely(p, by_id) for p in proposals))

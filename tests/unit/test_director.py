@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -80,3 +81,26 @@ async def test_a_failed_allocation_is_logged_with_its_queue_and_match_id(caplog:
     assert TextFormatter("%(message)s").format(rec).endswith(f"[queue=duel match_id={match_id}]")
     doc = json.loads(JsonFormatter().format(rec))
     assert (doc["queue"], doc["match_id"]) == ("duel", match_id)
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["in-loop", "worker-thread"])
+async def test_the_match_runs_with_the_collector_paused(monkeypatch: pytest.MonkeyPatch, threaded: bool) -> None:
+    """A tick's burst of short-lived objects beside a large pool: the director pauses the cyclic
+    collector around the match call (``fleetmatch.gctune``), in the loop or in the worker thread
+    a big pool goes to, and leaves it on afterwards."""
+    if threaded:
+        monkeypatch.setattr("matchmaker.director.THREAD_POOL_SIZE", 1)
+    seen: list[bool] = []
+
+    def spy(pool: Sequence[Ticket], now: float) -> list[Proposal]:
+        seen.append(gc.isenabled())
+        return []
+
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        report = await director(PoolStore(POOL), spy).tick()
+        assert gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert (report.pool, seen) == (2, [False])
