@@ -58,10 +58,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fleetmatch.allocation import GameServerAllocationSpec
 from fleetmatch.codec import from_wire
+from fleetmatch.documents import Kind, parse_documents, read_text
 from fleetmatch.errors import ValidationError
-from fleetmatch.models import API_VERSION, ObjectMeta
+from fleetmatch.models import ObjectMeta
 from fleetmatch.names import namespace_error
-from fleetmatch.yamlsrc import load_documents
 from matchmaker.models import TicketRequest
 
 if TYPE_CHECKING:
@@ -484,40 +484,26 @@ def _check_latencies(players: Sequence[Player], rule: Rule) -> None:
 # -- documents and files -------------------------------------------------------------------------
 
 
+QUEUE = Kind(Queue)
+
+
 def decode_queue(doc: Any) -> Queue:
     """A Queue document; ``apiVersion`` and ``kind`` are checked when present."""
-    if not isinstance(doc, Mapping):
-        raise ValidationError("", f"a Queue document must be a mapping, got {type(doc).__name__}")
-    body = dict(doc)
-    api_version = body.pop("apiVersion", API_VERSION)
-    kind = body.pop("kind", Queue.KIND)
-    if api_version != API_VERSION:
-        raise ValidationError("apiVersion", f"must be {API_VERSION}, got {api_version!r}")
-    if kind != Queue.KIND:
-        raise ValidationError("kind", f"must be {Queue.KIND}, got {kind!r}")
-    return from_wire(Queue, body)
+    return QUEUE.decode(doc)
 
 
 def parse_queues(text: str, source: str = "<input>") -> dict[str, Queue]:
     """Every Queue in ``text`` by name, in file order; errors name the source, field and line."""
     out: dict[str, Queue] = {}
-    for doc in load_documents(text, source):
-        try:
-            queue = decode_queue(doc.data)
-            if queue.name in out:
-                raise ValidationError("metadata.name", f"queue {queue.name!r} is declared twice")
-        except ValidationError as exc:
-            located = doc.locate(exc)
-            raise ValidationError(located.field, f"{source}: {located.message}", line=located.line) from None
+
+    def unique(queue: Queue) -> None:
+        if queue.name in out:
+            raise ValidationError("metadata.name", f"queue {queue.name!r} is declared twice")
         out[queue.name] = queue
-    if not out:
-        raise ValidationError("", f"{source}: no Queue document found")
+
+    parse_documents(text, source, (QUEUE,), unique)
     return out
 
 
 def load_queues(path: Path) -> dict[str, Queue]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValidationError("", f"cannot read {path}: {exc.strerror}") from None
-    return parse_queues(text, str(path))
+    return parse_queues(read_text(path), str(path))
