@@ -76,7 +76,8 @@ _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 REGION_PLACEHOLDER = "{region}"
 MAX_TEAMS = 64
 MAX_PLAYERS = 200
-"""Players in one match, at most (FlexMatch's "large match" limit)."""
+"""Players in one match, at most: the most a FlexMatch large match holds
+(https://docs.aws.amazon.com/gamelift/latest/flexmatchguide/match-design-rulesets-large.html)."""
 MAX_RULES = 16
 DEFAULT_MATCH_FUNCTION = "default"
 """``matchmaker.matching.find_matches``; any other name is a plug-in (``matchmaker.functions``)."""
