@@ -3,7 +3,9 @@
 Results follow Agones' GameServerAllocation: the request's document comes back with a ``status``.
 HTTP codes: 201 Allocated; 429 UnAllocated (nothing free: retry later or scale up); 409 Contention
 (lost every race it tried: retry now); 401 bad token; 400 malformed JSON; 413 body too large; 422
-invalid request, naming the field; 503 while the allocator has not yet read the store.
+invalid request, naming the field; 503 while the allocator has not yet read the store, or cannot
+reach it. The allocation results are answered here; errors are mapped by ``fleetmatch.http``, as
+for every fleetmatch API.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from aiohttp import web
 from allocator.allocation import Allocator
 from allocator.api import build_app, server_ssl_context
 from fleetmatch.backends import Backend
+from fleetmatch.gctune import freeze_heap
 from fleetmatch.http import start_site
 from fleetmatch.models import GameServer
 from fleetmatch.nodes import DEFAULT_LEASE_SECONDS
@@ -52,8 +52,7 @@ async def serve_allocator(
         )
         scheme = "https" if context is not None else "http"
         await allocator.wait_ready()
-        # The index is long-lived: keep the collector from re-scanning it on every collection.
-        gc.freeze()
+        freeze_heap()  # the index is built and long-lived: collections skip it from now on
         yield AllocatorService(f"{scheme}://{settings.host}:{port}", allocator)
     finally:
         await runner.cleanup()

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from fleetmatch.codec import from_wire, to_wire
+from fleetmatch.documents import Kind
 from fleetmatch.errors import ValidationError
 from fleetmatch.models import (
     ACCEPTED_API_VERSIONS,
@@ -294,18 +295,19 @@ class GameServerAllocation:
     KIND: ClassVar[str] = "GameServerAllocation"
 
 
+ALLOCATION = Kind(
+    GameServerAllocation,
+    ACCEPTED_API_VERSIONS | {"allocation.agones.dev/v1"},
+    ignored=frozenset({"metadata"}),  # accepted for kubectl-shaped documents; the namespace is the allocator's
+)
+
+
 def decode_allocation(doc: Any) -> GameServerAllocation:
-    """A request body: ``{"spec": {...}}``, with optional ``apiVersion``/``kind``/``metadata``."""
-    if not isinstance(doc, Mapping):
-        raise ValidationError("", f"the body must be a JSON object, got {type(doc).__name__}")
-    body = dict(doc)
-    api_version = body.pop("apiVersion", API_VERSION)
-    kind = body.pop("kind", GameServerAllocation.KIND)
-    body.pop("metadata", None)  # accepted for kubectl-shaped documents; the namespace is the allocator's
-    if api_version not in ACCEPTED_API_VERSIONS and api_version != "allocation.agones.dev/v1":
-        raise ValidationError("apiVersion", f"must be {API_VERSION}, got {api_version!r}")
-    if kind != GameServerAllocation.KIND:
-        raise ValidationError("kind", f"must be {GameServerAllocation.KIND}, got {kind!r}")
+    """A request body: ``{"spec": {...}}``, with optional ``apiVersion``/``kind``/``metadata``.
+
+    The envelope is ``ALLOCATION``'s, as for every document; the spec takes a faster path than the
+    generic decoder (it is on every request), with the same errors, and selectors are cached."""
+    body = ALLOCATION.body(doc)
     if body.get("status") is not None:
         raise ValidationError("status", "is set by the allocator; leave it out of requests")
     unknown = set(body) - {"spec", "status"}

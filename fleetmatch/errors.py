@@ -1,27 +1,42 @@
 """Errors shared by every fleetmatch package.
 
     FleetmatchError
-    ├── ValidationError        bad user input; names the field (HTTP 400/422, CLI exit 2)
+    ├── ValidationError        bad user input; names the field (HTTP 422, CLI exit 2)
     ├── StoreError             a state backend failed or refused
-    │   ├── NotFoundError      no object by that name
+    │   ├── NotFoundError      no object by that name (HTTP 404)
     │   ├── AlreadyExistsError create of a name that exists
     │   ├── ConflictError      update/delete whose version no longer matches
     │   ├── ExpiredError       watch from a version older than the kept history (re-list)
-    │   └── BackendError       the backend itself is unreachable or broken
+    │   └── BackendError       the backend itself is unreachable or broken (HTTP 503)
     └── ConfigError            settings or environment cannot work (one line says what to do)
 
-Service packages subclass these for their own cases; one HTTP middleware per API maps them.
+Service packages subclass these for their own cases. An error a client can act on says so in
+``http_status`` (and ``http_code``, ``retry_after``); ``fleetmatch.http`` turns that into the HTTP
+answer, in one place for every API. The rest escaping a handler are 500s: bugs, logged.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class FleetmatchError(Exception):
     """Base of every error fleetmatch raises on purpose."""
 
+    http_status: ClassVar[int | None] = None
+    """The HTTP status an API answers with when this error escapes a handler; None: a 500 (a bug)."""
+    http_code: ClassVar[str | None] = None
+    """The answer's ``error.code``; None: the status's usual one (``NotFound`` for 404...)."""
+    public_message: ClassVar[str | None] = None
+    """Said instead of the error's own text, which may name internals (hosts, keys); it is logged."""
+    retry_after: float | None = None
+    """Seconds after which retrying makes sense (HTTP ``Retry-After``), when the error knows."""
+
 
 class ValidationError(FleetmatchError, ValueError):
     """User input is wrong. ``field`` is a dotted path such as ``spec.template.spec.ports[0].portPolicy``."""
+
+    http_status = 422
 
     def __init__(self, field: str, message: str, *, line: int | None = None) -> None:
         self.field = field
@@ -55,6 +70,8 @@ class StoreError(FleetmatchError):
 
 
 class NotFoundError(StoreError):
+    http_status = 404
+
     def __init__(self, kind: str, name: str) -> None:
         self.kind, self.name = kind, name
         super().__init__(f'{kind} "{name}" not found')
@@ -86,3 +103,6 @@ class ExpiredError(StoreError):
 
 class BackendError(StoreError):
     """The backend is unreachable or answered something unexpected."""
+
+    http_status = 503
+    public_message = "the store is unavailable; retry shortly"

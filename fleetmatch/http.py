@@ -1,10 +1,14 @@
 """What every fleetmatch HTTP API shares: JSON errors, bearer-token auth, body reading.
 
-Errors are mapped to HTTP in one place (``api_middleware``), always as
-``{"error": {"code": "...", "message": "...", "field": "..."}}``: a ``ValidationError`` is 422 and
-names the field, malformed JSON is 400, a missing or wrong token 401, a body over the limit 413,
-and anything unexpected 500 with a log line, never a traceback to the client.
-(The Agones SDK endpoints keep Agones' own error shape; see ``sdk_sidecar.http``.)
+Errors become HTTP answers in one place (``error_response``), for every API, always as
+``{"error": {"code": "...", "message": "...", "field": "..."}}``. A ``FleetmatchError`` that
+declares an ``http_status`` gets it (``ValidationError`` 422 naming the field, ``NotFoundError``
+404, ``BackendError`` 503, the services' own errors theirs, with ``Retry-After`` when they know);
+aiohttp's own (malformed JSON 400, body over the limit 413, 405 with ``Allow``) keep their status;
+anything else is a 500 with a log line, never a traceback to the client. Two middlewares use it:
+``api_middleware`` (a shared bearer token, the allocation API) and ``errors_middleware`` (an API
+that authenticates per request, the ticket API). (The Agones SDK endpoints keep Agones' own error
+shape; see ``sdk_sidecar.http``.)
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from fleetmatch.errors import ConfigError, ValidationError
+from fleetmatch.errors import ConfigError, FleetmatchError, ValidationError
 from fleetmatch.metrics import add_metrics_routes
 
 log = logging.getLogger(__name__)
@@ -63,18 +69,37 @@ PUBLIC = web.AppKey("fleetmatch.public_paths", frozenset)
 TOKEN = web.AppKey("fleetmatch.token", str)
 
 
+def error_response(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON problem answering ``exc``: the one place errors become HTTP answers."""
+    status = exc.http_status if isinstance(exc, FleetmatchError) else None
+    if isinstance(exc, FleetmatchError) and status is not None:
+        if status >= 500:
+            log.warning("%s %s: %s", request.method, request.path, exc)
+        if isinstance(exc, ValidationError):
+            response = problem(status, exc.message, code=exc.http_code, field=exc.field)
+        else:
+            response = problem(status, exc.public_message or str(exc), code=exc.http_code)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
+    if isinstance(exc, web.HTTPException) and exc.status >= 400:
+        response = problem(exc.status, exc.text if exc.status == 413 and exc.text else exc.reason)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    log.error("%s %s failed", request.method, request.path, exc_info=exc)
+    return problem(500, "internal error (see the server log)")
+
+
 async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ValidationError as exc:
-        return problem(422, exc.message, field=exc.field)
     except web.HTTPException as exc:
         if exc.status < 400:
-            raise
-        return problem(exc.status, exc.reason if exc.status != 413 else exc.text or exc.reason)
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        return problem(500, "internal error (see the server log)")
+            raise  # a redirect is an answer, not an error
+        return error_response(request, exc)
+    except Exception as exc:
+        return error_response(request, exc)
 
 
 @web.middleware
@@ -90,6 +115,20 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     if not hmac.compare_digest(given.strip().encode(), request.app[TOKEN].encode()):
         return problem(401, "invalid bearer token")
     return await _answer(request, handler)
+
+
+def errors_middleware(observe: Callable[[web.Request, int], None] | None = None) -> Middleware:
+    """Errors to JSON problems, for an API that authenticates each request itself. ``observe``
+    sees every answer's status (request counters), in the same middleware layer."""
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await _answer(request, handler)
+        if observe is not None:
+            observe(request, response.status)
+        return response
+
+    return errors
 
 
 async def read_json(request: web.Request) -> Any:

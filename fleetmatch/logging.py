@@ -1,7 +1,8 @@
 """Logging configuration as data; only the CLI applies it.
 
-Identity travels in ``extra`` under fixed keys (``gameserver``, ``fleet``, ``ticket_id``,
-``match_id``); the text format appends them, the JSON format emits them as fields.
+Identity travels in ``extra`` under fixed keys (``IDENTITY_KEYS``: ``gameserver``, ``fleet``, ``node``,
+``queue``, ``ticket_id``, ``match_id``); the text format appends them, the JSON format emits them as
+fields. A key left out of ``IDENTITY_KEYS`` is silently dropped by both formats.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import logging.config
 from typing import Any
 
-IDENTITY_KEYS = ("gameserver", "fleet", "node", "ticket_id", "match_id")
+IDENTITY_KEYS = ("gameserver", "fleet", "node", "queue", "ticket_id", "match_id")
 
 
 class TextFormatter(logging.Formatter):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from fleetmatch.codec import Timestamp, evolve, from_wire, to_wire
+from fleetmatch.codec import Timestamp, evolve, to_wire
 from fleetmatch.errors import ValidationError
 from fleetmatch.names import label_value_error, namespace_error, object_name_error, qualified_name_error
 
@@ -580,20 +580,6 @@ def with_meta(obj: R, **changes: Any) -> R:
 def encode(obj: GameServer | Fleet | FleetAutoscaler) -> dict[str, Any]:
     """The wire document of a resource, with ``apiVersion`` and ``kind``."""
     return {"apiVersion": API_VERSION, "kind": obj.KIND, **to_wire(obj)}
-
-
-def decode(cls: type[R], doc: Any) -> R:
-    """Decode a wire document strictly; ``apiVersion``/``kind`` are checked when present."""
-    if not isinstance(doc, Mapping):
-        raise ValidationError("", f"a {cls.KIND} document must be a mapping, got {type(doc).__name__}")
-    body = dict(doc)
-    api_version = body.pop("apiVersion", API_VERSION)
-    kind = body.pop("kind", cls.KIND)
-    if api_version not in ACCEPTED_API_VERSIONS:
-        raise ValidationError("apiVersion", f"must be {API_VERSION}, got {api_version!r}")
-    if kind != cls.KIND:
-        raise ValidationError("kind", f"must be {cls.KIND}, got {kind!r}")
-    return from_wire(cls, body)
 
 
 def failed(gs: GameServer, state: GameServerState, why: str, *, its_own_fault: bool = True) -> GameServer | None:

@@ -2,7 +2,8 @@
 
 ``load_documents(text)`` returns each document with a map from field path
 (``spec.template.spec.ports[0].portPolicy``, the same paths ``ValidationError`` uses) to its line.
-``locate(error, doc)`` adds the line of the deepest path that exists in the source.
+``doc.locate(error)`` adds the line of the deepest path that exists in the source;
+``fleetmatch.documents`` decodes the documents and locates every error this way.
 """
 
 from __future__ import annotations

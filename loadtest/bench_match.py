@@ -4,7 +4,8 @@ Run ``python -m loadtest.bench_match``; it prints one JSON document. Pools are r
 (the same pool every run): skill ~ N(1500, 300) per player, parties of 1-4 players (60/20/10/10 %)
 for 4v4 and solos for 1v1, latencies to three regions drawn per player (20-200 ms, one region
 usually near), enqueue times spread over the last 60 s. One tick is one ``find_matches`` call on
-the whole pool, as a director makes it. Beside each figure, in the same run: sorting the same pool
+the whole pool, as a director makes it (``matchmaker.director.run_match``: with the cyclic garbage
+collector paused). Beside each figure, in the same run: sorting the same pool
 by enqueue time (the least any matcher does), because the machines are shared and noisy: compare
 ratios, not absolute numbers across runs. ``leftover`` is a second tick on what the first left
 unmatched: the steady state of a queue whose remaining tickets mostly cannot match yet.
@@ -30,7 +31,8 @@ from functools import partial
 from operator import attrgetter
 from typing import Any, TypeVar
 
-from matchmaker.matching import find_matches
+from matchmaker.app import matchers
+from matchmaker.director import run_match
 from matchmaker.models import Player, Ticket
 from matchmaker.rules import Queue, parse_queues
 
@@ -101,10 +103,11 @@ def _tick_figures(queue: Queue, size: int, repeat: int) -> dict[str, Any]:
     """One queue, one pool size: a tick on the fresh pool, and a second tick on what it left."""
     pool = make_pool(queue, size)
     sort_seconds, _ = _timed(repeat, partial(sorted, pool, key=attrgetter("enqueued_at")))
-    seconds, proposals = _timed(repeat, partial(find_matches, pool, queue, NOW))
+    match = matchers({queue.name: queue})[queue.name]  # find_matches, bound as the directors get it
+    seconds, proposals = _timed(repeat, partial(run_match, match, pool, NOW))
     matched = {t for p in proposals for t in p.ticket_ids}
     leftover = [t for t in pool if t.id not in matched]
-    left_seconds, left_proposals = _timed(repeat, partial(find_matches, leftover, queue, NOW))
+    left_seconds, left_proposals = _timed(repeat, partial(run_match, match, leftover, NOW))
     sizes = {t.id: t.size for t in pool}
     players = [sum(sizes[t] for t in p.ticket_ids) for p in proposals]
     return {

@@ -85,9 +85,9 @@ from pathlib import Path
 from random import Random
 from typing import Any, ClassVar
 
-from fleetmatch.codec import from_wire
+from fleetmatch.documents import Kind, decode_document, read_text
 from fleetmatch.errors import ValidationError
-from fleetmatch.models import API_VERSION, ObjectMeta
+from fleetmatch.models import ObjectMeta
 from fleetmatch.names import namespace_error
 from fleetmatch.yamlsrc import load_documents
 from matchmaker.models import MAX_PARTY, Player
@@ -827,20 +827,18 @@ def _normalized_spec(spec: Any) -> Any:
     return out
 
 
-def decode_scenario(doc: Any) -> Scenario:
-    """A LoadTest document; ``apiVersion`` and ``kind`` are checked when present."""
-    if not isinstance(doc, Mapping):
-        raise ValidationError("", f"a {Scenario.KIND} document must be a mapping, got {type(doc).__name__}")
-    body = dict(doc)
-    api_version = body.pop("apiVersion", API_VERSION)
-    kind = body.pop("kind", Scenario.KIND)
-    if api_version != API_VERSION:
-        raise ValidationError("apiVersion", f"must be {API_VERSION}, got {api_version!r}")
-    if kind != Scenario.KIND:
-        raise ValidationError("kind", f"must be {Scenario.KIND}, got {kind!r}")
+def _expanded(body: dict[str, Any]) -> dict[str, Any]:
     if "spec" in body:
         body["spec"] = _normalized_spec(body["spec"])
-    return from_wire(Scenario, body)
+    return body
+
+
+LOADTEST = Kind(Scenario, expand=_expanded)
+
+
+def decode_scenario(doc: Any) -> Scenario:
+    """A LoadTest document; ``apiVersion`` and ``kind`` are checked when present."""
+    return LOADTEST.decode(doc)
 
 
 def parse_scenario(text: str, source: str = "<input>") -> Scenario:
@@ -850,21 +848,12 @@ def parse_scenario(text: str, source: str = "<input>") -> Scenario:
         raise ValidationError(
             "", f"{source}: a scenario file holds exactly one {Scenario.KIND} document, got {len(docs)}"
         )
-    (doc,) = docs
-    try:
-        return decode_scenario(doc.data)
-    except ValidationError as exc:
-        located = doc.locate(exc)
-        raise ValidationError(located.field, f"{source}: {located.message}", line=located.line) from None
+    return decode_document(docs[0], (LOADTEST,))
 
 
 def load_scenario(path: Path | str) -> Scenario:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValidationError("", f"cannot read {path}: {exc.strerror}") from None
-    return parse_scenario(text, str(path))
+    return parse_scenario(read_text(path), str(path))
 
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"

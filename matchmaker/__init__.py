@@ -1,7 +1,9 @@
-"""The matchmaker (not built yet: issue 4).
+"""The matchmaker: players' tickets in, matches on allocated game servers out.
 
-It will hold the ticket API (aiohttp), the Redis ticket store with its atomic Lua claim, queue
-rules as data, the pure matching function and the director loop that allocates a server for each
-match through the allocator. Until then this package is intentionally empty: nothing here is
-imported by the running stack, and no placeholder pretends to work.
+- ``models``, ``rules`` (queue rules as data), ``matching`` (the default match function, pure),
+  ``functions`` (match functions by name, plug-ins through entry points): deciding matches.
+- ``store`` (the ticket-store port), ``tickets`` (Redis, atomic Lua claims), ``push`` (one change
+  feed per queue for every waiting client): the tickets.
+- ``auth``, ``api``, ``openapi``: the ticket API; ``director``: one loop per queue that claims,
+  allocates and assigns; ``app``: the composition of the two.
 """

@@ -13,7 +13,8 @@ with a player token or an API key; see ``matchmaker.auth``):
 - ``DELETE /v1/tickets/{id}`` -> 200 and the ticket after cancelling (a ticket already final is
   returned unchanged).
 
-Errors, mapped once here, are ``{"error": {"code", "message", "field"?}}``: 400 malformed JSON; 401
+Errors (``matchmaker.errors``, mapped by ``fleetmatch.http``, as for every fleetmatch API) are
+``{"error": {"code", "message", "field"?}}``: 400 malformed JSON; 401
 missing, forged or expired credentials (``WWW-Authenticate: Bearer``); 404 no such ticket **or not
 yours** (ids do not leak); 413 body over ``max_body_bytes``; 422 invalid ticket naming the field
 (unknown queue, wrong attribute type, party larger than a team, a player token opening a ticket
@@ -33,15 +34,13 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, web
-from aiohttp.typedefs import Handler, Middleware
 
 from fleetmatch.codec import from_wire, to_wire
-from fleetmatch.errors import BackendError, FleetmatchError, NotFoundError, ValidationError
-from fleetmatch.http import problem, read_json
+from fleetmatch.errors import FleetmatchError, NotFoundError, ValidationError
+from fleetmatch.http import errors_middleware, read_json
 from fleetmatch.metrics import metrics_handler
 from fleetmatch.settings import MatchmakerSettings
 from matchmaker.auth import Authenticator, Principal, RateLimiter
-from matchmaker.errors import AuthError, RateLimitedError, TooManyTicketsError
 from matchmaker.metrics import API_REQUESTS, TICKETS
 from matchmaker.models import Ticket, TicketRequest, TicketState, new_ticket_id, queue_of
 from matchmaker.openapi import OPENAPI
@@ -97,7 +96,9 @@ class _Counters:
         self._requests: dict[tuple[str, int], Any] = {}
         self._tickets: dict[tuple[str, str], Any] = {}
 
-    def request(self, route: str, status: int) -> None:
+    def answered(self, request: web.Request, status: int) -> None:
+        """Count an answer by route and status (``fleetmatch.http.errors_middleware`` calls it)."""
+        route = _route(request)
         child = self._requests.get((route, status))
         if child is None:
             child = self._requests[route, status] = API_REQUESTS.labels(route, str(status))
@@ -318,53 +319,9 @@ def _log_stream_end(ticket_id: str, exc: Exception) -> None:
         log.exception("stream of ticket %s failed", ticket_id, extra={"ticket_id": ticket_id})
 
 
-def _error_response(request: web.Request, exc: Exception) -> web.Response:
-    if isinstance(exc, ValidationError):
-        return problem(422, exc.message, field=exc.field)
-    if isinstance(exc, NotFoundError):
-        return problem(404, str(exc))
-    if isinstance(exc, AuthError):
-        return problem(401, str(exc))
-    if isinstance(exc, TooManyTicketsError):
-        return problem(429, str(exc), code="TooManyTickets")
-    if isinstance(exc, RateLimitedError):
-        response = problem(429, str(exc), code="RateLimited")
-        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-        return response
-    if isinstance(exc, BackendError):
-        log.warning("%s %s: store unavailable: %s", request.method, request.path, exc)
-        return problem(503, "the ticket store is unavailable; retry shortly")
-    if isinstance(exc, web.HTTPException) and exc.status >= 400:
-        message = exc.text if exc.status == 413 and exc.text else exc.reason
-        response = problem(exc.status, message)
-        if "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
-    log.exception("%s %s failed", request.method, request.path)
-    return problem(500, "internal error (see the server log)")
-
-
 def _route(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return f"{request.method} {resource.canonical}" if resource is not None else "other"
-
-
-def _middleware(counters: _Counters) -> Middleware:
-    @web.middleware
-    async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Typed errors to JSON problems, once; every answer counted by route and status."""
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            response = _error_response(request, exc)
-        except Exception as exc:
-            response = _error_response(request, exc)
-        counters.request(_route(request), response.status)
-        return response
-
-    return errors_and_metrics
 
 
 TICKET_API = web.AppKey("matchmaker.ticket_api", TicketApi)
@@ -382,7 +339,9 @@ def build_app(
     """The ticket API over ``store`` for ``queues``. Shutting the app down closes ``hub``, which
     ends every stream and long-poll at once (clients reconnect to another frontend)."""
     api = TicketApi(store, queues, settings, hub, clock=clock, keepalive_seconds=keepalive_seconds)
-    app = web.Application(middlewares=[_middleware(api.counters)], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[errors_middleware(observe=api.counters.answered)], client_max_size=settings.max_body_bytes
+    )
     app[TICKET_API] = api
 
     async def healthz(_: web.Request) -> web.Response:

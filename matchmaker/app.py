@@ -3,23 +3,29 @@
 ``serve_matchmaker`` is what ``fleetmatch matchmaker`` and ``fleetmatch up`` run. The API and the
 directors may also run in separate processes (``api`` / ``directors`` flags): any number of each
 can share one Redis, the directors coordinating only through the store's atomic claims.
+
+This is also where each queue's ``spec.matchFunction`` is resolved to a function (``matchers``):
+the rules hold only the name, and the pure matcher knows nothing of plug-ins.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from fleetmatch.allocator_client import AllocatorClient
+from fleetmatch.errors import ValidationError
 from fleetmatch.http import start_site
 from fleetmatch.settings import MatchmakerSettings
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.api import build_app
-from matchmaker.director import Director
+from matchmaker.director import Director, Matcher
+from matchmaker.functions import MatchFunction, match_function
+from matchmaker.models import Proposal, Ticket
 from matchmaker.push import Hub
 from matchmaker.rules import Queue
 from matchmaker.store import TicketStore
@@ -32,6 +38,26 @@ class MatchmakerService:
     url: str
     """The ticket API's base URL ('' when this process serves no API)."""
     directors: dict[str, Director] = field(default_factory=dict)
+
+
+def matchers(queues: Mapping[str, Queue]) -> dict[str, Matcher]:
+    """Each queue's match function (``spec.matchFunction``), bound to the queue. An unknown or
+    broken plug-in is a ``ValidationError`` naming the queue and the field, before anything starts."""
+    out: dict[str, Matcher] = {}
+    for name, queue in queues.items():
+        try:
+            function = match_function(queue.spec.match_function)
+        except ValidationError as exc:
+            raise ValidationError(f"spec.{exc.field}", f"queue {name!r}: {exc.message}") from None
+        out[name] = _bound(function, queue)
+    return out
+
+
+def _bound(function: MatchFunction, queue: Queue) -> Matcher:
+    def match(pool: Sequence[Ticket], now: float) -> list[Proposal]:
+        return function(pool, queue, now)
+
+    return match
 
 
 @contextlib.asynccontextmanager
@@ -51,11 +77,12 @@ async def serve_matchmaker(
     service = MatchmakerService(url="")
     async with contextlib.AsyncExitStack() as stack:
         if directors:
+            match = matchers(queues)
             client = AllocatorClient(allocator_url, allocator_token)
             stack.push_async_callback(client.close)
             tasks = []
             for name, queue in queues.items():
-                director = Director(store, queue, queue.find_matches, client, lease_seconds=settings.lease_seconds)
+                director = Director(store, queue, match[name], client, lease_seconds=settings.lease_seconds)
                 service.directors[name] = director
                 tasks.append(supervised(f"director[{name}]", director.run))
             stack.push_async_callback(cancel_and_wait, *tasks)

@@ -30,6 +30,7 @@ from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, Gam
 from fleetmatch.allocator_client import AllocatorError
 from fleetmatch.codec import evolve
 from fleetmatch.errors import StoreError, ValidationError
+from fleetmatch.gctune import collector_paused
 from fleetmatch.models import TemplateMeta
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker import metrics
@@ -65,7 +66,19 @@ class QueueLike(Protocol):
     def allocation_spec(self, region: str) -> GameServerAllocationSpec: ...
 
 
-MatchFunction = Callable[[Sequence[Ticket], float], list[Proposal]]
+Matcher = Callable[[Sequence[Ticket], float], list[Proposal]]
+"""The queue's match function bound to its queue: a pool snapshot and ``now`` in, proposals out."""
+
+
+def run_match(match: Matcher, pool: Sequence[Ticket], now: float) -> list[Proposal]:
+    """One call of the match function as a tick makes it: with the cyclic garbage collector paused.
+
+    A tick allocates hundreds of thousands of short-lived, acyclic objects; with a large pool alive,
+    the collections they trigger walk the whole pool again and again (at 100,000 tickets 10-20 % of
+    a tick, half of the proposal building; docs/benchmarks.md). ``loadtest.bench_match`` times this.
+    """
+    with collector_paused():
+        return match(pool, now)
 
 
 def token_hash(token: str) -> str:
@@ -86,7 +99,7 @@ class Director:
         self,
         store: TicketStore,
         queue: QueueLike,
-        match: MatchFunction,
+        match: Matcher,
         allocator: Allocating,
         *,
         lease_seconds: float = 15.0,
@@ -102,7 +115,8 @@ class Director:
         self._clock = clock
         self._backoff = 0.0
         self._gauged_regions: set[str] = set()
-        self._log = logging.LoggerAdapter(log, {"queue": queue.name})
+        self._ids = {"queue": queue.name}
+        """Log identity (``fleetmatch.logging.IDENTITY_KEYS``); a match's lines add its ``match_id``."""
 
     async def run(self) -> None:
         """Tick every ``queue.tick_seconds`` (longer while the fleet has no room) until cancelled."""
@@ -112,7 +126,7 @@ class Director:
                 await self.tick()
             except StoreError as exc:
                 raise_if_cancelling()
-                self._log.warning("director pass on %s failed: %s", self.queue.name, exc)
+                log.warning("director pass on %s failed: %s", self.queue.name, exc, extra=self._ids)
             elapsed = time.perf_counter() - started
             await asyncio.sleep(max(0.0, self.queue.tick_seconds + self._backoff - elapsed))
 
@@ -133,9 +147,9 @@ class Director:
             now = self._clock()
             with metrics.MATCH_SECONDS.labels(queue=name).time():
                 if len(pool) > THREAD_POOL_SIZE:  # a big pool takes a while: keep the loop answering
-                    proposals = await asyncio.to_thread(self.match, pool, now)
+                    proposals = await asyncio.to_thread(run_match, self.match, pool, now)
                 else:
-                    proposals = self.match(pool, now)
+                    proposals = run_match(self.match, pool, now)
             report.proposals = len(proposals)
             by_id = {t.id: t for t in pool}
             results = await asyncio.gather(*(self._play_safely(p, by_id) for p in proposals))
@@ -168,7 +182,7 @@ class Director:
             return await self._play(proposal, tickets)
         except (StoreError, ValidationError) as exc:
             raise_if_cancelling()
-            self._log.warning("proposal %s failed: %s", proposal.ticket_ids, exc)
+            log.warning("proposal %s failed: %s", proposal.ticket_ids, exc, extra=self._ids)
             metrics.ALLOCATION_FAILURES.labels(queue=self.queue.name, reason="error").inc()
             return "error"
 
@@ -204,7 +218,7 @@ class Director:
         try:
             status = await self.allocator.allocate(spec)
         except AllocatorError as exc:
-            self._log.warning("allocation for match %s failed: %s", match_id, exc)
+            log.warning("allocation for match %s failed: %s", match_id, exc, extra={**self._ids, "match_id": match_id})
             self._back_off()
             return "error"
         if status.state is not AllocationState.ALLOCATED:
@@ -228,8 +242,11 @@ class Director:
         if not await self.store.assign(name, match_id, assignments):
             # A ticket was cancelled (or the lease ran out) after the claim: the others go back.
             # The server was allocated for nobody; the game ends it when no player joins.
-            self._log.info(
-                "match %s lost a ticket before assignment; its server %s goes unused", match_id, status.game_server_name
+            log.info(
+                "match %s lost a ticket before assignment; its server %s goes unused",
+                match_id,
+                status.game_server_name,
+                extra={**self._ids, "match_id": match_id},
             )
             return "lost-lease"
         now = self._clock()

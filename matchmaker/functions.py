@@ -6,26 +6,26 @@ distribution under the entry-point group ``fleetmatch.match_functions``, e.g. in
     [project.entry-points."fleetmatch.match_functions"]
     fifo = "mygame.matching:fifo"
 
-and chosen per queue with ``spec.matchFunction: fifo``. The name is resolved (and the object
-imported) when the queue is loaded, so a typo or a broken plugin fails at start-up with the field
-named, not at the first tick. A plugin must honour the same contract as the default: a pure
-function of its arguments, no ticket in two proposals, parties never split.
+and chosen per queue with ``spec.matchFunction: fifo``. Queue rules keep only the name; the
+matchmaker resolves it (and imports the plug-in) when its directors start (``matchmaker.app``), so
+a typo or a broken plug-in fails at start-up with the field named, not at the first tick. A plug-in
+must honour the same contract as the default: a pure function of its arguments, no ticket in two
+proposals, parties never split.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from fleetmatch.errors import ValidationError
-
-if TYPE_CHECKING:
-    from matchmaker.models import Proposal, Ticket
-    from matchmaker.rules import Queue
+from matchmaker.matching import find_matches
+from matchmaker.models import Proposal, Ticket
+from matchmaker.rules import DEFAULT_MATCH_FUNCTION, Queue
 
 GROUP = "fleetmatch.match_functions"
-DEFAULT = "default"
+DEFAULT = DEFAULT_MATCH_FUNCTION
 
 
 class MatchFunction(Protocol):
@@ -49,8 +49,6 @@ def match_function(name: str) -> MatchFunction:
     """The function named ``name``; ``ValidationError`` on ``matchFunction`` if there is none or it
     cannot be imported. Loaded plugins are remembered: a tick does not scan the installed packages."""
     if name == DEFAULT:
-        from matchmaker.matching import find_matches  # here: matching imports the rules, which import us
-
         return find_matches
     fn = _loaded.get(name)
     if fn is not None:

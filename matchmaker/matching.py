@@ -35,8 +35,9 @@ One tick, ``find_matches(pool, queue, now)``:
 
 Cost: at 100,000 tickets a tick is a second or two of CPU on a small shared VM (see
 ``loadtest/bench_match.py``), about a third of it reading the tickets and building the proposals
-(object work any matcher pays), the rest the per-seed walk and rules. The cyclic garbage collector
-is paused during a tick (``_collector_paused``).
+(object work any matcher pays), the rest the per-seed walk and rules. The director runs each tick
+with the cyclic garbage collector paused (``fleetmatch.gctune``): a tick's many short-lived objects
+beside a large live pool would otherwise trigger collections that walk the pool again and again.
 
 A ticket is in at most one proposal; proposals come in seed order (oldest first), and the result is
 the same for the same pool in any order.
@@ -44,8 +45,6 @@ the same for the same pool in any order.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import math
 import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -66,27 +65,7 @@ _QUEUED = TicketState.QUEUED
 
 def find_matches(pool: Sequence[Ticket], queue: Queue, now: float) -> list[Proposal]:
     """Proposed matches for ``queue`` from ``pool`` (queued tickets, any order) at time ``now``."""
-    with _collector_paused():
-        return _Tick(queue, now).run(pool)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for one tick.
-
-    A tick allocates hundreds of thousands of short-lived, acyclic objects; with a large pool alive,
-    the collections they trigger walk the whole pool again and again (measured at 100,000 tickets:
-    10-20 % of a tick, and half of the proposal building). Reference counting still frees
-    everything the tick drops; the collector resumes, if it was on, before the tick returns (ticks in
-    several threads each restore what they found, so the last one out leaves it on).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+    return _Tick(queue, now).run(pool)
 
 
 def _find(links: list[int], i: int) -> int:

@@ -40,6 +40,8 @@ What each part means (``matchmaker.matching`` implements it):
   ``steps`` gives the ``value`` of the last step whose ``afterSeconds <= wait`` (the base before the
   first). Windows never shrink with wait.
 - **balanceAttribute**: teams are balanced on the sum of this numeric player attribute.
+- **matchFunction**: ``default`` or a plug-in's name. This module keeps it as data; the matchmaker
+  resolves it when its directors start (``matchmaker.functions``, ``matchmaker.app``).
 - **allocation**: the allocation request made for each match. ``{region}`` in any string value is
   replaced by the match's region (only with a latency rule, which is what chooses a region).
 """
@@ -56,17 +58,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from fleetmatch.allocation import GameServerAllocationSpec
 from fleetmatch.codec import from_wire
+from fleetmatch.documents import Kind, parse_documents, read_text
 from fleetmatch.errors import ValidationError
-from fleetmatch.models import API_VERSION, ObjectMeta
+from fleetmatch.models import ObjectMeta
 from fleetmatch.names import namespace_error
-from fleetmatch.yamlsrc import load_documents
-from matchmaker.functions import DEFAULT, MatchFunction, match_function
 from matchmaker.models import TicketRequest
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from matchmaker.models import Player, Proposal, Ticket
+    from matchmaker.models import Player
 
 _RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 _ATTRIBUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -75,8 +76,11 @@ _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 REGION_PLACEHOLDER = "{region}"
 MAX_TEAMS = 64
 MAX_PLAYERS = 200
-"""Players in one match, at most (FlexMatch's "large match" limit)."""
+"""Players in one match, at most: the most a FlexMatch large match holds
+(https://docs.aws.amazon.com/gamelift/latest/flexmatchguide/match-design-rulesets-large.html)."""
 MAX_RULES = 16
+DEFAULT_MATCH_FUNCTION = "default"
+"""``matchmaker.matching.find_matches``; any other name is a plug-in (``matchmaker.functions``)."""
 
 
 class RuleType(StrEnum):
@@ -270,7 +274,8 @@ class QueueSpec:
     balance_attribute: str = ""
     ticket_ttl_seconds: float = field(default=600.0, metadata={"wire": "ticketTTLSeconds"})
     tick_seconds: float = 0.5
-    match_function: str = DEFAULT
+    match_function: str = DEFAULT_MATCH_FUNCTION
+    """A name only: the matchmaker resolves it when its directors start (``matchmaker.app``)."""
     _allocations: dict[str, GameServerAllocationSpec] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -293,8 +298,9 @@ class QueueSpec:
             raise ValidationError("tickSeconds", f"must be within 0.01..60, got {self.tick_seconds}")
         if self.tick_seconds > self.ticket_ttl_seconds:
             raise ValidationError("tickSeconds", "must not exceed ticketTTLSeconds")
+        if not self.match_function.strip():
+            raise ValidationError("matchFunction", f"must name a match function, e.g. {DEFAULT_MATCH_FUNCTION}")
         self._check_allocation()
-        match_function(self.match_function)  # an unknown or broken function fails here, at load time
 
     def _check_allocation(self) -> None:
         if "selectors" not in self.allocation:
@@ -416,13 +422,6 @@ class Queue:
     def allocation_spec(self, region: str = "") -> GameServerAllocationSpec:
         return self.spec.allocation_spec(region)
 
-    def matcher(self) -> MatchFunction:
-        """The queue's match function (``spec.matchFunction``), checked when the queue was loaded."""
-        return match_function(self.spec.match_function)
-
-    def find_matches(self, pool: Sequence[Ticket], now: float) -> list[Proposal]:
-        return self.matcher()(pool, self, now)
-
     def check_ticket(self, request: TicketRequest) -> None:
         """Refuse a ticket this queue could never match, naming the field (``players[1].latencies``)."""
         spec = self.spec
@@ -486,40 +485,26 @@ def _check_latencies(players: Sequence[Player], rule: Rule) -> None:
 # -- documents and files -------------------------------------------------------------------------
 
 
+QUEUE = Kind(Queue)
+
+
 def decode_queue(doc: Any) -> Queue:
     """A Queue document; ``apiVersion`` and ``kind`` are checked when present."""
-    if not isinstance(doc, Mapping):
-        raise ValidationError("", f"a Queue document must be a mapping, got {type(doc).__name__}")
-    body = dict(doc)
-    api_version = body.pop("apiVersion", API_VERSION)
-    kind = body.pop("kind", Queue.KIND)
-    if api_version != API_VERSION:
-        raise ValidationError("apiVersion", f"must be {API_VERSION}, got {api_version!r}")
-    if kind != Queue.KIND:
-        raise ValidationError("kind", f"must be {Queue.KIND}, got {kind!r}")
-    return from_wire(Queue, body)
+    return QUEUE.decode(doc)
 
 
 def parse_queues(text: str, source: str = "<input>") -> dict[str, Queue]:
     """Every Queue in ``text`` by name, in file order; errors name the source, field and line."""
     out: dict[str, Queue] = {}
-    for doc in load_documents(text, source):
-        try:
-            queue = decode_queue(doc.data)
-            if queue.name in out:
-                raise ValidationError("metadata.name", f"queue {queue.name!r} is declared twice")
-        except ValidationError as exc:
-            located = doc.locate(exc)
-            raise ValidationError(located.field, f"{source}: {located.message}", line=located.line) from None
+
+    def unique(queue: Queue) -> None:
+        if queue.name in out:
+            raise ValidationError("metadata.name", f"queue {queue.name!r} is declared twice")
         out[queue.name] = queue
-    if not out:
-        raise ValidationError("", f"{source}: no Queue document found")
+
+    parse_documents(text, source, (QUEUE,), unique)
     return out
 
 
 def load_queues(path: Path) -> dict[str, Queue]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValidationError("", f"cannot read {path}: {exc.strerror}") from None
-    return parse_queues(text, str(path))
+    return parse_queues(read_text(path), str(path))

@@ -21,6 +21,7 @@ from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, Gam
 from fleetmatch.allocator_client import AllocatorClient, AllocatorError
 from fleetmatch.backends.base import Backend
 from fleetmatch.backends.redis.store import RedisStore
+from fleetmatch.errors import BackendError
 from fleetmatch.models import (
     FLEET_LABEL,
     LAST_ALLOCATED_ANNOTATION,
@@ -252,6 +253,16 @@ async def test_malformed_unauthorized_and_oversized_requests(api: Api) -> None:
     await ready_servers(api.store, 1)
     await until_indexed(api, 1)
     assert (await api.post(fleet_request()))[0] == 201  # still serving after all that
+
+
+async def test_an_unreachable_store_is_503_as_in_every_api(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def down(spec: GameServerAllocationSpec) -> None:
+        raise BackendError("redis at 10.1.2.3:6379: connection refused")
+
+    monkeypatch.setattr(api.service.allocator, "allocate", down)
+    status, body = await api.post({"spec": {"selectors": [{"matchLabels": {FLEET_LABEL: "arena"}}]}})
+    assert status == 503
+    assert body["error"] == {"code": "Unavailable", "message": "the store is unavailable; retry shortly"}
 
 
 async def test_openapi_document_is_valid_and_public(api: Api) -> None:

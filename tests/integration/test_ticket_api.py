@@ -18,14 +18,15 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from openapi_spec_validator import validate
+from prometheus_client import REGISTRY
 
 from fleetmatch.codec import parse_timestamp
-from fleetmatch.errors import ValidationError
+from fleetmatch.errors import BackendError, ValidationError
 from fleetmatch.models import PortStatus
 from fleetmatch.settings import MatchmakerSettings
 from matchmaker.api import QueueLike, build_app
 from matchmaker.auth import mint_player_token
-from matchmaker.models import Assignment, TicketRequest, TicketState
+from matchmaker.models import Assignment, Ticket, TicketRequest, TicketState
 from matchmaker.push import Hub
 from matchmaker.rules import parse_queues
 from matchmaker.tickets import RedisTicketStore
@@ -430,6 +431,23 @@ async def test_rate_limit_is_429_with_retry_after(store: RedisTicketStore) -> No
         assert (await api.call("GET", f"/v1/tickets/{t['id']}", as_="key")).status == 200  # its own bucket
         clock[0] += 2
         assert (await api.call("GET", f"/v1/tickets/{t['id']}", as_="p1")).status == 200
+
+
+async def test_an_unreachable_store_is_503_without_its_details_and_counted(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = await api.open("p1", player("p1"))
+
+    async def down(ticket_id: str) -> Ticket:
+        raise BackendError("redis at 10.1.2.3:6379: connection refused")
+
+    monkeypatch.setattr(api.store, "get", down)
+    labels = {"route": "GET /v1/tickets/{id}", "status": "503"}
+    before = REGISTRY.get_sample_value("fleetmatch_ticket_api_requests_total", labels) or 0.0
+    reply = await api.call("GET", f"/v1/tickets/{t['id']}", as_="p1")
+    assert reply.status == 503
+    assert reply.body["error"] == {"code": "Unavailable", "message": "the store is unavailable; retry shortly"}
+    assert REGISTRY.get_sample_value("fleetmatch_ticket_api_requests_total", labels) == before + 1
 
 
 async def test_the_service_keeps_serving_after_bad_requests(api: Api) -> None:

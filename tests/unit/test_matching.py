@@ -539,20 +539,3 @@ def test_invariants_on_random_pools(name: str, seed: int) -> None:
     rest = [t for t in pool if t.id not in matched]
     again = find_matches(rest, queue, NOW + 30)  # a later tick on what is left: wider windows
     check_invariants(queue, rest, again, NOW + 30)
-
-
-@pytest.mark.parametrize("enabled", [True, False])
-def test_the_garbage_collector_is_left_as_it_was(enabled: bool) -> None:
-    """A tick pauses the cyclic collector; it must come back as it was, also when the tick fails."""
-    import gc
-
-    was = gc.isenabled()
-    try:
-        (gc.enable if enabled else gc.disable)()
-        find_matches([ticket("a", wait=1), ticket("b")], make_queue(), NOW)
-        assert gc.isenabled() is enabled
-        with pytest.raises(AttributeError):
-            find_matches([object()], make_queue(), NOW)  # type: ignore[list-item]
-        assert gc.isenabled() is enabled
-    finally:
-        (gc.enable if was else gc.disable)()

@@ -8,16 +8,17 @@ import msgpack  # type: ignore[import-untyped]
 import pytest
 
 from fleetmatch.codec import from_wire, to_wire
+from fleetmatch.documents import Kind
 from fleetmatch.errors import ValidationError
+from fleetmatch.manifests import FLEET
 from fleetmatch.models import (
-    Fleet,
+    ACCEPTED_API_VERSIONS,
     GameServer,
     GameServerPort,
     GameServerState,
     ObjectMeta,
     PortPolicy,
     PortStatus,
-    decode,
     encode,
     resolve_int_or_percent,
 )
@@ -40,13 +41,13 @@ def test_gameserver_roundtrips_through_json_and_msgpack_shapes() -> None:
     assert doc["kind"] == "GameServer"
     assert doc["metadata"]["creationTimestamp"] == "2023-11-14T22:13:20.250Z"
     assert doc["status"]["ports"] == [{"name": "default", "port": 7001}]
-    assert decode(GameServer, doc) == gs
+    assert Kind(GameServer, ACCEPTED_API_VERSIONS).decode(doc) == gs
     packed = msgpack.unpackb(msgpack.packb(to_wire(gs)))
     assert from_wire(GameServer, packed) == gs
 
 
 def test_valid_fleet_decodes_with_defaults() -> None:
-    fleet = decode(Fleet, fleet_doc())
+    fleet = FLEET.decode(fleet_doc())
     assert fleet.spec.replicas == 2
     assert fleet.spec.template.spec.ports == (GameServerPort(),)
     assert fleet.spec.strategy.rolling_update.max_surge == "25%"
@@ -101,7 +102,7 @@ def test_valid_fleet_decodes_with_defaults() -> None:
 )
 def test_bad_fleets_name_the_field(spec: dict[str, Any], field: str, message: str) -> None:
     with pytest.raises(ValidationError) as info:
-        decode(Fleet, fleet_doc(**spec))
+        FLEET.decode(fleet_doc(**spec))
     assert info.value.field == field
     assert message in info.value.message
 
@@ -119,14 +120,14 @@ def test_envelope_and_metadata_errors(doc: dict[str, Any], field: str) -> None:
     full = fleet_doc()
     full.update(doc)
     with pytest.raises(ValidationError) as info:
-        decode(Fleet, full)
+        FLEET.decode(full)
     assert info.value.field == field
 
 
 def test_agones_api_version_is_accepted() -> None:
     doc = fleet_doc()
     doc["apiVersion"] = "agones.dev/v1"
-    assert decode(Fleet, doc).name == "arena"
+    assert FLEET.decode(doc).name == "arena"
 
 
 def test_port_policy_none_reports_container_port() -> None:

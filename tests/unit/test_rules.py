@@ -157,11 +157,11 @@ PING_RULE = "{name: ping, type: latency, maxLatencyMs: 80, regions: [eu, us], wi
         pytest.param(_swap("count: 2", "count: 60"), "spec.teams.maxSize", 6, "at most 200 players", id="too-many"),
         pytest.param(_swap("tickSeconds: 0.25", "tickSeconds: 0"), "spec.tickSeconds", 8, "0.01..60", id="tick"),
         pytest.param(
-            _swap("tickSeconds: 0.25", "tickSeconds: 0.25\n  matchFunction: no-such-function"),
+            _swap("tickSeconds: 0.25", "tickSeconds: 0.25\n  matchFunction: ' '"),
             "spec.matchFunction",
             9,
-            "unknown match function 'no-such-function'",
-            id="unknown-function",
+            "must name a match function",
+            id="blank-function",
         ),
         pytest.param(
             _swap("- matchLabels:", "- matchLabel:"),
