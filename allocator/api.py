@@ -22,6 +22,7 @@ from fleetmatch.codec import to_wire
 from fleetmatch.http import PUBLIC, TOKEN, api_middleware, problem, read_json
 from fleetmatch.metrics import metrics_handler
 from fleetmatch.models import API_VERSION
+from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import AllocatorSettings
 
 ALLOCATOR = web.AppKey("allocator", Allocator)
@@ -48,24 +49,23 @@ async def allocate(request: web.Request) -> web.Response:
     return problem(_STATUS[status.state], _MESSAGES[status.state], code=status.state.value, extra=body)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    allocator = request.app[ALLOCATOR]
-    return web.json_response(
-        {"status": "ok" if allocator.ready else "starting"}, status=200 if allocator.ready else 503
-    )
-
-
 async def openapi(_: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
 
-def build_app(allocator: Allocator, settings: AllocatorSettings, token: str) -> web.Application:
+def build_app(
+    allocator: Allocator, settings: AllocatorSettings, token: str, probes: Probes | None = None
+) -> web.Application:
+    """The application; ``probes``: what ``/readyz`` and ``/healthz`` report (default: the index is synced)."""
+    if probes is None:
+        probes = Probes()
+        probes.gate("index", lambda: allocator.ready)
     app = web.Application(middlewares=[api_middleware], client_max_size=settings.max_body_bytes)
     app[ALLOCATOR] = allocator
     app[TOKEN] = token
-    app[PUBLIC] = frozenset({"/healthz", "/metrics", "/openapi.json"})
+    app[PUBLIC] = frozenset({"/healthz", "/readyz", "/livez", "/metrics", "/openapi.json"})
     app.router.add_post("/v1/allocations", allocate)
-    app.router.add_get("/healthz", healthz)
+    add_probe_routes(app, probes)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", metrics_handler())
     return app

@@ -17,6 +17,7 @@ from fleetmatch.gctune import freeze_heap
 from fleetmatch.http import start_site
 from fleetmatch.models import GameServer
 from fleetmatch.nodes import DEFAULT_LEASE_SECONDS
+from fleetmatch.probes import Probes
 from fleetmatch.settings import AllocatorSettings
 from fleetmatch.tasks import cancel_and_wait, supervised
 
@@ -43,7 +44,11 @@ async def serve_allocator(
     servers of node agents silent this long are not allocated."""
     allocator = Allocator(backend.gameservers, backend.informer(GameServer), nodes=backend.nodes, node_lease=node_lease)
     following = supervised("allocator.nodes", allocator.follow_nodes) if backend.nodes is not None else None
-    runner = web.AppRunner(build_app(allocator, settings, token), access_log=None, shutdown_timeout=2.0)
+    probes = Probes()
+    probes.add("store", backend.ping)
+    probes.gate("index", lambda: allocator.ready)
+    checking = supervised("allocator.probes", probes.run)
+    runner = web.AppRunner(build_app(allocator, settings, token, probes), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     context = server_ssl_context(settings)
     try:
@@ -56,5 +61,5 @@ async def serve_allocator(
         yield AllocatorService(f"{scheme}://{settings.host}:{port}", allocator)
     finally:
         await runner.cleanup()
-        await cancel_and_wait(following)
+        await cancel_and_wait(following, checking)
         allocator.close()

@@ -10,6 +10,11 @@ GAMESERVERS = Gauge(
     ["fleet", "state"],
 )
 FLEET_DESIRED_REPLICAS = Gauge("fleetmatch_fleet_desired_replicas", "Fleet spec.replicas.", ["fleet"])
+FLEET_FAILED_BEFORE_READY = Gauge(
+    "fleetmatch_fleet_failed_before_ready",
+    "Servers of the fleet that failed before Ready in a row: its crash-loop back-off (0: none).",
+    ["fleet"],
+)
 CONTROLLER_ACTIONS = Counter(
     "fleetmatch_controller_actions_total",
     "GameServers the fleet controller created or deleted, and why.",

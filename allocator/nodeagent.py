@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from allocator import metrics
+from allocator import gamelogs, metrics
 from allocator.ports import PortAllocator, PortError
 from fleetmatch.backends import Backend
 from fleetmatch.errors import NotFoundError, StoreError
@@ -211,6 +211,8 @@ class NodeAgent:
             except Exception:
                 log.exception("gameserver %s: reconcile failed", gs.name, extra={"gameserver": gs.name})
         metrics.NODE_GAMESERVERS.labels(**self._labels).set(len(self.local))
+        for local in self.local.values():
+            gamelogs.rotate_if_large(local.log_path, self.node.max_log_bytes)
         metrics.NODE_PORTS_FREE.labels(**self._labels).set(self.ports.free_count)
 
     async def _reconcile_one(self, gs: GameServer) -> None:
@@ -377,7 +379,10 @@ class NodeAgent:
             reason = "shutdown"
         else:
             reason = "exited" if code == 0 else "crashed"
-            await self._mark(local.name, GameServerState.UNHEALTHY, f"game process {_describe_exit(code)}")
+            why = f"game process {_describe_exit(code)}"
+            if last := gamelogs.last_line(local.log_path):
+                why += f"; last output: {last}"
+            await self._mark(local.name, GameServerState.UNHEALTHY, why)
         metrics.NODE_PROCESS_EXITS.labels(reason=reason, **self._labels).inc()
         log.info("%s: game process %s", local.name, _describe_exit(code), extra={"gameserver": local.name})
         self.loop.poke()  # wake the loop to clean up
@@ -412,6 +417,7 @@ class NodeAgent:
                 await self.store.delete(local.name)
             with contextlib.suppress(OSError):
                 local.log_path.unlink()  # a clean Shutdown leaves no log behind; failures keep theirs
+        gamelogs.prune(self._logs, self.local, self.node.max_log_files)
         self.loop.poke()
 
     async def _mark(self, name: str, state: GameServerState, why: str) -> None:

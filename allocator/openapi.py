@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleetmatch.http import ERROR_SCHEMA
+from fleetmatch.probes import PROBE_PATHS
 
 _LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
 _COUNT = {"type": "integer", "minimum": 0}
@@ -144,17 +145,14 @@ OPENAPI: dict[str, Any] = {
                     "413": {"description": "Body too large", "content": {"application/json": {"schema": _ERROR}}},
                     "422": {"description": "Invalid request", "content": {"application/json": {"schema": _ERROR}}},
                     "429": {"description": "Nothing free", "content": {"application/json": {"schema": _ERROR}}},
-                    "503": {"description": "Starting", "content": {"application/json": {"schema": _ERROR}}},
+                    "503": {
+                        "description": "Starting, or the store is unreachable (see Retry-After)",
+                        "content": {"application/json": {"schema": _ERROR}},
+                    },
                 },
             }
         },
-        "/healthz": {
-            "get": {
-                "operationId": "healthz",
-                "security": [],
-                "responses": {"200": {"description": "Serving"}, "503": {"description": "Starting"}},
-            }
-        },
+        **PROBE_PATHS,
         "/metrics": {
             "get": {"operationId": "metrics", "security": [], "responses": {"200": {"description": "Prometheus"}}}
         },

@@ -106,3 +106,4 @@ class BackendError(StoreError):
 
     http_status = 503
     public_message = "the store is unavailable; retry shortly"
+    retry_after = 1.0

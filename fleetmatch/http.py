@@ -27,6 +27,8 @@ from aiohttp.typedefs import Middleware
 
 from fleetmatch.errors import ConfigError, FleetmatchError, ValidationError
 from fleetmatch.metrics import add_metrics_routes
+from fleetmatch.probes import Probes, add_probe_routes
+from fleetmatch.probes import running as running_probes
 
 log = logging.getLogger(__name__)
 
@@ -189,14 +191,18 @@ async def start_site(
 
 
 @contextlib.asynccontextmanager
-async def metrics_site(port: int, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    """Serve ``/metrics`` and ``/healthz``; if ``port`` is taken, take any free one (and say so)."""
+async def metrics_site(port: int, host: str = "127.0.0.1", *, probes: Probes | None = None) -> AsyncIterator[str]:
+    """Serve ``/metrics`` and the probes (``/livez``, ``/readyz``, ``/healthz``: what ``probes``
+    checks, run here in the background); if ``port`` is taken, take any free one (and say so)."""
+    probes = probes or Probes()
     app = web.Application()
     add_metrics_routes(app)
+    add_probe_routes(app, probes)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        bound = await start_site(runner, host, port, fallback_port=True, what="metrics")
-        yield f"http://{host}:{bound}/metrics"
+        async with running_probes(probes):
+            bound = await start_site(runner, host, port, fallback_port=True, what="metrics")
+            yield f"http://{host}:{bound}/metrics"
     finally:
         await runner.cleanup()

@@ -18,10 +18,5 @@ def metrics_handler(registry: CollectorRegistry = REGISTRY) -> Callable[[web.Req
 
 
 def add_metrics_routes(app: web.Application) -> None:
-    """``GET /metrics`` (Prometheus) and ``GET /healthz`` (liveness) on ``app``."""
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
+    """``GET /metrics`` (Prometheus) on ``app``."""
     app.router.add_get("/metrics", metrics_handler())
-    app.router.add_get("/healthz", healthz)

@@ -418,6 +418,18 @@ class FleetSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetCondition:
+    """Something true of a fleet that an operator should know, as Kubernetes conditions go (e.g.
+    ``CrashLoopBackOff``: its servers fail before Ready and replacements slow down)."""
+
+    type: str
+    status: str = "True"
+    reason: str = ""
+    message: str = ""
+    last_transition_time: Timestamp | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FleetStatus:
     replicas: int = 0
     """Servers that count toward ``spec.replicas``: every member not Shutdown or being deleted."""
@@ -429,6 +441,7 @@ class FleetStatus:
     states: Mapping[str, int] = field(default_factory=dict)
     """Members per state, e.g. ``{"Ready": 3, "Allocated": 1, "Unhealthy": 1}``."""
     observed_generation: int = 0
+    conditions: tuple[FleetCondition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

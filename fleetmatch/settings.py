@@ -15,6 +15,8 @@ variable                       meaning                                          
 ``FLEETMATCH_PORT_RANGE``      UDP/TCP ports for game servers, ``min-max``                 ``7000-8000``
 ``FLEETMATCH_MAX_SERVERS``     game servers one node agent runs at most                    ``200``
 ``FLEETMATCH_NODE_LEASE_SECONDS``  a node silent this long is NotReady (servers replaced)   ``10``
+``FLEETMATCH_MAX_LOG_FILES``   logs of finished game servers kept per node                 ``100``
+``FLEETMATCH_MAX_LOG_BYTES``   a running game's log is rotated above this                  ``10485760``
 ``FLEETMATCH_SDK_WRITE_INTERVAL``  seconds between coalesced SDK writes of one server      ``0.1``
 ``FLEETMATCH_METRICS_PORT``    port of ``/metrics`` (0 = any free port)                   ``9100``
 ``FLEETMATCH_METRICS_HOST``    address ``/metrics`` and ``/healthz`` listen on (pods: ``0.0.0.0``)  ``127.0.0.1``
@@ -82,6 +84,10 @@ class NodeSettings:
     """SDK endpoints bind here: localhost only, as Agones' sidecar does."""
     grace_seconds: float = 5.0
     """Default time a game process gets between SIGTERM and SIGKILL."""
+    max_log_files: int = 100
+    """Logs of game servers that no longer run kept per node (the newest; clean Shutdowns keep none)."""
+    max_log_bytes: int = 10 * 1024 * 1024
+    """A running game's log above this keeps its last half in ``<name>.log.1`` and starts over."""
     lease_seconds: float = 10.0
     """A node agent renews its heartbeat every quarter of this; silent for longer, its node is
     NotReady: its servers are no longer allocated and are marked Unhealthy (then replaced)."""
@@ -197,6 +203,8 @@ class Settings:
                 port_max=port_max,
                 max_servers=get("FLEETMATCH_MAX_SERVERS", _positive_int, 200),
                 lease_seconds=get("FLEETMATCH_NODE_LEASE_SECONDS", _positive_float, 10.0),
+                max_log_files=get("FLEETMATCH_MAX_LOG_FILES", _positive_int, 100),
+                max_log_bytes=get("FLEETMATCH_MAX_LOG_BYTES", _positive_int, 10 * 1024 * 1024),
             ),
             sdk=SdkSettings(write_interval=get("FLEETMATCH_SDK_WRITE_INTERVAL", _non_negative_float, 0.1)),
             allocator=AllocatorSettings(

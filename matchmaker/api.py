@@ -39,6 +39,7 @@ from fleetmatch.codec import from_wire, to_wire
 from fleetmatch.errors import FleetmatchError, NotFoundError, ValidationError
 from fleetmatch.http import errors_middleware, read_json
 from fleetmatch.metrics import metrics_handler
+from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import MatchmakerSettings
 from matchmaker.auth import Authenticator, Principal, RateLimiter
 from matchmaker.metrics import API_REQUESTS, TICKETS
@@ -335,17 +336,16 @@ def build_app(
     hub: Hub,
     clock: Callable[[], float] = time.time,
     keepalive_seconds: float = KEEPALIVE_SECONDS,
+    probes: Probes | None = None,
 ) -> web.Application:
     """The ticket API over ``store`` for ``queues``. Shutting the app down closes ``hub``, which
-    ends every stream and long-poll at once (clients reconnect to another frontend)."""
+    ends every stream and long-poll at once (clients reconnect to another frontend). ``probes``:
+    what ``/readyz`` and ``/healthz`` report (default: nothing checked, always ready)."""
     api = TicketApi(store, queues, settings, hub, clock=clock, keepalive_seconds=keepalive_seconds)
     app = web.Application(
         middlewares=[errors_middleware(observe=api.counters.answered)], client_max_size=settings.max_body_bytes
     )
     app[TICKET_API] = api
-
-    async def healthz(_: web.Request) -> web.Response:
-        return _json({"status": "ok"})
 
     async def openapi(_: web.Request) -> web.Response:
         return _json(OPENAPI)
@@ -357,7 +357,7 @@ def build_app(
     app.router.add_get("/v1/tickets/{id}", api.get)
     app.router.add_delete("/v1/tickets/{id}", api.cancel)
     app.router.add_get("/v1/tickets/{id}/events", api.events)
-    app.router.add_get("/healthz", healthz)
+    add_probe_routes(app, probes or Probes())
     app.router.add_get("/metrics", metrics_handler())
     app.router.add_get("/openapi.json", openapi)
     app.on_shutdown.append(close_hub)

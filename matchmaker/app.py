@@ -20,6 +20,8 @@ from aiohttp import web
 from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.errors import ValidationError
 from fleetmatch.http import start_site
+from fleetmatch.probes import Probes
+from fleetmatch.probes import running as running_probes
 from fleetmatch.settings import MatchmakerSettings
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.api import build_app
@@ -38,6 +40,8 @@ class MatchmakerService:
     url: str
     """The ticket API's base URL ('' when this process serves no API)."""
     directors: dict[str, Director] = field(default_factory=dict)
+    probes: Probes | None = None
+    """What this process checks for ``/readyz`` (the ticket store); a metrics site can serve it too."""
 
 
 def matchers(queues: Mapping[str, Queue]) -> dict[str, Matcher]:
@@ -76,6 +80,10 @@ async def serve_matchmaker(
     busy (``fleetmatch up`` on a laptop) instead of failing."""
     service = MatchmakerService(url="")
     async with contextlib.AsyncExitStack() as stack:
+        probes = Probes()
+        probes.add("tickets", store.ping)
+        service.probes = probes
+        await stack.enter_async_context(running_probes(probes))
         if directors:
             match = matchers(queues)
             client = AllocatorClient(allocator_url, allocator_token)
@@ -88,7 +96,8 @@ async def serve_matchmaker(
             stack.push_async_callback(cancel_and_wait, *tasks)
         if api:
             hub = Hub(store)
-            runner = web.AppRunner(build_app(store, queues, settings, hub=hub), access_log=None, shutdown_timeout=2.0)
+            app = build_app(store, queues, settings, hub=hub, probes=probes)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             port = await start_site(

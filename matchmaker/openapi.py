@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleetmatch.http import ERROR_SCHEMA
+from fleetmatch.probes import PROBE_PATHS
 
 _ERROR = ERROR_SCHEMA
 _NAME_MAP = {"type": "object", "additionalProperties": {"type": "number"}}
@@ -210,9 +211,7 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
-        "/healthz": {
-            "get": {"operationId": "healthz", "security": [], "responses": {"200": {"description": "Serving"}}}
-        },
+        **PROBE_PATHS,
         "/metrics": {
             "get": {"operationId": "metrics", "security": [], "responses": {"200": {"description": "Prometheus"}}}
         },

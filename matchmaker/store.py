@@ -60,6 +60,9 @@ class TicketStore(Protocol):
     async def reap(self, queue: str, *, now: float | None = None) -> Reaped:
         """Return expired leases to the pool and expire tickets past their TTL."""
 
+    async def ping(self) -> None:
+        """Reach the store once (a probe); ``BackendError`` if it does not answer."""
+
     def updates(self, queue: str) -> AsyncIterator[str]:
         """Ids of the queue's tickets as they become matched, cancelled or expired (until cancelled).
 

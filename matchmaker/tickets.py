@@ -208,6 +208,12 @@ class RedisTicketStore:
         """Per queue: ticket id (bytes, as Redis returns it) -> the ticket as queued. Bodies never
         change, so ``pool`` decodes each ticket once and then only fetches ids it has not seen."""
 
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise BackendError(f"redis: {exc}") from exc
+
     def keys(self, queue: str) -> Keys:
         keys = self._keys.get(queue)
         if keys is None:

@@ -6,21 +6,28 @@ the I/O. Creations and deletions it made but has not yet seen come back through 
 remembered ("expectations", as in Kubernetes controllers), so a quick second pass neither creates
 twice nor counts a deleted server. Deletes are conditional on the version the plan saw: a server
 allocated in between is not deleted.
+
+Replacements of servers that fail before Ready back off per fleet (``allocator.crashloop``): the
+wait doubles with each such failure in a row, a crash-looping fleet starts one server at a time and
+reports the ``CrashLoopBackOff`` condition in its status, and an event record keeps why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from allocator import metrics
-from allocator.fleetplan import FleetPlan, new_gameserver, plan_fleet, plan_orphans
+from allocator import crashloop, metrics
+from allocator.crashloop import Streak
+from allocator.fleetplan import FleetPlan, new_gameserver, plan_fleet, plan_orphans, template_hash
 from fleetmatch.backends import Backend
 from fleetmatch.errors import ConflictError, NotFoundError, StoreError
+from fleetmatch.events import Severity, record_quietly
 from fleetmatch.models import Fleet, GameServer, GameServerState
 from fleetmatch.reconcile import ReconcileLoop
 from fleetmatch.store import create_with_generated_name, modify
@@ -44,7 +51,12 @@ class FleetController:
         self.fleets = backend.fleets
         self.gs_informer = backend.informer(GameServer)
         self.fleet_informer = backend.informer(Fleet)
-        self.loop = ReconcileLoop(self.reconcile, resync=resync_seconds)
+        self.loop = ReconcileLoop(self.reconcile, resync=resync_seconds, next_due=self._next_due)
+        self.events = backend.events
+        self.streaks: dict[str, Streak] = {}
+        """Per fleet: its servers' failures before Ready in a row."""
+        self._held: dict[str, float] = {}
+        """Fleets whose creations wait for their back-off -> when the next attempt is due."""
         self._limit = asyncio.Semaphore(parallelism)
         self._clock = clock
         self._creating: dict[str, dict[str, float]] = defaultdict(dict)
@@ -56,6 +68,8 @@ class FleetController:
         trusts nothing an earlier one remembered."""
         self._creating.clear()
         self._deleting.clear()
+        self.streaks.clear()
+        self._held.clear()
         removers = [
             self.gs_informer.add_handler(self.loop.on_event),
             self.fleet_informer.add_handler(self.loop.on_event),
@@ -81,7 +95,9 @@ class FleetController:
             expected = self._creating[fleet.name]
             for name in [n for n, t in expected.items() if n in cache or t <= now]:
                 del expected[name]
-            plan = plan_fleet(fleet, members, now=now, in_flight=len(expected))
+            plan = await self._back_off(
+                fleet, plan_fleet(fleet, members, now=now, in_flight=len(expected)), members, now
+            )
             try:
                 await self._execute(fleet, plan, now)
             except StoreError as exc:
@@ -93,6 +109,43 @@ class FleetController:
                 await self._delete(fleet_name, orphans, ("fleet-deleted",) * len(orphans), now)
         for gone in self._gauged - set(self.fleet_informer.cache):
             self._ungauge(gone)
+            self.streaks.pop(gone, None)
+            self._held.pop(gone, None)
+
+    def _next_due(self) -> float | None:
+        """Seconds until the earliest held creation may happen (None: nothing is held)."""
+        if not self._held:
+            return None
+        return min(self._held.values()) - self._clock()
+
+    async def _back_off(self, fleet: Fleet, plan: FleetPlan, members: Sequence[GameServer], now: float) -> FleetPlan:
+        """``plan`` with its creations held back while the fleet's servers fail before Ready, and the
+        CrashLoopBackOff condition in its status."""
+        name = fleet.name
+        before = self.streaks.get(name, Streak())
+        streak = crashloop.observe(before, template_hash(fleet.spec.template), members, now)
+        self.streaks[name] = streak
+        metrics.FLEET_FAILED_BEFORE_READY.labels(fleet=name).set(streak.failures)
+        if streak.failures > before.failures:
+            log.warning(
+                "fleet %s: %d servers failed before Ready in a row (last: %s); next creation in %gs",
+                name, streak.failures, streak.reason, streak.delay, extra={"fleet": name},
+            )  # fmt: skip
+            if streak.looping:
+                await record_quietly(
+                    self.events, Fleet.KIND, name, crashloop.CONDITION, streak.reason, type=Severity.WARNING
+                )
+        elif before.failures and not streak.failures:
+            log.info("fleet %s: a new server runs; creations no longer back off", name, extra={"fleet": name})
+        create = crashloop.allowed_creations(streak, plan.create, members, now)
+        if create < plan.create:
+            self._held[name] = max(streak.next_attempt(), now + 0.05)
+        else:
+            self._held.pop(name, None)
+        known = next((c for c in fleet.status.conditions if c.type == crashloop.CONDITION), None)
+        condition = crashloop.condition(streak, known.last_transition_time if known is not None else now)
+        status = replace(plan.status, conditions=(condition,) if condition is not None else ())
+        return replace(plan, create=create, status=status)
 
     async def _execute(self, fleet: Fleet, plan: FleetPlan, now: float) -> None:
         if plan.create:
@@ -139,6 +192,8 @@ class FleetController:
         for state in GameServerState:
             metrics.GAMESERVERS.remove(fleet, state.value)
         metrics.FLEET_DESIRED_REPLICAS.remove(fleet)
+        with contextlib.suppress(KeyError):
+            metrics.FLEET_FAILED_BEFORE_READY.remove(fleet)
         self._gauged.discard(fleet)
 
 

@@ -325,6 +325,20 @@ FLEET_STATUS = obj(
         "updatedReplicas": integer("Members made from the current template.", minimum=0),
         "states": {"type": "object", "description": "Members per state.", "additionalProperties": integer(minimum=0)},
         "observedGeneration": integer(minimum=0),
+        "conditions": {
+            "type": "array",
+            "description": "What an operator should know, e.g. CrashLoopBackOff.",
+            "items": obj(
+                {
+                    "type": string(),
+                    "status": string(enum=["True", "False", "Unknown"]),
+                    "reason": string(),
+                    "message": string(),
+                    "lastTransitionTime": string(format="date-time"),
+                },
+                required=["type"],
+            ),
+        },
     }
 )
 

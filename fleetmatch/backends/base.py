@@ -13,6 +13,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
+from fleetmatch.errors import BackendError, StoreError
 from fleetmatch.events import EventLog
 from fleetmatch.informer import Informer
 from fleetmatch.lease import Lease
@@ -47,6 +48,7 @@ class Backend:
         holder: str | None = None,
         events: EventLog | None = None,
         nodes: NodeRegistry | None = None,
+        ping: Callable[[], Awaitable[object]] | None = None,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
@@ -61,6 +63,7 @@ class Backend:
         self.nodes = nodes
         """Node agents' heartbeats (``fleetmatch.nodes``); None on Kubernetes, where kubelets do that."""
         self._leases = leases
+        self._ping = ping
         self._on_close = on_close
         self._informers: dict[type[Any], Informer[Any]] = {}
         self._tasks: list[Any] = []
@@ -86,6 +89,16 @@ class Backend:
             self._informers[kind] = informer
             self._tasks.append(supervised(f"informer[{kind.KIND}]", informer.run))
         return cast(Informer[R], informer)
+
+    async def ping(self) -> None:
+        """Reach the engine once (a probe): ``BackendError`` if it does not answer."""
+        if self._ping is not None:
+            try:
+                await self._ping()
+            except StoreError:
+                raise
+            except Exception as exc:  # a client library's own error: ours from here on
+                raise BackendError(f"{self.engine}: {exc}") from exc
 
     def lease(self, name: str, *, ttl: float | None = None) -> Lease:
         """Leader lease ``name`` held as this process (``holder``), lost if not renewed within ``ttl``."""

@@ -19,6 +19,7 @@ from fleetmatch.cli.options import backend_settings, settings_of
 from fleetmatch.errors import ConfigError
 from fleetmatch.manifests import load_resources
 from fleetmatch.models import Fleet
+from fleetmatch.probes import Probes
 from fleetmatch.running import run
 
 # -- running components ---------------------------------------------------------------------
@@ -97,7 +98,7 @@ def node_agent(ctx: click.Context) -> None:
     async def main() -> None:
         async with (
             open_backend(settings, client_name=f"node-agent-{settings.node.name}") as backend,
-            metrics_site(settings.metrics_port, settings.metrics_host) as url,
+            metrics_site(settings.metrics_port, settings.metrics_host, probes=store_probes(backend)) as url,
         ):
             click.echo(f"node agent {settings.node.name}: metrics at {url}", err=True)
             host = SdkHost(backend.gameservers, settings.sdk, bind_host=settings.node.sdk_host)
@@ -122,7 +123,7 @@ def controller(ctx: click.Context) -> None:
     async def main() -> None:
         async with (
             open_backend(settings, client_name="controller") as backend,
-            metrics_site(settings.metrics_port, settings.metrics_host) as url,
+            metrics_site(settings.metrics_port, settings.metrics_host, probes=store_probes(backend)) as url,
         ):
             click.echo(f"controller: metrics at {url} (backend {backend.engine})", err=True)
             loops: list[Loop] = [
@@ -137,6 +138,13 @@ def controller(ctx: click.Context) -> None:
             await Leadership(backend.lease("controllers"), "controllers").run(loops)
 
     run(main(), service=True)
+
+
+def store_probes(backend: Backend) -> Probes:
+    """What a component's ``/readyz`` checks: its backend answers."""
+    probes = Probes()
+    probes.add("store", backend.ping)
+    return probes
 
 
 def pod_controller(backend: Backend) -> Callable[[], Awaitable[None]]:
@@ -220,7 +228,9 @@ def matchmaker_cmd(ctx: click.Context, queues_file: Path | None, port: int | Non
                 parts = [f"ticket API at {service.url}/v1/tickets"] if api else []
                 parts += [f"directors for {', '.join(queues)}"] if directors else []
                 if not api:  # the ticket API serves /metrics itself; directors alone need a site for it
-                    url = await extra.enter_async_context(metrics_site(settings.metrics_port, settings.metrics_host))
+                    url = await extra.enter_async_context(
+                        metrics_site(settings.metrics_port, settings.metrics_host, probes=service.probes)
+                    )
                     parts.append(f"metrics at {url}")
                 click.echo(f"matchmaker: {'; '.join(parts) or 'nothing to do'}", err=True)
                 await asyncio.Event().wait()

@@ -96,11 +96,14 @@ def fleet_list(ctx: click.Context, output: str) -> None:
             str(f.status.allocated_replicas),
             str(f.status.reserved_replicas),
             str(f.status.updated_replicas),
+            ",".join(c.reason or c.type for c in f.status.conditions if c.status == "True") or "-",
             age(f.metadata.creation_timestamp, now),
         ]
         for f in items
     ]
-    headers = ["NAME", "SCHEDULING", "DESIRED", "CURRENT", "READY", "ALLOCATED", "RESERVED", "UPDATED", "AGE"]
+    headers = [
+        "NAME", "SCHEDULING", "DESIRED", "CURRENT", "READY", "ALLOCATED", "RESERVED", "UPDATED", "CONDITIONS", "AGE"
+    ]  # fmt: skip
     click.echo(table(headers, rows))
 
 

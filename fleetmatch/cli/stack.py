@@ -31,6 +31,7 @@ from fleetmatch.errors import FleetmatchError
 from fleetmatch.http import metrics_site
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerState
 from fleetmatch.nodes import NODE_BOOT_ANNOTATION
+from fleetmatch.probes import Probes
 from fleetmatch.settings import Settings
 from fleetmatch.stackfile import STACK_FILE, StackInfo, data_dir_lock, remove_stack_file
 from fleetmatch.store import GameServerStore
@@ -107,12 +108,15 @@ async def run_stack(
     player_secret = settings.matchmaker.token_secret or secrets.token_urlsafe(32)
     with data_dir_lock(data_dir), contextlib.ExitStack() as stack:
         url = settings.redis.url
+        server: EmbeddedRedis | None = None
         if url is None:
             server = stack.enter_context(
                 EmbeddedRedis(data_dir / "redis", binary=settings.redis.server_binary, persist=True)
             )
             url = server.url
         async with contextlib.AsyncExitStack() as services:
+            if server is not None:  # killed or crashed, it comes back on the same port and data
+                services.push_async_callback(cancel_and_wait, supervised("embedded-redis", server.supervise))
             # One backend for the whole process: one watch per kind feeds every component.
             local = replace(settings, backend="redis", redis=replace(settings.redis, url=url))
             backend = await services.enter_async_context(open_backend(local, client_name="fleetmatch-up"))
@@ -122,7 +126,11 @@ async def run_stack(
                 else:
                     _, action = await apply_autoscaler(backend.autoscalers, resource)
                 log.info("%s %s %s", resource.KIND, resource.name, action)
-            metrics_url = await services.enter_async_context(metrics_site(settings.metrics_port, settings.metrics_host))
+            probes = Probes()
+            probes.add("store", backend.ping)
+            metrics_url = await services.enter_async_context(
+                metrics_site(settings.metrics_port, settings.metrics_host, probes=probes)
+            )
             host = SdkHost(backend.gameservers, settings.sdk, bind_host=settings.node.sdk_host)
             agent = NodeAgent(backend, settings, host, environ=environ)
             await agent.announce()  # before allocations: servers a crashed previous run left are fenced

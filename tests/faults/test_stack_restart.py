@@ -5,14 +5,9 @@ servers it runs, and the very first allocations never hand out a dead one."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -25,42 +20,10 @@ from fleetmatch.allocation import (
 )
 from fleetmatch.allocator_client import AllocatorClient
 from tests.e2e.test_up import udp_ping, wait_for_line
+from tests.faults.world import launch_up, stack_file_of
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-
-def launch(data_dir: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(
-        {
-            "FLEETMATCH_PORT_RANGE": "7700-7749",
-            "FLEETMATCH_METRICS_PORT": "0",
-            "FLEETMATCH_ALLOCATOR_PORT": "0",
-            "FLEETMATCH_MATCHMAKER_PORT": "0",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "fleetmatch", "--data-dir", str(data_dir), "up"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-
-
-async def stack_file_of(proc: subprocess.Popen[str], data_dir: Path) -> dict[str, Any]:
-    """``stack.json`` once ``proc`` wrote it: written as soon as the APIs serve, before the banner."""
-    async with asyncio.timeout(120):
-        while True:
-            with contextlib.suppress(OSError, ValueError):
-                info: dict[str, Any] = json.loads((data_dir / "stack.json").read_text())
-                if info["pid"] == proc.pid:
-                    return info
-            assert proc.poll() is None, "fleetmatch up exited"
-            await asyncio.sleep(0.02)
 
 
 def banner_servers(lines: list[str]) -> set[str]:
@@ -70,7 +33,7 @@ def banner_servers(lines: list[str]) -> set[str]:
 
 async def test_a_crashed_stack_restarts_without_handing_out_its_dead_servers(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    first = launch(data_dir)
+    first = launch_up(data_dir)
     old = banner_servers(wait_for_line(first, "Ctrl-C", timeout=120))
     assert len(old) == 4
     games = psutil.Process(first.pid).children(recursive=True)
@@ -80,7 +43,7 @@ async def test_a_crashed_stack_restarts_without_handing_out_its_dead_servers(tmp
     if first.stdout is not None:
         first.stdout.close()
 
-    second = launch(data_dir)
+    second = launch_up(data_dir)
     try:
         info = await stack_file_of(second, data_dir)
         spec = GameServerAllocationSpec(selectors=(GameServerSelector.for_fleet("demo"),))

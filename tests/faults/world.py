@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -95,3 +98,38 @@ async def wait_for(
 
 def ready_on(items: list[GameServer], node: str) -> list[GameServer]:
     return [g for g in items if g.state is GameServerState.READY and g.status.node_name == node]
+
+
+def launch_up(data_dir: Path, ports: str = "7700-7749", **env: str) -> subprocess.Popen[str]:
+    """``fleetmatch up`` on its own data directory, every API on a free port, game ports from ``ports``."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(
+        {
+            "FLEETMATCH_PORT_RANGE": ports,
+            "FLEETMATCH_METRICS_PORT": "0",
+            "FLEETMATCH_ALLOCATOR_PORT": "0",
+            "FLEETMATCH_MATCHMAKER_PORT": "0",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetmatch", "--data-dir", str(data_dir), "up"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+async def stack_file_of(proc: subprocess.Popen[str], data_dir: Path) -> dict[str, Any]:
+    """``stack.json`` once ``proc`` wrote it: written as soon as the APIs serve, before the banner."""
+    async with asyncio.timeout(120):
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                info: dict[str, Any] = json.loads((data_dir / "stack.json").read_text())
+                if info["pid"] == proc.pid:
+                    return info
+            assert proc.poll() is None, "fleetmatch up exited"
+            await asyncio.sleep(0.02)

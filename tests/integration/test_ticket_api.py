@@ -334,7 +334,8 @@ async def test_public_routes_and_a_valid_openapi_document(api: Api) -> None:
     assert doc.status == 200
     validate(doc.body)
     assert {"/v1/tickets", "/v1/tickets/{id}", "/v1/tickets/{id}/events"} <= set(doc.body["paths"])
-    assert (await api.call("GET", "/healthz")).body == {"status": "ok"}
+    assert (await api.call("GET", "/healthz")).body == {"status": "ok", "checks": {}}
+    assert (await api.call("GET", "/livez")).body == {"status": "alive"}
     assert "fleetmatch_ticket_waiters" in (await api.call("GET", "/metrics")).body
 
 

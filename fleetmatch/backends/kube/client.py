@@ -18,6 +18,7 @@ A missing rule surfaces as ``fleetmatch.backends.kube.store.ForbiddenError`` nam
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 
 from fleetmatch.backends.base import Backend, LeaseFactory
 from fleetmatch.backends.kube.store import KubeStore
-from fleetmatch.errors import ConfigError
+from fleetmatch.errors import ConfigError, NotFoundError
 from fleetmatch.lease import Lease
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
 from fleetmatch.settings import Settings
@@ -99,6 +100,12 @@ class KubeBackend(Backend):
             on_close=api.close if owns_api else None,
         )
         self.api = api
+        self._ping = self._reach
+
+    async def _reach(self) -> None:
+        """One cheap request: reading a GameServer that does not exist answers 404 when all is well."""
+        with contextlib.suppress(NotFoundError):
+            await self.gameservers.get("fleetmatch-probe")
 
 
 async def kube_backend(settings: Settings) -> KubeBackend:

@@ -37,5 +37,6 @@ def redis_backend_on(
         lease_seconds=lease_seconds,
         events=RedisEventLog(client, namespace),
         nodes=RedisNodeRegistry(client, namespace),
+        ping=client.ping,
         on_close=client.aclose if owns_client else None,
     )

@@ -8,6 +8,7 @@ the test fixtures.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import logging
@@ -102,6 +103,8 @@ class EmbeddedRedis:
         self.port = port
         self.persist = persist
         self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        """Times ``supervise`` started the server again."""
 
     @property
     def url(self) -> str:
@@ -131,18 +134,21 @@ class EmbeddedRedis:
             argv += ["--appendonly", "no"]
         return argv
 
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self._argv(port),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+            start_new_session=True,  # a terminal's Ctrl-C reaches us, not Redis: we stop it last
+        )
+
     def start(self, timeout: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(5):
             port = self.port or free_port()
-            self.process = subprocess.Popen(
-                self._argv(port),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
-                start_new_session=True,  # a terminal's Ctrl-C reaches us, not Redis: we stop it last
-            )
+            self.process = self._spawn(port)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
@@ -157,6 +163,46 @@ class EmbeddedRedis:
                 break
         tail = self._log_tail()
         raise ConfigError(f"embedded Redis {self.binary} did not start: {tail or 'no log output'}")
+
+    async def supervise(self, *, check_every: float = 0.2, backoff: float = 0.5, max_backoff: float = 10.0) -> None:
+        """Start the server again, on its port and data directory, whenever it dies; until cancelled.
+
+        The append-only file brings back every write the server acknowledged (a killed process
+        loses nothing the kernel already has), and clients reconnect to the same URL by themselves.
+        Runs in the event loop's thread (the server must die with this process, and a child asks
+        the kernel for that per thread); the wait for it to answer does not block the loop.
+        """
+        delay = backoff
+        while True:
+            await asyncio.sleep(check_every)
+            proc = self.process
+            if proc is None or proc.poll() is None:
+                continue  # poll() also reaps a dead server: no zombie is left behind
+            log.error(
+                "embedded Redis (pid %d) exited (%s); restarting it on port %d: %s",
+                proc.pid, _exit_text(proc.returncode), self.port, self._log_tail() or "no log output",
+            )  # fmt: skip
+            self.restarts += 1
+            self.process = self._spawn(self.port)
+            if await self._answering(self.process, self.port, within=max(5.0, max_backoff)):
+                log.warning("embedded Redis is back on port %d (restart %d)", self.port, self.restarts)
+                delay = backoff
+                continue
+            self._kill()
+            log.error("embedded Redis did not come back on port %d; trying again in %.1fs", self.port, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_backoff)
+
+    async def _answering(self, proc: subprocess.Popen[bytes], port: int, *, within: float) -> bool:
+        """True once the server ``proc`` answers PING on ``port`` (its own pid answering, loaded)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return False
+            if await asyncio.to_thread(lambda: _server_pid(port) == proc.pid and _answers_ping(port)):
+                return True
+            await asyncio.sleep(0.02)
+        return False
 
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):
@@ -187,6 +233,12 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 @contextlib.contextmanager
