@@ -1,4 +1,4 @@
-"""The live view shows what the issue asks for: players by phase, arrival rate, time-to-match
+"""The live view shows what a load tester watches: players by phase, arrival rate, time-to-match
 percentiles, Ready/Allocated servers and failures; off a terminal, one log line with the same."""
 
 from __future__ import annotations
