@@ -13,7 +13,10 @@ tables can test them:
 - Disabled health never fails.
 
 Checks that fall due while nobody called ``check`` (a busy event loop) are evaluated at their own
-times when ``check`` runs, so a late tick neither forgives nor invents misses.
+times when ``check`` runs, so a late tick neither forgives nor invents misses. But a host that
+could not *receive* pings (its process stalled) must not blame its games for the silence: ``pause``
+moves the deadlines by the time the host was away, and ``forgive`` gives a server a fresh period
+when the host judges that a failure of many servers at once is its own.
 """
 
 from __future__ import annotations
@@ -60,6 +63,32 @@ class HealthTracker:
         """The game said it is alive."""
         self._last_ping = max(self._last_ping, now)
         self._failures = 0
+
+    def pause(self, seconds: float) -> None:
+        """The host could not receive pings for ``seconds``: that time does not count."""
+        if seconds > 0 and not self._health.disabled and not self._unhealthy:
+            self._last_ping += seconds
+            self._next_check += seconds
+
+    def forgive(self, now: float) -> None:
+        """Count the server as having pinged at ``now`` (the failure was not its own)."""
+        if not self._health.disabled and not self._unhealthy:
+            self._failures = 0
+            self._last_ping = max(self._last_ping, now)
+            self._next_check = max(self._next_check, self._last_ping + self._health.period_seconds)
+
+    def would_fail(self, now: float) -> bool:
+        """Would ``check(now)`` make the server unhealthy? (Nothing changes.)"""
+        if self._health.disabled or self._unhealthy:
+            return False
+        period, failures, at = self._health.period_seconds, self._failures, self._next_check
+        while at <= now:
+            if self._last_ping <= at - period:
+                failures += 1
+                if failures >= self._health.failure_threshold:
+                    return True
+            at += period
+        return False
 
     def check(self, now: float) -> bool:
         """Run the checks due by ``now``; True exactly once: when this call made the server unhealthy."""

@@ -31,6 +31,13 @@ from sdk_sidecar.session import SdkSession
 
 log = logging.getLogger(__name__)
 
+STALL_SECONDS = 1.0
+"""A health tick this much later than due means the host was stalled (it could not read pings)."""
+MASS_FAILURE_MIN = 2
+"""At least this many servers (and half of those judged) failing at one tick is suspected as the host's fault."""
+MASS_GRACE = 60.0
+"""Seconds after giving a mass failure one more period during which the next one is judged as usual."""
+
 
 def listen_socket(host: str, port: int) -> socket.socket:
     """A bound TCP socket on ``host`` (IPv4 preferred when a name resolves to both)."""
@@ -214,9 +221,41 @@ class SdkHost:
             await runner.cleanup()
 
     async def _health_loop(self) -> None:
+        """Judge every session's health each tick, on pings this process was able to receive.
+
+        - A stalled host (its event loop blocked: a long pause, SIGSTOP, swapping) cannot read the
+          pings its games keep sending; the time it was away is added to every deadline, and the
+          pings queued meanwhile are read before the next judgement.
+        - When many servers would fail at the same tick, the likelier cause is this host, not all
+          its games at once: they get one more period (logged, counted) before they are judged.
+        """
         tick = self._settings.health_tick
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        forgiven_at = float("-inf")
         while True:
             await asyncio.sleep(tick)
+            away = loop.time() - last - tick
+            last = loop.time()
+            sessions = list(self._sessions.values())
+            if away > STALL_SECONDS:
+                log.warning("the SDK host was stalled for %.1fs: its games' health deadlines move by as much", away)
+                metrics.HOST_STALLS.inc()
+                for session in sessions:
+                    session.health_tracker.pause(away)
+                continue  # read the pings that queued up before judging anyone
             now = self._clock.monotonic()
-            for session in list(self._sessions.values()):
+            failing = [s for s in sessions if s.health_tracker.would_fail(now)]
+            judged = [s for s in sessions if not s.health_tracker.disabled and not s.health_tracker.unhealthy]
+            if len(failing) >= MASS_FAILURE_MIN and 2 * len(failing) >= len(judged) and now - forgiven_at > MASS_GRACE:
+                forgiven_at = now
+                metrics.MASS_HEALTH_FAILURES.inc()
+                log.error(
+                    "%d of %d game servers missed their health checks at once: more likely this host than "
+                    "every game; giving them one more period", len(failing), len(judged),
+                )  # fmt: skip
+                for session in failing:
+                    session.health_tracker.forgive(now)
+                continue
+            for session in sessions:
                 session.check_health(now)

@@ -29,3 +29,11 @@ WRITE_SECONDS = Histogram(
 )
 SESSIONS = Gauge("fleetmatch_sdk_sessions", "Game servers whose SDK endpoint this process serves")
 WATCH_STREAMS = Gauge("fleetmatch_sdk_watch_streams", "Open WatchGameServer streams")
+HOST_STALLS = Counter(
+    "fleetmatch_sdk_host_stalls_total",
+    "Times the SDK host was stalled (could not read pings) long enough to move its games' health deadlines",
+)
+MASS_HEALTH_FAILURES = Counter(
+    "fleetmatch_sdk_mass_health_failures_total",
+    "Times many game servers missed their health checks at once and got one more period (suspected host problem)",
+)

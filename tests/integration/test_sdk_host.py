@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -195,3 +198,50 @@ async def test_close_ends_open_watch_streams(redis_client: aioredis.Redis) -> No
             await env.host.close()
             assert await asyncio.wait_for(resp.content.read(), 10) == b""
         assert env.host.sessions == {}
+
+
+async def test_a_stalled_host_does_not_blame_games_that_kept_pinging(redis_client: aioredis.Redis) -> None:
+    """The host's event loop blocks for longer than the health deadline while the game keeps pinging
+    (its pings wait in the socket's queue): no server turns Unhealthy for the host's stall."""
+    health = Health(period_seconds=1, failure_threshold=2, initial_delay_seconds=0)
+    async with running_host(redis_client) as env:
+        _, url = await env.add("gs-1", state=S.READY, health=health)
+        stop = threading.Event()
+
+        def game() -> None:  # a real game: its own thread, pinging whatever the host does
+            while not stop.is_set():
+                request = urllib.request.Request(url + "/health", data=b"{}", method="POST")
+                with contextlib.suppress(OSError):
+                    urllib.request.urlopen(request, timeout=10).read()
+                stop.wait(0.3)
+
+        pinger = threading.Thread(target=game, daemon=True)
+        pinger.start()
+        try:
+            await asyncio.sleep(1.0)
+            time.sleep(4.0)  # noqa: ASYNC251  (the host stalls: its loop is blocked, pings queue up meanwhile)
+            await asyncio.sleep(2.0)  # running again: the queued pings are read
+            assert not env.host.sessions["gs-1"].health_tracker.unhealthy
+            assert (await env.store.get("gs-1")).state is S.READY
+        finally:
+            stop.set()
+            await asyncio.to_thread(pinger.join, 15)
+
+
+async def test_many_servers_failing_at_once_get_one_more_period(redis_client: aioredis.Redis) -> None:
+    """Three silent servers miss their checks at the same tick: suspected host trouble, one more
+    period each; still silent after it, they are Unhealthy."""
+    clock = FakeClock()
+    health = Health(period_seconds=5, failure_threshold=2, initial_delay_seconds=0)
+    async with running_host(redis_client, clock=clock) as env:
+        for i in range(3):
+            await env.add(f"gs-{i}", state=S.READY, health=health)
+        mass = metrics.MASS_HEALTH_FAILURES._value.get()
+        clock.advance(10.5)  # two periods without a ping: each would fail now
+        await eventually(lambda: metrics.MASS_HEALTH_FAILURES._value.get() == mass + 1)
+        trackers = [env.host.sessions[f"gs-{i}"].health_tracker for i in range(3)]
+        assert not any(t.unhealthy for t in trackers)
+        clock.advance(10.5)  # and after the extra period, still nothing
+        for i in range(3):
+            await env.stored(f"gs-{i}", lambda g: g.state is S.UNHEALTHY)
+        assert metrics.MASS_HEALTH_FAILURES._value.get() == mass + 1

@@ -78,3 +78,14 @@ def test_next_check_follows_the_grid_after_the_delay() -> None:
     tracker.check(107.5)
     assert tracker.next_check == 109.0
     assert HealthTracker(Health(disabled=True), started=0.0).next_check is None
+
+
+def test_a_pause_moves_the_deadlines_and_forgive_gives_a_fresh_period() -> None:
+    tracker = HealthTracker(Health(period_seconds=5, failure_threshold=1, initial_delay_seconds=0), started=0.0)
+    tracker.ping(4.0)
+    assert tracker.would_fail(10.0) and not tracker.unhealthy  # would_fail changes nothing
+    tracker.pause(20.0)  # the host could not read pings for 20 s
+    assert not tracker.would_fail(10.0) and not tracker.check(28.0)
+    assert tracker.would_fail(30.0)
+    tracker.forgive(30.0)
+    assert not tracker.check(34.9) and tracker.check(35.0)
