@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m loadtest.bench_refill
 	$(BIN)/python -m loadtest.bench_match
 	$(BIN)/python -m loadtest.bench_sidecar
+	$(BIN)/python -m loadtest.bench_faults
 
 ## make proto: regenerate the gRPC SDK's Python stubs (sdk_sidecar/grpc_gen) from sdk_sidecar/protos.
 ## The generated files are committed; run this after editing a .proto, then commit both.
