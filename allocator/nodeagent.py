@@ -61,8 +61,12 @@ class SdkEndpoints(Protocol):
 
     async def start(self) -> None: ...
 
-    async def add(self, gs: GameServer, *, port: int = 0, grpc_port: int = 0) -> int:
-        """Serve ``gs``'s SDK; the bound REST port."""
+    async def add(self, gs: GameServer, *, port: int = 0, grpc_port: int = 0, confined: bool = False) -> int:
+        """Serve ``gs``'s SDK; the bound REST port. ``confined``: only the process ``confine`` names
+        (and its children) may call it, where the platform can tell."""
+
+    def confine(self, name: str, pid: int) -> None:
+        """Admit only process ``pid`` and its children to ``name``'s SDK."""
 
     def grpc_port_of(self, name: str) -> int | None: ...
 
@@ -328,7 +332,7 @@ class NodeAgent:
             return
         # Both SDK ports listen before the game starts (no connect-before-listen race), each on a
         # port the OS picked when binding it: nothing to reserve ahead, so nothing to race for.
-        sdk_port = await self.host.add(gs)
+        sdk_port = await self.host.add(gs, confined=True)
         grpc_port = self.host.grpc_port_of(gs.name)
         assert grpc_port is not None  # hosted: add() just returned
         local = LocalServer(gs.name, sdk_port, grpc_port, self._logs / f"{gs.name}.log")
@@ -353,6 +357,7 @@ class NodeAgent:
             log.error("cannot start %s: %s", gs.name, exc, extra={"gameserver": gs.name})
             await self._mark(gs.name, GameServerState.ERROR, f"cannot start {argv[0]!r}: {exc}")
             return
+        self.host.confine(gs.name, local.process.pid)  # from now on only the game may call its SDK
         metrics.NODE_PROCESS_STARTS.labels(**self._labels).inc()
         local.waiter = asyncio.create_task(self._watch_exit(local), name=f"nodeagent.process[{gs.name}]")
         log.info(

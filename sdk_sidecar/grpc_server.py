@@ -25,8 +25,9 @@ from fleetmatch.models import CounterStatus, GameServer, ListStatus
 from sdk_sidecar import metrics, state
 from sdk_sidecar.codes import GrpcCode
 from sdk_sidecar.grpc_gen import alpha_pb2, alpha_pb2_grpc, beta_pb2, beta_pb2_grpc, sdk_pb2, sdk_pb2_grpc
+from sdk_sidecar.peers import caller_port
 from sdk_sidecar.session import SdkSession
-from sdk_sidecar.state import SdkCallError, UnavailableError
+from sdk_sidecar.state import PermissionDeniedError, SdkCallError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,17 @@ class _Front:
 
     def __init__(self, session: SdkSession) -> None:
         self._session = session
+        self.port = 0
+        """The port this server listens on (set once bound): what the caller's connection is to."""
 
-    def _live(self) -> SdkSession:
+    def _live(self, context: Context) -> SdkSession:
         if self._session.closed:
             raise UnavailableError("no game server is served on this port")
+        guard = self._session.guard
+        if guard is not None:
+            caller = caller_port(context.peer())
+            if caller is None or not guard.allows(caller, self.port):
+                raise PermissionDeniedError("only this game server's own process may use its SDK")
         return self._session
 
     async def _fail(self, context: Context, method: str, exc: Exception) -> NoReturn:
@@ -125,7 +133,7 @@ class _Front:
     async def _call(self, context: Context, method: str, call: Callable[[SdkSession], T]) -> T:
         """``call(session)``, its failure reported as a gRPC status (``context.abort`` raises)."""
         try:
-            return call(self._live())
+            return call(self._live(context))
         except Exception as exc:  # SdkCallError is the client's doing; anything else is logged
             failure = exc
         await self._fail(context, method, failure)
@@ -279,14 +287,17 @@ async def serve(session: SdkSession, host: str, port: int = 0) -> tuple[grpc.aio
     """Start serving ``session``'s gRPC SDK on ``host:port`` (0: a free port grpc picks); the server
     and its port. ``OSError`` if the port cannot be bound (nothing is left running then)."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    sdk_pb2_grpc.add_SDKServicer_to_server(SdkServicer(session), server)
-    beta_pb2_grpc.add_SDKServicer_to_server(BetaServicer(session), server)
-    alpha_pb2_grpc.add_SDKServicer_to_server(AlphaServicer(session), server)
+    fronts = (SdkServicer(session), BetaServicer(session), AlphaServicer(session))
+    sdk_pb2_grpc.add_SDKServicer_to_server(fronts[0], server)
+    beta_pb2_grpc.add_SDKServicer_to_server(fronts[1], server)
+    alpha_pb2_grpc.add_SDKServicer_to_server(fronts[2], server)
     try:
         bound = server.add_insecure_port(_address(host, port))
     except RuntimeError as exc:  # grpcio: "Failed to bind to address ..."
         raise OSError(f"cannot serve the gRPC SDK on {_address(host, port)}: {exc}") from exc
     if bound == 0:  # older grpcio reports a failed bind this way
         raise OSError(f"cannot serve the gRPC SDK on {_address(host, port)}")
+    for front in fronts:
+        front.port = bound
     await server.start()
     return server, bound

@@ -24,9 +24,10 @@ from fleetmatch.models import GameServer
 from fleetmatch.settings import SdkSettings
 from fleetmatch.store import GameServerStore
 from fleetmatch.tasks import cancel_and_wait, supervised
-from sdk_sidecar import grpc_server, metrics
+from sdk_sidecar import grpc_server, metrics, peers
 from sdk_sidecar.clock import SYSTEM_CLOCK, Clock
 from sdk_sidecar.http import build_app
+from sdk_sidecar.peers import PeerGuard
 from sdk_sidecar.session import SdkSession
 
 log = logging.getLogger(__name__)
@@ -109,12 +110,14 @@ class SdkHost:
         self._runner = runner
         self._health_task = supervised("sdk.health", self._health_loop)
 
-    async def add(self, gs: GameServer, *, port: int = 0, grpc_port: int = 0) -> int:
+    async def add(self, gs: GameServer, *, port: int = 0, grpc_port: int = 0, confined: bool = False) -> int:
         """Serve the SDK of stored GameServer ``gs``: REST on ``bind_host:port``, gRPC on
         ``bind_host:grpc_port`` (0: any free port); the REST port (``grpc_port_of`` tells the other).
 
         Both listen when this returns. Health tracking starts now (the initial delay counts from
         here). Adding a name already hosted returns its current port. ``OSError`` if a port is taken.
+        ``confined``: only the process named later with ``confine`` (and its children) may call,
+        where the platform tells who calls (``sdk_sidecar.peers``); nobody until then.
         """
         if self._runner is None:
             raise RuntimeError("SdkHost.start() must run before add()")
@@ -123,6 +126,8 @@ class SdkHost:
         sock = listen_socket(self._bind_host, port)
         bound = int(sock.getsockname()[1])
         session = SdkSession(gs, self._store, self._settings, clock=self._clock.time, monotonic=self._clock.monotonic)
+        if confined and peers.supported():
+            session.guard = PeerGuard()
         site = web.SockSite(self._runner, sock)
         self._sessions[gs.name], self._ports[gs.name], self._by_port[bound] = session, bound, session
         self._sites[gs.name] = site
@@ -153,6 +158,13 @@ class SdkHost:
             extra={"gameserver": gs.name},
         )
         return bound
+
+    def confine(self, name: str, pid: int) -> None:
+        """Admit only process ``pid`` (the game) and its children to ``name``'s SDK (if it was
+        added ``confined``)."""
+        session = self._sessions.get(name)
+        if session is not None and session.guard is not None:
+            session.guard.confine(pid)
 
     def observe(self, gs: GameServer) -> None:
         """The latest stored state of a hosted GameServer (ignored for names not hosted here)."""

@@ -23,7 +23,8 @@ from fleetmatch.models import GameServer
 from fleetmatch.tasks import cancel_and_wait
 from sdk_sidecar import jsonpb, metrics, state
 from sdk_sidecar.codes import GrpcCode, http_status
-from sdk_sidecar.state import SdkCallError, UnavailableError
+from sdk_sidecar.peers import caller_port
+from sdk_sidecar.state import PermissionDeniedError, SdkCallError, UnavailableError
 
 if TYPE_CHECKING:
     from sdk_sidecar.session import SdkSession
@@ -89,6 +90,12 @@ def _session(request: web.Request) -> SdkSession:
     session = request.app[LOOKUP](request)
     if session is None or session.closed:
         raise UnavailableError("no game server is served on this port")
+    if session.guard is not None:
+        transport = request.transport
+        caller = caller_port(transport.get_extra_info("peername")) if transport is not None else None
+        ours = transport.get_extra_info("sockname")[1] if transport is not None else None
+        if caller is None or ours is None or not session.guard.allows(caller, ours):
+            raise PermissionDeniedError("only this game server's own process may use its SDK")
     return session
 
 

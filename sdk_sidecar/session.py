@@ -24,6 +24,7 @@ from fleetmatch.settings import SdkSettings
 from fleetmatch.store import GameServerStore
 from sdk_sidecar import metrics, state
 from sdk_sidecar.health import HealthTracker
+from sdk_sidecar.peers import PeerGuard
 from sdk_sidecar.state import Pending, UnavailableError
 from sdk_sidecar.writer import CoalescingWriter
 
@@ -68,6 +69,8 @@ class SdkSession:
         self._gs = gs
         self._clock = clock
         self._monotonic = monotonic
+        self.guard: PeerGuard | None = None
+        """Who may call (``sdk_sidecar.peers``): None admits any local process."""
         self._written: GameServer | None = None
         """Our own last write while the store's watch has not brought it back (the view's base)."""
         self._writer = CoalescingWriter(

@@ -90,6 +90,12 @@ class InvalidArgumentError(SdkCallError):
     code = GrpcCode.INVALID_ARGUMENT
 
 
+class PermissionDeniedError(SdkCallError):
+    """The caller is not this game server's own process (HTTP 403): see ``sdk_sidecar.peers``."""
+
+    code = GrpcCode.PERMISSION_DENIED
+
+
 class UnavailableError(SdkCallError):
     """The game server's SDK session is closed or unknown (HTTP 503): retry or give up."""
 
