@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import math
 import random
@@ -40,9 +39,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
-import aiohttp
 from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.watch import Watch
 from prometheus_client import Counter, Gauge
 
@@ -60,7 +57,16 @@ from allocator.podspec import (
     pod_host_ports,
     pod_owner_uid,
 )
-from fleetmatch.errors import ConflictError, NotFoundError, StoreError, ValidationError
+from fleetmatch.backends.kube.calls import call, mapped_errors
+from fleetmatch.backends.kube.errors import ApiTarget, ForbiddenError, KubeApiError, status_code
+from fleetmatch.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    ExpiredError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
+)
 from fleetmatch.informer import Informer
 from fleetmatch.lease import Leadership, Lease
 from fleetmatch.models import TERMINAL_STATES, GameServer, GameServerState
@@ -70,8 +76,6 @@ from fleetmatch.tasks import cancel_and_wait, raise_if_cancelling, supervised
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "fleetmatch.dev", "v1", "gameservers"
-GAMESERVERS = f"{PLURAL}.{GROUP}"
-"""How RBAC and error messages name the GameServer resource."""
 MERGE_PATCH = "application/merge-patch+json"
 EXPECTATION_SECONDS = 30.0
 """How long a created Pod not yet seen by the watch is trusted to exist."""
@@ -96,27 +100,8 @@ ACTIONS = Counter(
 )
 
 
-class ApiCallError(Exception):
-    """An API call failed; ``code`` 0 means no HTTP answer. Raised to the per-GameServer back-off."""
-
-    def __init__(self, verb: str, resource: str, code: int, message: str) -> None:
-        self.verb, self.resource, self.code, self.message = verb, resource, code, message
-        super().__init__(f"{verb} {resource}: HTTP {code or 'unreachable'}: {message}")
-
-
 class _LookAgainLater(Exception):
     """Nothing failed, but this name should wait its back-off before the next look."""
-
-
-def _status_message(exc: ApiException) -> tuple[str, str]:
-    """(reason, message) of an API error's ``Status`` body."""
-    try:
-        body = json.loads(exc.body or "{}")
-    except (TypeError, ValueError):
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    return str(body.get("reason") or exc.reason or ""), str(body.get("message") or exc.reason or "")
 
 
 class Backoff:
@@ -164,20 +149,19 @@ class ObjectWatcher:
         api: k8s.ApiClient,
         list_call: Callable[..., Awaitable[Any]],
         *,
-        resource: str,
-        where: str,
+        target: ApiTarget,
         on_change: Callable[[str | None], None],
         watch_seconds: int = 300,
         backoff: Backoff | None = None,
         **selector: Any,
     ) -> None:
         self.api = api
-        self.resource = resource
+        self.target = target
+        self.resource = target.qualified
         self.cache: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self._list_call = list_call
         self._selector = selector
-        self._where = where
         self._on_change = on_change
         self.listed_at = -math.inf
         """``time.monotonic()`` when the last (re)list was requested: the cache shows every object that
@@ -187,7 +171,7 @@ class ObjectWatcher:
 
     async def _list(self) -> str:
         started = time.monotonic()
-        listing = await self._list_call(**self._selector)
+        listing = await call(self._list_call(**self._selector), self.target.about(verb="list"))
         fresh: dict[str, dict[str, Any]] = {}
         for item in listing.items:
             raw = self.api.sanitize_for_serialization(item)
@@ -208,23 +192,24 @@ class ObjectWatcher:
             timeout_seconds=self._watch_seconds,
             allow_watch_bookmarks=True,
         )
-        async with stream:
-            async for event in stream:
-                if not isinstance(event, dict):
-                    continue  # the client yields stray blank lines as strings
-                kind, raw = event.get("type"), event.get("raw_object")
-                if not isinstance(raw, dict):
-                    continue
-                version = str(raw.get("metadata", {}).get("resourceVersion") or version)
-                if kind == "BOOKMARK":
-                    continue
-                name = raw.get("metadata", {}).get("name", "")
-                if kind == "DELETED":
-                    self.cache.pop(name, None)
-                else:
-                    self.cache[name] = raw
-                applied += 1
-                self._on_change(name)
+        with mapped_errors(self.target.about(verb="watch", version=version)):
+            async with stream:
+                async for event in stream:
+                    if not isinstance(event, dict):
+                        continue  # the client yields stray blank lines as strings
+                    kind, raw = event.get("type"), event.get("raw_object")
+                    if not isinstance(raw, dict):
+                        continue
+                    version = str(raw.get("metadata", {}).get("resourceVersion") or version)
+                    if kind == "BOOKMARK":
+                        continue
+                    name = raw.get("metadata", {}).get("name", "")
+                    if kind == "DELETED":
+                        self.cache.pop(name, None)
+                    else:
+                        self.cache[name] = raw
+                    applied += 1
+                    self._on_change(name)
         return version, applied
 
     async def run(self) -> None:
@@ -240,20 +225,18 @@ class ObjectWatcher:
                     self._backoff.ok(self.resource)
                 else:  # ended at once with nothing: do not reopen in a tight loop
                     await asyncio.sleep(self._backoff.fail(self.resource, time.monotonic()))
-            except ApiException as exc:
-                raise_if_cancelling()
-                if exc.status == 410:
-                    log.info("%s watch expired; re-listing", self.resource)
-                    version = ""
-                    continue
-                API_ERRORS.labels(verb="watch", resource=self.resource, code=str(exc.status or 0)).inc()
-                await self._pause(f"HTTP {exc.status}: {_status_message(exc)[1]}", exc.status in (401, 403))
+            except ExpiredError:
+                log.info("%s watch expired; re-listing", self.resource)
                 version = ""
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (StoreError, ValidationError) as exc:
                 raise_if_cancelling()
-                API_ERRORS.labels(verb="watch", resource=self.resource, code="0").inc()
-                await self._pause(f"{type(exc).__name__}: {exc}", False)
+                API_ERRORS.labels(verb=self._verb(exc), resource=self.resource, code=str(status_code(exc))).inc()
+                await self._pause(str(exc), isinstance(exc, ForbiddenError))
                 version = ""
+
+    @staticmethod
+    def _verb(exc: Exception) -> str:
+        return exc.verb if isinstance(exc, KubeApiError) else "watch"
 
     async def _pause(self, why: str, forbidden: bool) -> None:
         delay = self._backoff.fail(self.resource, time.monotonic())
@@ -263,7 +246,7 @@ class ObjectWatcher:
                 "retrying in %.1fs",
                 self.resource,
                 self.resource,
-                self._where,
+                self.target.where.strip() or "(cluster-wide)",
                 why,
                 delay,
             )
@@ -292,14 +275,15 @@ class PodController:
         self.api = api
         self.core = k8s.CoreV1Api(api)
         self.custom = k8s.CustomObjectsApi(api)
+        self._pod = ApiTarget("get", "pods", namespace=self.namespace, kind="Pod")
+        self._gameserver = ApiTarget("get", PLURAL, GROUP, self.namespace, GameServer.KIND)
         self.leadership = Leadership(lease, "gameserver pod controller")
         self.gs_informer: Informer[GameServer] = Informer(gameservers)
         self.gs_informer.add_handler(self._poke_event)
         self.pods = ObjectWatcher(
             api,
             self.core.list_namespaced_pod,
-            resource="pods",
-            where=f"in namespace {self.namespace}",
+            target=ApiTarget("list", "pods", namespace=self.namespace, kind="Pod"),
             on_change=self._on_pod,
             namespace=self.namespace,
             label_selector=GAMESERVER_LABEL,
@@ -307,7 +291,10 @@ class PodController:
         self.nodes: ObjectWatcher | None = None
         if self.settings.node_addresses:
             self.nodes = ObjectWatcher(
-                api, self.core.list_node, resource="nodes", where="(cluster-wide)", on_change=lambda _: self.poke()
+                api,
+                self.core.list_node,
+                target=ApiTarget("list", "nodes", kind="Node"),
+                on_change=lambda _: self.poke(),
             )
         self.ports = HostPortPool(self.settings.port_min, self.settings.port_max, per_port=self.settings.pods_per_port)
         self.backoff = backoff or Backoff()
@@ -419,15 +406,19 @@ class PodController:
         try:
             async with self._limit:
                 await work()
-        except ApiCallError as exc:
+        except KubeApiError as exc:
             self._retry_later(name, exc, self._clock())
+        except HostPortsExhaustedError as exc:
+            API_ERRORS.labels(verb="allocate", resource="hostPorts", code="0").inc()
+            delay = self.backoff.fail(name, self._clock())
+            log.warning("gameserver %s: %s; retrying in %.1fs", name, exc, delay, extra={"gameserver": name})
         except _LookAgainLater:
             self.backoff.fail(name, self._clock())
         except ConflictError:
             self.backoff.fail(name, self._clock())  # someone else wrote it: look again shortly
         except NotFoundError:
             self.backoff.ok(name)
-        except StoreError as exc:
+        except (StoreError, ValidationError) as exc:
             delay = self.backoff.fail(name, self._clock())
             log.warning("gameserver %s: %s; retrying in %.1fs", name, exc, delay, extra={"gameserver": name})
         except Exception:
@@ -437,47 +428,33 @@ class PodController:
         else:
             self.backoff.ok(name)
 
-    def _retry_later(self, name: str, exc: ApiCallError, now: float) -> None:
-        verb, resource, code, message = exc.verb, exc.resource, exc.code, exc.message
-        API_ERRORS.labels(verb=verb, resource=resource, code=str(code)).inc()
+    def _retry_later(self, name: str, exc: KubeApiError, now: float) -> None:
         delay = self.backoff.fail(name, now)
         extra = {"gameserver": name}
-        if code in (401, 403):
+        if isinstance(exc, ForbiddenError):
             log.error(
                 "gameserver %s: forbidden: grant the controller's service account RBAC `%s` on `%s` in namespace %s "
                 "(%s); retrying in %.1fs",
                 name,
-                verb,
-                resource,
+                exc.verb,
+                exc.target.qualified,
                 self.namespace,
-                message,
+                exc,
                 delay,
                 extra=extra,
             )
         else:
-            log.warning(
-                "gameserver %s: %s %s failed (HTTP %s: %s); retrying in %.1fs",
-                name,
-                verb,
-                resource,
-                code or "unreachable",
-                message,
-                delay,
-                extra=extra,
-            )
+            log.warning("gameserver %s: %s; retrying in %.1fs", name, exc, delay, extra=extra)
 
-    async def _call(self, verb: str, resource: str, call: Awaitable[Any], *, ok: frozenset[int] = frozenset()) -> Any:
-        """Await an API call; an error whose code is in ``ok`` returns None, any other raises ``ApiCallError``."""
+    async def _call(self, target: ApiTarget, request: Awaitable[Any], *, ok: tuple[type[Exception], ...] = ()) -> Any:
+        """Await an API call; an error of a type in ``ok`` returns None, any other is counted and raised."""
         try:
-            return await call
-        except ApiException as exc:
-            if exc.status in ok:
-                return None
-            reason, message = _status_message(exc)
-            raise ApiCallError(verb, resource, exc.status or 0, f"{reason}: {message}" if reason else message) from exc
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise_if_cancelling()
-            raise ApiCallError(verb, resource, 0, f"{type(exc).__name__}: {exc}") from exc
+            return await call(request, target)
+        except ok:
+            return None
+        except (StoreError, ValidationError) as exc:
+            API_ERRORS.labels(verb=target.verb, resource=target.qualified, code=str(status_code(exc))).inc()
+            raise
 
     # -- one GameServer --------------------------------------------------------------------------
 
@@ -532,10 +509,7 @@ class PodController:
     async def _create_pod(self, gs: GameServer) -> None:
         if gs.name not in self._finalized and not await self._add_finalizer(gs.name):
             return
-        try:
-            ports = self.ports.assign(gs)
-        except HostPortsExhaustedError as exc:
-            raise ApiCallError("allocate", "hostPorts", 0, str(exc)) from None
+        ports = self.ports.assign(gs)
         try:
             manifest = pod_for(gs, self.settings, ports=ports)
         except ValidationError as exc:
@@ -544,16 +518,16 @@ class PodController:
             return
         try:
             created = await self._call(
-                "create",
-                "pods",
+                self._pod.about(gs.name, verb="create"),
                 self.core.create_namespaced_pod(self.namespace, cast(Any, manifest)),
-                ok=frozenset({409}),
+                ok=(AlreadyExistsError,),
             )
-        except ApiCallError as exc:
+        except ValidationError as exc:
             self.ports.release(gs.name)
-            if exc.code in (400, 422):
-                await self._error(gs, f"pod rejected by the API server: {exc.message}")
-                return
+            await self._error(gs, f"pod rejected by the API server: {exc}")
+            return
+        except StoreError:
+            self.ports.release(gs.name)
             raise
         self._created[gs.name] = time.monotonic()
         if created is None:  # 409: it exists already (a race); its ports count once seen, not these
@@ -581,10 +555,9 @@ class PodController:
     async def _add_finalizer(self, name: str) -> bool:
         """Put our finalizer on the GameServer; False if it is gone or being deleted."""
         raw = await self._call(
-            "get",
-            GAMESERVERS,
+            self._gameserver.about(name),
             self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name),
-            ok=frozenset({404}),
+            ok=(NotFoundError,),
         )
         if not isinstance(raw, dict) or raw.get("metadata", {}).get("deletionTimestamp"):
             return False
@@ -597,10 +570,9 @@ class PodController:
 
     async def _remove_finalizer(self, name: str) -> None:
         raw = await self._call(
-            "get",
-            GAMESERVERS,
+            self._gameserver.about(name),
             self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name),
-            ok=frozenset({404}),
+            ok=(NotFoundError,),
         )
         if not isinstance(raw, dict):
             return
@@ -609,17 +581,16 @@ class PodController:
         if FINALIZER not in finalizers:
             return
         rest = [f for f in finalizers if f != FINALIZER]
-        await self._patch_finalizers(name, rest or None, meta["resourceVersion"], ok=frozenset({404}))
+        await self._patch_finalizers(name, rest or None, meta["resourceVersion"], ok=(NotFoundError,))
         self._finalized.discard(name)
 
     async def _patch_finalizers(
-        self, name: str, finalizers: list[str] | None, version: str, *, ok: frozenset[int] = frozenset()
+        self, name: str, finalizers: list[str] | None, version: str, *, ok: tuple[type[Exception], ...] = ()
     ) -> None:
         """Set the GameServer's finalizers (None: none), only if it is still at ``version``."""
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": version}}
         await self._call(
-            "patch",
-            GAMESERVERS,
+            self._gameserver.about(name, verb="patch", version=version),
             self.custom.patch_namespaced_custom_object(
                 GROUP,
                 VERSION,
@@ -644,7 +615,11 @@ class PodController:
         self.ports.release(gs.name)
 
     async def _delete_pod(self, name: str) -> None:
-        await self._call("delete", "pods", self.core.delete_namespaced_pod(name, self.namespace), ok=frozenset({404}))
+        await self._call(
+            self._pod.about(name, verb="delete"),
+            self.core.delete_namespaced_pod(name, self.namespace),
+            ok=(NotFoundError,),
+        )
         ACTIONS.labels(action="pod-deleted").inc()
         log.info("%s: deleted pod", name, extra={"gameserver": name})
 
@@ -654,10 +629,9 @@ class PodController:
         if pod.get("metadata", {}).get("deletionTimestamp"):
             return
         raw = await self._call(
-            "get",
-            GAMESERVERS,
+            self._gameserver.about(name),
             self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name),
-            ok=frozenset({404}),
+            ok=(NotFoundError,),
         )
         if isinstance(raw, dict) and raw.get("metadata", {}).get("uid") == pod_owner_uid(pod):
             if not self._orphan_warned.get(name):
@@ -679,4 +653,4 @@ class PodController:
             log.error("%s -> Error: %s", name, why, extra={"gameserver": name})
 
 
-__all__ = ["ApiCallError", "Backoff", "ObjectWatcher", "PodController"]
+__all__ = ["Backoff", "ObjectWatcher", "PodController"]

@@ -185,7 +185,7 @@ async def test_server_errors_are_retried_and_forbidden_names_the_rbac_rule(
         pytest.raises(BackendError, match="forbidden"),
     ):
         await store.update(gs.with_status(state=S.REQUEST_READY))
-    assert "RBAC" in caplog.text and "'update' 'gameservers/status'" in caplog.text
+    assert "RBAC" in caplog.text and "verb 'update' on resource 'gameservers/status'" in caplog.text
     fake_kube.fail_next(503, FAST.retries + 1)
     with pytest.raises(BackendError, match="503"):
         await store.get("gs-1")

@@ -13,7 +13,7 @@ RBAC the stores need, per namespace they serve (a Role, or a ClusterRole for all
       resources: ["fleets/status", "fleetautoscalers/status"]   # kinds whose CRD has the subresource
       verbs: ["update"]
 
-A missing rule surfaces as ``fleetmatch.backends.kube.store.ForbiddenError`` naming verb and resource.
+A missing rule surfaces as ``fleetmatch.backends.kube.errors.ForbiddenError`` naming verb and resource.
 """
 
 from __future__ import annotations

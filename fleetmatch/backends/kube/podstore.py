@@ -52,18 +52,18 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import aiohttp
 
+from fleetmatch.backends.kube.errors import ApiTarget, ForbiddenError, KubeApiError, api_error, unreachable
 from fleetmatch.codec import camel, from_wire, to_wire
 from fleetmatch.errors import (
     BackendError,
     ConfigError,
     ConflictError,
     ExpiredError,
-    NotFoundError,
     ValidationError,
 )
 from fleetmatch.models import API_VERSION, GameServer, GameServerStatus
@@ -389,9 +389,9 @@ class KubeGameServerStore:
                         name=name,
                         version=current.obj.metadata.resource_version,
                     )
-                except NotFoundError:
-                    if self._status_subresource:
-                        raise  # the subresource exists: the object is gone
+                except KubeApiError as exc:
+                    if exc.code != 404 or self._status_subresource:
+                        raise  # a 404 not about our object: the CRD has no status subresource
                     log.info("the GameServer CRD has no status subresource: writing status with the object")
                     self._status_subresource = False
                     return await self._put_object(current, obj)
@@ -493,6 +493,9 @@ class KubeGameServerStore:
             self._token_read = now
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
+    def _target(self, verb: str, resource: str = GameServer.PLURAL, name: str = "", version: str = "") -> ApiTarget:
+        return ApiTarget(verb, resource, GROUP, self._namespace, GameServer.KIND, name, version)
+
     async def _json(
         self,
         method: str,
@@ -508,6 +511,7 @@ class KubeGameServerStore:
     ) -> Json:
         """One request with retries; the decoded JSON body of a 2xx, else our error."""
         settings = self._settings
+        target = self._target(verb, resource, name, version)
         data = json.dumps(body).encode() if body is not None else None
         attempt = 0
         while True:
@@ -530,52 +534,40 @@ class KubeGameServerStore:
                         if not isinstance(doc, dict):
                             raise BackendError(f"{method} {url}: expected a JSON object, got {type(doc).__name__}")
                         return doc
-                    text = await resp.text()
-                    if resp.status not in _RETRY_STATUS:
-                        self._fail(resp.status, text, verb=verb, resource=resource, name=name, version=version)
+                    error = api_error(resp.status, await resp.text(), target, http_reason=resp.reason or "")
+                    if not isinstance(error, KubeApiError) or not error.transient:
+                        self._refused(error)
+                        raise error
                     retry_after = _retry_after(resp.headers.get("Retry-After"))
-                    problem = f"HTTP {resp.status}: {_message(text)}"
+                    problem = error
             except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                problem = unreachable(exc, target)
             if attempt >= settings.retries:
-                raise BackendError(f"{verb} {resource} {name}: {problem} (after {attempt + 1} attempts)")
+                raise KubeApiError(
+                    f"{problem} (after {attempt + 1} attempts)", code=problem.code, target=target, status=problem.status
+                ) from problem
             delay = retry_after if retry_after is not None else settings.backoff * 2**attempt
             log.info("%s %s: %s; retrying in %.2fs", verb, resource, problem, delay, extra=self._extra)
             await asyncio.sleep(min(delay, settings.max_backoff))
             attempt += 1
 
-    def _fail(self, status: int, text: str, *, verb: str, resource: str, name: str, version: str) -> NoReturn:
-        """Raise the store error for a refused request."""
-        message = _message(text)
-        if status == 404:
-            raise NotFoundError(GameServer.KIND, name or self._name)
-        if status == 409:
-            raise ConflictError(GameServer.KIND, name or self._name, version, None)
-        if status == 410:
-            raise ExpiredError(GameServer.KIND, version)
-        if status == 422:
-            field, detail = _cause(text)
-            raise ValidationError(field, detail or message)
-        if status == 401:
-            self._token_read = float("-inf")  # a rotated token: read the file again before the retry
-            raise BackendError(f"{verb} {resource}: unauthorized ({message}); is the service-account token valid?")
-        if status == 403:
-            if (verb, resource) not in self._denied:
-                self._denied.add((verb, resource))
-                log.error(
-                    "RBAC: the Pod's service account may not %r %r (API group %s) in namespace %s: grant it "
-                    "get, list, watch and patch on %s and update on %s/status. API server: %s",
-                    verb,
-                    resource,
-                    GROUP,
-                    self._namespace,
-                    GameServer.PLURAL,
-                    GameServer.PLURAL,
-                    message,
-                    extra=self._extra,
-                )
-            raise BackendError(f"forbidden: {verb} {resource}.{GROUP} in namespace {self._namespace}: {message}")
-        raise BackendError(f"{verb} {resource} {name}: HTTP {status}: {message}")
+    def _refused(self, error: Exception) -> None:
+        """Side effects of a refusal: a 401 re-reads the token file before the next request, a 403 logs
+        (once per verb and resource) what the Pod's service account needs."""
+        if not isinstance(error, ForbiddenError):
+            return
+        if error.code == 401:
+            self._token_read = float("-inf")  # a rotated token: read the file again
+            return
+        if (error.verb, error.resource) not in self._denied:
+            self._denied.add((error.verb, error.resource))
+            log.error(
+                "%s; the sidecar needs get, list, watch and patch on %s and update on %s/status",
+                error,
+                GameServer.PLURAL,
+                GameServer.PLURAL,
+                extra=self._extra,
+            )
 
     async def _watch_once(self, version: str) -> AsyncIterator[tuple[EventType | None, Json]]:
         """One watch request from ``version``: (event type, object) per line; a bookmark as
@@ -597,8 +589,9 @@ class KubeGameServerStore:
                 self._collection, params=params, headers=self._headers(), timeout=timeout
             ) as resp:
                 if resp.status != 200:
-                    self._fail(resp.status, await resp.text(), verb="watch", resource=GameServer.PLURAL, name="",
-                               version=version)  # fmt: skip
+                    error = api_error(resp.status, await resp.text(), self._target("watch", version=version))
+                    self._refused(error)
+                    raise error
                 async for line in resp.content:
                     if not line.strip():
                         continue  # keep-alive whitespace some proxies send
@@ -614,23 +607,6 @@ class KubeGameServerStore:
                         yield _EVENT_TYPES[kind], raw
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # ValueError: a broken line
             raise BackendError(f"watch of {self._name}: {type(exc).__name__}: {exc}") from exc
-
-
-def _message(text: str) -> str:
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return text[:200]
-    return str(doc.get("message") or doc) if isinstance(doc, dict) else text[:200]
-
-
-def _cause(text: str) -> tuple[str, str]:
-    """(field, message) of the first cause of a 422 ``Status``."""
-    try:
-        causes = json.loads(text).get("details", {}).get("causes") or [{}]
-        return str(causes[0].get("field", "")), str(causes[0].get("message", ""))
-    except (ValueError, AttributeError, IndexError):
-        return "", ""
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -57,10 +57,10 @@ event lines are skipped. HTTP 410 (reason Expired or Gone, in-stream ERROR or re
 ``ExpiredError`` and the informer re-lists. Unreachable servers, 429 and 5xx are retried with
 back-off inside the watch; other refusals (403, a missing CRD) raise.
 
-**Errors.** 404 NotFoundError, 409 AlreadyExistsError/ConflictError (told apart by the Status
-body's ``reason``), 410 ExpiredError, 400/422 ValidationError naming ``details.causes[].field``,
-401/403 ``ForbiddenError`` naming the RBAC verb and resource needed, 429/5xx and transport errors
-``BackendError`` (callers retry with back-off, as on a Redis outage).
+**Errors** are those of ``fleetmatch.backends.kube.errors``: NotFoundError, AlreadyExistsError,
+ConflictError, ExpiredError, ValidationError, ``ForbiddenError`` naming the RBAC verb and resource
+needed, and for 429/5xx and transport errors ``KubeApiError`` (a ``BackendError``: callers retry
+with back-off, as on a Redis outage).
 """
 
 from __future__ import annotations
@@ -69,7 +69,6 @@ import asyncio
 import builtins
 import dataclasses
 import functools
-import json
 import logging
 import types
 import typing
@@ -81,14 +80,13 @@ from kubernetes_asyncio.client import ApiClient, CustomObjectsApi, V1DeleteOptio
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.watch import Watch
 
+from fleetmatch.backends.kube.calls import TRANSPORT_ERRORS, call
+from fleetmatch.backends.kube.errors import ApiTarget, KubeApiError, api_error
 from fleetmatch.codec import camel, from_wire, to_wire
 from fleetmatch.errors import (
-    AlreadyExistsError,
     BackendError,
     ConflictError,
     ExpiredError,
-    NotFoundError,
-    StoreError,
     ValidationError,
 )
 from fleetmatch.models import API_VERSION
@@ -131,21 +129,8 @@ _META_FIELDS = frozenset(
 )
 _KEPT_META = ("finalizers", "ownerReferences")
 """Metadata we do not model but must not strip when we replace an object."""
-_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 
 T = TypeVar("T")
-
-
-class ForbiddenError(BackendError):
-    """The API server refused our credentials (401) or RBAC denied the operation (403).
-
-    A ``BackendError`` so that loops log it and keep retrying with back-off: an operator can fix
-    the Role while fleetmatch runs. ``verb`` and ``resource`` say what to grant.
-    """
-
-    def __init__(self, message: str, *, verb: str, resource: str, namespace: str) -> None:
-        self.verb, self.resource, self.namespace = verb, resource, namespace
-        super().__init__(message)
 
 
 def _strip_nulls(value: Any) -> Any:
@@ -205,18 +190,6 @@ def _overlay(tp: Any, ours: Any, stored: Any) -> Any:
     known = _model_fields(cls)
     kept = {k: v for k, v in stored.items() if k not in known}
     return kept | {k: _overlay(known[k], v, stored.get(k)) for k, v in ours.items()}
-
-
-def _status_body(exc: ApiException) -> dict[str, Any]:
-    """The ``Status`` document of an error response ({} when there is none)."""
-    raw = exc.body
-    if not raw:
-        return {}
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 @dataclasses.dataclass(slots=True)
@@ -347,60 +320,15 @@ class KubeStore(Generic[R]):
 
     # -- errors ------------------------------------------------------------------------------
 
-    def _error(
-        self, exc: ApiException, verb: str, name: str = "", *, version: str = ""
-    ) -> StoreError | ValidationError:
-        """Our error for an API refusal (``verb`` is the RBAC verb of the operation that failed)."""
-        status = _status_body(exc)
-        code = int(exc.status or status.get("code") or 0)
-        reason = str(status.get("reason") or "")
-        message = str(status.get("message") or exc.reason or "")
-        raw_details = status.get("details")
-        details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
-        kind = self._kind.KIND
-        if code == 404:
-            if name and (not status or details.get("name") == name or f'"{name}"' in message):
-                return NotFoundError(kind, name)
-            return BackendError(
-                f"{self.resource} in namespace {self._namespace!r}: {message or 'not found'} "
-                f"(are the CRDs of deploy/crds/ installed, and does the namespace exist?)"
-            )
-        if code == 409:
-            if reason == "AlreadyExists" or (not reason and verb == "create"):
-                return AlreadyExistsError(kind, name or str(details.get("name", "")))
-            return ConflictError(kind, name, version, None)
-        if code == 410:
-            return ExpiredError(kind, version)
-        if code in (400, 422):
-            causes = [c for c in details.get("causes") or () if isinstance(c, dict)]
-            field = str(causes[0].get("field", "")) if causes else ""
-            text = "; ".join(str(c.get("message", "")) for c in causes) or message or (reason or "invalid")
-            return ValidationError(field, text)
-        if code in (401, 403):
-            sub = "/status" if verb == "update status" else ""
-            rbac_verb = "update" if sub else verb
-            what = (
-                "the API server rejected the credentials (401): check the kubeconfig or service account token"
-                if code == 401
-                else f"RBAC forbids it: grant verb {rbac_verb!r} on resource {self._plural + sub!r} in API group "
-                f"{GROUP!r} (namespace {self._namespace!r}) to fleetmatch's service account"
-            )
-            return ForbiddenError(
-                f"cannot {rbac_verb} {self.resource}{sub}: {what}. API server: {message}",
-                verb=rbac_verb,
-                resource=self._plural + sub,
-                namespace=self._namespace,
-            )
-        return BackendError(f"kubernetes API: {verb} {self.resource} failed with HTTP {code} {reason}: {message}")
+    def _target(self, verb: str, name: str = "", *, version: str = "") -> ApiTarget:
+        """What a request is about (``verb`` is its RBAC verb; "update status" writes ``/status``)."""
+        sub = "/status" if verb == "update status" else ""
+        return ApiTarget(
+            "update" if sub else verb, self._plural + sub, GROUP, self._namespace, self._kind.KIND, name, version
+        )
 
     async def _call(self, request: Awaitable[T], verb: str, name: str = "", *, version: str = "") -> T:
-        try:
-            return await request
-        except ApiException as exc:
-            raise self._error(exc, verb, name, version=version) from exc
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise_if_cancelling()
-            raise BackendError(f"kubernetes API unreachable ({verb} {self.resource}): {exc!r}") from exc
+        return await call(request, self._target(verb, name, version=version))
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -487,13 +415,11 @@ class KubeStore(Generic[R]):
                         if obj is not None:
                             yield WatchEvent(kind, obj)
             except ApiException as exc:
-                error = self._error(exc, "watch", version=position)
-                if isinstance(error, ExpiredError):
-                    raise error from exc
-                if int(exc.status or 0) not in _TRANSIENT:
+                error = api_error(exc.status or 0, exc.body, self._target("watch", version=position))
+                if not isinstance(error, KubeApiError) or not error.transient:
                     raise error from exc
                 log.warning("watch of %s failed (%s); resuming from %s", self.resource, error, position)
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            except TRANSPORT_ERRORS as exc:
                 raise_if_cancelling()
                 log.warning("watch of %s lost its stream (%r); resuming from %s", self.resource, exc, position)
             if progressed or loop.time() - started >= _MIN_STREAM_SECONDS:
@@ -601,8 +527,8 @@ class KubeStore(Generic[R]):
                 name,
                 version=version,
             )
-        except BackendError as exc:
-            if not isinstance(exc.__cause__, ApiException) or exc.__cause__.status != 404:
+        except KubeApiError as exc:
+            if exc.code != 404:
                 raise
             log.warning("%s has no /status subresource; status is written with the object", self.resource)
             self._status_subresource = False
