@@ -28,7 +28,8 @@ import aiohttp
 import psutil
 import pytest
 
-from fleetmatch.backends.kube.podstore import KubeConfig, KubeGameServerStore, KubeStoreSettings, decode_gameserver
+from fleetmatch.backends.kube.podstore import KubeConfig, KubeGameServerStore, KubeStoreSettings
+from fleetmatch.backends.kube.wire import decode
 from fleetmatch.backends.redis.embedded import free_port
 from fleetmatch.errors import BackendError, ConfigError, ConflictError, ExpiredError, NotFoundError
 from fleetmatch.models import GameServer, GameServerState, with_meta
@@ -226,7 +227,8 @@ def test_decoding_drops_unmodelled_fields_and_nulls() -> None:
     doc = gameserver_doc("gs-2")
     doc["metadata"] |= {"resourceVersion": "7", "managedFields": [{}], "finalizers": ["x"], "ownerReferences": []}
     doc["status"] = {"state": "Ready", "reservedUntil": None, "players": None, "conditions": []}
-    gs = decode_gameserver(doc)
+    gs, kept = decode(GameServer, doc)
+    assert kept is not None and kept.metadata == {"finalizers": ["x"]} and kept.status == doc["status"]
     assert gs.state is S.READY and gs.status.reserved_until is None and gs.metadata.resource_version == "7"
 
 

@@ -29,36 +29,30 @@ Writes are spaced by at least ``KubeStoreSettings.write_spacing`` (Agones' sidec
 API requests); 5xx, 429 and connection errors are retried with back-off, then ``BackendError``;
 403 logs which RBAC verb on which resource the Pod's service account lacks.
 
-Wire format: the custom resource (``apiVersion: fleetmatch.dev/v1``, ``kind: GameServer``) <->
-``fleetmatch.models.GameServer`` through ``fleetmatch.codec``. Metadata maps name, namespace, uid,
-resourceVersion, generation, creationTimestamp, deletionTimestamp, labels and annotations; spec and
-status fields fleetmatch does not model (``spec.template``: the Pod template) are ignored when read
-and kept as they are when written.
+Wire format: ``fleetmatch.backends.kube.wire``, as for every Kubernetes client: spec and status
+fields fleetmatch does not model (``spec.template``: the Pod template) are ignored when read and
+kept as they are when written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import functools
 import json
 import logging
 import os
 import ssl
 import time
-import types
-import typing
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from fleetmatch.backends.kube.errors import ApiTarget, ForbiddenError, KubeApiError, api_error, unreachable
-from fleetmatch.codec import camel, from_wire, to_wire
+from fleetmatch.backends.kube.wire import GROUP, VERSION, decode, encode_status
 from fleetmatch.errors import (
     BackendError,
     ConfigError,
@@ -66,25 +60,12 @@ from fleetmatch.errors import (
     ExpiredError,
     ValidationError,
 )
-from fleetmatch.models import API_VERSION, GameServer, GameServerStatus
+from fleetmatch.models import GameServer
 from fleetmatch.store import EventType, WatchEvent
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION = API_VERSION.split("/")
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-_META_FIELDS = (
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "labels",
-    "annotations",
-)
-"""The metadata fleetmatch models (managedFields, ownerReferences, finalizers... are not read)."""
 _EVENT_TYPES = {t.value: t for t in EventType}
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -196,62 +177,6 @@ class KubeStoreSettings:
     backoff: float = 0.2
     max_backoff: float = 5.0
     """Back-off between attempts: ``backoff * 2**attempt`` up to this (or the server's Retry-After)."""
-
-
-# -- decoding and encoding -------------------------------------------------------------------------
-
-
-@functools.cache
-def _known_fields(cls: type) -> Mapping[str, Any]:
-    """Wire name -> type hint of a model dataclass."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    return {f.metadata.get("wire", camel(f.name)): hints[f.name] for f in dataclasses.fields(cls) if f.init}
-
-
-def _prune(tp: Any, value: Any) -> Any:
-    """``value`` without the keys the model does not know and without nulls (the CRD may hold more
-    than fleetmatch models, e.g. ``spec.template``; the strict codec would reject it)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Annotated:
-        return _prune(args[0], value)
-    if origin in (typing.Union, types.UnionType):
-        members = [a for a in args if a is not type(None)]
-        return _prune(members[0], value) if len(members) == 1 else value
-    if origin is tuple and isinstance(value, list):
-        return [_prune(args[0], item) for item in value]
-    if origin in (Mapping, dict) and isinstance(value, dict):
-        return {k: _prune(args[1], v) for k, v in value.items()}
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, dict):
-        known = _known_fields(tp)
-        return {k: _prune(known[k], v) for k, v in value.items() if k in known and v is not None}
-    return value
-
-
-def _strip_nulls(value: Any) -> Any:
-    """Drop null members: the CRD schema need not declare every field nullable."""
-    if isinstance(value, dict):
-        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_strip_nulls(v) for v in value]
-    return value
-
-
-def decode_gameserver(doc: Json) -> GameServer:
-    """A GameServer custom resource as a model (``ValidationError`` if it does not fit)."""
-    meta = doc.get("metadata") or {}
-    body = {
-        "metadata": {key: meta[key] for key in _META_FIELDS if meta.get(key) is not None},
-        "spec": _prune(_known_fields(GameServer)["spec"], doc.get("spec") or {}),
-        "status": _prune(_known_fields(GameServer)["status"], doc.get("status") or {}),
-    }
-    return from_wire(GameServer, body)
-
-
-def encode_status(status: GameServerStatus, stored: Json | None) -> Json:
-    """``status`` as the resource's status: fleetmatch's fields replaced, any others kept."""
-    known = _known_fields(GameServerStatus)
-    kept = {k: v for k, v in (stored or {}).items() if k not in known}
-    return {**kept, **_strip_nulls(to_wire(status))}
 
 
 def _map_patch(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str | None]:
@@ -440,7 +365,7 @@ class KubeGameServerStore:
 
     def _remember(self, raw: Json) -> GameServer:
         try:
-            obj = decode_gameserver(raw)
+            obj, _ = decode(GameServer, raw)
         except ValidationError as exc:
             raise BackendError(f"the API server returned a GameServer fleetmatch cannot read: {exc}") from exc
         version = obj.metadata.resource_version

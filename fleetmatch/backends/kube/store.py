@@ -67,13 +67,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import dataclasses
-import functools
 import logging
-import types
-import typing
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import Annotated, Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, CustomObjectsApi, V1DeleteOptions, V1Preconditions
@@ -82,21 +78,19 @@ from kubernetes_asyncio.watch import Watch
 
 from fleetmatch.backends.kube.calls import TRANSPORT_ERRORS, call
 from fleetmatch.backends.kube.errors import ApiTarget, KubeApiError, api_error
-from fleetmatch.codec import camel, from_wire, to_wire
+from fleetmatch.backends.kube.wire import GROUP, VERSION, Kept, decode, encode
+from fleetmatch.codec import to_wire
 from fleetmatch.errors import (
     BackendError,
     ConflictError,
     ExpiredError,
     ValidationError,
 )
-from fleetmatch.models import API_VERSION
 from fleetmatch.store import EventType, R, WatchEvent
 from fleetmatch.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION = API_VERSION.split("/")
-"""``fleetmatch.dev`` and ``v1``: where the CRDs in ``deploy/crds/`` serve our kinds."""
 
 WATCH_TIMEOUT = 240
 """Seconds one watch request lasts (``timeoutSeconds``) before the store reopens it. Bounded, so a
@@ -113,94 +107,7 @@ SEEN_LIMIT = 50_000
 _MIN_STREAM_SECONDS = 1.0
 """A watch stream that ends sooner than this without delivering anything makes the next one wait."""
 
-_META_FIELDS = frozenset(
-    {
-        "name",
-        "namespace",
-        "generateName",
-        "uid",
-        "resourceVersion",
-        "generation",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "labels",
-        "annotations",
-    }
-)
-_KEPT_META = ("finalizers", "ownerReferences")
-"""Metadata we do not model but must not strip when we replace an object."""
-
 T = TypeVar("T")
-
-
-def _strip_nulls(value: Any) -> Any:
-    """Drop None values: optional fields are absent on the wire (CRD schemas need not allow null)."""
-    if isinstance(value, dict):
-        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_strip_nulls(v) for v in value]
-    return value
-
-
-@functools.cache
-def _model_fields(cls: Any) -> Mapping[str, Any]:
-    """Wire name -> type hint, for a model dataclass."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    return {f.metadata.get("wire", camel(f.name)): hints[f.name] for f in dataclasses.fields(cls) if f.init}
-
-
-def _dataclass_of(tp: Any) -> type | None:
-    """The dataclass ``tp`` is (through ``Annotated`` and ``X | None``), if it is one."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Annotated:
-        return _dataclass_of(args[0])
-    if origin in (typing.Union, types.UnionType):
-        members = [a for a in args if a is not type(None)]
-        return _dataclass_of(members[0]) if len(members) == 1 else None
-    return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
-
-
-def _known_part(tp: Any, value: Any, dropped: list[bool]) -> Any:
-    """``value`` without nulls and without the keys of model objects the model does not know (the
-    CRDs hold more than fleetmatch models, e.g. a pod template); ``dropped`` records that some went."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Annotated:
-        return _known_part(args[0], value, dropped)
-    if origin in (typing.Union, types.UnionType):
-        members = [a for a in args if a is not type(None)]
-        return _known_part(members[0], value, dropped) if len(members) == 1 else value
-    if origin is tuple and isinstance(value, list):
-        return [_known_part(args[0], item, dropped) for item in value]
-    if origin in (Mapping, dict) and isinstance(value, dict):
-        return {k: _known_part(args[1], v, dropped) for k, v in value.items()}
-    cls = _dataclass_of(tp)
-    if cls is not None and isinstance(value, dict):
-        known = _model_fields(cls)
-        if any(k not in known for k in value):
-            dropped[0] = True
-        return {k: _known_part(known[k], v, dropped) for k, v in value.items() if k in known and v is not None}
-    return value
-
-
-def _overlay(tp: Any, ours: Any, stored: Any) -> Any:
-    """Our wire value, keeping the members of ``stored`` model objects that the model does not know."""
-    cls = _dataclass_of(tp)
-    if cls is None or not isinstance(ours, dict) or not isinstance(stored, dict):
-        return ours
-    known = _model_fields(cls)
-    kept = {k: v for k, v in stored.items() if k not in known}
-    return kept | {k: _overlay(known[k], v, stored.get(k)) for k, v in ours.items()}
-
-
-@dataclasses.dataclass(slots=True)
-class _Kept:
-    """What a stored resource holds beyond fleetmatch's model, written back unchanged on replace."""
-
-    metadata: dict[str, Any]
-    """``finalizers`` and ``ownerReferences``, if any."""
-    spec: Any = None
-    """The whole stored spec, when it has members the model does not know (else None)."""
-    status: Any = None
 
 
 class KubeStore(Generic[R]):
@@ -234,9 +141,8 @@ class KubeStore(Generic[R]):
         self._watch_request_timeout = (connect_timeout, watch_timeout + WATCH_READ_SLACK)
         self._list_page = list_page
         self._retry_max = retry_max_seconds
-        self._seen: dict[str, tuple[R, _Kept | None]] = {}
+        self._seen: dict[str, tuple[R, Kept | None]] = {}
         """name -> (the object as last read from the server, what it holds beyond our model)."""
-        self._fields = _model_fields(cast(Any, kind))
         self._seen_limit = seen_limit
 
     @property
@@ -254,28 +160,9 @@ class KubeStore(Generic[R]):
 
     # -- codec -------------------------------------------------------------------------------
 
-    def _body(self, obj: R, version: str, kept: _Kept | None) -> dict[str, Any]:
+    def _body(self, obj: R, version: str, kept: Kept | None) -> dict[str, Any]:
         """The resource document for ``obj``; ``kept``: what the server holds beyond our model, to keep."""
-        meta = obj.metadata
-        out: dict[str, Any] = dict(kept.metadata) if kept is not None else {}
-        out["namespace"] = self._namespace
-        if meta.name:
-            out["name"] = meta.name
-        if meta.generate_name:
-            out["generateName"] = meta.generate_name
-        if meta.labels:
-            out["labels"] = dict(meta.labels)
-        if meta.annotations:
-            out["annotations"] = dict(meta.annotations)
-        if version:
-            out["resourceVersion"] = version
-        wire = to_wire(obj)
-        spec, status = _strip_nulls(wire["spec"]), _strip_nulls(wire["status"])
-        if kept is not None and kept.spec is not None:
-            spec = _overlay(self._fields["spec"], spec, kept.spec)
-        if kept is not None and kept.status is not None:
-            status = _overlay(self._fields["status"], status, kept.status)
-        return {"apiVersion": API_VERSION, "kind": self._kind.KIND, "metadata": out, "spec": spec, "status": status}
+        return encode(obj, self._namespace, version=version, kept=kept)
 
     def _decode(self, doc: Any) -> R:
         """A server document as our model (validated: kubectl users write these too), remembered.
@@ -285,22 +172,11 @@ class KubeStore(Generic[R]):
         """
         if not isinstance(doc, Mapping) or not isinstance(doc.get("metadata"), Mapping):
             raise BackendError(f"{self.resource}: the API server returned no object: {doc!r}"[:300])
-        raw_meta = doc["metadata"]
-        body: dict[str, Any] = {"metadata": {k: v for k, v in raw_meta.items() if k in _META_FIELDS and v is not None}}
-        kept = _Kept({k: raw_meta[k] for k in _KEPT_META if raw_meta.get(k)})
-        for part in ("spec", "status"):
-            raw = doc.get(part)
-            if raw is None:
-                continue
-            dropped = [False]
-            body[part] = _known_part(self._fields[part], raw, dropped)
-            if dropped[0]:
-                setattr(kept, part, raw)
-        obj = from_wire(self._kind, body)
-        self._remember(obj, kept if kept.metadata or kept.spec is not None or kept.status is not None else None)
+        obj, kept = decode(self._kind, doc)
+        self._remember(obj, kept)
         return obj
 
-    def _remember(self, obj: R, kept: _Kept | None) -> None:
+    def _remember(self, obj: R, kept: Kept | None) -> None:
         seen = self._seen
         name = obj.metadata.name
         seen.pop(name, None)
@@ -308,7 +184,7 @@ class KubeStore(Generic[R]):
         if len(seen) > self._seen_limit:
             del seen[next(iter(seen))]  # least recently read first: a dict keeps insertion order
 
-    def _known(self, obj: R) -> tuple[R, _Kept | None] | None:
+    def _known(self, obj: R) -> tuple[R, Kept | None] | None:
         """What we read of ``obj``'s name at ``obj``'s version, if we did (a version names one state)."""
         seen = self._seen.get(obj.metadata.name)
         if seen is not None and seen[0].metadata.resource_version == obj.metadata.resource_version:
@@ -495,7 +371,7 @@ class KubeStore(Generic[R]):
             return stored  # everything written (or the status never differed)
         return await self._write_status(obj, stored)  # the main endpoint ignored the status
 
-    async def _put_main(self, obj: R, kept: _Kept | None) -> R:
+    async def _put_main(self, obj: R, kept: Kept | None) -> R:
         name, version = obj.metadata.name, obj.metadata.resource_version
         doc = await self._call(
             self._api.replace_namespaced_custom_object(
