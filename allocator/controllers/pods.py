@@ -40,7 +40,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio.watch import Watch
 from prometheus_client import Counter, Gauge
 
 from allocator.podspec import (
@@ -57,8 +56,9 @@ from allocator.podspec import (
     pod_host_ports,
     pod_owner_uid,
 )
-from fleetmatch.backends.kube.calls import call, mapped_errors
+from fleetmatch.backends.kube.calls import call, watch_stream
 from fleetmatch.backends.kube.errors import ApiTarget, ForbiddenError, KubeApiError, status_code
+from fleetmatch.backends.kube.watch import watch_events
 from fleetmatch.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -139,9 +139,9 @@ class Backoff:
 class ObjectWatcher:
     """A list+watch cache of one core resource (raw dicts by name): this controller's Pods, or Nodes.
 
-    Lists, then watches from the list's version with bounded streams, reopened from the last event
-    or bookmark; 410 Expired re-lists. Refusals and unreachable servers back off (403 names the RBAC
-    permission needed); a stream that keeps ending at once backs off too.
+    Lists, then watches from the list's version (``fleetmatch.backends.kube.watch``: bounded streams
+    reopened from the last event or bookmark, transient failures retried with back-off); 410 Expired
+    re-lists. Other refusals pause with back-off, then re-list (403 names the RBAC permission needed).
     """
 
     def __init__(
@@ -166,8 +166,12 @@ class ObjectWatcher:
         self.listed_at = -math.inf
         """``time.monotonic()`` when the last (re)list was requested: the cache shows every object that
         existed then, so whatever was created before and is not in it is gone."""
-        self._watch_seconds = watch_seconds
         self._backoff = backoff or Backoff(base=0.5, cap=15.0)
+        self._watch_target = target.about(verb="watch")
+        self._stream = watch_stream(
+            list_call, self._watch_target, timeout_seconds=watch_seconds, request_timeout=(10.0, watch_seconds + 30.0),
+            **selector,
+        )  # fmt: skip
 
     async def _list(self) -> str:
         started = time.monotonic()
@@ -182,61 +186,32 @@ class ObjectWatcher:
         self._on_change(None)
         return str(listing.metadata.resource_version or "")
 
-    async def _watch(self, version: str) -> tuple[str, int]:
-        """Apply events after ``version`` until the stream ends: (the last version seen, events applied)."""
-        applied = 0
-        stream = Watch(return_type="object").stream(
-            self._list_call,
-            **self._selector,
-            resource_version=version,
-            timeout_seconds=self._watch_seconds,
-            allow_watch_bookmarks=True,
-        )
-        with mapped_errors(self.target.about(verb="watch", version=version)):
-            async with stream:
-                async for event in stream:
-                    if not isinstance(event, dict):
-                        continue  # the client yields stray blank lines as strings
-                    kind, raw = event.get("type"), event.get("raw_object")
-                    if not isinstance(raw, dict):
-                        continue
-                    version = str(raw.get("metadata", {}).get("resourceVersion") or version)
-                    if kind == "BOOKMARK":
-                        continue
-                    name = raw.get("metadata", {}).get("name", "")
-                    if kind == "DELETED":
-                        self.cache.pop(name, None)
-                    else:
-                        self.cache[name] = raw
-                    applied += 1
-                    self._on_change(name)
-        return version, applied
-
     async def run(self) -> None:
-        version = ""
         while True:
             try:
-                if not version:
-                    version = await self._list()
-                    self.synced.set()
-                opened = time.monotonic()
-                version, applied = await self._watch(version)
-                if applied or time.monotonic() - opened >= 1.0:
+                version = await self._list()
+                self.synced.set()
+                async for event in watch_events(
+                    self._stream, version, target=self._watch_target, backoff=self._backoff.base,
+                    max_backoff=self._backoff.cap, on_retry=self._count,
+                ):  # fmt: skip
                     self._backoff.ok(self.resource)
-                else:  # ended at once with nothing: do not reopen in a tight loop
-                    await asyncio.sleep(self._backoff.fail(self.resource, time.monotonic()))
+                    name = event.object.get("metadata", {}).get("name", "")
+                    if event.type == "DELETED":
+                        self.cache.pop(name, None)
+                    else:
+                        self.cache[name] = event.object
+                    self._on_change(name)
             except ExpiredError:
                 log.info("%s watch expired; re-listing", self.resource)
-                version = ""
             except (StoreError, ValidationError) as exc:
                 raise_if_cancelling()
-                API_ERRORS.labels(verb=self._verb(exc), resource=self.resource, code=str(status_code(exc))).inc()
+                self._count(exc)
                 await self._pause(str(exc), isinstance(exc, ForbiddenError))
-                version = ""
 
-    @staticmethod
-    def _verb(exc: Exception) -> str:
-        return exc.verb if isinstance(exc, KubeApiError) else "watch"
+    def _count(self, exc: StoreError | ValidationError) -> None:
+        verb = exc.verb if isinstance(exc, KubeApiError) else "watch"
+        API_ERRORS.labels(verb=verb, resource=self.resource, code=str(status_code(exc))).inc()
 
     async def _pause(self, why: str, forbidden: bool) -> None:
         delay = self._backoff.fail(self.resource, time.monotonic())

@@ -413,17 +413,6 @@ async def test_watch_retries_server_errors(fake_kube: FakeKube, kube_api: client
         assert (await watcher.next()).object == second
 
 
-async def test_watch_skips_blank_and_foreign_lines(kube_api: client.ApiClient) -> None:
-    store = _store(kube_api)
-    assert store._event("\n") is None
-    assert store._event({"type": "BOOKMARK", "raw_object": {"metadata": {"resourceVersion": "9"}}}) == (
-        EventType.MODIFIED,
-        "9",
-        None,
-    )
-    assert store._event({"type": "WHATEVER", "raw_object": {"metadata": {"resourceVersion": "9"}}}) is None
-
-
 async def test_injected_conflicts(fake_kube: FakeKube, kube_api: client.ApiClient) -> None:
     store = _store(kube_api)
     created = await store.create(gameserver("gs-1", count="0"))

@@ -8,10 +8,9 @@ implements what ``SdkSession``, ``CoalescingWriter`` and ``Informer`` use of
 
 - ``get``: ``GET .../gameservers/NAME``; 404 -> ``NotFoundError``.
 - ``list``/``watch``: restricted by ``fieldSelector=metadata.name=NAME`` (list + watch of one
-  object, as Agones' sidecar informer does). Watches ask for bookmarks and are bounded by
-  ``timeoutSeconds``; a stream the server ends is resumed from the last version seen (bookmarks
-  included). 410 Gone (as an HTTP status or as an ``ERROR`` event) -> ``ExpiredError``, so the
-  informer re-lists; blank lines are ignored.
+  object, as Agones' sidecar informer does), on the one resumable watch of
+  ``fleetmatch.backends.kube.watch`` (streams of ``timeoutSeconds`` resumed from the last event or
+  bookmark, 410 -> ``ExpiredError`` so the informer re-lists, transient failures retried).
 - ``update``: the CRD has a status subresource, so one ``update`` may take two requests, in this
   order: (1) labels/annotations changed -> a JSON merge patch of the main object carrying
   ``metadata.resourceVersion`` (the precondition: 409 -> ``ConflictError``); (2) status changed ->
@@ -26,8 +25,9 @@ implements what ``SdkSession``, ``CoalescingWriter`` and ``Informer`` use of
 - ``create``/``delete``: ``NotImplementedError`` (the sidecar never creates or deletes).
 
 Writes are spaced by at least ``KubeStoreSettings.write_spacing`` (Agones' sidecar: 500 ms between
-API requests); 5xx, 429 and connection errors are retried with back-off, then ``BackendError``;
-403 logs which RBAC verb on which resource the Pod's service account lacks.
+API requests); 5xx, 429 and connection errors are retried with back-off, then ``KubeApiError``;
+errors are those of ``fleetmatch.backends.kube.errors``, and a 403 also logs which RBAC verb on
+which resource the Pod's service account lacks.
 
 Wire format: ``fleetmatch.backends.kube.wire``, as for every Kubernetes client: spec and status
 fields fleetmatch does not model (``spec.template``: the Pod template) are ignored when read and
@@ -52,12 +52,12 @@ from urllib.parse import quote
 import aiohttp
 
 from fleetmatch.backends.kube.errors import ApiTarget, ForbiddenError, KubeApiError, api_error, unreachable
+from fleetmatch.backends.kube.watch import decode_lines, watch_events
 from fleetmatch.backends.kube.wire import GROUP, VERSION, decode, encode_status
 from fleetmatch.errors import (
     BackendError,
     ConfigError,
     ConflictError,
-    ExpiredError,
     ValidationError,
 )
 from fleetmatch.models import GameServer
@@ -66,7 +66,6 @@ from fleetmatch.store import EventType, WatchEvent
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-_EVENT_TYPES = {t.value: t for t in EventType}
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 Json = dict[str, Any]
@@ -257,17 +256,14 @@ class KubeGameServerStore:
         return items, str((doc.get("metadata") or {}).get("resourceVersion", ""))
 
     async def watch(self, since: str) -> AsyncIterator[WatchEvent[GameServer]]:
-        version = since
-        loop = asyncio.get_running_loop()
-        while True:
-            started, events = loop.time(), 0
-            async for event_type, raw in self._watch_once(version):
-                events += 1
-                version = str((raw.get("metadata") or {}).get("resourceVersion") or version)
-                if event_type is not None:
-                    yield WatchEvent(event_type, self._remember(raw))
-            if not events and loop.time() - started < 1.0:
-                await asyncio.sleep(self._settings.backoff)  # a server ending watches at once: no busy loop
+        """Changes of the one GameServer after ``since`` (``fleetmatch.backends.kube.watch``)."""
+        settings = self._settings
+        events = watch_events(
+            self._open_watch, since, target=self._target("watch"), backoff=settings.backoff,
+            max_backoff=settings.max_backoff,
+        )  # fmt: skip
+        async for raw in events:
+            yield WatchEvent(EventType(raw.type), self._remember(raw.object))
 
     async def update(self, obj: GameServer) -> GameServer:
         """Write ``obj``'s labels, annotations and status if its resourceVersion is current (see the
@@ -494,10 +490,10 @@ class KubeGameServerStore:
                 extra=self._extra,
             )
 
-    async def _watch_once(self, version: str) -> AsyncIterator[tuple[EventType | None, Json]]:
-        """One watch request from ``version``: (event type, object) per line; a bookmark as
-        (None, object). Ends when the server closes the stream."""
+    async def _open_watch(self, version: str) -> AsyncIterator[Any]:
+        """One watch request from ``version``, its lines decoded (``open_stream`` of the watch)."""
         settings = self._settings
+        target = self._target("watch", version=version)
         params = {
             "watch": "true",
             "resourceVersion": version,
@@ -514,24 +510,13 @@ class KubeGameServerStore:
                 self._collection, params=params, headers=self._headers(), timeout=timeout
             ) as resp:
                 if resp.status != 200:
-                    error = api_error(resp.status, await resp.text(), self._target("watch", version=version))
+                    error = api_error(resp.status, await resp.text(), target, http_reason=resp.reason or "")
                     self._refused(error)
                     raise error
-                async for line in resp.content:
-                    if not line.strip():
-                        continue  # keep-alive whitespace some proxies send
-                    event = json.loads(line)
-                    kind, raw = event.get("type"), event.get("object") or {}
-                    if kind == "ERROR":
-                        if raw.get("code") == 410:
-                            raise ExpiredError(GameServer.KIND, version)
-                        raise BackendError(f"watch error: {raw.get('message') or raw}")
-                    if kind == "BOOKMARK":
-                        yield None, raw
-                    elif kind in _EVENT_TYPES:
-                        yield _EVENT_TYPES[kind], raw
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # ValueError: a broken line
-            raise BackendError(f"watch of {self._name}: {type(exc).__name__}: {exc}") from exc
+                async for line in decode_lines(resp.content):
+                    yield line
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise unreachable(exc, target) from exc
 
 
 def _retry_after(value: str | None) -> float | None:

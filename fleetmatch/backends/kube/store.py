@@ -49,13 +49,10 @@ sends them back on a PUT of that version, so a replace does not strip what kubec
 controller put there. Names from ``generateName`` are made by the server (a collision is 409
 AlreadyExists, which ``create_with_generated_name`` retries).
 
-**Watch.** ``watch(since)`` is the informer half of list+watch: ``?watch=True&resourceVersion=since
-&allowWatchBookmarks=true&timeoutSeconds=N``. Each stream ends after ``watch_timeout`` seconds (or
-when the server or the network drops it) and is reopened from the version of the last event or
-bookmark delivered, so nothing is lost or repeated across reconnects; blank lines and other non-
-event lines are skipped. HTTP 410 (reason Expired or Gone, in-stream ERROR or response) raises
-``ExpiredError`` and the informer re-lists. Unreachable servers, 429 and 5xx are retried with
-back-off inside the watch; other refusals (403, a missing CRD) raise.
+**Watch.** ``watch(since)`` is the informer half of list+watch, on the one resumable watch
+(``fleetmatch.backends.kube.watch``): streams of ``watch_timeout`` seconds, reopened from the last
+event or bookmark, 410 as ``ExpiredError`` (the informer re-lists), unreachable servers, 429 and 5xx
+retried with back-off up to ``retry_max_seconds``; other refusals (403, a missing CRD) raise.
 
 **Errors** are those of ``fleetmatch.backends.kube.errors``: NotFoundError, AlreadyExistsError,
 ConflictError, ExpiredError, ValidationError, ``ForbiddenError`` naming the RBAC verb and resource
@@ -65,7 +62,6 @@ with back-off, as on a Redis outage).
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
@@ -73,11 +69,10 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, CustomObjectsApi, V1DeleteOptions, V1Preconditions
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.watch import Watch
 
-from fleetmatch.backends.kube.calls import TRANSPORT_ERRORS, call
-from fleetmatch.backends.kube.errors import ApiTarget, KubeApiError, api_error
+from fleetmatch.backends.kube.calls import call, watch_stream
+from fleetmatch.backends.kube.errors import ApiTarget, KubeApiError
+from fleetmatch.backends.kube.watch import RawEvent, watch_events
 from fleetmatch.backends.kube.wire import GROUP, VERSION, Kept, decode, encode
 from fleetmatch.codec import to_wire
 from fleetmatch.errors import (
@@ -87,7 +82,6 @@ from fleetmatch.errors import (
     ValidationError,
 )
 from fleetmatch.store import EventType, R, WatchEvent
-from fleetmatch.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +98,6 @@ LIST_PAGE = 500
 """Objects per list request (``limit``); pages are joined under the first page's version."""
 SEEN_LIMIT = 50_000
 """Objects whose last read version the store remembers (for status-only updates and unmodelled metadata)."""
-_MIN_STREAM_SECONDS = 1.0
-"""A watch stream that ends sooner than this without delivering anything makes the next one wait."""
 
 T = TypeVar("T")
 
@@ -113,8 +105,7 @@ T = TypeVar("T")
 class KubeStore(Generic[R]):
     """``fleetmatch.store.Store`` on the Kubernetes API (one kind, one namespace).
 
-    ``api`` is owned by the caller (close it after the store's last use). Watches open their own
-    short-lived ``Watch`` objects and close them.
+    ``api`` is owned by the caller (close it after the store's last use).
     """
 
     def __init__(
@@ -262,71 +253,35 @@ class KubeStore(Generic[R]):
         return items, version
 
     async def watch(self, since: str) -> AsyncIterator[WatchEvent[R]]:
-        """Changes after ``since``; reopens dropped or timed-out streams from the last delivered version."""
-        position = since
-        loop = asyncio.get_running_loop()
-        backoff = 0.05
-        while True:
-            started = loop.time()
-            progressed = False
-            try:
-                async with Watch() as stream:  # its own ApiClient (for decoding only): closed on exit
-                    events = stream.stream(
-                        self._api.list_namespaced_custom_object,
-                        GROUP,
-                        VERSION,
-                        self._namespace,
-                        self._plural,
-                        resource_version=position,
-                        allow_watch_bookmarks=True,
-                        timeout_seconds=self._watch_timeout,
-                        _request_timeout=self._watch_request_timeout,
-                    )
-                    async for raw in events:
-                        event = self._event(raw)
-                        if event is None:
-                            continue
-                        kind, version, obj = event
-                        position, progressed = version, True
-                        if obj is not None:
-                            yield WatchEvent(kind, obj)
-            except ApiException as exc:
-                error = api_error(exc.status or 0, exc.body, self._target("watch", version=position))
-                if not isinstance(error, KubeApiError) or not error.transient:
-                    raise error from exc
-                log.warning("watch of %s failed (%s); resuming from %s", self.resource, error, position)
-            except TRANSPORT_ERRORS as exc:
-                raise_if_cancelling()
-                log.warning("watch of %s lost its stream (%r); resuming from %s", self.resource, exc, position)
-            if progressed or loop.time() - started >= _MIN_STREAM_SECONDS:
-                backoff = 0.05
-                continue
-            await asyncio.sleep(backoff)  # the stream broke at once: do not hammer the server
-            backoff = min(backoff * 2, self._retry_max)
+        """Changes after ``since``, through ``fleetmatch.backends.kube.watch`` (resumed across streams)."""
+        target = self._target("watch")
+        stream = watch_stream(
+            self._api.list_namespaced_custom_object,
+            target,
+            timeout_seconds=self._watch_timeout,
+            request_timeout=self._watch_request_timeout,
+            group=GROUP,
+            version=VERSION,
+            namespace=self._namespace,
+            plural=self._plural,
+        )
+        async for raw in watch_events(stream, since, target=target, max_backoff=self._retry_max):
+            event = self._event(raw)
+            if event is not None:
+                yield event
 
-    def _event(self, raw: Any) -> tuple[EventType, str, R | None] | None:
-        """(type, version, object) of one watch line; object None for a bookmark; None to skip the line."""
-        if not isinstance(raw, dict):
-            return None  # a blank or non-JSON line (the client hands those through as strings)
-        doc = raw.get("raw_object")
-        meta = doc.get("metadata") if isinstance(doc, dict) else None
-        version = str(meta.get("resourceVersion") or "") if isinstance(meta, dict) else ""
-        kind = raw.get("type")
-        if kind == "BOOKMARK":
-            return (EventType.MODIFIED, version, None) if version else None
-        if kind not in EventType.__members__ or not version:
-            log.warning("watch of %s: ignored unexpected event %r", self.resource, str(raw)[:200])
-            return None
-        type_ = EventType(str(kind))
+    def _event(self, raw: RawEvent) -> WatchEvent[R] | None:
+        """The event of one change; None (logged) when its object is not a valid one of our kind."""
+        type_ = EventType(raw.type)
         try:
-            obj = self._decode(doc)
+            obj = self._decode(raw.object)
         except ValidationError as exc:
-            log.warning("watch of %s: %s at %s is not a valid %s; skipped: %s", self.resource, kind, version,
+            log.warning("watch of %s: %s at %s is not a valid %s; skipped: %s", self.resource, raw.type, raw.version,
                         self._kind.KIND, exc)  # fmt: skip
-            return type_, version, None
+            return None
         if type_ is EventType.DELETED:
             self._seen.pop(obj.metadata.name, None)
-        return type_, version, obj
+        return WatchEvent(type_, obj)
 
     # -- writes ------------------------------------------------------------------------------
 
