@@ -32,8 +32,10 @@ variable                       meaning                                          
 ``FLEETMATCH_TICKETS_REDIS_URL``  tickets elsewhere (``redis+cluster://node:port``)            the main Redis
 ``FLEETMATCH_BACKEND``         where GameServers, Fleets and autoscalers live: ``redis`` or ``kubernetes``  ``redis``
 ``FLEETMATCH_KUBE_SERVER``     Kubernetes API URL without credentials (``kubectl proxy``)  none
-``FLEETMATCH_KUBE_IN_CLUSTER`` ``true``: the Pod's service account                        ``false``
+``FLEETMATCH_KUBE_IN_CLUSTER`` ``true``: the Pod's service account; ``false``: a kubeconfig  in a Pod: ``true``
 ``FLEETMATCH_KUBECONFIG`` / ``_KUBE_CONTEXT``  kubeconfig file and context                ``$KUBECONFIG``, current
+``KUBERNETES_SERVICE_HOST`` / ``_PORT``  the API server inside a Pod (the kubelet sets them)  none
+``KUBECONFIG``                 kubeconfig file(s) when ``FLEETMATCH_KUBECONFIG`` is unset  ``~/.kube/config``
 ``FLEETMATCH_LOG_FORMAT``      ``text`` or ``json``                                        ``text``
 ``FLEETMATCH_LOG_LEVEL``       ``DEBUG``, ``INFO``, ``WARNING``...                         ``INFO``
 =============================  ==========================================================  ============
@@ -85,13 +87,27 @@ class NodeSettings:
 
 @dataclass(frozen=True, slots=True)
 class KubeSettings:
-    """How to reach the Kubernetes API (``FLEETMATCH_BACKEND=kubernetes``): the first of a plain
-    ``server`` URL, the Pod's service account (``in_cluster``), or a kubeconfig and context."""
+    """How to reach the Kubernetes API (``FLEETMATCH_BACKEND=kubernetes``, and the in-pod sidecar).
+
+    ``fleetmatch.backends.kube.config.resolve`` picks the first of: a plain ``server`` URL, the Pod's
+    service account (``in_cluster``, or nothing else configured inside a Pod), a kubeconfig and context.
+    """
 
     server: str = ""
-    in_cluster: bool = False
+    """An API server URL used without credentials (``kubectl proxy``, a test server)."""
+    in_cluster: bool | None = None
+    """True: the Pod's service account; False: a kubeconfig; None: the service account in a Pod
+    (``service_host`` set) unless a kubeconfig or context is named."""
     kubeconfig: str = ""
+    """The kubeconfig fleetmatch is told to use (``FLEETMATCH_KUBECONFIG``)."""
     context: str = ""
+    """Its context (empty: the current one)."""
+    service_host: str = ""
+    service_port: str = ""
+    """``KUBERNETES_SERVICE_HOST``/``_PORT``: the kubelet sets them in every Pod."""
+    default_kubeconfig: str = ""
+    """``KUBECONFIG``, the kubeconfig file(s) of every Kubernetes client when fleetmatch names none
+    (empty: ``~/.kube/config``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,9 +231,12 @@ class Settings:
             backend=get("FLEETMATCH_BACKEND", _choice("redis", "kubernetes", "memory"), "redis"),
             kube=KubeSettings(
                 server=env.get("FLEETMATCH_KUBE_SERVER", ""),
-                in_cluster=get("FLEETMATCH_KUBE_IN_CLUSTER", _choice("true", "false"), "false") == "true",
+                in_cluster=get("FLEETMATCH_KUBE_IN_CLUSTER", _flag, None),
                 kubeconfig=env.get("FLEETMATCH_KUBECONFIG", ""),
                 context=env.get("FLEETMATCH_KUBE_CONTEXT", ""),
+                service_host=env.get("KUBERNETES_SERVICE_HOST", ""),
+                service_port=env.get("KUBERNETES_SERVICE_PORT", ""),
+                default_kubeconfig=env.get("KUBECONFIG", ""),
             ),
             metrics_port=get("FLEETMATCH_METRICS_PORT", _port, 9100),
             metrics_host=env.get("FLEETMATCH_METRICS_HOST") or "127.0.0.1",
@@ -340,6 +359,10 @@ def _positive_float(text: str) -> float:
     if value <= 0:
         raise ValueError("expected a positive number")
     return value
+
+
+def _flag(text: str) -> bool:
+    return _choice("true", "false")(text) == "true"
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:

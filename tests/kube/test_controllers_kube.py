@@ -27,7 +27,8 @@ from allocator.fleetops import apply_autoscaler, apply_fleet
 from allocator.podspec import ERROR_ANNOTATION, FINALIZER, GAMESERVER_LABEL, SIDECAR_NAME, PodSettings
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec
 from fleetmatch.backends.kube.client import KubeBackend, kube_stores
-from fleetmatch.backends.kube.podstore import KubeConfig, KubeStoreSettings
+from fleetmatch.backends.kube.config import KubeConfig
+from fleetmatch.backends.kube.podstore import KubeStoreSettings
 from fleetmatch.backends.kube.store import KubeStore
 from fleetmatch.informer import Informer
 from fleetmatch.lease import Lease

@@ -40,6 +40,7 @@ from fleetmatch.models import (
     ObjectMeta,
     with_meta,
 )
+from fleetmatch.settings import KubeSettings
 from fleetmatch.store import EventType, Store, WatchEvent, modify
 from tests.contract.store_contract import (
     EVENT_TIMEOUT,
@@ -574,7 +575,7 @@ async def test_unreachable_server_is_a_backend_error() -> None:
 
 async def test_kube_stores_from_a_kubeconfig(fake_kube: FakeKube, kubeconfig: Any) -> None:
     """The production loading path: a kubeconfig file, then all three stores on one client."""
-    api = await api_client(kubeconfig=str(kubeconfig))
+    api = await api_client(KubeSettings(kubeconfig=str(kubeconfig)))
     try:
         stores = kube_stores(api, "default", **FAST)
         created = await stores.fleets.create(fleet("f-1"))

@@ -39,24 +39,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import ssl
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
+from fleetmatch.backends.kube.config import KubeConfig
 from fleetmatch.backends.kube.errors import ApiTarget, ForbiddenError, KubeApiError, api_error, unreachable
 from fleetmatch.backends.kube.watch import decode_lines, watch_events
 from fleetmatch.backends.kube.wire import GROUP, VERSION, decode, encode_status
 from fleetmatch.errors import (
     BackendError,
-    ConfigError,
     ConflictError,
     ValidationError,
 )
@@ -65,98 +63,8 @@ from fleetmatch.store import EventType, WatchEvent
 
 log = logging.getLogger(__name__)
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 Json = dict[str, Any]
-
-
-# -- configuration ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class KubeConfig:
-    """Where the API server is and how to authenticate (build one with a classmethod)."""
-
-    server: str
-    """Base URL, e.g. ``https://10.96.0.1:443`` or ``http://127.0.0.1:PORT`` (a test's fake)."""
-    token: str | None = None
-    """A fixed bearer token (from a kubeconfig)."""
-    token_file: Path | None = None
-    """A bearer token re-read every ``token_refresh_seconds``: bound service-account tokens rotate."""
-    ca_file: Path | None = None
-    """CA bundle that signed the server's certificate (in a Pod: the service account's ``ca.crt``)."""
-    insecure: bool = False
-    """Skip TLS verification (kubeconfig ``insecure-skip-tls-verify``)."""
-    token_refresh_seconds: float = 60.0
-
-    @classmethod
-    def from_url(cls, url: str) -> KubeConfig:
-        """An API server at ``url`` without authentication (tests, ``kubectl proxy``)."""
-        return cls(server=url.rstrip("/"))
-
-    @classmethod
-    def in_cluster(cls, env: Mapping[str, str] | None = None, *, account_dir: Path = SERVICE_ACCOUNT_DIR) -> KubeConfig:
-        """The Pod's service account, as client-go's ``rest.InClusterConfig``."""
-        env = os.environ if env is None else env
-        host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
-        if not host or not port:
-            raise ConfigError("not in a Kubernetes Pod: KUBERNETES_SERVICE_HOST/_PORT are not set")
-        token_file = account_dir / "token"
-        if not token_file.is_file():
-            raise ConfigError(f"no service-account token at {token_file} (automountServiceAccountToken: false?)")
-        ca = account_dir / "ca.crt"
-        host = f"[{host}]" if ":" in host else host
-        return cls(server=f"https://{host}:{port}", token_file=token_file, ca_file=ca if ca.is_file() else None)
-
-    @classmethod
-    def from_kubeconfig(cls, path: Path, context: str | None = None) -> KubeConfig:
-        """A kubeconfig's server, token (or tokenFile) and CA; client certificates and exec plugins
-        are not supported (use a service-account token). Imports yaml: not for the in-pod path."""
-        import yaml  # only here: the in-pod sidecar never pays for it
-
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"kubeconfig {path}: {exc}") from None
-
-        def named(section: str, name: str) -> Json:
-            for item in doc.get(section) or ():
-                if item.get("name") == name:
-                    return dict(item.get(section[:-1]) or {})
-            raise ConfigError(f"kubeconfig {path}: no {section[:-1]} named {name!r}")
-
-        ctx = named("contexts", context or doc.get("current-context") or "")
-        cluster, user = named("clusters", ctx.get("cluster", "")), named("users", ctx.get("user", ""))
-        if "client-certificate" in user or "client-certificate-data" in user or "exec" in user:
-            raise ConfigError(f"kubeconfig {path}: only token authentication is supported by the sidecar")
-        ca: Path | None = None
-        if cluster.get("certificate-authority"):
-            ca = Path(cluster["certificate-authority"])
-        elif cluster.get("certificate-authority-data"):
-            raise ConfigError(f"kubeconfig {path}: certificate-authority-data is not supported; use a file")
-        return cls(
-            server=str(cluster.get("server", "")).rstrip("/"),
-            token=user.get("token"),
-            token_file=Path(user["tokenFile"]) if user.get("tokenFile") else None,
-            ca_file=ca,
-            insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
-        )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> KubeConfig:
-        """``FLEETMATCH_KUBE_API_URL`` (no auth), else in-cluster, else ``KUBECONFIG``."""
-        env = os.environ if env is None else env
-        if url := env.get("FLEETMATCH_KUBE_API_URL"):
-            return cls.from_url(url)
-        if env.get("KUBERNETES_SERVICE_HOST"):
-            return cls.in_cluster(env)
-        if kubeconfig := env.get("KUBECONFIG"):
-            return cls.from_kubeconfig(Path(kubeconfig.split(os.pathsep)[0]))
-        raise ConfigError(
-            "no Kubernetes API: not in a Pod (KUBERNETES_SERVICE_HOST unset), "
-            "and neither FLEETMATCH_KUBE_API_URL nor KUBECONFIG is set"
-        )
 
 
 @dataclass(frozen=True, slots=True)
