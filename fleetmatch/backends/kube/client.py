@@ -1,4 +1,5 @@
-"""Wiring of the Kubernetes engine: an ``ApiClient`` from ``Settings``, and the three stores on it.
+"""Wiring of the Kubernetes engine: an ``ApiClient`` from ``Settings``, the three stores and the
+leader leases on it.
 
 Nothing here reads the environment: ``fleetmatch.backends.kube.config.resolve`` decides from
 ``KubeSettings`` where the API server is and how to authenticate.
@@ -11,6 +12,9 @@ RBAC the stores need, per namespace they serve (a Role, or a ClusterRole for all
     - apiGroups: ["fleetmatch.dev"]
       resources: ["fleets/status", "fleetautoscalers/status"]   # kinds whose CRD has the subresource
       verbs: ["update"]
+    - apiGroups: ["coordination.k8s.io"]                          # leader leases (``fleetmatch controller``)
+      resources: ["leases"]
+      verbs: ["get", "create", "update"]
 
 A missing rule surfaces as ``fleetmatch.backends.kube.errors.ForbiddenError`` naming verb and resource.
 """
@@ -28,6 +32,7 @@ from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
 from fleetmatch.backends.base import Backend, LeaseFactory
 from fleetmatch.backends.kube.config import SERVICE_ACCOUNT_DIR, resolve
+from fleetmatch.backends.kube.lease import KubeLease
 from fleetmatch.backends.kube.store import KubeStore
 from fleetmatch.errors import ConfigError
 from fleetmatch.lease import Lease
@@ -85,7 +90,14 @@ class KubeBackend(Backend):
     """The Kubernetes engine as a ``Backend``; ``api`` is its client (the Pod controller speaks Pods with it)."""
 
     def __init__(
-        self, api: ApiClient, stores: KubeStores, *, leases: LeaseFactory, lease_seconds: float, owns_api: bool = True
+        self,
+        api: ApiClient,
+        stores: KubeStores,
+        *,
+        leases: LeaseFactory,
+        lease_seconds: float,
+        owns_api: bool = True,
+        holder: str | None = None,
     ) -> None:
         super().__init__(
             "kubernetes",
@@ -94,26 +106,20 @@ class KubeBackend(Backend):
             autoscalers=stores.autoscalers,
             leases=leases,
             lease_seconds=lease_seconds,
+            holder=holder,
             on_close=api.close if owns_api else None,
         )
         self.api = api
 
 
-async def kube_backend(settings: Settings) -> KubeBackend:
-    """A ``Backend`` on the API server ``settings.kube`` points at.
-
-    Leader leases live in the Redis at ``settings.redis.url`` (the tickets' Redis); without one,
-    taking a lease fails with a ``ConfigError`` naming REDIS_URL.
-    """
+async def kube_backend(settings: Settings, *, holder: str | None = None) -> KubeBackend:
+    """A ``Backend`` on the API server ``settings.kube`` points at. Leader leases are Leases
+    (``coordination.k8s.io/v1``, ``fleetmatch-<name>``) in the namespace of the objects they guard,
+    held as ``holder`` (default: ``host/pid``)."""
     api = await api_client(settings.kube)
-    redis_url = settings.redis.url
 
     def leases(name: str, holder: str, ttl: float) -> Lease:
-        if not redis_url:
-            raise ConfigError("leader leases on the kubernetes backend need REDIS_URL")
-        from fleetmatch.backends.redis.client import connect
-        from fleetmatch.backends.redis.lease import RedisLease
+        return KubeLease(api, f"fleetmatch-{name}", holder, namespace=settings.namespace, ttl=ttl)
 
-        return RedisLease(connect(redis_url, name=f"lease-{name}"), name, holder, namespace=settings.namespace, ttl=ttl)
-
-    return KubeBackend(api, kube_stores(api, settings.namespace), leases=leases, lease_seconds=settings.lease_seconds)
+    stores = kube_stores(api, settings.namespace)
+    return KubeBackend(api, stores, leases=leases, lease_seconds=settings.lease_seconds, holder=holder)
