@@ -8,8 +8,8 @@ takes it) from the GameServer's pod template, as Agones does:
   so a game written for the node agent runs unchanged);
 - the SDK sidecar (``PodSettings``: image, command, resources), a native sidecar by default
   (an init container with ``restartPolicy: Always``, so it starts first and outlives the game);
-- host ports per ``spec.ports`` (Dynamic and Passthrough from ``HostPortPool``, Static as given,
-  None without a host port) on the first container;
+- host ports per ``spec.ports`` (Dynamic and Passthrough from ``allocator.ports.PortPool``, Static
+  as given, None without a host port) on the first container;
 - a liveness probe on the first container against the sidecar's ``/gshealthz``
   (``spec.health`` timings), unless health checking is disabled or the container has its own;
 - an owner reference to the GameServer (``controller``, ``blockOwnerDeletion``), the labels
@@ -22,11 +22,6 @@ container running that command in ``PodSettings.process_image``: one fleet file 
 looking at its Pod (or at its absence), or None when nothing changes. ``status_from_pod`` is its
 status part.
 
-``HostPortPool`` hands out host ports from the range. A port is given to at most ``per_port``
-GameServers at once (1 by default: distinct across the cluster). With ``per_port`` = the number of
-nodes, it behaves like Agones' allocator: the scheduler's NodePorts filter then places each Pod on
-a node where its host port is free.
-
 Import rule: no asyncio, aiohttp, kubernetes_asyncio or prometheus_client here.
 """
 
@@ -35,11 +30,11 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fleetmatch.errors import ConfigError, FleetmatchError, ValidationError
+from fleetmatch.errors import ConfigError, ValidationError
 from fleetmatch.models import (
     API_VERSION,
     FLEET_LABEL,
@@ -172,102 +167,6 @@ def _env_changes(env: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigError(f"FLEETMATCH_PORT_RANGE={env['FLEETMATCH_PORT_RANGE']!r}: expected min-max")
         changes["port_min"], changes["port_max"] = int(low), int(high)
     return changes
-
-
-# -- host ports ---------------------------------------------------------------------------------
-
-
-class HostPortsExhaustedError(FleetmatchError):
-    def __init__(self, wanted: int, low: int, high: int) -> None:
-        super().__init__(f"no {wanted} free host port(s) left in {low}-{high}")
-
-
-class HostPortPool:
-    """Host ports of the range, each held by at most ``per_port`` owners (GameServer names).
-
-    A cursor walks the range round-robin, so a just-released port is reused last.
-    """
-
-    def __init__(self, low: int, high: int, *, per_port: int = 1) -> None:
-        if not 1 <= low <= high <= 65535:
-            raise ValueError(f"bad port range {low}-{high}")
-        if per_port < 1:
-            raise ValueError(f"per_port must be at least 1, got {per_port}")
-        self.low, self.high, self.per_port = low, high, per_port
-        self._owners: dict[int, set[str]] = {}
-        self._held: dict[str, tuple[int, ...]] = {}
-        self._cursor = low
-
-    def held_by(self, owner: str) -> tuple[int, ...]:
-        return self._held.get(owner, ())
-
-    def users(self, port: int) -> int:
-        return len(self._owners.get(port, ()))
-
-    @property
-    def owners(self) -> Iterable[str]:
-        return self._held.keys()
-
-    @property
-    def free_count(self) -> int:
-        """Ports nobody holds."""
-        return self.high - self.low + 1 - sum(1 for p, o in self._owners.items() if o and self.low <= p <= self.high)
-
-    def take(self, owner: str, count: int) -> tuple[int, ...]:
-        """``count`` distinct ports for ``owner`` (all or nothing); ports it holds already are kept."""
-        if count <= 0:
-            return ()
-        size = self.high - self.low + 1
-        picked: list[int] = []
-        port = self._cursor
-        for _ in range(size):
-            if self.users(port) < self.per_port and owner not in self._owners.get(port, ()):
-                picked.append(port)
-                if len(picked) == count:
-                    break
-            port = self.low if port == self.high else port + 1
-        if len(picked) < count:
-            raise HostPortsExhaustedError(count, self.low, self.high)
-        self._cursor = self.low if port == self.high else port + 1
-        self.hold(owner, [*self.held_by(owner), *picked])
-        return tuple(picked)
-
-    def hold(self, owner: str, ports: Iterable[int]) -> None:
-        """Record that ``owner`` uses exactly ``ports`` (a fact seen on a Pod: may exceed ``per_port``)."""
-        wanted = tuple(dict.fromkeys(ports))
-        if wanted == self._held.get(owner):
-            return
-        self.release(owner)
-        if not wanted:
-            return
-        for port in wanted:
-            self._owners.setdefault(port, set()).add(owner)
-        self._held[owner] = wanted
-
-    def release(self, owner: str) -> tuple[int, ...]:
-        ports = self._held.pop(owner, ())
-        for port in ports:
-            users = self._owners.get(port)
-            if users is not None:
-                users.discard(owner)
-                if not users:
-                    del self._owners[port]
-        return ports
-
-    def assign(self, gs: GameServer) -> tuple[PortStatus, ...]:
-        """The ports ``gs`` gets, one per ``spec.ports`` entry (mirrors the node agent's choice)."""
-        dynamic = [p for p in gs.spec.ports if p.port_policy in (PortPolicy.DYNAMIC, PortPolicy.PASSTHROUGH)]
-        self.release(gs.name)
-        picked = iter(self.take(gs.name, len(dynamic)))
-        out = []
-        for p in gs.spec.ports:
-            if p.port_policy is PortPolicy.STATIC:
-                out.append(PortStatus(p.name, p.host_port))
-            elif p.port_policy is PortPolicy.NONE:
-                out.append(PortStatus(p.name, p.container_port))
-            else:
-                out.append(PortStatus(p.name, next(picked)))
-        return tuple(out)
 
 
 # -- GameServer -> Pod --------------------------------------------------------------------------
@@ -638,8 +537,6 @@ __all__ = [
     "FINALIZER",
     "GAMESERVER_LABEL",
     "SIDECAR_NAME",
-    "HostPortPool",
-    "HostPortsExhaustedError",
     "PodSettings",
     "errored",
     "node_address",

@@ -14,7 +14,7 @@ level-triggered over the whole cache:
 - Shutdown → delete the GameServer. Being deleted → delete the Pod, and once it is gone remove the
   finalizer so the GameServer goes too. Pods without a GameServer are deleted.
 
-Host ports come from ``allocator.podspec.HostPortPool``, rebuilt from the Pods' ``hostPort``s on
+Host ports come from ``allocator.ports.PortPool``, rebuilt from the Pods' ``hostPort``s on
 every pass, so a restarted controller never hands out a port a running Pod holds.
 
 Caches lag writes, so the controller keeps expectations (as Kubernetes controllers do): a Pod it
@@ -46,8 +46,6 @@ from allocator.podspec import (
     ERROR_ANNOTATION,
     FINALIZER,
     GAMESERVER_LABEL,
-    HostPortPool,
-    HostPortsExhaustedError,
     PodSettings,
     errored,
     node_address,
@@ -56,6 +54,7 @@ from allocator.podspec import (
     pod_host_ports,
     pod_owner_uid,
 )
+from allocator.ports import PortPool, PortsExhaustedError
 from fleetmatch.backends.kube.calls import call, watch_stream
 from fleetmatch.backends.kube.errors import ApiTarget, ForbiddenError, KubeApiError, status_code
 from fleetmatch.backends.kube.watch import watch_events
@@ -271,7 +270,7 @@ class PodController:
                 target=ApiTarget("list", "nodes", kind="Node"),
                 on_change=lambda _: self.poke(),
             )
-        self.ports = HostPortPool(self.settings.port_min, self.settings.port_max, per_port=self.settings.pods_per_port)
+        self.ports = PortPool(self.settings.port_min, self.settings.port_max, per_port=self.settings.pods_per_port)
         self.backoff = backoff or Backoff()
         self._wake = asyncio.Event()
         self._resync = resync_seconds
@@ -383,7 +382,7 @@ class PodController:
                 await work()
         except KubeApiError as exc:
             self._retry_later(name, exc, self._clock())
-        except HostPortsExhaustedError as exc:
+        except PortsExhaustedError as exc:
             API_ERRORS.labels(verb="allocate", resource="hostPorts", code="0").inc()
             delay = self.backoff.fail(name, self._clock())
             log.warning("gameserver %s: %s; retrying in %.1fs", name, exc, delay, extra={"gameserver": name})

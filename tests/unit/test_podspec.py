@@ -13,8 +13,6 @@ from allocator.podspec import (
     FINALIZER,
     GAMESERVER_LABEL,
     SIDECAR_NAME,
-    HostPortPool,
-    HostPortsExhaustedError,
     PodSettings,
     errored,
     node_address,
@@ -251,49 +249,6 @@ def test_invalid_templates_name_the_field(template: dict[str, Any] | None, proce
 def test_ports_must_match_the_spec() -> None:
     with pytest.raises(ValidationError):
         pod_for(gameserver(), SETTINGS, ports=())
-
-
-# -- host ports -----------------------------------------------------------------------------------
-
-
-def test_pool_hands_out_distinct_ports_round_robin_and_reuses_released_last() -> None:
-    pool = HostPortPool(7000, 7003)
-    assert pool.take("a", 2) == (7000, 7001)
-    assert pool.take("b", 1) == (7002,)
-    pool.release("a")
-    assert pool.take("c", 2) == (7003, 7000)
-    assert pool.free_count == 1
-    with pytest.raises(HostPortsExhaustedError):
-        pool.take("d", 2)
-    assert pool.held_by("d") == ()
-
-
-def test_pool_shares_a_port_up_to_per_port_owners() -> None:
-    pool = HostPortPool(7000, 7001, per_port=2)
-    got = [pool.take(n, 1)[0] for n in "abcd"]
-    assert sorted(got) == [7000, 7000, 7001, 7001]
-    with pytest.raises(HostPortsExhaustedError):
-        pool.take("e", 1)
-
-
-def test_pool_assign_follows_the_policies_and_hold_records_facts() -> None:
-    pool = HostPortPool(7000, 7009)
-    pool.hold("other", [7000, 7001])
-    gs = gameserver(
-        GameServerPort("a", PortPolicy.DYNAMIC, container_port=1),
-        GameServerPort("b", PortPolicy.STATIC, host_port=7500),
-        GameServerPort("c", PortPolicy.NONE, container_port=9000),
-        GameServerPort("d", PortPolicy.PASSTHROUGH),
-    )
-    ports = pool.assign(gs)
-    assert ports == (PortStatus("a", 7002), PortStatus("b", 7500), PortStatus("c", 9000), PortStatus("d", 7003))
-    assert pool.assign(gs) == (
-        PortStatus("a", 7004),
-        PortStatus("b", 7500),
-        PortStatus("c", 9000),
-        PortStatus("d", 7005),
-    )
-    assert pool.users(7002) == 0  # re-assigning released the earlier pick
 
 
 # -- pod -> status --------------------------------------------------------------------------------
