@@ -9,7 +9,7 @@ level-triggered over the whole cache:
   (``allocator.podspec.pod_for``; 409 AlreadyExists is fine), then Starting with the ports. A
   template that cannot make a Pod (or that the API server rejects as invalid) → Error, with the
   reason in ``fleetmatch.dev/error``; the fleet controller replaces it.
-- Otherwise the status follows the Pod (``allocator.podspec.observe``): Scheduled once bound,
+- Otherwise the status follows the Pod (``allocator.podstatus.observe``): Scheduled once bound,
   RequestReady → Ready once Running, Unhealthy when the Pod fails, is evicted or disappears.
 - Shutdown → delete the GameServer. Being deleted → delete the Pod, and once it is gone remove the
   finalizer so the GameServer goes too. Pods without a GameServer are deleted.
@@ -42,18 +42,8 @@ from typing import Any, cast
 from kubernetes_asyncio import client as k8s
 from prometheus_client import Counter, Gauge
 
-from allocator.podspec import (
-    ERROR_ANNOTATION,
-    FINALIZER,
-    GAMESERVER_LABEL,
-    PodSettings,
-    errored,
-    node_address,
-    observe,
-    pod_for,
-    pod_host_ports,
-    pod_owner_uid,
-)
+from allocator.podspec import FINALIZER, GAMESERVER_LABEL, PodSettings, pod_for
+from allocator.podstatus import ERROR_ANNOTATION, errored, node_address, observe, pod_host_ports, pod_owner_uid
 from allocator.ports import PortPool, PortsExhaustedError
 from fleetmatch.backends.kube.calls import call, watch_stream
 from fleetmatch.backends.kube.errors import ApiTarget, ForbiddenError, KubeApiError, status_code

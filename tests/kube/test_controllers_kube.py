@@ -24,7 +24,8 @@ from allocator.controllers.autoscaler import AutoscalerController
 from allocator.controllers.fleet import FleetController
 from allocator.controllers.pods import API_ERRORS, Backoff, PodController
 from allocator.fleetops import apply_autoscaler, apply_fleet
-from allocator.podspec import ERROR_ANNOTATION, FINALIZER, GAMESERVER_LABEL, SIDECAR_NAME, PodSettings
+from allocator.podspec import FINALIZER, GAMESERVER_LABEL, SIDECAR_NAME, PodSettings
+from allocator.podstatus import ERROR_ANNOTATION
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec
 from fleetmatch.backends.kube.client import KubeBackend, kube_stores
 from fleetmatch.backends.kube.config import KubeConfig
