@@ -28,10 +28,9 @@ import copy
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
-from fleetmatch.errors import ConfigError, ValidationError
+from fleetmatch.errors import ValidationError
 from fleetmatch.models import (
     API_VERSION,
     FLEET_LABEL,
@@ -41,6 +40,7 @@ from fleetmatch.models import (
     PortStatus,
     SchedulingStrategy,
 )
+from fleetmatch.settings import PodSettings
 
 GAMESERVER_LABEL = "fleetmatch.dev/gameserver"
 """Label on every Pod the controller makes: the name of its GameServer (the Pod watch selects on it)."""
@@ -54,107 +54,6 @@ GSHEALTHZ = "/gshealthz"
 HEALTHZ = "/healthz"
 
 _IANA_SVC_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
-
-
-@dataclass(frozen=True, slots=True)
-class PodSettings:
-    """How the controller builds Pods (the lead moves this into ``fleetmatch.settings``)."""
-
-    sidecar_image: str = "ghcr.io/fleetmatch/fleetmatch:0.1.0"
-    """Image with the ``fleetmatch`` CLI; runs the SDK sidecar."""
-    sidecar_command: tuple[str, ...] = ("fleetmatch", "sidecar")
-    sidecar_args: tuple[str, ...] = ()
-    sidecar_cpu_request: str = "30m"
-    """Agones' default; its measured use is far below, and CPU limits of 20m or less broke it."""
-    sidecar_memory_request: str = "48Mi"
-    sidecar_cpu_limit: str = ""
-    sidecar_memory_limit: str = ""
-    """Empty: no limit (as Agones)."""
-    native_sidecar: bool = True
-    """Run the sidecar as a native sidecar (init container, ``restartPolicy: Always``, Kubernetes
-    1.29+): it listens before the game starts and outlives it. False: an ordinary first container."""
-    sdk_http_port: int = 9358
-    sdk_grpc_port: int = 9357
-    health_port: int = 8080
-    """Where the sidecar serves ``/gshealthz`` and ``/healthz`` on all interfaces (the kubelet probes
-    the Pod IP; the SDK ports listen on localhost only). As Agones' 8080."""
-    port_min: int = 7000
-    port_max: int = 8000
-    pods_per_port: int = 1
-    """GameServers sharing one host port at most (on different nodes); up to the number of nodes."""
-    process_image: str = ""
-    """Image for GameServers that give a ``process`` instead of a pod template; empty: the sidecar image."""
-    node_addresses: bool = True
-    """Watch Nodes and report a node's ExternalIP (else InternalIP) as the address, as Agones does;
-    False (or no RBAC on nodes): the Pod's ``status.hostIP``."""
-    node_sync_seconds: float = 5.0
-    """How long the controller waits for the first node list before it acts anyway."""
-    service_account: str = ""
-    """``serviceAccountName`` of game Pods when the template sets none (the sidecar updates its GameServer)."""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> PodSettings:
-        """Settings from the controller's environment (the Helm chart's variables, each optional):
-
-        ``FLEETMATCH_SIDECAR_IMAGE``, ``..._HTTP_PORT``, ``..._GRPC_PORT``, ``..._HEALTH_PORT``,
-        ``..._CPU_REQUEST``, ``..._MEMORY_REQUEST``, ``..._CPU_LIMIT``, ``..._MEMORY_LIMIT``,
-        ``FLEETMATCH_SIDECAR_NATIVE`` (true/false), ``FLEETMATCH_PROCESS_IMAGE``,
-        ``FLEETMATCH_GAMESERVER_SERVICE_ACCOUNT``, ``FLEETMATCH_PORT_RANGE`` (min-max),
-        ``FLEETMATCH_PODS_PER_PORT``, ``FLEETMATCH_NODE_ADDRESSES`` (true/false).
-        A bad value raises ``ConfigError`` naming the variable.
-        """
-        return replace(cls(), **_env_changes(env)).checked()
-
-    def checked(self) -> PodSettings:
-        """``self`` if its ports make sense, else ``ConfigError``."""
-        for attr in ("sdk_http_port", "sdk_grpc_port", "health_port", "port_min", "port_max"):
-            if not 1 <= getattr(self, attr) <= 65535:
-                raise ConfigError(f"{attr.replace('_', ' ')} {getattr(self, attr)} is not a port")
-        if self.port_min > self.port_max or self.pods_per_port < 1:
-            raise ConfigError(f"bad host ports: range {self.port_min}-{self.port_max}, {self.pods_per_port} per port")
-        if len({self.sdk_http_port, self.sdk_grpc_port, self.health_port}) < 3:
-            raise ConfigError("the sidecar's HTTP, gRPC and health ports must differ")
-        return self
-
-
-_ENV_TEXT = {
-    "FLEETMATCH_SIDECAR_IMAGE": "sidecar_image",
-    "FLEETMATCH_SIDECAR_CPU_REQUEST": "sidecar_cpu_request",
-    "FLEETMATCH_SIDECAR_MEMORY_REQUEST": "sidecar_memory_request",
-    "FLEETMATCH_SIDECAR_CPU_LIMIT": "sidecar_cpu_limit",
-    "FLEETMATCH_SIDECAR_MEMORY_LIMIT": "sidecar_memory_limit",
-    "FLEETMATCH_PROCESS_IMAGE": "process_image",
-    "FLEETMATCH_GAMESERVER_SERVICE_ACCOUNT": "service_account",
-}
-_ENV_INT = {
-    "FLEETMATCH_SIDECAR_HTTP_PORT": "sdk_http_port",
-    "FLEETMATCH_SIDECAR_GRPC_PORT": "sdk_grpc_port",
-    "FLEETMATCH_SIDECAR_HEALTH_PORT": "health_port",
-    "FLEETMATCH_PODS_PER_PORT": "pods_per_port",
-}
-_ENV_BOOL = {"FLEETMATCH_SIDECAR_NATIVE": "native_sidecar", "FLEETMATCH_NODE_ADDRESSES": "node_addresses"}
-
-
-def _env_changes(env: Mapping[str, str]) -> dict[str, Any]:
-    changes: dict[str, Any] = {attr: env[var].strip() for var, attr in _ENV_TEXT.items() if var in env}
-    for var, attr in _ENV_INT.items():
-        if env.get(var):
-            try:
-                changes[attr] = int(env[var])
-            except ValueError:
-                raise ConfigError(f"{var}={env[var]!r}: expected an integer") from None
-    for var, attr in _ENV_BOOL.items():
-        if env.get(var):
-            flag = env[var].strip().lower()
-            if flag not in ("true", "false"):
-                raise ConfigError(f"{var}={env[var]!r}: expected true or false")
-            changes[attr] = flag == "true"
-    if env.get("FLEETMATCH_PORT_RANGE"):
-        low, sep, high = env["FLEETMATCH_PORT_RANGE"].partition("-")
-        if not (sep and low.strip().isdigit() and high.strip().isdigit()):
-            raise ConfigError(f"FLEETMATCH_PORT_RANGE={env['FLEETMATCH_PORT_RANGE']!r}: expected min-max")
-        changes["port_min"], changes["port_max"] = int(low), int(high)
-    return changes
 
 
 # -- GameServer -> Pod --------------------------------------------------------------------------
@@ -379,7 +278,6 @@ __all__ = [
     "FINALIZER",
     "GAMESERVER_LABEL",
     "SIDECAR_NAME",
-    "PodSettings",
     "owner_reference",
     "pod_for",
     "pod_template_of",

@@ -42,7 +42,7 @@ from typing import Any, cast
 from kubernetes_asyncio import client as k8s
 from prometheus_client import Counter, Gauge
 
-from allocator.podspec import FINALIZER, GAMESERVER_LABEL, PodSettings, pod_for
+from allocator.podspec import FINALIZER, GAMESERVER_LABEL, pod_for
 from allocator.podstatus import ERROR_ANNOTATION, errored, node_address, observe, pod_host_ports, pod_owner_uid
 from allocator.ports import PortPool, PortsExhaustedError
 from fleetmatch.backends.kube.calls import call, watch_stream
@@ -59,6 +59,7 @@ from fleetmatch.errors import (
 from fleetmatch.informer import Informer
 from fleetmatch.lease import Leadership, Lease
 from fleetmatch.models import TERMINAL_STATES, GameServer, GameServerState
+from fleetmatch.settings import PodSettings
 from fleetmatch.store import EventType, GameServerStore, WatchEvent, modify
 from fleetmatch.tasks import cancel_and_wait, raise_if_cancelling, supervised
 

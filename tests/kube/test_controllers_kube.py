@@ -24,7 +24,7 @@ from allocator.controllers.autoscaler import AutoscalerController
 from allocator.controllers.fleet import FleetController
 from allocator.controllers.pods import API_ERRORS, Backoff, PodController
 from allocator.fleetops import apply_autoscaler, apply_fleet
-from allocator.podspec import FINALIZER, GAMESERVER_LABEL, SIDECAR_NAME, PodSettings
+from allocator.podspec import FINALIZER, GAMESERVER_LABEL, SIDECAR_NAME
 from allocator.podstatus import ERROR_ANNOTATION
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec
 from fleetmatch.backends.kube.client import KubeBackend, kube_stores
@@ -47,6 +47,7 @@ from fleetmatch.models import (
     ObjectMeta,
     ProcessTemplate,
 )
+from fleetmatch.settings import PodSettings
 from fleetmatch.store import EventType, WatchEvent, modify
 from fleetmatch.tasks import cancel_and_wait
 from sdk_sidecar.pod import Listening, run_pod_sidecar

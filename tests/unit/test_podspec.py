@@ -10,7 +10,6 @@ import pytest
 from allocator.podspec import (
     GAMESERVER_LABEL,
     SIDECAR_NAME,
-    PodSettings,
     pod_for,
 )
 from allocator.podstatus import ports_from_pod
@@ -29,6 +28,7 @@ from fleetmatch.models import (
     ProcessTemplate,
     SchedulingStrategy,
 )
+from fleetmatch.settings import PodSettings, Settings
 
 S = GameServerState
 SETTINGS = PodSettings(sidecar_image="example/fleetmatch:1", port_min=7000, port_max=7009)
@@ -256,11 +256,12 @@ def test_settings_from_the_charts_environment() -> None:
         "FLEETMATCH_GAMESERVER_SERVICE_ACCOUNT": "fm-sdk",
         "FLEETMATCH_PORT_RANGE": "7100-7200",
     }
-    got = PodSettings.from_env(env)
+    got = Settings.from_env(env).pods
     assert (got.sidecar_image, got.sdk_http_port, got.sdk_grpc_port) == ("reg/fm:2", 9000, 9001)
     assert (got.native_sidecar, got.process_image, got.service_account) == (False, "reg/game:1", "fm-sdk")
     assert (got.port_min, got.port_max, got.sidecar_cpu_limit) == (7100, 7200, "")
-    assert PodSettings.from_env({}) == PodSettings()
+    assert Settings.from_env({}).pods == PodSettings()
+    assert Settings.from_env({"FLEETMATCH_SIDECAR_CPU_REQUEST": ""}).pods.sidecar_cpu_request == ""  # set: none
 
 
 @pytest.mark.parametrize(
@@ -269,11 +270,12 @@ def test_settings_from_the_charts_environment() -> None:
         ({"FLEETMATCH_SIDECAR_HTTP_PORT": "x"}, "FLEETMATCH_SIDECAR_HTTP_PORT"),
         ({"FLEETMATCH_SIDECAR_NATIVE": "yes"}, "FLEETMATCH_SIDECAR_NATIVE"),
         ({"FLEETMATCH_PORT_RANGE": "7000"}, "FLEETMATCH_PORT_RANGE"),
-        ({"FLEETMATCH_PORT_RANGE": "8000-7000"}, "bad host ports"),
+        ({"FLEETMATCH_PORT_RANGE": "8000-7000"}, "FLEETMATCH_PORT_RANGE"),
+        ({"FLEETMATCH_PODS_PER_PORT": "0"}, "FLEETMATCH_PODS_PER_PORT"),
         ({"FLEETMATCH_SIDECAR_HEALTH_PORT": "9358"}, "must differ"),
         ({"FLEETMATCH_SIDECAR_GRPC_PORT": "70000"}, "is not a port"),
     ],
 )
 def test_bad_settings_name_the_problem(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        PodSettings.from_env(env)
+        Settings.from_env(env)
