@@ -24,7 +24,9 @@ informer delivers that write; a stale cache never creates a second Pod or undoes
 Failures never make it spin: each GameServer whose API call failed (409, 429, 5xx, 403, a
 connection error) waits an exponential back-off before it is looked at again; 403 logs which RBAC
 permission is missing. Every failure is counted in ``fleetmatch_podcontroller_api_errors_total``.
-Only the holder of the lease acts (``fleetmatch.lease.Leadership``), when one is given.
+It runs under the process's one leadership (``fleetmatch controller``), on the backend's shared
+GameServer informer and its ``ApiClient``, in a ``fleetmatch.reconcile.ReconcileLoop`` that also
+passes when a back-off ends.
 """
 
 from __future__ import annotations
@@ -34,20 +36,21 @@ import contextlib
 import functools
 import logging
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 from kubernetes_asyncio import client as k8s
-from prometheus_client import Counter, Gauge
 
+from allocator import metrics
 from allocator.podspec import FINALIZER, GAMESERVER_LABEL, pod_for
 from allocator.podstatus import ERROR_ANNOTATION, errored, node_address, observe, pod_host_ports, pod_owner_uid
 from allocator.ports import PortPool, PortsExhaustedError
 from fleetmatch.backends.kube.calls import call, watch_stream
+from fleetmatch.backends.kube.client import KubeBackend
 from fleetmatch.backends.kube.errors import ApiTarget, ForbiddenError, KubeApiError, status_code
 from fleetmatch.backends.kube.watch import watch_events
+from fleetmatch.backends.kube.wire import GROUP, VERSION
 from fleetmatch.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -56,16 +59,15 @@ from fleetmatch.errors import (
     StoreError,
     ValidationError,
 )
-from fleetmatch.informer import Informer
-from fleetmatch.lease import Leadership, Lease
 from fleetmatch.models import TERMINAL_STATES, GameServer, GameServerState
+from fleetmatch.reconcile import ReconcileLoop
 from fleetmatch.settings import PodSettings
-from fleetmatch.store import EventType, GameServerStore, WatchEvent, modify
-from fleetmatch.tasks import cancel_and_wait, raise_if_cancelling, supervised
+from fleetmatch.store import EventType, WatchEvent, modify
+from fleetmatch.tasks import Backoff, cancel_and_wait, raise_if_cancelling, supervised
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION, PLURAL = "fleetmatch.dev", "v1", "gameservers"
+PLURAL = GameServer.PLURAL
 MERGE_PATCH = "application/merge-patch+json"
 EXPECTATION_SECONDS = 30.0
 """How long a created Pod not yet seen by the watch is trusted to exist."""
@@ -73,57 +75,9 @@ STALE_SECONDS = 5.0
 """How long a GameServer we wrote is skipped while the informer has not delivered our write (a re-list
 after an expired watch may jump past that version: then this bounds the wait)."""
 
-# The lead moves these to allocator/metrics.py.
-API_ERRORS = Counter(
-    "fleetmatch_podcontroller_api_errors_total",
-    "Kubernetes API calls of the GameServer (pod) controller that failed, by verb, resource and HTTP code "
-    "(0: no answer).",
-    ["verb", "resource", "code"],
-)
-HOST_PORTS_FREE = Gauge(
-    "fleetmatch_podcontroller_host_ports_free", "Host ports of the range that no game-server Pod holds."
-)
-ACTIONS = Counter(
-    "fleetmatch_podcontroller_actions_total",
-    "What the GameServer (pod) controller did: pod-created, pod-deleted, unhealthy, error, shutdown-deleted.",
-    ["action"],
-)
-
 
 class _LookAgainLater(Exception):
     """Nothing failed, but this name should wait its back-off before the next look."""
-
-
-class Backoff:
-    """Exponential back-off per key (a GameServer name): ``base`` doubling up to ``cap``, plus up to 25%
-    jitter so that servers failing together do not retry together."""
-
-    def __init__(self, base: float = 0.2, cap: float = 30.0, *, rng: random.Random | None = None) -> None:
-        self.base, self.cap = base, cap
-        self._rng = rng or random.Random()
-        self._failures: dict[str, int] = {}
-        self._until: dict[str, float] = {}
-
-    def fail(self, key: str, now: float) -> float:
-        n = self._failures.get(key, 0) + 1
-        self._failures[key] = n
-        delay = min(self.base * 2.0 ** (n - 1), self.cap) * (1 + self._rng.random() / 4)
-        self._until[key] = now + delay
-        return delay
-
-    def ok(self, key: str) -> None:
-        self._failures.pop(key, None)
-        self._until.pop(key, None)
-
-    def waiting(self, key: str, now: float) -> bool:
-        return self._until.get(key, 0.0) > now
-
-    def next_due(self) -> float | None:
-        return min(self._until.values(), default=None)
-
-    def forget(self, keep: Callable[[str], bool]) -> None:
-        for key in [k for k in self._until if not keep(k)]:
-            self.ok(key)
 
 
 class ObjectWatcher:
@@ -177,6 +131,7 @@ class ObjectWatcher:
         return str(listing.metadata.resource_version or "")
 
     async def run(self) -> None:
+        self.synced.clear()  # a new run (a new leadership term) trusts a fresh list only
         while True:
             try:
                 version = await self._list()
@@ -201,7 +156,7 @@ class ObjectWatcher:
 
     def _count(self, exc: StoreError | ValidationError) -> None:
         verb = exc.verb if isinstance(exc, KubeApiError) else "watch"
-        API_ERRORS.labels(verb=verb, resource=self.resource, code=str(status_code(exc))).inc()
+        metrics.PODCONTROLLER_API_ERRORS.labels(verb=verb, resource=self.resource, code=str(status_code(exc))).inc()
 
     async def _pause(self, why: str, forbidden: bool) -> None:
         delay = self._backoff.fail(self.resource, time.monotonic())
@@ -221,10 +176,12 @@ class ObjectWatcher:
 
 
 class PodController:
+    """The GameServer -> Pod controller of one namespace, on a Kubernetes backend (see the module
+    documentation). ``run()`` reconciles until cancelled: the process's leadership starts and stops it."""
+
     def __init__(
         self,
-        gameservers: GameServerStore,
-        api: k8s.ApiClient,
+        backend: KubeBackend,
         settings: PodSettings | None = None,
         *,
         resync_seconds: float = 5.0,
@@ -232,21 +189,18 @@ class PodController:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        lease: Lease | None = None,
     ) -> None:
-        self.gameservers = gameservers
-        self.namespace = gameservers.namespace
+        self.gameservers = backend.gameservers
+        self.namespace = backend.namespace
         self.settings = settings or PodSettings()
-        self.api = api
-        self.core = k8s.CoreV1Api(api)
-        self.custom = k8s.CustomObjectsApi(api)
+        self.api = backend.api
+        self.core = k8s.CoreV1Api(self.api)
+        self.custom = k8s.CustomObjectsApi(self.api)
         self._pod = ApiTarget("get", "pods", namespace=self.namespace, kind="Pod")
         self._gameserver = ApiTarget("get", PLURAL, GROUP, self.namespace, GameServer.KIND)
-        self.leadership = Leadership(lease, "gameserver pod controller")
-        self.gs_informer: Informer[GameServer] = Informer(gameservers)
-        self.gs_informer.add_handler(self._poke_event)
+        self.gs_informer = backend.informer(GameServer)
         self.pods = ObjectWatcher(
-            api,
+            self.api,
             self.core.list_namespaced_pod,
             target=ApiTarget("list", "pods", namespace=self.namespace, kind="Pod"),
             on_change=self._on_pod,
@@ -256,15 +210,14 @@ class PodController:
         self.nodes: ObjectWatcher | None = None
         if self.settings.node_addresses:
             self.nodes = ObjectWatcher(
-                api,
+                self.api,
                 self.core.list_node,
                 target=ApiTarget("list", "nodes", kind="Node"),
                 on_change=lambda _: self.poke(),
             )
         self.ports = PortPool(self.settings.port_min, self.settings.port_max, per_port=self.settings.pods_per_port)
         self.backoff = backoff or Backoff()
-        self._wake = asyncio.Event()
-        self._resync = resync_seconds
+        self.loop = ReconcileLoop(self.reconcile, resync=resync_seconds, next_due=self._next_due)
         self._limit = asyncio.Semaphore(parallelism)
         self._clock = clock
         self._wall = wall_clock
@@ -278,29 +231,37 @@ class PodController:
         the informer delivers that version (any later event for a delete): the cache lags our writes."""
 
     def poke(self) -> None:
-        self._wake.set()
+        self.loop.poke()
+
+    def _next_due(self) -> float | None:
+        """Seconds until the first back-off ends (the loop passes then, not only at the resync)."""
+        due = self.backoff.next_due()
+        return None if due is None else due - self._clock()
 
     def _on_pod(self, name: str | None) -> None:
         if name is not None:
             self._created.pop(name, None)  # seen (even if already deleted again: then it is gone)
-        self._wake.set()
+        self.loop.poke()
 
-    def _poke_event(self, event: WatchEvent[GameServer]) -> None:
+    def _on_gameserver(self, event: WatchEvent[GameServer]) -> None:
         gs = event.object
         mark = self._stale.get(gs.name)
         if mark is not None and (
             event.type is EventType.DELETED or mark[0] is None or mark[0] == gs.metadata.resource_version
         ):
             del self._stale[gs.name]
-        self._wake.set()
+        self.loop.poke()
 
     # -- loop ------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        tasks = [
-            supervised("podcontroller.gameservers", self.gs_informer.run),
-            supervised("podcontroller.pods", self.pods.run),
-        ]
+        """Watch Pods (and Nodes) and reconcile until cancelled. Expectations start empty: a new run
+        (a new leadership term) trusts nothing an earlier one remembered."""
+        self._created.clear()
+        self._stale.clear()
+        self._finalized.clear()
+        remove = self.gs_informer.add_handler(self._on_gameserver)
+        tasks = [supervised("podcontroller.pods", self.pods.run)]
         if self.nodes is not None:
             tasks.append(supervised("podcontroller.nodes", self.nodes.run))
         try:
@@ -313,25 +274,10 @@ class PodController:
                 except TimeoutError:
                     log.warning("nodes not listed within %.0fs: addresses come from pods' hostIP until they are",
                                 self.settings.node_sync_seconds)  # fmt: skip
-            while True:
-                if not await self.leadership.lead():
-                    await asyncio.sleep(self.leadership.renew_every or self._resync)
-                    continue
-                self._wake.clear()
-                await self.reconcile()
-                await self._sleep()
+            await self.loop.run()
         finally:
+            remove()
             await cancel_and_wait(*tasks)
-            await asyncio.shield(self.leadership.release())
-
-    async def _sleep(self) -> None:
-        pause = min(self._resync, self.leadership.renew_every or self._resync)
-        due = self.backoff.next_due()
-        if due is not None:
-            pause = max(0.01, min(pause, due - self._clock()))
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(pause):
-                await self._wake.wait()
 
     async def reconcile(self) -> None:
         """One pass over every GameServer and Pod."""
@@ -364,7 +310,7 @@ class PodController:
             self.ports.hold(name, pod_host_ports(pod))
         for owner in [o for o in self.ports.owners if o not in pods and o not in self._created]:
             self.ports.release(owner)
-        HOST_PORTS_FREE.set(self.ports.free_count)
+        metrics.PODCONTROLLER_HOST_PORTS_FREE.set(self.ports.free_count)
 
     async def _guarded(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run one GameServer's (or orphan Pod's) work; a failure puts that name in back-off."""
@@ -374,7 +320,7 @@ class PodController:
         except KubeApiError as exc:
             self._retry_later(name, exc, self._clock())
         except PortsExhaustedError as exc:
-            API_ERRORS.labels(verb="allocate", resource="hostPorts", code="0").inc()
+            metrics.PODCONTROLLER_API_ERRORS.labels(verb="allocate", resource="hostPorts", code="0").inc()
             delay = self.backoff.fail(name, self._clock())
             log.warning("gameserver %s: %s; retrying in %.1fs", name, exc, delay, extra={"gameserver": name})
         except _LookAgainLater:
@@ -418,7 +364,9 @@ class PodController:
         except ok:
             return None
         except (StoreError, ValidationError) as exc:
-            API_ERRORS.labels(verb=target.verb, resource=target.qualified, code=str(status_code(exc))).inc()
+            metrics.PODCONTROLLER_API_ERRORS.labels(
+                verb=target.verb, resource=target.qualified, code=str(status_code(exc))
+            ).inc()
             raise
 
     # -- one GameServer --------------------------------------------------------------------------
@@ -433,7 +381,7 @@ class PodController:
             with contextlib.suppress(NotFoundError):
                 await self.gameservers.delete(gs.name)
             self._wrote(gs.name, None)
-            ACTIONS.labels(action="shutdown-deleted").inc()
+            metrics.PODCONTROLLER_ACTIONS.labels(action="shutdown-deleted").inc()
             log.info("%s: Shutdown; deleted", gs.name, extra={"gameserver": gs.name})
             return
         if gs.state in TERMINAL_STATES:
@@ -451,7 +399,7 @@ class PodController:
         if updated is not None:
             self._wrote(gs.name, updated)
         if updated is not None and updated.state is GameServerState.UNHEALTHY:
-            ACTIONS.labels(action="unhealthy").inc()
+            metrics.PODCONTROLLER_ACTIONS.labels(action="unhealthy").inc()
             log.warning(
                 "%s -> Unhealthy: %s",
                 gs.name,
@@ -498,7 +446,7 @@ class PodController:
         if created is None:  # 409: it exists already (a race); its ports count once seen, not these
             self.ports.release(gs.name)
             return
-        ACTIONS.labels(action="pod-created").inc()
+        metrics.PODCONTROLLER_ACTIONS.labels(action="pod-created").inc()
         log.info(
             "%s: created pod (host ports %s)",
             gs.name,
@@ -585,7 +533,7 @@ class PodController:
             self.core.delete_namespaced_pod(name, self.namespace),
             ok=(NotFoundError,),
         )
-        ACTIONS.labels(action="pod-deleted").inc()
+        metrics.PODCONTROLLER_ACTIONS.labels(action="pod-deleted").inc()
         log.info("%s: deleted pod", name, extra={"gameserver": name})
 
     async def _delete_orphan(self, name: str, pod: Mapping[str, Any]) -> None:
@@ -614,7 +562,7 @@ class PodController:
             return
         if updated is not None:
             self._wrote(name, updated)
-            ACTIONS.labels(action="error").inc()
+            metrics.PODCONTROLLER_ACTIONS.labels(action="error").inc()
             log.error("%s -> Error: %s", name, why, extra={"gameserver": name})
 
 

@@ -142,7 +142,7 @@ def pod_controller(backend: Backend, settings: Settings) -> Callable[[], Awaitab
     from fleetmatch.backends.kube.client import KubeBackend
 
     assert isinstance(backend, KubeBackend)
-    return PodController(backend.gameservers, backend.api, settings.pods).run
+    return PodController(backend, settings.pods).run
 
 
 @click.command("allocator")
