@@ -186,7 +186,7 @@ def _forbidden(code: int, target: ApiTarget, message: str) -> str:
         group = repr(target.group) if target.group else "'' (core)"
         what = (
             f"forbidden: RBAC does not allow it: grant verb {target.verb!r} on resource {target.resource!r} in API "
-            f"group {group}{target.where or ' (cluster-wide)'} to fleetmatch's service account"
+            f"group {group}{target.where or ' (cluster-wide)'} to the user or service account fleetmatch runs as"
         )
     return f"cannot {target.verb} {target.qualified}: {what}. API server: {message}"
 
@@ -194,7 +194,9 @@ def _forbidden(code: int, target: ApiTarget, message: str) -> str:
 def unreachable(exc: BaseException, target: ApiTarget) -> KubeApiError:
     """The error for a request that got no answer (connection refused or lost, timeout)."""
     return KubeApiError(
-        f"kubernetes API unreachable ({target.verb} {target.qualified}): {exc!r}", code=0, target=target
+        f"kubernetes API unreachable ({target.verb} {target.qualified}): {type(exc).__name__}: {exc}",
+        code=0,
+        target=target,
     )
 
 
