@@ -1,4 +1,5 @@
-"""Every Prometheus metric of the allocator package (node agent, fleet controller)."""
+"""Every Prometheus metric of the allocator package (node agent, fleet, Pod and autoscaler controllers,
+allocation)."""
 
 from __future__ import annotations
 
@@ -83,4 +84,21 @@ NODE_EVICTIONS = Counter(
     "fleetmatch_node_evictions_total",
     "GameServers the node controller marked Unhealthy because their node went silent.",
     ["node"],
+)
+
+# -- Pod controller (Kubernetes) --------------------------------------------------------------
+
+PODCONTROLLER_API_ERRORS = Counter(
+    "fleetmatch_podcontroller_api_errors_total",
+    "Kubernetes API calls of the GameServer (pod) controller that failed, by verb, resource and HTTP code "
+    "(0: no answer).",
+    ["verb", "resource", "code"],
+)
+PODCONTROLLER_HOST_PORTS_FREE = Gauge(
+    "fleetmatch_podcontroller_host_ports_free", "Host ports of the range that no game-server Pod holds."
+)
+PODCONTROLLER_ACTIONS = Counter(
+    "fleetmatch_podcontroller_actions_total",
+    "What the GameServer (pod) controller did: pod-created, pod-deleted, unhealthy, error, shutdown-deleted.",
+    ["action"],
 )

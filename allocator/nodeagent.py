@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from allocator import gamelogs, metrics
-from allocator.ports import PortAllocator, PortError
+from allocator.ports import PortError, PortPool
 from fleetmatch.backends import Backend
 from fleetmatch.errors import NotFoundError, StoreError
 from fleetmatch.events import Severity, record_quietly
@@ -136,7 +136,7 @@ class NodeAgent:
         self.host = host
         self.informer = backend.informer(GameServer)
         self.loop = ReconcileLoop(self.reconcile, resync=resync_seconds)
-        self.ports = PortAllocator(self.node.port_min, self.node.port_max, is_free=port_probe)
+        self.ports = PortPool(self.node.port_min, self.node.port_max, is_free=port_probe)
         self.local: dict[str, LocalServer] = {}
         self._environ = dict(environ)
         self._workdir = workdir or Path.cwd()

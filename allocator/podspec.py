@@ -1,4 +1,5 @@
-"""GameServer → Pod and Pod → GameServer status, for the Kubernetes GameServer controller (pure).
+"""GameServer → Pod, for the Kubernetes GameServer controller (pure; the other direction is
+``allocator.podstatus``).
 
 ``pod_for(gs, settings, ports=...)`` builds the Pod manifest (a plain dict, camelCase as the API
 takes it) from the GameServer's pod template, as Agones does:
@@ -8,8 +9,8 @@ takes it) from the GameServer's pod template, as Agones does:
   so a game written for the node agent runs unchanged);
 - the SDK sidecar (``PodSettings``: image, command, resources), a native sidecar by default
   (an init container with ``restartPolicy: Always``, so it starts first and outlives the game);
-- host ports per ``spec.ports`` (Dynamic and Passthrough from ``HostPortPool``, Static as given,
-  None without a host port) on the first container;
+- host ports per ``spec.ports`` (Dynamic and Passthrough from ``allocator.ports.PortPool``, Static
+  as given, None without a host port) on the first container;
 - a liveness probe on the first container against the sidecar's ``/gshealthz``
   (``spec.health`` timings), unless health checking is disabled or the container has its own;
 - an owner reference to the GameServer (``controller``, ``blockOwnerDeletion``), the labels
@@ -17,15 +18,6 @@ takes it) from the GameServer's pod template, as Agones does:
 
 A GameServer without a pod template but with a local ``process`` (what the node agent runs) gets one
 container running that command in ``PodSettings.process_image``: one fleet file works on both.
-
-``observe(gs, pod)`` is the other direction: the GameServer the controller should write after
-looking at its Pod (or at its absence), or None when nothing changes. ``status_from_pod`` is its
-status part.
-
-``HostPortPool`` hands out host ports from the range. A port is given to at most ``per_port``
-GameServers at once (1 by default: distinct across the cluster). With ``per_port`` = the number of
-nodes, it behaves like Agones' allocator: the scheduler's NodePorts filter then places each Pod on
-a node where its host port is free.
 
 Import rule: no asyncio, aiohttp, kubernetes_asyncio or prometheus_client here.
 """
@@ -35,33 +27,25 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fleetmatch.errors import ConfigError, FleetmatchError, ValidationError
+from fleetmatch.errors import ValidationError
 from fleetmatch.models import (
     API_VERSION,
     FLEET_LABEL,
-    TERMINAL_STATES,
     GameServer,
-    GameServerState,
-    GameServerStatus,
     PortPolicy,
     PortProtocol,
     PortStatus,
     SchedulingStrategy,
-    with_meta,
 )
+from fleetmatch.settings import PodSettings
 
 GAMESERVER_LABEL = "fleetmatch.dev/gameserver"
 """Label on every Pod the controller makes: the name of its GameServer (the Pod watch selects on it)."""
 FINALIZER = "fleetmatch.dev/pod-cleanup"
 """Finalizer on GameServers: the controller removes it once the Pod is gone."""
-ERROR_ANNOTATION = "fleetmatch.dev/error"
-"""Why a GameServer went to Error or Unhealthy (the node agent writes the same key)."""
-ERRORED_AT_ANNOTATION = "fleetmatch.dev/errored-at"
-"""When the GameServer went to Error (RFC 3339 is Agones'; we write epoch seconds)."""
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 SIDECAR_NAME = "fleetmatch-sidecar"
 GAME_CONTAINER = "gameserver"
@@ -70,204 +54,6 @@ GSHEALTHZ = "/gshealthz"
 HEALTHZ = "/healthz"
 
 _IANA_SVC_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
-_UNBOUND_STATES = frozenset({GameServerState.PORT_ALLOCATION, GameServerState.CREATING, GameServerState.STARTING})
-
-
-@dataclass(frozen=True, slots=True)
-class PodSettings:
-    """How the controller builds Pods (the lead moves this into ``fleetmatch.settings``)."""
-
-    sidecar_image: str = "ghcr.io/fleetmatch/fleetmatch:0.1.0"
-    """Image with the ``fleetmatch`` CLI; runs the SDK sidecar."""
-    sidecar_command: tuple[str, ...] = ("fleetmatch", "sidecar")
-    sidecar_args: tuple[str, ...] = ()
-    sidecar_cpu_request: str = "30m"
-    """Agones' default; its measured use is far below, and CPU limits of 20m or less broke it."""
-    sidecar_memory_request: str = "48Mi"
-    sidecar_cpu_limit: str = ""
-    sidecar_memory_limit: str = ""
-    """Empty: no limit (as Agones)."""
-    native_sidecar: bool = True
-    """Run the sidecar as a native sidecar (init container, ``restartPolicy: Always``, Kubernetes
-    1.29+): it listens before the game starts and outlives it. False: an ordinary first container."""
-    sdk_http_port: int = 9358
-    sdk_grpc_port: int = 9357
-    health_port: int = 8080
-    """Where the sidecar serves ``/gshealthz`` and ``/healthz`` on all interfaces (the kubelet probes
-    the Pod IP; the SDK ports listen on localhost only). As Agones' 8080."""
-    port_min: int = 7000
-    port_max: int = 8000
-    pods_per_port: int = 1
-    """GameServers sharing one host port at most (on different nodes); up to the number of nodes."""
-    process_image: str = ""
-    """Image for GameServers that give a ``process`` instead of a pod template; empty: the sidecar image."""
-    node_addresses: bool = True
-    """Watch Nodes and report a node's ExternalIP (else InternalIP) as the address, as Agones does;
-    False (or no RBAC on nodes): the Pod's ``status.hostIP``."""
-    node_sync_seconds: float = 5.0
-    """How long the controller waits for the first node list before it acts anyway."""
-    service_account: str = ""
-    """``serviceAccountName`` of game Pods when the template sets none (the sidecar updates its GameServer)."""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> PodSettings:
-        """Settings from the controller's environment (the Helm chart's variables, each optional):
-
-        ``FLEETMATCH_SIDECAR_IMAGE``, ``..._HTTP_PORT``, ``..._GRPC_PORT``, ``..._HEALTH_PORT``,
-        ``..._CPU_REQUEST``, ``..._MEMORY_REQUEST``, ``..._CPU_LIMIT``, ``..._MEMORY_LIMIT``,
-        ``FLEETMATCH_SIDECAR_NATIVE`` (true/false), ``FLEETMATCH_PROCESS_IMAGE``,
-        ``FLEETMATCH_GAMESERVER_SERVICE_ACCOUNT``, ``FLEETMATCH_PORT_RANGE`` (min-max),
-        ``FLEETMATCH_PODS_PER_PORT``, ``FLEETMATCH_NODE_ADDRESSES`` (true/false).
-        A bad value raises ``ConfigError`` naming the variable.
-        """
-        return replace(cls(), **_env_changes(env)).checked()
-
-    def checked(self) -> PodSettings:
-        """``self`` if its ports make sense, else ``ConfigError``."""
-        for attr in ("sdk_http_port", "sdk_grpc_port", "health_port", "port_min", "port_max"):
-            if not 1 <= getattr(self, attr) <= 65535:
-                raise ConfigError(f"{attr.replace('_', ' ')} {getattr(self, attr)} is not a port")
-        if self.port_min > self.port_max or self.pods_per_port < 1:
-            raise ConfigError(f"bad host ports: range {self.port_min}-{self.port_max}, {self.pods_per_port} per port")
-        if len({self.sdk_http_port, self.sdk_grpc_port, self.health_port}) < 3:
-            raise ConfigError("the sidecar's HTTP, gRPC and health ports must differ")
-        return self
-
-
-_ENV_TEXT = {
-    "FLEETMATCH_SIDECAR_IMAGE": "sidecar_image",
-    "FLEETMATCH_SIDECAR_CPU_REQUEST": "sidecar_cpu_request",
-    "FLEETMATCH_SIDECAR_MEMORY_REQUEST": "sidecar_memory_request",
-    "FLEETMATCH_SIDECAR_CPU_LIMIT": "sidecar_cpu_limit",
-    "FLEETMATCH_SIDECAR_MEMORY_LIMIT": "sidecar_memory_limit",
-    "FLEETMATCH_PROCESS_IMAGE": "process_image",
-    "FLEETMATCH_GAMESERVER_SERVICE_ACCOUNT": "service_account",
-}
-_ENV_INT = {
-    "FLEETMATCH_SIDECAR_HTTP_PORT": "sdk_http_port",
-    "FLEETMATCH_SIDECAR_GRPC_PORT": "sdk_grpc_port",
-    "FLEETMATCH_SIDECAR_HEALTH_PORT": "health_port",
-    "FLEETMATCH_PODS_PER_PORT": "pods_per_port",
-}
-_ENV_BOOL = {"FLEETMATCH_SIDECAR_NATIVE": "native_sidecar", "FLEETMATCH_NODE_ADDRESSES": "node_addresses"}
-
-
-def _env_changes(env: Mapping[str, str]) -> dict[str, Any]:
-    changes: dict[str, Any] = {attr: env[var].strip() for var, attr in _ENV_TEXT.items() if var in env}
-    for var, attr in _ENV_INT.items():
-        if env.get(var):
-            try:
-                changes[attr] = int(env[var])
-            except ValueError:
-                raise ConfigError(f"{var}={env[var]!r}: expected an integer") from None
-    for var, attr in _ENV_BOOL.items():
-        if env.get(var):
-            flag = env[var].strip().lower()
-            if flag not in ("true", "false"):
-                raise ConfigError(f"{var}={env[var]!r}: expected true or false")
-            changes[attr] = flag == "true"
-    if env.get("FLEETMATCH_PORT_RANGE"):
-        low, sep, high = env["FLEETMATCH_PORT_RANGE"].partition("-")
-        if not (sep and low.strip().isdigit() and high.strip().isdigit()):
-            raise ConfigError(f"FLEETMATCH_PORT_RANGE={env['FLEETMATCH_PORT_RANGE']!r}: expected min-max")
-        changes["port_min"], changes["port_max"] = int(low), int(high)
-    return changes
-
-
-# -- host ports ---------------------------------------------------------------------------------
-
-
-class HostPortsExhaustedError(FleetmatchError):
-    def __init__(self, wanted: int, low: int, high: int) -> None:
-        super().__init__(f"no {wanted} free host port(s) left in {low}-{high}")
-
-
-class HostPortPool:
-    """Host ports of the range, each held by at most ``per_port`` owners (GameServer names).
-
-    A cursor walks the range round-robin, so a just-released port is reused last.
-    """
-
-    def __init__(self, low: int, high: int, *, per_port: int = 1) -> None:
-        if not 1 <= low <= high <= 65535:
-            raise ValueError(f"bad port range {low}-{high}")
-        if per_port < 1:
-            raise ValueError(f"per_port must be at least 1, got {per_port}")
-        self.low, self.high, self.per_port = low, high, per_port
-        self._owners: dict[int, set[str]] = {}
-        self._held: dict[str, tuple[int, ...]] = {}
-        self._cursor = low
-
-    def held_by(self, owner: str) -> tuple[int, ...]:
-        return self._held.get(owner, ())
-
-    def users(self, port: int) -> int:
-        return len(self._owners.get(port, ()))
-
-    @property
-    def owners(self) -> Iterable[str]:
-        return self._held.keys()
-
-    @property
-    def free_count(self) -> int:
-        """Ports nobody holds."""
-        return self.high - self.low + 1 - sum(1 for p, o in self._owners.items() if o and self.low <= p <= self.high)
-
-    def take(self, owner: str, count: int) -> tuple[int, ...]:
-        """``count`` distinct ports for ``owner`` (all or nothing); ports it holds already are kept."""
-        if count <= 0:
-            return ()
-        size = self.high - self.low + 1
-        picked: list[int] = []
-        port = self._cursor
-        for _ in range(size):
-            if self.users(port) < self.per_port and owner not in self._owners.get(port, ()):
-                picked.append(port)
-                if len(picked) == count:
-                    break
-            port = self.low if port == self.high else port + 1
-        if len(picked) < count:
-            raise HostPortsExhaustedError(count, self.low, self.high)
-        self._cursor = self.low if port == self.high else port + 1
-        self.hold(owner, [*self.held_by(owner), *picked])
-        return tuple(picked)
-
-    def hold(self, owner: str, ports: Iterable[int]) -> None:
-        """Record that ``owner`` uses exactly ``ports`` (a fact seen on a Pod: may exceed ``per_port``)."""
-        wanted = tuple(dict.fromkeys(ports))
-        if wanted == self._held.get(owner):
-            return
-        self.release(owner)
-        if not wanted:
-            return
-        for port in wanted:
-            self._owners.setdefault(port, set()).add(owner)
-        self._held[owner] = wanted
-
-    def release(self, owner: str) -> tuple[int, ...]:
-        ports = self._held.pop(owner, ())
-        for port in ports:
-            users = self._owners.get(port)
-            if users is not None:
-                users.discard(owner)
-                if not users:
-                    del self._owners[port]
-        return ports
-
-    def assign(self, gs: GameServer) -> tuple[PortStatus, ...]:
-        """The ports ``gs`` gets, one per ``spec.ports`` entry (mirrors the node agent's choice)."""
-        dynamic = [p for p in gs.spec.ports if p.port_policy in (PortPolicy.DYNAMIC, PortPolicy.PASSTHROUGH)]
-        self.release(gs.name)
-        picked = iter(self.take(gs.name, len(dynamic)))
-        out = []
-        for p in gs.spec.ports:
-            if p.port_policy is PortPolicy.STATIC:
-                out.append(PortStatus(p.name, p.host_port))
-            elif p.port_policy is PortPolicy.NONE:
-                out.append(PortStatus(p.name, p.container_port))
-            else:
-                out.append(PortStatus(p.name, next(picked)))
-        return tuple(out)
 
 
 # -- GameServer -> Pod --------------------------------------------------------------------------
@@ -488,167 +274,11 @@ def pod_for(gs: GameServer, settings: PodSettings, *, ports: Sequence[PortStatus
     }
 
 
-# -- Pod -> GameServer --------------------------------------------------------------------------
-
-
-def _get(doc: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(doc, Mapping):
-            return None
-        doc = doc.get(key)
-    return doc
-
-
-def pod_owner_uid(pod: Mapping[str, Any]) -> str | None:
-    """The uid of the GameServer that controls ``pod`` (None: not ours)."""
-    for ref in _get(pod, "metadata", "ownerReferences") or ():
-        if isinstance(ref, Mapping) and ref.get("kind") == GameServer.KIND and ref.get("controller"):
-            uid = ref.get("uid")
-            return str(uid) if uid else None
-    return None
-
-
-def pod_host_ports(pod: Mapping[str, Any]) -> tuple[int, ...]:
-    """Every host port the Pod's containers declare (distinct, in order)."""
-    out: dict[int, None] = {}
-    for key in ("initContainers", "containers"):
-        for c in _get(pod, "spec", key) or ():
-            for p in _get(c, "ports") or ():
-                host = _get(p, "hostPort")
-                if isinstance(host, int) and host > 0:
-                    out[host] = None
-    return tuple(out)
-
-
-def ports_from_pod(gs: GameServer, pod: Mapping[str, Any]) -> tuple[PortStatus, ...]:
-    """The GameServer's ports as the Pod has them (its first container carries them, in spec order)."""
-    containers = _get(pod, "spec", "containers") or []
-    game = next((c for c in containers if _get(c, "name") != SIDECAR_NAME), None)
-    declared = [p for p in _get(game, "ports") or [] if isinstance(p, Mapping)]
-    out: list[PortStatus] = []
-    # The controller appended ours last: one entry per spec port, two for TCPUDP.
-    ours = sum(2 if p.protocol is PortProtocol.TCPUDP else 1 for p in gs.spec.ports)
-    entries = iter(declared[len(declared) - ours :] if ours <= len(declared) else [])
-    for p in gs.spec.ports:
-        entry = next(entries, None)
-        if p.protocol is PortProtocol.TCPUDP:
-            next(entries, None)
-        if p.port_policy is PortPolicy.NONE:
-            out.append(PortStatus(p.name, p.container_port))
-        else:
-            host = _get(entry, "hostPort")
-            out.append(PortStatus(p.name, host if isinstance(host, int) else p.host_port))
-    return tuple(out)
-
-
-def _unhealthy(gs: GameServer, why: str) -> GameServer:
-    annotations = {**gs.metadata.annotations, ERROR_ANNOTATION: why}
-    return with_meta(gs, annotations=annotations).with_status(state=GameServerState.UNHEALTHY)
-
-
-def errored(gs: GameServer, why: str, now: float) -> GameServer | None:
-    """``gs`` in Error with the reason (None if it is terminal already)."""
-    if gs.state in TERMINAL_STATES:
-        return None
-    annotations = {**gs.metadata.annotations, ERROR_ANNOTATION: why, ERRORED_AT_ANNOTATION: f"{now:.3f}"}
-    return with_meta(gs, annotations=annotations).with_status(state=GameServerState.ERROR)
-
-
-def node_address(node: Mapping[str, Any]) -> str:
-    """Where players reach a node: its ExternalIP, else ExternalDNS, else InternalIP ("" if none)."""
-    addresses = [a for a in _get(node, "status", "addresses") or () if isinstance(a, Mapping)]
-    for kind in ("ExternalIP", "ExternalDNS", "InternalIP"):
-        for a in addresses:
-            if a.get("type") == kind and a.get("address"):
-                return str(a["address"])
-    return ""
-
-
-def _pod_failure(gs: GameServer, pod: Mapping[str, Any]) -> str | None:
-    """Why the Pod makes its GameServer Unhealthy, or None."""
-    if _get(pod, "metadata", "deletionTimestamp"):
-        return "pod is being deleted"
-    phase = _get(pod, "status", "phase")
-    reason = _get(pod, "status", "reason") or ""
-    message = _get(pod, "status", "message") or ""
-    if phase == "Failed":
-        detail = ": ".join(x for x in (reason, message) if x)
-        return f"pod failed ({detail})" if detail else "pod failed"
-    if phase == "Succeeded":
-        return "game container exited"
-    for cond in _get(pod, "status", "conditions") or ():
-        if (
-            _get(cond, "type") == "PodScheduled"
-            and _get(cond, "status") == "False"
-            and _get(cond, "reason") == "Unschedulable"
-            and "port" in str(_get(cond, "message") or "")
-        ):
-            return f"pod unschedulable: {_get(cond, 'message')}"
-    return None
-
-
-def observe(gs: GameServer, pod: Mapping[str, Any] | None, *, node_address: str = "") -> GameServer | None:
-    """What ``gs`` should become given its Pod (``None``: the Pod is gone); None if nothing changes.
-
-    - a GameServer being deleted, or terminal, is left alone (no escaping Unhealthy);
-    - no Pod: Unhealthy once one existed (Starting or later); before that there is nothing to see;
-    - a failed, finished, evicted, being-deleted Pod, or one unschedulable for its host ports:
-      Unhealthy, with the reason in ``fleetmatch.dev/error``;
-    - a Pod created: Starting, ports from the Pod; bound to a node: Scheduled with ``nodeName``,
-      address (``node_address``, else ``status.hostIP``) and ports;
-    - RequestReady (the SDK's Ready) and the Pod Running with an address: Ready, as the node agent does.
-    """
-    if gs.metadata.deletion_timestamp is not None or gs.state in TERMINAL_STATES:
-        return None
-    if pod is None:
-        if gs.state in (GameServerState.PORT_ALLOCATION, GameServerState.CREATING):
-            return None
-        return _unhealthy(gs, "pod was deleted")
-    why = _pod_failure(gs, pod)
-    if why is not None:
-        return _unhealthy(gs, why)
-    status = gs.status
-    node = _get(pod, "spec", "nodeName") or ""
-    ports = ports_from_pod(gs, pod)
-    address = node_address or _get(pod, "status", "hostIP") or status.address
-    state = status.state
-    if state in _UNBOUND_STATES:
-        state = GameServerState.SCHEDULED if node else GameServerState.STARTING
-    if node and state is GameServerState.REQUEST_READY and address and _get(pod, "status", "phase") == "Running":
-        state = GameServerState.READY
-    changes: dict[str, Any] = {"state": state, "ports": ports}
-    if node:
-        changes.update(node_name=node, address=address)
-    new = replace(status, **changes)
-    if new == status:
-        return None
-    return replace(gs, status=new)
-
-
-def status_from_pod(
-    gs: GameServer, pod: Mapping[str, Any] | None, *, node_address: str = ""
-) -> GameServerStatus | None:
-    """The status ``observe`` would write, or None when it changes nothing."""
-    updated = observe(gs, pod, node_address=node_address)
-    return None if updated is None else updated.status
-
-
 __all__ = [
-    "ERROR_ANNOTATION",
     "FINALIZER",
     "GAMESERVER_LABEL",
     "SIDECAR_NAME",
-    "HostPortPool",
-    "HostPortsExhaustedError",
-    "PodSettings",
-    "errored",
-    "node_address",
-    "observe",
     "owner_reference",
     "pod_for",
-    "pod_host_ports",
-    "pod_owner_uid",
     "pod_template_of",
-    "ports_from_pod",
-    "status_from_pod",
 ]

@@ -35,8 +35,20 @@ variable                       meaning                                          
 ``FLEETMATCH_TICKETS_REDIS_URL``  tickets elsewhere (``redis+cluster://node:port``)            the main Redis
 ``FLEETMATCH_BACKEND``         where GameServers, Fleets and autoscalers live: ``redis`` or ``kubernetes``  ``redis``
 ``FLEETMATCH_KUBE_SERVER``     Kubernetes API URL without credentials (``kubectl proxy``)  none
-``FLEETMATCH_KUBE_IN_CLUSTER`` ``true``: the Pod's service account                        ``false``
+``FLEETMATCH_KUBE_IN_CLUSTER`` ``true``: the Pod's service account; ``false``: a kubeconfig  in a Pod: ``true``
 ``FLEETMATCH_KUBECONFIG`` / ``_KUBE_CONTEXT``  kubeconfig file and context                ``$KUBECONFIG``, current
+``KUBERNETES_SERVICE_HOST`` / ``_PORT``  the API server inside a Pod (the kubelet sets them)  none
+``KUBECONFIG``                 kubeconfig file(s) when ``FLEETMATCH_KUBECONFIG`` is unset  ``~/.kube/config``
+``FLEETMATCH_SIDECAR_IMAGE``   image of the SDK sidecar the Pod controller adds to game Pods  fleetmatch's
+``FLEETMATCH_SIDECAR_HTTP_PORT`` / ``_GRPC_PORT``  the sidecar's SDK ports in game Pods     ``9358`` / ``9357``
+``FLEETMATCH_SIDECAR_HEALTH_PORT``  where the sidecar serves ``/healthz`` and ``/gshealthz``  ``8080``
+``FLEETMATCH_SIDECAR_CPU_REQUEST`` / ``_MEMORY_REQUEST``  the sidecar's requests (empty: none)  ``30m`` / ``48Mi``
+``FLEETMATCH_SIDECAR_CPU_LIMIT`` / ``_MEMORY_LIMIT``  the sidecar's limits                  none
+``FLEETMATCH_SIDECAR_NATIVE``  ``true``: the sidecar is a native sidecar (init container)   ``true``
+``FLEETMATCH_PROCESS_IMAGE``   image of GameServers that give a ``process``, not a Pod template  the sidecar's
+``FLEETMATCH_GAMESERVER_SERVICE_ACCOUNT``  service account of game Pods without their own  none
+``FLEETMATCH_PODS_PER_PORT``   game Pods sharing one host port (on different nodes)        ``1``
+``FLEETMATCH_NODE_ADDRESSES``  ``true``: a node's external IP is the address, else the Pod's host IP  ``true``
 ``FLEETMATCH_LOG_FORMAT``      ``text`` or ``json``                                        ``text``
 ``FLEETMATCH_LOG_LEVEL``       ``DEBUG``, ``INFO``, ``WARNING``...                         ``INFO``
 =============================  ==========================================================  ============
@@ -95,13 +107,75 @@ class NodeSettings:
 
 @dataclass(frozen=True, slots=True)
 class KubeSettings:
-    """How to reach the Kubernetes API (``FLEETMATCH_BACKEND=kubernetes``): the first of a plain
-    ``server`` URL, the Pod's service account (``in_cluster``), or a kubeconfig and context."""
+    """How to reach the Kubernetes API (``FLEETMATCH_BACKEND=kubernetes``, and the in-pod sidecar).
+
+    ``fleetmatch.backends.kube.config.resolve`` picks the first of: a plain ``server`` URL, the Pod's
+    service account (``in_cluster``, or nothing else configured inside a Pod), a kubeconfig and context.
+    """
 
     server: str = ""
-    in_cluster: bool = False
+    """An API server URL used without credentials (``kubectl proxy``, a test server)."""
+    in_cluster: bool | None = None
+    """True: the Pod's service account; False: a kubeconfig; None: the service account in a Pod
+    (``service_host`` set) unless a kubeconfig or context is named."""
     kubeconfig: str = ""
+    """The kubeconfig fleetmatch is told to use (``FLEETMATCH_KUBECONFIG``)."""
     context: str = ""
+    """Its context (empty: the current one)."""
+    service_host: str = ""
+    service_port: str = ""
+    """``KUBERNETES_SERVICE_HOST``/``_PORT``: the kubelet sets them in every Pod."""
+    default_kubeconfig: str = ""
+    """``KUBECONFIG``, the kubeconfig file(s) of every Kubernetes client when fleetmatch names none
+    (empty: ``~/.kube/config``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodSettings:
+    """How the Pod controller builds game-server Pods (``FLEETMATCH_SIDECAR_*`` and friends; the Helm
+    chart sets them). Host ports come from ``FLEETMATCH_PORT_RANGE``, as on a node agent's host."""
+
+    sidecar_image: str = "ghcr.io/fleetmatch/fleetmatch:0.1.0"
+    """Image with the ``fleetmatch`` CLI; runs the SDK sidecar."""
+    sidecar_command: tuple[str, ...] = ("fleetmatch", "sidecar")
+    sidecar_args: tuple[str, ...] = ()
+    sidecar_cpu_request: str = "30m"
+    """Agones' default; its measured use is far below, and CPU limits of 20m or less broke it."""
+    sidecar_memory_request: str = "48Mi"
+    sidecar_cpu_limit: str = ""
+    sidecar_memory_limit: str = ""
+    """Empty: no limit (as Agones)."""
+    native_sidecar: bool = True
+    """Run the sidecar as a native sidecar (init container, ``restartPolicy: Always``, Kubernetes
+    1.29+): it listens before the game starts and outlives it. False: an ordinary first container."""
+    sdk_http_port: int = 9358
+    sdk_grpc_port: int = 9357
+    health_port: int = 8080
+    """Where the sidecar serves ``/gshealthz`` and ``/healthz`` on all interfaces (the kubelet probes
+    the Pod IP; the SDK ports listen on localhost only). As Agones' 8080."""
+    port_min: int = 7000
+    port_max: int = 8000
+    pods_per_port: int = 1
+    """GameServers sharing one host port at most (on different nodes); up to the number of nodes."""
+    process_image: str = ""
+    """Image for GameServers that give a ``process`` instead of a pod template; empty: the sidecar image."""
+    node_addresses: bool = True
+    """Watch Nodes and report a node's ExternalIP (else InternalIP) as the address, as Agones does;
+    False (or no RBAC on nodes): the Pod's ``status.hostIP``."""
+    node_sync_seconds: float = 5.0
+    """How long the controller waits for the first node list before it acts anyway."""
+    service_account: str = ""
+    """``serviceAccountName`` of game Pods when the template sets none (the sidecar updates its GameServer)."""
+
+    def check(self) -> None:
+        """``ConfigError`` unless the ports make sense."""
+        for attr in ("sdk_http_port", "sdk_grpc_port", "health_port", "port_min", "port_max"):
+            if not 1 <= getattr(self, attr) <= 65535:
+                raise ConfigError(f"{attr.replace('_', ' ')} {getattr(self, attr)} is not a port")
+        if self.port_min > self.port_max or self.pods_per_port < 1:
+            raise ConfigError(f"bad host ports: range {self.port_min}-{self.port_max}, {self.pods_per_port} per port")
+        if len({self.sdk_http_port, self.sdk_grpc_port, self.health_port}) < 3:
+            raise ConfigError("the sidecar's HTTP, gRPC and health ports must differ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +241,8 @@ class Settings:
     """Where GameServers, Fleets and FleetAutoscalers live: ``redis``, ``kubernetes`` or ``memory``
     (this process only, nothing persisted)."""
     kube: KubeSettings = KubeSettings()
+    pods: PodSettings = PodSettings()
+    """Game-server Pods the Pod controller makes (Kubernetes)."""
     metrics_port: int = 9100
     metrics_host: str = "127.0.0.1"
     """Where ``/metrics`` and ``/healthz`` listen: loopback on a laptop, all interfaces in a pod."""
@@ -189,7 +265,12 @@ class Settings:
             except (ValueError, ConfigError) as exc:
                 raise ConfigError(f"{name}={raw!r}: {exc}") from None
 
+        def text(name: str, default: str) -> str:
+            """A text value; set but empty means empty (no sidecar CPU limit), not the default."""
+            return env[name].strip() if name in env else default
+
         port_min, port_max = get("FLEETMATCH_PORT_RANGE", parse_port_range, (7000, 8000))
+        pod = PodSettings()
         settings = cls(
             namespace=get("FLEETMATCH_NAMESPACE", str, "default"),
             data_dir=get("FLEETMATCH_DATA_DIR", lambda s: Path(s).expanduser(), default_data_dir(env)),
@@ -228,9 +309,29 @@ class Settings:
             backend=get("FLEETMATCH_BACKEND", _choice("redis", "kubernetes", "memory"), "redis"),
             kube=KubeSettings(
                 server=env.get("FLEETMATCH_KUBE_SERVER", ""),
-                in_cluster=get("FLEETMATCH_KUBE_IN_CLUSTER", _choice("true", "false"), "false") == "true",
+                in_cluster=get("FLEETMATCH_KUBE_IN_CLUSTER", _flag, None),
                 kubeconfig=env.get("FLEETMATCH_KUBECONFIG", ""),
                 context=env.get("FLEETMATCH_KUBE_CONTEXT", ""),
+                service_host=env.get("KUBERNETES_SERVICE_HOST", ""),
+                service_port=env.get("KUBERNETES_SERVICE_PORT", ""),
+                default_kubeconfig=env.get("KUBECONFIG", ""),
+            ),
+            pods=PodSettings(
+                sidecar_image=text("FLEETMATCH_SIDECAR_IMAGE", pod.sidecar_image),
+                sidecar_cpu_request=text("FLEETMATCH_SIDECAR_CPU_REQUEST", pod.sidecar_cpu_request),
+                sidecar_memory_request=text("FLEETMATCH_SIDECAR_MEMORY_REQUEST", pod.sidecar_memory_request),
+                sidecar_cpu_limit=text("FLEETMATCH_SIDECAR_CPU_LIMIT", pod.sidecar_cpu_limit),
+                sidecar_memory_limit=text("FLEETMATCH_SIDECAR_MEMORY_LIMIT", pod.sidecar_memory_limit),
+                native_sidecar=get("FLEETMATCH_SIDECAR_NATIVE", _flag, pod.native_sidecar),
+                sdk_http_port=get("FLEETMATCH_SIDECAR_HTTP_PORT", int, pod.sdk_http_port),
+                sdk_grpc_port=get("FLEETMATCH_SIDECAR_GRPC_PORT", int, pod.sdk_grpc_port),
+                health_port=get("FLEETMATCH_SIDECAR_HEALTH_PORT", int, pod.health_port),
+                port_min=port_min,
+                port_max=port_max,
+                pods_per_port=get("FLEETMATCH_PODS_PER_PORT", _positive_int, pod.pods_per_port),
+                process_image=text("FLEETMATCH_PROCESS_IMAGE", pod.process_image),
+                node_addresses=get("FLEETMATCH_NODE_ADDRESSES", _flag, pod.node_addresses),
+                service_account=text("FLEETMATCH_GAMESERVER_SERVICE_ACCOUNT", pod.service_account),
             ),
             metrics_port=get("FLEETMATCH_METRICS_PORT", _port, 9100),
             metrics_host=env.get("FLEETMATCH_METRICS_HOST") or "127.0.0.1",
@@ -255,6 +356,7 @@ class Settings:
             raise ConfigError("FLEETMATCH_ALLOCATOR_TLS_CERT and FLEETMATCH_ALLOCATOR_TLS_KEY go together")
         if alloc.tls_client_ca is not None and alloc.tls_cert is None:
             raise ConfigError("FLEETMATCH_ALLOCATOR_TLS_CLIENT_CA needs FLEETMATCH_ALLOCATOR_TLS_CERT and _KEY")
+        self.pods.check()
 
     def evolve(self, **changes: Any) -> Settings:
         """A copy with top-level fields replaced (nested ones via ``dataclasses.replace``)."""
@@ -353,6 +455,10 @@ def _positive_float(text: str) -> float:
     if value <= 0:
         raise ValueError("expected a positive number")
     return value
+
+
+def _flag(text: str) -> bool:
+    return _choice("true", "false")(text.strip().lower()) == "true"
 
 
 def _choice(*allowed: str) -> Callable[[str], str]:

@@ -6,8 +6,8 @@ through the thin store (``fleetmatch.backends.kube.podstore``: aiohttp only, no 
 Redis). The defaults are Agones': health server on 8080, graceful termination on, writes at least
 500 ms apart, RequestReady left to the controller.
 
-The API server: ``FLEETMATCH_KUBE_API_URL`` (no authentication: tests), else the Pod's service
-account, else ``KUBECONFIG``.
+The API server: as for every fleetmatch process (``fleetmatch.backends.kube.config``); in a Pod,
+with no variable set, the Pod's service account.
 
 Memory: this process must not import redis, kubernetes_asyncio, yaml or click (``tests/kube`` checks).
 """
@@ -19,7 +19,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from fleetmatch.backends.kube.podstore import KubeConfig, KubeGameServerStore, KubeStoreSettings
+from fleetmatch.backends.kube.config import KubeConfig
+from fleetmatch.backends.kube.podstore import KubeGameServerStore, KubeStoreSettings
 from fleetmatch.settings import SdkSettings
 from sdk_sidecar.shell import POD, Listening, SidecarOptions, serve_sidecar
 from sdk_sidecar.shell import main as shell_main

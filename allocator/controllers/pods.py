@@ -9,12 +9,12 @@ level-triggered over the whole cache:
   (``allocator.podspec.pod_for``; 409 AlreadyExists is fine), then Starting with the ports. A
   template that cannot make a Pod (or that the API server rejects as invalid) → Error, with the
   reason in ``fleetmatch.dev/error``; the fleet controller replaces it.
-- Otherwise the status follows the Pod (``allocator.podspec.observe``): Scheduled once bound,
+- Otherwise the status follows the Pod (``allocator.podstatus.observe``): Scheduled once bound,
   RequestReady → Ready once Running, Unhealthy when the Pod fails, is evicted or disappears.
 - Shutdown → delete the GameServer. Being deleted → delete the Pod, and once it is gone remove the
   finalizer so the GameServer goes too. Pods without a GameServer are deleted.
 
-Host ports come from ``allocator.podspec.HostPortPool``, rebuilt from the Pods' ``hostPort``s on
+Host ports come from ``allocator.ports.PortPool``, rebuilt from the Pods' ``hostPort``s on
 every pass, so a restarted controller never hands out a port a running Pod holds.
 
 Caches lag writes, so the controller keeps expectations (as Kubernetes controllers do): a Pod it
@@ -24,7 +24,9 @@ informer delivers that write; a stale cache never creates a second Pod or undoes
 Failures never make it spin: each GameServer whose API call failed (409, 429, 5xx, 403, a
 connection error) waits an exponential back-off before it is looked at again; 403 logs which RBAC
 permission is missing. Every failure is counted in ``fleetmatch_podcontroller_api_errors_total``.
-Only the holder of the lease acts (``fleetmatch.lease.Leadership``), when one is given.
+It runs under the process's one leadership (``fleetmatch controller``), on the backend's shared
+GameServer informer and its ``ApiClient``, in a ``fleetmatch.reconcile.ReconcileLoop`` that also
+passes when a back-off ends.
 """
 
 from __future__ import annotations
@@ -32,46 +34,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
-import aiohttp
 from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.watch import Watch
-from prometheus_client import Counter, Gauge
 
-from allocator.podspec import (
-    ERROR_ANNOTATION,
-    FINALIZER,
-    GAMESERVER_LABEL,
-    HostPortPool,
-    HostPortsExhaustedError,
-    PodSettings,
-    errored,
-    node_address,
-    observe,
-    pod_for,
-    pod_host_ports,
-    pod_owner_uid,
+from allocator import metrics
+from allocator.podspec import FINALIZER, GAMESERVER_LABEL, pod_for
+from allocator.podstatus import ERROR_ANNOTATION, errored, node_address, observe, pod_host_ports, pod_owner_uid
+from allocator.ports import PortPool, PortsExhaustedError
+from fleetmatch.backends.kube.calls import call, watch_stream
+from fleetmatch.backends.kube.client import KubeBackend
+from fleetmatch.backends.kube.errors import ApiTarget, ForbiddenError, KubeApiError, status_code
+from fleetmatch.backends.kube.watch import watch_events
+from fleetmatch.backends.kube.wire import GROUP, VERSION
+from fleetmatch.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    ExpiredError,
+    NotFoundError,
+    StoreError,
+    ValidationError,
 )
-from fleetmatch.errors import ConflictError, NotFoundError, StoreError, ValidationError
-from fleetmatch.informer import Informer
-from fleetmatch.lease import Leadership, Lease
 from fleetmatch.models import TERMINAL_STATES, GameServer, GameServerState
-from fleetmatch.store import EventType, GameServerStore, WatchEvent, modify
-from fleetmatch.tasks import cancel_and_wait, raise_if_cancelling, supervised
+from fleetmatch.reconcile import ReconcileLoop
+from fleetmatch.settings import PodSettings
+from fleetmatch.store import EventType, WatchEvent, modify
+from fleetmatch.tasks import Backoff, cancel_and_wait, raise_if_cancelling, supervised
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION, PLURAL = "fleetmatch.dev", "v1", "gameservers"
-GAMESERVERS = f"{PLURAL}.{GROUP}"
-"""How RBAC and error messages name the GameServer resource."""
+PLURAL = GameServer.PLURAL
 MERGE_PATCH = "application/merge-patch+json"
 EXPECTATION_SECONDS = 30.0
 """How long a created Pod not yet seen by the watch is trusted to exist."""
@@ -79,84 +75,17 @@ STALE_SECONDS = 5.0
 """How long a GameServer we wrote is skipped while the informer has not delivered our write (a re-list
 after an expired watch may jump past that version: then this bounds the wait)."""
 
-# The lead moves these to allocator/metrics.py.
-API_ERRORS = Counter(
-    "fleetmatch_podcontroller_api_errors_total",
-    "Kubernetes API calls of the GameServer (pod) controller that failed, by verb, resource and HTTP code "
-    "(0: no answer).",
-    ["verb", "resource", "code"],
-)
-HOST_PORTS_FREE = Gauge(
-    "fleetmatch_podcontroller_host_ports_free", "Host ports of the range that no game-server Pod holds."
-)
-ACTIONS = Counter(
-    "fleetmatch_podcontroller_actions_total",
-    "What the GameServer (pod) controller did: pod-created, pod-deleted, unhealthy, error, shutdown-deleted.",
-    ["action"],
-)
-
-
-class ApiCallError(Exception):
-    """An API call failed; ``code`` 0 means no HTTP answer. Raised to the per-GameServer back-off."""
-
-    def __init__(self, verb: str, resource: str, code: int, message: str) -> None:
-        self.verb, self.resource, self.code, self.message = verb, resource, code, message
-        super().__init__(f"{verb} {resource}: HTTP {code or 'unreachable'}: {message}")
-
 
 class _LookAgainLater(Exception):
     """Nothing failed, but this name should wait its back-off before the next look."""
 
 
-def _status_message(exc: ApiException) -> tuple[str, str]:
-    """(reason, message) of an API error's ``Status`` body."""
-    try:
-        body = json.loads(exc.body or "{}")
-    except (TypeError, ValueError):
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    return str(body.get("reason") or exc.reason or ""), str(body.get("message") or exc.reason or "")
-
-
-class Backoff:
-    """Exponential back-off per key (a GameServer name): ``base`` doubling up to ``cap``, plus up to 25%
-    jitter so that servers failing together do not retry together."""
-
-    def __init__(self, base: float = 0.2, cap: float = 30.0, *, rng: random.Random | None = None) -> None:
-        self.base, self.cap = base, cap
-        self._rng = rng or random.Random()
-        self._failures: dict[str, int] = {}
-        self._until: dict[str, float] = {}
-
-    def fail(self, key: str, now: float) -> float:
-        n = self._failures.get(key, 0) + 1
-        self._failures[key] = n
-        delay = min(self.base * 2.0 ** (n - 1), self.cap) * (1 + self._rng.random() / 4)
-        self._until[key] = now + delay
-        return delay
-
-    def ok(self, key: str) -> None:
-        self._failures.pop(key, None)
-        self._until.pop(key, None)
-
-    def waiting(self, key: str, now: float) -> bool:
-        return self._until.get(key, 0.0) > now
-
-    def next_due(self) -> float | None:
-        return min(self._until.values(), default=None)
-
-    def forget(self, keep: Callable[[str], bool]) -> None:
-        for key in [k for k in self._until if not keep(k)]:
-            self.ok(key)
-
-
 class ObjectWatcher:
     """A list+watch cache of one core resource (raw dicts by name): this controller's Pods, or Nodes.
 
-    Lists, then watches from the list's version with bounded streams, reopened from the last event
-    or bookmark; 410 Expired re-lists. Refusals and unreachable servers back off (403 names the RBAC
-    permission needed); a stream that keeps ending at once backs off too.
+    Lists, then watches from the list's version (``fleetmatch.backends.kube.watch``: bounded streams
+    reopened from the last event or bookmark, transient failures retried with back-off); 410 Expired
+    re-lists. Other refusals pause with back-off, then re-list (403 names the RBAC permission needed).
     """
 
     def __init__(
@@ -164,30 +93,33 @@ class ObjectWatcher:
         api: k8s.ApiClient,
         list_call: Callable[..., Awaitable[Any]],
         *,
-        resource: str,
-        where: str,
+        target: ApiTarget,
         on_change: Callable[[str | None], None],
         watch_seconds: int = 300,
         backoff: Backoff | None = None,
         **selector: Any,
     ) -> None:
         self.api = api
-        self.resource = resource
+        self.target = target
+        self.resource = target.qualified
         self.cache: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self._list_call = list_call
         self._selector = selector
-        self._where = where
         self._on_change = on_change
         self.listed_at = -math.inf
         """``time.monotonic()`` when the last (re)list was requested: the cache shows every object that
         existed then, so whatever was created before and is not in it is gone."""
-        self._watch_seconds = watch_seconds
         self._backoff = backoff or Backoff(base=0.5, cap=15.0)
+        self._watch_target = target.about(verb="watch")
+        self._stream = watch_stream(
+            list_call, self._watch_target, timeout_seconds=watch_seconds, request_timeout=(10.0, watch_seconds + 30.0),
+            **selector,
+        )  # fmt: skip
 
     async def _list(self) -> str:
         started = time.monotonic()
-        listing = await self._list_call(**self._selector)
+        listing = await call(self._list_call(**self._selector), self.target.about(verb="list"))
         fresh: dict[str, dict[str, Any]] = {}
         for item in listing.items:
             raw = self.api.sanitize_for_serialization(item)
@@ -198,62 +130,33 @@ class ObjectWatcher:
         self._on_change(None)
         return str(listing.metadata.resource_version or "")
 
-    async def _watch(self, version: str) -> tuple[str, int]:
-        """Apply events after ``version`` until the stream ends: (the last version seen, events applied)."""
-        applied = 0
-        stream = Watch(return_type="object").stream(
-            self._list_call,
-            **self._selector,
-            resource_version=version,
-            timeout_seconds=self._watch_seconds,
-            allow_watch_bookmarks=True,
-        )
-        async with stream:
-            async for event in stream:
-                if not isinstance(event, dict):
-                    continue  # the client yields stray blank lines as strings
-                kind, raw = event.get("type"), event.get("raw_object")
-                if not isinstance(raw, dict):
-                    continue
-                version = str(raw.get("metadata", {}).get("resourceVersion") or version)
-                if kind == "BOOKMARK":
-                    continue
-                name = raw.get("metadata", {}).get("name", "")
-                if kind == "DELETED":
-                    self.cache.pop(name, None)
-                else:
-                    self.cache[name] = raw
-                applied += 1
-                self._on_change(name)
-        return version, applied
-
     async def run(self) -> None:
-        version = ""
+        self.synced.clear()  # a new run (a new leadership term) trusts a fresh list only
         while True:
             try:
-                if not version:
-                    version = await self._list()
-                    self.synced.set()
-                opened = time.monotonic()
-                version, applied = await self._watch(version)
-                if applied or time.monotonic() - opened >= 1.0:
+                version = await self._list()
+                self.synced.set()
+                async for event in watch_events(
+                    self._stream, version, target=self._watch_target, backoff=self._backoff.base,
+                    max_backoff=self._backoff.cap, on_retry=self._count,
+                ):  # fmt: skip
                     self._backoff.ok(self.resource)
-                else:  # ended at once with nothing: do not reopen in a tight loop
-                    await asyncio.sleep(self._backoff.fail(self.resource, time.monotonic()))
-            except ApiException as exc:
+                    name = event.object.get("metadata", {}).get("name", "")
+                    if event.type == "DELETED":
+                        self.cache.pop(name, None)
+                    else:
+                        self.cache[name] = event.object
+                    self._on_change(name)
+            except ExpiredError:
+                log.info("%s watch expired; re-listing", self.resource)
+            except (StoreError, ValidationError) as exc:
                 raise_if_cancelling()
-                if exc.status == 410:
-                    log.info("%s watch expired; re-listing", self.resource)
-                    version = ""
-                    continue
-                API_ERRORS.labels(verb="watch", resource=self.resource, code=str(exc.status or 0)).inc()
-                await self._pause(f"HTTP {exc.status}: {_status_message(exc)[1]}", exc.status in (401, 403))
-                version = ""
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                raise_if_cancelling()
-                API_ERRORS.labels(verb="watch", resource=self.resource, code="0").inc()
-                await self._pause(f"{type(exc).__name__}: {exc}", False)
-                version = ""
+                self._count(exc)
+                await self._pause(str(exc), isinstance(exc, ForbiddenError))
+
+    def _count(self, exc: StoreError | ValidationError) -> None:
+        verb = exc.verb if isinstance(exc, KubeApiError) else "watch"
+        metrics.PODCONTROLLER_API_ERRORS.labels(verb=verb, resource=self.resource, code=str(status_code(exc))).inc()
 
     async def _pause(self, why: str, forbidden: bool) -> None:
         delay = self._backoff.fail(self.resource, time.monotonic())
@@ -263,7 +166,7 @@ class ObjectWatcher:
                 "retrying in %.1fs",
                 self.resource,
                 self.resource,
-                self._where,
+                self.target.where.strip() or "(cluster-wide)",
                 why,
                 delay,
             )
@@ -273,10 +176,12 @@ class ObjectWatcher:
 
 
 class PodController:
+    """The GameServer -> Pod controller of one namespace, on a Kubernetes backend (see the module
+    documentation). ``run()`` reconciles until cancelled: the process's leadership starts and stops it."""
+
     def __init__(
         self,
-        gameservers: GameServerStore,
-        api: k8s.ApiClient,
+        backend: KubeBackend,
         settings: PodSettings | None = None,
         *,
         resync_seconds: float = 5.0,
@@ -284,22 +189,20 @@ class PodController:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        lease: Lease | None = None,
     ) -> None:
-        self.gameservers = gameservers
-        self.namespace = gameservers.namespace
+        self.gameservers = backend.gameservers
+        self.namespace = backend.namespace
         self.settings = settings or PodSettings()
-        self.api = api
-        self.core = k8s.CoreV1Api(api)
-        self.custom = k8s.CustomObjectsApi(api)
-        self.leadership = Leadership(lease, "gameserver pod controller")
-        self.gs_informer: Informer[GameServer] = Informer(gameservers)
-        self.gs_informer.add_handler(self._poke_event)
+        self.api = backend.api
+        self.core = k8s.CoreV1Api(self.api)
+        self.custom = k8s.CustomObjectsApi(self.api)
+        self._pod = ApiTarget("get", "pods", namespace=self.namespace, kind="Pod")
+        self._gameserver = ApiTarget("get", PLURAL, GROUP, self.namespace, GameServer.KIND)
+        self.gs_informer = backend.informer(GameServer)
         self.pods = ObjectWatcher(
-            api,
+            self.api,
             self.core.list_namespaced_pod,
-            resource="pods",
-            where=f"in namespace {self.namespace}",
+            target=ApiTarget("list", "pods", namespace=self.namespace, kind="Pod"),
             on_change=self._on_pod,
             namespace=self.namespace,
             label_selector=GAMESERVER_LABEL,
@@ -307,12 +210,14 @@ class PodController:
         self.nodes: ObjectWatcher | None = None
         if self.settings.node_addresses:
             self.nodes = ObjectWatcher(
-                api, self.core.list_node, resource="nodes", where="(cluster-wide)", on_change=lambda _: self.poke()
+                self.api,
+                self.core.list_node,
+                target=ApiTarget("list", "nodes", kind="Node"),
+                on_change=lambda _: self.poke(),
             )
-        self.ports = HostPortPool(self.settings.port_min, self.settings.port_max, per_port=self.settings.pods_per_port)
+        self.ports = PortPool(self.settings.port_min, self.settings.port_max, per_port=self.settings.pods_per_port)
         self.backoff = backoff or Backoff()
-        self._wake = asyncio.Event()
-        self._resync = resync_seconds
+        self.loop = ReconcileLoop(self.reconcile, resync=resync_seconds, next_due=self._next_due)
         self._limit = asyncio.Semaphore(parallelism)
         self._clock = clock
         self._wall = wall_clock
@@ -326,29 +231,37 @@ class PodController:
         the informer delivers that version (any later event for a delete): the cache lags our writes."""
 
     def poke(self) -> None:
-        self._wake.set()
+        self.loop.poke()
+
+    def _next_due(self) -> float | None:
+        """Seconds until the first back-off ends (the loop passes then, not only at the resync)."""
+        due = self.backoff.next_due()
+        return None if due is None else due - self._clock()
 
     def _on_pod(self, name: str | None) -> None:
         if name is not None:
             self._created.pop(name, None)  # seen (even if already deleted again: then it is gone)
-        self._wake.set()
+        self.loop.poke()
 
-    def _poke_event(self, event: WatchEvent[GameServer]) -> None:
+    def _on_gameserver(self, event: WatchEvent[GameServer]) -> None:
         gs = event.object
         mark = self._stale.get(gs.name)
         if mark is not None and (
             event.type is EventType.DELETED or mark[0] is None or mark[0] == gs.metadata.resource_version
         ):
             del self._stale[gs.name]
-        self._wake.set()
+        self.loop.poke()
 
     # -- loop ------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        tasks = [
-            supervised("podcontroller.gameservers", self.gs_informer.run),
-            supervised("podcontroller.pods", self.pods.run),
-        ]
+        """Watch Pods (and Nodes) and reconcile until cancelled. Expectations start empty: a new run
+        (a new leadership term) trusts nothing an earlier one remembered."""
+        self._created.clear()
+        self._stale.clear()
+        self._finalized.clear()
+        remove = self.gs_informer.add_handler(self._on_gameserver)
+        tasks = [supervised("podcontroller.pods", self.pods.run)]
         if self.nodes is not None:
             tasks.append(supervised("podcontroller.nodes", self.nodes.run))
         try:
@@ -361,25 +274,10 @@ class PodController:
                 except TimeoutError:
                     log.warning("nodes not listed within %.0fs: addresses come from pods' hostIP until they are",
                                 self.settings.node_sync_seconds)  # fmt: skip
-            while True:
-                if not await self.leadership.lead():
-                    await asyncio.sleep(self.leadership.renew_every or self._resync)
-                    continue
-                self._wake.clear()
-                await self.reconcile()
-                await self._sleep()
+            await self.loop.run()
         finally:
+            remove()
             await cancel_and_wait(*tasks)
-            await asyncio.shield(self.leadership.release())
-
-    async def _sleep(self) -> None:
-        pause = min(self._resync, self.leadership.renew_every or self._resync)
-        due = self.backoff.next_due()
-        if due is not None:
-            pause = max(0.01, min(pause, due - self._clock()))
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(pause):
-                await self._wake.wait()
 
     async def reconcile(self) -> None:
         """One pass over every GameServer and Pod."""
@@ -412,22 +310,26 @@ class PodController:
             self.ports.hold(name, pod_host_ports(pod))
         for owner in [o for o in self.ports.owners if o not in pods and o not in self._created]:
             self.ports.release(owner)
-        HOST_PORTS_FREE.set(self.ports.free_count)
+        metrics.PODCONTROLLER_HOST_PORTS_FREE.set(self.ports.free_count)
 
     async def _guarded(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         """Run one GameServer's (or orphan Pod's) work; a failure puts that name in back-off."""
         try:
             async with self._limit:
                 await work()
-        except ApiCallError as exc:
+        except KubeApiError as exc:
             self._retry_later(name, exc, self._clock())
+        except PortsExhaustedError as exc:
+            metrics.PODCONTROLLER_API_ERRORS.labels(verb="allocate", resource="hostPorts", code="0").inc()
+            delay = self.backoff.fail(name, self._clock())
+            log.warning("gameserver %s: %s; retrying in %.1fs", name, exc, delay, extra={"gameserver": name})
         except _LookAgainLater:
             self.backoff.fail(name, self._clock())
         except ConflictError:
             self.backoff.fail(name, self._clock())  # someone else wrote it: look again shortly
         except NotFoundError:
             self.backoff.ok(name)
-        except StoreError as exc:
+        except (StoreError, ValidationError) as exc:
             delay = self.backoff.fail(name, self._clock())
             log.warning("gameserver %s: %s; retrying in %.1fs", name, exc, delay, extra={"gameserver": name})
         except Exception:
@@ -437,47 +339,35 @@ class PodController:
         else:
             self.backoff.ok(name)
 
-    def _retry_later(self, name: str, exc: ApiCallError, now: float) -> None:
-        verb, resource, code, message = exc.verb, exc.resource, exc.code, exc.message
-        API_ERRORS.labels(verb=verb, resource=resource, code=str(code)).inc()
+    def _retry_later(self, name: str, exc: KubeApiError, now: float) -> None:
         delay = self.backoff.fail(name, now)
         extra = {"gameserver": name}
-        if code in (401, 403):
+        if isinstance(exc, ForbiddenError):
             log.error(
                 "gameserver %s: forbidden: grant the controller's service account RBAC `%s` on `%s` in namespace %s "
                 "(%s); retrying in %.1fs",
                 name,
-                verb,
-                resource,
+                exc.verb,
+                exc.target.qualified,
                 self.namespace,
-                message,
+                exc,
                 delay,
                 extra=extra,
             )
         else:
-            log.warning(
-                "gameserver %s: %s %s failed (HTTP %s: %s); retrying in %.1fs",
-                name,
-                verb,
-                resource,
-                code or "unreachable",
-                message,
-                delay,
-                extra=extra,
-            )
+            log.warning("gameserver %s: %s; retrying in %.1fs", name, exc, delay, extra=extra)
 
-    async def _call(self, verb: str, resource: str, call: Awaitable[Any], *, ok: frozenset[int] = frozenset()) -> Any:
-        """Await an API call; an error whose code is in ``ok`` returns None, any other raises ``ApiCallError``."""
+    async def _call(self, target: ApiTarget, request: Awaitable[Any], *, ok: tuple[type[Exception], ...] = ()) -> Any:
+        """Await an API call; an error of a type in ``ok`` returns None, any other is counted and raised."""
         try:
-            return await call
-        except ApiException as exc:
-            if exc.status in ok:
-                return None
-            reason, message = _status_message(exc)
-            raise ApiCallError(verb, resource, exc.status or 0, f"{reason}: {message}" if reason else message) from exc
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise_if_cancelling()
-            raise ApiCallError(verb, resource, 0, f"{type(exc).__name__}: {exc}") from exc
+            return await call(request, target)
+        except ok:
+            return None
+        except (StoreError, ValidationError) as exc:
+            metrics.PODCONTROLLER_API_ERRORS.labels(
+                verb=target.verb, resource=target.qualified, code=str(status_code(exc))
+            ).inc()
+            raise
 
     # -- one GameServer --------------------------------------------------------------------------
 
@@ -491,7 +381,7 @@ class PodController:
             with contextlib.suppress(NotFoundError):
                 await self.gameservers.delete(gs.name)
             self._wrote(gs.name, None)
-            ACTIONS.labels(action="shutdown-deleted").inc()
+            metrics.PODCONTROLLER_ACTIONS.labels(action="shutdown-deleted").inc()
             log.info("%s: Shutdown; deleted", gs.name, extra={"gameserver": gs.name})
             return
         if gs.state in TERMINAL_STATES:
@@ -509,7 +399,7 @@ class PodController:
         if updated is not None:
             self._wrote(gs.name, updated)
         if updated is not None and updated.state is GameServerState.UNHEALTHY:
-            ACTIONS.labels(action="unhealthy").inc()
+            metrics.PODCONTROLLER_ACTIONS.labels(action="unhealthy").inc()
             log.warning(
                 "%s -> Unhealthy: %s",
                 gs.name,
@@ -532,10 +422,7 @@ class PodController:
     async def _create_pod(self, gs: GameServer) -> None:
         if gs.name not in self._finalized and not await self._add_finalizer(gs.name):
             return
-        try:
-            ports = self.ports.assign(gs)
-        except HostPortsExhaustedError as exc:
-            raise ApiCallError("allocate", "hostPorts", 0, str(exc)) from None
+        ports = self.ports.assign(gs)
         try:
             manifest = pod_for(gs, self.settings, ports=ports)
         except ValidationError as exc:
@@ -544,22 +431,22 @@ class PodController:
             return
         try:
             created = await self._call(
-                "create",
-                "pods",
+                self._pod.about(gs.name, verb="create"),
                 self.core.create_namespaced_pod(self.namespace, cast(Any, manifest)),
-                ok=frozenset({409}),
+                ok=(AlreadyExistsError,),
             )
-        except ApiCallError as exc:
+        except ValidationError as exc:
             self.ports.release(gs.name)
-            if exc.code in (400, 422):
-                await self._error(gs, f"pod rejected by the API server: {exc.message}")
-                return
+            await self._error(gs, f"pod rejected by the API server: {exc}")
+            return
+        except StoreError:
+            self.ports.release(gs.name)
             raise
         self._created[gs.name] = time.monotonic()
         if created is None:  # 409: it exists already (a race); its ports count once seen, not these
             self.ports.release(gs.name)
             return
-        ACTIONS.labels(action="pod-created").inc()
+        metrics.PODCONTROLLER_ACTIONS.labels(action="pod-created").inc()
         log.info(
             "%s: created pod (host ports %s)",
             gs.name,
@@ -581,10 +468,9 @@ class PodController:
     async def _add_finalizer(self, name: str) -> bool:
         """Put our finalizer on the GameServer; False if it is gone or being deleted."""
         raw = await self._call(
-            "get",
-            GAMESERVERS,
+            self._gameserver.about(name),
             self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name),
-            ok=frozenset({404}),
+            ok=(NotFoundError,),
         )
         if not isinstance(raw, dict) or raw.get("metadata", {}).get("deletionTimestamp"):
             return False
@@ -597,10 +483,9 @@ class PodController:
 
     async def _remove_finalizer(self, name: str) -> None:
         raw = await self._call(
-            "get",
-            GAMESERVERS,
+            self._gameserver.about(name),
             self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name),
-            ok=frozenset({404}),
+            ok=(NotFoundError,),
         )
         if not isinstance(raw, dict):
             return
@@ -609,17 +494,16 @@ class PodController:
         if FINALIZER not in finalizers:
             return
         rest = [f for f in finalizers if f != FINALIZER]
-        await self._patch_finalizers(name, rest or None, meta["resourceVersion"], ok=frozenset({404}))
+        await self._patch_finalizers(name, rest or None, meta["resourceVersion"], ok=(NotFoundError,))
         self._finalized.discard(name)
 
     async def _patch_finalizers(
-        self, name: str, finalizers: list[str] | None, version: str, *, ok: frozenset[int] = frozenset()
+        self, name: str, finalizers: list[str] | None, version: str, *, ok: tuple[type[Exception], ...] = ()
     ) -> None:
         """Set the GameServer's finalizers (None: none), only if it is still at ``version``."""
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": version}}
         await self._call(
-            "patch",
-            GAMESERVERS,
+            self._gameserver.about(name, verb="patch", version=version),
             self.custom.patch_namespaced_custom_object(
                 GROUP,
                 VERSION,
@@ -644,8 +528,12 @@ class PodController:
         self.ports.release(gs.name)
 
     async def _delete_pod(self, name: str) -> None:
-        await self._call("delete", "pods", self.core.delete_namespaced_pod(name, self.namespace), ok=frozenset({404}))
-        ACTIONS.labels(action="pod-deleted").inc()
+        await self._call(
+            self._pod.about(name, verb="delete"),
+            self.core.delete_namespaced_pod(name, self.namespace),
+            ok=(NotFoundError,),
+        )
+        metrics.PODCONTROLLER_ACTIONS.labels(action="pod-deleted").inc()
         log.info("%s: deleted pod", name, extra={"gameserver": name})
 
     async def _delete_orphan(self, name: str, pod: Mapping[str, Any]) -> None:
@@ -654,10 +542,9 @@ class PodController:
         if pod.get("metadata", {}).get("deletionTimestamp"):
             return
         raw = await self._call(
-            "get",
-            GAMESERVERS,
+            self._gameserver.about(name),
             self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name),
-            ok=frozenset({404}),
+            ok=(NotFoundError,),
         )
         if isinstance(raw, dict) and raw.get("metadata", {}).get("uid") == pod_owner_uid(pod):
             if not self._orphan_warned.get(name):
@@ -675,8 +562,8 @@ class PodController:
             return
         if updated is not None:
             self._wrote(name, updated)
-            ACTIONS.labels(action="error").inc()
+            metrics.PODCONTROLLER_ACTIONS.labels(action="error").inc()
             log.error("%s -> Error: %s", name, why, extra={"gameserver": name})
 
 
-__all__ = ["ApiCallError", "Backoff", "ObjectWatcher", "PodController"]
+__all__ = ["Backoff", "ObjectWatcher", "PodController"]

@@ -62,10 +62,11 @@ async def open_gameserver_store(
     the thin aiohttp store (no kubernetes-asyncio), its writes spaced by ``write_spacing`` seconds."""
     ns = namespace or settings.namespace
     if settings.backend == "kubernetes":
-        from fleetmatch.backends.kube.podstore import KubeConfig, KubeGameServerStore, KubeStoreSettings
+        from fleetmatch.backends.kube.config import thin_config
+        from fleetmatch.backends.kube.podstore import KubeGameServerStore, KubeStoreSettings
 
         async with KubeGameServerStore(
-            KubeConfig.from_env(), ns, name, settings=KubeStoreSettings(write_spacing=write_spacing)
+            thin_config(settings.kube), ns, name, settings=KubeStoreSettings(write_spacing=write_spacing)
         ) as store:
             yield store
         return

@@ -21,6 +21,7 @@ from fleetmatch.manifests import load_resources
 from fleetmatch.models import Fleet
 from fleetmatch.probes import Probes
 from fleetmatch.running import run
+from fleetmatch.settings import Settings
 
 # -- running components ---------------------------------------------------------------------
 
@@ -134,7 +135,7 @@ def controller(ctx: click.Context) -> None:
                 nodes = NodeController(backend, lease_seconds=settings.node.lease_seconds)
                 loops.append(("nodecontroller", nodes.run))
             if backend.engine == "kubernetes":
-                loops.append(("podcontroller", pod_controller(backend)))
+                loops.append(("podcontroller", pod_controller(backend, settings)))
             await Leadership(backend.lease("controllers"), "controllers").run(loops)
 
     run(main(), service=True)
@@ -147,14 +148,13 @@ def store_probes(backend: Backend) -> Probes:
     return probes
 
 
-def pod_controller(backend: Backend) -> Callable[[], Awaitable[None]]:
+def pod_controller(backend: Backend, settings: Settings) -> Callable[[], Awaitable[None]]:
     """The GameServer -> Pod controller's loop, on the Kubernetes backend's client."""
     from allocator.controllers.pods import PodController
-    from allocator.podspec import PodSettings
     from fleetmatch.backends.kube.client import KubeBackend
 
     assert isinstance(backend, KubeBackend)
-    return PodController(backend.gameservers, backend.api, PodSettings.from_env(os.environ)).run
+    return PodController(backend, settings.pods).run
 
 
 @click.command("allocator")

@@ -12,7 +12,7 @@ import click
 
 from fleetmatch.errors import FleetmatchError, ValidationError
 from fleetmatch.settings import Settings
-from fleetmatch.stackfile import StackInfo, stack_or_env_redis_url
+from fleetmatch.stackfile import stack_or_env_redis_url
 
 
 class FleetmatchGroup(click.Group):
@@ -69,13 +69,7 @@ filename_option = click.option(
 
 
 def backend_settings(settings: Settings) -> Settings:
-    """``settings`` with the running stack's Redis filled in when none is set: the Redis backend
-    needs it; on Kubernetes it holds the leader leases, if there is one."""
-    if settings.redis.url:
+    """``settings`` with the running stack's Redis filled in when the Redis backend has none set."""
+    if settings.redis.url or settings.backend != "redis":
         return settings
-    if settings.backend == "redis":
-        url: str | None = stack_or_env_redis_url(settings)
-    else:
-        info = StackInfo.read(settings.data_dir)
-        url = info.redis_url if info is not None else None
-    return replace(settings, redis=replace(settings.redis, url=url)) if url else settings
+    return replace(settings, redis=replace(settings.redis, url=stack_or_env_redis_url(settings)))

@@ -7,7 +7,9 @@ three PATCH flavours, the ``/status`` subresource, generation rules, finalizers,
 collector, label and field selectors, and watches (synthetic ADDED, history with 410 Expired, selector
 transitions, bookmarks, ``timeoutSeconds``). Errors are ``Status`` bodies with the apiserver's messages.
 
-Built-in resources: core ``pods`` (namespaced), ``nodes`` and ``namespaces`` (cluster-scoped). Custom
+Built-in resources: core ``pods`` (namespaced), ``nodes`` and ``namespaces`` (cluster-scoped), and
+``leases`` of ``coordination.k8s.io/v1`` (namespaced; unconditional PUT allowed, as for every
+built-in, and a PUT carrying a stale resourceVersion is 409). Custom
 resources come from real ``CustomResourceDefinition`` documents (``register_crd``): objects are pruned,
 defaulted and validated against the served version's ``openAPIV3Schema`` (``x-kubernetes-*`` ignored).
 
@@ -164,11 +166,33 @@ BUILTINS = (
     Resource("", "pods", "Pod", ("v1",), builtin=True, return_deleted_object=True, field_labels=POD_FIELDS),
     Resource("", "nodes", "Node", ("v1",), namespaced=False, builtin=True),
     Resource("", "namespaces", "Namespace", ("v1",), namespaced=False, builtin=True),
+    Resource("coordination.k8s.io", "leases", "Lease", ("v1",), builtin=True, status_subresource=False),
 )
 
 
 def cause(field_path: str, message: str, kind: str = "FieldValueInvalid") -> JSON:
     return {"type": kind, "message": message, "field": field_path}
+
+
+_MICRO_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+
+
+def _lease_causes(spec: JSON) -> list[JSON]:
+    """The apiserver's Lease checks: positive duration, non-negative transitions, MicroTime stamps."""
+    causes: list[JSON] = []
+    duration = spec.get("leaseDurationSeconds")
+    if duration is not None and (not isinstance(duration, int) or duration <= 0):
+        causes.append(cause("spec.leaseDurationSeconds", f"Invalid value: {duration}: must be greater than 0"))
+    transitions = spec.get("leaseTransitions")
+    if transitions is not None and (not isinstance(transitions, int) or transitions < 0):
+        causes.append(
+            cause("spec.leaseTransitions", f"Invalid value: {transitions}: must be greater than or equal to 0")
+        )
+    for key in ("acquireTime", "renewTime"):
+        value = spec.get(key)
+        if value is not None and not (isinstance(value, str) and _MICRO_TIME_RE.match(value)):
+            causes.append(cause(f"spec.{key}", f"Invalid value: {json.dumps(value)}: not an RFC 3339 time"))
+    return causes
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -788,6 +812,8 @@ class FakeKube:
                 for i, c in enumerate(containers):
                     if not isinstance(c, dict) or not c.get("name"):
                         causes.append(cause(f"spec.containers[{i}].name", "Required value", "FieldValueRequired"))
+        if res.plural == "leases":
+            causes += _lease_causes(obj.get("spec") or {})
         for key, value in labels_of(obj).items():
             if not _LABEL_KEY_RE.match(key) or len(value) > 63 or not _VALUE_RE.match(value):
                 causes.append(cause(f"metadata.labels.{key}", f"Invalid value: {json.dumps(value)}"))

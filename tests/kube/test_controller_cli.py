@@ -1,20 +1,23 @@
-"""`fleetmatch controller` with FLEETMATCH_BACKEND=kubernetes, as the Helm chart runs it: a Fleet
-custom resource becomes GameServers with Pods (fleet controller and pod controller in one process,
-leases in Redis), and a deleted Fleet takes them away."""
+"""`fleetmatch controller` with FLEETMATCH_BACKEND=kubernetes, as the Helm chart runs it, against the
+fake API server and no Redis at all: a Fleet custom resource becomes GameServers with Pods (fleet
+controller and Pod controller in one process, leader lease a ``coordination.k8s.io`` Lease), and of
+two controller processes one acts; when it is killed the other takes over and creates nothing twice."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client
 
 from fleetmatch.backends.kube.client import kube_stores
-from fleetmatch.backends.redis.embedded import EmbeddedRedis
 from fleetmatch.models import (
     Fleet,
     FleetSpec,
@@ -26,51 +29,108 @@ from tests.kube.fakekube import FakeKube
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
+NS = "games"
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 POD_TEMPLATE = {"spec": {"containers": [{"name": "game", "image": "registry.example.com/udp-game:1"}]}}
 
 
-async def test_the_controller_command_turns_a_fleet_into_pods(
-    fake_kube: FakeKube, kube_api: client.ApiClient, redis_server: EmbeddedRedis, tmp_path: Path
-) -> None:
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
+def controller_env(fake: FakeKube, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "KUBERNETES_SERVICE_HOST", "KUBECONFIG")}
+    return env | {
         "FLEETMATCH_BACKEND": "kubernetes",
-        "FLEETMATCH_KUBE_SERVER": fake_kube.url,
+        "FLEETMATCH_KUBE_SERVER": fake.url,
         "FLEETMATCH_METRICS_PORT": "0",
-        "FLEETMATCH_NAMESPACE": "games",
+        "FLEETMATCH_NAMESPACE": NS,
         "FLEETMATCH_DATA_DIR": str(tmp_path),
         "FLEETMATCH_SIDECAR_IMAGE": "registry.example.com/fleetmatch:test",
+        **extra,
     }
+
+
+@contextlib.asynccontextmanager
+async def controller(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A `fleetmatch controller` process; SIGTERM on the way out (unless the test killed it)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fleetmatch", "controller",
         cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        stores = kube_stores(kube_api, "games")
-        template = GameServerTemplate(spec=GameServerSpec(template=POD_TEMPLATE))
-        await stores.fleets.create(Fleet(ObjectMeta(name="arena"), FleetSpec(replicas=3, template=template)))
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def fleet(replicas: int) -> Fleet:
+    template = GameServerTemplate(spec=GameServerSpec(template=POD_TEMPLATE))
+    return Fleet(ObjectMeta(name="arena"), FleetSpec(replicas=replicas, template=template))
+
+
+async def test_the_controller_command_turns_a_fleet_into_pods(
+    fake_kube: FakeKube, kube_api: client.ApiClient, tmp_path: Path
+) -> None:
+    async with controller(controller_env(fake_kube, tmp_path)) as proc:
+        stores = kube_stores(kube_api, NS)
+        await stores.fleets.create(fleet(3))
 
         async def three_pods() -> bool:
-            pods = fake_kube.objects("pods", "games")
+            pods = fake_kube.objects("pods", NS)
             return len(pods) == 3 and len((await stores.gameservers.list())[0]) == 3
 
         await eventually(three_pods, within=60)
-        pods = fake_kube.objects("pods", "games")
+        pods = fake_kube.objects("pods", NS)
         names = {p["metadata"]["name"] for p in pods}
         assert names == {g.name for g in (await stores.gameservers.list())[0]}
         for pod in pods:
             images = [c["image"] for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]]
             assert "registry.example.com/udp-game:1" in images and "registry.example.com/fleetmatch:test" in images
             assert pod["metadata"]["ownerReferences"][0]["kind"] == "GameServer"
+        lease = fake_kube.get_object("leases", NS, "fleetmatch-controllers")
+        assert lease is not None and lease["spec"]["holderIdentity"].endswith(f"/{proc.pid}")
         assert proc.returncode is None  # still running: no crash loop
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 0
+    assert await proc.wait() == 0
+    released = fake_kube.get_object("leases", NS, "fleetmatch-controllers")
+    assert released is not None and released["spec"]["holderIdentity"] == ""  # SIGTERM gives the lease back
+
+
+def holder_pid(fake: FakeKube) -> int | None:
+    lease = fake.get_object("leases", NS, "fleetmatch-controllers")
+    holder = (lease or {}).get("spec", {}).get("holderIdentity") or ""
+    return int(holder.rsplit("/", 1)[1]) if "/" in holder else None
+
+
+def gameserver_creates(fake: FakeKube) -> int:
+    return sum(1 for r in fake.requests if r.method == "POST" and r.path.endswith("/gameservers") and r.status == 201)
+
+
+async def test_of_two_controller_processes_one_acts_and_the_other_takes_over_when_it_is_killed(
+    fake_kube: FakeKube, kube_api: client.ApiClient, tmp_path: Path
+) -> None:
+    env = controller_env(fake_kube, tmp_path, FLEETMATCH_LEASE_SECONDS="2")
+    stores = kube_stores(kube_api, NS)
+    async with controller(env) as first, controller(env) as second:
+        procs = {first.pid: first, second.pid: second}
+        await stores.fleets.create(fleet(3))
+        await eventually(lambda: len(fake_kube.objects("pods", NS)) == 3, within=60)
+        leader = holder_pid(fake_kube)
+        assert leader in procs
+        assert gameserver_creates(fake_kube) == 3
+        standby = next(pid for pid in procs if pid != leader)
+
+        procs[leader].send_signal(signal.SIGKILL)  # no chance to release the lease
+        await procs[leader].wait()
+        await eventually(lambda: holder_pid(fake_kube) == standby, within=30)
+        lease = fake_kube.get_object("leases", NS, "fleetmatch-controllers")
+        assert lease is not None and lease["spec"]["leaseTransitions"] == 1
+
+        arena = await stores.fleets.get("arena")
+        await stores.fleets.update(replace(arena, spec=replace(arena.spec, replicas=4)))
+        await eventually(lambda: len(fake_kube.objects("pods", NS)) == 4, within=60)
+        assert gameserver_creates(fake_kube) == 4  # the new leader acts; nothing was created twice
+        assert procs[standby].returncode is None

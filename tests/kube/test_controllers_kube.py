@@ -22,12 +22,15 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from allocator.allocation import Allocator
 from allocator.controllers.autoscaler import AutoscalerController
 from allocator.controllers.fleet import FleetController
-from allocator.controllers.pods import API_ERRORS, Backoff, PodController
+from allocator.controllers.pods import PodController
 from allocator.fleetops import apply_autoscaler, apply_fleet
-from allocator.podspec import ERROR_ANNOTATION, FINALIZER, GAMESERVER_LABEL, SIDECAR_NAME, PodSettings
+from allocator.metrics import PODCONTROLLER_API_ERRORS as API_ERRORS
+from allocator.podspec import FINALIZER, GAMESERVER_LABEL, SIDECAR_NAME
+from allocator.podstatus import ERROR_ANNOTATION
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec
 from fleetmatch.backends.kube.client import KubeBackend, kube_stores
-from fleetmatch.backends.kube.podstore import KubeConfig, KubeStoreSettings
+from fleetmatch.backends.kube.config import KubeConfig
+from fleetmatch.backends.kube.podstore import KubeStoreSettings
 from fleetmatch.backends.kube.store import KubeStore
 from fleetmatch.informer import Informer
 from fleetmatch.lease import Lease
@@ -45,8 +48,9 @@ from fleetmatch.models import (
     ObjectMeta,
     ProcessTemplate,
 )
+from fleetmatch.settings import PodSettings
 from fleetmatch.store import EventType, WatchEvent, modify
-from fleetmatch.tasks import cancel_and_wait
+from fleetmatch.tasks import Backoff, cancel_and_wait
 from sdk_sidecar.pod import Listening, run_pod_sidecar
 from tests.kube.fakekube import FakeKube
 from tests.waiting import eventually
@@ -108,15 +112,9 @@ async def running(
     fake: FakeKube, api: client.ApiClient, *, with_fleets: bool = True, backoff: Backoff | None = None
 ) -> AsyncIterator[Cluster]:
     stores = kube_stores(api, NS)  # as `fleetmatch controller` wires them
-    gameservers, fleets = stores.gameservers, stores.fleets
-    pods = PodController(
-        KubeStore(api, GameServer, NS),
-        api,
-        SETTINGS,
-        resync_seconds=0.5,
-        backoff=backoff or Backoff(base=0.05, cap=0.5),
-    )
-    cluster = Cluster(fake, api, gameservers, fleets, stores.autoscalers, pods)
+    backend = KubeBackend(api, stores, leases=no_leases, lease_seconds=15.0, owns_api=False)
+    pods = PodController(backend, SETTINGS, resync_seconds=0.5, backoff=backoff or Backoff(base=0.05, cap=0.5))
+    cluster = Cluster(fake, api, stores.gameservers, stores.fleets, stores.autoscalers, pods)
     recorder: Informer[GameServer] = Informer(KubeStore(api, GameServer, NS))
 
     def record(event: WatchEvent[GameServer]) -> None:
@@ -127,7 +125,6 @@ async def running(
 
     recorder.add_handler(record)
     tasks = [asyncio.create_task(recorder.run(), name="test.recorder"), asyncio.create_task(pods.run(), name="pods")]
-    backend = KubeBackend(api, stores, leases=no_leases, lease_seconds=15.0, owns_api=False)
     if with_fleets:
         controller = FleetController(backend, resync_seconds=0.5)
         scaler = AutoscalerController(backend)
@@ -549,3 +546,28 @@ async def test_pod_of_a_gameserver_the_store_cannot_read_is_kept(
         await asyncio.sleep(1.5)  # several passes of the controller
         assert name not in c.pods.gs_informer.cache
         assert name in c.pod_docs()
+
+
+async def test_the_pod_controller_runs_on_the_backends_informer_and_only_while_running(
+    fake_kube: FakeKube, kube_api: client.ApiClient
+) -> None:
+    """As under a leadership that is lost and taken again: nothing happens between two runs, and the
+    second run picks up what arrived meanwhile."""
+    stores = kube_stores(kube_api, NS)
+    backend = KubeBackend(kube_api, stores, leases=no_leases, lease_seconds=15.0, owns_api=False)
+    pods = PodController(backend, SETTINGS, resync_seconds=0.2, backoff=Backoff(base=0.05, cap=0.5))
+    assert pods.gs_informer is backend.informer(GameServer)  # one informer per kind in the process
+    try:
+        term = asyncio.create_task(pods.run(), name="test.term-1")
+        await stores.gameservers.create(GameServer(metadata=ObjectMeta(name="one"), spec=GameServerSpec(process=GAME)))
+        await eventually(lambda: len(fake_kube.objects("pods", NS)) == 1)
+        await cancel_and_wait(term)
+        await stores.gameservers.create(GameServer(metadata=ObjectMeta(name="two"), spec=GameServerSpec(process=GAME)))
+        await eventually(lambda: "two" in backend.informer(GameServer).cache)
+        await asyncio.sleep(0.5)  # several resync periods: nobody acts between terms
+        assert [p["metadata"]["name"] for p in fake_kube.objects("pods", NS)] == ["one"]
+        term = asyncio.create_task(pods.run(), name="test.term-2")
+        await eventually(lambda: len(fake_kube.objects("pods", NS)) == 2)
+        await cancel_and_wait(term)
+    finally:
+        await backend.aclose()

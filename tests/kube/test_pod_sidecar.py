@@ -3,7 +3,7 @@ against the fake API server.
 
 The store tests run in this process. The sidecar tests run it as a real separate process configured
 as in a Pod (``GAMESERVER_NAME``, ``POD_NAMESPACE``, ``AGONES_SDK_*_PORT``, ``HEALTH_PORT``; the
-fake's URL in ``FLEETMATCH_KUBE_API_URL`` instead of the service account), and the test plays the
+fake's URL in ``FLEETMATCH_KUBE_SERVER`` instead of the service account), and the test plays the
 game through ``sdk_sidecar.client.SDK`` over HTTP and gRPC. At exit the process reports which of the
 heavy modules it must never import were loaded.
 """
@@ -28,10 +28,13 @@ import aiohttp
 import psutil
 import pytest
 
-from fleetmatch.backends.kube.podstore import KubeConfig, KubeGameServerStore, KubeStoreSettings, decode_gameserver
+from fleetmatch.backends.kube.config import KubeConfig, thin_config
+from fleetmatch.backends.kube.podstore import KubeGameServerStore, KubeStoreSettings
+from fleetmatch.backends.kube.wire import decode
 from fleetmatch.backends.redis.embedded import free_port
 from fleetmatch.errors import BackendError, ConfigError, ConflictError, ExpiredError, NotFoundError
 from fleetmatch.models import GameServer, GameServerState, with_meta
+from fleetmatch.settings import KubeSettings
 from fleetmatch.store import EventType, modify
 from sdk_sidecar.client import SDK
 from tests.kube.conftest import load_crds
@@ -185,7 +188,7 @@ async def test_server_errors_are_retried_and_forbidden_names_the_rbac_rule(
         pytest.raises(BackendError, match="forbidden"),
     ):
         await store.update(gs.with_status(state=S.REQUEST_READY))
-    assert "RBAC" in caplog.text and "'update' 'gameservers/status'" in caplog.text
+    assert "RBAC" in caplog.text and "verb 'update' on resource 'gameservers/status'" in caplog.text
     fake_kube.fail_next(503, FAST.retries + 1)
     with pytest.raises(BackendError, match="503"):
         await store.get("gs-1")
@@ -226,7 +229,8 @@ def test_decoding_drops_unmodelled_fields_and_nulls() -> None:
     doc = gameserver_doc("gs-2")
     doc["metadata"] |= {"resourceVersion": "7", "managedFields": [{}], "finalizers": ["x"], "ownerReferences": []}
     doc["status"] = {"state": "Ready", "reservedUntil": None, "players": None, "conditions": []}
-    gs = decode_gameserver(doc)
+    gs, kept = decode(GameServer, doc)
+    assert kept is not None and kept.metadata == {"finalizers": ["x"]} and kept.status == doc["status"]
     assert gs.state is S.READY and gs.status.reserved_until is None and gs.metadata.resource_version == "7"
 
 
@@ -234,7 +238,7 @@ async def test_config_from_a_kubeconfig_and_from_a_pods_service_account(
     fake_kube: FakeKube, kubeconfig: Path, tmp_path: Path
 ) -> None:
     create_scheduled(fake_kube, "gs-k")
-    config = KubeConfig.from_kubeconfig(kubeconfig)
+    config = thin_config(KubeSettings(kubeconfig=str(kubeconfig)))
     assert config.server == fake_kube.url and config.token is None
     async with KubeGameServerStore(config, NS, "gs-k", settings=FAST) as kube_store:
         assert (await kube_store.get("gs-k")).state is S.SCHEDULED
@@ -242,15 +246,15 @@ async def test_config_from_a_kubeconfig_and_from_a_pods_service_account(
     account = tmp_path / "serviceaccount"
     account.mkdir()
     (account / "token").write_text("first\n")
-    env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
-    pod = KubeConfig.in_cluster(env, account_dir=account)
+    in_pod = KubeSettings(service_host="10.96.0.1", service_port="443")  # what the kubelet sets, nothing else
+    pod = thin_config(in_pod, account_dir=account)
     assert pod.server == "https://10.96.0.1:443" and pod.ca_file is None and pod.token_file == account / "token"
     rotating = KubeGameServerStore(dataclasses.replace(pod, token_refresh_seconds=0.0), NS, "gs-k")
     assert rotating._headers() == {"Authorization": "Bearer first"}
     (account / "token").write_text("rotated")  # the kubelet rotates bound tokens
     assert rotating._headers() == {"Authorization": "Bearer rotated"}
-    with pytest.raises(ConfigError, match="not in a Kubernetes Pod"):
-        KubeConfig.in_cluster({}, account_dir=account)
+    with pytest.raises(ConfigError, match="not a Kubernetes Pod"):
+        thin_config(KubeSettings(in_cluster=True), account_dir=account)
 
 
 # -- the sidecar, as a separate process ------------------------------------------------------------
@@ -305,7 +309,7 @@ async def sidecar(fake: FakeKube, name: str, **env: str) -> AsyncIterator[Sideca
         | {
             "GAMESERVER_NAME": name,
             "POD_NAMESPACE": NS,
-            "FLEETMATCH_KUBE_API_URL": fake.url,
+            "FLEETMATCH_KUBE_SERVER": fake.url,
             "REQUESTS_RATE_LIMIT": "20ms",
             "FLEETMATCH_SDK_WRITE_INTERVAL": "0.02",
             "FLEETMATCH_LOG_LEVEL": "INFO",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,14 +21,13 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from fleetmatch.backends.kube.client import api_client, kube_stores
-from fleetmatch.backends.kube.store import ForbiddenError, KubeStore
+from fleetmatch.backends.kube.errors import ForbiddenError
+from fleetmatch.backends.kube.store import KubeStore
 from fleetmatch.errors import (
-    AlreadyExistsError,
     BackendError,
     ConflictError,
     ExpiredError,
     NotFoundError,
-    ValidationError,
 )
 from fleetmatch.informer import Informer
 from fleetmatch.models import (
@@ -42,6 +40,7 @@ from fleetmatch.models import (
     ObjectMeta,
     with_meta,
 )
+from fleetmatch.settings import KubeSettings
 from fleetmatch.store import EventType, Store, WatchEvent, modify
 from tests.contract.store_contract import (
     EVENT_TIMEOUT,
@@ -415,17 +414,6 @@ async def test_watch_retries_server_errors(fake_kube: FakeKube, kube_api: client
         assert (await watcher.next()).object == second
 
 
-async def test_watch_skips_blank_and_foreign_lines(kube_api: client.ApiClient) -> None:
-    store = _store(kube_api)
-    assert store._event("\n") is None
-    assert store._event({"type": "BOOKMARK", "raw_object": {"metadata": {"resourceVersion": "9"}}}) == (
-        EventType.MODIFIED,
-        "9",
-        None,
-    )
-    assert store._event({"type": "WHATEVER", "raw_object": {"metadata": {"resourceVersion": "9"}}}) is None
-
-
 async def test_injected_conflicts(fake_kube: FakeKube, kube_api: client.ApiClient) -> None:
     store = _store(kube_api)
     created = await store.create(gameserver("gs-1", count="0"))
@@ -585,47 +573,9 @@ async def test_unreachable_server_is_a_backend_error() -> None:
             await store.get("gs-1")
 
 
-def _api_exception(code: int, body: dict[str, Any] | None) -> ApiException:
-    exc = ApiException(status=code, reason="reason")
-    exc.body = json.dumps(body).encode() if body is not None else None
-    return exc
-
-
-@pytest.mark.parametrize(
-    ("code", "body", "expected", "field"),
-    [
-        (404, {"reason": "NotFound", "details": {"name": "gs-1"}}, NotFoundError, None),
-        (
-            404,
-            {"reason": "NotFound", "message": "the server could not find the requested resource"},
-            BackendError,
-            None,
-        ),
-        (409, {"reason": "AlreadyExists", "details": {"name": "gs-1"}}, AlreadyExistsError, None),
-        (409, {"reason": "Conflict", "details": {"name": "gs-1"}}, ConflictError, None),
-        (410, {"reason": "Expired"}, ExpiredError, None),
-        (410, {"reason": "Gone"}, ExpiredError, None),
-        (
-            422,
-            {"reason": "Invalid", "details": {"causes": [{"field": "spec.ports[0].hostPort", "message": "too big"}]}},
-            ValidationError,
-            "spec.ports[0].hostPort",
-        ),
-        (429, {"reason": "TooManyRequests"}, BackendError, None),
-    ],
-)
-async def test_error_mapping(
-    kube_api: client.ApiClient, code: int, body: dict[str, Any], expected: type[Exception], field: str | None
-) -> None:
-    error = _store(kube_api)._error(_api_exception(code, body), "get", "gs-1")
-    assert type(error) is expected
-    if field is not None:
-        assert isinstance(error, ValidationError) and error.field == field
-
-
 async def test_kube_stores_from_a_kubeconfig(fake_kube: FakeKube, kubeconfig: Any) -> None:
     """The production loading path: a kubeconfig file, then all three stores on one client."""
-    api = await api_client(kubeconfig=str(kubeconfig))
+    api = await api_client(KubeSettings(kubeconfig=str(kubeconfig)))
     try:
         stores = kube_stores(api, "default", **FAST)
         created = await stores.fleets.create(fleet("f-1"))

@@ -8,23 +8,11 @@ from typing import Any
 import pytest
 
 from allocator.podspec import (
-    ERROR_ANNOTATION,
-    ERRORED_AT_ANNOTATION,
-    FINALIZER,
     GAMESERVER_LABEL,
     SIDECAR_NAME,
-    HostPortPool,
-    HostPortsExhaustedError,
-    PodSettings,
-    errored,
-    node_address,
-    observe,
     pod_for,
-    pod_host_ports,
-    pod_owner_uid,
-    ports_from_pod,
-    status_from_pod,
 )
+from allocator.podstatus import ports_from_pod
 from fleetmatch.errors import ConfigError, ValidationError
 from fleetmatch.models import (
     FLEET_LABEL,
@@ -40,6 +28,7 @@ from fleetmatch.models import (
     ProcessTemplate,
     SchedulingStrategy,
 )
+from fleetmatch.settings import PodSettings, Settings
 
 S = GameServerState
 SETTINGS = PodSettings(sidecar_image="example/fleetmatch:1", port_min=7000, port_max=7009)
@@ -253,166 +242,7 @@ def test_ports_must_match_the_spec() -> None:
         pod_for(gameserver(), SETTINGS, ports=())
 
 
-# -- host ports -----------------------------------------------------------------------------------
-
-
-def test_pool_hands_out_distinct_ports_round_robin_and_reuses_released_last() -> None:
-    pool = HostPortPool(7000, 7003)
-    assert pool.take("a", 2) == (7000, 7001)
-    assert pool.take("b", 1) == (7002,)
-    pool.release("a")
-    assert pool.take("c", 2) == (7003, 7000)
-    assert pool.free_count == 1
-    with pytest.raises(HostPortsExhaustedError):
-        pool.take("d", 2)
-    assert pool.held_by("d") == ()
-
-
-def test_pool_shares_a_port_up_to_per_port_owners() -> None:
-    pool = HostPortPool(7000, 7001, per_port=2)
-    got = [pool.take(n, 1)[0] for n in "abcd"]
-    assert sorted(got) == [7000, 7000, 7001, 7001]
-    with pytest.raises(HostPortsExhaustedError):
-        pool.take("e", 1)
-
-
-def test_pool_assign_follows_the_policies_and_hold_records_facts() -> None:
-    pool = HostPortPool(7000, 7009)
-    pool.hold("other", [7000, 7001])
-    gs = gameserver(
-        GameServerPort("a", PortPolicy.DYNAMIC, container_port=1),
-        GameServerPort("b", PortPolicy.STATIC, host_port=7500),
-        GameServerPort("c", PortPolicy.NONE, container_port=9000),
-        GameServerPort("d", PortPolicy.PASSTHROUGH),
-    )
-    ports = pool.assign(gs)
-    assert ports == (PortStatus("a", 7002), PortStatus("b", 7500), PortStatus("c", 9000), PortStatus("d", 7003))
-    assert pool.assign(gs) == (
-        PortStatus("a", 7004),
-        PortStatus("b", 7500),
-        PortStatus("c", 9000),
-        PortStatus("d", 7005),
-    )
-    assert pool.users(7002) == 0  # re-assigning released the earlier pick
-
-
-# -- pod -> status --------------------------------------------------------------------------------
-
-
-def pod(node: str = "", phase: str = "Pending", host_ip: str = "", **status: Any) -> dict[str, Any]:
-    gs = gameserver()
-    manifest = pod_for(gs, SETTINGS, ports=(PortStatus("default", 7005),))
-    if node:
-        manifest["spec"]["nodeName"] = node
-    manifest["status"] = {"phase": phase, **({"hostIP": host_ip} if host_ip else {}), **status}
-    return manifest
-
-
-@pytest.mark.parametrize(
-    ("state", "the_pod", "expected_state", "address"),
-    [
-        (S.CREATING, pod(), S.STARTING, ""),
-        (S.STARTING, pod(), None, ""),
-        (S.STARTING, pod("node-1", "Pending", "10.0.0.1"), S.SCHEDULED, "10.0.0.1"),
-        (S.CREATING, pod("node-1", "Running", "10.0.0.1"), S.SCHEDULED, "10.0.0.1"),
-        (S.SCHEDULED, pod("node-1", "Running", "10.0.0.1"), None, "10.0.0.1"),
-        (S.REQUEST_READY, pod("node-1", "Running", "10.0.0.1"), S.READY, "10.0.0.1"),
-        (S.REQUEST_READY, pod("node-1", "Pending", "10.0.0.1"), None, "10.0.0.1"),
-        (S.ALLOCATED, pod("node-1", "Running", "10.0.0.1"), None, "10.0.0.1"),
-        (S.READY, pod("node-1", "Failed", "10.0.0.1", reason="Evicted", message="low memory"), S.UNHEALTHY, ""),
-        (S.READY, pod("node-1", "Succeeded", "10.0.0.1"), S.UNHEALTHY, ""),
-        (S.READY, None, S.UNHEALTHY, ""),
-        (S.STARTING, None, S.UNHEALTHY, ""),
-        (S.CREATING, None, None, ""),
-        (S.UNHEALTHY, None, None, ""),
-        (S.SHUTDOWN, pod("node-1", "Failed"), None, ""),
-        (
-            S.STARTING,
-            pod(
-                conditions=[
-                    {
-                        "type": "PodScheduled",
-                        "status": "False",
-                        "reason": "Unschedulable",
-                        "message": "0/3 nodes are available: 3 node(s) didn't have free ports for the pod.",
-                    }
-                ]
-            ),
-            S.UNHEALTHY,
-            "",
-        ),
-    ],
-)
-def test_state_from_pod(state: S, the_pod: dict[str, Any] | None, expected_state: S | None, address: str) -> None:
-    already: dict[str, Any] = {"node_name": "node-1", "address": "10.0.0.1", "ports": (PortStatus("default", 7005),)}
-    if state is S.CREATING:
-        already = {}
-    elif state is S.STARTING:
-        already = {"ports": already["ports"]}
-    gs = gameserver(state=state, **already)
-    updated = observe(gs, the_pod)
-    if expected_state is None:
-        assert updated is None
-        assert status_from_pod(gs, the_pod) is None
-        return
-    assert updated is not None and updated.state is expected_state
-    if expected_state is S.UNHEALTHY:
-        assert updated.metadata.annotations[ERROR_ANNOTATION]
-        assert updated.status.ports == gs.status.ports  # nothing else changes
-        return
-    assert updated.status.ports == (PortStatus("default", 7005),)
-    assert updated.status.address == address
-    if the_pod is not None and the_pod["spec"].get("nodeName"):
-        assert updated.status.node_name == "node-1"
-
-
-def test_eviction_reason_is_recorded() -> None:
-    gs = gameserver(state=S.ALLOCATED, node_name="n", address="1.2.3.4", ports=(PortStatus("default", 7005),))
-    updated = observe(gs, pod("n", "Failed", reason="Evicted", message="The node was low on resource: memory."))
-    assert updated is not None
-    assert updated.metadata.annotations[ERROR_ANNOTATION] == (
-        "pod failed (Evicted: The node was low on resource: memory.)"
-    )
-
-
-def test_node_address_wins_over_host_ip_and_deleting_gameservers_are_left_alone() -> None:
-    gs = gameserver(state=S.STARTING)
-    updated = observe(gs, pod("node-1", "Running", "10.0.0.1"), node_address="203.0.113.9")
-    assert updated is not None and updated.status.address == "203.0.113.9"
-    deleting = replace(gs, metadata=replace(gs.metadata, deletion_timestamp=1.0))
-    assert observe(deleting, None) is None
-
-
-def test_pod_helpers() -> None:
-    the_pod = pod("n")
-    assert pod_owner_uid(the_pod) == "uid-1"
-    assert pod_host_ports(the_pod) == (7005,)
-    assert pod_owner_uid({"metadata": {}}) is None
-
-
-def test_errored_records_reason_and_time_once() -> None:
-    gs = gameserver()
-    out = errored(gs, "bad template", 12.5)
-    assert out is not None and out.state is S.ERROR
-    assert out.metadata.annotations[ERROR_ANNOTATION] == "bad template"
-    assert out.metadata.annotations[ERRORED_AT_ANNOTATION] == "12.500"
-    assert errored(out, "again", 13.0) is None
-    assert FINALIZER == "fleetmatch.dev/pod-cleanup"
-
-
-@pytest.mark.parametrize(
-    ("addresses", "expected"),
-    [
-        ([{"type": "InternalIP", "address": "10.0.0.1"}, {"type": "ExternalIP", "address": "1.2.3.4"}], "1.2.3.4"),
-        ([{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "10.0.0.1"}], "10.0.0.1"),
-        ([{"type": "ExternalDNS", "address": "n1.example.com"}, {"type": "InternalIP", "address": "10.0.0.1"}],
-         "n1.example.com"),
-        ([{"type": "Hostname", "address": "n1"}], ""),
-        ([], ""),
-    ],
-)  # fmt: skip
-def test_node_address_prefers_external(addresses: list[dict[str, str]], expected: str) -> None:
-    assert node_address({"status": {"addresses": addresses}}) == expected
+# -- settings ------------------------------------------------------------------------------------
 
 
 def test_settings_from_the_charts_environment() -> None:
@@ -426,11 +256,12 @@ def test_settings_from_the_charts_environment() -> None:
         "FLEETMATCH_GAMESERVER_SERVICE_ACCOUNT": "fm-sdk",
         "FLEETMATCH_PORT_RANGE": "7100-7200",
     }
-    got = PodSettings.from_env(env)
+    got = Settings.from_env(env).pods
     assert (got.sidecar_image, got.sdk_http_port, got.sdk_grpc_port) == ("reg/fm:2", 9000, 9001)
     assert (got.native_sidecar, got.process_image, got.service_account) == (False, "reg/game:1", "fm-sdk")
     assert (got.port_min, got.port_max, got.sidecar_cpu_limit) == (7100, 7200, "")
-    assert PodSettings.from_env({}) == PodSettings()
+    assert Settings.from_env({}).pods == PodSettings()
+    assert Settings.from_env({"FLEETMATCH_SIDECAR_CPU_REQUEST": ""}).pods.sidecar_cpu_request == ""  # set: none
 
 
 @pytest.mark.parametrize(
@@ -439,11 +270,12 @@ def test_settings_from_the_charts_environment() -> None:
         ({"FLEETMATCH_SIDECAR_HTTP_PORT": "x"}, "FLEETMATCH_SIDECAR_HTTP_PORT"),
         ({"FLEETMATCH_SIDECAR_NATIVE": "yes"}, "FLEETMATCH_SIDECAR_NATIVE"),
         ({"FLEETMATCH_PORT_RANGE": "7000"}, "FLEETMATCH_PORT_RANGE"),
-        ({"FLEETMATCH_PORT_RANGE": "8000-7000"}, "bad host ports"),
+        ({"FLEETMATCH_PORT_RANGE": "8000-7000"}, "FLEETMATCH_PORT_RANGE"),
+        ({"FLEETMATCH_PODS_PER_PORT": "0"}, "FLEETMATCH_PODS_PER_PORT"),
         ({"FLEETMATCH_SIDECAR_HEALTH_PORT": "9358"}, "must differ"),
         ({"FLEETMATCH_SIDECAR_GRPC_PORT": "70000"}, "is not a port"),
     ],
 )
 def test_bad_settings_name_the_problem(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        PodSettings.from_env(env)
+        Settings.from_env(env)

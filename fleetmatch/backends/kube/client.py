@@ -1,8 +1,8 @@
-"""Wiring of the Kubernetes engine: an ``ApiClient`` from explicit settings, and the three stores on it.
+"""Wiring of the Kubernetes engine: an ``ApiClient`` from ``Settings``, the three stores and the
+leader leases on it.
 
-Nothing here reads the environment itself: the composition root passes what ``Settings`` resolved
-(``kubernetes_asyncio`` still honours ``KUBECONFIG`` when no file is named, and the in-cluster
-loader reads the service-account files and ``KUBERNETES_SERVICE_HOST``/``PORT``, as every client does).
+Nothing here reads the environment: ``fleetmatch.backends.kube.config.resolve`` decides from
+``KubeSettings`` where the API server is and how to authenticate.
 
 RBAC the stores need, per namespace they serve (a Role, or a ClusterRole for all namespaces)::
 
@@ -12,57 +12,60 @@ RBAC the stores need, per namespace they serve (a Role, or a ClusterRole for all
     - apiGroups: ["fleetmatch.dev"]
       resources: ["fleets/status", "fleetautoscalers/status"]   # kinds whose CRD has the subresource
       verbs: ["update"]
+    - apiGroups: ["coordination.k8s.io"]                          # leader leases (``fleetmatch controller``)
+      resources: ["leases"]
+      verbs: ["get", "create", "update"]
 
-A missing rule surfaces as ``fleetmatch.backends.kube.store.ForbiddenError`` naming verb and resource.
+A missing rule surfaces as ``fleetmatch.backends.kube.errors.ForbiddenError`` naming verb and resource.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config.config_exception import ConfigException
+from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
 from fleetmatch.backends.base import Backend, LeaseFactory
+from fleetmatch.backends.kube.config import SERVICE_ACCOUNT_DIR, resolve
+from fleetmatch.backends.kube.lease import KubeLease
 from fleetmatch.backends.kube.store import KubeStore
 from fleetmatch.errors import ConfigError, NotFoundError
 from fleetmatch.lease import Lease
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
-from fleetmatch.settings import Settings
+from fleetmatch.settings import KubeSettings, Settings
 
 
-async def api_client(
-    *,
-    server: str = "",
-    kubeconfig: str = "",
-    context: str = "",
-    in_cluster: bool = False,
-) -> ApiClient:
-    """An ``ApiClient`` (close it when done), from the first of these that is given:
-
-    ``server``: a plain URL without credentials (a local proxy such as ``kubectl proxy``, or a test
-    server); ``in_cluster``: the Pod's service account; otherwise the kubeconfig at ``kubeconfig``
-    (empty: ``$KUBECONFIG`` or ``~/.kube/config``) and its ``context`` (empty: the current one).
-    """
+async def api_client(kube: KubeSettings, *, account_dir: Path = SERVICE_ACCOUNT_DIR) -> ApiClient:
+    """An ``ApiClient`` (close it when done) on the source ``fleetmatch.backends.kube.config.resolve``
+    picks: a plain URL, the Pod's service account (its token re-read as it rotates), or a kubeconfig
+    through kubernetes-asyncio's loader (exec plugins and client certificates work)."""
+    source = resolve(kube, account_dir=account_dir)
     configuration = Configuration()
     try:
-        if server:
-            configuration.host = server
-        elif in_cluster:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        if source.kind == "url":
+            configuration.host = source.server
+        elif source.kind == "in-cluster":
+            assert source.token_file is not None
+            InClusterConfigLoader(
+                token_filename=str(source.token_file),
+                cert_filename=str(source.ca_file or account_dir / "ca.crt"),
+                environ={"KUBERNETES_SERVICE_HOST": kube.service_host, "KUBERNETES_SERVICE_PORT": kube.service_port},
+            ).load_and_set(configuration)
         else:
             await config.load_kube_config(
-                config_file=kubeconfig or None,
-                context=context or None,
+                config_file=source.kubeconfig,
+                context=source.context or None,
                 client_configuration=configuration,
                 persist_config=False,
             )
     except (ConfigException, OSError) as exc:
-        where = "in-cluster service account" if in_cluster else f"kubeconfig {kubeconfig or '(default)'}"
-        raise ConfigError(f"cannot configure the Kubernetes client from the {where}: {exc}") from exc
+        raise ConfigError(f"cannot configure the Kubernetes client from the {source.describe()}: {exc}") from exc
     return ApiClient(configuration=configuration)
 
 
@@ -88,7 +91,14 @@ class KubeBackend(Backend):
     """The Kubernetes engine as a ``Backend``; ``api`` is its client (the Pod controller speaks Pods with it)."""
 
     def __init__(
-        self, api: ApiClient, stores: KubeStores, *, leases: LeaseFactory, lease_seconds: float, owns_api: bool = True
+        self,
+        api: ApiClient,
+        stores: KubeStores,
+        *,
+        leases: LeaseFactory,
+        lease_seconds: float,
+        owns_api: bool = True,
+        holder: str | None = None,
     ) -> None:
         super().__init__(
             "kubernetes",
@@ -97,6 +107,7 @@ class KubeBackend(Backend):
             autoscalers=stores.autoscalers,
             leases=leases,
             lease_seconds=lease_seconds,
+            holder=holder,
             on_close=api.close if owns_api else None,
         )
         self.api = api
@@ -108,24 +119,14 @@ class KubeBackend(Backend):
             await self.gameservers.get("fleetmatch-probe")
 
 
-async def kube_backend(settings: Settings) -> KubeBackend:
-    """A ``Backend`` on the API server ``settings.kube`` points at.
-
-    Leader leases live in the Redis at ``settings.redis.url`` (the tickets' Redis); without one,
-    taking a lease fails with a ``ConfigError`` naming REDIS_URL.
-    """
-    kube = settings.kube
-    api = await api_client(
-        server=kube.server, kubeconfig=kube.kubeconfig, context=kube.context, in_cluster=kube.in_cluster
-    )
-    redis_url = settings.redis.url
+async def kube_backend(settings: Settings, *, holder: str | None = None) -> KubeBackend:
+    """A ``Backend`` on the API server ``settings.kube`` points at. Leader leases are Leases
+    (``coordination.k8s.io/v1``, ``fleetmatch-<name>``) in the namespace of the objects they guard,
+    held as ``holder`` (default: ``host/pid``)."""
+    api = await api_client(settings.kube)
 
     def leases(name: str, holder: str, ttl: float) -> Lease:
-        if not redis_url:
-            raise ConfigError("leader leases on the kubernetes backend need REDIS_URL")
-        from fleetmatch.backends.redis.client import connect
-        from fleetmatch.backends.redis.lease import RedisLease
+        return KubeLease(api, f"fleetmatch-{name}", holder, namespace=settings.namespace, ttl=ttl)
 
-        return RedisLease(connect(redis_url, name=f"lease-{name}"), name, holder, namespace=settings.namespace, ttl=ttl)
-
-    return KubeBackend(api, kube_stores(api, settings.namespace), leases=leases, lease_seconds=settings.lease_seconds)
+    stores = kube_stores(api, settings.namespace)
+    return KubeBackend(api, stores, leases=leases, lease_seconds=settings.lease_seconds, holder=holder)

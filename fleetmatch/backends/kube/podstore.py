@@ -8,10 +8,9 @@ implements what ``SdkSession``, ``CoalescingWriter`` and ``Informer`` use of
 
 - ``get``: ``GET .../gameservers/NAME``; 404 -> ``NotFoundError``.
 - ``list``/``watch``: restricted by ``fieldSelector=metadata.name=NAME`` (list + watch of one
-  object, as Agones' sidecar informer does). Watches ask for bookmarks and are bounded by
-  ``timeoutSeconds``; a stream the server ends is resumed from the last version seen (bookmarks
-  included). 410 Gone (as an HTTP status or as an ``ERROR`` event) -> ``ExpiredError``, so the
-  informer re-lists; blank lines are ignored.
+  object, as Agones' sidecar informer does), on the one resumable watch of
+  ``fleetmatch.backends.kube.watch`` (streams of ``timeoutSeconds`` resumed from the last event or
+  bookmark, 410 -> ``ExpiredError`` so the informer re-lists, transient failures retried).
 - ``update``: the CRD has a status subresource, so one ``update`` may take two requests, in this
   order: (1) labels/annotations changed -> a JSON merge patch of the main object carrying
   ``metadata.resourceVersion`` (the precondition: 409 -> ``ConflictError``); (2) status changed ->
@@ -26,157 +25,46 @@ implements what ``SdkSession``, ``CoalescingWriter`` and ``Informer`` use of
 - ``create``/``delete``: ``NotImplementedError`` (the sidecar never creates or deletes).
 
 Writes are spaced by at least ``KubeStoreSettings.write_spacing`` (Agones' sidecar: 500 ms between
-API requests); 5xx, 429 and connection errors are retried with back-off, then ``BackendError``;
-403 logs which RBAC verb on which resource the Pod's service account lacks.
+API requests); 5xx, 429 and connection errors are retried with back-off, then ``KubeApiError``;
+errors are those of ``fleetmatch.backends.kube.errors``, and a 403 also logs which RBAC verb on
+which resource the Pod's service account lacks.
 
-Wire format: the custom resource (``apiVersion: fleetmatch.dev/v1``, ``kind: GameServer``) <->
-``fleetmatch.models.GameServer`` through ``fleetmatch.codec``. Metadata maps name, namespace, uid,
-resourceVersion, generation, creationTimestamp, deletionTimestamp, labels and annotations; spec and
-status fields fleetmatch does not model (``spec.template``: the Pod template) are ignored when read
-and kept as they are when written.
+Wire format: ``fleetmatch.backends.kube.wire``, as for every Kubernetes client: spec and status
+fields fleetmatch does not model (``spec.template``: the Pod template) are ignored when read and
+kept as they are when written.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import functools
 import json
 import logging
-import os
 import ssl
 import time
-import types
-import typing
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
-from fleetmatch.codec import camel, from_wire, to_wire
+from fleetmatch.backends.kube.config import KubeConfig
+from fleetmatch.backends.kube.errors import ApiTarget, ForbiddenError, KubeApiError, api_error, unreachable
+from fleetmatch.backends.kube.watch import decode_lines, watch_events
+from fleetmatch.backends.kube.wire import GROUP, VERSION, decode, encode_status
 from fleetmatch.errors import (
     BackendError,
-    ConfigError,
     ConflictError,
-    ExpiredError,
-    NotFoundError,
     ValidationError,
 )
-from fleetmatch.models import API_VERSION, GameServer, GameServerStatus
+from fleetmatch.models import GameServer
 from fleetmatch.store import EventType, WatchEvent
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION = API_VERSION.split("/")
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-_META_FIELDS = (
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "labels",
-    "annotations",
-)
-"""The metadata fleetmatch models (managedFields, ownerReferences, finalizers... are not read)."""
-_EVENT_TYPES = {t.value: t for t in EventType}
-_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 Json = dict[str, Any]
-
-
-# -- configuration ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class KubeConfig:
-    """Where the API server is and how to authenticate (build one with a classmethod)."""
-
-    server: str
-    """Base URL, e.g. ``https://10.96.0.1:443`` or ``http://127.0.0.1:PORT`` (a test's fake)."""
-    token: str | None = None
-    """A fixed bearer token (from a kubeconfig)."""
-    token_file: Path | None = None
-    """A bearer token re-read every ``token_refresh_seconds``: bound service-account tokens rotate."""
-    ca_file: Path | None = None
-    """CA bundle that signed the server's certificate (in a Pod: the service account's ``ca.crt``)."""
-    insecure: bool = False
-    """Skip TLS verification (kubeconfig ``insecure-skip-tls-verify``)."""
-    token_refresh_seconds: float = 60.0
-
-    @classmethod
-    def from_url(cls, url: str) -> KubeConfig:
-        """An API server at ``url`` without authentication (tests, ``kubectl proxy``)."""
-        return cls(server=url.rstrip("/"))
-
-    @classmethod
-    def in_cluster(cls, env: Mapping[str, str] | None = None, *, account_dir: Path = SERVICE_ACCOUNT_DIR) -> KubeConfig:
-        """The Pod's service account, as client-go's ``rest.InClusterConfig``."""
-        env = os.environ if env is None else env
-        host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
-        if not host or not port:
-            raise ConfigError("not in a Kubernetes Pod: KUBERNETES_SERVICE_HOST/_PORT are not set")
-        token_file = account_dir / "token"
-        if not token_file.is_file():
-            raise ConfigError(f"no service-account token at {token_file} (automountServiceAccountToken: false?)")
-        ca = account_dir / "ca.crt"
-        host = f"[{host}]" if ":" in host else host
-        return cls(server=f"https://{host}:{port}", token_file=token_file, ca_file=ca if ca.is_file() else None)
-
-    @classmethod
-    def from_kubeconfig(cls, path: Path, context: str | None = None) -> KubeConfig:
-        """A kubeconfig's server, token (or tokenFile) and CA; client certificates and exec plugins
-        are not supported (use a service-account token). Imports yaml: not for the in-pod path."""
-        import yaml  # only here: the in-pod sidecar never pays for it
-
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"kubeconfig {path}: {exc}") from None
-
-        def named(section: str, name: str) -> Json:
-            for item in doc.get(section) or ():
-                if item.get("name") == name:
-                    return dict(item.get(section[:-1]) or {})
-            raise ConfigError(f"kubeconfig {path}: no {section[:-1]} named {name!r}")
-
-        ctx = named("contexts", context or doc.get("current-context") or "")
-        cluster, user = named("clusters", ctx.get("cluster", "")), named("users", ctx.get("user", ""))
-        if "client-certificate" in user or "client-certificate-data" in user or "exec" in user:
-            raise ConfigError(f"kubeconfig {path}: only token authentication is supported by the sidecar")
-        ca: Path | None = None
-        if cluster.get("certificate-authority"):
-            ca = Path(cluster["certificate-authority"])
-        elif cluster.get("certificate-authority-data"):
-            raise ConfigError(f"kubeconfig {path}: certificate-authority-data is not supported; use a file")
-        return cls(
-            server=str(cluster.get("server", "")).rstrip("/"),
-            token=user.get("token"),
-            token_file=Path(user["tokenFile"]) if user.get("tokenFile") else None,
-            ca_file=ca,
-            insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
-        )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> KubeConfig:
-        """``FLEETMATCH_KUBE_API_URL`` (no auth), else in-cluster, else ``KUBECONFIG``."""
-        env = os.environ if env is None else env
-        if url := env.get("FLEETMATCH_KUBE_API_URL"):
-            return cls.from_url(url)
-        if env.get("KUBERNETES_SERVICE_HOST"):
-            return cls.in_cluster(env)
-        if kubeconfig := env.get("KUBECONFIG"):
-            return cls.from_kubeconfig(Path(kubeconfig.split(os.pathsep)[0]))
-        raise ConfigError(
-            "no Kubernetes API: not in a Pod (KUBERNETES_SERVICE_HOST unset), "
-            "and neither FLEETMATCH_KUBE_API_URL nor KUBECONFIG is set"
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,62 +84,6 @@ class KubeStoreSettings:
     backoff: float = 0.2
     max_backoff: float = 5.0
     """Back-off between attempts: ``backoff * 2**attempt`` up to this (or the server's Retry-After)."""
-
-
-# -- decoding and encoding -------------------------------------------------------------------------
-
-
-@functools.cache
-def _known_fields(cls: type) -> Mapping[str, Any]:
-    """Wire name -> type hint of a model dataclass."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    return {f.metadata.get("wire", camel(f.name)): hints[f.name] for f in dataclasses.fields(cls) if f.init}
-
-
-def _prune(tp: Any, value: Any) -> Any:
-    """``value`` without the keys the model does not know and without nulls (the CRD may hold more
-    than fleetmatch models, e.g. ``spec.template``; the strict codec would reject it)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Annotated:
-        return _prune(args[0], value)
-    if origin in (typing.Union, types.UnionType):
-        members = [a for a in args if a is not type(None)]
-        return _prune(members[0], value) if len(members) == 1 else value
-    if origin is tuple and isinstance(value, list):
-        return [_prune(args[0], item) for item in value]
-    if origin in (Mapping, dict) and isinstance(value, dict):
-        return {k: _prune(args[1], v) for k, v in value.items()}
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, dict):
-        known = _known_fields(tp)
-        return {k: _prune(known[k], v) for k, v in value.items() if k in known and v is not None}
-    return value
-
-
-def _strip_nulls(value: Any) -> Any:
-    """Drop null members: the CRD schema need not declare every field nullable."""
-    if isinstance(value, dict):
-        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_strip_nulls(v) for v in value]
-    return value
-
-
-def decode_gameserver(doc: Json) -> GameServer:
-    """A GameServer custom resource as a model (``ValidationError`` if it does not fit)."""
-    meta = doc.get("metadata") or {}
-    body = {
-        "metadata": {key: meta[key] for key in _META_FIELDS if meta.get(key) is not None},
-        "spec": _prune(_known_fields(GameServer)["spec"], doc.get("spec") or {}),
-        "status": _prune(_known_fields(GameServer)["status"], doc.get("status") or {}),
-    }
-    return from_wire(GameServer, body)
-
-
-def encode_status(status: GameServerStatus, stored: Json | None) -> Json:
-    """``status`` as the resource's status: fleetmatch's fields replaced, any others kept."""
-    known = _known_fields(GameServerStatus)
-    kept = {k: v for k, v in (stored or {}).items() if k not in known}
-    return {**kept, **_strip_nulls(to_wire(status))}
 
 
 def _map_patch(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str | None]:
@@ -332,17 +164,14 @@ class KubeGameServerStore:
         return items, str((doc.get("metadata") or {}).get("resourceVersion", ""))
 
     async def watch(self, since: str) -> AsyncIterator[WatchEvent[GameServer]]:
-        version = since
-        loop = asyncio.get_running_loop()
-        while True:
-            started, events = loop.time(), 0
-            async for event_type, raw in self._watch_once(version):
-                events += 1
-                version = str((raw.get("metadata") or {}).get("resourceVersion") or version)
-                if event_type is not None:
-                    yield WatchEvent(event_type, self._remember(raw))
-            if not events and loop.time() - started < 1.0:
-                await asyncio.sleep(self._settings.backoff)  # a server ending watches at once: no busy loop
+        """Changes of the one GameServer after ``since`` (``fleetmatch.backends.kube.watch``)."""
+        settings = self._settings
+        events = watch_events(
+            self._open_watch, since, target=self._target("watch"), backoff=settings.backoff,
+            max_backoff=settings.max_backoff,
+        )  # fmt: skip
+        async for raw in events:
+            yield WatchEvent(EventType(raw.type), self._remember(raw.object))
 
     async def update(self, obj: GameServer) -> GameServer:
         """Write ``obj``'s labels, annotations and status if its resourceVersion is current (see the
@@ -389,9 +218,9 @@ class KubeGameServerStore:
                         name=name,
                         version=current.obj.metadata.resource_version,
                     )
-                except NotFoundError:
-                    if self._status_subresource:
-                        raise  # the subresource exists: the object is gone
+                except KubeApiError as exc:
+                    if exc.code != 404 or self._status_subresource:
+                        raise  # a 404 not about our object: the CRD has no status subresource
                     log.info("the GameServer CRD has no status subresource: writing status with the object")
                     self._status_subresource = False
                     return await self._put_object(current, obj)
@@ -440,7 +269,7 @@ class KubeGameServerStore:
 
     def _remember(self, raw: Json) -> GameServer:
         try:
-            obj = decode_gameserver(raw)
+            obj, _ = decode(GameServer, raw)
         except ValidationError as exc:
             raise BackendError(f"the API server returned a GameServer fleetmatch cannot read: {exc}") from exc
         version = obj.metadata.resource_version
@@ -493,6 +322,9 @@ class KubeGameServerStore:
             self._token_read = now
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
+    def _target(self, verb: str, resource: str = GameServer.PLURAL, name: str = "", version: str = "") -> ApiTarget:
+        return ApiTarget(verb, resource, GROUP, self._namespace, GameServer.KIND, name, version)
+
     async def _json(
         self,
         method: str,
@@ -508,6 +340,7 @@ class KubeGameServerStore:
     ) -> Json:
         """One request with retries; the decoded JSON body of a 2xx, else our error."""
         settings = self._settings
+        target = self._target(verb, resource, name, version)
         data = json.dumps(body).encode() if body is not None else None
         attempt = 0
         while True:
@@ -530,57 +363,45 @@ class KubeGameServerStore:
                         if not isinstance(doc, dict):
                             raise BackendError(f"{method} {url}: expected a JSON object, got {type(doc).__name__}")
                         return doc
-                    text = await resp.text()
-                    if resp.status not in _RETRY_STATUS:
-                        self._fail(resp.status, text, verb=verb, resource=resource, name=name, version=version)
+                    error = api_error(resp.status, await resp.text(), target, http_reason=resp.reason or "")
+                    if not isinstance(error, KubeApiError) or not error.transient:
+                        self._refused(error)
+                        raise error
                     retry_after = _retry_after(resp.headers.get("Retry-After"))
-                    problem = f"HTTP {resp.status}: {_message(text)}"
+                    problem = error
             except (aiohttp.ClientError, TimeoutError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                problem = unreachable(exc, target)
             if attempt >= settings.retries:
-                raise BackendError(f"{verb} {resource} {name}: {problem} (after {attempt + 1} attempts)")
+                raise KubeApiError(
+                    f"{problem} (after {attempt + 1} attempts)", code=problem.code, target=target, status=problem.status
+                ) from problem
             delay = retry_after if retry_after is not None else settings.backoff * 2**attempt
             log.info("%s %s: %s; retrying in %.2fs", verb, resource, problem, delay, extra=self._extra)
             await asyncio.sleep(min(delay, settings.max_backoff))
             attempt += 1
 
-    def _fail(self, status: int, text: str, *, verb: str, resource: str, name: str, version: str) -> NoReturn:
-        """Raise the store error for a refused request."""
-        message = _message(text)
-        if status == 404:
-            raise NotFoundError(GameServer.KIND, name or self._name)
-        if status == 409:
-            raise ConflictError(GameServer.KIND, name or self._name, version, None)
-        if status == 410:
-            raise ExpiredError(GameServer.KIND, version)
-        if status == 422:
-            field, detail = _cause(text)
-            raise ValidationError(field, detail or message)
-        if status == 401:
-            self._token_read = float("-inf")  # a rotated token: read the file again before the retry
-            raise BackendError(f"{verb} {resource}: unauthorized ({message}); is the service-account token valid?")
-        if status == 403:
-            if (verb, resource) not in self._denied:
-                self._denied.add((verb, resource))
-                log.error(
-                    "RBAC: the Pod's service account may not %r %r (API group %s) in namespace %s: grant it "
-                    "get, list, watch and patch on %s and update on %s/status. API server: %s",
-                    verb,
-                    resource,
-                    GROUP,
-                    self._namespace,
-                    GameServer.PLURAL,
-                    GameServer.PLURAL,
-                    message,
-                    extra=self._extra,
-                )
-            raise BackendError(f"forbidden: {verb} {resource}.{GROUP} in namespace {self._namespace}: {message}")
-        raise BackendError(f"{verb} {resource} {name}: HTTP {status}: {message}")
+    def _refused(self, error: Exception) -> None:
+        """Side effects of a refusal: a 401 re-reads the token file before the next request, a 403 logs
+        (once per verb and resource) what the Pod's service account needs."""
+        if not isinstance(error, ForbiddenError):
+            return
+        if error.code == 401:
+            self._token_read = float("-inf")  # a rotated token: read the file again
+            return
+        if (error.verb, error.resource) not in self._denied:
+            self._denied.add((error.verb, error.resource))
+            log.error(
+                "%s; the sidecar needs get, list, watch and patch on %s and update on %s/status",
+                error,
+                GameServer.PLURAL,
+                GameServer.PLURAL,
+                extra=self._extra,
+            )
 
-    async def _watch_once(self, version: str) -> AsyncIterator[tuple[EventType | None, Json]]:
-        """One watch request from ``version``: (event type, object) per line; a bookmark as
-        (None, object). Ends when the server closes the stream."""
+    async def _open_watch(self, version: str) -> AsyncIterator[Any]:
+        """One watch request from ``version``, its lines decoded (``open_stream`` of the watch)."""
         settings = self._settings
+        target = self._target("watch", version=version)
         params = {
             "watch": "true",
             "resourceVersion": version,
@@ -597,40 +418,13 @@ class KubeGameServerStore:
                 self._collection, params=params, headers=self._headers(), timeout=timeout
             ) as resp:
                 if resp.status != 200:
-                    self._fail(resp.status, await resp.text(), verb="watch", resource=GameServer.PLURAL, name="",
-                               version=version)  # fmt: skip
-                async for line in resp.content:
-                    if not line.strip():
-                        continue  # keep-alive whitespace some proxies send
-                    event = json.loads(line)
-                    kind, raw = event.get("type"), event.get("object") or {}
-                    if kind == "ERROR":
-                        if raw.get("code") == 410:
-                            raise ExpiredError(GameServer.KIND, version)
-                        raise BackendError(f"watch error: {raw.get('message') or raw}")
-                    if kind == "BOOKMARK":
-                        yield None, raw
-                    elif kind in _EVENT_TYPES:
-                        yield _EVENT_TYPES[kind], raw
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # ValueError: a broken line
-            raise BackendError(f"watch of {self._name}: {type(exc).__name__}: {exc}") from exc
-
-
-def _message(text: str) -> str:
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return text[:200]
-    return str(doc.get("message") or doc) if isinstance(doc, dict) else text[:200]
-
-
-def _cause(text: str) -> tuple[str, str]:
-    """(field, message) of the first cause of a 422 ``Status``."""
-    try:
-        causes = json.loads(text).get("details", {}).get("causes") or [{}]
-        return str(causes[0].get("field", "")), str(causes[0].get("message", ""))
-    except (ValueError, AttributeError, IndexError):
-        return "", ""
+                    error = api_error(resp.status, await resp.text(), target, http_reason=resp.reason or "")
+                    self._refused(error)
+                    raise error
+                async for line in decode_lines(resp.content):
+                    yield line
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise unreachable(exc, target) from exc
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -49,56 +49,42 @@ sends them back on a PUT of that version, so a replace does not strip what kubec
 controller put there. Names from ``generateName`` are made by the server (a collision is 409
 AlreadyExists, which ``create_with_generated_name`` retries).
 
-**Watch.** ``watch(since)`` is the informer half of list+watch: ``?watch=True&resourceVersion=since
-&allowWatchBookmarks=true&timeoutSeconds=N``. Each stream ends after ``watch_timeout`` seconds (or
-when the server or the network drops it) and is reopened from the version of the last event or
-bookmark delivered, so nothing is lost or repeated across reconnects; blank lines and other non-
-event lines are skipped. HTTP 410 (reason Expired or Gone, in-stream ERROR or response) raises
-``ExpiredError`` and the informer re-lists. Unreachable servers, 429 and 5xx are retried with
-back-off inside the watch; other refusals (403, a missing CRD) raise.
+**Watch.** ``watch(since)`` is the informer half of list+watch, on the one resumable watch
+(``fleetmatch.backends.kube.watch``): streams of ``watch_timeout`` seconds, reopened from the last
+event or bookmark, 410 as ``ExpiredError`` (the informer re-lists), unreachable servers, 429 and 5xx
+retried with back-off up to ``retry_max_seconds``; other refusals (403, a missing CRD) raise.
 
-**Errors.** 404 NotFoundError, 409 AlreadyExistsError/ConflictError (told apart by the Status
-body's ``reason``), 410 ExpiredError, 400/422 ValidationError naming ``details.causes[].field``,
-401/403 ``ForbiddenError`` naming the RBAC verb and resource needed, 429/5xx and transport errors
-``BackendError`` (callers retry with back-off, as on a Redis outage).
+**Errors** are those of ``fleetmatch.backends.kube.errors``: NotFoundError, AlreadyExistsError,
+ConflictError, ExpiredError, ValidationError, ``ForbiddenError`` naming the RBAC verb and resource
+needed, and for 429/5xx and transport errors ``KubeApiError`` (a ``BackendError``: callers retry
+with back-off, as on a Redis outage).
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
-import dataclasses
-import functools
-import json
 import logging
-import types
-import typing
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import Annotated, Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, CustomObjectsApi, V1DeleteOptions, V1Preconditions
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.watch import Watch
 
-from fleetmatch.codec import camel, from_wire, to_wire
+from fleetmatch.backends.kube.calls import call, watch_stream
+from fleetmatch.backends.kube.errors import ApiTarget, KubeApiError
+from fleetmatch.backends.kube.watch import RawEvent, watch_events
+from fleetmatch.backends.kube.wire import GROUP, VERSION, Kept, decode, encode
+from fleetmatch.codec import to_wire
 from fleetmatch.errors import (
-    AlreadyExistsError,
     BackendError,
     ConflictError,
     ExpiredError,
-    NotFoundError,
-    StoreError,
     ValidationError,
 )
-from fleetmatch.models import API_VERSION
 from fleetmatch.store import EventType, R, WatchEvent
-from fleetmatch.tasks import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
-GROUP, VERSION = API_VERSION.split("/")
-"""``fleetmatch.dev`` and ``v1``: where the CRDs in ``deploy/crds/`` serve our kinds."""
 
 WATCH_TIMEOUT = 240
 """Seconds one watch request lasts (``timeoutSeconds``) before the store reopens it. Bounded, so a
@@ -112,129 +98,14 @@ LIST_PAGE = 500
 """Objects per list request (``limit``); pages are joined under the first page's version."""
 SEEN_LIMIT = 50_000
 """Objects whose last read version the store remembers (for status-only updates and unmodelled metadata)."""
-_MIN_STREAM_SECONDS = 1.0
-"""A watch stream that ends sooner than this without delivering anything makes the next one wait."""
-
-_META_FIELDS = frozenset(
-    {
-        "name",
-        "namespace",
-        "generateName",
-        "uid",
-        "resourceVersion",
-        "generation",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "labels",
-        "annotations",
-    }
-)
-_KEPT_META = ("finalizers", "ownerReferences")
-"""Metadata we do not model but must not strip when we replace an object."""
-_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 
 T = TypeVar("T")
-
-
-class ForbiddenError(BackendError):
-    """The API server refused our credentials (401) or RBAC denied the operation (403).
-
-    A ``BackendError`` so that loops log it and keep retrying with back-off: an operator can fix
-    the Role while fleetmatch runs. ``verb`` and ``resource`` say what to grant.
-    """
-
-    def __init__(self, message: str, *, verb: str, resource: str, namespace: str) -> None:
-        self.verb, self.resource, self.namespace = verb, resource, namespace
-        super().__init__(message)
-
-
-def _strip_nulls(value: Any) -> Any:
-    """Drop None values: optional fields are absent on the wire (CRD schemas need not allow null)."""
-    if isinstance(value, dict):
-        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_strip_nulls(v) for v in value]
-    return value
-
-
-@functools.cache
-def _model_fields(cls: Any) -> Mapping[str, Any]:
-    """Wire name -> type hint, for a model dataclass."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    return {f.metadata.get("wire", camel(f.name)): hints[f.name] for f in dataclasses.fields(cls) if f.init}
-
-
-def _dataclass_of(tp: Any) -> type | None:
-    """The dataclass ``tp`` is (through ``Annotated`` and ``X | None``), if it is one."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Annotated:
-        return _dataclass_of(args[0])
-    if origin in (typing.Union, types.UnionType):
-        members = [a for a in args if a is not type(None)]
-        return _dataclass_of(members[0]) if len(members) == 1 else None
-    return tp if isinstance(tp, type) and dataclasses.is_dataclass(tp) else None
-
-
-def _known_part(tp: Any, value: Any, dropped: list[bool]) -> Any:
-    """``value`` without nulls and without the keys of model objects the model does not know (the
-    CRDs hold more than fleetmatch models, e.g. a pod template); ``dropped`` records that some went."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Annotated:
-        return _known_part(args[0], value, dropped)
-    if origin in (typing.Union, types.UnionType):
-        members = [a for a in args if a is not type(None)]
-        return _known_part(members[0], value, dropped) if len(members) == 1 else value
-    if origin is tuple and isinstance(value, list):
-        return [_known_part(args[0], item, dropped) for item in value]
-    if origin in (Mapping, dict) and isinstance(value, dict):
-        return {k: _known_part(args[1], v, dropped) for k, v in value.items()}
-    cls = _dataclass_of(tp)
-    if cls is not None and isinstance(value, dict):
-        known = _model_fields(cls)
-        if any(k not in known for k in value):
-            dropped[0] = True
-        return {k: _known_part(known[k], v, dropped) for k, v in value.items() if k in known and v is not None}
-    return value
-
-
-def _overlay(tp: Any, ours: Any, stored: Any) -> Any:
-    """Our wire value, keeping the members of ``stored`` model objects that the model does not know."""
-    cls = _dataclass_of(tp)
-    if cls is None or not isinstance(ours, dict) or not isinstance(stored, dict):
-        return ours
-    known = _model_fields(cls)
-    kept = {k: v for k, v in stored.items() if k not in known}
-    return kept | {k: _overlay(known[k], v, stored.get(k)) for k, v in ours.items()}
-
-
-def _status_body(exc: ApiException) -> dict[str, Any]:
-    """The ``Status`` document of an error response ({} when there is none)."""
-    raw = exc.body
-    if not raw:
-        return {}
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-@dataclasses.dataclass(slots=True)
-class _Kept:
-    """What a stored resource holds beyond fleetmatch's model, written back unchanged on replace."""
-
-    metadata: dict[str, Any]
-    """``finalizers`` and ``ownerReferences``, if any."""
-    spec: Any = None
-    """The whole stored spec, when it has members the model does not know (else None)."""
-    status: Any = None
 
 
 class KubeStore(Generic[R]):
     """``fleetmatch.store.Store`` on the Kubernetes API (one kind, one namespace).
 
-    ``api`` is owned by the caller (close it after the store's last use). Watches open their own
-    short-lived ``Watch`` objects and close them.
+    ``api`` is owned by the caller (close it after the store's last use).
     """
 
     def __init__(
@@ -261,9 +132,8 @@ class KubeStore(Generic[R]):
         self._watch_request_timeout = (connect_timeout, watch_timeout + WATCH_READ_SLACK)
         self._list_page = list_page
         self._retry_max = retry_max_seconds
-        self._seen: dict[str, tuple[R, _Kept | None]] = {}
+        self._seen: dict[str, tuple[R, Kept | None]] = {}
         """name -> (the object as last read from the server, what it holds beyond our model)."""
-        self._fields = _model_fields(cast(Any, kind))
         self._seen_limit = seen_limit
 
     @property
@@ -281,28 +151,9 @@ class KubeStore(Generic[R]):
 
     # -- codec -------------------------------------------------------------------------------
 
-    def _body(self, obj: R, version: str, kept: _Kept | None) -> dict[str, Any]:
+    def _body(self, obj: R, version: str, kept: Kept | None) -> dict[str, Any]:
         """The resource document for ``obj``; ``kept``: what the server holds beyond our model, to keep."""
-        meta = obj.metadata
-        out: dict[str, Any] = dict(kept.metadata) if kept is not None else {}
-        out["namespace"] = self._namespace
-        if meta.name:
-            out["name"] = meta.name
-        if meta.generate_name:
-            out["generateName"] = meta.generate_name
-        if meta.labels:
-            out["labels"] = dict(meta.labels)
-        if meta.annotations:
-            out["annotations"] = dict(meta.annotations)
-        if version:
-            out["resourceVersion"] = version
-        wire = to_wire(obj)
-        spec, status = _strip_nulls(wire["spec"]), _strip_nulls(wire["status"])
-        if kept is not None and kept.spec is not None:
-            spec = _overlay(self._fields["spec"], spec, kept.spec)
-        if kept is not None and kept.status is not None:
-            status = _overlay(self._fields["status"], status, kept.status)
-        return {"apiVersion": API_VERSION, "kind": self._kind.KIND, "metadata": out, "spec": spec, "status": status}
+        return encode(obj, self._namespace, version=version, kept=kept)
 
     def _decode(self, doc: Any) -> R:
         """A server document as our model (validated: kubectl users write these too), remembered.
@@ -312,22 +163,11 @@ class KubeStore(Generic[R]):
         """
         if not isinstance(doc, Mapping) or not isinstance(doc.get("metadata"), Mapping):
             raise BackendError(f"{self.resource}: the API server returned no object: {doc!r}"[:300])
-        raw_meta = doc["metadata"]
-        body: dict[str, Any] = {"metadata": {k: v for k, v in raw_meta.items() if k in _META_FIELDS and v is not None}}
-        kept = _Kept({k: raw_meta[k] for k in _KEPT_META if raw_meta.get(k)})
-        for part in ("spec", "status"):
-            raw = doc.get(part)
-            if raw is None:
-                continue
-            dropped = [False]
-            body[part] = _known_part(self._fields[part], raw, dropped)
-            if dropped[0]:
-                setattr(kept, part, raw)
-        obj = from_wire(self._kind, body)
-        self._remember(obj, kept if kept.metadata or kept.spec is not None or kept.status is not None else None)
+        obj, kept = decode(self._kind, doc)
+        self._remember(obj, kept)
         return obj
 
-    def _remember(self, obj: R, kept: _Kept | None) -> None:
+    def _remember(self, obj: R, kept: Kept | None) -> None:
         seen = self._seen
         name = obj.metadata.name
         seen.pop(name, None)
@@ -335,7 +175,7 @@ class KubeStore(Generic[R]):
         if len(seen) > self._seen_limit:
             del seen[next(iter(seen))]  # least recently read first: a dict keeps insertion order
 
-    def _known(self, obj: R) -> tuple[R, _Kept | None] | None:
+    def _known(self, obj: R) -> tuple[R, Kept | None] | None:
         """What we read of ``obj``'s name at ``obj``'s version, if we did (a version names one state)."""
         seen = self._seen.get(obj.metadata.name)
         if seen is not None and seen[0].metadata.resource_version == obj.metadata.resource_version:
@@ -347,60 +187,15 @@ class KubeStore(Generic[R]):
 
     # -- errors ------------------------------------------------------------------------------
 
-    def _error(
-        self, exc: ApiException, verb: str, name: str = "", *, version: str = ""
-    ) -> StoreError | ValidationError:
-        """Our error for an API refusal (``verb`` is the RBAC verb of the operation that failed)."""
-        status = _status_body(exc)
-        code = int(exc.status or status.get("code") or 0)
-        reason = str(status.get("reason") or "")
-        message = str(status.get("message") or exc.reason or "")
-        raw_details = status.get("details")
-        details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
-        kind = self._kind.KIND
-        if code == 404:
-            if name and (not status or details.get("name") == name or f'"{name}"' in message):
-                return NotFoundError(kind, name)
-            return BackendError(
-                f"{self.resource} in namespace {self._namespace!r}: {message or 'not found'} "
-                f"(are the CRDs of deploy/crds/ installed, and does the namespace exist?)"
-            )
-        if code == 409:
-            if reason == "AlreadyExists" or (not reason and verb == "create"):
-                return AlreadyExistsError(kind, name or str(details.get("name", "")))
-            return ConflictError(kind, name, version, None)
-        if code == 410:
-            return ExpiredError(kind, version)
-        if code in (400, 422):
-            causes = [c for c in details.get("causes") or () if isinstance(c, dict)]
-            field = str(causes[0].get("field", "")) if causes else ""
-            text = "; ".join(str(c.get("message", "")) for c in causes) or message or (reason or "invalid")
-            return ValidationError(field, text)
-        if code in (401, 403):
-            sub = "/status" if verb == "update status" else ""
-            rbac_verb = "update" if sub else verb
-            what = (
-                "the API server rejected the credentials (401): check the kubeconfig or service account token"
-                if code == 401
-                else f"RBAC forbids it: grant verb {rbac_verb!r} on resource {self._plural + sub!r} in API group "
-                f"{GROUP!r} (namespace {self._namespace!r}) to fleetmatch's service account"
-            )
-            return ForbiddenError(
-                f"cannot {rbac_verb} {self.resource}{sub}: {what}. API server: {message}",
-                verb=rbac_verb,
-                resource=self._plural + sub,
-                namespace=self._namespace,
-            )
-        return BackendError(f"kubernetes API: {verb} {self.resource} failed with HTTP {code} {reason}: {message}")
+    def _target(self, verb: str, name: str = "", *, version: str = "") -> ApiTarget:
+        """What a request is about (``verb`` is its RBAC verb; "update status" writes ``/status``)."""
+        sub = "/status" if verb == "update status" else ""
+        return ApiTarget(
+            "update" if sub else verb, self._plural + sub, GROUP, self._namespace, self._kind.KIND, name, version
+        )
 
     async def _call(self, request: Awaitable[T], verb: str, name: str = "", *, version: str = "") -> T:
-        try:
-            return await request
-        except ApiException as exc:
-            raise self._error(exc, verb, name, version=version) from exc
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise_if_cancelling()
-            raise BackendError(f"kubernetes API unreachable ({verb} {self.resource}): {exc!r}") from exc
+        return await call(request, self._target(verb, name, version=version))
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -458,73 +253,35 @@ class KubeStore(Generic[R]):
         return items, version
 
     async def watch(self, since: str) -> AsyncIterator[WatchEvent[R]]:
-        """Changes after ``since``; reopens dropped or timed-out streams from the last delivered version."""
-        position = since
-        loop = asyncio.get_running_loop()
-        backoff = 0.05
-        while True:
-            started = loop.time()
-            progressed = False
-            try:
-                async with Watch() as stream:  # its own ApiClient (for decoding only): closed on exit
-                    events = stream.stream(
-                        self._api.list_namespaced_custom_object,
-                        GROUP,
-                        VERSION,
-                        self._namespace,
-                        self._plural,
-                        resource_version=position,
-                        allow_watch_bookmarks=True,
-                        timeout_seconds=self._watch_timeout,
-                        _request_timeout=self._watch_request_timeout,
-                    )
-                    async for raw in events:
-                        event = self._event(raw)
-                        if event is None:
-                            continue
-                        kind, version, obj = event
-                        position, progressed = version, True
-                        if obj is not None:
-                            yield WatchEvent(kind, obj)
-            except ApiException as exc:
-                error = self._error(exc, "watch", version=position)
-                if isinstance(error, ExpiredError):
-                    raise error from exc
-                if int(exc.status or 0) not in _TRANSIENT:
-                    raise error from exc
-                log.warning("watch of %s failed (%s); resuming from %s", self.resource, error, position)
-            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                raise_if_cancelling()
-                log.warning("watch of %s lost its stream (%r); resuming from %s", self.resource, exc, position)
-            if progressed or loop.time() - started >= _MIN_STREAM_SECONDS:
-                backoff = 0.05
-                continue
-            await asyncio.sleep(backoff)  # the stream broke at once: do not hammer the server
-            backoff = min(backoff * 2, self._retry_max)
+        """Changes after ``since``, through ``fleetmatch.backends.kube.watch`` (resumed across streams)."""
+        target = self._target("watch")
+        stream = watch_stream(
+            self._api.list_namespaced_custom_object,
+            target,
+            timeout_seconds=self._watch_timeout,
+            request_timeout=self._watch_request_timeout,
+            group=GROUP,
+            version=VERSION,
+            namespace=self._namespace,
+            plural=self._plural,
+        )
+        async for raw in watch_events(stream, since, target=target, max_backoff=self._retry_max):
+            event = self._event(raw)
+            if event is not None:
+                yield event
 
-    def _event(self, raw: Any) -> tuple[EventType, str, R | None] | None:
-        """(type, version, object) of one watch line; object None for a bookmark; None to skip the line."""
-        if not isinstance(raw, dict):
-            return None  # a blank or non-JSON line (the client hands those through as strings)
-        doc = raw.get("raw_object")
-        meta = doc.get("metadata") if isinstance(doc, dict) else None
-        version = str(meta.get("resourceVersion") or "") if isinstance(meta, dict) else ""
-        kind = raw.get("type")
-        if kind == "BOOKMARK":
-            return (EventType.MODIFIED, version, None) if version else None
-        if kind not in EventType.__members__ or not version:
-            log.warning("watch of %s: ignored unexpected event %r", self.resource, str(raw)[:200])
-            return None
-        type_ = EventType(str(kind))
+    def _event(self, raw: RawEvent) -> WatchEvent[R] | None:
+        """The event of one change; None (logged) when its object is not a valid one of our kind."""
+        type_ = EventType(raw.type)
         try:
-            obj = self._decode(doc)
+            obj = self._decode(raw.object)
         except ValidationError as exc:
-            log.warning("watch of %s: %s at %s is not a valid %s; skipped: %s", self.resource, kind, version,
+            log.warning("watch of %s: %s at %s is not a valid %s; skipped: %s", self.resource, raw.type, raw.version,
                         self._kind.KIND, exc)  # fmt: skip
-            return type_, version, None
+            return None
         if type_ is EventType.DELETED:
             self._seen.pop(obj.metadata.name, None)
-        return type_, version, obj
+        return WatchEvent(type_, obj)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -569,7 +326,7 @@ class KubeStore(Generic[R]):
             return stored  # everything written (or the status never differed)
         return await self._write_status(obj, stored)  # the main endpoint ignored the status
 
-    async def _put_main(self, obj: R, kept: _Kept | None) -> R:
+    async def _put_main(self, obj: R, kept: Kept | None) -> R:
         name, version = obj.metadata.name, obj.metadata.resource_version
         doc = await self._call(
             self._api.replace_namespaced_custom_object(
@@ -601,8 +358,8 @@ class KubeStore(Generic[R]):
                 name,
                 version=version,
             )
-        except BackendError as exc:
-            if not isinstance(exc.__cause__, ApiException) or exc.__cause__.status != 404:
+        except KubeApiError as exc:
+            if exc.code != 404:
                 raise
             log.warning("%s has no /status subresource; status is written with the object", self.resource)
             self._status_subresource = False
