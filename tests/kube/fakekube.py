@@ -1,7 +1,7 @@
 """An in-process fake Kubernetes API server, for driving the real ``kubernetes-asyncio`` client in tests.
 
-``FakeKube`` serves an ``aiohttp.web`` app on ``127.0.0.1:0`` and reproduces the apiserver behaviour in
-``/work/shared/reference/kubernetes-and-redis-testing.md`` section 2.2: the URL layout, exact success
+``FakeKube`` serves an ``aiohttp.web`` app on ``127.0.0.1:0`` and reproduces the API server's behaviour
+that fleetmatch relies on: the URL layout, exact success
 codes, metadata stamping, one global resourceVersion counter, optimistic concurrency (409/422), the
 three PATCH flavours, the ``/status`` subresource, generation rules, finalizers, a small garbage
 collector, label and field selectors, and watches (synthetic ADDED, history with 410 Expired, selector

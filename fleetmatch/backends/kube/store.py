@@ -1,63 +1,12 @@
 """The Kubernetes engine of the state store: GameServers, Fleets and FleetAutoscalers as custom resources.
 
-Objects live as ``fleetmatch.dev/v1`` custom resources (``deploy/crds/``), one ``KubeStore`` per kind
-and namespace, spoken to through the real ``kubernetes_asyncio`` client (``CustomObjectsApi``).
-
-**Versions.** ``resource_version`` is the API server's ``metadata.resourceVersion``, passed through
-untouched. The store itself treats it as opaque: it only hands it back to the server (as the
-precondition of a PUT, a DELETE, or the start of a watch) and compares versions for *equality*,
-which is all the store contract needs. Nothing here orders versions. (On an etcd-backed API server
-the value happens to be the etcd revision, an integer that grows with every write in the whole
-cluster; ``sdk_sidecar.session`` orders numeric versions and is right there, but the Kubernetes API
-does not promise it.) Because the revision is cluster-wide, the version ``list()`` returns on a
-real cluster moves with writes to *any* resource, not only ours.
-
-**Spec, metadata and the status subresource.** ``deploy/crds/`` gives Fleets and FleetAutoscalers a
-``/status`` subresource (their generation then moves on spec changes only) and GameServers none, as
-Agones does, so that an allocation claim (labels, annotations and ``status.state: Allocated``) is ONE
-conditional PUT. The store handles both kinds of CRD; ``status_subresource`` says which one it
-serves (``None``, the default: find out from the server's answers):
-
-- Without the subresource: one ``PUT .../{name}`` with ``metadata.resourceVersion`` = the caller's
-  version (409 -> ConflictError) writes spec, metadata and status atomically. Kubernetes then bumps
-  ``generation`` on status changes too (the store contract's "spec only" rule holds for the kinds
-  that have the subresource; ``tests/kube`` checks the Kubernetes rule for GameServers).
-- With it, the main endpoint ignores ``.status`` and ``/status`` ignores everything else, so an
-  update that changes both is two requests, each conditional on the version the previous produced:
-  (1) ``PUT .../{name}`` (skipped when the store read that very version and only the status
-  differs), then (2) ``PUT .../{name}/status`` with the version (1) returned, only if the stored
-  status still differs. Exclusivity is as with one write: of two updates from one version only one
-  passes its first step, and nobody can slip a write between our steps without our second failing.
-  What is lost is atomicity: watchers see the spec/metadata change one event before the status,
-  and when (2) conflicts the spec/metadata part stays written while ``update()`` raises
-  ``ConflictError`` (``modify()`` then re-reads and re-applies). Spec/metadata go first on purpose:
-  if a labels-plus-state write fails half way, the object keeps its old state with new labels;
-  the reverse order could strand a GameServer Allocated that no caller was told about.
-- Finding out (``None``): a main PUT whose answer lacks the status we sent proves the subresource;
-  a ``/status`` 404 that is not about our object proves its absence. Until the store knows, a
-  status-only change costs the main PUT (a server no-op) before the status PUT.
-
-``create()`` POSTs (with the subresource the server drops ``.status``) and, if the wanted status is
-not what the server stored, writes it through ``/status`` conditional on the created version. If
-that conflicts (someone already moved the new object on) the created object is returned as stored.
-
-**Metadata mapping.** name, generateName, namespace, uid, resourceVersion, generation,
-creationTimestamp, deletionTimestamp, labels and annotations map one-to-one onto ``ObjectMeta``;
-uid, generation and the timestamps are owned by the server and never sent. ``finalizers`` and
-``ownerReferences`` are not modelled: the store remembers them per (name, version) it read and
-sends them back on a PUT of that version, so a replace does not strip what kubectl or another
-controller put there. Names from ``generateName`` are made by the server (a collision is 409
-AlreadyExists, which ``create_with_generated_name`` retries).
-
-**Watch.** ``watch(since)`` is the informer half of list+watch, on the one resumable watch
-(``fleetmatch.backends.kube.watch``): streams of ``watch_timeout`` seconds, reopened from the last
-event or bookmark, 410 as ``ExpiredError`` (the informer re-lists), unreachable servers, 429 and 5xx
-retried with back-off up to ``retry_max_seconds``; other refusals (403, a missing CRD) raise.
-
-**Errors** are those of ``fleetmatch.backends.kube.errors``: NotFoundError, AlreadyExistsError,
-ConflictError, ExpiredError, ValidationError, ``ForbiddenError`` naming the RBAC verb and resource
-needed, and for 429/5xx and transport errors ``KubeApiError`` (a ``BackendError``: callers retry
-with back-off, as on a Redis outage).
+One ``KubeStore`` per kind and namespace, on the real ``kubernetes_asyncio`` client
+(``CustomObjectsApi``). Versions are the API server's resourceVersions, opaque and compared for
+equality only; an update is one conditional PUT, or two (main object, then ``/status``) on kinds
+whose CRD has the status subresource, spec and metadata first; metadata fleetmatch does not model
+(finalizers, ownerReferences) and spec/status fields it does not know are kept on replace; the watch
+is the package's one resumable watch; errors are ``fleetmatch.backends.kube.errors``. Why each of
+these is so: docs/architecture.md, "The Kubernetes store".
 """
 
 from __future__ import annotations
