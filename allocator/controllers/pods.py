@@ -59,6 +59,7 @@ from fleetmatch.errors import (
     StoreError,
     ValidationError,
 )
+from fleetmatch.events import Severity, record_quietly
 from fleetmatch.models import TERMINAL_STATES, GameServer, GameServerState
 from fleetmatch.reconcile import ReconcileLoop
 from fleetmatch.settings import PodSettings
@@ -191,6 +192,7 @@ class PodController:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.gameservers = backend.gameservers
+        self.events = backend.events
         self.namespace = backend.namespace
         self.settings = settings or PodSettings()
         self.api = backend.api
@@ -400,12 +402,9 @@ class PodController:
             self._wrote(gs.name, updated)
         if updated is not None and updated.state is GameServerState.UNHEALTHY:
             metrics.PODCONTROLLER_ACTIONS.labels(action="unhealthy").inc()
-            log.warning(
-                "%s -> Unhealthy: %s",
-                gs.name,
-                updated.metadata.annotations.get(ERROR_ANNOTATION, ""),
-                extra={"gameserver": gs.name},
-            )
+            why = updated.metadata.annotations.get(ERROR_ANNOTATION, "")
+            log.warning("%s -> Unhealthy: %s", gs.name, why, extra={"gameserver": gs.name})
+            await record_quietly(self.events, GameServer.KIND, gs.name, "Unhealthy", why, type=Severity.WARNING)
 
     def _wrote(self, name: str, written: GameServer | None) -> None:
         """We wrote ``written`` (None: deleted ``name``): skip it until the informer catches up."""
@@ -564,6 +563,7 @@ class PodController:
             self._wrote(name, updated)
             metrics.PODCONTROLLER_ACTIONS.labels(action="error").inc()
             log.error("%s -> Error: %s", name, why, extra={"gameserver": name})
+            await record_quietly(self.events, GameServer.KIND, name, "Error", why, type=Severity.WARNING)
 
 
 __all__ = ["Backoff", "ObjectWatcher", "PodController"]

@@ -167,6 +167,7 @@ BUILTINS = (
     Resource("", "nodes", "Node", ("v1",), namespaced=False, builtin=True),
     Resource("", "namespaces", "Namespace", ("v1",), namespaced=False, builtin=True),
     Resource("coordination.k8s.io", "leases", "Lease", ("v1",), builtin=True, status_subresource=False),
+    Resource("events.k8s.io", "events", "Event", ("v1",), builtin=True, status_subresource=False),
 )
 
 

@@ -31,8 +31,9 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config.config_exception import ConfigException
 from kubernetes_asyncio.config.incluster_config import InClusterConfigLoader
 
-from fleetmatch.backends.base import Backend, LeaseFactory
+from fleetmatch.backends.base import Backend, LeaseFactory, default_holder
 from fleetmatch.backends.kube.config import SERVICE_ACCOUNT_DIR, resolve
+from fleetmatch.backends.kube.events import KubeEventLog
 from fleetmatch.backends.kube.lease import KubeLease
 from fleetmatch.backends.kube.store import KubeStore
 from fleetmatch.errors import ConfigError, NotFoundError
@@ -108,6 +109,7 @@ class KubeBackend(Backend):
             leases=leases,
             lease_seconds=lease_seconds,
             holder=holder,
+            events=KubeEventLog(api, stores.gameservers.namespace, instance=holder or default_holder()),
             on_close=api.close if owns_api else None,
         )
         self.api = api
