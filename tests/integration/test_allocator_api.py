@@ -230,6 +230,43 @@ BAD = [
         {"spec": {"lists": {"players": {"capacity": 5000}}}}, 422, "spec.lists.players.capacity", id="list-capacity"
     ),
     pytest.param([1, 2], 422, "", id="not-an-object"),
+    pytest.param({"apiVersion": {}, "spec": {}}, 422, "apiVersion", id="api-version-object"),
+    pytest.param({"apiVersion": [], "spec": {}}, 422, "apiVersion", id="api-version-list"),
+    pytest.param({"kind": ["GameServerAllocation"]}, 422, "kind", id="kind-list"),
+    pytest.param({"metadata": []}, 422, "metadata", id="metadata-list"),
+    pytest.param(
+        {"spec": {"counters": {"rooms": {"action": "Increment", "amount": 2**70}}}},
+        422,
+        "spec.counters.rooms.amount",
+        id="amount-beyond-int64",
+    ),
+    pytest.param(
+        {"spec": {"counters": {"rooms": {"capacity": 2**63}}}}, 422, "spec.counters.rooms.capacity", id="capacity-2^63"
+    ),
+    pytest.param(
+        {"spec": {"selectors": [{"counters": {"rooms": {"maxAvailable": 2**64}}}]}},
+        422,
+        "spec.selectors[0].counters.rooms.maxAvailable",
+        id="counter-bound-beyond-int64",
+    ),
+    pytest.param(
+        {"spec": {"selectors": [{"players": {"minAvailable": -(2**63) - 1}}]}},
+        422,
+        "spec.selectors[0].players.minAvailable",
+        id="players-below-int64",
+    ),
+    pytest.param(
+        {"spec": {"lists": {"players": {"capacity": 2**70}}}},
+        422,
+        "spec.lists.players.capacity",
+        id="list-capacity-big",
+    ),
+    pytest.param(
+        {"spec": {"metadata": {"annotations": {"fleetmatch.dev/allocation-key": "k"}}}},
+        422,
+        "spec.metadata.annotations.fleetmatch.dev/allocation-key",
+        id="allocator-annotation",
+    ),
 ]
 
 
@@ -250,13 +287,17 @@ async def test_malformed_unauthorized_and_oversized_requests(api: Api) -> None:
     assert status == 413 and doc["error"]["code"] == "TooLarge"
     async with api.http.get(f"{api.service.url}/v1/nothing-here", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
         assert r.status == 404 and (await r.json())["error"]["code"] == "NotFound"
+    async with api.http.get(f"{api.service.url}/v1/allocations", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+        assert r.status == 405 and r.headers["Allow"] == "POST"
+        assert (await r.json())["error"]["code"] == "MethodNotAllowed"
+    assert (await api.post(None, raw=b'{"spec": {"selectors": [{"counters": {"r": {"minCount": NaN}}}]}}'))[0] == 400
     await ready_servers(api.store, 1)
     await until_indexed(api, 1)
     assert (await api.post(fleet_request()))[0] == 201  # still serving after all that
 
 
 async def test_an_unreachable_store_is_503_as_in_every_api(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def down(spec: GameServerAllocationSpec) -> None:
+    async def down(spec: GameServerAllocationSpec, **_: Any) -> None:
         raise BackendError("redis at 10.1.2.3:6379: connection refused")
 
     monkeypatch.setattr(api.service.allocator, "allocate", down)
