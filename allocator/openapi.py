@@ -20,6 +20,10 @@ def _named(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": schema}
 
 
+def _nullable(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {**schema, "type": [schema["type"], "null"], "description": description}
+
+
 def _closed(**properties: Any) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "properties": properties}
 
@@ -63,7 +67,7 @@ OPENAPI: dict[str, Any] = {
                     "lists": _named(
                         _closed(containsValue={"type": "string"}, minAvailable=_COUNT, maxAvailable=_COUNT)
                     ),
-                    "players": _closed(minAvailable=_COUNT, maxAvailable=_COUNT),
+                    "players": {**_closed(minAvailable=_COUNT, maxAvailable=_COUNT), "type": ["object", "null"]},
                 },
                 "description": "maxCount/maxAvailable 0: no upper bound. Available = capacity - count.",
             },
@@ -107,9 +111,19 @@ OPENAPI: dict[str, Any] = {
                     "scheduling": {"enum": ["Packed", "Distributed"], "default": "Packed"},
                     "metadata": {"$ref": "#/components/schemas/Metadata"},
                     "counters": _named(
-                        _closed(action={"enum": ["Increment", "Decrement"]}, amount=_COUNT, capacity=_COUNT)
+                        _closed(
+                            action={"enum": ["Increment", "Decrement", None]},
+                            amount=_COUNT,
+                            capacity=_nullable(_COUNT, "null: keep the counter's capacity"),
+                        )
                     ),
-                    "lists": _named(_closed(addValues=_VALUES, deleteValues=_VALUES, capacity=_LIST_CAPACITY)),
+                    "lists": _named(
+                        _closed(
+                            addValues=_VALUES,
+                            deleteValues=_VALUES,
+                            capacity=_nullable(_LIST_CAPACITY, "null: keep the list's capacity"),
+                        )
+                    ),
                 },
             },
             "AllocationStatus": {
