@@ -123,7 +123,8 @@ def _schema(openapi: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _operation(openapi: dict[str, Any]) -> dict[str, Any]:
-    return openapi["paths"]["/v1/allocations"]["post"]
+    operation: dict[str, Any] = openapi["paths"]["/v1/allocations"]["post"]
+    return operation
 
 
 def check_answer(served: Served, status: int, headers: dict[str, str], body: Any) -> None:
@@ -139,7 +140,7 @@ def check_answer(served: Served, status: int, headers: dict[str, str], body: Any
         assert body["status"]["state"] == "Allocated" and body["status"]["gameServerName"]
 
 
-def request_strategy(openapi: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+def request_strategy(openapi: dict[str, Any]) -> st.SearchStrategy[Any]:
     return from_schema(_operation(openapi)["requestBody"]["content"]["application/json"]["schema"], openapi)
 
 
@@ -183,7 +184,8 @@ def mutated(draw: st.DrawFn, openapi: dict[str, Any]) -> dict[str, Any] | Any:
     doc = draw(request_strategy(openapi))
     paths = _paths(doc)
     leaves = [p for p in paths if not isinstance(_get(doc, p), dict | list)]
-    path = draw(st.sampled_from(leaves if leaves and draw(st.booleans()) else paths))
+    prefer_leaf: bool = draw(st.booleans())
+    path = draw(st.sampled_from(leaves if leaves and prefer_leaf else paths))
     value = draw(EDGES if draw(st.booleans()) else JSON)
     target = _get(doc, path)
     if isinstance(target, dict) and draw(st.booleans()):  # a new field rather than a new value
