@@ -179,15 +179,18 @@ def errors_middleware(observe: Callable[[web.Request, int], None] | None = None)
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON; malformed JSON is a 400 naming the position, a body not sent
     within the app's ``BODY_TIMEOUT`` a 408 (aiohttp then closes the connection: its rest is unread)."""
-    try:
-        async with asyncio.timeout(request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT)):
-            raw = await request.read()
-    except TimeoutError:
-        raise web.HTTPRequestTimeout(reason="the request body was not sent in time") from None
+    if request.content.is_eof():  # the usual case: the whole body came with the headers
+        raw = await request.read()
+    else:
+        try:
+            async with asyncio.timeout(request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT)):
+                raw = await request.read()
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(reason="the request body was not sent in time") from None
     if not raw:
         raise web.HTTPBadRequest(reason="the request body is empty; expected a JSON object")
     try:
-        return json.loads(raw, parse_constant=_not_json)
+        return _JSON.decode(raw.decode())
     except ValueError as exc:  # malformed, not UTF-8, NaN/Infinity, an integer of thousands of digits
         raise web.HTTPBadRequest(reason=f"malformed JSON: {exc}"[:300]) from None
     except RecursionError:
@@ -196,6 +199,9 @@ async def read_json(request: web.Request) -> Any:
 
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
+
+
+_JSON = json.JSONDecoder(parse_constant=_not_json)
 
 
 def client_gone(request: web.BaseRequest) -> bool:
