@@ -419,3 +419,20 @@ async def test_the_client_sends_a_key_per_request_and_the_same_on_its_retries() 
         second = await client.allocate(spec, idempotency_key="match-42")
         assert second.game_server_name == "gs-match-42"
     assert seen[2:] == ["match-42"] * 2 and seen[2] != seen[0]
+
+
+async def test_the_allocator_closes_half_sent_requests(gs_store: RedisStore[GameServer], backend: Backend) -> None:
+    settings = AllocatorSettings(port=0, header_timeout=0.3, body_timeout=0.3)
+    async with serve_allocator(backend, settings, TOKEN) as service:
+        host, port = service.url.removeprefix("http://").split(":")
+        half_headers = b"POST /v1/allocations HTTP/1.1\r\nHost: x\r\n"
+        half_body = half_headers + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 50\r\n\r\n".encode() + b'{"sp'
+        answers = []
+        for request in (half_headers, half_body):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(request)
+            async with asyncio.timeout(10):  # a hang here is the failure
+                answers.append(await reader.read())
+            writer.close()
+    assert answers[0] == b""  # closed without an answer
+    assert answers[1].startswith(b"HTTP/1.1 408 ")
