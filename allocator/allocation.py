@@ -6,28 +6,56 @@ process saw, so when two allocators pick the same server exactly one write lands
 servers being claimed are excluded from concurrent requests. There is no batching wait: an idle
 allocator answers at once. The claim writes state Allocated, the request's labels and annotations
 and ``agones.dev/last-allocated`` in the same write, so a server is never half-claimed.
+
+Idempotency: a request may carry a key (``Idempotency-Key``). The claim records it on the server
+(``fleetmatch.dev/allocation-key``, with a digest of the request), in the same write, so a retry
+answers with that server, from any allocator whose index has seen the write. Two requests with
+one key racing in two allocators before either write is seen would both claim; so a keyed request
+first *reserves* its key (``KeyReservations``: a Redis key set if absent, with a TTL), across
+processes, and within this one waits on the key's lock. A request that cannot reserve waits a
+little for the holder's claim to show up, then answers ``KeyInUseError`` (retry). The reservation
+outlives a claim by its TTL, covering the time other allocators need to see the write; it is
+released at once when nothing was claimed.
+
+A request whose client has hung up is not claimed for (``abandoned``, asked just before the
+write); what vanishes between that check and the write is left to allocation leases
+(``allocator.allocation_lease``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 from allocator import metrics
 from allocator.choose import choose_server
+from allocator.errors import ClientGoneError, KeyInUseError
 from allocator.index import AllocationIndex
 from fleetmatch.allocation import (
+    ALLOCATION_KEY_ANNOTATION,
+    ALLOCATION_LEASE_ANNOTATION,
+    ALLOCATION_REQUEST_ANNOTATION,
+    IDEMPOTENCY_HEADER,
+    AllocationKey,
     AllocationState,
     GameServerAllocationSpec,
     GameServerAllocationStatus,
+    allocation_keys,
+    lease_annotation,
+    with_allocation_key,
 )
 from fleetmatch.codec import evolve, format_timestamp
-from fleetmatch.errors import ConflictError, NotFoundError, StoreError
+from fleetmatch.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from fleetmatch.informer import Informer
+from fleetmatch.lease import Lease
 from fleetmatch.models import (
     LAST_ALLOCATED_ANNOTATION,
     GameServer,
@@ -47,13 +75,37 @@ MAX_ATTEMPTS = 8
 """Claims one request may try (each on another server) before answering Contention."""
 NODE_POLL_SECONDS = 1.0
 """How often the allocator reads node heartbeats: a node is out of reach this long after it lapses."""
+KEY_TTL_SECONDS = 15.0
+"""How long a key's reservation lasts: past a claim, the time every allocator has to see the write
+(informers lag by milliseconds); for a holder stalled before its claim, how long others wait."""
+KEY_WAIT_SECONDS = 1.0
+"""How long a request whose key another holds waits for that claim to show up before a 409."""
+_KEY_POLL_SECONDS = 0.05
 
 
-def allocated(gs: GameServer, spec: GameServerAllocationSpec, now: float) -> GameServer:
+def allocated(
+    gs: GameServer,
+    spec: GameServerAllocationSpec,
+    now: float,
+    *,
+    key: AllocationKey | None = None,
+    lease_seconds: float = 0.0,
+) -> GameServer:
     """``gs`` as the allocation writes it: Allocated, with the request's labels and annotations and
-    its counter and list actions applied (on counters and lists the server has; others are ignored)."""
+    its counter and list actions applied (on counters and lists the server has; others are ignored).
+    ``key`` is recorded on it; ``lease_seconds`` > 0 leases a server taken from Ready (one taken
+    again, for another room, is in use: it gets no lease, and loses any it had)."""
     metadata = spec.metadata
     annotations = {**gs.metadata.annotations, **metadata.annotations, LAST_ALLOCATED_ANNOTATION: format_timestamp(now)}
+    from_ready = gs.status.state is not GameServerState.ALLOCATED
+    kept = allocation_keys(gs)  # none from Ready: those keys' allocations are over
+    if ALLOCATION_KEY_ANNOTATION in annotations and not kept:
+        del annotations[ALLOCATION_KEY_ANNOTATION]
+        annotations.pop(ALLOCATION_REQUEST_ANNOTATION, None)
+    if key is not None:
+        with_allocation_key(annotations, key, kept=kept)
+    if not from_ready or not lease_seconds:
+        annotations.pop(ALLOCATION_LEASE_ANNOTATION, None)
     labels = {**gs.metadata.labels, **metadata.labels} if metadata.labels else gs.metadata.labels
     # Request labels were validated when the request was decoded: no need to validate again.
     claimed = stamp(gs, labels=labels, annotations=annotations)
@@ -69,7 +121,60 @@ def allocated(gs: GameServer, spec: GameServerAllocationSpec, now: float) -> Gam
             if name in lists:
                 lists[name] = list_action.apply(lists[name])
         status = evolve(status, counters=counters, lists=lists)
+    if from_ready and lease_seconds:
+        annotations[ALLOCATION_LEASE_ANNOTATION] = lease_annotation(now + lease_seconds, labels, annotations, status)
     return evolve(claimed, status=status)
+
+
+def status_of(gs: GameServer) -> GameServerAllocationStatus:
+    """The Allocated answer naming ``gs`` as it now is."""
+    return GameServerAllocationStatus(
+        state=AllocationState.ALLOCATED,
+        game_server_name=gs.name,
+        address=gs.status.address,
+        ports=gs.status.ports,
+        node_name=gs.status.node_name,
+        metadata=TemplateMeta(labels=gs.metadata.labels, annotations=gs.metadata.annotations),
+        counters=gs.status.counters,
+        lists=gs.status.lists,
+    )
+
+
+@dataclass(slots=True)
+class _Hold:
+    """A key this request reserved, and when (renewed before a claim made late)."""
+
+    key: str
+    since: float
+
+
+class KeyReservations(Protocol):
+    """Idempotency keys held across allocator processes (a record per key, with a TTL)."""
+
+    async def reserve(self, key: str, ttl: float) -> bool:
+        """Hold ``key`` for ``ttl`` seconds (or renew our hold); False while someone else holds it."""
+
+    async def release(self, key: str) -> None:
+        """Let go of ``key`` (if we hold it)."""
+
+
+class LeaseReservations:
+    """``KeyReservations`` on the backend's leases (``Backend.lease``: on Redis a key set if absent
+    with a TTL, held by this process). Within the process the allocator serializes each key itself."""
+
+    def __init__(self, lease: Callable[[str, float], Lease]) -> None:
+        self._lease = lease
+
+    @staticmethod
+    def name(key: str) -> str:
+        """The lease of ``key``: a digest, so that any key makes a valid, short name."""
+        return "allocation-key." + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+    async def reserve(self, key: str, ttl: float) -> bool:
+        return await self._lease(self.name(key), ttl).acquire()
+
+    async def release(self, key: str) -> None:
+        await self._lease(self.name(key), KEY_TTL_SECONDS).release()
 
 
 class Allocator:
@@ -83,11 +188,28 @@ class Allocator:
         max_attempts: int = MAX_ATTEMPTS,
         nodes: NodeRegistry | None = None,
         node_lease: float = DEFAULT_LEASE_SECONDS,
+        reservations: KeyReservations | None = None,
+        key_ttl: float = KEY_TTL_SECONDS,
+        key_wait: float = KEY_WAIT_SECONDS,
+        lease_seconds: float = 0.0,
     ) -> None:
         """``informer``: the process's GameServer informer on ``store`` (``Backend.informer``): the
         index is fed by its events from now on, starting with what it has cached. ``nodes``: node
-        heartbeats (``follow_nodes`` keeps servers of silent or restarted node agents out of reach)."""
+        heartbeats (``follow_nodes`` keeps servers of silent or restarted node agents out of reach).
+        ``reservations``: where keys are reserved across processes (None: this process only).
+        ``lease_seconds``: allocation lease stamped on servers taken from Ready (0: none)."""
         self.store = store
+        self.reservations = reservations
+        self._key_ttl = key_ttl
+        self._key_wait = key_wait
+        self._lease_seconds = lease_seconds
+        self._keys: dict[str, str] = {}
+        """Idempotency key -> the Allocated server carrying it."""
+        self._keys_of: dict[str, list[str]] = {}
+        """Server -> the keys it carries (to forget them when it changes)."""
+        self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._key_seen = asyncio.Event()
+        """Set (and replaced) each time a server carrying a key is indexed."""
         self.nodes = nodes
         self._node_lease = node_lease
         self._nodes_known = asyncio.Event()
@@ -110,8 +232,41 @@ class Allocator:
         gs = event.object
         if event.type is EventType.DELETED:
             self.index.remove(gs.name)
-        elif self.index.servers.get(gs.name) is not gs:  # our own claims come back as the same object
+            if gs.name in self._keys_of:
+                self._index_keys(gs.name, [])
+            return
+        if ALLOCATION_KEY_ANNOTATION in gs.metadata.annotations or gs.name in self._keys_of:
+            self._index_keys(gs.name, [key for key, _ in allocation_keys(gs)])
+        if self.index.servers.get(gs.name) is not gs:  # our own claims come back as the same object
             self.index.upsert(gs)
+
+    def _index_keys(self, name: str, keys: list[str]) -> None:
+        for old in self._keys_of.pop(name, ()):
+            if self._keys.get(old) == name:
+                del self._keys[old]
+        if keys:
+            self._keys_of[name] = keys
+            for key in keys:
+                self._keys[key] = name
+            self._key_seen.set()
+            self._key_seen = asyncio.Event()
+
+    def _replay(self, key: AllocationKey) -> GameServerAllocationStatus | None:
+        """The answer already given to ``key`` (its server, as it now is), if a server carries it.
+        The same key with another request body is refused, naming the header."""
+        name = self._keys.get(key.value)
+        gs = self.index.servers.get(name) if name is not None else None
+        if gs is None:
+            return None
+        for value, digest in allocation_keys(gs):
+            if value == key.value:
+                if digest != key.digest:
+                    raise ValidationError(
+                        IDEMPOTENCY_HEADER, "was already used with a different request body: use a new key"
+                    )
+                metrics.ALLOCATIONS_REPLAYED.inc()
+                return status_of(gs)
+        return None
 
     @property
     def ready(self) -> bool:
@@ -141,14 +296,99 @@ class Allocator:
                 self._nodes_known.set()
             await asyncio.sleep(period)
 
-    async def allocate(self, spec: GameServerAllocationSpec) -> GameServerAllocationStatus:
+    async def allocate(
+        self,
+        spec: GameServerAllocationSpec,
+        *,
+        key: AllocationKey | None = None,
+        abandoned: Callable[[], bool] | None = None,
+    ) -> GameServerAllocationStatus:
+        """Claim a server for ``spec``. ``key``: the request's idempotency key (its retries get the
+        same server). ``abandoned``: asked just before the claim; True (the client hung up) ends the
+        request with ``ClientGoneError`` and nothing claimed."""
         started = time.perf_counter()
-        status = await self._allocate(spec)
+        try:
+            if key is None:
+                status = await self._allocate(spec, None, abandoned)
+            else:
+                status = await self._allocate_keyed(spec, key, abandoned)
+        except ClientGoneError:
+            metrics.ALLOCATIONS_ABANDONED.inc()
+            raise
         metrics.ALLOCATIONS.labels(result=status.state.value).inc()
         metrics.ALLOCATION_SECONDS.labels(result=status.state.value).observe(time.perf_counter() - started)
         return status
 
-    async def _allocate(self, spec: GameServerAllocationSpec) -> GameServerAllocationStatus:
+    async def _allocate_keyed(
+        self, spec: GameServerAllocationSpec, key: AllocationKey, abandoned: Callable[[], bool] | None
+    ) -> GameServerAllocationStatus:
+        async with self._key_lock(key.value):  # one request per key at a time in this process
+            replay = self._replay(key)
+            if replay is not None:
+                return replay
+            if self.reservations is None:
+                return await self._allocate(spec, key, abandoned)
+            hold = await self._reserve(key)
+            if isinstance(hold, GameServerAllocationStatus):
+                return hold
+            status: GameServerAllocationStatus | None = None
+            try:
+                status = await self._allocate(spec, key, abandoned, hold)
+            finally:
+                if status is None or status.state is not AllocationState.ALLOCATED:
+                    # Nothing claimed: let a retry (anywhere) go ahead at once.
+                    with contextlib.suppress(StoreError):
+                        await asyncio.shield(self.reservations.release(key.value))
+            return status
+
+    async def _reserve(self, key: AllocationKey) -> _Hold | GameServerAllocationStatus:
+        """Hold ``key`` across processes, or return the answer its holder's claim gave, once this
+        index sees it. ``KeyInUseError`` if neither happens within ``key_wait``."""
+        assert self.reservations is not None
+        deadline = time.monotonic() + self._key_wait
+        while not await self.reservations.reserve(key.value, self._key_ttl):
+            replay = self._replay(key)
+            if replay is not None:
+                return replay
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise KeyInUseError()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(remaining, _KEY_POLL_SECONDS)):
+                    await self._key_seen.wait()
+        return _Hold(key.value, time.monotonic())
+
+    @contextlib.asynccontextmanager
+    async def _key_lock(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._key_locks.get(key) or (asyncio.Lock(), 0)
+        self._key_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._key_locks[key]
+            if users == 1:
+                del self._key_locks[key]
+            else:
+                self._key_locks[key] = (lock, users - 1)
+
+    async def _still_held(self, hold: _Hold) -> bool:
+        """Before a keyed claim: is the reservation still ours? Renewed when half its TTL is gone
+        (a process stalled that long may have lost it to another allocator)."""
+        if self.reservations is None or time.monotonic() - hold.since < self._key_ttl / 2:
+            return True
+        if await self.reservations.reserve(hold.key, self._key_ttl):
+            hold.since = time.monotonic()
+            return True
+        return False
+
+    async def _allocate(
+        self,
+        spec: GameServerAllocationSpec,
+        key: AllocationKey | None,
+        abandoned: Callable[[], bool] | None,
+        hold: _Hold | None = None,
+    ) -> GameServerAllocationStatus:
         lost: set[str] = set()
         for _ in range(self._max_attempts):
             gs = self._choose(spec, lost)
@@ -161,9 +401,15 @@ class Allocator:
                 gs = self._choose(spec, lost)
             if gs is None:
                 return GameServerAllocationStatus(state=AllocationState.UNALLOCATED)
+            if abandoned is not None and abandoned():
+                raise ClientGoneError()
+            if hold is not None and not await self._still_held(hold):
+                raise KeyInUseError()
             self._claiming.add(gs.name)
             try:
-                claimed = await self.store.update(allocated(gs, spec, self._clock()))
+                claimed = await self.store.update(
+                    allocated(gs, spec, self._clock(), key=key, lease_seconds=self._lease_seconds)
+                )
             except (ConflictError, NotFoundError):
                 metrics.CLAIM_CONFLICTS.inc()
                 lost.add(gs.name)  # someone else got it, or it changed: try another server
@@ -173,16 +419,9 @@ class Allocator:
                 self._landed.set()
                 self._landed = asyncio.Event()
             self.index.upsert(claimed)  # the watch will confirm; until then nobody here picks it
-            return GameServerAllocationStatus(
-                state=AllocationState.ALLOCATED,
-                game_server_name=claimed.name,
-                address=claimed.status.address,
-                ports=claimed.status.ports,
-                node_name=claimed.status.node_name,
-                metadata=TemplateMeta(labels=claimed.metadata.labels, annotations=claimed.metadata.annotations),
-                counters=claimed.status.counters,
-                lists=claimed.status.lists,
-            )
+            if key is not None:
+                self._index_keys(claimed.name, [k for k, _ in allocation_keys(claimed)])
+            return status_of(claimed)
         log.info("allocation gave up after %d lost races", len(lost))
         return GameServerAllocationStatus(state=AllocationState.CONTENTION)
 

@@ -2,10 +2,16 @@
 
 Results follow Agones' GameServerAllocation: the request's document comes back with a ``status``.
 HTTP codes: 201 Allocated; 429 UnAllocated (nothing free: retry later or scale up); 409 Contention
-(lost every race it tried: retry now); 401 bad token; 400 malformed JSON; 413 body too large; 422
-invalid request, naming the field; 503 while the allocator has not yet read the store, or cannot
-reach it. The allocation results are answered here; errors are mapped by ``fleetmatch.http``, as
-for every fleetmatch API.
+(lost every race it tried: retry now) or IdempotencyKeyInUse (a request with the same key is in
+progress: retry with it); 401 bad token; 400 malformed JSON; 408 body not sent in time; 413 body
+too large; 422 invalid request, naming the field (or the ``Idempotency-Key`` header, reused with
+another body); 503 while the allocator has not yet read the store, or cannot reach it. The
+allocation results are answered here; errors are mapped by ``fleetmatch.http``, as for every
+fleetmatch API.
+
+``Idempotency-Key: <key>`` (optional, 1 to 128 visible ASCII characters) names one logical
+allocation: every retry with it gets the same server, from any allocator, never a second one.
+A request whose client hung up before its server was claimed claims nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +23,18 @@ from aiohttp import web
 
 from allocator.allocation import Allocator
 from allocator.openapi import OPENAPI
-from fleetmatch.allocation import AllocationState, GameServerAllocation, decode_allocation
+from fleetmatch.allocation import (
+    IDEMPOTENCY_HEADER,
+    AllocationKey,
+    AllocationState,
+    GameServerAllocation,
+    decode_allocation,
+    idempotency_key_error,
+    request_digest,
+)
 from fleetmatch.codec import to_wire
-from fleetmatch.http import PUBLIC, TOKEN, api_middleware, problem, read_json
+from fleetmatch.errors import ValidationError
+from fleetmatch.http import BODY_TIMEOUT, PUBLIC, TOKEN, api_middleware, client_gone, problem, read_json
 from fleetmatch.metrics import metrics_handler
 from fleetmatch.models import API_VERSION
 from fleetmatch.probes import Probes, add_probe_routes
@@ -40,13 +55,26 @@ async def allocate(request: web.Request) -> web.Response:
         return problem(503, "the allocator is still reading the store; retry in a moment")
     doc = await read_json(request)
     allocation = decode_allocation(doc)
-    status = await allocator.allocate(allocation.spec)
+    sent = doc.get("spec", {})
+    key = _key(request, sent)
+    status = await allocator.allocate(allocation.spec, key=key, abandoned=lambda: client_gone(request))
     # The request's spec goes back as the client sent it (validated above): no re-encoding.
-    body = {"apiVersion": API_VERSION, "kind": GameServerAllocation.KIND, "spec": doc.get("spec", {})}
+    body = {"apiVersion": API_VERSION, "kind": GameServerAllocation.KIND, "spec": sent}
     body["status"] = to_wire(status)
     if status.state is AllocationState.ALLOCATED:
         return web.json_response(body, status=201)
     return problem(_STATUS[status.state], _MESSAGES[status.state], code=status.state.value, extra=body)
+
+
+def _key(request: web.Request, spec: object) -> AllocationKey | None:
+    """The request's idempotency key, with the digest of the spec it came with."""
+    value = request.headers.get(IDEMPOTENCY_HEADER)
+    if value is None:
+        return None
+    err = idempotency_key_error(value)
+    if err:
+        raise ValidationError(IDEMPOTENCY_HEADER, err)
+    return AllocationKey(value, request_digest(spec))
 
 
 async def openapi(_: web.Request) -> web.Response:
@@ -63,6 +91,7 @@ def build_app(
     app = web.Application(middlewares=[api_middleware], client_max_size=settings.max_body_bytes)
     app[ALLOCATOR] = allocator
     app[TOKEN] = token
+    app[BODY_TIMEOUT] = settings.body_timeout
     app[PUBLIC] = frozenset({"/healthz", "/readyz", "/livez", "/metrics", "/openapi.json"})
     app.router.add_post("/v1/allocations", allocate)
     add_probe_routes(app, probes)

@@ -8,13 +8,11 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from aiohttp import web
-
-from allocator.allocation import Allocator
+from allocator.allocation import Allocator, KeyReservations, LeaseReservations
 from allocator.api import build_app, server_ssl_context
 from fleetmatch.backends import Backend
 from fleetmatch.gctune import freeze_heap
-from fleetmatch.http import start_site
+from fleetmatch.http import app_runner, start_site
 from fleetmatch.models import GameServer
 from fleetmatch.nodes import DEFAULT_LEASE_SECONDS
 from fleetmatch.probes import Probes
@@ -30,6 +28,16 @@ class AllocatorService:
     allocator: Allocator
 
 
+def key_reservations(backend: Backend) -> KeyReservations | None:
+    """Where idempotency keys are reserved across allocator processes: the backend's leases, where
+    they are cheap records with a TTL (Redis, memory). None on Kubernetes, where a lease is an API
+    object: there a key is honoured by the annotation its claim writes, and two allocators racing
+    one key before either sees the other's write could both claim (see docs/allocation.md)."""
+    if backend.engine == "kubernetes":
+        return None
+    return LeaseReservations(lambda name, ttl: backend.lease(name, ttl=ttl))
+
+
 @contextlib.asynccontextmanager
 async def serve_allocator(
     backend: Backend,
@@ -42,13 +50,25 @@ async def serve_allocator(
     """Serve the allocation API until the block ends. ``fallback_port``: if the configured port is
     taken, use any free one (``fleetmatch up`` on a busy laptop) instead of failing. ``node_lease``:
     servers of node agents silent this long are not allocated."""
-    allocator = Allocator(backend.gameservers, backend.informer(GameServer), nodes=backend.nodes, node_lease=node_lease)
+    allocator = Allocator(
+        backend.gameservers,
+        backend.informer(GameServer),
+        nodes=backend.nodes,
+        node_lease=node_lease,
+        reservations=key_reservations(backend),
+        lease_seconds=settings.allocation_lease_seconds,
+    )
     following = supervised("allocator.nodes", allocator.follow_nodes) if backend.nodes is not None else None
     probes = Probes()
     probes.add("store", backend.ping)
     probes.gate("index", lambda: allocator.ready)
     checking = supervised("allocator.probes", probes.run)
-    runner = web.AppRunner(build_app(allocator, settings, token, probes), access_log=None, shutdown_timeout=2.0)
+    runner = app_runner(
+        build_app(allocator, settings, token, probes),
+        header_timeout=settings.header_timeout,
+        access_log=None,
+        shutdown_timeout=2.0,
+    )
     await runner.setup()
     context = server_ssl_context(settings)
     try:

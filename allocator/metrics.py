@@ -102,3 +102,18 @@ PODCONTROLLER_ACTIONS = Counter(
     "What the GameServer (pod) controller did: pod-created, pod-deleted, unhealthy, error, shutdown-deleted.",
     ["action"],
 )
+
+# -- idempotency, abandoned requests and allocation leases ------------------------------------
+
+ALLOCATIONS_REPLAYED = Counter(
+    "fleetmatch_allocations_replayed_total",
+    "Requests answered with the server their Idempotency-Key already allocated (a retry), not a new one.",
+)
+ALLOCATIONS_ABANDONED = Counter(
+    "fleetmatch_allocations_abandoned_total",
+    "Requests whose client hung up before the claim: no server was taken for them.",
+)
+ALLOCATION_LEASES_EXPIRED = Counter(
+    "fleetmatch_allocation_leases_expired_total",
+    "Allocated servers recycled because their game never confirmed the allocation within its lease.",
+)

@@ -8,12 +8,14 @@ the matchmaker), so it lives in the kernel.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from fleetmatch.codec import from_wire, to_wire
+from fleetmatch.codec import format_timestamp, from_wire, parse_timestamp, to_wire
 from fleetmatch.documents import Kind
 from fleetmatch.errors import ValidationError
 from fleetmatch.models import (
@@ -23,6 +25,7 @@ from fleetmatch.models import (
     CounterStatus,
     GameServer,
     GameServerState,
+    GameServerStatus,
     ListStatus,
     PortStatus,
     SchedulingStrategy,
@@ -32,6 +35,117 @@ from fleetmatch.models import (
 from fleetmatch.names import label_value_error, qualified_name_error
 
 ALLOCATABLE_STATES = frozenset({GameServerState.READY, GameServerState.ALLOCATED})
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""Request header naming one logical allocation: its retries get the same server, never a second."""
+ALLOCATION_KEY_ANNOTATION = "fleetmatch.dev/allocation-key"
+"""On an Allocated server: the idempotency keys of the allocations it serves, newest first,
+separated by spaces (one, unless it is a high-density server allocated again)."""
+ALLOCATION_REQUEST_ANNOTATION = "fleetmatch.dev/allocation-request"
+"""Beside it: a digest of each key's request body, in the same order (a key reused with another
+body is refused)."""
+ALLOCATION_LEASE_ANNOTATION = "fleetmatch.dev/allocation-lease"
+"""On a server taken from Ready while allocation leases are on: ``<RFC 3339 expiry> <fingerprint>``.
+Until its game changes it (any SDK call that writes), it is recycled at the expiry."""
+_ALLOCATOR_ANNOTATIONS = (ALLOCATION_KEY_ANNOTATION, ALLOCATION_REQUEST_ANNOTATION, ALLOCATION_LEASE_ANNOTATION)
+MAX_KEYS_PER_SERVER = 16
+"""Keys kept on one server (high density: one per room); the oldest are forgotten first."""
+MAX_KEY_LENGTH = 128
+
+
+def idempotency_key_error(key: str) -> str | None:
+    """Why ``key`` cannot be an idempotency key, or None: 1 to 128 visible ASCII characters (it is
+    stored space-separated in an annotation)."""
+    if not key:
+        return "must not be empty"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"must be at most {MAX_KEY_LENGTH} characters, got {len(key)}"
+    if not all("!" <= c <= "~" for c in key):
+        return "must be visible ASCII characters (no spaces or control characters)"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationKey:
+    """An allocation request's idempotency key and the digest of its body (``request_digest``)."""
+
+    value: str
+    digest: str
+
+
+def request_digest(spec: Any) -> str:
+    """A digest of a request's ``spec`` as sent (JSON), the same whatever the key order."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def allocation_keys(gs: GameServer) -> list[tuple[str, str]]:
+    """(key, request digest) pairs recorded on ``gs``, newest first; none unless it is Allocated
+    (a server back in Ready, or going away, serves no allocation any more)."""
+    annotations = gs.metadata.annotations
+    keys = annotations.get(ALLOCATION_KEY_ANNOTATION)
+    if not keys or gs.status.state is not GameServerState.ALLOCATED:
+        return []
+    digests = annotations.get(ALLOCATION_REQUEST_ANNOTATION, "").split(" ")
+    return [(key, digests[i] if i < len(digests) else "") for i, key in enumerate(keys.split(" "))]
+
+
+def with_allocation_key(annotations: dict[str, str], key: AllocationKey, *, kept: list[tuple[str, str]]) -> None:
+    """Record ``key`` in ``annotations`` (in place), newest first, after the ``kept`` ones."""
+    pairs = [(key.value, key.digest), *((k, d) for k, d in kept if k != key.value)][:MAX_KEYS_PER_SERVER]
+    annotations[ALLOCATION_KEY_ANNOTATION] = " ".join(k for k, _ in pairs)
+    annotations[ALLOCATION_REQUEST_ANNOTATION] = " ".join(d for _, d in pairs)
+
+
+def allocation_fingerprint(labels: Mapping[str, str], annotations: Mapping[str, str], status: GameServerStatus) -> str:
+    """What a game could change through the SDK (state, players, counters, lists, labels,
+    annotations but the lease's own), digested: equal while the game has done nothing."""
+    doc = {
+        "l": labels,
+        "a": {k: v for k, v in annotations.items() if k != ALLOCATION_LEASE_ANNOTATION},
+        "s": [status.state.value, status.reserved_until],
+        "p": None if status.players is None else to_wire(status.players),
+        "c": {k: [c.count, c.capacity] for k, c in status.counters.items()},
+        "li": {k: [v.capacity, list(v.values)] for k, v in status.lists.items()},
+    }
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def lease_annotation(
+    expiry: float, labels: Mapping[str, str], annotations: Mapping[str, str], status: GameServerStatus
+) -> str:
+    """The ``ALLOCATION_LEASE_ANNOTATION`` value of a server written with these labels, annotations
+    and status, leased until ``expiry``."""
+    return f"{format_timestamp(expiry)} {allocation_fingerprint(labels, annotations, status)}"
+
+
+def lease_expired(gs: GameServer, now: float) -> bool:
+    """Is ``gs`` an allocation its game never confirmed, past its lease? Allocated, leased, unchanged
+    since the allocation wrote it (no SDK call changed anything), and ``now`` past the expiry. A
+    malformed lease is never expired: recycling a server is not done on a guess."""
+    lease = gs.metadata.annotations.get(ALLOCATION_LEASE_ANNOTATION)
+    if lease is None or gs.status.state is not GameServerState.ALLOCATED:
+        return False
+    expiry_text, _, fingerprint = lease.partition(" ")
+    try:
+        expiry = parse_timestamp(expiry_text)
+    except ValueError:
+        return False
+    if now < expiry:
+        return False
+    return fingerprint == allocation_fingerprint(gs.metadata.labels, gs.metadata.annotations, gs.status)
+
+
+def lease_expiry(gs: GameServer) -> float | None:
+    """When ``gs``'s allocation lease expires (None: it has none, or it is not Allocated)."""
+    lease = gs.metadata.annotations.get(ALLOCATION_LEASE_ANNOTATION)
+    if lease is None or gs.status.state is not GameServerState.ALLOCATED:
+        return None
+    try:
+        return parse_timestamp(lease.partition(" ")[0])
+    except ValueError:
+        return None
 
 
 class SelectorOperator(StrEnum):
@@ -260,6 +374,9 @@ class GameServerAllocationSpec:
     """List changes made in the claiming write (e.g. ``players: {addValues: [p1, p2]}``)."""
 
     def __post_init__(self) -> None:
+        for name in _ALLOCATOR_ANNOTATIONS:
+            if name in self.metadata.annotations:
+                raise ValidationError(f"metadata.annotations.{name}", "is set by the allocator; leave it out")
         if not self.selectors:
             raise ValidationError("selectors", "must name at least one selector")
         if len(self.selectors) > 16:
@@ -307,6 +424,13 @@ def decode_allocation(doc: Any) -> GameServerAllocation:
 
     The envelope is ``ALLOCATION``'s, as for every document; the spec takes a faster path than the
     generic decoder (it is on every request), with the same errors, and selectors are cached."""
+    if isinstance(doc, Mapping):
+        for name in ("apiVersion", "kind"):
+            value = doc.get(name)
+            if value is not None and not isinstance(value, str):
+                raise ValidationError(name, f"expected a string, got {type(value).__name__}")
+        if not isinstance(doc.get("metadata", {}), Mapping):
+            raise ValidationError("metadata", f"expected a mapping, got {type(doc['metadata']).__name__}")
     body = ALLOCATION.body(doc)
     if body.get("status") is not None:
         raise ValidationError("status", "is set by the allocator; leave it out of requests")

@@ -1,9 +1,14 @@
 """Python client of the allocation API (the CLI and the matchmaker use it).
 
 ``allocate`` returns the allocation's status: ``Allocated`` with the server, or ``UnAllocated``
-when nothing is free (a normal answer on the hot path, not an exception). ``Contention`` is retried
-with jittered back-off. Nothing else is retried blindly: a request that may have reached the
-allocator is never sent twice, because a second success would leave a server allocated to nobody.
+when nothing is free (a normal answer on the hot path, not an exception).
+
+Every logical request carries an ``Idempotency-Key`` (the caller's, such as a match id, or a fresh
+random one), and every retry of it the same key: the allocator answers a retry with the server the
+first attempt got, never a second one. That is what makes retrying safe after a timeout or a lost
+connection, when the first attempt may have claimed a server. Retried with jittered back-off:
+``Contention`` and a key still in progress elsewhere (409), up to ``contention_retries`` times; a
+timeout, a failed connection or a 503, up to ``retries`` times.
 """
 
 from __future__ import annotations
@@ -11,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl
+import uuid
 from typing import Any
 
 import aiohttp
 
 from fleetmatch.allocation import (
+    IDEMPOTENCY_HEADER,
     AllocationState,
     GameServerAllocation,
     GameServerAllocationSpec,
@@ -43,13 +50,17 @@ class AllocatorClient:
         *,
         timeout: float = 5.0,
         contention_retries: int = 5,
+        retries: int = 2,
         ssl_context: ssl.SSLContext | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
+        """``timeout``: seconds per attempt. ``retries``: attempts after a timeout, a failed connection
+        or a 503 (safe: the key makes a retry return what the first attempt got)."""
         self.url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._retries = contention_retries
+        self._contention_retries = contention_retries
+        self._retries = retries
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session = session
         self._owns_session = session is None
@@ -70,23 +81,38 @@ class AllocatorClient:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
 
-    async def allocate(self, spec: GameServerAllocationSpec) -> GameServerAllocationStatus:
-        """Allocate a server; ``status.state`` says whether it worked (Allocated) or nothing was free."""
+    async def allocate(
+        self, spec: GameServerAllocationSpec, *, idempotency_key: str | None = None
+    ) -> GameServerAllocationStatus:
+        """Allocate a server; ``status.state`` says whether it worked (Allocated) or nothing was free.
+        ``idempotency_key``: names this logical request (e.g. the match it is for), so that its
+        retries, by this client or after a restart, get the same server; default: a fresh one."""
         body = encode_allocation(GameServerAllocation(spec=spec))
         body.pop("status")
+        headers = {**self._headers, IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex}
         delay = 0.01
-        for attempt in range(self._retries + 1):
-            status = await self._post(body)
-            if status.state is not AllocationState.CONTENTION or attempt == self._retries:
-                return status
+        contention = failures = 0
+        while True:
+            try:
+                status = await self._post(body, headers)
+            except AllocatorError as exc:
+                if exc.code == "IdempotencyKeyInUse" and contention < self._contention_retries:
+                    contention += 1
+                elif exc.status in (0, 503) and failures < self._retries:  # 0: timeout, connection lost
+                    failures += 1
+                else:
+                    raise
+            else:
+                if status.state is not AllocationState.CONTENTION or contention == self._contention_retries:
+                    return status
+                contention += 1
             await asyncio.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.5)
-        raise AssertionError("unreachable")
 
-    async def _post(self, body: dict[str, Any]) -> GameServerAllocationStatus:
+    async def _post(self, body: dict[str, Any], headers: dict[str, str]) -> GameServerAllocationStatus:
         try:
             async with self._http().post(
-                f"{self.url}/v1/allocations", json=body, headers=self._headers, ssl=self._ssl
+                f"{self.url}/v1/allocations", json=body, headers=headers, ssl=self._ssl
             ) as resp:
                 doc = await resp.json(content_type=None)
                 status_code = resp.status

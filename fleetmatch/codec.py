@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -74,6 +75,20 @@ def _identity(value: Any) -> Any:
     return value
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Every integer on the wire is an int64, as in Kubernetes and Agones (and msgpack carries no more)."""
+
+
+def _finite(value: int | float, path: str) -> float:
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValidationError(path, "must be a finite number")
+    return number
+
+
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -90,7 +105,7 @@ def _converters(tp: Any) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch 
 
             def dec_ts(v: Any, p: str) -> float:
                 if isinstance(v, int | float) and not isinstance(v, bool):
-                    return float(v)
+                    return _finite(v, p)
                 if isinstance(v, str):
                     try:
                         return parse_timestamp(v)
@@ -107,6 +122,8 @@ def _converters(tp: Any) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch 
             def dec_int_or_str(v: Any, p: str) -> int | str:
                 if isinstance(v, bool) or not isinstance(v, int | str):
                     _fail(p, "an integer or a string", v)
+                if isinstance(v, int) and not INT64_MIN <= v <= INT64_MAX:
+                    raise ValidationError(p, f"must be within int64 ({INT64_MIN}..{INT64_MAX})")
                 return v
 
             return _identity, dec_int_or_str
@@ -117,7 +134,7 @@ def _converters(tp: Any) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch 
                     return v
                 if isinstance(v, bool) or not isinstance(v, int | float):
                     _fail(p, "a number or a string", v)
-                return float(v)
+                return _finite(v, p)
 
             return _identity, dec_number_or_str
         if len(members) != 1:
@@ -174,6 +191,8 @@ def _converters(tp: Any) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch 
         def dec_int(v: Any, p: str) -> int:
             if isinstance(v, bool) or not isinstance(v, int):
                 _fail(p, "an integer", v)
+            if not INT64_MIN <= v <= INT64_MAX:
+                raise ValidationError(p, f"must be within int64 ({INT64_MIN}..{INT64_MAX})")
             return v
 
         return _identity, dec_int
@@ -182,7 +201,7 @@ def _converters(tp: Any) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch 
         def dec_float(v: Any, p: str) -> float:
             if isinstance(v, bool) or not isinstance(v, int | float):
                 _fail(p, "a number", v)
-            return float(v)
+            return _finite(v, p)
 
         return _identity, dec_float
     if tp is str:

@@ -9,16 +9,24 @@ anything else is a 500 with a log line, never a traceback to the client. Two mid
 ``api_middleware`` (a shared bearer token, the allocation API) and ``errors_middleware`` (an API
 that authenticates per request, the ticket API). (The Agones SDK endpoints keep Agones' own error
 shape; see ``sdk_sidecar.http``.)
+
+Resource bounds: a client gets ``header_timeout`` seconds to send a request's headers (and to send
+the next one on a kept-alive connection: ``app_runner``) and ``body_timeout`` seconds to send its
+body (``read_json``, 408, then the connection is closed); a slow or stalled client cannot hold a
+connection open indefinitely.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
 import logging
 import math
+import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -40,6 +48,7 @@ _CODES = {
     403: "Forbidden",
     404: "NotFound",
     405: "MethodNotAllowed",
+    408: "RequestTimeout",
     409: "Conflict",
     413: "TooLarge",
     415: "UnsupportedMediaType",
@@ -69,6 +78,35 @@ def problem(
 PUBLIC = web.AppKey("fleetmatch.public_paths", frozenset)
 """Paths served without a token (health, metrics, the OpenAPI document)."""
 TOKEN = web.AppKey("fleetmatch.token", str)
+BODY_TIMEOUT = web.AppKey("fleetmatch.body_timeout", float)
+"""Seconds ``read_json`` waits for a whole body (``DEFAULT_BODY_TIMEOUT`` when the app sets none)."""
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 10.0
+
+
+class RateLimitedLog:
+    """One log line per ``every`` seconds at most, counting what it left out: a flood of bad
+    requests must not become a flood of log lines."""
+
+    def __init__(self, logger: logging.Logger, every: float = 60.0, *, clock: Callable[[], float] = time.monotonic):
+        self._log = logger
+        self._every = every
+        self._clock = clock
+        self._next = float("-inf")
+        self._dropped = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = self._clock()
+        if now < self._next:
+            self._dropped += 1
+            return
+        dropped, self._dropped = self._dropped, 0
+        self._next = now + self._every
+        suffix = f" (and {dropped} more like it since the last report)" if dropped else ""
+        self._log.warning(message + suffix, *args)
+
+
+_bad_auth_log = RateLimitedLog(log)
 
 
 def error_response(request: web.Request, exc: Exception) -> web.Response:
@@ -114,7 +152,12 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
         return problem(401, "missing bearer token: send 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(given.strip().encode(), request.app[TOKEN].encode()):
+    # Header bytes that are not UTF-8 arrive as surrogates: they can match no token, and must not
+    # raise (a 500 with a traceback per request, before any error mapper runs).
+    given_bytes = given.strip().encode("utf-8", "surrogateescape")
+    if not hmac.compare_digest(given_bytes, request.app[TOKEN].encode()):
+        if not given_bytes.isascii():
+            _bad_auth_log.warning("%s %s: bearer token with non-ASCII bytes refused", request.method, request.path)
         return problem(401, "invalid bearer token")
     return await _answer(request, handler)
 
@@ -134,16 +177,56 @@ def errors_middleware(observe: Callable[[web.Request, int], None] | None = None)
 
 
 async def read_json(request: web.Request) -> Any:
-    """The request body as JSON; malformed JSON is a 400 naming the position."""
-    raw = await request.read()
+    """The request body as JSON; malformed JSON is a 400 naming the position, a body not sent
+    within the app's ``BODY_TIMEOUT`` a 408 (aiohttp then closes the connection: its rest is unread)."""
+    if request.content.is_eof():  # the usual case: the whole body came with the headers
+        raw = await request.read()
+    else:
+        try:
+            async with asyncio.timeout(request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT)):
+                raw = await request.read()
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(reason="the request body was not sent in time") from None
     if not raw:
         raise web.HTTPBadRequest(reason="the request body is empty; expected a JSON object")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise web.HTTPBadRequest(reason=f"malformed JSON: {exc}") from None
+        return _JSON.decode(raw.decode())
+    except ValueError as exc:  # malformed, not UTF-8, NaN/Infinity, an integer of thousands of digits
+        raise web.HTTPBadRequest(reason=f"malformed JSON: {exc}"[:300]) from None
     except RecursionError:
         raise web.HTTPBadRequest(reason="malformed JSON: nested too deeply") from None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+_JSON = json.JSONDecoder(parse_constant=_not_json)
+
+
+def client_gone(request: web.BaseRequest) -> bool:
+    """Has the client hung up (closed or reset its connection)? Asked before an irreversible write
+    made for it, such as claiming a game server: an answer nobody reads would strand the result.
+
+    The transport alone can be late: a close that arrived while the process was stalled sits in
+    the socket behind the request until the event loop reads it. So the socket is also peeked
+    (nothing consumed): end of stream or a reset means gone; pending bytes or none, still there.
+    """
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return True
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    probe = socket.socket(sock.family, sock.type, fileno=sock.fileno())
+    try:
+        return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    finally:
+        probe.detach()  # the socket stays the transport's
 
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -162,6 +245,20 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 """The error body of every fleetmatch API, for their OpenAPI documents."""
+
+
+LINGER_SECONDS = 1.0
+"""After answering a request whose body was not read to the end (408, 413), how long the rest is
+read and dropped before the connection is closed (aiohttp's default is 10 s: a stalled client
+would hold the connection that much longer)."""
+
+
+def app_runner(app: web.Application, *, header_timeout: float = DEFAULT_HEADER_TIMEOUT, **kwargs: Any) -> web.AppRunner:
+    """An ``AppRunner`` whose connections are closed when a request's headers (or, on a kept-alive
+    connection, the next request) do not arrive within ``header_timeout`` seconds. aiohttp's
+    keep-alive timer is what watches a connection waiting for headers, from accept on."""
+    kwargs.setdefault("lingering_time", LINGER_SECONDS)
+    return web.AppRunner(app, keepalive_timeout=header_timeout, **kwargs)
 
 
 async def start_site(

@@ -24,6 +24,10 @@ from fleetmatch.running import run
 @click.option("--scheduling", type=click.Choice(["Packed", "Distributed"]), default="Packed", show_default=True)
 @click.option("--set-label", "set_labels", multiple=True, help="Label KEY=VALUE to put on the server.")
 @click.option("--set-annotation", "set_annotations", multiple=True, help="Annotation KEY=VALUE to put on it.")
+@click.option(
+    "--idempotency-key",
+    help="Name this allocation (e.g. a match id): running the command again with it gets the same server.",
+)
 @click.option("--url", help="Allocator URL (default: the running stack's).")
 @click.option("--token", envvar="FLEETMATCH_ALLOCATOR_TOKEN", help="Bearer token (default: the stack's).")
 @output_option
@@ -36,6 +40,7 @@ def allocate(
     scheduling: str,
     set_labels: Sequence[str],
     set_annotations: Sequence[str],
+    idempotency_key: str | None,
     url: str | None,
     token: str | None,
     output: str,
@@ -67,7 +72,7 @@ def allocate(
 
     async def main() -> Any:
         async with AllocatorClient(url, token) as client:
-            return await client.allocate(spec)
+            return await client.allocate(spec, idempotency_key=idempotency_key)
 
     status = run(main())
     if output == "json":

@@ -14,6 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from openapi_spec_validator import validate
 
 from allocator.app import AllocatorService, serve_allocator
@@ -230,6 +232,43 @@ BAD = [
         {"spec": {"lists": {"players": {"capacity": 5000}}}}, 422, "spec.lists.players.capacity", id="list-capacity"
     ),
     pytest.param([1, 2], 422, "", id="not-an-object"),
+    pytest.param({"apiVersion": {}, "spec": {}}, 422, "apiVersion", id="api-version-object"),
+    pytest.param({"apiVersion": [], "spec": {}}, 422, "apiVersion", id="api-version-list"),
+    pytest.param({"kind": ["GameServerAllocation"]}, 422, "kind", id="kind-list"),
+    pytest.param({"metadata": []}, 422, "metadata", id="metadata-list"),
+    pytest.param(
+        {"spec": {"counters": {"rooms": {"action": "Increment", "amount": 2**70}}}},
+        422,
+        "spec.counters.rooms.amount",
+        id="amount-beyond-int64",
+    ),
+    pytest.param(
+        {"spec": {"counters": {"rooms": {"capacity": 2**63}}}}, 422, "spec.counters.rooms.capacity", id="capacity-2^63"
+    ),
+    pytest.param(
+        {"spec": {"selectors": [{"counters": {"rooms": {"maxAvailable": 2**64}}}]}},
+        422,
+        "spec.selectors[0].counters.rooms.maxAvailable",
+        id="counter-bound-beyond-int64",
+    ),
+    pytest.param(
+        {"spec": {"selectors": [{"players": {"minAvailable": -(2**63) - 1}}]}},
+        422,
+        "spec.selectors[0].players.minAvailable",
+        id="players-below-int64",
+    ),
+    pytest.param(
+        {"spec": {"lists": {"players": {"capacity": 2**70}}}},
+        422,
+        "spec.lists.players.capacity",
+        id="list-capacity-big",
+    ),
+    pytest.param(
+        {"spec": {"metadata": {"annotations": {"fleetmatch.dev/allocation-key": "k"}}}},
+        422,
+        "spec.metadata.annotations.fleetmatch.dev/allocation-key",
+        id="allocator-annotation",
+    ),
 ]
 
 
@@ -250,13 +289,17 @@ async def test_malformed_unauthorized_and_oversized_requests(api: Api) -> None:
     assert status == 413 and doc["error"]["code"] == "TooLarge"
     async with api.http.get(f"{api.service.url}/v1/nothing-here", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
         assert r.status == 404 and (await r.json())["error"]["code"] == "NotFound"
+    async with api.http.get(f"{api.service.url}/v1/allocations", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+        assert r.status == 405 and r.headers["Allow"] == "POST"
+        assert (await r.json())["error"]["code"] == "MethodNotAllowed"
+    assert (await api.post(None, raw=b'{"spec": {"selectors": [{"counters": {"r": {"minCount": NaN}}}]}}'))[0] == 400
     await ready_servers(api.store, 1)
     await until_indexed(api, 1)
     assert (await api.post(fleet_request()))[0] == 201  # still serving after all that
 
 
 async def test_an_unreachable_store_is_503_as_in_every_api(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def down(spec: GameServerAllocationSpec) -> None:
+    async def down(spec: GameServerAllocationSpec, **_: Any) -> None:
         raise BackendError("redis at 10.1.2.3:6379: connection refused")
 
     monkeypatch.setattr(api.service.allocator, "allocate", down)
@@ -317,3 +360,79 @@ async def test_mutual_tls(gs_store: RedisStore[GameServer], backend: Backend, tm
         async with AllocatorClient(service.url, TOKEN, ssl_context=with_cert) as client:
             await eventually(lambda: len(service.allocator.index) >= 1, within=5)
             assert (await client.allocate(spec)).state is AllocationState.ALLOCATED
+
+
+async def post_keyed(api: Api, body: Any, key: str) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Idempotency-Key": key}
+    async with api.http.post(f"{api.service.url}/v1/allocations", json=body, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_a_retry_with_the_same_key_gets_the_same_server(api: Api) -> None:
+    await ready_servers(api.store, 3)
+    await until_indexed(api, 3)
+    request = fleet_request(metadata={"labels": {"match": "m1"}})
+    first = await post_keyed(api, request, "match-m1")
+    again = await asyncio.gather(*(post_keyed(api, request, "match-m1") for _ in range(5)))
+    assert first[0] == 201 and {status for status, _ in again} == {201}
+    name = first[1]["status"]["gameServerName"]
+    assert {body["status"]["gameServerName"] for _, body in again} == {name}
+    items, _ = await api.store.list()
+    assert [g.name for g in items if g.state is S.ALLOCATED] == [name]
+    assert (await post_keyed(api, request, "match-m2"))[1]["status"]["gameServerName"] != name  # a new key: a new one
+
+
+@pytest.mark.parametrize(
+    ("key", "body"),
+    [
+        pytest.param("match-m1", fleet_request(metadata={"labels": {"match": "other"}}), id="other-body"),
+        pytest.param("has space", fleet_request(), id="space"),
+        pytest.param("k" * 129, fleet_request(), id="too-long"),
+        pytest.param("", fleet_request(), id="empty"),
+    ],
+)
+async def test_bad_idempotency_keys_name_the_header(api: Api, key: str, body: Any) -> None:
+    await ready_servers(api.store, 2)
+    await until_indexed(api, 2)
+    assert (await post_keyed(api, fleet_request(metadata={"labels": {"match": "m1"}}), "match-m1"))[0] == 201
+    status, doc = await post_keyed(api, body, key)
+    assert status == 422 and doc["error"]["field"] == "Idempotency-Key", doc
+
+
+async def test_the_client_sends_a_key_per_request_and_the_same_on_its_retries() -> None:
+    seen: list[str] = []
+
+    async def flaky(request: web.Request) -> web.Response:
+        seen.append(request.headers["Idempotency-Key"])
+        if len(seen) in (1, 3):  # the first attempt of each request fails as a stalled allocator would
+            return web.json_response({"error": {"code": "Unavailable", "message": "later"}}, status=503)
+        status = {"state": "Allocated", "gameServerName": f"gs-{seen[-1]}"}
+        return web.json_response({"spec": {}, "status": status}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/v1/allocations", flaky)
+    async with TestServer(app) as server, AllocatorClient(str(server.make_url("")), TOKEN) as client:
+        spec = GameServerAllocationSpec(selectors=(GameServerSelector.for_fleet("arena"),))
+        first = await client.allocate(spec)
+        assert first.state is AllocationState.ALLOCATED
+        assert len(seen) == 2 and seen[0] == seen[1] and len(seen[0]) >= 16  # retried with the same key
+        second = await client.allocate(spec, idempotency_key="match-42")
+        assert second.game_server_name == "gs-match-42"
+    assert seen[2:] == ["match-42"] * 2 and seen[2] != seen[0]
+
+
+async def test_the_allocator_closes_half_sent_requests(gs_store: RedisStore[GameServer], backend: Backend) -> None:
+    settings = AllocatorSettings(port=0, header_timeout=0.3, body_timeout=0.3)
+    async with serve_allocator(backend, settings, TOKEN) as service:
+        host, port = service.url.removeprefix("http://").split(":")
+        half_headers = b"POST /v1/allocations HTTP/1.1\r\nHost: x\r\n"
+        half_body = half_headers + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 50\r\n\r\n".encode() + b'{"sp'
+        answers = []
+        for request in (half_headers, half_body):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(request)
+            async with asyncio.timeout(10):  # a hang here is the failure
+                answers.append(await reader.read())
+            writer.close()
+    assert answers[0] == b""  # closed without an answer
+    assert answers[1].startswith(b"HTTP/1.1 408 ")
