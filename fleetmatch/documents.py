@@ -57,9 +57,9 @@ class Kind(Generic[M]):
         body = dict(doc)
         api_version = body.pop("apiVersion", API_VERSION)
         kind = body.pop("kind", self.name)
-        if api_version not in self.api_versions:
+        if not isinstance(api_version, str) or api_version not in self.api_versions:
             raise ValidationError("apiVersion", f"must be {API_VERSION}, got {api_version!r}")
-        if kind != self.name:
+        if not isinstance(kind, str) or kind != self.name:
             raise ValidationError("kind", f"must be {self.name}, got {kind!r}")
         for name in self.ignored:
             body.pop(name, None)

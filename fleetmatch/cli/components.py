@@ -113,6 +113,7 @@ def node_agent(ctx: click.Context) -> None:
 def controller(ctx: click.Context) -> None:
     """Run the fleet controller and the autoscaler, and on Kubernetes the Pod controller. Run several
     for availability: they share one lease; the process holding it runs all three, the others stand by."""
+    from allocator.allocation_lease import AllocationLeaseLoop
     from allocator.controllers.autoscaler import AutoscalerController
     from allocator.controllers.fleet import FleetController
     from allocator.controllers.nodes import NodeController
@@ -134,6 +135,7 @@ def controller(ctx: click.Context) -> None:
             if backend.nodes is not None:
                 nodes = NodeController(backend, lease_seconds=settings.node.lease_seconds)
                 loops.append(("nodecontroller", nodes.run))
+            loops.append(("allocation-leases", AllocationLeaseLoop.on(backend).run))
             if backend.engine == "kubernetes":
                 loops.append(("podcontroller", pod_controller(backend, settings)))
             await Leadership(backend.lease("controllers"), "controllers").run(loops)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
+from allocator.allocation_lease import AllocationLeaseLoop
 from allocator.app import serve_allocator
 from allocator.controllers.autoscaler import AutoscalerController
 from allocator.controllers.fleet import FleetController
@@ -159,6 +160,8 @@ async def run_stack(
             services.push_async_callback(cancel_and_wait, supervised("autoscaler", scaler.run))
             nodes = NodeController(backend, lease_seconds=settings.node.lease_seconds)
             services.push_async_callback(cancel_and_wait, supervised("nodecontroller", nodes.run))
+            leases = AllocationLeaseLoop.on(backend)  # recycles allocations no game confirmed (when leases are on)
+            services.push_async_callback(cancel_and_wait, supervised("allocation-leases", leases.run))
             info = StackInfo(
                 redis_url=url,
                 metrics_url=metrics_url,
