@@ -57,9 +57,12 @@ class Kind(Generic[M]):
         body = dict(doc)
         api_version = body.pop("apiVersion", API_VERSION)
         kind = body.pop("kind", self.name)
-        if not isinstance(api_version, str) or api_version not in self.api_versions:
+        for name, value in (("apiVersion", api_version), ("kind", kind)):
+            if not isinstance(value, str):
+                raise ValidationError(name, f"expected a string, got {type(value).__name__}")
+        if api_version not in self.api_versions:
             raise ValidationError("apiVersion", f"must be {API_VERSION}, got {api_version!r}")
-        if not isinstance(kind, str) or kind != self.name:
+        if kind != self.name:
             raise ValidationError("kind", f"must be {self.name}, got {kind!r}")
         for name in self.ignored:
             body.pop(name, None)
