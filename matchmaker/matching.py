@@ -18,7 +18,8 @@ One tick, ``find_matches(pool, queue, now)``:
    looked at per seed, so a tick is O(n log n): the sorts, plus bounded work per seed.
 4. **Select** greedily in walk order: a candidate joins if the match stays within every distance
    window (spread = max - min of ticket values), shares a region with everyone within the latency
-   window, and all parties still pack into ``count`` teams of ``maxSize``. The match is formed as
+   window, has no player already in the match (a player in two open tickets never meets
+   themselves), and all parties still pack into ``count`` teams of ``maxSize``. The match is formed as
    soon as it has ``count * maxSize`` players. If no full match formed, the seed could use several
    regions and latency turned candidates away, the gathered candidates are tried again one region at
    a time (the seed's best region first): early picks may have narrowed the match to a region the
@@ -39,8 +40,8 @@ Cost: at 100,000 tickets a tick is a second or two of CPU on a small shared VM (
 with the cyclic garbage collector paused (``fleetmatch.gctune``): a tick's many short-lived objects
 beside a large live pool would otherwise trigger collections that walk the pool again and again.
 
-A ticket is in at most one proposal; proposals come in seed order (oldest first), and the result is
-the same for the same pool in any order.
+A ticket is in at most one proposal, a player in at most one ticket of a proposal; proposals come in
+seed order (oldest first), and the result is the same for the same pool in any order.
 """
 
 from __future__ import annotations
@@ -184,6 +185,9 @@ class _Tick:
         """Region -> worst player latency (a solo player's own ``latencies``)."""
         self.part: list[int] = []
         self.pos: list[int] = []
+        self.contested: list[tuple[str, ...]] = []
+        """Per ticket, its players who are also in another ticket of the pool; empty (the usual case:
+        the store keeps one open ticket per player) when no player is in two."""
         self.latency_misses = 0
         """Candidates the last ``_select`` turned away for latency alone."""
         self.bits = _Bits(self.latency.regions if self.latency is not None else ())
@@ -232,6 +236,7 @@ class _Tick:
         for i in [i for i, size in enumerate(sizes) if 1 < size <= max_size] if max_size > 1 else ():
             ok[i] = self._party(everyone[i], i, keys, others, strengths, lats, groups)
         self.keys, self.others, self.strength, self.lats = keys, others, strengths, lats
+        self.contested = _contested(everyone)
         self.taken = [not o for o in ok]
         self._index(ok, groups)
 
@@ -420,6 +425,8 @@ class _Tick:
         low = high = keys[seed]
         extra = list(zip(windows[1:], self.others[seed], self.others[seed], strict=True)) if len(windows) > 1 else None
         moved = None
+        contested = self.contested
+        held = set(contested[seed]) if contested else None  # chosen players who are in other tickets too
         for ticket in candidates:
             size = sizes[ticket]
             if players + size > target:
@@ -433,6 +440,8 @@ class _Tick:
                 moved = _widened(extra, self.others[ticket])
                 if moved is None:
                     continue
+            if held is not None and contested[ticket] and not held.isdisjoint(contested[ticket]):
+                continue  # one of its players is in the match already, in another ticket
             if check_latency:
                 shared = 0
                 for region, ms in lats[ticket].items():
@@ -456,6 +465,8 @@ class _Tick:
                 mask = shared
             low, high, extra = new_low, new_high, moved
             chosen.append(ticket)
+            if held is not None:
+                held.update(contested[ticket])
             players += size
             if players == target:
                 return chosen, mask, True
@@ -522,6 +533,18 @@ class _Tick:
         for ticket, team in zip(order, placement, strict=True):
             teams[team].append(ticket)
         return teams
+
+
+def _contested(everyone: list[tuple[Player, ...]]) -> list[tuple[str, ...]]:
+    """Per ticket, its players who also play in another ticket; ``[]`` when no player is in two
+    (one set over the pool's player ids: the selection loop then skips the check entirely)."""
+    ids = [p.id for players in everyone for p in players]
+    if len(set(ids)) == len(ids):
+        return []
+    tickets_of: dict[str, int] = {}
+    for pid in ids:
+        tickets_of[pid] = tickets_of.get(pid, 0) + 1
+    return [tuple([p.id for p in players if tickets_of[p.id] > 1]) for players in everyone]
 
 
 def _widened(

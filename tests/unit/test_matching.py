@@ -419,6 +419,23 @@ def test_the_same_ticket_twice_is_matched_once() -> None:
     assert ids.count("a") == 1 and len(ids) == len(set(ids))
 
 
+def solo(tid: str, player: str, skill: float = 1500.0, wait: float = 0.0) -> Ticket:
+    return Ticket(tid, "q", player, (Player(player, {"skill": skill}),), enqueued_at=NOW - wait)
+
+
+def test_a_player_in_two_tickets_never_plays_against_themselves() -> None:
+    twice = [solo("a", "alice", wait=3), solo("b", "alice", wait=2)]
+    assert find_matches(twice, make_queue(), NOW) == []
+    assert teams_of(find_matches([*twice, solo("c", "carol", wait=1)], make_queue(), NOW)) == [T("a", "c")]
+
+
+def test_a_player_in_a_party_and_alone_is_never_in_both() -> None:
+    party = Ticket("p", "q", "alice", (Player("alice", {"skill": 1500}), Player("bob", {"skill": 1500})))
+    pool = [solo("a", "alice", wait=3), party, solo("c", "carol", wait=2), solo("d", "dave", wait=1)]
+    proposals = find_matches(pool, make_queue(max_size=2), NOW)
+    assert teams_of(proposals) == [T("p", "cd")]  # the seed "a" cannot have the party: alice is in both
+
+
 def test_equal_enqueue_times_are_ordered_by_id() -> None:
     pool = [ticket("b", 1500, wait=1), ticket("a", 1600, wait=1), ticket("c", 1550, wait=1)]
     for order in (pool, pool[::-1]):
@@ -449,14 +466,16 @@ QUEUES = {
 REGIONS = ("eu", "us", "ap")
 
 
-def random_pool(rng: random.Random, queue: Queue, size: int) -> list[Ticket]:
+def random_pool(rng: random.Random, queue: Queue, size: int, *, reuse: float = 0.0) -> list[Ticket]:
+    """``reuse``: the chance that a player is one of an earlier ticket's (a player in two tickets)."""
     pool = []
+    earlier: list[str] = []
     biggest = min(4, queue.spec.teams.max_size + 1)  # some parties too big, on purpose
     for i in range(size):
         party = rng.randint(1, biggest)
         mode = rng.choice(("ranked", "casual"))
         home = rng.choice(REGIONS)
-        players = []
+        players: list[Player] = []
         for j in range(party):
             lat = {r: round(rng.uniform(5, 60) if r == home else rng.uniform(50, 200)) for r in REGIONS}
             if rng.random() < 0.1:
@@ -466,7 +485,11 @@ def random_pool(rng: random.Random, queue: Queue, size: int) -> list[Ticket]:
                 "level": rng.randint(1, 40),
                 "mode": mode,
             }
-            players.append(Player(f"t{i}-{j}", attributes, lat))
+            pid = rng.choice(earlier) if earlier and rng.random() < reuse else f"t{i}-{j}"
+            if any(p.id == pid for p in players):
+                pid = f"t{i}-{j}"
+            players.append(Player(pid, attributes, lat))
+        earlier += [p.id for p in players]
         wait = rng.choice((0, 0, rng.uniform(0, 60)))
         pool.append(Ticket(f"t{i}", "q", f"t{i}-0", tuple(players), enqueued_at=NOW - wait))
     return pool
@@ -486,6 +509,8 @@ def check_invariants(queue: Queue, pool: list[Ticket], proposals: list[Proposal]
         ids = set(p.ticket_ids)
         assert not ids & seen, "a ticket in two proposals"
         assert len(ids) == len(p.ticket_ids), "a ticket twice in one proposal"
+        players = [pl.id for t in tickets for pl in t.players]
+        assert len(players) == len(set(players)), "a player twice in one proposal"
         seen |= ids
         # teams: the queue's count, all of one size within bounds; smaller only after the wait
         assert len(p.teams) == spec.teams.count
@@ -525,10 +550,11 @@ def check_invariants(queue: Queue, pool: list[Ticket], proposals: list[Proposal]
 
 @pytest.mark.parametrize("name", sorted(QUEUES))
 @pytest.mark.parametrize("seed", range(6))
-def test_invariants_on_random_pools(name: str, seed: int) -> None:
+@pytest.mark.parametrize("reuse", [pytest.param(0.0, id="distinct"), pytest.param(0.2, id="players-reused")])
+def test_invariants_on_random_pools(name: str, seed: int, reuse: float) -> None:
     queue = QUEUES[name]
     rng = random.Random(seed)
-    pool = random_pool(rng, queue, 300)
+    pool = random_pool(rng, queue, 300, reuse=reuse)
     proposals = find_matches(pool, queue, NOW)
     assert proposals, "a pool this dense forms matches"
     check_invariants(queue, pool, proposals)
