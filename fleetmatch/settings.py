@@ -225,8 +225,10 @@ class MatchmakerSettings:
     """The allocation API directors call (with ``AllocatorSettings.token``)."""
     redis_url: str | None = None
     """Where tickets live, if not in the main Redis: ``redis://...`` or ``redis+cluster://node:port``."""
-    max_open_tickets: int = 3
-    """Open (queued) tickets one player may hold in one queue."""
+    max_open_tickets: int = 1
+    """Open (queued) tickets one player may be in, per queue: counted over every player of a party,
+    whoever opened the ticket (the player, a party's leader, a backend's API key). One by default:
+    a second ticket is refused (409) naming the first."""
     rate_per_second: float = 20.0
     rate_burst: int = 40
     """Requests per second one player may make, with bursts up to ``rate_burst``."""

@@ -18,8 +18,11 @@ Errors (``matchmaker.errors``, mapped by ``fleetmatch.http``, as for every fleet
 missing, forged or expired credentials (``WWW-Authenticate: Bearer``); 404 no such ticket **or not
 yours** (ids do not leak); 413 body over ``max_body_bytes``; 422 invalid ticket naming the field
 (unknown queue, wrong attribute type, party larger than a team, a player token opening a ticket
-without its own player); 429 ``TooManyTickets`` (open tickets per owner and queue) or
-``RateLimited`` with ``Retry-After``; 503 when the store is unreachable.
+without its own player); 409 ``AlreadyQueued`` when a player of the new ticket is already in an
+open ticket of the queue (``MatchmakerSettings.max_open_tickets``, one by default, counted per
+player whoever opened the ticket: the field names the player, the message that ticket when the
+caller plays in it or is a backend); 429 ``RateLimited`` with ``Retry-After``; 503 when the store
+is unreachable.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from fleetmatch.metrics import metrics_handler
 from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import MatchmakerSettings
 from matchmaker.auth import Authenticator, Principal, RateLimiter
+from matchmaker.errors import AlreadyQueuedError
 from matchmaker.metrics import API_REQUESTS, TICKETS
 from matchmaker.models import Ticket, TicketRequest, TicketState, new_ticket_id, queue_of
 from matchmaker.openapi import OPENAPI
@@ -52,8 +56,6 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 60.0
 KEEPALIVE_SECONDS = 15.0
-UNLIMITED_OPEN_TICKETS = 2**31 - 1
-"""A trusted backend's bound: it opens tickets for many players and enforces its own limits."""
 
 
 class QueueLike(Protocol):
@@ -182,8 +184,12 @@ class TicketApi:
             enqueued_at=now,
             expires_at=now + queue.ticket_ttl_seconds,
         )
-        limit = UNLIMITED_OPEN_TICKETS if principal.trusted else self.settings.max_open_tickets
-        ticket = await self.store.create(ticket, max_open_per_owner=limit)
+        try:
+            ticket = await self.store.create(ticket, max_open_per_player=self.settings.max_open_tickets)
+        except AlreadyQueuedError as exc:
+            if principal.trusted or exc.player == principal.id:
+                raise  # the caller may see that ticket (it plays in it): named
+            raise exc.without_ticket_id() from None
         self.counters.ticket(name, "created")
         return _json(ticket_json(ticket, principal), 201, {"Location": f"/v1/tickets/{ticket.id}"})
 

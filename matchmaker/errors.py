@@ -6,13 +6,16 @@ FleetmatchError
 ├── BackendError (fleetmatch)      the ticket store is unreachable            -> 503
 └── MatchmakerError
     ├── AuthError                  missing, forged or expired token/key       -> 401
-    ├── TooManyTicketsError        the player has too many open tickets       -> 429 TooManyTickets
-    └── RateLimitedError           the client sends too fast                  -> 429 RateLimited, Retry-After
+    ├── AlreadyQueuedError         a player is already in an open ticket of   -> 409 AlreadyQueued, names the
+    │   (also a ValidationError)   the queue (as many as allowed)                field and that ticket
+    ├── RateLimitedError           the client sends too fast                  -> 429 RateLimited, Retry-After
+    └── TooManyStreamsError        the client follows too many tickets at     -> 429 TooManyStreams, Retry-After
+                                   once (SSE, WebSocket, long-poll)
 """
 
 from __future__ import annotations
 
-from fleetmatch.errors import FleetmatchError
+from fleetmatch.errors import FleetmatchError, ValidationError
 
 
 class MatchmakerError(FleetmatchError):
@@ -25,13 +28,29 @@ class AuthError(MatchmakerError):
     http_status = 401
 
 
-class TooManyTicketsError(MatchmakerError):
-    http_status = 429
-    http_code = "TooManyTickets"
+class AlreadyQueuedError(MatchmakerError, ValidationError):
+    """A player of a new ticket is already in as many open tickets of the queue as allowed (one by
+    default): a second ticket would let them be matched twice, or against themselves. ``field``
+    names the player in the request (``players[1].id``); ``ticket_id`` is their oldest open ticket,
+    or ``""`` when the caller may not know it (another player's ticket, to a player token)."""
 
-    def __init__(self, owner: str, limit: int) -> None:
-        self.owner, self.limit = owner, limit
-        super().__init__(f"{owner} already has {limit} open tickets in this queue; cancel one or wait for a match")
+    http_status = 409
+    http_code = "AlreadyQueued"
+
+    def __init__(self, field: str, player: str, queue: str, ticket_id: str, limit: int) -> None:
+        self.player, self.queue, self.ticket_id, self.limit = player, queue, ticket_id, limit
+        if limit > 1:
+            held = f"{limit} open tickets of queue {queue!r} (the most allowed)"
+            held += f", the oldest {ticket_id}" if ticket_id else ""
+            then = "cancel one or wait for a match"
+        else:
+            held = f"open ticket {ticket_id} of queue {queue!r}" if ticket_id else f"an open ticket of queue {queue!r}"
+            then = "cancel it or wait for its match"
+        super().__init__(field, f"player {player!r} is already in {held}; {then}")
+
+    def without_ticket_id(self) -> AlreadyQueuedError:
+        """The same refusal for a caller who may not learn the ticket's id."""
+        return AlreadyQueuedError(self.field, self.player, self.queue, "", self.limit)
 
 
 class RateLimitedError(MatchmakerError):
@@ -41,3 +60,16 @@ class RateLimitedError(MatchmakerError):
     def __init__(self, retry_after: float) -> None:
         self.retry_after: float = retry_after
         super().__init__(f"too many requests; retry in {retry_after:.1f}s")
+
+
+class TooManyStreamsError(MatchmakerError):
+    """The client already follows as many tickets at once (event streams and long-polls, on this
+    frontend) as it may: most likely streams it left open; a reconnect after closing them works."""
+
+    http_status = 429
+    http_code = "TooManyStreams"
+    retry_after = 1.0
+
+    def __init__(self, who: str, limit: int) -> None:
+        self.who, self.limit = who, limit
+        super().__init__(f"{who} already follows {limit} tickets at once on this server; close one first")

@@ -155,11 +155,10 @@ OPENAPI: dict[str, Any] = {
                     "422": _error(
                         "Invalid ticket: unknown queue, wrong attribute type, party too big... (names field)"
                     ),
-                    "429": {
-                        "description": "TooManyTickets: the owner's open tickets in this queue are at the limit; "
-                        "or RateLimited (see Retry-After)",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                    },
+                    "409": _error(
+                        "AlreadyQueued: a player of the ticket is already in an open ticket of this queue "
+                        "(field names the player; the message names that ticket if the caller may see it)"
+                    ),
                 },
             }
         },

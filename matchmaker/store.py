@@ -3,8 +3,11 @@
 ``matchmaker.tickets.RedisTicketStore`` implements it on Redis (every key of a queue in one hash
 slot, so it runs unchanged on Redis Cluster; every multi-ticket step one Lua script). The rules:
 
+- ``create`` keeps a player in at most ``max_open_per_player`` open tickets of a queue, counting
+  every player of a party and whoever opened the ticket.
 - ``claim`` is all-or-nothing: every ticket moves from the pool to a lease held by ``match_id``
-  with a deadline, or none does (then the proposal is dropped).
+  with a deadline, or none does (then the proposal is dropped); a proposal with one player in two
+  of its tickets is refused whatever made it.
 - ``release`` (allocation failed) and lease expiry (``reap``, a director died) put tickets back
   in the pool **with their original enqueue time**: nobody loses their place.
 - ``assign`` succeeds only if ``match_id`` still holds every ticket's lease; it stores the
@@ -33,9 +36,10 @@ class Reaped:
 
 
 class TicketStore(Protocol):
-    async def create(self, ticket: Ticket, *, max_open_per_owner: int) -> Ticket:
-        """Store a new queued ticket; ``TooManyTicketsError`` if its owner already has
-        ``max_open_per_owner`` open (queued or leased) tickets in the queue."""
+    async def create(self, ticket: Ticket, *, max_open_per_player: int) -> Ticket:
+        """Store a new queued ticket; ``AlreadyQueuedError`` (naming the player and their oldest
+        open ticket) if any of its players is already in ``max_open_per_player`` open (queued or
+        leased) tickets of the queue, whoever opened them."""
 
     async def get(self, ticket_id: str) -> Ticket:
         """The ticket; ``NotFoundError`` if there is none."""
@@ -48,7 +52,8 @@ class TicketStore(Protocol):
         """Queued tickets (not leased), oldest enqueue time first: the snapshot a director matches."""
 
     async def claim(self, queue: str, match_id: str, ticket_ids: Sequence[str], *, lease_seconds: float) -> bool:
-        """All tickets queued -> leased by ``match_id`` until now + ``lease_seconds``; or nothing (False)."""
+        """All tickets queued -> leased by ``match_id`` until now + ``lease_seconds``; or nothing (False).
+        ``ValidationError`` (and nothing changed) if one player is in two of the tickets."""
 
     async def release(self, queue: str, match_id: str, ticket_ids: Sequence[str]) -> int:
         """Tickets leased by ``match_id`` back to the pool at their original place; how many."""

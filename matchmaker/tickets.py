@@ -7,7 +7,8 @@ and the queue runs unchanged on Redis Cluster (``Keys`` builds every name; nothi
                                           created/enqueued/expires times): decoded once per process
     fm:{q:duel}:tickets:state       HASH  id -> queued | leased | matched | cancelled | expired
     fm:{q:duel}:tickets:enqueued    HASH  id -> original enqueue time: the pool score a ticket returns with
-    fm:{q:duel}:tickets:owner       HASH  id -> owner (whose open-ticket count it holds)
+    fm:{q:duel}:tickets:owner       HASH  id -> owner (who opened it)
+    fm:{q:duel}:tickets:players     HASH  id -> its player ids, space-separated (for the scripts)
     fm:{q:duel}:tickets:match       HASH  id -> the match leasing it (leased) or that it went to (matched)
     fm:{q:duel}:tickets:assignment  HASH  id -> msgpack Assignment (matched tickets only)
     fm:{q:duel}:tickets:reason      HASH  id -> why it was cancelled or expired
@@ -15,7 +16,8 @@ and the queue runs unchanged on Redis Cluster (``Keys`` builds every name; nothi
     fm:{q:duel}:tickets:leases      ZSET  leased ids by lease deadline
     fm:{q:duel}:tickets:ttl         ZSET  open ids by expires_at (tickets with a TTL)
     fm:{q:duel}:tickets:done        ZSET  finished ids by the time they finished; purged after ``retention``
-    fm:{q:duel}:tickets:open        HASH  owner -> open (queued or leased) tickets: the per-owner limit
+    fm:{q:duel}:tickets:by_player   HASH  player id -> its open (queued or leased) tickets, space-separated,
+                                          oldest first: the per-player limit, over every player of a party
     fm:{q:duel}:tickets:events      STREAM {t: id, s: state} per ticket matched, cancelled or expired
 
 Every state change is one Lua script (``lua/``, EVALSHA through ``register_script``, which on a
@@ -62,7 +64,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from fleetmatch.codec import evolve, load_trusted, to_wire
 from fleetmatch.errors import AlreadyExistsError, BackendError, ConfigError, NotFoundError, ValidationError
 from fleetmatch.tasks import raise_if_cancelling
-from matchmaker.errors import TooManyTicketsError
+from matchmaker.errors import AlreadyQueuedError
 from matchmaker.models import Assignment, Ticket, TicketState, queue_of
 from matchmaker.store import Reaped
 
@@ -94,6 +96,7 @@ class Keys:
     state: str
     enqueued: str
     owner: str
+    players: str
     match: str
     assignment: str
     reason: str
@@ -101,7 +104,7 @@ class Keys:
     leases: str
     ttl: str
     done: str
-    open: str
+    by_player: str
     events: str
 
     @classmethod
@@ -202,7 +205,7 @@ class RedisTicketStore:
         self._scripts: dict[str, AsyncScript] = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
         self._keys: dict[str, Keys] = {}
         self._uninitialized_cluster = cluster
-        self._creates: dict[str, list[tuple[tuple[str | bytes, ...], asyncio.Future[bytes]]]] = {}
+        self._creates: dict[str, list[tuple[tuple[str | bytes, ...], asyncio.Future[Any]]]] = {}
         self._sending: set[asyncio.Future[None]] = set()
         self._bodies: dict[str, dict[bytes, Ticket]] = {}
         """Per queue: ticket id (bytes, as Redis returns it) -> the ticket as queued. Bodies never
@@ -240,9 +243,11 @@ class RedisTicketStore:
 
     # -- tickets ----------------------------------------------------------------------------
 
-    async def create(self, ticket: Ticket, *, max_open_per_owner: int) -> Ticket:
+    async def create(self, ticket: Ticket, *, max_open_per_player: int) -> Ticket:
         if queue_of(ticket.id) != ticket.queue:
             raise ValidationError("id", f"{ticket.id!r} is not a ticket id of queue {ticket.queue!r}")
+        if max_open_per_player < 1:
+            raise ValidationError("max_open_per_player", f"must be at least 1, got {max_open_per_player}")
         created = ticket.created_at or time.time()
         ticket = evolve(
             ticket,
@@ -262,22 +267,26 @@ class RedisTicketStore:
             (
                 ticket.id,
                 ticket.owner,
-                str(max_open_per_owner),
+                str(max_open_per_player),
                 msgpack.packb(wire, use_bin_type=True),
                 repr(ticket.enqueued_at),
                 repr(ticket.expires_at) if ticket.expires_at else "",
+                " ".join(p.id for p in ticket.players),
             ),
         )
-        if status == b"limit":
-            raise TooManyTicketsError(ticket.owner, max_open_per_owner)
+        if isinstance(status, list):  # ['open', index, the player's oldest open ticket]
+            index = int(status[1])
+            raise AlreadyQueuedError(
+                f"players[{index}].id", ticket.players[index].id, ticket.queue, _text(status[2]), max_open_per_player
+            )
         if status == b"exists":
             raise AlreadyExistsError(Ticket.KIND, ticket.id)
         return ticket
 
-    async def _create_batched(self, queue: str, args: tuple[str | bytes, ...]) -> bytes:
+    async def _create_batched(self, queue: str, args: tuple[str | bytes, ...]) -> Any:
         """Queue one create; the creates of one event-loop iteration go to Redis in one call
         (an idle frontend sends a batch of one at once, a busy one fewer, larger batches)."""
-        done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         pending = self._creates.setdefault(queue, [])
         pending.append((args, done))
         if len(pending) == 1:
@@ -291,9 +300,7 @@ class RedisTicketStore:
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send_creates(
-        self, queue: str, batch: list[tuple[tuple[str | bytes, ...], asyncio.Future[bytes]]]
-    ) -> None:
+    async def _send_creates(self, queue: str, batch: list[tuple[tuple[str | bytes, ...], asyncio.Future[Any]]]) -> None:
         args = [a for item, _ in batch for a in item]
         try:
             statuses = await self._run("create", queue, *args)
@@ -359,7 +366,10 @@ class RedisTicketStore:
         _check_ids(ticket_ids)
         if lease_seconds <= 0:
             raise ValidationError("lease_seconds", f"must be positive, got {lease_seconds}")
-        return bool(await self._run("claim", queue, match_id, repr(float(lease_seconds)), *ticket_ids))
+        result = await self._run("claim", queue, match_id, repr(float(lease_seconds)), *ticket_ids)
+        if isinstance(result, list):  # ['player', id]: a bug in the proposal's maker, said loudly
+            raise ValidationError("ticket_ids", f"player {_text(result[1])!r} is in two tickets of match {match_id}")
+        return bool(result)
 
     async def release(self, queue: str, match_id: str, ticket_ids: Sequence[str]) -> int:
         if not ticket_ids:

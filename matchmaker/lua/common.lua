@@ -5,11 +5,12 @@
 -- A ticket's state moves only like this:
 --   queued -> leased (claim) -> queued (release, lease expiry) | matched (assign) | cancelled
 --   queued -> cancelled | expired (past its TTL)
--- "Open" means queued or leased: it counts against its owner's limit and sits in `ttl`.
+-- "Open" means queued or leased: it is listed under each of its players in `by_player` (the
+-- per-player limit) and sits in `ttl`.
 local K = {
-  bodies = KEYS[1], state = KEYS[2], enqueued = KEYS[3], owner = KEYS[4], match = KEYS[5],
-  assignment = KEYS[6], reason = KEYS[7], pool = KEYS[8], leases = KEYS[9], ttl = KEYS[10],
-  done = KEYS[11], open = KEYS[12], events = KEYS[13],
+  bodies = KEYS[1], state = KEYS[2], enqueued = KEYS[3], owner = KEYS[4], players = KEYS[5],
+  match = KEYS[6], assignment = KEYS[7], reason = KEYS[8], pool = KEYS[9], leases = KEYS[10],
+  ttl = KEYS[11], done = KEYS[12], by_player = KEYS[13], events = KEYS[14],
 }
 
 local function clock(arg)
@@ -33,9 +34,34 @@ local function requeue(id)
   redis.call('ZADD', K.pool, redis.call('HGET', K.enqueued, id), id)
 end
 
+-- Words of a space-separated list (player ids and ticket ids never hold spaces).
+local function words(text)
+  local out = {}
+  if text then
+    for word in string.gmatch(text, '%S+') do out[#out + 1] = word end
+  end
+  return out
+end
+
+-- The ticket off each of its players' open-ticket lists (a player with none left is dropped).
+local function unlist(id)
+  for _, player in ipairs(words(redis.call('HGET', K.players, id))) do
+    local rest = {}
+    for _, other in ipairs(words(redis.call('HGET', K.by_player, player))) do
+      if other ~= id then rest[#rest + 1] = other end
+    end
+    if #rest == 0 then
+      redis.call('HDEL', K.by_player, player)
+    else
+      redis.call('HSET', K.by_player, player, table.concat(rest, ' '))
+    end
+  end
+end
+
 -- An open ticket to a final state (matched, cancelled, expired): out of the pool and the leases,
--- off its owner's count, remembered in `done` until purged, and announced on the event stream.
--- A matched ticket keeps its match id in `match` (what makes a repeated assign recognisable).
+-- off its players' open-ticket lists, remembered in `done` until purged, and announced on the
+-- event stream. A matched ticket keeps its match id in `match` (what makes a repeated assign
+-- recognisable).
 local function finish(id, state, why)
   redis.call('HSET', K.state, id, state)
   if why ~= '' then redis.call('HSET', K.reason, id, why) end
@@ -43,8 +69,7 @@ local function finish(id, state, why)
   redis.call('ZREM', K.pool, id)
   redis.call('ZREM', K.leases, id)
   redis.call('ZREM', K.ttl, id)
-  local owner = redis.call('HGET', K.owner, id)
-  if redis.call('HINCRBY', K.open, owner, -1) <= 0 then redis.call('HDEL', K.open, owner) end
+  unlist(id)
   redis.call('ZADD', K.done, fmt(NOW), id)
   redis.call('XADD', K.events, 'MAXLEN', '~', HISTORY, '*', 't', id, 's', state)
 end

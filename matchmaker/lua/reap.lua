@@ -29,7 +29,7 @@ end
 
 local old = redis.call('ZRANGEBYSCORE', K.done, '-inf', fmt(NOW - retention), 'LIMIT', 0, batch)
 if #old > 0 then
-  for _, key in ipairs({K.bodies, K.state, K.enqueued, K.owner, K.match, K.assignment, K.reason}) do
+  for _, key in ipairs({K.bodies, K.state, K.enqueued, K.owner, K.players, K.match, K.assignment, K.reason}) do
     redis.call('HDEL', key, unpack(old))
   end
   redis.call('ZREM', K.done, unpack(old))

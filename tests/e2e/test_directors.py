@@ -65,7 +65,7 @@ async def test_three_directors_one_killed(redis_server: EmbeddedRedis, redis_cli
         player = Player(f"player-{i}", attributes={"skill": 1500.0})
         await tickets.create(
             Ticket(tid, "duel", player.id, (player,), created_at=now, enqueued_at=now + i / 1000, expires_at=now + 600),
-            max_open_per_owner=1,
+            max_open_per_player=1,
         )
         ids.append(tid)
 

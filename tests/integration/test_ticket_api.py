@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import secrets
 import time
@@ -66,7 +67,6 @@ def queues() -> dict[str, QueueLike]:
 SETTINGS = MatchmakerSettings(
     token_secret=SECRET,
     api_keys={"shop": KEY},
-    max_open_tickets=2,
     rate_per_second=1000.0,
     rate_burst=1000,
     max_body_bytes=4096,
@@ -407,16 +407,34 @@ async def test_malformed_and_oversized_bodies(api: Api) -> None:
     assert "4096" in reply.body["error"]["message"]
 
 
-async def test_the_open_ticket_limit_is_429_until_one_closes(api: Api) -> None:
+async def test_one_open_ticket_per_player_and_queue_is_409_naming_it(api: Api) -> None:
     first = await api.open("p1", player("p1"))
-    await api.open("p1", player("p1"))
-    reply = await api.call("POST", "/v1/tickets", as_="p1", body={"queue": "duel", "players": [player("p1")]})
-    assert reply.status == 429 and reply.body["error"]["code"] == "TooManyTickets"
-    assert "p1 already has 2 open tickets" in reply.body["error"]["message"]
+    for as_, players, field in (
+        ("p1", [player("p1")], "players[0].id"),
+        ("key", [player("p9"), player("p1")], "players[1].id"),  # across owners and API keys
+    ):
+        reply = await api.call("POST", "/v1/tickets", as_=as_, body={"queue": "duel", "players": players})
+        assert reply.status == 409, reply.body
+        error = reply.body["error"]
+        assert (error["code"], error["field"]) == ("AlreadyQueued", field)
+        assert f"player 'p1' is already in open ticket {first['id']}" in error["message"]
     await api.open("p2", player("p2"))  # another player is not affected
+    await api.open("p9", player("p9"))  # nor one whose ticket was refused with p1's
     await api.open("p1", player("p1"), queue="squad")  # nor another queue
     await api.call("DELETE", f"/v1/tickets/{first['id']}", as_="p1")
     await api.open("p1", player("p1"))
+
+
+async def test_the_open_ticket_limit_is_a_setting(store: RedisTicketStore) -> None:
+    async with serving(store, dataclasses.replace(SETTINGS, max_open_tickets=2)) as api:
+        first = await api.open("p1", player("p1"))
+        await api.open("p1", player("p1"))
+        reply = await api.call("POST", "/v1/tickets", as_="p1", body={"queue": "duel", "players": [player("p1")]})
+        assert reply.status == 409 and reply.body["error"]["code"] == "AlreadyQueued"
+        assert (
+            f"2 open tickets of queue 'duel' (the most allowed), the oldest {first['id']}"
+            in (reply.body["error"]["message"])
+        )
 
 
 async def test_rate_limit_is_429_with_retry_after(store: RedisTicketStore) -> None:

@@ -27,7 +27,7 @@ from fleetmatch.backends.redis.client import connect
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
 from fleetmatch.errors import AlreadyExistsError, ConfigError, NotFoundError, ValidationError
 from fleetmatch.models import PortStatus
-from matchmaker.errors import TooManyTicketsError
+from matchmaker.errors import AlreadyQueuedError
 from matchmaker.models import Assignment, Player, Ticket, TicketState, new_ticket_id
 from matchmaker.store import Reaped, TicketStore
 from matchmaker.tickets import EXPIRED_REASON, Client, Keys, RedisTicketStore, _backend
@@ -36,7 +36,7 @@ from tests.waiting import eventually
 
 Q = "duel"
 LIMIT = 100
-"""Open tickets per owner, for tests that are not about the limit."""
+"""Open tickets per player, for tests that are not about the limit."""
 LEASE = 30.0
 
 
@@ -124,18 +124,26 @@ _players = iter(range(10**9))
 
 
 def ticket(
-    *, at: float | None = None, ttl: float = 600.0, owner: str | None = None, party: int = 1, queue: str = Q
+    *,
+    at: float | None = None,
+    ttl: float = 600.0,
+    owner: str | None = None,
+    party: int = 1,
+    queue: str = Q,
+    players: tuple[str, ...] = (),
 ) -> Ticket:
-    """A queued ticket enqueued at ``at`` (now by default), expiring ``ttl`` later (0: never)."""
+    """A queued ticket enqueued at ``at`` (now by default), expiring ``ttl`` later (0: never), of
+    ``players`` (default: ``party`` new players)."""
     at = time.time() if at is None else at
-    players = tuple(
-        Player(f"p{next(_players)}", {"skill": 1500.0 + i, "mode": "ranked"}, {"eu": 20.0 + i}) for i in range(party)
+    names = players or tuple(f"p{next(_players)}" for _ in range(party))
+    members = tuple(
+        Player(pid, {"skill": 1500.0 + i, "mode": "ranked"}, {"eu": 20.0 + i}) for i, pid in enumerate(names)
     )
     return Ticket(
         id=new_ticket_id(queue, at),
         queue=queue,
-        owner=owner or players[0].id,
-        players=players,
+        owner=owner or members[0].id,
+        players=members,
         created_at=at,
         enqueued_at=at,
         expires_at=at + ttl if ttl else 0.0,
@@ -145,7 +153,7 @@ def ticket(
 async def open_tickets(store: RedisTicketStore, n: int, *, start: float | None = None, **kw: Any) -> list[Ticket]:
     """``n`` tickets enqueued 1 ms apart, oldest first."""
     start = time.time() if start is None else start
-    return [await store.create(ticket(at=start + i / 1000, **kw), max_open_per_owner=LIMIT) for i in range(n)]
+    return [await store.create(ticket(at=start + i / 1000, **kw), max_open_per_player=LIMIT) for i in range(n)]
 
 
 def assignment(match_id: str, i: int = 0) -> Assignment:
@@ -185,7 +193,7 @@ class Updates:
         self.seen.clear()
 
     async def through_sentinel(self) -> list[str]:
-        sentinel = (await self._store.create(ticket(), max_open_per_owner=LIMIT)).id
+        sentinel = (await self._store.create(ticket(), max_open_per_player=LIMIT)).id
         await self._store.cancel(sentinel)
         await eventually(lambda: sentinel in self.seen, within=15, what=lambda: f"sentinel missing; got {self.seen}")
         got, self.seen = self.seen[: self.seen.index(sentinel)], self.seen[self.seen.index(sentinel) + 1 :]
@@ -210,7 +218,7 @@ async def updates(store: RedisTicketStore) -> AsyncIterator[Updates]:
 class TestTicketStore:
     async def test_create_get_cancel(self, store: RedisTicketStore) -> None:
         party = ticket(party=3, owner="key:backend")
-        created = await store.create(party, max_open_per_owner=3)
+        created = await store.create(party, max_open_per_player=3)
         assert created == party
         got = await store.get(party.id)
         assert got == party and got.state is TicketState.QUEUED and got.assignment is None
@@ -231,45 +239,91 @@ class TestTicketStore:
             with pytest.raises(NotFoundError):
                 await call("not-a-ticket-id")
         t = ticket()
-        await store.create(t, max_open_per_owner=LIMIT)
+        await store.create(t, max_open_per_player=LIMIT)
         with pytest.raises(AlreadyExistsError):
-            await store.create(dataclasses.replace(t, owner="someone-else"), max_open_per_owner=LIMIT)
+            await store.create(dataclasses.replace(t, owner="someone-else"), max_open_per_player=LIMIT)
         with pytest.raises(ValidationError, match="not a ticket id of queue"):
-            await store.create(dataclasses.replace(t, queue="other"), max_open_per_owner=1)
+            await store.create(dataclasses.replace(t, queue="other"), max_open_per_player=1)
 
-    async def test_owner_limit(self, store: RedisTicketStore) -> None:
-        a = await store.create(ticket(owner="ann"), max_open_per_owner=2)
-        b = await store.create(ticket(owner="ann"), max_open_per_owner=2)
-        with pytest.raises(TooManyTicketsError) as err:
-            await store.create(ticket(owner="ann"), max_open_per_owner=2)
-        assert (err.value.owner, err.value.limit) == ("ann", 2)
-        await store.create(ticket(owner="bob"), max_open_per_owner=2)
+    async def test_one_open_ticket_per_player_whoever_opens_it(self, store: RedisTicketStore) -> None:
+        first = await store.create(ticket(players=("ann",)), max_open_per_player=1)
+        for owner, players, index in (("ann", ("ann",), 0), ("key:shop", ("bob", "ann"), 1)):
+            with pytest.raises(AlreadyQueuedError) as err:
+                await store.create(ticket(owner=owner, players=players), max_open_per_player=1)
+            assert (err.value.field, err.value.player, err.value.ticket_id) == (f"players[{index}].id", "ann", first.id)
+            assert err.value.http_status == 409 and first.id in err.value.message
+        bob = await store.create(ticket(players=("bob",)), max_open_per_player=1)  # a refusal wrote nothing
+        assert ids(await store.pool(Q)) == [first.id, bob.id]
 
-        await store.cancel(a.id)  # cancelling frees a place
-        c = await store.create(ticket(owner="ann"), max_open_per_owner=2)
-        assert await store.claim(Q, "m1", [b.id], lease_seconds=LEASE)  # a leased ticket is still open
-        with pytest.raises(TooManyTicketsError):
-            await store.create(ticket(owner="ann"), max_open_per_owner=2)
-        assert await store.assign(Q, "m1", {b.id: assignment("m1")})  # a match frees a place
-        d = await store.create(ticket(owner="ann", ttl=5), max_open_per_owner=2)
-        assert (await store.reap(Q, now=d.expires_at + 1)).tickets_expired == (d.id,)  # so does expiry
-        await store.create(ticket(owner="ann"), max_open_per_owner=2)
-        assert c.id in ids(await store.pool(Q))
+        await store.cancel(first.id)  # cancelling frees the player
+        second = await store.create(ticket(players=("ann",)), max_open_per_player=1)
+        assert await store.claim(Q, "m1", [second.id], lease_seconds=LEASE)  # a leased ticket is still open
+        with pytest.raises(AlreadyQueuedError):
+            await store.create(ticket(players=("ann",)), max_open_per_player=1)
+        assert await store.assign(Q, "m1", {second.id: assignment("m1")})  # a match frees the player
+        third = await store.create(ticket(players=("ann",), ttl=5), max_open_per_player=1)
+        assert (await store.reap(Q, now=third.expires_at + 1)).tickets_expired == (third.id,)  # so does expiry
+        await store.create(ticket(players=("ann",)), max_open_per_player=1)
+        other = await store.create(ticket(players=("ann",), queue="other"), max_open_per_player=1)
+        assert other.queue == "other", "the limit is per queue"
 
-    async def test_owner_limit_is_atomic(self, backend: Backend) -> None:
+    async def test_the_limit_counts_every_player_of_a_party(self, store: RedisTicketStore) -> None:
+        """Five leaders each put the same sixth player in their party: one ticket gets them."""
+        outcomes: list[Ticket | AlreadyQueuedError] = []
+        for i in range(5):
+            try:
+                outcomes.append(
+                    await store.create(ticket(owner=f"lead{i}", players=(f"lead{i}", "six")), max_open_per_player=1)
+                )
+            except AlreadyQueuedError as exc:
+                outcomes.append(exc)
+        assert isinstance(outcomes[0], Ticket)
+        assert [(e.field, e.ticket_id) for e in outcomes[1:] if isinstance(e, AlreadyQueuedError)] == [
+            ("players[1].id", outcomes[0].id)
+        ] * 4
+        for i in range(1, 5):  # the refused leaders were not counted either
+            await store.create(ticket(players=(f"lead{i}",)), max_open_per_player=1)
+
+    async def test_a_higher_limit_names_the_oldest_ticket(self, store: RedisTicketStore) -> None:
+        a = await store.create(ticket(players=("ann",)), max_open_per_player=2)
+        await store.create(ticket(players=("ann", "bob")), max_open_per_player=2)
+        with pytest.raises(AlreadyQueuedError) as err:
+            await store.create(ticket(players=("ann",)), max_open_per_player=2)
+        assert (err.value.ticket_id, err.value.limit) == (a.id, 2)
+        await store.create(ticket(players=("bob",)), max_open_per_player=2)
+        with pytest.raises(ValidationError, match="at least 1"):
+            await store.create(ticket(), max_open_per_player=0)
+
+    async def test_the_player_limit_is_atomic(self, backend: Backend) -> None:
         stores = [backend.store() for _ in range(4)]
         results = await asyncio.gather(
-            *(stores[i % 4].create(ticket(owner="eve"), max_open_per_owner=3) for i in range(24)),
+            *(
+                stores[i % 4].create(ticket(players=("eve", f"x{i}") if i % 2 else (f"x{i}",)), max_open_per_player=3)
+                for i in range(24)
+            ),
             return_exceptions=True,
         )
-        assert sum(isinstance(r, Ticket) for r in results) == 3
-        assert all(isinstance(r, Ticket | TooManyTicketsError) for r in results), results
-        assert len(await stores[0].pool(Q)) == 3
+        with_eve = [r for i, r in enumerate(results) if i % 2]
+        assert sum(isinstance(r, Ticket) for r in with_eve) == 3
+        assert all(isinstance(r, Ticket | AlreadyQueuedError) for r in with_eve), with_eve
+        assert all(isinstance(r, Ticket) for i, r in enumerate(results) if not i % 2)
+        assert len(await stores[0].pool(Q)) == 12 + 3
+
+    async def test_a_claim_with_one_player_in_two_tickets_changes_nothing(self, store: RedisTicketStore) -> None:
+        """The last line of defence against a match function that pairs a player with themselves."""
+        a = await store.create(ticket(players=("ann",)), max_open_per_player=2)
+        b = await store.create(ticket(players=("bob", "ann")), max_open_per_player=2)
+        c = await store.create(ticket(players=("cat",)), max_open_per_player=2)
+        with pytest.raises(ValidationError, match="'ann' is in two tickets") as err:
+            await store.claim(Q, "m1", [a.id, c.id, b.id], lease_seconds=LEASE)
+        assert err.value.field == "ticket_ids"
+        assert ids(await store.pool(Q)) == [a.id, b.id, c.id]
+        assert await store.claim(Q, "m2", [a.id, c.id], lease_seconds=LEASE)
 
     async def test_pool_is_oldest_first_and_only_queued(self, store: RedisTicketStore) -> None:
         start = time.time()
         order = [5, 0, 3, 1, 4, 2]  # created out of enqueue order
-        made = {i: await store.create(ticket(at=start + i), max_open_per_owner=LIMIT) for i in order}
+        made = {i: await store.create(ticket(at=start + i), max_open_per_player=LIMIT) for i in order}
         assert ids(await store.pool(Q)) == [made[i].id for i in range(6)]
         assert await store.claim(Q, "m1", [made[1].id, made[4].id], lease_seconds=LEASE)
         await store.cancel(made[2].id)
@@ -304,7 +358,7 @@ class TestTicketStore:
         await store.cancel(d.id)
         assert not await store.claim(Q, "m3", [c.id, d.id], lease_seconds=LEASE), "d is cancelled"
         assert not await store.claim(Q, "m4", [c.id, new_ticket_id(Q)], lease_seconds=LEASE), "unknown ticket"
-        other = await store.create(ticket(queue="other"), max_open_per_owner=LIMIT)
+        other = await store.create(ticket(queue="other"), max_open_per_player=LIMIT)
         assert not await store.claim(Q, "m5", [c.id, other.id], lease_seconds=LEASE), "another queue's ticket"
         assert ids(await store.pool(Q)) == [c.id], "no failed claim took anything"
         assert (await store.get(c.id)).state is TicketState.QUEUED
@@ -370,10 +424,10 @@ class TestTicketStore:
 
     async def test_ttl_expiry(self, store: RedisTicketStore) -> None:
         start = time.time()
-        old = await store.create(ticket(at=start, ttl=10), max_open_per_owner=LIMIT)
-        forever = await store.create(ticket(at=start + 0.001, ttl=0), max_open_per_owner=LIMIT)
-        leased = await store.create(ticket(at=start + 0.002, ttl=10), max_open_per_owner=LIMIT)
-        young = await store.create(ticket(at=start + 5, ttl=10), max_open_per_owner=LIMIT)
+        old = await store.create(ticket(at=start, ttl=10), max_open_per_player=LIMIT)
+        forever = await store.create(ticket(at=start + 0.001, ttl=0), max_open_per_player=LIMIT)
+        leased = await store.create(ticket(at=start + 0.002, ttl=10), max_open_per_player=LIMIT)
+        young = await store.create(ticket(at=start + 5, ttl=10), max_open_per_player=LIMIT)
         assert await store.claim(Q, "m1", [leased.id], lease_seconds=3600)
 
         reaped = await store.reap(Q, now=start + 11)
@@ -388,7 +442,7 @@ class TestTicketStore:
 
     async def test_a_lease_that_ends_past_the_ttl_expires_the_ticket(self, store: RedisTicketStore) -> None:
         start = time.time()
-        t = await store.create(ticket(at=start, ttl=10), max_open_per_owner=LIMIT)
+        t = await store.create(ticket(at=start, ttl=10), max_open_per_player=LIMIT)
         assert await store.claim(Q, "m1", [t.id], lease_seconds=LEASE)
         reaped = await store.reap(Q, now=time.time() + LEASE + 1)
         assert (reaped.leases_returned, reaped.tickets_expired) == ((), (t.id,))
@@ -455,11 +509,11 @@ class TestTicketStore:
 
     async def test_every_write_is_safe_to_repeat(self, store: RedisTicketStore, updates: Updates) -> None:
         """redis-py re-sends a command whose connection broke, and the first may have run."""
-        t = ticket(owner="ann")
-        assert await store.create(t, max_open_per_owner=1) == t
-        assert await store.create(t, max_open_per_owner=1) == t, "the same ticket again: no second place"
-        with pytest.raises(TooManyTicketsError):
-            await store.create(ticket(owner="ann"), max_open_per_owner=1)
+        t = ticket(players=("ann",))
+        assert await store.create(t, max_open_per_player=1) == t
+        assert await store.create(t, max_open_per_player=1) == t, "the same ticket again: no second place"
+        with pytest.raises(AlreadyQueuedError):
+            await store.create(ticket(players=("ann",)), max_open_per_player=1)
         (u,) = await open_tickets(store, 1)
         assert await store.claim(Q, "m1", [t.id, u.id], lease_seconds=1)
         assert await store.claim(Q, "m1", [t.id, u.id], lease_seconds=3600), "the holder may claim again"
@@ -475,7 +529,7 @@ class TestTicketStore:
     ) -> None:
         start = time.time()
         a, b, c, e = await open_tickets(store, 4, start=start)
-        x = await store.create(ticket(at=start + 1, ttl=5), max_open_per_owner=LIMIT)
+        x = await store.create(ticket(at=start + 1, ttl=5), max_open_per_player=LIMIT)
         # Changes a waiting client does not care about: no event.
         assert await store.claim(Q, "m0", [c.id, e.id], lease_seconds=LEASE)
         assert await store.release(Q, "m0", [c.id, e.id]) == 2

@@ -23,7 +23,7 @@ async def test_cluster_url_gives_a_working_ticket_store(redis_cluster: LocalClus
         now = time.time()
         player = Player("p1", attributes={"skill": 1500.0})
         ticket = Ticket(new_ticket_id(queue), queue, "p1", (player,), created_at=now, expires_at=now + 60)
-        await store.create(ticket, max_open_per_owner=1)
+        await store.create(ticket, max_open_per_player=1)
         assert [t.id for t in await store.pool(queue)] == [ticket.id]
         assert await store.claim(queue, "m1", [ticket.id], lease_seconds=30)
         assert (await store.get(ticket.id)).state is TicketState.LEASED

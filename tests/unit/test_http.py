@@ -27,7 +27,7 @@ from fleetmatch.http import (
     read_json,
     start_site,
 )
-from matchmaker.errors import AuthError, RateLimitedError, TooManyTicketsError
+from matchmaker.errors import AlreadyQueuedError, AuthError, RateLimitedError
 from tests.waiting import eventually
 
 TOKEN_VALUE = "t0ken"
@@ -36,7 +36,7 @@ ERRORS: dict[str, Callable[[], Exception]] = {
     "not-found": lambda: NotFoundError("Ticket", "duel.t1"),
     "backend": lambda: BackendError("redis at 10.0.0.7:6379: connection refused"),
     "auth": lambda: AuthError("the token expired"),
-    "too-many": lambda: TooManyTicketsError("p1", 3),
+    "already-queued": lambda: AlreadyQueuedError("players[0].id", "p1", "duel", "duel.t1", 1),
     "rate": lambda: RateLimitedError(1.2),
     "conflict": lambda: ConflictError("GameServer", "gs-1", "7", "8"),
     "bug": lambda: RuntimeError("a bug"),
@@ -81,7 +81,7 @@ MIDDLEWARES = ["api_middleware", "errors_middleware"]
         ("not-found", 404, "NotFound", 'Ticket "duel.t1" not found', None),
         ("backend", 503, "Unavailable", "the store is unavailable; retry shortly", None),
         ("auth", 401, "Unauthorized", "the token expired", None),
-        ("too-many", 429, "TooManyTickets", "p1 already has 3 open tickets", None),
+        ("already-queued", 409, "AlreadyQueued", "player 'p1' is already in open ticket duel.t1", "players[0].id"),
         ("rate", 429, "RateLimited", "too many requests; retry in 1.2s", None),
         ("conflict", 500, "Internal", "internal error (see the server log)", None),
         ("bug", 500, "Internal", "internal error (see the server log)", None),
