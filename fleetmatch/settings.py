@@ -239,6 +239,8 @@ class MatchmakerSettings:
     lease_seconds: float = 15.0
     """How long a director may hold a proposed match's tickets before they return to the pool."""
     player_token_ttl: float = 24 * 3600.0
+    """The longest lifetime (``exp - iat``) of a player token the ticket API accepts; the backend
+    that mints them must stay under it (a leaked token cannot be good for years)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,21 +208,23 @@ class Credentials:
         if secret is None and api_key is None:
             raise ValueError("simulated players need the player-token secret or an API key")
         self.secret, self.api_key, self.ttl, self._clock = secret, api_key, ttl, clock
-        self._tokens: dict[str, str] = {}
+        self._tokens: dict[tuple[str, tuple[str, ...]], str] = {}
 
     @property
     def per_player(self) -> bool:
         return self.secret is not None
 
-    def bearer(self, player_id: str | None) -> str:
-        """The bearer for ``player_id`` (minted once, cached), or the API key for ``None``."""
+    def bearer(self, player_id: str | None, party: tuple[str, ...] = ()) -> str:
+        """The bearer for ``player_id`` (minted once, cached), or the API key for ``None``.
+        ``party``: the players its token may open a ticket with (what a game backend vouches for)."""
         if self.secret is None or player_id is None:
             if self.api_key is None:
                 raise ValueError("no API key: every request must name a player")
             return self.api_key
-        token = self._tokens.get(player_id)
+        token = self._tokens.get((player_id, party))
         if token is None:
-            token = self._tokens[player_id] = mint_player_token(self.secret, player_id, self.ttl, self._clock())
+            token = mint_player_token(self.secret, player_id, self.ttl, self._clock(), party=party)
+            self._tokens[player_id, party] = token
         return token
 
     def reader(self, leader: str) -> str | None:
@@ -408,7 +410,10 @@ class Party:
         }
         reader = self.credentials.reader(self.leader)
         self._sent = time.monotonic()
-        doc = await self._request("POST", "/v1/tickets", reader, json_body=body, expect=201, idempotent=False)
+        party = tuple(p.id for p in self.spec.players if p.id != reader)
+        doc = await self._request(
+            "POST", "/v1/tickets", reader, json_body=body, expect=201, idempotent=False, party=party
+        )
         now = time.monotonic()
         ticket_id = doc.get("id")
         if not isinstance(ticket_id, str):
@@ -559,12 +564,14 @@ class Party:
         expect: int = 200,
         idempotent: bool = True,
         total: float | None = None,
+        party: tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        """One API call as ``player`` (None: the API key): the JSON object answered, or a
-        classified ``PlayerFailure``. Rate limits are waited out; idempotent calls are retried on
-        503 and broken connections (a POST is not: it could open a second ticket)."""
+        """One API call as ``player`` (None: the API key; ``party``: its token's party claim): the
+        JSON object answered, or a classified ``PlayerFailure``. Rate limits are waited out;
+        idempotent calls are retried on 503 and broken connections (a POST is not: it could open a
+        second ticket)."""
         what = f"{method} {path.split('?')[0]}"
-        headers = {"Authorization": f"Bearer {self.credentials.bearer(player)}"}
+        headers = {"Authorization": f"Bearer {self.credentials.bearer(player, party)}"}
         limit = aiohttp.ClientTimeout(total=total or self.settings.request_timeout)
         for attempt in range(4):
             retry_in = 0.25 * 2**attempt

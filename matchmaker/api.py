@@ -40,12 +40,12 @@ from aiohttp import WSCloseCode, web
 
 from fleetmatch.codec import from_wire, to_wire
 from fleetmatch.errors import FleetmatchError, NotFoundError, ValidationError
-from fleetmatch.http import errors_middleware, read_json
+from fleetmatch.http import RateLimitedLog, errors_middleware, read_json
 from fleetmatch.metrics import metrics_handler
 from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import MatchmakerSettings
 from matchmaker.auth import Authenticator, Principal, RateLimiter
-from matchmaker.errors import AlreadyQueuedError
+from matchmaker.errors import AlreadyQueuedError, MalformedCredentialsError
 from matchmaker.metrics import API_REQUESTS, TICKETS
 from matchmaker.models import Ticket, TicketRequest, TicketState, new_ticket_id, queue_of
 from matchmaker.openapi import OPENAPI
@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 60.0
 KEEPALIVE_SECONDS = 15.0
+MALFORMED_LOG_SECONDS = 60.0
+"""At most one log line per this many seconds about garbage in ``Authorization`` (a broken client
+retrying in a loop must not flood the log)."""
 
 
 class QueueLike(Protocol):
@@ -128,18 +131,25 @@ class TicketApi:
         keepalive_seconds: float = KEEPALIVE_SECONDS,
     ) -> None:
         self.store, self.queues, self.settings, self.hub = store, queues, settings, hub
-        self.auth = Authenticator(settings.token_secret, settings.api_keys, clock=clock)
+        self.auth = Authenticator(
+            settings.token_secret, settings.api_keys, clock=clock, max_token_ttl=settings.player_token_ttl
+        )
         self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst, clock=clock)
         self.key_limiter = RateLimiter(settings.key_rate_per_second, settings.key_rate_burst, clock=clock)
         self.clock = clock
         self.keepalive = keepalive_seconds
         self.counters = _Counters()
+        self.malformed = RateLimitedLog(log, MALFORMED_LOG_SECONDS)
 
     # -- shared steps ----------------------------------------------------------------------
 
     def principal(self, request: web.Request) -> Principal:
         """Authenticate, then charge the caller's rate limit."""
-        principal = self.auth.authenticate(request.headers.get("Authorization"))
+        try:
+            principal = self.auth.authenticate(request.headers.get("Authorization"))
+        except MalformedCredentialsError:
+            self.malformed.warning("refused an Authorization header not printable ASCII, from %s", request.remote)
+            raise
         (self.key_limiter if principal.trusted else self.limiter).check(principal.id)
         return principal
 
@@ -166,12 +176,7 @@ class TicketApi:
         if queue is None:
             known = ", ".join(sorted(self.queues)) or "none"
             raise ValidationError("queue", f"unknown queue {name!r}; queues served here: {known}")
-        if not principal.trusted and all(p.id != principal.id for p in ticket_request.players):
-            raise ValidationError(
-                "players",
-                f"a player token opens tickets that include its own player ({principal.id!r}); "
-                "a game backend opens tickets for others with an API key",
-            )
+        principal.check_may_open(ticket_request.players)
         queue.check_ticket(ticket_request)
         now = self.clock()
         ticket = Ticket(

@@ -3,17 +3,26 @@
 **Player tokens** are signed by the matchmaker's secret, so a frontend checks them without a
 round trip to anyone::
 
-    fmp1.<base64url(json {"sub": player id, "iat": issued, "exp": expires})>.<base64url(signature)>
+    fmp1.<base64url(json {"sub": player, "iat": issued, "exp": expires, "party"?: [players]})>.<base64url(signature)>
 
 The signature is HMAC-SHA256 with the secret over the ASCII text before the last dot
 (``fmp1.<payload>``): the version prefix is signed with the claims, as JWT signs its header, so a
-later format cannot be confused with this one. Times are integer epoch seconds. Base64url has no
-padding; any other character makes the token malformed (the decoder would otherwise skip it, and a
-token should have exactly one spelling).
+later format cannot be confused with this one. Times are integer epoch seconds. A token is refused
+once expired, when issued more than ``CLOCK_SKEW`` seconds in the future (a minting host's clock
+gone wrong), and when it lives longer than the frontend's maximum (``exp - iat``; 24 h by
+default): a leaked token cannot be good for years. Base64url has no padding; any other character
+makes the token malformed (the decoder would otherwise skip it, and a token should have exactly one
+spelling).
+
+**Parties need proof.** A player token opens tickets that include its own player, alone or with
+the players its ``party`` claim lists: the game backend, which mints the tokens, vouches that those
+players agreed to queue together (it runs the party or lobby service). A token without the claim
+opens solo tickets only, so nobody can put a stranger in their ticket and make them see, and be
+bound by, a match they never asked for. Trusted backends use an API key instead.
 
 **API keys** (``MatchmakerSettings.api_keys``, name -> key) are for trusted game backends: the
 principal ``key:<name>`` may open tickets for any players and see or cancel any ticket. Player ids
-may not start with ``key:``, so no player token can impersonate a backend.
+may not start with ``key:`` (``matchmaker.models``), so no player can impersonate a backend.
 
 **Rate limits** are token buckets per principal, in a bounded table (least recently seen first out).
 """
@@ -27,17 +36,23 @@ import hmac
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from fleetmatch.errors import ConfigError, ValidationError
-from matchmaker.errors import AuthError, RateLimitedError
-from matchmaker.models import Ticket, player_id_error
+from matchmaker.errors import AuthError, MalformedCredentialsError, PartyConsentError, RateLimitedError
+from matchmaker.models import MAX_PARTY, RESERVED_PLAYER_PREFIX, Player, Ticket, player_id_error
 
 TOKEN_PREFIX = "fmp1"
-KEY_PREFIX = "key:"
-MAX_TOKEN_LENGTH = 1024
+KEY_PREFIX = RESERVED_PLAYER_PREFIX
+MAX_TOKEN_LENGTH = 2048
+"""Room for a party claim of ``MAX_PARTY`` players of the longest ids."""
+CLOCK_SKEW = 60
+"""Seconds a token may claim to be issued in the future (clocks of the minting host and this one differ)."""
+DEFAULT_MAX_TOKEN_TTL = 24 * 3600.0
+"""The longest lifetime (``exp - iat``) a token may have unless the frontend says otherwise."""
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -58,27 +73,59 @@ def _sign(secret: str, signed: str) -> bytes:
     return hmac.new(secret.encode(), signed.encode("ascii"), hashlib.sha256).digest()
 
 
-def _player_error(player_id: str) -> str | None:
-    if player_id.startswith(KEY_PREFIX):
-        return f"must not start with {KEY_PREFIX!r} (reserved for API keys)"
-    return player_id_error(player_id)
+def _time(value: Any) -> int | None:
+    """An integer epoch time, or None (a bool is not one; a huge one cannot be a date)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    return None
 
 
-def mint_player_token(secret: str, player_id: str, ttl: float, now: float) -> str:
-    """A token for ``player_id`` valid from ``now`` for ``ttl`` seconds (at least one)."""
-    err = _player_error(player_id)
+def _party_error(sub: str, party: Collection[str]) -> str | None:
+    if len(party) > MAX_PARTY - 1:
+        return f"a party claim lists at most {MAX_PARTY - 1} players besides the token's own"
+    if sub in party or len(set(party)) != len(party):
+        return "a party claim lists each player once, not the token's own"
+    for member in party:
+        err = player_id_error(member)
+        if err:
+            return f"party member {member!r} {err}"
+    return None
+
+
+def mint_player_token(secret: str, player_id: str, ttl: float, now: float, *, party: Collection[str] = ()) -> str:
+    """A token for ``player_id`` valid from ``now`` for ``ttl`` seconds (at least one). ``party``:
+    the players it may open a ticket with (the game backend vouches they agreed)."""
+    err = player_id_error(player_id)
     if err:
         raise ValidationError("player", f"{player_id!r} {err}")
-    if ttl < 1:
-        raise ValidationError("ttl", f"must be at least 1 second, got {ttl}")
-    claims = {"sub": player_id, "iat": int(now), "exp": int(now + ttl)}
+    if not 1 <= ttl <= 2**40:  # finite; whether a frontend accepts this long is its own setting
+        raise ValidationError("ttl", f"must be a number of seconds, at least 1, got {ttl}")
+    party = list(party)
+    err = _party_error(player_id, party)
+    if err:
+        raise ValidationError("party", err)
+    claims: dict[str, Any] = {"sub": player_id, "iat": int(now), "exp": int(now + ttl)}
+    if party:
+        claims["party"] = party
     payload = _b64encode(json.dumps(claims, separators=(",", ":")).encode())
     signed = f"{TOKEN_PREFIX}.{payload}"
     return f"{signed}.{_b64encode(_sign(secret, signed))}"
 
 
-def verify_player_token(secret: str, token: str, now: float) -> str:
-    """The player id a token names; ``AuthError`` saying why if it is malformed, forged or expired.
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What a verified player token says."""
+
+    player: str
+    issued_at: int
+    expires_at: int
+    party: frozenset[str] = frozenset()
+    """Players the token may open a ticket with, besides its own."""
+
+
+def verify_player_token(secret: str, token: str, now: float, *, max_ttl: float = DEFAULT_MAX_TOKEN_TTL) -> TokenClaims:
+    """What a token says; ``AuthError`` saying why if it is malformed, forged, expired, issued in
+    the future or longer-lived than ``max_ttl`` seconds.
 
     The signature is checked (in constant time) before the payload is parsed: nothing of an
     unsigned token is interpreted.
@@ -93,14 +140,25 @@ def verify_player_token(secret: str, token: str, now: float) -> str:
         claims = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise AuthError("malformed token: payload is not JSON") from None
-    sub = claims.get("sub") if isinstance(claims, dict) else None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    if not isinstance(sub, str) or _player_error(sub) or not isinstance(exp, int) or isinstance(exp, bool):
-        raise AuthError("malformed token: payload needs a valid player id in sub and an integer exp")
+    if not isinstance(claims, dict):
+        claims = {}
+    sub, party = claims.get("sub"), claims.get("party", [])
+    iat, exp = _time(claims.get("iat")), _time(claims.get("exp"))
+    if not isinstance(sub, str) or player_id_error(sub) or iat is None or exp is None or exp <= iat:
+        raise AuthError("malformed token: payload needs a valid player id in sub and integer times iat < exp")
+    if not isinstance(party, list) or not all(isinstance(m, str) for m in party) or _party_error(sub, party):
+        raise AuthError("malformed token: party must list other valid player ids, each once")
     if now >= exp:
-        when = datetime.fromtimestamp(exp, UTC).isoformat().replace("+00:00", "Z")
-        raise AuthError(f"token expired at {when}; get a new one")
-    return sub
+        raise AuthError(f"token expired at {_when(exp)}; get a new one")
+    if iat > now + CLOCK_SKEW:
+        raise AuthError(f"token issued in the future ({_when(iat)}): the clock of whoever minted it is wrong")
+    if exp - iat > max_ttl:
+        raise AuthError(f"token lives {exp - iat} s, longer than the {max_ttl:g} s allowed here; mint shorter ones")
+    return TokenClaims(sub, iat, exp, frozenset(party))
+
+
+def _when(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +167,35 @@ class Principal:
 
     id: str
     trusted: bool = False
+    party: frozenset[str] = field(default=frozenset())
+    """Players a player's token may open a ticket with, besides its own (its ``party`` claim)."""
 
     @classmethod
-    def player(cls, player_id: str) -> Principal:
-        return cls(player_id)
+    def player(cls, player_id: str, party: frozenset[str] = frozenset()) -> Principal:
+        return cls(player_id, party=party)
 
     @classmethod
     def api_key(cls, name: str) -> Principal:
         return cls(f"{KEY_PREFIX}{name}", trusted=True)
 
+    def check_may_open(self, players: Sequence[Player]) -> None:
+        """Raise unless this principal may open a ticket for ``players``: a key for anyone; a
+        player for themselves, with only the players their token's party claim lists."""
+        if self.trusted:
+            return
+        if all(p.id != self.id for p in players):
+            raise ValidationError(
+                "players",
+                f"a player token opens tickets that include its own player ({self.id!r}); "
+                "a game backend opens tickets for others with an API key",
+            )
+        for i, p in enumerate(players):
+            if p.id != self.id and p.id not in self.party:
+                raise PartyConsentError(f"players[{i}].id", p.id)
+
     def can_see(self, ticket: Ticket) -> bool:
-        """Keys see every ticket; a player sees tickets it opened or plays in (and may cancel them)."""
+        """Keys see every ticket; a player sees tickets it opened or plays in (and may cancel them:
+        being in a ticket took a key or a party claim the backend minted)."""
         return self.trusted or ticket.owner == self.id or any(p.id == self.id for p in ticket.players)
 
 
@@ -127,7 +203,12 @@ class Authenticator:
     """Turns an ``Authorization`` header into a ``Principal`` or an ``AuthError``."""
 
     def __init__(
-        self, secret: str | None, api_keys: Mapping[str, str], *, clock: Callable[[], float] = time.time
+        self,
+        secret: str | None,
+        api_keys: Mapping[str, str],
+        *,
+        clock: Callable[[], float] = time.time,
+        max_token_ttl: float = DEFAULT_MAX_TOKEN_TTL,
     ) -> None:
         if secret is None and not api_keys:
             raise ConfigError("the ticket API needs a player token secret or at least one API key")
@@ -137,16 +218,22 @@ class Authenticator:
         self._secret = secret
         self._keys = [(name, key.encode()) for name, key in api_keys.items()]
         self._clock = clock
+        self._max_ttl = max_token_ttl
 
     def authenticate(self, authorization: str | None) -> Principal:
         scheme, _, credential = (authorization or "").partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
             raise AuthError("missing bearer token: send 'Authorization: Bearer <player token or API key>'")
+        if not (credential.isascii() and credential.isprintable()):
+            # aiohttp hands over undecodable header bytes as surrogates: refuse them here, before
+            # anything encodes the text (tokens and keys are printable ASCII)
+            raise MalformedCredentialsError("malformed bearer token: only printable ASCII characters are allowed")
         if credential.startswith(f"{TOKEN_PREFIX}."):
             if self._secret is None:
                 raise AuthError("player tokens are not accepted here (no token secret is configured)")
-            return Principal.player(verify_player_token(self._secret, credential, self._clock()))
+            claims = verify_player_token(self._secret, credential, self._clock(), max_ttl=self._max_ttl)
+            return Principal.player(claims.player, claims.party)
         given = credential.encode()
         found = None
         for name, key in self._keys:  # every key compared, in constant time each

@@ -6,6 +6,9 @@ FleetmatchError
 ├── BackendError (fleetmatch)      the ticket store is unreachable            -> 503
 └── MatchmakerError
     ├── AuthError                  missing, forged or expired token/key       -> 401
+    │   └── MalformedCredentialsError  not printable ASCII (logged, rate-limited)
+    ├── PartyConsentError          a player token names a player its party    -> 403 NotInParty, names the field
+    │   (also a ValidationError)   claim does not list
     ├── AlreadyQueuedError         a player is already in an open ticket of   -> 409 AlreadyQueued, names the
     │   (also a ValidationError)   the queue (as many as allowed)                field and that ticket
     ├── RateLimitedError           the client sends too fast                  -> 429 RateLimited, Retry-After
@@ -26,6 +29,27 @@ class AuthError(MatchmakerError):
     """The request is not authenticated (the message says why, without leaking secrets)."""
 
     http_status = 401
+
+
+class MalformedCredentialsError(AuthError):
+    """The ``Authorization`` header is not even text a token could be (undecodable bytes, control
+    characters): a broken or hostile client, which the API logs (rate-limited) as well as refuses."""
+
+
+class PartyConsentError(MatchmakerError, ValidationError):
+    """A player token tried to open a ticket with a player its ``party`` claim does not list:
+    parties need proof (the game backend mints the claim, or opens the ticket with an API key)."""
+
+    http_status = 403
+    http_code = "NotInParty"
+
+    def __init__(self, field: str, player: str) -> None:
+        self.player = player
+        super().__init__(
+            field,
+            f"this token may not put player {player!r} in a ticket: a party ticket needs a player token "
+            "whose party claim lists every other player (minted by the game backend), or an API key",
+        )
 
 
 class AlreadyQueuedError(MatchmakerError, ValidationError):

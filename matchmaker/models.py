@@ -26,11 +26,19 @@ _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower cas
 
 MAX_PARTY = 16
 """Players in one ticket, at most (a party larger than a team is also refused, per queue)."""
+RESERVED_PLAYER_PREFIX = "key:"
+"""What an API key's principal is called (``key:<name>``): no player may be named so."""
+MAX_ATTRIBUTE = 1e15
+"""Bound of a numeric attribute's magnitude: integers up to it are exact in a float, and a party's
+sum or average (a match's team sums) stays finite."""
+MAX_LATENCY_MS = 60_000
 
 
 def player_id_error(value: str) -> str | None:
     if not _PLAYER_ID.match(value):
         return "must be 1-64 characters: letters, digits and . _ : @ -, starting with a letter or digit"
+    if value.startswith(RESERVED_PLAYER_PREFIX):
+        return f"must not start with {RESERVED_PLAYER_PREFIX!r} (reserved for API keys)"
     return None
 
 
@@ -60,14 +68,16 @@ class Player:
         err = player_id_error(self.id)
         if err:
             raise ValidationError("id", f"{self.id!r} {err}")
-        for key in self.attributes:
+        for key, value in self.attributes.items():
             if not _NAME.match(key):
                 raise ValidationError(f"attributes.{key}", "invalid attribute name")
+            if not isinstance(value, str) and not -MAX_ATTRIBUTE <= value <= MAX_ATTRIBUTE:
+                raise ValidationError(f"attributes.{key}", f"must be a number within +-{MAX_ATTRIBUTE:g}, got {value}")
         for region, ms in self.latencies.items():
             if not _NAME.match(region):
                 raise ValidationError(f"latencies.{region}", "invalid region name")
-            if not 0 <= ms <= 60_000:
-                raise ValidationError(f"latencies.{region}", f"must be within 0..60000 ms, got {ms}")
+            if not 0 <= ms <= MAX_LATENCY_MS:
+                raise ValidationError(f"latencies.{region}", f"must be within 0..{MAX_LATENCY_MS} ms, got {ms}")
 
 
 @dataclass(frozen=True, slots=True)

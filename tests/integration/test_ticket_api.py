@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -27,7 +28,7 @@ from fleetmatch.models import PortStatus
 from fleetmatch.settings import MatchmakerSettings
 from matchmaker.api import QueueLike, build_app
 from matchmaker.auth import mint_player_token
-from matchmaker.models import Assignment, Ticket, TicketRequest, TicketState
+from matchmaker.models import Assignment, Ticket, TicketRequest, TicketState, player_id_error
 from matchmaker.push import Hub
 from matchmaker.rules import parse_queues
 from matchmaker.tickets import RedisTicketStore
@@ -77,8 +78,8 @@ def player(pid: str, skill: float = 1500, **latencies: float) -> dict[str, Any]:
     return {"id": pid, "attributes": {"skill": skill}, "latencies": latencies or {"eu": 23, "us": 95}}
 
 
-def token(pid: str, *, ttl: float = 3600, now: float | None = None) -> str:
-    return mint_player_token(SECRET, pid, ttl, time.time() if now is None else now)
+def token(pid: str, *, ttl: float = 3600, now: float | None = None, party: tuple[str, ...] = ()) -> str:
+    return mint_player_token(SECRET, pid, ttl, time.time() if now is None else now, party=party)
 
 
 @dataclass
@@ -105,11 +106,13 @@ class Api:
         auth: str | None = None,
         body: Any = None,
         raw: bytes | None = None,
+        party: tuple[str, ...] = (),
     ) -> Reply:
-        """``as_``: a player id (a fresh token) or ``"key"`` (the backend's API key)."""
+        """``as_``: a player id (a fresh token, with ``party`` as its party claim) or ``"key"`` (the
+        backend's API key)."""
         headers = {}
         if as_ is not None:
-            auth = f"Bearer {KEY if as_ == 'key' else token(as_)}"
+            auth = f"Bearer {KEY if as_ == 'key' else token(as_, party=party)}"
         if auth is not None:
             headers["Authorization"] = auth
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -119,7 +122,10 @@ class Api:
             return Reply(resp.status, parsed, resp.headers)
 
     async def open(self, as_: str, *players: dict[str, Any], queue: str = "duel") -> dict[str, Any]:
-        reply = await self.call("POST", "/v1/tickets", as_=as_, body={"queue": queue, "players": list(players)})
+        """Open a ticket as ``as_``; a player's token vouches for the other players (a party claim)."""
+        party = tuple(p["id"] for p in players if p["id"] != as_)
+        request = {"queue": queue, "players": list(players)}
+        reply = await self.call("POST", "/v1/tickets", as_=as_, body=request, party=party)
         assert reply.status == 201, reply.body
         body: dict[str, Any] = reply.body
         return body
@@ -253,6 +259,35 @@ async def test_a_party_member_sees_and_cancels_the_ticket_and_strangers_get_404(
     assert cancelled.status == 200 and cancelled.body["state"] == "cancelled"
 
 
+async def test_a_player_token_opens_a_party_ticket_only_with_a_party_claim(api: Api) -> None:
+    body = {"queue": "duel", "players": [player("p1"), player("p2")]}
+    for party in ((), ("p3",)):
+        refused = await api.call("POST", "/v1/tickets", as_="p1", body=body, party=party)
+        assert refused.status == 403, refused.body
+        error = refused.body["error"]
+        assert (error["code"], error["field"]) == ("NotInParty", "players[1].id") and "'p2'" in error["message"]
+    await api.open("p2", player("p2"))  # nothing was opened for p2: they are free
+    accepted = await api.call("POST", "/v1/tickets", as_="p1", body={**body, "queue": "squad"}, party=("p2", "p3"))
+    assert accepted.status == 201
+    assert (await api.call("GET", f"/v1/tickets/{accepted.body['id']}", as_="p2")).status == 200
+
+
+async def test_a_party_leader_is_not_told_the_id_of_a_members_other_ticket(api: Api) -> None:
+    theirs = await api.open("p2", player("p2"))
+    reply = await api.call(
+        "POST", "/v1/tickets", as_="p1", body={"queue": "duel", "players": [player("p1"), player("p2")]}, party=("p2",)
+    )
+    assert reply.status == 409 and reply.body["error"]["field"] == "players[1].id"
+    assert theirs["id"] not in reply.body["error"]["message"]
+    assert "'p2' is already in an open ticket of queue 'duel'" in reply.body["error"]["message"]
+
+
+async def test_player_ids_of_the_reserved_key_prefix_are_refused_even_from_a_key(api: Api) -> None:
+    reply = await api.call("POST", "/v1/tickets", as_="key", body={"queue": "duel", "players": [player("key:shop")]})
+    assert reply.status == 422 and reply.body["error"]["field"] == "players[0].id"
+    assert "reserved" in reply.body["error"]["message"]
+
+
 @pytest.mark.parametrize(
     "ticket_id",
     [
@@ -329,6 +364,49 @@ async def test_unauthenticated_requests_get_401(api: Api, auth: str | None, reas
     assert (await api.store.get(t["id"])).state is TicketState.QUEUED
 
 
+async def test_tokens_living_longer_than_the_maximum_are_401(api: Api) -> None:
+    century = mint_player_token(SECRET, "p1", 100 * 365 * 86400, time.time())
+    reply = await api.call("POST", "/v1/tickets", auth=f"Bearer {century}", body={"queue": "duel", "players": []})
+    assert reply.status == 401 and "longer than the 86400 s allowed" in reply.body["error"]["message"]
+    ahead = mint_player_token(SECRET, "p1", 600, time.time() + 3600)
+    reply = await api.call("GET", "/v1/tickets/duel.0123456789abcdefghjkmnpqrs", auth=f"Bearer {ahead}")
+    assert reply.status == 401 and "issued in the future" in reply.body["error"]["message"]
+
+
+async def raw_request(api: Api, head: bytes) -> tuple[int, bytes, bytes]:
+    """Send one request as bytes (an HTTP client would not send what this does): status, headers, body."""
+    host, port = api.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head + b"Host: x\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    top, _, body = answer.partition(b"\r\n\r\n")
+    return int(top.split(b" ", 2)[1]), top, body
+
+
+async def test_an_authorization_header_of_bad_bytes_is_401_with_one_short_log_line(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    for i in range(20):
+        path = b"/v1/tickets/duel.0123456789abcdefghjkmnpqrs" if i % 2 else b"/v1/tickets"
+        method = b"GET" if i % 2 else b"POST"
+        status, head, body = await raw_request(
+            api, method + b" " + path + b" HTTP/1.1\r\nAuthorization: Bearer x\xe9\r\n"
+        )
+        assert status == 401, body
+        assert b"WWW-Authenticate: Bearer" in head
+        assert json.loads(body)["error"]["code"] == "Unauthorized"
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.ERROR] == []
+    lines = [r for r in caplog.records if r.name == "matchmaker.api"]
+    assert len(lines) == 1 and lines[0].exc_info is None and "not printable ASCII" in lines[0].getMessage()
+    await api.open("p1", player("p1"))  # and it goes on serving
+
+
 async def test_public_routes_and_a_valid_openapi_document(api: Api) -> None:
     doc = await api.call("GET", "/openapi.json")
     assert doc.status == 200
@@ -384,7 +462,9 @@ BAD = [
 
 @pytest.mark.parametrize(("body", "field", "message"), BAD)
 async def test_bad_tickets_are_422_naming_the_field(api: Api, body: Any, field: str, message: str) -> None:
-    reply = await api.call("POST", "/v1/tickets", as_="p1", body=body)
+    players = body.get("players", []) if isinstance(body, dict) else []
+    party = sorted({p["id"] for p in players if player_id_error(p["id"]) is None} - {"p1"})  # vouched for
+    reply = await api.call("POST", "/v1/tickets", as_="p1", body=body, party=tuple(party))
     assert reply.status == 422, reply.body
     assert reply.body["error"]["code"] == "Invalid" and reply.body["error"]["field"] == field
     assert message in reply.body["error"]["message"]

@@ -14,10 +14,11 @@ from matchmaker.auth import (
     Authenticator,
     Principal,
     RateLimiter,
+    TokenClaims,
     mint_player_token,
     verify_player_token,
 )
-from matchmaker.errors import AuthError, RateLimitedError
+from matchmaker.errors import AuthError, PartyConsentError, RateLimitedError
 from matchmaker.models import Player, Ticket
 
 SECRET = "s3cret-0123456789abcdef"
@@ -41,8 +42,8 @@ def signed(payload: bytes, secret: str = SECRET) -> str:
 def test_a_minted_token_verifies_to_its_player(player: str) -> None:
     token = mint_player_token(SECRET, player, 3600, NOW)
     assert token.startswith("fmp1.") and token.count(".") == 2 and "=" not in token
-    assert verify_player_token(SECRET, token, NOW) == player
-    assert verify_player_token(SECRET, token, NOW + 3599) == player
+    assert verify_player_token(SECRET, token, NOW) == TokenClaims(player, int(NOW), int(NOW) + 3600)
+    assert verify_player_token(SECRET, token, NOW + 3599).player == player
 
 
 def test_the_payload_carries_subject_and_integer_times() -> None:
@@ -64,7 +65,7 @@ def test_the_payload_carries_subject_and_integer_times() -> None:
 def test_expiry(now: float, ok: bool) -> None:
     token = mint_player_token(SECRET, "p1", 60, NOW)
     if ok:
-        assert verify_player_token(SECRET, token, now) == "p1"
+        assert verify_player_token(SECRET, token, now).player == "p1"
     else:
         with pytest.raises(AuthError, match="expired at 2027-01-15T08:01:00Z"):
             verify_player_token(SECRET, token, now)
@@ -125,12 +126,16 @@ MALFORMED = [
     pytest.param("fmp1.a b.c", id="space"),
     pytest.param(signed(b"not json"), id="signed-not-json"),
     pytest.param(signed(b"[1, 2]"), id="signed-list"),
-    pytest.param(signed(json.dumps({"exp": NOW + 60}).encode()), id="signed-no-sub"),
-    pytest.param(signed(json.dumps({"sub": "p1"}).encode()), id="signed-no-exp"),
-    pytest.param(signed(json.dumps({"sub": "p1", "exp": "tomorrow"}).encode()), id="signed-exp-text"),
-    pytest.param(signed(json.dumps({"sub": "p1", "exp": True}).encode()), id="signed-exp-bool"),
-    pytest.param(signed(json.dumps({"sub": "bad id!", "exp": int(NOW + 60)}).encode()), id="signed-bad-sub"),
-    pytest.param(signed(json.dumps({"sub": "key:shop", "exp": int(NOW + 60)}).encode()), id="signed-key-sub"),
+    pytest.param(signed(json.dumps({"iat": int(NOW), "exp": NOW + 60}).encode()), id="signed-no-sub"),
+    pytest.param(signed(json.dumps({"sub": "p1", "iat": int(NOW)}).encode()), id="signed-no-exp"),
+    pytest.param(signed(json.dumps({"sub": "p1", "exp": int(NOW + 60)}).encode()), id="signed-no-iat"),
+    pytest.param(signed(json.dumps({"sub": "p1", "iat": int(NOW), "exp": "tomorrow"}).encode()), id="signed-exp-text"),
+    pytest.param(signed(json.dumps({"sub": "p1", "iat": int(NOW), "exp": True}).encode()), id="signed-exp-bool"),
+    pytest.param(signed(json.dumps({"sub": "p1", "iat": 1.5, "exp": int(NOW + 60)}).encode()), id="signed-iat-float"),
+    pytest.param(signed(json.dumps({"sub": "p1", "iat": int(NOW), "exp": 2**63}).encode()), id="signed-exp-huge"),
+    pytest.param(signed(json.dumps({"sub": "p1", "iat": int(NOW), "exp": int(NOW)}).encode()), id="signed-exp-at-iat"),
+    pytest.param(signed(json.dumps({"sub": "bad id!", "iat": int(NOW), "exp": int(NOW + 60)}).encode()), id="bad-sub"),
+    pytest.param(signed(json.dumps({"sub": "key:shop", "iat": int(NOW), "exp": int(NOW + 60)}).encode()), id="key-sub"),
     pytest.param(signed(b"\xff\xfe"), id="signed-not-utf8"),
 ]
 
@@ -148,6 +153,7 @@ def test_malformed_tokens_are_refused(token: str) -> None:
         pytest.param("no spaces", 60, "player", id="space"),
         pytest.param("key:shop", 60, "player", id="reserved-prefix"),
         pytest.param("p1", 0.5, "ttl", id="ttl-under-a-second"),
+        pytest.param("p1", float("inf"), "ttl", id="ttl-forever"),
     ],
 )
 def test_minting_refuses_what_would_not_verify(player: str, ttl: float, field: str) -> None:
@@ -156,12 +162,99 @@ def test_minting_refuses_what_would_not_verify(player: str, ttl: float, field: s
     assert info.value.field == field
 
 
+def claims(**changes: object) -> bytes:
+    return json.dumps({"sub": "p1", "iat": int(NOW), "exp": int(NOW + 60), **changes}).encode()
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        pytest.param(
+            mint_player_token(SECRET, "p1", 100 * 365 * 86400, NOW), "longer than the 86400 s", id="100-years"
+        ),
+        pytest.param(mint_player_token(SECRET, "p1", 86401, NOW), "lives 86401 s", id="a-second-too-long"),
+        pytest.param(mint_player_token(SECRET, "p1", 60, NOW + 61), "issued in the future", id="beyond-the-skew"),
+        pytest.param(signed(claims(iat=int(NOW + 3600), exp=int(NOW + 7200))), "issued in the future", id="iat-ahead"),
+    ],
+)
+def test_lifetime_and_issue_time_are_checked(token: str, reason: str) -> None:
+    with pytest.raises(AuthError, match=reason):
+        verify_player_token(SECRET, token, NOW)
+
+
+def test_a_token_of_the_longest_lifetime_and_one_within_the_skew_verify() -> None:
+    assert verify_player_token(SECRET, mint_player_token(SECRET, "p1", 86400, NOW), NOW).player == "p1"
+    assert verify_player_token(SECRET, mint_player_token(SECRET, "p1", 60, NOW + 59), NOW).player == "p1"
+    week = mint_player_token(SECRET, "p1", 7 * 86400, NOW)
+    assert verify_player_token(SECRET, week, NOW, max_ttl=7 * 86400).player == "p1"
+
+
+def test_a_party_claim_lists_the_players_a_token_may_queue_with() -> None:
+    token = mint_player_token(SECRET, "lead", 60, NOW, party=["p2", "p3"])
+    assert verify_player_token(SECRET, token, NOW) == TokenClaims(
+        "lead", int(NOW), int(NOW + 60), frozenset({"p2", "p3"})
+    )
+
+
+@pytest.mark.parametrize(
+    "party",
+    [
+        pytest.param("p2", id="not-a-list"),
+        pytest.param([2], id="not-ids"),
+        pytest.param(["p1"], id="its-own-player"),
+        pytest.param(["p2", "p2"], id="twice"),
+        pytest.param(["key:shop"], id="reserved"),
+        pytest.param(["bad id"], id="invalid"),
+        pytest.param([f"m{i}" for i in range(16)], id="bigger-than-a-party"),
+    ],
+)
+def test_malformed_party_claims_are_refused(party: object) -> None:
+    with pytest.raises(AuthError, match="malformed token: party"):
+        verify_player_token(SECRET, signed(claims(party=party)), NOW)
+    if isinstance(party, list) and all(isinstance(m, str) for m in party):
+        with pytest.raises(ValidationError, match="party"):
+            mint_player_token(SECRET, "p1", 60, NOW, party=party)
+
+
+@pytest.mark.parametrize(
+    ("principal", "players", "error", "field"),
+    [
+        pytest.param(Principal("p1"), ["p1"], None, None, id="alone"),
+        pytest.param(Principal("p1", party=frozenset({"p2", "p3"})), ["p2", "p1"], None, None, id="listed-party"),
+        pytest.param(Principal("p1", party=frozenset({"p2"})), ["p1"], None, None, id="alone-with-a-claim"),
+        pytest.param(Principal("key:shop", trusted=True), ["p7", "p8"], None, None, id="api-key"),
+        pytest.param(Principal("p1"), ["p1", "p2"], PartyConsentError, "players[1].id", id="stranger"),
+        pytest.param(
+            Principal("p1", party=frozenset({"p2"})),
+            ["p1", "p2", "p3"],
+            PartyConsentError,
+            "players[2].id",
+            id="unlisted",
+        ),
+        pytest.param(Principal("p1", party=frozenset({"p2"})), ["p2"], ValidationError, "players", id="without-self"),
+    ],
+)
+def test_who_may_open_a_ticket_for_whom(
+    principal: Principal, players: list[str], error: type[Exception] | None, field: str | None
+) -> None:
+    party = [Player(p) for p in players]
+    if error is None:
+        principal.check_may_open(party)
+        return
+    with pytest.raises(error) as info:
+        principal.check_may_open(party)
+    assert isinstance(info.value, ValidationError) and info.value.field == field
+
+
 # -- authenticator ---------------------------------------------------------------------------------
 
 
 def authenticator(secret: str | None = SECRET, now: float = NOW) -> Authenticator:
     return Authenticator(
-        secret, {"shop": "shop-key-0123456789abcdef", "web": "web-key-0123456789abcdef"}, clock=lambda: now
+        secret,
+        {"shop": "shop-key-0123456789abcdef", "web": "web-key-0123456789abcdef"},
+        clock=lambda: now,
+        max_token_ttl=3600,
     )
 
 
@@ -169,6 +262,11 @@ def authenticator(secret: str | None = SECRET, now: float = NOW) -> Authenticato
     ("header", "expected"),
     [
         pytest.param(f"Bearer {mint_player_token(SECRET, 'p1', 60, NOW)}", Principal("p1"), id="player"),
+        pytest.param(
+            f"Bearer {mint_player_token(SECRET, 'p1', 60, NOW, party=['p2'])}",
+            Principal("p1", party=frozenset({"p2"})),
+            id="player-with-a-party",
+        ),
         pytest.param(f"bearer  {mint_player_token(SECRET, 'p1', 60, NOW)} ", Principal("p1"), id="spacing-and-case"),
         pytest.param("Bearer shop-key-0123456789abcdef", Principal("key:shop", trusted=True), id="api-key"),
         pytest.param("Bearer web-key-0123456789abcdef", Principal("key:web", trusted=True), id="other-key"),
@@ -189,6 +287,10 @@ def test_authenticate(header: str, expected: Principal) -> None:
         pytest.param("Bearer shop-key-0123456789abcdef0", "neither a player token", id="key-prefix-only"),
         pytest.param(f"Bearer {mint_player_token(SECRET, 'p1', 60, NOW - 120)}", "expired", id="expired"),
         pytest.param(f"Bearer {mint_player_token('other-secret-0123456', 'p1', 60, NOW)}", "signature", id="forged"),
+        pytest.param(f"Bearer {mint_player_token(SECRET, 'p1', 3601, NOW)}", "longer than the 3600 s", id="too-long"),
+        pytest.param("Bearer x\udce9", "malformed bearer token", id="not-ascii"),
+        pytest.param("Bearer fmp1.\udce9.x", "malformed bearer token", id="token-not-ascii"),
+        pytest.param("Bearer a\x00b", "malformed bearer token", id="control-character"),
     ],
 )
 def test_authenticate_refuses(header: str | None, reason: str) -> None:

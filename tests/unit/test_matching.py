@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
+from fleetmatch.codec import load_trusted
 from fleetmatch.models import FLEET_LABEL
 from matchmaker.matching import find_matches
 from matchmaker.models import Player, Proposal, Ticket, TicketState
@@ -399,7 +401,16 @@ def test_without_rules_matches_in_arrival_order() -> None:
     [
         pytest.param(ticket("bad", wait=9, skill="high"), id="word-for-number"),
         pytest.param(Ticket("bad", "q", "x", (Player("bad-0", {}),), enqueued_at=NOW - 9), id="missing-attribute"),
-        pytest.param(ticket("bad", float("inf"), wait=9), id="infinite"),
+        pytest.param(  # Player refuses it; one read back from the store (unchecked) must not break a tick
+            Ticket(
+                "bad",
+                "q",
+                "x",
+                (load_trusted(Player, {"id": "b", "attributes": {"skill": math.inf}}),),
+                enqueued_at=NOW - 9,
+            ),
+            id="infinite",
+        ),
         pytest.param(ticket("bad", 1500, 1500, wait=9), id="party-too-big"),
         pytest.param(
             Ticket("bad", "q", "x", ticket("z").players, state=TicketState.LEASED, enqueued_at=NOW - 9), id="leased"
