@@ -170,7 +170,9 @@ class TicketApi:
 
     async def create(self, request: web.Request) -> web.Response:
         principal = self.principal(request)
-        ticket_request = from_wire(TicketRequest, await _read_json(request))
+        doc = await _read_json(request)
+        _check_numbers(doc)
+        ticket_request = from_wire(TicketRequest, doc)
         name = ticket_request.queue
         queue = self.queues.get(name)
         if queue is None:
@@ -299,6 +301,28 @@ def _first(ticket: Ticket | None) -> Ticket:
 
 async def _read_json(request: web.Request) -> Any:
     return await read_json(request)
+
+
+INT64 = 2**63
+
+
+def _check_numbers(doc: Any) -> None:
+    """Every number of a request within what the rest of the path handles: integers within 64 bits
+    (a longer one cannot become a float), floats finite (Python's JSON reads ``NaN``, ``Infinity``
+    and ``1e400`` as such). A ``ValidationError`` names the first field that is not."""
+    todo: list[tuple[str, Any]] = [("", doc)]  # a loop, not recursion: the JSON may be deeply nested
+    while todo:
+        path, value = todo.pop()
+        if isinstance(value, dict):
+            todo.extend((f"{path}.{key}" if path else str(key), item) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            todo.extend((f"{path}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int) and not -INT64 <= value < INT64:
+            raise ValidationError(path or "<document>", "must be a number within 64 bits")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError(path or "<document>", f"must be a finite number, got {value}")
 
 
 def _wait_seconds(request: web.Request) -> float:

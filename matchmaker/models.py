@@ -20,8 +20,11 @@ from fleetmatch.errors import ValidationError
 from fleetmatch.models import PortStatus
 from fleetmatch.names import namespace_error
 
-_PLAYER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+PLAYER_ID_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
+NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+"""Attribute and region names. Both patterns as JSON Schema reads them (``$``: the end of the text)."""
+_PLAYER_ID = re.compile(PLAYER_ID_PATTERN.replace("$", r"\Z"))  # Python's $ also matches before a final newline
+_NAME = re.compile(NAME_PATTERN.replace("$", r"\Z"))
 _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 
 MAX_PARTY = 16

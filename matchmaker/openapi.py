@@ -1,4 +1,10 @@
-"""The ticket API's OpenAPI 3.1 document (served at ``/openapi.json``)."""
+"""The ticket API's OpenAPI 3.1 document (served at ``/openapi.json``).
+
+It says exactly what the API accepts and answers: the request schemas carry the same bounds the
+models check (``matchmaker.models``: id and name patterns, party size, attribute and latency
+ranges), every status a route can answer is listed with its body, and the response objects admit no
+other members. ``tests/fuzz`` drives the API from this document and holds it to that.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,21 @@ from typing import Any
 
 from fleetmatch.http import ERROR_SCHEMA
 from fleetmatch.probes import PROBE_PATHS
+from matchmaker.models import MAX_ATTRIBUTE, MAX_LATENCY_MS, MAX_PARTY, NAME_PATTERN, PLAYER_ID_PATTERN
+
+QUEUE_PATTERN = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+"""A queue's name: a DNS-1123 label (``fleetmatch.names.namespace_error``)."""
 
 _ERROR = ERROR_SCHEMA
-_NAME_MAP = {"type": "object", "additionalProperties": {"type": "number"}}
+_PLAYER_ID = {"type": "string", "pattern": PLAYER_ID_PATTERN, "not": {"pattern": "^key:"}}
+_NAMES = {"pattern": NAME_PATTERN}
 _TICKET_REF = {"$ref": "#/components/schemas/Ticket"}
 _ID = {
     "name": "id",
     "in": "path",
     "required": True,
     "schema": {"type": "string"},
-    "description": "The ticket id (``<queue>.<26 characters>``)",
+    "description": "The ticket id (``<queue>.<26 characters>``); any other text is a 404",
 }
 
 
@@ -30,14 +41,24 @@ def _ticket(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _TICKET_REF}}}
 
 
-_AUTH_ERRORS = {
-    "401": _error("Missing, malformed, forged or expired token, or unknown API key (WWW-Authenticate: Bearer)"),
-    "429": {
-        "description": "RateLimited: too many requests from this client (see Retry-After)",
-        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    },
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": "seconds"}}
+_UNAUTHORIZED = {
+    "401": {
+        **_error("Missing, malformed, forged, expired or too long-lived token, or unknown API key"),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    }
 }
+_RATE_LIMITED = {"429": {**_error("RateLimited: too many requests from this client"), "headers": _RETRY_AFTER}}
+_FOLLOW_LIMITED = {
+    "429": {
+        **_error(
+            "RateLimited: too many requests; or TooManyStreams: the client already follows as many tickets "
+            "at once (event streams and long-polls) as it may"
+        ),
+        "headers": _RETRY_AFTER,
+    }
+}
+_UNAVAILABLE = {"503": {**_error("The ticket store is unreachable: retry shortly"), "headers": _RETRY_AFTER}}
 _NOT_FOUND = {"404": _error("No such ticket, or not one this caller may see (the same answer either way)")}
 
 OPENAPI: dict[str, Any] = {
@@ -64,13 +85,25 @@ OPENAPI: dict[str, Any] = {
                 "additionalProperties": False,
                 "required": ["id"],
                 "properties": {
-                    "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"},
+                    "id": {**_PLAYER_ID, "description": "Unique in the ticket; never starting with key:"},
                     "attributes": {
                         "type": "object",
-                        "additionalProperties": {"type": ["number", "string"]},
-                        "description": "Numbers (skill) and words (mode) the queue's rules look at",
+                        "propertyNames": _NAMES,
+                        "additionalProperties": {
+                            "oneOf": [
+                                {"type": "number", "minimum": -MAX_ATTRIBUTE, "maximum": MAX_ATTRIBUTE},
+                                {"type": "string"},
+                            ]
+                        },
+                        "description": "Numbers (skill) and words (mode) the queue's rules look at; the "
+                        "queue says which it requires",
                     },
-                    "latencies": {**_NAME_MAP, "description": "Region -> round-trip milliseconds (0..60000)"},
+                    "latencies": {
+                        "type": "object",
+                        "propertyNames": _NAMES,
+                        "additionalProperties": {"type": "number", "minimum": 0, "maximum": MAX_LATENCY_MS},
+                        "description": "Region -> round-trip milliseconds",
+                    },
                 },
             },
             "TicketRequest": {
@@ -78,32 +111,35 @@ OPENAPI: dict[str, Any] = {
                 "additionalProperties": False,
                 "required": ["queue", "players"],
                 "properties": {
-                    "queue": {"type": "string"},
+                    "queue": {"type": "string", "pattern": QUEUE_PATTERN, "description": "A queue served here"},
                     "players": {
                         "type": "array",
                         "minItems": 1,
-                        "maxItems": 16,
+                        "maxItems": MAX_PARTY,
                         "items": {"$ref": "#/components/schemas/Player"},
-                        "description": "One player, or a party that is matched together on one team. With "
-                        "a player token, the token's player must be one of them.",
+                        "description": "One player, or a party that is matched together on one team (no "
+                        "larger than the queue's team). With a player token, the token's player must be one of "
+                        "them and the others listed in its party claim.",
                     },
                 },
             },
+            "Port": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "port"],
+                "properties": {"name": {"type": "string"}, "port": {"type": "integer"}},
+            },
             "Assignment": {
                 "type": "object",
+                "additionalProperties": False,
+                "required": ["matchId", "gameServer", "address", "port", "ports", "team", "region", "tokens"],
                 "properties": {
                     "matchId": {"type": "string"},
                     "gameServer": {"type": "string"},
                     "address": {"type": "string"},
                     "port": {"type": "integer"},
-                    "ports": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {"name": {"type": "string"}, "port": {"type": "integer"}},
-                        },
-                    },
-                    "team": {"type": "integer"},
+                    "ports": {"type": "array", "items": {"$ref": "#/components/schemas/Port"}},
+                    "team": {"type": "integer", "minimum": 0},
                     "region": {"type": "string"},
                     "tokens": {
                         "type": "object",
@@ -115,6 +151,7 @@ OPENAPI: dict[str, Any] = {
             },
             "Ticket": {
                 "type": "object",
+                "additionalProperties": False,
                 "required": ["id", "queue", "state", "players", "createdAt", "expiresAt", "assignment", "reason"],
                 "properties": {
                     "id": {"type": "string"},
@@ -149,16 +186,23 @@ OPENAPI: dict[str, Any] = {
                         **_ticket("Queued"),
                         "headers": {"Location": {"schema": {"type": "string"}, "description": "/v1/tickets/<id>"}},
                     },
-                    "400": _error("Malformed JSON"),
-                    **_AUTH_ERRORS,
-                    "413": _error("Body larger than the server's limit"),
-                    "422": _error(
-                        "Invalid ticket: unknown queue, wrong attribute type, party too big... (names field)"
+                    "400": _error("Empty or malformed JSON"),
+                    **_UNAUTHORIZED,
+                    "403": _error(
+                        "NotInParty: a player token named a player its party claim does not list (field names it)"
                     ),
                     "409": _error(
                         "AlreadyQueued: a player of the ticket is already in an open ticket of this queue "
                         "(field names the player; the message names that ticket if the caller may see it)"
                     ),
+                    "413": _error("Body larger than the server's limit"),
+                    "422": _error(
+                        "Invalid ticket, naming the field: not the schema above, an unknown queue, a player "
+                        "twice, attributes the queue's rules need missing or of the wrong type, a party larger "
+                        "than a team, no region within the queue's latency, a player token without its player"
+                    ),
+                    **_RATE_LIMITED,
+                    **_UNAVAILABLE,
                 },
             }
         },
@@ -179,15 +223,23 @@ OPENAPI: dict[str, Any] = {
                 ],
                 "responses": {
                     "200": _ticket("The ticket"),
-                    **_AUTH_ERRORS,
+                    **_UNAUTHORIZED,
                     **_NOT_FOUND,
                     "422": _error("Bad wait"),
+                    **_FOLLOW_LIMITED,
+                    **_UNAVAILABLE,
                 },
             },
             "delete": {
                 "operationId": "cancelTicket",
                 "summary": "Cancel a ticket (one already matched, cancelled or expired is returned unchanged)",
-                "responses": {"200": _ticket("The ticket after cancelling"), **_AUTH_ERRORS, **_NOT_FOUND},
+                "responses": {
+                    "200": _ticket("The ticket after cancelling"),
+                    **_UNAUTHORIZED,
+                    **_NOT_FOUND,
+                    **_RATE_LIMITED,
+                    **_UNAVAILABLE,
+                },
             },
         },
         "/v1/tickets/{id}/events": {
@@ -198,15 +250,18 @@ OPENAPI: dict[str, Any] = {
                 "description": "Server-Sent Events: `event: ticket` with the ticket JSON at once and at each "
                 "change, `: keep-alive` comments while nothing happens, and the end of the stream after a "
                 "final state. Sent with `Upgrade: websocket`, the same tickets arrive as JSON text messages, "
-                "then the server closes (1000; 1001 when it shuts down).",
+                "then the server closes (1000; 1001 when it shuts down). Messages from the client are "
+                "ignored; one larger than 4 KiB closes the socket (1009).",
                 "responses": {
                     "200": {
                         "description": "The event stream",
                         "content": {"text/event-stream": {"schema": {"type": "string"}}},
                     },
                     "101": {"description": "Switching to WebSocket"},
-                    **_AUTH_ERRORS,
+                    **_UNAUTHORIZED,
                     **_NOT_FOUND,
+                    **_FOLLOW_LIMITED,
+                    **_UNAVAILABLE,
                 },
             },
         },

@@ -457,6 +457,27 @@ BAD = [
     pytest.param({"players": [player("p1")]}, "queue", "required", id="missing-queue"),
     pytest.param([1, 2], "<document>", "mapping", id="not-an-object"),
     pytest.param({"queue": "duel", "players": [player("p2")]}, "players", "its own player", id="not-the-caller"),
+    pytest.param({"queue": "", "players": [player("p1")]}, "queue", "DNS-1123", id="empty-queue"),
+    pytest.param({"queue": "duel", "players": [player("p1")], "status": "matched"}, "status", "unknown", id="status"),
+    pytest.param(
+        {"queue": "duel", "players": [player("p1", 10**400)]}, "players[0].attributes.skill", "64 bits", id="huge-int"
+    ),
+    pytest.param(
+        {"queue": "duel", "players": [player("p1", 1e308), player("p2", 1e308)]},
+        "players[0].attributes.skill",
+        "within +-1e+15",
+        id="party-average-overflows",
+    ),
+    pytest.param(
+        {"queue": "duel", "players": [player("p1", eu=2**64)]}, "players[0].latencies.eu", "64 bits", id="huge-latency"
+    ),
+    pytest.param(
+        {"queue": "duel", "players": [{**player("p1"), "latencies": {"eu": 2**62}}]},
+        "players[0].latencies.eu",
+        "60000",
+        id="big-latency",
+    ),
+    pytest.param({"queue": "duel", "players": [player("p1\n")]}, "players[0].id", "", id="newline-in-id"),
 ]
 
 
@@ -468,6 +489,31 @@ async def test_bad_tickets_are_422_naming_the_field(api: Api, body: Any, field: 
     assert reply.status == 422, reply.body
     assert reply.body["error"]["code"] == "Invalid" and reply.body["error"]["field"] == field
     assert message in reply.body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("number", "status"),
+    [
+        pytest.param(b"NaN", 400, id="NaN"),  # not JSON at all (fleetmatch.http.read_json)
+        pytest.param(b"-Infinity", 400, id="Infinity"),
+        pytest.param(b"1e400", 422, id="1e400"),  # JSON, but no float holds it
+        pytest.param(b"-1e400", 422, id="-1e400"),
+        pytest.param(b"1" + b"0" * 400, 422, id="400-digit-integer"),
+    ],
+)
+async def test_numbers_no_float_holds_are_refused(api: Api, number: bytes, status: int) -> None:
+    raw = b'{"queue": "duel", "players": [{"id": "p1", "attributes": {"skill": %s}}]}' % number
+    reply = await api.call("POST", "/v1/tickets", as_="p1", raw=raw)
+    assert reply.status == status, reply.body
+    if status == 422:
+        assert reply.body["error"]["field"] == "players[0].attributes.skill"
+
+
+async def test_deeply_nested_json_is_not_a_500(api: Api) -> None:
+    for depth in (100, 900, 5000):
+        raw = b'{"queue": "duel", "players": ' + b"[" * depth + b"]" * depth + b"}"
+        reply = await api.call("POST", "/v1/tickets", as_="p1", raw=raw)
+        assert reply.status in (400, 413, 422), (depth, reply.status)
 
 
 async def test_bad_wait_is_422(api: Api) -> None:
