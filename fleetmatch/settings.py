@@ -236,6 +236,11 @@ class MatchmakerSettings:
     key_rate_burst: int = 4000
     """The same for one API key: a game backend acts for many players."""
     max_body_bytes: int = 16 * 1024
+    max_streams_per_player: int = 4
+    """Tickets one player may follow at once on one frontend (event streams, WebSockets and
+    long-polls): one ticket, plus room for a client that reconnects before the old stream closed."""
+    max_streams_per_key: int = 10_000
+    """The same for one API key: a game backend follows many players' tickets."""
     lease_seconds: float = 15.0
     """How long a director may hold a proposed match's tickets before they return to the pool."""
     player_token_ttl: float = 24 * 3600.0

@@ -21,8 +21,10 @@ yours** (ids do not leak); 413 body over ``max_body_bytes``; 422 invalid ticket 
 without its own player); 409 ``AlreadyQueued`` when a player of the new ticket is already in an
 open ticket of the queue (``MatchmakerSettings.max_open_tickets``, one by default, counted per
 player whoever opened the ticket: the field names the player, the message that ticket when the
-caller plays in it or is a backend); 429 ``RateLimited`` with ``Retry-After``; 503 when the store
-is unreachable.
+caller plays in it or is a backend); 403 ``NotInParty`` when a player token names a player its
+party claim does not list; 429 ``RateLimited`` with ``Retry-After``, or ``TooManyStreams`` when the
+caller already follows ``max_streams_per_player`` (per API key ``max_streams_per_key``) tickets at
+once on this frontend (streams and long-polls); 503 when the store is unreachable.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, web
 
+from fleetmatch import http
 from fleetmatch.codec import from_wire, to_wire
 from fleetmatch.errors import FleetmatchError, NotFoundError, ValidationError
 from fleetmatch.http import RateLimitedLog, errors_middleware, read_json
@@ -45,7 +48,7 @@ from fleetmatch.metrics import metrics_handler
 from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import MatchmakerSettings
 from matchmaker.auth import Authenticator, Principal, RateLimiter
-from matchmaker.errors import AlreadyQueuedError, MalformedCredentialsError
+from matchmaker.errors import AlreadyQueuedError, MalformedCredentialsError, TooManyStreamsError
 from matchmaker.metrics import API_REQUESTS, TICKETS
 from matchmaker.models import Ticket, TicketRequest, TicketState, new_ticket_id, queue_of
 from matchmaker.openapi import OPENAPI
@@ -56,6 +59,9 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 60.0
 KEEPALIVE_SECONDS = 15.0
+MAX_CLIENT_MESSAGE = 4096
+"""Bytes of one WebSocket message from a client, at most: clients have nothing to say (their
+messages are read and ignored), so a larger one closes the socket (1009) instead of buffering it."""
 MALFORMED_LOG_SECONDS = 60.0
 """At most one log line per this many seconds about garbage in ``Authorization`` (a broken client
 retrying in a loop must not flood the log)."""
@@ -140,6 +146,8 @@ class TicketApi:
         self.keepalive = keepalive_seconds
         self.counters = _Counters()
         self.malformed = RateLimitedLog(log, MALFORMED_LOG_SECONDS)
+        self.following: dict[str, int] = {}
+        """Principal -> tickets it follows right now (streams and long-polls) on this frontend."""
 
     # -- shared steps ----------------------------------------------------------------------
 
@@ -159,6 +167,25 @@ class TicketApi:
         if queue_of(ticket_id) not in self.queues:
             raise NotFoundError("Ticket", ticket_id[:100])
         return ticket_id
+
+    @contextlib.contextmanager
+    def follow_slot(self, principal: Principal) -> Iterator[None]:
+        """Hold one of the principal's stream places for the block; ``TooManyStreamsError`` if none
+        is free (a client that leaks streams holds at most its limit, not the frontend's memory)."""
+        settings = self.settings
+        limit = settings.max_streams_per_key if principal.trusted else settings.max_streams_per_player
+        held = self.following.get(principal.id, 0)
+        if held >= limit:
+            raise TooManyStreamsError(principal.id, limit)
+        self.following[principal.id] = held + 1
+        try:
+            yield
+        finally:
+            left = self.following[principal.id] - 1
+            if left:
+                self.following[principal.id] = left
+            else:
+                del self.following[principal.id]
 
     @staticmethod
     def visible(ticket: Ticket, principal: Principal) -> Ticket:
@@ -207,6 +234,10 @@ class TicketApi:
         if wait <= 0:
             ticket = self.visible(await self.store.get(ticket_id), principal)
             return _json(ticket_json(ticket, principal))
+        with self.follow_slot(principal):
+            return await self._long_poll(ticket_id, wait, principal)
+
+    async def _long_poll(self, ticket_id: str, wait: float, principal: Principal) -> web.Response:
         async with contextlib.aclosing(self.hub.follow(ticket_id, keepalive=wait)) as updates:
             ticket = self.visible(_first(await anext(updates)), principal)
             if ticket.state in OPEN:
@@ -226,12 +257,18 @@ class TicketApi:
     async def events(self, request: web.Request) -> web.StreamResponse:
         principal = self.principal(request)
         ticket_id = self.ticket_id(request)
-        ws = web.WebSocketResponse(heartbeat=self.keepalive)
+        ws = web.WebSocketResponse(heartbeat=self.keepalive, max_msg_size=MAX_CLIENT_MESSAGE)
         upgrade = ws.can_prepare(request).ok
+        with self.follow_slot(principal):
+            return await self._stream(request, ws if upgrade else None, ticket_id, principal)
+
+    async def _stream(
+        self, request: web.Request, ws: web.WebSocketResponse | None, ticket_id: str, principal: Principal
+    ) -> web.StreamResponse:
         async with contextlib.aclosing(self.hub.follow(ticket_id, keepalive=self.keepalive)) as updates:
             # Registered and read before anything is sent: a 404 is still a plain JSON error.
             first = self.visible(_first(await anext(updates)), principal)
-            if upgrade:
+            if ws is not None:
                 return await self._websocket(request, ws, first, updates, principal)
             return await self._sse(request, first, updates, principal)
 
@@ -265,15 +302,15 @@ class TicketApi:
     ) -> web.WebSocketResponse:
         await ws.prepare(request)
         reader = asyncio.create_task(_drain(ws), name=f"matchmaker.ws.{first.id}")
-        code = WSCloseCode.OK
+        code: int = WSCloseCode.OK
+        step: asyncio.Future[Ticket | None] | None = None
         try:
             await ws.send_str(json.dumps(ticket_json(first, principal), separators=(",", ":")))
             while True:
                 step = asyncio.ensure_future(anext(updates))
                 await asyncio.wait({step, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if not step.done():  # the client closed first
-                    step.cancel()
-                    await asyncio.gather(step, return_exceptions=True)
+                if not step.done():  # the client closed first (or sent more than it may)
+                    code = ws.close_code or WSCloseCode.OK
                     break
                 try:
                     ticket = step.result()
@@ -288,6 +325,11 @@ class TicketApi:
             _log_stream_end(first.id, exc)
             code = WSCloseCode.INTERNAL_ERROR
         finally:
+            # The step may still run the updates generator (the client left, or this handler was
+            # cancelled because it did): it must end before the caller closes the generator.
+            if step is not None and not step.done():
+                step.cancel()
+            await asyncio.gather(*(t for t in (step,) if t is not None), return_exceptions=True)
             await ws.close(code=code)
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -361,6 +403,13 @@ def _route(request: web.Request) -> str:
 
 
 TICKET_API = web.AppKey("matchmaker.ticket_api", TicketApi)
+
+
+def app_runner(app: web.Application) -> web.AppRunner:
+    """The runner the ticket API needs: ``fleetmatch.http``'s (header deadlines), and a handler is
+    cancelled when its client goes away, so a stream or long-poll whose client left frees its place
+    and its waiter at once, not at the next write."""
+    return http.app_runner(app, access_log=None, shutdown_timeout=2.0, handler_cancellation=True)
 
 
 def build_app(

@@ -15,8 +15,6 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from aiohttp import web
-
 from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.errors import ValidationError
 from fleetmatch.http import start_site
@@ -24,7 +22,7 @@ from fleetmatch.probes import Probes
 from fleetmatch.probes import running as running_probes
 from fleetmatch.settings import MatchmakerSettings
 from fleetmatch.tasks import cancel_and_wait, supervised
-from matchmaker.api import build_app
+from matchmaker.api import app_runner, build_app
 from matchmaker.director import Director, Matcher
 from matchmaker.functions import MatchFunction, match_function
 from matchmaker.models import Proposal, Ticket
@@ -97,7 +95,7 @@ async def serve_matchmaker(
         if api:
             hub = Hub(store)
             app = build_app(store, queues, settings, hub=hub, probes=probes)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+            runner = app_runner(app)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             port = await start_site(

@@ -26,7 +26,7 @@ from fleetmatch.codec import parse_timestamp
 from fleetmatch.errors import BackendError, ValidationError
 from fleetmatch.models import PortStatus
 from fleetmatch.settings import MatchmakerSettings
-from matchmaker.api import QueueLike, build_app
+from matchmaker.api import QueueLike, app_runner, build_app
 from matchmaker.auth import mint_player_token
 from matchmaker.models import Assignment, Ticket, TicketRequest, TicketState, player_id_error
 from matchmaker.push import Hub
@@ -141,7 +141,7 @@ async def serving(
 ) -> AsyncIterator[Api]:
     hub = Hub(store)
     app = build_app(store, queues(), settings, hub=hub, clock=clock, keepalive_seconds=keepalive)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    runner = app_runner(app)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -730,6 +730,47 @@ async def test_a_websocket_for_another_players_ticket_is_refused_before_the_upgr
         async with api.http.ws_connect(f"{api.url}/v1/tickets/{t['id']}/events", headers=headers):
             pass
     assert info.value.status == 404
+
+
+async def test_streams_per_player_are_capped_with_429(store: RedisTicketStore) -> None:
+    settings = dataclasses.replace(SETTINGS, max_streams_per_player=2, max_streams_per_key=3)
+    async with serving(store, settings) as api:
+        t = await api.open("p1", player("p1"), player("p2"))
+        url = f"{api.url}/v1/tickets/{t['id']}/events"
+        p1 = {"Authorization": f"Bearer {token('p1')}"}
+        async with api.http.get(url, headers=p1) as sse, api.http.ws_connect(url, headers=p1) as ws:
+            assert sse.status == 200 and json.loads(await ws.receive_str())["state"] == "queued"
+            for path in ("/events", "?wait=5"):
+                refused = await api.call("GET", f"/v1/tickets/{t['id']}{path}", as_="p1")
+                assert refused.status == 429 and refused.body["error"]["code"] == "TooManyStreams", path
+                assert refused.headers["Retry-After"] == "1"
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                await api.http.ws_connect(url, headers=p1)
+            assert info.value.status == 429
+            assert (await api.call("GET", f"/v1/tickets/{t['id']}", as_="p1")).status == 200  # a plain read is fine
+            theirs = await api.call("GET", f"/v1/tickets/{t['id']}?wait=0.1", as_="p2")  # another player's own
+            assert theirs.status == 200
+        await eventually(lambda: api.hub.waiting == 0, within=5)  # closed: the places are free again
+        assert (await api.call("GET", f"/v1/tickets/{t['id']}?wait=0.1", as_="p1")).status == 200
+        keys = [asyncio.create_task(api.call("GET", f"/v1/tickets/{t['id']}?wait=30", as_="key")) for _ in range(3)]
+        await eventually(lambda: api.hub.waiting == 3, within=10)
+        assert (await api.call("GET", f"/v1/tickets/{t['id']}/events", as_="key")).status == 429
+        await api.call("DELETE", f"/v1/tickets/{t['id']}", as_="p1")
+        assert {(await k).status for k in keys} == {200}
+
+
+async def test_a_websocket_message_beyond_the_small_limit_closes_the_socket(api: Api) -> None:
+    t = await api.open("p1", player("p1"))
+    headers = {"Authorization": f"Bearer {token('p1')}"}
+    async with api.http.ws_connect(f"{api.url}/v1/tickets/{t['id']}/events", headers=headers) as ws:
+        assert json.loads(await ws.receive_str())["state"] == "queued"
+        await ws.send_str("hello")  # read and ignored
+        await ws.send_bytes(b"x" * 100_000)
+        async with asyncio.timeout(10):
+            closing = await ws.receive()
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+        assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    await eventually(lambda: api.hub.waiting == 0, within=5)
 
 
 async def xread_clients_are(redis_client: aioredis.Redis, n: int) -> bool:
