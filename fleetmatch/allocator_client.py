@@ -9,15 +9,20 @@ first attempt got, never a second one. That is what makes retrying safe after a 
 connection, when the first attempt may have claimed a server. Retried with jittered back-off:
 ``Contention`` and a key still in progress elsewhere (409), up to ``contention_retries`` times; a
 timeout, a failed connection or a 503, up to ``retries`` times.
+
+``release_match`` asks the allocator to give back what was allocated under a key (the matchmaker
+releases the servers of matches nobody got).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import ssl
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -108,6 +113,31 @@ class AllocatorClient:
                 contention += 1
             await asyncio.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 0.5)
+
+    async def release_match(self, match_id: str) -> tuple[str, ...]:
+        """Give back the servers allocated under ``match_id`` (the request's ``Idempotency-Key``)
+        that are still Allocated with no player connected: ``DELETE /v1/allocations/{match_id}``
+        answers ``{"released": [names]}`` (empty when there is nothing to release). An allocator
+        without that endpoint answers 404 or 405: an ``AllocatorError`` with that status."""
+        try:
+            async with self._http().delete(
+                f"{self.url}/v1/allocations/{quote(match_id, safe='')}", headers=self._headers, ssl=self._ssl
+            ) as resp:
+                status_code = resp.status
+                text = await resp.text()
+        except aiohttp.ClientConnectorError as exc:
+            raise AllocatorError(0, "Unreachable", f"cannot connect to {self.url}: {exc.os_error}") from exc
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise AllocatorError(0, "Failed", f"request to {self.url} failed: {exc!r}") from exc
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = text[:200]
+        released = doc.get("released") if isinstance(doc, dict) else None
+        if status_code == 200 and isinstance(released, list) and all(isinstance(n, str) for n in released):
+            return tuple(released)
+        error = doc.get("error", {}) if isinstance(doc, dict) else {}
+        raise AllocatorError(status_code, str(error.get("code", "Error")), str(error.get("message", doc)))
 
     async def _post(self, body: dict[str, Any], headers: dict[str, str]) -> GameServerAllocationStatus:
         try:

@@ -23,7 +23,7 @@ from fleetmatch.probes import running as running_probes
 from fleetmatch.settings import MatchmakerSettings
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.api import app_runner, build_app
-from matchmaker.director import Director, Matcher
+from matchmaker.director import Director, Matcher, Releasing
 from matchmaker.functions import MatchFunction, match_function
 from matchmaker.models import Proposal, Ticket
 from matchmaker.push import Hub
@@ -73,9 +73,12 @@ async def serve_matchmaker(
     api: bool = True,
     directors: bool = True,
     fallback_port: bool = False,
+    releaser: Releasing | None = None,
 ) -> AsyncIterator[MatchmakerService]:
     """Serve until the block ends. ``fallback_port``: take any free port if the configured one is
-    busy (``fleetmatch up`` on a laptop) instead of failing."""
+    busy (``fleetmatch up`` on a laptop) instead of failing. ``releaser``: how directors return the
+    servers of abandoned matches (default: the allocation API's ``release_match``; a process that
+    holds the GameServer store may pass a ``StoreReleaser``)."""
     service = MatchmakerService(url="")
     async with contextlib.AsyncExitStack() as stack:
         probes = Probes()
@@ -88,7 +91,14 @@ async def serve_matchmaker(
             stack.push_async_callback(client.close)
             tasks = []
             for name, queue in queues.items():
-                director = Director(store, queue, match[name], client, lease_seconds=settings.lease_seconds)
+                director = Director(
+                    store,
+                    queue,
+                    match[name],
+                    client,
+                    lease_seconds=settings.lease_seconds,
+                    releaser=releaser or client,
+                )
                 service.directors[name] = director
                 tasks.append(supervised(f"director[{name}]", director.run))
             stack.push_async_callback(cancel_and_wait, *tasks)

@@ -1,16 +1,28 @@
 """The director: one loop per queue that turns waiting tickets into matches on game servers.
 
-Each pass: return expired leases and expire old tickets (``reap``); snapshot the pool; run the
-queue's match function; for each proposal, **claim** its tickets (all or nothing: a ticket another
-director took, or that was cancelled, drops the proposal), **allocate** a server through the
-allocation API (the request carries the match id and, per player, the SHA-256 of a fresh
-connection token, so the game server can check who may join), then **assign** (only while the
-lease is held) which publishes the assignment to the waiting clients.
+Each pass: return expired leases and expire old tickets (``reap``); release the servers of
+abandoned matches (below); snapshot the pool; run the queue's match function; for each proposal,
+**claim** its tickets (all or nothing: a ticket another director took, or that was cancelled,
+drops the proposal), **allocate** a server through the allocation API (the request carries the
+match id, as its ``Idempotency-Key`` and in the ``fleetmatch.dev/match-id`` annotation, and per
+player the SHA-256 of a fresh connection token, so the game server can check who may join), then
+**assign** (only while the lease is held) which publishes the assignment to the waiting clients.
 
 When nothing is free (429) the tickets go back to the pool at their original place and the queue
 backs off; every failure is counted by reason. Any number of directors may run on one queue: the
 claim is the only coordination they need. A director that dies mid-match leaves leases that run
 out and return the tickets, still in their place.
+
+**Abandoned matches give their servers back.** A match whose tickets went back to the pool after
+a server may have been allocated for it (its director died or stalled past the lease, the
+allocation's outcome is unknown, or the assignment failed because a ticket was cancelled or the
+lease ran out) is listed as an *orphan* by the same store step that returned the tickets. Every
+pass, a director takes the orphans that are due and asks its ``Releasing`` to return that match's
+servers: every GameServer annotated with the match id that is still Allocated with no player
+connected goes to Shutdown, and its fleet replaces it. An orphan stays listed (retried with
+back-off, by any director) until a release succeeded, so a director that dies mid-release loses
+nothing. ``StoreReleaser`` does this on the GameServer store; ``AllocatorClient.release_match``
+asks the allocation API (``DELETE /v1/allocations/{match id}``).
 """
 
 from __future__ import annotations
@@ -29,9 +41,10 @@ from typing import Protocol
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerAllocationStatus
 from fleetmatch.allocator_client import AllocatorError
 from fleetmatch.codec import evolve
-from fleetmatch.errors import StoreError, ValidationError
+from fleetmatch.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from fleetmatch.gctune import collector_paused
-from fleetmatch.models import TemplateMeta
+from fleetmatch.models import GameServer, GameServerState, TemplateMeta
+from fleetmatch.store import Store
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker import metrics
 from matchmaker.models import Assignment, Proposal, Ticket
@@ -48,12 +61,69 @@ game server accepts a player whose token hashes to their entry (it never sees th
 MAX_BACKOFF = 5.0
 THREAD_POOL_SIZE = 5_000
 """Pools larger than this are matched in a worker thread (about 0.1 s of work per 10,000 tickets)."""
+ORPHAN_BATCH = 16
+"""Abandoned matches one pass releases servers for, at most (the rest next pass)."""
+ORPHANING = frozenset({"error", "lost-lease"})
+"""Failures after which a server may be allocated for the match: an allocation of unknown outcome
+(the request may have reached the allocator), or one the assignment could not use."""
 
 
 class Allocating(Protocol):
     """What a director needs from the allocation API client."""
 
-    async def allocate(self, spec: GameServerAllocationSpec) -> GameServerAllocationStatus: ...
+    async def allocate(self, spec: GameServerAllocationSpec, *, idempotency_key: str) -> GameServerAllocationStatus: ...
+
+
+class Releasing(Protocol):
+    """How a director returns the servers of a match nobody got."""
+
+    async def release_match(self, match_id: str) -> tuple[str, ...]:
+        """Every server allocated for ``match_id`` that is still Allocated with no player connected:
+        to Shutdown (its fleet replaces it). Their names; ``()`` if there are none (released
+        already, never allocated, or players joined). Raises ``StoreError`` or ``AllocatorError``
+        when it could not tell: the director tries again later (an ``AllocatorError`` of status 404
+        or 405 says the allocator cannot release at all: not retried)."""
+        ...
+
+
+def abandoned_by(gs: GameServer, match_id: str) -> bool:
+    """Whether ``gs`` was allocated for ``match_id`` and is still Allocated with nobody on it."""
+    players = gs.status.players
+    return (
+        gs.status.state is GameServerState.ALLOCATED
+        and gs.metadata.annotations.get(MATCH_ID_ANNOTATION) == match_id
+        and (players is None or (players.count == 0 and not players.ids))
+    )
+
+
+class StoreReleaser:
+    """``Releasing`` straight on the GameServer store, for a process that has it (``fleetmatch up``,
+    tests): what the allocation API's release does, without the API. Each write is conditional on
+    the version it read, so a player who connects (or an allocator that reallocates the server)
+    meanwhile wins: the server is then re-read and kept."""
+
+    def __init__(self, gameservers: Store[GameServer], *, attempts: int = 5) -> None:
+        self._store = gameservers
+        self._attempts = attempts
+
+    async def release_match(self, match_id: str) -> tuple[str, ...]:
+        items, _ = await self._store.list()
+        released = [gs.name for gs in items if abandoned_by(gs, match_id) and await self._shut_down(gs, match_id)]
+        return tuple(released)
+
+    async def _shut_down(self, gs: GameServer, match_id: str) -> bool:
+        for _ in range(self._attempts):
+            try:
+                await self._store.update(gs.with_status(state=GameServerState.SHUTDOWN))
+                return True
+            except ConflictError:
+                try:
+                    gs = await self._store.get(gs.name)
+                except NotFoundError:
+                    return False
+                if not abandoned_by(gs, match_id):
+                    return False
+        raise ConflictError(GameServer.KIND, gs.name, gs.metadata.resource_version, None)
 
 
 class QueueLike(Protocol):
@@ -105,11 +175,16 @@ class Director:
         lease_seconds: float = 15.0,
         concurrency: int = 32,
         clock: Callable[[], float] = time.time,
+        releaser: Releasing | None = None,
     ) -> None:
+        """``releaser``: how servers of abandoned matches go back (None: they are left to their
+        game's own join timeout, and no orphan is listed)."""
         self.store = store
         self.queue = queue
         self.match = match
         self.allocator = allocator
+        self.releaser = releaser
+        self._cannot_release = False
         self.lease_seconds = lease_seconds
         self._limit = asyncio.Semaphore(concurrency)
         self._clock = clock
@@ -139,6 +214,15 @@ class Director:
                 metrics.TICKETS.labels(queue=name, event="expired").inc(len(reaped.tickets_expired))
             if reaped.leases_returned:
                 metrics.TICKETS.labels(queue=name, event="released").inc(len(reaped.leases_returned))
+            if reaped.matches_abandoned:
+                log.info(
+                    "leases of %d match(es) ran out (their director died or stalled): %s",
+                    len(reaped.matches_abandoned),
+                    ", ".join(reaped.matches_abandoned),
+                    extra=self._ids,
+                )
+            if self.releaser is not None:
+                await self._release_orphans(self.releaser)
             pool = await self.store.pool(name)
             report.pool = len(pool)
             self._gauge_waiting(pool)
@@ -163,6 +247,43 @@ class Director:
         if report.matched:
             self._backoff = 0.0
         return report
+
+    async def _release_orphans(self, releaser: Releasing) -> None:
+        """Return the servers of the abandoned matches that are due (see the module docstring)."""
+        name = self.queue.name
+        due = await self.store.take_orphans(name, limit=ORPHAN_BATCH)
+        await asyncio.gather(*(self._release_orphan(releaser, match_id) for match_id in due))
+
+    async def _release_orphan(self, releaser: Releasing, match_id: str) -> None:
+        name = self.queue.name
+        ids = {**self._ids, "match_id": match_id}
+        try:
+            released = await releaser.release_match(match_id)
+        except AllocatorError as exc:
+            if exc.status not in (404, 405):
+                log.warning(
+                    "releasing the server of abandoned match %s failed, retried later: %s", match_id, exc, extra=ids
+                )
+                return
+            if not self._cannot_release:
+                self._cannot_release = True
+                log.warning(
+                    "the allocator cannot release servers (%s): those of abandoned matches stay Allocated until "
+                    "their game ends them",
+                    exc,
+                    extra=ids,
+                )
+            released = ()
+        except StoreError as exc:
+            raise_if_cancelling()
+            log.warning(
+                "releasing the server of abandoned match %s failed, retried later: %s", match_id, exc, extra=ids
+            )
+            return
+        await self.store.forget_orphan(name, match_id)
+        if released:
+            metrics.SERVERS_RELEASED.labels(queue=name).inc(len(released))
+            log.info("returned %s, allocated for abandoned match %s", ", ".join(released), match_id, extra=ids)
 
     def _gauge_waiting(self, pool: Sequence[Ticket]) -> None:
         per_region: dict[str, int] = {}
@@ -198,7 +319,8 @@ class Director:
             tokens = {p.id: secrets.token_urlsafe(18) for tid in ids for p in tickets[tid].players}
             reason = await self._allocate_and_assign(match_id, proposal, tickets, tokens)
             if reason != "matched":
-                released = await self.store.release(name, match_id, ids)
+                orphaned = reason in ORPHANING and self.releaser is not None
+                released = await self.store.release(name, match_id, ids, orphaned=orphaned)
                 metrics.TICKETS.labels(queue=name, event="released").inc(released)
                 metrics.ALLOCATION_FAILURES.labels(queue=name, reason=reason).inc()
             return reason
@@ -216,7 +338,7 @@ class Director:
         }
         spec = evolve(spec, metadata=TemplateMeta(labels=spec.metadata.labels, annotations=annotations))
         try:
-            status = await self.allocator.allocate(spec)
+            status = await self.allocator.allocate(spec, idempotency_key=match_id)
         except AllocatorError as exc:
             log.warning("allocation for match %s failed: %s", match_id, exc, extra={**self._ids, "match_id": match_id})
             self._back_off()
@@ -240,10 +362,10 @@ class Director:
             for tid in members
         }
         if not await self.store.assign(name, match_id, assignments):
-            # A ticket was cancelled (or the lease ran out) after the claim: the others go back.
-            # The server was allocated for nobody; the game ends it when no player joins.
+            # A ticket was cancelled (or the lease ran out) after the claim: the others go back,
+            # and the server, allocated for nobody, is released as the match's orphan.
             log.info(
-                "match %s lost a ticket before assignment; its server %s goes unused",
+                "match %s lost a ticket before assignment; its server %s goes back",
                 match_id,
                 status.game_server_name,
                 extra={**self._ids, "match_id": match_id},

@@ -60,6 +60,11 @@ ALLOCATION_FAILURES = Counter(
     "Matches whose server could not be allocated, by reason: no-capacity, contention, error, lost-lease.",
     ["queue", "reason"],
 )
+SERVERS_RELEASED = Counter(
+    "fleetmatch_abandoned_servers_released_total",
+    "Game servers allocated for a match nobody got (its tickets went back to the pool), returned to their fleet",
+    ["queue"],
+)
 API_REQUESTS = Counter(
     "fleetmatch_ticket_api_requests_total",
     "Ticket API requests by route and HTTP status.",

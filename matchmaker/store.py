@@ -9,7 +9,10 @@ slot, so it runs unchanged on Redis Cluster; every multi-ticket step one Lua scr
   with a deadline, or none does (then the proposal is dropped); a proposal with one player in two
   of its tickets is refused whatever made it.
 - ``release`` (allocation failed) and lease expiry (``reap``, a director died) put tickets back
-  in the pool **with their original enqueue time**: nobody loses their place.
+  in the pool **with their original enqueue time**: nobody loses their place. A match whose
+  server may have been allocated for nobody (its lease ran out; its director released it after an
+  allocation of unknown outcome or a failed assignment) is listed as an **orphan** in the same
+  step, until a director has released that server (``take_orphans`` / ``forget_orphan``).
 - ``assign`` succeeds only if ``match_id`` still holds every ticket's lease; it stores the
   assignments, marks the tickets matched and publishes them.
 - ``cancel`` is safe at any time: a leased ticket that is cancelled makes the lease holder's
@@ -33,6 +36,9 @@ class Reaped:
     """Tickets whose lease ran out: back in the pool at their original place."""
     tickets_expired: tuple[str, ...] = ()
     """Tickets that waited past their TTL: now expired (published)."""
+    matches_abandoned: tuple[str, ...] = ()
+    """Matches whose leases ran out (their director died or stalled): listed as orphans, since a
+    server may be allocated for them."""
 
 
 class TicketStore(Protocol):
@@ -55,15 +61,26 @@ class TicketStore(Protocol):
         """All tickets queued -> leased by ``match_id`` until now + ``lease_seconds``; or nothing (False).
         ``ValidationError`` (and nothing changed) if one player is in two of the tickets."""
 
-    async def release(self, queue: str, match_id: str, ticket_ids: Sequence[str]) -> int:
-        """Tickets leased by ``match_id`` back to the pool at their original place; how many."""
+    async def release(self, queue: str, match_id: str, ticket_ids: Sequence[str], *, orphaned: bool = False) -> int:
+        """Tickets leased by ``match_id`` back to the pool at their original place; how many.
+        ``orphaned``: a server may be allocated for the match (the allocation's outcome is unknown,
+        or the assignment failed): list the match as an orphan too, in the same step."""
 
     async def assign(self, queue: str, match_id: str, assignments: Mapping[str, Assignment]) -> bool:
         """If ``match_id`` holds every ticket's lease: store the assignments, mark them matched,
         publish; True. Otherwise change nothing and return False."""
 
     async def reap(self, queue: str, *, now: float | None = None) -> Reaped:
-        """Return expired leases to the pool and expire tickets past their TTL."""
+        """Return expired leases to the pool (listing their matches as orphans) and expire tickets
+        past their TTL."""
+
+    async def take_orphans(self, queue: str, *, limit: int, now: float | None = None) -> list[str]:
+        """Up to ``limit`` orphaned matches due for a release attempt. Each stays listed, due again
+        after a back-off, until ``forget_orphan``: a director that dies mid-release leaves it to
+        another; one that keeps failing is given up after a bounded number of attempts."""
+
+    async def forget_orphan(self, queue: str, match_id: str) -> None:
+        """The match's server was released (or is gone): off the orphan list."""
 
     async def ping(self) -> None:
         """Reach the store once (a probe); ``BackendError`` if it does not answer."""

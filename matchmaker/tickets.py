@@ -19,6 +19,11 @@ and the queue runs unchanged on Redis Cluster (``Keys`` builds every name; nothi
     fm:{q:duel}:tickets:by_player   HASH  player id -> its open (queued or leased) tickets, space-separated,
                                           oldest first: the per-player limit, over every player of a party
     fm:{q:duel}:tickets:events      STREAM {t: id, s: state} per ticket matched, cancelled or expired
+    fm:{q:duel}:tickets:orphans     ZSET  match id -> when a release attempt is due: matches whose game
+                                          server may be allocated to nobody (leases ran out, or the
+                                          director gave up on the allocation or the assignment)
+    fm:{q:duel}:tickets:orphan_tries HASH match id -> release attempts so far (backing off; given up
+                                          after ``ORPHAN_TRIES``)
 
 Every state change is one Lua script (``lua/``, EVALSHA through ``register_script``, which on a
 ``RedisCluster`` routes by the first key and loads scripts on every primary); the ones touching
@@ -81,6 +86,13 @@ REAP_BATCH = 1000
 """At most this many tickets per step of one ``reap`` (keeps each script short; the rest next time)."""
 FETCH_BATCH = 1000
 """Ticket bodies per HMGET when ``pool`` fetches the tickets it has not seen yet."""
+ORPHAN_RETRY = 2.0
+"""Seconds before a failed release of an abandoned match's server is tried again (doubling)..."""
+ORPHAN_RETRY_CAP = 300.0
+"""... up to this..."""
+ORPHAN_TRIES = 30
+"""... this many times (a couple of hours of an unreachable allocator); then the game server's own
+join timeout is what ends it."""
 _BODY_OMITS = ("state", "assignment", "reason")
 _TIMES = (("createdAt", "created_at"), ("enqueuedAt", "enqueued_at"), ("expiresAt", "expires_at"))
 
@@ -106,6 +118,8 @@ class Keys:
     done: str
     by_player: str
     events: str
+    orphans: str
+    orphan_tries: str
 
     @classmethod
     def of(cls, queue: str) -> Keys:
@@ -126,7 +140,10 @@ def _script(name: str) -> str:
     return lua.joinpath("common.lua").read_text() + "\n" + lua.joinpath(f"{name}.lua").read_text()
 
 
-_SCRIPTS = {name: _script(name) for name in ("create", "read", "cancel", "claim", "release", "assign", "reap")}
+_SCRIPTS = {
+    name: _script(name)
+    for name in ("create", "read", "cancel", "claim", "release", "assign", "reap", "orphans", "forget")
+}
 
 
 @contextlib.contextmanager
@@ -371,10 +388,10 @@ class RedisTicketStore:
             raise ValidationError("ticket_ids", f"player {_text(result[1])!r} is in two tickets of match {match_id}")
         return bool(result)
 
-    async def release(self, queue: str, match_id: str, ticket_ids: Sequence[str]) -> int:
-        if not ticket_ids:
+    async def release(self, queue: str, match_id: str, ticket_ids: Sequence[str], *, orphaned: bool = False) -> int:
+        if not ticket_ids and not orphaned:
             return 0
-        return int(await self._run("release", queue, match_id, *ticket_ids))
+        return int(await self._run("release", queue, match_id, "1" if orphaned else "0", *ticket_ids))
 
     async def assign(self, queue: str, match_id: str, assignments: Mapping[str, Assignment]) -> bool:
         _check_ids(list(assignments))
@@ -388,10 +405,26 @@ class RedisTicketStore:
         return bool(await self._run("assign", queue, match_id, *pairs))
 
     async def reap(self, queue: str, *, now: float | None = None) -> Reaped:
-        returned, expired = await self._run(
+        returned, expired, abandoned = await self._run(
             "reap", queue, repr(float(self._retention)), REAP_BATCH, EXPIRED_REASON, now=now
         )
-        return Reaped(tuple(map(_text, returned)), tuple(map(_text, expired)))
+        return Reaped(tuple(map(_text, returned)), tuple(map(_text, expired)), tuple(map(_text, abandoned)))
+
+    async def take_orphans(self, queue: str, *, limit: int, now: float | None = None) -> list[str]:
+        due, dropped = await self._run(
+            "orphans", queue, limit, repr(ORPHAN_RETRY), repr(ORPHAN_RETRY_CAP), ORPHAN_TRIES, now=now
+        )
+        for match_id in map(_text, dropped):
+            log.warning(
+                "gave up releasing the server of abandoned match %s after %d attempts",
+                match_id,
+                ORPHAN_TRIES,
+                extra={"queue": queue, "match_id": match_id},
+            )
+        return [_text(m) for m in due]
+
+    async def forget_orphan(self, queue: str, match_id: str) -> None:
+        await self._run("forget", queue, match_id)
 
     # -- push -------------------------------------------------------------------------------
 

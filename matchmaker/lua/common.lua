@@ -10,7 +10,8 @@
 local K = {
   bodies = KEYS[1], state = KEYS[2], enqueued = KEYS[3], owner = KEYS[4], players = KEYS[5],
   match = KEYS[6], assignment = KEYS[7], reason = KEYS[8], pool = KEYS[9], leases = KEYS[10],
-  ttl = KEYS[11], done = KEYS[12], by_player = KEYS[13], events = KEYS[14],
+  ttl = KEYS[11], done = KEYS[12], by_player = KEYS[13], events = KEYS[14], orphans = KEYS[15],
+  orphan_tries = KEYS[16],
 }
 
 local function clock(arg)
@@ -24,6 +25,12 @@ local HISTORY = ARGV[2]
 
 local function fmt(seconds)
   return string.format('%.6f', seconds)
+end
+
+-- A match whose game server may be allocated to nobody (its tickets went back to the pool): due for
+-- a release attempt now, unless it is already listed.
+local function orphan(match_id)
+  redis.call('ZADD', K.orphans, 'NX', fmt(NOW), match_id)
 end
 
 -- An open ticket back in the pool under its original enqueue time: nobody loses their place.

@@ -2,14 +2,23 @@
 -- 1. leases whose deadline passed: back to the pool at the original place (or expired, if the
 --    ticket's TTL ran out meanwhile);
 -- 2. queued tickets past their TTL: expired (a leased one is left to its holder);
--- 3. tickets finished more than `retention` seconds ago: forgotten.
+-- 3. orphaned matches listed for a day without a release: forgotten;
+-- 4. tickets finished more than `retention` seconds ago: forgotten.
+-- The match of every lease that ran out is listed in `orphans`: its director died or stalled, and
+-- a server it may have allocated is to be released (matchmaker.director).
 -- ARGV: now, history, retention seconds, batch, reason for expiry
--- Returns {ids returned to the pool, ids expired}.
+-- Returns {ids returned to the pool, ids expired, matches whose leases ran out}.
 local retention, batch, why = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local now = fmt(NOW)
-local returned, expired = {}, {}
+local returned, expired, abandoned, seen = {}, {}, {}, {}
 
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.leases, '-inf', now, 'LIMIT', 0, batch)) do
+  local holder = redis.call('HGET', K.match, id)
+  if holder and not seen[holder] then
+    seen[holder] = true
+    abandoned[#abandoned + 1] = holder
+    orphan(holder)
+  end
   local expires = redis.call('ZSCORE', K.ttl, id)
   if expires and tonumber(expires) <= NOW then
     finish(id, 'expired', why)
@@ -27,6 +36,13 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.ttl, '-inf', now, 'LIMIT', 0, 
   end
 end
 
+-- Orphans nobody took for a day (no director releases servers here): forgotten.
+local stale = redis.call('ZRANGEBYSCORE', K.orphans, '-inf', fmt(NOW - 86400), 'LIMIT', 0, batch)
+if #stale > 0 then
+  redis.call('ZREM', K.orphans, unpack(stale))
+  redis.call('HDEL', K.orphan_tries, unpack(stale))
+end
+
 local old = redis.call('ZRANGEBYSCORE', K.done, '-inf', fmt(NOW - retention), 'LIMIT', 0, batch)
 if #old > 0 then
   for _, key in ipairs({K.bodies, K.state, K.enqueued, K.owner, K.players, K.match, K.assignment, K.reason}) do
@@ -35,4 +51,4 @@ if #old > 0 then
   redis.call('ZREM', K.done, unpack(old))
 end
 
-return {returned, expired}
+return {returned, expired, abandoned}

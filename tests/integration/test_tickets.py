@@ -413,6 +413,44 @@ class TestTicketStore:
         assert not await store.assign(Q, "m1", {a.id: assignment("m1"), b.id: assignment("m1")})
         assert await store.claim(Q, "m2", [a.id, b.id], lease_seconds=LEASE), "free for the next director"
 
+    async def test_a_lease_that_runs_out_lists_its_match_as_an_orphan(self, store: RedisTicketStore) -> None:
+        a, b, c = await open_tickets(store, 3)
+        assert await store.claim(Q, "m1", [a.id, b.id], lease_seconds=LEASE)
+        assert await store.claim(Q, "m2", [c.id], lease_seconds=LEASE)
+        assert await store.assign(Q, "m2", {c.id: assignment("m2")})  # m2 was played: no orphan
+        now = time.time() + LEASE + 1
+        assert (await store.reap(Q, now=now)).matches_abandoned == ("m1",)
+        assert await store.take_orphans(Q, limit=10, now=now) == ["m1"]
+        assert await store.take_orphans(Q, limit=10, now=now) == [], "taken: not due again at once"
+        assert await store.take_orphans(Q, limit=10, now=now + 60) == ["m1"], "a failed release is retried"
+        await store.forget_orphan(Q, "m1")
+        assert await store.take_orphans(Q, limit=10, now=now + 10**5) == []
+
+    async def test_a_release_after_an_allocation_may_list_the_match(self, store: RedisTicketStore) -> None:
+        a, b = await open_tickets(store, 2)
+        assert await store.claim(Q, "m1", [a.id], lease_seconds=LEASE)
+        assert await store.claim(Q, "m2", [b.id], lease_seconds=LEASE)
+        assert await store.release(Q, "m1", [a.id]) == 1
+        assert await store.release(Q, "m2", [b.id], orphaned=True) == 1
+        assert await store.release(Q, "m3", [], orphaned=True) == 0  # its tickets went back already
+        assert sorted(await store.take_orphans(Q, limit=10)) == ["m2", "m3"]
+
+    async def test_orphans_back_off_and_are_given_up(
+        self, store: RedisTicketStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        monkeypatch.setattr("matchmaker.tickets.ORPHAN_TRIES", 3)
+        await store.release(Q, "m1", [], orphaned=True)
+        start, taken = time.time(), []
+        for step in range(4):
+            now = start + 1000 * step
+            taken.append(await store.take_orphans(Q, limit=10, now=now))
+            assert await store.take_orphans(Q, limit=10, now=now + 1) == []
+        assert taken == [["m1"], ["m1"], ["m1"], []]
+        assert any("gave up releasing the server of abandoned match m1" in r.getMessage() for r in caplog.records)
+        await store.release(Q, "m2", [], orphaned=True)
+        await store.reap(Q, now=time.time() + 86400 + 1)  # a day nobody took it: forgotten
+        assert await store.take_orphans(Q, limit=10, now=time.time() + 10**6) == []
+
     async def test_an_expired_lease_cannot_assign_even_before_reap(self, store: RedisTicketStore) -> None:
         a, b = await open_tickets(store, 2)
         assert await store.claim(Q, "m1", [a.id, b.id], lease_seconds=0.05)

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import pytest
+from prometheus_client import REGISTRY
 
 from fleetmatch.allocation import GameServerAllocationSpec, GameServerAllocationStatus
 from fleetmatch.allocator_client import AllocatorError
+from fleetmatch.errors import BackendError
 from fleetmatch.logging import JsonFormatter, TextFormatter
-from matchmaker.director import Director, Matcher
+from matchmaker.director import MATCH_ID_ANNOTATION, Director, Matcher
 from matchmaker.models import Assignment, Player, Proposal, Ticket
 from matchmaker.rules import parse_queues
 from matchmaker.store import Reaped, TicketStore
@@ -35,13 +37,21 @@ POOL = [Ticket(f"duel.t{i}", "duel", f"p{i}", (Player(f"p{i}"),), enqueued_at=NO
 
 @dataclass
 class PoolStore:
-    """The part of a ticket store one pass touches: a fixed pool, claims that always succeed."""
+    """The part of a ticket store one pass touches: a fixed pool, claims that always succeed, a
+    list of orphaned matches."""
 
     tickets: list[Ticket]
-    released: list[str] = field(default_factory=list)
+    released: list[tuple[str, bool]] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
 
     async def reap(self, queue: str, *, now: float | None = None) -> Reaped:
         return Reaped()
+
+    async def take_orphans(self, queue: str, *, limit: int, now: float | None = None) -> list[str]:
+        return self.orphans[:limit]
+
+    async def forget_orphan(self, queue: str, match_id: str) -> None:
+        self.orphans.remove(match_id)
 
     async def pool(self, queue: str) -> list[Ticket]:
         return list(self.tickets)
@@ -49,26 +59,57 @@ class PoolStore:
     async def claim(self, queue: str, match_id: str, ticket_ids: Sequence[str], *, lease_seconds: float) -> bool:
         return True
 
-    async def release(self, queue: str, match_id: str, ticket_ids: Sequence[str]) -> int:
-        self.released.append(match_id)
+    async def release(self, queue: str, match_id: str, ticket_ids: Sequence[str], *, orphaned: bool = False) -> int:
+        self.released.append((match_id, orphaned))
         return len(ticket_ids)
 
     async def assign(self, queue: str, match_id: str, assignments: Mapping[str, Assignment]) -> bool:
         raise AssertionError("nothing is allocated, so nothing is assigned")
 
 
+@dataclass
 class Unreachable:
-    async def allocate(self, spec: GameServerAllocationSpec) -> GameServerAllocationStatus:
+    """An allocator that may or may not have received the requests it saw (their keys, in order)."""
+
+    keys: list[str] = field(default_factory=list)
+    annotations: list[Mapping[str, str]] = field(default_factory=list)
+
+    async def allocate(self, spec: GameServerAllocationSpec, *, idempotency_key: str) -> GameServerAllocationStatus:
+        self.keys.append(idempotency_key)
+        self.annotations.append(spec.metadata.annotations)
         raise AllocatorError(0, "", "connection refused")
+
+
+@dataclass
+class Releaser:
+    """Releases what ``servers`` maps a match to, or fails as ``fail`` says."""
+
+    servers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    fail: dict[str, Exception] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+
+    async def release_match(self, match_id: str) -> tuple[str, ...]:
+        self.asked.append(match_id)
+        if match_id in self.fail:
+            raise self.fail[match_id]
+        return self.servers.get(match_id, ())
 
 
 def one_match(pool: Sequence[Ticket], now: float) -> list[Proposal]:
     return [Proposal(teams=((pool[0].id,), (pool[1].id,)))]
 
 
-def director(store: PoolStore, match: Matcher = one_match) -> Director:
+def director(
+    store: PoolStore,
+    match: Matcher = one_match,
+    *,
+    allocator: Unreachable | None = None,
+    releaser: Releaser | None = None,
+) -> Director:
     # A PoolStore has no create/get/cancel/updates: a pass never calls them.
-    return Director(cast(TicketStore, store), DUEL, match, Unreachable(), clock=lambda: NOW)
+    return Director(
+        cast(TicketStore, store), DUEL, match, allocator or Unreachable(), clock=lambda: NOW, releaser=releaser
+    )
 
 
 async def test_a_failed_allocation_is_logged_with_its_queue_and_match_id(caplog: pytest.LogCaptureFixture) -> None:
@@ -76,7 +117,7 @@ async def test_a_failed_allocation_is_logged_with_its_queue_and_match_id(caplog:
     with caplog.at_level(logging.WARNING, logger="matchmaker.director"):
         report = await director(store).tick()
     assert report.failed == 1 and len(store.released) == 1
-    (match_id,) = store.released
+    ((match_id, _),) = store.released
     (rec,) = [r for r in caplog.records if r.getMessage().startswith("allocation for match")]
     assert TextFormatter("%(message)s").format(rec).endswith(f"[queue=duel match_id={match_id}]")
     doc = json.loads(JsonFormatter().format(rec))
@@ -104,3 +145,47 @@ async def test_the_match_runs_with_the_collector_paused(monkeypatch: pytest.Monk
     finally:
         (gc.enable if was else gc.disable)()
     assert (report.pool, seen) == (2, [False])
+
+
+async def test_the_allocation_carries_the_match_id_as_its_idempotency_key_and_annotation() -> None:
+    allocator = Unreachable()
+    await director(PoolStore(POOL), allocator=allocator).tick()
+    (key,) = allocator.keys
+    assert len(key) == 32 and allocator.annotations[0][MATCH_ID_ANNOTATION] == key
+
+
+@pytest.mark.parametrize("releaser", [Releaser(), None], ids=["with-a-releaser", "without"])
+async def test_an_allocation_of_unknown_outcome_lists_its_match_as_an_orphan(releaser: Releaser | None) -> None:
+    store = PoolStore(POOL)
+    await director(store, releaser=releaser).tick()
+    ((_, orphaned),) = store.released
+    assert orphaned is (releaser is not None)  # nobody would sweep the list otherwise
+
+
+async def test_orphans_are_released_forgotten_or_kept_for_a_retry(caplog: pytest.LogCaptureFixture) -> None:
+    store = PoolStore([], orphans=["m-done", "m-flaky", "m-store", "m-nothing"])
+    releaser = Releaser(
+        servers={"m-done": ("gs-1",)},
+        fail={"m-flaky": AllocatorError(503, "Unavailable", "later"), "m-store": BackendError("redis down")},
+    )
+    before = REGISTRY.get_sample_value("fleetmatch_abandoned_servers_released_total", {"queue": "duel"}) or 0.0
+    with caplog.at_level(logging.INFO, logger="matchmaker.director"):
+        await director(store, releaser=releaser).tick()
+    assert sorted(releaser.asked) == ["m-done", "m-flaky", "m-nothing", "m-store"]
+    assert store.orphans == ["m-flaky", "m-store"]  # kept: tried again on a later pass
+    after = REGISTRY.get_sample_value("fleetmatch_abandoned_servers_released_total", {"queue": "duel"})
+    assert after == before + 1
+    assert any("returned gs-1, allocated for abandoned match m-done" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_allocator_that_cannot_release_is_said_once_and_not_retried(caplog: pytest.LogCaptureFixture) -> None:
+    store = PoolStore([], orphans=["m1", "m2"])
+    releaser = Releaser(fail={m: AllocatorError(404, "NotFound", "no route") for m in ("m1", "m2")})
+    d = director(store, releaser=releaser)
+    with caplog.at_level(logging.WARNING, logger="matchmaker.director"):
+        await d.tick()
+        store.orphans.append("m3")
+        releaser.fail["m3"] = AllocatorError(405, "MethodNotAllowed", "no")
+        await d.tick()
+    assert store.orphans == []
+    assert len([r for r in caplog.records if "cannot release" in r.getMessage()]) == 1

@@ -1,0 +1,117 @@
+"""What a director sends the allocation API, on the wire: the match id as ``Idempotency-Key`` and as
+the ``fleetmatch.dev/match-id`` annotation; and the release it asks for (``DELETE
+/v1/allocations/{match id}``) against an allocator that offers it and against today's, which does
+not (a 404 the director reports once and does not retry)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from allocator.app import serve_allocator
+from fleetmatch.allocation import AllocationState, GameServerAllocationStatus
+from fleetmatch.allocator_client import AllocatorClient, AllocatorError
+from fleetmatch.backends.base import Backend
+from fleetmatch.codec import to_wire
+from fleetmatch.models import PortStatus
+from fleetmatch.settings import AllocatorSettings
+from matchmaker.director import MATCH_ID_ANNOTATION, Director
+from matchmaker.matching import find_matches
+from matchmaker.models import Player, Proposal, Ticket, new_ticket_id
+from matchmaker.rules import parse_queues
+from matchmaker.tickets import RedisTicketStore
+
+TOKEN = "stub-allocator-token-0123456789"
+(DUEL,) = parse_queues(
+    """\
+kind: Queue
+metadata: {name: duel}
+spec:
+  teams: {count: 2, maxSize: 1}
+  allocation:
+    selectors: [{matchLabels: {agones.dev/fleet: arena}}]
+"""
+).values()
+
+
+@dataclass
+class StubAllocator:
+    """An allocation API that records what it is sent and gives every match the same server."""
+
+    url: str = ""
+    posts: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+
+    async def allocate(self, request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+        doc = await request.json()
+        self.posts.append((request.headers.get("Idempotency-Key"), doc))
+        status = GameServerAllocationStatus(
+            AllocationState.ALLOCATED, "arena-001", "127.0.0.1", (PortStatus("default", 7001),)
+        )
+        return web.json_response({**doc, "status": to_wire(status)}, status=201)
+
+    async def release(self, request: web.Request) -> web.Response:
+        self.deletes.append(request.match_info["key"])
+        return web.json_response({"released": ["arena-001"]})
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[StubAllocator]:
+    stub = StubAllocator()
+    app = web.Application()
+    app.router.add_post("/v1/allocations", stub.allocate)
+    app.router.add_delete("/v1/allocations/{key}", stub.release)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    stub.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        yield stub
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_match_id_travels_as_idempotency_key_and_annotation(
+    stub: StubAllocator, redis_client: aioredis.Redis
+) -> None:
+    tickets = RedisTicketStore(redis_client, block_ms=1000)
+    now, ids = time.time(), []
+    for i in range(2):
+        p = Player(f"p{i}")
+        ticket = Ticket(new_ticket_id("duel", now + i), "duel", p.id, (p,), enqueued_at=now + i)
+        ids.append((await tickets.create(ticket, max_open_per_player=1)).id)
+
+    def match(pool: Sequence[Ticket], at: float) -> list[Proposal]:
+        return find_matches(pool, DUEL, at)
+
+    async with AllocatorClient(stub.url, TOKEN) as client:
+        report = await Director(tickets, DUEL, match, client).tick()
+    assert report.matched == 1
+    ((key, doc),) = stub.posts
+    assert key is not None and doc["spec"]["metadata"]["annotations"][MATCH_ID_ANNOTATION] == key
+    matched = [await tickets.get(t) for t in ids]
+    assert {t.assignment.match_id if t.assignment else None for t in matched} == {key}
+
+
+async def test_release_match_asks_for_the_allocation_by_its_key(stub: StubAllocator) -> None:
+    async with AllocatorClient(stub.url, TOKEN) as client:
+        assert await client.release_match("m/1 2") == ("arena-001",)
+    assert stub.deletes == ["m/1 2"]  # quoted on the way, whole on arrival
+
+
+async def test_todays_allocator_cannot_release_and_says_so_with_404(backend: Backend) -> None:
+    async with (
+        serve_allocator(backend, AllocatorSettings(port=0), TOKEN) as service,
+        AllocatorClient(service.url, TOKEN) as client,
+    ):
+        with pytest.raises(AllocatorError) as info:
+            await client.release_match("m1")
+    assert info.value.status in (404, 405)
