@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from allocator.app import AllocatorService, serve_allocator
-from fleetmatch.allocation import GameServerAllocationSpec, GameServerAllocationStatus
+from fleetmatch.allocation import ALLOCATION_KEY_ANNOTATION, GameServerAllocationSpec, GameServerAllocationStatus
 from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.backends.base import Backend
 from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, PortStatus
@@ -151,6 +151,8 @@ async def test_a_director_lost_mid_match_loses_nothing_and_leaks_no_server(world
             gs.metadata.annotations[MATCH_ID_ANNOTATION]: gs.name for gs in servers.values() if gs.state is S.ALLOCATED
         }
         assert sorted(held) == sorted(lost.matches) and len(held) == TICKETS // 2
+        for match_id, name in held.items():  # the allocator took the match id as the allocation's key
+            assert servers[name].metadata.annotations[ALLOCATION_KEY_ANNOTATION].split() == [match_id]
         assert Counter(t.state for t in await world.all_tickets()) == {TicketState.LEASED: TICKETS}
         if fate == "killed":
             await cancel_and_wait(victim)
