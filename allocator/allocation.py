@@ -37,7 +37,7 @@ from typing import Protocol
 
 from allocator import metrics
 from allocator.choose import choose_server
-from allocator.errors import ClientGoneError, KeyInUseError
+from allocator.errors import ClientGoneError, KeyInUseError, KeyReleasedError
 from allocator.index import AllocationIndex
 from fleetmatch.allocation import (
     ALLOCATION_KEY_ANNOTATION,
@@ -65,7 +65,7 @@ from fleetmatch.models import (
     stamp,
 )
 from fleetmatch.nodes import DEFAULT_LEASE_SECONDS, NodeRegistry, live_nodes
-from fleetmatch.store import EventType, GameServerStore, WatchEvent
+from fleetmatch.store import EventType, GameServerStore, WatchEvent, modify
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ NODE_POLL_SECONDS = 1.0
 KEY_TTL_SECONDS = 15.0
 """How long a key's reservation lasts: past a claim, the time every allocator has to see the write
 (informers lag by milliseconds); for a holder stalled before its claim, how long others wait."""
+RELEASE_FENCE_SECONDS = 600.0
+"""How long a released key stays refused (a late retry of an abandoned match must not claim)."""
 KEY_WAIT_SECONDS = 1.0
 """How long a request whose key another holds waits for that claim to show up before a 409."""
 _KEY_POLL_SECONDS = 0.05
@@ -210,6 +212,8 @@ class Allocator:
         self._key_locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._key_seen = asyncio.Event()
         """Set (and replaced) each time a server carrying a key is indexed."""
+        self._released: dict[str, float] = {}
+        """Keys released here -> until when (``time.monotonic``) they are refused."""
         self.nodes = nodes
         self._node_lease = node_lease
         self._nodes_known = asyncio.Event()
@@ -323,6 +327,8 @@ class Allocator:
         self, spec: GameServerAllocationSpec, key: AllocationKey, abandoned: Callable[[], bool] | None
     ) -> GameServerAllocationStatus:
         async with self._key_lock(key.value):  # one request per key at a time in this process
+            if self._released.get(key.value, 0.0) > time.monotonic():
+                raise KeyReleasedError()
             replay = self._replay(key)
             if replay is not None:
                 return replay
@@ -340,6 +346,32 @@ class Allocator:
                     with contextlib.suppress(StoreError):
                         await asyncio.shield(self.reservations.release(key.value))
             return status
+
+    async def release(self, key: str) -> tuple[str, ...]:
+        """Give back what was allocated under idempotency key ``key`` (a match its director
+        abandoned): every server still Allocated under it with no player connected goes to
+        Shutdown (a conditional write: a player who connects meanwhile keeps it), and the key is
+        refused from now on, here and (held as its reservation) in every allocator."""
+        async with self._key_lock(key):
+            now = time.monotonic()
+            self._released = {k: until for k, until in self._released.items() if until > now}
+            self._released[key] = now + RELEASE_FENCE_SECONDS
+            if self.reservations is not None:
+                with contextlib.suppress(StoreError):
+                    await self.reservations.reserve(key, RELEASE_FENCE_SECONDS)
+            names = [gs.name for gs in list(self.informer.cache.values()) if _abandoned_under(gs, key)]
+            released = []
+            for name in names:
+                try:
+                    gone = await modify(self.store, name, lambda gs: _shut_down_if_abandoned(gs, key))
+                except NotFoundError:
+                    continue
+                if gone is not None:
+                    released.append(name)
+            metrics.ALLOCATIONS_RELEASED.inc(len(released))
+            if released:
+                log.info("released %s (allocation key %s)", ", ".join(released), key)
+            return tuple(released)
 
     async def _reserve(self, key: AllocationKey) -> _Hold | GameServerAllocationStatus:
         """Hold ``key`` across processes, or return the answer its holder's claim gave, once this
@@ -444,3 +476,14 @@ class Allocator:
             if gs is not None:
                 return gs
         return None
+
+
+def _abandoned_under(gs: GameServer, key: str) -> bool:
+    """Allocated under ``key`` (its idempotency key) and nobody connected to it."""
+    players = gs.status.players
+    nobody = players is None or (players.count == 0 and not players.ids)
+    return nobody and any(k == key for k, _ in allocation_keys(gs))
+
+
+def _shut_down_if_abandoned(gs: GameServer, key: str) -> GameServer | None:
+    return gs.with_status(state=GameServerState.SHUTDOWN) if _abandoned_under(gs, key) else None

@@ -66,6 +66,19 @@ async def allocate(request: web.Request) -> web.Response:
     return problem(_STATUS[status.state], _MESSAGES[status.state], code=status.state.value, extra=body)
 
 
+async def release(request: web.Request) -> web.Response:
+    """``DELETE /v1/allocations/{key}``: give back the servers allocated under idempotency key
+    ``key`` that nobody has connected to; the key is refused from then on."""
+    allocator = request.app[ALLOCATOR]
+    if not allocator.ready:
+        return problem(503, "the allocator is still reading the store; retry in a moment")
+    key = request.match_info["key"]
+    err = idempotency_key_error(key)
+    if err:
+        raise ValidationError("key", err)
+    return web.json_response({"released": list(await allocator.release(key))})
+
+
 def _key(request: web.Request, spec: object) -> AllocationKey | None:
     """The request's idempotency key, with the digest of the spec it came with."""
     value = request.headers.get(IDEMPOTENCY_HEADER)
@@ -94,6 +107,7 @@ def build_app(
     app[BODY_TIMEOUT] = settings.body_timeout
     app[PUBLIC] = frozenset({"/healthz", "/readyz", "/livez", "/metrics", "/openapi.json"})
     app.router.add_post("/v1/allocations", allocate)
+    app.router.add_delete("/v1/allocations/{key}", release)
     add_probe_routes(app, probes)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", metrics_handler())

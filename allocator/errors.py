@@ -29,6 +29,17 @@ class KeyInUseError(AllocationError):
         super().__init__("another request with this Idempotency-Key is in progress: retry with the same key")
 
 
+class KeyReleasedError(AllocationError):
+    """The allocation made under this idempotency key was released (its match was abandoned):
+    a late request with the key must not claim another server."""
+
+    http_status = 409
+    http_code = "AllocationReleased"
+
+    def __init__(self) -> None:
+        super().__init__("the allocation with this Idempotency-Key was released; a new request needs a new key")
+
+
 class ClientGoneError(AllocationError):
     """The client closed its connection before the claim, so nothing was claimed for it."""
 

@@ -109,6 +109,10 @@ ALLOCATIONS_REPLAYED = Counter(
     "fleetmatch_allocations_replayed_total",
     "Requests answered with the server their Idempotency-Key already allocated (a retry), not a new one.",
 )
+ALLOCATIONS_RELEASED = Counter(
+    "fleetmatch_allocations_released_total",
+    "Servers given back (to Shutdown) because the allocation under their key was released (an abandoned match).",
+)
 ALLOCATIONS_ABANDONED = Counter(
     "fleetmatch_allocations_abandoned_total",
     "Requests whose client hung up before the claim: no server was taken for them.",

@@ -208,7 +208,8 @@ OPENAPI: dict[str, Any] = {
                     },
                     "409": {
                         "description": "Contention (every server tried was taken concurrently; the body has the "
-                        "status) or IdempotencyKeyInUse (see Retry-After): retry",
+                        "status) or IdempotencyKeyInUse (see Retry-After): retry; AllocationReleased: the key's "
+                        "allocation was given back, a new request needs a new key",
                         "content": {"application/json": {"schema": _ERROR}},
                     },
                     "413": {"description": "Body too large", "content": {"application/json": {"schema": _ERROR}}},
@@ -220,6 +221,51 @@ OPENAPI: dict[str, Any] = {
                         "description": "UnAllocated: nothing free",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Refused"}}},
                     },
+                    "503": {
+                        "description": "Starting, or the store is unreachable (see Retry-After)",
+                        "content": {"application/json": {"schema": _ERROR}},
+                    },
+                },
+            }
+        },
+        "/v1/allocations/{key}": {
+            "delete": {
+                "operationId": "release",
+                "summary": "Give back what was allocated under an idempotency key",
+                "description": "For a match that was abandoned (its director died, its players went back to "
+                "the pool): every server still Allocated under this key with no player connected goes to "
+                "Shutdown (the fleet replaces it), and the key is refused from then on (409 AllocationReleased).",
+                "parameters": [
+                    {
+                        "name": "key",
+                        "in": "path",
+                        "required": True,
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_KEY_LENGTH,
+                            "pattern": "^[!-~]+$",
+                        },
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The servers given back (none when nothing was left to give back)",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["released"],
+                                    "properties": {"released": {"type": "array", "items": {"type": "string"}}},
+                                }
+                            }
+                        },
+                    },
+                    "401": {
+                        "description": "Missing or wrong token",
+                        "content": {"application/json": {"schema": _ERROR}},
+                    },
+                    "422": {"description": "Invalid key", "content": {"application/json": {"schema": _ERROR}}},
                     "503": {
                         "description": "Starting, or the store is unreachable (see Retry-After)",
                         "content": {"application/json": {"schema": _ERROR}},

@@ -97,8 +97,9 @@ def abandoned_by(gs: GameServer, match_id: str) -> bool:
 
 
 class StoreReleaser:
-    """``Releasing`` straight on the GameServer store, for a process that has it (``fleetmatch up``,
-    tests): what the allocation API's release does, without the API. Each write is conditional on
+    """``Releasing`` straight on the GameServer store, for a process that embeds the matchmaker next
+    to the store: what the allocation API's release does, without the API (and without refusing the
+    key afterwards: the allocation API does that). Each write is conditional on
     the version it read, so a player who connects (or an allocator that reallocates the server)
     meanwhile wins: the server is then re-read and kept."""
 

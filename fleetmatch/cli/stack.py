@@ -38,7 +38,6 @@ from fleetmatch.stackfile import STACK_FILE, StackInfo, data_dir_lock, remove_st
 from fleetmatch.store import GameServerStore
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.app import serve_matchmaker
-from matchmaker.director import StoreReleaser
 from matchmaker.rules import Queue
 from matchmaker.tickets import RedisTicketStore
 from sdk_sidecar import SdkHost
@@ -151,7 +150,6 @@ async def run_stack(
                     allocator_url=allocator.url,
                     allocator_token=token,
                     fallback_port=True,
-                    releaser=StoreReleaser(backend.gameservers),
                 )
             )
             # Started last, stopped first (reverse order): stop replacing servers, then stop them.

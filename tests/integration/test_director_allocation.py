@@ -1,7 +1,7 @@
 """What a director sends the allocation API, on the wire: the match id as ``Idempotency-Key`` and as
 the ``fleetmatch.dev/match-id`` annotation; and the release it asks for (``DELETE
 /v1/allocations/{match id}``) against an allocator that offers it and against today's, which does
-not (a 404 the director reports once and does not retry)."""
+not (a 404 the director reports once and does not retry). The real allocator releases."""
 
 from __future__ import annotations
 
@@ -15,11 +15,16 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from allocator.app import serve_allocator
-from fleetmatch.allocation import AllocationState, GameServerAllocationStatus
+from fleetmatch.allocation import (
+    AllocationState,
+    GameServerAllocationSpec,
+    GameServerAllocationStatus,
+    GameServerSelector,
+)
 from fleetmatch.allocator_client import AllocatorClient, AllocatorError
 from fleetmatch.backends.base import Backend
 from fleetmatch.codec import to_wire
-from fleetmatch.models import PortStatus
+from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, PlayerStatus, PortStatus
 from fleetmatch.settings import AllocatorSettings
 from matchmaker.director import MATCH_ID_ANNOTATION, Director
 from matchmaker.matching import find_matches
@@ -107,11 +112,29 @@ async def test_release_match_asks_for_the_allocation_by_its_key(stub: StubAlloca
     assert stub.deletes == ["m/1 2"]  # quoted on the way, whole on arrival
 
 
-async def test_todays_allocator_cannot_release_and_says_so_with_404(backend: Backend) -> None:
+async def test_the_allocator_releases_an_abandoned_match_and_refuses_its_key_afterwards(backend: Backend) -> None:
+    """Two servers allocated under match m1, a player on one: the release gives back the other
+    (Shutdown), keeps the one in use, and a late allocation with m1 is refused."""
+    for name in ("arena-1", "arena-2", "arena-3"):
+        gs = GameServer(metadata=ObjectMeta(name=name, labels={FLEET_LABEL: "arena"}))
+        await backend.gameservers.create(gs.with_status(state=GameServerState.READY, node_name="n", address="10.0.0.1"))
+    spec = GameServerAllocationSpec(selectors=(GameServerSelector.for_fleet("arena"),))
     async with (
         serve_allocator(backend, AllocatorSettings(port=0), TOKEN) as service,
         AllocatorClient(service.url, TOKEN) as client,
     ):
-        with pytest.raises(AllocatorError) as info:
-            await client.release_match("m1")
-    assert info.value.status in (404, 405)
+        first = await client.allocate(spec, idempotency_key="m1")
+        again = await client.allocate(spec, idempotency_key="m1")
+        assert first.state is AllocationState.ALLOCATED and again.game_server_name == first.game_server_name
+        other = await client.allocate(spec, idempotency_key="m2")
+        in_use = await backend.gameservers.get(other.game_server_name)
+        players = PlayerStatus(count=1, capacity=4, ids=("p1",))
+        await backend.gameservers.update(in_use.with_status(players=players))
+        assert await client.release_match("m1") == (first.game_server_name,)
+        assert await client.release_match("m2") == ()  # a player is on it: kept
+        with pytest.raises(AllocatorError) as late:
+            await client.allocate(spec, idempotency_key="m1")
+        assert (late.value.status, late.value.code) == (409, "AllocationReleased")
+    released = await backend.gameservers.get(first.game_server_name)
+    assert released.state is GameServerState.SHUTDOWN
+    assert (await backend.gameservers.get(other.game_server_name)).state is GameServerState.ALLOCATED
