@@ -100,10 +100,11 @@ async def test_three_directors_one_killed(redis_server: EmbeddedRedis, redis_cli
 
         async def settled() -> bool:
             items, _ = await gameservers.list()
-            allocated = sum(g.state is GameServerState.ALLOCATED for g in items)
+            ready = sum(g.state is GameServerState.READY for g in items)
             states = Counter(t.state for t in await asyncio.gather(*(tickets.get(t) for t in ids)))
-            # Settled: the fleet is used up (or nothing is waiting) and no lease is outstanding.
-            return states[TicketState.LEASED] == 0 and (allocated == SERVERS or states[TicketState.QUEUED] == 0)
+            # Settled: no server is free any more (allocated, or released for an abandoned match),
+            # or nothing is waiting; and no lease is outstanding.
+            return states[TicketState.LEASED] == 0 and (ready == 0 or states[TicketState.QUEUED] == 0)
 
         await eventually(settled, within=60)
 
