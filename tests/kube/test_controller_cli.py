@@ -25,6 +25,7 @@ from fleetmatch.models import (
     GameServerTemplate,
     ObjectMeta,
 )
+from fleetmatch.store import modify
 from tests.kube.fakekube import FakeKube
 from tests.waiting import eventually
 
@@ -129,8 +130,8 @@ async def test_of_two_controller_processes_one_acts_and_the_other_takes_over_whe
         lease = fake_kube.get_object("leases", NS, "fleetmatch-controllers")
         assert lease is not None and lease["spec"]["leaseTransitions"] == 1
 
-        arena = await stores.fleets.get("arena")
-        await stores.fleets.update(replace(arena, spec=replace(arena.spec, replicas=4)))
+        # The new leader writes the fleet's status meanwhile: re-read and re-apply on a conflict.
+        await modify(stores.fleets, "arena", lambda arena: replace(arena, spec=replace(arena.spec, replicas=4)))
         await eventually(lambda: len(fake_kube.objects("pods", NS)) == 4, within=60)
         assert gameserver_creates(fake_kube) == 4  # the new leader acts; nothing was created twice
         assert procs[standby].returncode is None
