@@ -113,6 +113,7 @@ async def _redis_run(data_dir: Path) -> dict[str, Any]:
             await asyncio.sleep(4.0)
             (redis,) = [p for p in psutil.Process(proc.pid).children() if "server" in p.name()]
             port = int(info["redis_url"].rsplit(":", 1)[1].split("/")[0])
+            servers_before = await _server_names(info)
             killed_at = time.monotonic()
             redis.send_signal(signal.SIGKILL)
             back_at = await _until(lambda: _answers(port), 0.01)
@@ -124,6 +125,7 @@ async def _redis_run(data_dir: Path) -> dict[str, Any]:
             await asyncio.gather(*load, return_exceptions=True)
             lost_tickets = await _missing_tickets(http, info, acked_tickets)
         lost_allocations = await _missing_servers(info, acked_allocations)
+        lost_servers = await _missing_servers(info, servers_before)
         return {
             "redis_back_seconds": round(back_at - killed_at, 3),
             "recovery_seconds": round(recovered_at - killed_at, 3),
@@ -135,6 +137,8 @@ async def _redis_run(data_dir: Path) -> dict[str, Any]:
             "tickets_lost": lost_tickets,
             "allocations_acknowledged": len(acked_allocations),
             "allocations_lost": lost_allocations,
+            "gameservers_before_kill": len(servers_before),
+            "gameservers_lost": lost_servers,
             "baseline_ticket_create_p50_ms": round(statistics.median(latency["ticket"]) * 1000, 2),
             "baseline_allocation_p50_ms": round(statistics.median(latency["allocation"]) * 1000, 2),
         }
@@ -155,17 +159,22 @@ async def _missing_tickets(http: aiohttp.ClientSession, info: dict[str, Any], ti
     return lost
 
 
-async def _missing_servers(info: dict[str, Any], names: set[str]) -> int:
+async def _server_names(info: dict[str, Any]) -> set[str]:
     from fleetmatch.backends.redis.client import connect
     from fleetmatch.backends.redis.store import RedisStore
     from fleetmatch.models import GameServer
 
     client = connect(info["redis_url"], name="bench-faults")
     try:
-        stored = {g.name for g in (await RedisStore(client, GameServer).list())[0]}
+        return {g.name for g in (await RedisStore(client, GameServer).list())[0]}
     finally:
         await client.aclose()
-    return len(names - stored)
+
+
+async def _missing_servers(info: dict[str, Any], names: set[str]) -> int:
+    """How many of ``names`` the store no longer has (the servers here live past the run: none
+    is shut down by its game within it)."""
+    return len(names - await _server_names(info))
 
 
 async def _node_run(tmp: Path, lease: float) -> dict[str, Any]:
