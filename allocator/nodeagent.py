@@ -39,9 +39,7 @@ from fleetmatch.models import (
     TERMINAL_STATES,
     GameServer,
     GameServerState,
-    PortPolicy,
     PortProtocol,
-    PortStatus,
     failed,
     with_meta,
 )
@@ -264,7 +262,7 @@ class NodeAgent:
 
     async def _claim(self, gs: GameServer) -> None:
         try:
-            ports = self._assign_ports(gs)
+            ports = self.ports.assign(gs, reserve_static=True)
         except PortError as exc:
             log.warning("cannot place %s on %s: %s", gs.name, self.node.name, exc, extra={"gameserver": gs.name})
             return
@@ -280,26 +278,6 @@ class NodeAgent:
             self.ports.release(gs.name)  # another agent won, or the object changed: look again next pass
             return
         log.info("scheduled %s on %s", gs.name, self.node.name, extra={"gameserver": gs.name})
-
-    def _assign_ports(self, gs: GameServer) -> tuple[PortStatus, ...]:
-        dynamic = [p for p in gs.spec.ports if p.port_policy in (PortPolicy.DYNAMIC, PortPolicy.PASSTHROUGH)]
-        static = [p.host_port for p in gs.spec.ports if p.port_policy is PortPolicy.STATIC]
-        if static:
-            self.ports.reserve(gs.name, static)
-        try:
-            picked = iter(self.ports.allocate(gs.name, len(dynamic)) if dynamic else ())
-        except PortError:
-            self.ports.release(gs.name)
-            raise
-        out = []
-        for p in gs.spec.ports:
-            if p.port_policy is PortPolicy.STATIC:
-                out.append(PortStatus(p.name, p.host_port))
-            elif p.port_policy is PortPolicy.NONE:
-                out.append(PortStatus(p.name, p.container_port))
-            else:
-                out.append(PortStatus(p.name, next(picked)))
-        return tuple(out)
 
     # -- processes ---------------------------------------------------------------------------
 

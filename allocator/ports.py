@@ -114,12 +114,21 @@ class PortPool:
                     del self._owners[port]
         return ports
 
-    def assign(self, gs: GameServer) -> tuple[PortStatus, ...]:
+    def assign(self, gs: GameServer, *, reserve_static: bool = False) -> tuple[PortStatus, ...]:
         """The ports ``gs`` gets, one per ``spec.ports`` entry: Dynamic and Passthrough from the pool
-        (what it held before is released first), Static as given, None its container port."""
+        (what it held before is released first), Static as given (also held, with
+        ``reserve_static``: a node agent's processes share the host's ports), None its container
+        port. All or nothing: on ``PortError`` ``gs`` holds nothing."""
         dynamic = [p for p in gs.spec.ports if p.port_policy in (PortPolicy.DYNAMIC, PortPolicy.PASSTHROUGH)]
+        static = [p.host_port for p in gs.spec.ports if p.port_policy is PortPolicy.STATIC]
         self.release(gs.name)
-        picked = iter(self.allocate(gs.name, len(dynamic)))
+        try:
+            if reserve_static and static:
+                self.reserve(gs.name, static)
+            picked = iter(self.allocate(gs.name, len(dynamic)))
+        except PortError:
+            self.release(gs.name)
+            raise
         out = []
         for p in gs.spec.ports:
             if p.port_policy is PortPolicy.STATIC:
