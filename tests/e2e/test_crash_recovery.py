@@ -4,10 +4,6 @@ runs twice, and the fleet converges once they come back."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -28,43 +24,15 @@ from fleetmatch.models import (
     ObjectMeta,
     ProcessTemplate,
 )
+from tests.faults.world import World
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 
-class Components:
-    def __init__(self, redis_url: str, data_dir: Path) -> None:
-        self.env = {**os.environ, "REDIS_URL": redis_url, "FLEETMATCH_METRICS_PORT": "0"}
-        self.env.update({"FLEETMATCH_PORT_RANGE": "7800-7849", "FLEETMATCH_DATA_DIR": str(data_dir)})
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, command: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fleetmatch", command],
-            cwd=REPO,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 @pytest.fixture
-async def world(redis_server: EmbeddedRedis, redis_client, tmp_path: Path) -> AsyncIterator[Components]:
-    components = Components(redis_server.url, tmp_path)
+async def world(redis_server: EmbeddedRedis, redis_client, tmp_path: Path) -> AsyncIterator[World]:
+    components = World(redis_server.url, tmp_path, FLEETMATCH_PORT_RANGE="7800-7849", FLEETMATCH_LOG_LEVEL="INFO")
     try:
         yield components
     finally:
@@ -92,7 +60,7 @@ def ready(items: list[GameServer]) -> list[GameServer]:
     return [g for g in items if g.state is GameServerState.READY]
 
 
-async def test_sigkilled_node_agent_loses_nothing(world: Components, redis_client) -> None:
+async def test_sigkilled_node_agent_loses_nothing(world: World, redis_client) -> None:
     gameservers = RedisStore(redis_client, GameServer)
     await apply_fleet(RedisStore(redis_client, Fleet), demo_fleet(2))
     world.start("controller")
@@ -112,7 +80,7 @@ async def test_sigkilled_node_agent_loses_nothing(world: Components, redis_clien
     assert len(after) == 2  # replaced, not duplicated
 
 
-async def test_sigkilled_controller_mid_scale_up_converges_exactly(world: Components, redis_client) -> None:
+async def test_sigkilled_controller_mid_scale_up_converges_exactly(world: World, redis_client) -> None:
     gameservers = RedisStore(redis_client, GameServer)
     fleets = RedisStore(redis_client, Fleet)
     await apply_fleet(fleets, demo_fleet(1))
@@ -131,7 +99,7 @@ async def test_sigkilled_controller_mid_scale_up_converges_exactly(world: Compon
     assert len(items) == 8 and len(ready(items)) == 8
 
 
-async def test_standby_controller_takes_over_without_double_creating(world: Components, redis_client) -> None:
+async def test_standby_controller_takes_over_without_double_creating(world: World, redis_client) -> None:
     """Two controllers run; only the lease holder acts. Kill it: the standby finishes the job."""
     gameservers = RedisStore(redis_client, GameServer)
     fleets = RedisStore(redis_client, Fleet)
