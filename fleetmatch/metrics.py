@@ -1,12 +1,20 @@
 """Serving Prometheus metrics. Each service declares its own metrics in its ``metrics.py``; all go
-to the default registry, so one ``/metrics`` shows every component running in a process."""
+to the default registry, so one ``/metrics`` shows every component running in a process (in
+``fleetmatch up``, only the metrics port serves it: see docs/metrics.md).
+
+Importing this module turns off prometheus_client's ``_created`` series: a counter named
+``fleetmatch_tickets`` would otherwise also expose ``fleetmatch_tickets_created``, which reads like a
+ticket event, and every histogram would carry one more series per label set for nothing we use.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, disable_created_metrics, generate_latest
+
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def metrics_handler(registry: CollectorRegistry = REGISTRY) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
