@@ -8,8 +8,8 @@
   by phase at the end of the second, that second's time-to-match p50/p95/p99 (exact: a bucket holds
   few values), and the Ready/Allocated servers the scraper saw.
 - **Scraper** (``MetricsScraper``): every second, each ``/metrics`` endpoint of the target, parsed
-  with ``prometheus_client.parser``. In ``fleetmatch up`` every endpoint serves the same registry,
-  so a metric family is taken from the first endpoint that has it (never summed twice). It keeps
+  with ``prometheus_client.parser``. ``fleetmatch up`` serves all its metrics on its metrics port
+  only; elsewhere a metric family is taken from the first endpoint that has it (never summed twice). It keeps
   Ready/Allocated game servers (``fleetmatch_gameservers`` summed over fleets, else the allocator's
   ``fleetmatch_allocator_cached_gameservers``), the allocation latency histogram, ticket events, the
   matchmaker's allocation failures by reason, and the match-quality histograms. Run figures are
@@ -170,9 +170,11 @@ def _servers(samples: Samples, state: str) -> float | None:
 
 QUALITY = {
     "skillSpread": "fleetmatch_match_skill_spread",
-    "worstLatencyMs": "fleetmatch_match_worst_latency_ms",
+    "worstLatencyMs": "fleetmatch_match_worst_latency_seconds",  # its bounds shown in ms: QUALITY_SCALE
     "longestWaitSeconds": "fleetmatch_match_longest_wait_seconds",
 }
+QUALITY_SCALE = {"worstLatencyMs": 1000.0}
+"""Report unit per metric unit, where they differ (the metric is in seconds, the report in ms)."""
 SCRAPED = (
     "fleetmatch_gameservers",
     "fleetmatch_allocator_cached_gameservers",
@@ -209,7 +211,10 @@ class ScrapeSample:
             allocation=_buckets(samples, "fleetmatch_allocation_seconds", result="Allocated"),
             tickets=_by(samples, "fleetmatch_tickets_total", "queue", "event"),
             allocation_failures=_by(samples, "fleetmatch_match_allocation_failures_total", "queue", "reason"),
-            quality={key: _buckets(samples, name) for key, name in QUALITY.items()},
+            quality={
+                key: {le * QUALITY_SCALE.get(key, 1.0): n for le, n in _buckets(samples, name).items()}
+                for key, name in QUALITY.items()
+            },
         )
 
 

@@ -380,7 +380,7 @@ class Director:
         metrics.MATCH_SKILL_SPREAD.labels(queue=name).observe(quality.skill_spread)
         metrics.MATCH_LONGEST_WAIT.labels(queue=name).observe(quality.longest_wait_seconds)
         if quality.worst_latency_ms is not None:
-            metrics.MATCH_WORST_LATENCY.labels(queue=name).observe(quality.worst_latency_ms)
+            metrics.MATCH_WORST_LATENCY.labels(queue=name).observe(quality.worst_latency_ms / 1000)
         return "matched"
 
     def _back_off(self) -> None:

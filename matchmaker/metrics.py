@@ -27,10 +27,10 @@ MATCH_SKILL_SPREAD = Histogram(
     buckets=(0, 5, 10, 25, 50, 100, 200, 400, 800),
 )
 MATCH_WORST_LATENCY = Histogram(
-    "fleetmatch_match_worst_latency_ms",
-    "Highest player latency to the chosen region, per match.",
+    "fleetmatch_match_worst_latency_seconds",
+    "Highest player latency to the chosen region, per match (tickets carry it in ms; observed in seconds).",
     ["queue"],
-    buckets=(10, 20, 40, 60, 80, 100, 150, 200, 300),
+    buckets=(0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3),
 )
 MATCH_LONGEST_WAIT = Histogram(
     "fleetmatch_match_longest_wait_seconds",
