@@ -35,7 +35,7 @@ from fleetmatch.allocation import (
 from fleetmatch.codec import to_wire
 from fleetmatch.errors import ValidationError
 from fleetmatch.http import BODY_TIMEOUT, PUBLIC, TOKEN, api_middleware, client_gone, problem, read_json
-from fleetmatch.metrics import metrics_handler
+from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.models import API_VERSION
 from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import AllocatorSettings
@@ -95,9 +95,10 @@ async def openapi(_: web.Request) -> web.Response:
 
 
 def build_app(
-    allocator: Allocator, settings: AllocatorSettings, token: str, probes: Probes | None = None
+    allocator: Allocator, settings: AllocatorSettings, token: str, probes: Probes | None = None, *, metrics: bool = True
 ) -> web.Application:
-    """The application; ``probes``: what ``/readyz`` and ``/healthz`` report (default: the index is synced)."""
+    """The application; ``probes``: what ``/readyz`` and ``/healthz`` report (default: the index is synced).
+    ``metrics``: serve ``/metrics`` (not where another site of the process already serves the registry)."""
     if probes is None:
         probes = Probes()
         probes.gate("index", lambda: allocator.ready)
@@ -110,7 +111,8 @@ def build_app(
     app.router.add_delete("/v1/allocations/{key}", release)
     add_probe_routes(app, probes)
     app.router.add_get("/openapi.json", openapi)
-    app.router.add_get("/metrics", metrics_handler())
+    if metrics:
+        add_metrics_routes(app)
     return app
 
 

@@ -46,10 +46,12 @@ async def serve_allocator(
     *,
     fallback_port: bool = False,
     node_lease: float = DEFAULT_LEASE_SECONDS,
+    metrics: bool = True,
 ) -> AsyncIterator[AllocatorService]:
     """Serve the allocation API until the block ends. ``fallback_port``: if the configured port is
     taken, use any free one (``fleetmatch up`` on a busy laptop) instead of failing. ``node_lease``:
-    servers of node agents silent this long are not allocated."""
+    servers of node agents silent this long are not allocated. ``metrics``: serve ``/metrics`` on this
+    port (``fleetmatch up`` serves the process's registry on its metrics port only)."""
     allocator = Allocator(
         backend.gameservers,
         backend.informer(GameServer),
@@ -64,7 +66,7 @@ async def serve_allocator(
     probes.gate("index", lambda: allocator.ready)
     checking = supervised("allocator.probes", probes.run)
     runner = app_runner(
-        build_app(allocator, settings, token, probes),
+        build_app(allocator, settings, token, probes, metrics=metrics),
         header_timeout=settings.header_timeout,
         access_log=None,
         shutdown_timeout=2.0,

@@ -85,8 +85,8 @@ def _target(
         matchmaker_url=check_target(info.matchmaker_url, explicit=False),
         player_token_secret=secret or (None if api_key else stack_secret),
         api_key=api_key,
-        metrics_urls=(check_target(info.metrics_url, explicit=False), *extra),
-        allocator_metrics_url=f"{check_target(info.allocator_url, explicit=False)}/metrics",
+        metrics_urls=(check_target(info.metrics_url, explicit=False), *extra),  # up's one /metrics
+        scrape_matchmaker=False,
     )
 
 

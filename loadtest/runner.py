@@ -94,8 +94,8 @@ class Target:
         return cls(
             matchmaker_url=info.matchmaker_url,
             player_token_secret=info.player_token_secret,
-            metrics_urls=(info.metrics_url,),
-            allocator_metrics_url=f"{info.allocator_url.rstrip('/')}/metrics",
+            metrics_urls=(info.metrics_url,),  # up serves every component's metrics there only
+            scrape_matchmaker=False,
         )
 
     @property

@@ -44,7 +44,7 @@ from fleetmatch import http
 from fleetmatch.codec import from_wire, to_wire
 from fleetmatch.errors import FleetmatchError, NotFoundError, ValidationError
 from fleetmatch.http import RateLimitedLog, errors_middleware, read_json
-from fleetmatch.metrics import metrics_handler
+from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import MatchmakerSettings
 from matchmaker.auth import Authenticator, Principal, RateLimiter
@@ -421,10 +421,12 @@ def build_app(
     clock: Callable[[], float] = time.time,
     keepalive_seconds: float = KEEPALIVE_SECONDS,
     probes: Probes | None = None,
+    metrics: bool = True,
 ) -> web.Application:
     """The ticket API over ``store`` for ``queues``. Shutting the app down closes ``hub``, which
     ends every stream and long-poll at once (clients reconnect to another frontend). ``probes``:
-    what ``/readyz`` and ``/healthz`` report (default: nothing checked, always ready)."""
+    what ``/readyz`` and ``/healthz`` report (default: nothing checked, always ready). ``metrics``:
+    serve ``/metrics`` (not where another site of the process already serves the registry)."""
     api = TicketApi(store, queues, settings, hub, clock=clock, keepalive_seconds=keepalive_seconds)
     app = web.Application(
         middlewares=[errors_middleware(observe=api.counters.answered)], client_max_size=settings.max_body_bytes
@@ -442,7 +444,8 @@ def build_app(
     app.router.add_delete("/v1/tickets/{id}", api.cancel)
     app.router.add_get("/v1/tickets/{id}/events", api.events)
     add_probe_routes(app, probes or Probes())
-    app.router.add_get("/metrics", metrics_handler())
+    if metrics:
+        add_metrics_routes(app)
     app.router.add_get("/openapi.json", openapi)
     app.on_shutdown.append(close_hub)
     return app

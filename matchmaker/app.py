@@ -74,11 +74,13 @@ async def serve_matchmaker(
     directors: bool = True,
     fallback_port: bool = False,
     releaser: Releasing | None = None,
+    metrics: bool = True,
 ) -> AsyncIterator[MatchmakerService]:
     """Serve until the block ends. ``fallback_port``: take any free port if the configured one is
     busy (``fleetmatch up`` on a laptop) instead of failing. ``releaser``: how directors return the
     servers of abandoned matches (default: the allocation API's ``release_match``; a process that
-    holds the GameServer store may pass a ``StoreReleaser``)."""
+    holds the GameServer store may pass a ``StoreReleaser``). ``metrics``: the ticket API serves
+    ``/metrics`` (``fleetmatch up`` serves the process's registry on its metrics port only)."""
     service = MatchmakerService(url="")
     async with contextlib.AsyncExitStack() as stack:
         probes = Probes()
@@ -104,7 +106,7 @@ async def serve_matchmaker(
             stack.push_async_callback(cancel_and_wait, *tasks)
         if api:
             hub = Hub(store)
-            app = build_app(store, queues, settings, hub=hub, probes=probes)
+            app = build_app(store, queues, settings, hub=hub, probes=probes, metrics=metrics)
             runner = app_runner(app)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)

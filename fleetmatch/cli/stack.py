@@ -78,7 +78,7 @@ def summary(info: StackInfo, fleet: Fleet | None, servers: Sequence[GameServer])
     rows = [
         "fleetmatch is up",
         f"  redis       {info.redis_url}",
-        f"  metrics     {info.metrics_url}",
+        f"  metrics     {info.metrics_url}   (every component; docs/metrics.md)",
         f"  allocator   {info.allocator_url}/v1/allocations",
         f"  token       {info.allocator_token}   (also in {info.data_dir}/{STACK_FILE})",
         f"  matchmaker  {info.matchmaker_url}/v1/tickets   (player tokens: fleetmatch token --player p1)",
@@ -136,8 +136,13 @@ async def run_stack(
             agent = NodeAgent(backend, settings, host, environ=environ)
             await agent.announce()  # before allocations: servers a crashed previous run left are fenced
             allocator = await services.enter_async_context(
-                serve_allocator(
-                    backend, settings.allocator, token, fallback_port=True, node_lease=settings.node.lease_seconds
+                serve_allocator(  # one process, one /metrics: the metrics port's (scraped once, counted once)
+                    backend,
+                    settings.allocator,
+                    token,
+                    fallback_port=True,
+                    node_lease=settings.node.lease_seconds,
+                    metrics=False,
                 )
             )
             tickets_client = connect_any(settings.matchmaker.redis_url or url, name="fleetmatch-up-tickets")
@@ -150,6 +155,7 @@ async def run_stack(
                     allocator_url=allocator.url,
                     allocator_token=token,
                     fallback_port=True,
+                    metrics=False,
                 )
             )
             # Started last, stopped first (reverse order): stop replacing servers, then stop them.

@@ -125,7 +125,7 @@ async def test_duels_through_the_runner(stack: Path, tmp_path: Path, exposition:
         base.matchmaker_url,
         player_token_secret=base.player_token_secret,
         metrics_urls=(*base.metrics_urls, exposition.url),
-        allocator_metrics_url=base.allocator_metrics_url,
+        scrape_matchmaker=base.scrape_matchmaker,
     )
 
     async def stop_exposition() -> None:
