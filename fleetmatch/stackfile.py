@@ -36,6 +36,8 @@ class StackInfo:
     node: str
     data_dir: str
     pid: int
+    prometheus_url: str | None = None
+    """The local Prometheus of ``up --observability`` (None: not running)."""
 
     def write(self, data_dir: Path) -> None:
         """Atomically, readable by this user only (it holds the allocator token)."""

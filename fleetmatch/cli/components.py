@@ -46,6 +46,12 @@ from fleetmatch.settings import Settings
 @click.option("--replicas", type=click.IntRange(min=0), help="Override the first fleet's replicas.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Port of /metrics (0: any free port).")
 @click.option("--ready-timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for Ready.")
+@click.option(
+    "--observability",
+    is_flag=True,
+    help="Also run a local Prometheus (the `prometheus` binary, if installed) scraping the metrics port; "
+    "see docs/metrics.md.",
+)
 @click.pass_context
 def up(
     ctx: click.Context,
@@ -55,6 +61,7 @@ def up(
     replicas: int | None,
     metrics_port: int | None,
     ready_timeout: float,
+    observability: bool,
 ) -> None:
     """Run the whole stack locally: embedded Redis, node agent, fleet controller, autoscaler,
     allocator, matchmaker, and a demo fleet."""
@@ -80,7 +87,13 @@ def up(
 
     run(
         run_stack(
-            settings, resources, queues, environ=dict(os.environ), announce=announce, ready_timeout=ready_timeout
+            settings,
+            resources,
+            queues,
+            environ=dict(os.environ),
+            announce=announce,
+            ready_timeout=ready_timeout,
+            observability=observability,
         ),
         service=True,
     )

@@ -32,6 +32,7 @@ from fleetmatch.errors import FleetmatchError
 from fleetmatch.http import metrics_site
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerState
 from fleetmatch.nodes import NODE_BOOT_ANNOTATION
+from fleetmatch.observe import Observability, local_prometheus
 from fleetmatch.probes import Probes
 from fleetmatch.settings import Settings
 from fleetmatch.stackfile import STACK_FILE, StackInfo, data_dir_lock, remove_stack_file
@@ -74,11 +75,17 @@ async def wait_ready(
         await asyncio.sleep(0.1)
 
 
-def summary(info: StackInfo, fleet: Fleet | None, servers: Sequence[GameServer]) -> str:
+def summary(
+    info: StackInfo, fleet: Fleet | None, servers: Sequence[GameServer], observability: Observability | None = None
+) -> str:
     rows = [
         "fleetmatch is up",
         f"  redis       {info.redis_url}",
         f"  metrics     {info.metrics_url}   (every component; docs/metrics.md)",
+    ]
+    if observability is not None:
+        rows.append(f"  prometheus  {observability.banner()}")
+    rows += [
         f"  allocator   {info.allocator_url}/v1/allocations",
         f"  token       {info.allocator_token}   (also in {info.data_dir}/{STACK_FILE})",
         f"  matchmaker  {info.matchmaker_url}/v1/tickets   (player tokens: fleetmatch token --player p1)",
@@ -101,8 +108,10 @@ async def run_stack(
     environ: Mapping[str, str],
     announce: Callable[[str], None],
     ready_timeout: float = 120.0,
+    observability: bool = False,
 ) -> None:
-    """Run until cancelled. ``announce`` gets the summary once the first fleet is Ready."""
+    """Run until cancelled. ``announce`` gets the summary once the first fleet is Ready.
+    ``observability``: also run a local Prometheus scraping the metrics port (``fleetmatch.observe``)."""
     data_dir = settings.data_dir
     fleets = [r for r in resources if isinstance(r, Fleet)]
     token = settings.allocator.token or secrets.token_urlsafe(24)
@@ -132,6 +141,9 @@ async def run_stack(
             metrics_url = await services.enter_async_context(
                 metrics_site(settings.metrics_port, settings.metrics_host, probes=probes)
             )
+            watching = None
+            if observability:
+                watching = await services.enter_async_context(local_prometheus(metrics_url, data_dir / "prometheus"))
             host = SdkHost(backend.gameservers, settings.sdk, bind_host=settings.node.sdk_host)
             agent = NodeAgent(backend, settings, host, environ=environ)
             await agent.announce()  # before allocations: servers a crashed previous run left are fenced
@@ -179,6 +191,7 @@ async def run_stack(
                 node=settings.node.name,
                 data_dir=str(data_dir),
                 pid=os.getpid(),
+                prometheus_url=watching.url if watching else None,
             )
             info.write(data_dir)
             services.callback(remove_stack_file, data_dir)
@@ -187,7 +200,7 @@ async def run_stack(
                 ready = await wait_ready(
                     backend.gameservers, first.name, first.spec.replicas, boot=agent.boot, within=ready_timeout
                 )
-                announce(summary(info, first, ready))
+                announce(summary(info, first, ready, watching))
             else:
-                announce(summary(info, None, []))
+                announce(summary(info, None, [], watching))
             await asyncio.Event().wait()
