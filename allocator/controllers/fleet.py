@@ -65,7 +65,8 @@ class FleetController:
 
     async def run(self) -> None:
         """Reconcile until cancelled. Expectations start empty: a new run (a new leadership term)
-        trusts nothing an earlier one remembered."""
+        trusts nothing an earlier one remembered. Its gauges are withdrawn when it ends: a standby
+        that kept them would report stale counts beside the new leader's."""
         self._creating.clear()
         self._deleting.clear()
         self.streaks.clear()
@@ -81,6 +82,8 @@ class FleetController:
         finally:
             for remove in removers:
                 remove()
+            for fleet in list(self._gauged):
+                self._ungauge(fleet)
 
     async def reconcile(self) -> None:
         now = self._clock()

@@ -54,11 +54,15 @@ class NodeController:
         self._not_ready: set[str] = set()
 
     async def run(self) -> None:
-        """Reconcile until cancelled; a new run (a new leadership term) gives every node a fresh lease."""
+        """Reconcile until cancelled; a new run (a new leadership term) gives every node a fresh lease.
+        When it ends, this process reports no Not Ready nodes any more (the new leader does)."""
         self._healthy_since = None
         self._not_ready.clear()
-        await self.informer.synced.wait()
-        await self.loop.run()
+        try:
+            await self.informer.synced.wait()
+            await self.loop.run()
+        finally:
+            metrics.NODES_NOT_READY.set(0)
 
     async def reconcile(self) -> None:
         try:

@@ -280,6 +280,7 @@ class PodController:
         finally:
             remove()
             await cancel_and_wait(*tasks)
+            metrics.PODCONTROLLER_HOST_PORTS_FREE.set(0)  # the new leader reports them
 
     async def reconcile(self) -> None:
         """One pass over every GameServer and Pod."""
