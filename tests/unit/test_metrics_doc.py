@@ -1,0 +1,100 @@
+"""docs/metrics.md documents every metric the code registers, and nothing else; names follow
+Prometheus' conventions (base units, ``_total`` counters, no ``_created`` series)."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+
+REPO = Path(__file__).resolve().parents[2]
+DOC = REPO / "docs" / "metrics.md"
+PACKAGES = ("fleetmatch", "allocator", "matchmaker", "sdk_sidecar", "loadtest")
+ROW = re.compile(r"^\|\s*`(fleetmatch_[a-z0-9_]+)`\s*\|([^|]*)\|([^|]*)\|([^|]*)\|([^|]*)\|$")
+NOT_BASE_UNITS = re.compile(r"_(ms|millis|milliseconds|us|micros|microseconds|ns|minutes|hours|kb|mb|percent)(_|$)")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    """As exposed (a counter with its ``_total``)."""
+    type: str
+    labels: tuple[str, ...]
+    unit: str = ""
+
+
+def metrics_modules() -> list[str]:
+    return sorted(
+        ".".join(path.relative_to(REPO).with_suffix("").parts)
+        for package in PACKAGES
+        for path in (REPO / package).rglob("metrics.py")
+    )
+
+
+def registered() -> dict[str, Metric]:
+    """Every fleetmatch metric in the default registry once every metrics module is imported."""
+    wrappers: dict[str, MetricWrapperBase] = {}
+    for module in map(importlib.import_module, metrics_modules()):
+        for value in vars(module).values():
+            if isinstance(value, MetricWrapperBase):
+                wrappers[value._name] = value  # the family name: a counter's without _total
+    found = {}
+    for family in REGISTRY.collect():
+        if not family.name.startswith("fleetmatch_"):
+            continue
+        name = family.name + "_total" if family.type == "counter" else family.name
+        labels = tuple(sorted(wrappers[family.name]._labelnames)) if family.name in wrappers else ("?",)
+        found[name] = Metric(name, family.type, labels)
+    return found
+
+
+def documented() -> dict[str, Metric]:
+    found = {}
+    for line in DOC.read_text().splitlines():
+        if match := ROW.match(line):
+            name, kind, labels, unit, _ = (part.strip() for part in match.groups())
+            assert name not in found, f"{name} is documented twice"
+            found[name] = Metric(name, kind, tuple(sorted(filter(None, map(str.strip, labels.split(","))))), unit)
+    return found
+
+
+def test_the_metrics_modules_are_found() -> None:
+    assert {"allocator.metrics", "matchmaker.metrics", "sdk_sidecar.metrics", "fleetmatch.metrics"} <= set(
+        metrics_modules()
+    )
+
+
+def test_every_registered_metric_is_documented_and_every_documented_one_exists() -> None:
+    code, doc = registered(), documented()
+    assert len(code) > 40  # the walk found the registry, not an empty one
+    assert sorted(set(code) - set(doc)) == [], "undocumented in docs/metrics.md"
+    assert sorted(set(doc) - set(code)) == [], "documented in docs/metrics.md but not registered"
+
+
+@pytest.mark.parametrize("name", sorted(documented()))
+def test_the_doc_gives_each_metric_its_type_and_labels(name: str) -> None:
+    code = registered()[name]
+    doc = documented()[name]
+    assert (doc.type, doc.labels) == (code.type, code.labels)
+
+
+@pytest.mark.parametrize("name", sorted(documented()))
+def test_names_are_in_base_units(name: str) -> None:
+    metric = documented()[name]
+    assert not NOT_BASE_UNITS.search(name), f"{name}: Prometheus names carry base units (seconds)"
+    assert (metric.unit == "seconds") == name.endswith("_seconds"), f"{name}: unit {metric.unit!r}"
+    assert (metric.type == "counter") == name.endswith("_total")
+
+
+def test_no_created_series_once_metrics_are_served() -> None:
+    importlib.import_module("fleetmatch.metrics")  # what every process serving /metrics imports
+    for module in metrics_modules():
+        importlib.import_module(module)
+    exposition = generate_latest(REGISTRY).decode()
+    assert "fleetmatch_" in exposition
+    assert [line for line in exposition.splitlines() if re.match(r"\w+_created[{ ]", line)] == []
