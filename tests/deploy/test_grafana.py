@@ -6,19 +6,16 @@ import json
 import re
 from typing import Any
 
-from tests.deploy.schemas import DEPLOY, REPO
+from tests.deploy.schemas import DEPLOY
+from tests.metricnames import registered
 
 DASHBOARD = DEPLOY / "grafana" / "fleetmatch-dashboard.json"
-METRIC_MODULES = ["allocator/metrics.py", "matchmaker/metrics.py", "sdk_sidecar/metrics.py", "fleetmatch/metrics.py"]
 NAME = re.compile(r"\bfleetmatch_[a-z0-9_]+")
 
 
 def defined_metrics() -> set[str]:
-    """Names passed to prometheus_client constructors in the services' metrics modules."""
-    names: set[str] = set()
-    for module in METRIC_MODULES:
-        names |= set(re.findall(r'"(fleetmatch_[a-z0-9_]+)"', (REPO / module).read_text()))
-    return names
+    """The fleetmatch metrics in the registry of every metrics module (the names PromQL uses)."""
+    return set(registered())
 
 
 def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
@@ -61,4 +58,25 @@ def test_dashboard_covers_the_essentials() -> None:
         "fleetmatch_time_to_match_seconds",
         "fleetmatch_tickets_total",
         "fleetmatch_sdk_calls_total",
+        # game-server crashes: Unhealthy servers, crash-loop back-off, crashed processes
+        "fleetmatch_fleet_failed_before_ready",
+        "fleetmatch_nodeagent_process_exits_total",
+        "fleetmatch_sdk_health_failures_total",
+        # free ports
+        "fleetmatch_nodeagent_ports_free",
+        "fleetmatch_podcontroller_host_ports_free",
+        # match quality
+        "fleetmatch_match_skill_spread",
+        "fleetmatch_match_worst_latency_seconds",
+        "fleetmatch_match_longest_wait_seconds",
     } <= queried
+
+
+def test_histograms_are_queried_through_their_series() -> None:
+    """A histogram's own name selects nothing in PromQL: only ``_bucket``, ``_sum`` and ``_count`` do."""
+    types = {name: metric.type for name, metric in registered().items()}
+    dashboard = json.loads(DASHBOARD.read_text())
+    for expr in (t["expr"] for p in panels(dashboard) for t in p.get("targets", [])):
+        for name in NAME.findall(expr):
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert (types.get(base) == "histogram") == (base != name), f"{name} in {expr}"

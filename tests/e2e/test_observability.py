@@ -25,6 +25,7 @@ from fleetmatch.allocation import GameServerAllocationSpec, GameServerSelector
 from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.stackfile import StackInfo
 from loadtest.stack import start_stack, stop_stack
+from tests.deploy.test_grafana import DASHBOARD, panels
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -96,6 +97,18 @@ def query(prometheus: str, promql: str) -> list[dict[str, Any]]:
     assert doc["status"] == "success", doc
     result: list[dict[str, Any]] = doc["data"]["result"]
     return result
+
+
+def test_every_dashboard_query_runs_on_the_stacks_prometheus(stack: Stack) -> None:
+    """The Grafana dashboard's PromQL, with its variables filled in as Grafana would, is accepted by
+    the real Prometheus (a typo in a function or a matcher fails here, not in front of an operator)."""
+    assert stack.info.prometheus_url is not None
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in panels(dashboard) for t in p.get("targets", [])]
+    assert len(exprs) > 20
+    for expr in exprs:
+        promql = expr.replace("$__rate_interval", "1m").replace("$fleet", ".*").replace("$queue", ".*")
+        query(stack.info.prometheus_url, promql)
 
 
 def test_prometheus_scrapes_the_stack_and_stops_with_it(stack: Stack) -> None:
