@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint typecheck unit bench proto clean
+.PHONY: up observe prometheus test lint typecheck unit bench proto clean
 
 # Create the venv and install fleetmatch with its test tools; redone when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -25,8 +25,21 @@ $(COMPAT): tests/compat/package-lock.json
 up: $(STAMP)
 	$(BIN)/fleetmatch up
 
+## make observe: `make up` plus a local Prometheus scraping its metrics port (docs/metrics.md).
+observe: $(STAMP) prometheus
+	$(BIN)/fleetmatch up --observability
+
+# The prometheus binary (Debian's package) for `up --observability` and its test, when missing. Its
+# postinst may start the system service: stopped and disabled, fleetmatch runs its own.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+prometheus:
+	@command -v prometheus >/dev/null || { \
+		$(SUDO) apt-get install -y -q --no-install-recommends prometheus >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends prometheus; }; \
+		{ $(SUDO) systemctl disable --now prometheus || $(SUDO) service prometheus stop; } >/dev/null 2>&1 || true; }
+
 ## make test: lint, types, import layers, then every test. Non-zero on any failure.
-test: $(STAMP) $(COMPAT) lint typecheck
+test: $(STAMP) $(COMPAT) prometheus lint typecheck
 	@$(BIN)/pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
