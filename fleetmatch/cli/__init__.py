@@ -3,8 +3,9 @@
 Settings come from the environment (``fleetmatch.settings``) and are overridden by options; every
 command resolves them once and hands them down. Domain errors print one line and exit non-zero:
 no traceback for bad input. The group lives here; each command lives in the module named for what it
-operates (``components``, ``resources``, ``allocation``, ``tickets``; ``loadtest.command``) and is
-registered below with ``add_command``.
+operates (``components``, ``resources``, ``gameservers``, ``allocation``, ``tickets``;
+``loadtest.command``) and is registered below with ``add_command``. ``group`` holds the group's own
+behaviour: one error style, global options accepted after the subcommand.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from pathlib import Path
 import click
 
 from fleetmatch import __version__
-from fleetmatch.cli import allocation, components, resources, tickets
-from fleetmatch.cli.options import FleetmatchGroup
+from fleetmatch.cli import allocation, components, gameservers, resources, tickets
+from fleetmatch.cli.group import FleetmatchGroup
 from fleetmatch.errors import FleetmatchError
 from fleetmatch.logging import configure
 from fleetmatch.settings import Settings
 from loadtest.command import loadtest_cmd
 
 
-@click.group(cls=FleetmatchGroup)
+@click.group(cls=FleetmatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fleetmatch")
 @click.option(
     "--redis-url", envvar="REDIS_URL", help="Use this Redis (default: the embedded one / the running stack's)."
@@ -70,8 +71,8 @@ for command in (
     resources.apply_cmd,
     resources.fleet,
     resources.autoscaler,
-    resources.gs,
-    resources.node,
+    gameservers.gs,
+    gameservers.node,
     allocation.allocate,
     tickets.token_cmd,
     tickets.ticket,
