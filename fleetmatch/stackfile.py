@@ -47,15 +47,21 @@ class StackInfo:
 
     @classmethod
     def read(cls, data_dir: Path) -> StackInfo | None:
+        """The running stack's file (None if absent, unreadable or its pid is dead)."""
+        info = cls.load(data_dir)
+        return info if info is not None and alive(info.pid) else None
+
+    @classmethod
+    def load(cls, data_dir: Path) -> StackInfo | None:
+        """The file as written, alive or not (``fleetmatch status`` says which)."""
         try:
             doc = json.loads((data_dir / STACK_FILE).read_text())
-            info = cls(**doc)
+            return cls(**doc)
         except (OSError, ValueError, TypeError):
             return None
-        return info if _alive(info.pid) else None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

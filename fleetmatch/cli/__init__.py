@@ -3,9 +3,9 @@
 Settings come from the environment (``fleetmatch.settings``) and are overridden by options; every
 command resolves them once and hands them down. Domain errors print one line and exit non-zero:
 no traceback for bad input. The group lives here; each command lives in the module named for what it
-operates (``components``, ``resources``, ``gameservers``, ``allocation``, ``tickets``;
-``loadtest.command``) and is registered below with ``add_command``. ``group`` holds the group's own
-behaviour: one error style, global options accepted after the subcommand.
+operates (``components``, ``resources``, ``gameservers``, ``status``, ``completion``, ``allocation``,
+``tickets``; ``loadtest.command``) and is registered below with ``add_command``. ``group`` holds the
+group's own behaviour: one error style, global options accepted after the subcommand.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from fleetmatch import __version__
-from fleetmatch.cli import allocation, components, gameservers, resources, tickets
+from fleetmatch.cli import allocation, completion, components, gameservers, resources, status, tickets
 from fleetmatch.cli.group import FleetmatchGroup
 from fleetmatch.errors import FleetmatchError
 from fleetmatch.logging import configure
@@ -73,6 +73,8 @@ for command in (
     resources.autoscaler,
     gameservers.gs,
     gameservers.node,
+    status.status_cmd,
+    completion.completion_cmd,
     allocation.allocate,
     tickets.token_cmd,
     tickets.ticket,
