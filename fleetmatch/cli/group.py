@@ -33,6 +33,12 @@ def _own_options(command: click.Command, ctx: click.Context) -> tuple[set[str], 
     return names, valued
 
 
+def _passes_args_on(command: click.Command) -> bool:
+    """A command that hands its arguments to another program (``sidecar``): leave them alone."""
+    settings = command.context_settings
+    return bool(command.ignore_unknown_options or settings.get("ignore_unknown_options"))
+
+
 def _split_global(token: str) -> tuple[str, str | None] | None:
     """(option, inline value) if ``token`` is a global option (``--opt``, ``--opt=v``, ``-nVALUE``)."""
     name, eq, value = token.partition("=")
@@ -69,7 +75,7 @@ def lift_global_options(group: click.Group, ctx: click.Context, args: Sequence[s
             rest.append(token)
             i += 1
             continue
-        if command is None or command.ignore_unknown_options or token == "--":
+        if command is None or _passes_args_on(command) or token == "--":
             rest += args[i:]
             break
         if not owned:
