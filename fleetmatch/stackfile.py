@@ -128,9 +128,9 @@ def stack_allocator(settings: Settings) -> tuple[str, str]:
 def stack_matchmaker(settings: Settings) -> tuple[str, str]:
     """(URL, player-token secret) of the running stack's ticket API (the secret from settings if set)."""
     info = StackInfo.read(settings.data_dir)
-    if info is None:
+    if info is None:  # the ticket commands have no --url: the stack is the only way to the API
         raise ConfigError(
             f"no running fleetmatch stack found in {settings.data_dir}: start one with `fleetmatch up`, "
-            "or pass --url and --token"
+            "or pass --data-dir of a running one"
         )
     return info.matchmaker_url, settings.matchmaker.token_secret or info.player_token_secret

@@ -17,8 +17,10 @@ from pathlib import Path
 import click
 
 from fleetmatch import __version__
+from fleetmatch.backends.redis.client import CLUSTER_SCHEME
 from fleetmatch.cli import allocation, completion, components, gameservers, resources, status, tickets
 from fleetmatch.cli.group import FleetmatchGroup
+from fleetmatch.cli.options import REDIS_SCHEMES, check_redis_url
 from fleetmatch.errors import FleetmatchError
 from fleetmatch.logging import configure
 from fleetmatch.settings import Settings
@@ -57,6 +59,9 @@ def cli(
         log_format=log_format or settings.log_format,
     )
     settings.check()
+    if settings.redis.url:
+        # a ticket store may be a cluster (matchmaker); the resource stores check for plain Redis
+        check_redis_url(settings.redis.url, "REDIS_URL/--redis-url", (*REDIS_SCHEMES, CLUSTER_SCHEME))
     configure(settings.log_level, settings.log_format)
     ctx.obj = settings
 

@@ -60,9 +60,10 @@ def redis_origin(settings: Settings) -> str:
     return str(settings.data_dir / STACK_FILE)
 
 
-def check_redis_url(url: str, origin: str) -> None:
-    if not url.startswith(REDIS_SCHEMES):
-        raise ConfigError(f"{origin}={url!r} is not a Redis URL (expected {', '.join(REDIS_SCHEMES)}...)")
+def check_redis_url(url: str, origin: str, schemes: tuple[str, ...] = REDIS_SCHEMES) -> None:
+    """One line naming the setting, where redis-py would raise a ValueError with a traceback."""
+    if not url.startswith(schemes):
+        raise ConfigError(f"{origin}={url!r} is not a Redis URL (expected {', '.join(schemes)}...)")
 
 
 def with_backend(settings: Settings, body: Callable[[Backend], Awaitable[T]], *, service: bool = False) -> T:
@@ -83,8 +84,9 @@ def with_backend(settings: Settings, body: Callable[[Backend], Awaitable[T]], *,
     except BackendError as exc:
         if resolved.backend != "redis":
             raise
+        why = str(exc).rstrip(".")
         raise BackendError(
-            f"cannot use the Redis at {url} (from {origin}): {exc}; is the stack running? start it with "
+            f"cannot use the Redis at {url} (from {origin}): {why}; is the stack running? start it with "
             "`fleetmatch up`, or point REDIS_URL/--redis-url at a running Redis"
         ) from None
 

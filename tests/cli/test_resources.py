@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import yaml
@@ -259,3 +260,22 @@ def test_redis_url_errors_are_one_line_naming_the_setting(fm: Cli) -> None:
     refused = fm("gs", "list", REDIS_URL="redis://127.0.0.1:1")
     assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
     assert "REDIS_URL/--redis-url" in refused.stderr and "fleetmatch up" in refused.stderr
+
+
+def test_a_component_with_a_bad_redis_url_is_one_line_too(fm: Cli) -> None:
+    result = fm("controller", REDIS_URL="localhost:6379")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "REDIS_URL/--redis-url='localhost:6379' is not a Redis URL" in result.stderr
+
+
+def test_an_unreachable_stack_redis_names_stack_json(fm: Cli) -> None:
+    fm.data_dir.mkdir(parents=True)
+    doc = {
+        "redis_url": "redis://127.0.0.1:1", "metrics_url": "", "allocator_url": "", "allocator_token": "",
+        "matchmaker_url": "", "player_token_secret": "", "namespace": "default", "node": "n", "data_dir": "",
+        "pid": os.getpid(),
+    }  # fmt: skip
+    (fm.data_dir / "stack.json").write_text(json.dumps(doc))
+    result = fm("gs", "list", REDIS_URL="")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert f"(from {fm.data_dir / 'stack.json'})" in result.stderr and "`fleetmatch up`" in result.stderr
