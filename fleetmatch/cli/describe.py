@@ -124,6 +124,11 @@ def autoscaler_fields(a: FleetAutoscaler, now: float) -> list[Field]:
     ]
 
 
+def autoscaler(a: FleetAutoscaler, records: Sequence[EventRecord], now: float) -> str:
+    items: list[Field] = [*meta(a.metadata, now), ("Fleet", a.spec.fleet_name), *autoscaler_fields(a, now)[1:]]
+    return "\n".join([*fields(items), *events(records, now)])
+
+
 def fleet(f: Fleet, autoscalers: Sequence[FleetAutoscaler], records: Sequence[EventRecord], now: float) -> str:
     spec, status = f.spec, f.status
     rolling = spec.strategy.rolling_update

@@ -134,7 +134,10 @@ class FleetmatchGroup(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, False, **extra)
         except click.ClickException as exc:
-            click.echo(_one_line(exc), err=True)
+            if type(exc).show is not click.UsageError.show and isinstance(exc, click.UsageError):
+                exc.show()  # a usage "error" that is the help itself (a group run without a command)
+            else:
+                click.echo(_one_line(exc), err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("error: aborted", err=True)

@@ -238,6 +238,19 @@ def autoscaler_get(ctx: click.Context, name: str | None, output: str) -> None:
     echo(render_one(items[0], output, AUTOSCALER) if name else render(items, output, AUTOSCALER))
 
 
+@autoscaler.command("describe")
+@click.argument("name")
+@click.pass_context
+def autoscaler_describe(ctx: click.Context, name: str) -> None:
+    """An autoscaler: its policy, current and desired replicas, whether and why it is limited, its events."""
+
+    async def body(backend: Backend) -> str:
+        a = await get_named(backend.autoscalers, name)
+        return describe.autoscaler(a, await events_of(backend, FleetAutoscaler.KIND, name), time.time())
+
+    click.echo(with_backend(settings_of(ctx), body))
+
+
 @autoscaler.command("delete")
 @click.argument("name")
 @click.pass_context

@@ -99,6 +99,7 @@ def test_a_missing_name_is_one_line_not_a_traceback(fm: Cli) -> None:
         (("fleet", "get", "nope"), "fleet"),
         (("fleet", "describe", "nope"), "fleet"),
         (("autoscaler", "get", "nope"), "fleetautoscaler"),
+        (("autoscaler", "describe", "nope"), "fleetautoscaler"),
         (("node", "describe", "nope"), "node"),
     ):
         result = fm(*args)
@@ -193,6 +194,9 @@ def test_autoscaler_get_and_list(fm: Cli) -> None:
     one = yaml.safe_load(fm("autoscaler", "get", "arena-buffer", "-o", "yaml").output)
     assert one["kind"] == "FleetAutoscaler" and one["spec"]["fleetName"] == "arena"
     assert fm("autoscaler", "list", "-l", "nope").output.splitlines()[1:] == []
+    described = fm("autoscaler", "describe", "arena-buffer").output
+    assert re.search(r"^Fleet: +arena$", described, re.M) and re.search(r"^Desired Replicas: +4$", described, re.M)
+    assert "scaling as the buffer asks" in described and "Events:  <none>" in described
 
 
 def test_node_list_and_describe(fm: Cli) -> None:
@@ -251,6 +255,8 @@ def test_dash_h_is_help_everywhere(fm: Cli) -> None:
     for args in (("-h",), ("gs", "-h"), ("gs", "list", "-h"), ("fleet", "describe", "-h"), ("status", "-h")):
         result = fm(*args)
         assert result.exit_code == 0 and "Usage:" in result.output, args
+    bare = fm("gs")  # a group without its command: the group's help, not an "error: Usage: ..." line
+    assert bare.stderr.startswith("Usage: fleetmatch gs") and "describe" in bare.stderr
 
 
 def test_redis_url_errors_are_one_line_naming_the_setting(fm: Cli) -> None:
