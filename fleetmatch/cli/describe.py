@@ -167,9 +167,9 @@ def node(n: NodeView, servers: Sequence[GameServer], records: Sequence[EventReco
     r, now = n.record, n.now
     items: list[Field] = [
         ("Name", r.name),
-        ("Status", "Ready" if n.ready else f"NotReady (no heartbeat for more than {n.lease_seconds:g}s)"),
+        ("Status", n.status if n.ready else f"NotReady (no heartbeat for more than {n.lease_seconds:g}s)"),
         ("Address", r.address),
-        ("Heartbeat", f"{max(0.0, now - r.renewed):.1f}s ago"),
+        ("Heartbeat", f"{n.heartbeat} ago"),
         ("Started", timestamp(r.started, now)),
         ("Boot", r.boot),
         ("Capacity", f"{len(servers)}/{r.capacity} game servers"),

@@ -117,6 +117,15 @@ class NodeView:
     def ready(self) -> bool:
         return self.now - self.record.renewed <= self.lease_seconds
 
+    @property
+    def status(self) -> str:
+        return "Ready" if self.ready else "NotReady"
+
+    @property
+    def heartbeat(self) -> str:
+        """Age of the latest heartbeat (``1.5s``)."""
+        return f"{max(0.0, self.now - self.record.renewed):.1f}s"
+
 
 def node_views(records: list[NodeRecord], now: float, lease: float, servers: list[GameServer]) -> list[NodeView]:
     by_node: dict[str, Counter[str]] = {}
@@ -144,8 +153,8 @@ NODE: Shape[NodeView] = Shape(
     kind="node",
     columns=(
         Column("NAME", lambda n: n.record.name),
-        Column("STATUS", lambda n: "Ready" if n.ready else "NotReady"),
-        Column("HEARTBEAT", lambda n: f"{max(0.0, n.now - n.record.renewed):.1f}s"),
+        Column("STATUS", lambda n: n.status),
+        Column("HEARTBEAT", lambda n: n.heartbeat),
         Column("ADDRESS", lambda n: n.record.address),
         Column("SERVERS", lambda n: f"{sum(n.servers.values())}/{n.record.capacity}"),
         Column("STATES", lambda n: ", ".join(f"{c} {s}" for s, c in sorted(n.servers.items())) or "-"),

@@ -17,6 +17,7 @@ import click
 from fleetmatch.backends import open_backend
 from fleetmatch.cli.options import settings_of
 from fleetmatch.cli.output import table
+from fleetmatch.cli.shapes import node_views
 from fleetmatch.errors import ConfigError, FleetmatchError
 from fleetmatch.running import run
 from fleetmatch.settings import Settings
@@ -67,13 +68,9 @@ async def store_checks(settings: Settings, info: StackInfo) -> list[Check]:
         checks.append(Check("redis", info.redis_url, True, "ok"))
         if backend.nodes is not None:
             records, now = await backend.nodes.list()
-            lease = settings.node.lease_seconds
-            for r in records:
-                ready = now - r.renewed <= lease
-                heartbeat = f"heartbeat {max(0.0, now - r.renewed):.1f}s ago"
-                checks.append(
-                    Check(f"node/{r.name}", r.address, ready, f"{'Ready' if ready else 'NotReady'}, {heartbeat}")
-                )
+            for n in node_views(records, now, settings.node.lease_seconds, []):
+                detail = f"{n.status}, heartbeat {n.heartbeat} ago"
+                checks.append(Check(f"node/{n.record.name}", n.record.address, n.ready, detail))
         for f in (await backend.fleets.list())[0]:
             s = f.status
             up = s.ready_replicas + s.allocated_replicas + s.reserved_replicas
