@@ -49,15 +49,21 @@ class StackInfo:
 
     @classmethod
     def read(cls, data_dir: Path) -> StackInfo | None:
+        """The running stack's file (None if absent, unreadable or its pid is dead)."""
+        info = cls.load(data_dir)
+        return info if info is not None and alive(info.pid) else None
+
+    @classmethod
+    def load(cls, data_dir: Path) -> StackInfo | None:
+        """The file as written, alive or not (``fleetmatch status`` says which)."""
         try:
             doc = json.loads((data_dir / STACK_FILE).read_text())
-            info = cls(**doc)
+            return cls(**doc)
         except (OSError, ValueError, TypeError):
             return None
-        return info if _alive(info.pid) else None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -124,9 +130,9 @@ def stack_allocator(settings: Settings) -> tuple[str, str]:
 def stack_matchmaker(settings: Settings) -> tuple[str, str]:
     """(URL, player-token secret) of the running stack's ticket API (the secret from settings if set)."""
     info = StackInfo.read(settings.data_dir)
-    if info is None:
+    if info is None:  # the ticket commands have no --url: the stack is the only way to the API
         raise ConfigError(
             f"no running fleetmatch stack found in {settings.data_dir}: start one with `fleetmatch up`, "
-            "or pass --url and --token"
+            "or pass --data-dir of a running one"
         )
     return info.matchmaker_url, settings.matchmaker.token_secret or info.player_token_secret

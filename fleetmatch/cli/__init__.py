@@ -3,8 +3,9 @@
 Settings come from the environment (``fleetmatch.settings``) and are overridden by options; every
 command resolves them once and hands them down. Domain errors print one line and exit non-zero:
 no traceback for bad input. The group lives here; each command lives in the module named for what it
-operates (``components``, ``resources``, ``allocation``, ``tickets``; ``loadtest.command``) and is
-registered below with ``add_command``.
+operates (``components``, ``resources``, ``gameservers``, ``status``, ``completion``, ``allocation``,
+``tickets``; ``loadtest.command``) and is registered below with ``add_command``. ``group`` holds the
+group's own behaviour: one error style, global options accepted after the subcommand.
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from pathlib import Path
 import click
 
 from fleetmatch import __version__
-from fleetmatch.cli import allocation, components, resources, tickets
-from fleetmatch.cli.options import FleetmatchGroup
+from fleetmatch.backends.redis.client import CLUSTER_SCHEME
+from fleetmatch.cli import allocation, completion, components, gameservers, resources, status, tickets
+from fleetmatch.cli.group import FleetmatchGroup
+from fleetmatch.cli.options import REDIS_SCHEMES, check_redis_url
 from fleetmatch.errors import FleetmatchError
 from fleetmatch.logging import configure
 from fleetmatch.settings import Settings
 from loadtest.command import loadtest_cmd
 
 
-@click.group(cls=FleetmatchGroup)
+@click.group(cls=FleetmatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fleetmatch")
 @click.option(
     "--redis-url", envvar="REDIS_URL", help="Use this Redis (default: the embedded one / the running stack's)."
@@ -56,6 +59,9 @@ def cli(
         log_format=log_format or settings.log_format,
     )
     settings.check()
+    if settings.redis.url:
+        # a ticket store may be a cluster (matchmaker); the resource stores check for plain Redis
+        check_redis_url(settings.redis.url, "REDIS_URL/--redis-url", (*REDIS_SCHEMES, CLUSTER_SCHEME))
     configure(settings.log_level, settings.log_format)
     ctx.obj = settings
 
@@ -70,8 +76,10 @@ for command in (
     resources.apply_cmd,
     resources.fleet,
     resources.autoscaler,
-    resources.gs,
-    resources.node,
+    gameservers.gs,
+    gameservers.node,
+    status.status_cmd,
+    completion.completion_cmd,
     allocation.allocate,
     tickets.token_cmd,
     tickets.ticket,

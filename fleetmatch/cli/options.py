@@ -1,30 +1,25 @@
-"""What the CLI's commands share: the group that turns domain errors into one line, options, tables."""
+"""What the CLI's commands share: their settings, common options, the backend they talk to."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from fleetmatch.errors import FleetmatchError, ValidationError
+from fleetmatch.backends import Backend, open_backend
+from fleetmatch.cli.selectors import Requirement, SelectorError, parse
+from fleetmatch.errors import BackendError, ConfigError
+from fleetmatch.models import GameServerState
+from fleetmatch.running import run
 from fleetmatch.settings import Settings
-from fleetmatch.stackfile import stack_or_env_redis_url
+from fleetmatch.stackfile import STACK_FILE, stack_or_env_redis_url
 
-
-class FleetmatchGroup(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ValidationError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except FleetmatchError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def settings_of(ctx: click.Context) -> Settings:
@@ -34,23 +29,6 @@ def settings_of(ctx: click.Context) -> Settings:
 
 
 output_option = click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table")
-
-
-def age(created: float | None, now: float) -> str:
-    if created is None:
-        return "-"
-    seconds = max(0, int(now - created))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join(lines)
 
 
 def key_values(pairs: Sequence[str], option: str) -> dict[str, str]:
@@ -73,3 +51,87 @@ def backend_settings(settings: Settings) -> Settings:
     if settings.redis.url or settings.backend != "redis":
         return settings
     return replace(settings, redis=replace(settings.redis, url=stack_or_env_redis_url(settings)))
+
+
+def redis_origin(settings: Settings) -> str:
+    """Where the CLI's Redis URL comes from, for error messages (call before ``backend_settings``)."""
+    if settings.redis.url:
+        return "REDIS_URL/--redis-url"
+    return str(settings.data_dir / STACK_FILE)
+
+
+def check_redis_url(url: str, origin: str, schemes: tuple[str, ...] = REDIS_SCHEMES) -> None:
+    """One line naming the setting, where redis-py would raise a ValueError with a traceback."""
+    if not url.startswith(schemes):
+        raise ConfigError(f"{origin}={url!r} is not a Redis URL (expected {', '.join(schemes)}...)")
+
+
+def with_backend(settings: Settings, body: Callable[[Backend], Awaitable[T]], *, service: bool = False) -> T:
+    """Run ``body`` against the configured backend (the running stack's Redis by default); an
+    unreachable Redis is one line naming the URL and where it came from."""
+    origin = redis_origin(settings)
+    resolved = backend_settings(settings)
+    url = resolved.redis.url or ""
+    if resolved.backend == "redis":
+        check_redis_url(url, origin)
+
+    async def main() -> T:
+        async with open_backend(resolved, client_name="fleetmatch-cli") as backend:
+            return await body(backend)
+
+    try:
+        return run(main(), service=service)
+    except BackendError as exc:
+        if resolved.backend != "redis":
+            raise
+        why = str(exc).rstrip(".")
+        raise BackendError(
+            f"cannot use the Redis at {url} (from {origin}): {why}; is the stack running? start it with "
+            "`fleetmatch up`, or point REDIS_URL/--redis-url at a running Redis"
+        ) from None
+
+
+def _selector(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[Requirement, ...]:
+    try:
+        return parse(value or "")
+    except SelectorError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+selector_option = click.option(
+    "--selector",
+    "-l",
+    "selector",
+    callback=_selector,
+    help="Only objects whose labels match: k=v, k==v, k!=v, k (has k), !k (lacks k); commas AND them.",
+)
+
+
+def _states(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> frozenset[GameServerState]:
+    by_name = {s.value.lower(): s for s in GameServerState}
+    states = set()
+    for name in (n.strip() for v in values for n in v.split(",")):
+        if name.lower() not in by_name:
+            valid = ", ".join(s.value for s in GameServerState)
+            raise click.BadParameter(f"unknown state {name!r}; valid states: {valid}", ctx, param)
+        states.add(by_name[name.lower()])
+    return frozenset(states)
+
+
+state_option = click.option(
+    "--state",
+    "states",
+    multiple=True,
+    callback=_states,
+    help="Only servers in this state (Ready, Allocated...; case-insensitive; repeatable or comma-separated).",
+)
+
+
+def watch_options(command: F) -> F:
+    """``--watch/-w`` and ``--watch-only``, as kubectl's."""
+    command = click.option("--watch-only", is_flag=True, help="Print only the changes from now on, until Ctrl-C.")(
+        command
+    )
+    return click.option("--watch", "-w", is_flag=True, help="After the list, print a row per change until Ctrl-C.")(
+        command
+    )

@@ -15,8 +15,6 @@ from typing import Any, Generic, TypeVar
 import click
 import yaml
 
-from fleetmatch.cli.options import table
-
 T = TypeVar("T")
 
 OUTPUTS = ("table", "wide", "json", "yaml", "name")
@@ -50,6 +48,31 @@ class Shape(Generic[T]):
     name: Callable[[T], str]
 
 
+def age(created: float | None, now: float) -> str:
+    """kubectl's AGE: the largest whole unit (``3d``, ``5h``, ``2m``, ``40s``)."""
+    if created is None:
+        return "-"
+    seconds = max(0, int(now - created))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def widths(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[int]:
+    return [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+
+def row(cells: Sequence[str], sizes: Sequence[int]) -> str:
+    """One table line, cells padded to ``sizes`` (a watch keeps the first table's sizes)."""
+    return "  ".join(c.ljust(w) for c, w in zip(cells, sizes, strict=True)).rstrip()
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    sizes = widths(headers, rows)
+    return "\n".join([row(headers, sizes), *(row(r, sizes) for r in rows)])
+
+
 def dump(doc: Any, output: str) -> str:
     if output == "yaml":
         return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).rstrip("\n")
@@ -62,8 +85,19 @@ def render(items: Sequence[T], output: str, shape: Shape[T]) -> str:
         return dump({"apiVersion": "v1", "kind": "List", "items": [shape.document(i) for i in items]}, output)
     if output == "name":
         return "\n".join(f"{shape.kind}/{shape.name(i)}" for i in items)
-    columns = [c for c in shape.columns if output == "wide" or not c.wide]
+    columns = shown(output, shape)
     return table([c.header for c in columns], [[c.cell(i) for c in columns] for i in items])
+
+
+def shown(output: str, shape: Shape[T]) -> list[Column[T]]:
+    """The columns ``output`` (table or wide) prints."""
+    return [c for c in shape.columns if output == "wide" or not c.wide]
+
+
+def echo(text: str) -> None:
+    """Print ``text`` unless it is empty (``-o name`` of nothing prints nothing, not a blank line)."""
+    if text:
+        click.echo(text)
 
 
 def render_one(item: T, output: str, shape: Shape[T]) -> str:

@@ -6,35 +6,41 @@ They talk to the running stack's Redis (``REDIS_URL``, or the one ``fleetmatch u
 
 from __future__ import annotations
 
-import json
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import click
 
-from fleetmatch.backends import Backend, open_backend
-from fleetmatch.cli.options import age, backend_settings, filename_option, output_option, settings_of, table
-from fleetmatch.errors import ConfigError
+from fleetmatch.backends import Backend
+from fleetmatch.cli import describe
+from fleetmatch.cli.options import (
+    filename_option,
+    selector_option,
+    settings_of,
+    watch_options,
+    with_backend,
+)
+from fleetmatch.cli.output import echo, output_option, render, render_one
+from fleetmatch.cli.selectors import Requirement, matches
+from fleetmatch.cli.shapes import AUTOSCALER, FLEET
+from fleetmatch.cli.watching import Printer, watch_changes
+from fleetmatch.errors import NotFoundError
+from fleetmatch.events import EventRecord
 from fleetmatch.manifests import load_autoscalers, load_fleets, load_resources
-from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, encode
-from fleetmatch.nodes import NodeRecord
-from fleetmatch.running import run
-from fleetmatch.settings import Settings
-
-T = TypeVar("T")
+from fleetmatch.models import Fleet, FleetAutoscaler, R
+from fleetmatch.store import Store
 
 
-def with_backend(settings: Settings, body: Callable[[Backend], Awaitable[T]]) -> T:
-    """Run ``body`` against the configured backend (the running stack's Redis by default)."""
+async def get_named(store: Store[R], name: str) -> R:
+    """``store.get``, its miss worded as kubectl's: ``gameserver "x" not found``."""
+    try:
+        return await store.get(name)
+    except NotFoundError:
+        raise NotFoundError(store.kind.KIND.lower(), name) from None
 
-    async def main() -> T:
-        async with open_backend(backend_settings(settings), client_name="fleetmatch-cli") as backend:
-            return await body(backend)
 
-    return run(main())
+async def events_of(backend: Backend, kind: str, name: str) -> list[EventRecord]:
+    return await backend.events.list(kind, name) if backend.events is not None else []
 
 
 # -- apply (any resource file) --------------------------------------------------------------
@@ -73,38 +79,56 @@ def fleet() -> None:
 
 
 @fleet.command("list")
-@output_option
+@selector_option
+@watch_options
+@output_option()
 @click.pass_context
-def fleet_list(ctx: click.Context, output: str) -> None:
+def fleet_list(
+    ctx: click.Context, selector: tuple[Requirement, ...], watch: bool, watch_only: bool, output: str
+) -> None:
     """List fleets with their replica counts."""
 
+    def keep(f: Fleet) -> bool:
+        return matches(selector, f.metadata.labels)
+
+    async def changes(backend: Backend) -> None:
+        await watch_changes(backend, Fleet, Printer(output, FLEET), keep, watch_only=watch_only)
+
     async def body(backend: Backend) -> list[Fleet]:
-        return (await backend.fleets.list())[0]
+        return [f for f in (await backend.fleets.list())[0] if keep(f)]
+
+    if watch or watch_only:
+        with_backend(settings_of(ctx), changes, service=True)
+    else:
+        echo(render(with_backend(settings_of(ctx), body), output, FLEET))
+
+
+@fleet.command("get")
+@click.argument("name", required=False)
+@output_option()
+@click.pass_context
+def fleet_get(ctx: click.Context, name: str | None, output: str) -> None:
+    """One fleet (all without NAME), as ``fleet list`` prints them."""
+
+    async def body(backend: Backend) -> list[Fleet]:
+        return [await get_named(backend.fleets, name)] if name else (await backend.fleets.list())[0]
 
     items = with_backend(settings_of(ctx), body)
-    if output == "json":
-        click.echo(json.dumps([encode(f) for f in items], indent=2))
-        return
-    now = time.time()
-    rows = [
-        [
-            f.name,
-            f.spec.scheduling.value,
-            str(f.spec.replicas),
-            str(f.status.replicas),
-            str(f.status.ready_replicas),
-            str(f.status.allocated_replicas),
-            str(f.status.reserved_replicas),
-            str(f.status.updated_replicas),
-            ",".join(c.reason or c.type for c in f.status.conditions if c.status == "True") or "-",
-            age(f.metadata.creation_timestamp, now),
-        ]
-        for f in items
-    ]
-    headers = [
-        "NAME", "SCHEDULING", "DESIRED", "CURRENT", "READY", "ALLOCATED", "RESERVED", "UPDATED", "CONDITIONS", "AGE"
-    ]  # fmt: skip
-    click.echo(table(headers, rows))
+    echo(render_one(items[0], output, FLEET) if name else render(items, output, FLEET))
+
+
+@fleet.command("describe")
+@click.argument("name")
+@click.pass_context
+def fleet_describe(ctx: click.Context, name: str) -> None:
+    """A fleet in full: spec, conditions, rollout progress, its autoscaler and why, its events."""
+
+    async def body(backend: Backend) -> str:
+        f = await get_named(backend.fleets, name)
+        autoscalers = [a for a in (await backend.autoscalers.list())[0] if a.spec.fleet_name == name]
+        return describe.fleet(f, autoscalers, await events_of(backend, Fleet.KIND, name), time.time())
+
+    click.echo(with_backend(settings_of(ctx), body))
 
 
 @fleet.command("apply")
@@ -188,38 +212,43 @@ def autoscaler_apply(ctx: click.Context, path: Path) -> None:
 
 
 @autoscaler.command("list")
-@output_option
+@selector_option
+@output_option()
 @click.pass_context
-def autoscaler_list(ctx: click.Context, output: str) -> None:
+def autoscaler_list(ctx: click.Context, selector: tuple[Requirement, ...], output: str) -> None:
     """List autoscalers: policy, current and desired replicas, whether they can scale."""
 
     async def body(backend: Backend) -> list[FleetAutoscaler]:
-        return (await backend.autoscalers.list())[0]
+        return [a for a in (await backend.autoscalers.list())[0] if matches(selector, a.metadata.labels)]
+
+    echo(render(with_backend(settings_of(ctx), body), output, AUTOSCALER))
+
+
+@autoscaler.command("get")
+@click.argument("name", required=False)
+@output_option()
+@click.pass_context
+def autoscaler_get(ctx: click.Context, name: str | None, output: str) -> None:
+    """One autoscaler (all without NAME), as ``autoscaler list`` prints them."""
+
+    async def body(backend: Backend) -> list[FleetAutoscaler]:
+        return [await get_named(backend.autoscalers, name)] if name else (await backend.autoscalers.list())[0]
 
     items = with_backend(settings_of(ctx), body)
-    if output == "json":
-        click.echo(json.dumps([encode(a) for a in items], indent=2))
-        return
-    now = time.time()
-    rows = []
-    for a in items:
-        buffer = a.spec.policy.buffer
-        rows.append(
-            [
-                a.name,
-                a.spec.fleet_name,
-                str(buffer.buffer_size) if buffer else "-",
-                str(buffer.min_replicas) if buffer else "-",
-                str(buffer.max_replicas) if buffer else "-",
-                str(a.status.current_replicas),
-                str(a.status.desired_replicas),
-                str(a.status.able_to_scale).lower(),
-                str(a.status.scaling_limited).lower(),
-                age(a.status.last_scale_time, now) if a.status.last_scale_time else "-",
-            ]
-        )
-    headers = ["NAME", "FLEET", "BUFFER", "MIN", "MAX", "CURRENT", "DESIRED", "ABLE", "LIMITED", "LAST SCALE"]
-    click.echo(table(headers, rows))
+    echo(render_one(items[0], output, AUTOSCALER) if name else render(items, output, AUTOSCALER))
+
+
+@autoscaler.command("describe")
+@click.argument("name")
+@click.pass_context
+def autoscaler_describe(ctx: click.Context, name: str) -> None:
+    """An autoscaler: its policy, current and desired replicas, whether and why it is limited, its events."""
+
+    async def body(backend: Backend) -> str:
+        a = await get_named(backend.autoscalers, name)
+        return describe.autoscaler(a, await events_of(backend, FleetAutoscaler.KIND, name), time.time())
+
+    click.echo(with_backend(settings_of(ctx), body))
 
 
 @autoscaler.command("delete")
@@ -233,106 +262,3 @@ def autoscaler_delete(ctx: click.Context, name: str) -> None:
 
     with_backend(settings_of(ctx), body)
     click.echo(f"fleetautoscaler/{name} deleted")
-
-
-# -- game servers ---------------------------------------------------------------------------
-
-
-@click.group()
-def gs() -> None:
-    """Inspect game servers."""
-
-
-@gs.command("list")
-@click.option("--fleet", "fleet_name", help="Only this fleet's servers.")
-@output_option
-@click.pass_context
-def gs_list(ctx: click.Context, fleet_name: str | None, output: str) -> None:
-    """List game servers: name, state, address:port, node, age."""
-
-    async def body(backend: Backend) -> list[GameServer]:
-        items, _version = await backend.gameservers.list()
-        return [g for g in items if fleet_name is None or g.fleet == fleet_name]
-
-    items = with_backend(settings_of(ctx), body)
-    if output == "json":
-        click.echo(json.dumps([encode(g) for g in items], indent=2))
-        return
-    now = time.time()
-    rows = [
-        [
-            g.name,
-            g.state.value,
-            f"{g.status.address}:{g.status.ports[0].port}" if g.status.address and g.status.ports else "-",
-            g.status.node_name or "-",
-            g.fleet or "-",
-            age(g.metadata.creation_timestamp, now),
-        ]
-        for g in items
-    ]
-    click.echo(table(["NAME", "STATE", "ADDRESS", "NODE", "FLEET", "AGE"], rows))
-
-
-# -- nodes ----------------------------------------------------------------------------------
-
-
-@click.group()
-def node() -> None:
-    """Inspect the nodes whose agents run game servers (their heartbeats)."""
-
-
-@node.command("list")
-@output_option
-@click.pass_context
-def node_list(ctx: click.Context, output: str) -> None:
-    """List nodes: Ready or NotReady (heartbeat older than FLEETMATCH_NODE_LEASE_SECONDS), heartbeat
-    age, address and the game servers on each."""
-    settings = settings_of(ctx)
-
-    async def body(backend: Backend) -> tuple[list[NodeRecord], float, list[GameServer]]:
-        if backend.nodes is None:
-            raise ConfigError(
-                f"the {backend.engine} backend keeps no node heartbeats (on Kubernetes: kubectl get nodes)"
-            )
-        records, now = await backend.nodes.list()
-        servers, _ = await backend.gameservers.list()
-        return records, now, servers
-
-    records, now, servers = with_backend(settings, body)
-    lease = settings.node.lease_seconds
-    by_node: dict[str, Counter[str]] = {}
-    for gs in servers:
-        if gs.status.node_name:
-            by_node.setdefault(gs.status.node_name, Counter())[gs.state.value] += 1
-    if output == "json":
-        doc = [
-            {
-                "name": r.name,
-                "ready": now - r.renewed <= lease,
-                "heartbeatAgeSeconds": round(now - r.renewed, 3),
-                "address": r.address,
-                "capacity": r.capacity,
-                "boot": r.boot,
-                "startedAt": r.started,
-                "gameServers": dict(by_node.get(r.name, Counter())),
-            }
-            for r in records
-        ]
-        click.echo(json.dumps(doc, indent=2))
-        return
-    rows = []
-    for r in records:
-        counts = by_node.get(r.name, Counter())
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "-"
-        rows.append(
-            [
-                r.name,
-                "Ready" if now - r.renewed <= lease else "NotReady",
-                f"{max(0.0, now - r.renewed):.1f}s",
-                r.address,
-                f"{sum(counts.values())}/{r.capacity}",
-                summary,
-                age(r.started, now),
-            ]
-        )
-    click.echo(table(["NAME", "STATUS", "HEARTBEAT", "ADDRESS", "SERVERS", "STATES", "AGE"], rows))

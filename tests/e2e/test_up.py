@@ -92,7 +92,7 @@ def test_up_serves_four_ready_udp_servers_and_stops_cleanly(
 
         listed = fleetmatch("gs", "list", "-o", "json", data_dir=data_dir, env=stack_env)
         assert listed.returncode == 0, listed.stderr
-        servers = [g for g in json.loads(listed.stdout) if g["status"]["state"] == "Ready"]
+        servers = [g for g in json.loads(listed.stdout)["items"] if g["status"]["state"] == "Ready"]
         assert len(servers) == 4
         for gs in servers:
             address, port = gs["status"]["address"], gs["status"]["ports"][0]["port"]

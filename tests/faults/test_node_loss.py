@@ -97,7 +97,7 @@ async def test_a_lost_node_is_marked_not_ready_its_servers_replaced_elsewhere(
         text=True,
         check=True,
     )
-    nodes = {n["name"]: n for n in json.loads(listing.stdout)}
+    nodes = {n["name"]: n for n in json.loads(listing.stdout)["items"]}
     assert not nodes["node-a"]["ready"] and nodes["node-b"]["ready"]
     assert nodes["node-b"]["gameServers"] == {"Allocated": 3}  # the three claims above
 

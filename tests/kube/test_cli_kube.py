@@ -104,7 +104,7 @@ async def test_apply_list_scale_and_delete_fleets_and_autoscalers(fake_kube: Fak
     header, row = listed.out.splitlines()
     assert header.split()[:3] == ["NAME", "SCHEDULING", "DESIRED"] and row.split()[:3] == ["arena", "Packed", "2"]
     as_json = await fleetmatch(fake_kube, tmp_path, "fleet", "list", "-o", "json")
-    assert [f["metadata"]["name"] for f in json.loads(as_json.out)] == ["arena"]
+    assert [f["metadata"]["name"] for f in json.loads(as_json.out)["items"]] == ["arena"]
 
     scaled = await fleetmatch(fake_kube, tmp_path, "fleet", "scale", "arena", "5")
     assert scaled.code == 0 and scaled.out.strip() == "fleet/arena scaled to 5", scaled
@@ -145,13 +145,15 @@ async def test_gs_list_shows_the_servers_of_the_namespace(fake_kube: FakeKube, t
         ["arena-x7z9q", "Allocated", "10.0.0.7:7013"],
     ]
     everything = await fleetmatch(fake_kube, tmp_path, "gs", "list", "-o", "json")
-    assert sorted(g["metadata"]["name"] for g in json.loads(everything.out)) == [
+    assert sorted(g["metadata"]["name"] for g in json.loads(everything.out)["items"]) == [
         "arena-b2c4d",
         "arena-x7z9q",
         "lobby-1",
     ]
     other_namespace = await fleetmatch(fake_kube, tmp_path, "-n", "default", "gs", "list", "-o", "json")
-    assert [g["metadata"]["name"] for g in json.loads(other_namespace.out)] == ["elsewhere"]
+    assert [g["metadata"]["name"] for g in json.loads(other_namespace.out)["items"]] == ["elsewhere"]
+    after = await fleetmatch(fake_kube, tmp_path, "gs", "list", "-n", "default", "-o", "name")
+    assert after.out.split() == ["gameserver/elsewhere"], after
 
 
 async def test_refusals_are_one_line(fake_kube: FakeKube, tmp_path: Path) -> None:
