@@ -413,7 +413,11 @@ class NodeAgent:
         if marked is None:
             return
         log.warning("%s -> %s: %s", name, state, why, extra={"gameserver": name})
-        await record_quietly(self.events, GameServer.KIND, name, state.value, why, type=Severity.WARNING)
+        # Shielded: marking it lets the fleet controller delete it, and then stopping the server
+        # cancels the process watcher that is marking it, which would drop the record mid-write.
+        await asyncio.shield(
+            record_quietly(self.events, GameServer.KIND, name, state.value, why, type=Severity.WARNING)
+        )
 
 
 def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:

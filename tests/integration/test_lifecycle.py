@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from allocator.fleetops import apply_fleet
-from fleetmatch.models import ERROR_ANNOTATION, GameServerState, Health
+from fleetmatch.models import ERROR_ANNOTATION, GameServer, GameServerState, Health
 from fleetmatch.store import modify
 from fleetmatch.tasks import cancel_and_wait
 from tests.integration.fleetenv import Stack, example_game, make_fleet, misbehaving, running_stack, udp_ask
@@ -58,6 +58,9 @@ async def test_sigkilled_game_turns_unhealthy_and_is_replaced(stack: Stack) -> N
     unhealthy = next(e.object for e in stack.events if e.object.name == victim.name and e.object.state is S.UNHEALTHY)
     assert "killed by SIGKILL" in unhealthy.metadata.annotations[ERROR_ANNOTATION]
     assert len(items) == 2
+    # The reason outlives the server: the agent's event record survives the deletion racing it.
+    records = await stack.agents[0].events.list(GameServer.KIND, victim.name)
+    assert [r.reason for r in records] == ["Unhealthy"] and "killed by SIGKILL" in records[0].message
 
 
 async def test_health_failure_turns_unhealthy_and_is_replaced(stack: Stack) -> None:
