@@ -349,7 +349,7 @@ class Director:
         except AllocatorError as exc:
             log.warning("allocation for match %s failed: %s", match_id, exc, extra={**self._ids, "match_id": match_id})
             self._back_off()
-            return "error"
+            return "no-fleet" if exc.code == "FleetNotFound" else "error"  # a 404 allocated nothing
         if status.state is not AllocationState.ALLOCATED:
             self._back_off()
             return "no-capacity" if status.state is AllocationState.UNALLOCATED else "contention"

@@ -77,11 +77,12 @@ class Unreachable:
 
     keys: list[str] = field(default_factory=list)
     annotations: list[Mapping[str, str]] = field(default_factory=list)
+    error: AllocatorError = field(default_factory=lambda: AllocatorError(0, "", "connection refused"))
 
     async def allocate(self, spec: GameServerAllocationSpec, *, idempotency_key: str) -> GameServerAllocationStatus:
         self.keys.append(idempotency_key)
         self.annotations.append(spec.metadata.annotations)
-        raise AllocatorError(0, "", "connection refused")
+        raise self.error
 
 
 @dataclass
@@ -201,3 +202,10 @@ async def test_every_pass_is_recorded_as_the_queues_last_tick(pool: list[Ticket]
     report = await director(store).tick()
     ((tick),) = store.ticks
     assert (tick.at, tick.matches) == (NOW, report.matched) and tick.seconds >= 0
+
+
+async def test_a_fleet_that_does_not_exist_allocated_nothing_so_no_orphan_is_listed() -> None:
+    store = PoolStore(POOL)
+    missing = Unreachable(error=AllocatorError(404, "FleetNotFound", 'fleet "arena" does not exist'))
+    report = await director(store, allocator=missing, releaser=Releaser()).tick()
+    assert report.failed == 1 and [orphaned for _, orphaned in store.released] == [False]
