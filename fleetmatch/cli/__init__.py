@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from fleetmatch import __version__
-from fleetmatch.cli import allocation, components, resources, tickets
+from fleetmatch.cli import allocation, components, queues, resources, tickets
 from fleetmatch.cli.options import FleetmatchGroup
 from fleetmatch.errors import FleetmatchError
 from fleetmatch.logging import configure
@@ -75,6 +75,7 @@ for command in (
     allocation.allocate,
     tickets.token_cmd,
     tickets.ticket,
+    queues.queue,
     loadtest_cmd,
 ):
     cli.add_command(command)
