@@ -1,9 +1,11 @@
 """Allocating from a fleet that does not exist says so (404 FleetNotFound, the allocation still
 UnAllocated as Agones answers), on the real Redis-backed allocator; a fleet that exists but has
-nothing free, or no servers at all, is still the usual 429."""
+nothing free, or no servers at all, is still the usual 429. ``fleetmatch allocate`` tells the two
+apart in one line each."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from fleetmatch.backends.base import Backend
 from fleetmatch.models import FLEET_LABEL
 from tests.integration.test_allocator_api import TOKEN, Api, api, fleet_request, ready_servers, until_indexed
 from tests.integration.test_autoscaler import make_fleet
+from tests.integration.test_ticket_cli import fleetmatch
 
 __all__ = ["api"]  # fixture
 
@@ -79,3 +82,21 @@ async def test_the_python_client_raises_fleet_not_found(api: Api, backend: Backe
         await backend.fleets.create(fleet)
         spec = GameServerAllocationSpec(selectors=(GameServerSelector.for_fleet(fleet.name),))
         assert (await client.allocate(spec)).state is AllocationState.UNALLOCATED
+
+
+async def test_the_cli_tells_a_missing_fleet_from_a_full_one(api: Api, backend: Backend, tmp_path: Path) -> None:
+    target = ("--url", api.service.url, "--token", TOKEN)
+    code, out, err = await fleetmatch(tmp_path, "allocate", "--fleet", "nope", *target)
+    assert (code, out) == (1, "")
+    assert err == 'error: fleet "nope" does not exist (see `fleetmatch fleet list`)\n'
+
+    await backend.fleets.create(make_fleet("empty", replicas=0))
+    code, out, err = await fleetmatch(tmp_path, "allocate", "--fleet", "empty", *target)
+    assert (code, out) == (1, "")
+    assert err.startswith('error: no Ready game server in fleet "empty" is free: ') and len(err.splitlines()) == 1
+    assert "fleetmatch fleet scale empty <replicas>" in err
+
+    await ready_servers(api.store, 1)
+    await until_indexed(api, 1)
+    code, out, err = await fleetmatch(tmp_path, "allocate", "--fleet", "arena", *target, "-o", "name")
+    assert (code, out) == (0, "gameserver/arena-000\n"), err
