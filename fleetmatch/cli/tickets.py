@@ -48,12 +48,8 @@ def _player_token(settings: Settings, player: str, ttl: float = 3600.0, party: S
     from fleetmatch.stackfile import stack_matchmaker
     from matchmaker.auth import mint_player_token
 
-    longest = settings.matchmaker.player_token_ttl
-    if ttl > longest:
-        raise click.BadParameter(
-            f"at most {longest:g} seconds: the ticket API refuses longer-lived tokens", param_hint="--ttl"
-        )
     url, secret, _ = stack_matchmaker(settings)
+    ttl = min(ttl, settings.matchmaker.player_token_ttl)  # the ticket API refuses longer-lived tokens
     return url, mint_player_token(secret, player, ttl, time.time(), party=party)
 
 
@@ -152,7 +148,13 @@ def _number_or_word(text: str) -> float | str:
 def token_cmd(ctx: click.Context, player: str, party: Sequence[str], ttl: float) -> None:
     """Mint a player token with the running stack's secret (for trying the ticket API by hand).
     With --party, the token may open one ticket for its player together with those players."""
-    _, token = _player_token(settings_of(ctx), player, ttl, party)
+    settings = settings_of(ctx)
+    longest = settings.matchmaker.player_token_ttl
+    if ttl > longest:
+        raise click.BadParameter(
+            f"at most {longest:g} seconds: the ticket API refuses longer-lived tokens", param_hint="--ttl"
+        )
+    _, token = _player_token(settings, player, ttl, party)
     click.echo(token)
 
 
