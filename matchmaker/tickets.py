@@ -371,7 +371,7 @@ class RedisTicketStore:
 
     async def _queued(self, queue: str, ids: list[bytes], *, prune: bool = False) -> list[Ticket]:
         """The queued tickets of ``ids`` (in order), decoding only bodies not seen before. ``prune``:
-        ``ids`` is the whole pool, so bodies of tickets no longer in it may be forgotten."""
+        forget the bodies of other tickets once they far outnumber ``ids`` (the memory stays bounded)."""
         keys = self.keys(queue)
         known = self._bodies.setdefault(queue, {})
         tickets = list(map(known.get, ids))  # the hot path: one C-level pass when nothing is new
@@ -469,11 +469,13 @@ class RedisTicketStore:
             if {b"at", b"seconds", b"matches"} <= tick.keys()
             else None
         )
-        return QueueSnapshot(waiting, tuple(await self._queued(queue, ids)), waits, last)
+        # Pruned to what was read once the cache outgrows it: exact when the read covered the pool
+        # (up to ``oldest`` tickets); past that, a director sharing this store re-reads the rest once.
+        return QueueSnapshot(waiting, tuple(await self._queued(queue, ids, prune=True)), waits, last)
 
     async def list_tickets(self, queue: str, *, state: str | None, limit: int) -> tuple[list[Ticket], bool]:
         if state is not None and state not in OPERATOR_STATES:
-            raise ValidationError("state", f"must be one of {', '.join(OPERATOR_STATES)}, got {state!r}")
+            raise ValidationError("state", f"must be one of {', '.join(OPERATOR_STATES)}, got {state[:100]!r}")
         if limit < 1:
             raise ValidationError("limit", f"must be at least 1, got {limit}")
         more, *flat = await self._run("list", queue, state or "", limit, LIST_SCAN)

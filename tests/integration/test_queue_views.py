@@ -105,3 +105,11 @@ async def test_bad_list_parameters_are_422_naming_the_field(api: Api, query: str
     reply = await api.call("GET", f"/v1/tickets{query}", as_="key")
     assert reply.status == 422, reply.body
     assert reply.body["error"]["field"] == field
+
+
+async def test_a_snapshot_reads_the_oldest_tickets_only_and_counts_them_all(api: Api) -> None:
+    opened = [await api.open("key", player(f"p{i}")) for i in range(5)]
+    snap = await api.store.snapshot("duel", oldest=2, recent=0)
+    assert snap.waiting_tickets == 5
+    assert [t.id for t in snap.oldest] == [t["id"] for t in opened[:2]]
+    assert (snap.matched_waits, snap.last_tick) == ((), None)
