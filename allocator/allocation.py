@@ -463,8 +463,8 @@ class Allocator:
         log.info("allocation gave up after %d lost races", len(lost))
         return GameServerAllocationStatus(state=AllocationState.CONTENTION)
 
-    async def missing_fleet(self, spec: GameServerAllocationSpec) -> tuple[int, str] | None:
-        """(selector index, fleet name) when every selector asks for a fleet (label
+    async def missing_fleet(self, spec: GameServerAllocationSpec) -> tuple[str, str] | None:
+        """(field of the selector's fleet label, fleet name) when every selector asks for a fleet (label
         ``agones.dev/fleet``) that does not exist, the first of them; None otherwise. Asked after an
         UnAllocated answer only, so a typo says so instead of "nothing free", and a full or empty
         fleet that exists is never called missing. A fleet exists if its Fleet does or a server
@@ -472,7 +472,7 @@ class Allocator:
         tell counts it as existing."""
         if self.fleets is None:
             return None
-        first: tuple[int, str] | None = None
+        first: tuple[str, str] | None = None
         for i, selector in enumerate(spec.selectors):
             name = selector.match_labels.get(FLEET_LABEL)
             if name is None or any(self.index.with_label(FLEET_LABEL, name, s) for s in ALLOCATABLE_STATES):
@@ -487,7 +487,7 @@ class Allocator:
                 return None
             if any(gs.fleet == name for gs in self.informer.cache.values()):
                 return None
-            first = first or (i, name)
+            first = first or (f"spec.selectors[{i}].matchLabels.{FLEET_LABEL}", name)
         return first
 
     def _in_flight(self, spec: GameServerAllocationSpec, lost: set[str]) -> bool:

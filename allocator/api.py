@@ -38,7 +38,7 @@ from fleetmatch.codec import to_wire
 from fleetmatch.errors import ValidationError
 from fleetmatch.http import BODY_TIMEOUT, PUBLIC, TOKEN, api_middleware, client_gone, problem, read_json
 from fleetmatch.metrics import metrics_handler
-from fleetmatch.models import API_VERSION, FLEET_LABEL
+from fleetmatch.models import API_VERSION
 from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import AllocatorSettings
 
@@ -68,14 +68,8 @@ async def allocate(request: web.Request) -> web.Response:
     if status.state is AllocationState.UNALLOCATED:
         missing = await allocator.missing_fleet(allocation.spec)
         if missing is not None:
-            index, fleet = missing
-            return problem(
-                404,
-                f'fleet "{fleet}" does not exist',
-                code="FleetNotFound",
-                field=f"spec.selectors[{index}].matchLabels.{FLEET_LABEL}",
-                extra=body,
-            )
+            field, fleet = missing
+            return problem(404, f'fleet "{fleet}" does not exist', code="FleetNotFound", field=field, extra=body)
     return problem(_STATUS[status.state], _MESSAGES[status.state], code=status.state.value, extra=body)
 
 

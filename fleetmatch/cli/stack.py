@@ -168,6 +168,7 @@ async def run_stack(
             leases = AllocationLeaseLoop.on(backend)  # recycles allocations no game confirmed (when leases are on)
             services.push_async_callback(cancel_and_wait, supervised("allocation-leases", leases.run))
             info = StackInfo(
+                operator_api_key=operator_key,
                 redis_url=url,
                 metrics_url=metrics_url,
                 allocator_url=allocator.url,
@@ -178,7 +179,6 @@ async def run_stack(
                 node=settings.node.name,
                 data_dir=str(data_dir),
                 pid=os.getpid(),
-                operator_api_key=operator_key,
             )
             info.write(data_dir)
             services.callback(remove_stack_file, data_dir)
