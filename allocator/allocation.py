@@ -40,6 +40,7 @@ from allocator.choose import choose_server
 from allocator.errors import ClientGoneError, KeyInUseError, KeyReleasedError
 from allocator.index import AllocationIndex
 from fleetmatch.allocation import (
+    ALLOCATABLE_STATES,
     ALLOCATION_KEY_ANNOTATION,
     ALLOCATION_LEASE_ANNOTATION,
     ALLOCATION_REQUEST_ANNOTATION,
@@ -57,7 +58,9 @@ from fleetmatch.errors import ConflictError, NotFoundError, StoreError, Validati
 from fleetmatch.informer import Informer
 from fleetmatch.lease import Lease
 from fleetmatch.models import (
+    FLEET_LABEL,
     LAST_ALLOCATED_ANNOTATION,
+    Fleet,
     GameServer,
     GameServerState,
     TemplateMeta,
@@ -65,7 +68,7 @@ from fleetmatch.models import (
     stamp,
 )
 from fleetmatch.nodes import DEFAULT_LEASE_SECONDS, NodeRegistry, live_nodes
-from fleetmatch.store import EventType, GameServerStore, WatchEvent, modify
+from fleetmatch.store import EventType, GameServerStore, Store, WatchEvent, modify
 
 log = logging.getLogger(__name__)
 
@@ -194,13 +197,16 @@ class Allocator:
         key_ttl: float = KEY_TTL_SECONDS,
         key_wait: float = KEY_WAIT_SECONDS,
         lease_seconds: float = 0.0,
+        fleets: Store[Fleet] | None = None,
     ) -> None:
         """``informer``: the process's GameServer informer on ``store`` (``Backend.informer``): the
         index is fed by its events from now on, starting with what it has cached. ``nodes``: node
         heartbeats (``follow_nodes`` keeps servers of silent or restarted node agents out of reach).
         ``reservations``: where keys are reserved across processes (None: this process only).
-        ``lease_seconds``: allocation lease stamped on servers taken from Ready (0: none)."""
+        ``lease_seconds``: allocation lease stamped on servers taken from Ready (0: none).
+        ``fleets``: where ``missing_fleet`` looks fleets up (None: every fleet counts as existing)."""
         self.store = store
+        self.fleets = fleets
         self.reservations = reservations
         self._key_ttl = key_ttl
         self._key_wait = key_wait
@@ -456,6 +462,33 @@ class Allocator:
             return status_of(claimed)
         log.info("allocation gave up after %d lost races", len(lost))
         return GameServerAllocationStatus(state=AllocationState.CONTENTION)
+
+    async def missing_fleet(self, spec: GameServerAllocationSpec) -> tuple[str, str] | None:
+        """(field of the selector's fleet label, fleet name) when every selector asks for a fleet (label
+        ``agones.dev/fleet``) that does not exist, the first of them; None otherwise. Asked after an
+        UnAllocated answer only, so a typo says so instead of "nothing free", and a full or empty
+        fleet that exists is never called missing. A fleet exists if its Fleet does or a server
+        carries its label (servers outlive a deleted Fleet while they drain); a store that cannot
+        tell counts it as existing."""
+        if self.fleets is None:
+            return None
+        first: tuple[str, str] | None = None
+        for i, selector in enumerate(spec.selectors):
+            name = selector.match_labels.get(FLEET_LABEL)
+            if name is None or any(self.index.with_label(FLEET_LABEL, name, s) for s in ALLOCATABLE_STATES):
+                return None
+            try:
+                await self.fleets.get(name)
+                return None
+            except NotFoundError:
+                pass
+            except StoreError as exc:
+                log.warning("cannot tell whether fleet %s exists: %s", name, exc, extra={"fleet": name})
+                return None
+            if any(gs.fleet == name for gs in self.informer.cache.values()):
+                return None
+            first = first or (f"spec.selectors[{i}].matchLabels.{FLEET_LABEL}", name)
+        return first
 
     def _in_flight(self, spec: GameServerAllocationSpec, lost: set[str]) -> bool:
         """Would a server that this process is claiming right now match (once its claim lands)?"""

@@ -1,7 +1,9 @@
 """The allocation API (aiohttp): ``POST /v1/allocations`` plus health, metrics and OpenAPI.
 
 Results follow Agones' GameServerAllocation: the request's document comes back with a ``status``.
-HTTP codes: 201 Allocated; 429 UnAllocated (nothing free: retry later or scale up); 409 Contention
+HTTP codes: 201 Allocated; 429 UnAllocated (nothing free: retry later or scale up); 404
+FleetNotFound (still UnAllocated, as Agones answers, but every selector names a fleet that does not
+exist: the field names the first; a full or empty fleet that exists is a 429); 409 Contention
 (lost every race it tried: retry now) or IdempotencyKeyInUse (a request with the same key is in
 progress: retry with it); 401 bad token; 400 malformed JSON; 408 body not sent in time; 413 body
 too large; 422 invalid request, naming the field (or the ``Idempotency-Key`` header, reused with
@@ -63,6 +65,11 @@ async def allocate(request: web.Request) -> web.Response:
     body["status"] = to_wire(status)
     if status.state is AllocationState.ALLOCATED:
         return web.json_response(body, status=201)
+    if status.state is AllocationState.UNALLOCATED:
+        missing = await allocator.missing_fleet(allocation.spec)
+        if missing is not None:
+            field, fleet = missing
+            return problem(404, f'fleet "{fleet}" does not exist', code="FleetNotFound", field=field, extra=body)
     return problem(_STATUS[status.state], _MESSAGES[status.state], code=status.state.value, extra=body)
 
 

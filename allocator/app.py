@@ -59,6 +59,7 @@ async def serve_allocator(
         node_lease=node_lease,
         reservations=key_reservations(backend),
         lease_seconds=settings.allocation_lease_seconds,
+        fleets=backend.fleets,
     )
     following = supervised("allocator.nodes", allocator.follow_nodes) if backend.nodes is not None else None
     probes = Probes()

@@ -148,7 +148,8 @@ OPENAPI: dict[str, Any] = {
             },
             "Error": _ERROR,
             "Refused": {
-                "description": "UnAllocated (429) or Contention (409): the error, and the allocation with its status.",
+                "description": "UnAllocated (429; 404 FleetNotFound when the fleet asked for does not exist) or "
+                "Contention (409): the error, and the allocation with its status.",
                 "allOf": [
                     _ERROR,
                     {
@@ -201,6 +202,12 @@ OPENAPI: dict[str, Any] = {
                     "401": {
                         "description": "Missing or wrong token",
                         "content": {"application/json": {"schema": _ERROR}},
+                    },
+                    "404": {
+                        "description": "FleetNotFound: every selector names a fleet (label agones.dev/fleet) that "
+                        "does not exist; error.field names the first, status.state is UnAllocated as Agones "
+                        "answers (a fleet that exists but has no free server is a 429)",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Refused"}}},
                     },
                     "408": {
                         "description": "The body was not sent in time (the connection is then closed)",

@@ -1,7 +1,9 @@
 """Python client of the allocation API (the CLI and the matchmaker use it).
 
 ``allocate`` returns the allocation's status: ``Allocated`` with the server, or ``UnAllocated``
-when nothing is free (a normal answer on the hot path, not an exception).
+when nothing is free (a normal answer on the hot path, not an exception). Asking for a fleet that
+does not exist is a mistake, not a full fleet: ``AllocatorError`` with status 404 and code
+``FleetNotFound`` (its message ``fleet "x" does not exist``, its field the selector).
 
 Every logical request carries an ``Idempotency-Key`` (the caller's, such as a match id, or a fresh
 random one), and every retry of it the same key: the allocator answers a retry with the server the

@@ -20,6 +20,8 @@ from fleetmatch.settings import Settings
 
 STACK_FILE = "stack.json"
 LOCK_FILE = "up.lock"
+OPERATOR_KEY_NAME = "fleetmatch-cli"
+"""The name of the ticket API key ``fleetmatch up`` makes for the CLI (principal ``key:fleetmatch-cli``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +40,12 @@ class StackInfo:
     pid: int
     prometheus_url: str | None = None
     """The local Prometheus of ``up --observability`` (None: not running)."""
+    operator_api_key: str = ""
+    """The ticket API key of the CLI's operator commands (``queue list``, ``ticket list``; ``ticket
+    get`` and ``cancel`` without ``--player``); empty in a file of an older stack."""
 
     def write(self, data_dir: Path) -> None:
-        """Atomically, readable by this user only (it holds the allocator token)."""
+        """Atomically, readable by this user only (it holds the allocator token and the API key)."""
         tmp = data_dir / (STACK_FILE + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -127,12 +132,13 @@ def stack_allocator(settings: Settings) -> tuple[str, str]:
     return info.allocator_url, settings.allocator.token or info.allocator_token
 
 
-def stack_matchmaker(settings: Settings) -> tuple[str, str]:
-    """(URL, player-token secret) of the running stack's ticket API (the secret from settings if set)."""
+def stack_matchmaker(settings: Settings) -> tuple[str, str, str]:
+    """(URL, player-token secret, operator API key) of the running stack's ticket API (the secret
+    from settings if set; the key "" for a stack too old to have one)."""
     info = StackInfo.read(settings.data_dir)
     if info is None:  # the ticket commands have no --url: the stack is the only way to the API
         raise ConfigError(
             f"no running fleetmatch stack found in {settings.data_dir}: start one with `fleetmatch up`, "
             "or pass --data-dir of a running one"
         )
-    return info.matchmaker_url, settings.matchmaker.token_secret or info.player_token_secret
+    return info.matchmaker_url, settings.matchmaker.token_secret or info.player_token_secret, info.operator_api_key

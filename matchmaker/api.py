@@ -12,6 +12,8 @@ with a player token or an API key; see ``matchmaker.auth``):
   the same tickets as JSON text messages, then a normal close.
 - ``DELETE /v1/tickets/{id}`` -> 200 and the ticket after cancelling (a ticket already final is
   returned unchanged).
+- ``GET /v1/queues`` and ``GET /v1/tickets?queue=Q`` (API keys only): the operators' views,
+  ``matchmaker.views``.
 
 Errors (``matchmaker.errors``, mapped by ``fleetmatch.http``, as for every fleetmatch API) are
 ``{"error": {"code", "message", "field"?}}``: 400 malformed JSON; 401
@@ -22,9 +24,10 @@ without its own player); 409 ``AlreadyQueued`` when a player of the new ticket i
 open ticket of the queue (``MatchmakerSettings.max_open_tickets``, one by default, counted per
 player whoever opened the ticket: the field names the player, the message that ticket when the
 caller plays in it or is a backend); 403 ``NotInParty`` when a player token names a player its
-party claim does not list; 429 ``RateLimited`` with ``Retry-After``, or ``TooManyStreams`` when the
-caller already follows ``max_streams_per_player`` (per API key ``max_streams_per_key``) tickets at
-once on this frontend (streams and long-polls); 503 when the store is unreachable.
+party claim does not list, ``Forbidden`` when it asks for an operators' view; 429 ``RateLimited``
+with ``Retry-After``, or ``TooManyStreams`` when the caller already follows
+``max_streams_per_player`` (per API key ``max_streams_per_key``) tickets at once on this frontend
+(streams and long-polls); 503 when the store is unreachable.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from typing import Any, Protocol
 from aiohttp import WSCloseCode, web
 
 from fleetmatch import http
-from fleetmatch.codec import from_wire, to_wire
+from fleetmatch.codec import from_wire
 from fleetmatch.errors import FleetmatchError, NotFoundError, ValidationError
 from fleetmatch.http import RateLimitedLog, errors_middleware, read_json
 from fleetmatch.metrics import add_metrics_routes
@@ -54,6 +57,7 @@ from matchmaker.models import Ticket, TicketRequest, TicketState, new_ticket_id,
 from matchmaker.openapi import OPENAPI
 from matchmaker.push import OPEN, Hub
 from matchmaker.store import TicketStore
+from matchmaker.views import OperatorViews, ticket_json
 
 log = logging.getLogger(__name__)
 
@@ -83,22 +87,6 @@ def _dumps(doc: Any) -> bytes:
 
 def _json(doc: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(body=_dumps(doc), status=status, headers=headers, content_type="application/json")
-
-
-def ticket_json(ticket: Ticket, principal: Principal) -> dict[str, Any]:
-    """The ticket as a client sees it: the public state, the owner only for API keys, and of the
-    connection tokens only the caller's own (an API key sees them all)."""
-    doc = to_wire(ticket)
-    del doc["enqueuedAt"]
-    owner = doc.pop("owner")
-    doc["state"] = ticket.state.public
-    assignment = doc["assignment"]
-    if principal.trusted:
-        doc["owner"] = owner
-    elif assignment is not None:
-        token = assignment["tokens"].get(principal.id)
-        assignment["tokens"] = {} if token is None else {principal.id: token}
-    return doc
 
 
 class _Counters:
@@ -443,6 +431,9 @@ def build_app(
     app.router.add_get("/v1/tickets/{id}", api.get)
     app.router.add_delete("/v1/tickets/{id}", api.cancel)
     app.router.add_get("/v1/tickets/{id}/events", api.events)
+    views = OperatorViews(store, queues, api.principal, clock=clock)
+    app.router.add_get("/v1/tickets", views.list_tickets)
+    app.router.add_get("/v1/queues", views.list_queues)
     add_probe_routes(app, probes or Probes())
     if metrics:
         add_metrics_routes(app)

@@ -48,7 +48,8 @@ from fleetmatch.store import Store
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker import metrics
 from matchmaker.models import Assignment, Proposal, Ticket
-from matchmaker.store import TicketStore
+from matchmaker.stats import players_by_region
+from matchmaker.store import Tick, TicketStore
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,14 @@ class Director:
             await asyncio.sleep(max(0.0, self.queue.tick_seconds + self._backoff - elapsed))
 
     async def tick(self) -> TickReport:
+        """One pass; then it is recorded as the queue's last (``fleetmatch queue list`` shows it)."""
+        started = time.perf_counter()
+        report = await self._pass()
+        seconds = time.perf_counter() - started
+        await self.store.record_tick(self.queue.name, Tick(self._clock(), seconds, report.matched))
+        return report
+
+    async def _pass(self) -> TickReport:
         name = self.queue.name
         report = TickReport()
         with metrics.DIRECTOR_TICK_SECONDS.labels(queue=name).time():
@@ -287,10 +296,7 @@ class Director:
             log.info("returned %s, allocated for abandoned match %s", ", ".join(released), match_id, extra=ids)
 
     def _gauge_waiting(self, pool: Sequence[Ticket]) -> None:
-        per_region: dict[str, int] = {}
-        for ticket in pool:
-            region = _best_region(ticket)
-            per_region[region] = per_region.get(region, 0) + ticket.size
+        per_region = players_by_region(pool)
         gauge = metrics.PLAYERS_WAITING
         for region, players in per_region.items():
             gauge.labels(queue=self.queue.name, region=region).set(players)
@@ -343,7 +349,7 @@ class Director:
         except AllocatorError as exc:
             log.warning("allocation for match %s failed: %s", match_id, exc, extra={**self._ids, "match_id": match_id})
             self._back_off()
-            return "error"
+            return "no-fleet" if exc.code == "FleetNotFound" else "error"  # a 404 allocated nothing
         if status.state is not AllocationState.ALLOCATED:
             self._back_off()
             return "no-capacity" if status.state is AllocationState.UNALLOCATED else "contention"
@@ -386,12 +392,3 @@ class Director:
     def _back_off(self) -> None:
         """No room (or the allocator failed): the next passes wait longer, doubling up to ``MAX_BACKOFF``."""
         self._backoff = min(MAX_BACKOFF, max(self.queue.tick_seconds, self._backoff * 2))
-
-
-def _best_region(ticket: Ticket) -> str:
-    """The region with the lowest worst latency over the ticket's players ("-" without latencies)."""
-    regions: dict[str, float] = {}
-    for player in ticket.players:
-        for region, ms in player.latencies.items():
-            regions[region] = max(regions.get(region, 0.0), ms)
-    return min(regions, key=regions.__getitem__) if regions else "-"

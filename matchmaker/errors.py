@@ -11,6 +11,8 @@ FleetmatchError
     │   (also a ValidationError)   claim does not list
     ├── AlreadyQueuedError         a player is already in an open ticket of   -> 409 AlreadyQueued, names the
     │   (also a ValidationError)   the queue (as many as allowed)                field and that ticket
+    ├── OperatorsOnlyError         a player token asked for an operator's     -> 403 Forbidden
+    │                              view (queue statistics, ticket lists)
     ├── RateLimitedError           the client sends too fast                  -> 429 RateLimited, Retry-After
     └── TooManyStreamsError        the client follows too many tickets at     -> 429 TooManyStreams, Retry-After
                                    once (SSE, WebSocket, long-poll)
@@ -97,3 +99,14 @@ class TooManyStreamsError(MatchmakerError):
     def __init__(self, who: str, limit: int) -> None:
         self.who, self.limit = who, limit
         super().__init__(f"{who} already follows {limit} tickets at once on this server; close one first")
+
+
+class OperatorsOnlyError(MatchmakerError):
+    """A player token asked for an operator's view (every queue's statistics, lists of tickets):
+    those need an API key."""
+
+    http_status = 403
+    http_code = "Forbidden"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} needs an API key (FLEETMATCH_API_KEYS); a player token sees its own tickets only")

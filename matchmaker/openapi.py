@@ -13,6 +13,9 @@ from typing import Any
 from fleetmatch.http import ERROR_SCHEMA
 from fleetmatch.probes import PROBE_PATHS
 from matchmaker.models import MAX_ATTRIBUTE, MAX_LATENCY_MS, MAX_PARTY, NAME_PATTERN, PLAYER_ID_PATTERN
+from matchmaker.stats import OLDEST, RECENT
+from matchmaker.store import OPERATOR_STATES
+from matchmaker.views import DEFAULT_LIMIT, MAX_LIMIT
 
 QUEUE_PATTERN = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 """A queue's name: a DNS-1123 label (``fleetmatch.names.namespace_error``)."""
@@ -59,6 +62,7 @@ _FOLLOW_LIMITED = {
     }
 }
 _UNAVAILABLE = {"503": {**_error("The ticket store is unreachable: retry shortly"), "headers": _RETRY_AFTER}}
+_FORBIDDEN = {"403": _error("Forbidden: a player token asked for an operators' view (needs an API key)")}
 _NOT_FOUND = {"404": _error("No such ticket, or not one this caller may see (the same answer either way)")}
 
 OPENAPI: dict[str, Any] = {
@@ -168,12 +172,110 @@ OPENAPI: dict[str, Any] = {
                     "owner": {"type": "string", "description": "Who opened it (shown to API keys only)"},
                 },
             },
+            "QueueStats": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": [
+                    "name",
+                    "waitingTickets",
+                    "waitingPlayers",
+                    "byRegion",
+                    "oldestWaitSeconds",
+                    "lastTick",
+                    "timeToMatchSeconds",
+                ],
+                "properties": {
+                    "name": {"type": "string"},
+                    "waitingTickets": {"type": "integer", "minimum": 0, "description": "Queued tickets (exact)"},
+                    "waitingPlayers": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": f"Players of the {OLDEST} longest-waiting tickets (all, unless more wait)",
+                    },
+                    "byRegion": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer", "minimum": 0},
+                        "description": "Region -> waiting players (the same tickets), each ticket in the region of "
+                        "its lowest worst-player latency; '-' for tickets without latencies",
+                    },
+                    "oldestWaitSeconds": {"type": "number", "minimum": 0},
+                    "lastTick": {
+                        "oneOf": [
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["at", "seconds", "matches"],
+                                "properties": {
+                                    "at": {"type": "string", "format": "date-time"},
+                                    "seconds": {"type": "number", "minimum": 0},
+                                    "matches": {"type": "integer", "minimum": 0},
+                                },
+                            },
+                            {"type": "null"},
+                        ],
+                        "description": "The last director pass on the queue (null: no director ran)",
+                    },
+                    "timeToMatchSeconds": {
+                        "oneOf": [
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["p50", "p95"],
+                                "properties": {"p50": {"type": "number"}, "p95": {"type": "number"}},
+                            },
+                            {"type": "null"},
+                        ],
+                        "description": f"Enqueue to match of the matched tickets among the {RECENT} most recently "
+                        "finished (nearest-rank percentiles); null when none",
+                    },
+                },
+            },
             "Error": _ERROR,
         },
     },
     "security": [{"bearer": []}],
     "paths": {
         "/v1/tickets": {
+            "get": {
+                "operationId": "listTickets",
+                "summary": "List a queue's tickets (API keys only)",
+                "description": "Queued tickets oldest first, then finished ones newest first (looked for among "
+                "the most recently finished only). Capped, not paged: truncated says more were left out.",
+                "parameters": [
+                    {"name": "queue", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "state", "in": "query", "required": False, "schema": {"enum": list(OPERATOR_STATES)}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The tickets",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["kind", "items", "truncated"],
+                                    "properties": {
+                                        "kind": {"const": "List"},
+                                        "items": {"type": "array", "items": _TICKET_REF},
+                                        "truncated": {"type": "boolean"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_UNAUTHORIZED,
+                    **_FORBIDDEN,
+                    "422": _error("Missing or unknown queue, bad state or limit (field names it)"),
+                    **_RATE_LIMITED,
+                    **_UNAVAILABLE,
+                },
+            },
             "post": {
                 "operationId": "createTicket",
                 "summary": "Open a ticket",
@@ -201,6 +303,37 @@ OPENAPI: dict[str, Any] = {
                         "twice, attributes the queue's rules need missing or of the wrong type, a party larger "
                         "than a team, no region within the queue's latency, a player token without its player"
                     ),
+                    **_RATE_LIMITED,
+                    **_UNAVAILABLE,
+                },
+            },
+        },
+        "/v1/queues": {
+            "get": {
+                "operationId": "listQueues",
+                "summary": "Statistics of every queue served here (API keys only)",
+                "responses": {
+                    "200": {
+                        "description": "One item per queue",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "required": ["kind", "items"],
+                                    "properties": {
+                                        "kind": {"const": "List"},
+                                        "items": {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/QueueStats"},
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_UNAUTHORIZED,
+                    **_FORBIDDEN,
                     **_RATE_LIMITED,
                     **_UNAVAILABLE,
                 },

@@ -17,6 +17,8 @@ slot, so it runs unchanged on Redis Cluster; every multi-ticket step one Lua scr
   assignments, marks the tickets matched and publishes them.
 - ``cancel`` is safe at any time: a leased ticket that is cancelled makes the lease holder's
   ``assign`` fail, and the holder releases the others.
+- ``snapshot`` and ``list_tickets`` are the operators' views (``matchmaker.stats``): bounded reads,
+  however long the queue.
 - Changes a waiting client cares about (matched, cancelled, expired) are published per queue;
   ``updates(queue)`` is one subscription a frontend shares between all its waiting requests.
 """
@@ -39,6 +41,34 @@ class Reaped:
     matches_abandoned: tuple[str, ...] = ()
     """Matches whose leases ran out (their director died or stalled): listed as orphans, since a
     server may be allocated for them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One director pass, as the operators' view shows the last one."""
+
+    at: float
+    """When it ended (epoch seconds)."""
+    seconds: float
+    matches: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSnapshot:
+    """What the queue statistics are computed from (``matchmaker.stats``), read with bounded work."""
+
+    waiting_tickets: int
+    """Queued tickets (not leased): exact."""
+    oldest: tuple[Ticket, ...]
+    """The longest-waiting queued tickets, oldest first: all of them up to the read's cap."""
+    matched_waits: tuple[float, ...]
+    """Seconds from enqueue to match of the most recently finished tickets that were matched."""
+    last_tick: Tick | None
+    """The last director pass on the queue (any director's), None if none ran."""
+
+
+OPERATOR_STATES = ("queued", "matched", "cancelled", "expired")
+"""The states ``list_tickets`` filters by: what clients see (a leased ticket is ``queued``)."""
 
 
 class TicketStore(Protocol):
@@ -81,6 +111,18 @@ class TicketStore(Protocol):
 
     async def forget_orphan(self, queue: str, match_id: str) -> None:
         """The match's server was released (or is gone): off the orphan list."""
+
+    async def record_tick(self, queue: str, tick: Tick) -> None:
+        """Remember ``tick`` as the queue's last director pass."""
+
+    async def snapshot(self, queue: str, *, oldest: int, recent: int) -> QueueSnapshot:
+        """The queue's statistics inputs: the ``oldest`` longest-waiting tickets and the match waits
+        among the ``recent`` most recently finished ones."""
+
+    async def list_tickets(self, queue: str, *, state: str | None, limit: int) -> tuple[list[Ticket], bool]:
+        """Up to ``limit`` tickets of the queue in ``state`` (one of ``OPERATOR_STATES``; None: any),
+        queued oldest first, then finished newest first; and whether more were left out. Finished
+        tickets are looked for among a bounded number of the most recent ones."""
 
     async def ping(self) -> None:
         """Reach the store once (a probe); ``BackendError`` if it does not answer."""

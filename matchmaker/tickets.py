@@ -24,6 +24,7 @@ and the queue runs unchanged on Redis Cluster (``Keys`` builds every name; nothi
                                           director gave up on the allocation or the assignment)
     fm:{q:duel}:tickets:orphan_tries HASH match id -> release attempts so far (backing off; given up
                                           after ``ORPHAN_TRIES``)
+    fm:{q:duel}:tickets:tick        HASH  at, seconds, matches of the last director pass (operators' view)
 
 Every state change is one Lua script (``lua/``, EVALSHA through ``register_script``, which on a
 ``RedisCluster`` routes by the first key and loads scripts on every primary); the ones touching
@@ -71,7 +72,7 @@ from fleetmatch.errors import AlreadyExistsError, BackendError, ConfigError, Not
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker.errors import AlreadyQueuedError
 from matchmaker.models import Assignment, Ticket, TicketState, queue_of
-from matchmaker.store import Reaped
+from matchmaker.store import OPERATOR_STATES, QueueSnapshot, Reaped, Tick
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ ORPHAN_RETRY_CAP = 300.0
 ORPHAN_TRIES = 30
 """... this many times (a couple of hours of an unreachable allocator); then the game server's own
 join timeout is what ends it."""
+LIST_SCAN = 10_000
+"""Finished tickets ``list_tickets`` looks through for ones in a state, at most (newest first)."""
 _BODY_OMITS = ("state", "assignment", "reason")
 _TIMES = (("createdAt", "created_at"), ("enqueuedAt", "enqueued_at"), ("expiresAt", "expires_at"))
 
@@ -120,6 +123,7 @@ class Keys:
     events: str
     orphans: str
     orphan_tries: str
+    tick: str
 
     @classmethod
     def of(cls, queue: str) -> Keys:
@@ -142,7 +146,7 @@ def _script(name: str) -> str:
 
 _SCRIPTS = {
     name: _script(name)
-    for name in ("create", "read", "cancel", "claim", "release", "assign", "reap", "orphans", "forget")
+    for name in ("create", "read", "cancel", "claim", "release", "assign", "reap", "orphans", "forget", "list")
 }
 
 
@@ -363,6 +367,12 @@ class RedisTicketStore:
         await self._ready()
         with _backend():
             ids: list[bytes] = await self._redis.zrange(keys.pool, 0, -1)  # type: ignore[assignment]
+        return await self._queued(queue, ids, prune=True)
+
+    async def _queued(self, queue: str, ids: list[bytes], *, prune: bool = False) -> list[Ticket]:
+        """The queued tickets of ``ids`` (in order), decoding only bodies not seen before. ``prune``:
+        forget the bodies of other tickets once they far outnumber ``ids`` (the memory stays bounded)."""
+        keys = self.keys(queue)
         known = self._bodies.setdefault(queue, {})
         tickets = list(map(known.get, ids))  # the hot path: one C-level pass when nothing is new
         if None not in tickets:
@@ -375,7 +385,7 @@ class RedisTicketStore:
             for ticket_id, body in zip(chunk, bodies, strict=True):
                 if body is not None:  # gone since the ZRANGE (finished and purged): not in the pool
                     known[ticket_id] = _decode_body(body)
-        if len(known) > 2 * len(ids) + FETCH_BATCH:  # drop what left the pool for good
+        if prune and len(known) > 2 * len(ids) + FETCH_BATCH:  # drop what left the pool for good
             known = self._bodies[queue] = {i: known[i] for i in ids if i in known}
         return [t for t in map(known.get, ids) if t is not None]
 
@@ -425,6 +435,52 @@ class RedisTicketStore:
 
     async def forget_orphan(self, queue: str, match_id: str) -> None:
         await self._run("forget", queue, match_id)
+
+    # -- operators --------------------------------------------------------------------------
+
+    async def record_tick(self, queue: str, tick: Tick) -> None:
+        await self._ready()
+        with _backend():
+            await self._redis.hset(
+                self.keys(queue).tick,
+                mapping={"at": repr(tick.at), "seconds": repr(tick.seconds), "matches": tick.matches},
+            )
+
+    async def snapshot(self, queue: str, *, oldest: int, recent: int) -> QueueSnapshot:
+        """Separate reads (statistics need no atomic view): the pool's size and its ``oldest``
+        tickets, the ``recent`` finished ids with their state and enqueue time, the last tick."""
+        keys = self.keys(queue)
+        await self._ready()
+        with _backend():
+            waiting: int = await self._redis.zcard(keys.pool)
+            ids: Any = await self._redis.zrange(keys.pool, 0, oldest - 1) if oldest else []
+            done: Any = await self._redis.zrevrange(keys.done, 0, recent - 1, withscores=True) if recent else []
+            finished = [i for i, _ in done]
+            states: list[Any] = await self._redis.hmget(keys.state, finished) if finished else []
+            enqueued: list[Any] = await self._redis.hmget(keys.enqueued, finished) if finished else []
+            tick: Any = await self._redis.hgetall(keys.tick)
+        waits = tuple(
+            max(0.0, at - float(since))
+            for (_, at), state, since in zip(done, states, enqueued, strict=True)
+            if state == b"matched" and since is not None
+        )
+        last = (
+            Tick(float(tick[b"at"]), float(tick[b"seconds"]), int(tick[b"matches"]))
+            if {b"at", b"seconds", b"matches"} <= tick.keys()
+            else None
+        )
+        # Pruned to what was read once the cache outgrows it: exact when the read covered the pool
+        # (up to ``oldest`` tickets); past that, a director sharing this store re-reads the rest once.
+        return QueueSnapshot(waiting, tuple(await self._queued(queue, ids, prune=True)), waits, last)
+
+    async def list_tickets(self, queue: str, *, state: str | None, limit: int) -> tuple[list[Ticket], bool]:
+        if state is not None and state not in OPERATOR_STATES:
+            raise ValidationError("state", f"must be one of {', '.join(OPERATOR_STATES)}, got {state[:100]!r}")
+        if limit < 1:
+            raise ValidationError("limit", f"must be at least 1, got {limit}")
+        more, *flat = await self._run("list", queue, state or "", limit, LIST_SCAN)
+        tickets = [self._ticket(queue, _text(flat[i]), flat[i + 1]) for i in range(0, len(flat), 2)]
+        return tickets, bool(more)
 
     # -- push -------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import click
 
 from fleetmatch import __version__
 from fleetmatch.backends.redis.client import CLUSTER_SCHEME
-from fleetmatch.cli import allocation, completion, components, gameservers, resources, status, tickets
+from fleetmatch.cli import allocation, completion, components, gameservers, queues, resources, status, tickets
 from fleetmatch.cli.group import FleetmatchGroup
 from fleetmatch.cli.options import REDIS_SCHEMES, check_redis_url
 from fleetmatch.errors import FleetmatchError
@@ -83,6 +83,7 @@ for command in (
     allocation.allocate,
     tickets.token_cmd,
     tickets.ticket,
+    queues.queue,
     loadtest_cmd,
 ):
     cli.add_command(command)

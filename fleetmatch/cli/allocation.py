@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from fleetmatch.cli.options import key_values, output_option, settings_of
+from fleetmatch.cli.options import key_values, settings_of
+from fleetmatch.cli.output import dump, output_option
 from fleetmatch.codec import to_wire
 from fleetmatch.models import FLEET_LABEL
 from fleetmatch.running import run
@@ -30,7 +30,7 @@ from fleetmatch.running import run
 )
 @click.option("--url", help="Allocator URL (default: the running stack's).")
 @click.option("--token", envvar="FLEETMATCH_ALLOCATOR_TOKEN", help="Bearer token (default: the stack's).")
-@output_option
+@output_option()
 @click.pass_context
 def allocate(
     ctx: click.Context,
@@ -45,9 +45,10 @@ def allocate(
     token: str | None,
     output: str,
 ) -> None:
-    """Allocate a game server: prints its name, address:port and node."""
+    """Allocate a game server: prints its name, address:port and node (-o json or yaml: the whole
+    allocation status; -o name: gameserver/NAME). Exits 1 when nothing was allocated, saying why."""
     from fleetmatch.allocation import AllocationState, GameServerAllocationSpec
-    from fleetmatch.allocator_client import AllocatorClient
+    from fleetmatch.allocator_client import AllocatorClient, AllocatorError
     from fleetmatch.codec import from_wire
     from fleetmatch.stackfile import stack_allocator
 
@@ -74,12 +75,39 @@ def allocate(
         async with AllocatorClient(url, token) as client:
             return await client.allocate(spec, idempotency_key=idempotency_key)
 
-    status = run(main())
-    if output == "json":
-        click.echo(json.dumps(to_wire(status), indent=2))
+    try:
+        status = run(main())
+    except AllocatorError as exc:
+        if exc.code != "FleetNotFound":
+            raise
+        click.echo(f"error: {exc.message} (see `fleetmatch fleet list`)", err=True)
+        sys.exit(1)
+    if output in ("json", "yaml"):
+        click.echo(dump(to_wire(status), output))
+    elif status.state is AllocationState.ALLOCATED and output == "name":
+        click.echo(f"gameserver/{status.game_server_name}")
     elif status.state is AllocationState.ALLOCATED:
         port = f"{status.address}:{status.ports[0].port}" if status.ports else status.address
         click.echo(f"{status.game_server_name}  {port}  {status.node_name}")
-    if status.state is not AllocationState.ALLOCATED:
-        click.echo(f"error: {status.state.value}: no server matches the selector and is free", err=True)
+    if status.state is AllocationState.UNALLOCATED:
+        click.echo(f"error: {_nothing_free(state, fleet_name, labels)}", err=True)
         sys.exit(1)
+    if status.state is not AllocationState.ALLOCATED:
+        click.echo(
+            f"error: {status.state.value}: every server tried was taken by a concurrent allocation; retry", err=True
+        )
+        sys.exit(1)
+
+
+def _nothing_free(state: str, fleet: str | None, labels: Sequence[str]) -> str:
+    """Why an allocation found nothing, and what to do about it (naming only commands that exist)."""
+    where = f'in fleet "{fleet}"' if fleet else "anywhere"
+    with_labels = f" with labels {', '.join(labels)}" if labels else ""
+    if state == "Allocated":
+        return f"no Allocated game server {where}{with_labels} matches: see `fleetmatch gs list`"
+    advice = (
+        f"retry when one is free, or scale the fleet: fleetmatch fleet scale {fleet} <replicas>"
+        if fleet
+        else "see `fleetmatch gs list`"
+    )
+    return f"no Ready game server {where}{with_labels} is free: {advice}"

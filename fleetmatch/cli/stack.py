@@ -35,7 +35,7 @@ from fleetmatch.nodes import NODE_BOOT_ANNOTATION
 from fleetmatch.observe import Observability, local_prometheus
 from fleetmatch.probes import Probes
 from fleetmatch.settings import Settings
-from fleetmatch.stackfile import STACK_FILE, StackInfo, data_dir_lock, remove_stack_file
+from fleetmatch.stackfile import OPERATOR_KEY_NAME, STACK_FILE, StackInfo, data_dir_lock, remove_stack_file
 from fleetmatch.store import GameServerStore
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.app import serve_matchmaker
@@ -116,6 +116,7 @@ async def run_stack(
     fleets = [r for r in resources if isinstance(r, Fleet)]
     token = settings.allocator.token or secrets.token_urlsafe(24)
     player_secret = settings.matchmaker.token_secret or secrets.token_urlsafe(32)
+    operator_key = secrets.token_urlsafe(24)  # the CLI's API key: queue list, ticket list/get/cancel
     with data_dir_lock(data_dir), contextlib.ExitStack() as stack:
         url = settings.redis.url
         server: EmbeddedRedis | None = None
@@ -163,7 +164,11 @@ async def run_stack(
                 serve_matchmaker(
                     RedisTicketStore(tickets_client),
                     queues,
-                    replace(settings.matchmaker, token_secret=player_secret),
+                    replace(
+                        settings.matchmaker,
+                        token_secret=player_secret,
+                        api_keys={**settings.matchmaker.api_keys, OPERATOR_KEY_NAME: operator_key},
+                    ),
                     allocator_url=allocator.url,
                     allocator_token=token,
                     fallback_port=True,
@@ -181,6 +186,7 @@ async def run_stack(
             leases = AllocationLeaseLoop.on(backend)  # recycles allocations no game confirmed (when leases are on)
             services.push_async_callback(cancel_and_wait, supervised("allocation-leases", leases.run))
             info = StackInfo(
+                operator_api_key=operator_key,
                 redis_url=url,
                 metrics_url=metrics_url,
                 allocator_url=allocator.url,

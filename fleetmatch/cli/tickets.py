@@ -1,20 +1,45 @@
-"""Matchmaking by hand: ``token`` mints a player token, ``ticket`` opens, shows and cancels tickets."""
+"""Matchmaking by hand: ``token`` mints a player token, ``ticket`` opens, lists, shows and cancels tickets.
+
+Every command finds the ticket API through the running stack (``stack.json``). A player's commands
+use a token minted for ``--player``; without it, ``ticket get`` and ``ticket cancel`` use the
+stack's operator API key, as ``ticket list`` and ``queue list`` always do. The API's refusals are
+one line on stderr (``error: 404 Ticket "duel.…" not found``) and exit 1; what was read goes to
+stdout.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import click
 
 from fleetmatch.cli.options import key_values, settings_of
+from fleetmatch.cli.output import Column, Shape, age, dump, output_option, render, render_one
+from fleetmatch.codec import parse_timestamp
+from fleetmatch.errors import ConfigError, FleetmatchError
 from fleetmatch.running import run
 from fleetmatch.settings import Settings
 
-# -- matchmaking by hand --------------------------------------------------------------------
+FINAL_STATES = frozenset({"matched", "cancelled", "expired"})
+LONG_POLL_SECONDS = 60
+"""The longest ``?wait=`` the ticket API takes: ``--watch`` asks again after each."""
+
+
+class TicketApiError(FleetmatchError):
+    """The ticket API refused a request, or could not be reached: its status and its own error
+    fields, printed as one line."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        self.status, self.message, self.field = status, message, field
+        where = f"{field}: " if field else ""
+        super().__init__(f"{status} {where}{message}" if status else message)
+
+
+# -- reaching the ticket API -----------------------------------------------------------------
 
 
 def _player_token(settings: Settings, player: str, ttl: float = 3600.0, party: Sequence[str] = ()) -> tuple[str, str]:
@@ -23,13 +48,96 @@ def _player_token(settings: Settings, player: str, ttl: float = 3600.0, party: S
     from fleetmatch.stackfile import stack_matchmaker
     from matchmaker.auth import mint_player_token
 
-    longest = settings.matchmaker.player_token_ttl
-    if ttl > longest:
-        raise click.BadParameter(
-            f"at most {longest:g} seconds: the ticket API refuses longer-lived tokens", param_hint="--ttl"
-        )
-    url, secret = stack_matchmaker(settings)
+    url, secret, _ = stack_matchmaker(settings)
+    ttl = min(ttl, settings.matchmaker.player_token_ttl)  # the ticket API refuses longer-lived tokens
     return url, mint_player_token(secret, player, ttl, time.time(), party=party)
+
+
+def operator_credentials(settings: Settings, *, instead: str | None = None) -> tuple[str, str]:
+    """(ticket API URL, the stack's operator API key). ``instead``: the option that works without
+    the key, named when the stack has none."""
+    from fleetmatch.stackfile import stack_matchmaker
+
+    url, _, key = stack_matchmaker(settings)
+    if not key:
+        alternative = f", or pass {instead}" if instead else ""
+        raise ConfigError(
+            f"the running stack has no operator API key (it was started by an older fleetmatch): "
+            f"restart `fleetmatch up`{alternative}"
+        )
+    return url, key
+
+
+def _credentials(settings: Settings, player: str | None) -> tuple[str, str]:
+    if player:
+        return _player_token(settings, player)
+    return operator_credentials(settings, instead="--player")
+
+
+async def ticket_call(method: str, url: str, token: str, body: Any = None) -> Any:
+    """The JSON answer of one ticket API request; ``TicketApiError`` for a refusal, a failed
+    connection or an answer that is not JSON."""
+    import aiohttp
+
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, url, json=body, headers={"Authorization": f"Bearer {token}"}) as resp,
+        ):
+            status = resp.status
+            text = await resp.text()
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise TicketApiError(0, f"cannot reach the ticket API at {url.split('/v1/')[0]}: {exc}") from None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise TicketApiError(status, f"not a JSON answer: {text[:200]!r}") from None
+    if status >= 400:
+        error = doc.get("error") if isinstance(doc, dict) else None
+        if not isinstance(error, dict):
+            raise TicketApiError(status, str(doc)[:200])
+        raise TicketApiError(status, str(error.get("message", "")), error.get("field"))
+    return doc
+
+
+# -- how tickets are printed -------------------------------------------------------------------
+
+
+def _server(doc: dict[str, Any]) -> str:
+    assignment = doc.get("assignment")
+    if not assignment:
+        return "-"
+    return f"{assignment['gameServer']} {assignment['address']}:{assignment['port']}"
+
+
+def _created(doc: dict[str, Any]) -> str:
+    return age(parse_timestamp(doc["createdAt"]), time.time())
+
+
+TICKET = Shape[dict[str, Any]](
+    kind="ticket",
+    columns=(
+        Column("ID", lambda t: t["id"]),
+        Column("STATE", lambda t: t["state"]),
+        Column("PLAYERS", lambda t: ",".join(p["id"] for p in t["players"])),
+        Column("AGE", _created),
+        Column("SERVER", _server),
+        Column("OWNER", lambda t: t.get("owner", "-"), wide=True),
+        Column("REASON", lambda t: t.get("reason") or "-", wide=True),
+    ),
+    document=lambda t: t,
+    name=lambda t: t["id"],
+)
+
+
+def _number_or_word(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+# -- commands -----------------------------------------------------------------------------------
 
 
 @click.command("token")
@@ -40,51 +148,43 @@ def _player_token(settings: Settings, player: str, ttl: float = 3600.0, party: S
 def token_cmd(ctx: click.Context, player: str, party: Sequence[str], ttl: float) -> None:
     """Mint a player token with the running stack's secret (for trying the ticket API by hand).
     With --party, the token may open one ticket for its player together with those players."""
-    _, token = _player_token(settings_of(ctx), player, ttl, party)
+    settings = settings_of(ctx)
+    longest = settings.matchmaker.player_token_ttl
+    if ttl > longest:
+        raise click.BadParameter(
+            f"at most {longest:g} seconds: the ticket API refuses longer-lived tokens", param_hint="--ttl"
+        )
+    _, token = _player_token(settings, player, ttl, party)
     click.echo(token)
-
-
-def _number_or_word(text: str) -> float | str:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-async def _ticket_call(method: str, url: str, token: str, body: Any = None) -> tuple[int, Any]:
-    import aiohttp
-
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(method, url, json=body, headers={"Authorization": f"Bearer {token}"}) as resp,
-    ):
-        return resp.status, await resp.json(content_type=None)
-
-
-def _show(status: int, doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2))
-    if status >= 400:
-        sys.exit(1)
 
 
 @click.group()
 def ticket() -> None:
-    """Open, inspect and cancel tickets by hand, as a player (tokens minted from the stack's secret)."""
+    """Open, list, show and cancel matchmaking tickets of the running stack.
+
+    A player's commands use a token minted for --player from the stack's secret; without --player,
+    get and cancel use the stack's operator API key, as list does."""
 
 
 @ticket.command("create")
-@click.option("--queue", "-q", required=True, help="Queue name (see fleetmatch/demo/queues.yaml).")
-@click.option("--player", "-p", "players", multiple=True, required=True, help="Player id (repeat for a party).")
-@click.option("--skill", type=float, help="Shorthand for --attr skill=N on every player.")
-@click.option("--attr", "attrs", multiple=True, help="Attribute KEY=VALUE on every player (numbers or words).")
-@click.option("--latency", "latencies", multiple=True, help="REGION=MS on every player.")
+@click.option("--queue", "-q", required=True, help="Queue to join (see `fleetmatch queue list`).")
+@click.option(
+    "--player", "-p", "players", multiple=True, required=True, help="Player id; repeat it for a party (all one team)."
+)
+@click.option("--skill", type=float, help="Same as --attr skill=N, for every player.")
+@click.option(
+    "--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Attribute of every player (a number or a word)."
+)
+@click.option("--latency", "latencies", multiple=True, metavar="REGION=MS", help="Latency of every player to a region.")
 @click.option(
     "--wait",
     type=click.FloatRange(0, 600),
     default=0.0,
-    help="Wait up to this many seconds for a match; if none comes, cancel the ticket and exit 1.",
+    metavar="SECONDS",
+    help="Wait this long for a match; if none comes, cancel the ticket and exit 1.",
 )
-@click.option("--token", help="Bearer token (default: one minted for the first player, vouching for the others).")
+@click.option("--token", help="Bearer token to use (default: one minted for the first player, vouching for the rest).")
+@output_option(default="json")
 @click.pass_context
 def ticket_create(
     ctx: click.Context,
@@ -95,60 +195,125 @@ def ticket_create(
     latencies: Sequence[str],
     wait: float,
     token: str | None,
+    output: str,
 ) -> None:
-    """Open a ticket and print it. With --wait, print it once matched instead; if no match comes in
-    time, cancel it (so the player can queue again), print it and exit 1."""
+    """Open a ticket and print it.
+
+    With --wait, print it once matched instead; if no match comes in time, cancel it (so the
+    players can queue again), print it and exit 1.
+
+    \b
+    Example: fleetmatch ticket create -q duel -p alice --skill 1500 --latency eu=20 --wait 30
+    """
     url, minted = _player_token(settings_of(ctx), players[0], party=players[1:])
-    token = token or minted
     attributes: dict[str, float | str] = {k: _number_or_word(v) for k, v in key_values(attrs, "--attr").items()}
     if skill is not None:
         attributes["skill"] = skill
-    lat = {k: float(v) for k, v in key_values(latencies, "--latency").items()}
+    lat = {k: _latency(v) for k, v in key_values(latencies, "--latency").items()}
     body = {"queue": queue, "players": [{"id": p, "attributes": attributes, "latencies": lat} for p in players]}
-    status, doc, timed_out = run(_create_and_wait(url, token, body, wait))
-    _show(status, doc)
+    doc, timed_out = run(_create_and_wait(url, token or minted, body, wait))
+    click.echo(render_one(doc, output, TICKET))
     if timed_out:
-        click.echo(f"no match within {wait:g} s: ticket {doc.get('id')} was cancelled", err=True)
+        click.echo(f"error: no match within {wait:g} s: ticket {doc.get('id')} was cancelled", err=True)
         sys.exit(1)
 
 
-async def _create_and_wait(url: str, token: str, body: Any, wait: float) -> tuple[int, Any, bool]:
-    """(status, ticket, whether the wait ran out): open the ticket, then long-poll while it is
-    queued, at most ``wait`` seconds; when they run out, cancel it (a ticket matched meanwhile is
-    returned as matched: then the wait did not run out)."""
-    status, doc = await _ticket_call("POST", f"{url}/v1/tickets", token, body)
-    if status != 201 or not wait:
-        return status, doc, False
+def _latency(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(f"expected REGION=MS with MS a number, got {text!r}", param_hint="--latency") from None
+
+
+async def _create_and_wait(url: str, token: str, body: Any, wait: float) -> tuple[Any, bool]:
+    """(ticket, whether the wait ran out): open the ticket, then long-poll while it is queued, at
+    most ``wait`` seconds; when they run out, cancel it (a ticket matched meanwhile is returned as
+    matched: then the wait did not run out)."""
+    doc = await ticket_call("POST", f"{url}/v1/tickets", token, body)
+    if not wait:
+        return doc, False
     ticket_id = doc["id"]
     deadline = time.monotonic() + wait
     while doc.get("state") == "queued":
         left = deadline - time.monotonic()
         if left <= 0:
-            status, doc = await _ticket_call("DELETE", f"{url}/v1/tickets/{ticket_id}", token)
-            return status, doc, status == 200 and doc.get("state") == "cancelled"
-        status, doc = await _ticket_call("GET", f"{url}/v1/tickets/{ticket_id}?wait={min(60.0, left):.3f}", token)
-        if status != 200:
-            break
-    return status, doc, False
+            doc = await ticket_call("DELETE", f"{url}/v1/tickets/{ticket_id}", token)
+            return doc, doc.get("state") == "cancelled"
+        doc = await ticket_call("GET", f"{url}/v1/tickets/{ticket_id}?wait={min(LONG_POLL_SECONDS, left):.3f}", token)
+    return doc, False
+
+
+@ticket.command("list")
+@click.option("--queue", "-q", required=True, help="Queue whose tickets to list.")
+@click.option(
+    "--state", type=click.Choice(["queued", "matched", "cancelled", "expired"]), help="Only tickets in this state."
+)
+@click.option(
+    "--limit", type=click.IntRange(1, 1000), default=100, show_default=True, help="At most this many tickets."
+)
+@output_option()
+@click.pass_context
+def ticket_list(ctx: click.Context, queue: str, state: str | None, limit: int, output: str) -> None:
+    """List a queue's tickets: queued ones oldest first, then finished ones newest first
+    (finished tickets are kept for a few minutes)."""
+    url, key = operator_credentials(settings_of(ctx))
+    query = f"queue={queue}&limit={limit}" + (f"&state={state}" if state else "")
+    doc = run(ticket_call("GET", f"{url}/v1/tickets?{query}", key))
+    items = doc["items"]
+    if items or output in ("json", "yaml"):
+        click.echo(render(items, output, TICKET))
+    elif output != "name":
+        click.echo(f"no {state + ' ' if state else ''}tickets in queue {queue}", err=True)
+    if doc.get("truncated"):
+        click.echo(f"(only the first {limit}: pass --limit or --state to see others)", err=True)
 
 
 @ticket.command("get")
 @click.argument("ticket_id")
-@click.option("--player", "-p", required=True, help="A player of the ticket (whose token is minted).")
-@click.option("--wait", type=click.IntRange(0, 60), default=0, help="Long-poll up to this many seconds.")
+@click.option("--player", "-p", help="Read it as this player of the ticket (default: with the stack's API key).")
+@click.option("--wait", type=click.IntRange(0, 60), default=0, metavar="SECONDS", help="Long-poll up to this long.")
+@click.option("--watch", "-w", is_flag=True, help="Print it again at each change until it is matched or ends.")
+@output_option()
 @click.pass_context
-def ticket_get(ctx: click.Context, ticket_id: str, player: str, wait: int) -> None:
-    """Show a ticket (state, and the assignment once matched)."""
-    url, token = _player_token(settings_of(ctx), player)
+def ticket_get(ctx: click.Context, ticket_id: str, player: str | None, wait: int, watch: bool, output: str) -> None:
+    """Show a ticket (its state, and where to play once matched)."""
+    url, token = _credentials(settings_of(ctx), player)
+    if watch:
+        run(_watch(f"{url}/v1/tickets/{ticket_id}", token, output))
+        return
     suffix = f"?wait={wait}" if wait else ""
-    _show(*run(_ticket_call("GET", f"{url}/v1/tickets/{ticket_id}{suffix}", token)))
+    click.echo(render_one(run(ticket_call("GET", f"{url}/v1/tickets/{ticket_id}{suffix}", token)), output, TICKET))
+
+
+async def _watch(url: str, token: str, output: str) -> None:
+    """Print the ticket now and at each change of its state until it is final, woken by the API's
+    long-poll (no polling loop: each request waits for a change, up to the API's limit)."""
+    first = True
+    async for doc in _changes(url, token):
+        if output in ("json", "yaml"):
+            click.echo(("" if first else "---\n" if output == "yaml" else "") + dump(doc, output))
+        else:
+            lines = render_one(doc, output, TICKET).splitlines()
+            click.echo("\n".join(lines if first or output == "name" else lines[1:]))  # the header once
+        first = False
+
+
+async def _changes(url: str, token: str) -> AsyncIterator[dict[str, Any]]:
+    doc = await ticket_call("GET", url, token)
+    yield doc
+    while doc["state"] not in FINAL_STATES:
+        state = doc["state"]
+        doc = await ticket_call("GET", f"{url}?wait={LONG_POLL_SECONDS}", token)
+        if doc["state"] != state:
+            yield doc
 
 
 @ticket.command("cancel")
 @click.argument("ticket_id")
-@click.option("--player", "-p", required=True, help="A player of the ticket (whose token is minted).")
+@click.option("--player", "-p", help="Cancel it as this player of the ticket (default: with the stack's API key).")
+@output_option()
 @click.pass_context
-def ticket_cancel(ctx: click.Context, ticket_id: str, player: str) -> None:
-    """Cancel a ticket that is still queued."""
-    url, token = _player_token(settings_of(ctx), player)
-    _show(*run(_ticket_call("DELETE", f"{url}/v1/tickets/{ticket_id}", token)))
+def ticket_cancel(ctx: click.Context, ticket_id: str, player: str | None, output: str) -> None:
+    """Cancel a queued ticket (one already matched, cancelled or expired is shown unchanged)."""
+    url, token = _credentials(settings_of(ctx), player)
+    click.echo(render_one(run(ticket_call("DELETE", f"{url}/v1/tickets/{ticket_id}", token)), output, TICKET))

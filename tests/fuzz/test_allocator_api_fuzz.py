@@ -266,11 +266,12 @@ def test_the_fuzzer_reaches_every_kind_of_answer(served: Served) -> None:
     seen = set()
     for doc in (
         {"spec": {"selectors": [{"matchLabels": {FLEET_LABEL: "arena"}}]}},
-        {"spec": {"selectors": [{"matchLabels": {FLEET_LABEL: "none"}}]}},
+        {"spec": {"selectors": [{"matchLabels": {FLEET_LABEL: "arena", "mode": "none"}}]}},
+        {"spec": {"selectors": [{"matchLabels": {FLEET_LABEL: "none"}}]}},  # no such fleet
         {"spec": {"selectors": [{"counters": {"rooms": {"minCount": 2**63}}}]}},
     ):
         with contextlib.suppress(AssertionError):
             status, headers, body = served.post(json.dumps(doc).encode(), {})
             check_answer(served, status, headers, body)
             seen.add(status)
-    assert seen == {201, 429, 422}
+    assert seen == {201, 429, 404, 422}

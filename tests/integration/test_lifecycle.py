@@ -59,7 +59,9 @@ async def test_sigkilled_game_turns_unhealthy_and_is_replaced(stack: Stack) -> N
     assert "killed by SIGKILL" in unhealthy.metadata.annotations[ERROR_ANNOTATION]
     assert len(items) == 2
     # The reason outlives the server: the agent's event record survives the deletion racing it.
-    records = await stack.agents[0].events.list(GameServer.KIND, victim.name)
+    log = stack.agents[0].events
+    assert log is not None
+    records = await log.list(GameServer.KIND, victim.name)
     assert [r.reason for r in records] == ["Unhealthy"] and "killed by SIGKILL" in records[0].message
 
 

@@ -1,6 +1,8 @@
-"""``fleetmatch ticket create`` against an in-process ticket API on the real Redis store (found
-through a stack file, as after ``fleetmatch up``): a party needs no more than the players' names,
-and ``--wait`` that runs out cancels the ticket and exits non-zero instead of leaving it queued."""
+"""``fleetmatch ticket`` and ``queue`` against an in-process ticket API on the real Redis store
+(found through a stack file, as after ``fleetmatch up``): a party needs no more than the players'
+names; ``--wait`` that runs out cancels the ticket and exits non-zero instead of leaving it queued;
+the operator commands use the stack's API key; ``--watch`` prints each change; a refusal is one
+line on stderr."""
 
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import click
 import pytest
 import redis.asyncio as aioredis
 
 from fleetmatch.stackfile import StackInfo
 from matchmaker.models import TicketState
 from matchmaker.tickets import RedisTicketStore
-from tests.integration.test_ticket_api import SECRET, Api, assign, player, serving
+from tests.integration.test_ticket_api import KEY, SECRET, Api, assign, player, serving
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +40,7 @@ async def api(store: RedisTicketStore, tmp_path: Path) -> AsyncIterator[Api]:
             node="local",
             data_dir=str(tmp_path),
             pid=os.getpid(),
+            operator_api_key=KEY,
         ).write(tmp_path)
         yield api
 
@@ -88,3 +92,133 @@ async def test_a_match_within_the_wait_exits_0(api: Api, tmp_path: Path) -> None
         code, out, err = await run
     assert code == 0, (out, err)
     assert json.loads(out)["state"] == "matched"
+
+
+async def opened(api: Api, *players: str) -> str:
+    ticket = await api.open("key", *(player(p) for p in players))
+    return str(ticket["id"])
+
+
+async def test_get_and_cancel_without_a_player_use_the_stacks_key(api: Api, tmp_path: Path) -> None:
+    ticket_id = await opened(api, "alice", "bob")
+    code, out, err = await fleetmatch(tmp_path, "ticket", "get", ticket_id)
+    assert code == 0, err
+    header, row = out.splitlines()
+    assert header.split() == ["ID", "STATE", "PLAYERS", "AGE", "SERVER"]
+    assert row.split()[:3] == [ticket_id, "queued", "alice,bob"]
+
+    code, out, err = await fleetmatch(tmp_path, "ticket", "cancel", ticket_id, "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["state"] == "cancelled" and json.loads(out)["owner"] == "key:shop"
+    assert (await api.store.get(ticket_id)).state is TicketState.CANCELLED
+
+    code, out, _ = await fleetmatch(tmp_path, "ticket", "get", ticket_id, "--player", "alice", "-o", "yaml")
+    assert code == 0 and "state: cancelled" in out.splitlines()  # --player keeps working
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        pytest.param(("ticket", "get", "duel.0000000000000000000000000z"), "error: 404 Ticket ", id="unknown-ticket"),
+        pytest.param(("ticket", "get", "not-an-id"), "error: 404 Ticket ", id="malformed-id"),
+        pytest.param(("ticket", "list", "--queue", "ranked"), "error: 422 queue: unknown queue 'ranked'", id="queue"),
+        pytest.param(
+            ("ticket", "create", "-q", "duel", "-p", "alice", "--attr", "skill=high"),
+            "error: 422 players[0].attributes.skill: ",
+            id="attribute",
+        ),
+    ],
+)
+async def test_refusals_are_one_line_on_stderr(api: Api, tmp_path: Path, args: tuple[str, ...], line: str) -> None:
+    code, out, err = await fleetmatch(tmp_path, *args)
+    assert (code, out) == (1, ""), err
+    assert len(err.splitlines()) == 1 and err.startswith(line), err
+    assert "Traceback" not in err
+
+
+async def test_a_player_sees_only_their_tickets(api: Api, tmp_path: Path) -> None:
+    ticket_id = await opened(api, "alice")
+    code, out, err = await fleetmatch(tmp_path, "ticket", "get", ticket_id, "--player", "mallory")
+    assert (code, out) == (1, "") and err.startswith("error: 404 "), err
+
+
+async def test_ticket_list_by_state(api: Api, tmp_path: Path) -> None:
+    first, second = await opened(api, "p1"), await opened(api, "p2")
+    gone = await opened(api, "p3")
+    await api.call("DELETE", f"/v1/tickets/{gone}", as_="key")
+    code, out, err = await fleetmatch(tmp_path, "ticket", "list", "--queue", "duel", "--state", "queued", "-o", "name")
+    assert code == 0, err
+    assert out.splitlines() == [f"ticket/{first}", f"ticket/{second}"]
+    code, out, err = await fleetmatch(tmp_path, "ticket", "list", "-q", "duel", "--limit", "1", "-o", "json")
+    assert code == 0, err
+    assert [t["id"] for t in json.loads(out)["items"]] == [first] and "only the first 1" in err
+
+
+async def test_queue_list(api: Api, tmp_path: Path) -> None:
+    await api.open("key", player("a", eu=10), player("b", eu=30))
+    code, out, err = await fleetmatch(tmp_path, "queue", "list")
+    assert code == 0, err
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert set(rows) == {"duel", "squad"}
+    assert rows["duel"].split()[1:3] == ["2", "eu=2"] and "never" in rows["duel"]
+    code, out, err = await fleetmatch(tmp_path, "queue", "list", "-o", "json")
+    (duel,) = [q for q in json.loads(out)["items"] if q["name"] == "duel"]
+    assert (duel["waitingTickets"], duel["waitingPlayers"], duel["byRegion"]) == (1, 2, {"eu": 2})
+
+
+async def test_watch_prints_each_change_until_the_ticket_is_final(api: Api, tmp_path: Path) -> None:
+    ticket_id = await opened(api, "alice")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fleetmatch",
+        "ticket",
+        "get",
+        ticket_id,
+        "--watch",
+        cwd=REPO,
+        env={**os.environ, "FLEETMATCH_DATA_DIR": str(tmp_path)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        header = await proc.stdout.readline()
+        queued = await proc.stdout.readline()
+        assert header.split()[:2] == [b"ID", b"STATE"] and queued.split()[1] == b"queued"
+        await assign(api.store, {"id": ticket_id, "queue": "duel"}, {"alice": "t-a"})
+        rest, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    (matched,) = rest.decode().splitlines()  # the header once
+    assert matched.split()[1] == "matched" and "arena-007" in matched
+
+
+async def test_a_stack_without_an_operator_key_says_what_to_do(api: Api, tmp_path: Path) -> None:
+    info = StackInfo.read(tmp_path)
+    assert info is not None
+    old = {k: v for k, v in json.loads((tmp_path / "stack.json").read_text()).items() if k != "operator_api_key"}
+    (tmp_path / "stack.json").write_text(json.dumps(old))
+    code, _, err = await fleetmatch(tmp_path, "ticket", "get", "duel.0000000000000000000000000z")
+    assert code == 1 and "restart `fleetmatch up`, or pass --player" in err, err
+    code, _, err = await fleetmatch(tmp_path, "queue", "list")
+    assert code == 1 and err.startswith("error: ") and "--player" not in err, err  # queue list has no --player
+
+
+def test_every_option_of_the_ticket_and_queue_commands_says_what_it_does() -> None:
+    from fleetmatch.cli import queues, tickets
+
+    groups = [tickets.ticket, queues.queue]
+    for group in groups:
+        assert isinstance(group, click.Group) and group.help
+        for command in group.commands.values():
+            assert command.help, command.name
+            for param in command.params:
+                if isinstance(param, click.Option):
+                    assert param.help, f"{group.name} {command.name} {param.opts}"
+
+
+async def test_ticket_create_help_reads_well(tmp_path: Path) -> None:
+    code, out, err = await fleetmatch(tmp_path, "ticket", "create", "--help")
+    assert code == 0, err
+    assert "Example: fleetmatch ticket create -q duel -p alice" in out
+    assert "--latency REGION=MS" in out and "--wait SECONDS" in out

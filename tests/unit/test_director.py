@@ -19,7 +19,7 @@ from fleetmatch.logging import JsonFormatter, TextFormatter
 from matchmaker.director import MATCH_ID_ANNOTATION, Director, Matcher
 from matchmaker.models import Assignment, Player, Proposal, Ticket
 from matchmaker.rules import parse_queues
-from matchmaker.store import Reaped, TicketStore
+from matchmaker.store import Reaped, Tick, TicketStore
 
 NOW = 1_800_000_000.0
 (DUEL,) = parse_queues(
@@ -43,6 +43,10 @@ class PoolStore:
     tickets: list[Ticket]
     released: list[tuple[str, bool]] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+
+    async def record_tick(self, queue: str, tick: Tick) -> None:
+        self.ticks.append(tick)
 
     async def reap(self, queue: str, *, now: float | None = None) -> Reaped:
         return Reaped()
@@ -73,11 +77,12 @@ class Unreachable:
 
     keys: list[str] = field(default_factory=list)
     annotations: list[Mapping[str, str]] = field(default_factory=list)
+    error: AllocatorError = field(default_factory=lambda: AllocatorError(0, "", "connection refused"))
 
     async def allocate(self, spec: GameServerAllocationSpec, *, idempotency_key: str) -> GameServerAllocationStatus:
         self.keys.append(idempotency_key)
         self.annotations.append(spec.metadata.annotations)
-        raise AllocatorError(0, "", "connection refused")
+        raise self.error
 
 
 @dataclass
@@ -189,3 +194,18 @@ async def test_an_allocator_that_cannot_release_is_said_once_and_not_retried(cap
         await d.tick()
     assert store.orphans == []
     assert len([r for r in caplog.records if "cannot release" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("pool", [POOL, []], ids=["with-tickets", "empty-pool"])
+async def test_every_pass_is_recorded_as_the_queues_last_tick(pool: list[Ticket]) -> None:
+    store = PoolStore(list(pool))
+    report = await director(store).tick()
+    ((tick),) = store.ticks
+    assert (tick.at, tick.matches) == (NOW, report.matched) and tick.seconds >= 0
+
+
+async def test_a_fleet_that_does_not_exist_allocated_nothing_so_no_orphan_is_listed() -> None:
+    store = PoolStore(POOL)
+    missing = Unreachable(error=AllocatorError(404, "FleetNotFound", 'fleet "arena" does not exist'))
+    report = await director(store, allocator=missing, releaser=Releaser()).tick()
+    assert report.failed == 1 and [orphaned for _, orphaned in store.released] == [False]
