@@ -2,20 +2,32 @@
 
 Python compiles as a module: `await` and `async with` only inside an `async def`, unless the block's
 first line is a comment saying it runs in the asyncio REPL (`python -m asyncio`), where top-level
-await is allowed. Names are not resolved: a snippet may use the reader's own functions.
+await is allowed. Names are not resolved (a snippet may use the reader's own functions), imports are. A YAML block of
+whole documents (with a `kind`) is checked by the parser that reads that kind, so a documented
+field that does not exist (any more) fails; fragments only need to parse.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Callable
 
 import pytest
 import yaml
 
+from fleetmatch.manifests import parse_resources
+from loadtest.scenario import parse_scenario
+from matchmaker.rules import parse_queues
 from tests.docs.markdown import Block, blocks, user_docs
 
 ASYNCIO_REPL = "python -m asyncio"
+PARSERS: dict[str, Callable[[str, str], object]] = {
+    "Fleet": lambda text, source: parse_resources(text, source=source),
+    "FleetAutoscaler": lambda text, source: parse_resources(text, source=source),
+    "Queue": parse_queues,
+    "LoadTest": parse_scenario,
+}
 
 
 def of(*langs: str) -> list[Block]:
@@ -36,6 +48,18 @@ def test_python_block_compiles(block: Block) -> None:
         pytest.fail(f"{where(block)} (block line {exc.lineno}): {exc.msg}", pytrace=False)
 
 
+@pytest.mark.parametrize("block", of("python", "py"), ids=where)
+def test_python_block_imports_exist(block: Block) -> None:
+    """What a snippet imports is there: a renamed module or class fails here, not in a reader's hands."""
+    tree = ast.parse(block.text)
+    imports = [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
+    for node in imports:
+        try:
+            exec(compile(ast.Module(body=[node], type_ignores=[]), where(block), "exec"), {})
+        except ImportError as exc:
+            pytest.fail(f"{where(block)} (block line {node.lineno}): {exc}", pytrace=False)
+
+
 @pytest.mark.parametrize("block", of("yaml", "yml"), ids=where)
 def test_yaml_block_parses(block: Block) -> None:
     try:
@@ -43,6 +67,15 @@ def test_yaml_block_parses(block: Block) -> None:
     except yaml.YAMLError as exc:
         pytest.fail(f"{where(block)}: {exc}", pytrace=False)
     assert documents, f"{where(block)}: an empty YAML block"
+    kinds = {doc.get("kind") for doc in documents if isinstance(doc, dict)}
+    if kinds == {None}:
+        return  # a fragment of a document, shown for its fields
+    kind = kinds.pop() if len(kinds) == 1 else None
+    assert kind in PARSERS, f"{where(block)}: documents of kind(s) {kinds or {kind}}: one kind per block, with a parser"
+    try:
+        PARSERS[kind](block.text, where(block))
+    except ValueError as exc:  # ValidationError, as the CLI reports it
+        pytest.fail(f"{where(block)}: {exc}", pytrace=False)
 
 
 @pytest.mark.parametrize("block", of("json"), ids=where)
