@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.docs.markdown import REPO
 
@@ -46,17 +47,20 @@ class DocStack:
             check=False,
         )
 
-    def ready_servers(self, fleet: str = "demo") -> list[tuple[str, int]]:
-        """``(address, port)`` of the fleet's Ready servers."""
+    def ready(self, fleet: str = "demo") -> list[dict[str, Any]]:
+        """The fleet's Ready GameServers, as ``gs list -o json`` prints them."""
         listed = self.cli("gs", "list", "--fleet", fleet, "-o", "json")
         assert listed.returncode == 0, listed.stderr
         items = json.loads(listed.stdout)
         items = items.get("items", []) if isinstance(items, dict) else items
-        return [
-            (gs["status"]["address"], gs["status"]["ports"][0]["port"])
-            for gs in items
-            if gs["status"]["state"] == "Ready"
-        ]
+        return [gs for gs in items if gs["status"]["state"] == "Ready"]
+
+    def ready_servers(self, fleet: str = "demo") -> list[tuple[str, int]]:
+        """``(address, port)`` of the fleet's Ready servers."""
+        return [(gs["status"]["address"], gs["status"]["ports"][0]["port"]) for gs in self.ready(fleet)]
+
+    def ready_names(self, fleet: str = "demo") -> list[str]:
+        return [gs["metadata"]["name"] for gs in self.ready(fleet)]
 
     def wait_ready(self, count: int, fleet: str = "demo", within: float = 90.0) -> None:
         """Until the fleet has ``count`` Ready servers (the deadline only turns a hang into a failure)."""
