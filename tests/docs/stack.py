@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,11 @@ class DocStack:
     info: dict[str, str]
     env: dict[str, str]
     workdir: Path
+    log: Path
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The stack's last log lines: what it did while a documented command failed."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -106,9 +112,9 @@ def doc_stack(tmp: Path) -> Iterator[DocStack]:
                 raise AssertionError(f"fleetmatch up did not start:\n{(tmp / 'up.log').read_text()[-4000:]}")
             time.sleep(0.2)
         info = json.loads((data / "stack.json").read_text())
-        yield DocStack(info, {**env, "TOKEN": info["allocator_token"]}, workdir)
+        yield DocStack(info, {**env, "TOKEN": info["allocator_token"]}, workdir, tmp / "up.log")
     finally:
-        proc.send_signal(2)
+        proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:

@@ -208,4 +208,8 @@ def test_documented_commands_run_as_written(doc: Path, stack: DocStack) -> None:
     finally:
         run.close()
     if run.failures:
-        pytest.fail(f"{len(run.failures)} documented command(s) failed:\n\n" + "\n\n".join(run.failures), pytrace=False)
+        failed = "\n\n".join(run.failures)
+        pytest.fail(
+            f"{len(run.failures)} documented command(s) failed:\n\n{failed}\n\nthe stack's log:\n{stack.log_tail()}",
+            pytrace=False,
+        )
