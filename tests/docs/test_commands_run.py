@@ -1,0 +1,215 @@
+"""The shell commands of README.md and docs/*.md run as written against one real `fleetmatch up`.
+
+Each command runs in bash from a checkout-like directory, with the venv first on PATH and HOME set
+so that ~/.local/share/fleetmatch is the stack's data dir (tests/docs/runner.py says what is
+adapted: addresses, placeholders, curl's exit status). Files a document shows as named blocks
+(```json alloc.json) are written where its commands run. A command must exit 0, or the status its
+`# exits N` comment promises. Commands that cannot run here are in ``NOT_RUN`` with the reason; a
+command neither runnable nor listed fails the test, so a new one gets a decision.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.docs.markdown import Command, blocks, commands, rel, user_docs
+from tests.docs.runner import DocRun
+from tests.docs.stack import DocStack, doc_stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+RUNNABLE = frozenset({"fleetmatch", ".venv/bin/fleetmatch", "python", ".venv/bin/python", "curl"})
+
+_CLUSTER = "needs Docker, a registry or a Kubernetes cluster (tests/kube runs these paths on a fake API server)"
+_FOREVER = "runs until stopped: a long-lived service (tests/e2e and tests/faults start these)"
+
+
+def _each(docs: tuple[str, ...], reason: str, *texts: str) -> dict[tuple[str, str], str]:
+    return {(doc, text): reason for doc in docs for text in texts}
+
+
+NOT_RUN: dict[tuple[str, str], str] = {
+    **_each(
+        ("README.md", "docs/getting-started.md", "docs/load-testing.md", "docs/matchmaking.md"),
+        "starts the stack this test already runs (`fleetmatch up`, blocks until Ctrl-C)",
+        "make up",
+    ),
+    ("README.md", "make test"): "runs the whole test suite, this test included",
+    **_each(
+        ("docs/kubernetes.md",),
+        _CLUSTER,
+        "docker build -t registry.example.com/games/fleetmatch:0.1.0 .",
+        "docker push registry.example.com/games/fleetmatch:0.1.0",
+        "kubectl create namespace fleetmatch",
+        "helm install fm deploy/helm/fleetmatch -n fleetmatch --set image.repository=registry.example.com/games/"
+        "fleetmatch --set image.tag=0.1.0",
+        "kubectl apply -n fleetmatch -f deploy/examples/kubernetes/fleet.yaml",
+        "kubectl get flt -n fleetmatch",
+        "kubectl get gs -n fleetmatch",
+        "export FLEETMATCH_BACKEND=kubernetes FLEETMATCH_NAMESPACE=fleetmatch",
+        "fleetmatch apply -f deploy/examples/kubernetes/fleet.yaml",
+        "fleetmatch fleet list",
+        "fleetmatch fleet scale demo 10",
+        "fleetmatch gs list --fleet demo",
+        "TOKEN=$(kubectl get secret -n fleetmatch fm-fleetmatch-secrets -o jsonpath='{.data.allocator-token}' "
+        "| base64 -d)",
+        "kubectl port-forward -n fleetmatch svc/fm-fleetmatch-allocator 9180",
+        'curl -s -H "Authorization: Bearer $TOKEN" -H \'Content-Type: application/json\' -d \'{"spec": '
+        '{"selectors": [{"matchLabels": {"agones.dev/fleet": "demo"}}]}}\' http://127.0.0.1:9180/v1/allocations',
+        "kubectl scale flt demo -n fleetmatch --replicas=10",
+        "kubectl apply -n fleetmatch -f deploy/examples/kubernetes/autoscaler.yaml",
+        "kubectl get fas -n fleetmatch",
+        "kubectl delete flt,fas,gs --all -n fleetmatch",
+        "helm uninstall fm -n fleetmatch",
+        "kubectl delete -f deploy/crds/",
+        "kubectl delete pvc -n fleetmatch -l app.kubernetes.io/instance=fm",
+    ),
+    ("docs/load-testing.md", "fleetmatch loadtest --scenario loadtest/scenarios/smoke.yaml"): (
+        "a 55-second run of 100 players, more than this test's budget; tests/e2e/test_loadtest.py runs the tool"
+    ),
+    (
+        "docs/load-testing.md",
+        "fleetmatch --data-dir /tmp/other loadtest --scenario smoke --out /tmp/other-report --no-view",
+    ): "needs a second stack started with `fleetmatch --data-dir /tmp/other up`, and is the smoke run again",
+    ("docs/load-testing.md", "fleetmatch up -f loadtest/scenarios/launch-day-fleet.yaml"): _FOREVER,
+    ("docs/load-testing.md", "fleetmatch loadtest --scenario launch-day --players 2000"): (
+        "a four-minute run against the 60-server launch-day fleet"
+    ),
+    (
+        "docs/load-testing.md",
+        "fleetmatch loadtest --scenario launch-day.yaml --target https://mm.staging.example.test --token-file "
+        "~/loadtest-api-key.txt --metrics https://allocator.staging.example.test/metrics",
+    ): "aims at a remote staging deployment (example.test does not exist)",
+    **_each(
+        ("docs/matchmaking.md",),
+        "configures or runs a matchmaker on its own against an operator's Redis and allocator (placeholders `...`)",
+        "export REDIS_URL=... FLEETMATCH_PLAYER_TOKEN_SECRET_FILE=... FLEETMATCH_QUEUES=queues.yaml",
+        "export FLEETMATCH_ALLOCATOR_URL=http://allocator:9180 FLEETMATCH_ALLOCATOR_TOKEN_FILE=...",
+    ),
+    **_each(
+        ("docs/matchmaking.md",),
+        _FOREVER,
+        "fleetmatch matchmaker",
+        "fleetmatch matchmaker --no-directors",
+        "fleetmatch matchmaker --no-api",
+    ),
+    (
+        "docs/operating-fleets.md",
+        "export REDIS_URL=redis://redis.internal:6379/0 FLEETMATCH_ALLOCATOR_TOKEN_FILE=/etc/fleetmatch/token",
+    ): "points the shell at an operator's Redis on another host (redis.internal)",
+    **_each(
+        ("docs/operating-fleets.md",),
+        _FOREVER,
+        "fleetmatch controller",
+        "fleetmatch allocator",
+        "FLEETMATCH_NODE_NAME=node-a FLEETMATCH_NODE_ADDRESS=203.0.113.10 fleetmatch node-agent",
+        "FLEETMATCH_NODE_NAME=node-b FLEETMATCH_NODE_ADDRESS=203.0.113.11 fleetmatch node-agent",
+    ),
+    (
+        "docs/writing-a-game-server.md",
+        "REDIS_URL=redis://127.0.0.1:6379/0 python -m sdk_sidecar --gameserver arena-x7k2p --http-port 9358 "
+        "--grpc-port 9357",
+    ): _FOREVER + "; tests/compat/test_standalone_sidecar.py runs it",
+}
+
+
+def program(text: str) -> str | None:
+    """The program a command line starts (after any ``NAME=value`` prefixes); None if there is none."""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        return None
+    for word in words:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", word):
+            return word
+    return None
+
+
+def doc_commands() -> list[Command]:
+    return [command for doc in user_docs() for block in blocks(doc) for command in commands(block)]
+
+
+def to_run(doc: Path) -> list[Command]:
+    """The document's commands this test runs (one of another program fails the test below instead)."""
+    return [
+        c
+        for c in doc_commands()
+        if c.doc == rel(doc) and (c.doc, c.text) not in NOT_RUN and program(c.text) in RUNNABLE
+    ]
+
+
+# --- the docs hold to the conventions (no stack needed) ------------------------------------------
+
+
+def test_every_code_block_names_its_language() -> None:
+    untagged = [f"{block.doc}:{block.line}" for doc in user_docs() for block in blocks(doc) if not block.lang]
+    assert untagged == [], f"fence these with a language (```sh, ```text, ...) so no command hides: {untagged}"
+
+
+def test_every_command_is_runnable_or_listed_with_a_reason() -> None:
+    undecided = [
+        f"{c.where}: {c.text}"
+        for c in doc_commands()
+        if (c.doc, c.text) not in NOT_RUN and program(c.text) not in RUNNABLE
+    ]
+    if undecided:
+        runs = ", ".join(sorted(RUNNABLE))
+        pytest.fail(f"commands neither run (programs: {runs}) nor in NOT_RUN:\n" + "\n".join(undecided), pytrace=False)
+
+
+def test_every_listed_command_is_still_in_the_docs() -> None:
+    present = {(c.doc, c.text) for c in doc_commands()}
+    stale = [f"{doc}: {text}" for doc, text in NOT_RUN if (doc, text) not in present]
+    if stale:
+        pytest.fail("NOT_RUN lists commands the docs no longer have:\n" + "\n".join(stale), pytrace=False)
+
+
+# --- the commands run ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocStack]:
+    with doc_stack(tmp_path_factory.mktemp("docs-stack")) as running:
+        running.wait_ready(4)
+        yield running
+
+
+def write_named_blocks(doc: Path, where: Path) -> None:
+    for block in blocks(doc):
+        if block.name:
+            (where / block.name).write_text(block.text)
+
+
+def reset_demo(stack: DocStack) -> None:
+    """Every document starts from the demo fleet and its autoscaler, four servers Ready."""
+    for args in (
+        ("fleet", "apply", "-f", "fleetmatch/demo/fleet.yaml"),
+        ("autoscaler", "apply", "-f", "fleetmatch/demo/autoscaler.yaml"),
+    ):
+        done = stack.cli(*args)
+        assert done.returncode == 0, done.stderr
+    stack.wait_ready(4)
+
+
+@pytest.mark.parametrize("doc", [d for d in user_docs() if to_run(d)], ids=rel)
+def test_documented_commands_run_as_written(doc: Path, stack: DocStack) -> None:
+    reset_demo(stack)
+    write_named_blocks(doc, stack.workdir)
+    run = DocRun(stack)
+    try:
+        for command in to_run(doc):
+            run.run(command)
+        run.finish()
+    finally:
+        run.close()
+    if run.failures:
+        failed = "\n\n".join(run.failures)
+        pytest.fail(
+            f"{len(run.failures)} documented command(s) failed:\n\n{failed}\n\nthe stack's log:\n{stack.log_tail()}",
+            pytrace=False,
+        )
