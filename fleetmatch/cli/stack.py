@@ -23,11 +23,11 @@ from allocator.app import serve_allocator
 from allocator.controllers.autoscaler import AutoscalerController
 from allocator.controllers.fleet import FleetController
 from allocator.controllers.nodes import NodeController
-from allocator.fleetops import apply_autoscaler, apply_fleet
 from allocator.nodeagent import NodeAgent
 from fleetmatch.backends import open_backend
 from fleetmatch.backends.redis.client import connect_any
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
+from fleetmatch.cli.upstart import apply_at_start
 from fleetmatch.errors import FleetmatchError
 from fleetmatch.http import metrics_site
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerState
@@ -101,10 +101,13 @@ async def run_stack(
     environ: Mapping[str, str],
     announce: Callable[[str], None],
     ready_timeout: float = 120.0,
+    demo: bool = False,
+    replicas: int | None = None,
 ) -> None:
-    """Run until cancelled. ``announce`` gets the summary once the first fleet is Ready."""
+    """Run until cancelled. ``announce`` gets the summary once the first fleet is Ready. ``demo``:
+    ``resources`` are the demo, created only if missing (``fleetmatch.cli.upstart``); ``replicas``
+    overrides the first fleet's."""
     data_dir = settings.data_dir
-    fleets = [r for r in resources if isinstance(r, Fleet)]
     token = settings.allocator.token or secrets.token_urlsafe(24)
     player_secret = settings.matchmaker.token_secret or secrets.token_urlsafe(32)
     with data_dir_lock(data_dir), contextlib.ExitStack() as stack:
@@ -121,12 +124,7 @@ async def run_stack(
             # One backend for the whole process: one watch per kind feeds every component.
             local = replace(settings, backend="redis", redis=replace(settings.redis, url=url))
             backend = await services.enter_async_context(open_backend(local, client_name="fleetmatch-up"))
-            for resource in resources:
-                if isinstance(resource, Fleet):
-                    _, action = await apply_fleet(backend.fleets, resource)
-                else:
-                    _, action = await apply_autoscaler(backend.autoscalers, resource)
-                log.info("%s %s %s", resource.KIND, resource.name, action)
+            fleets = await apply_at_start(backend, resources, demo=demo, replicas=replicas)
             probes = Probes()
             probes.add("store", backend.ping)
             metrics_url = await services.enter_async_context(
