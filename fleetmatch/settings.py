@@ -15,8 +15,10 @@ variable                       meaning                                          
 ``FLEETMATCH_PORT_RANGE``      UDP/TCP ports for game servers, ``min-max``                 ``7000-8000``
 ``FLEETMATCH_MAX_SERVERS``     game servers one node agent runs at most                    ``200``
 ``FLEETMATCH_NODE_LEASE_SECONDS``  a node silent this long is NotReady (servers replaced)   ``10``
-``FLEETMATCH_MAX_LOG_FILES``   logs of finished game servers kept per node                 ``100``
-``FLEETMATCH_MAX_LOG_BYTES``   a running game's log is rotated above this                  ``10485760``
+``FLEETMATCH_MAX_LOG_FILES``   finished game servers whose logs are kept, per node (newest)  ``100``
+``FLEETMATCH_MAX_LOG_AGE_SECONDS``  a finished game server's logs are deleted after this    ``604800`` (7 days)
+``FLEETMATCH_MAX_LOG_BYTES``   a running game's log is rotated above this (bytes)          ``10485760``
+``FLEETMATCH_LOG_GENERATIONS`` rotated parts kept per log (``<server>.log.1`` ...)         ``3``
 ``FLEETMATCH_SDK_WRITE_INTERVAL``  seconds between coalesced SDK writes of one server      ``0.1``
 ``FLEETMATCH_METRICS_PORT``    port of ``/metrics`` (0 = any free port)                   ``9100``
 ``FLEETMATCH_METRICS_HOST``    address ``/metrics`` and ``/healthz`` listen on (pods: ``0.0.0.0``)  ``127.0.0.1``
@@ -100,9 +102,13 @@ class NodeSettings:
     grace_seconds: float = 5.0
     """Default time a game process gets between SIGTERM and SIGKILL."""
     max_log_files: int = 100
-    """Logs of game servers that no longer run kept per node (the newest; clean Shutdowns keep none)."""
+    """Game servers that no longer run whose logs are kept per node (the newest; clean Shutdowns keep none)."""
+    max_log_age: float = 7 * 24 * 3600.0
+    """Seconds after its last write that a finished game server's logs are deleted."""
     max_log_bytes: int = 10 * 1024 * 1024
-    """A running game's log above this keeps its last half in ``<name>.log.1`` and starts over."""
+    """A running game's log above this is rotated: its last ``max_log_bytes`` become ``<name>.log.1``."""
+    log_generations: int = 3
+    """Rotated parts kept per game log (``.log.1`` newest ... ``.log.<n>``); 0: a full log is emptied."""
     lease_seconds: float = 10.0
     """A node agent renews its heartbeat every quarter of this; silent for longer, its node is
     NotReady: its servers are no longer allocated and are marked Unhealthy (then replaced)."""
@@ -305,7 +311,9 @@ class Settings:
                 max_servers=get("FLEETMATCH_MAX_SERVERS", _positive_int, 200),
                 lease_seconds=get("FLEETMATCH_NODE_LEASE_SECONDS", _positive_float, 10.0),
                 max_log_files=get("FLEETMATCH_MAX_LOG_FILES", _positive_int, 100),
+                max_log_age=get("FLEETMATCH_MAX_LOG_AGE_SECONDS", _positive_float, 7 * 24 * 3600.0),
                 max_log_bytes=get("FLEETMATCH_MAX_LOG_BYTES", _positive_int, 10 * 1024 * 1024),
+                log_generations=get("FLEETMATCH_LOG_GENERATIONS", _non_negative_int, 3),
             ),
             sdk=SdkSettings(write_interval=get("FLEETMATCH_SDK_WRITE_INTERVAL", _non_negative_float, 0.1)),
             allocator=AllocatorSettings(
@@ -463,6 +471,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise ValueError("expected a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("expected a non-negative integer")
     return value
 
 
