@@ -63,7 +63,7 @@ def up(
 
     settings = settings_of(ctx)
     if metrics_port is not None:
-        settings = replace(settings, metrics_port=metrics_port)
+        settings = replace(settings, metrics_port=metrics_port, metrics_port_source="--metrics-port")
     files = list(fleet_files) or ([] if no_demo else list(DEMO_FILES))
     resources = [r for path in files for r in load_resources(path)]
     queues = load_queues(queues_file or settings.matchmaker.queues_file or DEMO_QUEUES)

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
@@ -74,14 +75,25 @@ async def wait_ready(
         await asyncio.sleep(0.1)
 
 
-def summary(info: StackInfo, fleet: Fleet | None, servers: Sequence[GameServer]) -> str:
+def port_note(requested: int, url: str) -> str:
+    """What the banner adds when a busy default port was replaced by a free one, else ""."""
+    bound = urllib.parse.urlsplit(url).port
+    return f"   (port {requested} was busy: took {bound})" if requested and bound != requested else ""
+
+
+def summary(
+    info: StackInfo, fleet: Fleet | None, servers: Sequence[GameServer], notes: Mapping[str, str] | None = None
+) -> str:
+    """The banner. ``notes``: per API (``metrics``, ``allocator``, ``matchmaker``), a ``port_note``."""
+    note = dict(notes or {})
+    tickets_note = note.get("matchmaker") or "   (player tokens: fleetmatch token --player p1)"
     rows = [
         "fleetmatch is up",
         f"  redis       {info.redis_url}",
-        f"  metrics     {info.metrics_url}",
-        f"  allocator   {info.allocator_url}/v1/allocations",
+        f"  metrics     {info.metrics_url}{note.get('metrics', '')}",
+        f"  allocator   {info.allocator_url}/v1/allocations{note.get('allocator', '')}",
         f"  token       {info.allocator_token}   (also in {info.data_dir}/{STACK_FILE})",
-        f"  matchmaker  {info.matchmaker_url}/v1/tickets   (player tokens: fleetmatch token --player p1)",
+        f"  matchmaker  {info.matchmaker_url}/v1/tickets{tickets_note}",
         f"  namespace   {info.namespace}   node {info.node}   data {info.data_dir}",
     ]
     if fleet is not None:
@@ -128,7 +140,9 @@ async def run_stack(
             probes = Probes()
             probes.add("store", backend.ping)
             metrics_url = await services.enter_async_context(
-                metrics_site(settings.metrics_port, settings.metrics_host, probes=probes)
+                metrics_site(
+                    settings.metrics_port, settings.metrics_host, probes=probes, source=settings.metrics_port_source
+                )
             )
             host = SdkHost(backend.gameservers, settings.sdk, bind_host=settings.node.sdk_host)
             agent = NodeAgent(backend, settings, host, environ=environ)
@@ -173,13 +187,18 @@ async def run_stack(
                 pid=os.getpid(),
             )
             info.write(data_dir)
+            notes = {
+                "metrics": port_note(settings.metrics_port, metrics_url),
+                "allocator": port_note(settings.allocator.port, allocator.url),
+                "matchmaker": port_note(settings.matchmaker.port, matchmaker.url),
+            }
             services.callback(remove_stack_file, data_dir)
             if fleets:
                 first = fleets[0]
                 ready = await wait_ready(
                     backend.gameservers, first.name, first.spec.replicas, boot=agent.boot, within=ready_timeout
                 )
-                announce(summary(info, first, ready))
+                announce(summary(info, first, ready, notes))
             else:
-                announce(summary(info, None, []))
+                announce(summary(info, None, [], notes))
             await asyncio.Event().wait()

@@ -110,8 +110,8 @@ def launch_up(
 ) -> subprocess.Popen[str]:
     """``fleetmatch up [args]`` on its own data directory, every API on a free port, game ports from
     ``ports``; its log goes to ``stderr``."""
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(
+    environ = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    environ.update(
         {
             "FLEETMATCH_PORT_RANGE": ports,
             "FLEETMATCH_METRICS_PORT": "0",
@@ -124,7 +124,7 @@ def launch_up(
     return subprocess.Popen(
         [sys.executable, "-m", "fleetmatch", "--data-dir", str(data_dir), "up", *args],
         cwd=REPO,
-        env=env,
+        env=environ,
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
