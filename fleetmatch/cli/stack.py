@@ -36,7 +36,7 @@ from fleetmatch.nodes import NODE_BOOT_ANNOTATION
 from fleetmatch.probes import Probes
 from fleetmatch.settings import Settings
 from fleetmatch.stackfile import STACK_FILE, StackInfo, data_dir_lock, remove_stack_file
-from fleetmatch.store import GameServerStore
+from fleetmatch.store import FleetStore, GameServerStore
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.app import serve_matchmaker
 from matchmaker.rules import Queue
@@ -51,12 +51,14 @@ class StartupError(FleetmatchError):
 
 
 async def wait_ready(
-    store: GameServerStore, fleet: str, replicas: int, *, boot: str, within: float
+    store: GameServerStore, fleets: FleetStore, fleet: str, *, boot: str, within: float
 ) -> list[GameServer]:
-    """Poll until ``replicas`` servers of ``fleet`` are Ready and confirmed by this run's node agent
-    (``boot``: a crashed previous run's servers may still read Ready), or raise ``StartupError``."""
+    """Poll until as many servers of ``fleet`` as it has replicas *now* (an autoscaler may have
+    changed them since start) are Ready and confirmed by this run's node agent (``boot``: a crashed
+    previous run's servers may still read Ready), or raise ``StartupError``."""
     deadline = time.monotonic() + within
     while True:
+        replicas = (await fleets.get(fleet)).spec.replicas
         items, _ = await store.list()
         ready = [
             g
@@ -196,7 +198,7 @@ async def run_stack(
             if fleets:
                 first = fleets[0]
                 ready = await wait_ready(
-                    backend.gameservers, first.name, first.spec.replicas, boot=agent.boot, within=ready_timeout
+                    backend.gameservers, backend.fleets, first.name, boot=agent.boot, within=ready_timeout
                 )
                 announce(summary(info, first, ready, notes))
             else:

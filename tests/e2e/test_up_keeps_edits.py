@@ -91,3 +91,10 @@ def test_a_restart_keeps_the_users_edits_of_the_demo_and_applies_a_given_file(tm
         assert given["spec"]["replicas"] == 2
         assert given["spec"]["template"]["spec"]["process"]["env"]["MATCH_TIME_LIMIT"] == "300"
     assert "Fleet demo configured\n" in log.read_text()
+
+
+def test_replicas_the_demo_autoscaler_overrides_still_bring_the_banner(tmp_path: Path) -> None:
+    """``--replicas 6`` with the demo's Buffer autoscaler (4 beyond the Allocated): the autoscaler
+    wins, as in Agones, and ``up`` waits for the replicas the fleet has, not for 6 forever."""
+    with running_up(tmp_path / "data", tmp_path / "up.log", "--replicas", "6", "--ready-timeout", "60") as banner:
+        assert any(line.startswith("  fleet       demo: ") for line in banner)  # not a StartupError
