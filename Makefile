@@ -6,12 +6,19 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: up observe prometheus test lint typecheck unit bench proto clean
 
-# Create the venv and install fleetmatch with its test tools; redone when pyproject.toml changes.
+# Two installs into one venv, each redone when pyproject.toml changes: the runtime (what `make up`
+# needs: fleetmatch and its dependencies) and, on top, the dev toolchain (pytest, mypy, ruff,
+# grpcio-tools, the Helm SDK...), which only `make test` and the other developer targets pay for.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
+
+DEV := $(VENV)/.installed-dev
+$(DEV): pyproject.toml $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(DEV)
 
 # The official Agones Node.js SDK, pinned by tests/compat/package-lock.json: tests/compat runs it
 # against our sidecar as a real gRPC client.
@@ -39,20 +46,20 @@ prometheus:
 		{ $(SUDO) systemctl disable --now prometheus || $(SUDO) service prometheus stop; } >/dev/null 2>&1 || true; }
 
 ## make test: lint, types, import layers, then every test. Non-zero on any failure.
-test: $(STAMP) $(COMPAT) prometheus lint typecheck
+test: $(DEV) $(COMPAT) prometheus lint typecheck
 	@$(BIN)/pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/mypy
 
 ## make bench: every benchmark under loadtest/, each printing JSON (a few minutes).
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python -m loadtest.bench_store
 	$(BIN)/python -m loadtest.bench_allocate
 	$(BIN)/python -m loadtest.bench_refill
@@ -63,7 +70,7 @@ bench: $(STAMP)
 ## make proto: regenerate the gRPC SDK's Python stubs (sdk_sidecar/grpc_gen) from sdk_sidecar/protos.
 ## The generated files are committed; run this after editing a .proto, then commit both.
 PROTOS := $(wildcard sdk_sidecar/protos/*.proto)
-proto: $(STAMP)
+proto: $(DEV)
 	$(BIN)/python -m grpc_tools.protoc -Isdk_sidecar/grpc_gen=sdk_sidecar/protos \
 		--python_out=. --grpc_python_out=. \
 		--mypy_out=. --mypy_grpc_out=. --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \

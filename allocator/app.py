@@ -48,10 +48,11 @@ async def serve_allocator(
     node_lease: float = DEFAULT_LEASE_SECONDS,
     metrics: bool = True,
 ) -> AsyncIterator[AllocatorService]:
-    """Serve the allocation API until the block ends. ``fallback_port``: if the configured port is
-    taken, use any free one (``fleetmatch up`` on a busy laptop) instead of failing. ``node_lease``:
-    servers of node agents silent this long are not allocated. ``metrics``: serve ``/metrics`` on this
-    port (``fleetmatch up`` serves the process's registry on its metrics port only)."""
+    """Serve the allocation API until the block ends. ``fallback_port``: if the default port is
+    taken, use any free one (``fleetmatch up`` on a busy laptop) instead of failing; a port set
+    explicitly (``settings.port_source``) that is taken is always an error naming the setting.
+    ``node_lease``: servers of node agents silent this long are not allocated. ``metrics``: serve
+    ``/metrics`` on this port (``fleetmatch up`` serves the process's registry on its metrics port only)."""
     allocator = Allocator(
         backend.gameservers,
         backend.informer(GameServer),
@@ -76,7 +77,13 @@ async def serve_allocator(
     context = server_ssl_context(settings)
     try:
         port = await start_site(
-            runner, settings.host, settings.port, ssl_context=context, fallback_port=fallback_port, what="allocator"
+            runner,
+            settings.host,
+            settings.port,
+            ssl_context=context,
+            fallback_port=fallback_port,
+            what="allocator",
+            source=settings.port_source,
         )
         scheme = "https" if context is not None else "http"
         await allocator.wait_ready()

@@ -25,6 +25,7 @@ import secrets
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,7 @@ class NodeAgent:
         workdir: Path | None = None,
         resync_seconds: float = 2.0,
         port_probe: Callable[[int], bool] = port_is_free,
+        log_check_seconds: float = 1.0,
     ) -> None:
         self.store = backend.gameservers
         self.events = backend.events
@@ -139,6 +141,7 @@ class NodeAgent:
         self._environ = dict(environ)
         self._workdir = workdir or Path.cwd()
         self._logs = settings.data_dir / "logs" / self.node.name
+        self._log_check = log_check_seconds
         self._labels = {"node": self.node.name}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -149,6 +152,7 @@ class NodeAgent:
         await self.host.start()
         remove_handler = self.informer.add_handler(self._on_event)
         heartbeat = supervised(f"nodeagent[{self.node.name}].heartbeat", self._heartbeat)
+        tending = supervised(f"nodeagent[{self.node.name}].logs", self._tend_logs)
         try:
             await self.informer.synced.wait()
             self._recover_ports()
@@ -156,7 +160,7 @@ class NodeAgent:
         finally:
             remove_handler()
             await asyncio.shield(self._shutdown())
-            await cancel_and_wait(heartbeat)
+            await cancel_and_wait(heartbeat, tending)
 
     async def announce(self) -> None:
         """Heartbeat once, now. A stack that restarts does this before it serves allocations: the
@@ -175,6 +179,26 @@ class NodeAgent:
             except StoreError as exc:
                 log.warning("node %s: heartbeat failed (%s); retrying in %.1fs", self.node.name, exc, period)
             await asyncio.sleep(period)
+
+    async def _tend_logs(self) -> None:
+        """Rotate running games' logs every ``log_check_seconds``; about once a minute (and at
+        start: logs a previous run left) delete finished servers' old logs (``allocator.gamelogs``)."""
+        node = self.node
+        next_prune = 0.0
+        while True:
+            for local in list(self.local.values()):
+                await asyncio.to_thread(
+                    gamelogs.rotate_if_large, local.log_path, node.max_log_bytes, node.log_generations
+                )
+            if time.monotonic() >= next_prune:
+                await asyncio.to_thread(self._prune_logs)
+                next_prune = time.monotonic() + 60.0
+            await asyncio.sleep(self._log_check)
+
+    def _prune_logs(self) -> None:
+        gone = gamelogs.prune(self._logs, set(self.local), self.node.max_log_files, self.node.max_log_age)
+        if gone:
+            log.info("node %s: deleted %d old game log file(s)", self.node.name, len(gone))
 
     async def _shutdown(self) -> None:
         live = [name for name, loc in self.local.items() if loc.stopping is None]
@@ -213,8 +237,6 @@ class NodeAgent:
             except Exception:
                 log.exception("gameserver %s: reconcile failed", gs.name, extra={"gameserver": gs.name})
         metrics.NODE_GAMESERVERS.labels(**self._labels).set(len(self.local))
-        for local in self.local.values():
-            gamelogs.rotate_if_large(local.log_path, self.node.max_log_bytes)
         metrics.NODE_PORTS_FREE.labels(**self._labels).set(self.ports.free_count)
 
     async def _reconcile_one(self, gs: GameServer) -> None:
@@ -398,9 +420,10 @@ class NodeAgent:
         if delete:
             with contextlib.suppress(NotFoundError):
                 await self.store.delete(local.name)
-            with contextlib.suppress(OSError):
-                local.log_path.unlink()  # a clean Shutdown leaves no log behind; failures keep theirs
-        gamelogs.prune(self._logs, self.local, self.node.max_log_files)
+            gamelogs.remove(
+                local.log_path, self.node.log_generations
+            )  # a clean Shutdown leaves none; failures keep theirs
+        self._prune_logs()
         self.loop.poke()
 
     async def _mark(self, name: str, state: GameServerState, why: str) -> None:

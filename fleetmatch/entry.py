@@ -13,7 +13,7 @@ from fleetmatch.procs import no_grpc_fork_handlers
 
 
 def main() -> None:
-    no_grpc_fork_handlers()
+    no_grpc_fork_handlers(override=True)
     if len(sys.argv) > 1 and sys.argv[1] == "sidecar":
         from sdk_sidecar.pod import main as sidecar_main
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
 import json
 import logging
@@ -269,16 +270,22 @@ async def start_site(
     ssl_context: ssl.SSLContext | None = None,
     fallback_port: bool = False,
     what: str = "server",
+    source: str = "",
 ) -> int:
-    """Listen on ``host:port`` and return the port. With ``fallback_port``, a busy port is replaced
-    by any free one (``fleetmatch up`` on a busy laptop) instead of failing."""
+    """Listen on ``host:port`` and return the bound port. ``source``: the setting that chose ``port``
+    (``FLEETMATCH_ALLOCATOR_PORT``, a flag), named when it cannot be had. With ``fallback_port``, a
+    busy *default* port (no ``source``) is replaced by any free one (``fleetmatch up`` on a busy
+    laptop; the caller tells the user); a port the user chose is never silently swapped."""
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
     try:
         await site.start()
     except OSError as exc:
+        why = "in use by another program" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        if source:
+            raise ConfigError(f"{source}={port}: the {what} cannot listen on {host}:{port}: {why}") from exc
         if not fallback_port or port == 0:
-            raise ConfigError(f"{what}: cannot listen on {host}:{port}: {exc.strerror}") from exc
-        log.warning("%s port %d unavailable (%s); using a free port", what, port, exc.strerror)
+            raise ConfigError(f"{what}: cannot listen on {host}:{port}: {why}") from exc
+        log.warning("%s port %d unavailable (%s); using a free port", what, port, why)
         site = web.TCPSite(runner, host, 0, ssl_context=ssl_context, backlog=1024)
         await site.start()
     server = site._server
@@ -288,9 +295,12 @@ async def start_site(
 
 
 @contextlib.asynccontextmanager
-async def metrics_site(port: int, host: str = "127.0.0.1", *, probes: Probes | None = None) -> AsyncIterator[str]:
+async def metrics_site(
+    port: int, host: str = "127.0.0.1", *, probes: Probes | None = None, source: str = ""
+) -> AsyncIterator[str]:
     """Serve ``/metrics`` and the probes (``/livez``, ``/readyz``, ``/healthz``: what ``probes``
-    checks, run here in the background); if ``port`` is taken, take any free one (and say so)."""
+    checks, run here in the background); if the default ``port`` is taken, take any free one (and
+    say so). ``source``: the setting that chose ``port`` (then a busy port is an error)."""
     probes = probes or Probes()
     app = web.Application()
     add_metrics_routes(app)
@@ -299,7 +309,7 @@ async def metrics_site(port: int, host: str = "127.0.0.1", *, probes: Probes | N
     await runner.setup()
     try:
         async with running_probes(probes):
-            bound = await start_site(runner, host, port, fallback_port=True, what="metrics")
+            bound = await start_site(runner, host, port, fallback_port=True, what="metrics", source=source)
             yield f"http://{host}:{bound}/metrics"
     finally:
         await runner.cleanup()

@@ -31,13 +31,24 @@ die_with_parent: Callable[[], None] | None = _make_preexec()
 """Pass as ``preexec_fn``: the child gets SIGKILL when the thread that started it exits."""
 
 
-def no_grpc_fork_handlers() -> None:
+def no_grpc_fork_handlers(*, override: bool = False) -> None:
     """Keep gRPC's fork handlers out of a process that forks game servers while serving gRPC.
 
-    A ``preexec_fn`` makes Python fork (not spawn), and gRPC's core then runs its ``pthread_atfork``
+    A ``preexec_fn`` makes Python fork (not vfork), and gRPC's core then runs its ``pthread_atfork``
     handlers on every fork: each logs "skipping fork() handlers" while other threads are in gRPC,
     and now and then the child died of SIGABRT in them before it could exec the game. The child
     execs at once and never uses gRPC, so the handlers have nothing to protect. gRPC reads the
     variable when it is first imported: call this before anything imports ``grpc``.
+
+    ``override``: fleetmatch's own executable sets it even if the environment says otherwise (a
+    shell exporting ``GRPC_ENABLE_FORK_SUPPORT=1`` for another program brought the line back on
+    every game start); a library import (``sdk_sidecar``, which games import too) only sets a
+    default. Games inherit the value; one that forks with gRPC sets it in its template's ``env``.
     """
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+    if override:
+        os.environ[GRPC_FORK_SUPPORT] = "0"
+    else:
+        os.environ.setdefault(GRPC_FORK_SUPPORT, "0")
+
+
+GRPC_FORK_SUPPORT = "GRPC_ENABLE_FORK_SUPPORT"

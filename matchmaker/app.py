@@ -76,8 +76,9 @@ async def serve_matchmaker(
     releaser: Releasing | None = None,
     metrics: bool = True,
 ) -> AsyncIterator[MatchmakerService]:
-    """Serve until the block ends. ``fallback_port``: take any free port if the configured one is
-    busy (``fleetmatch up`` on a laptop) instead of failing. ``releaser``: how directors return the
+    """Serve until the block ends. ``fallback_port``: take any free port if the default one is
+    busy (``fleetmatch up`` on a laptop) instead of failing (a port set explicitly, per
+    ``settings.port_source``, never falls back). ``releaser``: how directors return the
     servers of abandoned matches (default: the allocation API's ``release_match``; a process that
     holds the GameServer store may pass a ``StoreReleaser``). ``metrics``: the ticket API serves
     ``/metrics`` (``fleetmatch up`` serves the process's registry on its metrics port only)."""
@@ -111,7 +112,12 @@ async def serve_matchmaker(
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             port = await start_site(
-                runner, settings.host, settings.port, fallback_port=fallback_port, what="matchmaker"
+                runner,
+                settings.host,
+                settings.port,
+                fallback_port=fallback_port,
+                what="matchmaker",
+                source=settings.port_source,
             )
             service.url = f"http://{settings.host}:{port}"
         yield service

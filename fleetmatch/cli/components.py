@@ -18,7 +18,6 @@ from fleetmatch.backends.redis.client import connect_any
 from fleetmatch.cli.options import backend_settings, settings_of
 from fleetmatch.errors import ConfigError
 from fleetmatch.manifests import load_resources
-from fleetmatch.models import Fleet
 from fleetmatch.probes import Probes
 from fleetmatch.running import run
 from fleetmatch.settings import Settings
@@ -71,16 +70,11 @@ def up(
 
     settings = settings_of(ctx)
     if metrics_port is not None:
-        settings = replace(settings, metrics_port=metrics_port)
+        settings = replace(settings, metrics_port=metrics_port, metrics_port_source="--metrics-port")
     files = list(fleet_files) or ([] if no_demo else list(DEMO_FILES))
     resources = [r for path in files for r in load_resources(path)]
     queues = load_queues(queues_file or settings.matchmaker.queues_file or DEMO_QUEUES)
-    if replicas is not None:
-        first = next((i for i, r in enumerate(resources) if isinstance(r, Fleet)), None)
-        if first is not None:
-            fleet = resources[first]
-            assert isinstance(fleet, Fleet)
-            resources[first] = replace(fleet, spec=replace(fleet.spec, replicas=replicas))
+    demo = bool(files) and not fleet_files
 
     def announce(text: str) -> None:
         click.echo(text)
@@ -94,6 +88,8 @@ def up(
             announce=announce,
             ready_timeout=ready_timeout,
             observability=observability,
+            demo=demo,
+            replicas=replicas,
         ),
         service=True,
     )

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
@@ -23,11 +24,11 @@ from allocator.app import serve_allocator
 from allocator.controllers.autoscaler import AutoscalerController
 from allocator.controllers.fleet import FleetController
 from allocator.controllers.nodes import NodeController
-from allocator.fleetops import apply_autoscaler, apply_fleet
 from allocator.nodeagent import NodeAgent
 from fleetmatch.backends import open_backend
 from fleetmatch.backends.redis.client import connect_any
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
+from fleetmatch.cli.upstart import apply_at_start
 from fleetmatch.errors import FleetmatchError
 from fleetmatch.http import metrics_site
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerState
@@ -36,7 +37,7 @@ from fleetmatch.observe import Observability, local_prometheus
 from fleetmatch.probes import Probes
 from fleetmatch.settings import Settings
 from fleetmatch.stackfile import OPERATOR_KEY_NAME, STACK_FILE, StackInfo, data_dir_lock, remove_stack_file
-from fleetmatch.store import GameServerStore
+from fleetmatch.store import FleetStore, GameServerStore
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.app import serve_matchmaker
 from matchmaker.rules import Queue
@@ -51,12 +52,14 @@ class StartupError(FleetmatchError):
 
 
 async def wait_ready(
-    store: GameServerStore, fleet: str, replicas: int, *, boot: str, within: float
+    store: GameServerStore, fleets: FleetStore, fleet: str, *, boot: str, within: float
 ) -> list[GameServer]:
-    """Poll until ``replicas`` servers of ``fleet`` are Ready and confirmed by this run's node agent
-    (``boot``: a crashed previous run's servers may still read Ready), or raise ``StartupError``."""
+    """Poll until as many servers of ``fleet`` as it has replicas *now* (an autoscaler may have
+    changed them since start) are Ready and confirmed by this run's node agent (``boot``: a crashed
+    previous run's servers may still read Ready), or raise ``StartupError``."""
     deadline = time.monotonic() + within
     while True:
+        replicas = (await fleets.get(fleet)).spec.replicas
         items, _ = await store.list()
         ready = [
             g
@@ -75,20 +78,33 @@ async def wait_ready(
         await asyncio.sleep(0.1)
 
 
+def port_note(requested: int, url: str) -> str:
+    """What the banner adds when a busy default port was replaced by a free one, else ""."""
+    bound = urllib.parse.urlsplit(url).port
+    return f"   (port {requested} was busy: took {bound})" if requested and bound != requested else ""
+
+
 def summary(
-    info: StackInfo, fleet: Fleet | None, servers: Sequence[GameServer], observability: Observability | None = None
+    info: StackInfo,
+    fleet: Fleet | None,
+    servers: Sequence[GameServer],
+    notes: Mapping[str, str] | None = None,
+    observability: Observability | None = None,
 ) -> str:
+    """The banner. ``notes``: per API (``metrics``, ``allocator``, ``matchmaker``), a ``port_note``."""
+    note = dict(notes or {})
+    tickets_note = note.get("matchmaker") or "   (player tokens: fleetmatch token --player p1)"
     rows = [
         "fleetmatch is up",
         f"  redis       {info.redis_url}",
-        f"  metrics     {info.metrics_url}   (every component; docs/metrics.md)",
+        f"  metrics     {info.metrics_url}{note.get('metrics') or '   (every component; docs/metrics.md)'}",
     ]
     if observability is not None:
         rows.append(f"  prometheus  {observability.banner()}")
     rows += [
-        f"  allocator   {info.allocator_url}/v1/allocations",
+        f"  allocator   {info.allocator_url}/v1/allocations{note.get('allocator', '')}",
         f"  token       {info.allocator_token}   (also in {info.data_dir}/{STACK_FILE})",
-        f"  matchmaker  {info.matchmaker_url}/v1/tickets   (player tokens: fleetmatch token --player p1)",
+        f"  matchmaker  {info.matchmaker_url}/v1/tickets{tickets_note}",
         f"  namespace   {info.namespace}   node {info.node}   data {info.data_dir}",
     ]
     if fleet is not None:
@@ -109,11 +125,14 @@ async def run_stack(
     announce: Callable[[str], None],
     ready_timeout: float = 120.0,
     observability: bool = False,
+    demo: bool = False,
+    replicas: int | None = None,
 ) -> None:
-    """Run until cancelled. ``announce`` gets the summary once the first fleet is Ready.
-    ``observability``: also run a local Prometheus scraping the metrics port (``fleetmatch.observe``)."""
+    """Run until cancelled. ``announce`` gets the summary once the first fleet is Ready. ``demo``:
+    ``resources`` are the demo, created only if missing (``fleetmatch.cli.upstart``); ``replicas``
+    overrides the first fleet's. ``observability``: also run a local Prometheus scraping the metrics
+    port (``fleetmatch.observe``)."""
     data_dir = settings.data_dir
-    fleets = [r for r in resources if isinstance(r, Fleet)]
     token = settings.allocator.token or secrets.token_urlsafe(24)
     player_secret = settings.matchmaker.token_secret or secrets.token_urlsafe(32)
     operator_key = secrets.token_urlsafe(24)  # the CLI's API key: queue list, ticket list/get/cancel
@@ -131,16 +150,13 @@ async def run_stack(
             # One backend for the whole process: one watch per kind feeds every component.
             local = replace(settings, backend="redis", redis=replace(settings.redis, url=url))
             backend = await services.enter_async_context(open_backend(local, client_name="fleetmatch-up"))
-            for resource in resources:
-                if isinstance(resource, Fleet):
-                    _, action = await apply_fleet(backend.fleets, resource)
-                else:
-                    _, action = await apply_autoscaler(backend.autoscalers, resource)
-                log.info("%s %s %s", resource.KIND, resource.name, action)
+            fleets = await apply_at_start(backend, resources, demo=demo, replicas=replicas)
             probes = Probes()
             probes.add("store", backend.ping)
             metrics_url = await services.enter_async_context(
-                metrics_site(settings.metrics_port, settings.metrics_host, probes=probes)
+                metrics_site(
+                    settings.metrics_port, settings.metrics_host, probes=probes, source=settings.metrics_port_source
+                )
             )
             watching = None
             if observability:
@@ -200,13 +216,18 @@ async def run_stack(
                 prometheus_url=watching.url if watching else None,
             )
             info.write(data_dir)
+            notes = {
+                "metrics": port_note(settings.metrics_port, metrics_url),
+                "allocator": port_note(settings.allocator.port, allocator.url),
+                "matchmaker": port_note(settings.matchmaker.port, matchmaker.url),
+            }
             services.callback(remove_stack_file, data_dir)
             if fleets:
                 first = fleets[0]
                 ready = await wait_ready(
-                    backend.gameservers, first.name, first.spec.replicas, boot=agent.boot, within=ready_timeout
+                    backend.gameservers, backend.fleets, first.name, boot=agent.boot, within=ready_timeout
                 )
-                announce(summary(info, first, ready, watching))
+                announce(summary(info, first, ready, notes, watching))
             else:
-                announce(summary(info, None, [], watching))
+                announce(summary(info, None, [], notes, watching))
             await asyncio.Event().wait()

@@ -9,9 +9,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 
@@ -100,10 +100,18 @@ def ready_on(items: list[GameServer], node: str) -> list[GameServer]:
     return [g for g in items if g.state is GameServerState.READY and g.status.node_name == node]
 
 
-def launch_up(data_dir: Path, ports: str = "7700-7749", **env: str) -> subprocess.Popen[str]:
-    """``fleetmatch up`` on its own data directory, every API on a free port, game ports from ``ports``."""
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(
+def launch_up(
+    data_dir: Path,
+    ports: str = "7700-7749",
+    *,
+    args: Sequence[str] = (),
+    stderr: IO[bytes] | int = subprocess.DEVNULL,
+    **env: str,
+) -> subprocess.Popen[str]:
+    """``fleetmatch up [args]`` on its own data directory, every API on a free port, game ports from
+    ``ports``; its log goes to ``stderr``."""
+    environ = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    environ.update(
         {
             "FLEETMATCH_PORT_RANGE": ports,
             "FLEETMATCH_METRICS_PORT": "0",
@@ -114,11 +122,11 @@ def launch_up(data_dir: Path, ports: str = "7700-7749", **env: str) -> subproces
         }
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "fleetmatch", "--data-dir", str(data_dir), "up"],
+        [sys.executable, "-m", "fleetmatch", "--data-dir", str(data_dir), "up", *args],
         cwd=REPO,
-        env=env,
+        env=environ,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
     )
 

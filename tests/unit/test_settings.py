@@ -17,6 +17,9 @@ def test_defaults() -> None:
     assert s.data_dir == Path("/home/u/.local/share/fleetmatch")
     assert s.node.sdk_host == "127.0.0.1"
     assert s.metrics_host == "127.0.0.1"  # loopback unless told (a pod sets 0.0.0.0)
+    node = s.node
+    assert (node.max_log_bytes, node.log_generations, node.max_log_files) == (10 * 1024 * 1024, 3, 100)
+    assert node.max_log_age == 7 * 24 * 3600
 
 
 def test_overrides() -> None:
@@ -28,8 +31,11 @@ def test_overrides() -> None:
             "FLEETMATCH_DATA_DIR": "/tmp/fm",
             "FLEETMATCH_SDK_WRITE_INTERVAL": "0.5",
             "FLEETMATCH_METRICS_HOST": "0.0.0.0",
+            "FLEETMATCH_LOG_GENERATIONS": "0",
+            "FLEETMATCH_MAX_LOG_AGE_SECONDS": "3600",
         }
     )
+    assert (s.node.log_generations, s.node.max_log_age) == (0, 3600.0)
     assert s.metrics_host == "0.0.0.0"
     assert s.redis.url == "redis://r:6379/1"
     assert (s.node.port_min, s.node.port_max, s.node.name) == (9000, 9010, "node-7")
@@ -46,6 +52,9 @@ def test_overrides() -> None:
         ("FLEETMATCH_LOG_FORMAT", "xml"),
         ("FLEETMATCH_NODE_NAME", "Bad_Name"),
         ("FLEETMATCH_NAMESPACE", "UPPER"),
+        ("FLEETMATCH_LOG_GENERATIONS", "-1"),
+        ("FLEETMATCH_MAX_LOG_AGE_SECONDS", "0"),
+        ("FLEETMATCH_MAX_LOG_BYTES", "lots"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
