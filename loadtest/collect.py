@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -50,7 +51,9 @@ from loadtest.players import (
 log = logging.getLogger(__name__)
 
 TIME_TO_MATCH = "timeToMatch"
-LATENCY_NAMES = (TIME_TO_MATCH, TICKET_CREATE, ASSIGNMENT_PUSH, UDP_JOIN)
+CLIENT_LATENCIES = (TICKET_CREATE, ASSIGNMENT_PUSH, UDP_JOIN)
+"""What a client waits for besides its match; each also has per-second percentiles in the timeline."""
+LATENCY_NAMES = (TIME_TO_MATCH, *CLIENT_LATENCIES)
 ERROR_CAP = 200
 
 _US = 1_000_000
@@ -77,10 +80,17 @@ class LatencyHistogram:
         self._hdr.record_value(value, count)
         self.max_seconds = max(self.max_seconds, seconds)
 
+    @property
+    def max_ms(self) -> float | None:
+        return _ms(self.max_seconds) if self.count else None
+
     def percentile_ms(self, percent: float) -> float | None:
-        if not self.count:
+        """At most the maximum: HDR answers a bucket's upper edge, which may lie above the largest
+        value recorded (a p99 above the max would be nonsense in the report)."""
+        top = self.max_ms
+        if top is None:
             return None
-        return round(float(self._hdr.get_value_at_percentile(percent)) / 1000, 3)
+        return min(top, round(float(self._hdr.get_value_at_percentile(percent)) / 1000, 3))
 
     def summary(self) -> dict[str, Any]:
         """``{"count", "p50", "p95", "p99", "max"}`` in milliseconds (null when empty)."""
@@ -89,7 +99,7 @@ class LatencyHistogram:
             "p50": self.percentile_ms(50),
             "p95": self.percentile_ms(95),
             "p99": self.percentile_ms(99),
-            "max": _ms(self.max_seconds) if self.count else None,
+            "max": self.max_ms,
         }
 
 
@@ -98,6 +108,11 @@ def exact_percentile(values: Sequence[float], percent: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(percent / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def _percentiles(prefix: str, seconds: Sequence[float] | None) -> dict[str, float | None]:
+    """A timeline row's ``{prefix}P50Ms``, ``P95Ms``, ``P99Ms`` of one second's sample (null: none)."""
+    return {f"{prefix}P{p}Ms": _ms(exact_percentile(seconds, p)) if seconds else None for p in (50, 95, 99)}
 
 
 # -- Prometheus ------------------------------------------------------------------------------------
@@ -261,6 +276,8 @@ class _Bucket:
     matched_players: int = 0
     ttm: list[float] = field(default_factory=list)
     phases: dict[str, int] | None = None
+    client: dict[str, list[float]] = field(default_factory=dict)
+    """Client latencies (seconds) recorded in this second, by name."""
 
 
 @dataclass(slots=True)
@@ -306,13 +323,15 @@ class Collector:
         self.phases: dict[Phase, int] = dict.fromkeys(PHASES, 0)
         self.failures: dict[str, int] = {}
         self.latencies = {name: LatencyHistogram() for name in LATENCY_NAMES}
+        self.ttm_by_queue: dict[str, LatencyHistogram] = {}
         self.buckets: list[_Bucket] = []
         self.players = 0
         self.connected = 0
         """Players who reached ``connected`` (matched and joined), whatever came after."""
         self.tickets: dict[str, TicketRecord] = {}
         self.tickets_matched = 0
-        self._match_first_seen: dict[str, float] = {}
+        self.match_first_seen: dict[str, float] = {}
+        """When a client first learned each match (monotonic)."""
         self.errors: list[dict[str, Any]] = []
         self.error_cap = error_cap
         self.errors_dropped = 0
@@ -358,6 +377,8 @@ class Collector:
         if histogram is None:
             histogram = self.latencies[name] = LatencyHistogram()
         histogram.record(seconds)
+        if name in CLIENT_LATENCIES:
+            self._bucket(at).client.setdefault(name, []).append(seconds)
 
     def ticket_created(self, ticket_id: str, queue: str, reader: str | None, at: float) -> None:
         self.tickets[ticket_id] = TicketRecord(ticket_id, queue, reader, at)
@@ -373,11 +394,14 @@ class Collector:
     def matched(self, ticket_id: str, match_id: str, players: int, waited: float, at: float) -> None:
         self.tickets_matched += 1
         self.latencies[TIME_TO_MATCH].record(waited, players)
+        record = self.tickets.get(ticket_id)
+        queue = record.queue if record is not None else "unknown"
+        self.ttm_by_queue.setdefault(queue, LatencyHistogram()).record(waited, players)
         bucket = self._bucket(at)
         bucket.matched_players += players
         bucket.ttm.extend([waited] * players)
-        first = self._match_first_seen.setdefault(match_id, at)
-        self.latencies[ASSIGNMENT_PUSH].record(at - first)
+        first = self.match_first_seen.setdefault(match_id, at)
+        self.latency(ASSIGNMENT_PUSH, at - first, at)
 
     def no_capacity_since(self, queue: str, since: float) -> int:
         key = (queue, "no-capacity")
@@ -446,21 +470,27 @@ class Collector:
             # past it); none within two seconds: a gap, shown as null.
             i = bisect.bisect_right(offsets, t + 1) - 1
             sample = self.samples[i] if i >= 0 and offsets[i] > t - 1 else None
-            ttm = bucket.ttm
             rows.append(
                 {
                     "t": t,
                     "arrivals": bucket.arrivals,
                     "matchedPlayers": bucket.matched_players,
                     "phases": dict(phases),
-                    "ttmP50Ms": _ms(exact_percentile(ttm, 50)) if ttm else None,
-                    "ttmP95Ms": _ms(exact_percentile(ttm, 95)) if ttm else None,
-                    "ttmP99Ms": _ms(exact_percentile(ttm, 99)) if ttm else None,
+                    **_percentiles("ttm", bucket.ttm),
+                    **{
+                        k: v
+                        for name in CLIENT_LATENCIES
+                        for k, v in _percentiles(name, bucket.client.get(name)).items()
+                    },
                     "ready": sample.ready if sample else None,
                     "allocated": sample.allocated if sample else None,
                 }
             )
         return rows
+
+    def ttm_by_queue_summary(self) -> dict[str, dict[str, Any]]:
+        """Time to match per queue (``{"count", "p50", "p95", "p99", "max"}`` in ms), by queue name."""
+        return {queue: histogram.summary() for queue, histogram in sorted(self.ttm_by_queue.items())}
 
     # -- run figures from the scrapes -----------------------------------------------------------
 
@@ -474,8 +504,8 @@ class Collector:
         buckets = self._span(lambda s: s.allocation)
         if not buckets or not any(buckets.values()):
             return None
-        p50, p99 = histogram_quantile(0.5, buckets), histogram_quantile(0.99, buckets)
-        return {"p50": _ms(p50), "p99": _ms(p99), "count": round(max(buckets.values()))}
+        p50, p95, p99 = (histogram_quantile(q, buckets) for q in (0.5, 0.95, 0.99))
+        return {"p50": _ms(p50), "p95": _ms(p95), "p99": _ms(p99), "count": round(max(buckets.values()))}
 
     def ready_buffer(self) -> dict[str, Any] | None:
         """The deepest dip of the Ready count, and how long after it the start level was back."""
@@ -525,16 +555,56 @@ class Collector:
 # -- reconciliation with the server ----------------------------------------------------------------
 
 PROBLEM_CAP = 50
+FINAL_STATES = frozenset({"matched", "cancelled", "expired"})
+"""Server states a ticket may end in; any other (queued, leased...) or none at all is a ticket lost."""
+
+Span = tuple[float, float]
+"""A match's life as its clients saw it (monotonic): first assignment learned, last player ended."""
 
 
-def reconcile(client: Mapping[str, TicketRecord], server: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+def _shared(owners: Mapping[str, set[str]]) -> dict[str, list[str]]:
+    """The keys (players, servers) that belong to more than one match, with those matches."""
+    return {key: sorted(matches) for key, matches in owners.items() if len(matches) > 1}
+
+
+def _overlapping(matches: Sequence[str], spans: Mapping[str, Span]) -> bool:
+    """Whether two of a server's matches were alive at once (a reused server is fine, one in use
+    twice is not); a match whose span the client cannot tell counts as overlapping."""
+    if any(m not in spans for m in matches):
+        return True
+    ordered = sorted(spans[m] for m in matches)
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(ordered))
+
+
+def _compare_ticket(ticket_id: str, record: TicketRecord, doc: Mapping[str, Any], match_id: Any) -> list[str]:
+    state = str(doc.get("state"))
+    problems = []
+    if state not in FINAL_STATES:
+        problems.append(f"{ticket_id}: still {state} on the server after the run")
+    elif record.state != "queued" and record.state != state:
+        problems.append(f"{ticket_id}: the client was told {record.state}, the server says {state}")
+    if len(record.match_ids) > 1:
+        problems.append(f"{ticket_id}: the client saw it in matches {', '.join(record.match_ids)}")
+    elif record.match_ids and record.match_ids[0] != match_id:
+        problems.append(f"{ticket_id}: the client saw match {record.match_ids[0]}, the server says {match_id}")
+    return problems
+
+
+def reconcile(
+    client: Mapping[str, TicketRecord],
+    server: Mapping[str, Mapping[str, Any] | None],
+    spans: Mapping[str, Span] | None = None,
+) -> dict[str, Any]:
     """Compare what the client saw of each ticket with the server's ticket (None: 404, absent:
-    not checked). Problems: a ticket missing, still queued after the run, in another final state
-    than the client was told, matched into another match than the client saw (or seen in two),
-    or a match whose tickets name different servers."""
+    not checked). Problems: a ticket missing, not final after the run (``lost``), in another final
+    state than the client was told, matched into another match than the client saw (or seen in
+    two), a match whose tickets name different servers, a player in two matches, and a game server
+    given to two matches alive at once (``spans``: each match's life; without them, not checked:
+    a server may rightly host one match after another)."""
     counts = {"created": len(client), "matched": 0, "cancelled": 0, "expired": 0, "queued": 0, "missing": 0}
-    unchecked, problems = 0, []
+    unchecked, lost, problems = 0, 0, []
     servers: dict[str, set[tuple[Any, ...]]] = {}
+    players: dict[str, set[str]] = {}
     for ticket_id, record in client.items():
         if ticket_id not in server:
             unchecked += 1
@@ -542,32 +612,41 @@ def reconcile(client: Mapping[str, TicketRecord], server: Mapping[str, Mapping[s
         doc = server[ticket_id]
         if doc is None:
             counts["missing"] += 1
+            lost += 1
             problems.append(f"{ticket_id}: missing on the server")
             continue
         state = str(doc.get("state"))
         counts[state] = counts.get(state, 0) + 1
+        lost += state not in FINAL_STATES
         assignment = doc.get("assignment") if isinstance(doc.get("assignment"), dict) else None
         match_id = assignment.get("matchId") if assignment else None
-        if state == "queued":
-            problems.append(f"{ticket_id}: still queued on the server after the run")
-        elif record.state != "queued" and record.state != state:
-            problems.append(f"{ticket_id}: the client was told {record.state}, the server says {state}")
-        if len(record.match_ids) > 1:
-            problems.append(f"{ticket_id}: the client saw it in matches {', '.join(record.match_ids)}")
-        elif record.match_ids and record.match_ids[0] != match_id:
-            problems.append(f"{ticket_id}: the client saw match {record.match_ids[0]}, the server says {match_id}")
+        problems += _compare_ticket(ticket_id, record, doc, match_id)
         if assignment and match_id:
             servers.setdefault(match_id, set()).add(
                 (assignment.get("gameServer"), assignment.get("address"), assignment.get("port"))
             )
+            for player in doc.get("players") or ():
+                if isinstance(player, Mapping) and isinstance(player.get("id"), str):
+                    players.setdefault(player["id"], set()).add(match_id)
     for match_id, where in servers.items():
         if len(where) > 1:
             problems.append(f"match {match_id}: its tickets name {len(where)} different servers")
+    twice = _shared(players)
+    problems += [f"player {p}: in matches {', '.join(m)}" for p, m in twice.items()]
+    owners: dict[str, set[str]] = {}
+    for match_id, named in servers.items():
+        for name, address, port in named:
+            owners.setdefault(str(name or f"{address}:{port}"), set()).add(match_id)
+    reused = {s: m for s, m in _shared(owners).items() if spans is not None and _overlapping(m, spans)}
+    problems += [f"game server {s}: given to matches {', '.join(m)} at once" for s, m in reused.items()]
     return {
         **counts,
         "unchecked": unchecked,
+        "lost": lost,
         "clientMatched": sum(1 for r in client.values() if r.state == "matched"),
         "matches": len(servers),
+        "playersInTwoMatches": len(twice),
+        "serversAllocatedTwice": len(reused),
         "consistent": not problems and not unchecked,
         "problems": problems[:PROBLEM_CAP],
     }

@@ -27,6 +27,7 @@ import asyncio
 import importlib
 import json
 import logging
+import math
 import resource
 import secrets
 import time
@@ -41,7 +42,7 @@ import aiohttp
 
 from fleetmatch.errors import ConfigError
 from fleetmatch.tasks import cancel_and_wait, supervised
-from loadtest.collect import TIME_TO_MATCH, Collector, MetricsScraper, reconcile
+from loadtest.collect import TIME_TO_MATCH, Collector, MetricsScraper, Span, reconcile
 from loadtest.players import (
     ASSIGNMENT_PUSH,
     TICKET_CREATE,
@@ -256,7 +257,21 @@ class _Run:
         if jobs:
             _, pending = await asyncio.wait(jobs, timeout=self.settings.reconcile_seconds)
             await cancel_and_wait(*pending)
-        return reconcile(self.collector.tickets, server)
+        return reconcile(self.collector.tickets, server, self.match_spans())
+
+    def match_spans(self) -> dict[str, Span]:
+        """Each match's life as its parties saw it: from the first assignment learned to the last
+        player's end (a party still going: open-ended). Tells a reused server from a doubly used one."""
+        spans: dict[str, Span] = {}
+        for party in self.parties:
+            record = self.collector.tickets.get(party.ticket_id or "")
+            for match_id in record.match_ids if record else ():
+                start = self.collector.match_first_seen.get(match_id, math.inf)
+                ended = [p.transitions[-1].monotonic for p in party.players if p.final and p.transitions]
+                end = max(ended) if len(ended) == len(party.players) else math.inf
+                before = spans.get(match_id, (start, end))
+                spans[match_id] = (min(before[0], start), max(before[1], end))
+        return spans
 
 
 _UNREADABLE = object()
@@ -332,6 +347,7 @@ def build_report(
             "ticketsCreated": len(collector.tickets),
             "ticketsMatched": collector.tickets_matched,
             "timeToMatchMs": latencies[TIME_TO_MATCH].summary(),
+            "timeToMatchByQueueMs": collector.ttm_by_queue_summary(),
             "allocationMs": collector.allocation_ms(),
             "readyBuffer": collector.ready_buffer(),
             "serverTickets": server_tickets,
