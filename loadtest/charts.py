@@ -52,6 +52,22 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True).replace("://", "&#58;//")
 
 
+def words(value: Any) -> str:
+    """Any JSON value as a person reads it: never ``True``, ``None``, ``[]`` or ``{}`` on the page."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        number = num(value)
+        return "—" if number is None else f"{number:,.0f}" if number == int(number) else f"{number:,.4g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {words(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, list | tuple):
+        return "; ".join(words(v) for v in value) or "none"
+    return str(value)
+
+
 def fmt_count(value: Any) -> str:
     number = num(value)
     return "—" if number is None else f"{number:,.0f}"
@@ -123,6 +139,13 @@ class Series:
     color: str
     values: Sequence[float | None]
     dash: str = ""
+    halo: bool = False
+    """Drawn as a wide pale band beneath the other lines: a line on top of it (p95 under p99 when
+    the two are equal, as they are in a second with few players) still shows."""
+
+    @property
+    def style(self) -> str:
+        return ' style="stroke-width:7px;stroke-opacity:0.4"' if self.halo else ""
 
 
 def svg_open(title: str, height: int = HEIGHT) -> list[str]:
@@ -144,7 +167,9 @@ def empty_chart(title: str, message: str, height: int = 120) -> str:
 def _legend(series: Sequence[Series]) -> list[str]:
     out, x = [], float(LEFT)
     for s in series:
-        if s.dash:  # a dashed line is shown as one, so it is told apart from a solid one of a near colour
+        if s.halo:
+            out.append(f'<rect x="{x:.1f}" y="9" width="14" height="12" rx="2" fill="{s.color}" fill-opacity="0.4"/>')
+        elif s.dash:  # a dashed line is shown as one, so it is told apart from a solid one of a near colour
             out.append(
                 f'<line x1="{x:.1f}" x2="{x + 14:.1f}" y1="15" y2="15" stroke="{s.color}" stroke-width="3" '
                 f'stroke-dasharray="4 2"/>'
@@ -230,7 +255,7 @@ def _segments(xs: Sequence[float], values: Sequence[float | None]) -> list[list[
 
 def line_chart(title: str, xs: Sequence[float], series: Sequence[Series], *, y_label: str, whole: bool = False) -> str:
     """Lines over time, with gaps where a value is null; an empty state when no series has a value.
-    ``whole``: the values count things (whole-number ticks)."""
+    ``whole``: the values count things (whole-number ticks). The first series is drawn on top."""
     values = [v for s in series for v in s.values if v is not None]
     if not xs or not values:
         return empty_chart(title, "No data yet")
@@ -239,14 +264,18 @@ def line_chart(title: str, xs: Sequence[float], series: Sequence[Series], *, y_l
     plot = _Plot(x0, x1, y1)
     out = svg_open(title) + _y_axis(plot, step, y_label) + _x_axis(plot)
     few = len(xs) <= 60
-    for s in series:
+    for s in reversed(series):
         dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
+        radius = 4.5 if s.halo else 2.5
         for run in _segments(xs, s.values):
             points = " ".join(f"{plot.x(x):.1f},{plot.y(v):.1f}" for x, v in run)
-            out.append(f'<polyline class="line" points="{points}" stroke="{s.color}"{dash}/>')
+            out.append(f'<polyline class="line" points="{points}" stroke="{s.color}"{dash}{s.style}/>')
             if few or len(run) == 1:
+                opacity = ' fill-opacity="0.4"' if s.halo else ""
                 for x, v in run:
-                    out.append(f'<circle cx="{plot.x(x):.1f}" cy="{plot.y(v):.1f}" r="2.5" fill="{s.color}">')
+                    out.append(
+                        f'<circle cx="{plot.x(x):.1f}" cy="{plot.y(v):.1f}" r="{radius}" fill="{s.color}"{opacity}>'
+                    )
                     out.append(f"<title>{esc(s.label)} at {tick_label(x)} s: {v:,.4g}</title></circle>")
     out += _legend(series)
     out.append("</svg>")
@@ -308,6 +337,55 @@ def bar_chart(
     out.append(f'<line class="axisline" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{bottom}" y2="{bottom}"/>')
     out.append(f'<text class="axis" x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 6}" text-anchor="middle">')
     out.append(f"{esc(x_label)}</text>")
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _short(value: float) -> str:
+    """A value written on a bar: three figures at most, no exponent."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def grouped_bar_chart(
+    title: str, groups: Sequence[str], series: Sequence[Series], *, x_label: str, y_label: str, empty: str
+) -> str:
+    """Bars side by side per group (a queue's p50, p95, p99 and max), each value written above its
+    bar: every percentile stays visible, however close two of them are."""
+    values = [v for s in series for v in s.values if v is not None]
+    if not groups or not values:
+        return empty_chart(title, empty)
+    y1, step = _y_scale(max(values))
+    plot = _Plot(0, len(groups), y1)
+    out = svg_open(title) + _y_axis(plot, step, y_label)
+    bottom = HEIGHT - BOTTOM
+    slot = (WIDTH - LEFT - RIGHT) / len(groups)
+    width = min(48.0, slot * 0.8 / len(series))
+    for i, group in enumerate(groups):
+        start = LEFT + i * slot + (slot - width * len(series)) / 2
+        for j, s in enumerate(series):
+            value = s.values[i] if i < len(s.values) else None
+            if value is None:
+                continue
+            x, y = start + j * width, plot.y(value)
+            out.append(
+                f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{width - 2:.1f}" height="{bottom - y:.1f}" '
+                f'fill="{s.color}"><title>{esc(group)} {esc(s.label)}: {_short(value)}</title></rect>'
+            )
+            if width >= 26:
+                out.append(
+                    f'<text class="value" x="{x + width / 2:.1f}" y="{y - 4:.1f}" text-anchor="middle">'
+                    f"{_short(value)}</text>"
+                )
+        out.append(
+            f'<text class="tick" x="{LEFT + (i + 0.5) * slot:.1f}" y="{bottom + 16}" text-anchor="middle">'
+            f"{esc(group)}</text>"
+        )
+    out.append(f'<line class="axisline" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{bottom}" y2="{bottom}"/>')
+    out.append(f'<text class="axis" x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 6}" text-anchor="middle">')
+    out.append(f"{esc(x_label)}</text>")
+    out += _legend(series)
     out.append("</svg>")
     return "\n".join(out)
 

@@ -576,12 +576,10 @@ def _overlapping(matches: Sequence[str], spans: Mapping[str, Span]) -> bool:
     return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(ordered))
 
 
-def _compare_ticket(ticket_id: str, record: TicketRecord, doc: Mapping[str, Any], match_id: Any) -> list[str]:
-    state = str(doc.get("state"))
+def _mismatches(ticket_id: str, record: TicketRecord, state: str, match_id: Any) -> list[str]:
+    """Where the server's ticket disagrees with what its players were told."""
     problems = []
-    if state not in FINAL_STATES:
-        problems.append(f"{ticket_id}: still {state} on the server after the run")
-    elif record.state != "queued" and record.state != state:
+    if state in FINAL_STATES and record.state != "queued" and record.state != state:
         problems.append(f"{ticket_id}: the client was told {record.state}, the server says {state}")
     if len(record.match_ids) > 1:
         problems.append(f"{ticket_id}: the client saw it in matches {', '.join(record.match_ids)}")
@@ -596,13 +594,14 @@ def reconcile(
     spans: Mapping[str, Span] | None = None,
 ) -> dict[str, Any]:
     """Compare what the client saw of each ticket with the server's ticket (None: 404, absent:
-    not checked). Problems: a ticket missing, not final after the run (``lost``), in another final
-    state than the client was told, matched into another match than the client saw (or seen in
-    two), a match whose tickets name different servers, a player in two matches, and a game server
+    not checked). Problems: a ticket missing or not final after the run (``lost``); in another
+    final state than the client was told, matched into another match than the client saw (or seen
+    in two), a match whose tickets name different servers (``mismatches``); a player in two
+    matches, and a game server
     given to two matches alive at once (``spans``: each match's life; without them, not checked:
     a server may rightly host one match after another)."""
     counts = {"created": len(client), "matched": 0, "cancelled": 0, "expired": 0, "queued": 0, "missing": 0}
-    unchecked, lost, problems = 0, 0, []
+    unchecked, lost, mismatches, problems = 0, 0, 0, []
     servers: dict[str, set[tuple[Any, ...]]] = {}
     players: dict[str, set[str]] = {}
     for ticket_id, record in client.items():
@@ -617,10 +616,14 @@ def reconcile(
             continue
         state = str(doc.get("state"))
         counts[state] = counts.get(state, 0) + 1
-        lost += state not in FINAL_STATES
+        if state not in FINAL_STATES:
+            lost += 1
+            problems.append(f"{ticket_id}: still {state} on the server after the run")
         assignment = doc.get("assignment") if isinstance(doc.get("assignment"), dict) else None
         match_id = assignment.get("matchId") if assignment else None
-        problems += _compare_ticket(ticket_id, record, doc, match_id)
+        wrong = _mismatches(ticket_id, record, state, match_id)
+        mismatches += len(wrong)
+        problems += wrong
         if assignment and match_id:
             servers.setdefault(match_id, set()).add(
                 (assignment.get("gameServer"), assignment.get("address"), assignment.get("port"))
@@ -630,6 +633,7 @@ def reconcile(
                     players.setdefault(player["id"], set()).add(match_id)
     for match_id, where in servers.items():
         if len(where) > 1:
+            mismatches += 1
             problems.append(f"match {match_id}: its tickets name {len(where)} different servers")
     twice = _shared(players)
     problems += [f"player {p}: in matches {', '.join(m)}" for p, m in twice.items()]
@@ -643,6 +647,7 @@ def reconcile(
         **counts,
         "unchecked": unchecked,
         "lost": lost,
+        "mismatches": mismatches,
         "clientMatched": sum(1 for r in client.values() if r.state == "matched"),
         "matches": len(servers),
         "playersInTwoMatches": len(twice),

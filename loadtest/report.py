@@ -50,6 +50,7 @@ from typing import Any
 from loadtest.charts import (
     BLUE,
     GREEN,
+    GREY,
     ORANGE,
     PHASE_COLORS,
     PURPLE,
@@ -63,12 +64,17 @@ from loadtest.charts import (
     fmt_ms,
     fmt_percent,
     fmt_seconds,
+    grouped_bar_chart,
     hbar_chart,
     line_chart,
     num,
     stacked_chart,
     tick_label,
+    words,
 )
+from loadtest.headline import CSS as HEADLINE_CSS
+from loadtest.headline import banner_html, card_note, comparison_html, comparison_lines, verdict_lines
+from loadtest.verdict import lost_tickets
 
 FAILURE_KINDS = ("auth", "match-timeout", "no-capacity", "udp-no-answer", "rejected-token", "server-error", "other")
 PHASES = ("queued", "matched", "connected", "playing", "done", "failed")
@@ -148,6 +154,7 @@ th { color: var(--muted); font-weight: 600; width: 34%; }
 td.num { font-variant-numeric: tabular-nums; }
 table.errors th { width: auto; }
 table.errors td { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; }
+table.queues th, table.queues td { width: auto; white-space: nowrap; }
 svg.chart { width: 100%; height: auto; display: block; }
 svg .grid { stroke: #eaeef2; }
 svg .axisline { stroke: #8c959f; }
@@ -158,6 +165,8 @@ svg .line { fill: none; stroke-width: 2; stroke-linejoin: round; }
 svg .area { opacity: 0.85; }
 svg .frame { fill: var(--soft); stroke: var(--line); }
 svg .empty { font-size: 14px; fill: var(--muted); }
+.grid2 svg .tick, .grid2 svg .value { font-size: 15px; }
+.grid2 svg .axis, .grid2 svg .legend { font-size: 16px; }
 footer { color: var(--muted); font-size: 12px; margin-top: 8px; }
 """
 
@@ -166,20 +175,30 @@ def _row(label: str, value: str) -> str:
     return f'<tr><th scope="row">{esc(label)}</th><td class="num">{value}</td></tr>'
 
 
-def _card(label: str, value: str, *, bad: bool = False) -> str:
-    return f'<div class="card{" bad" if bad else ""}"><b>{esc(value)}</b><span>{esc(label)}</span></div>'
+def _card(label: str, value: str, *, bad: bool = False, note: str = "") -> str:
+    return f'<div class="card{" bad" if bad else ""}"><b>{esc(value)}</b><span>{esc(label)}</span>{note}</div>'
 
 
-def _cards(summary: Mapping[str, Any]) -> str:
+def _cards(report: Mapping[str, Any]) -> str:
+    """The headline figures; compared with a previous run, each with the previous value and the change."""
+    summary = as_map(report.get("summary"))
     ttm = as_map(summary.get("timeToMatchMs"))
     failed = num(summary.get("failed")) or 0
+    lost = lost_tickets(summary.get("serverTickets"))
     cards = [
-        _card("players", fmt_count(summary.get("players"))),
-        _card("played", fmt_count(summary.get("played"))),
-        _card("failed" + fmt_percent(failed, summary.get("players")), fmt_count(summary.get("failed")), bad=failed > 0),
-        _card("time to match p50", fmt_ms(ttm.get("p50"))),
-        _card("time to match p95", fmt_ms(ttm.get("p95"))),
-        _card("time to match p99", fmt_ms(ttm.get("p99"))),
+        _card("players", fmt_count(summary.get("players")), note=card_note(report, "players")),
+        _card("played", fmt_count(summary.get("played")), note=card_note(report, "played")),
+        _card(
+            "failed" + fmt_percent(failed, summary.get("players")),
+            fmt_count(summary.get("failed")),
+            bad=failed > 0,
+            note=card_note(report, "failureRate"),
+        ),
+        _card("tickets lost", fmt_count(lost), bad=bool(lost), note=card_note(report, "ticketsLost")),
+        *(
+            _card(f"time to match {p}", fmt_ms(ttm.get(p)), note=card_note(report, f"ttm{p.upper()}"))
+            for p in ("p50", "p95", "p99")
+        ),
     ]
     return '<div class="cards">' + "".join(cards) + "</div>"
 
@@ -200,10 +219,10 @@ def _summary_table(report: Mapping[str, Any]) -> str:
     scenario, summary = as_map(report.get("scenario")), as_map(report.get("summary"))
     ttm, alloc = as_map(summary.get("timeToMatchMs")), as_map(summary.get("allocationMs"))
     rows = [
-        _row("scenario", esc(scenario.get("name", "—"))),
-        _row("scenario file", esc(scenario.get("file", "—"))),
-        _row("target", esc(scenario.get("target", "—"))),
-        _row("started", esc(scenario.get("startedAt", "—"))),
+        _row("scenario", esc(words(scenario.get("name")))),
+        _row("scenario file", esc(words(scenario.get("file")))),
+        _row("target", esc(words(scenario.get("target")))),
+        _row("started", esc(words(scenario.get("startedAt")))),
         _row("ran for", fmt_seconds(scenario.get("seconds"))),
         _row(
             "players planned / arrived",
@@ -221,16 +240,18 @@ def _summary_table(report: Mapping[str, Any]) -> str:
             f"p50 {fmt_ms(ttm.get('p50'))} · p95 {fmt_ms(ttm.get('p95'))} · p99 {fmt_ms(ttm.get('p99'))} · "
             f"max {fmt_ms(ttm.get('max'))} (over {fmt_count(ttm.get('count'))})",
         ),
-        _row(
-            "allocation",
-            f"p50 {fmt_ms(alloc.get('p50'))} · p99 {fmt_ms(alloc.get('p99'))}" if alloc else "not measured",
-        ),
+        _row("allocation", _percentiles_text(alloc, " · ") if alloc else "not measured"),
         _row("ready buffer", esc(_buffer_text(summary.get("readyBuffer")))),
     ]
     for key, value in as_map(summary.get("serverTickets")).items():
-        shown = value if isinstance(value, str | int | float) else json.dumps(value, sort_keys=True)
-        rows.append(_row(f"server tickets: {key}", esc(shown)))
+        rows.append(_row(f"server tickets: {key}", esc(words(value))))
     return "<table>" + "".join(rows) + "</table>"
+
+
+def _percentiles_text(figures: Mapping[str, Any], sep: str = ", ") -> str:
+    """``p50 … · p95 … · p99 … · max …`` of what the figures hold (allocation has no max)."""
+    keys = [k for k in ("p50", "p95", "p99", "max") if k in figures]
+    return sep.join(f"{k} {fmt_ms(figures.get(k))}" for k in keys) or "not measured"
 
 
 def _buffer_text(buffer: Any) -> str:
@@ -243,20 +264,25 @@ def _buffer_text(buffer: Any) -> str:
     return text + (f", refilled after {fmt_seconds(refill)}" if refill is not None else ", not refilled by the end")
 
 
-def _ttm_chart(timeline: Timeline) -> tuple[str, str]:
-    columns = [
-        (label, timeline.column(key, max))
-        for label, key in (("p50", "ttmP50Ms"), ("p95", "ttmP95Ms"), ("p99", "ttmP99Ms"))
-    ]
-    top = max((v for _, col in columns for v in col if v is not None), default=0.0)
-    scale, unit = (1000.0, "seconds") if top >= 10_000 else (1.0, "milliseconds")
+def _unit(top: float) -> tuple[float, str]:
+    """(divisor, unit) for milliseconds up to ``top``: seconds once values pass 10 s."""
+    return (1000.0, "seconds") if top >= 10_000 else (1.0, "milliseconds")
+
+
+def percentile_chart(timeline: Timeline, prefix: str, what: str, *, name_axis: bool = True) -> str:
+    """p50, p95 and p99 per second of one latency (``{prefix}P50Ms``... in the timeline). p99 is a
+    pale band beneath p95, so p95 shows even where the two are equal (few values in a second).
+    ``name_axis``: the y axis says what it measures, not only the unit (a half-width chart has no room)."""
+    columns = [timeline.column(f"{prefix}P{p}Ms", max) for p in (50, 95, 99)]
+    scale, unit = _unit(max((v for col in columns for v in col if v is not None), default=0.0))
+    scaled = [[None if v is None else v / scale for v in col] for col in columns]
     series = [
-        Series(label, color, [None if v is None else v / scale for v in col], dash)
-        for (label, col), color, dash in zip(columns, (BLUE, ORANGE, VERMILION), ("", "", "6 3"), strict=True)
+        Series("p50", BLUE, scaled[0]),
+        Series("p95", ORANGE, scaled[1]),
+        Series("p99", VERMILION, scaled[2], halo=True),
     ]
-    title = "Time to match over time"
-    note = "Percentiles of the players matched in each second. " + _bucket_note(timeline, "the highest")
-    return line_chart(title, timeline.xs, series, y_label=f"time to match ({unit})"), note
+    y_label = f"{what} ({unit})" if name_axis else f"latency ({unit})"
+    return line_chart(f"{what[0].upper() + what[1:]} over time", timeline.xs, series, y_label=y_label)
 
 
 def _section(title: str, chart: str, note: str = "") -> str:
@@ -265,7 +291,8 @@ def _section(title: str, chart: str, note: str = "") -> str:
 
 
 def _timeline_sections(timeline: Timeline) -> list[str]:
-    ttm, ttm_note = _ttm_chart(timeline)
+    ttm = percentile_chart(timeline, "ttm", "time to match")
+    ttm_note = "Percentiles of the players matched in each second. " + _bucket_note(timeline, "the highest")
     xs = timeline.xs
     flow = line_chart(
         "Players arriving and matched per second",
@@ -309,6 +336,57 @@ def _timeline_sections(timeline: Timeline) -> list[str]:
         ),
         _section("Players by phase", phases, "Where every simulated player was, second by second."),
     ]
+
+
+CLIENT_LATENCIES = (
+    ("ticketCreate", "ticket create", "POST /v1/tickets, from sending the ticket to its answer."),
+    (
+        "assignmentPush",
+        "assignment push",
+        "From the first ticket of a match learning its server to each other ticket of it learning it.",
+    ),
+    ("udpJoin", "UDP join", "From a player's join to the game server's welcome, resends included."),
+)
+
+
+def _latency_sections(report: Mapping[str, Any], timeline: Timeline) -> list[str]:
+    """One chart per client latency over time, its run-wide percentiles in the note."""
+    latencies = as_map(as_map(report.get("summary")).get("latenciesMs"))
+    out = []
+    for key, what, why in CLIENT_LATENCIES:
+        figures = as_map(latencies.get(key))
+        counted = f" Over the run ({fmt_count(figures.get('count'))}): {_percentiles_text(figures)}." if figures else ""
+        out.append(
+            _section(what[0].upper() + what[1:], percentile_chart(timeline, key, what, name_axis=False), why + counted)
+        )
+    return out
+
+
+def _queue_section(summary: Mapping[str, Any]) -> str:
+    """Time to match per queue: p50, p95, p99 and max side by side, and as a table."""
+    queues = {str(q): as_map(f) for q, f in as_map(summary.get("timeToMatchByQueueMs")).items()}
+    keys = ("p50", "p95", "p99", "max")
+    scale, unit = _unit(max((num(f.get(k)) or 0.0 for f in queues.values() for k in keys), default=0.0))
+    series = [
+        Series(
+            key, color, [None if num(f.get(key)) is None else (num(f.get(key)) or 0.0) / scale for f in queues.values()]
+        )
+        for key, color in zip(keys, (BLUE, ORANGE, VERMILION, GREY), strict=True)
+    ]
+    chart = grouped_bar_chart(
+        "Time to match by queue", list(queues), series, x_label="queue", y_label=f"time to match ({unit})",
+        empty="Nobody was matched" if queues or "timeToMatchByQueueMs" in summary else "Not measured in this run",
+    )  # fmt: skip
+    head = "".join(f"<th>{h}</th>" for h in ("queue", "players matched", *keys))
+    rows = "".join(
+        f'<tr><td>{esc(q)}</td><td class="num">{fmt_count(f.get("count"))}</td>'
+        + "".join(f'<td class="num">{fmt_ms(f.get(k))}</td>' for k in keys)
+        + "</tr>"
+        for q, f in queues.items()
+    )
+    table = f'<table class="queues"><tr>{head}</tr>{rows}</table>' if queues else ""
+    note = "How long each queue's players waited for a match, from sending the ticket to knowing the server."
+    return _section("Time to match by queue", chart + table, note)
 
 
 QUALITY = (
@@ -367,8 +445,8 @@ def _errors_section(report: Mapping[str, Any], summary: Mapping[str, Any]) -> st
     errors = [e for e in report.get("errors") or [] if isinstance(e, Mapping)]
     if errors:
         rows = "".join(
-            f'<tr><td class="num">{esc(fmt_seconds(e.get("t")))}</td><td>{esc(e.get("kind", ""))}</td>'
-            f"<td>{esc(e.get('message', ''))}</td></tr>"
+            f'<tr><td class="num">{esc(fmt_seconds(e.get("t")))}</td><td>{esc(words(e.get("kind")))}</td>'
+            f"<td>{esc(words(e.get('message')))}</td></tr>"
             for e in errors
         )
         table = (
@@ -397,10 +475,14 @@ def render_html(report: Mapping[str, Any]) -> str:
     body = [
         f"<h1>fleetmatch load test: {esc(name)}</h1>",
         f'<p class="sub">{subtitle}</p>',
-        _cards(summary),
+        banner_html(report),
+        _cards(report),
+        comparison_html(report),
         _section("Summary", _summary_table(report)),
         *_timeline_sections(timeline),
+        _queue_section(summary),
         '<div class="grid2">',
+        *_latency_sections(report, timeline),
         *_quality_sections(report),
         "</div>",
         _errors_section(report, summary),
@@ -409,7 +491,7 @@ def render_html(report: Mapping[str, Any]) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>fleetmatch load test: {esc(name)}</title>\n<style>{CSS}</style>\n</head>\n"
+        f"<title>fleetmatch load test: {esc(name)}</title>\n<style>{CSS}{HEADLINE_CSS}</style>\n</head>\n"
         "<body>\n<main>\n" + "\n".join(body) + "\n</main>\n</body>\n</html>\n"
     )
 
@@ -417,27 +499,43 @@ def render_html(report: Mapping[str, Any]) -> str:
 # -- the summary and the files -------------------------------------------------------------------
 
 
+def _line(label: str, text: str) -> str:
+    return f"  {label:<16} {text}"
+
+
 def summary_text(report: Mapping[str, Any]) -> str:
-    """The lines printed when the run ends."""
+    """The lines printed when the run ends: the verdict first, the figures, then any comparison."""
     scenario, summary = as_map(report.get("scenario")), as_map(report.get("summary"))
     ttm, alloc = as_map(summary.get("timeToMatchMs")), as_map(summary.get("allocationMs"))
     players = summary.get("players")
     lines = [
-        f"load test {scenario.get('name', '?')!s} against {scenario.get('target', '?')!s}: {fmt_count(players)} "
+        *verdict_lines(report),
+        f"load test {words(scenario.get('name'))} against {words(scenario.get('target'))}: {fmt_count(players)} "
         f"players (planned {fmt_count(scenario.get('playersPlanned'))}) in {fmt_seconds(scenario.get('seconds'))}",
-        f"  played         {fmt_count(summary.get('played'))}{fmt_percent(summary.get('played'), players)}",
-        f"  failed         {fmt_count(summary.get('failed'))}{fmt_percent(summary.get('failed'), players)}: "
-        f"{_failures_text(summary)}",
-        f"  tickets        {fmt_count(summary.get('ticketsCreated'))} created, "
-        f"{fmt_count(summary.get('ticketsMatched'))} matched",
-        f"  time to match  p50 {fmt_ms(ttm.get('p50'))}, p95 {fmt_ms(ttm.get('p95'))}, p99 {fmt_ms(ttm.get('p99'))}, "
-        f"max {fmt_ms(ttm.get('max'))} (over {fmt_count(ttm.get('count'))})",
+        _line("played", fmt_count(summary.get("played")) + fmt_percent(summary.get("played"), players)),
+        _line(
+            "failed",
+            f"{fmt_count(summary.get('failed'))}{fmt_percent(summary.get('failed'), players)}: "
+            + _failures_text(summary),
+        ),
+        _line(
+            "tickets",
+            f"{fmt_count(summary.get('ticketsCreated'))} created, {fmt_count(summary.get('ticketsMatched'))} matched",
+        ),
+        _line("time to match", f"{_percentiles_text(ttm)} (over {fmt_count(ttm.get('count'))})"),
     ]
+    for queue, figures in as_map(summary.get("timeToMatchByQueueMs")).items():
+        queued = as_map(figures)
+        lines.append(_line(f"  queue {queue}", f"{_percentiles_text(queued)} (over {fmt_count(queued.get('count'))})"))
+    latencies = as_map(summary.get("latenciesMs"))
+    for key, what, _ in CLIENT_LATENCIES:
+        if isinstance(latencies.get(key), Mapping):
+            lines.append(_line(what, _percentiles_text(latencies[key])))
     if alloc:
-        lines.append(f"  allocation     p50 {fmt_ms(alloc.get('p50'))}, p99 {fmt_ms(alloc.get('p99'))}")
+        lines.append(_line("allocation", _percentiles_text(alloc)))
     if isinstance(summary.get("readyBuffer"), Mapping):
-        lines.append(f"  ready buffer   {_buffer_text(summary['readyBuffer'])}")
-    return "\n".join(lines)
+        lines.append(_line("ready buffer", _buffer_text(summary["readyBuffer"])))
+    return "\n".join(lines + comparison_lines(report))
 
 
 def _jsonable(value: Any) -> Any:

@@ -54,6 +54,7 @@ from loadtest.players import (
     Phase,
 )
 from loadtest.scenario import Scenario
+from loadtest.verdict import DEFAULT_THRESHOLDS, Thresholds, judge
 from loadtest.view import LiveView
 
 log = logging.getLogger(__name__)
@@ -318,13 +319,17 @@ def build_report(
     run_id: str,
     ended: float,
     server_tickets: dict[str, Any] | None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report document (``loadtest.report`` renders it; keys are part of its contract)."""
+    """The report document (``loadtest.report`` renders it; keys are part of its contract), with
+    its verdict (``loadtest.verdict``) and, given ``previous`` (``load_previous``), the figures
+    of the run it is compared with."""
     phases = collector.phases
     failures = {str(kind): collector.failures.get(str(kind), 0) for kind in FailureKind}
     failures.update({k: v for k, v in collector.failures.items() if k not in failures})
     latencies = collector.latencies
-    return {
+    report: dict[str, Any] = {
         "scenario": {
             "name": scenario.name,
             "file": scenario_file,
@@ -361,6 +366,10 @@ def build_report(
         "quality": collector.quality(),
         "errors": list(collector.errors),
     }
+    report["verdict"] = judge(report, thresholds).as_json(thresholds)
+    if previous is not None:
+        report["previous"] = dict(previous)
+    return report
 
 
 def _write(report: dict[str, Any], out_dir: Path) -> None:
@@ -389,12 +398,15 @@ async def run_loadtest(
     scenario_file: str | None = None,
     party_settings: PartySettings | None = None,
     settings: RunSettings | None = None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``scenario`` against ``target``; write ``report.json`` (and ``report.html``) to
     ``out_dir`` and return the report. ``players_override`` rescales the scenario
     (``Scenario.with_players``: refused beyond its limits). ``view``: the live terminal view (drawn
     only on a terminal). ``party_settings``: how simulated clients behave (its ``match_timeout`` is
-    the scenario's)."""
+    the scenario's). ``thresholds``: what the verdict allows; ``previous``: a run to compare with
+    (``loadtest.verdict.load_previous``)."""
     if players_override is not None:
         scenario = scenario.with_players(players_override)
     planned = scenario.planned_players()
@@ -458,6 +470,8 @@ async def run_loadtest(
         run_id=run_id,
         ended=ended,
         server_tickets=server_tickets,
+        thresholds=thresholds,
+        previous=previous,
     )
     _write(report, out_dir)
     if interrupted:

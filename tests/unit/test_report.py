@@ -36,7 +36,7 @@ SECTIONS = (
     "Longest wait",
     "Failures",
 )
-BLUE, GREEN, PURPLE, VERMILION = "#0072b2", "#009e73", "#cc79a7", "#d55e00"
+BLUE, ORANGE, GREEN, PURPLE, VERMILION = "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00"
 
 
 def _row(t: int, seconds: int) -> dict[str, Any]:
@@ -183,9 +183,11 @@ def test_one_chart_per_section() -> None:
 def test_time_to_match_chart() -> None:
     chart = svgs(sections(render_html(report_doc()))["Time to match"])[0]
     assert "<title>Time to match over time</title>" in chart
-    p50, p95 = polylines(chart, BLUE), polylines(chart, "#e69f00")
-    p99 = re.findall(r'<polyline [^>]*stroke="#d55e00" stroke-dasharray', chart)
+    p50, p95, p99 = polylines(chart, BLUE), polylines(chart, ORANGE), polylines(chart, VERMILION)
     assert len(p50) == 1 and len(p95) == 1 and len(p99) == 1
+    # p99 is a wide pale band drawn first, p95 and p50 on top of it: p95 shows where the two are equal.
+    assert re.search(r'stroke="#d55e00" style="stroke-width:7px;stroke-opacity:0.4"', chart)
+    assert chart.index(f'stroke="{VERMILION}"') < chart.index(f'stroke="{ORANGE}"') < chart.index(f'stroke="{BLUE}"')
     # Matched from second 1 to 15: one point per second, no point where nobody was matched.
     assert len(p50[0]) == 15
     # Higher percentiles are drawn higher (smaller y) at every point.
@@ -295,7 +297,8 @@ def test_summary_and_cards() -> None:
     assert "p50 3 ms · p99 5 ms" in summary
     assert "4 Ready at the start, lowest 3 at 5.03 s, refilled after 1.00 s" in summary
     assert "match-timeout 2" in summary and "100 / 100" in summary and "67 / 65" in summary
-    assert re.search(r"server tickets: consistent</th><td[^>]*>True<", summary)
+    assert re.search(r"server tickets: consistent</th><td[^>]*>yes<", summary)
+    assert re.search(r"server tickets: problems</th><td[^>]*>none<", summary)
     assert re.search(r"server tickets: missing</th><td[^>]*>0<", summary)
     assert '<div class="card bad"><b>2</b><span>failed (2%)</span></div>' in page
 
@@ -467,13 +470,15 @@ def test_write_reports_replaces_a_previous_report(tmp_path: Path) -> None:
 def test_summary_text_has_the_key_figures() -> None:
     text = summary_text(report_doc())
     lines = text.splitlines()
-    assert lines[0] == "load test smoke against http://127.0.0.1:33737: 100 players (planned 100) in 48.4 s"
-    assert "played         98 (98%)" in text
-    assert "failed         2 (2%): match-timeout 2" in text
-    assert "tickets        67 created, 65 matched" in text
-    assert "time to match  p50 1.22 s, p95 10.1 s, p99 10.5 s, max 15.0 s (over 98)" in text
-    assert "allocation     p50 3 ms, p99 5 ms" in text
-    assert "ready buffer   4 Ready at the start, lowest 3 at 5.03 s, refilled after 1.00 s" in text
+    assert lines[0] == "PASS"  # the verdict first
+    assert "load test smoke against http://127.0.0.1:33737: 100 players (planned 100) in 48.4 s" in lines
+    assert "  played           98 (98%)" in lines
+    assert "  failed           2 (2%): match-timeout 2" in lines
+    assert "  tickets          67 created, 65 matched" in lines
+    assert "  time to match    p50 1.22 s, p95 10.1 s, p99 10.5 s, max 15.0 s (over 98)" in lines
+    assert "  UDP join         p50 0.91 ms, p95 3 ms, p99 8 ms, max 10 ms" in lines
+    assert "  allocation       p50 3 ms, p99 5 ms" in lines
+    assert "  ready buffer     4 Ready at the start, lowest 3 at 5.03 s, refilled after 1.00 s" in lines
 
 
 def test_summary_text_without_optional_figures() -> None:
@@ -481,6 +486,6 @@ def test_summary_text_without_optional_figures() -> None:
     doc["summary"]["readyBuffer"] = {"start": 4, "min": 1, "minAt": None, "refillSeconds": None}
     text = summary_text(doc)
     assert "allocation" not in text
-    assert "ready buffer   4 Ready at the start, lowest 1, not refilled by the end" in text
-    assert "failed         0: none" in text
-    assert "time to match  p50 —, p95 —, p99 —, max — (over 0)" in text
+    assert "  ready buffer     4 Ready at the start, lowest 1, not refilled by the end" in text
+    assert "  failed           0: none" in text
+    assert "  time to match    p50 —, p95 —, p99 —, max — (over 0)" in text
