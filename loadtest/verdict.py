@@ -54,6 +54,10 @@ class Check:
     detail: str
 
 
+def _many(count: float, noun: str) -> str:
+    return f"{count:,.0f} {noun}{'' if count == 1 else 's'}"
+
+
 def lost_tickets(tickets: Any) -> float | None:
     """``serverTickets.lost`` (a report from before it was counted: missing plus still queued)."""
     if not isinstance(tickets, Mapping):
@@ -88,9 +92,9 @@ def _consistency(summary: Mapping[str, Any]) -> Check:
     if mismatches is None:  # a report from before mismatches were counted: any problem but a lost ticket
         mismatches = 0 if tickets.get("consistent") or _tickets_lost(summary).passed is False else 1
     if twice or servers or mismatches:
-        parts = [f"{twice:,.0f} players in two matches"] if twice else []
-        parts += [f"{servers:,.0f} game servers given to two matches at once"] if servers else []
-        parts += [f"{mismatches:,.0f} tickets not as their players were told"] if mismatches else []
+        parts = [f"{_many(twice, 'player')} in two matches"] if twice else []
+        parts += [f"{_many(servers, 'game server')} given to two matches at once"] if servers else []
+        parts += [f"{_many(mismatches, 'ticket')} not as their players were told"] if mismatches else []
         return Check("consistency", False, ", ".join(parts) + " (serverTickets.problems names them)")
     return Check("consistency", True, "no player in two matches, no game server given twice, every ticket as told")
 
