@@ -28,7 +28,8 @@ CSS = """
 .verdict li b { display: inline-block; min-width: 150px; }
 .better { color: #1a7f37; }
 .worse { color: #b42318; }
-table.compare th, table.compare td { width: auto; white-space: nowrap; }
+table.compare th, table.compare td { width: auto; padding: 4px 6px; }
+table.compare td { white-space: nowrap; }
 table.compare td.num { text-align: right; }
 .card small { display: block; color: var(--muted); font-size: 11px; margin-top: 2px; }
 """
@@ -57,7 +58,10 @@ def change_text(delta: Delta) -> str:
     else:
         text = sign + _value(delta.figure, abs(change))
     relative = delta.relative
-    return text + (f" ({sign}{abs(relative) * 100:.0f}%)" if relative is not None and delta.figure.unit != "%" else "")
+    if relative is None or delta.figure.unit == "%":
+        return text
+    percent = abs(relative) * 100
+    return text + f" ({sign}{percent:.1f}%)" if percent < 10 else text + f" ({sign}{percent:.0f}%)"
 
 
 def _tone(delta: Delta) -> str:

@@ -243,9 +243,36 @@ def _summary_table(report: Mapping[str, Any]) -> str:
         _row("allocation", _percentiles_text(alloc, " · ") if alloc else "not measured"),
         _row("ready buffer", esc(_buffer_text(summary.get("readyBuffer")))),
     ]
-    for key, value in as_map(summary.get("serverTickets")).items():
-        rows.append(_row(f"server tickets: {key}", esc(words(value))))
+    rows += [_row(label, esc(text)) for label, text in _server_tickets(summary.get("serverTickets"))]
     return "<table>" + "".join(rows) + "</table>"
+
+
+SERVER_STATES = ("matched", "cancelled", "expired", "queued", "missing", "unchecked")
+SERVER_CHECKS = (
+    ("lost", "lost"),
+    ("mismatches", "not as told"),
+    ("playersInTwoMatches", "players in two matches"),
+    ("serversAllocatedTwice", "servers given twice"),
+)
+
+
+def _server_tickets(tickets: Any) -> list[tuple[str, str]]:
+    """The reconciliation in a few rows a person reads (every field, none as a raw key unless unknown)."""
+    if not isinstance(tickets, Mapping):
+        return []
+    known = {"created", "clientMatched", "matches", "consistent", "problems", *SERVER_STATES}
+    known |= {key for key, _ in SERVER_CHECKS}
+    states = ", ".join(f"{fmt_count(tickets.get(s))} {s}" for s in SERVER_STATES if s in tickets)
+    checks = ", ".join(f"{fmt_count(tickets.get(k))} {label}" for k, label in SERVER_CHECKS if k in tickets)
+    rows = [
+        ("tickets read back", f"{fmt_count(tickets.get('created'))} created: {states}"),
+        ("matches", f"{fmt_count(tickets.get('matches'))} ({fmt_count(tickets.get('clientMatched'))} tickets "
+                    "matched as the players saw it)"),
+        ("reconciliation", f"{'consistent' if tickets.get('consistent') is True else 'NOT consistent'}"
+                           + (f": {checks}" if checks else "")),
+        ("problems", words(tickets.get("problems"))),
+    ]  # fmt: skip
+    return rows + [(f"server tickets: {k}", words(v)) for k, v in tickets.items() if k not in known]
 
 
 def _percentiles_text(figures: Mapping[str, Any], sep: str = ", ") -> str:
@@ -458,6 +485,11 @@ def _errors_section(report: Mapping[str, Any], summary: Mapping[str, Any]) -> st
     return _section("Failures", failures + table, "Players who did not get to play, by what went wrong.")
 
 
+def _beside(first: str, second: str) -> list[str]:
+    """Two sections side by side on a wide screen (one under the other on a narrow one)."""
+    return ['<div class="grid2">', first, second, "</div>"] if second else [first]
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     """One self-contained HTML page: summary, charts (inline SVG) and the first errors."""
     scenario, summary = as_map(report.get("scenario")), as_map(report.get("summary"))
@@ -477,8 +509,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         f'<p class="sub">{subtitle}</p>',
         banner_html(report),
         _cards(report),
-        comparison_html(report),
-        _section("Summary", _summary_table(report)),
+        *_beside(_section("Summary", _summary_table(report)), comparison_html(report)),
         *_timeline_sections(timeline),
         _queue_section(summary),
         '<div class="grid2">',

@@ -298,9 +298,14 @@ def test_summary_and_cards() -> None:
     assert "p50 3 ms · p99 5 ms" in summary
     assert "4 Ready at the start, lowest 3 at 5.03 s, refilled after 1.00 s" in summary
     assert "match-timeout 2" in summary and "100 / 100" in summary and "67 / 65" in summary
-    assert re.search(r"server tickets: consistent</th><td[^>]*>yes<", summary)
-    assert re.search(r"server tickets: problems</th><td[^>]*>none<", summary)
-    assert re.search(r"server tickets: missing</th><td[^>]*>0<", summary)
+    assert re.search(
+        r"tickets read back</th><td[^>]*>67 created: 65 matched, 2 cancelled, 0 expired, 0 queued, 0 missing, "
+        r"0 unchecked<",
+        summary,
+    )
+    assert re.search(r"matches</th><td[^>]*>19 \(65 tickets matched as the players saw it\)<", summary)
+    assert re.search(r"reconciliation</th><td[^>]*>consistent<", summary)
+    assert re.search(r"problems</th><td[^>]*>none<", summary)
     assert '<div class="card bad"><b>2</b><span>failed (2%)</span></div>' in page
 
 
@@ -352,7 +357,7 @@ def test_a_run_without_data_renders_empty_states() -> None:
         assert "Not measured in this run" in found[title]
     assert "No failures" in found["Failures"]
     summary = found["Summary"]
-    assert "not measured" in summary and "not observed" in summary and "server tickets" not in summary
+    assert "not measured" in summary and "not observed" in summary and "tickets read back" not in summary
     assert "p50 — · p95 — · p99 — · max — (over 0)" in summary
 
 
@@ -627,7 +632,8 @@ def test_the_comparison_in_the_page() -> None:
     assert re.search(r"players arrived</th><td[^>]*>100</td><td[^>]*>100</td><td class=\"num \">no change<", found)
     # The cards carry the previous value too.
     assert '<span>time to match p95</span><small>was 8.00 s, <span class="worse">+2.13 s (+27%)</span>' in page
-    assert page.index("Compared with the previous run") < page.index("<h2>Summary</h2>")
+    # Beside the summary, before any chart.
+    assert page.index("<h2>Summary</h2>") < page.index("Compared with the previous run") < page.index("<svg")
     assert "Compared with the previous run" not in render_html(full_doc())
 
 
