@@ -183,20 +183,32 @@ def _servers(samples: Samples, state: str) -> float | None:
     return None
 
 
-QUALITY = {
-    "skillSpread": "fleetmatch_match_skill_spread",
-    "worstLatencyMs": "fleetmatch_match_worst_latency_ms",
-    "longestWaitSeconds": "fleetmatch_match_longest_wait_seconds",
+QUALITY: Mapping[str, tuple[tuple[str, float], ...]] = {
+    "skillSpread": (("fleetmatch_match_skill_spread", 1.0),),
+    "worstLatencyMs": (("fleetmatch_match_worst_latency_seconds", 1000.0), ("fleetmatch_match_worst_latency_ms", 1.0)),
+    "longestWaitSeconds": (("fleetmatch_match_longest_wait_seconds", 1.0),),
 }
+"""Report key -> the metric names it may come from (the first one exposed wins), each with the factor
+to the report's unit: the worst latency is read in seconds or, from an older matchmaker, in ms."""
 SCRAPED = (
     "fleetmatch_gameservers",
     "fleetmatch_allocator_cached_gameservers",
     "fleetmatch_allocation_seconds",
     "fleetmatch_tickets",
     "fleetmatch_match_allocation_failures",
-    *QUALITY.values(),
+    *(name for names in QUALITY.values() for name, _ in names),
 )
-"""The metric families the scraper reads (name prefixes)."""
+"""The metric families the scraper reads (name prefixes): every metric name it knows is here or in
+``QUALITY``, so a renamed metric is changed in one place."""
+
+
+def _quality(samples: Samples, names: Sequence[tuple[str, float]]) -> dict[float, float]:
+    """The first of ``names`` the target exposes, its bounds scaled to the report's unit."""
+    for name, factor in names:
+        buckets = _buckets(samples, name)
+        if buckets:
+            return {le * factor: count for le, count in buckets.items()}
+    return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +236,7 @@ class ScrapeSample:
             allocation=_buckets(samples, "fleetmatch_allocation_seconds", result="Allocated"),
             tickets=_by(samples, "fleetmatch_tickets_total", "queue", "event"),
             allocation_failures=_by(samples, "fleetmatch_match_allocation_failures_total", "queue", "reason"),
-            quality={key: _buckets(samples, name) for key, name in QUALITY.items()},
+            quality={key: _quality(samples, names) for key, names in QUALITY.items()},
         )
 
 

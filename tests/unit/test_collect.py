@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadtest.collect import Collector, LatencyHistogram, ScrapeSample, Span, TicketRecord, parse_metrics, reconcile
+from loadtest.collect import (
+    SCRAPED,
+    Collector,
+    LatencyHistogram,
+    ScrapeSample,
+    Span,
+    TicketRecord,
+    parse_metrics,
+    reconcile,
+)
 from loadtest.players import ASSIGNMENT_PUSH, TICKET_CREATE, capacity_window
 
 ALLOCATOR = """\
@@ -165,3 +174,20 @@ def test_a_server_given_to_two_live_matches_is_a_problem(spans: dict[str, Span] 
     result = reconcile(client, server, spans)
     assert result["serversAllocatedTwice"] == twice
     assert result["consistent"] is (twice == 0)
+
+
+# -- metric names ----------------------------------------------------------------------------------
+
+WORST_LATENCY = """\
+# TYPE fleetmatch_match_worst_latency_{unit} histogram
+fleetmatch_match_worst_latency_{unit}_bucket{{le="{first}",queue="duel"}} 3
+fleetmatch_match_worst_latency_{unit}_bucket{{le="{second}",queue="duel"}} 5
+fleetmatch_match_worst_latency_{unit}_bucket{{le="+Inf",queue="duel"}} 6
+"""
+
+
+@pytest.mark.parametrize(("unit", "first", "second"), [("seconds", "0.01", "0.02"), ("ms", "10.0", "20.0")])
+def test_the_worst_latency_is_read_in_seconds_or_milliseconds(unit: str, first: str, second: str) -> None:
+    text = WORST_LATENCY.format(unit=unit, first=first, second=second)
+    sample = ScrapeSample.of(0.0, parse_metrics([text], SCRAPED))
+    assert sample.quality["worstLatencyMs"] == {10.0: 3.0, 20.0: 5.0, float("inf"): 6.0}
