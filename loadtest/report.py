@@ -12,25 +12,34 @@ The report the runner writes (``loadtest.runner``), and what each part means her
     {"scenario": {"name", "file", "target", "startedAt" (RFC 3339), "seconds", "playersPlanned"},
      "summary": {"players", "played", "failed", "failures": {kind: n}, "ticketsCreated", "ticketsMatched",
                  "timeToMatchMs": {"count", "p50", "p95", "p99", "max"},
-                 "allocationMs": {"p50", "p99"} | null,
+                 "timeToMatchByQueueMs": {queue: {"count", "p50", "p95", "p99", "max"}},
+                 "latenciesMs": {"ticketCreate" | "assignmentPush" | "udpJoin": {"count", "p50", ...}},
+                 "allocationMs": {"p50", "p95", "p99"} | null,
                  "readyBuffer": {"start", "min", "minAt", "refillSeconds"} | null,
-                 "serverTickets": {...} | null},
+                 "serverTickets": {..., "lost", "mismatches", "playersInTwoMatches",
+                                   "serversAllocatedTwice", "consistent", "problems"} | null},
      "timeline": [{"t", "arrivals", "matchedPlayers", "phases": {"queued", "matched", "connected", "playing",
-                   "done", "failed"}, "ttmP50Ms", "ttmP95Ms", "ttmP99Ms", "ready", "allocated"}],
+                   "done", "failed"}, "ttmP50Ms", "ttmP95Ms", "ttmP99Ms", "ticketCreateP50Ms"... "udpJoinP99Ms",
+                   "ready", "allocated"}],
      "quality": {"skillSpread" | "worstLatencyMs" | "longestWaitSeconds": {"le": [...], "counts": [...]} | null},
-     "errors": [{"t", "kind", "message"}]}
+     "errors": [{"t", "kind", "message"}],
+     "verdict": {"pass", "checks": [{"name", "pass", "detail"}], "thresholds"},
+     "previous": {"file", "name", "startedAt", "pass", "figures": {...}}}   (only with --compare)
 
+- ``verdict`` (``loadtest.verdict``) is drawn first, as a banner; a report without one (interrupted
+  before it was judged, or older) is judged when drawn, with the default thresholds.
 - ``timeline``: one entry per second since the start (``t``). ``arrivals``: players who arrived in
   that second; ``matches``: players matched in it (players, not matches: the collector counts each
   matched ticket's players, so the two compare); ``phases``: players in each phase at its end;
-  ``ttm*``: time-to-match percentiles of the players matched in it (null: none); ``ready`` and
-  ``allocated``: game servers in those states (null: not observed).
+  ``ttm*`` and the client latencies' ``*P50Ms``...: percentiles of the values recorded in it (null:
+  none); ``ready`` and ``allocated``: game servers in those states (null: not observed).
 - ``quality``: histograms of the matches made. ``counts[i]`` matches fell in ``(le[i-1], le[i]]``
   (``counts`` are per bucket, *not* cumulative as in Prometheus); the last bound ``"+Inf"`` (as the
   collector writes it), or one count more than bounds, is the overflow above the last finite bound.
 - failure kinds: ``auth``, ``match-timeout``, ``no-capacity``, ``udp-no-answer``, ``rejected-token``,
   ``server-error``, ``other``.
 
+No value reaches the page as Python writes it (``True``, ``None``, ``[]``): ``charts.words``.
 Every field may be missing or null: the page says "no data" where a chart would be, rather than
 failing after a long run. Long runs are drawn with at most ``MAX_POINTS`` points per line: each
 point then covers several seconds (rates averaged, time to match and allocated servers at their
