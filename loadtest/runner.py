@@ -42,7 +42,7 @@ import aiohttp
 
 from fleetmatch.errors import ConfigError
 from fleetmatch.tasks import cancel_and_wait, supervised
-from loadtest.collect import TIME_TO_MATCH, Collector, MetricsScraper, Span, reconcile
+from loadtest.collect import TIME_TO_MATCH, Collector, MetricsScraper
 from loadtest.players import (
     ASSIGNMENT_PUSH,
     TICKET_CREATE,
@@ -53,6 +53,7 @@ from loadtest.players import (
     PartySettings,
     Phase,
 )
+from loadtest.reconcile import Span, reconcile
 from loadtest.scenario import Scenario
 from loadtest.verdict import DEFAULT_THRESHOLDS, Thresholds, judge
 from loadtest.view import LiveView

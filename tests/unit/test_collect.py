@@ -15,12 +15,10 @@ from loadtest.collect import (
     Collector,
     LatencyHistogram,
     ScrapeSample,
-    Span,
-    TicketRecord,
     parse_metrics,
-    reconcile,
 )
 from loadtest.players import ASSIGNMENT_PUSH, TICKET_CREATE, capacity_window
+from loadtest.reconcile import Span, TicketRecord, reconcile
 
 ALLOCATOR = """\
 # TYPE fleetmatch_allocation_seconds histogram
