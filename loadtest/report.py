@@ -51,8 +51,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,61 +82,13 @@ from loadtest.charts import (
 )
 from loadtest.headline import CSS as HEADLINE_CSS
 from loadtest.headline import banner_html, card_note, comparison_html, comparison_lines, verdict_lines
+from loadtest.timeline import Timeline, bucket_note, percentile_chart, unit_for
 from loadtest.verdict import lost_tickets
 
 FAILURE_KINDS = ("auth", "match-timeout", "no-capacity", "udp-no-answer", "rejected-token", "server-error", "other")
 PHASES = ("queued", "matched", "connected", "playing", "done", "failed")
-MAX_POINTS = 900
-"""Points per line at most; a longer timeline is drawn in buckets of several seconds."""
 JSON_NAME = "report.json"
 HTML_NAME = "report.html"
-
-
-# -- the timeline --------------------------------------------------------------------------------
-
-Reducer = Callable[[Sequence[float]], float]
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
-@dataclass(frozen=True, slots=True)
-class Timeline:
-    """The report's timeline as columns, in buckets of ``bucket`` seconds (1 unless it is long)."""
-
-    rows: Sequence[Mapping[str, Any]]
-    bucket: int
-
-    @classmethod
-    def of(cls, report: Mapping[str, Any]) -> Timeline:
-        raw = report.get("timeline")
-        rows = (
-            [r for r in raw if isinstance(r, Mapping) and num(r.get("t")) is not None] if isinstance(raw, list) else []
-        )
-        rows.sort(key=lambda r: float(r["t"]))
-        return cls(rows, max(1, math.ceil(len(rows) / MAX_POINTS)))
-
-    def _groups(self) -> list[Sequence[Mapping[str, Any]]]:
-        return [self.rows[i : i + self.bucket] for i in range(0, len(self.rows), self.bucket)]
-
-    @property
-    def xs(self) -> list[float]:
-        return [float(group[0]["t"]) for group in self._groups()]
-
-    def column(self, key: str, reduce: Reducer = _mean, *, within: str = "") -> list[float | None]:
-        out: list[float | None] = []
-        for group in self._groups():
-            values = [num(as_map(r.get(within)).get(key) if within else r.get(key)) for r in group]
-            present = [v for v in values if v is not None]
-            out.append(reduce(present) if present else None)
-        return out
-
-
-def _bucket_note(timeline: Timeline, how: str) -> str:
-    if timeline.bucket == 1:
-        return ""
-    return f"Each point covers {timeline.bucket} s ({how})."
 
 
 # -- the page ------------------------------------------------------------------------------------
@@ -300,27 +251,6 @@ def _buffer_text(buffer: Any) -> str:
     return text + (f", refilled after {fmt_seconds(refill)}" if refill is not None else ", not refilled by the end")
 
 
-def _unit(top: float) -> tuple[float, str]:
-    """(divisor, unit) for milliseconds up to ``top``: seconds once values pass 10 s."""
-    return (1000.0, "seconds") if top >= 10_000 else (1.0, "milliseconds")
-
-
-def percentile_chart(timeline: Timeline, prefix: str, what: str, *, name_axis: bool = True) -> str:
-    """p50, p95 and p99 per second of one latency (``{prefix}P50Ms``... in the timeline). p99 is a
-    pale band beneath p95, so p95 shows even where the two are equal (few values in a second).
-    ``name_axis``: the y axis says what it measures, not only the unit (a half-width chart has no room)."""
-    columns = [timeline.column(f"{prefix}P{p}Ms", max) for p in (50, 95, 99)]
-    scale, unit = _unit(max((v for col in columns for v in col if v is not None), default=0.0))
-    scaled = [[None if v is None else v / scale for v in col] for col in columns]
-    series = [
-        Series("p50", BLUE, scaled[0]),
-        Series("p95", ORANGE, scaled[1]),
-        Series("p99", VERMILION, scaled[2], halo=True),
-    ]
-    y_label = f"{what} ({unit})" if name_axis else f"latency ({unit})"
-    return line_chart(f"{what[0].upper() + what[1:]} over time", timeline.xs, series, y_label=y_label)
-
-
 def _section(title: str, chart: str, note: str = "") -> str:
     paragraph = f'<p class="note">{esc(note)}</p>' if note.strip() else ""
     return f"<section><h2>{esc(title)}</h2>{paragraph}{chart}</section>"
@@ -328,7 +258,7 @@ def _section(title: str, chart: str, note: str = "") -> str:
 
 def _timeline_sections(timeline: Timeline) -> list[str]:
     ttm = percentile_chart(timeline, "ttm", "time to match")
-    ttm_note = "Percentiles of the players matched in each second. " + _bucket_note(timeline, "the highest")
+    ttm_note = "Percentiles of the players matched in each second. " + bucket_note(timeline, "the highest")
     xs = timeline.xs
     flow = line_chart(
         "Players arriving and matched per second",
@@ -362,13 +292,13 @@ def _timeline_sections(timeline: Timeline) -> list[str]:
             "Arrivals vs matches",
             flow,
             "Players who arrived, and players who learned their match, per second: matched above arrivals "
-            "is the queue draining, below it the queue growing. " + _bucket_note(timeline, "averaged"),
+            "is the queue draining, below it the queue growing. " + bucket_note(timeline, "averaged"),
         ),
         _section(
             "Ready buffer vs allocated servers",
             fleet,
             "Game servers Ready to take a match, and Allocated to one. "
-            + _bucket_note(timeline, "Ready at its lowest, Allocated at its highest"),
+            + bucket_note(timeline, "Ready at its lowest, Allocated at its highest"),
         ),
         _section("Players by phase", phases, "Where every simulated player was, second by second."),
     ]
@@ -402,7 +332,7 @@ def _queue_section(summary: Mapping[str, Any]) -> str:
     """Time to match per queue: p50, p95, p99 and max side by side, and as a table."""
     queues = {str(q): as_map(f) for q, f in as_map(summary.get("timeToMatchByQueueMs")).items()}
     keys = ("p50", "p95", "p99", "max")
-    scale, unit = _unit(max((num(f.get(k)) or 0.0 for f in queues.values() for k in keys), default=0.0))
+    scale, unit = unit_for(max((num(f.get(k)) or 0.0 for f in queues.values() for k in keys), default=0.0))
     series = [
         Series(
             key, color, [None if num(f.get(key)) is None else (num(f.get(key)) or 0.0) / scale for f in queues.values()]

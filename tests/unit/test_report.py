@@ -17,13 +17,12 @@ import pytest
 from loadtest.report import (
     HTML_NAME,
     JSON_NAME,
-    MAX_POINTS,
-    Timeline,
     histogram_bars,
     render_html,
     summary_text,
     write_reports,
 )
+from loadtest.timeline import MAX_POINTS, Timeline
 from loadtest.verdict import DEFAULT_THRESHOLDS, judge, previous_of
 
 FAILURE_KINDS = ("auth", "match-timeout", "no-capacity", "udp-no-answer", "rejected-token", "server-error", "other")
