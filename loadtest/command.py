@@ -105,17 +105,22 @@ def _target(
 @click.option(
     "--max-failure-rate",
     type=click.FloatRange(0, 100),
+    metavar="PERCENT",
     default=100 * DEFAULT_MAX_FAILURE_RATE,
     show_default=True,
     help="FAIL if more than this percentage of the players who arrived failed.",
 )
 @click.option(
-    "--max-ttm-p95", type=click.FloatRange(min=0, min_open=True), help="FAIL if time to match p95 exceeds SECONDS."
+    "--max-ttm-p95",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="FAIL if time to match p95 is above this (default: not judged).",
 )
 @click.option(
     "--compare",
     "compare_file",
     type=click.Path(path_type=Path),
+    metavar="FILE",
     help="A previous run's report.json: show each headline figure beside it, with the change.",
 )
 @click.pass_context
