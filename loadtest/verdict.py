@@ -5,7 +5,8 @@ Why a verdict: a report of twenty figures does not say whether the run went well
 person in a hurry both need one word first, and the reasons. A run **passes** when:
 
 - **no ticket was lost**: every ticket the players opened was read back from the server and
-  ended matched, cancelled or expired (``summary.serverTickets``: ``lost`` 0, ``unchecked`` 0);
+  ended matched, cancelled or expired (``summary.serverTickets``: ``lost`` 0, ``unchecked`` 0),
+  and every player ended played or failed with a reason (``summary.unfinished`` 0);
 - **the server stayed consistent**: no player in two matches, no game server given to two
   matches at once, every ticket in the state and match its players were told;
 - **few enough players failed**: failed players at most ``max_failure_rate`` of those who arrived
@@ -75,9 +76,11 @@ def _tickets_lost(summary: Mapping[str, Any]) -> Check:
     created = num(tickets.get("created")) or 0
     lost = lost_tickets(tickets) or 0
     unchecked = num(tickets.get("unchecked")) or 0
-    if lost or unchecked:
+    unfinished = num(summary.get("unfinished")) or 0  # a party stuck past the hard stop: its outcome unknown
+    if lost or unchecked or unfinished:
         parts = [f"{lost:,.0f} of {created:,.0f} tickets lost"] if lost else []
         parts += [f"{unchecked:,.0f} could not be read back"] if unchecked else []
+        parts += [f"{_many(unfinished, 'player')} neither played nor failed"] if unfinished else []
         return Check("tickets lost", False, ", ".join(parts))
     return Check("tickets lost", True, f"none of {created:,.0f} tickets lost")
 

@@ -71,6 +71,12 @@ def test_lost_or_inconsistent_tickets_fail(changes: dict[str, Any], check: str, 
     assert failed[check].startswith(detail)
 
 
+def test_a_player_neither_played_nor_failed_is_a_lost_outcome() -> None:
+    doc = tickets()
+    doc["summary"]["unfinished"] = 1  # a party that did not stop in time after the hard stop
+    assert failing(doc) == {"tickets lost": "1 player neither played nor failed"}
+
+
 def test_tickets_not_read_back_fail_both_ticket_checks() -> None:
     doc = tickets()
     doc["summary"]["serverTickets"] = None  # interrupted, or reading them back failed
