@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from fleetmatch.cli import cli
 from loadtest.stack import REPO, start_stack, stop_stack
+from tests.integration.test_loadtest_players import LONELY  # one 4v4 player: never matched
 
 
 def invoke(tmp_path: Path, *args: str) -> Result:
@@ -141,22 +142,6 @@ spec:
   sessionSeconds: {distribution: constant, value: 1}
   clients: {sse: 1}
   limits: {maxPlayers: 2, maxRate: 4}
-"""
-
-LONELY = """
-apiVersion: fleetmatch.dev/v1
-kind: LoadTest
-metadata: {name: lonely}
-spec:
-  players: 1
-  durationSeconds: 1
-  hardStopSeconds: 3
-  matchTimeoutSeconds: 60
-  arrival: {process: even, phases: [{type: constant, rate: 5}]}
-  queues: {4v4: {weight: 1}}
-  attributes: {skill: {distribution: constant, value: 1500}}
-  regions: {local: {distribution: constant, value: 5}}
-  limits: {maxPlayers: 1, maxRate: 5}
 """
 
 
