@@ -143,15 +143,14 @@ class Verdict:
     def from_json(cls, doc: Any) -> Verdict | None:
         """The verdict a report carries (None if it has none, or a malformed one)."""
         checks = as_map(doc).get("checks")
-        if not isinstance(checks, list) or not checks:
+        if not isinstance(checks, list):
             return None
-        return cls(
-            tuple(
-                Check(str(c.get("name", "")), c.get("pass") is True, str(c.get("detail", "")))
-                for c in checks
-                if isinstance(c, Mapping)
-            )
+        kept = tuple(
+            Check(c["name"], c["pass"], str(c.get("detail") or ""))
+            for c in checks
+            if isinstance(c, Mapping) and isinstance(c.get("name"), str) and isinstance(c.get("pass"), bool)
         )
+        return cls(kept) if kept else None
 
 
 def judge(report: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Verdict:

@@ -395,6 +395,14 @@ def test_nobody_matched_leaves_only_the_time_to_match_chart_empty() -> None:
             id="malformed-values",
         ),
         pytest.param({"timeline": [{"t": 0, "arrivals": 3}]}, id="one-second"),
+        pytest.param(
+            {
+                "verdict": {"checks": [None, 3, {"name": None, "pass": "yes"}]},
+                "previous": {"figures": "x", "pass": "maybe"},
+                "summary": {"timeToMatchByQueueMs": {"a": None, "b": {"p50": "x"}}, "latenciesMs": {"udpJoin": 5}},
+            },
+            id="malformed-verdict-previous-and-latencies",
+        ),
     ],
 )
 def test_missing_or_malformed_data_never_raises(doc: dict[str, Any]) -> None:
@@ -404,7 +412,9 @@ def test_missing_or_malformed_data_never_raises(doc: dict[str, Any]) -> None:
     assert all(len(svgs(found[title])) == 1 for title in SECTIONS)
     assert "<h1>fleetmatch load test: load test</h1>" in page
     assert not re.search(r"\b(nan|inf)\b", page, re.IGNORECASE)
-    summary_text(doc)  # and the printed summary too
+    assert '<div class="verdict fail"' in page  # nothing to judge a pass on
+    text = summary_text(doc)  # and the printed summary too
+    assert text.startswith("FAIL\n") and "None" not in text
 
 
 def test_one_second_timeline_has_a_usable_axis() -> None:
