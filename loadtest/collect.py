@@ -1,12 +1,14 @@
 """What a load test measures, on one clock: the players' own figures and the services' metrics.
 
 - **Latencies** go into HDR histograms (``hdrh``, microseconds from 1 µs to an hour, 3 significant
-  digits), so p99 and the maximum stay accurate however many players there are: time to match
-  (from sending the ticket to knowing the server, per player), ticket creation, assignment push
-  (from the first ticket of a match learning it to each ticket learning it), UDP join.
+  digits, a percentile never above the maximum), so p99 and the maximum stay accurate however many
+  players there are: time to match (from sending the ticket to knowing the server, per player),
+  ticket creation, assignment push (from the first ticket of a match learning it to each ticket
+  learning it), UDP join.
 - **Timeline**: one bucket per second since the start: arrivals and matches (players), the players
-  by phase at the end of the second, that second's time-to-match p50/p95/p99 (exact: a bucket holds
-  few values), and the Ready/Allocated servers the scraper saw.
+  by phase at the end of the second, that second's time-to-match and client-latency p50/p95/p99
+  (exact: a bucket holds few values), and the Ready/Allocated servers the scraper saw.
+- **Per queue**: time to match of each queue's players (``ttm_by_queue``).
 - **Scraper** (``MetricsScraper``): every second, each ``/metrics`` endpoint of the target, parsed
   with ``prometheus_client.parser``. In ``fleetmatch up`` every endpoint serves the same registry,
   so a metric family is taken from the first endpoint that has it (never summed twice). It keeps

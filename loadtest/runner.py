@@ -17,8 +17,12 @@ how fast it refilled.
 
 **Reconciliation.** Every ticket the players opened is read back from the ticket API (bounded
 concurrency and time) and compared with what its client saw: ``summary.serverTickets`` counts the
-server's states (``loadtest.collect.reconcile`` lists what counts as a problem). Zero tickets lost
-means: ``missing`` 0, ``queued`` 0, ``unchecked`` 0, and ``consistent``.
+server's states (``loadtest.reconcile`` lists what counts as a problem), given each match's life as
+its parties saw it (a game server reused after a match is fine, one given to two live matches is
+not). Zero tickets lost means: ``lost`` 0, ``unchecked`` 0, and ``consistent``.
+
+**Verdict.** The report carries its verdict (``loadtest.verdict``: PASS or FAIL with the reasons,
+judged with the caller's thresholds) and, with ``previous``, the run it is compared with.
 """
 
 from __future__ import annotations
