@@ -1,12 +1,14 @@
 """What a load test measures, on one clock: the players' own figures and the services' metrics.
 
 - **Latencies** go into HDR histograms (``hdrh``, microseconds from 1 µs to an hour, 3 significant
-  digits), so p99 and the maximum stay accurate however many players there are: time to match
-  (from sending the ticket to knowing the server, per player), ticket creation, assignment push
-  (from the first ticket of a match learning it to each ticket learning it), UDP join.
+  digits, a percentile never above the maximum), so p99 and the maximum stay accurate however many
+  players there are: time to match (from sending the ticket to knowing the server, per player),
+  ticket creation, assignment push (from the first ticket of a match learning it to each ticket
+  learning it), UDP join.
 - **Timeline**: one bucket per second since the start: arrivals and matches (players), the players
-  by phase at the end of the second, that second's time-to-match p50/p95/p99 (exact: a bucket holds
-  few values), and the Ready/Allocated servers the scraper saw.
+  by phase at the end of the second, that second's time-to-match and client-latency p50/p95/p99
+  (exact: a bucket holds few values), and the Ready/Allocated servers the scraper saw.
+- **Per queue**: time to match of each queue's players (``ttm_by_queue``).
 - **Scraper** (``MetricsScraper``): every second, each ``/metrics`` endpoint of the target, parsed
   with ``prometheus_client.parser``. ``fleetmatch up`` serves all its metrics on its metrics port
   only; elsewhere a metric family is taken from the first endpoint that has it (never summed twice). It keeps
@@ -47,10 +49,16 @@ from loadtest.players import (
     SimPlayer,
 )
 
+# Re-exported: where callers have always found them.
+from loadtest.reconcile import TicketRecord as TicketRecord
+from loadtest.reconcile import reconcile as reconcile
+
 log = logging.getLogger(__name__)
 
 TIME_TO_MATCH = "timeToMatch"
-LATENCY_NAMES = (TIME_TO_MATCH, TICKET_CREATE, ASSIGNMENT_PUSH, UDP_JOIN)
+CLIENT_LATENCIES = (TICKET_CREATE, ASSIGNMENT_PUSH, UDP_JOIN)
+"""What a client waits for besides its match; each also has per-second percentiles in the timeline."""
+LATENCY_NAMES = (TIME_TO_MATCH, *CLIENT_LATENCIES)
 ERROR_CAP = 200
 
 _US = 1_000_000
@@ -77,10 +85,17 @@ class LatencyHistogram:
         self._hdr.record_value(value, count)
         self.max_seconds = max(self.max_seconds, seconds)
 
+    @property
+    def max_ms(self) -> float | None:
+        return _ms(self.max_seconds) if self.count else None
+
     def percentile_ms(self, percent: float) -> float | None:
-        if not self.count:
+        """At most the maximum: HDR answers a bucket's upper edge, which may lie above the largest
+        value recorded (a p99 above the max would be nonsense in the report)."""
+        top = self.max_ms
+        if top is None:
             return None
-        return round(float(self._hdr.get_value_at_percentile(percent)) / 1000, 3)
+        return min(top, round(float(self._hdr.get_value_at_percentile(percent)) / 1000, 3))
 
     def summary(self) -> dict[str, Any]:
         """``{"count", "p50", "p95", "p99", "max"}`` in milliseconds (null when empty)."""
@@ -89,7 +104,7 @@ class LatencyHistogram:
             "p50": self.percentile_ms(50),
             "p95": self.percentile_ms(95),
             "p99": self.percentile_ms(99),
-            "max": _ms(self.max_seconds) if self.count else None,
+            "max": self.max_ms,
         }
 
 
@@ -98,6 +113,11 @@ def exact_percentile(values: Sequence[float], percent: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(percent / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def _percentiles(prefix: str, seconds: Sequence[float] | None) -> dict[str, float | None]:
+    """A timeline row's ``{prefix}P50Ms``, ``P95Ms``, ``P99Ms`` of one second's sample (null: none)."""
+    return {f"{prefix}P{p}Ms": _ms(exact_percentile(seconds, p)) if seconds else None for p in (50, 95, 99)}
 
 
 # -- Prometheus ------------------------------------------------------------------------------------
@@ -168,22 +188,32 @@ def _servers(samples: Samples, state: str) -> float | None:
     return None
 
 
-QUALITY = {
-    "skillSpread": "fleetmatch_match_skill_spread",
-    "worstLatencyMs": "fleetmatch_match_worst_latency_seconds",  # its bounds shown in ms: QUALITY_SCALE
-    "longestWaitSeconds": "fleetmatch_match_longest_wait_seconds",
+QUALITY: Mapping[str, tuple[tuple[str, float], ...]] = {
+    "skillSpread": (("fleetmatch_match_skill_spread", 1.0),),
+    "worstLatencyMs": (("fleetmatch_match_worst_latency_seconds", 1000.0), ("fleetmatch_match_worst_latency_ms", 1.0)),
+    "longestWaitSeconds": (("fleetmatch_match_longest_wait_seconds", 1.0),),
 }
-QUALITY_SCALE = {"worstLatencyMs": 1000.0}
-"""Report unit per metric unit, where they differ (the metric is in seconds, the report in ms)."""
+"""Report key -> the metric names it may come from (the first one exposed wins), each with the factor
+to the report's unit: the worst latency is read in seconds or, from an older matchmaker, in ms."""
 SCRAPED = (
     "fleetmatch_gameservers",
     "fleetmatch_allocator_cached_gameservers",
     "fleetmatch_allocation_seconds",
     "fleetmatch_tickets",
     "fleetmatch_match_allocation_failures",
-    *QUALITY.values(),
+    *(name for names in QUALITY.values() for name, _ in names),
 )
-"""The metric families the scraper reads (name prefixes)."""
+"""The metric families the scraper reads (name prefixes): every metric name it knows is here or in
+``QUALITY``, so a renamed metric is changed in one place."""
+
+
+def _quality(samples: Samples, names: Sequence[tuple[str, float]]) -> dict[float, float]:
+    """The first of ``names`` the target exposes, its bounds scaled to the report's unit."""
+    for name, factor in names:
+        buckets = _buckets(samples, name)
+        if buckets:
+            return {le * factor: count for le, count in buckets.items()}
+    return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,10 +241,7 @@ class ScrapeSample:
             allocation=_buckets(samples, "fleetmatch_allocation_seconds", result="Allocated"),
             tickets=_by(samples, "fleetmatch_tickets_total", "queue", "event"),
             allocation_failures=_by(samples, "fleetmatch_match_allocation_failures_total", "queue", "reason"),
-            quality={
-                key: {le * QUALITY_SCALE.get(key, 1.0): n for le, n in _buckets(samples, name).items()}
-                for key, name in QUALITY.items()
-            },
+            quality={key: _quality(samples, names) for key, names in QUALITY.items()},
         )
 
 
@@ -266,19 +293,8 @@ class _Bucket:
     matched_players: int = 0
     ttm: list[float] = field(default_factory=list)
     phases: dict[str, int] | None = None
-
-
-@dataclass(slots=True)
-class TicketRecord:
-    """A ticket as the client knows it."""
-
-    id: str
-    queue: str
-    reader: str | None
-    """The player whose token reads it (None: the API key)."""
-    created_at: float
-    state: str = "queued"
-    match_ids: list[str] = field(default_factory=list)
+    client: dict[str, list[float]] = field(default_factory=dict)
+    """Client latencies (seconds) recorded in this second, by name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,13 +327,15 @@ class Collector:
         self.phases: dict[Phase, int] = dict.fromkeys(PHASES, 0)
         self.failures: dict[str, int] = {}
         self.latencies = {name: LatencyHistogram() for name in LATENCY_NAMES}
+        self.ttm_by_queue: dict[str, LatencyHistogram] = {}
         self.buckets: list[_Bucket] = []
         self.players = 0
         self.connected = 0
         """Players who reached ``connected`` (matched and joined), whatever came after."""
         self.tickets: dict[str, TicketRecord] = {}
         self.tickets_matched = 0
-        self._match_first_seen: dict[str, float] = {}
+        self.match_first_seen: dict[str, float] = {}
+        """When a client first learned each match (monotonic)."""
         self.errors: list[dict[str, Any]] = []
         self.error_cap = error_cap
         self.errors_dropped = 0
@@ -363,6 +381,8 @@ class Collector:
         if histogram is None:
             histogram = self.latencies[name] = LatencyHistogram()
         histogram.record(seconds)
+        if name in CLIENT_LATENCIES:
+            self._bucket(at).client.setdefault(name, []).append(seconds)
 
     def ticket_created(self, ticket_id: str, queue: str, reader: str | None, at: float) -> None:
         self.tickets[ticket_id] = TicketRecord(ticket_id, queue, reader, at)
@@ -378,11 +398,14 @@ class Collector:
     def matched(self, ticket_id: str, match_id: str, players: int, waited: float, at: float) -> None:
         self.tickets_matched += 1
         self.latencies[TIME_TO_MATCH].record(waited, players)
+        record = self.tickets.get(ticket_id)
+        queue = record.queue if record is not None else "unknown"
+        self.ttm_by_queue.setdefault(queue, LatencyHistogram()).record(waited, players)
         bucket = self._bucket(at)
         bucket.matched_players += players
         bucket.ttm.extend([waited] * players)
-        first = self._match_first_seen.setdefault(match_id, at)
-        self.latencies[ASSIGNMENT_PUSH].record(at - first)
+        first = self.match_first_seen.setdefault(match_id, at)
+        self.latency(ASSIGNMENT_PUSH, at - first, at)
 
     def no_capacity_since(self, queue: str, since: float) -> int:
         key = (queue, "no-capacity")
@@ -451,21 +474,27 @@ class Collector:
             # past it); none within two seconds: a gap, shown as null.
             i = bisect.bisect_right(offsets, t + 1) - 1
             sample = self.samples[i] if i >= 0 and offsets[i] > t - 1 else None
-            ttm = bucket.ttm
             rows.append(
                 {
                     "t": t,
                     "arrivals": bucket.arrivals,
                     "matchedPlayers": bucket.matched_players,
                     "phases": dict(phases),
-                    "ttmP50Ms": _ms(exact_percentile(ttm, 50)) if ttm else None,
-                    "ttmP95Ms": _ms(exact_percentile(ttm, 95)) if ttm else None,
-                    "ttmP99Ms": _ms(exact_percentile(ttm, 99)) if ttm else None,
+                    **_percentiles("ttm", bucket.ttm),
+                    **{
+                        k: v
+                        for name in CLIENT_LATENCIES
+                        for k, v in _percentiles(name, bucket.client.get(name)).items()
+                    },
                     "ready": sample.ready if sample else None,
                     "allocated": sample.allocated if sample else None,
                 }
             )
         return rows
+
+    def ttm_by_queue_summary(self) -> dict[str, dict[str, Any]]:
+        """Time to match per queue (``{"count", "p50", "p95", "p99", "max"}`` in ms), by queue name."""
+        return {queue: histogram.summary() for queue, histogram in sorted(self.ttm_by_queue.items())}
 
     # -- run figures from the scrapes -----------------------------------------------------------
 
@@ -479,8 +508,8 @@ class Collector:
         buckets = self._span(lambda s: s.allocation)
         if not buckets or not any(buckets.values()):
             return None
-        p50, p99 = histogram_quantile(0.5, buckets), histogram_quantile(0.99, buckets)
-        return {"p50": _ms(p50), "p99": _ms(p99), "count": round(max(buckets.values()))}
+        p50, p95, p99 = (histogram_quantile(q, buckets) for q in (0.5, 0.95, 0.99))
+        return {"p50": _ms(p50), "p95": _ms(p95), "p99": _ms(p99), "count": round(max(buckets.values()))}
 
     def ready_buffer(self) -> dict[str, Any] | None:
         """The deepest dip of the Ready count, and how long after it the start level was back."""
@@ -525,57 +554,6 @@ class Collector:
                 span = _delta(last.quality.get(key, {}), first.quality.get(key, {}))
                 out[key] = histogram_json(span) if span else None
         return out
-
-
-# -- reconciliation with the server ----------------------------------------------------------------
-
-PROBLEM_CAP = 50
-
-
-def reconcile(client: Mapping[str, TicketRecord], server: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
-    """Compare what the client saw of each ticket with the server's ticket (None: 404, absent:
-    not checked). Problems: a ticket missing, still queued after the run, in another final state
-    than the client was told, matched into another match than the client saw (or seen in two),
-    or a match whose tickets name different servers."""
-    counts = {"created": len(client), "matched": 0, "cancelled": 0, "expired": 0, "queued": 0, "missing": 0}
-    unchecked, problems = 0, []
-    servers: dict[str, set[tuple[Any, ...]]] = {}
-    for ticket_id, record in client.items():
-        if ticket_id not in server:
-            unchecked += 1
-            continue
-        doc = server[ticket_id]
-        if doc is None:
-            counts["missing"] += 1
-            problems.append(f"{ticket_id}: missing on the server")
-            continue
-        state = str(doc.get("state"))
-        counts[state] = counts.get(state, 0) + 1
-        assignment = doc.get("assignment") if isinstance(doc.get("assignment"), dict) else None
-        match_id = assignment.get("matchId") if assignment else None
-        if state == "queued":
-            problems.append(f"{ticket_id}: still queued on the server after the run")
-        elif record.state != "queued" and record.state != state:
-            problems.append(f"{ticket_id}: the client was told {record.state}, the server says {state}")
-        if len(record.match_ids) > 1:
-            problems.append(f"{ticket_id}: the client saw it in matches {', '.join(record.match_ids)}")
-        elif record.match_ids and record.match_ids[0] != match_id:
-            problems.append(f"{ticket_id}: the client saw match {record.match_ids[0]}, the server says {match_id}")
-        if assignment and match_id:
-            servers.setdefault(match_id, set()).add(
-                (assignment.get("gameServer"), assignment.get("address"), assignment.get("port"))
-            )
-    for match_id, where in servers.items():
-        if len(where) > 1:
-            problems.append(f"match {match_id}: its tickets name {len(where)} different servers")
-    return {
-        **counts,
-        "unchecked": unchecked,
-        "clientMatched": sum(1 for r in client.values() if r.state == "matched"),
-        "matches": len(servers),
-        "consistent": not problems and not unchecked,
-        "problems": problems[:PROBLEM_CAP],
-    }
 
 
 # -- the scraper -----------------------------------------------------------------------------------

@@ -5,9 +5,10 @@
 
 Without ``--target`` the target is the stack ``fleetmatch up`` runs in the data directory (its
 ``stack.json``: ticket URL, player-token secret, metrics endpoints), and only if it is on this
-machine. A remote target is only ever the one typed on the command line. The exit status says
-whether the server kept every ticket: 0 when reconciliation found nothing lost or double-matched
-(players may still have failed: the report says why), 1 otherwise.
+machine. A remote target is only ever the one typed on the command line. The exit status is the
+verdict (``loadtest.verdict``): 0 on PASS (no ticket lost, the server consistent, failed players
+within ``--max-failure-rate``, time to match p95 within ``--max-ttm-p95`` if given), 1 on FAIL.
+``--compare`` puts a previous run's headline figures beside this one's, with the change.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import click
 from fleetmatch.errors import ValidationError
 from fleetmatch.running import run
 from fleetmatch.settings import Settings
+from loadtest.verdict import DEFAULT_MAX_FAILURE_RATE
 
 
 def _scenario_path(text: str) -> Path:
@@ -100,6 +102,27 @@ def _target(
 @click.option("--out", type=click.Path(path_type=Path), help="Report directory (default loadtest-results/NAME-TIME).")
 @click.option("--seed", type=int, help="Random seed: the same seed draws the same players and arrivals.")
 @click.option("--view/--no-view", default=True, show_default=True, help="Live terminal view (on a terminal only).")
+@click.option(
+    "--max-failure-rate",
+    type=click.FloatRange(0, 100),
+    metavar="PERCENT",
+    default=100 * DEFAULT_MAX_FAILURE_RATE,
+    show_default=True,
+    help="FAIL if more than this percentage of the players who arrived failed.",
+)
+@click.option(
+    "--max-ttm-p95",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="FAIL if time to match p95 is above this (default: not judged).",
+)
+@click.option(
+    "--compare",
+    "compare_file",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="A previous run's report.json: show each headline figure beside it, with the change.",
+)
 @click.pass_context
 def loadtest_cmd(
     ctx: click.Context,
@@ -112,12 +135,19 @@ def loadtest_cmd(
     out: Path | None,
     seed: int | None,
     view: bool,
+    max_failure_rate: float,
+    max_ttm_p95: float | None,
+    compare_file: Path | None,
 ) -> None:
-    """Simulated players against a matchmaker: report.json, report.html and a summary."""
+    """Simulated players against a matchmaker: report.json, report.html, a summary and a verdict
+    (exit status 1 on FAIL)."""
     from loadtest.report import summary_text
     from loadtest.runner import run_loadtest
     from loadtest.scenario import load_scenario
+    from loadtest.verdict import Thresholds, load_previous, verdict_of
 
+    previous = load_previous(compare_file) if compare_file is not None else None
+    thresholds = Thresholds(max_failure_rate / 100, None if max_ttm_p95 is None else max_ttm_p95 * 1000)
     path = _scenario_path(scenario_file)
     scenario = load_scenario(path)
     if players is not None:
@@ -129,10 +159,21 @@ def loadtest_cmd(
         f"at most {scenario.hard_stop_seconds:g}s; report in {out}/",
         err=True,
     )
-    report = run(run_loadtest(scenario, target=aim, out_dir=out, seed=seed, view=view, scenario_file=str(path)))
+    report = run(
+        run_loadtest(
+            scenario,
+            target=aim,
+            out_dir=out,
+            seed=seed,
+            view=view,
+            scenario_file=str(path),
+            thresholds=thresholds,
+            previous=previous,
+        )
+    )
     click.echo(summary_text(report))
     click.echo(f"report: {out / 'report.html'}  {out / 'report.json'}")
-    tickets = report["summary"].get("serverTickets")
-    if not isinstance(tickets, dict) or not tickets.get("consistent"):
-        click.echo("error: the server's tickets do not agree with the players' (see summary.serverTickets)", err=True)
+    verdict = verdict_of(report)
+    if not verdict.passed:
+        click.echo(f"error: load test FAILED: {'; '.join(verdict.reasons)}", err=True)
         raise SystemExit(1)

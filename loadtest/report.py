@@ -12,25 +12,34 @@ The report the runner writes (``loadtest.runner``), and what each part means her
     {"scenario": {"name", "file", "target", "startedAt" (RFC 3339), "seconds", "playersPlanned"},
      "summary": {"players", "played", "failed", "failures": {kind: n}, "ticketsCreated", "ticketsMatched",
                  "timeToMatchMs": {"count", "p50", "p95", "p99", "max"},
-                 "allocationMs": {"p50", "p99"} | null,
+                 "timeToMatchByQueueMs": {queue: {"count", "p50", "p95", "p99", "max"}},
+                 "latenciesMs": {"ticketCreate" | "assignmentPush" | "udpJoin": {"count", "p50", ...}},
+                 "allocationMs": {"p50", "p95", "p99"} | null,
                  "readyBuffer": {"start", "min", "minAt", "refillSeconds"} | null,
-                 "serverTickets": {...} | null},
+                 "serverTickets": {..., "lost", "mismatches", "playersInTwoMatches",
+                                   "serversAllocatedTwice", "consistent", "problems"} | null},
      "timeline": [{"t", "arrivals", "matchedPlayers", "phases": {"queued", "matched", "connected", "playing",
-                   "done", "failed"}, "ttmP50Ms", "ttmP95Ms", "ttmP99Ms", "ready", "allocated"}],
+                   "done", "failed"}, "ttmP50Ms", "ttmP95Ms", "ttmP99Ms", "ticketCreateP50Ms"... "udpJoinP99Ms",
+                   "ready", "allocated"}],
      "quality": {"skillSpread" | "worstLatencyMs" | "longestWaitSeconds": {"le": [...], "counts": [...]} | null},
-     "errors": [{"t", "kind", "message"}]}
+     "errors": [{"t", "kind", "message"}],
+     "verdict": {"pass", "checks": [{"name", "pass", "detail"}], "thresholds"},
+     "previous": {"file", "name", "startedAt", "pass", "figures": {...}}}   (only with --compare)
 
+- ``verdict`` (``loadtest.verdict``) is drawn first, as a banner; a report without one (interrupted
+  before it was judged, or older) is judged when drawn, with the default thresholds.
 - ``timeline``: one entry per second since the start (``t``). ``arrivals``: players who arrived in
   that second; ``matches``: players matched in it (players, not matches: the collector counts each
   matched ticket's players, so the two compare); ``phases``: players in each phase at its end;
-  ``ttm*``: time-to-match percentiles of the players matched in it (null: none); ``ready`` and
-  ``allocated``: game servers in those states (null: not observed).
+  ``ttm*`` and the client latencies' ``*P50Ms``...: percentiles of the values recorded in it (null:
+  none); ``ready`` and ``allocated``: game servers in those states (null: not observed).
 - ``quality``: histograms of the matches made. ``counts[i]`` matches fell in ``(le[i-1], le[i]]``
   (``counts`` are per bucket, *not* cumulative as in Prometheus); the last bound ``"+Inf"`` (as the
   collector writes it), or one count more than bounds, is the overflow above the last finite bound.
 - failure kinds: ``auth``, ``match-timeout``, ``no-capacity``, ``udp-no-answer``, ``rejected-token``,
   ``server-error``, ``other``.
 
+No value reaches the page as Python writes it (``True``, ``None``, ``[]``): ``charts.words``.
 Every field may be missing or null: the page says "no data" where a chart would be, rather than
 failing after a long run. Long runs are drawn with at most ``MAX_POINTS`` points per line: each
 point then covers several seconds (rates averaged, time to match and allocated servers at their
@@ -39,389 +48,47 @@ highest, ready servers at their lowest: the figures that matter are never smooth
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from loadtest.charts import (
+    BLUE,
+    GREEN,
+    GREY,
+    ORANGE,
+    PHASE_COLORS,
+    PURPLE,
+    SKY,
+    VERMILION,
+    Series,
+    as_map,
+    bar_chart,
+    esc,
+    fmt_count,
+    fmt_ms,
+    fmt_percent,
+    fmt_seconds,
+    grouped_bar_chart,
+    hbar_chart,
+    line_chart,
+    num,
+    stacked_chart,
+    tick_label,
+    words,
+)
+from loadtest.headline import CSS as HEADLINE_CSS
+from loadtest.headline import banner_html, card_note, comparison_html, comparison_lines, verdict_lines
+from loadtest.timeline import Timeline, bucket_note, percentile_chart, unit_for
+from loadtest.verdict import lost_tickets
+
 FAILURE_KINDS = ("auth", "match-timeout", "no-capacity", "udp-no-answer", "rejected-token", "server-error", "other")
 PHASES = ("queued", "matched", "connected", "playing", "done", "failed")
-MAX_POINTS = 900
-"""Points per line at most; a longer timeline is drawn in buckets of several seconds."""
 JSON_NAME = "report.json"
 HTML_NAME = "report.html"
-
-# Okabe-Ito: told apart with every common form of colour blindness.
-BLUE, ORANGE, GREEN, VERMILION, PURPLE, SKY, YELLOW, GREY = (
-    "#0072b2",
-    "#e69f00",
-    "#009e73",
-    "#d55e00",
-    "#cc79a7",
-    "#56b4e9",
-    "#f0e442",
-    "#8c8c8c",
-)
-PHASE_COLORS = {
-    "queued": ORANGE,
-    "matched": SKY,
-    "connected": BLUE,
-    "playing": GREEN,
-    "done": GREY,
-    "failed": VERMILION,
-}
-
-# -- small helpers -------------------------------------------------------------------------------
-
-
-def _num(value: Any) -> float | None:
-    """A finite number, or None for anything else (missing, null, NaN, a string)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _map(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _esc(value: Any) -> str:
-    """Text for HTML; ``://`` encoded so that no URL appears in the file, even as text."""
-    return html.escape(str(value), quote=True).replace("://", "&#58;//")
-
-
-def _count(value: Any) -> str:
-    number = _num(value)
-    return "—" if number is None else f"{number:,.0f}"
-
-
-def _ms(value: Any) -> str:
-    """Milliseconds, in the unit a person reads best."""
-    ms = _num(value)
-    if ms is None:
-        return "—"
-    if ms < 1:
-        return f"{ms:.2f} ms"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    return _seconds(ms / 1000)
-
-
-def _seconds(value: Any) -> str:
-    s = _num(value)
-    if s is None:
-        return "—"
-    if s < 10:
-        return f"{s:.2f} s"
-    if s < 600:
-        return f"{s:.1f} s"
-    return f"{int(s // 60)} min {s % 60:02.0f} s"
-
-
-def _percent(part: Any, whole: Any) -> str:
-    p, w = _num(part), _num(whole)
-    if p is None or not w:
-        return ""
-    return f" ({100 * p / w:.0f}%)"
-
-
-def _tick_label(value: float, *, thousands: bool = False) -> str:
-    """A tick's number; with ``thousands`` (an axis reaching 10,000), in thousands: ``12.5k``."""
-    if thousands and value:
-        return f"{value / 1000:g}k"
-    if value == int(value):
-        return f"{int(value):,}"
-    return f"{value:g}"
-
-
-def _step(span: float, count: int) -> float:
-    """A round step (1, 2, 2.5 or 5 times a power of ten) giving about ``count`` intervals."""
-    raw = max(span, 1e-9) / count
-    magnitude: float = 10.0 ** math.floor(math.log10(raw))
-    return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if raw <= m * magnitude * (1 + 1e-9))
-
-
-def _time_step(span: float) -> float:
-    """A step for a time axis in seconds: 1, 2, 5, 10, 15, 30 s, 1, 2, 5, 10, 15, 30, 60 min..."""
-    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200):
-        if span / step <= 8:
-            return float(step)
-    return _step(span, 8)
-
-
-# -- charts ----------------------------------------------------------------------------------------
-
-WIDTH, HEIGHT = 760, 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 18, 34, 46
-
-
-@dataclass(frozen=True, slots=True)
-class Series:
-    label: str
-    color: str
-    values: Sequence[float | None]
-    dash: str = ""
-
-
-def _svg_open(title: str, height: int = HEIGHT) -> list[str]:
-    return [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{_esc(title)}">',
-        f"<title>{_esc(title)}</title>",
-    ]
-
-
-def _empty(title: str, message: str, height: int = 120) -> str:
-    """An empty state in place of a chart: still an SVG of the same width, so the page keeps its shape."""
-    out = _svg_open(title, height)
-    out.append(f'<rect class="frame" x="1" y="1" width="{WIDTH - 2}" height="{height - 2}" rx="6"/>')
-    out.append(f'<text class="empty" x="{WIDTH / 2}" y="{height / 2 + 5}" text-anchor="middle">{_esc(message)}</text>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def _legend(series: Sequence[Series]) -> list[str]:
-    out, x = [], float(LEFT)
-    for s in series:
-        if s.dash:  # a dashed line is shown as one, so it is told apart from a solid one of a near colour
-            out.append(
-                f'<line x1="{x:.1f}" x2="{x + 14:.1f}" y1="15" y2="15" stroke="{s.color}" stroke-width="3" '
-                f'stroke-dasharray="4 2"/>'
-            )
-        else:
-            out.append(f'<rect x="{x:.1f}" y="10" width="14" height="10" rx="2" fill="{s.color}"/>')
-        out.append(f'<text class="legend" x="{x + 19:.1f}" y="19">{_esc(s.label)}</text>')
-        x += 19 + 7.2 * len(s.label) + 18
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class _Plot:
-    """Maps data to the plot area: x from ``x0`` to ``x1``, y from 0 to ``y1``."""
-
-    x0: float
-    x1: float
-    y1: float
-    height: int = HEIGHT
-
-    def x(self, value: float) -> float:
-        return LEFT + (value - self.x0) / (self.x1 - self.x0) * (WIDTH - LEFT - RIGHT)
-
-    def y(self, value: float) -> float:
-        bottom = self.height - BOTTOM
-        return bottom - value / self.y1 * (bottom - TOP)
-
-
-def _y_axis(plot: _Plot, step: float, label: str) -> list[str]:
-    out = []
-    ticks = round(plot.y1 / step)
-    for i in range(ticks + 1):
-        value = i * step
-        y = plot.y(value)
-        text = _tick_label(value, thousands=plot.y1 >= 10_000)
-        out.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        out.append(f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{text}</text>')
-    middle = (TOP + plot.height - BOTTOM) / 2
-    rotate = f"translate(14 {middle:.1f}) rotate(-90)"
-    out.append(f'<text class="axis" transform="{rotate}" text-anchor="middle">{_esc(label)}</text>')
-    return out
-
-
-def _x_axis(plot: _Plot) -> list[str]:
-    """Time since the start: seconds, or minutes past a quarter of an hour."""
-    out = []
-    step = _time_step(plot.x1 - plot.x0)
-    unit, label = (60.0, "minutes since start") if plot.x1 - plot.x0 > 900 else (1.0, "seconds since start")
-    bottom = plot.height - BOTTOM
-    value = math.ceil(plot.x0 / step) * step
-    while value <= plot.x1 + 1e-9:
-        x = plot.x(value)
-        text = _tick_label(value / unit)
-        out.append(f'<line class="axisline" x1="{x:.1f}" x2="{x:.1f}" y1="{bottom}" y2="{bottom + 5}"/>')
-        out.append(f'<text class="tick" x="{x:.1f}" y="{bottom + 18}" text-anchor="middle">{text}</text>')
-        value += step
-    out.append(f'<line class="axisline" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{bottom}" y2="{bottom}"/>')
-    out.append(f'<text class="axis" x="{(LEFT + WIDTH - RIGHT) / 2}" y="{plot.height - 6}" text-anchor="middle">')
-    out.append(f"{_esc(label)}</text>")
-    return out
-
-
-def _y_scale(top: float, *, whole: bool = False) -> tuple[float, float]:
-    """(axis top, tick step) for data up to ``top`` (at least 1). ``whole``: the data counts things
-    (players, servers, matches), so ticks are whole numbers: never 2.5 or 7.5 servers."""
-    step = _step(max(top, 1.0), 5)
-    if whole and step != int(step):
-        step = max(1.0, float(math.floor(step)))
-    return math.ceil(max(top, 1.0) / step - 1e-9) * step, step
-
-
-def _segments(xs: Sequence[float], values: Sequence[float | None]) -> list[list[tuple[float, float]]]:
-    """Runs of consecutive points with a value: a gap (null) breaks the line instead of dropping to 0."""
-    runs: list[list[tuple[float, float]]] = [[]]
-    for x, v in zip(xs, values, strict=False):
-        if v is None:
-            if runs[-1]:
-                runs.append([])
-        else:
-            runs[-1].append((x, v))
-    return [r for r in runs if r]
-
-
-def line_chart(title: str, xs: Sequence[float], series: Sequence[Series], *, y_label: str, whole: bool = False) -> str:
-    """Lines over time, with gaps where a value is null; an empty state when no series has a value.
-    ``whole``: the values count things (whole-number ticks)."""
-    values = [v for s in series for v in s.values if v is not None]
-    if not xs or not values:
-        return _empty(title, "No data yet")
-    y1, step = _y_scale(max(values), whole=whole)
-    x0, x1 = min(0.0, xs[0]), max(xs[-1], xs[0] + 1)
-    plot = _Plot(x0, x1, y1)
-    out = _svg_open(title) + _y_axis(plot, step, y_label) + _x_axis(plot)
-    few = len(xs) <= 60
-    for s in series:
-        dash = f' stroke-dasharray="{s.dash}"' if s.dash else ""
-        for run in _segments(xs, s.values):
-            points = " ".join(f"{plot.x(x):.1f},{plot.y(v):.1f}" for x, v in run)
-            out.append(f'<polyline class="line" points="{points}" stroke="{s.color}"{dash}/>')
-            if few or len(run) == 1:
-                for x, v in run:
-                    out.append(f'<circle cx="{plot.x(x):.1f}" cy="{plot.y(v):.1f}" r="2.5" fill="{s.color}">')
-                    out.append(f"<title>{_esc(s.label)} at {_tick_label(x)} s: {v:,.4g}</title></circle>")
-    out += _legend(series)
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def stacked_chart(title: str, xs: Sequence[float], series: Sequence[Series], *, y_label: str) -> str:
-    """Stacked areas (players per phase): nulls count as 0."""
-    if not xs or not any(v for s in series for v in s.values):
-        return _empty(title, "No data yet")
-    tops = [0.0] * len(xs)
-    layers = []
-    for s in series:
-        bottom = list(tops)
-        tops = [b + (v or 0.0) for b, v in zip(bottom, s.values, strict=False)]
-        layers.append((s, bottom, list(tops)))
-    y1, step = _y_scale(max(tops), whole=True)
-    plot = _Plot(min(0.0, xs[0]), max(xs[-1], xs[0] + 1), y1)
-    out = _svg_open(title) + _y_axis(plot, step, y_label) + _x_axis(plot)
-    for s, bottom, top in layers:
-        upper = [f"{plot.x(x):.1f},{plot.y(v):.1f}" for x, v in zip(xs, top, strict=False)]
-        lower = [f"{plot.x(x):.1f},{plot.y(v):.1f}" for x, v in zip(xs, bottom, strict=False)]
-        points = " ".join(upper + lower[::-1])
-        out.append(f'<polygon class="area" points="{points}" fill="{s.color}"><title>{_esc(s.label)}</title></polygon>')
-    out += _legend(series)
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def bar_chart(
-    title: str,
-    labels: Sequence[str],
-    counts: Sequence[float],
-    *,
-    color: str,
-    x_label: str,
-    y_label: str,
-    empty: str = "No data yet",
-) -> str:
-    """Vertical bars (a histogram from bucketed counts); the ``empty`` state when every count is 0."""
-    if not counts or not any(counts):
-        return _empty(title, empty)
-    y1, step = _y_scale(max(counts), whole=True)
-    plot = _Plot(0, len(counts), y1)
-    out = _svg_open(title) + _y_axis(plot, step, y_label)
-    bottom = HEIGHT - BOTTOM
-    slot = (WIDTH - LEFT - RIGHT) / len(counts)
-    every = max(1, math.ceil(len(counts) * 56 / (WIDTH - LEFT - RIGHT)))  # labels ~56 px apart at least
-    for i, (label, count) in enumerate(zip(labels, counts, strict=True)):
-        x, y = LEFT + i * slot, plot.y(count)
-        out.append(
-            f'<rect x="{x + slot * 0.1:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" height="{bottom - y:.1f}" '
-            f'fill="{color}"><title>{_esc(label)}: {count:,.0f}</title></rect>'
-        )
-        if i % every == 0:
-            out.append(
-                f'<text class="tick" x="{x + slot / 2:.1f}" y="{bottom + 16}" text-anchor="middle">{_esc(label)}</text>'
-            )
-    out.append(f'<line class="axisline" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{bottom}" y2="{bottom}"/>')
-    out.append(f'<text class="axis" x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 6}" text-anchor="middle">')
-    out.append(f"{_esc(x_label)}</text>")
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def hbar_chart(title: str, items: Sequence[tuple[str, float]], *, color: str, empty: str) -> str:
-    """Horizontal bars with their counts written out (failures by kind)."""
-    if not any(count for _, count in items):
-        return _empty(title, empty)
-    row, label_width = 26, 150
-    height = TOP + row * len(items) + 12
-    top = max(count for _, count in items)
-    span = WIDTH - label_width - RIGHT - 60
-    out = _svg_open(title, height)
-    for i, (label, count) in enumerate(items):
-        y = TOP + i * row
-        width = span * count / top
-        out.append(f'<text class="tick" x="{label_width - 8}" y="{y + 15}" text-anchor="end">{_esc(label)}</text>')
-        out.append(
-            f'<rect x="{label_width}" y="{y + 3}" width="{width:.1f}" height="{row - 8}" rx="2" fill="{color}">'
-            f"<title>{_esc(label)}: {count:,.0f}</title></rect>"
-        )
-        out.append(f'<text class="value" x="{label_width + width + 6:.1f}" y="{y + 15}">{count:,.0f}</text>')
-    out.append(f'<line class="axisline" x1="{label_width}" x2="{label_width}" y1="{TOP - 4}" y2="{height - 8}"/>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-# -- the timeline --------------------------------------------------------------------------------
-
-Reducer = Callable[[Sequence[float]], float]
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
-@dataclass(frozen=True, slots=True)
-class Timeline:
-    """The report's timeline as columns, in buckets of ``bucket`` seconds (1 unless it is long)."""
-
-    rows: Sequence[Mapping[str, Any]]
-    bucket: int
-
-    @classmethod
-    def of(cls, report: Mapping[str, Any]) -> Timeline:
-        raw = report.get("timeline")
-        rows = (
-            [r for r in raw if isinstance(r, Mapping) and _num(r.get("t")) is not None] if isinstance(raw, list) else []
-        )
-        rows.sort(key=lambda r: float(r["t"]))
-        return cls(rows, max(1, math.ceil(len(rows) / MAX_POINTS)))
-
-    def _groups(self) -> list[Sequence[Mapping[str, Any]]]:
-        return [self.rows[i : i + self.bucket] for i in range(0, len(self.rows), self.bucket)]
-
-    @property
-    def xs(self) -> list[float]:
-        return [float(group[0]["t"]) for group in self._groups()]
-
-    def column(self, key: str, reduce: Reducer = _mean, *, within: str = "") -> list[float | None]:
-        out: list[float | None] = []
-        for group in self._groups():
-            values = [_num(_map(r.get(within)).get(key) if within else r.get(key)) for r in group]
-            present = [v for v in values if v is not None]
-            out.append(reduce(present) if present else None)
-        return out
-
-
-def _bucket_note(timeline: Timeline, how: str) -> str:
-    if timeline.bucket == 1:
-        return ""
-    return f"Each point covers {timeline.bucket} s ({how})."
 
 
 # -- the page ------------------------------------------------------------------------------------
@@ -447,6 +114,7 @@ th { color: var(--muted); font-weight: 600; width: 34%; }
 td.num { font-variant-numeric: tabular-nums; }
 table.errors th { width: auto; }
 table.errors td { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; }
+table.queues th, table.queues td { width: auto; white-space: nowrap; }
 svg.chart { width: 100%; height: auto; display: block; }
 svg .grid { stroke: #eaeef2; }
 svg .axisline { stroke: #8c959f; }
@@ -457,28 +125,40 @@ svg .line { fill: none; stroke-width: 2; stroke-linejoin: round; }
 svg .area { opacity: 0.85; }
 svg .frame { fill: var(--soft); stroke: var(--line); }
 svg .empty { font-size: 14px; fill: var(--muted); }
+.grid2 svg .tick, .grid2 svg .value { font-size: 15px; }
+.grid2 svg .axis, .grid2 svg .legend { font-size: 16px; }
 footer { color: var(--muted); font-size: 12px; margin-top: 8px; }
 """
 
 
 def _row(label: str, value: str) -> str:
-    return f'<tr><th scope="row">{_esc(label)}</th><td class="num">{value}</td></tr>'
+    return f'<tr><th scope="row">{esc(label)}</th><td class="num">{value}</td></tr>'
 
 
-def _card(label: str, value: str, *, bad: bool = False) -> str:
-    return f'<div class="card{" bad" if bad else ""}"><b>{_esc(value)}</b><span>{_esc(label)}</span></div>'
+def _card(label: str, value: str, *, bad: bool = False, note: str = "") -> str:
+    return f'<div class="card{" bad" if bad else ""}"><b>{esc(value)}</b><span>{esc(label)}</span>{note}</div>'
 
 
-def _cards(summary: Mapping[str, Any]) -> str:
-    ttm = _map(summary.get("timeToMatchMs"))
-    failed = _num(summary.get("failed")) or 0
+def _cards(report: Mapping[str, Any]) -> str:
+    """The headline figures; compared with a previous run, each with the previous value and the change."""
+    summary = as_map(report.get("summary"))
+    ttm = as_map(summary.get("timeToMatchMs"))
+    failed = num(summary.get("failed")) or 0
+    lost = lost_tickets(summary.get("serverTickets"))
     cards = [
-        _card("players", _count(summary.get("players"))),
-        _card("played", _count(summary.get("played"))),
-        _card("failed" + _percent(failed, summary.get("players")), _count(summary.get("failed")), bad=failed > 0),
-        _card("time to match p50", _ms(ttm.get("p50"))),
-        _card("time to match p95", _ms(ttm.get("p95"))),
-        _card("time to match p99", _ms(ttm.get("p99"))),
+        _card("players", fmt_count(summary.get("players")), note=card_note(report, "players")),
+        _card("played", fmt_count(summary.get("played")), note=card_note(report, "played")),
+        _card(
+            "failed" + fmt_percent(failed, summary.get("players")),
+            fmt_count(summary.get("failed")),
+            bad=failed > 0,
+            note=card_note(report, "failureRate"),
+        ),
+        _card("tickets lost", fmt_count(lost), bad=bool(lost), note=card_note(report, "ticketsLost")),
+        *(
+            _card(f"time to match {p}", fmt_ms(ttm.get(p)), note=card_note(report, f"ttm{p.upper()}"))
+            for p in ("p50", "p95", "p99")
+        ),
     ]
     return '<div class="cards">' + "".join(cards) + "</div>"
 
@@ -490,80 +170,95 @@ def _failures_text(summary: Mapping[str, Any]) -> str:
 
 def _failure_counts(summary: Mapping[str, Any]) -> list[tuple[str, float]]:
     """Every known kind (0 if absent), then any other kind the runner reported."""
-    given = {str(k): _num(v) or 0.0 for k, v in _map(summary.get("failures")).items()}
+    given = {str(k): num(v) or 0.0 for k, v in as_map(summary.get("failures")).items()}
     known = [(kind, given.pop(kind, 0.0)) for kind in FAILURE_KINDS]
     return known + sorted(given.items())
 
 
 def _summary_table(report: Mapping[str, Any]) -> str:
-    scenario, summary = _map(report.get("scenario")), _map(report.get("summary"))
-    ttm, alloc = _map(summary.get("timeToMatchMs")), _map(summary.get("allocationMs"))
+    scenario, summary = as_map(report.get("scenario")), as_map(report.get("summary"))
+    ttm, alloc = as_map(summary.get("timeToMatchMs")), as_map(summary.get("allocationMs"))
     rows = [
-        _row("scenario", _esc(scenario.get("name", "—"))),
-        _row("scenario file", _esc(scenario.get("file", "—"))),
-        _row("target", _esc(scenario.get("target", "—"))),
-        _row("started", _esc(scenario.get("startedAt", "—"))),
-        _row("ran for", _seconds(scenario.get("seconds"))),
+        _row("scenario", esc(words(scenario.get("name")))),
+        _row("scenario file", esc(words(scenario.get("file")))),
+        _row("target", esc(words(scenario.get("target")))),
+        _row("started", esc(words(scenario.get("startedAt")))),
+        _row("ran for", fmt_seconds(scenario.get("seconds"))),
         _row(
-            "players planned / arrived", f"{_count(scenario.get('playersPlanned'))} / {_count(summary.get('players'))}"
+            "players planned / arrived",
+            f"{fmt_count(scenario.get('playersPlanned'))} / {fmt_count(summary.get('players'))}",
         ),
-        _row("played", _count(summary.get("played")) + _percent(summary.get("played"), summary.get("players"))),
-        _row("failed", _count(summary.get("failed")) + _percent(summary.get("failed"), summary.get("players"))),
-        _row("failures by kind", _esc(_failures_text(summary))),
+        _row("played", fmt_count(summary.get("played")) + fmt_percent(summary.get("played"), summary.get("players"))),
+        _row("failed", fmt_count(summary.get("failed")) + fmt_percent(summary.get("failed"), summary.get("players"))),
+        _row("failures by kind", esc(_failures_text(summary))),
         _row(
             "tickets created / matched",
-            f"{_count(summary.get('ticketsCreated'))} / {_count(summary.get('ticketsMatched'))}",
+            f"{fmt_count(summary.get('ticketsCreated'))} / {fmt_count(summary.get('ticketsMatched'))}",
         ),
         _row(
             "time to match",
-            f"p50 {_ms(ttm.get('p50'))} · p95 {_ms(ttm.get('p95'))} · p99 {_ms(ttm.get('p99'))} · "
-            f"max {_ms(ttm.get('max'))} (over {_count(ttm.get('count'))})",
+            f"p50 {fmt_ms(ttm.get('p50'))} · p95 {fmt_ms(ttm.get('p95'))} · p99 {fmt_ms(ttm.get('p99'))} · "
+            f"max {fmt_ms(ttm.get('max'))} (over {fmt_count(ttm.get('count'))})",
         ),
-        _row(
-            "allocation",
-            f"p50 {_ms(alloc.get('p50'))} · p99 {_ms(alloc.get('p99'))}" if alloc else "not measured",
-        ),
-        _row("ready buffer", _esc(_buffer_text(summary.get("readyBuffer")))),
+        _row("allocation", _percentiles_text(alloc, " · ") if alloc else "not measured"),
+        _row("ready buffer", esc(_buffer_text(summary.get("readyBuffer")))),
     ]
-    for key, value in _map(summary.get("serverTickets")).items():
-        shown = value if isinstance(value, str | int | float) else json.dumps(value, sort_keys=True)
-        rows.append(_row(f"server tickets: {key}", _esc(shown)))
+    rows += [_row(label, esc(text)) for label, text in _server_tickets(summary.get("serverTickets"))]
     return "<table>" + "".join(rows) + "</table>"
+
+
+SERVER_STATES = ("matched", "cancelled", "expired", "queued", "missing", "unchecked")
+SERVER_CHECKS = (
+    ("lost", "lost"),
+    ("mismatches", "not as told"),
+    ("playersInTwoMatches", "players in two matches"),
+    ("serversAllocatedTwice", "servers given twice"),
+)
+
+
+def _server_tickets(tickets: Any) -> list[tuple[str, str]]:
+    """The reconciliation in a few rows a person reads (every field, none as a raw key unless unknown)."""
+    if not isinstance(tickets, Mapping):
+        return []
+    known = {"created", "clientMatched", "matches", "consistent", "problems", *SERVER_STATES}
+    known |= {key for key, _ in SERVER_CHECKS}
+    states = ", ".join(f"{fmt_count(tickets.get(s))} {s}" for s in SERVER_STATES if s in tickets)
+    checks = ", ".join(f"{fmt_count(tickets.get(k))} {label}" for k, label in SERVER_CHECKS if k in tickets)
+    rows = [
+        ("tickets read back", f"{fmt_count(tickets.get('created'))} created: {states}"),
+        ("matches", f"{fmt_count(tickets.get('matches'))} ({fmt_count(tickets.get('clientMatched'))} tickets "
+                    "matched as the players saw it)"),
+        ("reconciliation", f"{'consistent' if tickets.get('consistent') is True else 'NOT consistent'}"
+                           + (f": {checks}" if checks else "")),
+        ("problems", words(tickets.get("problems"))),
+    ]  # fmt: skip
+    return rows + [(f"server tickets: {k}", words(v)) for k, v in tickets.items() if k not in known]
+
+
+def _percentiles_text(figures: Mapping[str, Any], sep: str = ", ") -> str:
+    """``p50 … · p95 … · p99 … · max …`` of what the figures hold (allocation has no max)."""
+    keys = [k for k in ("p50", "p95", "p99", "max") if k in figures]
+    return sep.join(f"{k} {fmt_ms(figures.get(k))}" for k in keys) or "not measured"
 
 
 def _buffer_text(buffer: Any) -> str:
     if not isinstance(buffer, Mapping):
         return "not observed"
-    text = f"{_count(buffer.get('start'))} Ready at the start, lowest {_count(buffer.get('min'))}"
-    if _num(buffer.get("minAt")) is not None:
-        text += f" at {_seconds(buffer.get('minAt'))}"
-    refill = _num(buffer.get("refillSeconds"))
-    return text + (f", refilled after {_seconds(refill)}" if refill is not None else ", not refilled by the end")
-
-
-def _ttm_chart(timeline: Timeline) -> tuple[str, str]:
-    columns = [
-        (label, timeline.column(key, max))
-        for label, key in (("p50", "ttmP50Ms"), ("p95", "ttmP95Ms"), ("p99", "ttmP99Ms"))
-    ]
-    top = max((v for _, col in columns for v in col if v is not None), default=0.0)
-    scale, unit = (1000.0, "seconds") if top >= 10_000 else (1.0, "milliseconds")
-    series = [
-        Series(label, color, [None if v is None else v / scale for v in col], dash)
-        for (label, col), color, dash in zip(columns, (BLUE, ORANGE, VERMILION), ("", "", "6 3"), strict=True)
-    ]
-    title = "Time to match over time"
-    note = "Percentiles of the players matched in each second. " + _bucket_note(timeline, "the highest")
-    return line_chart(title, timeline.xs, series, y_label=f"time to match ({unit})"), note
+    text = f"{fmt_count(buffer.get('start'))} Ready at the start, lowest {fmt_count(buffer.get('min'))}"
+    if num(buffer.get("minAt")) is not None:
+        text += f" at {fmt_seconds(buffer.get('minAt'))}"
+    refill = num(buffer.get("refillSeconds"))
+    return text + (f", refilled after {fmt_seconds(refill)}" if refill is not None else ", not refilled by the end")
 
 
 def _section(title: str, chart: str, note: str = "") -> str:
-    paragraph = f'<p class="note">{_esc(note)}</p>' if note.strip() else ""
-    return f"<section><h2>{_esc(title)}</h2>{paragraph}{chart}</section>"
+    paragraph = f'<p class="note">{esc(note)}</p>' if note.strip() else ""
+    return f"<section><h2>{esc(title)}</h2>{paragraph}{chart}</section>"
 
 
 def _timeline_sections(timeline: Timeline) -> list[str]:
-    ttm, ttm_note = _ttm_chart(timeline)
+    ttm = percentile_chart(timeline, "ttm", "time to match")
+    ttm_note = "Percentiles of the players matched in each second. " + bucket_note(timeline, "the highest")
     xs = timeline.xs
     flow = line_chart(
         "Players arriving and matched per second",
@@ -597,16 +292,67 @@ def _timeline_sections(timeline: Timeline) -> list[str]:
             "Arrivals vs matches",
             flow,
             "Players who arrived, and players who learned their match, per second: matched above arrivals "
-            "is the queue draining, below it the queue growing. " + _bucket_note(timeline, "averaged"),
+            "is the queue draining, below it the queue growing. " + bucket_note(timeline, "averaged"),
         ),
         _section(
             "Ready buffer vs allocated servers",
             fleet,
             "Game servers Ready to take a match, and Allocated to one. "
-            + _bucket_note(timeline, "Ready at its lowest, Allocated at its highest"),
+            + bucket_note(timeline, "Ready at its lowest, Allocated at its highest"),
         ),
         _section("Players by phase", phases, "Where every simulated player was, second by second."),
     ]
+
+
+CLIENT_LATENCIES = (
+    ("ticketCreate", "ticket create", "POST /v1/tickets, from sending the ticket to its answer."),
+    (
+        "assignmentPush",
+        "assignment push",
+        "From the first ticket of a match learning its server to each other ticket of it learning it.",
+    ),
+    ("udpJoin", "UDP join", "From a player's join to the game server's welcome, resends included."),
+)
+
+
+def _latency_sections(report: Mapping[str, Any], timeline: Timeline) -> list[str]:
+    """One chart per client latency over time, its run-wide percentiles in the note."""
+    latencies = as_map(as_map(report.get("summary")).get("latenciesMs"))
+    out = []
+    for key, what, why in CLIENT_LATENCIES:
+        figures = as_map(latencies.get(key))
+        counted = f" Over the run ({fmt_count(figures.get('count'))}): {_percentiles_text(figures)}." if figures else ""
+        out.append(
+            _section(what[0].upper() + what[1:], percentile_chart(timeline, key, what, name_axis=False), why + counted)
+        )
+    return out
+
+
+def _queue_section(summary: Mapping[str, Any]) -> str:
+    """Time to match per queue: p50, p95, p99 and max side by side, and as a table."""
+    queues = {str(q): as_map(f) for q, f in as_map(summary.get("timeToMatchByQueueMs")).items()}
+    keys = ("p50", "p95", "p99", "max")
+    scale, unit = unit_for(max((num(f.get(k)) or 0.0 for f in queues.values() for k in keys), default=0.0))
+    series = [
+        Series(
+            key, color, [None if num(f.get(key)) is None else (num(f.get(key)) or 0.0) / scale for f in queues.values()]
+        )
+        for key, color in zip(keys, (BLUE, ORANGE, VERMILION, GREY), strict=True)
+    ]
+    chart = grouped_bar_chart(
+        "Time to match by queue", list(queues), series, x_label="queue", y_label=f"time to match ({unit})",
+        empty="Nobody was matched" if queues or "timeToMatchByQueueMs" in summary else "Not measured in this run",
+    )  # fmt: skip
+    head = "".join(f"<th>{h}</th>" for h in ("queue", "players matched", *keys))
+    rows = "".join(
+        f'<tr><td>{esc(q)}</td><td class="num">{fmt_count(f.get("count"))}</td>'
+        + "".join(f'<td class="num">{fmt_ms(f.get(k))}</td>' for k in keys)
+        + "</tr>"
+        for q, f in queues.items()
+    )
+    table = f'<table class="queues"><tr>{head}</tr>{rows}</table>' if queues else ""
+    note = "How long each queue's players waited for a match, from sending the ticket to knowing the server."
+    return _section("Time to match by queue", chart + table, note)
 
 
 QUALITY = (
@@ -634,19 +380,19 @@ def histogram_bars(histogram: Any) -> tuple[list[str], list[float]]:
     if not isinstance(bounds, list) or not isinstance(counts, list) or not bounds:
         return [], []
     overflow = _is_inf(bounds[-1])
-    les = [_num(b) for b in (bounds[:-1] if overflow else bounds)]
-    numbers = [_num(c) or 0.0 for c in counts]
+    les = [num(b) for b in (bounds[:-1] if overflow else bounds)]
+    numbers = [num(c) or 0.0 for c in counts]
     sizes = (len(les) + 1,) if overflow else (len(les), len(les) + 1)
     if any(b is None for b in les) or len(numbers) not in sizes:
         return [], []
-    labels = [f"≤{_tick_label(b)}" for b in les if b is not None]
+    labels = [f"≤{tick_label(b)}" for b in les if b is not None]
     if len(numbers) == len(les) + 1:
-        labels.append(f">{_tick_label(les[-1] or 0.0)}" if les else "all")
+        labels.append(f">{tick_label(les[-1] or 0.0)}" if les else "all")
     return labels, numbers
 
 
 def _quality_sections(report: Mapping[str, Any]) -> list[str]:
-    quality = _map(report.get("quality"))
+    quality = as_map(report.get("quality"))
     out = []
     for key, title, axis, color in QUALITY:
         labels, counts = histogram_bars(quality.get(key))
@@ -665,8 +411,8 @@ def _errors_section(report: Mapping[str, Any], summary: Mapping[str, Any]) -> st
     errors = [e for e in report.get("errors") or [] if isinstance(e, Mapping)]
     if errors:
         rows = "".join(
-            f'<tr><td class="num">{_esc(_seconds(e.get("t")))}</td><td>{_esc(e.get("kind", ""))}</td>'
-            f"<td>{_esc(e.get('message', ''))}</td></tr>"
+            f'<tr><td class="num">{esc(fmt_seconds(e.get("t")))}</td><td>{esc(words(e.get("kind")))}</td>'
+            f"<td>{esc(words(e.get('message')))}</td></tr>"
             for e in errors
         )
         table = (
@@ -678,27 +424,35 @@ def _errors_section(report: Mapping[str, Any], summary: Mapping[str, Any]) -> st
     return _section("Failures", failures + table, "Players who did not get to play, by what went wrong.")
 
 
+def _beside(first: str, second: str) -> list[str]:
+    """Two sections side by side on a wide screen (one under the other on a narrow one)."""
+    return ['<div class="grid2">', first, second, "</div>"] if second else [first]
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     """One self-contained HTML page: summary, charts (inline SVG) and the first errors."""
-    scenario, summary = _map(report.get("scenario")), _map(report.get("summary"))
+    scenario, summary = as_map(report.get("scenario")), as_map(report.get("summary"))
     name = str(scenario.get("name") or "load test")
     timeline = Timeline.of(report)
     subtitle = " · ".join(
         part
         for part in (
-            f"target {_esc(scenario['target'])}" if scenario.get("target") else "",
-            f"started {_esc(scenario['startedAt'])}" if scenario.get("startedAt") else "",
-            f"ran for {_seconds(scenario.get('seconds'))}" if _num(scenario.get("seconds")) is not None else "",
+            f"target {esc(scenario['target'])}" if scenario.get("target") else "",
+            f"started {esc(scenario['startedAt'])}" if scenario.get("startedAt") else "",
+            f"ran for {fmt_seconds(scenario.get('seconds'))}" if num(scenario.get("seconds")) is not None else "",
         )
         if part
     )
     body = [
-        f"<h1>fleetmatch load test: {_esc(name)}</h1>",
+        f"<h1>fleetmatch load test: {esc(name)}</h1>",
         f'<p class="sub">{subtitle}</p>',
-        _cards(summary),
-        _section("Summary", _summary_table(report)),
+        banner_html(report),
+        _cards(report),
+        *_beside(_section("Summary", _summary_table(report)), comparison_html(report)),
         *_timeline_sections(timeline),
+        _queue_section(summary),
         '<div class="grid2">',
+        *_latency_sections(report, timeline),
         *_quality_sections(report),
         "</div>",
         _errors_section(report, summary),
@@ -707,7 +461,7 @@ def render_html(report: Mapping[str, Any]) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>fleetmatch load test: {_esc(name)}</title>\n<style>{CSS}</style>\n</head>\n"
+        f"<title>fleetmatch load test: {esc(name)}</title>\n<style>{CSS}{HEADLINE_CSS}</style>\n</head>\n"
         "<body>\n<main>\n" + "\n".join(body) + "\n</main>\n</body>\n</html>\n"
     )
 
@@ -715,27 +469,43 @@ def render_html(report: Mapping[str, Any]) -> str:
 # -- the summary and the files -------------------------------------------------------------------
 
 
+def _line(label: str, text: str) -> str:
+    return f"  {label:<16} {text}"
+
+
 def summary_text(report: Mapping[str, Any]) -> str:
-    """The lines printed when the run ends."""
-    scenario, summary = _map(report.get("scenario")), _map(report.get("summary"))
-    ttm, alloc = _map(summary.get("timeToMatchMs")), _map(summary.get("allocationMs"))
+    """The lines printed when the run ends: the verdict first, the figures, then any comparison."""
+    scenario, summary = as_map(report.get("scenario")), as_map(report.get("summary"))
+    ttm, alloc = as_map(summary.get("timeToMatchMs")), as_map(summary.get("allocationMs"))
     players = summary.get("players")
     lines = [
-        f"load test {scenario.get('name', '?')!s} against {scenario.get('target', '?')!s}: {_count(players)} "
-        f"players (planned {_count(scenario.get('playersPlanned'))}) in {_seconds(scenario.get('seconds'))}",
-        f"  played         {_count(summary.get('played'))}{_percent(summary.get('played'), players)}",
-        f"  failed         {_count(summary.get('failed'))}{_percent(summary.get('failed'), players)}: "
-        f"{_failures_text(summary)}",
-        f"  tickets        {_count(summary.get('ticketsCreated'))} created, "
-        f"{_count(summary.get('ticketsMatched'))} matched",
-        f"  time to match  p50 {_ms(ttm.get('p50'))}, p95 {_ms(ttm.get('p95'))}, p99 {_ms(ttm.get('p99'))}, "
-        f"max {_ms(ttm.get('max'))} (over {_count(ttm.get('count'))})",
+        *verdict_lines(report),
+        f"load test {words(scenario.get('name'))} against {words(scenario.get('target'))}: {fmt_count(players)} "
+        f"players (planned {fmt_count(scenario.get('playersPlanned'))}) in {fmt_seconds(scenario.get('seconds'))}",
+        _line("played", fmt_count(summary.get("played")) + fmt_percent(summary.get("played"), players)),
+        _line(
+            "failed",
+            f"{fmt_count(summary.get('failed'))}{fmt_percent(summary.get('failed'), players)}: "
+            + _failures_text(summary),
+        ),
+        _line(
+            "tickets",
+            f"{fmt_count(summary.get('ticketsCreated'))} created, {fmt_count(summary.get('ticketsMatched'))} matched",
+        ),
+        _line("time to match", f"{_percentiles_text(ttm)} (over {fmt_count(ttm.get('count'))})"),
     ]
+    for queue, figures in as_map(summary.get("timeToMatchByQueueMs")).items():
+        queued = as_map(figures)
+        lines.append(_line(f"  queue {queue}", f"{_percentiles_text(queued)} (over {fmt_count(queued.get('count'))})"))
+    latencies = as_map(summary.get("latenciesMs"))
+    for key, what, _ in CLIENT_LATENCIES:
+        if isinstance(latencies.get(key), Mapping):
+            lines.append(_line(what, _percentiles_text(latencies[key])))
     if alloc:
-        lines.append(f"  allocation     p50 {_ms(alloc.get('p50'))}, p99 {_ms(alloc.get('p99'))}")
+        lines.append(_line("allocation", _percentiles_text(alloc)))
     if isinstance(summary.get("readyBuffer"), Mapping):
-        lines.append(f"  ready buffer   {_buffer_text(summary['readyBuffer'])}")
-    return "\n".join(lines)
+        lines.append(_line("ready buffer", _buffer_text(summary["readyBuffer"])))
+    return "\n".join(lines + comparison_lines(report))
 
 
 def _jsonable(value: Any) -> Any:

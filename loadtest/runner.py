@@ -17,8 +17,12 @@ how fast it refilled.
 
 **Reconciliation.** Every ticket the players opened is read back from the ticket API (bounded
 concurrency and time) and compared with what its client saw: ``summary.serverTickets`` counts the
-server's states (``loadtest.collect.reconcile`` lists what counts as a problem). Zero tickets lost
-means: ``missing`` 0, ``queued`` 0, ``unchecked`` 0, and ``consistent``.
+server's states (``loadtest.reconcile`` lists what counts as a problem), given each match's life as
+its parties saw it (a game server reused after a match is fine, one given to two live matches is
+not). Zero tickets lost means: ``lost`` 0, ``unchecked`` 0, and ``consistent``.
+
+**Verdict.** The report carries its verdict (``loadtest.verdict``: PASS or FAIL with the reasons,
+judged with the caller's thresholds) and, with ``previous``, the run it is compared with.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import asyncio
 import importlib
 import json
 import logging
+import math
 import resource
 import secrets
 import time
@@ -41,7 +46,7 @@ import aiohttp
 
 from fleetmatch.errors import ConfigError
 from fleetmatch.tasks import cancel_and_wait, supervised
-from loadtest.collect import TIME_TO_MATCH, Collector, MetricsScraper, reconcile
+from loadtest.collect import TIME_TO_MATCH, Collector, MetricsScraper
 from loadtest.players import (
     ASSIGNMENT_PUSH,
     TICKET_CREATE,
@@ -52,7 +57,9 @@ from loadtest.players import (
     PartySettings,
     Phase,
 )
+from loadtest.reconcile import Span, reconcile
 from loadtest.scenario import Scenario
+from loadtest.verdict import DEFAULT_THRESHOLDS, Thresholds, judge
 from loadtest.view import LiveView
 
 log = logging.getLogger(__name__)
@@ -256,7 +263,21 @@ class _Run:
         if jobs:
             _, pending = await asyncio.wait(jobs, timeout=self.settings.reconcile_seconds)
             await cancel_and_wait(*pending)
-        return reconcile(self.collector.tickets, server)
+        return reconcile(self.collector.tickets, server, self.match_spans())
+
+    def match_spans(self) -> dict[str, Span]:
+        """Each match's life as its parties saw it: from the first assignment learned to the last
+        player's end (a party still going: open-ended). Tells a reused server from a doubly used one."""
+        spans: dict[str, Span] = {}
+        for party in self.parties:
+            record = self.collector.tickets.get(party.ticket_id or "")
+            for match_id in record.match_ids if record else ():
+                start = self.collector.match_first_seen.get(match_id, math.inf)
+                ended = [p.transitions[-1].monotonic for p in party.players if p.final and p.transitions]
+                end = max(ended) if len(ended) == len(party.players) else math.inf
+                before = spans.get(match_id, (start, end))
+                spans[match_id] = (min(before[0], start), max(before[1], end))
+        return spans
 
 
 _UNREADABLE = object()
@@ -303,13 +324,17 @@ def build_report(
     run_id: str,
     ended: float,
     server_tickets: dict[str, Any] | None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report document (``loadtest.report`` renders it; keys are part of its contract)."""
+    """The report document (``loadtest.report`` renders it; keys are part of its contract), with
+    its verdict (``loadtest.verdict``) and, given ``previous`` (``load_previous``), the figures
+    of the run it is compared with."""
     phases = collector.phases
     failures = {str(kind): collector.failures.get(str(kind), 0) for kind in FailureKind}
     failures.update({k: v for k, v in collector.failures.items() if k not in failures})
     latencies = collector.latencies
-    return {
+    report: dict[str, Any] = {
         "scenario": {
             "name": scenario.name,
             "file": scenario_file,
@@ -332,6 +357,7 @@ def build_report(
             "ticketsCreated": len(collector.tickets),
             "ticketsMatched": collector.tickets_matched,
             "timeToMatchMs": latencies[TIME_TO_MATCH].summary(),
+            "timeToMatchByQueueMs": collector.ttm_by_queue_summary(),
             "allocationMs": collector.allocation_ms(),
             "readyBuffer": collector.ready_buffer(),
             "serverTickets": server_tickets,
@@ -345,6 +371,10 @@ def build_report(
         "quality": collector.quality(),
         "errors": list(collector.errors),
     }
+    report["verdict"] = judge(report, thresholds).as_json(thresholds)
+    if previous is not None:
+        report["previous"] = dict(previous)
+    return report
 
 
 def _write(report: dict[str, Any], out_dir: Path) -> None:
@@ -373,12 +403,15 @@ async def run_loadtest(
     scenario_file: str | None = None,
     party_settings: PartySettings | None = None,
     settings: RunSettings | None = None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``scenario`` against ``target``; write ``report.json`` (and ``report.html``) to
     ``out_dir`` and return the report. ``players_override`` rescales the scenario
     (``Scenario.with_players``: refused beyond its limits). ``view``: the live terminal view (drawn
     only on a terminal). ``party_settings``: how simulated clients behave (its ``match_timeout`` is
-    the scenario's)."""
+    the scenario's). ``thresholds``: what the verdict allows; ``previous``: a run to compare with
+    (``loadtest.verdict.load_previous``)."""
     if players_override is not None:
         scenario = scenario.with_players(players_override)
     planned = scenario.planned_players()
@@ -442,6 +475,8 @@ async def run_loadtest(
         run_id=run_id,
         ended=ended,
         server_tickets=server_tickets,
+        thresholds=thresholds,
+        previous=previous,
     )
     _write(report, out_dir)
     if interrupted:

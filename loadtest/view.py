@@ -98,11 +98,11 @@ class LiveView:
 
     def line(self, figures: LiveFigures) -> str:
         phases = " ".join(f"{p}={figures.phases.get(str(p), 0)}" for p in PHASES)
-        p50, _, p99 = figures.ttm_ms
+        p50, p95, p99 = figures.ttm_ms
         failures = ",".join(f"{k}={n}" for k, n in sorted(figures.failures.items())) or "0"
         return (
             f"{figures.elapsed:.0f}s players={figures.players}/{self.planned} {phases} "
-            f"rate={figures.arrival_rate:.1f}/s ttm_p50={_num(p50)}ms ttm_p99={_num(p99)}ms "
+            f"rate={figures.arrival_rate:.1f}/s ttm_p50={_num(p50)}ms ttm_p95={_num(p95)}ms ttm_p99={_num(p99)}ms "
             f"ready={_num(figures.ready)} allocated={_num(figures.allocated)} failures={failures}"
         )
 

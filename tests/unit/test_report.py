@@ -17,13 +17,13 @@ import pytest
 from loadtest.report import (
     HTML_NAME,
     JSON_NAME,
-    MAX_POINTS,
-    Timeline,
     histogram_bars,
     render_html,
     summary_text,
     write_reports,
 )
+from loadtest.timeline import MAX_POINTS, Timeline
+from loadtest.verdict import DEFAULT_THRESHOLDS, judge, previous_of
 
 FAILURE_KINDS = ("auth", "match-timeout", "no-capacity", "udp-no-answer", "rejected-token", "server-error", "other")
 SECTIONS = (
@@ -36,7 +36,7 @@ SECTIONS = (
     "Longest wait",
     "Failures",
 )
-BLUE, GREEN, PURPLE, VERMILION = "#0072b2", "#009e73", "#cc79a7", "#d55e00"
+BLUE, ORANGE, GREEN, PURPLE, VERMILION = "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00"
 
 
 def _row(t: int, seconds: int) -> dict[str, Any]:
@@ -183,9 +183,11 @@ def test_one_chart_per_section() -> None:
 def test_time_to_match_chart() -> None:
     chart = svgs(sections(render_html(report_doc()))["Time to match"])[0]
     assert "<title>Time to match over time</title>" in chart
-    p50, p95 = polylines(chart, BLUE), polylines(chart, "#e69f00")
-    p99 = re.findall(r'<polyline [^>]*stroke="#d55e00" stroke-dasharray', chart)
+    p50, p95, p99 = polylines(chart, BLUE), polylines(chart, ORANGE), polylines(chart, VERMILION)
     assert len(p50) == 1 and len(p95) == 1 and len(p99) == 1
+    # p99 is a wide pale band drawn first, p95 and p50 on top of it: p95 shows where the two are equal.
+    assert re.search(r'stroke="#d55e00" style="stroke-width:7px;stroke-opacity:0.4"', chart)
+    assert chart.index(f'stroke="{VERMILION}"') < chart.index(f'stroke="{ORANGE}"') < chart.index(f'stroke="{BLUE}"')
     # Matched from second 1 to 15: one point per second, no point where nobody was matched.
     assert len(p50[0]) == 15
     # Higher percentiles are drawn higher (smaller y) at every point.
@@ -295,8 +297,14 @@ def test_summary_and_cards() -> None:
     assert "p50 3 ms · p99 5 ms" in summary
     assert "4 Ready at the start, lowest 3 at 5.03 s, refilled after 1.00 s" in summary
     assert "match-timeout 2" in summary and "100 / 100" in summary and "67 / 65" in summary
-    assert re.search(r"server tickets: consistent</th><td[^>]*>True<", summary)
-    assert re.search(r"server tickets: missing</th><td[^>]*>0<", summary)
+    assert re.search(
+        r"tickets read back</th><td[^>]*>67 created: 65 matched, 2 cancelled, 0 expired, 0 queued, 0 missing, "
+        r"0 unchecked<",
+        summary,
+    )
+    assert re.search(r"matches</th><td[^>]*>19 \(65 tickets matched as the players saw it\)<", summary)
+    assert re.search(r"reconciliation</th><td[^>]*>consistent<", summary)
+    assert re.search(r"problems</th><td[^>]*>none<", summary)
     assert '<div class="card bad"><b>2</b><span>failed (2%)</span></div>' in page
 
 
@@ -348,7 +356,7 @@ def test_a_run_without_data_renders_empty_states() -> None:
         assert "Not measured in this run" in found[title]
     assert "No failures" in found["Failures"]
     summary = found["Summary"]
-    assert "not measured" in summary and "not observed" in summary and "server tickets" not in summary
+    assert "not measured" in summary and "not observed" in summary and "tickets read back" not in summary
     assert "p50 — · p95 — · p99 — · max — (over 0)" in summary
 
 
@@ -387,6 +395,14 @@ def test_nobody_matched_leaves_only_the_time_to_match_chart_empty() -> None:
             id="malformed-values",
         ),
         pytest.param({"timeline": [{"t": 0, "arrivals": 3}]}, id="one-second"),
+        pytest.param(
+            {
+                "verdict": {"checks": [None, 3, {"name": None, "pass": "yes"}]},
+                "previous": {"figures": "x", "pass": "maybe"},
+                "summary": {"timeToMatchByQueueMs": {"a": None, "b": {"p50": "x"}}, "latenciesMs": {"udpJoin": 5}},
+            },
+            id="malformed-verdict-previous-and-latencies",
+        ),
     ],
 )
 def test_missing_or_malformed_data_never_raises(doc: dict[str, Any]) -> None:
@@ -396,7 +412,9 @@ def test_missing_or_malformed_data_never_raises(doc: dict[str, Any]) -> None:
     assert all(len(svgs(found[title])) == 1 for title in SECTIONS)
     assert "<h1>fleetmatch load test: load test</h1>" in page
     assert not re.search(r"\b(nan|inf)\b", page, re.IGNORECASE)
-    summary_text(doc)  # and the printed summary too
+    assert '<div class="verdict fail"' in page  # nothing to judge a pass on
+    text = summary_text(doc)  # and the printed summary too
+    assert text.startswith("FAIL\n") and "None" not in text
 
 
 def test_one_second_timeline_has_a_usable_axis() -> None:
@@ -467,13 +485,15 @@ def test_write_reports_replaces_a_previous_report(tmp_path: Path) -> None:
 def test_summary_text_has_the_key_figures() -> None:
     text = summary_text(report_doc())
     lines = text.splitlines()
-    assert lines[0] == "load test smoke against http://127.0.0.1:33737: 100 players (planned 100) in 48.4 s"
-    assert "played         98 (98%)" in text
-    assert "failed         2 (2%): match-timeout 2" in text
-    assert "tickets        67 created, 65 matched" in text
-    assert "time to match  p50 1.22 s, p95 10.1 s, p99 10.5 s, max 15.0 s (over 98)" in text
-    assert "allocation     p50 3 ms, p99 5 ms" in text
-    assert "ready buffer   4 Ready at the start, lowest 3 at 5.03 s, refilled after 1.00 s" in text
+    assert lines[0] == "PASS"  # the verdict first
+    assert "load test smoke against http://127.0.0.1:33737: 100 players (planned 100) in 48.4 s" in lines
+    assert "  played           98 (98%)" in lines
+    assert "  failed           2 (2%): match-timeout 2" in lines
+    assert "  tickets          67 created, 65 matched" in lines
+    assert "  time to match    p50 1.22 s, p95 10.1 s, p99 10.5 s, max 15.0 s (over 98)" in lines
+    assert "  UDP join         p50 0.91 ms, p95 3 ms, p99 8 ms, max 10 ms" in lines
+    assert "  allocation       p50 3 ms, p99 5 ms" in lines
+    assert "  ready buffer     4 Ready at the start, lowest 3 at 5.03 s, refilled after 1.00 s" in lines
 
 
 def test_summary_text_without_optional_figures() -> None:
@@ -481,6 +501,153 @@ def test_summary_text_without_optional_figures() -> None:
     doc["summary"]["readyBuffer"] = {"start": 4, "min": 1, "minAt": None, "refillSeconds": None}
     text = summary_text(doc)
     assert "allocation" not in text
-    assert "ready buffer   4 Ready at the start, lowest 1, not refilled by the end" in text
-    assert "failed         0: none" in text
-    assert "time to match  p50 —, p95 —, p99 —, max — (over 0)" in text
+    assert "  ready buffer     4 Ready at the start, lowest 1, not refilled by the end" in text
+    assert "  failed           0: none" in text
+    assert "  time to match    p50 —, p95 —, p99 —, max — (over 0)" in text
+
+
+# -- the verdict, per-queue times, client latencies, the comparison -------------------------------
+
+
+def full_doc() -> dict[str, Any]:
+    """``report_doc`` with what the runner now adds: per-queue times, client latencies per second,
+    the verdict and the reconciliation's new counts."""
+    doc = report_doc()
+    doc["summary"]["timeToMatchByQueueMs"] = {
+        "4v4": {"count": 80, "p50": 1500.0, "p95": 10200.0, "p99": 10600.0, "max": 15028.52},
+        "duel": {"count": 18, "p50": 400.0, "p95": 2100.0, "p99": 2100.0, "max": 2100.0},
+    }
+    doc["summary"]["latenciesMs"] = {
+        "ticketCreate": {"count": 67, "p50": 4.1, "p95": 12.5, "p99": 30.2, "max": 31.0},
+        "assignmentPush": {"count": 65, "p50": 0.5, "p95": 3.0, "p99": 9.0, "max": 9.5},
+        "udpJoin": {"count": 98, "p50": 0.911, "p95": 3.245, "p99": 8.319, "max": 9.627},
+    }
+    doc["summary"]["serverTickets"].update(lost=0, mismatches=0, playersInTwoMatches=0, serversAllocatedTwice=0)
+    for row in doc["timeline"]:
+        for key in ("ticketCreate", "assignmentPush", "udpJoin"):
+            value = 3.0 + row["t"] % 5 if row["t"] < 16 else None
+            # p95 equal to p99 in every second: few values in a second make it common.
+            row.update({f"{key}P50Ms": value, f"{key}P95Ms": value and 2 * value, f"{key}P99Ms": value and 2 * value})
+    doc["verdict"] = judge(doc).as_json(DEFAULT_THRESHOLDS)
+    return doc
+
+
+def visible_text(page: str) -> str:
+    """What a reader sees: no style sheet, no tags."""
+    body = re.sub(r"<style>.*?</style>", "", page, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+def test_the_verdict_comes_first() -> None:
+    page = render_html(full_doc())
+    banner = page.index('<div class="verdict pass" role="status"><strong>PASS</strong>')
+    assert banner < page.index('<div class="cards">') < page.index("<section>")
+    assert "none of 67 tickets lost" in page and "at most 5% allowed" in page
+
+
+def test_a_failed_run_says_fail_and_why_in_the_page_and_the_summary() -> None:
+    doc = full_doc()
+    doc["summary"]["serverTickets"].update(lost=2, consistent=False)
+    doc["summary"]["failed"] = 9
+    doc["verdict"] = judge(doc).as_json(DEFAULT_THRESHOLDS)
+    page = render_html(doc)
+    assert '<div class="verdict fail" role="status"><strong>FAIL</strong>' in page
+    failed = re.findall(r'<li class="failed"><b>✗ ([^<]*)</b> ([^<]*)</li>', page)
+    assert failed == [
+        ("tickets lost", "2 of 67 tickets lost"),
+        ("failure rate", "9 of 100 players failed (9.0%), at most 5% allowed"),
+    ]
+    assert '<div class="card bad"><b>2</b><span>tickets lost</span></div>' in page
+    lines = summary_text(doc).splitlines()
+    assert lines[:4] == [
+        "FAIL",
+        "  FAIL  tickets lost  2 of 67 tickets lost",
+        "  ok    consistency   no player in two matches, no game server given twice, every ticket as told",
+        "  FAIL  failure rate  9 of 100 players failed (9.0%), at most 5% allowed",
+    ]
+
+
+def test_a_report_without_a_verdict_is_judged_when_drawn() -> None:
+    doc = full_doc()
+    del doc["verdict"]
+    doc["summary"]["serverTickets"] = None  # an interrupted run: tickets not read back
+    assert '<div class="verdict fail"' in render_html(doc)
+    assert summary_text(doc).startswith("FAIL\n")
+
+
+def test_no_python_literals_on_the_page() -> None:
+    doc = full_doc()
+    doc["scenario"]["file"] = None  # a scenario given as an object, not a file
+    doc["summary"]["serverTickets"]["problems"] = []
+    doc["errors"].append({"t": 2.0, "kind": None, "message": None})
+    text = visible_text(render_html(doc))
+    for literal in ("True", "False", "None", "[]", "{}", "nan", "inf"):
+        assert not re.search(rf"(?<![\w\[{{]){re.escape(literal)}(?![\w\]}}])", text), literal
+    assert re.search(r"scenario file\s+—", text)
+
+
+def test_time_to_match_by_queue() -> None:
+    found = sections(render_html(full_doc()))["Time to match by queue"]
+    (chart,) = svgs(found)
+    bars = dict(re.findall(r"<title>([^<:]+): ([\d.,]+)</title></rect>", chart))
+    assert bars["4v4 p50"] == "1.50" and bars["4v4 p95"] == "10.2" and bars["4v4 max"] == "15.0"
+    assert bars["duel p95"] == "2.10" and bars["duel p99"] == "2.10"  # equal, and both drawn
+    assert "time to match (seconds)" in chart
+    assert re.search(r"<td>4v4</td><td[^>]*>80</td><td[^>]*>1.50 s</td><td[^>]*>10.2 s</td>", found)
+
+
+def test_queue_times_in_the_printed_summary() -> None:
+    lines = summary_text(full_doc()).splitlines()
+    assert "    queue 4v4      p50 1.50 s, p95 10.2 s, p99 10.6 s, max 15.0 s (over 80)" in lines
+    assert "  assignment push  p50 0.50 ms, p95 3 ms, p99 9 ms, max 10 ms" in lines
+
+
+@pytest.mark.parametrize("title", ["Ticket create", "Assignment push", "UDP join"])
+def test_client_latency_charts_show_p95_above_p99s_band(title: str) -> None:
+    found = sections(render_html(full_doc()))[title]
+    (chart,) = svgs(found)
+    (p95,), (p99,) = polylines(chart, ORANGE), polylines(chart, VERMILION)
+    assert p95 == p99  # equal every second here...
+    assert chart.index(f'stroke="{VERMILION}"') < chart.index(f'stroke="{ORANGE}"')  # ...and p95 drawn on top
+    assert "latency (milliseconds)" in chart and "seconds since start" in chart
+    assert "Over the run" in found and "p95" in found
+
+
+def test_missing_client_latencies_draw_empty_states() -> None:
+    found = sections(render_html(report_doc()))  # an older report: no client latencies per second
+    for title in ("Ticket create", "Assignment push", "UDP join"):
+        assert "No data yet" in found[title]
+    assert "Not measured in this run" in found["Time to match by queue"]
+
+
+def compared() -> dict[str, Any]:
+    before = full_doc()
+    before["summary"]["timeToMatchMs"]["p95"] = 8000.0
+    before["summary"]["failed"] = 4
+    doc = full_doc()
+    doc["previous"] = previous_of(before, "runs/monday/report.json")
+    return doc
+
+
+def test_the_comparison_in_the_page() -> None:
+    page = render_html(compared())
+    found = sections(page)["Compared with the previous run"]
+    assert "runs/monday/report.json" in found and "(PASS)" in found
+    assert re.search(
+        r"time to match p95</th><td[^>]*>10.1 s</td><td[^>]*>8.00 s</td><td class=\"num worse\">\+2.13 s \(\+27%\)<",
+        found,
+    )
+    assert re.search(r"failed</th><td[^>]*>2.0%</td><td[^>]*>4.0%</td><td class=\"num better\">-2.0 points<", found)
+    assert re.search(r"players arrived</th><td[^>]*>100</td><td[^>]*>100</td><td class=\"num \">no change<", found)
+    # The cards carry the previous value too.
+    assert '<span>time to match p95</span><small>was 8.00 s, <span class="worse">+2.13 s (+27%)</span>' in page
+    # Beside the summary, before any chart.
+    assert page.index("<h2>Summary</h2>") < page.index("Compared with the previous run") < page.index("<svg")
+    assert "Compared with the previous run" not in render_html(full_doc())
+
+
+def test_the_comparison_in_the_printed_summary() -> None:
+    text = summary_text(compared())
+    assert "Previous run: smoke started 2026-11-26T23:33:32.865Z (PASS), from runs/monday/report.json:" in text
+    assert re.search(r"\n  time to match p95 +10.1 s  was +8.00 s  \+2.13 s \(\+27%\)\n", text)
+    assert text.index("PASS") < text.index("Previous run")

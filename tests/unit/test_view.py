@@ -44,10 +44,10 @@ def test_the_terminal_view_shows_every_figure() -> None:
 def test_the_log_line_carries_the_same_figures() -> None:
     line = view().line(FIGURES)
     assert line.startswith("42s players=180/200 queued=31 matched=4 connected=2 playing=96 done=40 failed=7")
-    assert "rate=12.5/s ttm_p50=812ms ttm_p99=9,876ms ready=3 allocated=17" in line
+    assert "rate=12.5/s ttm_p50=812ms ttm_p95=4,210ms ttm_p99=9,876ms ready=3 allocated=17" in line
     assert line.endswith("failures=no-capacity=5,udp-no-answer=2")
 
 
 def test_no_scrape_yet_shows_dashes() -> None:
     empty = LiveFigures(0.0, 0, {}, 0.0, (None, None, None), None, None, {}, 0, 0, 0)
-    assert "ttm_p50=-ms ttm_p99=-ms ready=- allocated=- failures=0" in view().line(empty)
+    assert "ttm_p50=-ms ttm_p95=-ms ttm_p99=-ms ready=- allocated=- failures=0" in view().line(empty)
