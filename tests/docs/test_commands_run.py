@@ -76,6 +76,14 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "docs/load-testing.md",
         "fleetmatch --data-dir /tmp/other loadtest --scenario smoke --out /tmp/other-report --no-view",
     ): "needs a second stack started with `fleetmatch --data-dir /tmp/other up`, and is the smoke run again",
+    ("docs/load-testing.md", "fleetmatch loadtest --scenario smoke --no-view --max-failure-rate 3 --max-ttm-p95 15"): (
+        "the smoke run again (55 s), as a CI job would run it; tests/integration/test_loadtest_cli.py runs the verdict"
+    ),
+    (
+        "docs/load-testing.md",
+        "chromium --headless --no-sandbox --window-size=1280,2400 --screenshot=docs/images/loadtest-report.png "
+        "file://$PWD/loadtest-results/<run>/report.html",
+    ): "redraws the docs' screenshot from a finished run's report (a maintainer's step, not a user's)",
     ("docs/load-testing.md", "fleetmatch up -f loadtest/scenarios/launch-day-fleet.yaml"): _FOREVER,
     ("docs/load-testing.md", "fleetmatch loadtest --scenario launch-day --players 2000"): (
         "a four-minute run against the 60-server launch-day fleet"
@@ -109,6 +117,24 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "fleetmatch allocator",
         "FLEETMATCH_NODE_NAME=node-a FLEETMATCH_NODE_ADDRESS=203.0.113.10 fleetmatch node-agent",
         "FLEETMATCH_NODE_NAME=node-b FLEETMATCH_NODE_ADDRESS=203.0.113.11 fleetmatch node-agent",
+    ),
+    **_each(
+        ("docs/getting-started.md", "docs/metrics.md"),
+        "starts a second stack with Prometheus beside it; tests/e2e/test_observability.py runs it",
+        "fleetmatch up --observability",
+    ),
+    **_each(
+        ("docs/operating-fleets.md",),
+        "watches until Ctrl-C; tests/cli/test_watch.py runs the watches",
+        "fleetmatch gs list -w",
+        "fleetmatch fleet list -w --watch-only -o json",
+    ),
+    **_each(
+        ("docs/operating-fleets.md",),
+        "installs into the user's shell configuration; tests/cli/test_status_completion.py checks the scripts",
+        "fleetmatch completion bash > ~/.local/share/bash-completion/completions/fleetmatch",
+        'fleetmatch completion zsh > "${fpath[1]}/_fleetmatch"',
+        "fleetmatch completion fish > ~/.config/fish/completions/fleetmatch.fish",
     ),
     (
         "docs/writing-a-game-server.md",
