@@ -33,7 +33,7 @@ from fleetmatch.settings import Settings
     multiple=True,
     type=click.Path(path_type=Path),
     help="Fleet/FleetAutoscaler file(s) to apply at start (default: the demo fleet and its autoscaler "
-    "from deploy/examples/).",
+    "from fleetmatch/demo/, created only if missing).",
 )
 @click.option("--no-demo", is_flag=True, help="Start without the demo fleet.")
 @click.option(
@@ -120,8 +120,9 @@ def node_agent(ctx: click.Context) -> None:
 @click.command()
 @click.pass_context
 def controller(ctx: click.Context) -> None:
-    """Run the fleet controller and the autoscaler, and on Kubernetes the Pod controller. Run several
-    for availability: they share one lease; the process holding it runs all three, the others stand by."""
+    """Run the fleet, autoscaler and node controllers, the allocation-lease sweep, and on Kubernetes the
+    Pod controller. Run several for availability: they share one lease; the process holding it runs
+    them all, the others stand by."""
     from allocator.allocation_lease import AllocationLeaseLoop
     from allocator.controllers.autoscaler import AutoscalerController
     from allocator.controllers.fleet import FleetController
