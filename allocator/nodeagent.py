@@ -428,7 +428,14 @@ class NodeAgent:
 
     async def _mark(self, name: str, state: GameServerState, why: str) -> None:
         """Move a GameServer to a terminal state (never out of one), say why, and keep the reason
-        as an event record (it outlives the GameServer)."""
+        as an event record (it outlives the GameServer).
+
+        Shielded as a whole: marking it lets the fleet controller delete it, and stopping the deleted
+        server cancels the process watcher that is marking it, which could otherwise land between the
+        write and the record and drop the record."""
+        await asyncio.shield(self._mark_and_record(name, state, why))
+
+    async def _mark_and_record(self, name: str, state: GameServerState, why: str) -> None:
         try:
             marked = await modify(self.store, name, lambda gs: failed(gs, state, why))
         except NotFoundError:
@@ -436,11 +443,7 @@ class NodeAgent:
         if marked is None:
             return
         log.warning("%s -> %s: %s", name, state, why, extra={"gameserver": name})
-        # Shielded: marking it lets the fleet controller delete it, and then stopping the server
-        # cancels the process watcher that is marking it, which would drop the record mid-write.
-        await asyncio.shield(
-            record_quietly(self.events, GameServer.KIND, name, state.value, why, type=Severity.WARNING)
-        )
+        await record_quietly(self.events, GameServer.KIND, name, state.value, why, type=Severity.WARNING)
 
 
 def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:

@@ -18,6 +18,7 @@ from fleetmatch.models import ERROR_ANNOTATION, GameServer, GameServerState, Hea
 from fleetmatch.store import modify
 from fleetmatch.tasks import cancel_and_wait
 from tests.integration.fleetenv import Stack, example_game, make_fleet, misbehaving, running_stack, udp_ask
+from tests.waiting import eventually
 
 S = GameServerState
 pytestmark = pytest.mark.timeout(90)
@@ -61,8 +62,14 @@ async def test_sigkilled_game_turns_unhealthy_and_is_replaced(stack: Stack) -> N
     # The reason outlives the server: the agent's event record survives the deletion racing it.
     log = stack.agents[0].events
     assert log is not None
-    records = await log.list(GameServer.KIND, victim.name)
-    assert [r.reason for r in records] == ["Unhealthy"] and "killed by SIGKILL" in records[0].message
+
+    async def recorded() -> bool:
+        return [r.reason for r in await log.list(GameServer.KIND, victim.name)] == ["Unhealthy"]
+
+    # The record lands just after the mark that lets the controller replace the server: wait for it.
+    await eventually(recorded, within=5)
+    (record,) = await log.list(GameServer.KIND, victim.name)
+    assert "killed by SIGKILL" in record.message
 
 
 async def test_health_failure_turns_unhealthy_and_is_replaced(stack: Stack) -> None:
