@@ -46,8 +46,11 @@ prometheus:
 		{ $(SUDO) systemctl disable --now prometheus || $(SUDO) service prometheus stop; } >/dev/null 2>&1 || true; }
 
 ## make test: lint, types, import layers, then every test. Non-zero on any failure.
+# Two workers, a test module each at a time (module-scoped stacks are started once); game ports never
+# clash across workers: the node agent skips ports another process holds. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: $(DEV) $(COMPAT) prometheus lint typecheck
-	@$(BIN)/pytest -q; status=$$?; \
+	@$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
 lint: $(DEV)
