@@ -3,33 +3,23 @@ what makes `helm install/template` refuse a typo or a wrong enum with a message 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from types import ModuleType
 from typing import Any
 
 import helm_python as helm
 import pytest
 import yaml
 
-from tests.deploy.schemas import CHART, DEPLOY
+from deploy.helm import schema as script
+from tests.deploy.schemas import CHART
 from tests.deploy.test_chart import NAMESPACE, RELEASE, chart
 
 NOT_IN_VALUES = {"dashboard", "global"}
 """Schema keys values.yaml does not set: the dashboard's (its own template's values) and Helm's `global`."""
 
 
-def load_schema_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fleetmatch_values_schema", DEPLOY / "helm" / "schema.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_committed_schema_is_what_the_script_writes() -> None:
-    text: str = load_schema_script().render()
-    assert (CHART / "values.schema.json").read_text() == text, "stale: run python deploy/helm/schema.py"
+    assert (CHART / "values.schema.json").read_text() == script.render(), "stale: run python deploy/helm/schema.py"
 
 
 def key_paths(values: Any, schema: dict[str, Any], prefix: str = "") -> tuple[set[str], set[str]]:
