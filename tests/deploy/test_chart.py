@@ -611,3 +611,14 @@ def test_service_accounts_carry_their_annotations() -> None:
         annotations = find(docs, "ServiceAccount", f"{FULL}-{account}")["metadata"]["annotations"]
         assert annotations == {"iam.gke.io/gcp-service-account": f"{expected}@p.iam"}
     assert all("annotations" not in d["metadata"] for d in render("defaults") if d["kind"] == "ServiceAccount")
+
+
+def test_notes_say_how_players_reach_the_ticket_api() -> None:
+    def notes(combination: str) -> str:
+        rendered = chart().render(COMBINATIONS[combination], name=RELEASE, namespace=NAMESPACE)
+        return rendered["fleetmatch/templates/NOTES.txt"]
+
+    assert f"kubectl port-forward -n {NAMESPACE} svc/{FULL}-matchmaker 9190" in notes("defaults")
+    exposed = notes("exposed")
+    assert "through the Ingress: https://play.example.com/" in exposed
+    assert "alloc.example.com" not in exposed  # the allocator's path is not the ticket API
