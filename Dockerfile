@@ -15,11 +15,19 @@ COPY allocator ./allocator
 COPY matchmaker ./matchmaker
 COPY sdk_sidecar ./sdk_sidecar
 COPY loadtest ./loadtest
+# The example game (examples.udp_game) the demo fleets and deploy/examples/kubernetes run, and the
+# package data the wheel carries with it: fleetmatch/demo/*.yaml (the demo fleet, autoscaler and
+# queues of `fleetmatch up`), loadtest/scenarios/*.yaml, the Lua scripts.
 COPY examples ./examples
 RUN pip wheel --wheel-dir /wheels .
 
 # -- runtime --------------------------------------------------------------------------------------
 FROM python:3.11-slim
+# `make image` passes the project's version (pyproject.toml), which the chart's appVersion matches.
+ARG VERSION=dev
+LABEL org.opencontainers.image.title=fleetmatch \
+      org.opencontainers.image.version=$VERSION \
+      org.opencontainers.image.description="Matchmaking and fleets of dedicated game servers"
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     FLEETMATCH_DATA_DIR=/tmp/fleetmatch FLEETMATCH_LOG_FORMAT=json
 RUN groupadd --system --gid 10001 fleetmatch \

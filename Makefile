@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up observe prometheus test lint typecheck unit bench proto clean
+.PHONY: up observe prometheus test lint typecheck unit bench proto image chart clean
 
 # Two installs into one venv, each redone when pyproject.toml changes: the runtime (what `make up`
 # needs: fleetmatch and its dependencies) and, on top, the dev toolchain (pytest, mypy, ruff,
@@ -78,6 +78,27 @@ proto: $(DEV)
 		--python_out=. --grpc_python_out=. \
 		--mypy_out=. --mypy_grpc_out=. --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
 		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc $(PROTOS)
+
+## make image: the one image of every component (Dockerfile), tagged with the project's version;
+## needs Docker. IMAGE=registry.example.com/games/fleetmatch:0.1.0 to name it for your registry.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE   ?= fleetmatch:$(VERSION)
+DOCKER  ?= docker
+image:
+	@command -v $(DOCKER) >/dev/null 2>&1 || { \
+		echo "make image: '$(DOCKER)' is not installed or not on PATH; the image needs Docker (or DOCKER=podman)." >&2; \
+		echo "On a machine that has it: docker build -t $(IMAGE) ." >&2; exit 1; }
+	@$(DOCKER) info >/dev/null 2>&1 || { \
+		echo "make image: '$(DOCKER)' is installed but its daemon does not answer ('$(DOCKER) info' fails): start it, or build elsewhere." >&2; \
+		exit 1; }
+	$(DOCKER) build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+## make chart: the Helm chart as a chart repository: dist/charts/fleetmatch-<version>.tgz and index.yaml
+## (lint, package, index through the Helm SDK; no helm binary). CHART_URL=https://... for absolute URLs.
+CHART_OUT ?= dist/charts
+CHART_URL ?=
+chart: $(DEV)
+	$(BIN)/python deploy/helm/package.py --out $(CHART_OUT) $(if $(CHART_URL),--url $(CHART_URL))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache tests/compat/node_modules

@@ -16,8 +16,23 @@ from tests.deploy.schemas import CHART
 
 RELEASE, NAMESPACE = "fm", "games"
 FULL = "fm-fleetmatch"
-NO_SCHEMA = {"monitoring.coreos.com/v1": {"ServiceMonitor"}}
+NO_SCHEMA = {"monitoring.coreos.com/v1": {"ServiceMonitor"}, "cert-manager.io/v1": {"Certificate"}}
 """Custom resources of other projects that kubernetes-validate has no schema for: checked by hand below."""
+
+ZONE_SPREAD = {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
+OWN_SELECTOR_SPREAD = {
+    "maxSkew": 2,
+    "topologyKey": "kubernetes.io/hostname",
+    "whenUnsatisfiable": "DoNotSchedule",
+    "labelSelector": {"matchLabels": {"team": "online"}},
+}
+PLACEMENT: dict[str, Any] = {
+    "priorityClassName": "fleetmatch-critical",
+    "topologySpreadConstraints": [ZONE_SPREAD],
+    "podLabels": {"team": "online"},
+    "podAnnotations": {"example.com/owner": "online"},
+}
+"""Pod settings every component (Deployment or StatefulSet) takes."""
 
 COMBINATIONS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -39,6 +54,70 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "matchmaker": {"director": {"enabled": False}},
         "redis": {"persistence": {"enabled": False}},
         "probes": {"enabled": False},
+    },
+    # The ticket API for players: a LoadBalancer with its cloud settings and TLS from a Secret, the
+    # allocator on a NodePort, and an Ingress in front of both.
+    "exposed": {
+        "matchmaker": {
+            "frontend": {
+                "service": {
+                    "type": "LoadBalancer",
+                    "nodePort": 31190,
+                    "externalTrafficPolicy": "Local",
+                    "loadBalancerIP": "203.0.113.10",
+                    "loadBalancerSourceRanges": ["198.51.100.0/24"],
+                    "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"},
+                },
+                "tls": {"enabled": True, "secretName": "play-tls"},
+            }
+        },
+        "allocator": {"service": {"type": "NodePort", "nodePort": 31180, "externalTrafficPolicy": "Cluster"}},
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+            "hosts": [
+                {"host": "play.example.com", "paths": [{"path": "/", "pathType": "Prefix", "component": "matchmaker"}]},
+                {"host": "alloc.example.com", "paths": [{"path": "/v1/allocations", "component": "allocator"}]},
+            ],
+            "tls": [{"secretName": "play-example-com-tls", "hosts": ["play.example.com", "alloc.example.com"]}],
+        },
+    },
+    # Scheduling, autoscaling and identity settings on every component; TLS from cert-manager.
+    "production": {
+        "controller": {**PLACEMENT, "serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "c@p.iam"}}},
+        "allocator": {
+            **PLACEMENT,
+            "serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "a@p.iam"}},
+            "autoscaling": {
+                "enabled": True,
+                "minReplicas": 3,
+                "maxReplicas": 12,
+                "customMetric": {"name": "fleetmatch_allocations_per_second", "averageValue": "50"},
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+            },
+        },
+        "matchmaker": {
+            "serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "m@p.iam"}},
+            "frontend": {
+                **PLACEMENT,
+                "topologySpreadConstraints": [OWN_SELECTOR_SPREAD],
+                "autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": 60},
+                "tls": {
+                    "enabled": True,
+                    "certManager": {
+                        "enabled": True,
+                        "issuerRef": {"name": "letsencrypt"},
+                        "dnsNames": ["play.example.com"],
+                        "duration": "2160h",
+                    },
+                },
+            },
+            "director": PLACEMENT,
+        },
+        "redis": PLACEMENT,
+        "gameservers": {"serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "sdk@p.iam"}}},
+        "metrics": {"serviceMonitor": {"enabled": True}},
     },
 }
 
@@ -315,3 +394,231 @@ def test_every_value_is_documented() -> None:
         if line.strip():
             previous = line
     assert undocumented == []
+
+
+# --- exposing the ticket API ------------------------------------------------------------------------
+
+
+def pod_spec(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = find(docs, kind, f"{FULL}-{name}")["spec"]["template"]["spec"]
+    return spec
+
+
+def test_services_default_to_cluster_ip_without_external_fields() -> None:
+    for name in ("matchmaker", "allocator"):
+        spec = find(render("defaults"), "Service", f"{FULL}-{name}")["spec"]
+        assert spec["type"] == "ClusterIP"
+        assert not {"externalTrafficPolicy", "loadBalancerIP", "loadBalancerSourceRanges"} & set(spec)
+        assert "nodePort" not in spec["ports"][0]
+
+
+def test_services_carry_their_exposure_settings() -> None:
+    docs = render("exposed")
+    ticket_api = find(docs, "Service", f"{FULL}-matchmaker")
+    assert ticket_api["metadata"]["annotations"] == {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+    spec = ticket_api["spec"]
+    assert spec["type"] == "LoadBalancer"
+    assert spec["externalTrafficPolicy"] == "Local"
+    assert spec["loadBalancerIP"] == "203.0.113.10"
+    assert spec["loadBalancerSourceRanges"] == ["198.51.100.0/24"]
+    (port,) = spec["ports"]
+    assert port == {"name": "https", "port": 9190, "targetPort": "http", "protocol": "TCP", "nodePort": 31190}
+    allocator = find(docs, "Service", f"{FULL}-allocator")["spec"]
+    assert (allocator["type"], allocator["externalTrafficPolicy"]) == ("NodePort", "Cluster")
+    assert allocator["ports"][0]["nodePort"] == 31180
+    assert "loadBalancerSourceRanges" not in allocator
+
+
+def test_ingress_routes_each_path_to_its_components_service() -> None:
+    docs = render("exposed")
+    ingress = find(docs, "Ingress", FULL)
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    assert ingress["spec"]["tls"] == [
+        {"secretName": "play-example-com-tls", "hosts": ["play.example.com", "alloc.example.com"]}
+    ]
+    routes = {
+        (rule["host"], path["path"], path["pathType"]): path["backend"]["service"]
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert routes == {
+        ("play.example.com", "/", "Prefix"): {"name": f"{FULL}-matchmaker", "port": {"number": 9190}},
+        ("alloc.example.com", "/v1/allocations", "Prefix"): {"name": f"{FULL}-allocator", "port": {"number": 9180}},
+    }
+    for backend in routes.values():  # every backend is a rendered Service's port
+        service = find(docs, "Service", backend["name"])
+        assert backend["port"]["number"] in [p["port"] for p in service["spec"]["ports"]]
+
+
+def test_no_ingress_unless_enabled() -> None:
+    assert not [d for d in render("defaults") if d["kind"] == "Ingress"]
+
+
+def test_ticket_api_tls_from_a_secret() -> None:
+    docs = render("exposed")
+    c = container(docs, "matchmaker-frontend")
+    e = env(c)
+    assert e["FLEETMATCH_TLS_CERT_FILE"] == "/etc/fleetmatch/tls/tls.crt"
+    assert e["FLEETMATCH_TLS_KEY_FILE"] == "/etc/fleetmatch/tls/tls.key"
+    assert {"name": "tls", "mountPath": "/etc/fleetmatch/tls", "readOnly": True} in c["volumeMounts"]
+    volumes = pod_spec(docs, "Deployment", "matchmaker-frontend")["volumes"]
+    assert {"name": "tls", "secret": {"secretName": "play-tls"}} in volumes
+    assert c["livenessProbe"]["httpGet"]["scheme"] == c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    annotations = find(docs, "Deployment", f"{FULL}-matchmaker-frontend")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scheme"] == "https"
+    # The directors and the allocator keep plain HTTP (allocator.tls is its own setting).
+    assert "FLEETMATCH_TLS_CERT_FILE" not in env(container(docs, "matchmaker-director"))
+    assert container(docs, "matchmaker-director")["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+
+
+def test_ticket_api_is_plain_http_by_default() -> None:
+    docs = render("defaults")
+    c = container(docs, "matchmaker-frontend")
+    assert not {"FLEETMATCH_TLS_CERT_FILE", "FLEETMATCH_TLS_KEY_FILE"} & set(env(c))
+    assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+    assert find(docs, "Service", f"{FULL}-matchmaker")["spec"]["ports"][0]["name"] == "http"
+
+
+def test_ticket_api_certificate_from_cert_manager() -> None:
+    docs = render("production")
+    cert = find(docs, "Certificate", f"{FULL}-matchmaker")
+    assert cert["spec"]["issuerRef"] == {"name": "letsencrypt", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    assert cert["spec"]["duration"] == "2160h"
+    assert cert["spec"]["dnsNames"] == [
+        "play.example.com",
+        f"{FULL}-matchmaker",
+        f"{FULL}-matchmaker.{NAMESPACE}.svc",
+        f"{FULL}-matchmaker.{NAMESPACE}.svc.cluster.local",
+    ]
+    volumes = pod_spec(docs, "Deployment", "matchmaker-frontend")["volumes"]
+    assert {"name": "tls", "secret": {"secretName": cert["spec"]["secretName"]}} in volumes
+    monitor = find(docs, "ServiceMonitor", FULL)
+    assert "https" in [e["port"] for e in monitor["spec"]["endpoints"]]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        pytest.param(
+            {"matchmaker": {"frontend": {"service": {"nodePort": 31190}}}},
+            r"matchmaker\.frontend\.service\.nodePort needs .*NodePort or LoadBalancer \(it is ClusterIP\)",
+            id="node-port-on-cluster-ip",
+        ),
+        pytest.param(
+            {"allocator": {"service": {"externalTrafficPolicy": "Local"}}},
+            r"allocator\.service\.externalTrafficPolicy needs",
+            id="traffic-policy-on-cluster-ip",
+        ),
+        pytest.param(
+            {"matchmaker": {"frontend": {"service": {"type": "NodePort", "loadBalancerSourceRanges": ["10.0.0.0/8"]}}}},
+            r"loadBalancerSourceRanges .*need matchmaker\.frontend\.service\.type LoadBalancer \(it is NodePort\)",
+            id="source-ranges-on-node-port",
+        ),
+        pytest.param({"ingress": {"enabled": True}}, r"ingress\.hosts", id="ingress-without-hosts"),
+        pytest.param(
+            {"matchmaker": {"frontend": {"tls": {"enabled": True}}}},
+            r"matchmaker\.frontend\.tls\.secretName",
+            id="tls-without-secret",
+        ),
+        pytest.param(
+            {"matchmaker": {"frontend": {"tls": {"enabled": True, "certManager": {"enabled": True}}}}},
+            r"certManager\.issuerRef\.name",
+            id="cert-manager-without-issuer",
+        ),
+        pytest.param(
+            {"allocator": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
+            r"allocator\.autoscaling\.minReplicas \(5\) is above maxReplicas \(2\)",
+            id="hpa-min-above-max",
+        ),
+        pytest.param(
+            {"matchmaker": {"frontend": {"autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": None}}}},
+            r"matchmaker\.frontend\.autoscaling\.enabled needs targetCPUUtilizationPercentage or customMetric",
+            id="hpa-without-metric",
+        ),
+        pytest.param(
+            {"allocator": {"autoscaling": {"enabled": True, "customMetric": {"name": "rps"}}}},
+            r"customMetric\.name needs customMetric\.averageValue",
+            id="custom-metric-without-target",
+        ),
+    ],
+)
+def test_inconsistent_values_are_refused_by_name(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmError, match=message):
+        chart().render(values, name=RELEASE, namespace=NAMESPACE)
+
+
+# --- autoscaling, scheduling and identity -----------------------------------------------------------
+
+
+def test_hpas_own_the_replicas_of_the_apis() -> None:
+    docs = render("production")
+    hpas = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+    assert set(hpas) == {f"{FULL}-allocator", f"{FULL}-matchmaker-frontend"}
+    for name, spec in hpas.items():
+        assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert "replicas" not in find(docs, "Deployment", name)["spec"], name
+    allocator = hpas[f"{FULL}-allocator"]
+    assert (allocator["minReplicas"], allocator["maxReplicas"]) == (3, 12)
+    assert allocator["metrics"] == [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}},
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "fleetmatch_allocations_per_second"},
+                "target": {"type": "AverageValue", "averageValue": "50"},
+            },
+        },
+    ]
+    assert allocator["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 300}}
+    frontend = hpas[f"{FULL}-matchmaker-frontend"]
+    assert [m["resource"]["target"]["averageUtilization"] for m in frontend["metrics"]] == [60]
+    # Components without an HPA keep their replicas.
+    assert find(docs, "Deployment", f"{FULL}-controller")["spec"]["replicas"] == 1
+    assert find(docs, "Deployment", f"{FULL}-matchmaker-director")["spec"]["replicas"] == 1
+
+
+def test_no_hpa_by_default() -> None:
+    docs = render("defaults")
+    assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+    assert find(docs, "Deployment", f"{FULL}-allocator")["spec"]["replicas"] == 2
+
+
+def test_pod_settings_reach_every_workload() -> None:
+    docs = render("production")
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    assert len(workloads) == 5
+    for workload in workloads:
+        name = workload["metadata"]["name"]
+        template = workload["spec"]["template"]
+        pod = template["spec"]
+        labels = template["metadata"]["labels"]
+        assert pod["priorityClassName"] == "fleetmatch-critical", name
+        assert labels["team"] == "online", name
+        assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items(), name
+        assert "team" not in workload["spec"]["selector"]["matchLabels"], name  # selectors are immutable
+        assert template["metadata"]["annotations"]["example.com/owner"] == "online", name
+        (spread,) = pod["topologySpreadConstraints"]
+        if name == f"{FULL}-matchmaker-frontend":
+            assert spread == OWN_SELECTOR_SPREAD  # a labelSelector given is kept
+        else:  # one left out spreads the component's own Pods
+            assert spread == {**ZONE_SPREAD, "labelSelector": workload["spec"]["selector"]}, name
+
+
+def test_service_accounts_carry_their_annotations() -> None:
+    docs = render("production")
+    for account, expected in [("controller", "c"), ("allocator", "a"), ("matchmaker", "m"), ("sdk", "sdk")]:
+        annotations = find(docs, "ServiceAccount", f"{FULL}-{account}")["metadata"]["annotations"]
+        assert annotations == {"iam.gke.io/gcp-service-account": f"{expected}@p.iam"}
+    assert all("annotations" not in d["metadata"] for d in render("defaults") if d["kind"] == "ServiceAccount")
+
+
+def test_notes_say_how_players_reach_the_ticket_api() -> None:
+    def notes(combination: str) -> str:
+        rendered = chart().render(COMBINATIONS[combination], name=RELEASE, namespace=NAMESPACE)
+        return rendered["fleetmatch/templates/NOTES.txt"]
+
+    assert f"kubectl port-forward -n {NAMESPACE} svc/{FULL}-matchmaker 9190" in notes("defaults")
+    exposed = notes("exposed")
+    assert "through the Ingress: https://play.example.com/" in exposed
+    assert "alloc.example.com" not in exposed  # the allocator's path is not the ticket API

@@ -43,7 +43,7 @@ NOT_RUN: dict[tuple[str, str], str] = {
     **_each(
         ("docs/kubernetes.md",),
         _CLUSTER,
-        "docker build -t registry.example.com/games/fleetmatch:0.1.0 .",
+        "make image IMAGE=registry.example.com/games/fleetmatch:0.1.0",
         "docker push registry.example.com/games/fleetmatch:0.1.0",
         "kubectl create namespace fleetmatch",
         "helm install fm deploy/helm/fleetmatch -n fleetmatch --set image.repository=registry.example.com/games/"
@@ -68,6 +68,20 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "helm uninstall fm -n fleetmatch",
         "kubectl delete -f deploy/crds/",
         "kubectl delete pvc -n fleetmatch -l app.kubernetes.io/instance=fm",
+        "helm repo add fleetmatch https://charts.example.com/fleetmatch",
+        "helm install fm fleetmatch/fleetmatch -n fleetmatch -f my-values.yaml",
+        "kubectl port-forward -n fleetmatch svc/fm-fleetmatch-matchmaker 9190",
+        "KEY=$(kubectl get secret -n fleetmatch fm-fleetmatch-secrets -o jsonpath='{.data.api-keys}' | base64 -d "
+        "| cut -d= -f2)",
+        'curl -s -H "Authorization: Bearer $KEY" -H \'Content-Type: application/json\' -d \'{"queue": "duel", '
+        '"players": [{"id": "p1", "attributes": {"skill": 1500}}]}\' http://127.0.0.1:9190/v1/tickets',
+        "helm upgrade fm deploy/helm/fleetmatch -n fleetmatch --reuse-values -f loadbalancer.yaml",
+        "kubectl get svc -n fleetmatch fm-fleetmatch-matchmaker",
+        "helm upgrade fm deploy/helm/fleetmatch -n fleetmatch --reuse-values -f ingress.yaml",
+        "kubectl get ingress -n fleetmatch fm-fleetmatch",
+    ),
+    ("docs/kubernetes.md", "make chart CHART_URL=https://charts.example.com/fleetmatch"): (
+        "writes dist/charts into the checkout; tests/deploy/test_packaging.py packages the chart into a tmp dir"
     ),
     ("docs/load-testing.md", "fleetmatch loadtest --scenario loadtest/scenarios/smoke.yaml"): (
         "a 55-second run of 100 players, more than this test's budget; tests/e2e/test_loadtest.py runs the tool"

@@ -134,7 +134,8 @@ prometheus.io/scheme: {{ default "http" .scheme }}
 {{- end }}
 {{- end }}
 
-{{/* Pod-level settings shared by the fleetmatch Deployments: (dict "root" $ "values" .Values.allocator). */}}
+{{/* Pod-level settings shared by the fleetmatch Deployments:
+     (dict "root" $ "component" "allocator" "values" .Values.allocator). */}}
 {{- define "fleetmatch.podCommon" -}}
 {{- with .root.Values.imagePullSecrets }}
 imagePullSecrets:
@@ -142,6 +143,18 @@ imagePullSecrets:
 {{- end }}
 securityContext:
   {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{ include "fleetmatch.podScheduling" . }}
+{{- end }}
+
+{{/* Where a component's Pods run: node selection, tolerations, affinity, priority and spread.
+     A topology spread constraint without a labelSelector spreads the component's own Pods.
+     (dict "root" $ "component" "allocator" "values" .Values.allocator) */}}
+{{- define "fleetmatch.podScheduling" -}}
+{{- $root := .root }}
+{{- $component := .component }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 {{- with .values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
@@ -153,5 +166,120 @@ tolerations:
 {{- with .values.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- range . }}
+  {{- $constraint := deepCopy . }}
+  {{- if not (hasKey $constraint "labelSelector") }}
+  {{- $_ := set $constraint "labelSelector" (dict "matchLabels" (include "fleetmatch.selectorLabels" (dict "root" $root "component" $component) | fromYaml)) }}
+  {{- end }}
+  - {{- toYaml $constraint | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels of a component's Pods: its selector labels plus podLabels.
+     (dict "root" $ "component" "allocator" "values" .Values.allocator) */}}
+{{- define "fleetmatch.podLabels" -}}
+{{ include "fleetmatch.selectorLabels" . }}
+{{- with .values.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The replicas of a Deployment, unless a HorizontalPodAutoscaler owns them (hpa.yaml).
+     (dict "values" .Values.allocator) */}}
+{{- define "fleetmatch.replicas" -}}
+{{- if not (and .values.autoscaling .values.autoscaling.enabled) }}
+replicas: {{ .values.replicas }}
+{{- end }}
+{{- end }}
+
+{{/* A component's Service, reachable the ways operators expose one: ClusterIP, NodePort or
+     LoadBalancer. Fields that only mean something for another type are refused, not ignored.
+     (dict "root" $ "name" "<fullname>-allocator" "component" "allocator" "service" $v.service
+           "path" "allocator.service" "portName" "http") */}}
+{{- define "fleetmatch.service" -}}
+{{- $s := .service }}
+{{- $exposed := has $s.type (list "NodePort" "LoadBalancer") }}
+{{- if and $s.nodePort (not $exposed) }}
+{{- fail (printf "%s.nodePort needs %s.type NodePort or LoadBalancer (it is %s)" .path .path $s.type) }}
+{{- end }}
+{{- if and $s.externalTrafficPolicy (not $exposed) }}
+{{- fail (printf "%s.externalTrafficPolicy needs %s.type NodePort or LoadBalancer (it is %s)" .path .path $s.type) }}
+{{- end }}
+{{- if and (or $s.loadBalancerIP $s.loadBalancerSourceRanges $s.loadBalancerClass) (ne $s.type "LoadBalancer") }}
+{{- fail (printf "%s.loadBalancerIP, loadBalancerSourceRanges and loadBalancerClass need %s.type LoadBalancer (it is %s)" .path .path $s.type) }}
+{{- end }}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "fleetmatch.componentLabels" (dict "root" .root "component" .component) | nindent 4 }}
+  {{- with $s.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  type: {{ $s.type }}
+  {{- with $s.externalTrafficPolicy }}
+  externalTrafficPolicy: {{ . }}
+  {{- end }}
+  {{- with $s.loadBalancerClass }}
+  loadBalancerClass: {{ . }}
+  {{- end }}
+  {{- with $s.loadBalancerIP }}
+  loadBalancerIP: {{ . }}
+  {{- end }}
+  {{- with $s.loadBalancerSourceRanges }}
+  loadBalancerSourceRanges:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  selector:
+    {{- include "fleetmatch.selectorLabels" (dict "root" .root "component" .component) | nindent 4 }}
+  ports:
+    - name: {{ .portName }}
+      port: {{ $s.port }}
+      targetPort: http
+      protocol: TCP
+      {{- with $s.nodePort }}
+      nodePort: {{ . }}
+      {{- end }}
+{{- end }}
+
+{{/* The backend of an Ingress path: the Service of the component it names (matchmaker, allocator
+     or dashboard) and that Service's port. (dict "root" $ "component" "matchmaker") */}}
+{{- define "fleetmatch.ingressBackend" -}}
+{{- $fullname := include "fleetmatch.fullname" .root }}
+{{- $values := .root.Values }}
+{{- $port := 0 }}
+{{- if eq .component "matchmaker" }}
+{{- $port = $values.matchmaker.frontend.service.port }}
+{{- else if eq .component "allocator" }}
+{{- $port = $values.allocator.service.port }}
+{{- else if eq .component "dashboard" }}
+{{- $dashboard := $values.dashboard | default dict }}
+{{- if not (dig "enabled" true $dashboard) }}
+{{- fail "ingress: a path routes to the dashboard, but dashboard.enabled is false" }}
+{{- end }}
+{{- $port = required "ingress: a path routes to the dashboard, which needs dashboard.service.port" (dig "service" "port" nil $dashboard) }}
+{{- else }}
+{{- fail (printf "ingress: component %q is none of matchmaker, allocator, dashboard" .component) }}
+{{- end -}}
+service:
+  name: {{ $fullname }}-{{ .component }}
+  port:
+    number: {{ $port }}
+{{- end }}
+
+{{/* The Secret holding the ticket API's certificate (matchmaker.frontend.tls). */}}
+{{- define "fleetmatch.matchmakerTlsSecret" -}}
+{{- $tls := .Values.matchmaker.frontend.tls }}
+{{- if $tls.certManager.enabled }}
+{{- default (printf "%s-matchmaker-tls" (include "fleetmatch.fullname" .)) $tls.secretName }}
+{{- else }}
+{{- required "matchmaker.frontend.tls.enabled needs matchmaker.frontend.tls.secretName (a kubernetes.io/tls Secret) or matchmaker.frontend.tls.certManager.enabled" $tls.secretName }}
 {{- end }}
 {{- end }}
