@@ -147,7 +147,7 @@ def _number_or_word(text: str) -> float | str:
 @click.option("--ttl", type=click.FloatRange(min=1), default=3600.0, show_default=True, help="Seconds it is valid.")
 @click.pass_context
 def token_cmd(ctx: click.Context, player: str, party: Sequence[str], ttl: float) -> None:
-    """Mint a player token with the running stack's secret (for trying the ticket API by hand).
+    """Mint a player token (an HS256 JWT) with the running stack's secret (for trying the ticket API by hand).
     With --party, the token may open one ticket for its player together with those players."""
     settings = settings_of(ctx)
     longest = settings.matchmaker.player_token_ttl
