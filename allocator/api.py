@@ -19,7 +19,6 @@ A request whose client hung up before its server was claimed claims nothing.
 from __future__ import annotations
 
 import ssl
-from pathlib import Path
 
 from aiohttp import web
 
@@ -36,7 +35,7 @@ from fleetmatch.allocation import (
 )
 from fleetmatch.codec import to_wire
 from fleetmatch.errors import ValidationError
-from fleetmatch.http import BODY_TIMEOUT, PUBLIC, TOKEN, api_middleware, client_gone, problem, read_json
+from fleetmatch.http import BODY_TIMEOUT, PUBLIC, TOKEN, api_middleware, client_gone, problem, read_json, server_tls
 from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.models import API_VERSION
 from fleetmatch.probes import Probes, add_probe_routes
@@ -127,9 +126,9 @@ def server_ssl_context(settings: AllocatorSettings) -> ssl.SSLContext | None:
     """HTTPS when a certificate is configured; client certificates required when a CA is too."""
     if settings.tls_cert is None:
         return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key or settings.tls_cert))
-    if settings.tls_client_ca is not None:
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(cafile=str(Path(settings.tls_client_ca)))
-    return context
+    return server_tls(
+        settings.tls_cert,
+        settings.tls_key or settings.tls_cert,
+        client_ca=settings.tls_client_ca,
+        names=("FLEETMATCH_ALLOCATOR_TLS_CERT", "FLEETMATCH_ALLOCATOR_TLS_KEY"),
+    )

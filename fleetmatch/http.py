@@ -29,6 +29,7 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -292,6 +293,41 @@ async def start_site(
     assert server is not None
     bound: int = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     return bound
+
+
+def _no_passphrase() -> bytes:
+    raise ConfigError("the private key is encrypted: give an unencrypted PEM key (as a Kubernetes TLS Secret holds)")
+
+
+def server_tls(
+    cert: Path,
+    key: Path,
+    *,
+    client_ca: Path | None = None,
+    names: tuple[str, str] = ("certificate", "key"),
+) -> ssl.SSLContext:
+    """A server's TLS context: TLS 1.2 or later, the certificate chain and key in PEM; with
+    ``client_ca``, clients must present a certificate it signed. ``names``: the settings that gave
+    ``cert`` and ``key``, which a ``ConfigError`` names (a wrong file is one line at start, not a
+    traceback and not a failure at the first client)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    where = f"{names[0]}={str(cert)!r} / {names[1]}={str(key)!r}"
+    try:
+        context.load_cert_chain(str(cert), str(key), password=_no_passphrase)
+    except ssl.SSLError as exc:  # an OSError too: first
+        raise ConfigError(
+            f"{where}: not a PEM certificate chain and its matching private key ({exc.reason or exc})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        try:
+            context.load_verify_locations(cafile=str(client_ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"client CA {str(client_ca)!r}: not a readable PEM certificate ({exc})") from None
+    return context
 
 
 @contextlib.asynccontextmanager

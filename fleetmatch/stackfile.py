@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fleetmatch.errors import ConfigError
-from fleetmatch.settings import Settings
+from fleetmatch.settings import DEFAULT_PLAYER_TOKEN_AUDIENCE, Settings
 
 STACK_FILE = "stack.json"
 LOCK_FILE = "up.lock"
@@ -43,6 +43,8 @@ class StackInfo:
     operator_api_key: str = ""
     """The ticket API key of the CLI's operator commands (``queue list``, ``ticket list``; ``ticket
     get`` and ``cancel`` without ``--player``); empty in a file of an older stack."""
+    player_token_audience: str = DEFAULT_PLAYER_TOKEN_AUDIENCE
+    """The ``aud`` the stack's ticket API wants in player tokens (what the CLI and the load tester mint)."""
 
     def write(self, data_dir: Path) -> None:
         """Atomically, readable by this user only (it holds the allocator token and the API key)."""
@@ -130,6 +132,12 @@ def stack_allocator(settings: Settings) -> tuple[str, str]:
             "or pass --url and --token"
         )
     return info.allocator_url, settings.allocator.token or info.allocator_token
+
+
+def stack_token_audience(settings: Settings) -> str:
+    """The ``aud`` of player tokens for the running stack's ticket API (the default without a stack)."""
+    info = StackInfo.read(settings.data_dir)
+    return info.player_token_audience if info is not None else settings.matchmaker.player_token_audience
 
 
 def stack_matchmaker(settings: Settings) -> tuple[str, str, str]:

@@ -74,6 +74,7 @@ def _target(
             matchmaker_url=check_target(url, explicit=True),
             api_key=api_key,
             player_token_secret=secret,
+            player_token_audience=settings.matchmaker.player_token_audience,
             metrics_urls=extra,
         )
     info = StackInfo.read(settings.data_dir)
@@ -86,6 +87,7 @@ def _target(
     return Target(
         matchmaker_url=check_target(info.matchmaker_url, explicit=False),
         player_token_secret=secret or (None if api_key else stack_secret),
+        player_token_audience=info.player_token_audience,
         api_key=api_key,
         metrics_urls=(check_target(info.metrics_url, explicit=False), *extra),  # up's one /metrics
         scrape_matchmaker=False,

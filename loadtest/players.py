@@ -53,7 +53,7 @@ import aiohttp
 
 from examples.udp_game.client import GameClient, GameServerError, NoReplyError, RejectedError
 from examples.udp_game.game import BAD_TOKEN, NOT_ALLOCATED
-from matchmaker.auth import mint_player_token
+from matchmaker.auth import DEFAULT_AUDIENCE, mint_player_token
 
 log = logging.getLogger(__name__)
 
@@ -204,10 +204,12 @@ class Credentials:
         api_key: str | None = None,
         ttl: float = 3600.0,
         clock: Callable[[], float] = time.time,
+        audience: str = DEFAULT_AUDIENCE,
     ) -> None:
         if secret is None and api_key is None:
             raise ValueError("simulated players need the player-token secret or an API key")
         self.secret, self.api_key, self.ttl, self._clock = secret, api_key, ttl, clock
+        self.audience = audience
         self._tokens: dict[tuple[str, tuple[str, ...]], str] = {}
 
     @property
@@ -223,7 +225,9 @@ class Credentials:
             return self.api_key
         token = self._tokens.get((player_id, party))
         if token is None:
-            token = mint_player_token(self.secret, player_id, self.ttl, self._clock(), party=party)
+            token = mint_player_token(
+                self.secret, player_id, self.ttl, self._clock(), party=party, audience=self.audience
+            )
             self._tokens[player_id, party] = token
         return token
 

@@ -45,6 +45,7 @@ from typing import Any
 import aiohttp
 
 from fleetmatch.errors import ConfigError
+from fleetmatch.settings import DEFAULT_PLAYER_TOKEN_AUDIENCE
 from fleetmatch.tasks import cancel_and_wait, supervised
 from loadtest.collect import TIME_TO_MATCH, Collector, MetricsScraper
 from loadtest.players import (
@@ -78,6 +79,8 @@ class Target:
     """Mint player tokens with it (what real clients have); else ``api_key`` is used."""
     api_key: str | None = None
     """A trusted backend's key: opens tickets for the players and sees all their tokens."""
+    player_token_audience: str = DEFAULT_PLAYER_TOKEN_AUDIENCE
+    """The ``aud`` of the minted player tokens (the target's ``FLEETMATCH_PLAYER_TOKEN_AUDIENCE``)."""
     metrics_urls: tuple[str, ...] = ()
     """Further ``/metrics`` endpoints (``fleetmatch up``'s own, a fleet controller's...)."""
     allocator_metrics_url: str | None = None
@@ -101,6 +104,7 @@ class Target:
         return cls(
             matchmaker_url=info.matchmaker_url,
             player_token_secret=info.player_token_secret,
+            player_token_audience=info.player_token_audience,
             metrics_urls=(info.metrics_url,),  # up serves every component's metrics there only
             scrape_matchmaker=False,
         )
@@ -423,7 +427,10 @@ async def run_loadtest(
     run_id = _run_id()
     hard_stop = scenario.hard_stop_seconds
     credentials = Credentials(
-        secret=target.player_token_secret, api_key=target.api_key, ttl=hard_stop + settings.reconcile_seconds + 600
+        secret=target.player_token_secret,
+        api_key=target.api_key,
+        ttl=hard_stop + settings.reconcile_seconds + 600,
+        audience=target.player_token_audience,
     )
     clients = replace(party_settings or PartySettings(), match_timeout=scenario.match_timeout_seconds)
     collector = Collector()

@@ -50,9 +50,9 @@ from fleetmatch.http import RateLimitedLog, errors_middleware, read_json
 from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import MatchmakerSettings
-from matchmaker.auth import Authenticator, Principal, RateLimiter
+from matchmaker.auth import RECOMMENDED_SECRET_BYTES, Authenticator, Principal, RateLimiter, TokenClaims, short_secret
 from matchmaker.errors import AlreadyQueuedError, MalformedCredentialsError, TooManyStreamsError
-from matchmaker.metrics import API_REQUESTS, TICKETS
+from matchmaker.metrics import API_REQUESTS, LEGACY_PLAYER_TOKENS, TICKETS
 from matchmaker.models import Ticket, TicketRequest, TicketState, new_ticket_id, queue_of
 from matchmaker.openapi import OPENAPI
 from matchmaker.push import OPEN, Hub
@@ -66,6 +66,9 @@ KEEPALIVE_SECONDS = 15.0
 MAX_CLIENT_MESSAGE = 4096
 """Bytes of one WebSocket message from a client, at most: clients have nothing to say (their
 messages are read and ignored), so a larger one closes the socket (1009) instead of buffering it."""
+LEGACY_LOG_SECONDS = 300.0
+"""At most one log line per this many seconds about accepted fmp1 tokens (counted in
+``fleetmatch_legacy_player_tokens_total`` each)."""
 MALFORMED_LOG_SECONDS = 60.0
 """At most one log line per this many seconds about garbage in ``Authorization`` (a broken client
 retrying in a loop must not flood the log)."""
@@ -126,8 +129,21 @@ class TicketApi:
     ) -> None:
         self.store, self.queues, self.settings, self.hub = store, queues, settings, hub
         self.auth = Authenticator(
-            settings.token_secret, settings.api_keys, clock=clock, max_token_ttl=settings.player_token_ttl
+            settings.token_secret,
+            settings.api_keys,
+            clock=clock,
+            max_token_ttl=settings.player_token_ttl,
+            audience=settings.player_token_audience,
+            on_legacy_token=self._legacy_token,
         )
+        if settings.token_secret is not None and short_secret(settings.token_secret):
+            log.warning(
+                "FLEETMATCH_PLAYER_TOKEN_SECRET is %d bytes: HS256 asks for at least %d (RFC 7518), and some "
+                "JWT libraries (.NET's) refuse shorter keys; use a longer secret",
+                len(settings.token_secret.encode()),
+                RECOMMENDED_SECRET_BYTES,
+            )
+        self.legacy_log = RateLimitedLog(log, LEGACY_LOG_SECONDS)
         self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst, clock=clock)
         self.key_limiter = RateLimiter(settings.key_rate_per_second, settings.key_rate_burst, clock=clock)
         self.clock = clock
@@ -136,6 +152,14 @@ class TicketApi:
         self.malformed = RateLimitedLog(log, MALFORMED_LOG_SECONDS)
         self.following: dict[str, int] = {}
         """Principal -> tickets it follows right now (streams and long-polls) on this frontend."""
+
+    def _legacy_token(self, claims: TokenClaims) -> None:
+        LEGACY_PLAYER_TOKENS.inc()
+        self.legacy_log.warning(
+            "accepted a player token of the deprecated fmp1 format (player %r): mint JWTs instead "
+            "(docs/matchmaking.md); the next release refuses fmp1 tokens",
+            claims.player,
+        )
 
     # -- shared steps ----------------------------------------------------------------------
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.errors import ValidationError
-from fleetmatch.http import start_site
+from fleetmatch.http import server_tls, start_site
 from fleetmatch.probes import Probes
 from fleetmatch.probes import running as running_probes
-from fleetmatch.settings import MatchmakerSettings
+from fleetmatch.settings import TLS_CERT_VAR, TLS_KEY_VAR, MatchmakerSettings
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.api import app_runner, build_app
 from matchmaker.director import Director, Matcher, Releasing
@@ -40,6 +41,13 @@ class MatchmakerService:
     directors: dict[str, Director] = field(default_factory=dict)
     probes: Probes | None = None
     """What this process checks for ``/readyz`` (the ticket store); a metrics site can serve it too."""
+
+
+def ssl_context(settings: MatchmakerSettings) -> ssl.SSLContext | None:
+    """The ticket API's TLS (``FLEETMATCH_TLS_CERT_FILE`` / ``_KEY_FILE``), or None for plain HTTP."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    return server_tls(settings.tls_cert, settings.tls_key, names=(TLS_CERT_VAR, TLS_KEY_VAR))
 
 
 def matchers(queues: Mapping[str, Queue]) -> dict[str, Matcher]:
@@ -81,8 +89,11 @@ async def serve_matchmaker(
     ``settings.port_source``, never falls back). ``releaser``: how directors return the
     servers of abandoned matches (default: the allocation API's ``release_match``; a process that
     holds the GameServer store may pass a ``StoreReleaser``). ``metrics``: the ticket API serves
-    ``/metrics`` (``fleetmatch up`` serves the process's registry on its metrics port only)."""
+    ``/metrics`` (``fleetmatch up`` serves the process's registry on its metrics port only). With
+    ``settings.tls_cert`` and ``tls_key`` the ticket API serves HTTPS (``service.url`` says so)."""
     service = MatchmakerService(url="")
+    settings.check()
+    tls = ssl_context(settings) if api else None  # a bad certificate stops the start, before anything runs
     async with contextlib.AsyncExitStack() as stack:
         probes = Probes()
         probes.add("tickets", store.ping)
@@ -115,9 +126,10 @@ async def serve_matchmaker(
                 runner,
                 settings.host,
                 settings.port,
+                ssl_context=tls,
                 fallback_port=fallback_port,
                 what="matchmaker",
                 source=settings.port_source,
             )
-            service.url = f"http://{settings.host}:{port}"
+            service.url = f"{'https' if tls else 'http'}://{settings.host}:{port}"
         yield service

@@ -1,18 +1,25 @@
 """Who is calling the ticket API, what they may see, and how fast they may ask (pure: no I/O).
 
-**Player tokens** are signed by the matchmaker's secret, so a frontend checks them without a
-round trip to anyone::
+**Player tokens** are standard JSON Web Tokens (RFC 7519) signed with HS256 (HMAC-SHA256) by the
+matchmaker's secret, so a frontend checks them without a round trip to anyone, and any game backend
+mints them with its own JWT library (Go, C#, Node, Python)::
 
-    fmp1.<base64url(json {"sub": player, "iat": issued, "exp": expires, "party"?: [players]})>.<base64url(signature)>
+    header  {"alg": "HS256", "typ": "JWT"}
+    payload {"sub": player, "aud": audience, "iat": issued, "exp": expires, "party"?: [players]}
 
-The signature is HMAC-SHA256 with the secret over the ASCII text before the last dot
-(``fmp1.<payload>``): the version prefix is signed with the claims, as JWT signs its header, so a
-later format cannot be confused with this one. Times are integer epoch seconds. A token is refused
-once expired, when issued more than ``CLOCK_SKEW`` seconds in the future (a minting host's clock
-gone wrong), and when it lives longer than the frontend's maximum (``exp - iat``; 24 h by
-default): a leaked token cannot be good for years. Base64url has no padding; any other character
-makes the token malformed (the decoder would otherwise skip it, and a token should have exactly one
-spelling).
+``aud`` must name this matchmaker's audience (``MatchmakerSettings.player_token_audience``,
+``fleetmatch`` by default): a token a backend minted for another service with the same secret is
+not one of ours. Only HS256 is accepted, whatever the header says (``alg: none`` and asymmetric
+algorithms are refused before anything else is read), and the signature is checked before the
+claims are interpreted. Times are epoch seconds (a fraction is dropped). A token is refused once
+expired, when issued (``iat``) or valid from (``nbf``) more than ``CLOCK_SKEW`` seconds in the
+future (a minting host's clock gone wrong), and when it lives longer than the frontend's maximum
+(``exp - iat``; 24 h by default): a leaked token cannot be good for years.
+
+**Deprecated: the fmp1 format** (``fmp1.<base64url(json claims)>.<base64url(HMAC-SHA256 over
+"fmp1.<payload>")>``, no audience) is still accepted for one release with the same checks, so that
+backends can move to JWTs; the ticket API counts every one it accepts and logs it (rate-limited).
+Nothing mints it any more.
 
 **Parties need proof.** A player token opens tickets that include its own player, alone or with
 the players its ``party`` claim lists: the game backend, which mints the tokens, vouches that those
@@ -31,21 +38,31 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
+import math
 import re
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import jwt
+from jwt.warnings import InsecureKeyLengthWarning
+
 from fleetmatch.errors import ConfigError, ValidationError
+from fleetmatch.settings import DEFAULT_PLAYER_TOKEN_AUDIENCE
 from matchmaker.errors import AuthError, MalformedCredentialsError, PartyConsentError, RateLimitedError
 from matchmaker.models import MAX_PARTY, RESERVED_PLAYER_PREFIX, Player, Ticket, player_id_error
 
-TOKEN_PREFIX = "fmp1"
+ALGORITHM = "HS256"
+"""The one signature algorithm of player tokens (a fixed allow-list: never taken from the token)."""
+LEGACY_PREFIX = "fmp1"
+"""The deprecated token format's first part."""
 KEY_PREFIX = RESERVED_PLAYER_PREFIX
 MAX_TOKEN_LENGTH = 2048
 """Room for a party claim of ``MAX_PARTY`` players of the longest ids."""
@@ -53,7 +70,18 @@ CLOCK_SKEW = 60
 """Seconds a token may claim to be issued in the future (clocks of the minting host and this one differ)."""
 DEFAULT_MAX_TOKEN_TTL = 24 * 3600.0
 """The longest lifetime (``exp - iat``) a token may have unless the frontend says otherwise."""
+DEFAULT_AUDIENCE = DEFAULT_PLAYER_TOKEN_AUDIENCE
+RECOMMENDED_SECRET_BYTES = 32
+"""RFC 7518 asks HS256 keys for at least 256 bits; some JWT libraries (.NET's) refuse shorter ones."""
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+_JWT_OPTIONS: Any = {
+    # Times are checked below against the caller's clock (tests and the API inject one), with
+    # the messages of this module; PyJWT checks the signature, the algorithm and the audience.
+    "verify_exp": False,
+    "verify_iat": False,
+    "verify_nbf": False,
+    "require": ["aud"],
+}
 
 
 def _b64encode(data: bytes) -> str:
@@ -73,9 +101,37 @@ def _sign(secret: str, signed: str) -> bytes:
     return hmac.new(secret.encode(), signed.encode("ascii"), hashlib.sha256).digest()
 
 
-def _time(value: Any) -> int | None:
-    """An integer epoch time, or None (a bool is not one; a huge one cannot be a date)."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+def looks_like_token(credential: str) -> bool:
+    """Is this bearer credential a player token (a JWT, or the deprecated fmp1 format) rather than
+    an API key? A JWT's header is a JSON object, so its base64url starts with ``ey``."""
+    return credential.startswith(f"{LEGACY_PREFIX}.") or (credential.startswith("ey") and credential.count(".") == 2)
+
+
+def short_secret(secret: str) -> bool:
+    """Shorter than HS256 asks for (RFC 7518 section 3.2): still accepted, but worth a warning."""
+    return len(secret.encode()) < RECOMMENDED_SECRET_BYTES
+
+
+@contextlib.contextmanager
+def _quiet_key_length(secret: str) -> Iterator[None]:
+    """PyJWT warns on every use of a short HMAC key; the ticket API warns once at start instead
+    (``short_secret``). Long secrets, the normal case, skip the warnings machinery entirely."""
+    if not short_secret(secret):
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        yield
+
+
+def _time(value: Any, *, whole: bool) -> int | None:
+    """Epoch seconds, or None: a JWT NumericDate may carry a fraction (dropped); the fmp1 format
+    took integers only (``whole``). A bool is not a time; a huge one cannot be a date."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not whole and math.isfinite(value):
+        value = math.floor(value)
+    if isinstance(value, int) and 0 <= value < 2**63:
         return value
     return None
 
@@ -92,24 +148,34 @@ def _party_error(sub: str, party: Collection[str]) -> str | None:
     return None
 
 
-def mint_player_token(secret: str, player_id: str, ttl: float, now: float, *, party: Collection[str] = ()) -> str:
-    """A token for ``player_id`` valid from ``now`` for ``ttl`` seconds (at least one). ``party``:
-    the players it may open a ticket with (the game backend vouches they agreed)."""
+def mint_player_token(
+    secret: str,
+    player_id: str,
+    ttl: float,
+    now: float,
+    *,
+    party: Collection[str] = (),
+    audience: str = DEFAULT_AUDIENCE,
+) -> str:
+    """A JWT for ``player_id`` valid from ``now`` for ``ttl`` seconds (at least one), for the
+    matchmaker of ``audience``. ``party``: the players it may open a ticket with (the game backend
+    vouches they agreed). What a game backend does, in Python."""
     err = player_id_error(player_id)
     if err:
         raise ValidationError("player", f"{player_id!r} {err}")
     if not 1 <= ttl <= 2**40:  # finite; whether a frontend accepts this long is its own setting
         raise ValidationError("ttl", f"must be a number of seconds, at least 1, got {ttl}")
+    if not audience:
+        raise ValidationError("audience", "must not be empty")
     party = list(party)
     err = _party_error(player_id, party)
     if err:
         raise ValidationError("party", err)
-    claims: dict[str, Any] = {"sub": player_id, "iat": int(now), "exp": int(now + ttl)}
+    claims: dict[str, Any] = {"sub": player_id, "aud": audience, "iat": int(now), "exp": int(now + ttl)}
     if party:
         claims["party"] = party
-    payload = _b64encode(json.dumps(claims, separators=(",", ":")).encode())
-    signed = f"{TOKEN_PREFIX}.{payload}"
-    return f"{signed}.{_b64encode(_sign(secret, signed))}"
+    with _quiet_key_length(secret):
+        return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,40 +187,95 @@ class TokenClaims:
     expires_at: int
     party: frozenset[str] = frozenset()
     """Players the token may open a ticket with, besides its own."""
+    legacy: bool = False
+    """The token is of the deprecated fmp1 format."""
 
 
-def verify_player_token(secret: str, token: str, now: float, *, max_ttl: float = DEFAULT_MAX_TOKEN_TTL) -> TokenClaims:
-    """What a token says; ``AuthError`` saying why if it is malformed, forged, expired, issued in
-    the future or longer-lived than ``max_ttl`` seconds.
+def verify_player_token(
+    secret: str,
+    token: str,
+    now: float,
+    *,
+    max_ttl: float = DEFAULT_MAX_TOKEN_TTL,
+    audience: str = DEFAULT_AUDIENCE,
+) -> TokenClaims:
+    """What a token says; ``AuthError`` saying why if it is malformed, forged, signed with another
+    algorithm than HS256, meant for another audience, expired, issued in the future or
+    longer-lived than ``max_ttl`` seconds. A deprecated fmp1 token (no audience) is checked the
+    same way otherwise, and says so in ``legacy``.
 
-    The signature is checked (in constant time) before the payload is parsed: nothing of an
-    unsigned token is interpreted.
+    The signature is checked (in constant time) before the payload is interpreted: nothing of an
+    unsigned token is.
     """
-    parts = token.split(".") if len(token) <= MAX_TOKEN_LENGTH else []
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
-        raise AuthError(f"malformed token: expected {TOKEN_PREFIX}.<payload>.<signature>")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise AuthError(f"malformed token: longer than {MAX_TOKEN_LENGTH} characters")
+    legacy = token.startswith(f"{LEGACY_PREFIX}.")
+    claims = _legacy_claims(secret, token) if legacy else _jwt_claims(secret, token, audience)
+    return _checked(claims, now, max_ttl, legacy=legacy)
+
+
+def _jwt_claims(secret: str, token: str, audience: str) -> dict[str, Any]:
+    parts = token.split(".")
+    if len(parts) != 3 or not all(_B64URL.match(part) for part in parts[:2]) or not _B64URL.match(parts[2] or "-"):
+        # an empty signature is left to the algorithm check: it is how an alg "none" token ends
+        raise AuthError("malformed token: expected a JWT, <header>.<payload>.<signature> in base64url")
+    try:
+        header = json.loads(_b64decode(parts[0]))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise AuthError("malformed token: the JWT header is not JSON") from None
+    alg = header.get("alg") if isinstance(header, dict) else None
+    if alg != ALGORITHM:
+        raise AuthError(f"invalid token: algorithm {alg!r} is not accepted; player tokens are signed with {ALGORITHM}")
+    try:
+        with _quiet_key_length(secret):
+            claims: dict[str, Any] = jwt.decode(
+                token, secret, algorithms=[ALGORITHM], audience=audience, options=_JWT_OPTIONS
+            )
+    except jwt.InvalidSignatureError:
+        raise AuthError("invalid token: bad signature (forged, altered, or signed with another secret)") from None
+    except (jwt.InvalidAudienceError, jwt.MissingRequiredClaimError):
+        raise AuthError(f"invalid token: its audience (aud) must be {audience!r}") from None
+    except jwt.InvalidTokenError as exc:  # payload not JSON, sub not text, a critical header we do not know
+        raise AuthError(f"malformed token: {exc}") from None
+    return claims
+
+
+def _legacy_claims(secret: str, token: str) -> dict[str, Any]:
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise AuthError(f"malformed token: expected {LEGACY_PREFIX}.<payload>.<signature>")
     payload, signature = _b64decode(parts[1]), _b64decode(parts[2])
-    if not hmac.compare_digest(signature, _sign(secret, f"{TOKEN_PREFIX}.{parts[1]}")):
+    if not hmac.compare_digest(signature, _sign(secret, f"{LEGACY_PREFIX}.{parts[1]}")):
         raise AuthError("invalid token: bad signature (forged, altered, or signed with another secret)")
     try:
         claims = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise AuthError("malformed token: payload is not JSON") from None
-    if not isinstance(claims, dict):
-        claims = {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _checked(claims: Mapping[str, Any], now: float, max_ttl: float, *, legacy: bool) -> TokenClaims:
+    """The claims every player token must hold, whatever its format."""
     sub, party = claims.get("sub"), claims.get("party", [])
-    iat, exp = _time(claims.get("iat")), _time(claims.get("exp"))
+    iat, exp = _time(claims.get("iat"), whole=legacy), _time(claims.get("exp"), whole=legacy)
     if not isinstance(sub, str) or player_id_error(sub) or iat is None or exp is None or exp <= iat:
-        raise AuthError("malformed token: payload needs a valid player id in sub and integer times iat < exp")
+        raise AuthError("malformed token: payload needs a valid player id in sub and times iat < exp")
     if not isinstance(party, list) or not all(isinstance(m, str) for m in party) or _party_error(sub, party):
         raise AuthError("malformed token: party must list other valid player ids, each once")
+    not_before = None
+    if "nbf" in claims and not legacy:
+        not_before = _time(claims["nbf"], whole=False)
+        if not_before is None:
+            raise AuthError("malformed token: nbf must be a time")
     if now >= exp:
         raise AuthError(f"token expired at {_when(exp)}; get a new one")
     if iat > now + CLOCK_SKEW:
         raise AuthError(f"token issued in the future ({_when(iat)}): the clock of whoever minted it is wrong")
+    if not_before is not None and not_before > now + CLOCK_SKEW:
+        raise AuthError(f"token not valid before {_when(not_before)}")
     if exp - iat > max_ttl:
         raise AuthError(f"token lives {exp - iat} s, longer than the {max_ttl:g} s allowed here; mint shorter ones")
-    return TokenClaims(sub, iat, exp, frozenset(party))
+    return TokenClaims(sub, iat, exp, frozenset(party), legacy)
 
 
 def _when(epoch: int) -> str:
@@ -200,7 +321,10 @@ class Principal:
 
 
 class Authenticator:
-    """Turns an ``Authorization`` header into a ``Principal`` or an ``AuthError``."""
+    """Turns an ``Authorization`` header into a ``Principal`` or an ``AuthError``.
+
+    ``on_legacy_token`` sees every accepted token of the deprecated fmp1 format (the ticket API
+    counts and logs them), so that operators know when no backend mints them any more."""
 
     def __init__(
         self,
@@ -209,16 +333,25 @@ class Authenticator:
         *,
         clock: Callable[[], float] = time.time,
         max_token_ttl: float = DEFAULT_MAX_TOKEN_TTL,
+        audience: str = DEFAULT_AUDIENCE,
+        on_legacy_token: Callable[[TokenClaims], None] | None = None,
     ) -> None:
         if secret is None and not api_keys:
             raise ConfigError("the ticket API needs a player token secret or at least one API key")
         for name, key in api_keys.items():
-            if key.startswith(f"{TOKEN_PREFIX}."):
-                raise ConfigError(f"API key {name!r} must not start with {TOKEN_PREFIX!r}. (that is a player token)")
+            if looks_like_token(key):
+                raise ConfigError(
+                    f"API key {name!r} looks like a player token (a JWT, or starts with {LEGACY_PREFIX!r}.); "
+                    "choose another key"
+                )
+        if not audience:
+            raise ConfigError("the player token audience must not be empty")
         self._secret = secret
         self._keys = [(name, key.encode()) for name, key in api_keys.items()]
         self._clock = clock
         self._max_ttl = max_token_ttl
+        self._audience = audience
+        self._on_legacy = on_legacy_token
 
     def authenticate(self, authorization: str | None) -> Principal:
         scheme, _, credential = (authorization or "").partition(" ")
@@ -229,10 +362,14 @@ class Authenticator:
             # aiohttp hands over undecodable header bytes as surrogates: refuse them here, before
             # anything encodes the text (tokens and keys are printable ASCII)
             raise MalformedCredentialsError("malformed bearer token: only printable ASCII characters are allowed")
-        if credential.startswith(f"{TOKEN_PREFIX}."):
+        if looks_like_token(credential):
             if self._secret is None:
                 raise AuthError("player tokens are not accepted here (no token secret is configured)")
-            claims = verify_player_token(self._secret, credential, self._clock(), max_ttl=self._max_ttl)
+            claims = verify_player_token(
+                self._secret, credential, self._clock(), max_ttl=self._max_ttl, audience=self._audience
+            )
+            if claims.legacy and self._on_legacy is not None:
+                self._on_legacy(claims)
             return Principal.player(claims.player, claims.party)
         given = credential.encode()
         found = None
@@ -240,7 +377,7 @@ class Authenticator:
             if hmac.compare_digest(given, key):
                 found = name
         if found is None:
-            raise AuthError(f"invalid bearer token: neither a player token ({TOKEN_PREFIX}.…) nor a known API key")
+            raise AuthError("invalid bearer token: neither a player token (a JWT) nor a known API key")
         return Principal.api_key(found)
 
 

@@ -74,3 +74,7 @@ WAITERS = Gauge(
     "fleetmatch_ticket_waiters",
     "Requests waiting for a ticket's news (SSE, WebSocket, long-poll) in this process.",
 )
+LEGACY_PLAYER_TOKENS = Counter(
+    "fleetmatch_legacy_player_tokens_total",
+    "Player tokens of the deprecated fmp1 format the ticket API accepted (0 for a while: no backend mints them).",
+)

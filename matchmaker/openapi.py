@@ -47,7 +47,10 @@ def _ticket(description: str) -> dict[str, Any]:
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": "seconds"}}
 _UNAUTHORIZED = {
     "401": {
-        **_error("Missing, malformed, forged, expired or too long-lived token, or unknown API key"),
+        **_error(
+            "Missing, malformed, forged, expired or too long-lived token, one for another audience or "
+            "signed with another algorithm than HS256, or an unknown API key"
+        ),
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
     }
 }
@@ -71,16 +74,18 @@ OPENAPI: dict[str, Any] = {
         "title": "fleetmatch tickets",
         "version": "1",
         "description": "Open a matchmaking ticket, follow it until it is matched (Server-Sent Events, "
-        "WebSocket or long-poll), cancel it. Players authenticate with a signed player token "
-        "(fmp1.<payload>.<signature>) and see only tickets they opened or play in; a trusted game "
-        "backend uses an API key, opens tickets for any players and sees every ticket.",
+        "WebSocket or long-poll), cancel it. Players authenticate with a player token, an HS256 JWT "
+        "the game backend mints (sub, aud, iat, exp, optional party; the deprecated fmp1 format is still "
+        "accepted), and see only tickets they opened or play in; a trusted game backend uses an API key, "
+        "opens tickets for any players and sees every ticket.",
     },
     "components": {
         "securitySchemes": {
             "bearer": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "A player token (fmp1.…) or a backend's API key",
+                "bearerFormat": "JWT",
+                "description": "A player token (an HS256 JWT; deprecated: fmp1.…) or a backend's API key",
             }
         },
         "schemas": {

@@ -209,6 +209,7 @@ async def run_stack(
                 allocator_token=token,
                 matchmaker_url=matchmaker.url,
                 player_token_secret=player_secret,
+                player_token_audience=settings.matchmaker.player_token_audience,
                 namespace=settings.namespace,
                 node=settings.node.name,
                 data_dir=str(data_dir),

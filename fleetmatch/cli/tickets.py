@@ -45,12 +45,13 @@ class TicketApiError(FleetmatchError):
 def _player_token(settings: Settings, player: str, ttl: float = 3600.0, party: Sequence[str] = ()) -> tuple[str, str]:
     """(ticket API URL, a token for ``player`` that may queue with ``party``) from the running
     stack's secret: what a game backend does for its players."""
-    from fleetmatch.stackfile import stack_matchmaker
+    from fleetmatch.stackfile import stack_matchmaker, stack_token_audience
     from matchmaker.auth import mint_player_token
 
     url, secret, _ = stack_matchmaker(settings)
     ttl = min(ttl, settings.matchmaker.player_token_ttl)  # the ticket API refuses longer-lived tokens
-    return url, mint_player_token(secret, player, ttl, time.time(), party=party)
+    audience = stack_token_audience(settings)
+    return url, mint_player_token(secret, player, ttl, time.time(), party=party, audience=audience)
 
 
 def operator_credentials(settings: Settings, *, instead: str | None = None) -> tuple[str, str]:
@@ -146,7 +147,7 @@ def _number_or_word(text: str) -> float | str:
 @click.option("--ttl", type=click.FloatRange(min=1), default=3600.0, show_default=True, help="Seconds it is valid.")
 @click.pass_context
 def token_cmd(ctx: click.Context, player: str, party: Sequence[str], ttl: float) -> None:
-    """Mint a player token with the running stack's secret (for trying the ticket API by hand).
+    """Mint a player token (an HS256 JWT) with the running stack's secret (for trying the ticket API by hand).
     With --party, the token may open one ticket for its player together with those players."""
     settings = settings_of(ctx)
     longest = settings.matchmaker.player_token_ttl

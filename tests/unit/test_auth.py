@@ -1,4 +1,8 @@
-"""Player tokens, API keys, who sees which ticket, and the per-client rate limiter (a fake clock)."""
+"""Player tokens (JWTs, and the deprecated fmp1 format), API keys, who sees which ticket, and the
+per-client rate limiter (a fake clock).
+
+Tokens are built here by hand (``hmac`` + base64url, no PyJWT) wherever a test needs one the
+minting function would not make: that is also what another JWT implementation sends."""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -15,42 +21,88 @@ from matchmaker.auth import (
     Principal,
     RateLimiter,
     TokenClaims,
+    looks_like_token,
     mint_player_token,
     verify_player_token,
 )
 from matchmaker.errors import AuthError, PartyConsentError, RateLimitedError
 from matchmaker.models import Player, Ticket
 
-SECRET = "s3cret-0123456789abcdef"
+SECRET = "s3cret-0123456789abcdef-0123456789"
 NOW = 1_800_000_000.0
+HS256 = {"alg": "HS256", "typ": "JWT"}
 
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def signed(payload: bytes, secret: str = SECRET) -> str:
-    """A token with any payload, correctly signed: to reach the checks after the signature."""
-    body = f"fmp1.{b64(payload)}"
-    return f"{body}.{b64(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest())}"
+def unb64(text: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
 
 
-# -- tokens --------------------------------------------------------------------------------------
+def jws(payload: bytes | dict[str, Any], header: dict[str, Any] = HS256, secret: str = SECRET) -> str:
+    """A JWT made by hand, HMAC-SHA256 over ``header.payload`` whatever the header's ``alg`` says."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(body)}"
+    return f"{signing_input}.{b64(hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest())}"
+
+
+def claims(**changes: object) -> dict[str, Any]:
+    """JWT claims of p1 for a minute from NOW; ``name=None`` leaves a claim out."""
+    base: dict[str, Any] = {"sub": "p1", "aud": "fleetmatch", "iat": int(NOW), "exp": int(NOW + 60)}
+    return {k: v for k, v in {**base, **changes}.items() if v is not None}
+
+
+def legacy(payload: bytes | dict[str, Any], secret: str = SECRET) -> str:
+    """A token of the deprecated fmp1 format, correctly signed."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    signed = f"fmp1.{b64(body)}"
+    return f"{signed}.{b64(hmac.new(secret.encode(), signed.encode(), hashlib.sha256).digest())}"
+
+
+def legacy_claims(**changes: object) -> bytes:
+    return json.dumps({"sub": "p1", "iat": int(NOW), "exp": int(NOW + 60), **changes}).encode()
+
+
+# -- JWT player tokens ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("player", ["p1", "Alice@eu", "a" * 64, "team.7:x-y_z"])
-def test_a_minted_token_verifies_to_its_player(player: str) -> None:
+def test_a_minted_token_is_a_jwt_verifying_to_its_player(player: str) -> None:
     token = mint_player_token(SECRET, player, 3600, NOW)
-    assert token.startswith("fmp1.") and token.count(".") == 2 and "=" not in token
+    header, payload, _ = token.split(".")
+    assert unb64(header) == {"alg": "HS256", "typ": "JWT"} and "=" not in token
+    assert unb64(payload) == {"sub": player, "aud": "fleetmatch", "iat": int(NOW), "exp": int(NOW) + 3600}
     assert verify_player_token(SECRET, token, NOW) == TokenClaims(player, int(NOW), int(NOW) + 3600)
     assert verify_player_token(SECRET, token, NOW + 3599).player == player
 
 
-def test_the_payload_carries_subject_and_integer_times() -> None:
-    token = mint_player_token(SECRET, "p1", 60.7, NOW + 0.4)
-    payload = token.split(".")[1]
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    assert claims == {"sub": "p1", "iat": int(NOW), "exp": int(NOW + 61.1)}
+def test_times_are_whole_seconds_and_the_party_a_private_claim() -> None:
+    token = mint_player_token(SECRET, "p1", 60.7, NOW + 0.4, party=["p2"], audience="mm.example.com")
+    assert unb64(token.split(".")[1]) == {
+        "sub": "p1",
+        "aud": "mm.example.com",
+        "iat": int(NOW),
+        "exp": int(NOW + 61.1),
+        "party": ["p2"],
+    }
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(jws(claims()), id="plain"),
+        pytest.param(jws(claims(), header={"typ": "JWT", "alg": "HS256", "kid": "2026-01"}), id="kid-and-order"),
+        pytest.param(jws(claims(), header={"alg": "HS256"}), id="no-typ"),
+        pytest.param(jws(claims(iat=NOW + 0.9, exp=NOW + 60.5)), id="fractional-times"),
+        pytest.param(jws(claims(aud=["other-service", "fleetmatch"])), id="audience-list"),
+        pytest.param(jws(claims(nbf=int(NOW), iss="backend", jti="abc")), id="more-registered-claims"),
+    ],
+)
+def test_a_jwt_of_another_implementation_verifies(token: str) -> None:
+    """What Go's golang-jwt, Node's jsonwebtoken or .NET mint: other header orders, extra claims."""
+    assert verify_player_token(SECRET, token, NOW).player == "p1"
 
 
 @pytest.mark.parametrize(
@@ -71,10 +123,12 @@ def test_expiry(now: float, ok: bool) -> None:
             verify_player_token(SECRET, token, now)
 
 
-def _tamper_payload(token: str) -> str:
-    prefix, _, sig = token.split(".")
-    other = b64(json.dumps({"sub": "p2", "iat": int(NOW), "exp": int(NOW + 60)}).encode())
-    return f"{prefix}.{other}.{sig}"
+def _swap_payload(**changes: object) -> Callable[[str], str]:
+    def change(token: str) -> str:
+        header, _, sig = token.split(".")
+        return f"{header}.{b64(json.dumps(claims(**changes)).encode())}.{sig}"
+
+    return change
 
 
 def _flip_signature(token: str) -> str:
@@ -82,61 +136,102 @@ def _flip_signature(token: str) -> str:
     return f"{head}.{('B' if sig[0] == 'A' else 'A')}{sig[1:]}"
 
 
-def _extend_expiry(token: str) -> str:
-    prefix, _, sig = token.split(".")
-    other = b64(json.dumps({"sub": "p1", "iat": int(NOW), "exp": int(NOW + 10**6)}).encode())
-    return f"{prefix}.{other}.{sig}"
-
-
 TAMPERED = [
-    pytest.param(_tamper_payload, "bad signature", id="other-player"),
-    pytest.param(_extend_expiry, "bad signature", id="longer-expiry"),
+    pytest.param(_swap_payload(sub="p2"), "bad signature", id="other-player"),
+    pytest.param(_swap_payload(exp=int(NOW + 10**6)), "bad signature", id="longer-expiry"),
+    pytest.param(_swap_payload(party=["p2"]), "bad signature", id="party-added"),
     pytest.param(_flip_signature, "bad signature", id="signature-byte"),
-    pytest.param(lambda t: t[:-4], "bad signature", id="truncated-signature"),
-    pytest.param(lambda t: t[:-2], "not base64url", id="cut-mid-character"),
-    pytest.param(lambda t: "fmp2" + t[4:], "malformed token", id="other-version"),
-    pytest.param(lambda t: t + ".x", "malformed token", id="extra-part"),
-    pytest.param(lambda t: t.replace(".", "!.", 1), "malformed token", id="junk-before-dot"),
-    pytest.param(lambda t: t[:10] + "=" + t[10:], "not base64url", id="padding-inside"),
-    pytest.param(lambda t: t + "==", "not base64url", id="padding"),
+    pytest.param(lambda t: t[:-3], "bad signature", id="truncated-signature"),
+    pytest.param(lambda t: t[:-4], "malformed token", id="cut-mid-character"),
+    pytest.param(lambda t: t.rpartition(".")[0] + ".", "bad signature", id="no-signature"),
+    pytest.param(lambda t: t + ".x", "neither a player token", id="extra-part"),
+    pytest.param(lambda t: t[:10] + "=" + t[10:], "malformed token", id="padding-inside"),
+    pytest.param(lambda t: t + "==", "malformed token", id="padding"),
 ]
 
 
 @pytest.mark.parametrize(("change", "reason"), TAMPERED)
-def test_tampered_tokens_are_refused(change: object, reason: str) -> None:
-    token = mint_player_token(SECRET, "p1", 60, NOW)
-    assert callable(change)
+def test_tampered_tokens_are_refused(change: Callable[[str], str], reason: str) -> None:
+    token = change(mint_player_token(SECRET, "p1", 60, NOW))
     with pytest.raises(AuthError, match=reason):
-        verify_player_token(SECRET, change(token), NOW)
+        authenticator(max_ttl=86400).authenticate(f"Bearer {token}")
 
 
 def test_another_secret_does_not_verify() -> None:
-    token = mint_player_token("another-secret-0123456789", "p1", 60, NOW)
+    token = mint_player_token("another-secret-0123456789-abcdefgh", "p1", 60, NOW)
     with pytest.raises(AuthError, match="bad signature"):
         verify_player_token(SECRET, token, NOW)
 
 
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(mint_player_token(SECRET, "p1", 60, NOW, audience="chat-service"), id="another-service"),
+        pytest.param(jws(claims(aud=None)), id="no-audience"),
+        pytest.param(jws(claims(aud="")), id="empty"),
+        pytest.param(jws(claims(aud=["chat", "store"])), id="list-without-ours"),
+        pytest.param(jws(claims(aud="Fleetmatch")), id="case-differs"),
+    ],
+)
+def test_a_token_for_another_audience_is_refused(token: str) -> None:
+    with pytest.raises(AuthError, match="audience"):
+        verify_player_token(SECRET, token, NOW)
+
+
+def test_the_audience_is_configurable() -> None:
+    token = mint_player_token(SECRET, "p1", 60, NOW, audience="https://mm.example.com")
+    assert verify_player_token(SECRET, token, NOW, audience="https://mm.example.com").player == "p1"
+    with pytest.raises(AuthError, match="audience"):
+        verify_player_token(SECRET, mint_player_token(SECRET, "p1", 60, NOW), NOW, audience="https://mm.example.com")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(jws(claims(), header={"alg": "none", "typ": "JWT"}).rpartition(".")[0] + ".", id="none-unsigned"),
+        pytest.param(jws(claims(), header={"alg": "none"}), id="none-with-a-signature"),
+        pytest.param(jws(claims(), header={"alg": "None"}), id="None"),
+        pytest.param(jws(claims(), header={"alg": "NONE"}), id="NONE"),
+        pytest.param(jws(claims(), header={"typ": "JWT"}), id="no-alg"),
+        pytest.param(jws(claims(), header={"alg": None}), id="alg-null"),
+    ],
+)
+def test_unsigned_tokens_are_refused(token: str) -> None:
+    """``alg: none`` (RFC 7519's unsecured JWT) would let anyone be anyone."""
+    with pytest.raises(AuthError, match=r"algorithm .* is not accepted"):
+        authenticator(max_ttl=86400).authenticate(f"Bearer {token}")
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256", "PS256", "EdDSA", "HS384", "HS512", "hs256", "HS256 "])
+def test_other_algorithms_are_refused_even_when_signed_with_the_secret(alg: str) -> None:
+    """Algorithm confusion: whatever the header claims, only HS256 is accepted. The signature here
+    is the right HMAC of the secret, so a verifier trusting the header's alg would be fooled."""
+    with pytest.raises(AuthError, match=r"algorithm .* is not accepted"):
+        verify_player_token(SECRET, jws(claims(), header={"alg": alg, "typ": "JWT"}), NOW)
+
+
 MALFORMED = [
-    pytest.param("", id="empty"),
-    pytest.param("fmp1", id="prefix-only"),
-    pytest.param("fmp1..", id="empty-parts"),
-    pytest.param("fmp1.abc", id="two-parts"),
-    pytest.param("Bearer fmp1.a.b", id="scheme-inside"),
-    pytest.param("fmp1." + "a" * 2000 + ".b", id="too-long"),
-    pytest.param("fmp1.a b.c", id="space"),
-    pytest.param(signed(b"not json"), id="signed-not-json"),
-    pytest.param(signed(b"[1, 2]"), id="signed-list"),
-    pytest.param(signed(json.dumps({"iat": int(NOW), "exp": NOW + 60}).encode()), id="signed-no-sub"),
-    pytest.param(signed(json.dumps({"sub": "p1", "iat": int(NOW)}).encode()), id="signed-no-exp"),
-    pytest.param(signed(json.dumps({"sub": "p1", "exp": int(NOW + 60)}).encode()), id="signed-no-iat"),
-    pytest.param(signed(json.dumps({"sub": "p1", "iat": int(NOW), "exp": "tomorrow"}).encode()), id="signed-exp-text"),
-    pytest.param(signed(json.dumps({"sub": "p1", "iat": int(NOW), "exp": True}).encode()), id="signed-exp-bool"),
-    pytest.param(signed(json.dumps({"sub": "p1", "iat": 1.5, "exp": int(NOW + 60)}).encode()), id="signed-iat-float"),
-    pytest.param(signed(json.dumps({"sub": "p1", "iat": int(NOW), "exp": 2**63}).encode()), id="signed-exp-huge"),
-    pytest.param(signed(json.dumps({"sub": "p1", "iat": int(NOW), "exp": int(NOW)}).encode()), id="signed-exp-at-iat"),
-    pytest.param(signed(json.dumps({"sub": "bad id!", "iat": int(NOW), "exp": int(NOW + 60)}).encode()), id="bad-sub"),
-    pytest.param(signed(json.dumps({"sub": "key:shop", "iat": int(NOW), "exp": int(NOW + 60)}).encode()), id="key-sub"),
-    pytest.param(signed(b"\xff\xfe"), id="signed-not-utf8"),
+    pytest.param("eyJ.eyJ", id="two-parts"),
+    pytest.param("ey." + "a" * 2100 + ".b", id="too-long"),
+    pytest.param("eyJhbGciOiJIUzI1NiJ9.a b.c", id="space"),
+    pytest.param(jws(claims()).replace("eyJ", "ey!", 1), id="junk-in-header"),
+    pytest.param(f"{b64(b'not json')}.{b64(b'{}')}.abc", id="header-not-json"),
+    pytest.param(jws(b"not json"), id="payload-not-json"),
+    pytest.param(jws(b"[1, 2]"), id="payload-a-list"),
+    pytest.param(jws(b"\xff\xfe"), id="payload-not-utf8"),
+    pytest.param(jws(claims(sub=None)), id="no-sub"),
+    pytest.param(jws(claims(sub=7)), id="sub-a-number"),
+    pytest.param(jws(claims(sub="")), id="sub-empty"),
+    pytest.param(jws(claims(sub="bad id!")), id="bad-sub"),
+    pytest.param(jws(claims(sub="key:shop")), id="key-sub"),
+    pytest.param(jws(claims(exp=None)), id="no-exp"),
+    pytest.param(jws(claims(iat=None)), id="no-iat"),
+    pytest.param(jws(claims(exp="tomorrow")), id="exp-text"),
+    pytest.param(jws(claims(exp=True)), id="exp-bool"),
+    pytest.param(jws(claims(exp=2**63)), id="exp-huge"),
+    pytest.param(jws(claims(exp=int(NOW))), id="exp-at-iat"),
+    pytest.param(jws(claims(iat=-5)), id="iat-negative"),
+    pytest.param(jws(claims(nbf="soon")), id="nbf-text"),
 ]
 
 
@@ -162,10 +257,6 @@ def test_minting_refuses_what_would_not_verify(player: str, ttl: float, field: s
     assert info.value.field == field
 
 
-def claims(**changes: object) -> bytes:
-    return json.dumps({"sub": "p1", "iat": int(NOW), "exp": int(NOW + 60), **changes}).encode()
-
-
 @pytest.mark.parametrize(
     ("token", "reason"),
     [
@@ -174,7 +265,10 @@ def claims(**changes: object) -> bytes:
         ),
         pytest.param(mint_player_token(SECRET, "p1", 86401, NOW), "lives 86401 s", id="a-second-too-long"),
         pytest.param(mint_player_token(SECRET, "p1", 60, NOW + 61), "issued in the future", id="beyond-the-skew"),
-        pytest.param(signed(claims(iat=int(NOW + 3600), exp=int(NOW + 7200))), "issued in the future", id="iat-ahead"),
+        pytest.param(jws(claims(iat=int(NOW + 3600), exp=int(NOW + 7200))), "issued in the future", id="iat-ahead"),
+        pytest.param(jws(claims(nbf=int(NOW + 61))), "not valid before", id="nbf-ahead"),
+        pytest.param(legacy(legacy_claims(exp=int(NOW + 86401))), "lives 86401 s", id="legacy-too-long"),
+        pytest.param(legacy(legacy_claims(iat=int(NOW + 61), exp=int(NOW + 120))), "future", id="legacy-ahead"),
     ],
 )
 def test_lifetime_and_issue_time_are_checked(token: str, reason: str) -> None:
@@ -185,8 +279,16 @@ def test_lifetime_and_issue_time_are_checked(token: str, reason: str) -> None:
 def test_a_token_of_the_longest_lifetime_and_one_within_the_skew_verify() -> None:
     assert verify_player_token(SECRET, mint_player_token(SECRET, "p1", 86400, NOW), NOW).player == "p1"
     assert verify_player_token(SECRET, mint_player_token(SECRET, "p1", 60, NOW + 59), NOW).player == "p1"
+    assert verify_player_token(SECRET, jws(claims(nbf=int(NOW + 59))), NOW).player == "p1"
     week = mint_player_token(SECRET, "p1", 7 * 86400, NOW)
     assert verify_player_token(SECRET, week, NOW, max_ttl=7 * 86400).player == "p1"
+
+
+def test_a_short_secret_still_works_without_warnings() -> None:
+    """Secrets of 16 characters were allowed before JWTs: PyJWT warns about them on every call
+    (pytest turns warnings into errors here); the ticket API warns once at start instead."""
+    short = "sixteen-chars-ok"
+    assert verify_player_token(short, mint_player_token(short, "p1", 60, NOW), NOW).player == "p1"
 
 
 def test_a_party_claim_lists_the_players_a_token_may_queue_with() -> None:
@@ -209,11 +311,43 @@ def test_a_party_claim_lists_the_players_a_token_may_queue_with() -> None:
     ],
 )
 def test_malformed_party_claims_are_refused(party: object) -> None:
-    with pytest.raises(AuthError, match="malformed token: party"):
-        verify_player_token(SECRET, signed(claims(party=party)), NOW)
+    for token in (jws(claims(party=party)), legacy(legacy_claims(party=party))):
+        with pytest.raises(AuthError, match="malformed token: party"):
+            verify_player_token(SECRET, token, NOW)
     if isinstance(party, list) and all(isinstance(m, str) for m in party):
         with pytest.raises(ValidationError, match="party"):
             mint_player_token(SECRET, "p1", 60, NOW, party=party)
+
+
+# -- the deprecated fmp1 format -----------------------------------------------------------------------
+
+
+def test_a_legacy_token_is_still_accepted_and_says_so() -> None:
+    token = legacy(legacy_claims(party=["p2"]))
+    assert verify_player_token(SECRET, token, NOW) == TokenClaims(
+        "p1", int(NOW), int(NOW + 60), frozenset({"p2"}), legacy=True
+    )
+
+
+LEGACY_REFUSED = [
+    pytest.param(legacy(legacy_claims(), secret="another-secret-0123456789"), "bad signature", id="other-secret"),
+    pytest.param(legacy(legacy_claims())[:-3], "bad signature", id="truncated-signature"),
+    pytest.param(legacy(legacy_claims())[:-2] + "==", "not base64url", id="padding"),
+    pytest.param("fmp1." + "a" * 2100 + ".b", "malformed token", id="too-long"),
+    pytest.param("fmp1.a.b.c", "malformed token", id="extra-part"),
+    pytest.param("fmp1.abc", "malformed token", id="two-parts"),
+    pytest.param(legacy(b"not json"), "malformed token", id="not-json"),
+    pytest.param(legacy(b"[1, 2]"), "malformed token", id="a-list"),
+    pytest.param(legacy(legacy_claims(iat=1.5)), "malformed token", id="iat-float"),
+    pytest.param(legacy(legacy_claims(sub="key:shop")), "malformed token", id="key-sub"),
+    pytest.param(legacy(legacy_claims(iat=int(NOW - 120), exp=int(NOW - 60))), "expired", id="expired"),
+]
+
+
+@pytest.mark.parametrize(("token", "reason"), LEGACY_REFUSED)
+def test_legacy_tokens_keep_their_checks(token: str, reason: str) -> None:
+    with pytest.raises(AuthError, match=reason):
+        verify_player_token(SECRET, token, NOW)
 
 
 @pytest.mark.parametrize(
@@ -249,12 +383,21 @@ def test_who_may_open_a_ticket_for_whom(
 # -- authenticator ---------------------------------------------------------------------------------
 
 
-def authenticator(secret: str | None = SECRET, now: float = NOW) -> Authenticator:
+def authenticator(
+    secret: str | None = SECRET,
+    now: float = NOW,
+    *,
+    max_ttl: float = 3600,
+    audience: str = "fleetmatch",
+    on_legacy: Callable[[TokenClaims], None] | None = None,
+) -> Authenticator:
     return Authenticator(
         secret,
         {"shop": "shop-key-0123456789abcdef", "web": "web-key-0123456789abcdef"},
         clock=lambda: now,
-        max_token_ttl=3600,
+        max_token_ttl=max_ttl,
+        audience=audience,
+        on_legacy_token=on_legacy,
     )
 
 
@@ -268,12 +411,31 @@ def authenticator(secret: str | None = SECRET, now: float = NOW) -> Authenticato
             id="player-with-a-party",
         ),
         pytest.param(f"bearer  {mint_player_token(SECRET, 'p1', 60, NOW)} ", Principal("p1"), id="spacing-and-case"),
+        pytest.param(f"Bearer {jws(claims())}", Principal("p1"), id="hand-made-jwt"),
+        pytest.param(f"Bearer {legacy(legacy_claims())}", Principal("p1"), id="legacy"),
         pytest.param("Bearer shop-key-0123456789abcdef", Principal("key:shop", trusted=True), id="api-key"),
         pytest.param("Bearer web-key-0123456789abcdef", Principal("key:web", trusted=True), id="other-key"),
     ],
 )
 def test_authenticate(header: str, expected: Principal) -> None:
     assert authenticator().authenticate(header) == expected
+
+
+def test_each_accepted_legacy_token_is_reported_and_no_jwt_is() -> None:
+    seen: list[TokenClaims] = []
+    auth = authenticator(on_legacy=seen.append)
+    auth.authenticate(f"Bearer {mint_player_token(SECRET, 'p1', 60, NOW)}")
+    auth.authenticate(f"Bearer {legacy(legacy_claims(sub='p2'))}")
+    with pytest.raises(AuthError):
+        auth.authenticate(f"Bearer {legacy(legacy_claims(sub='p3'), secret='another-secret-0123456789')}")
+    assert [c.player for c in seen] == ["p2"] and seen[0].legacy
+
+
+def test_the_authenticator_checks_its_audience() -> None:
+    token = mint_player_token(SECRET, "p1", 60, NOW, audience="eu.mm")
+    assert authenticator(audience="eu.mm").authenticate(f"Bearer {token}") == Principal("p1")
+    with pytest.raises(AuthError, match="audience"):
+        authenticator().authenticate(f"Bearer {token}")
 
 
 @pytest.mark.parametrize(
@@ -286,10 +448,12 @@ def test_authenticate(header: str, expected: Principal) -> None:
         pytest.param("Bearer shop-key-0123456789abcdeX", "neither a player token", id="wrong-key"),
         pytest.param("Bearer shop-key-0123456789abcdef0", "neither a player token", id="key-prefix-only"),
         pytest.param(f"Bearer {mint_player_token(SECRET, 'p1', 60, NOW - 120)}", "expired", id="expired"),
-        pytest.param(f"Bearer {mint_player_token('other-secret-0123456', 'p1', 60, NOW)}", "signature", id="forged"),
+        pytest.param(
+            f"Bearer {mint_player_token('other-secret-0123456789abcdefgh', 'p1', 60, NOW)}", "signature", id="forged"
+        ),
         pytest.param(f"Bearer {mint_player_token(SECRET, 'p1', 3601, NOW)}", "longer than the 3600 s", id="too-long"),
         pytest.param("Bearer x\udce9", "malformed bearer token", id="not-ascii"),
-        pytest.param("Bearer fmp1.\udce9.x", "malformed bearer token", id="token-not-ascii"),
+        pytest.param("Bearer eyJ.\udce9.x", "malformed bearer token", id="token-not-ascii"),
         pytest.param("Bearer a\x00b", "malformed bearer token", id="control-character"),
     ],
 )
@@ -300,16 +464,33 @@ def test_authenticate_refuses(header: str | None, reason: str) -> None:
 
 def test_without_a_secret_player_tokens_are_refused_but_keys_work() -> None:
     auth = authenticator(secret=None)
-    with pytest.raises(AuthError, match="no token secret"):
-        auth.authenticate(f"Bearer {mint_player_token(SECRET, 'p1', 60, NOW)}")
+    for token in (mint_player_token(SECRET, "p1", 60, NOW), legacy(legacy_claims())):
+        with pytest.raises(AuthError, match="no token secret"):
+            auth.authenticate(f"Bearer {token}")
     assert auth.authenticate("Bearer shop-key-0123456789abcdef").trusted
+
+
+@pytest.mark.parametrize(
+    ("text", "token"),
+    [
+        pytest.param(mint_player_token(SECRET, "p1", 60, NOW), True, id="jwt"),
+        pytest.param(legacy(legacy_claims()), True, id="legacy"),
+        pytest.param("eyJ.x.y", True, id="jwt-shaped"),
+        pytest.param("shop-key-0123456789abcdef", False, id="key"),
+        pytest.param("v1.shop.key-0123456789", False, id="dotted-key"),
+        pytest.param("eyJ-but-no-dots", False, id="ey-key"),
+    ],
+)
+def test_tokens_are_told_from_api_keys(text: str, token: bool) -> None:
+    assert looks_like_token(text) is token
 
 
 @pytest.mark.parametrize(
     ("secret", "keys", "message"),
     [
         pytest.param(None, {}, "needs a player token secret or at least one API key", id="nobody"),
-        pytest.param(SECRET, {"x": "fmp1.0123456789abcdef"}, "must not start with", id="key-like-token"),
+        pytest.param(SECRET, {"x": "fmp1.0123456789abcdef"}, "looks like a player token", id="key-like-legacy"),
+        pytest.param(SECRET, {"x": "eyJhbGciOi.eyJzdWIi.0123456789"}, "looks like a player token", id="key-like-jwt"),
     ],
 )
 def test_configurations_that_cannot_work(secret: str | None, keys: dict[str, str], message: str) -> None:

@@ -61,3 +61,47 @@ def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({name: value})
     assert name in str(info.value) or value in str(info.value)
+
+
+def test_the_player_token_audience() -> None:
+    assert Settings.from_env({}).matchmaker.player_token_audience == "fleetmatch"
+    env = {"FLEETMATCH_PLAYER_TOKEN_AUDIENCE": " https://mm.example.com "}
+    assert Settings.from_env(env).matchmaker.player_token_audience == "https://mm.example.com"
+    with pytest.raises(ConfigError, match="FLEETMATCH_PLAYER_TOKEN_AUDIENCE"):
+        Settings.from_env({"FLEETMATCH_PLAYER_TOKEN_AUDIENCE": "tab\there"})
+
+
+@pytest.fixture
+def pem_files(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    return cert, key
+
+
+def test_the_ticket_api_tls_files(pem_files: tuple[Path, Path]) -> None:
+    assert (Settings.from_env({}).matchmaker.tls_cert, Settings.from_env({}).matchmaker.tls_key) == (None, None)
+    env = {"FLEETMATCH_TLS_CERT_FILE": str(pem_files[0]), "FLEETMATCH_TLS_KEY_FILE": str(pem_files[1])}
+    mm = Settings.from_env(env).matchmaker
+    assert (mm.tls_cert, mm.tls_key) == pem_files
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [("FLEETMATCH_TLS_CERT_FILE", "FLEETMATCH_TLS_KEY_FILE"), ("FLEETMATCH_TLS_KEY_FILE", "FLEETMATCH_TLS_CERT_FILE")],
+)
+def test_one_tls_file_alone_names_the_missing_variable(pem_files: tuple[Path, Path], given: str, missing: str) -> None:
+    with pytest.raises(ConfigError, match=f"{given} is set but {missing} is not"):
+        Settings.from_env({given: str(pem_files[0])})
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [("missing.pem", "No such file or directory"), (".", "Is a directory")],
+)
+def test_an_unreadable_tls_file_names_the_variable_and_the_path(tmp_path: Path, path: str, reason: str) -> None:
+    bad = tmp_path / path
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"FLEETMATCH_TLS_KEY_FILE": str(bad), "FLEETMATCH_TLS_CERT_FILE": str(bad)})
+    assert str(info.value).startswith("FLEETMATCH_TLS_CERT_FILE=") and str(bad) in str(info.value)
+    assert reason in str(info.value)
