@@ -7,6 +7,10 @@ remembered ("expectations", as in Kubernetes controllers), so a quick second pas
 twice nor counts a deleted server. Deletes are conditional on the version the plan saw: a server
 allocated in between is not deleted.
 
+A Fleet being deleted (``deletionTimestamp`` set while a finalizer, such as a foreground
+deletion's, holds it) is treated as gone: nothing is created for it, and its servers no match is
+using are deleted, so a foreground deletion ends instead of racing the controller's replacements.
+
 Replacements of servers that fail before Ready back off per fleet (``allocator.crashloop``): the
 wait doubles with each such failure in a row, a crash-looping fleet starts one server at a time and
 reports the ``CrashLoopBackOff`` condition in its status, and an event record keeps why.
@@ -94,6 +98,8 @@ class FleetController:
             if gs.fleet is not None and gs.name not in self._deleting:
                 by_fleet[gs.fleet].append(gs)
         for fleet in list(self.fleet_informer.cache.values()):
+            if fleet.metadata.deletion_timestamp is not None:
+                continue  # being deleted (a finalizer, a foreground deletion): its servers are orphans
             members = by_fleet.pop(fleet.name, [])
             expected = self._creating[fleet.name]
             for name in [n for n, t in expected.items() if n in cache or t <= now]:

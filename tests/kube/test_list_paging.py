@@ -66,7 +66,9 @@ def names(doc: dict[str, Any]) -> list[str]:
     return [item["metadata"]["name"] for item in doc["items"]]
 
 
-def when(condition: Callable[[RecordedRequest], bool], action: Callable[[], None]) -> Callable[[RecordedRequest], None]:
+def when(
+    condition: Callable[[RecordedRequest], bool], action: Callable[[], object]
+) -> Callable[[RecordedRequest], None]:
     """An ``on_request`` hook doing ``action`` once, at the first request meeting ``condition``."""
     done = False
 
@@ -136,7 +138,7 @@ async def test_a_continue_token_older_than_the_history_is_expired_with_an_incons
     fake_kube.compact()  # the apiserver compacted etcd past the list's revision
     with pytest.raises(ApiException) as expired:
         await page(kube_api, limit=1, _continue=first["metadata"]["continue"])
-    status = json.loads(expired.value.body)
+    status = json.loads(expired.value.body or b"")
     assert (expired.value.status, status["reason"], status["code"]) == (410, "Expired", 410)
     assert status["message"].startswith("The provided continue parameter is too old")
     rest = await page(kube_api, _continue=status["metadata"]["continue"])  # finish, inconsistently
@@ -160,7 +162,7 @@ async def test_bad_continue_requests_are_400(
         params["_continue"] = (await page(kube_api, limit=1))["metadata"]["continue"]
     with pytest.raises(ApiException) as bad:
         await page(kube_api, **params)
-    assert bad.value.status == 400 and message in json.loads(bad.value.body)["message"]
+    assert bad.value.status == 400 and message in json.loads(bad.value.body or b"")["message"]
 
 
 # -- fleetmatch's lists -----------------------------------------------------------------------------

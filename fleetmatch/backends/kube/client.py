@@ -12,6 +12,9 @@ RBAC the stores need, per namespace they serve (a Role, or a ClusterRole for all
     - apiGroups: ["fleetmatch.dev"]
       resources: ["fleets/status", "fleetautoscalers/status"]   # kinds whose CRD has the subresource
       verbs: ["update"]
+    - apiGroups: ["fleetmatch.dev"]          # owner references with blockOwnerDeletion, where the
+      resources: ["fleets/finalizers"]       # OwnerReferencesPermissionEnforcement admission plugin runs
+      verbs: ["update"]
     - apiGroups: ["coordination.k8s.io"]                          # leader leases (``fleetmatch controller``)
       resources: ["leases"]
       verbs: ["get", "create", "update"]
@@ -80,10 +83,15 @@ class KubeStores:
 
 
 def kube_stores(api: ApiClient, namespace: str = "default", **options: Any) -> KubeStores:
-    """GameServer, Fleet and FleetAutoscaler stores of ``namespace`` (``options``: ``KubeStore``'s)."""
+    """GameServer, Fleet and FleetAutoscaler stores of ``namespace`` (``options``: ``KubeStore``'s).
+
+    fleetmatch deletes a Fleet with ``propagationPolicy: Orphan``: its GameServers lose their owner
+    reference instead of being garbage-collected, and the fleet controller deletes those no match
+    is using, so Allocated ones finish their match (the documented ``fleetmatch fleet delete``).
+    ``kubectl delete fleet`` (Background) lets the garbage collector delete them all, as Agones."""
     return KubeStores(
         KubeStore(api, GameServer, namespace, **options),
-        KubeStore(api, Fleet, namespace, **options),
+        KubeStore(api, Fleet, namespace, **({"propagation": "Orphan"} | options)),
         KubeStore(api, FleetAutoscaler, namespace, **options),
     )
 
