@@ -142,8 +142,9 @@ class FleetController:
             )  # fmt: skip
             if streak.looping:
                 await record_quietly(
-                    self.events, Fleet.KIND, name, crashloop.CONDITION, streak.reason, type=Severity.WARNING
-                )
+                    self.events, Fleet.KIND, name, crashloop.CONDITION, streak.reason, type=Severity.WARNING,
+                    uid=fleet.metadata.uid,
+                )  # fmt: skip
         elif before.failures and not streak.failures:
             log.info("fleet %s: a new server runs; creations no longer back off", name, extra={"fleet": name})
         create = crashloop.allowed_creations(streak, plan.create, members, now)
@@ -158,13 +159,20 @@ class FleetController:
 
     async def _execute(self, fleet: Fleet, plan: FleetPlan, now: float) -> None:
         if plan.create:
+            await self._scaling(fleet, f"creating {plan.create} GameServer(s): {plan.create_reason}")
             await asyncio.gather(*(self._create(fleet, now, plan.create_reason) for _ in range(plan.create)))
         if plan.delete:
+            why = ", ".join(sorted(set(plan.reasons)))
+            await self._scaling(fleet, f"deleting {len(plan.delete)} GameServer(s): {why}")
             await self._delete(fleet.name, plan.delete, plan.reasons, now)
         if plan.status != fleet.status:
             await modify(
                 self.fleets, fleet.name, lambda f: replace(f, status=plan.status) if f.status != plan.status else None
             )
+
+    async def _scaling(self, fleet: Fleet, message: str) -> None:
+        """An event record on the fleet (Agones' ``ScalingGameServerSet``): what it creates or deletes, why."""
+        await record_quietly(self.events, Fleet.KIND, fleet.name, "Scaling", message, uid=fleet.metadata.uid)
 
     async def _create(self, fleet: Fleet, now: float, reason: str) -> None:
         async with self._limit:

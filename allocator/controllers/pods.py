@@ -421,7 +421,9 @@ class PodController:
             metrics.PODCONTROLLER_ACTIONS.labels(action="unhealthy").inc()
             why = updated.metadata.annotations.get(ERROR_ANNOTATION, "")
             log.warning("%s -> Unhealthy: %s", gs.name, why, extra={"gameserver": gs.name})
-            await record_quietly(self.events, GameServer.KIND, gs.name, "Unhealthy", why, type=Severity.WARNING)
+            await record_quietly(
+                self.events, GameServer.KIND, gs.name, "Unhealthy", why, type=Severity.WARNING, uid=gs.metadata.uid
+            )
 
     def _wrote(self, name: str, written: GameServer | None) -> None:
         """We wrote ``written`` (None: deleted ``name``): skip it until the informer catches up."""
@@ -580,7 +582,9 @@ class PodController:
             self._wrote(name, updated)
             metrics.PODCONTROLLER_ACTIONS.labels(action="error").inc()
             log.error("%s -> Error: %s", name, why, extra={"gameserver": name})
-            await record_quietly(self.events, GameServer.KIND, name, "Error", why, type=Severity.WARNING)
+            await record_quietly(
+                self.events, GameServer.KIND, name, "Error", why, type=Severity.WARNING, uid=gs.metadata.uid
+            )
 
 
 __all__ = ["Backoff", "ObjectWatcher", "PodController"]
