@@ -144,5 +144,6 @@ class AllocationLeaseLoop:
             gs.name,
             "AllocationLeaseExpired",
             "allocated, but the game made no SDK call by the lease's expiry: recycled",
+            uid=gs.metadata.uid,
         )
         return True

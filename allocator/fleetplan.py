@@ -31,6 +31,7 @@ from typing import Any
 
 from fleetmatch.codec import camel
 from fleetmatch.models import (
+    API_VERSION,
     FLEET_LABEL,
     PROTECTED_STATES,
     Fleet,
@@ -40,6 +41,7 @@ from fleetmatch.models import (
     GameServerState,
     GameServerTemplate,
     ObjectMeta,
+    OwnerReference,
     RollingUpdate,
     SchedulingStrategy,
     initial_status,
@@ -273,13 +275,27 @@ def plan_orphans(members: Sequence[GameServer]) -> tuple[GameServer, ...]:
     return tuple(g for g in members if g.state not in PROTECTED_STATES and g.metadata.deletion_timestamp is None)
 
 
+def owned_by(fleet: Fleet) -> tuple[OwnerReference, ...]:
+    """The owner reference a fleet's GameServer carries, as Agones' do (none before the fleet has a
+    uid). On Kubernetes the garbage collector then deletes a deleted fleet's servers, unless the
+    deletion orphans them (``fleetmatch fleet delete`` does, so that Allocated ones finish)."""
+    if not fleet.metadata.uid:
+        return ()
+    return (
+        OwnerReference(API_VERSION, Fleet.KIND, fleet.name, fleet.metadata.uid, controller=True,
+                       block_owner_deletion=True),
+    )  # fmt: skip
+
+
 def new_gameserver(fleet: Fleet) -> GameServer:
-    """A GameServer from the fleet's current template (named ``<fleet>-xxxxx`` by the store)."""
+    """A GameServer from the fleet's current template (named ``<fleet>-xxxxx`` by the store), owned
+    by the fleet."""
     template = fleet.spec.template
     return GameServer(
         metadata=ObjectMeta(
             generate_name=f"{fleet.name}-",
             namespace=fleet.metadata.namespace,
+            owner_references=owned_by(fleet),
             labels={
                 **template.metadata.labels,
                 FLEET_LABEL: fleet.name,

@@ -70,9 +70,11 @@ class EventLog(Protocol):
     """Where event records of one namespace are kept."""
 
     async def record(
-        self, kind: str, name: str, reason: str, message: str, *, type: Severity = Severity.NORMAL
+        self, kind: str, name: str, reason: str, message: str, *, type: Severity = Severity.NORMAL, uid: str = ""
     ) -> None:
-        """Record one occurrence (aggregated with an identical earlier one)."""
+        """Record one occurrence (aggregated with an identical earlier one). ``uid``: the object's, when
+        known; Kubernetes Events name it (``regarding.uid``) so an Event is about that very object,
+        not a later one of the same name. The other engines name objects by name only."""
 
     async def list(self, kind: str | None = None, name: str | None = None) -> list[EventRecord]:
         """Records, oldest last occurrence first, optionally of one kind and name."""
@@ -86,12 +88,13 @@ async def record_quietly(
     message: str,
     *,
     type: Severity = Severity.NORMAL,
+    uid: str = "",
 ) -> None:
     """``events.record``, logging instead of raising when the store fails (or there is no log)."""
     if events is None:
         return
     try:
-        await events.record(kind, name, reason, message, type=type)
+        await events.record(kind, name, reason, message, type=type, uid=uid)
     except StoreError as exc:
         log.warning("cannot record event %s %s/%s: %s", reason, kind, name, exc)
 

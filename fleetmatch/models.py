@@ -98,6 +98,22 @@ def _check_labels(where: str, items: Mapping[str, str], *, values: bool) -> None
 
 
 @dataclass(frozen=True, slots=True)
+class OwnerReference:
+    """The object another belongs to (Kubernetes' ``ownerReferences``): a GameServer's Fleet. On
+    Kubernetes the garbage collector deletes an object once its owners are gone, as it deletes a
+    Deployment's Pods; the other engines keep the reference as data."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+    controller: bool | None = None
+    """True: this owner manages the object (at most one owner is)."""
+    block_owner_deletion: bool | None = None
+    """True: a foreground deletion of the owner waits until this object is gone."""
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectMeta:
     name: str = ""
     namespace: str = "default"
@@ -109,6 +125,7 @@ class ObjectMeta:
     deletion_timestamp: Timestamp | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    owner_references: tuple[OwnerReference, ...] = ()
 
     def __post_init__(self) -> None:
         if self.name:

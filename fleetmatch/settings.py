@@ -46,6 +46,7 @@ variable                       meaning                                          
 ``FLEETMATCH_KUBECONFIG`` / ``_KUBE_CONTEXT``  kubeconfig file and context                ``$KUBECONFIG``, current
 ``KUBERNETES_SERVICE_HOST`` / ``_PORT``  the API server inside a Pod (the kubelet sets them)  none
 ``KUBECONFIG``                 kubeconfig file(s) when ``FLEETMATCH_KUBECONFIG`` is unset  ``~/.kube/config``
+``FLEETMATCH_KUBE_LIST_PAGE``  objects per list request (``limit``) of the Kubernetes caches   ``500``
 ``FLEETMATCH_SIDECAR_IMAGE``   image of the SDK sidecar the Pod controller adds to game Pods  fleetmatch's
 ``FLEETMATCH_SIDECAR_HTTP_PORT`` / ``_GRPC_PORT``  the sidecar's SDK ports in game Pods     ``9358`` / ``9357``
 ``FLEETMATCH_SIDECAR_HEALTH_PORT``  where the sidecar serves ``/healthz`` and ``/gshealthz``  ``8080``
@@ -142,6 +143,10 @@ class KubeSettings:
     default_kubeconfig: str = ""
     """``KUBECONFIG``, the kubeconfig file(s) of every Kubernetes client when fleetmatch names none
     (empty: ``~/.kube/config``)."""
+    list_page: int = 500
+    """Objects per list request (``limit``; the rest through ``continue``) of every list the stores
+    and the Pod controller make, the initial one and each re-list after an expired watch: one
+    request never makes the API server hold a whole large collection in memory at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,6 +397,7 @@ class Settings:
                 service_host=env.get("KUBERNETES_SERVICE_HOST", ""),
                 service_port=env.get("KUBERNETES_SERVICE_PORT", ""),
                 default_kubeconfig=env.get("KUBECONFIG", ""),
+                list_page=get("FLEETMATCH_KUBE_LIST_PAGE", _positive_int, 500),
             ),
             pods=PodSettings(
                 sidecar_image=text("FLEETMATCH_SIDECAR_IMAGE", pod.sidecar_image),

@@ -7,6 +7,10 @@ remembered ("expectations", as in Kubernetes controllers), so a quick second pas
 twice nor counts a deleted server. Deletes are conditional on the version the plan saw: a server
 allocated in between is not deleted.
 
+A Fleet being deleted (``deletionTimestamp`` set while a finalizer, such as a foreground
+deletion's, holds it) is treated as gone: nothing is created for it, and its servers no match is
+using are deleted, so a foreground deletion ends instead of racing the controller's replacements.
+
 Replacements of servers that fail before Ready back off per fleet (``allocator.crashloop``): the
 wait doubles with each such failure in a row, a crash-looping fleet starts one server at a time and
 reports the ``CrashLoopBackOff`` condition in its status, and an event record keeps why.
@@ -94,6 +98,8 @@ class FleetController:
             if gs.fleet is not None and gs.name not in self._deleting:
                 by_fleet[gs.fleet].append(gs)
         for fleet in list(self.fleet_informer.cache.values()):
+            if fleet.metadata.deletion_timestamp is not None:
+                continue  # being deleted (a finalizer, a foreground deletion): its servers are orphans
             members = by_fleet.pop(fleet.name, [])
             expected = self._creating[fleet.name]
             for name in [n for n, t in expected.items() if n in cache or t <= now]:
@@ -136,8 +142,9 @@ class FleetController:
             )  # fmt: skip
             if streak.looping:
                 await record_quietly(
-                    self.events, Fleet.KIND, name, crashloop.CONDITION, streak.reason, type=Severity.WARNING
-                )
+                    self.events, Fleet.KIND, name, crashloop.CONDITION, streak.reason, type=Severity.WARNING,
+                    uid=fleet.metadata.uid,
+                )  # fmt: skip
         elif before.failures and not streak.failures:
             log.info("fleet %s: a new server runs; creations no longer back off", name, extra={"fleet": name})
         create = crashloop.allowed_creations(streak, plan.create, members, now)
@@ -152,13 +159,20 @@ class FleetController:
 
     async def _execute(self, fleet: Fleet, plan: FleetPlan, now: float) -> None:
         if plan.create:
+            await self._scaling(fleet, f"creating {plan.create} GameServer(s): {plan.create_reason}")
             await asyncio.gather(*(self._create(fleet, now, plan.create_reason) for _ in range(plan.create)))
         if plan.delete:
+            why = ", ".join(sorted(set(plan.reasons)))
+            await self._scaling(fleet, f"deleting {len(plan.delete)} GameServer(s): {why}")
             await self._delete(fleet.name, plan.delete, plan.reasons, now)
         if plan.status != fleet.status:
             await modify(
                 self.fleets, fleet.name, lambda f: replace(f, status=plan.status) if f.status != plan.status else None
             )
+
+    async def _scaling(self, fleet: Fleet, message: str) -> None:
+        """An event record on the fleet (Agones' ``ScalingGameServerSet``): what it creates or deletes, why."""
+        await record_quietly(self.events, Fleet.KIND, fleet.name, "Scaling", message, uid=fleet.metadata.uid)
 
     async def _create(self, fleet: Fleet, now: float, reason: str) -> None:
         async with self._limit:

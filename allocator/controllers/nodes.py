@@ -114,4 +114,6 @@ class NodeController:
             if marked is not None:
                 metrics.NODE_EVICTIONS.labels(node=node.name).inc()
                 log.warning("%s -> Unhealthy: %s", gs.name, why, extra={"gameserver": gs.name})
-                await record_quietly(self.events, GameServer.KIND, gs.name, "Unhealthy", why, type=Severity.WARNING)
+                await record_quietly(
+                    self.events, GameServer.KIND, gs.name, "Unhealthy", why, type=Severity.WARNING, uid=gs.metadata.uid
+                )

@@ -84,9 +84,10 @@ class _LookAgainLater(Exception):
 class ObjectWatcher:
     """A list+watch cache of one core resource (raw dicts by name): this controller's Pods, or Nodes.
 
-    Lists, then watches from the list's version (``fleetmatch.backends.kube.watch``: bounded streams
-    reopened from the last event or bookmark, transient failures retried with back-off); 410 Expired
-    re-lists. Other refusals pause with back-off, then re-list (403 names the RBAC permission needed).
+    Lists (in pages of ``list_page``), then watches from the list's version
+    (``fleetmatch.backends.kube.watch``: bounded streams reopened from the last event or bookmark,
+    transient failures retried with back-off); 410 Expired (of the watch or of a page) re-lists.
+    Other refusals pause with back-off, then re-list (403 names the RBAC permission needed).
     """
 
     def __init__(
@@ -98,6 +99,7 @@ class ObjectWatcher:
         on_change: Callable[[str | None], None],
         watch_seconds: int = 300,
         backoff: Backoff | None = None,
+        list_page: int = 500,
         **selector: Any,
     ) -> None:
         self.api = api
@@ -106,6 +108,7 @@ class ObjectWatcher:
         self.cache: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self._list_call = list_call
+        self._list_page = list_page
         self._selector = selector
         self._on_change = on_change
         self.listed_at = -math.inf
@@ -119,17 +122,28 @@ class ObjectWatcher:
         )  # fmt: skip
 
     async def _list(self) -> str:
+        """List in pages of ``list_page`` (every page at the first page's version); a continue token
+        that outlived the API server's compaction raises ``ExpiredError``: ``run`` lists again."""
         started = time.monotonic()
-        listing = await call(self._list_call(**self._selector), self.target.about(verb="list"))
         fresh: dict[str, dict[str, Any]] = {}
-        for item in listing.items:
-            raw = self.api.sanitize_for_serialization(item)
-            fresh[raw["metadata"]["name"]] = raw
+        version, token = "", ""
+        while True:
+            paging: dict[str, Any] = {"_continue": token} if token else {}
+            listing = await call(
+                self._list_call(**self._selector, limit=self._list_page, **paging), self.target.about(verb="list")
+            )
+            for item in listing.items:
+                raw = self.api.sanitize_for_serialization(item)
+                fresh[raw["metadata"]["name"]] = raw
+            version = version or str(listing.metadata.resource_version or "")
+            token = str(listing.metadata._continue or "")
+            if not token:
+                break
         self.listed_at = started
         if fresh != self.cache:
             self.cache = fresh
         self._on_change(None)
-        return str(listing.metadata.resource_version or "")
+        return version
 
     async def run(self) -> None:
         self.synced.clear()  # a new run (a new leadership term) trusts a fresh list only
@@ -206,6 +220,7 @@ class PodController:
             self.core.list_namespaced_pod,
             target=ApiTarget("list", "pods", namespace=self.namespace, kind="Pod"),
             on_change=self._on_pod,
+            list_page=backend.list_page,
             namespace=self.namespace,
             label_selector=GAMESERVER_LABEL,
         )
@@ -216,6 +231,7 @@ class PodController:
                 self.core.list_node,
                 target=ApiTarget("list", "nodes", kind="Node"),
                 on_change=lambda _: self.poke(),
+                list_page=backend.list_page,
             )
         self.ports = PortPool(self.settings.port_min, self.settings.port_max, per_port=self.settings.pods_per_port)
         self.backoff = backoff or Backoff()
@@ -405,7 +421,9 @@ class PodController:
             metrics.PODCONTROLLER_ACTIONS.labels(action="unhealthy").inc()
             why = updated.metadata.annotations.get(ERROR_ANNOTATION, "")
             log.warning("%s -> Unhealthy: %s", gs.name, why, extra={"gameserver": gs.name})
-            await record_quietly(self.events, GameServer.KIND, gs.name, "Unhealthy", why, type=Severity.WARNING)
+            await record_quietly(
+                self.events, GameServer.KIND, gs.name, "Unhealthy", why, type=Severity.WARNING, uid=gs.metadata.uid
+            )
 
     def _wrote(self, name: str, written: GameServer | None) -> None:
         """We wrote ``written`` (None: deleted ``name``): skip it until the informer catches up."""
@@ -564,7 +582,9 @@ class PodController:
             self._wrote(name, updated)
             metrics.PODCONTROLLER_ACTIONS.labels(action="error").inc()
             log.error("%s -> Error: %s", name, why, extra={"gameserver": name})
-            await record_quietly(self.events, GameServer.KIND, name, "Error", why, type=Severity.WARNING)
+            await record_quietly(
+                self.events, GameServer.KIND, name, "Error", why, type=Severity.WARNING, uid=gs.metadata.uid
+            )
 
 
 __all__ = ["Backoff", "ObjectWatcher", "PodController"]

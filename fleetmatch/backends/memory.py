@@ -165,7 +165,7 @@ class MemoryEventLog:
         self._max = max_records
 
     async def record(
-        self, kind: str, name: str, reason: str, message: str, *, type: Severity = Severity.NORMAL
+        self, kind: str, name: str, reason: str, message: str, *, type: Severity = Severity.NORMAL, uid: str = ""
     ) -> None:
         now = events_now()
         record = new_record(kind, name, reason, message, type=type, now=now)

@@ -265,6 +265,8 @@ def test_rbac_is_least_privilege() -> None:
         ("events", "create"),
         ("nodes", "list"),
         ("leases", "update"),
+        ("fleets/finalizers", "update"),  # GameServers' owner references block their Fleet's deletion
+        ("gameservers/finalizers", "update"),  # and Pods' their GameServer's
     ]:
         assert needed in controller
     assert ("nodes", "update") not in controller and ("secrets", "get") not in controller

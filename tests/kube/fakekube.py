@@ -22,7 +22,13 @@ Deliberate simplifications, each different from a real cluster:
 - Pods are deleted at once (no grace period, no kubelet); finalizers still hold them.
 - No namespace existence checks or namespace cascade, no RBAC, no admission, no CEL rules, no
   server-side apply (415), no ``dryRun`` (400 rather than a silent real write), no ``sendInitialEvents``,
-  no ``limit``/``continue`` paging (lists are whole), no ``resourceVersionMatch``, no discovery.
+  no ``resourceVersionMatch``, no discovery; a list's ``resourceVersion`` parameter is ignored (the
+  list is served at the latest version, as ``resourceVersionMatch=NotOlderThan`` may be).
+- List paging (``limit``/``continue``) is served from the event history, as etcd serves it from its
+  MVCC revisions: every page of one list shows the objects as they were at the first page's
+  resourceVersion. Once the history no longer reaches back that far (``history_size`` events, or
+  ``compact()``, the fake's etcd compaction), a continue token is 410 Expired. Real clusters compact
+  every five minutes, so the window is time there and event count here.
 - Strategic merge patch knows the common list merge keys only (see ``_SMP_KEYS``), plus
   ``$patch: delete|replace`` and ``$deleteFromPrimitiveList``; no ``$retainKeys``/``$setElementOrder``.
 - Every version of a CRD stores the same object (no conversion); responses carry the requested version.
@@ -31,6 +37,8 @@ Deliberate simplifications, each different from a real cluster:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import copy
 import json
 import random
@@ -93,15 +101,25 @@ def now_rfc3339() -> str:
 class ApiError(Exception):
     """A failure answered as a ``Status`` body with the same HTTP code."""
 
-    def __init__(self, code: int, message: str, details: JSON | None = None, reason: str | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        details: JSON | None = None,
+        reason: str | None = None,
+        *,
+        list_meta: JSON | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details
         self.reason = reason or _REASONS.get(code, "Unknown")
+        self.list_meta = list_meta or {}
+        """The Status's ``metadata`` (a ListMeta: the inconsistent ``continue`` of an expired one)."""
 
     def body(self) -> JSON:
-        status: JSON = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure"}
+        status: JSON = {"kind": "Status", "apiVersion": "v1", "metadata": dict(self.list_meta), "status": "Failure"}
         status.update(message=self.message, reason=self.reason, code=self.code)
         if self.details is not None:
             status["details"] = self.details
@@ -110,6 +128,59 @@ class ApiError(Exception):
 
 def bad_request(message: str) -> ApiError:
     return ApiError(400, message)
+
+
+# ---------------------------------------------------------------------------------------------------
+# List paging
+# ---------------------------------------------------------------------------------------------------
+
+CONTINUE_VERSION = "meta.k8s.io/v1"
+CONTINUE_EXPIRED = (
+    "The provided continue parameter is too old to display a consistent list result. You can start a new "
+    "list without the continue parameter, or use the continue token in this response to retrieve the "
+    "remainder of the results. Continuing with the provided token results in an inconsistent list - objects "
+    "that were created, modified, or deleted between the time the first chunk was returned and now may show "
+    "up in the list."
+)
+"""The apiserver's message (etcd3 store) when a continue token's snapshot has been compacted away."""
+
+
+def _storage_key(key: Key) -> str:
+    """Where etcd keeps an object below its resource's prefix (``namespace/name``, or ``name``): the
+    order a list is served in, and what a continue token points past."""
+    return f"{key[2]}/{key[3]}" if key[2] else key[3]
+
+
+def _encode_continue(rv: int, start: str) -> str:
+    """The apiserver's token: unpadded URL-safe base64 of ``{"v", "rv", "start"}``; opaque to clients."""
+    raw = json.dumps({"v": CONTINUE_VERSION, "rv": rv, "start": start}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[int, str]:
+    """(resourceVersion, start key) of a continue token; 400 BadRequest when it is not one."""
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError) as error:
+        raise bad_request(f"continue key is not valid: {error}") from error
+    if not isinstance(doc, dict) or doc.get("v") != CONTINUE_VERSION:
+        raise bad_request("continue key is not valid: server does not recognize this encoded version")
+    rv, start = doc.get("rv"), doc.get("start")
+    if not isinstance(rv, int) or rv == 0 or rv < -1:
+        raise bad_request(
+            f"continue key is not valid: incorrect encoded start resourceVersion (version {CONTINUE_VERSION})"
+        )
+    if not isinstance(start, str) or not start:
+        raise bad_request("continue key is not valid: encoded start key empty")
+    return rv, start
+
+
+def _limit(text: str) -> int:
+    """``limit``: the most items in one page; 0 (or absent, or negative) for the whole list."""
+    try:
+        return max(0, int(text or "0"))
+    except ValueError as error:
+        raise bad_request(f"invalid limit: {text!r}") from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,7 +697,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class FakeKube:
     """The fake API server. ``await start()``, point a client at ``url``, ``await stop()``.
 
-    Test hooks: ``inject_conflicts``, ``compact``, ``drop_watches``, ``fail_next``, ``delay``,
+    Test hooks: ``inject_conflicts``, ``compact``, ``drop_watches``, ``fail_next``, ``delay``, ``on_request``,
     ``objects``, ``requests``, ``create_object``, ``update_object``, ``set_pod_status``, ``delete_pod``,
     ``delete_object``, ``collect_garbage``, ``write_kubeconfig``.
     """
@@ -639,6 +710,9 @@ class FakeKube:
         """An idle watch that allows bookmarks gets one after this many seconds without events."""
         self.gc_enabled = True
         self.requests: list[RecordedRequest] = []
+        self.on_request: Callable[[RecordedRequest], None] | None = None
+        """Called with each request before it is handled: a test acts at an exact point (``compact()``
+        between two pages of a list, a write while a list is half read)."""
         self._resources: dict[tuple[str, str], Resource] = {}
         self._validators: dict[tuple[str, str, str], Any] = {}
         self._objects: dict[Key, JSON] = {}
@@ -1029,6 +1103,8 @@ class FakeKube:
             record = RecordedRequest(request.method, request.path, request.query_string, request.content_type)
             self.requests.append(record)
             request[RECORD_KEY] = record
+            if self.on_request is not None:
+                self.on_request(record)
             if self.delay > 0:
                 await asyncio.sleep(self.delay)
             response: web.StreamResponse
@@ -1118,21 +1194,63 @@ class FakeKube:
 
     def _matching(self, watcher: _Watcher) -> list[JSON]:
         res = watcher.resource
-        return [o for k, o in sorted(self._objects.items()) if k[:2] == (res.group, res.plural) and watcher.matches(o)]
+        found = [(k, o) for k, o in self._objects.items() if k[:2] == (res.group, res.plural) and watcher.matches(o)]
+        return [o for _, o in sorted(found, key=lambda item: _storage_key(item[0]))]
 
     def _list(self, request: web.Request, target: _Target) -> JSON:
-        return self._list_body(
-            target, [self._render(o, target) for o in self._matching(self._selected(request, target))]
+        """A list, whole or one page of it (``limit``, ``continue``), as the apiserver's etcd store
+        serves it: objects in storage-key order (namespace/name), every page at the first page's
+        resourceVersion, ``remainingItemCount`` only when no selector filters the list."""
+        query = request.query
+        watcher = self._selected(request, target)
+        limit = _limit(query.get("limit", ""))
+        token = query.get("continue", "")
+        rv, start = self._rv, ""
+        if token:
+            if query.get("resourceVersion", "") not in ("", "0"):
+                raise bad_request("specifying resource version is not allowed when using continue")
+            rv, start = _decode_continue(token)
+            if rv == -1:  # an inconsistent token (from a 410): the rest at the latest version
+                rv = self._rv
+            elif rv < self._horizon:  # the history no longer reaches back to the list's snapshot
+                inconsistent = {"continue": _encode_continue(-1, start)}  # what the apiserver offers instead
+                raise ApiError(410, CONTINUE_EXPIRED, reason="Expired", list_meta=inconsistent)
+        state = self._snapshot(target.resource, rv)
+        found = sorted(
+            (path, obj) for key, obj in state.items() if (path := _storage_key(key)) >= start and watcher.matches(obj)
         )
+        page = found[:limit] if limit else found
+        meta: JSON = {"resourceVersion": str(rv)}
+        rest = len(found) - len(page)
+        if rest:
+            meta["continue"] = _encode_continue(rv, page[-1][0] + "\x00")
+            if not query.get("labelSelector") and not query.get("fieldSelector"):
+                meta["remainingItemCount"] = rest
+        return self._list_body(target, [self._render(obj, target) for _, obj in page], meta)
 
-    def _list_body(self, target: _Target, items: list[JSON]) -> JSON:
+    def _snapshot(self, res: Resource, rv: int) -> dict[Key, JSON]:
+        """The objects of ``res`` as they were at ``rv``: the current ones with the later history undone."""
+        state = {k: o for k, o in self._objects.items() if k[:2] == (res.group, res.plural)}
+        for event in reversed(self._history):
+            if event.rv <= rv:
+                break
+            if (event.resource.group, event.resource.plural) != (res.group, res.plural):
+                continue
+            meta = event.obj["metadata"]
+            key = (res.group, res.plural, meta.get("namespace") or "", meta["name"])
+            if event.type == "ADDED" or event.old is None:
+                state.pop(key, None)
+            else:  # MODIFIED or DELETED: back to the state before
+                state[key] = event.old
+        return state
+
+    def _list_body(self, target: _Target, items: list[JSON], meta: JSON | None = None) -> JSON:
         """``items`` is always present: typed list models raise ``ValueError`` without it."""
         res = target.resource
-        meta = {"resourceVersion": str(self._rv)}
         return {
             "apiVersion": res.api_version(target.version),
             "kind": f"{res.kind}List",
-            "metadata": meta,
+            "metadata": meta if meta is not None else {"resourceVersion": str(self._rv)},
             "items": items,
         }
 

@@ -1,7 +1,9 @@
 """`fleetmatch controller` with FLEETMATCH_BACKEND=kubernetes, as the Helm chart runs it, against the
 fake API server and no Redis at all: a Fleet custom resource becomes GameServers with Pods (fleet
 controller and Pod controller in one process, leader lease a ``coordination.k8s.io`` Lease), and of
-two controller processes one acts; when it is killed the other takes over and creates nothing twice."""
+two controller processes one acts; when it is killed the other takes over and creates nothing twice.
+A ``REDIS_URL`` pointing at a listener that counts connections proves no Redis is ever dialled,
+not for leadership nor anything else."""
 
 from __future__ import annotations
 
@@ -68,6 +70,24 @@ async def controller(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Pr
                 await proc.wait()
 
 
+@pytest.fixture
+async def redis_trap() -> AsyncIterator[tuple[str, list[str]]]:
+    """A ``REDIS_URL`` whose "server" only records who connects (and hangs up)."""
+    seen: list[str] = []
+
+    def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(str(writer.get_extra_info("peername")))
+        writer.close()
+
+    server = await asyncio.start_server(connected, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"redis://127.0.0.1:{port}/0", seen
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 def fleet(replicas: int) -> Fleet:
     template = GameServerTemplate(spec=GameServerSpec(template=POD_TEMPLATE))
     return Fleet(ObjectMeta(name="arena"), FleetSpec(replicas=replicas, template=template))
@@ -76,7 +96,7 @@ def fleet(replicas: int) -> Fleet:
 async def test_the_controller_command_turns_a_fleet_into_pods(
     fake_kube: FakeKube, kube_api: client.ApiClient, tmp_path: Path
 ) -> None:
-    async with controller(controller_env(fake_kube, tmp_path)) as proc:
+    async with controller(controller_env(fake_kube, tmp_path)) as proc:  # no REDIS_URL at all
         stores = kube_stores(kube_api, NS)
         await stores.fleets.create(fleet(3))
 
@@ -111,9 +131,10 @@ def gameserver_creates(fake: FakeKube) -> int:
 
 
 async def test_of_two_controller_processes_one_acts_and_the_other_takes_over_when_it_is_killed(
-    fake_kube: FakeKube, kube_api: client.ApiClient, tmp_path: Path
+    fake_kube: FakeKube, kube_api: client.ApiClient, tmp_path: Path, redis_trap: tuple[str, list[str]]
 ) -> None:
-    env = controller_env(fake_kube, tmp_path, FLEETMATCH_LEASE_SECONDS="2")
+    redis_url, redis_connections = redis_trap
+    env = controller_env(fake_kube, tmp_path, FLEETMATCH_LEASE_SECONDS="2", REDIS_URL=redis_url)
     stores = kube_stores(kube_api, NS)
     async with controller(env) as first, controller(env) as second:
         procs = {first.pid: first, second.pid: second}
@@ -135,3 +156,4 @@ async def test_of_two_controller_processes_one_acts_and_the_other_takes_over_whe
         await eventually(lambda: len(fake_kube.objects("pods", NS)) == 4, within=60)
         assert gameserver_creates(fake_kube) == 4  # the new leader acts; nothing was created twice
         assert procs[standby].returncode is None
+    assert redis_connections == []  # leadership is the Lease: Redis was never dialled, though configured

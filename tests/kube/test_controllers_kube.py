@@ -226,6 +226,17 @@ async def test_deleted_pod_makes_its_server_unhealthy_and_the_fleet_replaces_it(
         lambda: cluster.history[victim][-2:] == ["Unhealthy", "DELETED"], what=lambda: str(cluster.history)
     )
     assert victim not in cluster.pod_docs()
+    # Both controllers' transitions are Events about those very objects (uid: not a later namesake).
+    events = {
+        (e["regarding"]["kind"], e["regarding"]["name"], e["reason"]): e for e in cluster.fake.objects("events", NS)
+    }
+    unhealthy = events[("GameServer", victim, "Unhealthy")]
+    assert unhealthy["regarding"]["uid"] == members[0]["metadata"]["uid"] and unhealthy["type"] == "Warning"
+    arena = cluster.fake.get_object("fleets", NS, "arena")
+    assert arena is not None
+    scaling = [e for e in cluster.fake.objects("events", NS) if e["reason"] == "Scaling"]
+    assert {e["regarding"]["uid"] for e in scaling} == {arena["metadata"]["uid"]}
+    assert {e["note"].split()[0] for e in scaling} == {"creating", "deleting"}
 
 
 async def test_failed_pod_records_the_reason(cluster: Cluster) -> None:

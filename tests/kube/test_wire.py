@@ -38,12 +38,15 @@ def stored() -> dict[str, Any]:
 def test_a_round_trip_keeps_what_the_model_does_not_know() -> None:
     gs, kept = decode(GameServer, stored())
     assert gs.state is GameServerState.READY and gs.metadata.resource_version == "12"
-    assert kept is not None and set(kept.metadata) == {"finalizers", "ownerReferences"}
+    assert kept is not None and set(kept.metadata) == {"finalizers"}
+    (owner,) = gs.metadata.owner_references  # modelled: a fleet's servers are owned by it
+    assert (owner.kind, owner.name, owner.uid, owner.controller) == ("X", "x", "1", None)
     changed = with_meta(gs.with_status(state=GameServerState.ALLOCATED), labels={"game": "demo", "a": "b"})
     doc = encode(changed, "games", version="12", kept=kept)
     meta = doc["metadata"]
     assert meta["resourceVersion"] == "12" and meta["labels"] == {"game": "demo", "a": "b"}
     assert meta["finalizers"] == ["fleetmatch.dev/pod-cleanup"] and "managedFields" not in meta and "uid" not in meta
+    assert meta["ownerReferences"] == stored()["metadata"]["ownerReferences"]  # as read, no nulls added
     assert doc["spec"]["template"] == stored()["spec"]["template"]
     assert doc["spec"]["futureKnob"] == {"on": True}
     assert doc["status"]["state"] == "Allocated" and doc["status"]["conditions"] == [{"type": "X"}]

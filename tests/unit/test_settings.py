@@ -20,6 +20,7 @@ def test_defaults() -> None:
     node = s.node
     assert (node.max_log_bytes, node.log_generations, node.max_log_files) == (10 * 1024 * 1024, 3, 100)
     assert node.max_log_age == 7 * 24 * 3600
+    assert s.kube.list_page == 500
 
 
 def test_overrides() -> None:
@@ -33,8 +34,10 @@ def test_overrides() -> None:
             "FLEETMATCH_METRICS_HOST": "0.0.0.0",
             "FLEETMATCH_LOG_GENERATIONS": "0",
             "FLEETMATCH_MAX_LOG_AGE_SECONDS": "3600",
+            "FLEETMATCH_KUBE_LIST_PAGE": "50",
         }
     )
+    assert s.kube.list_page == 50
     assert (s.node.log_generations, s.node.max_log_age) == (0, 3600.0)
     assert s.metrics_host == "0.0.0.0"
     assert s.redis.url == "redis://r:6379/1"
@@ -55,6 +58,7 @@ def test_overrides() -> None:
         ("FLEETMATCH_LOG_GENERATIONS", "-1"),
         ("FLEETMATCH_MAX_LOG_AGE_SECONDS", "0"),
         ("FLEETMATCH_MAX_LOG_BYTES", "lots"),
+        ("FLEETMATCH_KUBE_LIST_PAGE", "0"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:

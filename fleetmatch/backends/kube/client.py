@@ -12,6 +12,9 @@ RBAC the stores need, per namespace they serve (a Role, or a ClusterRole for all
     - apiGroups: ["fleetmatch.dev"]
       resources: ["fleets/status", "fleetautoscalers/status"]   # kinds whose CRD has the subresource
       verbs: ["update"]
+    - apiGroups: ["fleetmatch.dev"]          # owner references with blockOwnerDeletion, where the
+      resources: ["fleets/finalizers"]       # OwnerReferencesPermissionEnforcement admission plugin runs
+      verbs: ["update"]
     - apiGroups: ["coordination.k8s.io"]                          # leader leases (``fleetmatch controller``)
       resources: ["leases"]
       verbs: ["get", "create", "update"]
@@ -35,7 +38,7 @@ from fleetmatch.backends.base import Backend, LeaseFactory, default_holder
 from fleetmatch.backends.kube.config import SERVICE_ACCOUNT_DIR, resolve
 from fleetmatch.backends.kube.events import KubeEventLog
 from fleetmatch.backends.kube.lease import KubeLease
-from fleetmatch.backends.kube.store import KubeStore
+from fleetmatch.backends.kube.store import LIST_PAGE, KubeStore
 from fleetmatch.errors import ConfigError, NotFoundError
 from fleetmatch.lease import Lease
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer
@@ -80,10 +83,15 @@ class KubeStores:
 
 
 def kube_stores(api: ApiClient, namespace: str = "default", **options: Any) -> KubeStores:
-    """GameServer, Fleet and FleetAutoscaler stores of ``namespace`` (``options``: ``KubeStore``'s)."""
+    """GameServer, Fleet and FleetAutoscaler stores of ``namespace`` (``options``: ``KubeStore``'s).
+
+    fleetmatch deletes a Fleet with ``propagationPolicy: Orphan``: its GameServers lose their owner
+    reference instead of being garbage-collected, and the fleet controller deletes those no match
+    is using, so Allocated ones finish their match (the documented ``fleetmatch fleet delete``).
+    ``kubectl delete fleet`` (Background) lets the garbage collector delete them all, as Agones."""
     return KubeStores(
         KubeStore(api, GameServer, namespace, **options),
-        KubeStore(api, Fleet, namespace, **options),
+        KubeStore(api, Fleet, namespace, **({"propagation": "Orphan"} | options)),
         KubeStore(api, FleetAutoscaler, namespace, **options),
     )
 
@@ -100,6 +108,7 @@ class KubeBackend(Backend):
         lease_seconds: float,
         owns_api: bool = True,
         holder: str | None = None,
+        list_page: int = LIST_PAGE,
     ) -> None:
         super().__init__(
             "kubernetes",
@@ -113,6 +122,8 @@ class KubeBackend(Backend):
             on_close=api.close if owns_api else None,
         )
         self.api = api
+        self.list_page = list_page
+        """Objects per list request of the caches built on ``api`` (the stores have theirs)."""
         self._ping = self._reach
 
     async def _reach(self) -> None:
@@ -130,5 +141,6 @@ async def kube_backend(settings: Settings, *, holder: str | None = None) -> Kube
     def leases(name: str, holder: str, ttl: float) -> Lease:
         return KubeLease(api, f"fleetmatch-{name}", holder, namespace=settings.namespace, ttl=ttl)
 
-    stores = kube_stores(api, settings.namespace)
-    return KubeBackend(api, stores, leases=leases, lease_seconds=settings.lease_seconds, holder=holder)
+    page = settings.kube.list_page
+    stores = kube_stores(api, settings.namespace, list_page=page)
+    return KubeBackend(api, stores, leases=leases, lease_seconds=settings.lease_seconds, holder=holder, list_page=page)

@@ -1,7 +1,8 @@
 """Event records as ``events.k8s.io/v1`` Events: what ``kubectl describe`` and ``kubectl get events`` show.
 
 ``KubeEventLog`` implements ``fleetmatch.events.EventLog``. One occurrence is one Event named
-``<object>.<digest of reason and message>`` about (``regarding``) the GameServer, Fleet or Node;
+``<object>.<digest of reason and message>`` about (``regarding``, with the object's uid when the
+caller knows it) the GameServer, Fleet or Node;
 recording the same (object, reason, message) again bumps the Event's ``series`` (``count``,
 ``lastObservedTime``) with a conditional update instead of creating another, as the Kubernetes
 event recorder aggregates. The API server keeps Events for its ``--event-ttl`` (one hour by default).
@@ -54,7 +55,7 @@ class KubeEventLog:
         self._target = ApiTarget("create", "events", GROUP, namespace, "Event")
 
     async def record(
-        self, kind: str, name: str, reason: str, message: str, *, type: Severity = Severity.NORMAL
+        self, kind: str, name: str, reason: str, message: str, *, type: Severity = Severity.NORMAL, uid: str = ""
     ) -> None:
         message = message[:MESSAGE_LIMIT]
         event = event_name(kind, name, reason, message)
@@ -75,6 +76,7 @@ class KubeEventLog:
                 "kind": kind,
                 "name": name,
                 **({"namespace": self._namespace} if kind != "Node" else {}),
+                **({"uid": uid} if uid else {}),
             },
         }
         try:

@@ -4,7 +4,7 @@ One ``KubeStore`` per kind and namespace, on the real ``kubernetes_asyncio`` cli
 (``CustomObjectsApi``). Versions are the API server's resourceVersions, opaque and compared for
 equality only; an update is one conditional PUT, or two (main object, then ``/status``) on kinds
 whose CRD has the status subresource, spec and metadata first; metadata fleetmatch does not model
-(finalizers, ownerReferences) and spec/status fields it does not know are kept on replace; the watch
+(finalizers) and spec/status fields it does not know are kept on replace; the watch
 is the package's one resumable watch; errors are ``fleetmatch.backends.kube.errors``. Why each of
 these is so: docs/architecture.md, "The Kubernetes store".
 """
@@ -70,6 +70,7 @@ class KubeStore(Generic[R]):
         list_page: int = LIST_PAGE,
         retry_max_seconds: float = 2.0,
         seen_limit: int = SEEN_LIMIT,
+        propagation: str = "",
     ) -> None:
         self._api = CustomObjectsApi(api)
         self._kind = kind
@@ -84,6 +85,8 @@ class KubeStore(Generic[R]):
         self._seen: dict[str, tuple[R, Kept | None]] = {}
         """name -> (the object as last read from the server, what it holds beyond our model)."""
         self._seen_limit = seen_limit
+        self._propagation = propagation
+        """``propagationPolicy`` of our deletes (empty: the API server's default, Background)."""
 
     @property
     def kind(self) -> type[R]:
@@ -319,6 +322,8 @@ class KubeStore(Generic[R]):
     async def delete(self, name: str, *, version: str | None = None) -> None:
         options = V1DeleteOptions(preconditions=V1Preconditions(resource_version=version)) if version else None
         extra: dict[str, Any] = {"body": options} if options is not None else {}
+        if self._propagation:
+            extra["propagation_policy"] = self._propagation
         await self._call(
             self._api.delete_namespaced_custom_object(
                 GROUP, VERSION, self._namespace, self._plural, name, _request_timeout=self._request_timeout, **extra

@@ -2,7 +2,7 @@
 
 Objects live as ``fleetmatch.dev/v1`` resources (``deploy/crds/``). A stored resource may hold more
 than fleetmatch models: a Pod template in ``spec.template``, fields of a newer version, metadata
-other controllers set (``finalizers``, ``ownerReferences``). ``decode`` reads what the model knows
+other controllers set (``finalizers``). ``decode`` reads what the model knows
 (nulls dropped, validated by ``fleetmatch.codec``) and returns the rest as ``Kept``; ``encode``
 builds the document of a write and puts what was kept back, so a replace never strips what
 kubectl or another controller wrote. Optional fields are absent on the wire, never null: CRD
@@ -37,10 +37,11 @@ META_FIELDS = frozenset(
         "deletionTimestamp",
         "labels",
         "annotations",
+        "ownerReferences",
     }
 )
 """The metadata the models hold (``managedFields`` and the like are not read)."""
-KEPT_META = ("finalizers", "ownerReferences")
+KEPT_META = ("finalizers",)
 """Metadata we do not model but must not strip when we replace an object."""
 
 
@@ -108,7 +109,7 @@ class Kept:
     """What a stored resource holds beyond fleetmatch's model, written back unchanged on replace."""
 
     metadata: dict[str, Any]
-    """``finalizers`` and ``ownerReferences``, if any."""
+    """``finalizers``, if any."""
     spec: Any = None
     """The whole stored spec, when it has members the model does not know (else None)."""
     status: Any = None
@@ -148,6 +149,8 @@ def encode(obj: Any, namespace: str, *, version: str = "", kept: Kept | None = N
         out["labels"] = dict(meta.labels)
     if meta.annotations:
         out["annotations"] = dict(meta.annotations)
+    if meta.owner_references:
+        out["ownerReferences"] = [strip_nulls(to_wire(ref)) for ref in meta.owner_references]
     if version:
         out["resourceVersion"] = version
     fields = model_fields(cast(Any, type(obj)))

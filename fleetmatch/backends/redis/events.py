@@ -34,7 +34,7 @@ class RedisEventLog:
         self._script = client.register_script(_RECORD)
 
     async def record(
-        self, kind: str, name: str, reason: str, message: str, *, type: Severity = Severity.NORMAL
+        self, kind: str, name: str, reason: str, message: str, *, type: Severity = Severity.NORMAL, uid: str = ""
     ) -> None:
         message = message[:MESSAGE_LIMIT]
         key = f"{kind}/{name}/{reason}/{message}"
