@@ -43,6 +43,8 @@ class StackInfo:
     operator_api_key: str = ""
     """The ticket API key of the CLI's operator commands (``queue list``, ``ticket list``; ``ticket
     get`` and ``cancel`` without ``--player``); empty in a file of an older stack."""
+    dashboard_url: str = ""
+    """The web dashboard (log in with ``allocator_token``); empty in a file of an older stack."""
 
     def write(self, data_dir: Path) -> None:
         """Atomically, readable by this user only (it holds the allocator token and the API key)."""
