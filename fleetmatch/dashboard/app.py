@@ -101,7 +101,8 @@ def authenticated(request: web.Request) -> bool:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The page itself answers its login form; everything else needs a session or a bearer token."""
-    if request.path in PUBLIC or request.path == "/dashboard/" or authenticated(request):
+    public = request.path in PUBLIC or request.path.startswith("/dashboard/static/")  # the login page's CSS too
+    if public or request.path == "/dashboard/" or authenticated(request):
         response = await handler(request)
     else:
         response = problem(401, "log in: open /dashboard/?token=<token>, or send 'Authorization: Bearer <token>'")
