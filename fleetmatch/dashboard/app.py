@@ -43,6 +43,7 @@ from fleetmatch.dashboard.sources import (
 )
 from fleetmatch.errors import ConfigError
 from fleetmatch.http import Handler, app_runner, errors_middleware, problem, start_site
+from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.probes import running as running_probes
 from fleetmatch.settings import DashboardSettings
@@ -63,7 +64,7 @@ SECURITY_HEADERS = {
 }
 HUB = web.AppKey("fleetmatch.dashboard.hub", Hub)
 SESSIONS = web.AppKey("fleetmatch.dashboard.sessions", dict)
-PUBLIC = frozenset({"/healthz", "/livez", "/readyz", "/", "/dashboard/login"})
+PUBLIC = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/", "/dashboard/login"})
 FILES = {"app.js": "text/javascript", "style.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 
@@ -188,7 +189,9 @@ async def root(_: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/dashboard/")
 
 
-def build_app(hub: Hub, tokens: Sequence[str], probes: Probes) -> web.Application:
+def build_app(hub: Hub, tokens: Sequence[str], probes: Probes, *, metrics: bool = False) -> web.Application:
+    """``metrics``: also serve ``/metrics`` (public, as on the other APIs; standalone only: ``up``
+    serves its whole registry on the metrics port)."""
     app = web.Application(middlewares=[errors_middleware(), auth_middleware])
     app[HUB] = hub
     app[SESSIONS] = sessions_for(tokens)
@@ -200,6 +203,8 @@ def build_app(hub: Hub, tokens: Sequence[str], probes: Probes) -> web.Applicatio
     app.router.add_get("/dashboard/api/snapshot", snapshot)
     app.router.add_get("/dashboard/api/stream", stream)
     add_probe_routes(app, probes)
+    if metrics:
+        add_metrics_routes(app)
     return app
 
 
@@ -212,7 +217,14 @@ class DashboardService:
 
 @contextlib.asynccontextmanager
 async def serve_dashboard(
-    hub: Hub, tokens: Sequence[str], host: str, port: int, *, fallback_port: bool = False, source: str = ""
+    hub: Hub,
+    tokens: Sequence[str],
+    host: str,
+    port: int,
+    *,
+    fallback_port: bool = False,
+    source: str = "",
+    metrics: bool = False,
 ) -> AsyncIterator[DashboardService]:
     """Serve the dashboard until the block ends (the hub started here, closed after the site).
     ``tokens``: the credentials a browser may log in with; at least one is required."""
@@ -221,7 +233,7 @@ async def serve_dashboard(
     probes = Probes()
     probes.add("store", hub.backend.ping)
     await hub.start()
-    runner = app_runner(build_app(hub, tokens, probes), access_log=None, shutdown_timeout=1.0)
+    runner = app_runner(build_app(hub, tokens, probes, metrics=metrics), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     try:
         async with running_probes(probes):
@@ -244,7 +256,8 @@ async def dashboard(
 ) -> AsyncIterator[DashboardService]:
     """The whole dashboard on ``backend``: its queue and metric sources from ``settings`` (the
     ticket API at ``matchmaker_url`` read with ``api_key``; this process's registry with
-    ``local_metrics``, else ``metrics_url`` scraped), the hub and the site."""
+    ``local_metrics``, else ``metrics_url`` scraped), the hub and the site. Standalone (not
+    ``local_metrics``) the site also serves ``/metrics``."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
         queues: QueueSource
         if settings.matchmaker_url and settings.api_key:
@@ -262,6 +275,12 @@ async def dashboard(
             metric_source = NoMetrics()
         hub = Hub(backend, queues, metric_source, settings, node_lease=node_lease)
         async with serve_dashboard(
-            hub, tokens, settings.host, settings.port, fallback_port=fallback_port, source=settings.port_source
+            hub,
+            tokens,
+            settings.host,
+            settings.port,
+            fallback_port=fallback_port,
+            source=settings.port_source,
+            metrics=not local_metrics,
         ) as service:
             yield service
