@@ -44,6 +44,8 @@ class Stack:
     info: dict[str, Any]
     data_dir: Path
     env: dict[str, str]
+    log: Path
+    """What ``fleetmatch up`` printed and logged."""
 
     @property
     def login_url(self) -> str:
@@ -62,7 +64,10 @@ class Stack:
 
     def allocate(self, fleet: str = "demo") -> dict[str, Any]:
         """POST /v1/allocations with the stack's token: the allocator's own API, as a game backend calls it."""
-        body = json.dumps({"spec": {"selectors": [{"matchLabels": {"agones.dev/fleet": fleet}}]}}).encode()
+        return self.allocate_by({"matchLabels": {"agones.dev/fleet": fleet}})
+
+    def allocate_by(self, selector: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps({"spec": {"selectors": [selector]}}).encode()
         request = urllib.request.Request(
             f"{self.info['allocator_url']}/v1/allocations",
             data=body,
@@ -95,7 +100,7 @@ def running_stack(tmp: Path) -> Iterator[Stack]:
                     raise AssertionError(f"fleetmatch up did not start:\n{log_path.read_text()[-4000:]}")
                 time.sleep(0.2)
             info = json.loads((data_dir / "stack.json").read_text())
-            yield Stack(info, data_dir, env)
+            yield Stack(info, data_dir, env, log_path)
         finally:
             proc.send_signal(signal.SIGINT)
             try:

@@ -43,7 +43,7 @@ const fmtSec = (s) => (s === null || s === undefined ? "–" : s < 10 ? `${s.toF
 const fmtNum = (n) => (n === null || n === undefined ? "–" : n.toLocaleString("en-US", { maximumFractionDigits: 2 }));
 
 // -- charts -----------------------------------------------------------------------------------
-function lineChart(svg, series, { step = true } = {}) {
+function lineChart(svg, series, { step = true, bars = false } = {}) {
   const w = Math.max(200, Math.round(svg.clientWidth || 600)), h = Math.max(80, Math.round(svg.clientHeight || 150));
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
   svg.replaceChildren();
@@ -71,6 +71,13 @@ function lineChart(svg, series, { step = true } = {}) {
   }
   for (const s of series) {
     if (!s.points.length) continue;
+    if (bars) { // one bar per sample: discrete events read better as bars than as spikes
+      const width = Math.max(2, ((w - left - right) * 1000) / span - 1);
+      for (const [t, v] of s.points) {
+        if (v > 0) svg.append(svgEl("rect", { x: (x(t) - width).toFixed(1), y: y(v).toFixed(1), width: width.toFixed(1), height: (y(0) - y(v)).toFixed(1), fill: s.color, rx: 1 }));
+      }
+      continue;
+    }
     let d = "";
     s.points.forEach(([t, v], i) => {
       const px = x(t).toFixed(1), py = y(v).toFixed(1);
@@ -89,13 +96,18 @@ function legend(items) {
 function tile(label, value, sub, tone, key) {
   return el("div", { class: `tile ${tone || ""}`, "data-tile": key }, el("div", { class: "label", text: label }), el("div", { class: "value", text: value }), el("div", { class: "sub", text: sub || "" }));
 }
+function minuteRate() {
+  // the mean of the per-second samples of the last minute: steadier to read than the last second
+  const recent = history.filter((p) => p.t >= (history.length ? history[history.length - 1].t : 0) - 60000);
+  return recent.length ? Math.round((100 * recent.reduce((a, p) => a + p.allocationsPerSecond, 0)) / recent.length) / 100 : 0;
+}
 function renderTiles(s) {
   const m = s.summary;
   $("tiles").replaceChildren(
     tile("Game servers", fmtNum(m.gameServers), `${m.fleets} fleet${m.fleets === 1 ? "" : "s"}${m.unhealthy ? ` · ${m.unhealthy} unhealthy` : ""}`, "", "servers"),
     tile("Ready", fmtNum(m.ready), "free to allocate", "good", "ready"),
     tile("Allocated", fmtNum(m.allocated), "in a game", "info", "allocated"),
-    tile("Allocations / s", fmtNum(m.allocationsPerSecond), `${fmtNum(s.allocations.allocated)} since start`, "", "rate"),
+    tile("Allocations / s", fmtNum(minuteRate()), `last minute · now ${fmtNum(m.allocationsPerSecond)}/s · ${fmtNum(s.allocations.allocated)} in all`, "", "rate"),
     tile("Failures", fmtNum(m.failuresLastMinute), "allocation failures, last minute", m.failuresLastMinute ? "warn" : "", "failures"),
     tile("Players waiting", m.waitingPlayers === null ? "–" : fmtNum(m.waitingPlayers), m.timeToMatchP95 === null ? "time to match p95 –" : `time to match p95 ${fmtSec(m.timeToMatchP95)}`, "", "waiting"),
   );
@@ -148,7 +160,7 @@ function renderAllocations(s) {
   lineChart($("alloc-chart"), [
     { points: history.map((p) => [p.t, p.allocationsPerSecond]), color: COLORS.rate },
     { points: history.map((p) => [p.t, p.failuresPerSecond]), color: COLORS.failures, width: 1.5 },
-  ], { step: false });
+  ], { bars: true });
   const body = $("failures").tBodies[0];
   if (!s.failures.length) body.replaceChildren(el("tr", {}, el("td", { colspan: 3, class: "muted", text: "no failed allocations" })));
   else body.replaceChildren(...s.failures.map((f) => el("tr", { "data-reason": f.reason },
