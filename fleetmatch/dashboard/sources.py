@@ -77,11 +77,12 @@ class RegistryMetrics:
         self._registry = registry
 
     async def samples(self) -> list[Sample]:
+        only = self._registry.restricted_registry([ALLOCATION_RESULTS])  # not every histogram, every second
         return [
             Sample(s.name, s.labels, s.value)
-            for family in self._registry.collect()
-            if family.name + "_total" == ALLOCATION_RESULTS
+            for family in only.collect()
             for s in family.samples
+            if s.name == ALLOCATION_RESULTS
         ]
 
 

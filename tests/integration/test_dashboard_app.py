@@ -127,3 +127,21 @@ async def test_the_stream_sends_a_snapshot_then_coalesced_updates_of_store_chang
     while metrics.CLIENTS._value.get() != 0:  # the server notices the browser left
         assert time.monotonic() < deadline, "the stream's client was never let go"
         await asyncio.sleep(0.05)
+
+
+async def test_standalone_reads_allocation_counters_from_a_scraped_metrics_endpoint() -> None:
+    from allocator.metrics import ALLOCATIONS
+    from fleetmatch.dashboard.sources import ScrapedMetrics, SourceError
+    from fleetmatch.dashboard.views import allocation_counts
+    from fleetmatch.http import metrics_site
+
+    async with metrics_site(0) as url, aiohttp.ClientSession() as session:
+        base = allocation_counts(await ScrapedMetrics(session, url).samples()).failures.get("Contention", 0.0)
+        ALLOCATIONS.labels("Contention").inc(2)
+        counts = allocation_counts(await ScrapedMetrics(session, url).samples())
+        assert counts.failures["Contention"] == base + 2
+        with pytest.raises(SourceError, match="answered 404"):
+            await ScrapedMetrics(session, url.replace("/metrics", "/nothing")).samples()
+    with pytest.raises(SourceError, match="did not answer"):
+        async with aiohttp.ClientSession() as session:
+            await ScrapedMetrics(session, url).samples()  # the site is gone
