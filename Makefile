@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up observe prometheus test lint typecheck unit bench proto image chart clean
+.PHONY: up observe prometheus chromium test lint typecheck unit bench proto image chart clean
 
 # Two installs into one venv, each redone when pyproject.toml changes: the runtime (what `make up`
 # needs: fleetmatch and its dependencies) and, on top, the dev toolchain (pytest, mypy, ruff,
@@ -45,11 +45,18 @@ prometheus:
 		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends prometheus; }; \
 		{ $(SUDO) systemctl disable --now prometheus || $(SUDO) service prometheus stop; } >/dev/null 2>&1 || true; }
 
+# Debian's chromium for tests/dashboard, when missing: Playwright (a dev dependency from PyPI) drives it
+# by path; Playwright's own browser download is never used.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+		$(SUDO) apt-get install -y -q --no-install-recommends chromium >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium; }; }
+
 ## make test: lint, types, import layers, then every test. Non-zero on any failure.
 # Two workers, a test module each at a time (module-scoped stacks are started once); game ports never
 # clash across workers: the node agent skips ports another process holds. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
-test: $(DEV) $(COMPAT) prometheus lint typecheck
+test: $(DEV) $(COMPAT) prometheus chromium lint typecheck
 	@$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 

@@ -40,6 +40,10 @@ variable                       meaning                                          
 ``FLEETMATCH_ALLOCATOR_URL``   the allocation API a director calls                          ``up``'s own
 ``FLEETMATCH_TICKET_LEASE_SECONDS``  a dead director's claimed tickets return after this       ``15``
 ``FLEETMATCH_TICKETS_REDIS_URL``  tickets elsewhere (``redis+cluster://node:port``)            the main Redis
+``FLEETMATCH_DASHBOARD_HOST`` / ``_PORT``  where the web dashboard listens (as above)     ``127.0.0.1`` / ``9170``
+``FLEETMATCH_DASHBOARD_MATCHMAKER_URL``  ticket API whose queues ``fleetmatch dashboard`` shows  none (``up``: its own)
+``FLEETMATCH_DASHBOARD_API_KEY``  API key it reads them with (else the first ``FLEETMATCH_API_KEYS`` key)  none
+``FLEETMATCH_DASHBOARD_METRICS_URL``  ``/metrics`` it reads allocation rates from           none (``up``: in-process)
 ``FLEETMATCH_BACKEND``         where GameServers, Fleets and autoscalers live: ``redis`` or ``kubernetes``  ``redis``
 ``FLEETMATCH_KUBE_SERVER``     Kubernetes API URL without credentials (``kubectl proxy``)  none
 ``FLEETMATCH_KUBE_IN_CLUSTER`` ``true``: the Pod's service account; ``false``: a kubeconfig  in a Pod: ``true``
@@ -294,6 +298,27 @@ class MatchmakerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    """The web dashboard (``fleetmatch.dashboard``): served by ``up`` and by ``fleetmatch dashboard``."""
+
+    host: str = "127.0.0.1"
+    port: int = 9170
+    port_source: str = ""
+    """As ``AllocatorSettings.port_source``: ``FLEETMATCH_DASHBOARD_PORT`` if set."""
+    matchmaker_url: str | None = None
+    """The ticket API whose ``GET /v1/queues`` feeds the queues panel; ``up`` passes its own."""
+    api_key: str | None = None
+    """An API key that ticket API accepts (operators' views need one); None: the first of
+    ``MatchmakerSettings.api_keys``. ``up`` passes its operator key."""
+    metrics_url: str | None = None
+    """A ``/metrics`` to read allocation counters from (standalone); ``up`` reads its own registry."""
+    push_interval: float = 0.5
+    """Shortest time between two pushes to the browsers: a burst of changes becomes one snapshot."""
+    history_seconds: int = 600
+    """Seconds of per-fleet history (one sample a second) the charts show."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     namespace: str = "default"
     data_dir: Path = field(default_factory=lambda: default_data_dir(os.environ))
@@ -302,6 +327,7 @@ class Settings:
     sdk: SdkSettings = SdkSettings()
     allocator: AllocatorSettings = AllocatorSettings()
     matchmaker: MatchmakerSettings = MatchmakerSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     backend: str = "redis"
     """Where GameServers, Fleets and FleetAutoscalers live: ``redis``, ``kubernetes`` or ``memory``
     (this process only, nothing persisted)."""
@@ -387,6 +413,14 @@ class Settings:
                 player_token_audience=get("FLEETMATCH_PLAYER_TOKEN_AUDIENCE", _audience, DEFAULT_PLAYER_TOKEN_AUDIENCE),
                 tls_cert=get(TLS_CERT_VAR, _readable_file, None),
                 tls_key=get(TLS_KEY_VAR, _readable_file, None),
+            ),
+            dashboard=DashboardSettings(
+                host=get("FLEETMATCH_DASHBOARD_HOST", str, "127.0.0.1"),
+                port=get("FLEETMATCH_DASHBOARD_PORT", _port, 9170),
+                port_source=source("FLEETMATCH_DASHBOARD_PORT"),
+                matchmaker_url=env.get("FLEETMATCH_DASHBOARD_MATCHMAKER_URL") or None,
+                api_key=env.get("FLEETMATCH_DASHBOARD_API_KEY") or None,
+                metrics_url=env.get("FLEETMATCH_DASHBOARD_METRICS_URL") or None,
             ),
             backend=get("FLEETMATCH_BACKEND", _choice("redis", "kubernetes", "memory"), "redis"),
             kube=KubeSettings(

@@ -45,6 +45,8 @@ class StackInfo:
     get`` and ``cancel`` without ``--player``); empty in a file of an older stack."""
     player_token_audience: str = DEFAULT_PLAYER_TOKEN_AUDIENCE
     """The ``aud`` the stack's ticket API wants in player tokens (what the CLI and the load tester mint)."""
+    dashboard_url: str = ""
+    """The web dashboard (log in with ``allocator_token``); empty in a file of an older stack."""
 
     def write(self, data_dir: Path) -> None:
         """Atomically, readable by this user only (it holds the allocator token and the API key)."""

@@ -4,7 +4,7 @@ Settings come from the environment (``fleetmatch.settings``) and are overridden 
 command resolves them once and hands them down. Domain errors print one line and exit non-zero:
 no traceback for bad input. The group lives here; each command lives in the module named for what it
 operates (``components``, ``resources``, ``gameservers``, ``status``, ``completion``, ``allocation``,
-``tickets``; ``loadtest.command``) and is registered below with ``add_command``. ``group`` holds the
+``tickets``, ``dashboard``; ``loadtest.command``) and is registered below with ``add_command``. ``group`` holds the
 group's own behaviour: one error style, global options accepted after the subcommand.
 """
 
@@ -18,7 +18,17 @@ import click
 
 from fleetmatch import __version__
 from fleetmatch.backends.redis.client import CLUSTER_SCHEME
-from fleetmatch.cli import allocation, completion, components, gameservers, queues, resources, status, tickets
+from fleetmatch.cli import (
+    allocation,
+    completion,
+    components,
+    dashboard,
+    gameservers,
+    queues,
+    resources,
+    status,
+    tickets,
+)
 from fleetmatch.cli.group import FleetmatchGroup
 from fleetmatch.cli.options import REDIS_SCHEMES, check_redis_url
 from fleetmatch.errors import FleetmatchError
@@ -73,6 +83,7 @@ for command in (
     components.allocator_cmd,
     components.matchmaker_cmd,
     components.sidecar_cmd,
+    dashboard.dashboard_cmd,
     resources.apply_cmd,
     resources.fleet,
     resources.autoscaler,

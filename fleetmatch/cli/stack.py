@@ -29,6 +29,7 @@ from fleetmatch.backends import open_backend
 from fleetmatch.backends.redis.client import connect_any
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
 from fleetmatch.cli.upstart import apply_at_start
+from fleetmatch.dashboard import dashboard
 from fleetmatch.errors import FleetmatchError
 from fleetmatch.http import metrics_site
 from fleetmatch.models import Fleet, FleetAutoscaler, GameServer, GameServerState
@@ -91,7 +92,7 @@ def summary(
     notes: Mapping[str, str] | None = None,
     observability: Observability | None = None,
 ) -> str:
-    """The banner. ``notes``: per API (``metrics``, ``allocator``, ``matchmaker``), a ``port_note``."""
+    """The banner. ``notes``: per API (``metrics``, ``allocator``, ``matchmaker``, ``dashboard``), a ``port_note``."""
     note = dict(notes or {})
     tickets_note = note.get("matchmaker") or "   (player tokens: fleetmatch token --player p1)"
     rows = [
@@ -105,6 +106,10 @@ def summary(
         f"  allocator   {info.allocator_url}/v1/allocations{note.get('allocator', '')}",
         f"  token       {info.allocator_token}   (also in {info.data_dir}/{STACK_FILE})",
         f"  matchmaker  {info.matchmaker_url}/v1/tickets{tickets_note}",
+    ]
+    if info.dashboard_url:  # the token in the link: one click logs in (it becomes a cookie, then leaves the URL)
+        rows.append(f"  dashboard   {info.dashboard_url}?token={info.allocator_token}{note.get('dashboard', '')}")
+    rows += [
         f"  namespace   {info.namespace}   node {info.node}   data {info.data_dir}",
     ]
     if fleet is not None:
@@ -191,6 +196,16 @@ async def run_stack(
                     metrics=False,
                 )
             )
+            board = await services.enter_async_context(
+                dashboard(  # the process's informers and registry; queues through the operator key, as the CLI
+                    backend,
+                    replace(settings.dashboard, matchmaker_url=matchmaker.url, api_key=operator_key),
+                    [token, operator_key],
+                    local_metrics=True,
+                    node_lease=settings.node.lease_seconds,
+                    fallback_port=True,
+                )
+            )
             # Started last, stopped first (reverse order): stop replacing servers, then stop them.
             services.push_async_callback(cancel_and_wait, supervised(f"nodeagent[{settings.node.name}]", agent.run))
             controller = FleetController(backend)
@@ -215,12 +230,14 @@ async def run_stack(
                 data_dir=str(data_dir),
                 pid=os.getpid(),
                 prometheus_url=watching.url if watching else None,
+                dashboard_url=board.url,
             )
             info.write(data_dir)
             notes = {
                 "metrics": port_note(settings.metrics_port, metrics_url),
                 "allocator": port_note(settings.allocator.port, allocator.url),
                 "matchmaker": port_note(settings.matchmaker.port, matchmaker.url),
+                "dashboard": port_note(settings.dashboard.port, board.url),
             }
             services.callback(remove_stack_file, data_dir)
             if fleets:

@@ -87,6 +87,11 @@ async def gather(settings: Settings, info: StackInfo) -> list[Check]:
             readyz(session, "metrics", info.metrics_url.removesuffix("/metrics")),
             readyz(session, "allocator", info.allocator_url),
             readyz(session, "matchmaker", info.matchmaker_url),
+            *(
+                [readyz(session, "dashboard", info.dashboard_url.removesuffix("/dashboard/"))]
+                if info.dashboard_url
+                else []
+            ),
         )
     return [*checks, *probes, *await store_checks(settings, info)]
 

@@ -624,3 +624,35 @@ def test_notes_say_how_players_reach_the_ticket_api() -> None:
     exposed = notes("exposed")
     assert "through the Ingress: https://play.example.com/" in exposed
     assert "alloc.example.com" not in exposed  # the allocator's path is not the ticket API
+
+def test_dashboard_component() -> None:
+    docs = render("existing-secrets")  # game servers in their own namespace
+    c = container(docs, "dashboard")
+    assert c["args"] == ["dashboard"]
+    e = env(c)
+    assert e["FLEETMATCH_DASHBOARD_PORT"] == "9170" and e["FLEETMATCH_DASHBOARD_HOST"] == "0.0.0.0"
+    # its queues come from the ticket API's Service, its allocation counters from the allocator's
+    frontend = find(docs, "Service", f"{FULL}-matchmaker")["spec"]["ports"][0]["port"]
+    assert e["FLEETMATCH_DASHBOARD_MATCHMAKER_URL"] == f"http://{FULL}-matchmaker.{NAMESPACE}.svc:{frontend}"
+    assert e["FLEETMATCH_DASHBOARD_METRICS_URL"] == f"http://{FULL}-allocator.{NAMESPACE}.svc:9180/metrics"
+    assert e["FLEETMATCH_ALLOCATOR_TOKEN"] == {"secretKeyRef": {"name": "my-secrets", "key": "allocator-token"}}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # read-only, in the game servers' namespace
+    assert grants(docs, f"{FULL}-dashboard") == {
+        *((res, verb) for res in ("gameservers", "fleets", "fleetautoscalers") for verb in ("get", "list", "watch")),
+        ("events", "list"),
+    }
+    assert find(docs, "Role", f"{FULL}-dashboard")["metadata"]["namespace"] == "gameservers"
+    assert find(docs, "Service", f"{FULL}-dashboard")["spec"]["ports"][0]["port"] == 9170
+
+
+def test_dashboard_can_be_turned_off_and_leaves_no_trace() -> None:
+    manifests = chart().render({"dashboard": {"enabled": False}}, name=RELEASE, namespace=NAMESPACE)
+    docs = [
+        d for path, text in manifests.items() if not path.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d
+    ]
+    assert not [d for d in docs if "dashboard" in d["metadata"]["name"]]
+
+
+def test_dashboard_reads_no_https_allocator_it_cannot_verify() -> None:
+    assert "FLEETMATCH_DASHBOARD_METRICS_URL" not in env(container(render("tls"), "dashboard"))

@@ -2,7 +2,7 @@
 
 What the test changes in a command before bash runs it, and why:
 
-- The documented default addresses (allocator 9180, matchmaker 9190, metrics 9100, a game server
+- The documented default addresses (allocator 9180, matchmaker 9190, metrics 9100, dashboard 9170, a game server
   at 127.0.0.1 7000) become this stack's: the machine's real defaults may be taken.
 - Placeholders (``<ticket-id>``, ``<gameserver>``) become values of the running stack or of an
   earlier command of the same document (``PLACEHOLDERS``); an unknown one is a failure.
@@ -76,6 +76,7 @@ class DocRun:
             (r"http://127\.0\.0\.1:9180", lambda: info["allocator_url"]),
             (r"http://127\.0\.0\.1:9190", lambda: info["matchmaker_url"]),
             (r"http://127\.0\.0\.1:9100", lambda: info["metrics_url"].removesuffix("/metrics")),
+            (r"http://127\.0\.0\.1:9170", lambda: info["dashboard_url"].removesuffix("/dashboard/")),
             (r"127\.0\.0\.1 7000\b", lambda: "{} {}".format(*self.stack.ready_servers()[0])),
         ]
         for pattern, value in addresses:

@@ -22,6 +22,7 @@ STACK_ENV = {
     "FLEETMATCH_METRICS_PORT": "0",
     "FLEETMATCH_ALLOCATOR_PORT": "0",
     "FLEETMATCH_MATCHMAKER_PORT": "0",
+    "FLEETMATCH_DASHBOARD_PORT": "0",
     "FLEETMATCH_PORT_RANGE": "7300-7399",
     # The docs' example fleets ask for up to 20 servers: the rest wait in Creating, as documented.
     "FLEETMATCH_MAX_SERVERS": "16",

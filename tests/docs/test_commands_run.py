@@ -99,6 +99,11 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "file://$PWD/loadtest-results/<run>/report.html",
     ): "redraws the docs' screenshot from a finished run's report (a maintainer's step, not a user's)",
     ("docs/load-testing.md", "fleetmatch up -f loadtest/scenarios/launch-day-fleet.yaml"): _FOREVER,
+    ("docs/dashboard.md", "kubectl port-forward -n fleetmatch svc/fm-fleetmatch-dashboard 9170"): _CLUSTER,
+    ("docs/dashboard.md", ".venv/bin/python -m tests.dashboard.screenshot"): (
+        "redraws the docs' screenshot from a second stack and a browser (a maintainer's step, not a user's); "
+        "tests/dashboard/test_browser.py checks the page"
+    ),
     ("docs/load-testing.md", "fleetmatch loadtest --scenario launch-day --players 2000"): (
         "a four-minute run against the 60-server launch-day fleet"
     ),

@@ -22,6 +22,7 @@ from tests.faults.world import launch_up
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 DEFAULT_ALLOCATOR_PORT = 9180
+DEFAULT_DASHBOARD_PORT = 9170
 
 
 @contextlib.contextmanager
@@ -44,13 +45,14 @@ def busy_port(port: int = 0) -> Iterator[int]:
         ("FLEETMATCH_ALLOCATOR_PORT", None),
         ("FLEETMATCH_MATCHMAKER_PORT", None),
         ("FLEETMATCH_METRICS_PORT", None),
+        ("FLEETMATCH_DASHBOARD_PORT", None),
         ("--metrics-port", "--metrics-port"),
     ],
 )
 def test_a_busy_port_the_user_chose_is_an_error_naming_it(tmp_path: Path, setting: str, flag: str | None) -> None:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update({"FLEETMATCH_PORT_RANGE": "7620-7649", "FLEETMATCH_METRICS_PORT": "0"})
-    env.update({"FLEETMATCH_ALLOCATOR_PORT": "0", "FLEETMATCH_MATCHMAKER_PORT": "0"})
+    env.update({"FLEETMATCH_ALLOCATOR_PORT": "0", "FLEETMATCH_MATCHMAKER_PORT": "0", "FLEETMATCH_DASHBOARD_PORT": "0"})
     with busy_port() as port:
         args = ["up", flag, str(port)] if flag else ["up"]
         if not flag:
@@ -65,9 +67,9 @@ def test_a_busy_port_the_user_chose_is_an_error_naming_it(tmp_path: Path, settin
 
 def test_a_busy_default_port_is_replaced_and_the_banner_says_so(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    with busy_port(DEFAULT_ALLOCATOR_PORT):
-        # Unset (empty): the allocator's default port; the others anywhere, as always in tests.
-        proc = launch_up(data_dir, "7620-7649", FLEETMATCH_ALLOCATOR_PORT="")
+    with busy_port(DEFAULT_ALLOCATOR_PORT), busy_port(DEFAULT_DASHBOARD_PORT):
+        # Unset (empty): the allocator's and dashboard's default ports; the others anywhere, as always in tests.
+        proc = launch_up(data_dir, "7620-7649", FLEETMATCH_ALLOCATOR_PORT="", FLEETMATCH_DASHBOARD_PORT="")
         try:
             banner = wait_for_line(proc, "Ctrl-C", timeout=120)
         finally:
@@ -86,5 +88,8 @@ def test_a_busy_default_port_is_replaced_and_the_banner_says_so(tmp_path: Path) 
     assert line.endswith(f"(port {DEFAULT_ALLOCATOR_PORT} was busy: took {took})")
     [matchmaker] = [line for line in banner if line.startswith("  matchmaker ")]
     assert "was busy" not in matchmaker  # port 0: any port was asked for, nothing was replaced
+    [dashboard] = [line for line in banner if line.startswith("  dashboard ")]
+    took = urlsplit(dashboard.split()[1]).port
+    assert took is not None and dashboard.endswith(f"(port {DEFAULT_DASHBOARD_PORT} was busy: took {took})")
     assert proc.returncode == 0
     assert not (data_dir / "stack.json").exists()

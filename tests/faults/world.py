@@ -117,6 +117,7 @@ def launch_up(
             "FLEETMATCH_METRICS_PORT": "0",
             "FLEETMATCH_ALLOCATOR_PORT": "0",
             "FLEETMATCH_MATCHMAKER_PORT": "0",
+            "FLEETMATCH_DASHBOARD_PORT": "0",
             "PYTHONUNBUFFERED": "1",
             **env,
         }

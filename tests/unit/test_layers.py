@@ -7,7 +7,13 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-OUTSIDE_THE_KERNEL = {"fleetmatch.cli", "fleetmatch.backends", "fleetmatch.entry", "fleetmatch.__main__"}
+OUTSIDE_THE_KERNEL = {
+    "fleetmatch.cli",
+    "fleetmatch.backends",
+    "fleetmatch.dashboard",
+    "fleetmatch.entry",
+    "fleetmatch.__main__",
+}
 
 
 def _kernel_modules() -> set[str]:
