@@ -85,6 +85,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     },
     # Scheduling, autoscaling and identity settings on every component; TLS from cert-manager.
     "production": {
+        "dashboard": PLACEMENT,
         "controller": {**PLACEMENT, "serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "c@p.iam"}}},
         "allocator": {
             **PLACEMENT,
@@ -589,7 +590,7 @@ def test_no_hpa_by_default() -> None:
 def test_pod_settings_reach_every_workload() -> None:
     docs = render("production")
     workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
-    assert len(workloads) == 5
+    assert len(workloads) == 6
     for workload in workloads:
         name = workload["metadata"]["name"]
         template = workload["spec"]["template"]
@@ -624,6 +625,7 @@ def test_notes_say_how_players_reach_the_ticket_api() -> None:
     exposed = notes("exposed")
     assert "through the Ingress: https://play.example.com/" in exposed
     assert "alloc.example.com" not in exposed  # the allocator's path is not the ticket API
+
 
 def test_dashboard_component() -> None:
     docs = render("existing-secrets")  # game servers in their own namespace
