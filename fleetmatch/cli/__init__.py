@@ -18,7 +18,17 @@ import click
 
 from fleetmatch import __version__
 from fleetmatch.backends.redis.client import CLUSTER_SCHEME
-from fleetmatch.cli import allocation, completion, components, gameservers, queues, resources, status, tickets
+from fleetmatch.cli import (
+    allocation,
+    completion,
+    components,
+    gameservers,
+    queues,
+    ratings,
+    resources,
+    status,
+    tickets,
+)
 from fleetmatch.cli.group import FleetmatchGroup
 from fleetmatch.cli.options import REDIS_SCHEMES, check_redis_url
 from fleetmatch.errors import FleetmatchError
@@ -84,6 +94,8 @@ for command in (
     tickets.token_cmd,
     tickets.ticket,
     queues.queue,
+    ratings.match,
+    ratings.rating,
     loadtest_cmd,
 ):
     cli.add_command(command)

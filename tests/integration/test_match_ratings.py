@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,6 +21,7 @@ from aiohttp import web
 
 from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.settings import MatchmakerSettings
+from fleetmatch.stackfile import StackInfo
 from matchmaker.api import app_runner, build_app
 from matchmaker.director import Director
 from matchmaker.matching import find_matches
@@ -29,6 +33,7 @@ from matchmaker.rules import parse_queues
 from matchmaker.tickets import RedisTicketStore
 from tests.integration.test_director_allocation import TOKEN, StubAllocator
 from tests.integration.test_ticket_api import KEY, SECRET, token
+from tests.integration.test_ticket_cli import fleetmatch
 
 RANKED_YAML = """
 kind: Queue
@@ -206,3 +211,32 @@ async def test_the_match_record_expires(redis_client: aioredis.Redis) -> None:
     assert 0 < ttl <= 60
     record = await ratings.match("m-1")
     assert record.teams == (("a",), ("b",)) and abs(record.at - time.time()) < 60
+
+
+async def test_the_cli_posts_a_result_and_reads_a_rating(stack: Stack, tmp_path: Path) -> None:
+    StackInfo(
+        redis_url="",
+        metrics_url="",
+        allocator_url="",
+        allocator_token="",
+        matchmaker_url=stack.url,
+        player_token_secret=SECRET,
+        namespace="default",
+        node="local",
+        data_dir=str(tmp_path),
+        pid=os.getpid(),
+        operator_api_key=KEY,
+    ).write(tmp_path)
+    match_id, teams = await stack.match("jo", "kim")
+    ranks = ["--rank", "1", "--rank", "2"] if teams["jo"] == 0 else ["--rank", "2", "--rank", "1"]
+    code, out, err = await fleetmatch(tmp_path, "match", "result", match_id, *ranks, "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["replayed"] is False
+    code, out, err = await fleetmatch(tmp_path, "match", "result", match_id, *ranks)
+    assert code == 0 and "rated before" in err, err
+    assert out.splitlines()[0].split() == ["PLAYER", "TEAM", "BEFORE", "AFTER"]
+    code, out, err = await fleetmatch(tmp_path, "rating", "get", "jo", "--queue", "ranked", "-o", "json")
+    assert code == 0, err
+    assert json.loads(out) == await stack.rating("jo") and json.loads(out)["mu"] > DEFAULT_MU
+    code, out, err = await fleetmatch(tmp_path, "match", "result", "nope", "--rank", "1", "--rank", "2")
+    assert code == 1 and err.startswith("error: 404"), err
