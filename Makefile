@@ -76,6 +76,7 @@ bench: $(DEV)
 	$(BIN)/python -m loadtest.bench_match
 	$(BIN)/python -m loadtest.bench_sidecar
 	$(BIN)/python -m loadtest.bench_faults
+	$(BIN)/python -m loadtest.bench_ratings
 
 ## make proto: regenerate the gRPC SDK's Python stubs (sdk_sidecar/grpc_gen) from sdk_sidecar/protos.
 ## The generated files are committed; run this after editing a .proto, then commit both.

@@ -56,6 +56,8 @@ from matchmaker.metrics import API_REQUESTS, LEGACY_PLAYER_TOKENS, TICKETS
 from matchmaker.models import Ticket, TicketRequest, TicketState, new_ticket_id, queue_of
 from matchmaker.openapi import OPENAPI
 from matchmaker.push import OPEN, Hub
+from matchmaker.ratingstore import RatingStore, rating_store_for, with_stored_ratings
+from matchmaker.results import ResultsApi, add_routes
 from matchmaker.store import TicketStore
 from matchmaker.views import OperatorViews, ticket_json
 
@@ -126,8 +128,10 @@ class TicketApi:
         *,
         clock: Callable[[], float] = time.time,
         keepalive_seconds: float = KEEPALIVE_SECONDS,
+        ratings: RatingStore | None = None,
     ) -> None:
         self.store, self.queues, self.settings, self.hub = store, queues, settings, hub
+        self.ratings = ratings
         self.auth = Authenticator(
             settings.token_secret,
             settings.api_keys,
@@ -218,6 +222,7 @@ class TicketApi:
             known = ", ".join(sorted(self.queues)) or "none"
             raise ValidationError("queue", f"unknown queue {name!r}; queues served here: {known}")
         principal.check_may_open(ticket_request.players)
+        ticket_request = await with_stored_ratings(self.ratings, ticket_request, queue, principal)
         queue.check_ticket(ticket_request)
         now = self.clock()
         ticket = Ticket(
@@ -434,12 +439,15 @@ def build_app(
     keepalive_seconds: float = KEEPALIVE_SECONDS,
     probes: Probes | None = None,
     metrics: bool = True,
+    ratings: RatingStore | None = None,
 ) -> web.Application:
     """The ticket API over ``store`` for ``queues``. Shutting the app down closes ``hub``, which
     ends every stream and long-poll at once (clients reconnect to another frontend). ``probes``:
     what ``/readyz`` and ``/healthz`` report (default: nothing checked, always ready). ``metrics``:
-    serve ``/metrics`` (not where another site of the process already serves the registry)."""
-    api = TicketApi(store, queues, settings, hub, clock=clock, keepalive_seconds=keepalive_seconds)
+    serve ``/metrics`` (not where another site of the process already serves the registry).
+    ``ratings``: where match results and ratings live (default: beside the tickets, on Redis)."""
+    ratings = ratings if ratings is not None else rating_store_for(store)
+    api = TicketApi(store, queues, settings, hub, clock=clock, keepalive_seconds=keepalive_seconds, ratings=ratings)
     app = web.Application(
         middlewares=[errors_middleware(observe=api.counters.answered)], client_max_size=settings.max_body_bytes
     )
@@ -458,6 +466,7 @@ def build_app(
     views = OperatorViews(store, queues, api.principal, clock=clock)
     app.router.add_get("/v1/tickets", views.list_tickets)
     app.router.add_get("/v1/queues", views.list_queues)
+    add_routes(app, ResultsApi(ratings, queues, api.principal))
     add_probe_routes(app, probes or Probes())
     if metrics:
         add_metrics_routes(app)

@@ -28,6 +28,7 @@ from matchmaker.director import Director, Matcher, Releasing
 from matchmaker.functions import MatchFunction, match_function
 from matchmaker.models import Proposal, Ticket
 from matchmaker.push import Hub
+from matchmaker.ratingstore import rating_store_for
 from matchmaker.rules import Queue
 from matchmaker.store import TicketStore
 
@@ -99,6 +100,7 @@ async def serve_matchmaker(
         probes.add("tickets", store.ping)
         service.probes = probes
         await stack.enter_async_context(running_probes(probes))
+        ratings = rating_store_for(store)
         if directors:
             match = matchers(queues)
             client = AllocatorClient(allocator_url, allocator_token)
@@ -112,13 +114,14 @@ async def serve_matchmaker(
                     client,
                     lease_seconds=settings.lease_seconds,
                     releaser=releaser or client,
+                    matches=ratings if queue.spec.rating_rule is not None else None,
                 )
                 service.directors[name] = director
                 tasks.append(supervised(f"director[{name}]", director.run))
             stack.push_async_callback(cancel_and_wait, *tasks)
         if api:
             hub = Hub(store)
-            app = build_app(store, queues, settings, hub=hub, probes=probes, metrics=metrics)
+            app = build_app(store, queues, settings, hub=hub, probes=probes, metrics=metrics, ratings=ratings)
             runner = app_runner(app)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)

@@ -138,6 +138,12 @@ class QueueLike(Protocol):
     def allocation_spec(self, region: str) -> GameServerAllocationSpec: ...
 
 
+class MatchRecorder(Protocol):
+    """Where assigned matches are remembered, so their results can be posted (``matchmaker.ratingstore``)."""
+
+    async def record_match(self, queue: str, match_id: str, teams: Sequence[Sequence[str]]) -> None: ...
+
+
 Matcher = Callable[[Sequence[Ticket], float], list[Proposal]]
 """The queue's match function bound to its queue: a pool snapshot and ``now`` in, proposals out."""
 
@@ -178,9 +184,12 @@ class Director:
         concurrency: int = 32,
         clock: Callable[[], float] = time.time,
         releaser: Releasing | None = None,
+        matches: MatchRecorder | None = None,
     ) -> None:
         """``releaser``: how servers of abandoned matches go back (None: they are left to their
-        game's own join timeout, and no orphan is listed)."""
+        game's own join timeout, and no orphan is listed). ``matches``: where assigned matches are
+        recorded for their results (a queue with a rating rule)."""
+        self.matches = matches
         self.store = store
         self.queue = queue
         self.match = match
@@ -387,7 +396,26 @@ class Director:
         metrics.MATCH_LONGEST_WAIT.labels(queue=name).observe(quality.longest_wait_seconds)
         if quality.worst_latency_ms is not None:
             metrics.MATCH_WORST_LATENCY.labels(queue=name).observe(quality.worst_latency_ms / 1000)
+        if quality.draw_probability is not None:
+            metrics.MATCH_DRAW_PROBABILITY.labels(queue=name).observe(quality.draw_probability)
+        if self.matches is not None:
+            await self._record(match_id, proposal, tickets)
         return "matched"
+
+    async def _record(self, match_id: str, proposal: Proposal, tickets: Mapping[str, Ticket]) -> None:
+        """Remember the match for its result; a failure costs only the ratings of this match."""
+        assert self.matches is not None
+        teams = [[p.id for tid in team for p in tickets[tid].players] for team in proposal.teams]
+        try:
+            await self.matches.record_match(self.queue.name, match_id, teams)
+        except StoreError as exc:
+            raise_if_cancelling()
+            log.warning(
+                "match %s is played, but its result cannot be posted: recording it failed: %s",
+                match_id,
+                exc,
+                extra={**self._ids, "match_id": match_id},
+            )
 
     def _back_off(self) -> None:
         """No room (or the allocator failed): the next passes wait longer, doubling up to ``MAX_BACKOFF``."""

@@ -13,6 +13,8 @@ FleetmatchError
     │   (also a ValidationError)   the queue (as many as allowed)                field and that ticket
     ├── OperatorsOnlyError         a player token asked for an operator's     -> 403 Forbidden
     │                              view (queue statistics, ticket lists)
+    ├── ResultConflictError        a different result was already applied to  -> 409 ResultConflict
+    │                              the match (the same one is answered again)
     ├── RateLimitedError           the client sends too fast                  -> 429 RateLimited, Retry-After
     └── TooManyStreamsError        the client follows too many tickets at     -> 429 TooManyStreams, Retry-After
                                    once (SSE, WebSocket, long-poll)
@@ -77,6 +79,18 @@ class AlreadyQueuedError(MatchmakerError, ValidationError):
     def without_ticket_id(self) -> AlreadyQueuedError:
         """The same refusal for a caller who may not learn the ticket's id."""
         return AlreadyQueuedError(self.field, self.player, self.queue, "", self.limit)
+
+
+class ResultConflictError(MatchmakerError):
+    """A match's result was applied already, and this one differs: ratings move once per match
+    (posting the same result again is answered with the first answer, not this)."""
+
+    http_status = 409
+    http_code = "ResultConflict"
+
+    def __init__(self, match_id: str) -> None:
+        self.match_id = match_id
+        super().__init__(f"match {match_id} already has a different result; ratings move once per match")
 
 
 class RateLimitedError(MatchmakerError):

@@ -31,6 +31,8 @@ One tick, ``find_matches(pool, queue, now)``:
    the team with the lowest sum that has room (an exact packing if that greedy cannot fit them),
    then swaps of equal-size tickets between the strongest and the weakest team while that narrows
    the gap.
+   With a rating rule, ``matchmaker.ratings.balance`` then picks the split whose predicted win
+   probability is closest to even, and the predicted draw probability is the match's quality.
 7. **Region**: of the regions every ticket of the match can use within the window, the one with the
    lowest worst latency (ties: by name).
 
@@ -51,6 +53,7 @@ import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from matchmaker import ratings
 from matchmaker.models import MatchQuality, Player, Proposal, Ticket, TicketState
 from matchmaker.rules import PartyAggregation, Queue, Rule
 
@@ -169,6 +172,7 @@ class _Tick:
         self.equal: tuple[Rule, ...] = spec.equal_rules
         self.latency: Rule | None = spec.latency_rule
         self.balance = spec.balance_by
+        self.rating: Rule | None = spec.rating_rule
         self.scan = max(MIN_SCAN, SCAN_PER_PLAYER * self.count * self.max_size)
         self.windows = [_window_function(rule) for rule in self.distance]
         self.latency_window = _window_function(self.latency) if self.latency is not None else _no_window
@@ -486,6 +490,9 @@ class _Tick:
                 if worst is None or (highest, here) < (worst, region):
                     region, worst = here, highest
         teams, sums = self._teams(chosen, size)
+        prediction = None
+        if self.rating is not None:
+            teams, sums, prediction = self._rated(teams, size)
         ticket_id = self.live.__getitem__
         return Proposal(
             teams=tuple([tuple(map(_BY_ID, map(ticket_id, team))) for team in teams]),
@@ -494,6 +501,8 @@ class _Tick:
                 skill_spread=(max(sums) - min(sums)) / size if self.balance and len(sums) > 1 else 0.0,
                 worst_latency_ms=worst,
                 longest_wait_seconds=max(0.0, self.now - min(map(_BY_ENQUEUED, tickets))),
+                draw_probability=prediction.draw if prediction is not None else None,
+                win_probabilities=prediction.win if prediction is not None else (),
             ),
         )
 
@@ -525,6 +534,16 @@ class _Tick:
         for members in teams:
             members.sort()
         return teams, [sum(map(strength.__getitem__, members)) for members in teams]
+
+    def _rated(self, teams: list[list[int]], size: int) -> tuple[list[list[int]], list[float], ratings.Prediction]:
+        """The rating rule's teams (even predicted win probability) and their strength sums."""
+        assert self.rating is not None
+        members = [t for team in teams for t in team]
+        where = {t: i for i, t in enumerate(members)}
+        parties = [ratings.party_ratings(self.live[t].players, self.rating.attribute) for t in members]
+        split, prediction = ratings.balance(parties, [[where[t] for t in team] for team in teams], size)
+        teams = [sorted(members[i] for i in team) for team in split]
+        return teams, [sum(map(self.strength.__getitem__, team)) for team in teams], prediction
 
     def _packed_teams(self, order: list[int], size: int) -> list[list[int]]:
         placement = _pack([self.sizes[t] for t in order], self.count, size)

@@ -38,6 +38,17 @@ MATCH_LONGEST_WAIT = Histogram(
     ["queue"],
     buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
 )
+MATCH_DRAW_PROBABILITY = Histogram(
+    "fleetmatch_match_draw_probability",
+    "Predicted probability of a draw, per match of a queue with a rating rule: its quality (even teams score highest).",
+    ["queue"],
+    buckets=(0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8),
+)
+MATCH_RESULTS = Counter(
+    "fleetmatch_match_results_total",
+    "Match results posted, by queue and outcome: applied, replayed (the same result again), conflict.",
+    ["queue", "outcome"],
+)
 DIRECTOR_TICK_SECONDS = Histogram(
     "fleetmatch_director_tick_seconds",
     "One director pass over a queue: snapshot, match, claim, allocate, assign.",

@@ -163,6 +163,10 @@ class MatchQuality:
     worst_latency_ms: float | None = None
     """Highest latency of any player to the chosen region (None without a latency rule)."""
     longest_wait_seconds: float = 0.0
+    draw_probability: float | None = None
+    """Predicted probability of a draw (None without a rating rule): highest for even teams."""
+    win_probabilities: tuple[float, ...] = ()
+    """Per team, its predicted probability of winning (empty without a rating rule)."""
 
 
 @dataclass(frozen=True, slots=True)

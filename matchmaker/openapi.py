@@ -12,6 +12,7 @@ from typing import Any
 
 from fleetmatch.http import ERROR_SCHEMA
 from fleetmatch.probes import PROBE_PATHS
+from matchmaker import results
 from matchmaker.models import MAX_ATTRIBUTE, MAX_LATENCY_MS, MAX_PARTY, NAME_PATTERN, PLAYER_ID_PATTERN
 from matchmaker.stats import OLDEST, RECENT
 from matchmaker.store import OPERATOR_STATES
@@ -236,6 +237,7 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "Error": _ERROR,
+            **results.SCHEMAS,
         },
     },
     "security": [{"bearer": []}],
@@ -403,6 +405,7 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        **results.PATHS,
         **PROBE_PATHS,
         "/metrics": {
             "get": {"operationId": "metrics", "security": [], "responses": {"200": {"description": "Prometheus"}}}

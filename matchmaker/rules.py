@@ -17,6 +17,7 @@ A queue file holds one or more documents::
            widen: {steps: [{afterSeconds: 10, value: 10}, {afterSeconds: 30, value: 20}]}}
         - {name: ping, type: latency, maxLatencyMs: 80, regions: [eu, us], widen: {perSecond: 2, max: 200}}
         - {name: mode, type: equal, attribute: mode}
+        - {name: rating, type: rating, attribute: skill, maxDistance: 5, widen: {perSecond: 0.5, max: 15}}
       allocation:                      # the GameServerAllocationSpec requested for each match
         selectors: [{matchLabels: {agones.dev/fleet: arena, region: "{region}"}}]
 
@@ -35,6 +36,11 @@ What each part means (``matchmaker.matching`` implements it):
   unusable for the ticket. ``regions`` limits the regions considered (default: any reported). Of the
   regions every ticket can use, the match takes the one with the lowest worst latency.
 - **equal** rule: every player of the match has the same value of ``attribute`` (a word or a number).
+- **rating** rule (at most one): ``attribute`` is the player's OpenSkill rating, kept by the
+  matchmaker from match results (``matchmaker.ratings``): a ticket that omits it gets the stored one
+  (``attribute`` = mu, ``attribute.sigma`` = sigma). It works as a distance rule on mu, teams are
+  balanced to the split whose predicted win probability is closest to even, and the predicted draw
+  probability is the match's quality.
 - **widen**: the window grows with the seed's wait (the oldest ticket not yet matched, see
   ``matchmaker.matching``): ``perSecond`` + ``max`` gives ``min(max, base + perSecond * wait)``;
   ``steps`` gives the ``value`` of the last step whose ``afterSeconds <= wait`` (the base before the
@@ -63,6 +69,7 @@ from fleetmatch.errors import ValidationError
 from fleetmatch.models import ObjectMeta
 from fleetmatch.names import namespace_error
 from matchmaker.models import TicketRequest
+from matchmaker.ratings import SIGMA_SUFFIX
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -87,6 +94,7 @@ class RuleType(StrEnum):
     DISTANCE = "distance"
     LATENCY = "latency"
     EQUAL = "equal"
+    RATING = "rating"
 
 
 class PartyAggregation(StrEnum):
@@ -195,6 +203,7 @@ class Rule:
             RuleType.DISTANCE: ("attribute", "maxDistance"),
             RuleType.LATENCY: ("maxLatencyMs",),
             RuleType.EQUAL: ("attribute",),
+            RuleType.RATING: ("attribute", "maxDistance"),
         }[self.type]
         given = {
             "attribute": bool(self.attribute),
@@ -208,6 +217,7 @@ class Rule:
             RuleType.DISTANCE: {"attribute", "maxDistance", "widen", "partyAggregation"},
             RuleType.LATENCY: {"maxLatencyMs", "regions", "widen"},
             RuleType.EQUAL: {"attribute"},
+            RuleType.RATING: {"attribute", "maxDistance", "widen"},
         }[self.type]
         for wire, present in given.items():
             if wire in needs and not present:
@@ -290,6 +300,9 @@ class QueueSpec:
         latency = [i for i, r in enumerate(self.rules) if r.type is RuleType.LATENCY]
         if len(latency) > 1:
             raise ValidationError(f"rules[{latency[1]}]", "a queue has at most one latency rule")
+        rating = [i for i, r in enumerate(self.rules) if r.type is RuleType.RATING]
+        if len(rating) > 1:
+            raise ValidationError(f"rules[{rating[1]}]", "a queue has at most one rating rule")
         if self.balance_attribute and not _ATTRIBUTE.match(self.balance_attribute):
             raise ValidationError("balanceAttribute", f"{self.balance_attribute!r} is not a valid attribute name")
         if not 0 < self.ticket_ttl_seconds <= 86_400:
@@ -324,7 +337,12 @@ class QueueSpec:
 
     @property
     def distance_rules(self) -> tuple[Rule, ...]:
-        return tuple(r for r in self.rules if r.type is RuleType.DISTANCE)
+        """Windows on a number: distance rules, and a rating rule (on the players' mu)."""
+        return tuple(r for r in self.rules if r.type in (RuleType.DISTANCE, RuleType.RATING))
+
+    @property
+    def rating_rule(self) -> Rule | None:
+        return next((r for r in self.rules if r.type is RuleType.RATING), None)
 
     @property
     def equal_rules(self) -> tuple[Rule, ...]:
@@ -339,6 +357,8 @@ class QueueSpec:
         """The attribute teams are balanced on ("" for none)."""
         if self.balance_attribute:
             return self.balance_attribute
+        if self.rating_rule is not None:
+            return self.rating_rule.attribute
         return next((r.attribute for r in self.rules if r.type is RuleType.DISTANCE), "")
 
     def numeric_attributes(self) -> dict[str, str]:
@@ -456,6 +476,18 @@ class Queue:
         latency = spec.latency_rule
         if latency is not None:
             _check_latencies(players, latency)
+        rating = spec.rating_rule
+        if rating is not None:
+            _check_sigmas(players, rating)
+
+
+def _check_sigmas(players: Sequence[Player], rule: Rule) -> None:
+    """A rating's sigma, when a ticket gives one (``<attribute>.sigma``), is a positive number."""
+    sigma = rule.attribute + SIGMA_SUFFIX
+    for i, player in enumerate(players):
+        value = player.attributes.get(sigma)
+        if value is not None and not (_is_number(value) and 0 < float(value) <= 1e6):
+            raise ValidationError(f"players[{i}].attributes.{sigma}", f"must be a positive number, got {value!r}")
 
 
 def _check_latencies(players: Sequence[Player], rule: Rule) -> None:

@@ -232,6 +232,11 @@ class RedisTicketStore:
         """Per queue: ticket id (bytes, as Redis returns it) -> the ticket as queued. Bodies never
         change, so ``pool`` decodes each ticket once and then only fetches ids it has not seen."""
 
+    @property
+    def client(self) -> Client:
+        """The Redis client (``matchmaker.ratingstore`` keeps ratings beside the tickets)."""
+        return self._redis
+
     async def ping(self) -> None:
         try:
             await self._redis.ping()

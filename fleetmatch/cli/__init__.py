@@ -25,6 +25,7 @@ from fleetmatch.cli import (
     dashboard,
     gameservers,
     queues,
+    ratings,
     resources,
     status,
     tickets,
@@ -95,6 +96,8 @@ for command in (
     tickets.token_cmd,
     tickets.ticket,
     queues.queue,
+    ratings.match,
+    ratings.rating,
     loadtest_cmd,
 ):
     cli.add_command(command)

@@ -125,6 +125,16 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "fleetmatch matchmaker --no-directors",
         "fleetmatch matchmaker --no-api",
     ),
+    **_each(
+        ("docs/matchmaking.md",),
+        "needs a queue with a rating rule and a match played in it (the demo queues have none); "
+        "tests/integration/test_match_ratings.py runs this path, API and CLI",
+        'curl -s -H "Authorization: Bearer $KEY" -H \'Content-Type: application/json\' -d \'{"teams": [{"rank": 2}, '
+        '{"rank": 1}]}\' http://127.0.0.1:9190/v1/matches/<match-id>/result',
+        "curl -s -H \"Authorization: Bearer $KEY\" 'http://127.0.0.1:9190/v1/ratings/alice?queue=ranked'",
+        "fleetmatch match result <match-id> --rank 2 --rank 1",
+        "fleetmatch rating get alice --queue ranked",
+    ),
     (
         "docs/operating-fleets.md",
         "export REDIS_URL=redis://redis.internal:6379/0 FLEETMATCH_ALLOCATOR_TOKEN_FILE=/etc/fleetmatch/token",
