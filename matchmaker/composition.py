@@ -28,49 +28,56 @@ def slots_of(roles: Mapping[str, int]) -> list[str]:
     return [role for role, count in roles.items() for _ in range(count)]
 
 
-def assign_roles(offers: Sequence[RoleOffer], roles: Mapping[str, int], *, every_role: bool = False) -> list[str] | None:
+def assign_roles(
+    offers: Sequence[RoleOffer], roles: Mapping[str, int], *, every_role: bool = False
+) -> list[str] | None:
     """A role per player (in ``offers`` order), each role taken at most its slot count, or None if
     there is no such assignment. ``every_role``: each role must also be taken at least once."""
     slots = slots_of(roles)
     if len(offers) > len(slots):
         return None
-    holder = [-1] * len(slots)  # slot -> player
-    taken = [-1] * len(offers)  # player -> slot
-    fits = [[s for s, role in enumerate(slots) if not offer or role in offer] for offer in offers]
+    matching = _Matching(offers, slots)
+    if every_role:
+        # one required slot per role (its first), matched from the slot side first
+        for slot in {role: slots.index(role) for role in roles}.values():
+            if not matching.from_slot(slot, [False] * len(offers)):
+                return None
+    for player in range(len(offers)):
+        if matching.taken[player] < 0 and not matching.from_player(player, [False] * len(slots)):
+            return None
+    return [slots[s] for s in matching.taken]
 
-    def augment_from_player(player: int, seen: list[bool]) -> bool:
-        for s in fits[player]:
-            if seen[s]:
+
+class _Matching:
+    """Players -> slots, grown by augmenting paths (a matched slot or player stays matched)."""
+
+    def __init__(self, offers: Sequence[RoleOffer], slots: list[str]) -> None:
+        self.holder = [-1] * len(slots)  # slot -> player
+        self.taken = [-1] * len(offers)  # player -> slot
+        self.fits = [[s for s, role in enumerate(slots) if not offer or role in offer] for offer in offers]
+        self.takers = [[p for p in range(len(offers)) if s in self.fits[p]] for s in range(len(slots))]
+
+    def from_player(self, player: int, seen: list[bool]) -> bool:
+        for slot in self.fits[player]:
+            if seen[slot]:
                 continue
-            seen[s] = True
-            if holder[s] < 0 or augment_from_player(holder[s], seen):
-                holder[s], taken[player] = player, s
+            seen[slot] = True
+            if self.holder[slot] < 0 or self.from_player(self.holder[slot], seen):
+                self.holder[slot], self.taken[player] = player, slot
                 return True
         return False
 
-    if every_role:
-        # one required slot per role (its first), matched from the slot side first
-        firsts = {role: slots.index(role) for role in roles if roles[role]}
-        takers = {s: [p for p in range(len(offers)) if s in fits[p]] for s in firsts.values()}
-
-        def augment_from_slot(slot: int, seen: list[bool]) -> bool:
-            for player in takers[slot]:
-                if seen[player]:
-                    continue
-                seen[player] = True
-                # a player holding another required slot frees it only if that slot finds another
-                if taken[player] < 0 or augment_from_slot(taken[player], seen):
-                    holder[slot], taken[player] = player, slot
-                    return True
-            return False
-
-        for slot in firsts.values():
-            if not augment_from_slot(slot, [False] * len(offers)):
-                return None
-    for player in range(len(offers)):
-        if taken[player] < 0 and not augment_from_player(player, [False] * len(slots)):
-            return None
-    return [slots[s] for s in taken]
+    def from_slot(self, slot: int, seen: list[bool]) -> bool:
+        """Used while only required slots are matched: a player holding one frees it only if that
+        slot finds another player."""
+        for player in self.takers[slot]:
+            if seen[player]:
+                continue
+            seen[player] = True
+            if self.taken[player] < 0 or self.from_slot(self.taken[player], seen):
+                self.holder[slot], self.taken[player] = player, slot
+                return True
+        return False
 
 
 def avoid_sets(players: Sequence[Sequence[str]], blocked: Sequence[Sequence[str]]) -> list[frozenset[str]] | None:

@@ -123,6 +123,17 @@ class TicketRequest:
                 )
 
 
+@dataclass(frozen=True, slots=True)
+class BlockList:
+    """A player's stored block list (``PUT /v1/players/{id}/blocks``): players they must never be
+    matched with, in any queue. Applies to tickets opened after it was stored."""
+
+    players: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_blocks(self.players, "players")
+
+
 def check_blocks(blocked: tuple[str, ...], where: str) -> None:
     """A block list: at most ``MAX_BLOCKS`` valid player ids, none twice (``ValidationError`` naming
     ``where[i]``)."""

@@ -255,7 +255,8 @@ class NamedTeam:
             raise ValidationError("size", f"must be within 1..{MAX_PLAYERS}, got {self.size}")
         _check_roles(self.roles)
         if self.roles and sum(self.roles.values()) != self.size:
-            raise ValidationError("roles", f"slots add up to {sum(self.roles.values())}, not the team's size {self.size}")
+            slots = sum(self.roles.values())
+            raise ValidationError("roles", f"slots add up to {slots}, not the team's size {self.size}")
 
 
 def _check_roles(roles: Mapping[str, int]) -> None:
@@ -304,7 +305,8 @@ class Teams:
             raise ValidationError("minSize", f"must be within 1..maxSize ({self.max_size}), got {self.min_size}")
         if sum(self.caps) > MAX_PLAYERS:
             where = "named" if self.named else "maxSize"
-            raise ValidationError(where, f"teams must hold at most {MAX_PLAYERS} players per match, got {sum(self.caps)}")
+            players = sum(self.caps)
+            raise ValidationError(where, f"teams must hold at most {MAX_PLAYERS} players per match, got {players}")
         if self.wait_for_full_seconds < 0 or not math.isfinite(self.wait_for_full_seconds):
             raise ValidationError("waitForFullSeconds", "must be a non-negative number")
         if self.roles and self.smallest < self.max_size and self.smallest < len(self.roles):
