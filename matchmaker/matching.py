@@ -511,7 +511,7 @@ class _Tick:
             players += size
             if players == target:
                 if placer is not None:
-                    if not placer.complete(cap < self.max_size):
+                    if not placer.complete():
                         return chosen, mask, False
                     self.placement = placer.placement
                 return chosen, mask, True
@@ -624,10 +624,11 @@ class _Placer:
     role slots (greedy: a candidate that fits no team as placed so far is passed over); without
     roles, the tickets are repacked when no team has room as they stand."""
 
-    __slots__ = ("caps", "fills", "offers", "placement", "roles", "sizes", "team_offers", "tickets")
+    __slots__ = ("caps", "fills", "offers", "placement", "roles", "sizes", "smaller", "team_offers", "tickets")
 
     def __init__(self, tick: _Tick, cap: int) -> None:
         self.caps = tick.caps if tick.named else (cap,) * tick.count
+        self.smaller = cap < tick.max_size
         self.roles = tick.team_roles
         self.sizes = tick.sizes
         self.offers = tick.offers  # empty without roles
@@ -645,7 +646,10 @@ class _Placer:
                 continue
             if offers:
                 together = [*self.team_offers[team], *offers[ticket]]
-                if assign_roles(together, self.roles[team]) is None:
+                # a smaller team must still play every role: the room left is counted as players
+                # who take any role, so a team is never filled past the point of no healer
+                room = [()] * (cap - self.fills[team] - size) if self.smaller else []
+                if assign_roles([*together, *room], self.roles[team], every_role=self.smaller) is None:
                     continue
                 self.team_offers[team] = together
             self.fills[team] += size
@@ -663,9 +667,10 @@ class _Placer:
         self.fills = _fills(packed, sizes, len(self.caps)) or self.fills
         return packed[-1]
 
-    def complete(self, smaller: bool) -> bool:
-        """Whether the full placement is a match: teams smaller than their slots play every role."""
-        if not (smaller and self.offers):
+    def complete(self) -> bool:
+        """Whether the full placement is a match: teams smaller than their slots play every role
+        (``place`` made sure of it; checked again, cheaply, before a match is proposed)."""
+        if not (self.smaller and self.offers):
             return True
         return all(
             assign_roles(offers, roles, every_role=True) is not None
