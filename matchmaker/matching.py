@@ -573,6 +573,8 @@ class _Tick:
         out: dict[str, str] = {}
         smaller = size < self.max_size
         for members, roles in zip(teams, self.team_roles, strict=True):
+            if not roles:
+                continue  # a named team without role slots
             offers = [offer for t in members for offer in self.offers[t]]
             got = assign_roles(offers, roles, every_role=smaller)
             assert got is not None, "selection only keeps teams whose players fill their slots"
@@ -644,7 +646,7 @@ class _Placer:
         for team, cap in enumerate(self.caps):
             if self.fills[team] + size > cap:
                 continue
-            if offers:
+            if offers and self.roles[team]:
                 together = [*self.team_offers[team], *offers[ticket]]
                 # a smaller team must still play every role: the room left is counted as players
                 # who take any role, so a team is never filled past the point of no healer
@@ -675,6 +677,7 @@ class _Placer:
         return all(
             assign_roles(offers, roles, every_role=True) is not None
             for offers, roles in zip(self.team_offers, self.roles, strict=True)
+            if roles
         )
 
 

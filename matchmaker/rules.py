@@ -579,7 +579,7 @@ def _check_roles_offered(players: Sequence[Player], teams: Teams, queue: str) ->
                 )
     offers = [p.roles for p in players]
     if not any(
-        len(players) <= cap and assign_roles(offers, roles) is not None
+        len(players) <= cap and (not roles or assign_roles(offers, roles) is not None)
         for cap, roles in zip(teams.caps, teams.team_roles, strict=True)
     ):
         raise ValidationError("players", "the party's players cannot take distinct role slots of one team")

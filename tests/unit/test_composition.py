@@ -141,6 +141,14 @@ def test_a_party_only_fits_the_team_of_its_size() -> None:
     assert teams_of(find_matches(pool, q, NOW)) == [[{"a"}, {"p"}]]
 
 
+def test_named_teams_with_and_without_roles() -> None:
+    q = QUEUES["named-roles"]
+    pool = [ticket("a", ["dps"], wait=9), ticket("b", size=3, wait=8), ticket("c", ["tank", "dps"], wait=7)]
+    (match,) = find_matches(pool, q, NOW)
+    assert teams_of([match]) == [[{"a", "c"}, {"b"}]] and match.team_names == ("a", "b")
+    assert match.roles == {"a0": "dps", "c0": "tank"}  # team b has no role slots
+
+
 def test_battle_royale_of_25_teams_of_4() -> None:
     q = queue({"count": 25, "maxSize": 4})
     pool = [ticket(f"s{i:03d}", size=1 + i % 4, wait=i / 100) for i in range(200)]
@@ -338,15 +346,23 @@ def check(q: Queue, pool: list[Ticket], proposals: list[Proposal]) -> None:
             others = pids - {pl.id for pl in by_id[t].players}
             assert not others & set(by_id[t].blocked_players), "a blocked player in the match"
         if teams_spec.has_roles:
-            assert set(p.roles) == pids
+            in_slots = {
+                pl.id
+                for team, slots in zip(p.teams, teams_spec.team_roles, strict=True)
+                if slots
+                for t in team
+                for pl in by_id[t].players
+            }
+            assert set(p.roles) == in_slots
             for team, slots, size, cap in zip(p.teams, teams_spec.team_roles, sizes, teams_spec.caps, strict=True):
+                if not slots:
+                    continue  # a named team without role slots
                 members = [pl for t in team for pl in by_id[t].players]
                 assert all(not pl.roles or p.roles[pl.id] in pl.roles for pl in members), "a role not offered"
                 got = Counter(p.roles[pl.id] for pl in members)
-                if slots:
-                    assert all(got[r] <= n for r, n in slots.items()) and set(got) <= set(slots)
-                    assert size < cap or got == Counter(slots), "a full team fills every slot"
-                    assert size == cap or set(got) == set(slots), "a smaller team plays every role"
+                assert all(got[r] <= n for r, n in slots.items()) and set(got) <= set(slots)
+                assert size < cap or got == Counter(slots), "a full team fills every slot"
+                assert size == cap or set(got) == set(slots), "a smaller team plays every role"
         else:
             assert p.roles == {}
 
