@@ -34,6 +34,14 @@ One tick, ``find_matches(pool, queue, now)``:
 7. **Region**: of the regions every ticket of the match can use within the window, the one with the
    lowest worst latency (ties: by name).
 
+**Composition** (issue 15): in a queue with role slots or named teams of their own sizes, step 4
+places each candidate in the first team with room whose players can still take distinct role
+slots (``_Placer``, ``matchmaker.composition.assign_roles``), and the teams are the ones placed
+(teams alike are then balanced by swapping tickets whose players offer the same roles); queues
+without either keep the path above. **Blocks**: a candidate joins only if none of its players is
+blocked by, or blocks, a player already chosen (checked only when some ticket of the pool blocks
+somebody).
+
 Cost: at 100,000 tickets a tick is a second or two of CPU on a small shared VM (see
 ``loadtest/bench_match.py``), about a third of it reading the tickets and building the proposals
 (object work any matcher pays), the rest the per-seed walk and rules. The director runs each tick

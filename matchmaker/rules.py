@@ -27,6 +27,11 @@ What each part means (``matchmaker.matching`` implements it):
   ``maxSize`` is refused when the ticket is opened. Full teams (``maxSize``) are always preferred;
   smaller ones are formed only once the seed has waited ``waitForFullSeconds`` (default 0: as soon
   as no full match is at hand).
+- **teams.roles** (``{tank: 1, healer: 1, dps: 3}``): role slots per team, adding up to
+  ``maxSize``; players offer roles (``Player.roles``, none: any) and each takes a slot of a role
+  they offered (``matchmaker.composition``). A smaller team plays every role once.
+- **teams.named** (``[{name: hunter, size: 1}, {name: prey, size: 4}]``): teams of their own
+  names, sizes and roles; always full. ``caps``, ``team_roles`` and ``names`` read both shapes.
 - **distance** rule: the spread (largest minus smallest) of the match's ticket values is at most
   the window. A ticket's value is its players' ``partyAggregation`` (``avg`` by default, or ``min``,
   ``max``) of the numeric ``attribute``.
