@@ -128,7 +128,8 @@ def make_pool(queue: Queue, size: int, seed: int = 7, *, blocking: float = 0.0) 
         if has_roles and assign_roles([p.roles for p in players], queue.spec.teams.roles) is None:
             players = [Player(p.id, p.attributes, p.latencies) for p in players]  # a party that fits no slots: any role
         enqueued = NOW - rng.uniform(0, 60)
-        blocks = tuple(f"p{rng.randrange(size)}-0" for _ in range(3)) if rng.random() < blocking else ()
+        blocking_now = blocking and rng.random() < blocking  # no draw without blocks: the same pools as before
+        blocks = tuple(f"p{rng.randrange(size)}-0" for _ in range(3)) if blocking_now else ()
         blocks = tuple(b for b in dict.fromkeys(blocks) if b not in {p.id for p in players})
         pool.append(
             Ticket(
