@@ -504,7 +504,7 @@ class _Tick:
                         break
                 else:
                     together = [sizes[t] for t in chosen] + [size]
-                    repacked = _fills(_pack(together, [cap] * count), together, count)
+                    repacked = _fills(_pack(together, count, cap), together, count)
                     if repacked is None:
                         continue
                     fills = repacked
@@ -620,7 +620,7 @@ class _Tick:
         return teams, [sum(map(strength.__getitem__, members)) for members in teams]
 
     def _packed_teams(self, order: list[int], size: int) -> list[list[int]]:
-        placement = _pack([self.sizes[t] for t in order], [size] * self.count)
+        placement = _pack([self.sizes[t] for t in order], self.count, size)
         assert placement is not None, "selection only keeps tickets that pack"
         teams: list[list[int]] = [[] for _ in range(self.count)]
         for ticket, team in zip(order, placement, strict=True):
@@ -669,7 +669,7 @@ class _Placer:
         if offers:
             return -1
         sizes = [*map(self.sizes.__getitem__, self.tickets), size]
-        packed = _pack(sizes, self.caps)
+        packed = _pack_caps(sizes, self.caps)
         if packed is None:
             return -1
         self.placement = packed
@@ -738,8 +738,47 @@ def _bits(mask: int) -> Iterator[int]:
         mask ^= bit
 
 
-def _pack(sizes: list[int], caps: Sequence[int]) -> list[int] | None:
-    """A bin per item so that no bin exceeds its cap, or None (also when the search budget runs out).
+def _pack(sizes: list[int], bins: int, cap: int) -> list[int] | None:
+    """A bin per item so that no bin exceeds ``cap``, or None (also when the search budget runs out).
+
+    Largest items first; bins with the same fill are interchangeable, so only one of them is tried;
+    failed (item, fills) states are remembered.
+    """
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    if sum(sizes) > bins * cap or (order and sizes[order[0]] > cap):
+        return None
+    fills = [0] * bins
+    placement = [0] * len(sizes)
+    failed: set[tuple[int, tuple[int, ...]]] = set()
+    budget = PACK_BUDGET
+
+    def place(k: int) -> bool:
+        nonlocal budget
+        if k == len(order):
+            return True
+        state = (k, tuple(sorted(fills)))
+        if state in failed or budget <= 0:
+            return False
+        budget -= 1
+        size = sizes[order[k]]
+        tried = set()
+        for b in range(bins):
+            if fills[b] + size > cap or fills[b] in tried:
+                continue
+            tried.add(fills[b])
+            fills[b] += size
+            placement[order[k]] = b
+            if place(k + 1):
+                return True
+            fills[b] -= size
+        failed.add(state)
+        return False
+
+    return placement if place(0) else None
+
+
+def _pack_caps(sizes: list[int], caps: Sequence[int]) -> list[int] | None:
+    """``_pack`` for bins of their own caps (named teams): slower, so only they use it.
 
     Largest items first; bins with the same fill and cap are interchangeable, so only one of them is
     tried; failed (item, fills) states are remembered.
