@@ -121,7 +121,7 @@ async def test_battle_royale_and_one_against_four(redis_server: EmbeddedRedis, r
     # the battle royale: one match, 25 teams of 4 whole parties, 100 players, one server
     final = await asyncio.gather(*(tickets.get(t) for t in royale))
     assert len({t.assignment.match_id for t in final if t.assignment}) == 1
-    per_team = Counter()
+    per_team: Counter[int] = Counter()
     for t in final:
         assert t.assignment is not None
         per_team[t.assignment.team] += t.size
@@ -138,7 +138,7 @@ async def test_battle_royale_and_one_against_four(redis_server: EmbeddedRedis, r
     assert len({t.assignment.match_id for t in done.values() if t.assignment}) == 1
     hunter = done[hunt[0]].assignment
     assert hunter is not None and hunter.team_name == "hunter" and hunter.team == 0 and hunter.roles == {}
-    roles = {}
+    roles: dict[str, str] = {}
     for tid in hunt[1:]:
         assignment = done[tid].assignment
         assert assignment is not None and assignment.team_name == "prey" and assignment.team == 1
