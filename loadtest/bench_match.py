@@ -32,6 +32,7 @@ from operator import attrgetter
 from typing import Any, TypeVar
 
 from matchmaker.app import matchers
+from matchmaker.composition import assign_roles
 from matchmaker.director import run_match
 from matchmaker.models import Player, Ticket
 from matchmaker.rules import Queue, parse_queues
@@ -68,9 +69,49 @@ spec:
 )
 
 
-def make_pool(queue: Queue, size: int, seed: int = 7) -> list[Ticket]:
-    """``size`` random tickets for ``queue`` (parties only where the queue's teams can hold them)."""
+COMPOSITION_QUEUES = parse_queues(
+    """\
+apiVersion: fleetmatch.dev/v1
+kind: Queue
+metadata: {name: bench-25x4}
+spec:
+  teams: {count: 25, maxSize: 4}
+  rules:
+    - {name: skill, type: distance, attribute: skill, maxDistance: 100, widen: {perSecond: 10, max: 800}}
+    - {name: ping, type: latency, maxLatencyMs: 80, widen: {perSecond: 2, max: 200}}
+  allocation:
+    selectors: [{matchLabels: {agones.dev/fleet: bench, region: "{region}"}}]
+---
+apiVersion: fleetmatch.dev/v1
+kind: Queue
+metadata: {name: bench-roles}
+spec:
+  teams: {count: 2, roles: {tank: 1, healer: 1, dps: 3}, minSize: 4, waitForFullSeconds: 30}
+  rules:
+    - {name: skill, type: distance, attribute: skill, maxDistance: 100, widen: {perSecond: 10, max: 800}}
+    - {name: ping, type: latency, maxLatencyMs: 80, widen: {perSecond: 2, max: 200}}
+  allocation:
+    selectors: [{matchLabels: {agones.dev/fleet: bench, region: "{region}"}}]
+""",
+    "bench_match.py",
+)
+ROLE_OFFERS = (
+    (("tank",), 15),
+    (("healer",), 15),
+    (("dps",), 45),
+    (("tank", "dps"), 10),
+    (("healer", "dps"), 10),
+    ((), 5),
+)
+"""Roles a player offers, with weights (percent): dps-heavy, as in most games."""
+
+
+def make_pool(queue: Queue, size: int, seed: int = 7, *, blocking: float = 0.0) -> list[Ticket]:
+    """``size`` random tickets for ``queue`` (parties only where the queue's teams can hold them;
+    roles where the queue has them; ``blocking``: the share of tickets that block 3 random players)."""
     rng = random.Random(seed)
+    has_roles = queue.spec.teams.has_roles
+    offers, weights = zip(*ROLE_OFFERS, strict=True)
     max_party = min(4, queue.spec.teams.max_size)
     pool = []
     for i in range(size):
@@ -82,9 +123,24 @@ def make_pool(queue: Queue, size: int, seed: int = 7) -> list[Ticket]:
             latencies = {
                 r: round(rng.uniform(15, 60) if k == home else rng.uniform(60, 200), 1) for k, r in enumerate(REGIONS)
             }
-            players.append(Player(f"p{i}-{j}", {"skill": round(rng.gauss(1500, 300), 1)}, latencies))
+            roles = rng.choices(offers, weights)[0] if has_roles else ()
+            players.append(Player(f"p{i}-{j}", {"skill": round(rng.gauss(1500, 300), 1)}, latencies, roles))
+        if has_roles and assign_roles([p.roles for p in players], queue.spec.teams.roles) is None:
+            players = [Player(p.id, p.attributes, p.latencies) for p in players]  # a party that fits no slots: any role
         enqueued = NOW - rng.uniform(0, 60)
-        pool.append(Ticket(f"{queue.name}.{i:026d}", queue.name, f"p{i}-0", tuple(players), enqueued_at=enqueued))
+        blocking_now = blocking and rng.random() < blocking  # no draw without blocks: the same pools as before
+        blocks = tuple(f"p{rng.randrange(size)}-0" for _ in range(3)) if blocking_now else ()
+        blocks = tuple(b for b in dict.fromkeys(blocks) if b not in {p.id for p in players})
+        pool.append(
+            Ticket(
+                f"{queue.name}.{i:026d}",
+                queue.name,
+                f"p{i}-0",
+                tuple(players),
+                enqueued_at=enqueued,
+                blocked_players=blocks,
+            )
+        )
     rng.shuffle(pool)
     return pool
 
@@ -99,9 +155,9 @@ def _timed(repeat: int, call: Callable[[], T]) -> tuple[float, T]:
     return statistics.median(times), result
 
 
-def _tick_figures(queue: Queue, size: int, repeat: int) -> dict[str, Any]:
+def _tick_figures(queue: Queue, size: int, repeat: int, *, blocking: float = 0.0) -> dict[str, Any]:
     """One queue, one pool size: a tick on the fresh pool, and a second tick on what it left."""
-    pool = make_pool(queue, size)
+    pool = make_pool(queue, size, blocking=blocking)
     sort_seconds, _ = _timed(repeat, partial(sorted, pool, key=attrgetter("enqueued_at")))
     match = matchers({queue.name: queue})[queue.name]  # find_matches, bound as the directors get it
     seconds, proposals = _timed(repeat, partial(run_match, match, pool, NOW))
@@ -136,6 +192,19 @@ def bench_match_function(sizes: tuple[int, ...] = (10_000, 100_000), repeat: int
             report[f"match_{queue.name.removeprefix('bench-')}_{label}"] = figures
             slowest = max(slowest, figures["seconds_per_tick"], figures["leftover_seconds_per_tick"])
         report[f"match_seconds_per_tick_{label}"] = slowest
+    return report
+
+
+def bench_composition(size: int = 10_000, repeat: int = 3) -> dict[str, Any]:
+    """(a') the features of issue 15 at ``size`` tickets: a battle royale (25 teams of 4), teams with
+    role slots, and the 4v4 queue with 10 % of tickets blocking 3 random players each. Not part of
+    the headline: the rows above are the queues that use none of them."""
+    label = f"{size // 1000}k"
+    report = {
+        f"match_{queue.name.removeprefix('bench-')}_{label}": _tick_figures(queue, size, repeat)
+        for queue in COMPOSITION_QUEUES.values()
+    }
+    report[f"match_4v4_blocks_{label}"] = _tick_figures(QUEUES["bench-4v4"], size, repeat, blocking=0.1)
     return report
 
 
@@ -332,7 +401,7 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed calls per figure, median reported (default 3)")
-    parser.add_argument("--only", choices=["function", "service"], help="run one part only")
+    parser.add_argument("--only", choices=["function", "composition", "service"], help="run one part only")
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--payloads", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=2.0, help=argparse.SUPPRESS)
@@ -351,6 +420,8 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, Any] = {"machine": machine()}
     if args.only in (None, "function"):
         report.update(bench_match_function(repeat=args.repeat))
+    if args.only in (None, "composition"):
+        report.update(bench_composition(repeat=args.repeat))
     if args.only in (None, "service"):
         report.update(asyncio.run(bench_service()))
     print(json.dumps(report, indent=2))

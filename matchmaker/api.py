@@ -14,6 +14,8 @@ with a player token or an API key; see ``matchmaker.auth``):
   returned unchanged).
 - ``GET /v1/queues`` and ``GET /v1/tickets?queue=Q`` (API keys only): the operators' views,
   ``matchmaker.views``.
+- ``GET|PUT /v1/players/{id}/blocks`` ``{"players": [...]}``: a player's stored block list (the
+  player themself, or an API key); attached to each ticket the player opens afterwards.
 
 Errors (``matchmaker.errors``, mapped by ``fleetmatch.http``, as for every fleetmatch API) are
 ``{"error": {"code", "message", "field"?}}``: 400 malformed JSON; 401
@@ -51,9 +53,18 @@ from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import MatchmakerSettings
 from matchmaker.auth import RECOMMENDED_SECRET_BYTES, Authenticator, Principal, RateLimiter, TokenClaims, short_secret
-from matchmaker.errors import AlreadyQueuedError, MalformedCredentialsError, TooManyStreamsError
+from matchmaker.errors import AlreadyQueuedError, MalformedCredentialsError, NotYourBlocksError, TooManyStreamsError
 from matchmaker.metrics import API_REQUESTS, LEGACY_PLAYER_TOKENS, TICKETS
-from matchmaker.models import Ticket, TicketRequest, TicketState, new_ticket_id, queue_of
+from matchmaker.models import (
+    BlockList,
+    Player,
+    Ticket,
+    TicketRequest,
+    TicketState,
+    new_ticket_id,
+    player_id_error,
+    queue_of,
+)
 from matchmaker.openapi import OPENAPI
 from matchmaker.push import OPEN, Hub
 from matchmaker.ratingstore import RatingStore, rating_store_for, with_stored_ratings
@@ -224,6 +235,7 @@ class TicketApi:
         principal.check_may_open(ticket_request.players)
         ticket_request = await with_stored_ratings(self.ratings, ticket_request, queue, principal)
         queue.check_ticket(ticket_request)
+        blocked = await self._blocked(ticket_request)
         now = self.clock()
         ticket = Ticket(
             id=new_ticket_id(name, now),
@@ -234,6 +246,7 @@ class TicketApi:
             created_at=now,
             enqueued_at=now,
             expires_at=now + queue.ticket_ttl_seconds,
+            blocked_players=blocked,
         )
         try:
             ticket = await self.store.create(ticket, max_open_per_player=self.settings.max_open_tickets)
@@ -243,6 +256,45 @@ class TicketApi:
             raise exc.without_ticket_id() from None
         self.counters.ticket(name, "created")
         return _json(ticket_json(ticket, principal), 201, {"Location": f"/v1/tickets/{ticket.id}"})
+
+    async def _blocked(self, ticket_request: TicketRequest) -> tuple[str, ...]:
+        """The ticket's block list: the request's, then its players' stored lists (one read). A
+        party two of whose players block one another is refused, naming the blocked player."""
+        players = ticket_request.players
+        stored = await self.store.blocks([p.id for p in players])
+        if not stored:
+            return ticket_request.blocked_players
+        _check_party_blocks(players, stored)
+        merged = dict.fromkeys(ticket_request.blocked_players)
+        for player in players:
+            merged.update(dict.fromkeys(stored.get(player.id, ())))
+        return tuple(merged)
+
+    def _blocks_player(self, request: web.Request) -> tuple[Principal, str]:
+        principal = self.principal(request)
+        player = request.match_info["id"]
+        err = player_id_error(player)
+        if err:
+            raise ValidationError("id", f"{player[:100]!r} {err}")
+        if not principal.trusted and principal.id != player:
+            raise NotYourBlocksError(player)
+        return principal, player
+
+    async def get_blocks(self, request: web.Request) -> web.Response:
+        _, player = self._blocks_player(request)
+        stored = await self.store.blocks([player])
+        return _json({"player": player, "players": list(stored.get(player, ()))})
+
+    async def put_blocks(self, request: web.Request) -> web.Response:
+        _, player = self._blocks_player(request)
+        doc = await _read_json(request)
+        _check_numbers(doc)
+        blocks = from_wire(BlockList, doc)
+        if player in blocks.players:
+            i = blocks.players.index(player)
+            raise ValidationError(f"players[{i}]", f"player {player!r} cannot block themselves")
+        await self.store.set_blocks(player, blocks.players)
+        return _json({"player": player, "players": list(blocks.players)})
 
     async def get(self, request: web.Request) -> web.Response:
         principal = self.principal(request)
@@ -351,6 +403,19 @@ class TicketApi:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
         return ws
+
+
+def _check_party_blocks(players: tuple[Player, ...], stored: Mapping[str, tuple[str, ...]]) -> None:
+    """Refuse a party two of whose players block one another (stored lists), naming the blocked one
+    (without saying who blocks whom)."""
+    index = {p.id: i for i, p in enumerate(players)}
+    for player in players:
+        for other in stored.get(player.id, ()):
+            if other in index:
+                raise ValidationError(
+                    f"players[{index[other]}].id",
+                    f"players {player.id!r} and {other!r} cannot be in one party: one of them blocks the other",
+                )
 
 
 def _first(ticket: Ticket | None) -> Ticket:
@@ -463,6 +528,8 @@ def build_app(
     app.router.add_get("/v1/tickets/{id}", api.get)
     app.router.add_delete("/v1/tickets/{id}", api.cancel)
     app.router.add_get("/v1/tickets/{id}/events", api.events)
+    app.router.add_get("/v1/players/{id}/blocks", api.get_blocks)
+    app.router.add_put("/v1/players/{id}/blocks", api.put_blocks)
     views = OperatorViews(store, queues, api.principal, clock=clock)
     app.router.add_get("/v1/tickets", views.list_tickets)
     app.router.add_get("/v1/queues", views.list_queues)

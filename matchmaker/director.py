@@ -58,6 +58,8 @@ QUEUE_ANNOTATION = "fleetmatch.dev/queue"
 PLAYER_TOKENS_ANNOTATION = "fleetmatch.dev/player-tokens"
 """JSON ``{player id: sha256 hex of the player's connection token}`` on the allocated server: the
 game server accepts a player whose token hashes to their entry (it never sees the tokens)."""
+PLAYER_ROLES_ANNOTATION = "fleetmatch.dev/player-roles"
+"""JSON ``{player id: role}``, in a queue whose teams have role slots: who plays what."""
 
 MAX_BACKOFF = 5.0
 THREAD_POOL_SIZE = 5_000
@@ -352,6 +354,8 @@ class Director:
             QUEUE_ANNOTATION: name,
             PLAYER_TOKENS_ANNOTATION: json.dumps({p: token_hash(t) for p, t in tokens.items()}, sort_keys=True),
         }
+        if proposal.roles:
+            annotations[PLAYER_ROLES_ANNOTATION] = json.dumps(dict(proposal.roles), sort_keys=True)
         spec = evolve(spec, metadata=TemplateMeta(labels=spec.metadata.labels, annotations=annotations))
         try:
             status = await self.allocator.allocate(spec, idempotency_key=match_id)
@@ -373,6 +377,8 @@ class Director:
                 team=team,
                 region=proposal.region,
                 tokens={p.id: tokens[p.id] for p in tickets[tid].players},
+                team_name=proposal.team_names[team] if proposal.team_names else "",
+                roles={p.id: proposal.roles[p.id] for p in tickets[tid].players if p.id in proposal.roles},
             )
             for team, members in enumerate(proposal.teams)
             for tid in members

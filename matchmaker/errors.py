@@ -124,3 +124,14 @@ class OperatorsOnlyError(MatchmakerError):
 
     def __init__(self, what: str) -> None:
         super().__init__(f"{what} needs an API key (FLEETMATCH_API_KEYS); a player token sees its own tickets only")
+
+
+class NotYourBlocksError(MatchmakerError):
+    """A player token asked for another player's block list: only that player (or an API key) may
+    read or change it."""
+
+    http_status = 403
+    http_code = "Forbidden"
+
+    def __init__(self, player: str) -> None:
+        super().__init__(f"only player {player!r} (or an API key) may read or change their block list")

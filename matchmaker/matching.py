@@ -36,6 +36,14 @@ One tick, ``find_matches(pool, queue, now)``:
 7. **Region**: of the regions every ticket of the match can use within the window, the one with the
    lowest worst latency (ties: by name).
 
+**Composition** (issue 15): in a queue with role slots or named teams of their own sizes, step 4
+places each candidate in the first team with room whose players can still take distinct role
+slots (``_Placer``, ``matchmaker.composition.assign_roles``), and the teams are the ones placed
+(teams alike are then balanced by swapping tickets whose players offer the same roles); queues
+without either keep the path above. **Blocks**: a candidate joins only if none of its players is
+blocked by, or blocks, a player already chosen (checked only when some ticket of the pool blocks
+somebody).
+
 Cost: at 100,000 tickets a tick is a second or two of CPU on a small shared VM (see
 ``loadtest/bench_match.py``), about a third of it reading the tickets and building the proposals
 (object work any matcher pays), the rest the per-seed walk and rules. The director runs each tick
@@ -54,6 +62,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from typing import Any
 
 from matchmaker import ratings
+from matchmaker.composition import RoleOffer, assign_roles, avoid_sets
 from matchmaker.models import MatchQuality, Player, Proposal, Ticket, TicketState
 from matchmaker.rules import PartyAggregation, Queue, Rule
 
@@ -99,6 +108,7 @@ class _Index:
 
 _BY_ID = operator.attrgetter("id")
 _BY_ENQUEUED = operator.attrgetter("enqueued_at")
+_BY_BLOCKED = operator.attrgetter("blocked_players")
 
 
 def _by_age(pool: Sequence[Ticket], now: float) -> list[Ticket]:
@@ -163,17 +173,26 @@ class _Tick:
 
     def __init__(self, queue: Queue, now: float) -> None:
         spec = queue.spec
+        teams = spec.teams
         self.now = now
-        self.count = spec.teams.count
-        self.max_size = spec.teams.max_size
-        self.smallest = spec.teams.smallest
-        self.wait_for_full = spec.teams.wait_for_full_seconds
+        self.count = teams.count
+        self.max_size = teams.max_size
+        self.smallest = teams.smallest
+        self.wait_for_full = teams.wait_for_full_seconds
+        self.general = not teams.uniform
+        """Named teams of their own sizes, or role slots: placement per team (``_Placer``)."""
+        self.named = bool(teams.named)
+        self.caps = teams.caps
+        self.team_roles = teams.team_roles
+        self.names = teams.names
+        self.placement: list[int] = []
+        """Team per chosen ticket of the last full ``_select`` (general queues only)."""
         self.distance: tuple[Rule, ...] = spec.distance_rules
         self.equal: tuple[Rule, ...] = spec.equal_rules
         self.latency: Rule | None = spec.latency_rule
         self.balance = spec.balance_by
         self.rating: Rule | None = spec.rating_rule
-        self.scan = max(MIN_SCAN, SCAN_PER_PLAYER * self.count * self.max_size)
+        self.scan = max(MIN_SCAN, SCAN_PER_PLAYER * sum(self.caps))
         self.windows = [_window_function(rule) for rule in self.distance]
         self.latency_window = _window_function(self.latency) if self.latency is not None else _no_window
         # per eligible ticket, by age
@@ -194,6 +213,13 @@ class _Tick:
         the store keeps one open ticket per player) when no player is in two."""
         self.latency_misses = 0
         """Candidates the last ``_select`` turned away for latency alone."""
+        self.avoid: list[frozenset[str]] | None = None
+        """Per ticket, the players it must not be matched with (blocks, both ways); None when no
+        ticket of the pool blocks anybody."""
+        self.ids: list[frozenset[str]] = []
+        """Per ticket, its player ids (only with ``avoid``)."""
+        self.offers: list[tuple[RoleOffer, ...]] = []
+        """Per ticket, its players' offered roles (only in a queue with roles)."""
         self.bits = _Bits(self.latency.regions if self.latency is not None else ())
         self.taken: list[bool] = []
         self.indexes: list[_Index] = []
@@ -241,6 +267,12 @@ class _Tick:
             ok[i] = self._party(everyone[i], i, keys, others, strengths, lats, groups)
         self.keys, self.others, self.strength, self.lats = keys, others, strengths, lats
         self.contested = _contested(everyone)
+        if any(map(_BY_BLOCKED, live)):
+            ids = [[p.id for p in players] for players in everyone]
+            self.avoid = avoid_sets(ids, list(map(_BY_BLOCKED, live)))
+            self.ids = list(map(frozenset, ids))
+        if self.general and any(self.team_roles):
+            self.offers = [tuple([p.roles for p in players]) for players in everyone]
         self.taken = [not o for o in ok]
         self._index(ok, groups)
 
@@ -363,7 +395,7 @@ class _Tick:
                     return chosen, cap, self._shared(chosen, latency_window)
                 if self._players(chosen) > self._players(best):
                     best, best_mask = chosen, bit_mask
-        if wait < self.wait_for_full or self.smallest >= cap:
+        if wait < self.wait_for_full or self.smallest >= cap or self.named:
             return None
         for size in range(min(cap - 1, self._players(best) // self.count), self.smallest - 1, -1):
             chosen, _, full = self._select(seed, best[1:], size, best_mask, windows, latency_window)
@@ -413,17 +445,26 @@ class _Tick:
         windows: list[float],
         latency_window: float,
     ) -> tuple[list[int], int, bool]:
-        """Greedy selection of tickets for ``count`` teams of ``cap``: (tickets, regions mask, full?)."""
+        """Greedy selection of tickets for ``count`` teams of ``cap`` (named teams: each its own
+        size): (tickets, regions mask, full?)."""
         sizes, keys, lats = self.sizes, self.keys, self.lats
         count = self.count
         target = count * cap
         self.latency_misses = 0
         chosen = [seed]
         players = sizes[seed]
-        if players > cap:
+        placer = None
+        if self.general:
+            placer = _Placer(self, cap)
+            target = sum(placer.caps)
+            if placer.place(seed) < 0:
+                return chosen, mask, False
+        elif players > cap:
             return chosen, mask, False
         fills = [0] * count
         fills[0] = players
+        avoid = self.avoid
+        banned = set(avoid[seed]) if avoid is not None else None  # players the chosen tickets must not meet
         check_latency, bits = self.latency is not None, self.bits
         spread = windows[0] if windows else _INF
         low = high = keys[seed]
@@ -446,6 +487,8 @@ class _Tick:
                     continue
             if held is not None and contested[ticket] and not held.isdisjoint(contested[ticket]):
                 continue  # one of its players is in the match already, in another ticket
+            if banned is not None and not banned.isdisjoint(self.ids[ticket]):
+                continue  # a chosen ticket's player blocks one of its players, or the other way round
             if check_latency:
                 shared = 0
                 for region, ms in lats[ticket].items():
@@ -455,24 +498,34 @@ class _Tick:
                 if not shared:
                     self.latency_misses += 1
                     continue
-            for team in range(count):
-                if fills[team] + size <= cap:
-                    fills[team] += size
-                    break
-            else:
-                together = [sizes[t] for t in chosen] + [size]
-                repacked = _fills(_pack(together, count, cap), together, count)
-                if repacked is None:
+            if placer is not None:
+                if placer.place(ticket) < 0:
                     continue
-                fills = repacked
+            else:
+                for team in range(count):
+                    if fills[team] + size <= cap:
+                        fills[team] += size
+                        break
+                else:
+                    together = [sizes[t] for t in chosen] + [size]
+                    repacked = _fills(_pack(together, count, cap), together, count)
+                    if repacked is None:
+                        continue
+                    fills = repacked
             if check_latency:
                 mask = shared
             low, high, extra = new_low, new_high, moved
             chosen.append(ticket)
             if held is not None:
                 held.update(contested[ticket])
+            if banned is not None:
+                banned.update(avoid[ticket])  # type: ignore[index]  # not None with banned
             players += size
             if players == target:
+                if placer is not None:
+                    if not placer.complete():
+                        return chosen, mask, False
+                    self.placement = placer.placement
                 return chosen, mask, True
         return chosen, mask, False
 
@@ -489,22 +542,62 @@ class _Tick:
                 highest = max(map(operator.itemgetter(here), lats))
                 if worst is None or (highest, here) < (worst, region):
                     region, worst = here, highest
-        teams, sums = self._teams(chosen, size)
+        roles: dict[str, str] = {}
         prediction = None
-        if self.rating is not None:
-            teams, sums, prediction = self._rated(teams, size)
+        if self.general:
+            teams, sums = self._placed_teams(chosen, size)
+            caps = self.caps if self.named else (size,) * self.count
+            means = [total / cap for total, cap in zip(sums, caps, strict=True)]
+            spread = max(means) - min(means) if self.balance and len(means) > 1 else 0.0
+            if self.offers:
+                roles = self._roles(teams, size)
+        else:
+            teams, sums = self._teams(chosen, size)
+            if self.rating is not None:
+                teams, sums, prediction = self._rated(teams, size)
+            spread = (max(sums) - min(sums)) / size if self.balance and len(sums) > 1 else 0.0
         ticket_id = self.live.__getitem__
         return Proposal(
             teams=tuple([tuple(map(_BY_ID, map(ticket_id, team))) for team in teams]),
             region=region,
             quality=MatchQuality(
-                skill_spread=(max(sums) - min(sums)) / size if self.balance and len(sums) > 1 else 0.0,
+                skill_spread=spread,
                 worst_latency_ms=worst,
                 longest_wait_seconds=max(0.0, self.now - min(map(_BY_ENQUEUED, tickets))),
                 draw_probability=prediction.draw if prediction is not None else None,
                 win_probabilities=prediction.win if prediction is not None else (),
             ),
+            roles=roles,
+            team_names=self.names,
         )
+
+    def _placed_teams(self, chosen: list[int], size: int) -> tuple[list[list[int]], list[float]]:
+        """Teams as the selection placed them (named teams keep their order); teams alike with role
+        slots are then balanced by swapping tickets whose players offer the same roles."""
+        strength = self.strength
+        teams: list[list[int]] = [[] for _ in range(self.count)]
+        for ticket, team in zip(chosen, self.placement, strict=True):
+            teams[team].append(ticket)
+        if self.balance and not self.named and self.count > 1:
+            kinds = {t: self.offers[t] if self.offers else self.sizes[t] for t in chosen}
+            _swap_to_balance(teams, kinds, strength)
+        for members in teams:
+            members.sort()
+        return teams, [sum(map(strength.__getitem__, members)) for members in teams]
+
+    def _roles(self, teams: list[list[int]], size: int) -> dict[str, str]:
+        """Player id -> role slot, team by team (``_Placer`` made sure each team has one)."""
+        out: dict[str, str] = {}
+        smaller = size < self.max_size
+        for members, roles in zip(teams, self.team_roles, strict=True):
+            if not roles:
+                continue  # a named team without role slots
+            offers = [offer for t in members for offer in self.offers[t]]
+            got = assign_roles(offers, roles, every_role=smaller)
+            assert got is not None, "selection only keeps teams whose players fill their slots"
+            pids = [p.id for t in members for p in self.live[t].players]
+            out.update(zip(pids, got, strict=True))
+        return out
 
     def _teams(self, chosen: list[int], size: int) -> tuple[list[list[int]], list[float]]:
         """``count`` teams of exactly ``size`` players balanced on strength (each in age order), and
@@ -552,6 +645,67 @@ class _Tick:
         for ticket, team in zip(order, placement, strict=True):
             teams[team].append(ticket)
         return teams
+
+
+class _Placer:
+    """Team placement in a queue of named teams or role slots, during one ``_select``: a ticket goes
+    to the first team (in order) with room whose players, with the ticket's, can still take distinct
+    role slots (greedy: a candidate that fits no team as placed so far is passed over); without
+    roles, the tickets are repacked when no team has room as they stand."""
+
+    __slots__ = ("caps", "fills", "offers", "placement", "roles", "sizes", "smaller", "team_offers", "tickets")
+
+    def __init__(self, tick: _Tick, cap: int) -> None:
+        self.caps = tick.caps if tick.named else (cap,) * tick.count
+        self.smaller = cap < tick.max_size
+        self.roles = tick.team_roles
+        self.sizes = tick.sizes
+        self.offers = tick.offers  # empty without roles
+        self.fills = [0] * len(self.caps)
+        self.team_offers: list[list[RoleOffer]] = [[] for _ in self.caps]
+        self.placement: list[int] = []
+        """The team of each placed ticket, in the order they were placed."""
+        self.tickets: list[int] = []
+
+    def place(self, ticket: int) -> int:
+        """The team ``ticket`` joins (it is placed), or -1 (nothing changed)."""
+        size, offers = self.sizes[ticket], self.offers
+        for team, cap in enumerate(self.caps):
+            if self.fills[team] + size > cap:
+                continue
+            if offers and self.roles[team]:
+                together = [*self.team_offers[team], *offers[ticket]]
+                # a smaller team must still play every role: the room left is counted as players
+                # who take any role, so a team is never filled past the point of no healer
+                room = [()] * (cap - self.fills[team] - size) if self.smaller else []
+                if assign_roles([*together, *room], self.roles[team], every_role=self.smaller) is None:
+                    continue
+                self.team_offers[team] = together
+            self.fills[team] += size
+            self.placement.append(team)
+            self.tickets.append(ticket)
+            return team
+        if offers:
+            return -1
+        sizes = [*map(self.sizes.__getitem__, self.tickets), size]
+        packed = _pack_caps(sizes, self.caps)
+        if packed is None:
+            return -1
+        self.placement = packed
+        self.tickets.append(ticket)
+        self.fills = _fills(packed, sizes, len(self.caps)) or self.fills
+        return packed[-1]
+
+    def complete(self) -> bool:
+        """Whether the full placement is a match: teams smaller than their slots play every role
+        (``place`` made sure of it; checked again, cheaply, before a match is proposed)."""
+        if not (self.smaller and self.offers):
+            return True
+        return all(
+            assign_roles(offers, roles, every_role=True) is not None
+            for offers, roles in zip(self.team_offers, self.roles, strict=True)
+            if roles
+        )
 
 
 def _contested(everyone: list[tuple[Player, ...]]) -> list[tuple[str, ...]]:
@@ -642,6 +796,46 @@ def _pack(sizes: list[int], bins: int, cap: int) -> list[int] | None:
     return placement if place(0) else None
 
 
+def _pack_caps(sizes: list[int], caps: Sequence[int]) -> list[int] | None:
+    """``_pack`` for bins of their own caps (named teams): slower, so only they use it.
+
+    Largest items first; bins with the same fill and cap are interchangeable, so only one of them is
+    tried; failed (item, fills) states are remembered.
+    """
+    bins = len(caps)
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    if sum(sizes) > sum(caps) or (order and sizes[order[0]] > max(caps)):
+        return None
+    fills = [0] * bins
+    placement = [0] * len(sizes)
+    failed: set[tuple[int, tuple[tuple[int, int], ...]]] = set()
+    budget = PACK_BUDGET
+
+    def place(k: int) -> bool:
+        nonlocal budget
+        if k == len(order):
+            return True
+        state = (k, tuple(sorted(zip(fills, caps, strict=True))))
+        if state in failed or budget <= 0:
+            return False
+        budget -= 1
+        size = sizes[order[k]]
+        tried = set()
+        for b in range(bins):
+            if fills[b] + size > caps[b] or (fills[b], caps[b]) in tried:
+                continue
+            tried.add((fills[b], caps[b]))
+            fills[b] += size
+            placement[order[k]] = b
+            if place(k + 1):
+                return True
+            fills[b] -= size
+        failed.add(state)
+        return False
+
+    return placement if place(0) else None
+
+
 def _fills(placement: list[int] | None, sizes: list[int], bins: int) -> list[int] | None:
     """Players per bin after ``_pack`` (None stays None)."""
     if placement is None:
@@ -652,9 +846,10 @@ def _fills(placement: list[int] | None, sizes: list[int], bins: int) -> list[int
     return fills
 
 
-def _swap_to_balance(teams: list[list[int]], sizes: list[int], strength: list[float]) -> None:
-    """Swap equal-size tickets between the strongest and the weakest team while the gap narrows
-    (each swap takes the pair that narrows it most; a few rounds at most)."""
+def _swap_to_balance(teams: list[list[int]], sizes: Mapping[int, object] | list[int], strength: list[float]) -> None:
+    """Swap tickets of the same kind (``sizes``: their sizes, or anything a swap must keep equal,
+    such as the roles their players offer) between the strongest and the weakest team while the
+    gap narrows (each swap takes the pair that narrows it most; a few rounds at most)."""
     sums = [sum([strength[t] for t in team]) for team in teams]
     for _ in range(4 * len(teams)):
         strong, weak = sums.index(max(sums)), sums.index(min(sums))

@@ -35,6 +35,10 @@ MAX_ATTRIBUTE = 1e15
 """Bound of a numeric attribute's magnitude: integers up to it are exact in a float, and a party's
 sum or average (a match's team sums) stays finite."""
 MAX_LATENCY_MS = 60_000
+MAX_ROLES = 16
+"""Roles one player may offer, at most (a queue's teams have at most this many roles too)."""
+MAX_BLOCKS = 100
+"""Players one ticket's ``blockedPlayers`` may name, and one player's stored block list, at most."""
 
 
 def player_id_error(value: str) -> str | None:
@@ -66,11 +70,20 @@ class Player:
     """Numbers (``skill``) and words (``mode``) the queue's rules look at."""
     latencies: Mapping[str, float] = field(default_factory=dict)
     """Region -> round-trip milliseconds, as the client measured them."""
+    roles: tuple[str, ...] = ()
+    """The roles the player offers to play in a queue whose teams have role slots (none: any)."""
 
     def __post_init__(self) -> None:
         err = player_id_error(self.id)
         if err:
             raise ValidationError("id", f"{self.id!r} {err}")
+        if len(self.roles) > MAX_ROLES:
+            raise ValidationError("roles", f"at most {MAX_ROLES} roles, got {len(self.roles)}")
+        for i, role in enumerate(self.roles):
+            if not _NAME.match(role):
+                raise ValidationError(f"roles[{i}]", f"{role[:100]!r} is not a valid role name")
+            if role in self.roles[:i]:
+                raise ValidationError(f"roles[{i}]", f"role {role!r} appears twice")
         for key, value in self.attributes.items():
             if not _NAME.match(key):
                 raise ValidationError(f"attributes.{key}", "invalid attribute name")
@@ -89,6 +102,8 @@ class TicketRequest:
 
     queue: str
     players: tuple[Player, ...]
+    blocked_players: tuple[str, ...] = ()
+    """Players none of this ticket's players may be matched with (in either team)."""
 
     def __post_init__(self) -> None:
         err = namespace_error(self.queue)
@@ -100,6 +115,36 @@ class TicketRequest:
         for i, pid in enumerate(ids):
             if pid in ids[:i]:
                 raise ValidationError(f"players[{i}].id", f"player {pid!r} appears twice")
+        check_blocks(self.blocked_players, "blockedPlayers")
+        for i, pid in enumerate(self.blocked_players):
+            if pid in ids:
+                raise ValidationError(
+                    f"blockedPlayers[{i}]", f"player {pid!r} is in the party: a party cannot block its own player"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class BlockList:
+    """A player's stored block list (``PUT /v1/players/{id}/blocks``): players they must never be
+    matched with, in any queue. Applies to tickets opened after it was stored."""
+
+    players: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_blocks(self.players, "players")
+
+
+def check_blocks(blocked: tuple[str, ...], where: str) -> None:
+    """A block list: at most ``MAX_BLOCKS`` valid player ids, none twice (``ValidationError`` naming
+    ``where[i]``)."""
+    if len(blocked) > MAX_BLOCKS:
+        raise ValidationError(where, f"at most {MAX_BLOCKS} players, got {len(blocked)}")
+    for i, pid in enumerate(blocked):
+        err = player_id_error(pid)
+        if err:
+            raise ValidationError(f"{where}[{i}]", f"{pid[:100]!r} {err}")
+        if pid in blocked[:i]:
+            raise ValidationError(f"{where}[{i}]", f"player {pid!r} appears twice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +160,11 @@ class Assignment:
     team: int = 0
     region: str = ""
     tokens: Mapping[str, str] = field(default_factory=dict)
+    team_name: str = ""
+    """The team's name in a queue of named teams (``teams.named``); "" otherwise."""
+    roles: Mapping[str, str] = field(default_factory=dict)
+    """Player id -> the role slot they fill, in a queue whose teams have roles (every player of this
+    ticket); empty otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +182,9 @@ class Ticket:
     assignment: Assignment | None = None
     reason: str = ""
     """Why it was cancelled or expired."""
+    blocked_players: tuple[str, ...] = ()
+    """Players this ticket's players must never be matched with: the request's ``blockedPlayers``
+    and its players' stored block lists, as they were when it was opened. Never shown to clients."""
 
     KIND: ClassVar[str] = "Ticket"
 
@@ -176,6 +229,10 @@ class Proposal:
     teams: tuple[tuple[str, ...], ...]
     region: str = ""
     quality: MatchQuality = MatchQuality()
+    roles: Mapping[str, str] = field(default_factory=dict)
+    """Player id -> role slot, for a queue whose teams have roles (empty otherwise)."""
+    team_names: tuple[str, ...] = ()
+    """Per team (as in ``teams``), its name, for a queue of named teams (empty otherwise)."""
 
     @property
     def ticket_ids(self) -> tuple[str, ...]:

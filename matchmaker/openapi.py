@@ -13,7 +13,15 @@ from typing import Any
 from fleetmatch.http import ERROR_SCHEMA
 from fleetmatch.probes import PROBE_PATHS
 from matchmaker import results
-from matchmaker.models import MAX_ATTRIBUTE, MAX_LATENCY_MS, MAX_PARTY, NAME_PATTERN, PLAYER_ID_PATTERN
+from matchmaker.models import (
+    MAX_ATTRIBUTE,
+    MAX_BLOCKS,
+    MAX_LATENCY_MS,
+    MAX_PARTY,
+    MAX_ROLES,
+    NAME_PATTERN,
+    PLAYER_ID_PATTERN,
+)
 from matchmaker.stats import OLDEST, RECENT
 from matchmaker.store import OPERATOR_STATES
 from matchmaker.views import DEFAULT_LIMIT, MAX_LIMIT
@@ -25,6 +33,7 @@ _ERROR = ERROR_SCHEMA
 _PLAYER_ID = {"type": "string", "pattern": PLAYER_ID_PATTERN, "not": {"pattern": "^key:"}}
 _NAMES = {"pattern": NAME_PATTERN}
 _TICKET_REF = {"$ref": "#/components/schemas/Ticket"}
+_BLOCKED = {"type": "array", "maxItems": MAX_BLOCKS, "uniqueItems": True, "items": _PLAYER_ID}
 _ID = {
     "name": "id",
     "in": "path",
@@ -68,6 +77,20 @@ _FOLLOW_LIMITED = {
 _UNAVAILABLE = {"503": {**_error("The ticket store is unreachable: retry shortly"), "headers": _RETRY_AFTER}}
 _FORBIDDEN = {"403": _error("Forbidden: a player token asked for an operators' view (needs an API key)")}
 _NOT_FOUND = {"404": _error("No such ticket, or not one this caller may see (the same answer either way)")}
+
+_BLOCKS_ANSWER = {
+    "description": "The player's list",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["player", "players"],
+                "properties": {"player": {"type": "string"}, "players": _BLOCKED},
+            }
+        }
+    },
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -114,6 +137,25 @@ OPENAPI: dict[str, Any] = {
                         "additionalProperties": {"type": "number", "minimum": 0, "maximum": MAX_LATENCY_MS},
                         "description": "Region -> round-trip milliseconds",
                     },
+                    "roles": {
+                        "type": "array",
+                        "maxItems": MAX_ROLES,
+                        "uniqueItems": True,
+                        "items": {"type": "string", **_NAMES},
+                        "description": "Roles the player offers in a queue whose teams have role slots (none or "
+                        "empty: any); each must be one of the queue's roles",
+                    },
+                },
+            },
+            "BlockList": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "players": {
+                        **_BLOCKED,
+                        "description": "Players never to be matched with, in any queue (the player themself "
+                        "not among them); applies to tickets opened afterwards",
+                    }
                 },
             },
             "TicketRequest": {
@@ -130,6 +172,11 @@ OPENAPI: dict[str, Any] = {
                         "description": "One player, or a party that is matched together on one team (no "
                         "larger than the queue's team). With a player token, the token's player must be one of "
                         "them and the others listed in its party claim.",
+                    },
+                    "blockedPlayers": {
+                        **_BLOCKED,
+                        "description": "Players none of this ticket's players is matched with (either team, "
+                        "whoever blocks whom); not players of the ticket. Not shown back.",
                     },
                 },
             },
@@ -156,6 +203,13 @@ OPENAPI: dict[str, Any] = {
                         "additionalProperties": {"type": "string"},
                         "description": "Player id -> connection token to present to the game server: "
                         "a player sees only their own, an API key every player's of the ticket",
+                    },
+                    "teamName": {"type": "string", "description": "The team's name, in a queue of named teams"},
+                    "roles": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string"},
+                        "description": "Player id -> the role slot they fill (every player of the ticket), in a "
+                        "queue whose teams have roles",
                     },
                 },
             },
@@ -308,7 +362,9 @@ OPENAPI: dict[str, Any] = {
                     "422": _error(
                         "Invalid ticket, naming the field: not the schema above, an unknown queue, a player "
                         "twice, attributes the queue's rules need missing or of the wrong type, a party larger "
-                        "than a team, no region within the queue's latency, a player token without its player"
+                        "than a team, no region within the queue's latency, a player token without its player, "
+                        "roles the queue does not have or a party that cannot take role slots of one team, a "
+                        "party that blocks one of its own players (blockedPlayers, or a stored block list)"
                     ),
                     **_RATE_LIMITED,
                     **_UNAVAILABLE,
@@ -401,6 +457,44 @@ OPENAPI: dict[str, Any] = {
                     **_UNAUTHORIZED,
                     **_NOT_FOUND,
                     **_FOLLOW_LIMITED,
+                    **_UNAVAILABLE,
+                },
+            },
+        },
+        "/v1/players/{id}/blocks": {
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "A player"}
+            ],
+            "get": {
+                "operationId": "getBlocks",
+                "summary": "A player's stored block list (the player themself, or an API key)",
+                "responses": {
+                    "200": _BLOCKS_ANSWER,
+                    **_UNAUTHORIZED,
+                    "403": _error("Forbidden: a player token asked for another player's list"),
+                    "422": _error("Not a player id (field: id)"),
+                    **_RATE_LIMITED,
+                    **_UNAVAILABLE,
+                },
+            },
+            "put": {
+                "operationId": "putBlocks",
+                "summary": "Replace a player's stored block list (the player themself, or an API key)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BlockList"}}},
+                },
+                "responses": {
+                    "200": _BLOCKS_ANSWER,
+                    "400": _error("Empty or malformed JSON"),
+                    **_UNAUTHORIZED,
+                    "403": _error("Forbidden: a player token asked for another player's list"),
+                    "413": _error("Body larger than the server's limit"),
+                    "422": _error(
+                        f"Invalid list, naming the field: not a player id, one twice, more than {MAX_BLOCKS}, "
+                        "the player themself"
+                    ),
+                    **_RATE_LIMITED,
                     **_UNAVAILABLE,
                 },
             },

@@ -28,6 +28,11 @@ What each part means (``matchmaker.matching`` implements it):
   ``maxSize`` is refused when the ticket is opened. Full teams (``maxSize``) are always preferred;
   smaller ones are formed only once the seed has waited ``waitForFullSeconds`` (default 0: as soon
   as no full match is at hand).
+- **teams.roles** (``{tank: 1, healer: 1, dps: 3}``): role slots per team, adding up to
+  ``maxSize``; players offer roles (``Player.roles``, none: any) and each takes a slot of a role
+  they offered (``matchmaker.composition``). A smaller team plays every role once.
+- **teams.named** (``[{name: hunter, size: 1}, {name: prey, size: 4}]``): teams of their own
+  names, sizes and roles; always full. ``caps``, ``team_roles`` and ``names`` read both shapes.
 - **distance** rule: the spread (largest minus smallest) of the match's ticket values is at most
   the window. A ticket's value is its players' ``partyAggregation`` (``avg`` by default, or ``min``,
   ``max``) of the numeric ``attribute``.
@@ -68,7 +73,8 @@ from fleetmatch.documents import Kind, parse_documents, read_text
 from fleetmatch.errors import ValidationError
 from fleetmatch.models import ObjectMeta
 from fleetmatch.names import namespace_error
-from matchmaker.models import TicketRequest
+from matchmaker.composition import assign_roles
+from matchmaker.models import MAX_ROLES, TicketRequest
 from matchmaker.ratings import SIGMA_SUFFIX
 
 if TYPE_CHECKING:
@@ -250,29 +256,131 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class NamedTeam:
+    """One team of a queue whose teams differ (``teams.named``): its name, size and role slots."""
+
+    name: str
+    size: int
+    roles: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _RULE_NAME.match(self.name):
+            raise ValidationError("name", f"{self.name!r}: 1-63 letters, digits, - or _, starting alphanumeric")
+        if not 1 <= self.size <= MAX_PLAYERS:
+            raise ValidationError("size", f"must be within 1..{MAX_PLAYERS}, got {self.size}")
+        _check_roles(self.roles)
+        if self.roles and sum(self.roles.values()) != self.size:
+            slots = sum(self.roles.values())
+            raise ValidationError("roles", f"slots add up to {slots}, not the team's size {self.size}")
+
+
+def _check_roles(roles: Mapping[str, int]) -> None:
+    if len(roles) > MAX_ROLES:
+        raise ValidationError("roles", f"at most {MAX_ROLES} roles, got {len(roles)}")
+    for role, slots in roles.items():
+        if not _ATTRIBUTE.match(role):
+            raise ValidationError(f"roles.{role}", f"{role!r} is not a valid role name")
+        if not 1 <= slots <= MAX_PLAYERS:
+            raise ValidationError(f"roles.{role}", f"must be within 1..{MAX_PLAYERS} slots, got {slots}")
+
+
+@dataclass(frozen=True, slots=True)
 class Teams:
-    count: int = 2
-    max_size: int = 1
+    """Either ``count`` teams alike (optionally with role ``roles`` slots), or ``named`` teams of their
+    own sizes (and roles). Read ``caps``, ``team_roles`` and ``names`` for both shapes."""
+
+    count: int = 0
+    """0 (the default): 2, or with ``named`` the number of named teams."""
+    max_size: int = 0
+    """0 (the default): the sum of the ``roles`` slots, else 1; with ``named`` the largest team."""
     min_size: int = 0
     """0 (the default) means ``max_size``: only full teams."""
     wait_for_full_seconds: float = 0.0
     """How long the seed waits for full teams before smaller ones (down to ``min_size``) are formed."""
+    roles: Mapping[str, int] = field(default_factory=dict)
+    """Role -> slots in each team (they add up to ``maxSize``); empty: no roles."""
+    named: tuple[NamedTeam, ...] = ()
+    """Teams of their own names and sizes (``hunter`` 1, ``prey`` 4); only full teams are formed."""
 
     def __post_init__(self) -> None:
+        if self.named:
+            self._resolve_named()
+        else:
+            _check_roles(self.roles)
+            slots = sum(self.roles.values())
+            object.__setattr__(self, "count", self.count or 2)
+            if self.roles and self.max_size and self.max_size != slots:
+                raise ValidationError("maxSize", f"must be the sum of the roles' slots ({slots}), got {self.max_size}")
+            object.__setattr__(self, "max_size", self.max_size or slots or 1)
         if not 1 <= self.count <= MAX_TEAMS:
             raise ValidationError("count", f"must be within 1..{MAX_TEAMS}, got {self.count}")
         if not 1 <= self.max_size <= MAX_PLAYERS:
             raise ValidationError("maxSize", f"must be within 1..{MAX_PLAYERS}, got {self.max_size}")
         if not 0 <= self.min_size <= self.max_size:
             raise ValidationError("minSize", f"must be within 1..maxSize ({self.max_size}), got {self.min_size}")
-        if self.count * self.max_size > MAX_PLAYERS:
-            raise ValidationError("maxSize", f"count x maxSize must be at most {MAX_PLAYERS} players per match")
+        if sum(self.caps) > MAX_PLAYERS:
+            where = "named" if self.named else "maxSize"
+            players = sum(self.caps)
+            raise ValidationError(where, f"teams must hold at most {MAX_PLAYERS} players per match, got {players}")
         if self.wait_for_full_seconds < 0 or not math.isfinite(self.wait_for_full_seconds):
             raise ValidationError("waitForFullSeconds", "must be a non-negative number")
+        if self.roles and self.smallest < self.max_size and self.smallest < len(self.roles):
+            raise ValidationError(
+                "minSize", f"must be at least the number of roles ({len(self.roles)}): a smaller team plays every role"
+            )
+
+    def _resolve_named(self) -> None:
+        given = {
+            "count": self.count,
+            "maxSize": self.max_size,
+            "minSize": self.min_size,
+            "waitForFullSeconds": self.wait_for_full_seconds,
+            "roles": self.roles,
+        }
+        for wire, value in given.items():
+            if value:
+                raise ValidationError(wire, "does not apply with named teams: give each team's size (and roles)")
+        if len(self.named) > MAX_TEAMS:
+            raise ValidationError("named", f"at most {MAX_TEAMS} teams, got {len(self.named)}")
+        names = [t.name for t in self.named]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValidationError(f"named[{i}].name", f"team {name!r} appears twice")
+        object.__setattr__(self, "count", len(self.named))
+        object.__setattr__(self, "max_size", max(t.size for t in self.named))
+        object.__setattr__(self, "min_size", 0)
 
     @property
     def smallest(self) -> int:
         return self.min_size or self.max_size
+
+    @property
+    def caps(self) -> tuple[int, ...]:
+        """Each team's full size."""
+        if self.named:
+            return tuple(t.size for t in self.named)
+        return (self.max_size,) * self.count
+
+    @property
+    def team_roles(self) -> tuple[Mapping[str, int], ...]:
+        """Each team's role slots (empty mappings: no roles)."""
+        if self.named:
+            return tuple(t.roles for t in self.named)
+        return (self.roles,) * self.count
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Each team's name (empty unless ``named``)."""
+        return tuple(t.name for t in self.named)
+
+    @property
+    def has_roles(self) -> bool:
+        return any(self.team_roles)
+
+    @property
+    def uniform(self) -> bool:
+        """``count`` alike teams without roles: the matcher's fast path."""
+        return not self.named and not self.roles
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,13 +539,14 @@ class Queue:
 
     @property
     def players_needed(self) -> int:
-        """Players in a full match (every team at ``maxSize``)."""
-        return self.spec.teams.count * self.spec.teams.max_size
+        """Players in a full match (every team at ``maxSize``, or each named team at its size)."""
+        return sum(self.spec.teams.caps)
 
     @property
     def min_players(self) -> int:
         """Players in the smallest match the queue forms (every team at ``minSize``)."""
-        return self.spec.teams.count * self.spec.teams.smallest
+        teams = self.spec.teams
+        return sum(teams.caps) if teams.named else teams.count * teams.smallest
 
     def allocation_spec(self, region: str = "") -> GameServerAllocationSpec:
         return self.spec.allocation_spec(region)
@@ -454,6 +563,7 @@ class Queue:
                 f"a party of {len(players)} cannot be split and does not fit a team of at most "
                 f"{spec.teams.max_size} in queue {self.name!r}",
             )
+        _check_roles_offered(players, spec.teams, self.name)
         for attribute, why in spec.numeric_attributes().items():
             for i, player in enumerate(players):
                 value = player.attributes.get(attribute)
@@ -488,6 +598,28 @@ def _check_sigmas(players: Sequence[Player], rule: Rule) -> None:
         value = player.attributes.get(sigma)
         if value is not None and not (_is_number(value) and 0 < float(value) <= 1e6):
             raise ValidationError(f"players[{i}].attributes.{sigma}", f"must be a positive number, got {value!r}")
+
+
+def _check_roles_offered(players: Sequence[Player], teams: Teams, queue: str) -> None:
+    """Roles only where the queue has them, each one a team has; a party fills slots of one team."""
+    if not teams.has_roles:
+        for i, player in enumerate(players):
+            if player.roles:
+                raise ValidationError(f"players[{i}].roles", f"queue {queue!r} has no roles")
+        return
+    known = {role for roles in teams.team_roles for role in roles}
+    for i, player in enumerate(players):
+        for j, role in enumerate(player.roles):
+            if role not in known:
+                raise ValidationError(
+                    f"players[{i}].roles[{j}]", f"queue {queue!r} has no role {role!r} (roles: {', '.join(known)})"
+                )
+    offers = [p.roles for p in players]
+    if not any(
+        len(players) <= cap and (not roles or assign_roles(offers, roles) is not None)
+        for cap, roles in zip(teams.caps, teams.team_roles, strict=True)
+    ):
+        raise ValidationError("players", "the party's players cannot take distinct role slots of one team")
 
 
 def _check_latencies(players: Sequence[Player], rule: Rule) -> None:

@@ -17,6 +17,8 @@ slot, so it runs unchanged on Redis Cluster; every multi-ticket step one Lua scr
   assignments, marks the tickets matched and publishes them.
 - ``cancel`` is safe at any time: a leased ticket that is cancelled makes the lease holder's
   ``assign`` fail, and the holder releases the others.
+- ``blocks`` / ``set_blocks``: each player's stored block list (players they must never be matched
+  with), read once per ticket create and attached to the ticket.
 - ``snapshot`` and ``list_tickets`` are the operators' views (``matchmaker.stats``): bounded reads,
   however long the queue.
 - Changes a waiting client cares about (matched, cancelled, expired) are published per queue;
@@ -72,6 +74,13 @@ OPERATOR_STATES = ("queued", "matched", "cancelled", "expired")
 
 
 class TicketStore(Protocol):
+    async def blocks(self, players: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """The stored block list of each of ``players`` that has one (one read, whatever the count)."""
+
+    async def set_blocks(self, player: str, blocked: Sequence[str]) -> None:
+        """Replace ``player``'s stored block list (empty: none). Open tickets keep the list they
+        were opened with."""
+
     async def create(self, ticket: Ticket, *, max_open_per_player: int) -> Ticket:
         """Store a new queued ticket; ``AlreadyQueuedError`` (naming the player and their oldest
         open ticket) if any of its players is already in ``max_open_per_player`` open (queued or

@@ -25,6 +25,8 @@ and the queue runs unchanged on Redis Cluster (``Keys`` builds every name; nothi
     fm:{q:duel}:tickets:orphan_tries HASH match id -> release attempts so far (backing off; given up
                                           after ``ORPHAN_TRIES``)
     fm:{q:duel}:tickets:tick        HASH  at, seconds, matches of the last director pass (operators' view)
+    fm:{players}:blocks             HASH  player id -> the players they block, space-separated (one key
+                                          for every queue: read with one HMGET per ticket create)
 
 Every state change is one Lua script (``lua/``, EVALSHA through ``register_script``, which on a
 ``RedisCluster`` routes by the first key and loads scripts on every primary); the ones touching
@@ -134,6 +136,9 @@ class Keys:
     def all(self) -> tuple[str, ...]:
         return dataclasses.astuple(self)
 
+
+BLOCKS_KEY = "fm:{players}:blocks"
+"""Every player's stored block list (see the module docstring)."""
 
 CREATE_BATCH = 256
 """Creates sent to Redis in one script call, at most."""
@@ -266,6 +271,24 @@ class RedisTicketStore:
             return await self._scripts[name](
                 keys=self.keys(queue).all, args=["" if now is None else repr(now), self._history, *args]
             )
+
+    # -- players ----------------------------------------------------------------------------
+
+    async def blocks(self, players: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        if not players:
+            return {}
+        await self._ready()
+        with _backend():
+            lists: list[Any] = await self._redis.hmget(BLOCKS_KEY, list(players))
+        return {p: tuple(_text(v).split()) for p, v in zip(players, lists, strict=True) if v}
+
+    async def set_blocks(self, player: str, blocked: Sequence[str]) -> None:
+        await self._ready()
+        with _backend():
+            if blocked:
+                await self._redis.hset(BLOCKS_KEY, player, " ".join(blocked))
+            else:
+                await self._redis.hdel(BLOCKS_KEY, player)
 
     # -- tickets ----------------------------------------------------------------------------
 

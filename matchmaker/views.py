@@ -37,6 +37,10 @@ def ticket_json(ticket: Ticket, principal: Principal) -> dict[str, Any]:
     connection tokens only the caller's own (an API key sees them all)."""
     doc = to_wire(ticket)
     del doc["enqueuedAt"]
+    del doc["blockedPlayers"]  # whom a player blocks is theirs alone, not their party's
+    for player in doc["players"]:
+        if not player["roles"]:
+            del player["roles"]
     owner = doc.pop("owner")
     doc["state"] = ticket.state.public
     assignment = doc["assignment"]
@@ -45,6 +49,11 @@ def ticket_json(ticket: Ticket, principal: Principal) -> dict[str, Any]:
     elif assignment is not None:
         token = assignment["tokens"].get(principal.id)
         assignment["tokens"] = {} if token is None else {principal.id: token}
+    if assignment is not None:
+        if not assignment["teamName"]:
+            del assignment["teamName"]
+        if not assignment["roles"]:
+            del assignment["roles"]
     return doc
 
 

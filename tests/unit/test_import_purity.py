@@ -54,6 +54,7 @@ def among(loaded: set[str], packages: tuple[str, ...]) -> list[str]:
         "allocator.index",
         "matchmaker.matching",
         "matchmaker.rules",
+        "matchmaker.composition",
         "fleetmatch.models",
     ],
 )
