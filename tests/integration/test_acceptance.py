@@ -17,6 +17,8 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from jsonschema import Draft202012Validator, ValidationError
+from openapi_spec_validator import validate
 from prometheus_client import REGISTRY
 
 from allocator.app import serve_allocator
@@ -249,3 +251,31 @@ async def test_a_proposed_ticket_is_in_no_other_match_and_a_ready_match_goes_to_
     await store.accept(b, lease_seconds=30)
     taken = await asyncio.gather(*(store.take_ready("duel", limit=10, lease_seconds=30) for _ in range(4)))
     assert [m for batch in taken for m, _ in batch] == ["m1"]
+
+
+async def test_the_served_openapi_document_states_the_routes_and_the_proposal(stack: Stack) -> None:
+    async with stack.http.get(f"{stack.url}/openapi.json") as resp:
+        doc = await resp.json()
+    validate(doc)
+    paths = doc["paths"]
+    for route in ("/v1/tickets/{id}/accept", "/v1/tickets/{id}/decline"):
+        assert set(paths[route]["post"]["responses"]) >= {"200", "401", "404", "409"}
+
+    def check(name: str, value: Any) -> None:
+        Draft202012Validator({**doc, "$ref": f"#/components/schemas/{name}"}).validate(value)
+
+    a, b = await stack.open("p1"), await stack.open("p2")
+    await stack.director.tick()
+    check("Ticket", await stack.ticket(a, "p1"))
+    status, accepted = await stack.call("POST", f"/v1/tickets/{a}/accept", "p1")
+    assert status == 200
+    check("Ticket", accepted)
+    with pytest.raises(ValidationError):  # the check can fail: a proposal missing a field is refused
+        check("Ticket", {**accepted, "proposal": {**accepted["proposal"], "team": None}})
+    status, declined = await stack.call("POST", f"/v1/tickets/{b}/decline", "key")
+    check("Ticket", declined)
+    status, refused = await stack.call("POST", f"/v1/tickets/{b}/decline", "p1")
+    assert status == 404
+    status, refused = await stack.call("POST", f"/v1/tickets/{a}/decline", "key")
+    assert status == 409
+    check("Error", refused)
