@@ -180,7 +180,8 @@ class TicketStore(Protocol):
         """Reach the store once (a probe); ``BackendError`` if it does not answer."""
 
     def updates(self, queue: str) -> AsyncIterator[str]:
-        """Ids of the queue's tickets as they become matched, cancelled or expired (until cancelled).
+        """Ids of the queue's tickets as they become matched, cancelled or expired, or are proposed a
+        match, accept it or go back to the pool from one (until cancelled).
 
         The first item is ``""``, once the subscription is in place: every change after it is
         reported (a reader re-reads what may have changed before)."""
