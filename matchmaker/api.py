@@ -12,6 +12,10 @@ with a player token or an API key; see ``matchmaker.auth``):
   the same tickets as JSON text messages, then a normal close.
 - ``DELETE /v1/tickets/{id}`` -> 200 and the ticket after cancelling (a ticket already final is
   returned unchanged).
+- ``POST /v1/tickets/{id}/accept`` and ``/decline`` (queues with acceptance) -> 200 and the ticket
+  after: accepting the match proposed to it, or declining it (the ticket is cancelled, the match's
+  other tickets go back to the pool); 409 ``NotProposed`` when no match awaits its answer. Whoever
+  may cancel the ticket may answer for it.
 - ``GET /v1/queues`` and ``GET /v1/tickets?queue=Q`` (API keys only): the operators' views,
   ``matchmaker.views``.
 - ``GET|PUT /v1/players/{id}/blocks`` ``{"players": [...]}``: a player's stored block list (the
@@ -53,8 +57,14 @@ from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import MatchmakerSettings
 from matchmaker.auth import RECOMMENDED_SECRET_BYTES, Authenticator, Principal, RateLimiter, TokenClaims, short_secret
-from matchmaker.errors import AlreadyQueuedError, MalformedCredentialsError, NotYourBlocksError, TooManyStreamsError
-from matchmaker.metrics import API_REQUESTS, LEGACY_PLAYER_TOKENS, TICKETS
+from matchmaker.errors import (
+    AlreadyQueuedError,
+    MalformedCredentialsError,
+    NotProposedError,
+    NotYourBlocksError,
+    TooManyStreamsError,
+)
+from matchmaker.metrics import API_REQUESTS, LEGACY_PLAYER_TOKENS, MATCH_PROPOSALS, TICKETS
 from matchmaker.models import (
     BlockList,
     Player,
@@ -69,7 +79,7 @@ from matchmaker.openapi import OPENAPI
 from matchmaker.push import OPEN, Hub
 from matchmaker.ratingstore import RatingStore, rating_store_for, with_stored_ratings
 from matchmaker.results import ResultsApi, add_routes
-from matchmaker.store import TicketStore
+from matchmaker.store import Answer, TicketStore
 from matchmaker.views import OperatorViews, ticket_json
 
 log = logging.getLogger(__name__)
@@ -321,6 +331,38 @@ class TicketApi:
         after = await self.store.cancel(ticket_id, reason=f"cancelled by {principal.id}")
         if before.state in OPEN and after.state is TicketState.CANCELLED:
             self.counters.ticket(after.queue, "cancelled")
+            if _awaiting(before):  # cancelling a proposed ticket declines its match
+                MATCH_PROPOSALS.labels(after.queue, "declined").inc()
+        return _json(ticket_json(after, principal))
+
+    async def accept(self, request: web.Request) -> web.Response:
+        principal = self.principal(request)
+        ticket_id = self.ticket_id(request)
+        self.visible(await self.store.get(ticket_id), principal)
+        answer, after = await self.store.accept(ticket_id, lease_seconds=self.settings.lease_seconds)
+        if answer is Answer.NOT_PROPOSED:
+            raise NotProposedError(ticket_id, "accept", f"no match awaits its answer (it is {after.state.public})")
+        if answer is Answer.LATE:
+            raise NotProposedError(ticket_id, "accept", "the time to accept its match has passed")
+        if answer is Answer.READY:
+            MATCH_PROPOSALS.labels(after.queue, "accepted").inc()
+        return _json(ticket_json(after, principal))
+
+    async def decline(self, request: web.Request) -> web.Response:
+        principal = self.principal(request)
+        ticket_id = self.ticket_id(request)
+        before = self.visible(await self.store.get(ticket_id), principal)
+        answer, after = await self.store.decline(ticket_id, reason=f"declined the proposed match ({principal.id})")
+        if answer is Answer.NOT_PROPOSED:
+            why = (
+                "everyone accepted its match already"
+                if after.state is TicketState.PROPOSED
+                else "no match awaits its answer"
+            )
+            raise NotProposedError(ticket_id, "decline", f"{why} (it is {after.state.public})")
+        if _awaiting(before) and after.state is TicketState.CANCELLED:
+            MATCH_PROPOSALS.labels(after.queue, "declined").inc()
+            self.counters.ticket(after.queue, "cancelled")
         return _json(ticket_json(after, principal))
 
     async def events(self, request: web.Request) -> web.StreamResponse:
@@ -416,6 +458,12 @@ def _check_party_blocks(players: tuple[Player, ...], stored: Mapping[str, tuple[
                     f"players[{index[other]}].id",
                     f"players {player.id!r} and {other!r} cannot be in one party: one of them blocks the other",
                 )
+
+
+def _awaiting(ticket: Ticket) -> bool:
+    """Whether the ticket's proposed match still waits for acceptances."""
+    proposal = ticket.proposal
+    return proposal is not None and proposal.accepted_tickets < proposal.tickets
 
 
 def _first(ticket: Ticket | None) -> Ticket:
@@ -530,6 +578,8 @@ def build_app(
     app.router.add_get("/v1/tickets/{id}/events", api.events)
     app.router.add_get("/v1/players/{id}/blocks", api.get_blocks)
     app.router.add_put("/v1/players/{id}/blocks", api.put_blocks)
+    app.router.add_post("/v1/tickets/{id}/accept", api.accept)
+    app.router.add_post("/v1/tickets/{id}/decline", api.decline)
     views = OperatorViews(store, queues, api.principal, clock=clock)
     app.router.add_get("/v1/tickets", views.list_tickets)
     app.router.add_get("/v1/queues", views.list_queues)

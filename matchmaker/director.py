@@ -8,6 +8,14 @@ match id, as its ``Idempotency-Key`` and in the ``fleetmatch.dev/match-id`` anno
 player the SHA-256 of a fresh connection token, so the game server can check who may join), then
 **assign** (only while the lease is held) which publishes the assignment to the waiting clients.
 
+**Acceptance.** On a queue with ``acceptance`` a proposal is *proposed* instead of claimed (all
+or nothing as well): its tickets await their players' answers until the deadline, which the store
+keeps, not the director. The acceptance that completes a match leases its tickets and lists it as
+ready; each pass, a director first takes the ready matches (each goes to one director only) and
+allocates and assigns them as above. A decline puts the others back at once (the ticket API does
+it); a deadline that passes is resolved by any director's ``reap``. So no server is allocated
+before everyone accepted, and a director that dies mid-acceptance leaves nothing unresolved.
+
 When nothing is free (429) the tickets go back to the pool at their original place and the queue
 backs off; every failure is counted by reason. Any number of directors may run on one queue: the
 claim is the only coordination they need. A director that dies mid-match leaves leases that run
@@ -49,7 +57,7 @@ from fleetmatch.tasks import raise_if_cancelling
 from matchmaker import metrics
 from matchmaker.models import Assignment, Proposal, Ticket
 from matchmaker.stats import players_by_region
-from matchmaker.store import Tick, TicketStore
+from matchmaker.store import StoredProposal, Tick, TicketStore
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,8 @@ PLAYER_ROLES_ANNOTATION = "fleetmatch.dev/player-roles"
 MAX_BACKOFF = 5.0
 THREAD_POOL_SIZE = 5_000
 """Pools larger than this are matched in a worker thread (about 0.1 s of work per 10,000 tickets)."""
+READY_BATCH = 64
+"""Accepted matches one pass takes to allocate, at most (the rest next pass)."""
 ORPHAN_BATCH = 16
 """Abandoned matches one pass releases servers for, at most (the rest next pass)."""
 ORPHANING = frozenset({"error", "lost-lease"})
@@ -137,6 +147,11 @@ class QueueLike(Protocol):
     @property
     def tick_seconds(self) -> float: ...
 
+    @property
+    def acceptance_seconds(self) -> float | None:
+        """Seconds players have to accept a proposed match; None: no ready check."""
+        ...
+
     def allocation_spec(self, region: str) -> GameServerAllocationSpec: ...
 
 
@@ -172,6 +187,8 @@ class TickReport:
     matched: int = 0
     conflicts: int = 0
     failed: int = 0
+    proposed: int = 0
+    """Matches put to their players (queues with acceptance)."""
 
 
 class Director:
@@ -242,12 +259,15 @@ class Director:
                     ", ".join(reaped.matches_abandoned),
                     extra=self._ids,
                 )
+            self._count_timeouts(reaped.proposals_timed_out, reaped.tickets_not_accepted)
             if self.releaser is not None:
                 await self._release_orphans(self.releaser)
+            accepted = await self._play_accepted()
             pool = await self.store.pool(name)
             report.pool = len(pool)
             self._gauge_waiting(pool)
             if not pool:
+                self._tally(report, accepted)
                 return report
             now = self._clock()
             with metrics.MATCH_SECONDS.labels(queue=name).time():
@@ -258,16 +278,53 @@ class Director:
             report.proposals = len(proposals)
             by_id = {t.id: t for t in pool}
             results = await asyncio.gather(*(self._play_safely(p, by_id) for p in proposals))
-        for outcome in results:
+        self._tally(report, [*accepted, *results])
+        return report
+
+    def _tally(self, report: TickReport, outcomes: Sequence[str]) -> None:
+        for outcome in outcomes:
             if outcome == "matched":
                 report.matched += 1
+            elif outcome == "proposed":
+                report.proposed += 1
             elif outcome == "conflict":
                 report.conflicts += 1
             else:
                 report.failed += 1
         if report.matched:
             self._backoff = 0.0
-        return report
+
+    def _count_timeouts(self, matches: Sequence[str], tickets: Sequence[str]) -> None:
+        name = self.queue.name
+        if matches:
+            metrics.MATCH_PROPOSALS.labels(queue=name, outcome="timed-out").inc(len(matches))
+            log.info(
+                "%d proposed match(es) not accepted in time; %d ticket(s) that did not accept cancelled",
+                len(matches),
+                len(tickets),
+                extra=self._ids,
+            )
+        if tickets:
+            metrics.TICKETS.labels(queue=name, event="cancelled").inc(len(tickets))
+
+    async def _play_accepted(self) -> list[str]:
+        """Allocate and assign the matches every ticket of which accepted (queues with acceptance)."""
+        if self.queue.acceptance_seconds is None:
+            return []
+        ready = await self.store.take_ready(self.queue.name, limit=READY_BATCH, lease_seconds=self.lease_seconds)
+        return list(await asyncio.gather(*(self._play_ready_safely(m, s) for m, s in ready)))
+
+    async def _play_ready_safely(self, match_id: str, stored: StoredProposal) -> str:
+        try:
+            ids = stored.proposal.ticket_ids
+            tickets = {t.id: t for t in await asyncio.gather(*(self.store.get(tid) for tid in ids))}
+            async with self._limit:
+                return await self._allocate_or_release(match_id, stored.proposal, tickets)
+        except (StoreError, ValidationError) as exc:
+            raise_if_cancelling()
+            log.warning("accepted match %s failed: %s", match_id, exc, extra={**self._ids, "match_id": match_id})
+            metrics.ALLOCATION_FAILURES.labels(queue=self.queue.name, reason="error").inc()
+            return "error"
 
     async def _release_orphans(self, releaser: Releasing) -> None:
         """Return the servers of the abandoned matches that are due (see the module docstring)."""
@@ -331,17 +388,37 @@ class Director:
         async with self._limit:
             match_id = uuid.uuid4().hex
             ids = proposal.ticket_ids
+            window = self.queue.acceptance_seconds
+            if window is not None:
+                return await self._propose(match_id, proposal, tickets, window)
             if not await self.store.claim(name, match_id, ids, lease_seconds=self.lease_seconds):
                 metrics.CLAIM_CONFLICTS.labels(queue=name).inc()
                 return "conflict"
-            tokens = {p.id: secrets.token_urlsafe(18) for tid in ids for p in tickets[tid].players}
-            reason = await self._allocate_and_assign(match_id, proposal, tickets, tokens)
-            if reason != "matched":
-                orphaned = reason in ORPHANING and self.releaser is not None
-                released = await self.store.release(name, match_id, ids, orphaned=orphaned)
-                metrics.TICKETS.labels(queue=name, event="released").inc(released)
-                metrics.ALLOCATION_FAILURES.labels(queue=name, reason=reason).inc()
-            return reason
+            return await self._allocate_or_release(match_id, proposal, tickets)
+
+    async def _propose(self, match_id: str, proposal: Proposal, tickets: Mapping[str, Ticket], window: float) -> str:
+        """Put the match to its players (nothing is allocated until every ticket accepted)."""
+        name = self.queue.name
+        sizes = tuple(sum(tickets[tid].size for tid in team) for team in proposal.teams)
+        stored = StoredProposal(match_id, proposal, sizes)
+        if not await self.store.propose(name, match_id, stored, timeout_seconds=window):
+            metrics.CLAIM_CONFLICTS.labels(queue=name).inc()
+            return "conflict"
+        metrics.MATCH_PROPOSALS.labels(queue=name, outcome="proposed").inc()
+        return "proposed"
+
+    async def _allocate_or_release(self, match_id: str, proposal: Proposal, tickets: Mapping[str, Ticket]) -> str:
+        """A match whose tickets this director holds (leased): allocate and assign, or put them back."""
+        name = self.queue.name
+        ids = proposal.ticket_ids
+        tokens = {p.id: secrets.token_urlsafe(18) for tid in ids for p in tickets[tid].players}
+        reason = await self._allocate_and_assign(match_id, proposal, tickets, tokens)
+        if reason != "matched":
+            orphaned = reason in ORPHANING and self.releaser is not None
+            released = await self.store.release(name, match_id, ids, orphaned=orphaned)
+            metrics.TICKETS.labels(queue=name, event="released").inc(released)
+            metrics.ALLOCATION_FAILURES.labels(queue=name, reason=reason).inc()
+        return reason
 
     async def _allocate_and_assign(
         self, match_id: str, proposal: Proposal, tickets: Mapping[str, Ticket], tokens: Mapping[str, str]

@@ -11,6 +11,8 @@ FleetmatchError
     │   (also a ValidationError)   claim does not list
     ├── AlreadyQueuedError         a player is already in an open ticket of   -> 409 AlreadyQueued, names the
     │   (also a ValidationError)   the queue (as many as allowed)                field and that ticket
+    ├── NotProposedError           accept/decline of a ticket no match awaits  -> 409 NotProposed
+    │                              (queued, matched, ended, or past the deadline)
     ├── OperatorsOnlyError         a player token asked for an operator's     -> 403 Forbidden
     │                              view (queue statistics, ticket lists)
     ├── ResultConflictError        a different result was already applied to  -> 409 ResultConflict
@@ -113,6 +115,19 @@ class TooManyStreamsError(MatchmakerError):
     def __init__(self, who: str, limit: int) -> None:
         self.who, self.limit = who, limit
         super().__init__(f"{who} already follows {limit} tickets at once on this server; close one first")
+
+
+class NotProposedError(MatchmakerError):
+    """An accept or decline of a ticket that no proposed match awaits an answer from: it is queued,
+    already matched or ended, its match everyone accepted (a decline comes too late), or the
+    acceptance deadline passed."""
+
+    http_status = 409
+    http_code = "NotProposed"
+
+    def __init__(self, ticket_id: str, what: str, why: str) -> None:
+        self.ticket_id = ticket_id
+        super().__init__(f"cannot {what} for ticket {ticket_id}: {why}")
 
 
 class OperatorsOnlyError(MatchmakerError):

@@ -71,6 +71,11 @@ ALLOCATION_FAILURES = Counter(
     "Matches whose server could not be allocated, by reason: no-capacity, contention, error, lost-lease.",
     ["queue", "reason"],
 )
+MATCH_PROPOSALS = Counter(
+    "fleetmatch_match_proposals_total",
+    "Matches of queues with acceptance by outcome: proposed, accepted (by every ticket), declined, timed-out.",
+    ["queue", "outcome"],
+)
 SERVERS_RELEASED = Counter(
     "fleetmatch_abandoned_servers_released_total",
     "Game servers allocated for a match nobody got (its tickets went back to the pool), returned to their fleet",

@@ -54,6 +54,9 @@ class TicketState(StrEnum):
     LEASED = "leased"
     """Claimed by a director for a proposed match; back to queued if the lease runs out. Shown to
     players as ``queued``: a lease is an internal step."""
+    PROPOSED = "proposed"
+    """In a proposed match of a queue with acceptance, waiting for every ticket to accept it (a ticket
+    whose match everyone accepted is leased, and still shown as ``proposed`` until it is matched)."""
     MATCHED = "matched"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
@@ -168,6 +171,25 @@ class Assignment:
 
 
 @dataclass(frozen=True, slots=True)
+class MatchProposal:
+    """A match proposed to a ticket of a queue with acceptance, as the ticket's players see it."""
+
+    match_id: str
+    deadline: Timestamp
+    """Accept before then; a ticket that has not is cancelled, and the others go back to the pool."""
+    team: int
+    """This ticket's team (0-based)."""
+    team_sizes: tuple[int, ...]
+    """Players per team."""
+    tickets: int
+    """Tickets in the match (a party is one)."""
+    accepted_tickets: int
+    """How many of them accepted so far; the server is allocated once all have."""
+    accepted: bool
+    """Whether this ticket accepted."""
+
+
+@dataclass(frozen=True, slots=True)
 class Ticket:
     id: str
     queue: str
@@ -185,6 +207,8 @@ class Ticket:
     blocked_players: tuple[str, ...] = ()
     """Players this ticket's players must never be matched with: the request's ``blockedPlayers``
     and its players' stored block lists, as they were when it was opened. Never shown to clients."""
+    proposal: MatchProposal | None = None
+    """The match awaiting this ticket's acceptance (``proposed`` tickets only)."""
 
     KIND: ClassVar[str] = "Ticket"
 

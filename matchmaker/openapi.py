@@ -76,6 +76,12 @@ _FOLLOW_LIMITED = {
 }
 _UNAVAILABLE = {"503": {**_error("The ticket store is unreachable: retry shortly"), "headers": _RETRY_AFTER}}
 _FORBIDDEN = {"403": _error("Forbidden: a player token asked for an operators' view (needs an API key)")}
+_NOT_PROPOSED = {
+    "409": _error(
+        "NotProposed: no match awaits this ticket's answer (it is queued, matched or ended, its match was "
+        "accepted by everyone already, or the time to accept has passed)"
+    )
+}
 _NOT_FOUND = {"404": _error("No such ticket, or not one this caller may see (the same answer either way)")}
 
 _BLOCKS_ANSWER = {
@@ -213,6 +219,24 @@ OPENAPI: dict[str, Any] = {
                     },
                 },
             },
+            "MatchProposal": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["matchId", "deadline", "team", "teamSizes", "tickets", "acceptedTickets", "accepted"],
+                "properties": {
+                    "matchId": {"type": "string"},
+                    "deadline": {
+                        "type": "string",
+                        "format": "date-time",
+                        "description": "Accept before then; who has not is cancelled, the others go back to the pool",
+                    },
+                    "team": {"type": "integer", "minimum": 0, "description": "This ticket's team"},
+                    "teamSizes": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                    "tickets": {"type": "integer", "minimum": 1, "description": "Tickets in the match"},
+                    "acceptedTickets": {"type": "integer", "minimum": 0},
+                    "accepted": {"type": "boolean", "description": "Whether this ticket accepted"},
+                },
+            },
             "Ticket": {
                 "type": "object",
                 "additionalProperties": False,
@@ -220,7 +244,7 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "id": {"type": "string"},
                     "queue": {"type": "string"},
-                    "state": {"enum": ["queued", "matched", "cancelled", "expired"]},
+                    "state": {"enum": ["queued", "proposed", "matched", "cancelled", "expired"]},
                     "players": {"type": "array", "items": {"$ref": "#/components/schemas/Player"}},
                     "createdAt": {"type": "string", "format": "date-time"},
                     "expiresAt": {"type": "string", "format": "date-time"},
@@ -229,6 +253,11 @@ OPENAPI: dict[str, Any] = {
                         "description": "Where to play, once matched",
                     },
                     "reason": {"type": "string", "description": "Why it was cancelled or expired"},
+                    "proposal": {
+                        "oneOf": [{"$ref": "#/components/schemas/MatchProposal"}, {"type": "null"}],
+                        "description": "The match awaiting this ticket's acceptance (state proposed; queues "
+                        "with acceptance only)",
+                    },
                     "owner": {"type": "string", "description": "Who opened it (shown to API keys only)"},
                 },
             },
@@ -433,6 +462,40 @@ OPENAPI: dict[str, Any] = {
                     "200": _ticket("The ticket after cancelling"),
                     **_UNAUTHORIZED,
                     **_NOT_FOUND,
+                    **_RATE_LIMITED,
+                    **_UNAVAILABLE,
+                },
+            },
+        },
+        "/v1/tickets/{id}/accept": {
+            "parameters": [_ID],
+            "post": {
+                "operationId": "acceptMatch",
+                "summary": "Accept the match proposed to the ticket (queues with acceptance)",
+                "description": "Once every ticket of the match accepted, a server is allocated and the "
+                "tickets are matched. Accepting again is answered the same. No request body.",
+                "responses": {
+                    "200": _ticket("The ticket after accepting"),
+                    **_UNAUTHORIZED,
+                    **_NOT_FOUND,
+                    **_NOT_PROPOSED,
+                    **_RATE_LIMITED,
+                    **_UNAVAILABLE,
+                },
+            },
+        },
+        "/v1/tickets/{id}/decline": {
+            "parameters": [_ID],
+            "post": {
+                "operationId": "declineMatch",
+                "summary": "Decline the match proposed to the ticket: the ticket is cancelled, the match's "
+                "other tickets go back to the pool at their place",
+                "description": "Declining again is answered the same. No request body.",
+                "responses": {
+                    "200": _ticket("The ticket after declining (cancelled)"),
+                    **_UNAUTHORIZED,
+                    **_NOT_FOUND,
+                    **_NOT_PROPOSED,
                     **_RATE_LIMITED,
                     **_UNAVAILABLE,
                 },

@@ -26,16 +26,17 @@ from typing import Any
 
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.metrics import WAITERS
-from matchmaker.models import Assignment, Ticket, TicketState, queue_of
+from matchmaker.models import Assignment, MatchProposal, Ticket, TicketState, queue_of
 from matchmaker.store import TicketStore
 
-OPEN = frozenset({TicketState.QUEUED, TicketState.LEASED})
+OPEN = frozenset({TicketState.QUEUED, TicketState.LEASED, TicketState.PROPOSED})
 """States a waiter waits out; anything else is final."""
 
 
-def _news(ticket: Ticket) -> tuple[str, Assignment | None, str]:
-    """What a client is told about: a lease coming and going is not news."""
-    return ticket.state.public, ticket.assignment, ticket.reason
+def _news(ticket: Ticket) -> tuple[str, Assignment | None, str, MatchProposal | None]:
+    """What a client is told about: a lease coming and going is not news; a match proposed to it,
+    and each acceptance of it, are."""
+    return ticket.state.public, ticket.assignment, ticket.reason, ticket.proposal
 
 
 class Watch:

@@ -20,6 +20,7 @@ A queue file holds one or more documents::
         - {name: rating, type: rating, attribute: skill, maxDistance: 5, widen: {perSecond: 0.5, max: 15}}
       allocation:                      # the GameServerAllocationSpec requested for each match
         selectors: [{matchLabels: {agones.dev/fleet: arena, region: "{region}"}}]
+      acceptance: {timeoutSeconds: 20} # optional: a ready check before any server is allocated
 
 What each part means (``matchmaker.matching`` implements it):
 
@@ -53,6 +54,10 @@ What each part means (``matchmaker.matching`` implements it):
 - **balanceAttribute**: teams are balanced on the sum of this numeric player attribute.
 - **matchFunction**: ``default`` or a plug-in's name. This module keeps it as data; the matchmaker
   resolves it when its directors start (``matchmaker.functions``, ``matchmaker.app``).
+- **acceptance**: every ticket of a proposed match must accept it within ``timeoutSeconds``
+  (1..600, as FlexMatch's ``AcceptanceTimeoutSeconds``) before a server is allocated
+  (``matchmaker.director``); a ticket that declines or lets the time run out is cancelled, and the
+  others go back to the pool at their original place.
 - **allocation**: the allocation request made for each match. ``{region}`` in any string value is
   replaced by the match's region (only with a latency rule, which is what chooses a region).
 """
@@ -92,6 +97,8 @@ MAX_PLAYERS = 200
 """Players in one match, at most: the most a FlexMatch large match holds
 (https://docs.aws.amazon.com/gamelift/latest/flexmatchguide/match-design-rulesets-large.html)."""
 MAX_RULES = 16
+MAX_ACCEPTANCE_SECONDS = 600.0
+"""Longest acceptance window (FlexMatch's ``AcceptanceTimeoutSeconds`` is 1..600 too)."""
 DEFAULT_MATCH_FUNCTION = "default"
 """``matchmaker.matching.find_matches``; any other name is a plug-in (``matchmaker.functions``)."""
 
@@ -384,6 +391,19 @@ class Teams:
 
 
 @dataclass(frozen=True, slots=True)
+class Acceptance:
+    """The ready check: players of a proposed match have ``timeout_seconds`` to accept it."""
+
+    timeout_seconds: float
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.timeout_seconds <= MAX_ACCEPTANCE_SECONDS or not math.isfinite(self.timeout_seconds):
+            raise ValidationError(
+                "timeoutSeconds", f"must be within 1..{MAX_ACCEPTANCE_SECONDS:g} seconds, got {self.timeout_seconds}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSpec:
     teams: Teams
     allocation: Mapping[str, Any]
@@ -394,6 +414,8 @@ class QueueSpec:
     tick_seconds: float = 0.5
     match_function: str = DEFAULT_MATCH_FUNCTION
     """A name only: the matchmaker resolves it when its directors start (``matchmaker.app``)."""
+    acceptance: Acceptance | None = None
+    """None: matches go straight to allocation (no ready check)."""
     _allocations: dict[str, GameServerAllocationSpec] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -536,6 +558,11 @@ class Queue:
     @property
     def ticket_ttl_seconds(self) -> float:
         return self.spec.ticket_ttl_seconds
+
+    @property
+    def acceptance_seconds(self) -> float | None:
+        """Seconds the players of a proposed match have to accept it; None: no ready check."""
+        return None if self.spec.acceptance is None else self.spec.acceptance.timeout_seconds
 
     @property
     def players_needed(self) -> int:

@@ -21,6 +21,13 @@ slot, so it runs unchanged on Redis Cluster; every multi-ticket step one Lua scr
   with), read once per ticket create and attached to the ticket.
 - ``snapshot`` and ``list_tickets`` are the operators' views (``matchmaker.stats``): bounded reads,
   however long the queue.
+- **Acceptance** (queues with ``acceptance``): ``propose`` is ``claim``'s all-or-nothing twin
+  that moves the tickets to ``proposed`` until the acceptance deadline instead of leasing them.
+  ``accept`` by every ticket leases them all and lists the match as ready, which exactly one
+  director takes (``take_ready``) and then allocates and assigns as any claimed match. ``decline``
+  (or ``cancel``) cancels the ticket and puts the others back in the pool at their place; past the
+  deadline ``reap`` does the same to every ticket that did not accept. No server is allocated
+  before everyone accepted, and the deadline lives in the store: any director resolves it.
 - Changes a waiting client cares about (matched, cancelled, expired) are published per queue;
   ``updates(queue)`` is one subscription a frontend shares between all its waiting requests.
 """
@@ -29,9 +36,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
-from matchmaker.models import Assignment, Ticket
+from matchmaker.models import Assignment, Proposal, Ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,34 @@ class Reaped:
     matches_abandoned: tuple[str, ...] = ()
     """Matches whose leases ran out (their director died or stalled): listed as orphans, since a
     server may be allocated for them."""
+    proposals_timed_out: tuple[str, ...] = ()
+    """Proposed matches whose acceptance deadline passed before everyone accepted: dropped (their
+    tickets that accepted are among ``leases_returned``)."""
+    tickets_not_accepted: tuple[str, ...] = ()
+    """Tickets of those matches that had not accepted: cancelled (published)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProposal:
+    """A proposed match as the store keeps it until it is matched or falls through."""
+
+    match_id: str
+    proposal: Proposal
+    team_sizes: tuple[int, ...]
+    """Players per team (what its tickets' players are shown)."""
+
+
+class Answer(StrEnum):
+    """What ``accept`` and ``decline`` did."""
+
+    OK = "ok"
+    """Accepted (or declined); also when repeated."""
+    READY = "ready"
+    """This acceptance was the last one missing: the match goes to allocation."""
+    NOT_PROPOSED = "not-proposed"
+    """Nothing changed: no match awaits this ticket's answer."""
+    LATE = "late"
+    """Nothing changed: the acceptance deadline passed (the ticket is cancelled at the next reap)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +129,28 @@ class TicketStore(Protocol):
         """Cancel a queued or leased ticket; a ticket already matched, cancelled or expired is
         returned unchanged. ``NotFoundError`` if there is none."""
 
+    async def accept(self, ticket_id: str, *, lease_seconds: float) -> tuple[Answer, Ticket]:
+        """The ticket accepts its proposed match; the last acceptance leases every ticket of the
+        match for ``lease_seconds`` and makes it ready for a director. The ticket after."""
+
+    async def decline(self, ticket_id: str, *, reason: str) -> tuple[Answer, Ticket]:
+        """The ticket declines its proposed match: cancelled with ``reason``, the match's other
+        tickets back to the pool at their original place. The ticket after."""
+
     async def pool(self, queue: str) -> list[Ticket]:
         """Queued tickets (not leased), oldest enqueue time first: the snapshot a director matches."""
 
     async def claim(self, queue: str, match_id: str, ticket_ids: Sequence[str], *, lease_seconds: float) -> bool:
         """All tickets queued -> leased by ``match_id`` until now + ``lease_seconds``; or nothing (False).
         ``ValidationError`` (and nothing changed) if one player is in two of the tickets."""
+
+    async def propose(self, queue: str, match_id: str, proposal: StoredProposal, *, timeout_seconds: float) -> bool:
+        """As ``claim``, but the tickets await acceptance (``proposed``) until now + ``timeout_seconds``."""
+
+    async def take_ready(self, queue: str, *, limit: int, lease_seconds: float) -> list[tuple[str, StoredProposal]]:
+        """Up to ``limit`` matches every ticket of which accepted, each given to this caller only, with
+        its leases renewed for ``lease_seconds``; a match that lost a ticket meanwhile is dropped
+        (the others back in the pool)."""
 
     async def release(self, queue: str, match_id: str, ticket_ids: Sequence[str], *, orphaned: bool = False) -> int:
         """Tickets leased by ``match_id`` back to the pool at their original place; how many.
@@ -137,7 +189,8 @@ class TicketStore(Protocol):
         """Reach the store once (a probe); ``BackendError`` if it does not answer."""
 
     def updates(self, queue: str) -> AsyncIterator[str]:
-        """Ids of the queue's tickets as they become matched, cancelled or expired (until cancelled).
+        """Ids of the queue's tickets as they become matched, cancelled or expired, or are proposed a
+        match, accept it or go back to the pool from one (until cancelled).
 
         The first item is ``""``, once the subscription is in place: every change after it is
         reported (a reader re-reads what may have changed before)."""

@@ -27,6 +27,18 @@ and the queue runs unchanged on Redis Cluster (``Keys`` builds every name; nothi
     fm:{q:duel}:tickets:tick        HASH  at, seconds, matches of the last director pass (operators' view)
     fm:{players}:blocks             HASH  player id -> the players they block, space-separated (one key
                                           for every queue: read with one HMGET per ticket create)
+    fm:{q:duel}:tickets:members     HASH  match id -> its ticket ids, space-separated (queues with acceptance:
+                                          a proposed match, until matched, released or fallen through)
+    fm:{q:duel}:tickets:proposals   HASH  match id -> msgpack ``StoredProposal`` (teams, region, quality,
+                                          players per team): what the director that allocates it needs
+    fm:{q:duel}:tickets:accepted    HASH  id -> 1: the ticket accepted its proposed match
+    fm:{q:duel}:tickets:ready       ZSET  match id -> when its last ticket accepted: matches to allocate
+
+A queue with acceptance proposes instead of claiming: the tickets go ``proposed`` with the
+acceptance deadline as their score in ``leases``, so a director that dies mid-proposal leaves
+nothing behind that another director's ``reap`` does not resolve. The acceptance that completes a
+match leases its tickets and lists it in ``ready``; exactly one director takes it from there
+(``take_ready``), and from then on it is an ordinary lease.
 
 Every state change is one Lua script (``lua/``, EVALSHA through ``register_script``, which on a
 ``RedisCluster`` routes by the first key and loads scripts on every primary); the ones touching
@@ -73,14 +85,15 @@ from fleetmatch.codec import evolve, load_trusted, to_wire
 from fleetmatch.errors import AlreadyExistsError, BackendError, ConfigError, NotFoundError, ValidationError
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker.errors import AlreadyQueuedError
-from matchmaker.models import Assignment, Ticket, TicketState, queue_of
-from matchmaker.store import OPERATOR_STATES, QueueSnapshot, Reaped, Tick
+from matchmaker.models import Assignment, MatchProposal, Ticket, TicketState, queue_of
+from matchmaker.store import OPERATOR_STATES, Answer, QueueSnapshot, Reaped, StoredProposal, Tick
 
 log = logging.getLogger(__name__)
 
 Client = aioredis.Redis | RedisCluster
 
 EXPIRED_REASON = "no match within the queue's time limit"
+NOT_ACCEPTED_REASON = "did not accept the proposed match in time"
 DEFAULT_HISTORY = 100_000
 """Events kept per queue: an ``updates`` reader may be cut off this many events long and miss none."""
 DEFAULT_RETENTION = 600.0
@@ -98,7 +111,7 @@ ORPHAN_TRIES = 30
 join timeout is what ends it."""
 LIST_SCAN = 10_000
 """Finished tickets ``list_tickets`` looks through for ones in a state, at most (newest first)."""
-_BODY_OMITS = ("state", "assignment", "reason")
+_BODY_OMITS = ("state", "assignment", "reason", "proposal")
 _TIMES = (("createdAt", "created_at"), ("enqueuedAt", "enqueued_at"), ("expiresAt", "expires_at"))
 
 
@@ -126,6 +139,10 @@ class Keys:
     orphans: str
     orphan_tries: str
     tick: str
+    members: str
+    proposals: str
+    accepted: str
+    ready: str
 
     @classmethod
     def of(cls, queue: str) -> Keys:
@@ -151,7 +168,22 @@ def _script(name: str) -> str:
 
 _SCRIPTS = {
     name: _script(name)
-    for name in ("create", "read", "cancel", "claim", "release", "assign", "reap", "orphans", "forget", "list")
+    for name in (
+        "create",
+        "read",
+        "cancel",
+        "claim",
+        "release",
+        "assign",
+        "reap",
+        "orphans",
+        "forget",
+        "list",
+        "propose",
+        "accept",
+        "decline",
+        "take_ready",
+    )
 }
 
 
@@ -367,13 +399,18 @@ class RedisTicketStore:
     def _ticket(self, queue: str, ticket_id: str, record: list[Any] | None) -> Ticket:
         if not record:
             raise NotFoundError(Ticket.KIND, ticket_id)
-        state, body, assignment, reason = record
+        state, body, assignment, reason, *proposed = record
         base = self._bodies.get(queue, {}).get(ticket_id.encode()) or _decode_body(body)
+        proposal = _proposal(ticket_id, *proposed) if proposed else None
+        ticket_state = TicketState(_text(state))
+        if proposal is not None:  # everyone accepted (leased): still proposed to its players until matched
+            ticket_state = TicketState.PROPOSED
         return evolve(
             base,
-            state=TicketState(_text(state)),
+            state=ticket_state,
             assignment=load_trusted(Assignment, msgpack.unpackb(assignment, raw=False)) if assignment else None,
             reason=_text(reason) if reason else "",
+            proposal=proposal,
         )
 
     async def get(self, ticket_id: str) -> Ticket:
@@ -387,6 +424,22 @@ class RedisTicketStore:
         if queue is None:
             raise NotFoundError(Ticket.KIND, ticket_id)
         return self._ticket(queue, ticket_id, await self._run("cancel", queue, ticket_id, reason))
+
+    async def accept(self, ticket_id: str, *, lease_seconds: float) -> tuple[Answer, Ticket]:
+        queue = queue_of(ticket_id)
+        if queue is None:
+            raise NotFoundError(Ticket.KIND, ticket_id)
+        if lease_seconds <= 0:
+            raise ValidationError("lease_seconds", f"must be positive, got {lease_seconds}")
+        status, record = await self._run("accept", queue, ticket_id, repr(float(lease_seconds)))
+        return Answer(_text(status)), self._ticket(queue, ticket_id, record)
+
+    async def decline(self, ticket_id: str, *, reason: str) -> tuple[Answer, Ticket]:
+        queue = queue_of(ticket_id)
+        if queue is None:
+            raise NotFoundError(Ticket.KIND, ticket_id)
+        status, record = await self._run("decline", queue, ticket_id, reason)
+        return Answer(_text(status)), self._ticket(queue, ticket_id, record)
 
     # -- directors --------------------------------------------------------------------------
 
@@ -426,6 +479,24 @@ class RedisTicketStore:
             raise ValidationError("ticket_ids", f"player {_text(result[1])!r} is in two tickets of match {match_id}")
         return bool(result)
 
+    async def propose(self, queue: str, match_id: str, proposal: StoredProposal, *, timeout_seconds: float) -> bool:
+        ids = proposal.proposal.ticket_ids
+        _check_ids(ids)
+        if timeout_seconds <= 0:
+            raise ValidationError("timeout_seconds", f"must be positive, got {timeout_seconds}")
+        doc = msgpack.packb(to_wire(proposal), use_bin_type=True)
+        result = await self._run("propose", queue, match_id, repr(float(timeout_seconds)), doc, *ids)
+        if isinstance(result, list):
+            raise ValidationError("ticket_ids", f"player {_text(result[1])!r} is in two tickets of match {match_id}")
+        return bool(result)
+
+    async def take_ready(self, queue: str, *, limit: int, lease_seconds: float) -> list[tuple[str, StoredProposal]]:
+        flat = await self._run("take_ready", queue, limit, repr(float(lease_seconds)))
+        return [
+            (_text(flat[i]), load_trusted(StoredProposal, msgpack.unpackb(flat[i + 1], raw=False)))
+            for i in range(0, len(flat), 2)
+        ]
+
     async def release(self, queue: str, match_id: str, ticket_ids: Sequence[str], *, orphaned: bool = False) -> int:
         if not ticket_ids and not orphaned:
             return 0
@@ -443,10 +514,16 @@ class RedisTicketStore:
         return bool(await self._run("assign", queue, match_id, *pairs))
 
     async def reap(self, queue: str, *, now: float | None = None) -> Reaped:
-        returned, expired, abandoned = await self._run(
-            "reap", queue, repr(float(self._retention)), REAP_BATCH, EXPIRED_REASON, now=now
+        returned, expired, abandoned, timed_out, unanswered = await self._run(
+            "reap", queue, repr(float(self._retention)), REAP_BATCH, EXPIRED_REASON, NOT_ACCEPTED_REASON, now=now
         )
-        return Reaped(tuple(map(_text, returned)), tuple(map(_text, expired)), tuple(map(_text, abandoned)))
+        return Reaped(
+            tuple(map(_text, returned)),
+            tuple(map(_text, expired)),
+            tuple(map(_text, abandoned)),
+            tuple(map(_text, timed_out)),
+            tuple(map(_text, unanswered)),
+        )
 
     async def take_orphans(self, queue: str, *, limit: int, now: float | None = None) -> list[str]:
         due, dropped = await self._run(
@@ -594,6 +671,22 @@ async def _check_gap(reader: aioredis.Redis, key: str, position: bytes) -> None:
 def _stream_id(value: bytes | str) -> tuple[int, int]:
     ms, _, seq = _text(value).partition("-")
     return int(ms), int(seq or 0)
+
+
+def _proposal(ticket_id: str, doc: bytes, deadline: bytes | None, accepted: int, mine: int) -> MatchProposal:
+    """A ticket's view of its proposed match, from what ``record`` (lua/common.lua) returned."""
+    stored = load_trusted(StoredProposal, msgpack.unpackb(doc, raw=False))
+    teams = stored.proposal.teams
+    team = next((i for i, members in enumerate(teams) if ticket_id in members), 0)
+    return MatchProposal(
+        match_id=stored.match_id,
+        deadline=float(deadline) if deadline else 0.0,
+        team=team,
+        team_sizes=stored.team_sizes,
+        tickets=sum(len(t) for t in teams),
+        accepted_tickets=int(accepted),
+        accepted=bool(mine),
+    )
 
 
 def _check_ids(ticket_ids: Sequence[str]) -> None:

@@ -318,3 +318,25 @@ def ticket_cancel(ctx: click.Context, ticket_id: str, player: str | None, output
     """Cancel a queued ticket (one already matched, cancelled or expired is shown unchanged)."""
     url, token = _credentials(settings_of(ctx), player)
     click.echo(render_one(run(ticket_call("DELETE", f"{url}/v1/tickets/{ticket_id}", token)), output, TICKET))
+
+
+@ticket.command("accept")
+@click.argument("ticket_id")
+@click.option("--player", "-p", help="Accept as this player of the ticket (default: with the stack's API key).")
+@output_option()
+@click.pass_context
+def ticket_accept(ctx: click.Context, ticket_id: str, player: str | None, output: str) -> None:
+    """Accept the match proposed to a ticket (queues with acceptance); 409 if none awaits its answer."""
+    url, token = _credentials(settings_of(ctx), player)
+    click.echo(render_one(run(ticket_call("POST", f"{url}/v1/tickets/{ticket_id}/accept", token)), output, TICKET))
+
+
+@ticket.command("decline")
+@click.argument("ticket_id")
+@click.option("--player", "-p", help="Decline as this player of the ticket (default: with the stack's API key).")
+@output_option()
+@click.pass_context
+def ticket_decline(ctx: click.Context, ticket_id: str, player: str | None, output: str) -> None:
+    """Decline the match proposed to a ticket: it is cancelled, the match's other tickets go back."""
+    url, token = _credentials(settings_of(ctx), player)
+    click.echo(render_one(run(ticket_call("POST", f"{url}/v1/tickets/{ticket_id}/decline", token)), output, TICKET))

@@ -18,4 +18,5 @@ for i = 4, #ARGV, 2 do
   redis.call('HSET', K.assignment, ARGV[i], ARGV[i + 1])
   finish(ARGV[i], 'matched', '')
 end
+forget_match(match_id)
 return 1

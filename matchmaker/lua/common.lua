@@ -5,13 +5,17 @@
 -- A ticket's state moves only like this:
 --   queued -> leased (claim) -> queued (release, lease expiry) | matched (assign) | cancelled
 --   queued -> cancelled | expired (past its TTL)
+--   queued -> proposed (propose: a queue with acceptance) -> leased (every ticket accepted)
+--          | queued (another ticket declined or did not accept in time) | cancelled (declined,
+--          or did not accept in time); the acceptance deadline is its score in `leases`
 -- "Open" means queued or leased: it is listed under each of its players in `by_player` (the
 -- per-player limit) and sits in `ttl`.
 local K = {
   bodies = KEYS[1], state = KEYS[2], enqueued = KEYS[3], owner = KEYS[4], players = KEYS[5],
   match = KEYS[6], assignment = KEYS[7], reason = KEYS[8], pool = KEYS[9], leases = KEYS[10],
   ttl = KEYS[11], done = KEYS[12], by_player = KEYS[13], events = KEYS[14], orphans = KEYS[15],
-  orphan_tries = KEYS[16],
+  orphan_tries = KEYS[16], tick = KEYS[17], members = KEYS[18], proposals = KEYS[19],
+  accepted = KEYS[20], ready = KEYS[21],
 }
 
 local function clock(arg)
@@ -37,6 +41,7 @@ end
 local function requeue(id)
   redis.call('HSET', K.state, id, 'queued')
   redis.call('HDEL', K.match, id)
+  redis.call('HDEL', K.accepted, id)
   redis.call('ZREM', K.leases, id)
   redis.call('ZADD', K.pool, redis.call('HGET', K.enqueued, id), id)
 end
@@ -73,6 +78,7 @@ local function finish(id, state, why)
   redis.call('HSET', K.state, id, state)
   if why ~= '' then redis.call('HSET', K.reason, id, why) end
   if state ~= 'matched' then redis.call('HDEL', K.match, id) end
+  redis.call('HDEL', K.accepted, id)
   redis.call('ZREM', K.pool, id)
   redis.call('ZREM', K.leases, id)
   redis.call('ZREM', K.ttl, id)
@@ -81,10 +87,56 @@ local function finish(id, state, why)
   redis.call('XADD', K.events, 'MAXLEN', '~', HISTORY, '*', 't', id, 's', state)
 end
 
--- What get and cancel return: state, body, assignment (or false), reason (or false).
+-- A change a waiting client hears of without the ticket finishing (proposed, back in the pool).
+local function announce(id, state)
+  redis.call('XADD', K.events, 'MAXLEN', '~', HISTORY, '*', 't', id, 's', state)
+end
+
+-- Tickets of a match of `members` (a queue with acceptance) that accepted it.
+local function accepted_count(match_id)
+  local n = 0
+  for _, m in ipairs(words(redis.call('HGET', K.members, match_id))) do
+    if redis.call('HEXISTS', K.accepted, m) == 1 then n = n + 1 end
+  end
+  return n
+end
+
+-- A proposed match's records gone (matched, released, or fallen through).
+local function forget_match(match_id)
+  redis.call('HDEL', K.members, match_id)
+  redis.call('HDEL', K.proposals, match_id)
+  redis.call('ZREM', K.ready, match_id)
+end
+
+-- A proposed match that fell through (a ticket declined): its tickets still awaiting acceptance
+-- back to the pool at their original place, told so, and the match forgotten.
+local function drop_proposal(match_id)
+  for _, m in ipairs(words(redis.call('HGET', K.members, match_id))) do
+    if redis.call('HGET', K.state, m) == 'proposed' and redis.call('HGET', K.match, m) == match_id then
+      requeue(m)
+      announce(m, 'queued')
+    end
+  end
+  forget_match(match_id)
+end
+
+-- What get and cancel return: state, body, assignment (or false), reason (or false); for a ticket
+-- of a proposed match also the proposal (msgpack), its acceptance deadline, how many of its
+-- tickets accepted, and whether this one did (1 or 0).
 local function record(id)
   local state = redis.call('HGET', K.state, id)
   if not state then return false end
-  return {state, redis.call('HGET', K.bodies, id), redis.call('HGET', K.assignment, id),
-          redis.call('HGET', K.reason, id)}
+  local rec = {state, redis.call('HGET', K.bodies, id), redis.call('HGET', K.assignment, id),
+               redis.call('HGET', K.reason, id)}
+  local holder = redis.call('HGET', K.match, id)
+  if holder and state ~= 'matched' then
+    local doc = redis.call('HGET', K.proposals, holder)
+    if doc then
+      rec[5] = doc
+      rec[6] = redis.call('ZSCORE', K.leases, id)
+      rec[7] = accepted_count(holder)
+      rec[8] = redis.call('HEXISTS', K.accepted, id)
+    end
+  end
+  return rec
 end

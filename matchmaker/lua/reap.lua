@@ -1,31 +1,59 @@
 -- Housekeeping, at most `batch` tickets per step:
 -- 1. leases whose deadline passed: back to the pool at the original place (or expired, if the
---    ticket's TTL ran out meanwhile);
+--    ticket's TTL ran out meanwhile); a proposed match whose acceptance deadline passed: its
+--    tickets that accepted back to the pool, the others cancelled (their players are not there);
 -- 2. queued tickets past their TTL: expired (a leased one is left to its holder);
 -- 3. orphaned matches listed for a day without a release: forgotten;
 -- 4. tickets finished more than `retention` seconds ago: forgotten.
 -- The match of every lease that ran out is listed in `orphans`: its director died or stalled, and
 -- a server it may have allocated is to be released (matchmaker.director).
--- ARGV: now, history, retention seconds, batch, reason for expiry
--- Returns {ids returned to the pool, ids expired, matches whose leases ran out}.
-local retention, batch, why = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+-- ARGV: now, history, retention seconds, batch, reason for expiry, reason for not accepting
+-- Returns {ids returned to the pool, ids expired, matches whose leases ran out, proposed matches
+-- whose acceptance deadline passed, ids cancelled for not accepting}.
+local retention, batch, why, unanswered = tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local now = fmt(NOW)
 local returned, expired, abandoned, seen = {}, {}, {}, {}
+local timed_out, not_accepted = {}, {}
+
+-- A proposed match past its deadline, as a whole: who accepted goes back, who did not is cancelled.
+local function time_out(match_id)
+  timed_out[#timed_out + 1] = match_id
+  for _, m in ipairs(words(redis.call('HGET', K.members, match_id))) do
+    if redis.call('HGET', K.state, m) == 'proposed' and redis.call('HGET', K.match, m) == match_id then
+      if redis.call('HEXISTS', K.accepted, m) == 1 then
+        requeue(m)
+        announce(m, 'queued')
+        returned[#returned + 1] = m
+      else
+        finish(m, 'cancelled', unanswered)
+        not_accepted[#not_accepted + 1] = m
+      end
+    end
+  end
+  forget_match(match_id)
+end
 
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.leases, '-inf', now, 'LIMIT', 0, batch)) do
   local holder = redis.call('HGET', K.match, id)
-  if holder and not seen[holder] then
+  local state = redis.call('HGET', K.state, id)
+  if state == 'proposed' and not seen[holder] then
     seen[holder] = true
-    abandoned[#abandoned + 1] = holder
-    orphan(holder)
-  end
-  local expires = redis.call('ZSCORE', K.ttl, id)
-  if expires and tonumber(expires) <= NOW then
-    finish(id, 'expired', why)
-    expired[#expired + 1] = id
-  else
-    requeue(id)
-    returned[#returned + 1] = id
+    time_out(holder)
+  elseif state == 'leased' then  -- not a ticket its proposed match's time-out settled just now
+    if holder and not seen[holder] then
+      seen[holder] = true
+      abandoned[#abandoned + 1] = holder
+      orphan(holder)
+      forget_match(holder)
+    end
+    local expires = redis.call('ZSCORE', K.ttl, id)
+    if expires and tonumber(expires) <= NOW then
+      finish(id, 'expired', why)
+      expired[#expired + 1] = id
+    else
+      requeue(id)
+      returned[#returned + 1] = id
+    end
   end
 end
 
@@ -51,4 +79,4 @@ if #old > 0 then
   redis.call('ZREM', K.done, unpack(old))
 end
 
-return {returned, expired, abandoned}
+return {returned, expired, abandoned, timed_out, not_accepted}

@@ -5,6 +5,7 @@
 -- ARGV: now, history, match_id, orphaned ('1' or '0'), ticket ids...     Returns how many went back.
 local match_id, count = ARGV[3], 0
 if ARGV[4] == '1' then orphan(match_id) end
+forget_match(match_id)
 for i = 5, #ARGV do
   local id = ARGV[i]
   if redis.call('HGET', K.state, id) == 'leased' and redis.call('HGET', K.match, id) == match_id then

@@ -118,6 +118,10 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "export REDIS_URL=... FLEETMATCH_PLAYER_TOKEN_SECRET_FILE=... FLEETMATCH_QUEUES=queues.yaml",
         "export FLEETMATCH_ALLOCATOR_URL=http://allocator:9180 FLEETMATCH_ALLOCATOR_TOKEN_FILE=...",
     ),
+    ("docs/matchmaking.md", "fleetmatch ticket accept <ticket-id> --player p1"): (
+        "needs a match proposed to the ticket, and the demo queues ask for no acceptance "
+        "(tests/integration/test_ticket_cli.py runs accept and decline)"
+    ),
     **_each(
         ("docs/matchmaking.md",),
         _FOREVER,

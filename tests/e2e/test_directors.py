@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,123 @@ async def test_three_directors_one_killed(redis_server: EmbeddedRedis, redis_cli
     queued = [t for t in final if t.state is TicketState.QUEUED]
     assert [t.id for t in queued] == sorted(t.id for t in queued)  # still in line, in order
     assert states[TicketState.MATCHED] == 2 * len(matches)
+
+
+ACCEPT_QUEUE = QUEUE.replace("tickSeconds: 0.05", "tickSeconds: 0.05\n  acceptance: {timeoutSeconds: 3}")
+ACCEPT_TICKETS = 40
+
+
+def never_accepts(player: str) -> bool:
+    return int(player.rsplit("-", 1)[1]) % 4 == 3
+
+
+async def test_a_director_killed_during_acceptance_loses_and_duplicates_nothing(
+    redis_server: EmbeddedRedis, redis_client, tmp_path: Path
+) -> None:
+    """A director on a queue with acceptance is SIGKILLed while its proposals await their players;
+    another director starts. Players answer afterwards (every fourth never does): the other director
+    allocates what was accepted and times out the rest, so every accepting player ends matched once (or still queued,
+    the odd one out), every silent one cancelled, and no server is allocated for a match nobody got."""
+    gameservers = RedisStore(redis_client, GameServer)
+    for i in range(ACCEPT_TICKETS):
+        gs = GameServer(metadata=ObjectMeta(name=f"arena-{i:03d}", labels={FLEET_LABEL: "arena"}))
+        await gameservers.create(
+            gs.with_status(state=GameServerState.READY, address="10.0.0.1", ports=(PortStatus("default", 7000 + i),))
+        )
+    tickets = RedisTicketStore(redis_client)
+    now = time.time()
+    ids = []
+    for i in range(ACCEPT_TICKETS):
+        tid = new_ticket_id("duel", now + i / 1000)
+        player = Player(f"player-{i}")
+        await tickets.create(
+            Ticket(tid, "duel", player.id, (player,), created_at=now, enqueued_at=now + i / 1000, expires_at=now + 600),
+            max_open_per_player=1,
+        )
+        ids.append(tid)
+    queues = tmp_path / "queues.yaml"
+    queues.write_text(ACCEPT_QUEUE)
+    port = free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_server.url,
+        "FLEETMATCH_DATA_DIR": str(tmp_path),
+        "FLEETMATCH_METRICS_PORT": "0",
+        "FLEETMATCH_ALLOCATOR_TOKEN": TOKEN,
+        "FLEETMATCH_ALLOCATOR_URL": f"http://127.0.0.1:{port}",
+        "FLEETMATCH_TICKET_LEASE_SECONDS": "2",
+        "FLEETMATCH_LOG_LEVEL": "WARNING",
+    }
+    procs = [start(["allocator", "--port", str(port)], env)]
+    matches_seen: dict[str, set[str]] = {}  # ticket id -> every match id proposed to it
+    try:
+        first = start(["matchmaker", "--no-api", "--queues", str(queues)], env)
+        procs.append(first)
+
+        async def current() -> list[Ticket]:
+            return list(await asyncio.gather(*(tickets.get(t) for t in ids)))
+
+        async def mostly_proposed() -> bool:
+            return sum(t.state is TicketState.PROPOSED for t in await current()) >= ACCEPT_TICKETS // 2
+
+        await eventually(mostly_proposed, within=60)
+        first.send_signal(signal.SIGKILL)  # every proposal is its own, still waiting for every answer
+        first.wait()
+        assert not await gameservers_allocated(gameservers), "a server before anyone accepted"
+        procs.append(start(["matchmaker", "--no-api", "--queues", str(queues)], env))  # the survivor
+
+        async def settled() -> bool:
+            for ticket in await current():
+                if ticket.proposal is not None:
+                    matches_seen.setdefault(ticket.id, set()).add(ticket.proposal.match_id)
+                    if not ticket.proposal.accepted and not never_accepts(ticket.players[0].id):
+                        await tickets.accept(ticket.id, lease_seconds=2)
+            final = await current()
+            silent = [t for t in final if never_accepts(t.players[0].id)]
+            waiting = [t for t in final if t.state is TicketState.QUEUED]
+            in_flight = [t for t in final if t.state in (TicketState.PROPOSED, TicketState.LEASED)]
+            return all(t.state is TicketState.CANCELLED for t in silent) and len(waiting) <= 1 and not in_flight
+
+        await eventually(settled, within=90)
+    finally:
+        await stop(procs)
+
+    final = await asyncio.gather(*(tickets.get(t) for t in ids))
+    check_accepted_outcome(final, matches_seen, await gameservers_allocated(gameservers))
+
+
+def check_accepted_outcome(
+    final: Sequence[Ticket], matches_seen: dict[str, set[str]], allocated: Sequence[GameServer]
+) -> None:
+    for ticket in final:
+        if never_accepts(ticket.players[0].id):
+            assert ticket.state is TicketState.CANCELLED and ticket.assignment is None, ticket
+        else:
+            assert ticket.state in (TicketState.MATCHED, TicketState.QUEUED), ticket  # never cancelled, none lost
+    matches: dict[str, list[Ticket]] = {}
+    for ticket in final:
+        if ticket.assignment is not None:
+            matches.setdefault(ticket.assignment.match_id, []).append(ticket)
+            assert ticket.assignment.match_id in matches_seen.get(ticket.id, {ticket.assignment.match_id})
+    assert len(matches) == (ACCEPT_TICKETS - ACCEPT_TICKETS // 4) // 2  # every accepting pair matched
+    assert all(len(members) == 2 for members in matches.values())  # never a ticket in two matches
+    servers = Counter(m[0].assignment.game_server for m in matches.values() if m[0].assignment)
+    assert max(servers.values()) == 1
+    # Only accepted matches got servers: exactly one each, none for a proposal that fell through.
+    assert {g.name for g in allocated} == set(servers)
+
+
+async def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            await asyncio.to_thread(proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def gameservers_allocated(gameservers: RedisStore[GameServer]) -> list[GameServer]:
+    items, _ = await gameservers.list()
+    return [g for g in items if g.state is GameServerState.ALLOCATED]

@@ -18,7 +18,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from fleetmatch.stackfile import StackInfo
-from matchmaker.models import TicketState
+from matchmaker.models import Proposal, TicketState
+from matchmaker.store import StoredProposal
 from matchmaker.tickets import RedisTicketStore
 from tests.integration.test_ticket_api import KEY, SECRET, Api, assign, player, serving
 from tests.waiting import eventually
@@ -114,6 +115,22 @@ async def test_get_and_cancel_without_a_player_use_the_stacks_key(api: Api, tmp_
 
     code, out, _ = await fleetmatch(tmp_path, "ticket", "get", ticket_id, "--player", "alice", "-o", "yaml")
     assert code == 0 and "state: cancelled" in out.splitlines()  # --player keeps working
+
+
+async def test_accept_and_decline_answer_a_proposed_match(api: Api, tmp_path: Path) -> None:
+    first, second = await opened(api, "alice"), await opened(api, "bob")
+    match = StoredProposal("m1", Proposal(((first,), (second,))), (1, 1))
+    assert await api.store.propose("duel", "m1", match, timeout_seconds=60)
+    code, out, err = await fleetmatch(tmp_path, "ticket", "accept", first, "--player", "alice", "-o", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["state"] == "proposed" and doc["proposal"]["accepted"] and doc["proposal"]["acceptedTickets"] == 1
+    code, out, err = await fleetmatch(tmp_path, "ticket", "decline", second, "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["state"] == "cancelled"
+    assert (await api.store.get(first)).state is TicketState.QUEUED  # back in the pool
+    code, _, err = await fleetmatch(tmp_path, "ticket", "accept", first)
+    assert code == 1 and err.startswith("error: 409 "), err
 
 
 @pytest.mark.parametrize(

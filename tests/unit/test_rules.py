@@ -37,6 +37,15 @@ spec:
 """
 
 
+def test_acceptance_is_optional_and_read() -> None:
+    (plain,) = parse_queues(GOOD).values()
+    assert plain.acceptance_seconds is None
+    (ready,) = parse_queues(
+        GOOD.replace("tickSeconds: 0.25", "tickSeconds: 0.25\n  acceptance: {timeoutSeconds: 20}")
+    ).values()
+    assert ready.acceptance_seconds == 20
+
+
 def test_good_queue() -> None:
     (queue,) = parse_queues(GOOD).values()
     assert queue.name == "arena"
@@ -158,6 +167,34 @@ PING_RULE = "{name: ping, type: latency, maxLatencyMs: 80, regions: [eu, us], wi
         pytest.param(_swap("minSize: 2", "minSize: 5"), "spec.teams.minSize", 6, "maxSize", id="min-above-max"),
         pytest.param(_swap("count: 2", "count: 60"), "spec.teams.maxSize", 6, "at most 200 players", id="too-many"),
         pytest.param(_swap("tickSeconds: 0.25", "tickSeconds: 0"), "spec.tickSeconds", 8, "0.01..60", id="tick"),
+        pytest.param(
+            _swap("tickSeconds: 0.25", "tickSeconds: 0.25\n  acceptance: {timeoutSeconds: 0.5}"),
+            "spec.acceptance.timeoutSeconds",
+            9,
+            "1..600",
+            id="acceptance-too-short",
+        ),
+        pytest.param(
+            _swap("tickSeconds: 0.25", "tickSeconds: 0.25\n  acceptance: {timeoutSeconds: 601}"),
+            "spec.acceptance.timeoutSeconds",
+            9,
+            "1..600",
+            id="acceptance-too-long",
+        ),
+        pytest.param(
+            _swap("tickSeconds: 0.25", "tickSeconds: 0.25\n  acceptance: {timeout: 20}"),
+            "spec.acceptance.timeout",
+            9,
+            "unknown field",
+            id="acceptance-typo",
+        ),
+        pytest.param(
+            _swap("tickSeconds: 0.25", "tickSeconds: 0.25\n  acceptance: {}"),
+            "spec.acceptance.timeoutSeconds",
+            9,
+            "",
+            id="acceptance-without-timeout",
+        ),
         pytest.param(
             _swap("tickSeconds: 0.25", "tickSeconds: 0.25\n  matchFunction: ' '"),
             "spec.matchFunction",
