@@ -17,6 +17,8 @@ slot, so it runs unchanged on Redis Cluster; every multi-ticket step one Lua scr
   assignments, marks the tickets matched and publishes them.
 - ``cancel`` is safe at any time: a leased ticket that is cancelled makes the lease holder's
   ``assign`` fail, and the holder releases the others.
+- ``wait_summary`` / ``record_waits``: the queue's recent times to match, as directors summarise
+  them for the estimated wait (``matchmaker.estimate``): one small hash, written once per pass.
 - ``snapshot`` and ``list_tickets`` are the operators' views (``matchmaker.stats``): bounded reads,
   however long the queue.
 - Changes a waiting client cares about (matched, cancelled, expired) are published per queue;
@@ -114,6 +116,12 @@ class TicketStore(Protocol):
 
     async def record_tick(self, queue: str, tick: Tick) -> None:
         """Remember ``tick`` as the queue's last director pass."""
+
+    async def wait_summary(self, queue: str) -> dict[str, str]:
+        """The queue's wait summary (``matchmaker.estimate``): key -> encoded cell; empty if none yet."""
+
+    async def record_waits(self, queue: str, cells: Mapping[str, str]) -> None:
+        """Store these cells of the queue's wait summary (the others stay as they are)."""
 
     async def snapshot(self, queue: str, *, oldest: int, recent: int) -> QueueSnapshot:
         """The queue's statistics inputs: the ``oldest`` longest-waiting tickets and the match waits

@@ -25,6 +25,9 @@ and the queue runs unchanged on Redis Cluster (``Keys`` builds every name; nothi
     fm:{q:duel}:tickets:orphan_tries HASH match id -> release attempts so far (backing off; given up
                                           after ``ORPHAN_TRIES``)
     fm:{q:duel}:tickets:tick        HASH  at, seconds, matches of the last director pass (operators' view)
+    fm:{q:duel}:tickets:waits       HASH  wait-summary key -> decayed sample of recent times to match
+                                          (``matchmaker.estimate``): at most a few hundred fields, written
+                                          once per director pass that matched, read by every frontend
 
 Every state change is one Lua script (``lua/``, EVALSHA through ``register_script``, which on a
 ``RedisCluster`` routes by the first key and loads scripts on every primary); the ones touching
@@ -124,6 +127,7 @@ class Keys:
     orphans: str
     orphan_tries: str
     tick: str
+    waits: str
 
     @classmethod
     def of(cls, queue: str) -> Keys:
@@ -445,6 +449,20 @@ class RedisTicketStore:
                 self.keys(queue).tick,
                 mapping={"at": repr(tick.at), "seconds": repr(tick.seconds), "matches": tick.matches},
             )
+
+    async def wait_summary(self, queue: str) -> dict[str, str]:
+        await self._ready()
+        with _backend():
+            raw: Any = await self._redis.hgetall(self.keys(queue).waits)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def record_waits(self, queue: str, cells: Mapping[str, str]) -> None:
+        if not cells:
+            return
+        await self._ready()
+        with _backend():
+            mapping: dict[str | bytes, str | bytes] = {key: value for key, value in cells.items()}
+            await self._redis.hset(self.keys(queue).waits, mapping=mapping)  # type: ignore[arg-type]
 
     async def snapshot(self, queue: str, *, oldest: int, recent: int) -> QueueSnapshot:
         """Separate reads (statistics need no atomic view): the pool's size and its ``oldest``
