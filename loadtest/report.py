@@ -243,12 +243,14 @@ def wait_estimate_text(figures: Any) -> str:
     if not isinstance(figures, Mapping):
         return "not measured"
     estimated, matched = num(figures.get("estimated")) or 0, num(figures.get("matched")) or 0
-    tolerance, target = figures.get("tolerancePercent", 25), figures.get("targetPercent", 80)
+    tolerance = num(figures.get("tolerancePercent"))
+    target = num(figures.get("targetPercent"))
     percent = num(figures.get("withinPercent"))
-    head = f"within ±{tolerance} %: "
+    head = f"within ±{25 if tolerance is None else tolerance:g} %: "
     head += "no ticket had an estimate" if percent is None else f"{percent:.1f} % of {estimated:,.0f} estimated tickets"
     without = matched - estimated
-    return head + f" (target {target} %)" + (f"; {without:,.0f} matched without one" if without else "")
+    tail = f"; {without:,.0f} matched without one" if without else ""
+    return head + f" (target {80 if target is None else target:g} %)" + tail
 
 
 def _estimate_section(summary: Mapping[str, Any]) -> str:
