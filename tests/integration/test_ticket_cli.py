@@ -142,7 +142,7 @@ async def test_get_explain_says_why_a_lone_ticket_waits(api: Api, tmp_path: Path
     assert code == 0, err
     lines = out.splitlines()
     assert lines[2] == "why: no other ticket is waiting in queue duel (a match needs 4 players)"
-    assert "rule skill (window 100, widest 100): 0 pass, 0 fail" in lines
+    assert "  rule skill (window 100, widest 100): 0 pass, 0 fail" in lines
 
     code, _, err = await fleetmatch(tmp_path, "ticket", "get", ticket["id"], "--explain", "--watch")
     assert code == 2 and "--explain cannot be combined with --wait or --watch" in err

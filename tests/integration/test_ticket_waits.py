@@ -4,6 +4,7 @@ why it waits; estimates appear once matches were made; the blocked-by-rule gauge
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from matchmaker.matching import find_matches
 from matchmaker.models import Proposal, Ticket
 from matchmaker.rules import Queue
 from matchmaker.tickets import RedisTicketStore
+from matchmaker.views import SUMMARY_SECONDS
 from tests.integration.test_ticket_api import Api, player, queues, serving
 
 TOKEN = "stub-allocator-token-0123456789"
@@ -126,6 +128,7 @@ async def test_estimates_appear_once_matches_were_made(api: Api, allocator: str)
         director = Director(api.store, DUEL, match, client, clock=lambda: time.time() + 12)
         report = await director.tick()
     assert report.matched == 2
+    await asyncio.sleep(SUMMARY_SECONDS + 0.1)  # the frontend read the empty summary for w0: kept 1 s
     fresh = await api.open("key", player("late", 1510))
     assert 11 <= fresh["estimatedWaitSeconds"] <= 13
     again = await api.call("GET", f"/v1/tickets/{fresh['id']}", as_="late")
