@@ -9,6 +9,9 @@
   by phase at the end of the second, that second's time-to-match and client-latency p50/p95/p99
   (exact: a bucket holds few values), and the Ready/Allocated servers the scraper saw.
 - **Per queue**: time to match of each queue's players (``ttm_by_queue``).
+- **Wait estimate**: per ticket, the ``estimatedWaitSeconds`` the server gave when it was created and
+  the time the party then waited for its match; ``wait_estimate`` says how many estimates were within
+  +-``ESTIMATE_TOLERANCE`` of the truth (target: ``ESTIMATE_TARGET_PERCENT`` of them).
 - **Scraper** (``MetricsScraper``): every second, each ``/metrics`` endpoint of the target, parsed
   with ``prometheus_client.parser``. ``fleetmatch up`` serves all its metrics on its metrics port
   only; elsewhere a metric family is taken from the first endpoint that has it (never summed twice). It keeps
@@ -61,6 +64,18 @@ CLIENT_LATENCIES = (TICKET_CREATE, ASSIGNMENT_PUSH, UDP_JOIN)
 LATENCY_NAMES = (TIME_TO_MATCH, *CLIENT_LATENCIES)
 ERROR_CAP = 200
 
+ESTIMATE_TOLERANCE = 0.25
+"""An estimate is right when within +-25 % of the wait that followed (issue 15)."""
+ESTIMATE_TARGET_PERCENT = 80.0
+ESTIMATE_BUCKETS = (
+    ("under by more than 50 %", -math.inf, -0.5),
+    ("under by 25-50 %", -0.5, -ESTIMATE_TOLERANCE),
+    ("within +-25 %", -ESTIMATE_TOLERANCE, ESTIMATE_TOLERANCE),
+    ("over by 25-50 %", ESTIMATE_TOLERANCE, 0.5),
+    ("over by more than 50 %", 0.5, math.inf),
+)
+"""Relative error ((estimate - wait) / wait) buckets of the report's chart: [low, high), the middle one closed."""
+
 _US = 1_000_000
 _HIGHEST_US = 3600 * _US
 
@@ -106,6 +121,36 @@ class LatencyHistogram:
             "p99": self.percentile_ms(99),
             "max": self.max_ms,
         }
+
+
+def relative_error(estimate: float, waited: float) -> float:
+    """(estimate - waited) / waited; a wait under 50 ms counts as 50 ms (a tick is longer)."""
+    truth = max(0.05, waited)
+    return (estimate - truth) / truth
+
+
+def wait_estimate_summary(errors: Sequence[float], unestimated: int) -> dict[str, Any]:
+    """``{"matched", "estimated", "within", "withinPercent", "targetPercent", "tolerancePercent",
+    "buckets": [{"label", "count"}]}``: of the matched tickets (``matched``), those created with an
+    estimate (``estimated``) and how many of those were within the tolerance of the wait that
+    followed; ``withinPercent`` null without any estimate."""
+    within = sum(1 for e in errors if -ESTIMATE_TOLERANCE <= e <= ESTIMATE_TOLERANCE)
+    buckets = []
+    for label, low, high in ESTIMATE_BUCKETS:
+        if low == -ESTIMATE_TOLERANCE:
+            count = within
+        else:
+            count = sum(1 for e in errors if low <= e < high and not -ESTIMATE_TOLERANCE <= e <= ESTIMATE_TOLERANCE)
+        buckets.append({"label": label, "count": count})
+    return {
+        "matched": len(errors) + unestimated,
+        "estimated": len(errors),
+        "within": within,
+        "withinPercent": round(100 * within / len(errors), 1) if errors else None,
+        "targetPercent": ESTIMATE_TARGET_PERCENT,
+        "tolerancePercent": round(100 * ESTIMATE_TOLERANCE),
+        "buckets": buckets,
+    }
 
 
 def exact_percentile(values: Sequence[float], percent: float) -> float:
@@ -334,6 +379,11 @@ class Collector:
         """Players who reached ``connected`` (matched and joined), whatever came after."""
         self.tickets: dict[str, TicketRecord] = {}
         self.tickets_matched = 0
+        self.estimates: dict[str, float | None] = {}
+        """Ticket id -> its estimated wait when created (None: the server had none)."""
+        self.estimate_errors: list[float] = []
+        """Per matched ticket with an estimate: (estimate - wait) / wait."""
+        self.unestimated_matched = 0
         self.match_first_seen: dict[str, float] = {}
         """When a client first learned each match (monotonic)."""
         self.errors: list[dict[str, Any]] = []
@@ -384,8 +434,11 @@ class Collector:
         if name in CLIENT_LATENCIES:
             self._bucket(at).client.setdefault(name, []).append(seconds)
 
-    def ticket_created(self, ticket_id: str, queue: str, reader: str | None, at: float) -> None:
+    def ticket_created(
+        self, ticket_id: str, queue: str, reader: str | None, at: float, *, estimate: float | None = None
+    ) -> None:
         self.tickets[ticket_id] = TicketRecord(ticket_id, queue, reader, at)
+        self.estimates[ticket_id] = estimate
 
     def ticket_seen(self, ticket_id: str, state: str, match_id: str | None, at: float) -> None:
         record = self.tickets.get(ticket_id)
@@ -398,6 +451,12 @@ class Collector:
     def matched(self, ticket_id: str, match_id: str, players: int, waited: float, at: float) -> None:
         self.tickets_matched += 1
         self.latencies[TIME_TO_MATCH].record(waited, players)
+        if ticket_id in self.estimates:
+            estimate = self.estimates.pop(ticket_id)
+            if estimate is None:
+                self.unestimated_matched += 1
+            else:
+                self.estimate_errors.append(relative_error(estimate, waited))
         record = self.tickets.get(ticket_id)
         queue = record.queue if record is not None else "unknown"
         self.ttm_by_queue.setdefault(queue, LatencyHistogram()).record(waited, players)
@@ -491,6 +550,10 @@ class Collector:
                 }
             )
         return rows
+
+    def wait_estimate(self) -> dict[str, Any]:
+        """How good the server's estimated waits were (``report.json`` ``summary.waitEstimate``)."""
+        return wait_estimate_summary(self.estimate_errors, self.unestimated_matched)
 
     def ttm_by_queue_summary(self) -> dict[str, dict[str, Any]]:
         """Time to match per queue (``{"count", "p50", "p95", "p99", "max"}`` in ms), by queue name."""

@@ -177,8 +177,11 @@ class PartyObserver(Protocol):
 
     def latency(self, name: str, seconds: float, at: float) -> None: ...
 
-    def ticket_created(self, ticket_id: str, queue: str, reader: str | None, at: float) -> None:
-        """``reader``: the player whose token may read the ticket later (None: the API key)."""
+    def ticket_created(
+        self, ticket_id: str, queue: str, reader: str | None, at: float, *, estimate: float | None = None
+    ) -> None:
+        """``reader``: the player whose token may read the ticket later (None: the API key);
+        ``estimate``: the ticket's ``estimatedWaitSeconds`` as created (None: the server had none)."""
 
     def ticket_seen(self, ticket_id: str, state: str, match_id: str | None, at: float) -> None:
         """The latest state the client saw of its ticket (the reconciliation compares the server's)."""
@@ -424,7 +427,10 @@ class Party:
             raise PlayerFailure(FailureKind.SERVER_ERROR, "POST /v1/tickets: answer without a ticket id")
         self.ticket_id, self.ticket_open = ticket_id, True
         self.observer.latency(TICKET_CREATE, now - self._sent, now)
-        self.observer.ticket_created(ticket_id, self.spec.queue, reader, now)
+        estimate = doc.get("estimatedWaitSeconds")
+        if not isinstance(estimate, int | float) or isinstance(estimate, bool) or not estimate >= 0:
+            estimate = None
+        self.observer.ticket_created(ticket_id, self.spec.queue, reader, now, estimate=estimate)
         self._seen(doc)
         return doc
 

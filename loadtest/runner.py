@@ -362,6 +362,7 @@ def build_report(
             "ticketsMatched": collector.tickets_matched,
             "timeToMatchMs": latencies[TIME_TO_MATCH].summary(),
             "timeToMatchByQueueMs": collector.ttm_by_queue_summary(),
+            "waitEstimate": collector.wait_estimate(),
             "allocationMs": collector.allocation_ms(),
             "readyBuffer": collector.ready_buffer(),
             "serverTickets": server_tickets,

@@ -192,6 +192,7 @@ HEADLINE = (
     Figure("udpJoinP95", "UDP join p95", "ms"),
     Figure("allocationP95", "allocation p95", "ms"),
     Figure("readyMin", "lowest Ready buffer", "", lower_is_better=False),
+    Figure("waitEstimateWithin", "wait estimate within ±25 %", "%", lower_is_better=False),
 )
 
 
@@ -214,6 +215,7 @@ def headline(report: Mapping[str, Any]) -> dict[str, float | None]:
         "udpJoinP95": num(as_map(latencies.get("udpJoin")).get("p95")),
         "allocationP95": num(as_map(summary.get("allocationMs")).get("p95")),
         "readyMin": num(as_map(summary.get("readyBuffer")).get("min")),
+        "waitEstimateWithin": num(as_map(summary.get("waitEstimate")).get("withinPercent")),
     }
 
 

@@ -6,7 +6,12 @@ with a player token or an API key; see ``matchmaker.auth``):
 - ``POST /v1/tickets`` ``{"queue", "players": [{"id", "attributes", "latencies"}]}`` -> 201 and
   the ticket, ``Location: /v1/tickets/<id>``.
 - ``GET /v1/tickets/{id}`` -> the ticket; ``?wait=N`` (0..60 s) long-polls: answers at once unless
-  the ticket is queued, else at its first change or after N seconds.
+  the ticket is queued, else at its first change or after N seconds. ``?explain=1`` adds
+  ``explain``: why a queued ticket still waits (``matchmaker.explain``, against the longest-waiting
+  ``matchmaker.explain.LIMIT`` tickets; candidates' ids only for API keys), null otherwise.
+- Every ticket answer (and event) carries ``estimatedWaitSeconds`` while it waits: what is left of
+  the wait recent tickets like it had (``matchmaker.estimate``, ``matchmaker.views.WaitEstimates``),
+  null without recent data.
 - ``GET /v1/tickets/{id}/events`` -> Server-Sent Events (``event: ticket``, the ticket JSON now and
   at each change, ``: keep-alive`` comments, ending after a final state); with a WebSocket upgrade,
   the same tickets as JSON text messages, then a normal close.
@@ -64,6 +69,8 @@ from matchmaker.errors import (
     NotYourBlocksError,
     TooManyStreamsError,
 )
+from matchmaker.explain import LIMIT as EXPLAIN_LIMIT
+from matchmaker.explain import explain
 from matchmaker.metrics import API_REQUESTS, LEGACY_PLAYER_TOKENS, MATCH_PROPOSALS, TICKETS
 from matchmaker.models import (
     BlockList,
@@ -79,8 +86,9 @@ from matchmaker.openapi import OPENAPI
 from matchmaker.push import OPEN, Hub
 from matchmaker.ratingstore import RatingStore, rating_store_for, with_stored_ratings
 from matchmaker.results import ResultsApi, add_routes
+from matchmaker.rules import Queue
 from matchmaker.store import Answer, TicketStore
-from matchmaker.views import OperatorViews, ticket_json
+from matchmaker.views import OperatorViews, WaitEstimates, ticket_json
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +185,7 @@ class TicketApi:
         self.malformed = RateLimitedLog(log, MALFORMED_LOG_SECONDS)
         self.following: dict[str, int] = {}
         """Principal -> tickets it follows right now (streams and long-polls) on this frontend."""
+        self.waits = WaitEstimates(store, queues, clock=clock)
 
     def _legacy_token(self, claims: TokenClaims) -> None:
         LEGACY_PLAYER_TOKENS.inc()
@@ -230,6 +239,20 @@ class TicketApi:
             raise NotFoundError("Ticket", ticket.id)  # exactly as if it did not exist
         return ticket
 
+    async def doc(self, ticket: Ticket, principal: Principal) -> dict[str, Any]:
+        """``ticket_json`` with the ticket's estimated wait."""
+        return ticket_json(ticket, principal, estimate=await self.waits.remaining(ticket))
+
+    async def explanation(self, ticket: Ticket, principal: Principal) -> dict[str, Any] | None:
+        """Why the (queued) ticket waits, against the longest-waiting tickets of its queue; None
+        for a ticket not queued or a queue without rules as data."""
+        queue = self.queues.get(ticket.queue)
+        if ticket.state is not TicketState.QUEUED or not isinstance(queue, Queue):
+            return None
+        snapshot = await self.store.snapshot(ticket.queue, oldest=EXPLAIN_LIMIT, recent=0)
+        found = explain(ticket, snapshot.oldest, queue, self.clock())
+        return {"waitingTickets": snapshot.waiting_tickets, **found.as_json(ids=principal.trusted)}
+
     # -- routes ----------------------------------------------------------------------------
 
     async def create(self, request: web.Request) -> web.Response:
@@ -265,7 +288,7 @@ class TicketApi:
                 raise  # the caller may see that ticket (it plays in it): named
             raise exc.without_ticket_id() from None
         self.counters.ticket(name, "created")
-        return _json(ticket_json(ticket, principal), 201, {"Location": f"/v1/tickets/{ticket.id}"})
+        return _json(await self.doc(ticket, principal), 201, {"Location": f"/v1/tickets/{ticket.id}"})
 
     async def _blocked(self, ticket_request: TicketRequest) -> tuple[str, ...]:
         """The ticket's block list: the request's, then its players' stored lists (one read). A
@@ -310,9 +333,15 @@ class TicketApi:
         principal = self.principal(request)
         ticket_id = self.ticket_id(request)
         wait = _wait_seconds(request)
+        explaining = _explain_flag(request)
+        if explaining and wait > 0:
+            raise ValidationError("explain", "cannot be combined with wait: ask for the explanation now")
         if wait <= 0:
             ticket = self.visible(await self.store.get(ticket_id), principal)
-            return _json(ticket_json(ticket, principal))
+            doc = await self.doc(ticket, principal)
+            if explaining:
+                doc["explain"] = await self.explanation(ticket, principal)
+            return _json(doc)
         with self.follow_slot(principal):
             return await self._long_poll(ticket_id, wait, principal)
 
@@ -322,7 +351,7 @@ class TicketApi:
             if ticket.state in OPEN:
                 change = await anext(updates, None)  # a change, or None at the deadline or shutdown
                 ticket = change or ticket
-        return _json(ticket_json(ticket, principal))
+        return _json(await self.doc(ticket, principal))
 
     async def cancel(self, request: web.Request) -> web.Response:
         principal = self.principal(request)
@@ -333,7 +362,7 @@ class TicketApi:
             self.counters.ticket(after.queue, "cancelled")
             if _awaiting(before):  # cancelling a proposed ticket declines its match
                 MATCH_PROPOSALS.labels(after.queue, "declined").inc()
-        return _json(ticket_json(after, principal))
+        return _json(await self.doc(after, principal))
 
     async def accept(self, request: web.Request) -> web.Response:
         principal = self.principal(request)
@@ -346,7 +375,7 @@ class TicketApi:
             raise NotProposedError(ticket_id, "accept", "the time to accept its match has passed")
         if answer is Answer.READY:
             MATCH_PROPOSALS.labels(after.queue, "accepted").inc()
-        return _json(ticket_json(after, principal))
+        return _json(await self.doc(after, principal))
 
     async def decline(self, request: web.Request) -> web.Response:
         principal = self.principal(request)
@@ -363,7 +392,7 @@ class TicketApi:
         if _awaiting(before) and after.state is TicketState.CANCELLED:
             MATCH_PROPOSALS.labels(after.queue, "declined").inc()
             self.counters.ticket(after.queue, "cancelled")
-        return _json(ticket_json(after, principal))
+        return _json(await self.doc(after, principal))
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         principal = self.principal(request)
@@ -393,9 +422,11 @@ class TicketApi:
         )
         await response.prepare(request)
         try:
-            await response.write(_sse_event(first, principal))
+            await response.write(_sse_event(await self.doc(first, principal)))
             async for ticket in updates:
-                await response.write(b": keep-alive\n\n" if ticket is None else _sse_event(ticket, principal))
+                await response.write(
+                    b": keep-alive\n\n" if ticket is None else _sse_event(await self.doc(ticket, principal))
+                )
             await response.write_eof()
         except ConnectionError:
             pass  # the client left
@@ -416,7 +447,7 @@ class TicketApi:
         code: int = WSCloseCode.OK
         step: asyncio.Future[Ticket | None] | None = None
         try:
-            await ws.send_str(json.dumps(ticket_json(first, principal), separators=(",", ":")))
+            await ws.send_str(json.dumps(await self.doc(first, principal), separators=(",", ":")))
             while True:
                 step = asyncio.ensure_future(anext(updates))
                 await asyncio.wait({step, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -429,7 +460,7 @@ class TicketApi:
                     code = WSCloseCode.GOING_AWAY if self.hub.closed else WSCloseCode.OK
                     break
                 if ticket is not None:
-                    await ws.send_str(json.dumps(ticket_json(ticket, principal), separators=(",", ":")))
+                    await ws.send_str(json.dumps(await self.doc(ticket, principal), separators=(",", ":")))
         except ConnectionError:
             pass
         except Exception as exc:
@@ -510,8 +541,19 @@ def _wait_seconds(request: web.Request) -> float:
     return wait
 
 
-def _sse_event(ticket: Ticket, principal: Principal) -> bytes:
-    return b"event: ticket\ndata: " + _dumps(ticket_json(ticket, principal)) + b"\n\n"
+def _explain_flag(request: web.Request) -> bool:
+    raw = request.query.get("explain")
+    if raw is None:
+        return False
+    if raw in ("1", "true"):
+        return True
+    if raw in ("0", "false"):
+        return False
+    raise ValidationError("explain", f"must be 1, true, 0 or false, got {raw[:100]!r}")
+
+
+def _sse_event(doc: Mapping[str, Any]) -> bytes:
+    return b"event: ticket\ndata: " + _dumps(doc) + b"\n\n"
 
 
 async def _drain(ws: web.WebSocketResponse) -> None:
@@ -580,7 +622,7 @@ def build_app(
     app.router.add_put("/v1/players/{id}/blocks", api.put_blocks)
     app.router.add_post("/v1/tickets/{id}/accept", api.accept)
     app.router.add_post("/v1/tickets/{id}/decline", api.decline)
-    views = OperatorViews(store, queues, api.principal, clock=clock)
+    views = OperatorViews(store, queues, api.principal, clock=clock, waits=api.waits)
     app.router.add_get("/v1/tickets", views.list_tickets)
     app.router.add_get("/v1/queues", views.list_queues)
     add_routes(app, ResultsApi(ratings, queues, api.principal))

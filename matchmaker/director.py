@@ -55,7 +55,10 @@ from fleetmatch.models import GameServer, GameServerState, TemplateMeta
 from fleetmatch.store import Store
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker import metrics
+from matchmaker.estimate import decode_cells, keys_of, merge
+from matchmaker.explain import blocked_counts
 from matchmaker.models import Assignment, Proposal, Ticket
+from matchmaker.rules import Queue
 from matchmaker.stats import players_by_region
 from matchmaker.store import StoredProposal, Tick, TicketStore
 
@@ -76,6 +79,8 @@ READY_BATCH = 64
 """Accepted matches one pass takes to allocate, at most (the rest next pass)."""
 ORPHAN_BATCH = 16
 """Abandoned matches one pass releases servers for, at most (the rest next pass)."""
+BLOCKED_EVERY = 2.0
+"""Seconds between two samples of ``fleetmatch_tickets_blocked`` (``matchmaker.explain.blocked_counts``)."""
 ORPHANING = frozenset({"error", "lost-lease"})
 """Failures after which a server may be allocated for the match: an allocation of unknown outcome
 (the request may have reached the allocator), or one the assignment could not use."""
@@ -220,6 +225,9 @@ class Director:
         self._clock = clock
         self._backoff = 0.0
         self._gauged_regions: set[str] = set()
+        self._waits: list[tuple[tuple[str, ...], float]] = []
+        """Times to match seen this pass, by wait-summary keys: published once at its end."""
+        self._next_blocked = 0.0
         self._ids = {"queue": queue.name}
         """Log identity (``fleetmatch.logging.IDENTITY_KEYS``); a match's lines add its ``match_id``."""
 
@@ -267,6 +275,8 @@ class Director:
             report.pool = len(pool)
             self._gauge_waiting(pool)
             if not pool:
+                self._gauge_blocked(pool, ())
+                await self._publish_waits()  # accepted matches were timed too
                 self._tally(report, accepted)
                 return report
             now = self._clock()
@@ -278,6 +288,8 @@ class Director:
             report.proposals = len(proposals)
             by_id = {t.id: t for t in pool}
             results = await asyncio.gather(*(self._play_safely(p, by_id) for p in proposals))
+            self._gauge_blocked(pool, proposals)
+            await self._publish_waits()
         self._tally(report, [*accepted, *results])
         return report
 
@@ -325,6 +337,36 @@ class Director:
             log.warning("accepted match %s failed: %s", match_id, exc, extra={**self._ids, "match_id": match_id})
             metrics.ALLOCATION_FAILURES.labels(queue=self.queue.name, reason="error").inc()
             return "error"
+
+    async def _publish_waits(self) -> None:
+        """Fold this pass's times to match into the queue's wait summary (``matchmaker.estimate``):
+        one read and one write of a small hash per pass that matched. Two directors of one queue
+        may each overwrite the other's pass now and then: an estimate, not a count."""
+        samples, self._waits = self._waits, []
+        if not samples:
+            return
+        name = self.queue.name
+        try:
+            cells = decode_cells(await self.store.wait_summary(name))
+            changed = merge(cells, samples, self._clock())
+            await self.store.record_waits(name, {key: cell.encode() for key, cell in changed.items()})
+        except StoreError as exc:
+            raise_if_cancelling()
+            log.warning("publishing the wait summary of %s failed: %s", name, exc, extra=self._ids)
+
+    def _gauge_blocked(self, pool: Sequence[Ticket], proposals: Sequence[Proposal]) -> None:
+        """``fleetmatch_tickets_blocked``: why the longest-waiting tickets left unmatched wait, by
+        rule; sampled at most every ``BLOCKED_EVERY`` seconds (bounded work: ``blocked_counts``)."""
+        queue = self.queue
+        now = self._clock()
+        if not isinstance(queue, Queue) or now < self._next_blocked:
+            return
+        self._next_blocked = now + BLOCKED_EVERY
+        taken = {tid for p in proposals for tid in p.ticket_ids}
+        unmatched = [t for t in pool if t.id not in taken]
+        gauge = metrics.TICKETS_BLOCKED
+        for rule, count in blocked_counts(unmatched, queue, now).items():
+            gauge.labels(queue=queue.name, rule=rule).set(count)
 
     async def _release_orphans(self, releaser: Releasing) -> None:
         """Return the servers of the abandoned matches that are due (see the module docstring)."""
@@ -471,8 +513,11 @@ class Director:
             )
             return "lost-lease"
         now = self._clock()
+        rules = self.queue if isinstance(self.queue, Queue) else None
         for tid in proposal.ticket_ids:
-            metrics.TIME_TO_MATCH.labels(queue=name).observe(max(0.0, now - tickets[tid].enqueued_at))
+            waited = max(0.0, now - tickets[tid].enqueued_at)
+            metrics.TIME_TO_MATCH.labels(queue=name).observe(waited)
+            self._waits.append((keys_of(tickets[tid], rules), waited))
         metrics.TICKETS.labels(queue=name, event="matched").inc(len(proposal.ticket_ids))
         quality = proposal.quality
         metrics.MATCH_SKILL_SPREAD.labels(queue=name).observe(quality.skill_spread)

@@ -61,6 +61,12 @@ MATCH_SECONDS = Histogram(
     ["queue"],
     buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+TICKETS_BLOCKED = Gauge(
+    "fleetmatch_tickets_blocked",
+    "Of the 16 longest-waiting tickets a director pass left unmatched, how many each rule holds back "
+    "(rule 'players': too few players wait), sampled at most every 2 s.",
+    ["queue", "rule"],
+)
 CLAIM_CONFLICTS = Counter(
     "fleetmatch_ticket_claim_conflicts_total",
     "Proposals dropped because a ticket was taken (another director) or cancelled meanwhile.",

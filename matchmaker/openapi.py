@@ -13,6 +13,7 @@ from typing import Any
 from fleetmatch.http import ERROR_SCHEMA
 from fleetmatch.probes import PROBE_PATHS
 from matchmaker import results
+from matchmaker.explain import LIMIT as EXPLAIN_LIMIT
 from matchmaker.models import (
     MAX_ATTRIBUTE,
     MAX_BLOCKS,
@@ -259,6 +260,92 @@ OPENAPI: dict[str, Any] = {
                         "with acceptance only)",
                     },
                     "owner": {"type": "string", "description": "Who opened it (shown to API keys only)"},
+                    "estimatedWaitSeconds": {
+                        "type": ["number", "null"],
+                        "minimum": 0,
+                        "description": "While queued: the seconds it may still wait (how long recent tickets of "
+                        "its queue, region and skill band took, minus what it waited already, at least 0); null "
+                        "without recent data, and once it is no longer queued",
+                    },
+                    "explain": {
+                        "oneOf": [{"$ref": "#/components/schemas/Explanation"}, {"type": "null"}],
+                        "description": "Only with ?explain=1: why it still waits (null: not queued)",
+                    },
+                },
+            },
+            "Explanation": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": [
+                    "waitingTickets",
+                    "waitSeconds",
+                    "sampled",
+                    "playersNeeded",
+                    "compatiblePlayers",
+                    "compatibleTickets",
+                    "byRegion",
+                    "blockedBy",
+                    "reason",
+                    "rules",
+                    "best",
+                ],
+                "properties": {
+                    "waitingTickets": {"type": "integer", "minimum": 0, "description": "Queued tickets (exact)"},
+                    "waitSeconds": {"type": "number", "minimum": 0},
+                    "sampled": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": f"Other waiting tickets judged: the longest-waiting, at most {EXPLAIN_LIMIT}",
+                    },
+                    "playersNeeded": {"type": "integer", "minimum": 1},
+                    "compatiblePlayers": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Players of this ticket and of every sampled ticket passing every rule "
+                        "against it (an upper bound: a match must also fit together)",
+                    },
+                    "compatibleTickets": {"type": "integer", "minimum": 0},
+                    "byRegion": {
+                        "type": "object",
+                        "additionalProperties": {"type": "integer", "minimum": 0},
+                        "description": "With a latency rule: compatible players who can play in each region",
+                    },
+                    "blockedBy": {
+                        "type": ["string", "null"],
+                        "description": "The rule holding it back, 'players' (too few players), or null (enough "
+                        "compatible players wait)",
+                    },
+                    "reason": {"type": "string"},
+                    "rules": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["name", "type", "window", "widest", "passed", "failed"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "type": {"type": "string"},
+                                "window": {"type": ["number", "null"]},
+                                "widest": {"type": ["number", "null"]},
+                                "passed": {"type": "integer", "minimum": 0},
+                                "failed": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                    },
+                    "best": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["players", "failedRule", "detail"],
+                            "properties": {
+                                "ticket": {"type": "string", "description": "API keys only"},
+                                "players": {"type": "integer", "minimum": 1},
+                                "failedRule": {"type": ["string", "null"]},
+                                "detail": {"type": "string"},
+                            },
+                        },
+                    },
                 },
             },
             "QueueStats": {
@@ -444,13 +531,20 @@ OPENAPI: dict[str, Any] = {
                         "schema": {"type": "number", "minimum": 0, "maximum": 60},
                         "description": "Seconds to wait while the ticket is queued: the answer comes at its "
                         "first change or when they run out",
-                    }
+                    },
+                    {
+                        "name": "explain",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"enum": ["1", "true", "0", "false"]},
+                        "description": "1: add `explain`, why the ticket still waits (not with wait)",
+                    },
                 ],
                 "responses": {
                     "200": _ticket("The ticket"),
                     **_UNAUTHORIZED,
                     **_NOT_FOUND,
-                    "422": _error("Bad wait"),
+                    "422": _error("Bad wait or explain, or both given"),
                     **_FOLLOW_LIMITED,
                     **_UNAVAILABLE,
                 },

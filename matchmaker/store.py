@@ -19,6 +19,8 @@ slot, so it runs unchanged on Redis Cluster; every multi-ticket step one Lua scr
   ``assign`` fail, and the holder releases the others.
 - ``blocks`` / ``set_blocks``: each player's stored block list (players they must never be matched
   with), read once per ticket create and attached to the ticket.
+- ``wait_summary`` / ``record_waits``: the queue's recent times to match, as directors summarise
+  them for the estimated wait (``matchmaker.estimate``): one small hash, written once per pass.
 - ``snapshot`` and ``list_tickets`` are the operators' views (``matchmaker.stats``): bounded reads,
   however long the queue.
 - **Acceptance** (queues with ``acceptance``): ``propose`` is ``claim``'s all-or-nothing twin
@@ -175,6 +177,12 @@ class TicketStore(Protocol):
 
     async def record_tick(self, queue: str, tick: Tick) -> None:
         """Remember ``tick`` as the queue's last director pass."""
+
+    async def wait_summary(self, queue: str) -> dict[str, str]:
+        """The queue's wait summary (``matchmaker.estimate``): key -> encoded cell; empty if none yet."""
+
+    async def record_waits(self, queue: str, cells: Mapping[str, str]) -> None:
+        """Store these cells of the queue's wait summary (the others stay as they are)."""
 
     async def snapshot(self, queue: str, *, oldest: int, recent: int) -> QueueSnapshot:
         """The queue's statistics inputs: the ``oldest`` longest-waiting tickets and the match waits

@@ -39,6 +39,9 @@ acceptance deadline as their score in ``leases``, so a director that dies mid-pr
 nothing behind that another director's ``reap`` does not resolve. The acceptance that completes a
 match leases its tickets and lists it in ``ready``; exactly one director takes it from there
 (``take_ready``), and from then on it is an ordinary lease.
+    fm:{q:duel}:tickets:waits       HASH  wait-summary key -> decayed sample of recent times to match
+                                          (``matchmaker.estimate``): at most a few hundred fields, written
+                                          once per director pass that matched, read by every frontend
 
 Every state change is one Lua script (``lua/``, EVALSHA through ``register_script``, which on a
 ``RedisCluster`` routes by the first key and loads scripts on every primary); the ones touching
@@ -143,6 +146,7 @@ class Keys:
     proposals: str
     accepted: str
     ready: str
+    waits: str
 
     @classmethod
     def of(cls, queue: str) -> Keys:
@@ -550,6 +554,20 @@ class RedisTicketStore:
                 self.keys(queue).tick,
                 mapping={"at": repr(tick.at), "seconds": repr(tick.seconds), "matches": tick.matches},
             )
+
+    async def wait_summary(self, queue: str) -> dict[str, str]:
+        await self._ready()
+        with _backend():
+            raw: Any = await self._redis.hgetall(self.keys(queue).waits)
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def record_waits(self, queue: str, cells: Mapping[str, str]) -> None:
+        if not cells:
+            return
+        await self._ready()
+        with _backend():
+            mapping: dict[str | bytes, str | bytes] = {key: value for key, value in cells.items()}
+            await self._redis.hset(self.keys(queue).waits, mapping=mapping)  # type: ignore[arg-type]
 
     async def snapshot(self, queue: str, *, oldest: int, recent: int) -> QueueSnapshot:
         """Separate reads (statistics need no atomic view): the pool's size and its ``oldest``

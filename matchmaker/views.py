@@ -15,26 +15,36 @@ Operators' routes (API keys only; a player token gets 403):
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from fleetmatch.codec import to_wire
-from fleetmatch.errors import ValidationError
+from fleetmatch.errors import BackendError, ValidationError
 from matchmaker.auth import Principal
 from matchmaker.errors import OperatorsOnlyError
-from matchmaker.models import Ticket
+from matchmaker.estimate import Cell, decode_cells, estimate, keys_of, remaining
+from matchmaker.models import Ticket, TicketState
+from matchmaker.rules import Queue
 from matchmaker.stats import OLDEST, RECENT, queue_stats
 from matchmaker.store import TicketStore
 
+log = logging.getLogger(__name__)
+
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+SUMMARY_SECONDS = 1.0
+"""How long a frontend reuses a queue's wait summary before reading it again (directors write it
+at most once per pass)."""
+_WAITING = frozenset({TicketState.QUEUED, TicketState.LEASED})
 
 
-def ticket_json(ticket: Ticket, principal: Principal) -> dict[str, Any]:
-    """The ticket as a client sees it: the public state, the owner only for API keys, and of the
-    connection tokens only the caller's own (an API key sees them all)."""
+def ticket_json(ticket: Ticket, principal: Principal, *, estimate: float | None = None) -> dict[str, Any]:
+    """The ticket as a client sees it: the public state, the owner only for API keys, of the
+    connection tokens only the caller's own (an API key sees them all), and ``estimatedWaitSeconds``
+    (``WaitEstimates``; null when there is none)."""
     doc = to_wire(ticket)
     del doc["enqueuedAt"]
     del doc["blockedPlayers"]  # whom a player blocks is theirs alone, not their party's
@@ -43,6 +53,7 @@ def ticket_json(ticket: Ticket, principal: Principal) -> dict[str, Any]:
             del player["roles"]
     owner = doc.pop("owner")
     doc["state"] = ticket.state.public
+    doc["estimatedWaitSeconds"] = estimate if ticket.state in _WAITING else None
     assignment = doc["assignment"]
     if principal.trusted:
         doc["owner"] = owner
@@ -57,6 +68,48 @@ def ticket_json(ticket: Ticket, principal: Principal) -> dict[str, Any]:
     return doc
 
 
+class WaitEstimates:
+    """A frontend's estimated waits: each queue's wait summary (``matchmaker.estimate``), written by
+    whichever directors run, read at most once per ``SUMMARY_SECONDS`` per queue."""
+
+    def __init__(
+        self,
+        store: TicketStore,
+        queues: Mapping[str, object],
+        *,
+        clock: Callable[[], float],
+        ttl: float = SUMMARY_SECONDS,
+    ) -> None:
+        self.store, self.queues, self.clock, self.ttl = store, queues, clock, ttl
+        self._cells: dict[str, tuple[float, dict[str, Cell]]] = {}
+
+    async def remaining(self, ticket: Ticket) -> float | None:
+        """Seconds the ticket may still wait: the estimate for its queue, region and band, minus
+        what it waited already, at least 0; None when it is not waiting or there is no data yet."""
+        if ticket.state not in _WAITING:
+            return None
+        cells = await self._summary(ticket.queue)
+        if not cells:
+            return None
+        queue = self.queues.get(ticket.queue)
+        now = self.clock()
+        expected = estimate(cells, keys_of(ticket, queue if isinstance(queue, Queue) else None), now)
+        return remaining(expected, now - ticket.enqueued_at)
+
+    async def _summary(self, queue: str) -> dict[str, Cell]:
+        now = self.clock()
+        cached = self._cells.get(queue)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            cells = decode_cells(await self.store.wait_summary(queue))
+        except BackendError as exc:  # the ticket itself was just read: an estimate is not worth a 503
+            log.warning("reading the wait summary of %s failed: %s", queue, exc, extra={"queue": queue})
+            cells = cached[1] if cached is not None else {}
+        self._cells[queue] = (now + self.ttl, cells)
+        return cells
+
+
 class OperatorViews:
     """The operators' routes; ``principal`` authenticates a request (and charges its rate limit)."""
 
@@ -67,8 +120,10 @@ class OperatorViews:
         principal: Callable[[web.Request], Principal],
         *,
         clock: Callable[[], float],
+        waits: WaitEstimates | None = None,
     ) -> None:
         self.store, self.queues, self.principal, self.clock = store, queues, principal, clock
+        self.waits = waits or WaitEstimates(store, queues, clock=clock)
 
     def operator(self, request: web.Request, what: str) -> Principal:
         principal = self.principal(request)
@@ -95,7 +150,7 @@ class OperatorViews:
         state = request.query.get("state") or None  # the store names a state it does not know
         limit = _limit(request.query.get("limit"))
         tickets, truncated = await self.store.list_tickets(queue, state=state, limit=limit)
-        items = [ticket_json(t, principal) for t in tickets]
+        items = [ticket_json(t, principal, estimate=await self.waits.remaining(t)) for t in tickets]
         return web.json_response({"kind": "List", "items": items, "truncated": truncated})
 
 

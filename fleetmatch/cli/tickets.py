@@ -111,6 +111,11 @@ def _server(doc: dict[str, Any]) -> str:
     return f"{assignment['gameServer']} {assignment['address']}:{assignment['port']}"
 
 
+def _estimate(doc: dict[str, Any]) -> str:
+    seconds = doc.get("estimatedWaitSeconds")
+    return "-" if seconds is None else f"{seconds:g}s"
+
+
 def _created(doc: dict[str, Any]) -> str:
     return age(parse_timestamp(doc["createdAt"]), time.time())
 
@@ -123,6 +128,7 @@ TICKET = Shape[dict[str, Any]](
         Column("PLAYERS", lambda t: ",".join(p["id"] for p in t["players"])),
         Column("AGE", _created),
         Column("SERVER", _server),
+        Column("EST-WAIT", _estimate),
         Column("OWNER", lambda t: t.get("owner", "-"), wide=True),
         Column("REASON", lambda t: t.get("reason") or "-", wide=True),
     ),
@@ -274,16 +280,46 @@ def ticket_list(ctx: click.Context, queue: str, state: str | None, limit: int, o
 @click.option("--player", "-p", help="Read it as this player of the ticket (default: with the stack's API key).")
 @click.option("--wait", type=click.IntRange(0, 60), default=0, metavar="SECONDS", help="Long-poll up to this long.")
 @click.option("--watch", "-w", is_flag=True, help="Print it again at each change until it is matched or ends.")
+@click.option(
+    "--explain", is_flag=True, help="Also say why it still waits: each rule against the other waiting tickets."
+)
 @output_option()
 @click.pass_context
-def ticket_get(ctx: click.Context, ticket_id: str, player: str | None, wait: int, watch: bool, output: str) -> None:
-    """Show a ticket (its state, and where to play once matched)."""
+def ticket_get(
+    ctx: click.Context, ticket_id: str, player: str | None, wait: int, watch: bool, explain: bool, output: str
+) -> None:
+    """Show a ticket (its state, its estimated wait, and where to play once matched)."""
+    if explain and (wait or watch):
+        raise click.UsageError("--explain cannot be combined with --wait or --watch")
     url, token = _credentials(settings_of(ctx), player)
     if watch:
         run(_watch(f"{url}/v1/tickets/{ticket_id}", token, output))
         return
-    suffix = f"?wait={wait}" if wait else ""
-    click.echo(render_one(run(ticket_call("GET", f"{url}/v1/tickets/{ticket_id}{suffix}", token)), output, TICKET))
+    suffix = f"?wait={wait}" if wait else "?explain=1" if explain else ""
+    doc = run(ticket_call("GET", f"{url}/v1/tickets/{ticket_id}{suffix}", token))
+    click.echo(render_one(doc, output, TICKET))
+    if explain and output in ("table", "wide"):
+        click.echo("\n".join(explain_lines(doc.get("explain"))))
+
+
+def explain_lines(found: Any) -> list[str]:
+    """``?explain=1``'s answer for a person: the verdict, each rule's passes, the nearest tickets."""
+    if not isinstance(found, dict):
+        return ["why: it is not waiting (only a queued ticket is explained)"]
+    lines = [
+        f"why: {found['reason']}",
+        f"  waited {found['waitSeconds']:g} s; {found['sampled']} of {found['waitingTickets']} waiting tickets "
+        f"looked at; {found['compatiblePlayers']} of {found['playersNeeded']} players fit every rule",
+    ]
+    if found.get("byRegion"):
+        lines.append("  by region: " + ", ".join(f"{r} {n}" for r, n in found["byRegion"].items()))
+    for rule in found.get("rules", ()):
+        window = "" if rule["window"] is None else f" (window {rule['window']:g}, widest {rule['widest']:g})"
+        lines.append(f"  rule {rule['name']}{window}: {rule['passed']} pass, {rule['failed']} fail")
+    for best in found.get("best", ()):
+        name = best.get("ticket", "a ticket")
+        lines.append(f"  nearest: {name} ({best['players']} players): {best['detail']}")
+    return lines
 
 
 async def _watch(url: str, token: str, output: str) -> None:

@@ -21,7 +21,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from loadtest.collect import Collector, TicketRecord, histogram_quantile, parse_metrics, reconcile
+from loadtest.collect import (
+    Collector,
+    TicketRecord,
+    histogram_quantile,
+    parse_metrics,
+    reconcile,
+    relative_error,
+    wait_estimate_summary,
+)
 from loadtest.players import Credentials, FailureKind, Party, PartySettings, Phase
 from loadtest.runner import RunSettings, Target, run_loadtest
 from loadtest.scenario import PartySpec, parse_scenario
@@ -171,6 +179,50 @@ async def test_duels_through_the_runner(stack: Path, tmp_path: Path, exposition:
     assert [g["endpoint"] for g in gaps] == [exposition.url] and gaps[0]["to"] is None
     assert any(e["kind"] == "metrics-gap" for e in report["errors"])
     assert any(e["kind"] == "rejected-token" and "-0-0" in e["message"] for e in report["errors"])
+
+
+async def test_the_wait_estimate_is_measured_against_the_truth(stack: Path, tmp_path: Path) -> None:
+    """A first run gives the directors times to match; every ticket of the second is created with
+    an estimate, and the report says how many were within +-25 % of the wait that followed."""
+    target = Target.from_stack(stack)
+    reports = []
+    for run in ("first", "second"):
+        reports.append(
+            await run_loadtest(
+                parse_scenario(DUELS),
+                target=target,
+                out_dir=tmp_path / run,
+                seed=11,
+                view=False,
+                settings=RunSettings(settle_seconds=1),
+            )
+        )
+    figures = reports[1]["summary"]["waitEstimate"]
+    assert figures["matched"] == reports[1]["summary"]["ticketsMatched"] == 8
+    assert figures["estimated"] == 8  # the first run's matches are recent enough for every ticket
+    assert sum(b["count"] for b in figures["buckets"]) == 8
+    assert figures["within"] == figures["buckets"][2]["count"]
+    assert figures["withinPercent"] == round(100 * figures["within"] / 8, 1)
+    printed = (tmp_path / "second" / "report.html").read_text()
+    assert "Wait estimate" in printed and "(target 80 %)" in printed
+
+
+@pytest.mark.parametrize(
+    ("pairs", "unestimated", "within", "percent", "buckets"),
+    [
+        pytest.param([], 3, 0, None, [0, 0, 0, 0, 0], id="no-estimates"),
+        pytest.param([(10, 10), (12.5, 10), (7.5, 10)], 0, 3, 100.0, [0, 0, 3, 0, 0], id="edges-are-within"),
+        pytest.param([(4, 10), (6, 10), (14, 10), (30, 10)], 1, 0, 0.0, [1, 1, 0, 1, 1], id="misses"),
+        pytest.param([(0.1, 0.0), (0.05, 0.01)], 0, 1, 50.0, [0, 0, 1, 0, 1], id="tiny-waits-floor-at-50ms"),
+    ],
+)
+def test_wait_estimate_summary(
+    pairs: list[tuple[float, float]], unestimated: int, within: int, percent: float | None, buckets: list[int]
+) -> None:
+    figures = wait_estimate_summary([relative_error(e, w) for e, w in pairs], unestimated)
+    assert (figures["matched"], figures["estimated"]) == (len(pairs) + unestimated, len(pairs))
+    assert (figures["within"], figures["withinPercent"]) == (within, percent)
+    assert [b["count"] for b in figures["buckets"]] == buckets
 
 
 async def test_parties_learn_their_own_connection_tokens(stack: Path) -> None:

@@ -105,7 +105,7 @@ async def test_get_and_cancel_without_a_player_use_the_stacks_key(api: Api, tmp_
     code, out, err = await fleetmatch(tmp_path, "ticket", "get", ticket_id)
     assert code == 0, err
     header, row = out.splitlines()
-    assert header.split() == ["ID", "STATE", "PLAYERS", "AGE", "SERVER"]
+    assert header.split() == ["ID", "STATE", "PLAYERS", "AGE", "SERVER", "EST-WAIT"]
     assert row.split()[:3] == [ticket_id, "queued", "alice,bob"]
 
     code, out, err = await fleetmatch(tmp_path, "ticket", "cancel", ticket_id, "-o", "json")
@@ -151,6 +151,18 @@ async def test_refusals_are_one_line_on_stderr(api: Api, tmp_path: Path, args: t
     assert (code, out) == (1, ""), err
     assert len(err.splitlines()) == 1 and err.startswith(line), err
     assert "Traceback" not in err
+
+
+async def test_get_explain_says_why_a_lone_ticket_waits(api: Api, tmp_path: Path) -> None:
+    ticket = await api.open("alice", player("alice"))
+    code, out, err = await fleetmatch(tmp_path, "ticket", "get", ticket["id"], "--player", "alice", "--explain")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[2] == "why: no other ticket is waiting in queue duel (a match needs 4 players)"
+    assert "  rule skill (window 100, widest 100): 0 pass, 0 fail" in lines
+
+    code, _, err = await fleetmatch(tmp_path, "ticket", "get", ticket["id"], "--explain", "--watch")
+    assert code == 2 and "--explain cannot be combined with --wait or --watch" in err
 
 
 async def test_a_player_sees_only_their_tickets(api: Api, tmp_path: Path) -> None:

@@ -44,9 +44,16 @@ class PoolStore:
     released: list[tuple[str, bool]] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     ticks: list[Tick] = field(default_factory=list)
+    waits: dict[str, str] = field(default_factory=dict)
 
     async def record_tick(self, queue: str, tick: Tick) -> None:
         self.ticks.append(tick)
+
+    async def wait_summary(self, queue: str) -> dict[str, str]:
+        return dict(self.waits)
+
+    async def record_waits(self, queue: str, cells: Mapping[str, str]) -> None:
+        self.waits.update(cells)
 
     async def reap(self, queue: str, *, now: float | None = None) -> Reaped:
         return Reaped()

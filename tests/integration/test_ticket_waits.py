@@ -1,0 +1,151 @@
+"""Estimated waits and explanations through the real ticket API on the real Redis store, with a real
+director matching over a stub allocation API on a socket: a lone duel ticket's explanation names
+why it waits; estimates appear once matches were made; the blocked-by-rule gauge."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import REGISTRY
+
+from fleetmatch.allocation import AllocationState, GameServerAllocationStatus
+from fleetmatch.allocator_client import AllocatorClient
+from fleetmatch.codec import to_wire
+from fleetmatch.models import PortStatus
+from matchmaker.director import Director
+from matchmaker.matching import find_matches
+from matchmaker.models import Proposal, Ticket
+from matchmaker.rules import Queue
+from matchmaker.tickets import RedisTicketStore
+from matchmaker.views import SUMMARY_SECONDS
+from tests.integration.test_ticket_api import Api, player, queues, serving
+
+TOKEN = "stub-allocator-token-0123456789"
+_DUEL = queues()["duel"]
+assert isinstance(_DUEL, Queue)
+DUEL: Queue = _DUEL
+
+
+@pytest.fixture
+def store(redis_client: aioredis.Redis) -> RedisTicketStore:
+    return RedisTicketStore(redis_client, block_ms=1000)
+
+
+@pytest.fixture
+async def api(store: RedisTicketStore) -> AsyncIterator[Api]:
+    async with serving(store) as api:
+        yield api
+
+
+@pytest.fixture
+async def allocator() -> AsyncIterator[str]:
+    """An allocation API that gives every match the same server."""
+
+    async def allocate(request: web.Request) -> web.Response:
+        doc = await request.json()
+        status = GameServerAllocationStatus(AllocationState.ALLOCATED, "arena-1", "127.0.0.1", (PortStatus("p", 7001),))
+        return web.json_response({**doc, "status": to_wire(status)}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/v1/allocations", allocate)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+def match(pool: Sequence[Ticket], at: float) -> list[Proposal]:
+    return find_matches(pool, DUEL, at)
+
+
+async def explained(api: Api, ticket_id: str, as_: str) -> dict[str, Any]:
+    reply = await api.call("GET", f"/v1/tickets/{ticket_id}?explain=1", as_=as_)
+    assert reply.status == 200, reply.body
+    found: dict[str, Any] = reply.body["explain"]
+    return found
+
+
+async def test_a_lone_duel_ticket_is_told_nobody_else_waits(api: Api) -> None:
+    ticket = await api.open("alice", player("alice"))
+    found = await explained(api, ticket["id"], "alice")
+    assert (found["blockedBy"], found["sampled"], found["waitingTickets"]) == ("players", 0, 1)
+    assert found["reason"] == "no other ticket is waiting in queue duel (a match needs 4 players)"
+    assert found["rules"] == [
+        {"name": "skill", "type": "distance", "window": 100, "widest": 100, "passed": 0, "failed": 0}
+    ]
+    plain = await api.call("GET", f"/v1/tickets/{ticket['id']}", as_="alice")
+    assert "explain" not in plain.body
+
+
+async def test_a_candidate_too_far_in_skill_is_named_and_only_a_key_sees_its_id(api: Api) -> None:
+    ticket = await api.open("alice", player("alice", 1500))
+    other = await api.open("bob", player("bob", 1800))
+    found = await explained(api, ticket["id"], "alice")
+    assert found["blockedBy"] == "skill"
+    detail = "skill: distance 300 > 100 (never widens)"
+    assert found["best"] == [{"players": 1, "failedRule": "skill", "detail": detail}]
+    assert found["rules"][0]["failed"] == 1
+    as_key = await explained(api, ticket["id"], "key")
+    assert as_key["best"][0]["ticket"] == other["id"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        pytest.param("explain=yes", "explain", id="not-a-flag"),
+        pytest.param("explain=1&wait=5", "explain", id="with-wait"),
+    ],
+)
+async def test_bad_explain_is_422_naming_the_field(api: Api, query: str, field: str) -> None:
+    ticket = await api.open("alice", player("alice"))
+    reply = await api.call("GET", f"/v1/tickets/{ticket['id']}?{query}", as_="alice")
+    assert (reply.status, reply.body["error"]["field"]) == (422, field)
+
+
+async def test_someone_elses_ticket_is_not_explained(api: Api) -> None:
+    ticket = await api.open("alice", player("alice"))
+    reply = await api.call("GET", f"/v1/tickets/{ticket['id']}?explain=1", as_="mallory")
+    assert reply.status == 404
+
+
+async def test_estimates_appear_once_matches_were_made(api: Api, allocator: str) -> None:
+    first = await api.open("key", player("w0"))
+    assert first["estimatedWaitSeconds"] is None  # no data yet
+    for i in range(1, 8):
+        await api.open("key", player(f"w{i}"))
+    async with AllocatorClient(allocator, TOKEN) as client:
+        # the director's clock runs 12 s ahead: every ticket it matches waited about 12 s
+        director = Director(api.store, DUEL, match, client, clock=lambda: time.time() + 12)
+        report = await director.tick()
+    assert report.matched == 2
+    await asyncio.sleep(SUMMARY_SECONDS + 0.1)  # the frontend read the empty summary for w0: kept 1 s
+    fresh = await api.open("key", player("late", 1510))
+    assert 11 <= fresh["estimatedWaitSeconds"] <= 13
+    again = await api.call("GET", f"/v1/tickets/{fresh['id']}", as_="late")
+    assert 10 <= again.body["estimatedWaitSeconds"] <= 13
+    matched = await api.call("GET", f"/v1/tickets/{first['id']}", as_="key")
+    assert (matched.body["state"], matched.body["estimatedWaitSeconds"]) == ("matched", None)
+    cells = await api.store.wait_summary("duel")
+    assert set(cells) == {"eu|15", "eu|*", "*|*"}  # best region eu; band 1500 // 100
+
+
+async def test_tickets_blocked_by_rule_are_gauged(api: Api, allocator: str) -> None:
+    await api.open("key", player("solo", 1500))
+    await api.open("key", player("far", 2500))
+    async with AllocatorClient(allocator, TOKEN) as client:
+        await Director(api.store, DUEL, match, client).tick()
+
+    def blocked(rule: str) -> float | None:
+        return REGISTRY.get_sample_value("fleetmatch_tickets_blocked", {"queue": "duel", "rule": rule})
+
+    assert (blocked("skill"), blocked("players")) == (2.0, 0.0)
