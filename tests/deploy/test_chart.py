@@ -79,6 +79,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
             "hosts": [
                 {"host": "play.example.com", "paths": [{"path": "/", "pathType": "Prefix", "component": "matchmaker"}]},
                 {"host": "alloc.example.com", "paths": [{"path": "/v1/allocations", "component": "allocator"}]},
+                {"host": "ops.example.com", "paths": [{"path": "/dashboard", "component": "dashboard"}]},
             ],
             "tls": [{"secretName": "play-example-com-tls", "hosts": ["play.example.com", "alloc.example.com"]}],
         },
@@ -448,6 +449,7 @@ def test_ingress_routes_each_path_to_its_components_service() -> None:
     assert routes == {
         ("play.example.com", "/", "Prefix"): {"name": f"{FULL}-matchmaker", "port": {"number": 9190}},
         ("alloc.example.com", "/v1/allocations", "Prefix"): {"name": f"{FULL}-allocator", "port": {"number": 9180}},
+        ("ops.example.com", "/dashboard", "Prefix"): {"name": f"{FULL}-dashboard", "port": {"number": 9170}},
     }
     for backend in routes.values():  # every backend is a rendered Service's port
         service = find(docs, "Service", backend["name"])
