@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,15 +28,19 @@ DEFAULT_DASHBOARD_PORT = 9170
 
 @contextlib.contextmanager
 def busy_port(port: int = 0) -> Iterator[int]:
-    """Hold ``port`` (0: a free one) with a listening socket; one some other program already holds
-    is just as busy."""
+    """Hold ``port`` (0: a free one) with a listening socket. A port another program holds is retried
+    until this test holds it: the other (a stack of a parallel test) may let it go at any moment."""
+    deadline = time.monotonic() + 60
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            sock.listen()
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                raise
+        while True:
+            try:
+                sock.bind(("127.0.0.1", port))
+                sock.listen()
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         yield port or sock.getsockname()[1]
 
 

@@ -97,7 +97,7 @@ async def api(redis_client: Any) -> AsyncIterator[tuple[Api, Document]]:
 
 _KEYWORDS = {
     "type", "properties", "required", "additionalProperties", "propertyNames", "items", "minItems", "maxItems",
-    "pattern", "not", "minimum", "maximum", "oneOf", "description",
+    "pattern", "not", "minimum", "maximum", "oneOf", "description", "uniqueItems",
 }  # fmt: skip
 
 
@@ -122,7 +122,10 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         )
     if kind == "array":
         return st.lists(
-            from_schema(schema["items"]), min_size=schema.get("minItems", 0), max_size=schema.get("maxItems", 8)
+            from_schema(schema["items"]),
+            min_size=schema.get("minItems", 0),
+            max_size=schema.get("maxItems", 8),
+            unique_by=(lambda v: json.dumps(v, sort_keys=True)) if schema.get("uniqueItems") else None,
         )
     if kind == "number":
         low, high = schema.get("minimum"), schema.get("maximum")
