@@ -33,7 +33,7 @@ from fleetmatch.cli.group import lift_global_options
     ],
 )
 def test_lift_global_options(args: list[str], expected: list[str]) -> None:
-    with click.Context(cli) as ctx:
+    with click.Context(cli, **cli.context_settings) as ctx:  # as make_context would: click caches the help option
         assert lift_global_options(cli, ctx, args) == expected
 
 
