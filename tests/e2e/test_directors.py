@@ -5,11 +5,7 @@ game server given to two matches."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,9 +14,10 @@ import pytest
 
 from fleetmatch.backends.redis.embedded import EmbeddedRedis, free_port
 from fleetmatch.backends.redis.store import RedisStore
-from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, PortStatus
-from matchmaker.models import Player, Ticket, TicketState, new_ticket_id
+from fleetmatch.models import GameServer, GameServerState
+from matchmaker.models import Player, Ticket, TicketState
 from matchmaker.tickets import RedisTicketStore
+from tests.e2e.directors import allocated, open_tickets, ready_servers, stack_env, start, stop
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,48 +38,18 @@ spec:
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
-def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "fleetmatch", *argv],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def test_three_directors_one_killed(redis_server: EmbeddedRedis, redis_client, tmp_path: Path) -> None:
     gameservers = RedisStore(redis_client, GameServer)
-    for i in range(SERVERS):
-        gs = GameServer(metadata=ObjectMeta(name=f"arena-{i:03d}", labels={FLEET_LABEL: "arena"}))
-        await gameservers.create(
-            gs.with_status(state=GameServerState.READY, address="10.0.0.1", ports=(PortStatus("default", 7000 + i),))
-        )
+    await ready_servers(gameservers, SERVERS)
     tickets = RedisTicketStore(redis_client)
-    now = time.time()
-    ids = []
-    for i in range(TICKETS):
-        tid = new_ticket_id("duel", now + i / 1000)
-        player = Player(f"player-{i}", attributes={"skill": 1500.0})
-        await tickets.create(
-            Ticket(tid, "duel", player.id, (player,), created_at=now, enqueued_at=now + i / 1000, expires_at=now + 600),
-            max_open_per_player=1,
-        )
-        ids.append(tid)
+    ids = await open_tickets(
+        tickets, "duel", [[Player(f"player-{i}", attributes={"skill": 1500.0})] for i in range(TICKETS)]
+    )
 
     queues = tmp_path / "queues.yaml"
     queues.write_text(QUEUE)
     port = free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
-        "FLEETMATCH_DATA_DIR": str(tmp_path),
-        "FLEETMATCH_METRICS_PORT": "0",
-        "FLEETMATCH_ALLOCATOR_TOKEN": TOKEN,
-        "FLEETMATCH_ALLOCATOR_URL": f"http://127.0.0.1:{port}",
-        "FLEETMATCH_TICKET_LEASE_SECONDS": "2",
-        "FLEETMATCH_LOG_LEVEL": "WARNING",
-    }
+    env = stack_env(redis_server.url, tmp_path, port, TOKEN, FLEETMATCH_TICKET_LEASE_SECONDS="2")
     procs = [start(["allocator", "--port", str(port)], env)]
     try:
         directors = [start(["matchmaker", "--no-api", "--queues", str(queues)], env) for _ in range(3)]
@@ -118,14 +85,7 @@ async def test_three_directors_one_killed(redis_server: EmbeddedRedis, redis_cli
 
         await eventually(nothing_allocated_for_nobody, within=60)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                await asyncio.to_thread(proc.wait, 30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        await stop(procs)
 
     final = await asyncio.gather(*(tickets.get(t) for t in ids))
     states = Counter(t.state for t in final)
@@ -139,11 +99,10 @@ async def test_three_directors_one_killed(redis_server: EmbeddedRedis, redis_cli
     assert all(len(members) == 2 for members in matches.values())  # 1v1: two tickets per match, never three
     servers = Counter(members[0].assignment.game_server for members in matches.values() if members[0].assignment)
     assert max(servers.values()) == 1  # no server in two matches
-    items, _ = await gameservers.list()
-    allocated = {g.name for g in items if g.state is GameServerState.ALLOCATED}
-    assert set(servers) <= allocated
+    taken = {g.name for g in await allocated(gameservers)}
+    assert set(servers) <= taken
     # The killed director's in-flight matches allocated servers nobody got: released (Shutdown).
-    assert allocated == set(servers)
+    assert taken == set(servers)
     queued = [t for t in final if t.state is TicketState.QUEUED]
     assert [t.id for t in queued] == sorted(t.id for t in queued)  # still in line, in order
     assert states[TicketState.MATCHED] == 2 * len(matches)
@@ -165,35 +124,13 @@ async def test_a_director_killed_during_acceptance_loses_and_duplicates_nothing(
     allocates what was accepted and times out the rest, so every accepting player ends matched once (or still queued,
     the odd one out), every silent one cancelled, and no server is allocated for a match nobody got."""
     gameservers = RedisStore(redis_client, GameServer)
-    for i in range(ACCEPT_TICKETS):
-        gs = GameServer(metadata=ObjectMeta(name=f"arena-{i:03d}", labels={FLEET_LABEL: "arena"}))
-        await gameservers.create(
-            gs.with_status(state=GameServerState.READY, address="10.0.0.1", ports=(PortStatus("default", 7000 + i),))
-        )
+    await ready_servers(gameservers, ACCEPT_TICKETS)
     tickets = RedisTicketStore(redis_client)
-    now = time.time()
-    ids = []
-    for i in range(ACCEPT_TICKETS):
-        tid = new_ticket_id("duel", now + i / 1000)
-        player = Player(f"player-{i}")
-        await tickets.create(
-            Ticket(tid, "duel", player.id, (player,), created_at=now, enqueued_at=now + i / 1000, expires_at=now + 600),
-            max_open_per_player=1,
-        )
-        ids.append(tid)
+    ids = await open_tickets(tickets, "duel", [[Player(f"player-{i}")] for i in range(ACCEPT_TICKETS)])
     queues = tmp_path / "queues.yaml"
     queues.write_text(ACCEPT_QUEUE)
     port = free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
-        "FLEETMATCH_DATA_DIR": str(tmp_path),
-        "FLEETMATCH_METRICS_PORT": "0",
-        "FLEETMATCH_ALLOCATOR_TOKEN": TOKEN,
-        "FLEETMATCH_ALLOCATOR_URL": f"http://127.0.0.1:{port}",
-        "FLEETMATCH_TICKET_LEASE_SECONDS": "2",
-        "FLEETMATCH_LOG_LEVEL": "WARNING",
-    }
+    env = stack_env(redis_server.url, tmp_path, port, TOKEN, FLEETMATCH_TICKET_LEASE_SECONDS="2")
     procs = [start(["allocator", "--port", str(port)], env)]
     matches_seen: dict[str, set[str]] = {}  # ticket id -> every match id proposed to it
     try:
@@ -209,7 +146,7 @@ async def test_a_director_killed_during_acceptance_loses_and_duplicates_nothing(
         await eventually(mostly_proposed, within=60)
         first.send_signal(signal.SIGKILL)  # every proposal is its own, still waiting for every answer
         first.wait()
-        assert not await gameservers_allocated(gameservers), "a server before anyone accepted"
+        assert not await allocated(gameservers), "a server before anyone accepted"
         procs.append(start(["matchmaker", "--no-api", "--queues", str(queues)], env))  # the survivor
 
         async def settled() -> bool:
@@ -229,7 +166,7 @@ async def test_a_director_killed_during_acceptance_loses_and_duplicates_nothing(
         await stop(procs)
 
     final = await asyncio.gather(*(tickets.get(t) for t in ids))
-    check_accepted_outcome(final, matches_seen, await gameservers_allocated(gameservers))
+    check_accepted_outcome(final, matches_seen, await allocated(gameservers))
 
 
 def check_accepted_outcome(
@@ -251,19 +188,3 @@ def check_accepted_outcome(
     assert max(servers.values()) == 1
     # Only accepted matches got servers: exactly one each, none for a proposal that fell through.
     assert {g.name for g in allocated} == set(servers)
-
-
-async def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            await asyncio.to_thread(proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-async def gameservers_allocated(gameservers: RedisStore[GameServer]) -> list[GameServer]:
-    items, _ = await gameservers.list()
-    return [g for g in items if g.state is GameServerState.ALLOCATED]

@@ -7,11 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -19,10 +14,11 @@ import pytest
 
 from fleetmatch.backends.redis.embedded import EmbeddedRedis, free_port
 from fleetmatch.backends.redis.store import RedisStore
-from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, PortStatus
+from fleetmatch.models import GameServer
 from matchmaker.director import PLAYER_ROLES_ANNOTATION, PLAYER_TOKENS_ANNOTATION, token_hash
-from matchmaker.models import Player, Ticket, TicketState, new_ticket_id
+from matchmaker.models import Player, TicketState
 from matchmaker.tickets import RedisTicketStore
+from tests.e2e.directors import open_tickets, ready_servers, stack_env, start, stop
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,29 +48,9 @@ spec:
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
-def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "fleetmatch", *argv], cwd=REPO, env=env, stdout=subprocess.DEVNULL)
-
-
-async def open_tickets(store: RedisTicketStore, queue: str, parties: list[list[Player]]) -> list[str]:
-    now = time.time()
-    ids = []
-    for i, players in enumerate(parties):
-        at = now + i / 1000
-        tid = new_ticket_id(queue, at)
-        ticket = Ticket(tid, queue, players[0].id, tuple(players), created_at=at, enqueued_at=at, expires_at=at + 600)
-        await store.create(ticket, max_open_per_player=1)
-        ids.append(tid)
-    return ids
-
-
 async def test_battle_royale_and_one_against_four(redis_server: EmbeddedRedis, redis_client, tmp_path: Path) -> None:
     gameservers = RedisStore(redis_client, GameServer)
-    for i in range(4):
-        gs = GameServer(metadata=ObjectMeta(name=f"arena-{i}", labels={FLEET_LABEL: "arena"}))
-        await gameservers.create(
-            gs.with_status(state=GameServerState.READY, address="10.0.0.1", ports=(PortStatus("default", 7000 + i),))
-        )
+    await ready_servers(gameservers, 4)
     tickets = RedisTicketStore(redis_client)
     sizes = [1, 2, 3, 4] * 10  # 100 players: exactly one battle royale
     royale = await open_tickets(
@@ -91,15 +67,7 @@ async def test_battle_royale_and_one_against_four(redis_server: EmbeddedRedis, r
     queues = tmp_path / "queues.yaml"
     queues.write_text(QUEUES)
     port = free_port()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_server.url,
-        "FLEETMATCH_DATA_DIR": str(tmp_path),
-        "FLEETMATCH_METRICS_PORT": "0",
-        "FLEETMATCH_ALLOCATOR_TOKEN": TOKEN,
-        "FLEETMATCH_ALLOCATOR_URL": f"http://127.0.0.1:{port}",
-        "FLEETMATCH_LOG_LEVEL": "WARNING",
-    }
+    env = stack_env(redis_server.url, tmp_path, port, TOKEN)
     argvs = [["allocator", "--port", str(port)]] + [["matchmaker", "--no-api", "--queues", str(queues)]] * 2
     procs = [start(argv, env) for argv in argvs]
     try:
@@ -110,13 +78,7 @@ async def test_battle_royale_and_one_against_four(redis_server: EmbeddedRedis, r
 
         await eventually(all_matched, within=90)
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                await asyncio.to_thread(proc.wait, 30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        await stop(procs)
 
     # the battle royale: one match, 25 teams of 4 whole parties, 100 players, one server
     final = await asyncio.gather(*(tickets.get(t) for t in royale))
