@@ -9,7 +9,6 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,6 +30,8 @@ from fleetmatch.models import (
     ObjectMeta,
     ProcessTemplate,
 )
+from tests.e2e.harness import start as fleetmatch_process
+from tests.e2e.harness import stop
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,24 +44,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 async def processes(redis_server: EmbeddedRedis, tmp_path: Path) -> AsyncIterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            await asyncio.to_thread(proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    await stop(procs)
 
 
 def start(procs: list[subprocess.Popen[bytes]], env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetmatch", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = fleetmatch_process(list(args), env)
     procs.append(proc)
     return proc
 

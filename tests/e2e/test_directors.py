@@ -17,7 +17,7 @@ from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import GameServer, GameServerState
 from matchmaker.models import Player, Ticket, TicketState
 from matchmaker.tickets import RedisTicketStore
-from tests.e2e.directors import allocated, open_tickets, ready_servers, stack_env, start, stop
+from tests.e2e.harness import allocated, open_tickets, ready_servers, stack_env, start, stop
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from fleetmatch.models import GameServer
 from matchmaker.director import PLAYER_ROLES_ANNOTATION, PLAYER_TOKENS_ANNOTATION, token_hash
 from matchmaker.models import Player, TicketState
 from matchmaker.tickets import RedisTicketStore
-from tests.e2e.directors import open_tickets, ready_servers, stack_env, start, stop
+from tests.e2e.harness import open_tickets, ready_servers, stack_env, start, stop
 from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
-"""What the director end-to-end tests share: real ``fleetmatch`` processes on one Redis, Ready
-servers written as a node agent would, and tickets written as the ticket API would."""
+"""What the end-to-end tests of several processes share: real ``fleetmatch`` processes on one Redis,
+Ready servers written as a node agent would, and tickets written as the ticket API would."""
 
 from __future__ import annotations
 
