@@ -55,12 +55,12 @@ from fleetmatch.models import GameServer, GameServerState, TemplateMeta
 from fleetmatch.store import Store
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker import metrics
-from matchmaker.estimate import decode_cells, keys_of, merge
 from matchmaker.explain import blocked_counts
 from matchmaker.models import Assignment, Proposal, Ticket
 from matchmaker.rules import Queue
 from matchmaker.stats import players_by_region
 from matchmaker.store import StoredProposal, Tick, TicketStore
+from matchmaker.waits import WaitRecorder
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +225,8 @@ class Director:
         self._clock = clock
         self._backoff = 0.0
         self._gauged_regions: set[str] = set()
-        self._waits: list[tuple[tuple[str, ...], float]] = []
-        """Times to match seen this pass, by wait-summary keys: published once at its end."""
+        self._waits = WaitRecorder(store, queue.name, queue if isinstance(queue, Queue) else None, clock)
+        """Times to match seen this pass and the pool's depth: published once at its end."""
         self._next_blocked = 0.0
         self._ids = {"queue": queue.name}
         """Log identity (``fleetmatch.logging.IDENTITY_KEYS``); a match's lines add its ``match_id``."""
@@ -276,7 +276,7 @@ class Director:
             self._gauge_waiting(pool)
             if not pool:
                 self._gauge_blocked(pool, ())
-                await self._publish_waits()  # accepted matches were timed too
+                await self._waits.publish(pool)  # accepted matches were timed too
                 self._tally(report, accepted)
                 return report
             now = self._clock()
@@ -289,7 +289,7 @@ class Director:
             by_id = {t.id: t for t in pool}
             results = await asyncio.gather(*(self._play_safely(p, by_id) for p in proposals))
             self._gauge_blocked(pool, proposals)
-            await self._publish_waits()
+            await self._waits.publish(pool)
         self._tally(report, [*accepted, *results])
         return report
 
@@ -337,22 +337,6 @@ class Director:
             log.warning("accepted match %s failed: %s", match_id, exc, extra={**self._ids, "match_id": match_id})
             metrics.ALLOCATION_FAILURES.labels(queue=self.queue.name, reason="error").inc()
             return "error"
-
-    async def _publish_waits(self) -> None:
-        """Fold this pass's times to match into the queue's wait summary (``matchmaker.estimate``):
-        one read and one write of a small hash per pass that matched. Two directors of one queue
-        may each overwrite the other's pass now and then: an estimate, not a count."""
-        samples, self._waits = self._waits, []
-        if not samples:
-            return
-        name = self.queue.name
-        try:
-            cells = decode_cells(await self.store.wait_summary(name))
-            changed = merge(cells, samples, self._clock())
-            await self.store.record_waits(name, {key: cell.encode() for key, cell in changed.items()})
-        except StoreError as exc:
-            raise_if_cancelling()
-            log.warning("publishing the wait summary of %s failed: %s", name, exc, extra=self._ids)
 
     def _gauge_blocked(self, pool: Sequence[Ticket], proposals: Sequence[Proposal]) -> None:
         """``fleetmatch_tickets_blocked``: why the longest-waiting tickets left unmatched wait, by
@@ -513,11 +497,10 @@ class Director:
             )
             return "lost-lease"
         now = self._clock()
-        rules = self.queue if isinstance(self.queue, Queue) else None
         for tid in proposal.ticket_ids:
             waited = max(0.0, now - tickets[tid].enqueued_at)
             metrics.TIME_TO_MATCH.labels(queue=name).observe(waited)
-            self._waits.append((keys_of(tickets[tid], rules), waited))
+            self._waits.matched(tickets[tid], waited)
         metrics.TICKETS.labels(queue=name, event="matched").inc(len(proposal.ticket_ids))
         quality = proposal.quality
         metrics.MATCH_SKILL_SPREAD.labels(queue=name).observe(quality.skill_spread)
