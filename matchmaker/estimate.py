@@ -62,6 +62,8 @@ ANY = "*"
 NONE = "-"
 RATE_HALF_LIFE_SECONDS = 15.0
 """Half-life of the match rate: short, so a rate that drops (the fleet is full) shows within seconds."""
+MIN_RATE_SPAN_SECONDS = 10.0
+"""A match rate counted over less time than this is noise (the first pass's matches over no time at all)."""
 DEPTH_STALE_SECONDS = 10.0
 """Depths older than this are ignored (no director published them lately: no queue term)."""
 QUEUE_WEIGHT = 0.75
@@ -243,9 +245,12 @@ class Rate:
         return Rate(self.weight * factor, self.since, max(now, self.at))
 
     def per_second(self, now: float, half_life: float = RATE_HALF_LIFE_SECONDS) -> float | None:
-        """Matched players per second: decayed weight over the decayed time it was counted in."""
+        """Matched players per second: decayed weight over the decayed time it was counted in (None
+        before ``MIN_RATE_SPAN_SECONDS``)."""
         rate = self.decayed(now, half_life)
         span = max(0.0, now - self.since)
+        if span < MIN_RATE_SPAN_SECONDS:
+            return None
         exposure = half_life / math.log(2) * (1 - 0.5 ** (span / half_life))
         return rate.weight / exposure if exposure > 0 and rate.weight > 0 else None
 
