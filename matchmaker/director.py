@@ -56,8 +56,10 @@ from fleetmatch.store import Store
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker import metrics
 from matchmaker.explain import blocked_counts
+from matchmaker.functions import Matcher as Matcher  # where callers have always found it
 from matchmaker.models import Assignment, Proposal, Ticket
 from matchmaker.rules import Queue
+from matchmaker.shadowrun import ShadowRunner
 from matchmaker.stats import players_by_region
 from matchmaker.store import StoredProposal, Tick, TicketStore
 from matchmaker.waits import WaitRecorder
@@ -166,10 +168,6 @@ class MatchRecorder(Protocol):
     async def record_match(self, queue: str, match_id: str, teams: Sequence[Sequence[str]]) -> None: ...
 
 
-Matcher = Callable[[Sequence[Ticket], float], list[Proposal]]
-"""The queue's match function bound to its queue: a pool snapshot and ``now`` in, proposals out."""
-
-
 def run_match(match: Matcher, pool: Sequence[Ticket], now: float) -> list[Proposal]:
     """One call of the match function as a tick makes it: with the cyclic garbage collector paused.
 
@@ -209,11 +207,14 @@ class Director:
         clock: Callable[[], float] = time.time,
         releaser: Releasing | None = None,
         matches: MatchRecorder | None = None,
+        shadow: ShadowRunner | None = None,
     ) -> None:
         """``releaser``: how servers of abandoned matches go back (None: they are left to their
         game's own join timeout, and no orphan is listed). ``matches``: where assigned matches are
-        recorded for their results (a queue with a rating rule)."""
+        recorded for their results (a queue with a rating rule). ``shadow``: the queue's shadow
+        match function, given each pass's snapshot and proposals (``matchmaker.shadowrun``)."""
         self.matches = matches
+        self.shadow = shadow
         self.store = store
         self.queue = queue
         self.match = match
@@ -233,15 +234,19 @@ class Director:
 
     async def run(self) -> None:
         """Tick every ``queue.tick_seconds`` (longer while the fleet has no room) until cancelled."""
-        while True:
-            started = time.perf_counter()
-            try:
-                await self.tick()
-            except StoreError as exc:
-                raise_if_cancelling()
-                log.warning("director pass on %s failed: %s", self.queue.name, exc, extra=self._ids)
-            elapsed = time.perf_counter() - started
-            await asyncio.sleep(max(0.0, self.queue.tick_seconds + self._backoff - elapsed))
+        try:
+            while True:
+                started = time.perf_counter()
+                try:
+                    await self.tick()
+                except StoreError as exc:
+                    raise_if_cancelling()
+                    log.warning("director pass on %s failed: %s", self.queue.name, exc, extra=self._ids)
+                elapsed = time.perf_counter() - started
+                await asyncio.sleep(max(0.0, self.queue.tick_seconds + self._backoff - elapsed))
+        finally:
+            if self.shadow is not None:
+                await self.shadow.close()
 
     async def tick(self) -> TickReport:
         """One pass; then it is recorded as the queue's last (``fleetmatch queue list`` shows it)."""
@@ -286,6 +291,8 @@ class Director:
                 else:
                     proposals = run_match(self.match, pool, now)
             report.proposals = len(proposals)
+            if self.shadow is not None:
+                self.shadow.observe(pool, proposals, now)  # never awaited: the live path goes on
             by_id = {t.id: t for t in pool}
             results = await asyncio.gather(*(self._play_safely(p, by_id) for p in proposals))
             self._gauge_blocked(pool, proposals)
