@@ -33,8 +33,12 @@ fields ``n:<key>``: how many, and when the oldest of them was queued) and the re
 (``Rate``, fields ``r:<key>``: decayed matched players per second, same half-life idea, shorter).
 By Little's law the wait of a ticket is about the players ahead of it over the rate they leave
 at; a sparse cell needs at least a match's worth of players, so the queue term is
-``max(ahead, needed - size) / rate``. ``expected_remaining`` blends it with the recent time to
-match minus what the ticket waited already (``QUEUE_WEIGHT``). Both are *remaining* waits: the
+``max(ahead, needed - size) / rate``. It is taken from the ticket's region (else the queue), not
+its band: matches span bands as windows widen, and a band's few players over its few matches
+divided noise by noise (replayed on two launch-day runs, ``loadtest.replay_waits``: 14-15 % of
+estimates within +-25 % by band, 17-20 % by region); the band still shapes the recent-wait part.
+``expected_remaining`` blends it with the recent time to match minus what the ticket waited
+already (``QUEUE_WEIGHT``). Both are *remaining* waits: the
 load test compares the estimate a ticket is created with (nothing waited yet) to the wait that
 followed, and a queued ticket's answer says what is left.
 """
@@ -387,7 +391,8 @@ def expected_remaining(
     less what it waited (either alone when the other is unknown; None when neither is known)."""
     keys = tuple(keys)
     recent = remaining(estimate(summary.waits, keys, now), now - enqueued_at)
-    queued = queue_term(summary, keys, size=size, needed=needed, enqueued_at=enqueued_at, now=now)
+    coarse = keys[1:]  # region, then queue: a band's depth over its rate is too thin to divide (module docstring)
+    queued = queue_term(summary, coarse, size=size, needed=needed, enqueued_at=enqueued_at, now=now)
     if queued is None:
         return recent
     if recent is None:

@@ -250,3 +250,9 @@ def test_expected_remaining_blends_and_falls_back() -> None:
     )
     assert only_recent == pytest.approx(2.0)
     assert expected_remaining(Summary(), KEYS, size=1, needed=8, enqueued_at=NOW, now=NOW) is None
+
+
+def test_the_queue_term_is_taken_by_region_not_band() -> None:
+    by_band = summary_of(40, 4.0, waits=(2.0, 2.0, 2.0))
+    thin = Summary(by_band.waits, {"eu|7": by_band.depths["eu|7"]}, {"eu|7": by_band.rates["eu|7"]})
+    assert expected_remaining(thin, KEYS, size=1, needed=8, enqueued_at=NOW, now=NOW) == pytest.approx(2.0)
