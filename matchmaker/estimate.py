@@ -342,8 +342,10 @@ def publish(
 ) -> dict[str, str]:
     """The hash fields a director writes after a pass: the waits and rates of the tickets it
     matched ((keys, wait seconds, players) each), and the depth of every key, 0 for keys that
-    were waited in before and are empty now."""
+    were waited in before and are empty now (at most ``MAX_CELLS`` depths: the fullest)."""
     matched = list(matched)
+    if len(depths) > MAX_CELLS:
+        depths = dict(sorted(depths.items(), key=lambda kv: -kv[1].players)[:MAX_CELLS])
     fields = {key: cell.encode() for key, cell in merge(summary.waits, [(k, w) for k, w, _ in matched], now).items()}
     rates = merge_rates(summary.rates, [(k, n) for k, _, n in matched], now)
     fields.update({RATE_PREFIX + key: rate.encode() for key, rate in rates.items()})
