@@ -1,14 +1,15 @@
 """Running a queue's shadow match function beside the live one (``spec.shadow``), safely.
 
 After the live function made its proposals, the director hands the same pool snapshot, ``now``
-and those proposals to ``ShadowRunner.observe``, which returns at once: the shadow runs in a worker
-thread, as a named task of its own, and the director never waits for it. It claims nothing,
-allocates nothing and writes nothing to the ticket store; it only compares (``matchmaker.shadow``)
-and counts. A run that raises is counted (``error``); one past ``timeout`` seconds is counted
-(``timeout``) and its result dropped. A thread cannot be stopped, so while a run is still going
-(a slow or stuck function) later passes skip the shadow (``skipped``) instead of piling up
-threads: at most one shadow run per queue at a time. The cost the live path still pays is CPU (the
-GIL) while the shadow runs, as for a second match function.
+and those proposals to ``ShadowRunner.observe``, which returns at once: the shadow runs in a thread
+of its own (a daemon thread: a stuck one never holds up the process's exit), awaited by a named
+task, and the director never waits for it. It claims nothing, allocates nothing and writes
+nothing to the ticket store; it only compares (``matchmaker.shadow``) and counts. A run that
+raises is counted (``error``); one past ``timeout`` seconds is counted (``timeout``) and its
+result dropped. A thread cannot be stopped, so while a run is still going (a slow or stuck
+function) later passes skip the shadow (``skipped``) instead of piling up threads: at most one
+shadow run per queue at a time. The cost the live path still pays is CPU (the GIL) while the
+shadow runs, as for a second match function.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -56,10 +58,37 @@ class ShadowRunner:
     async def close(self) -> None:
         await cancel_and_wait(self._task)
 
+    def _thread(self, pool: Sequence[Ticket], now: float) -> asyncio.Future[list[Proposal]]:
+        """The shadow on a daemon thread of its own, not the loop's executor: a stuck plug-in then
+        never holds up the process's exit (``asyncio.run`` waits for its executor's threads)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Proposal]] = loop.create_future()
+
+        def settle(result: list[Proposal] | None, exc: BaseException | None) -> None:
+            if future.done():  # cancelled meanwhile
+                return
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(result or [])
+
+        def target() -> None:
+            try:
+                result, exc = self.match(pool, now), None
+            except Exception as error:  # handed to the loop: counted there
+                result, exc = None, error
+            except BaseException as error:  # SystemExit and kin must not reach the loop as such
+                result, exc = None, RuntimeError(f"the shadow raised {error!r}")
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, result, exc)
+
+        threading.Thread(target=target, name=f"shadow[{self.queue}]", daemon=True).start()
+        return future
+
     async def _run(self, pool: Sequence[Ticket], live: Sequence[Proposal], now: float) -> Comparison | None:
         name = self.queue
         started = time.perf_counter()
-        work = asyncio.ensure_future(asyncio.to_thread(self.match, pool, now))
+        work = self._thread(pool, now)
         try:
             async with asyncio.timeout(self.timeout):
                 proposals = await asyncio.shield(work)

@@ -10,6 +10,7 @@ from matchmaker.estimate import (
     DEPTH_PREFIX,
     DEPTH_STALE_SECONDS,
     HALF_LIFE_SECONDS,
+    MAX_CELLS,
     QUEUE_WEIGHT,
     RATE_HALF_LIFE_SECONDS,
     RATE_PREFIX,
@@ -256,3 +257,11 @@ def test_the_queue_term_is_taken_by_region_not_band() -> None:
     by_band = summary_of(40, 4.0, waits=(2.0, 2.0, 2.0))
     thin = Summary(by_band.waits, {"eu|7": by_band.depths["eu|7"]}, {"eu|7": by_band.rates["eu|7"]})
     assert expected_remaining(thin, KEYS, size=1, needed=8, enqueued_at=NOW, now=NOW) == pytest.approx(2.0)
+
+
+def test_publish_keeps_the_fullest_depths_only() -> None:
+    depths = {f"b{i}": Depth(float(i), NOW, NOW) for i in range(1, MAX_CELLS + 11)}
+    fields = publish(Summary(), [], depths, NOW)
+    kept = decode_summary(fields).depths
+    assert len(kept) == MAX_CELLS
+    assert min(d.players for d in kept.values()) == 11.0  # the 10 emptiest were left out

@@ -156,3 +156,21 @@ async def test_a_finished_shadow_is_compared_with_the_live_proposals() -> None:
     result = await runner.last()
     assert result is not None and result.agreement == 0.5
     assert metrics.SHADOW_AGREEMENT.labels(queue="unit")._value.get() == 0.5
+
+
+async def test_closing_does_not_wait_for_a_stuck_shadow() -> None:
+    release = threading.Event()
+
+    def stuck(pool: Sequence[Ticket], now: float) -> list[Proposal]:
+        release.wait(10)
+        return []
+
+    runner = ShadowRunner("unit", stuck, timeout=5.0)
+    runner.observe(POOL, [], NOW)
+    await asyncio.sleep(0.05)
+    async with asyncio.timeout(2):
+        await runner.close()  # the director stopping: its shadow's task ends, the thread is a daemon
+    assert not runner.running
+    thread = next(t for t in threading.enumerate() if t.name == "shadow[unit]")
+    assert thread.daemon
+    release.set()
