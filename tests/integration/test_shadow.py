@@ -12,12 +12,14 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
 from fleetmatch.allocator_client import AllocatorClient
-from matchmaker.app import matchers, shadows
+from fleetmatch.settings import MatchmakerSettings
+from matchmaker.app import matchers, serve_matchmaker, shadows
 from matchmaker.director import Director
 from matchmaker.models import Player, Proposal, Ticket, new_ticket_id
 from matchmaker.rules import Queue, parse_queues
 from matchmaker.tickets import RedisTicketStore
 from tests.integration.test_director_allocation import TOKEN, StubAllocator, stub  # noqa: F401 (fixture)
+from tests.waiting import eventually
 
 QUEUE = """\
 kind: Queue
@@ -100,3 +102,23 @@ async def test_same_rules_agree_narrower_rules_propose_fewer(store: RedisTicketS
     assert sample("fleetmatch_shadow_agreement_ratio", queue=narrow.name) == 0.0
     assert sample("fleetmatch_shadow_ticket_wait_seconds_count", queue=narrow.name, side="live") == 4
     assert sample("fleetmatch_shadow_ticket_wait_seconds_count", queue=narrow.name, side="shadow") == 0
+
+
+async def test_the_matchmaker_runs_a_queues_shadow_beside_its_director(
+    store: RedisTicketStore,
+    stub: StubAllocator,  # noqa: F811
+) -> None:
+    q = queue("shadow-served", 10)
+    await fill(store, q.name)
+
+    def shadow_runs() -> float:
+        return sample("fleetmatch_shadow_runs_total", queue=q.name, outcome="ok")
+
+    async with serve_matchmaker(
+        store, {q.name: q}, MatchmakerSettings(port=0), allocator_url=stub.url, allocator_token=TOKEN, api=False
+    ) as service:
+        assert service.directors[q.name].shadow is not None
+        await eventually(lambda: shadow_runs() >= 1, what=lambda: f"{shadow_runs()} shadow runs")
+    assert sample("fleetmatch_shadow_matches_total", queue=q.name, side="live") == 2
+    assert sample("fleetmatch_shadow_matches_total", queue=q.name, side="shadow") == 0
+    assert len(stub.posts) == 2  # the live matches only
