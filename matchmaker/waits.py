@@ -33,6 +33,8 @@ class WaitRecorder:
     def __init__(self, store: TicketStore, name: str, rules: Queue | None, clock: Callable[[], float]) -> None:
         self.store, self.name, self.rules, self.clock = store, name, rules, clock
         self._matched: dict[str, tuple[tuple[str, ...], float, int]] = {}
+        self._idle = False
+        """The last pass wrote an empty queue: an idle queue is not read and rewritten every pass."""
 
     def matched(self, ticket: Ticket, waited: float) -> None:
         self._matched[ticket.id] = (keys_of(ticket, self.rules), waited, ticket.size)
@@ -41,6 +43,8 @@ class WaitRecorder:
         """Write this pass's waits and rates, and the depths of ``pool`` (the pass's snapshot) less
         the tickets this pass matched."""
         matched, self._matched = self._matched, {}
+        if self._idle and not matched and not pool:
+            return
         now = self.clock()
         step = max(1, -(-len(pool) // DEPTH_SAMPLE))
         sample = [t for t in pool[::step] if t.id not in matched]
@@ -48,6 +52,7 @@ class WaitRecorder:
         try:
             summary = decode_summary(await self.store.wait_summary(self.name))
             await self.store.record_waits(self.name, publish(summary, matched.values(), depths, now))
+            self._idle = not matched and not pool
         except StoreError as exc:
             raise_if_cancelling()
             log.warning("publishing the wait summary of %s failed: %s", self.name, exc, extra={"queue": self.name})
