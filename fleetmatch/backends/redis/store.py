@@ -25,7 +25,6 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fleetmatch.backends.redis.keys import Keys
-from fleetmatch.backends.redis.scriptpipe import ScriptPipe
 from fleetmatch.codec import load_trusted, to_wire
 from fleetmatch.errors import (
     AlreadyExistsError,
@@ -110,7 +109,7 @@ class RedisStore(Generic[R]):
         self._keys = Keys.of(namespace, kind.PLURAL)
         self._history = history
         self._block_ms = block_ms
-        self._write = ScriptPipe(client, _WRITE)
+        self._write = client.register_script(_WRITE)
         self._queued: _Batch = []
         self._flush_scheduled = False
         self._sending: set[asyncio.Future[None]] = set()
@@ -269,7 +268,7 @@ class RedisStore(Generic[R]):
         for write, _ in batch:
             args.extend(write)
         try:
-            replies = await self._write([k.objs, k.vers, k.meta, k.events, k.floor], args)
+            replies = await self._write(keys=[k.objs, k.vers, k.meta, k.events, k.floor], args=args)
         except (RedisError, OSError) as exc:
             for _, done in batch:
                 if not done.done():
