@@ -242,7 +242,10 @@ def _supervise_allocators(settings: Settings, alloc: AllocatorSettings, workers:
             port = held.enter_context(held_port(alloc.host, alloc.port))
             grpc_port = None if alloc.grpc_port is None else held.enter_context(held_port(alloc.host, alloc.grpc_port))
         except OSError as exc:
-            raise ConfigError(f"{where}: the allocator workers cannot listen on {alloc.host}: {exc.strerror}") from exc
+            raise ConfigError(
+                f"{where}: the allocator workers cannot listen on {alloc.host} (port {alloc.port}"
+                f"{'' if alloc.grpc_port is None else f', gRPC port {alloc.grpc_port}'}): {exc.strerror}"
+            ) from exc
         scheme = "https" if alloc.tls_cert is not None else "http"
         grpc = f"; gRPC AllocationService on port {grpc_port}" if grpc_port is not None else ""
         click.echo(f"allocator: {scheme}://{alloc.host}:{port}/v1/allocations ({workers} workers){grpc}", err=True)
