@@ -78,14 +78,20 @@ bench: $(DEV)
 	$(BIN)/python -m loadtest.bench_faults
 	$(BIN)/python -m loadtest.bench_ratings
 
-## make proto: regenerate the gRPC SDK's Python stubs (sdk_sidecar/grpc_gen) from sdk_sidecar/protos.
+## make proto: regenerate the gRPC SDK's Python stubs (sdk_sidecar/grpc_gen) from sdk_sidecar/protos, and the
+## allocation service's (allocator/grpc_gen) from allocator/protos.
 ## The generated files are committed; run this after editing a .proto, then commit both.
 PROTOS := $(wildcard sdk_sidecar/protos/*.proto)
+ALLOCATOR_PROTOS := $(wildcard allocator/protos/*.proto)
 proto: $(DEV)
 	$(BIN)/python -m grpc_tools.protoc -Isdk_sidecar/grpc_gen=sdk_sidecar/protos \
 		--python_out=. --grpc_python_out=. \
 		--mypy_out=. --mypy_grpc_out=. --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
 		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc $(PROTOS)
+	$(BIN)/python -m grpc_tools.protoc -Iallocator/grpc_gen=allocator/protos \
+		--python_out=. --grpc_python_out=. \
+		--mypy_out=. --mypy_grpc_out=. --plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc $(ALLOCATOR_PROTOS)
 
 ## make image: the one image of every component (Dockerfile), tagged with the project's version;
 ## needs Docker. IMAGE=registry.example.com/games/fleetmatch:0.1.0 to name it for your registry.

@@ -8,8 +8,11 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import grpc
+
 from allocator.allocation import Allocator, KeyReservations, LeaseReservations
 from allocator.api import build_app, server_ssl_context
+from allocator.grpc_api import serve_grpc
 from fleetmatch.backends import Backend
 from fleetmatch.gctune import freeze_heap
 from fleetmatch.http import app_runner, start_site
@@ -21,11 +24,16 @@ from fleetmatch.tasks import cancel_and_wait, supervised
 
 log = logging.getLogger(__name__)
 
+GRPC_GRACE = 2.0
+"""Seconds the gRPC calls in flight get to finish when the allocator stops (as the HTTP site's)."""
+
 
 @dataclass(frozen=True, slots=True)
 class AllocatorService:
     url: str
     allocator: Allocator
+    grpc_port: int | None = None
+    """Where Agones' ``allocation.AllocationService`` answers (None: not served)."""
 
 
 def key_reservations(backend: Backend) -> KeyReservations | None:
@@ -47,12 +55,16 @@ async def serve_allocator(
     fallback_port: bool = False,
     node_lease: float = DEFAULT_LEASE_SECONDS,
     metrics: bool = True,
+    reuse_port: bool = False,
 ) -> AsyncIterator[AllocatorService]:
     """Serve the allocation API until the block ends. ``fallback_port``: if the default port is
     taken, use any free one (``fleetmatch up`` on a busy laptop) instead of failing; a port set
     explicitly (``settings.port_source``) that is taken is always an error naming the setting.
     ``node_lease``: servers of node agents silent this long are not allocated. ``metrics``: serve
-    ``/metrics`` on this port (``fleetmatch up`` serves the process's registry on its metrics port only)."""
+    ``/metrics`` on this port (``fleetmatch up`` serves the process's registry on its metrics port only).
+    ``reuse_port``: bind with SO_REUSEPORT, sharing the port with the other workers of
+    ``fleetmatch allocator --workers N`` (the kernel spreads connections over them). The gRPC
+    service (``settings.grpc_port``) starts once the index is read."""
     allocator = Allocator(
         backend.gameservers,
         backend.informer(GameServer),
@@ -75,6 +87,7 @@ async def serve_allocator(
     )
     await runner.setup()
     context = server_ssl_context(settings)
+    grpc_server: grpc.aio.Server | None = None
     try:
         port = await start_site(
             runner,
@@ -84,12 +97,20 @@ async def serve_allocator(
             fallback_port=fallback_port,
             what="allocator",
             source=settings.port_source,
+            reuse_port=reuse_port,
         )
         scheme = "https" if context is not None else "http"
         await allocator.wait_ready()
+        grpc_port = None
+        if settings.grpc_port is not None:
+            grpc_server, grpc_port = await serve_grpc(
+                allocator, settings, token, backend.namespace, reuse_port=reuse_port
+            )
         freeze_heap()  # the index is built and long-lived: collections skip it from now on
-        yield AllocatorService(f"{scheme}://{settings.host}:{port}", allocator)
+        yield AllocatorService(f"{scheme}://{settings.host}:{port}", allocator, grpc_port)
     finally:
+        if grpc_server is not None:
+            await grpc_server.stop(GRPC_GRACE)
         await runner.cleanup()
         await cancel_and_wait(following, checking)
         allocator.close()

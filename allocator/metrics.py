@@ -51,6 +51,15 @@ CLAIM_CONFLICTS = Counter(
     "fleetmatch_allocation_claim_conflicts_total",
     "Claims that lost a race for a server (another allocator or a state change got there first).",
 )
+GRPC_ALLOCATIONS = Counter(
+    "fleetmatch_allocator_grpc_requests_total",
+    "Calls of Agones' allocation.AllocationService/Allocate, by gRPC status code (OK, RESOURCE_EXHAUSTED, ...).",
+    ["code"],
+)
+WORKER_RESTARTS = Gauge(
+    "fleetmatch_allocator_worker_restarts",
+    "Times this worker's slot of `fleetmatch allocator --workers N` was restarted before it started (0: never).",
+)
 ALLOCATABLE = Gauge(
     "fleetmatch_allocator_cached_gameservers",
     "GameServers in the allocator's cache, by state (Ready and Allocated are the allocatable ones).",

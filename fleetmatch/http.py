@@ -272,12 +272,14 @@ async def start_site(
     fallback_port: bool = False,
     what: str = "server",
     source: str = "",
+    reuse_port: bool = False,
 ) -> int:
     """Listen on ``host:port`` and return the bound port. ``source``: the setting that chose ``port``
     (``FLEETMATCH_ALLOCATOR_PORT``, a flag), named when it cannot be had. With ``fallback_port``, a
     busy *default* port (no ``source``) is replaced by any free one (``fleetmatch up`` on a busy
-    laptop; the caller tells the user); a port the user chose is never silently swapped."""
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024)
+    laptop; the caller tells the user); a port the user chose is never silently swapped.
+    ``reuse_port``: SO_REUSEPORT, for processes that share one port on purpose (allocator workers)."""
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024, reuse_port=reuse_port or None)
     try:
         await site.start()
     except OSError as exc:

@@ -8,7 +8,11 @@
    generator: the ceiling of this harness on this machine;
 3. **one allocator process** (``fleetmatch allocator``): closed-loop load for the maximum rate,
    then open-loop load at half that rate for p50/p99 latency;
-4. **two allocator processes**, load split between them.
+4. **gRPC**: the same allocator's Agones ``allocation.AllocationService/Allocate``, closed loop
+   from a grpcio client process;
+5. **``fleetmatch allocator --workers 2``**: two worker processes behind one port (SO_REUSEPORT),
+   driven by two load generators; from the CPU seconds the workers used, the allocations per second
+   one more core would add (``projected_allocations_per_second_per_added_core``).
 
 The fleet is reset to Ready between phases, so every figure is measured against a full pool. Load
 generators are separate processes (``--load``), as a real client would be; on a two-core machine
@@ -34,7 +38,7 @@ import aiohttp
 import psutil
 from aiohttp import web
 
-from loadtest.httpload import load, post
+from loadtest.httpload import load, percentile, post
 
 REPO = Path(__file__).resolve().parents[1]
 SERVERS = 10_000
@@ -44,6 +48,48 @@ BODY = json.dumps({"spec": {"selectors": [{"matchLabels": {"agones.dev/fleet": F
 
 
 # -- load generator (runs in its own process) -----------------------------------------------
+
+
+async def grpc_load(target: str, token: str, seconds: float, concurrency: int) -> dict[str, Any]:
+    """Closed loop on Agones' allocation service: ``concurrency`` calls in flight on one channel."""
+    import grpc
+
+    from allocator.grpc_gen import allocation_pb2, allocation_pb2_grpc
+
+    request = allocation_pb2.AllocationRequest(
+        gameServerSelectors=[allocation_pb2.GameServerSelector(matchLabels={"agones.dev/fleet": FLEET})]
+    )
+    metadata = (("authorization", f"Bearer {token}"),)
+    codes: dict[str, int] = {}
+    latencies: list[float] = []
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = allocation_pb2_grpc.AllocationServiceStub(channel)
+        end = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while (now := time.perf_counter()) < end:
+                try:
+                    await stub.Allocate(request, metadata=metadata, timeout=10)
+                    code = "OK"
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code().name
+                codes[code] = codes.get(code, 0) + 1
+                if code == "OK":
+                    latencies.append(time.perf_counter() - now)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    ok = codes.get("OK", 0)
+    return {
+        "requests": sum(codes.values()),
+        "ok": ok,
+        "codes": codes,
+        "seconds": round(elapsed, 3),
+        "ok_per_second": round(ok / elapsed, 1),
+        "p50_ms": round(percentile(sorted(latencies), 0.50) * 1000, 3),
+        "p99_ms": round(percentile(sorted(latencies), 0.99) * 1000, 3),
+    }
 
 
 # -- the baseline server (its own process) ---------------------------------------------------
@@ -65,23 +111,53 @@ def serve_baseline(port: int) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    """CPU seconds of ``pid`` and its children (the workers of ``--workers N``)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 async def run_load(
-    url: str, token: str, seconds: float, concurrency: int, rate: float | None = None, *, server_pid: int | None = None
+    url: str,
+    token: str,
+    seconds: float,
+    concurrency: int,
+    rate: float | None = None,
+    *,
+    server_pid: int | None = None,
+    generators: int = 1,
+    grpc_target: bool = False,
 ) -> dict[str, Any]:
-    """One load-generator process against ``url``; with ``server_pid``, also the server's CPU time
-    per successful request (steadier than throughput on a shared, noisy machine)."""
-    argv = [sys.executable, "-m", "loadtest.bench_allocate", "--load", url, "--token", token, "--seconds", str(seconds)]
-    argv += ["--concurrency", str(concurrency)] + (["--rate", str(rate)] if rate else [])
+    """``generators`` load-generator processes against ``url`` (or, ``grpc_target``, the gRPC
+    ``host:port``), ``concurrency`` in flight each; with ``server_pid``, also the server's CPU time
+    (its workers' included) per successful request: steadier than throughput on a shared machine."""
+    argv = [sys.executable, "-m", "loadtest.bench_allocate", "--grpc-load" if grpc_target else "--load", url]
+    argv += ["--token", token, "--seconds", str(seconds), "--concurrency", str(concurrency)]
+    argv += ["--rate", str(rate)] if rate else []
     before = cpu_seconds(server_pid) if server_pid else 0.0
-    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, cwd=REPO)
-    out, _ = await proc.communicate()
-    result: dict[str, Any] = json.loads(out)
+    procs = [
+        await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, cwd=REPO) for _ in range(generators)
+    ]
+    outs = [json.loads((await proc.communicate())[0]) for proc in procs]
+    result: dict[str, Any] = outs[0]
+    if generators > 1:
+        result = {
+            "ok": sum(o["ok"] for o in outs),
+            "ok_per_second": round(sum(o["ok_per_second"] for o in outs), 1),
+            "p50_ms": max(o["p50_ms"] for o in outs),
+            "p99_ms": max(o["p99_ms"] for o in outs),
+            "per_generator": outs,
+        }
     if server_pid and result["ok"]:
-        result["server_cpu_us_per_request"] = round((cpu_seconds(server_pid) - before) / result["ok"] * 1e6, 1)
+        cpu = cpu_seconds(server_pid) - before
+        result["server_cpu_seconds"] = round(cpu, 3)
+        result["server_cpu_us_per_request"] = round(cpu / result["ok"] * 1e6, 1)
     return result
 
 
@@ -167,16 +243,19 @@ async def caught_up(base_urls: list[str], ready: int, within: float = 60.0) -> N
     """Wait until every allocator's index shows ``ready`` Ready servers: after a reset, thousands of
     watch events are still on their way, and measuring before they land would time them too."""
     needle = f'fleetmatch_allocator_cached_gameservers{{state="Ready"}} {float(ready)}'
-    async with aiohttp.ClientSession() as http:
+    # Workers of one port answer whichever a new connection reaches: caught up once 20 fresh
+    # connections in a row say so (a lagging one of two workers escapes that with odds 2^-20).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
         deadline = time.monotonic() + within
         for base in base_urls:
-            while True:
+            confirmed = 0
+            while confirmed < 20:
                 async with http.get(f"{base}/metrics") as resp:
-                    if needle in await resp.text():
-                        break
+                    confirmed = confirmed + 1 if needle in await resp.text() else 0
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{base} did not catch up with the reset")
-                await asyncio.sleep(0.05)
+                if not confirmed:
+                    await asyncio.sleep(0.05)
 
 
 def free_port() -> int:
@@ -185,7 +264,7 @@ def free_port() -> int:
     return pick()
 
 
-async def bench(redis_url: str, seconds: float, concurrency: int) -> dict[str, Any]:
+async def bench(redis_url: str, seconds: float, concurrency: int, profile: str | None = None) -> dict[str, Any]:
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     token = secrets.token_urlsafe(24)
     await populate(redis_url, namespace, SERVERS)
@@ -205,7 +284,7 @@ async def bench(redis_url: str, seconds: float, concurrency: int) -> dict[str, A
         "FLEETMATCH_ALLOCATOR_TOKEN": token,
         "FLEETMATCH_LOG_LEVEL": "WARNING",
     }
-    ports = [free_port(), free_port()]
+    ports = [free_port()]
     procs = [
         await start([sys.executable, "-m", "loadtest.bench_allocate", "--serve-baseline", str(port)], dict(os.environ))
     ]
@@ -217,54 +296,74 @@ async def bench(redis_url: str, seconds: float, concurrency: int) -> dict[str, A
         report["baseline"] = await run_load(baseline_url, token, seconds, concurrency, server_pid=baseline_pid)
         report["baseline_requests_per_second"] = report["baseline"]["ok_per_second"]
 
-        urls = [f"http://127.0.0.1:{p}/v1/allocations" for p in ports]
-        bases = [f"http://127.0.0.1:{p}" for p in ports]
+        url = f"http://127.0.0.1:{ports[0]}/v1/allocations"
+        base = f"http://127.0.0.1:{ports[0]}"
+        grpc_port = free_port()
 
-        async def start_allocator(port: int) -> int:
-            proc = await start([sys.executable, "-m", "fleetmatch", "allocator", "--port", str(port)], env)
+        async def start_allocator(*extra: str) -> int:
+            profiled = ["-m", "cProfile", "-o", profile, "-m"] if profile and "--workers" not in extra else ["-m"]
+            argv = [sys.executable, *profiled, "fleetmatch", "allocator", "--port", str(ports[0]), *extra]
+            proc = await start(argv, env)
             procs.append(proc)
-            await wait_http(f"http://127.0.0.1:{port}/healthz")
+            await wait_http(f"{base}/healthz")
             return proc.pid
-
-        # The second allocator starts only for the two-allocator phase: while it runs it follows
-        # every claim through its own watch and would take CPU from the first.
-        allocator_pid = await start_allocator(ports[0])
-        running = bases[:1]
-        await run_load(urls[0], token, 0.3, concurrency)  # warm-up
 
         async def fresh_pool() -> None:
             await reset(redis_url, namespace)
-            await caught_up(running, SERVERS)
+            await caught_up([base], SERVERS)
 
+        allocator_pid = await start_allocator("--grpc-port", str(grpc_port))
+        await run_load(url, token, 0.3, concurrency)  # warm-up
         await fresh_pool()
-        one = await run_load(urls[0], token, seconds, concurrency, server_pid=allocator_pid)
+        one = await run_load(url, token, seconds, concurrency, server_pid=allocator_pid)
         report["one_allocator_max"] = one
         # Latency at half that rate, open loop, beside the trivial handler at the very same rate:
         # the generator, the kernel and the other core's load add the same to both.
         half = one["ok_per_second"] / 2
         await fresh_pool()
-        at_half = await run_load(urls[0], token, seconds, concurrency, rate=half, server_pid=allocator_pid)
+        at_half = await run_load(url, token, seconds, concurrency, rate=half, server_pid=allocator_pid)
         report["one_allocator_at_half_rate"] = at_half
         report["baseline_at_half_rate"] = await run_load(
             baseline_url, token, seconds, concurrency, rate=half, server_pid=baseline_pid
         )
-        await start_allocator(ports[1])
-        running = bases
         await fresh_pool()
-        both = await asyncio.gather(*(run_load(u, token, seconds, concurrency // 2) for u in urls))
-        report["two_allocators_max"] = {
-            "ok_per_second": round(sum(r["ok_per_second"] for r in both), 1),
-            "per_process": both,
-        }
+        target = f"127.0.0.1:{grpc_port}"
+        await run_load(target, token, 0.3, concurrency, grpc_target=True)  # warm-up (channel, stubs)
+        await fresh_pool()
+        report["grpc_one_allocator_max"] = await run_load(
+            target, token, seconds, concurrency, server_pid=allocator_pid, grpc_target=True
+        )
+        await stop(procs.pop())
+
+        # The same port served by `fleetmatch allocator --workers 2` (each worker follows every
+        # claim of the other through its own watch), driven by two load generators.
+        supervisor_pid = await start_allocator("--workers", "2")
+        await run_load(url, token, 0.3, concurrency)  # warm-up
+        await fresh_pool()
+        two = await run_load(url, token, seconds, concurrency // 2, server_pid=supervisor_pid, generators=2)
+        report["workers_2_max"] = two
+
+        cpu_us = one.get("server_cpu_us_per_request")
         report["allocations_per_second"] = one["ok_per_second"]
+        report["ratio_to_baseline"] = round(one["ok_per_second"] / report["baseline_requests_per_second"], 3)
         report["p50_ms"] = at_half["p50_ms"]
         report["p99_ms"] = at_half["p99_ms"]
         report["baseline_p50_ms_at_half_rate"] = report["baseline_at_half_rate"]["p50_ms"]
         report["baseline_p99_ms_at_half_rate"] = report["baseline_at_half_rate"]["p99_ms"]
-        report["two_allocators_allocations_per_second"] = report["two_allocators_max"]["ok_per_second"]
-        report["ratio_to_baseline"] = round(one["ok_per_second"] / report["baseline_requests_per_second"], 3)
-        report["allocator_cpu_us_per_allocation"] = one.get("server_cpu_us_per_request")
+        report["cpu_us_per_allocation"] = cpu_us
         report["baseline_cpu_us_per_request"] = report["baseline"].get("server_cpu_us_per_request")
+        report["grpc_allocations_per_second"] = report["grpc_one_allocator_max"]["ok_per_second"]
+        report["grpc_cpu_us_per_allocation"] = report["grpc_one_allocator_max"].get("server_cpu_us_per_request")
+        report["workers_2_allocations_per_second"] = two["ok_per_second"]
+        report["workers_2_ratio_to_one_worker"] = round(two["ok_per_second"] / one["ok_per_second"], 3)
+        report["workers_2_cpu_us_per_allocation"] = two.get("server_cpu_us_per_request")
+        # What one more core running one more worker would add: a worker allocates as many per
+        # second as one CPU-second buys at the CPU cost per allocation measured with two workers
+        # (which includes following the other worker's claims through the watch).
+        if two.get("server_cpu_us_per_request"):
+            report["projected_allocations_per_second_per_added_core"] = round(1e6 / two["server_cpu_us_per_request"], 1)
+        if cpu_us:
+            report["projected_allocations_per_second_one_full_core"] = round(1e6 / cpu_us, 1)
     finally:
         for proc in procs:
             await stop(proc)
@@ -275,13 +374,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of each measured phase")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight per load generator")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="run the one-worker allocator under cProfile, stats written to FILE"
+    )
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--serve-baseline", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--grpc-load", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_baseline:
         serve_baseline(args.serve_baseline)
+        return
+    if args.grpc_load:
+        print(json.dumps(asyncio.run(grpc_load(args.grpc_load, args.token, args.seconds, args.concurrency))))
         return
     if args.load:
         payloads = [post(args.load, args.token, BODY)]
@@ -291,13 +397,13 @@ def main() -> None:
 
     redis_url = os.environ.get("REDIS_URL")
     if redis_url:
-        report = asyncio.run(bench(redis_url, args.seconds, args.concurrency))
+        report = asyncio.run(bench(redis_url, args.seconds, args.concurrency, args.profile))
     else:
         with (
             tempfile.TemporaryDirectory(prefix="fleetmatch-bench-") as tmp,
             EmbeddedRedis(Path(tmp), persist=False) as r,
         ):
-            report = asyncio.run(bench(r.url, args.seconds, args.concurrency))
+            report = asyncio.run(bench(r.url, args.seconds, args.concurrency, args.profile))
     print(json.dumps(report, indent=2))
 
 

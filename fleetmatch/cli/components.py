@@ -20,7 +20,7 @@ from fleetmatch.errors import ConfigError
 from fleetmatch.manifests import load_resources
 from fleetmatch.probes import Probes
 from fleetmatch.running import run
-from fleetmatch.settings import Settings
+from fleetmatch.settings import AllocatorSettings, Settings
 
 # -- running components ---------------------------------------------------------------------
 
@@ -171,28 +171,85 @@ def pod_controller(backend: Backend, settings: Settings) -> Callable[[], Awaitab
 
 @click.command("allocator")
 @click.option("--port", type=click.IntRange(0, 65535), help="Listen port (default FLEETMATCH_ALLOCATOR_PORT or 9180).")
+@click.option(
+    "--grpc-port",
+    type=click.IntRange(0, 65535),
+    help="Also serve Agones' allocation.AllocationService over gRPC (FLEETMATCH_ALLOCATOR_GRPC_PORT; default off).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Allocator processes sharing the port(s) (SO_REUSEPORT): one per core. A supervisor restarts any that exits.",
+)
+@click.option("--reuse-port", is_flag=True, hidden=True, help="Bind with SO_REUSEPORT (a worker of --workers).")
 @click.pass_context
-def allocator_cmd(ctx: click.Context, port: int | None) -> None:
+def allocator_cmd(ctx: click.Context, port: int | None, grpc_port: int | None, workers: int, reuse_port: bool) -> None:
     """Run the allocation API (run several: claims are safe across processes)."""
     from allocator.app import serve_allocator
 
     settings = backend_settings(settings_of(ctx))
-    alloc = settings.allocator if port is None else replace(settings.allocator, port=port)
+    alloc = settings.allocator if port is None else replace(settings.allocator, port=port, port_source="--port")
+    if grpc_port is not None:
+        alloc = replace(alloc, grpc_port=grpc_port)
     if alloc.token is None:
         raise ConfigError(
             "the allocator needs a token: set FLEETMATCH_ALLOCATOR_TOKEN or FLEETMATCH_ALLOCATOR_TOKEN_FILE"
         )
     token = alloc.token
+    if workers > 1:
+        _supervise_allocators(settings, alloc, workers)
+        return
+
+    if reuse_port:
+        from allocator.metrics import WORKER_RESTARTS
+        from allocator.workers import RESTARTS_ENV
+
+        WORKER_RESTARTS.set(int(os.environ.get(RESTARTS_ENV, "0")))
 
     async def main() -> None:
         async with (
             open_backend(settings, client_name="allocator") as backend,
-            serve_allocator(backend, alloc, token, node_lease=settings.node.lease_seconds) as service,
+            serve_allocator(
+                backend, alloc, token, node_lease=settings.node.lease_seconds, reuse_port=reuse_port
+            ) as service,
         ):
-            click.echo(f"allocator: {service.url}/v1/allocations (metrics at {service.url}/metrics)", err=True)
+            grpc = f"; gRPC AllocationService on port {service.grpc_port}" if service.grpc_port is not None else ""
+            click.echo(f"allocator: {service.url}/v1/allocations (metrics at {service.url}/metrics){grpc}", err=True)
             await asyncio.Event().wait()
 
     run(main(), service=True)
+
+
+def _supervise_allocators(settings: Settings, alloc: AllocatorSettings, workers: int) -> None:
+    """``--workers N``: hold the port(s), start N workers sharing them, restart any that exits."""
+    from allocator.workers import held_port, supervise, worker_argv
+
+    env = {
+        **os.environ,
+        "FLEETMATCH_NAMESPACE": settings.namespace,
+        "FLEETMATCH_DATA_DIR": str(settings.data_dir),
+        "FLEETMATCH_LOG_LEVEL": settings.log_level,
+        "FLEETMATCH_LOG_FORMAT": settings.log_format,
+        "FLEETMATCH_ALLOCATOR_HOST": alloc.host,
+    }
+    if settings.redis.url:
+        env["REDIS_URL"] = settings.redis.url
+    where = alloc.port_source or "FLEETMATCH_ALLOCATOR_PORT"
+    with contextlib.ExitStack() as held:
+        try:
+            port = held.enter_context(held_port(alloc.host, alloc.port))
+            grpc_port = None if alloc.grpc_port is None else held.enter_context(held_port(alloc.host, alloc.grpc_port))
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}: the allocator workers cannot listen on {alloc.host} (port {alloc.port}"
+                f"{'' if alloc.grpc_port is None else f', gRPC port {alloc.grpc_port}'}): {exc.strerror}"
+            ) from exc
+        scheme = "https" if alloc.tls_cert is not None else "http"
+        grpc = f"; gRPC AllocationService on port {grpc_port}" if grpc_port is not None else ""
+        click.echo(f"allocator: {scheme}://{alloc.host}:{port}/v1/allocations ({workers} workers){grpc}", err=True)
+        run(supervise(workers, worker_argv(port, grpc_port), env), service=True)
 
 
 @click.command("matchmaker")

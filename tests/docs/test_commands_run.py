@@ -148,6 +148,15 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "docs/operating-fleets.md",
         "export REDIS_URL=redis://redis.internal:6379/0 FLEETMATCH_ALLOCATOR_TOKEN_FILE=/etc/fleetmatch/token",
     ): "points the shell at an operator's Redis on another host (redis.internal)",
+    ("docs/benchmarks.md", ".venv/bin/python -m loadtest.bench_allocate"): (
+        "a one-minute benchmark that needs the machine to itself; `make bench` runs it, tests never time anything"
+    ),
+    **_each(
+        ("docs/allocation.md",),
+        _FOREVER + "; tests/integration/test_allocator_grpc.py and tests/e2e/test_allocator_workers.py run these",
+        "fleetmatch allocator --grpc-port 9181",
+        "fleetmatch allocator --workers 2 --grpc-port 9181",
+    ),
     **_each(
         ("docs/operating-fleets.md",),
         _FOREVER,
