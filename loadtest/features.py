@@ -25,11 +25,27 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from loadtest.charts import esc
-from loadtest.players import DECLINE, SILENT, FailureKind, Party
+from loadtest.players import DECLINE, SILENT, FailureKind, PartyLike, ProposalSeen, SimPlayer
 from loadtest.scenario import QueueMix
+
+
+class PartyRecord(Protocol):
+    """What the figures read of a party after the run (``loadtest.players.Party`` is one)."""
+
+    @property
+    def spec(self) -> PartyLike: ...
+
+    @property
+    def players(self) -> Sequence[SimPlayer]: ...
+
+    @property
+    def proposals(self) -> Sequence[ProposalSeen]: ...
+
+    @property
+    def assignment(self) -> Mapping[str, Any] | None: ...
 
 LISTED = 10
 """Match ids named per problem, at most."""
@@ -47,7 +63,7 @@ def _proposal_outcome(answers: Sequence[tuple[str, str]]) -> str:
 
 
 def acceptance(
-    parties: Sequence[Party], queues: Mapping[str, QueueMix], server: Mapping[str, float] | None
+    parties: Sequence[PartyRecord], queues: Mapping[str, QueueMix], server: Mapping[str, float] | None
 ) -> dict[str, Any] | None:
     """Ready-check figures over the queues whose tickets answer proposals (None: no such queue)."""
     asked = {name for name, mix in queues.items() if mix.acceptance is not None}
@@ -85,7 +101,7 @@ def _team(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def matches(parties: Sequence[Party], queues: Mapping[str, QueueMix]) -> dict[str, Any]:
+def matches(parties: Sequence[PartyRecord], queues: Mapping[str, QueueMix]) -> dict[str, Any]:
     """Per queue: the matches the players were assigned to, and how they compare with ``match``."""
     out: dict[str, Any] = {}
     for name, mix in queues.items():
@@ -173,7 +189,7 @@ def _queue_figures(
 
 
 def features(
-    parties: Sequence[Party], queues: Mapping[str, QueueMix], proposals: Mapping[str, float] | None
+    parties: Sequence[PartyRecord], queues: Mapping[str, QueueMix], proposals: Mapping[str, float] | None
 ) -> dict[str, Any]:
     """``summary.features``: ``acceptance`` (None without a ready check) and ``matches`` per queue."""
     return {"acceptance": acceptance(parties, queues, proposals), "matches": matches(parties, queues)}

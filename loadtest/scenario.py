@@ -67,7 +67,8 @@ What each part means:
   ``delaySeconds``. Players who decline or stay silent end failed ``declined`` / ``not-accepted``:
   by choice, so the verdict's failure rate leaves them out.
 - **roles** (per queue): each player draws one offer (roles it may play, by weight); players of a
-  party draw independently, so parties span roles.
+  party draw independently, so parties span roles (a party that could not take distinct slots of
+  one team, which the ticket API refuses, draws again).
 - **match** (per queue): what every match must be, ``teams`` teams of ``teamSize`` players (default:
   the sum of ``roles``, the slots per team). The verdict checks every match its players saw: full,
   every role slot filled, and every player in a role it offered (``summary.features``).
@@ -104,6 +105,7 @@ from fleetmatch.errors import ValidationError
 from fleetmatch.models import ObjectMeta
 from fleetmatch.names import namespace_error
 from fleetmatch.yamlsrc import load_documents
+from matchmaker.composition import assign_roles
 from matchmaker.models import MAX_PARTY, MAX_ROLES, Player
 from matchmaker.rules import MAX_PLAYERS as MAX_MATCH_PLAYERS
 from matchmaker.rules import MAX_TEAMS
@@ -607,11 +609,19 @@ class QueueMix:
             if largest > self.match.size:
                 raise ValidationError(f"parties.{largest}", f"a party larger than a team ({self.match.size})")
 
-    def draw_roles(self, rng: Random) -> tuple[str, ...]:
-        """One player's offer (nothing drawn when the queue has no role offers)."""
+    def draw_roles(self, rng: Random, size: int) -> list[tuple[str, ...]]:
+        """The offers of a party of ``size`` (nothing drawn when the queue has no role offers). With
+        ``match.roles``, redrawn until the players can take distinct slots of one team (the ticket
+        API refuses a party that cannot: two tanks for one tank slot); after 20 tries, any role."""
         if not self.roles:
-            return ()
-        return rng.choices(self.roles, weights=[o.weight for o in self.roles])[0].roles
+            return [()] * size
+        weights = [o.weight for o in self.roles]
+        slots = self.match.roles if self.match is not None else {}
+        for _ in range(20):
+            offers = [o.roles for o in rng.choices(self.roles, weights=weights, k=size)]
+            if not slots or assign_roles(offers, slots) is not None:
+                return offers
+        return [()] * size
 
 
 def _check_parties(parties: Mapping[str, float], where: str) -> None:
@@ -916,14 +926,14 @@ class Scenario:
         client = rng.choices(tuple(spec.clients), weights=tuple(spec.clients.values()))[0]
         session = max(0.0, spec.session_seconds.sample_number(rng))
         players = []
+        offers = mix.draw_roles(rng, size)
         for k in range(size):
             attributes = {name: _rounded(dist.sample(rng)) for name, dist in spec.attributes.items()}
             latencies = {
                 region: round(min(MAX_LATENCY_MS, max(0.0, dist.sample_number(rng))), 2)
                 for region, dist in spec.regions.items()
             }
-            roles = mix.draw_roles(rng)
-            players.append(Player(f"lt-{run}-{index}-{k}", attributes, latencies, roles))
+            players.append(Player(f"lt-{run}-{index}-{k}", attributes, latencies, offers[k]))
         answers = mix.acceptance
         answer = answers.pick(index) if answers is not None else Answer.ACCEPT
         delay = answers.delay_seconds if answers is not None else 0.0
