@@ -47,6 +47,7 @@ class PartyRecord(Protocol):
     @property
     def assignment(self) -> Mapping[str, Any] | None: ...
 
+
 LISTED = 10
 """Match ids named per problem, at most."""
 
