@@ -84,9 +84,16 @@ def acceptance(
     outcomes = Counter(_proposal_outcome(a) for a in by_match.values())
     failures = Counter(str(p.failure) for party in mine for p in party.players if p.failure is not None)
     planned = Counter(str(party.spec.answer) for party in mine)
+    by_plan: dict[str, Counter[str]] = {}
+    for party in mine:
+        by_plan.setdefault(str(party.spec.answer), Counter())[_ending(party)] += 1
+    told_not = [p for party in mine if party.spec.answer in (DECLINE, SILENT) for p in party.players]
     return {
         "tickets": len(mine),
         "ticketsPlanned": {k: planned.get(k, 0) for k in ("accept", DECLINE, SILENT)},
+        "byPlan": {plan: dict(sorted(ends.items())) for plan, ends in sorted(by_plan.items())},
+        "playersToldNotToAccept": len(told_not),
+        "failedOfThose": sum(p.failure is not None for p in told_not),
         "proposals": len(by_match),
         "byOutcome": {k: outcomes.get(k, 0) for k in ("accepted", "declined", "timedOut", "open")},
         "server": None if server is None else {k: round(v) for k, v in sorted(server.items())},
@@ -96,6 +103,12 @@ def acceptance(
         "requeuedTickets": requeued,
         "rematchedTickets": rematched,
     }
+
+
+def _ending(party: PartyRecord) -> str:
+    """How a ticket ended: ``played`` (every player), else its first failed player's kind."""
+    failed = [str(p.failure) for p in party.players if p.failure is not None]
+    return failed[0] if failed else "played"
 
 
 def _team(value: Any) -> int | None:

@@ -593,10 +593,17 @@ class Party:
         """Accept or decline ``seen`` after the party's delay; never raises (the stream goes on)."""
         await asyncio.sleep(self.spec.answer_delay)
         verb = "decline" if self.spec.answer == DECLINE else "accept"
+        path = f"/v1/tickets/{self.ticket_id}/{verb}"
+        # With player tokens each member of a party accepts for themselves (the ticket accepts once
+        # all have); one declining is enough. With an API key, one answer stands for the ticket.
+        answering: list[str | None]
+        if verb == "accept" and self.credentials.per_player:
+            answering = [p.id for p in self.spec.players]
+        else:
+            answering = [self.credentials.reader(self.leader)]
         try:
-            doc = await self._request(
-                "POST", f"/v1/tickets/{self.ticket_id}/{verb}", self.credentials.reader(self.leader), idempotent=True
-            )
+            docs = await asyncio.gather(*(self._request("POST", path, who, idempotent=True) for who in answering))
+            doc = docs[-1]
         except PlayerFailure as exc:
             seen.answer = "late" if exc.status == 409 else "failed"
             if seen.answer == "failed":

@@ -95,6 +95,8 @@ def test_proposals_are_classed_by_what_their_tickets_did() -> None:
     assert ready["proposals"] == 3
     assert ready["byOutcome"] == {"accepted": 1, "declined": 1, "timedOut": 1, "open": 0}
     assert ready["ticketsPlanned"] == {"accept": 2, "decline": 1, "silent": 1}
+    assert ready["byPlan"] == {"accept": {"played": 2}, "decline": {"declined": 1}, "silent": {"not-accepted": 1}}
+    assert (ready["playersToldNotToAccept"], ready["failedOfThose"]) == (2, 2)
     assert (ready["declinedPlayers"], ready["notAcceptedPlayers"]) == (1, 1)
     assert (ready["requeuedTickets"], ready["rematchedTickets"]) == (2, 2)
     assert figures["matches"]["ready"]["full"] == 1
@@ -193,7 +195,7 @@ def test_chosen_declines_are_not_failures_but_the_features_are_judged() -> None:
     verdict = judge(report_of({"players": 4, "failed": 2, "failures": failures, "features": figures}))
     assert verdict.passed, verdict.reasons
     rate, feature = verdict.checks[2], verdict.checks[3]
-    assert rate.detail.startswith("0 of 2 players failed (0.0%)") and "2 more declined" in rate.detail
+    assert rate.detail.startswith("0 of 2 players failed (0.0%)") and "2 more were told to decline" in rate.detail
     assert feature.name == "features" and "ready checks as the matchmaker counted" in feature.detail
 
     bad = features(ready_run().items, READY, {**AGREEING, "accepted": 0.0})
@@ -218,3 +220,15 @@ def test_the_figures_are_printed_and_drawn() -> None:
     assert lines["ready checks"].startswith("3 proposals (accepted 1, declined 1, timedOut 1, open 0)")
     assert lines["  matches ready"] == "1 matches (players: 1x 2), 1 full (2 teams of 1)"
     assert "<h2>Features</h2>" in feature_html(figures) and feature_html({"acceptance": None, "matches": {}}) == ""
+
+
+def test_a_decliner_never_asked_is_left_out_of_the_failure_rate_but_counted() -> None:
+    parties = ready_run()
+    parties.add("ready", answer=Answer.DECLINE, failure=FailureKind.MATCH_TIMEOUT)  # nobody left to match it with
+    figures = features(parties.items, READY, AGREEING)
+    ready = figures["acceptance"]
+    assert ready["byPlan"]["decline"] == {"declined": 1, "match-timeout": 1}
+    assert (ready["playersToldNotToAccept"], ready["failedOfThose"]) == (3, 3)
+    failures = {"declined": 1, "not-accepted": 1, "match-timeout": 1}
+    verdict = judge(report_of({"players": 5, "failed": 3, "failures": failures, "features": figures}))
+    assert verdict.passed and verdict.checks[2].detail.startswith("0 of 2 players failed")
