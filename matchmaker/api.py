@@ -10,8 +10,8 @@ with a player token or an API key; see ``matchmaker.auth``):
   ``explain``: why a queued ticket still waits (``matchmaker.explain``, against the longest-waiting
   ``matchmaker.explain.LIMIT`` tickets; candidates' ids only for API keys), null otherwise.
 - Every ticket answer (and event) carries ``estimatedWaitSeconds`` while it waits: what is left of
-  the wait recent tickets like it had (``matchmaker.estimate``, ``matchmaker.views.WaitEstimates``),
-  null without recent data.
+  its wait, from the players ahead of it and the waits recent tickets like it had
+  (``matchmaker.estimate``, ``matchmaker.views.WaitEstimates``), null without recent data.
 - ``GET /v1/tickets/{id}/events`` -> Server-Sent Events (``event: ticket``, the ticket JSON now and
   at each change, ``: keep-alive`` comments, ending after a final state); with a WebSocket upgrade,
   the same tickets as JSON text messages, then a normal close.

@@ -30,6 +30,7 @@ from matchmaker.models import Proposal, Ticket
 from matchmaker.push import Hub
 from matchmaker.ratingstore import rating_store_for
 from matchmaker.rules import Queue
+from matchmaker.shadowrun import ShadowRunner
 from matchmaker.store import TicketStore
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,21 @@ def matchers(queues: Mapping[str, Queue]) -> dict[str, Matcher]:
         except ValidationError as exc:
             raise ValidationError(f"spec.{exc.field}", f"queue {name!r}: {exc.message}") from None
         out[name] = _bound(function, queue)
+    return out
+
+
+def shadows(queues: Mapping[str, Queue]) -> dict[str, ShadowRunner]:
+    """A ``ShadowRunner`` per queue with ``spec.shadow``, its function resolved as ``matchers`` does."""
+    out: dict[str, ShadowRunner] = {}
+    for name, queue in queues.items():
+        shadow, rules = queue.spec.shadow, queue.shadow_queue()
+        if shadow is None or rules is None:
+            continue
+        try:
+            function = match_function(shadow.match_function)
+        except ValidationError as exc:
+            raise ValidationError(f"spec.shadow.{exc.field}", f"queue {name!r}: {exc.message}") from None
+        out[name] = ShadowRunner(name, _bound(function, rules), timeout=shadow.timeout_seconds)
     return out
 
 
@@ -103,6 +119,7 @@ async def serve_matchmaker(
         ratings = rating_store_for(store)
         if directors:
             match = matchers(queues)
+            shadow = shadows(queues)
             client = AllocatorClient(allocator_url, allocator_token)
             stack.push_async_callback(client.close)
             tasks = []
@@ -115,6 +132,7 @@ async def serve_matchmaker(
                     lease_seconds=settings.lease_seconds,
                     releaser=releaser or client,
                     matches=ratings if queue.spec.rating_rule is not None else None,
+                    shadow=shadow.get(name),
                 )
                 service.directors[name] = director
                 tasks.append(supervised(f"director[{name}]", director.run))

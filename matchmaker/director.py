@@ -55,12 +55,14 @@ from fleetmatch.models import GameServer, GameServerState, TemplateMeta
 from fleetmatch.store import Store
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker import metrics
-from matchmaker.estimate import decode_cells, keys_of, merge
 from matchmaker.explain import blocked_counts
+from matchmaker.functions import Matcher as Matcher  # where callers have always found it
 from matchmaker.models import Assignment, Proposal, Ticket
 from matchmaker.rules import Queue
+from matchmaker.shadowrun import ShadowRunner
 from matchmaker.stats import players_by_region
 from matchmaker.store import StoredProposal, Tick, TicketStore
+from matchmaker.waits import WaitRecorder
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +168,6 @@ class MatchRecorder(Protocol):
     async def record_match(self, queue: str, match_id: str, teams: Sequence[Sequence[str]]) -> None: ...
 
 
-Matcher = Callable[[Sequence[Ticket], float], list[Proposal]]
-"""The queue's match function bound to its queue: a pool snapshot and ``now`` in, proposals out."""
-
-
 def run_match(match: Matcher, pool: Sequence[Ticket], now: float) -> list[Proposal]:
     """One call of the match function as a tick makes it: with the cyclic garbage collector paused.
 
@@ -209,11 +207,14 @@ class Director:
         clock: Callable[[], float] = time.time,
         releaser: Releasing | None = None,
         matches: MatchRecorder | None = None,
+        shadow: ShadowRunner | None = None,
     ) -> None:
         """``releaser``: how servers of abandoned matches go back (None: they are left to their
         game's own join timeout, and no orphan is listed). ``matches``: where assigned matches are
-        recorded for their results (a queue with a rating rule)."""
+        recorded for their results (a queue with a rating rule). ``shadow``: the queue's shadow
+        match function, given each pass's snapshot and proposals (``matchmaker.shadowrun``)."""
         self.matches = matches
+        self.shadow = shadow
         self.store = store
         self.queue = queue
         self.match = match
@@ -225,23 +226,27 @@ class Director:
         self._clock = clock
         self._backoff = 0.0
         self._gauged_regions: set[str] = set()
-        self._waits: list[tuple[tuple[str, ...], float]] = []
-        """Times to match seen this pass, by wait-summary keys: published once at its end."""
+        self._waits = WaitRecorder(store, queue.name, queue if isinstance(queue, Queue) else None, clock)
+        """Times to match seen this pass and the pool's depth: published once at its end."""
         self._next_blocked = 0.0
         self._ids = {"queue": queue.name}
         """Log identity (``fleetmatch.logging.IDENTITY_KEYS``); a match's lines add its ``match_id``."""
 
     async def run(self) -> None:
         """Tick every ``queue.tick_seconds`` (longer while the fleet has no room) until cancelled."""
-        while True:
-            started = time.perf_counter()
-            try:
-                await self.tick()
-            except StoreError as exc:
-                raise_if_cancelling()
-                log.warning("director pass on %s failed: %s", self.queue.name, exc, extra=self._ids)
-            elapsed = time.perf_counter() - started
-            await asyncio.sleep(max(0.0, self.queue.tick_seconds + self._backoff - elapsed))
+        try:
+            while True:
+                started = time.perf_counter()
+                try:
+                    await self.tick()
+                except StoreError as exc:
+                    raise_if_cancelling()
+                    log.warning("director pass on %s failed: %s", self.queue.name, exc, extra=self._ids)
+                elapsed = time.perf_counter() - started
+                await asyncio.sleep(max(0.0, self.queue.tick_seconds + self._backoff - elapsed))
+        finally:
+            if self.shadow is not None:
+                await self.shadow.close()
 
     async def tick(self) -> TickReport:
         """One pass; then it is recorded as the queue's last (``fleetmatch queue list`` shows it)."""
@@ -276,7 +281,7 @@ class Director:
             self._gauge_waiting(pool)
             if not pool:
                 self._gauge_blocked(pool, ())
-                await self._publish_waits()  # accepted matches were timed too
+                await self._waits.publish(pool)  # accepted matches were timed too
                 self._tally(report, accepted)
                 return report
             now = self._clock()
@@ -286,10 +291,12 @@ class Director:
                 else:
                     proposals = run_match(self.match, pool, now)
             report.proposals = len(proposals)
+            if self.shadow is not None:
+                self.shadow.observe(pool, proposals, now)  # never awaited: the live path goes on
             by_id = {t.id: t for t in pool}
             results = await asyncio.gather(*(self._play_safely(p, by_id) for p in proposals))
             self._gauge_blocked(pool, proposals)
-            await self._publish_waits()
+            await self._waits.publish(pool)
         self._tally(report, [*accepted, *results])
         return report
 
@@ -337,22 +344,6 @@ class Director:
             log.warning("accepted match %s failed: %s", match_id, exc, extra={**self._ids, "match_id": match_id})
             metrics.ALLOCATION_FAILURES.labels(queue=self.queue.name, reason="error").inc()
             return "error"
-
-    async def _publish_waits(self) -> None:
-        """Fold this pass's times to match into the queue's wait summary (``matchmaker.estimate``):
-        one read and one write of a small hash per pass that matched. Two directors of one queue
-        may each overwrite the other's pass now and then: an estimate, not a count."""
-        samples, self._waits = self._waits, []
-        if not samples:
-            return
-        name = self.queue.name
-        try:
-            cells = decode_cells(await self.store.wait_summary(name))
-            changed = merge(cells, samples, self._clock())
-            await self.store.record_waits(name, {key: cell.encode() for key, cell in changed.items()})
-        except StoreError as exc:
-            raise_if_cancelling()
-            log.warning("publishing the wait summary of %s failed: %s", name, exc, extra=self._ids)
 
     def _gauge_blocked(self, pool: Sequence[Ticket], proposals: Sequence[Proposal]) -> None:
         """``fleetmatch_tickets_blocked``: why the longest-waiting tickets left unmatched wait, by
@@ -513,11 +504,10 @@ class Director:
             )
             return "lost-lease"
         now = self._clock()
-        rules = self.queue if isinstance(self.queue, Queue) else None
         for tid in proposal.ticket_ids:
             waited = max(0.0, now - tickets[tid].enqueued_at)
             metrics.TIME_TO_MATCH.labels(queue=name).observe(waited)
-            self._waits.append((keys_of(tickets[tid], rules), waited))
+            self._waits.matched(tickets[tid], waited)
         metrics.TICKETS.labels(queue=name, event="matched").inc(len(proposal.ticket_ids))
         quality = proposal.quality
         metrics.MATCH_SKILL_SPREAD.labels(queue=name).observe(quality.skill_spread)

@@ -25,13 +25,29 @@ recent samples falls back to its region, then to the queue), or None when none h
 estimate is better than a guess. The summary stays small: at most ``MAX_CELLS`` cells per queue (a
 new band beyond that only feeds its region and queue cells), stored as one Redis hash per queue
 (``matchmaker.tickets``), so any frontend estimates without a director of its own.
+
+**The queue ahead** (``expected_remaining``). Recent times to match lag: in an arrival spike the
+tickets that just matched were queued before it, so the estimate comes in low exactly when waits
+grow. Each pass a director therefore also publishes, per key, the players waiting now (``Depth``,
+fields ``n:<key>``: how many, and when the oldest of them was queued) and the recent **match rate**
+(``Rate``, fields ``r:<key>``: decayed matched players per second, same half-life idea, shorter).
+By Little's law the wait of a ticket is about the players ahead of it over the rate they leave
+at; a sparse cell needs at least a match's worth of players, so the queue term is
+``max(ahead, needed - size) / rate``. It is taken from the ticket's region (else the queue), not
+its band: matches span bands as windows widen, and a band's few players over its few matches
+divided noise by noise (replayed on two launch-day runs, ``loadtest.replay_waits``: 14-15 % of
+estimates within +-25 % by band, 17-20 % by region); the band still shapes the recent-wait part.
+``expected_remaining`` blends it with the recent time to match minus what the ticket waited
+already (``QUEUE_WEIGHT``). Both are *remaining* waits: the
+load test compares the estimate a ticket is created with (nothing waited yet) to the wait that
+followed, and a queued ticket's answer says what is left.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from matchmaker.models import Ticket
 from matchmaker.rules import Queue
@@ -48,6 +64,16 @@ FLOOR_SECONDS = 0.05
 """Waits below this count as this (the logarithm of 0 is not a number; nobody waits less than a tick)."""
 ANY = "*"
 NONE = "-"
+RATE_HALF_LIFE_SECONDS = 15.0
+"""Half-life of the match rate: short, so a rate that drops (the fleet is full) shows within seconds."""
+MIN_RATE_SPAN_SECONDS = 10.0
+"""A match rate counted over less time than this is noise (the first pass's matches over no time at all)."""
+DEPTH_STALE_SECONDS = 10.0
+"""Depths older than this are ignored (no director published them lately: no queue term)."""
+QUEUE_WEIGHT = 0.75
+"""Share of the queue term in the blend with the recent time to match (``expected_remaining``)."""
+DEPTH_PREFIX = "n:"
+RATE_PREFIX = "r:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +114,8 @@ def decode_cells(fields: Mapping[str, str]) -> dict[str, Cell]:
     """A stored summary (hash field -> encoded cell), skipping malformed entries."""
     out = {}
     for key, text in fields.items():
+        if key.startswith((DEPTH_PREFIX, RATE_PREFIX)):
+            continue
         cell = Cell.decode(text)
         if cell is not None:
             out[key] = cell
@@ -167,3 +195,208 @@ def remaining(expected: float | None, waited: float) -> float | None:
     if expected is None:
         return None
     return round(max(0.0, expected - max(0.0, waited)), 1)
+
+
+# -- the queue ahead ---------------------------------------------------------------------------
+
+
+def _floats(text: str) -> tuple[float, float, float] | None:
+    try:
+        a, b, c = map(float, text.split())
+    except ValueError:
+        return None
+    if not all(map(math.isfinite, (a, b, c))) or a < 0:
+        return None
+    return a, b, c
+
+
+@dataclass(frozen=True, slots=True)
+class Depth:
+    """Players waiting under one key when a director last looked."""
+
+    players: float
+    oldest: float
+    """When the longest-waiting of them was queued (epoch seconds)."""
+    at: float
+
+    def ahead_of(self, enqueued_at: float) -> float:
+        """Players queued before a ticket queued at ``enqueued_at``, assuming arrivals spread
+        evenly since ``oldest`` (a ticket queued after ``at`` has them all ahead)."""
+        if enqueued_at >= self.at or self.at <= self.oldest:
+            return self.players
+        return self.players * min(1.0, max(0.0, (enqueued_at - self.oldest) / (self.at - self.oldest)))
+
+    def encode(self) -> str:
+        return f"{self.players!r} {self.oldest!r} {self.at!r}"
+
+    @classmethod
+    def decode(cls, text: str) -> Depth | None:
+        values = _floats(text)
+        return None if values is None else cls(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """One key's decayed count of matched players, for a rate per second."""
+
+    weight: float
+    since: float
+    """When the first sample came: a young rate is over the time it has been counted, not a full window."""
+    at: float
+
+    def decayed(self, now: float, half_life: float = RATE_HALF_LIFE_SECONDS) -> Rate:
+        factor = 0.5 ** (max(0.0, now - self.at) / half_life)
+        return Rate(self.weight * factor, self.since, max(now, self.at))
+
+    def per_second(self, now: float, half_life: float = RATE_HALF_LIFE_SECONDS) -> float | None:
+        """Matched players per second: decayed weight over the decayed time it was counted in (None
+        before ``MIN_RATE_SPAN_SECONDS``)."""
+        rate = self.decayed(now, half_life)
+        span = max(0.0, now - self.since)
+        if span < MIN_RATE_SPAN_SECONDS:
+            return None
+        exposure = half_life / math.log(2) * (1 - 0.5 ** (span / half_life))
+        return rate.weight / exposure if exposure > 0 and rate.weight > 0 else None
+
+    def encode(self) -> str:
+        return f"{self.weight!r} {self.since!r} {self.at!r}"
+
+    @classmethod
+    def decode(cls, text: str) -> Rate | None:
+        values = _floats(text)
+        return None if values is None else cls(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A queue's whole stored summary: times to match, depths and match rates by key."""
+
+    waits: Mapping[str, Cell] = field(default_factory=dict)
+    depths: Mapping[str, Depth] = field(default_factory=dict)
+    rates: Mapping[str, Rate] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.waits or self.rates)
+
+
+def decode_summary(fields: Mapping[str, str]) -> Summary:
+    """A stored summary (hash field -> encoded value), skipping malformed entries."""
+    depths: dict[str, Depth] = {}
+    rates: dict[str, Rate] = {}
+    for key, text in fields.items():
+        if key.startswith(DEPTH_PREFIX):
+            depth = Depth.decode(text)
+            if depth is not None:
+                depths[key.removeprefix(DEPTH_PREFIX)] = depth
+        elif key.startswith(RATE_PREFIX):
+            rate = Rate.decode(text)
+            if rate is not None:
+                rates[key.removeprefix(RATE_PREFIX)] = rate
+    return Summary(decode_cells(fields), depths, rates)
+
+
+def depths_of(waiting: Iterable[tuple[tuple[str, ...], int, float]], now: float) -> dict[str, Depth]:
+    """Depth per key of the waiting tickets, each given as (keys, players, enqueued at)."""
+    players: dict[str, float] = {}
+    oldest: dict[str, float] = {}
+    for keys, size, enqueued in waiting:
+        for key in keys:
+            players[key] = players.get(key, 0.0) + size
+            oldest[key] = min(oldest.get(key, enqueued), enqueued)
+    return {key: Depth(players[key], oldest[key], now) for key in players}
+
+
+def merge_rates(
+    rates: Mapping[str, Rate],
+    matched: Iterable[tuple[tuple[str, ...], int]],
+    now: float,
+    *,
+    half_life: float = RATE_HALF_LIFE_SECONDS,
+    max_cells: int = MAX_CELLS,
+) -> dict[str, Rate]:
+    """The rate cells that change when ``matched`` ((keys, players) per matched ticket) are
+    counted at ``now`` (a cell that matched nothing needs no write: it decays when read). A key
+    not in ``rates`` is only added while there are fewer than ``max_cells``."""
+    changed: dict[str, Rate] = {}
+    count = len(rates)
+    for keys, size in matched:
+        for key in keys:
+            rate = changed.get(key)
+            if rate is None:
+                stored = rates.get(key)
+                if stored is None:
+                    if count >= max_cells:
+                        continue
+                    count += 1
+                    stored = Rate(0.0, now, now)
+                rate = stored.decayed(now, half_life)
+            changed[key] = Rate(rate.weight + size, rate.since, rate.at)
+    return changed
+
+
+def publish(
+    summary: Summary,
+    matched: Iterable[tuple[tuple[str, ...], float, int]],
+    depths: Mapping[str, Depth],
+    now: float,
+) -> dict[str, str]:
+    """The hash fields a director writes after a pass: the waits and rates of the tickets it
+    matched ((keys, wait seconds, players) each), and the depth of every key, 0 for keys that
+    were waited in before and are empty now (at most ``MAX_CELLS`` depths: the fullest)."""
+    matched = list(matched)
+    if len(depths) > MAX_CELLS:
+        depths = dict(sorted(depths.items(), key=lambda kv: -kv[1].players)[:MAX_CELLS])
+    fields = {key: cell.encode() for key, cell in merge(summary.waits, [(k, w) for k, w, _ in matched], now).items()}
+    rates = merge_rates(summary.rates, [(k, n) for k, _, n in matched], now)
+    fields.update({RATE_PREFIX + key: rate.encode() for key, rate in rates.items()})
+    emptied = {k: Depth(0.0, now, now) for k, depth in summary.depths.items() if depth.players and k not in depths}
+    fields.update({DEPTH_PREFIX + key: depth.encode() for key, depth in {**emptied, **depths}.items()})
+    return fields
+
+
+def queue_term(
+    summary: Summary,
+    keys: Iterable[str],
+    *,
+    size: int,
+    needed: int,
+    enqueued_at: float,
+    now: float,
+    min_weight: float = MIN_WEIGHT,
+) -> float | None:
+    """Seconds until the players ahead of the ticket (at least a match's worth) have left at the
+    recent match rate of the finest key that has one; None without a fresh depth and rate."""
+    for key in keys:
+        rate = summary.rates.get(key)
+        if rate is None or rate.decayed(now).weight < min_weight:
+            continue
+        per_second = rate.per_second(now)
+        depth = summary.depths.get(key)
+        if per_second is None or depth is None or now - depth.at > DEPTH_STALE_SECONDS:
+            continue
+        ahead = depth.ahead_of(enqueued_at)
+        return max(ahead, needed - size, 0) / per_second
+    return None
+
+
+def expected_remaining(
+    summary: Summary,
+    keys: Iterable[str],
+    *,
+    size: int,
+    needed: int,
+    enqueued_at: float,
+    now: float,
+    queue_weight: float = QUEUE_WEIGHT,
+) -> float | None:
+    """Seconds the ticket may still wait: the queue term blended with the recent time to match
+    less what it waited (either alone when the other is unknown; None when neither is known)."""
+    keys = tuple(keys)
+    recent = remaining(estimate(summary.waits, keys, now), now - enqueued_at)
+    coarse = keys[1:]  # region, then queue: a band's depth over its rate is too thin to divide (module docstring)
+    queued = queue_term(summary, coarse, size=size, needed=needed, enqueued_at=enqueued_at, now=now)
+    if queued is None:
+        return recent
+    if recent is None:
+        return round(queued, 1)
+    return round(queue_weight * queued + (1 - queue_weight) * recent, 1)

@@ -15,7 +15,7 @@ proposals, parties never split.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Protocol
 
@@ -31,6 +31,9 @@ DEFAULT = DEFAULT_MATCH_FUNCTION
 class MatchFunction(Protocol):
     def __call__(self, pool: Sequence[Ticket], queue: Queue, now: float, /) -> list[Proposal]: ...
 
+
+Matcher = Callable[[Sequence[Ticket], float], list[Proposal]]
+"""A match function bound to its queue: a pool snapshot and ``now`` in, proposals out."""
 
 _loaded: dict[str, MatchFunction] = {}
 

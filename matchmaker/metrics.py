@@ -100,3 +100,46 @@ LEGACY_PLAYER_TOKENS = Counter(
     "fleetmatch_legacy_player_tokens_total",
     "Player tokens of the deprecated fmp1 format the ticket API accepted (0 for a while: no backend mints them).",
 )
+SHADOW_RUNS = Counter(
+    "fleetmatch_shadow_runs_total",
+    "Runs of a queue's shadow match function by outcome: ok, error, timeout, skipped (the previous run still going).",
+    ["queue", "outcome"],
+)
+SHADOW_SECONDS = Histogram(
+    "fleetmatch_shadow_function_seconds",
+    "Time the shadow match function took on one pool snapshot (runs that finished).",
+    ["queue"],
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+SHADOW_MATCHES = Counter(
+    "fleetmatch_shadow_matches_total",
+    "Matches proposed on the passes the shadow ran, by side: live (played) or shadow (compared only).",
+    ["queue", "side"],
+)
+SHADOW_PLAYERS = Counter(
+    "fleetmatch_shadow_players_total",
+    "Players in the matches proposed on the passes the shadow ran, by side: live or shadow.",
+    ["queue", "side"],
+)
+SHADOW_AGREED = Counter(
+    "fleetmatch_shadow_agreed_matches_total",
+    "Live proposals the shadow function proposed too (the same tickets).",
+    ["queue"],
+)
+SHADOW_AGREEMENT = Gauge(
+    "fleetmatch_shadow_agreement_ratio",
+    "Share of the last compared pass's live proposals the shadow proposed too (unchanged when live proposed none).",
+    ["queue"],
+)
+SHADOW_TICKET_WAIT = Histogram(
+    "fleetmatch_shadow_ticket_wait_seconds",
+    "Wait so far of each ticket a side would match, on the passes the shadow ran, by side: live or shadow.",
+    ["queue", "side"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+)
+SHADOW_SKILL_SPREAD = Histogram(
+    "fleetmatch_shadow_match_skill_spread",
+    "Skill spread (match quality) of each match a side proposed, on the passes the shadow ran, by side.",
+    ["queue", "side"],
+    buckets=(0, 5, 10, 25, 50, 100, 200, 400, 800),
+)

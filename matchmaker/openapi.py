@@ -272,9 +272,10 @@ OPENAPI: dict[str, Any] = {
                     "estimatedWaitSeconds": {
                         "type": ["number", "null"],
                         "minimum": 0,
-                        "description": "While queued: the seconds it may still wait (how long recent tickets of "
-                        "its queue, region and skill band took, minus what it waited already, at least 0); null "
-                        "without recent data, and once it is no longer queued",
+                        "description": "While queued: the seconds it may still wait (the players ahead of it in "
+                        "its region over the recent match rate, blended with how long recent tickets of its queue, "
+                        "region and skill band took, minus what it waited already; at least 0); null without "
+                        "recent data, and once it is no longer queued",
                     },
                     "explain": {
                         "oneOf": [{"$ref": "#/components/schemas/Explanation"}, {"type": "null"}],

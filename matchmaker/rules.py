@@ -21,6 +21,9 @@ A queue file holds one or more documents::
       allocation:                      # the GameServerAllocationSpec requested for each match
         selectors: [{matchLabels: {agones.dev/fleet: arena, region: "{region}"}}]
       acceptance: {timeoutSeconds: 20} # optional: a ready check before any server is allocated
+      shadow:                          # optional: a second function tried on the same pool, never played
+        matchFunction: default
+        rules: [{name: skill, type: distance, attribute: skill, maxDistance: 50}]
 
 What each part means (``matchmaker.matching`` implements it):
 
@@ -58,6 +61,10 @@ What each part means (``matchmaker.matching`` implements it):
   (1..600, as FlexMatch's ``AcceptanceTimeoutSeconds``) before a server is allocated
   (``matchmaker.director``); a ticket that declines or lets the time run out is cancelled, and the
   others go back to the pool at their original place.
+- **shadow**: a second match function (``matchFunction``, default ``default``) and optionally its
+  own ``rules`` (default: the live ones), run each pass on the same pool snapshot; its proposals
+  are only compared with the live ones in metrics, never claimed or played (``matchmaker.shadow``).
+  ``timeoutSeconds`` (default 1) bounds one run. Tickets are still checked against the live rules.
 - **allocation**: the allocation request made for each match. ``{region}`` in any string value is
   replaced by the match's region (only with a latency rule, which is what chooses a region).
 """
@@ -67,7 +74,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -404,6 +411,23 @@ class Acceptance:
 
 
 @dataclass(frozen=True, slots=True)
+class Shadow:
+    """A match function tried beside the live one for comparison only (A/B-testing rules safely)."""
+
+    match_function: str = DEFAULT_MATCH_FUNCTION
+    rules: tuple[Rule, ...] | None = None
+    """None: the live rules."""
+    timeout_seconds: float = 1.0
+    """One run's time bound; a run still going when the next pass comes makes that pass skip it."""
+
+    def __post_init__(self) -> None:
+        if not self.match_function.strip():
+            raise ValidationError("matchFunction", f"must name a match function, e.g. {DEFAULT_MATCH_FUNCTION}")
+        if not 0.01 <= self.timeout_seconds <= 60 or not math.isfinite(self.timeout_seconds):
+            raise ValidationError("timeoutSeconds", f"must be within 0.01..60 seconds, got {self.timeout_seconds}")
+
+
+@dataclass(frozen=True, slots=True)
 class QueueSpec:
     teams: Teams
     allocation: Mapping[str, Any]
@@ -416,6 +440,8 @@ class QueueSpec:
     """A name only: the matchmaker resolves it when its directors start (``matchmaker.app``)."""
     acceptance: Acceptance | None = None
     """None: matches go straight to allocation (no ready check)."""
+    shadow: Shadow | None = None
+    """None: no shadow match function."""
     _allocations: dict[str, GameServerAllocationSpec] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -444,6 +470,19 @@ class QueueSpec:
         if not self.match_function.strip():
             raise ValidationError("matchFunction", f"must name a match function, e.g. {DEFAULT_MATCH_FUNCTION}")
         self._check_allocation()
+        if self.shadow is not None:
+            try:
+                self.shadow_spec()
+            except ValidationError as exc:
+                raise exc.under("shadow") from None
+
+    def shadow_spec(self) -> QueueSpec | None:
+        """This spec as the shadow sees it: its function and rules, no shadow of its own."""
+        shadow = self.shadow
+        if shadow is None:
+            return None
+        rules = self.rules if shadow.rules is None else shadow.rules
+        return replace(self, match_function=shadow.match_function, rules=rules, shadow=None)
 
     def _check_allocation(self) -> None:
         if "selectors" not in self.allocation:
@@ -577,6 +616,11 @@ class Queue:
 
     def allocation_spec(self, region: str = "") -> GameServerAllocationSpec:
         return self.spec.allocation_spec(region)
+
+    def shadow_queue(self) -> Queue | None:
+        """The queue the shadow match function is given (``spec.shadow``); None without one."""
+        spec = self.spec.shadow_spec()
+        return None if spec is None else Queue(self.metadata, spec)
 
     def check_ticket(self, request: TicketRequest) -> None:
         """Refuse a ticket this queue could never match, naming the field (``players[1].latencies``)."""

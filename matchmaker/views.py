@@ -25,7 +25,7 @@ from fleetmatch.codec import to_wire
 from fleetmatch.errors import BackendError, ValidationError
 from matchmaker.auth import Principal
 from matchmaker.errors import OperatorsOnlyError
-from matchmaker.estimate import Cell, decode_cells, estimate, keys_of, remaining
+from matchmaker.estimate import Summary, decode_summary, expected_remaining, keys_of
 from matchmaker.models import Ticket, TicketState
 from matchmaker.rules import Queue
 from matchmaker.stats import OLDEST, RECENT, queue_stats
@@ -81,31 +81,38 @@ class WaitEstimates:
         ttl: float = SUMMARY_SECONDS,
     ) -> None:
         self.store, self.queues, self.clock, self.ttl = store, queues, clock, ttl
-        self._cells: dict[str, tuple[float, dict[str, Cell]]] = {}
+        self._cells: dict[str, tuple[float, Summary]] = {}
 
     async def remaining(self, ticket: Ticket) -> float | None:
-        """Seconds the ticket may still wait: the estimate for its queue, region and band, minus
-        what it waited already, at least 0; None when it is not waiting or there is no data yet."""
+        """Seconds the ticket may still wait, for its queue, region and band (``expected_remaining``:
+        the players ahead of it and recent times to match); None when it is not waiting or there is
+        no data yet."""
         if ticket.state not in _WAITING:
             return None
-        cells = await self._summary(ticket.queue)
-        if not cells:
+        summary = await self._summary(ticket.queue)
+        if not summary:
             return None
         queue = self.queues.get(ticket.queue)
-        now = self.clock()
-        expected = estimate(cells, keys_of(ticket, queue if isinstance(queue, Queue) else None), now)
-        return remaining(expected, now - ticket.enqueued_at)
+        rules = queue if isinstance(queue, Queue) else None
+        return expected_remaining(
+            summary,
+            keys_of(ticket, rules),
+            size=ticket.size,
+            needed=rules.players_needed if rules is not None else 0,
+            enqueued_at=ticket.enqueued_at,
+            now=self.clock(),
+        )
 
-    async def _summary(self, queue: str) -> dict[str, Cell]:
+    async def _summary(self, queue: str) -> Summary:
         now = self.clock()
         cached = self._cells.get(queue)
         if cached is not None and cached[0] > now:
             return cached[1]
         try:
-            cells = decode_cells(await self.store.wait_summary(queue))
+            cells = decode_summary(await self.store.wait_summary(queue))
         except BackendError as exc:  # the ticket itself was just read: an estimate is not worth a 503
             log.warning("reading the wait summary of %s failed: %s", queue, exc, extra={"queue": queue})
-            cells = cached[1] if cached is not None else {}
+            cells = cached[1] if cached is not None else Summary()
         self._cells[queue] = (now + self.ttl, cells)
         return cells
 

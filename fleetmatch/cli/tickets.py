@@ -345,6 +345,12 @@ async def _changes(url: str, token: str) -> AsyncIterator[dict[str, Any]]:
             yield doc
 
 
+def _act(ctx: click.Context, player: str | None, output: str, method: str, path: str) -> None:
+    """One call on one ticket, as ``player`` or with the stack's API key, and the ticket it answers."""
+    url, token = _credentials(settings_of(ctx), player)
+    click.echo(render_one(run(ticket_call(method, f"{url}{path}", token)), output, TICKET))
+
+
 @ticket.command("cancel")
 @click.argument("ticket_id")
 @click.option("--player", "-p", help="Cancel it as this player of the ticket (default: with the stack's API key).")
@@ -352,8 +358,7 @@ async def _changes(url: str, token: str) -> AsyncIterator[dict[str, Any]]:
 @click.pass_context
 def ticket_cancel(ctx: click.Context, ticket_id: str, player: str | None, output: str) -> None:
     """Cancel a queued ticket (one already matched, cancelled or expired is shown unchanged)."""
-    url, token = _credentials(settings_of(ctx), player)
-    click.echo(render_one(run(ticket_call("DELETE", f"{url}/v1/tickets/{ticket_id}", token)), output, TICKET))
+    _act(ctx, player, output, "DELETE", f"/v1/tickets/{ticket_id}")
 
 
 @ticket.command("accept")
@@ -363,8 +368,7 @@ def ticket_cancel(ctx: click.Context, ticket_id: str, player: str | None, output
 @click.pass_context
 def ticket_accept(ctx: click.Context, ticket_id: str, player: str | None, output: str) -> None:
     """Accept the match proposed to a ticket (queues with acceptance); 409 if none awaits its answer."""
-    url, token = _credentials(settings_of(ctx), player)
-    click.echo(render_one(run(ticket_call("POST", f"{url}/v1/tickets/{ticket_id}/accept", token)), output, TICKET))
+    _act(ctx, player, output, "POST", f"/v1/tickets/{ticket_id}/accept")
 
 
 @ticket.command("decline")
@@ -374,5 +378,4 @@ def ticket_accept(ctx: click.Context, ticket_id: str, player: str | None, output
 @click.pass_context
 def ticket_decline(ctx: click.Context, ticket_id: str, player: str | None, output: str) -> None:
     """Decline the match proposed to a ticket: it is cancelled, the match's other tickets go back."""
-    url, token = _credentials(settings_of(ctx), player)
-    click.echo(render_one(run(ticket_call("POST", f"{url}/v1/tickets/{ticket_id}/decline", token)), output, TICKET))
+    _act(ctx, player, output, "POST", f"/v1/tickets/{ticket_id}/decline")

@@ -40,6 +40,11 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "make up",
     ),
     ("README.md", "make test"): "runs the whole test suite, this test included",
+    (
+        "docs/load-testing.md",
+        "python -m loadtest.replay_waits --redis unix:///path/to/redis.sock --queues fleetmatch/demo/queues.yaml",
+    ): "needs the Redis a finished load test left (a 2000-player run takes minutes); tests/unit/test_replay_waits.py "
+    "replays tickets the same way",
     **_each(
         ("docs/kubernetes.md",),
         _CLUSTER,

@@ -19,6 +19,7 @@ from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.codec import to_wire
 from fleetmatch.models import PortStatus
 from matchmaker.director import Director
+from matchmaker.estimate import decode_summary
 from matchmaker.matching import find_matches
 from matchmaker.models import Proposal, Ticket
 from matchmaker.rules import Queue
@@ -135,8 +136,10 @@ async def test_estimates_appear_once_matches_were_made(api: Api, allocator: str)
     assert 10 <= again.body["estimatedWaitSeconds"] <= 13
     matched = await api.call("GET", f"/v1/tickets/{first['id']}", as_="key")
     assert (matched.body["state"], matched.body["estimatedWaitSeconds"]) == ("matched", None)
-    cells = await api.store.wait_summary("duel")
-    assert set(cells) == {"eu|15", "eu|*", "*|*"}  # best region eu; band 1500 // 100
+    summary = decode_summary(await api.store.wait_summary("duel"))
+    keys = {"eu|15", "eu|*", "*|*"}  # best region eu; band 1500 // 100
+    assert (set(summary.waits), set(summary.rates)) == (keys, keys)
+    assert summary.depths == {}  # the pass matched all 8: nobody waits behind them
 
 
 async def test_tickets_blocked_by_rule_are_gauged(api: Api, allocator: str) -> None:

@@ -7,13 +7,28 @@ import math
 import pytest
 
 from matchmaker.estimate import (
+    DEPTH_PREFIX,
+    DEPTH_STALE_SECONDS,
     HALF_LIFE_SECONDS,
+    MAX_CELLS,
+    QUEUE_WEIGHT,
+    RATE_HALF_LIFE_SECONDS,
+    RATE_PREFIX,
     Cell,
+    Depth,
+    Rate,
+    Summary,
     band,
     decode_cells,
+    decode_summary,
+    depths_of,
     estimate,
+    expected_remaining,
     keys_of,
     merge,
+    merge_rates,
+    publish,
+    queue_term,
     remaining,
 )
 from matchmaker.models import Player, Ticket
@@ -141,3 +156,112 @@ def test_cells_round_trip_and_garbage_is_skipped() -> None:
 )
 def test_remaining(expected: float | None, waited: float, left: float | None) -> None:
     assert remaining(expected, waited) == left
+
+
+# -- the queue ahead (``expected_remaining``) ------------------------------------------------------
+
+KEYS = ("eu|7", "eu|*", "*|*")
+
+
+@pytest.mark.parametrize(
+    ("enqueued_at", "ahead"),
+    [
+        pytest.param(NOW + 1, 30.0, id="queued-after-the-count: all ahead"),
+        pytest.param(NOW - 10, 15.0, id="half-way: half ahead"),
+        pytest.param(NOW - 30, 0.0, id="the-oldest: none ahead"),
+        pytest.param(NOW - 99, 0.0, id="older-than-the-oldest: none ahead"),
+    ],
+)
+def test_players_ahead_spread_evenly_since_the_oldest(enqueued_at: float, ahead: float) -> None:
+    assert Depth(30.0, NOW - 20, NOW).ahead_of(enqueued_at) == pytest.approx(ahead)
+
+
+def test_a_steady_rate_is_measured_young_and_old() -> None:
+    rates: dict[str, Rate] = {}
+    start = NOW
+    for second in range(1, 121):  # 8 players matched every second for two minutes
+        rates = {**rates, **merge_rates(rates, [(("q",), 8)], start + second)}
+        if second == 5:
+            assert rates["q"].per_second(start + second) is None  # 40 players over 4 s is not yet a rate
+        if second == 15:
+            assert rates["q"].per_second(start + second) == pytest.approx(8.0, rel=0.1)
+    assert rates["q"].per_second(start + 120) == pytest.approx(8.0, rel=0.1)
+    assert rates["q"].per_second(start + 120 + RATE_HALF_LIFE_SECONDS) == pytest.approx(4.0, rel=0.1)  # none since
+
+
+def test_summary_fields_round_trip_and_garbage_is_skipped() -> None:
+    depth, rate, cell = Depth(4.0, NOW - 3, NOW), Rate(6.0, NOW - 9, NOW), Cell(3.0, 1.5, NOW)
+    fields = {
+        "eu|7": cell.encode(),
+        DEPTH_PREFIX + "eu|7": depth.encode(),
+        RATE_PREFIX + "eu|7": rate.encode(),
+        DEPTH_PREFIX + "bad": "1 2",
+        RATE_PREFIX + "worse": "-1 0 0",
+    }
+    assert decode_summary(fields) == Summary({"eu|7": cell}, {"eu|7": depth}, {"eu|7": rate})
+    assert decode_cells(fields) == {"eu|7": cell}  # the old reader never takes a depth for a wait
+
+
+def test_depths_count_players_by_key_with_the_oldest() -> None:
+    depths = depths_of([(("a", "*"), 2, NOW - 5), (("b", "*"), 1, NOW - 9), (("a", "*"), 3, NOW - 1)], NOW)
+    assert depths == {"a": Depth(5.0, NOW - 5, NOW), "b": Depth(1.0, NOW - 9, NOW), "*": Depth(6.0, NOW - 9, NOW)}
+
+
+def test_publish_zeroes_a_key_nobody_waits_in_any_more() -> None:
+    before = Summary(depths={"a": Depth(3.0, NOW - 5, NOW - 1), "gone": Depth(0.0, NOW, NOW)})
+    fields = publish(before, [(("b",), 2.0, 2)], {"b": Depth(1.0, NOW, NOW)}, NOW)
+    after = decode_summary(fields)
+    assert {k: d.players for k, d in after.depths.items()} == {"a": 0.0, "b": 1.0}  # "gone" is not rewritten
+    assert set(after.waits) == set(after.rates) == {"b"}
+
+
+def summary_of(players: float, per_second: float, *, waits: tuple[float, ...] = (), depth_at: float = NOW) -> Summary:
+    """A queue where ``players`` wait under every key and ``per_second`` players have matched for a minute."""
+    rate = Rate(per_second * HALF_LIFE_SECONDS, NOW - HALF_LIFE_SECONDS, NOW)  # exposure of 60 s at 15 s half-life
+    rate = Rate(rate.weight * (1 - 0.5**4) * RATE_HALF_LIFE_SECONDS / math.log(2) / HALF_LIFE_SECONDS, rate.since, NOW)
+    return Summary(
+        waits=cells_of(*waits) if waits else {},
+        depths=dict.fromkeys(KEYS, Depth(players, NOW - 10, depth_at)),
+        rates=dict.fromkeys(KEYS, rate),
+    )
+
+
+@pytest.mark.parametrize(
+    ("summary", "size", "expected"),
+    [
+        pytest.param(summary_of(40, 4.0), 1, 10.0, id="40-ahead-at-4-per-second"),
+        pytest.param(summary_of(2, 4.0), 1, 7 / 4, id="sparse: a match needs 7 more"),
+        pytest.param(summary_of(2, 4.0), 4, 4 / 4, id="a party of 4 needs 4 more"),
+        pytest.param(summary_of(40, 4.0, depth_at=NOW - DEPTH_STALE_SECONDS - 1), 1, None, id="stale-depth"),
+        pytest.param(Summary(depths={"eu|7": Depth(40, NOW, NOW)}), 1, None, id="no-rate-yet"),
+    ],
+)
+def test_queue_term(summary: Summary, size: int, expected: float | None) -> None:
+    result = queue_term(summary, KEYS, size=size, needed=8, enqueued_at=NOW + 0.1, now=NOW + 0.1)
+    assert result == (None if expected is None else pytest.approx(expected, rel=0.02))
+
+
+def test_expected_remaining_blends_and_falls_back() -> None:
+    both = expected_remaining(
+        summary_of(40, 4.0, waits=(2.0, 2.0, 2.0)), KEYS, size=1, needed=8, enqueued_at=NOW, now=NOW
+    )
+    assert both == pytest.approx(QUEUE_WEIGHT * 10.0 + (1 - QUEUE_WEIGHT) * 2.0, abs=0.1)
+    only_recent = expected_remaining(
+        Summary(waits=cells_of(2.0, 2.0, 2.0)), KEYS, size=1, needed=8, enqueued_at=NOW, now=NOW
+    )
+    assert only_recent == pytest.approx(2.0)
+    assert expected_remaining(Summary(), KEYS, size=1, needed=8, enqueued_at=NOW, now=NOW) is None
+
+
+def test_the_queue_term_is_taken_by_region_not_band() -> None:
+    by_band = summary_of(40, 4.0, waits=(2.0, 2.0, 2.0))
+    thin = Summary(by_band.waits, {"eu|7": by_band.depths["eu|7"]}, {"eu|7": by_band.rates["eu|7"]})
+    assert expected_remaining(thin, KEYS, size=1, needed=8, enqueued_at=NOW, now=NOW) == pytest.approx(2.0)
+
+
+def test_publish_keeps_the_fullest_depths_only() -> None:
+    depths = {f"b{i}": Depth(float(i), NOW, NOW) for i in range(1, MAX_CELLS + 11)}
+    fields = publish(Summary(), [], depths, NOW)
+    kept = decode_summary(fields).depths
+    assert len(kept) == MAX_CELLS
+    assert min(d.players for d in kept.values()) == 11.0  # the 10 emptiest were left out

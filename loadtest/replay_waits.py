@@ -1,0 +1,133 @@
+"""Replay a finished run's tickets through two wait estimators: the same arrivals, the same truth.
+
+A load test measures only the estimator the server ran. To put another beside it on the *same*
+run, this reads every ticket a run left in its Redis (the ticket store keeps finished tickets for
+its retention: enqueue time, players, state, and when each finished) and replays the queue in
+virtual time: a director pass every ``tick`` seconds publishes the summary (``publish``, as
+``matchmaker.waits`` does, from the tickets that finished matched in that tick and the pool then),
+and each ticket is estimated at its enqueue time as a frontend does, the old way (recent times to
+match alone: ``estimate`` then ``remaining``) and the new (``expected_remaining``). The truth is the
+server's (enqueue to match), not the client's (which adds ticket creation and the assignment push),
+so the figures sit close to, not exactly on, the load test's::
+
+    python -m loadtest.replay_waits --redis unix:///path/to/redis.sock --queues fleetmatch/demo/queues.yaml
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from loadtest.collect import relative_error, wait_estimate_summary
+from matchmaker.estimate import decode_summary, depths_of, estimate, expected_remaining, keys_of, publish, remaining
+from matchmaker.models import Ticket
+from matchmaker.rules import Queue, load_queues
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One ticket as the run left it: ``finished`` is when it was matched (None: it never was)."""
+
+    ticket: Ticket
+    finished: float | None
+
+
+def replay(records: Sequence[Record], queue: Queue | None, *, tick: float = 0.5) -> dict[str, dict[str, Any]]:
+    """``{"old": ..., "new": ...}``, each as the load test's ``waitEstimate`` (``wait_estimate_summary``)."""
+    if not records:
+        return {name: wait_estimate_summary([], 0) for name in ("old", "new")}
+    needed = queue.players_needed if queue is not None else 0
+    keyed = sorted(((r, keys_of(r.ticket, queue)) for r in records), key=lambda rk: rk[0].ticket.enqueued_at)
+    stored: dict[str, str] = {}
+    errors: dict[str, list[float]] = {"old": [], "new": []}
+    unestimated = {"old": 0, "new": 0}
+    now = keyed[0][0].ticket.enqueued_at
+    end = max(r.finished or r.ticket.enqueued_at for r, _ in keyed) + tick
+    arrived = 0
+    while now < end:
+        now += tick
+        summary = decode_summary(stored)
+        while arrived < len(keyed) and keyed[arrived][0].ticket.enqueued_at <= now:
+            record, keys = keyed[arrived]
+            arrived += 1
+            if record.finished is None:
+                continue
+            at, waited = record.ticket.enqueued_at, record.finished - record.ticket.enqueued_at
+            old = remaining(estimate(summary.waits, keys, at), 0.0)
+            new = expected_remaining(summary, keys, size=record.ticket.size, needed=needed, enqueued_at=at, now=at)
+            for name, value in (("old", old), ("new", new)):
+                if value is None:
+                    unestimated[name] += 1
+                else:
+                    errors[name].append(relative_error(value, waited))
+        matched = [
+            (keys, r.finished - r.ticket.enqueued_at, r.ticket.size)
+            for r, keys in keyed[:arrived]
+            if r.finished is not None and now - tick < r.finished <= now
+        ]
+        waiting = [
+            (keys, r.ticket.size, r.ticket.enqueued_at)
+            for r, keys in keyed[:arrived]
+            if r.finished is None or r.finished > now
+        ]
+        stored.update(publish(summary, matched, depths_of(waiting, now), now))
+    return {name: wait_estimate_summary(errors[name], unestimated[name]) for name in ("old", "new")}
+
+
+async def read_records(url: str, queue: str) -> list[Record]:
+    """Every ticket of ``queue`` still in the store at ``url``, with when it finished matched."""
+    import redis.asyncio as aioredis
+
+    from matchmaker.tickets import Keys, RedisTicketStore
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        store = RedisTicketStore(client)
+        keys = Keys.of(queue)
+        bodies: Any = await client.hkeys(keys.bodies)
+        finished: Any = await client.zrange(keys.done, 0, -1, withscores=True)
+        ids = [i.decode() for i in bodies]
+        done: dict[str, float] = {i.decode(): float(score) for i, score in finished}
+        records = []
+        for tid in ids:
+            ticket = await store.get(tid)
+            matched = ticket.state == "matched" and tid in done
+            records.append(Record(ticket, done[tid] if matched else None))
+        return records
+    finally:
+        await client.aclose()
+
+
+def compare(records_by_queue: Mapping[str, Sequence[Record]], queues: Mapping[str, Queue]) -> dict[str, Any]:
+    """Both estimators over every queue's tickets, and per queue."""
+    per_queue = {name: replay(records, queues.get(name)) for name, records in records_by_queue.items()}
+    merged: dict[str, Any] = {}
+    for name in ("old", "new"):
+        estimated = sum(q[name]["estimated"] for q in per_queue.values())
+        within = sum(q[name]["within"] for q in per_queue.values())
+        merged[name] = {
+            "estimated": estimated,
+            "within": within,
+            "withinPercent": round(100 * within / estimated, 1) if estimated else None,
+        }
+    return {"all": merged, "queues": per_queue}
+
+
+@click.command()
+@click.option("--redis", "url", required=True, help="The run's Redis (redis:// or unix://).")
+@click.option("--queues", "queues_file", type=click.Path(path_type=Path), required=True, help="The run's queue rules.")
+def main(url: str, queues_file: Path) -> None:
+    """Print both estimators' figures for the run's tickets, as JSON."""
+    queues = load_queues(queues_file)
+    records = {name: asyncio.run(read_records(url, name)) for name in queues}
+    click.echo(json.dumps(compare(records, queues), indent=1))
+
+
+if __name__ == "__main__":
+    main()
