@@ -246,6 +246,7 @@ SCRAPED = (
     "fleetmatch_allocation_seconds",
     "fleetmatch_tickets",
     "fleetmatch_match_allocation_failures",
+    "fleetmatch_match_proposals",
     *(name for names in QUALITY.values() for name, _ in names),
 )
 """The metric families the scraper reads (name prefixes): every metric name it knows is here or in
@@ -275,6 +276,8 @@ class ScrapeSample:
     """``fleetmatch_tickets_total`` by (queue, event)."""
     allocation_failures: Mapping[tuple[str, ...], float] = field(default_factory=dict)
     """``fleetmatch_match_allocation_failures_total`` by (queue, reason)."""
+    proposals: Mapping[tuple[str, ...], float] = field(default_factory=dict)
+    """``fleetmatch_match_proposals_total`` by (queue, outcome): ready checks."""
     quality: Mapping[str, Mapping[float, float]] = field(default_factory=dict)
 
     @classmethod
@@ -286,6 +289,7 @@ class ScrapeSample:
             allocation=_buckets(samples, "fleetmatch_allocation_seconds", result="Allocated"),
             tickets=_by(samples, "fleetmatch_tickets_total", "queue", "event"),
             allocation_failures=_by(samples, "fleetmatch_match_allocation_failures_total", "queue", "reason"),
+            proposals=_by(samples, "fleetmatch_match_proposals_total", "queue", "outcome"),
             quality={key: _quality(samples, names) for key, names in QUALITY.items()},
         )
 
@@ -607,6 +611,17 @@ class Collector:
         for (_, reason), value in span.items():
             reasons[reason] = reasons.get(reason, 0.0) + value
         return {k: round(v) for k, v in sorted(reasons.items()) if v}
+
+    def proposal_outcomes(self, queues: Iterable[str]) -> dict[str, float] | None:
+        """Ready-check outcomes the matchmaker counted on ``queues`` during the run (None: not scraped)."""
+        span = self._span(lambda s: s.proposals)
+        if span is None:
+            return None
+        wanted, outcomes = set(queues), dict.fromkeys(("proposed", "accepted", "declined", "timed-out"), 0.0)
+        for (queue, outcome), value in span.items():
+            if queue in wanted:
+                outcomes[outcome] = outcomes.get(outcome, 0.0) + value
+        return outcomes
 
     def quality(self) -> dict[str, Any]:
         """Match-quality histograms of the matches made during the run (null: none seen)."""

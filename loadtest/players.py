@@ -26,7 +26,16 @@ either ``done`` or ``failed`` with one of these kinds:
 ``server-error``     5xx, an unreachable API, a malformed answer, or an ``error`` from the game
 ``other``            anything else (a 4xx other than auth, a join refused for another reason, a hard
                      stop between the match and the join, a bug), always with a message
+``declined``         by choice: the party declined a proposed match (scenario ``acceptance.declineRate``)
+``not-accepted``     by choice: the party never answered a proposed match (``silentRate``) and the
+                     server cancelled its ticket at the deadline
 ===================  ===========================================================================
+
+**Ready checks.** A ticket of a queue with acceptance may be ``proposed`` a match before it is
+matched: the party answers (``POST /v1/tickets/{id}/accept`` or ``/decline``, after its
+``answer_delay``) or stays silent, as its spec says, and keeps following the ticket: declined or not
+accepted in time, it ends; the match fell through because of someone else, it is back in the pool
+and waits for the next one. ``Party.proposals`` keeps each proposal, the answer and how it ended.
 
 Credentials: with the player-token secret every member gets a minted token; the leader's opens
 the ticket and each member reads the matched ticket with its own token to learn its connection
@@ -53,6 +62,7 @@ import aiohttp
 
 from examples.udp_game.client import GameClient, GameServerError, NoReplyError, RejectedError
 from examples.udp_game.game import BAD_TOKEN, NOT_ALLOCATED
+from fleetmatch.tasks import cancel_and_wait
 from matchmaker.auth import DEFAULT_AUDIENCE, mint_player_token
 
 log = logging.getLogger(__name__)
@@ -83,6 +93,12 @@ class FailureKind(StrEnum):
     REJECTED_TOKEN = "rejected-token"
     SERVER_ERROR = "server-error"
     OTHER = "other"
+    DECLINED = "declined"
+    NOT_ACCEPTED = "not-accepted"
+
+
+CHOSEN_FAILURES = frozenset({FailureKind.DECLINED, FailureKind.NOT_ACCEPTED})
+"""Failures the scenario asked for (players who decline or ignore a ready check), not the service's."""
 
 
 # Latency names, as the collector keeps them.
@@ -100,9 +116,11 @@ NO_CAPACITY_WINDOW_MIN = 5.0
 class PlayerFailure(Exception):
     """Ends a player's (or a whole party's) life with a classified failure."""
 
-    def __init__(self, kind: FailureKind, message: str) -> None:
+    def __init__(self, kind: FailureKind, message: str, status: int | None = None) -> None:
         self.kind = kind
         self.message = message
+        self.status = status
+        """The HTTP status that caused it, if any."""
         super().__init__(f"{kind}: {message}")
 
 
@@ -121,6 +139,10 @@ class PlayerLike(Protocol):
     @property
     def latencies(self) -> Mapping[str, float]: ...
 
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Roles offered in a queue with role slots (none: any, or a queue without)."""
+
 
 class PartyLike(Protocol):
     """One arrival of the scenario (``loadtest.scenario.PartySpec`` is one)."""
@@ -138,7 +160,16 @@ class PartyLike(Protocol):
     @property
     def session_seconds(self) -> float: ...
 
+    @property
+    def answer(self) -> str:
+        """``accept``, ``decline`` or ``silent``: what the party does when a match is proposed."""
 
+    @property
+    def answer_delay(self) -> float:
+        """Seconds the party takes to answer a proposed match."""
+
+
+ACCEPT, DECLINE, SILENT = "accept", "decline", "silent"
 CLIENT_KINDS = ("sse", "websocket", "longpoll")
 
 
@@ -167,6 +198,19 @@ class SimPlayer:
     @property
     def final(self) -> bool:
         return self.phase in FINAL
+
+
+@dataclass(slots=True)
+class ProposalSeen:
+    """A match proposed to a party's ticket: what the party answered and how it ended for it."""
+
+    match_id: str
+    answer: str = "none"
+    """``accepted``, ``declined`` (200), ``silent``, ``cancelled`` (the party cancelled its ticket
+    meanwhile: the server counts it a decline), ``late`` (409: the match had fallen through or its
+    deadline passed), ``failed`` (another error), ``none`` (not answered yet)."""
+    outcome: str = "open"
+    """``matched`` (into this match), ``requeued`` (back in the pool), ``cancelled`` (the ticket)."""
 
 
 class PartyObserver(Protocol):
@@ -304,6 +348,8 @@ def _state(doc: Any, what: str) -> str:
 
 
 OPEN_STATES = frozenset({"queued"})
+WAITING_STATES = frozenset({"queued", "proposed"})
+"""States of a ticket not matched yet (its party still waits, and may cancel it)."""
 
 
 class Party:
@@ -336,6 +382,8 @@ class Party:
         self.ticket_id: str | None = None
         self.ticket_open = False
         self.assignment: Mapping[str, Any] | None = None
+        self.proposals: list[ProposalSeen] = []
+        self._answers: set[asyncio.Task[None]] = set()
         self._sent = 0.0
         """When the ticket was sent (monotonic): time-to-match counts from here, as a player feels it."""
         self._game: GameClient | None = None
@@ -393,6 +441,7 @@ class Party:
             log.exception("party %d failed unexpectedly", self.index)
             self._fail_all(FailureKind.OTHER, f"unexpected {type(exc).__name__}: {exc}")
         finally:
+            await cancel_and_wait(*self._answers)
             if self._game is not None:
                 await self._game.close()
                 self._game = None
@@ -402,16 +451,34 @@ class Party:
         doc = await self._await_match(doc)
         state = _state(doc, "ticket")
         if state != "matched":
+            await self._answered()
             reason = doc.get("reason") or "no reason given"
-            self._fail_all(FailureKind.NO_CAPACITY, f"ticket {self.ticket_id} {state} by the server: {reason}")
+            self._fail_all(*self._ended_without_match(state, reason))
             return
         await self._play(doc)
+
+    def _ended_without_match(self, state: str, reason: str) -> tuple[FailureKind, str]:
+        """Why a ticket ended unmatched: as the party chose (declined, silent), or the server's doing."""
+        what = f"ticket {self.ticket_id} {state} by the server: {reason}"
+        last = self.proposals[-1] if self.proposals else None
+        if last is not None and last.answer == "declined":
+            return FailureKind.DECLINED, f"declined match {last.match_id} as the scenario asked"
+        if last is not None and last.outcome == "cancelled":
+            if self.spec.answer == SILENT:
+                return FailureKind.NOT_ACCEPTED, f"did not answer match {last.match_id} as the scenario asked"
+            return FailureKind.OTHER, f"{what} (its answer to match {last.match_id}: {last.answer})"
+        return FailureKind.NO_CAPACITY, what
 
     async def _open_ticket(self) -> dict[str, Any]:
         body = {
             "queue": self.spec.queue,
             "players": [
-                {"id": p.id, "attributes": dict(p.attributes), "latencies": dict(p.latencies)}
+                {
+                    "id": p.id,
+                    "attributes": dict(p.attributes),
+                    "latencies": dict(p.latencies),
+                    **({"roles": list(p.roles)} if p.roles else {}),
+                }
                 for p in self.spec.players
             ],
         }
@@ -439,7 +506,7 @@ class Party:
         assignment = doc.get("assignment")
         match_id = assignment.get("matchId") if isinstance(assignment, dict) else None
         assert self.ticket_id is not None
-        self.ticket_open = state in OPEN_STATES
+        self.ticket_open = state in WAITING_STATES
         self.observer.ticket_seen(
             self.ticket_id, state, match_id if isinstance(match_id, str) else None, time.monotonic()
         )
@@ -461,9 +528,11 @@ class Party:
                     final = await self._follow()
             except TimeoutError:
                 return await self._give_up()
-            if final is not None:
+            if final is not None and not self._waiting(final, "ticket"):
                 self._matched_at(final)
                 return final
+            if final is not None:
+                continue  # a long-poll answered with a proposal (or a return to the pool): not a restart
             restarts += 1
             if restarts > self.settings.max_stream_restarts:
                 raise PlayerFailure(
@@ -472,11 +541,87 @@ class Party:
             await asyncio.sleep(min(1.0, 0.1 * restarts))
 
     def _matched_at(self, doc: dict[str, Any]) -> None:
-        if self._seen(doc) == "matched":
+        state = self._seen(doc)
+        if state == "matched":
             now = time.monotonic()
             assignment = _assignment(doc, f"ticket {self.ticket_id}")
             assert self.ticket_id is not None
+            self.assignment = assignment
+            self._settle_proposal("matched" if self._proposal(assignment["matchId"]) else "requeued")
             self.observer.matched(self.ticket_id, assignment["matchId"], len(self.players), now - self._sent, now)
+        else:
+            self._settle_proposal("cancelled")
+
+    # -- ready checks ---------------------------------------------------------------------------
+
+    def _proposal(self, match_id: str) -> ProposalSeen | None:
+        return next((p for p in self.proposals if p.match_id == match_id), None)
+
+    def _settle_proposal(self, outcome: str) -> None:
+        """How the last proposal ended for this ticket (once: later changes are not about it)."""
+        if self.proposals and self.proposals[-1].outcome == "open":
+            self.proposals[-1].outcome = outcome
+
+    def _waiting(self, doc: dict[str, Any], what: str) -> bool:
+        """Whether the ticket still waits for its match. A proposal is answered as the spec says
+        (once per match); back in the pool after one, the proposal is settled ``requeued``."""
+        state = _state(doc, what)
+        if state == "queued":
+            if self.proposals and self.proposals[-1].outcome == "open":
+                self._seen(doc)
+                self._settle_proposal("requeued")
+            return True
+        if state != "proposed":
+            return False
+        self._seen(doc)
+        proposal = doc.get("proposal")
+        match_id = proposal.get("matchId") if isinstance(proposal, dict) else None
+        if not isinstance(match_id, str) or self._proposal(match_id) is not None:
+            return True
+        self._settle_proposal("requeued")  # an earlier one we did not see end
+        seen = ProposalSeen(match_id)
+        self.proposals.append(seen)
+        if self.spec.answer == SILENT:
+            seen.answer = "silent"
+        else:
+            task = asyncio.create_task(self._answer(seen), name=f"loadtest.party[{self.index}].answer")
+            self._answers.add(task)
+            task.add_done_callback(self._answers.discard)
+        return True
+
+    async def _answer(self, seen: ProposalSeen) -> None:
+        """Accept or decline ``seen`` after the party's delay; never raises (the stream goes on)."""
+        await asyncio.sleep(self.spec.answer_delay)
+        verb = "decline" if self.spec.answer == DECLINE else "accept"
+        path = f"/v1/tickets/{self.ticket_id}/{verb}"
+        # With player tokens each member of a party accepts for themselves (the ticket accepts once
+        # all have); one declining is enough. With an API key, one answer stands for the ticket.
+        answering: list[str | None]
+        if verb == "accept" and self.credentials.per_player:
+            answering = [p.id for p in self.spec.players]
+        else:
+            answering = [self.credentials.reader(self.leader)]
+        try:
+            docs = await asyncio.gather(*(self._request("POST", path, who, idempotent=True) for who in answering))
+            doc = docs[-1]
+        except PlayerFailure as exc:
+            seen.answer = "late" if exc.status == 409 else "failed"
+            if seen.answer == "failed":
+                log.warning("party %d: %s match %s: %s", self.index, verb, seen.match_id, exc.message)
+            return
+        seen.answer = "declined" if verb == "decline" else "accepted"
+        if self._seen(doc) == "cancelled":
+            self._settle_proposal("cancelled")
+
+    async def _answered(self) -> None:
+        """Let answers in flight land (bounded) before the party's end is judged on them."""
+        if self._answers:
+            await asyncio.wait(set(self._answers), timeout=self.settings.cleanup_seconds)
+
+    def _cancelling(self) -> None:
+        """The party cancels its ticket: a proposal still open counts as declined on the server."""
+        if self.proposals and self.proposals[-1].outcome == "open" and self.proposals[-1].answer != "declined":
+            self.proposals[-1].answer = "cancelled"
 
     async def _give_up(self) -> dict[str, Any]:
         """Cancel the ticket; a ticket matched meanwhile is still played (DELETE returns it as is)."""
@@ -500,8 +645,10 @@ class Party:
         raise PlayerFailure(FailureKind.MATCH_TIMEOUT, f"not matched within {wait:g}s (ticket cancelled)")
 
     async def _cancel_ticket(self) -> dict[str, Any]:
+        self._cancelling()
         doc = await self._request("DELETE", f"/v1/tickets/{self.ticket_id}", self.credentials.reader(self.leader))
-        self._seen(doc)
+        if self._seen(doc) == "cancelled":
+            self._settle_proposal("cancelled")
         return doc
 
     # -- following the ticket -------------------------------------------------------------------
@@ -511,8 +658,7 @@ class Party:
         reader = self.credentials.reader(self.leader)
         if self.spec.client == "longpoll":
             wait = max(1.0, min(self.settings.longpoll_wait, 60.0))
-            doc = await self._request("GET", f"/v1/tickets/{self.ticket_id}?wait={wait:g}", reader, total=wait + 30)
-            return doc if _state(doc, "long-poll") not in OPEN_STATES else None
+            return await self._request("GET", f"/v1/tickets/{self.ticket_id}?wait={wait:g}", reader, total=wait + 30)
         url = f"{self.base}/v1/tickets/{self.ticket_id}/events"
         headers = {"Authorization": f"Bearer {self.credentials.bearer(reader)}"}
         try:
@@ -546,7 +692,7 @@ class Party:
                     continue
                 if data and event in ("", "ticket"):
                     doc = _parse("SSE", "\n".join(data))
-                    if _state(doc, "SSE") not in OPEN_STATES:
+                    if not self._waiting(doc, "SSE"):
                         return doc
                 event, data = "", []
         return None
@@ -556,7 +702,7 @@ class Party:
             async for message in ws:
                 if message.type is aiohttp.WSMsgType.TEXT:
                     doc = _parse("WebSocket", message.data)
-                    if _state(doc, "WebSocket") not in OPEN_STATES:
+                    if not self._waiting(doc, "WebSocket"):
                         return doc
                 elif message.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                     break
@@ -595,7 +741,9 @@ class Party:
                     if resp.status == 429 and '"RateLimited"' in body:
                         retry_in = min(5.0, float(resp.headers.get("Retry-After", "1") or 1))
                     elif resp.status != 503 or not idempotent:
-                        raise PlayerFailure(classify_status(resp.status), f"{what}: HTTP {resp.status} {body}")
+                        raise PlayerFailure(
+                            classify_status(resp.status), f"{what}: HTTP {resp.status} {body}", resp.status
+                        )
             except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
                 if not idempotent or attempt == 3:
                     raise PlayerFailure(FailureKind.SERVER_ERROR, f"{what}: {type(exc).__name__}: {exc}") from None

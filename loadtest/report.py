@@ -82,6 +82,7 @@ from loadtest.charts import (
     tick_label,
     words,
 )
+from loadtest.features import feature_html, feature_lines
 from loadtest.headline import CSS as HEADLINE_CSS
 from loadtest.headline import banner_html, card_note, comparison_html, comparison_lines, verdict_lines
 from loadtest.timeline import Timeline, bucket_note, percentile_chart, unit_for
@@ -488,6 +489,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         *_beside(_section("Summary", _summary_table(report)), comparison_html(report)),
         *_timeline_sections(timeline),
         _queue_section(summary),
+        feature_html(summary.get("features")),
         _estimate_section(summary),
         '<div class="grid2">',
         *_latency_sections(report, timeline),
@@ -541,6 +543,7 @@ def summary_text(report: Mapping[str, Any]) -> str:
     for key, what, _ in CLIENT_LATENCIES:
         if isinstance(latencies.get(key), Mapping):
             lines.append(_line(what, _percentiles_text(latencies[key])))
+    lines += [_line(label, text) for label, text in feature_lines(summary.get("features"))]
     if alloc:
         lines.append(_line("allocation", _percentiles_text(alloc)))
     if isinstance(summary.get("readyBuffer"), Mapping):

@@ -35,7 +35,7 @@ import math
 import resource
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ from fleetmatch.errors import ConfigError
 from fleetmatch.settings import DEFAULT_PLAYER_TOKEN_AUDIENCE
 from fleetmatch.tasks import cancel_and_wait, supervised
 from loadtest.collect import TIME_TO_MATCH, Collector, MetricsScraper
+from loadtest.features import features
 from loadtest.players import (
     ASSIGNMENT_PUSH,
     TICKET_CREATE,
@@ -330,6 +331,7 @@ def build_report(
     server_tickets: dict[str, Any] | None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     previous: Mapping[str, Any] | None = None,
+    parties: Sequence[Party] = (),
 ) -> dict[str, Any]:
     """The report document (``loadtest.report`` renders it; keys are part of its contract), with
     its verdict (``loadtest.verdict``) and, given ``previous`` (``load_previous``), the figures
@@ -371,6 +373,7 @@ def build_report(
             "allocationFailures": collector.allocation_failures(),
             "metricsGaps": list(collector.gaps),
             "errorsDropped": collector.errors_dropped,
+            "features": _features(scenario, collector, parties),
         },
         "timeline": collector.timeline(ended),
         "quality": collector.quality(),
@@ -380,6 +383,12 @@ def build_report(
     if previous is not None:
         report["previous"] = dict(previous)
     return report
+
+
+def _features(scenario: Scenario, collector: Collector, parties: Sequence[Party]) -> dict[str, Any]:
+    queues = scenario.spec.queues
+    asked = [name for name, mix in queues.items() if mix.acceptance is not None]
+    return features(parties, queues, collector.proposal_outcomes(asked) if asked else None)
 
 
 def _write(report: dict[str, Any], out_dir: Path) -> None:
@@ -485,6 +494,7 @@ async def run_loadtest(
         server_tickets=server_tickets,
         thresholds=thresholds,
         previous=previous,
+        parties=run.parties,
     )
     _write(report, out_dir)
     if interrupted:

@@ -20,6 +20,10 @@ A scenario file holds one document::
       queues:                                   # queue -> share of the tickets (parties), optionally its own parties
         duel: {weight: 1, parties: {1: 1}}
         4v4: {weight: 2}
+        dungeon:                                # optional, per queue (loadtest/scenarios/features-*.yaml):
+          acceptance: {declineRate: 0.1, silentRate: 0.1, delaySeconds: 0.2}   # how tickets answer a ready check
+          roles: [{roles: [tank], weight: 1}, {roles: [dps, healer], weight: 2}] # what each player offers
+          match: {teams: 2, roles: {tank: 1, healer: 1, dps: 3}}                # what every match must be
       attributes:                               # player attribute -> distribution
         skill: {distribution: normal, mean: 1500, stddev: 200, min: 0}
       regions:                                  # region -> latency in ms; at least one
@@ -57,6 +61,17 @@ What each part means:
   ``min``/``max``. Attributes may be words (``constant``/``choice`` of strings); latencies and
   session lengths must be numbers. Every player reports a latency to every region (clamped to
   0..60000 ms). Each player of a party is drawn independently.
+- **acceptance** (per queue, for a queue with a ready check): each *ticket* draws once whether it
+  declines (``declineRate``: every match proposed to it, so its ticket is cancelled), stays silent
+  (``silentRate``: never answers, the server cancels it at the deadline) or accepts after
+  ``delaySeconds``. Players who decline or stay silent end failed ``declined`` / ``not-accepted``:
+  by choice, so the verdict's failure rate leaves them out.
+- **roles** (per queue): each player draws one offer (roles it may play, by weight); players of a
+  party draw independently, so parties span roles (a party that could not take distinct slots of
+  one team, which the ticket API refuses, draws again).
+- **match** (per queue): what every match must be, ``teams`` teams of ``teamSize`` players (default:
+  the sum of ``roles``, the slots per team). The verdict checks every match its players saw: full,
+  every role slot filled, and every player in a role it offered (``summary.features``).
 - **sessionSeconds**: how long a matched player plays before leaving (one draw per party).
 - **clients**: how a party awaits its assignment: Server-Sent Events, WebSocket, or long-poll GET.
 - **limits**: safety caps the scenario may not exceed (checked at load time); they may not exceed
@@ -90,7 +105,10 @@ from fleetmatch.errors import ValidationError
 from fleetmatch.models import ObjectMeta
 from fleetmatch.names import namespace_error
 from fleetmatch.yamlsrc import load_documents
-from matchmaker.models import MAX_PARTY, Player
+from matchmaker.composition import assign_roles
+from matchmaker.models import MAX_PARTY, MAX_ROLES, Player
+from matchmaker.rules import MAX_PLAYERS as MAX_MATCH_PLAYERS
+from matchmaker.rules import MAX_TEAMS
 
 MAX_PLAYERS = 100_000
 """Players in one run, at most, whatever the scenario's limits say."""
@@ -109,6 +127,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _RUN_ID = re.compile(r"^[a-z0-9]{1,16}$")
 _GOLDEN = (math.sqrt(5) - 1) / 2
 """Step of the low-discrepancy (Weyl) sequence that picks each ticket's queue and size."""
+_SILVER = math.sqrt(2) - 1
+"""Step of the one that picks a ticket's answer to a ready check (independent of the first)."""
 
 
 def _positive(value: float) -> bool:
@@ -464,18 +484,144 @@ class Curve:
 # -- parties and the spec --------------------------------------------------------------------------
 
 
+class Answer(StrEnum):
+    """What a ticket does when a match is proposed to it (queues with ``acceptance``)."""
+
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    """Declines every match proposed to it: its ticket is cancelled at the first one that still waits."""
+    SILENT = "silent"
+    """Never answers: the server cancels its ticket at the proposal's deadline."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """How a queue's tickets answer a ready check: a share declines, a share stays silent, the rest
+    accept after ``delaySeconds`` (a player reaching for the button)."""
+
+    decline_rate: float = 0.0
+    silent_rate: float = 0.0
+    delay_seconds: float = 0.2
+
+    def __post_init__(self) -> None:
+        for wire, rate in (("declineRate", self.decline_rate), ("silentRate", self.silent_rate)):
+            if not (math.isfinite(rate) and 0 <= rate <= 1):
+                raise ValidationError(wire, f"must be a fraction within 0..1, got {rate}")
+        if self.decline_rate + self.silent_rate > 1:
+            total = self.decline_rate + self.silent_rate
+            raise ValidationError("silentRate", f"declineRate + silentRate must be at most 1, got {total:g}")
+        if not (_non_negative(self.delay_seconds) and self.delay_seconds <= 60):
+            raise ValidationError("delaySeconds", f"must be within 0..60 seconds, got {self.delay_seconds}")
+
+    def pick(self, index: int) -> Answer:
+        """Ticket ``index``'s answer, from a low-discrepancy sequence as queue and size are: every
+        stretch of tickets declines and stays silent about as often as asked, whatever the seed."""
+        u = (0.5 + index * _SILVER) % 1.0
+        if u < self.decline_rate:
+            return Answer.DECLINE
+        return Answer.SILENT if u < self.decline_rate + self.silent_rate else Answer.ACCEPT
+
+
+@dataclass(frozen=True, slots=True)
+class RoleOffer:
+    """Roles a share of a queue's players offer (each player draws one offer; none: any role)."""
+
+    roles: tuple[str, ...]
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if len(self.roles) > MAX_ROLES:
+            raise ValidationError("roles", f"at most {MAX_ROLES} roles, got {len(self.roles)}")
+        for i, role in enumerate(self.roles):
+            if not _NAME.match(role):
+                raise ValidationError(f"roles[{i}]", f"{role[:100]!r} is not a valid role name")
+            if role in self.roles[:i]:
+                raise ValidationError(f"roles[{i}]", f"role {role!r} appears twice")
+        if not _positive(self.weight):
+            raise ValidationError("weight", f"must be a positive number, got {self.weight}")
+
+
+@dataclass(frozen=True, slots=True)
+class MatchShape:
+    """What every match of a queue must look like: the verdict checks each match the players saw
+    (``teams`` teams of ``teamSize`` players, each team filling every role slot)."""
+
+    teams: int
+    team_size: int | None = None
+    """Default: the sum of ``roles``."""
+    roles: Mapping[str, int] = field(default_factory=dict)
+    """Role -> slots per team."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.teams <= MAX_TEAMS:
+            raise ValidationError("teams", f"must be within 1..{MAX_TEAMS}, got {self.teams}")
+        for role, slots in self.roles.items():
+            if not _NAME.match(role):
+                raise ValidationError(f"roles.{role}", "invalid role name")
+            if not 1 <= slots <= MAX_MATCH_PLAYERS:
+                raise ValidationError(f"roles.{role}", f"slots must be within 1..{MAX_MATCH_PLAYERS}, got {slots}")
+        if self.team_size is None and not self.roles:
+            raise ValidationError("teamSize", "give teamSize, or roles whose slots add up to it")
+        if self.team_size is not None and self.roles and self.team_size != sum(self.roles.values()):
+            raise ValidationError(
+                "teamSize", f"must equal the role slots' sum ({sum(self.roles.values())}), got {self.team_size}"
+            )
+        if not 1 <= self.size <= MAX_MATCH_PLAYERS // self.teams:
+            raise ValidationError(
+                "teamSize", f"{self.teams} teams of {self.size} are not within 1..{MAX_MATCH_PLAYERS} players"
+            )
+
+    @property
+    def size(self) -> int:
+        """Players per team."""
+        return self.team_size if self.team_size is not None else sum(self.roles.values())
+
+    @property
+    def players(self) -> int:
+        return self.teams * self.size
+
+
 @dataclass(frozen=True, slots=True)
 class QueueMix:
-    """A queue's share of the tickets, and optionally its own party sizes (else ``spec.parties``)."""
+    """A queue's share of the tickets, optionally its own party sizes (else ``spec.parties``), how
+    its tickets answer a ready check, the roles its players offer, and what its matches must be."""
 
     weight: float = 1.0
     parties: Mapping[str, float] | None = None
+    acceptance: Answers | None = None
+    roles: tuple[RoleOffer, ...] = ()
+    match: MatchShape | None = None
 
     def __post_init__(self) -> None:
         if not _positive(self.weight):
             raise ValidationError("weight", f"must be a positive number, got {self.weight}")
         if self.parties is not None:
             _check_parties(self.parties, "parties")
+        slots = self.match.roles if self.match is not None else {}
+        for i, offer in enumerate(self.roles):
+            for k, role in enumerate(offer.roles):
+                if slots and role not in slots:
+                    raise ValidationError(
+                        f"roles[{i}].roles[{k}]", f"{role!r} is not a role of match.roles ({', '.join(slots)})"
+                    )
+        if self.match is not None and self.parties is not None:
+            largest = max(int(size) for size in self.parties)
+            if largest > self.match.size:
+                raise ValidationError(f"parties.{largest}", f"a party larger than a team ({self.match.size})")
+
+    def draw_roles(self, rng: Random, size: int) -> list[tuple[str, ...]]:
+        """The offers of a party of ``size`` (nothing drawn when the queue has no role offers). With
+        ``match.roles``, redrawn until the players can take distinct slots of one team (the ticket
+        API refuses a party that cannot: two tanks for one tank slot); after 20 tries, any role."""
+        if not self.roles:
+            return [()] * size
+        weights = [o.weight for o in self.roles]
+        slots = self.match.roles if self.match is not None else {}
+        for _ in range(20):
+            offers = [o.roles for o in rng.choices(self.roles, weights=weights, k=size)]
+            if not slots or assign_roles(offers, slots) is not None:
+                return offers
+        return [()] * size
 
 
 def _check_parties(parties: Mapping[str, float], where: str) -> None:
@@ -520,6 +666,10 @@ class PartySpec:
     client: str
     """``sse``, ``websocket`` or ``longpoll``."""
     session_seconds: float
+    answer: Answer = Answer.ACCEPT
+    """What the ticket does when a match is proposed to it (queues with acceptance)."""
+    answer_delay: float = 0.0
+    """Seconds it takes to accept or decline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -617,6 +767,14 @@ class ScenarioSpec:
             err = namespace_error(name)
             if err:
                 raise ValidationError(f"queues.{name}", f"{name!r} is not a queue name: it {err}")
+        for name, queue in self.queues.items():
+            if queue.match is not None and queue.parties is None:
+                largest_here = max(int(size) for size in self.parties)
+                if largest_here > queue.match.size:
+                    raise ValidationError(
+                        f"queues.{name}.match.teamSize",
+                        f"a team of {queue.match.size} cannot take the parties of {largest_here} (spec.parties)",
+                    )
         largest = self.mix().largest
         if largest > self.limits.max_rate:
             raise ValidationError(
@@ -764,17 +922,22 @@ class Scenario:
             raise ValueError(f"run id {run!r}: 1-16 lower-case letters or digits")
         spec = self.spec
         queue, size = spec.mix().pick(index)
+        mix = spec.queues[queue]
         client = rng.choices(tuple(spec.clients), weights=tuple(spec.clients.values()))[0]
         session = max(0.0, spec.session_seconds.sample_number(rng))
         players = []
+        offers = mix.draw_roles(rng, size)
         for k in range(size):
             attributes = {name: _rounded(dist.sample(rng)) for name, dist in spec.attributes.items()}
             latencies = {
                 region: round(min(MAX_LATENCY_MS, max(0.0, dist.sample_number(rng))), 2)
                 for region, dist in spec.regions.items()
             }
-            players.append(Player(f"lt-{run}-{index}-{k}", attributes, latencies))
-        return PartySpec(queue, tuple(players), client, round(session, 3))
+            players.append(Player(f"lt-{run}-{index}-{k}", attributes, latencies, offers[k]))
+        answers = mix.acceptance
+        answer = answers.pick(index) if answers is not None else Answer.ACCEPT
+        delay = answers.delay_seconds if answers is not None else 0.0
+        return PartySpec(queue, tuple(players), client, round(session, 3), answer, delay)
 
     def with_players(self, players: int, *, scale_rate: bool = True) -> Scenario:
         """The same scenario for ``players`` players (the CLI's ``--players``). With ``scale_rate``

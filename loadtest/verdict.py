@@ -10,7 +10,11 @@ person in a hurry both need one word first, and the reasons. A run **passes** wh
 - **the server stayed consistent**: no player in two matches, no game server given to two
   matches at once, every ticket in the state and match its players were told;
 - **few enough players failed**: failed players at most ``max_failure_rate`` of those who arrived
-  (a few ``match-timeout`` are normal: the odd player out of a queue once arrivals stop);
+  (a few ``match-timeout`` are normal: the odd player out of a queue once arrivals stop); players
+  who declined or ignored a ready check because the scenario told them to are left out of both;
+- **the features held** (``loadtest.features``): every match of a queue the scenario describes was
+  full and role-complete, nobody played a role they did not offer, and the ready checks the
+  players lived are the ones the matchmaker counted;
 - optionally, time to match p95 at most ``max_ttm_p95_ms``.
 
 Pure: it reads a report document (``loadtest.runner.build_report``) and returns data, so the same
@@ -27,6 +31,8 @@ from typing import Any
 
 from fleetmatch.errors import ValidationError
 from loadtest.charts import as_map, num
+from loadtest.features import problems
+from loadtest.players import CHOSEN_FAILURES
 
 DEFAULT_MAX_FAILURE_RATE = 0.05
 """Failed players allowed, as a fraction of those who arrived: ``smoke`` fails about 2% by design."""
@@ -104,11 +110,37 @@ def _consistency(summary: Mapping[str, Any]) -> Check:
 
 def _failure_rate(summary: Mapping[str, Any], limit: float) -> Check:
     players, failed = num(summary.get("players")) or 0, num(summary.get("failed")) or 0
+    # Players the scenario told to decline or ignore ready checks are not meant to play, whatever
+    # became of them (declined, or timed out before a match was put to them): left out.
+    ready = as_map(as_map(summary.get("features")).get("acceptance"))
+    if ready:
+        told, told_failed = num(ready.get("playersToldNotToAccept")) or 0, num(ready.get("failedOfThose")) or 0
+    else:
+        failures = as_map(summary.get("failures"))
+        told = told_failed = sum(num(failures.get(str(kind))) or 0 for kind in CHOSEN_FAILURES)
+    players, failed = players - told, failed - told_failed
     if not players:
-        return Check("failure rate", False, "no player arrived")
+        return Check("failure rate", False, "no player arrived" if not told else "every player was told to decline")
     rate = failed / players
     detail = f"{failed:,.0f} of {players:,.0f} players failed ({100 * rate:.1f}%), at most {100 * limit:g}% allowed"
+    if told:
+        detail += f"; {told:,.0f} more were told to decline or ignore a ready check (left out)"
     return Check("failure rate", rate <= limit, detail)
+
+
+def _features(summary: Mapping[str, Any]) -> Check | None:
+    """None when the run exercised no feature the check looks at."""
+    figures = as_map(summary.get("features"))
+    described = figures.get("acceptance") or any("expected" in q for q in as_map(figures.get("matches")).values())
+    if not described:
+        return None
+    found = problems(figures)
+    if found:
+        return Check("features", False, "; ".join(found))
+    said = ["every match as the scenario describes it (full, every role slot filled)"]
+    if figures.get("acceptance"):
+        said.append("the ready checks as the matchmaker counted them")
+    return Check("features", True, "; ".join(said))
 
 
 def _ttm_p95(summary: Mapping[str, Any], limit: float) -> Check:
@@ -156,6 +188,9 @@ class Verdict:
 def judge(report: Mapping[str, Any], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Verdict:
     summary = as_map(report.get("summary"))
     checks = [_tickets_lost(summary), _consistency(summary), _failure_rate(summary, thresholds.max_failure_rate)]
+    feature_check = _features(summary)
+    if feature_check is not None:
+        checks.append(feature_check)
     if thresholds.max_ttm_p95_ms is not None:
         checks.append(_ttm_p95(summary, thresholds.max_ttm_p95_ms))
     return Verdict(tuple(checks))

@@ -20,7 +20,8 @@ with a player token or an API key; see ``matchmaker.auth``):
 - ``POST /v1/tickets/{id}/accept`` and ``/decline`` (queues with acceptance) -> 200 and the ticket
   after: accepting the match proposed to it, or declining it (the ticket is cancelled, the match's
   other tickets go back to the pool); 409 ``NotProposed`` when no match awaits its answer. Whoever
-  may cancel the ticket may answer for it.
+  may cancel the ticket may answer for it; a player of a party accepts for themselves only (the
+  ticket accepts once all its players have), a key for the whole ticket.
 - ``GET /v1/queues`` and ``GET /v1/tickets?queue=Q`` (API keys only): the operators' views,
   ``matchmaker.views``.
 - ``GET|PUT /v1/players/{id}/blocks`` ``{"players": [...]}``: a player's stored block list (the
@@ -367,8 +368,11 @@ class TicketApi:
     async def accept(self, request: web.Request) -> web.Response:
         principal = self.principal(request)
         ticket_id = self.ticket_id(request)
-        self.visible(await self.store.get(ticket_id), principal)
-        answer, after = await self.store.accept(ticket_id, lease_seconds=self.settings.lease_seconds)
+        ticket = self.visible(await self.store.get(ticket_id), principal)
+        # A player of the ticket answers for themselves (a party proceeds once all its players
+        # accepted); a key, or whoever opened it without playing in it, answers for the whole ticket.
+        player = None if principal.trusted or all(p.id != principal.id for p in ticket.players) else principal.id
+        answer, after = await self.store.accept(ticket_id, lease_seconds=self.settings.lease_seconds, player=player)
         if answer is Answer.NOT_PROPOSED:
             raise NotProposedError(ticket_id, "accept", f"no match awaits its answer (it is {after.state.public})")
         if answer is Answer.LATE:

@@ -186,7 +186,10 @@ class MatchProposal:
     accepted_tickets: int
     """How many of them accepted so far; the server is allocated once all have."""
     accepted: bool
-    """Whether this ticket accepted."""
+    """Whether this ticket accepted (a party's once every one of its players has)."""
+    accepted_players: tuple[str, ...] = ()
+    """Which of this ticket's players accepted so far: each member of a party accepts with their own
+    token (an API key accepts for the whole ticket)."""
 
 
 @dataclass(frozen=True, slots=True)

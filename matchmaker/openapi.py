@@ -235,7 +235,16 @@ OPENAPI: dict[str, Any] = {
                     "teamSizes": {"type": "array", "items": {"type": "integer", "minimum": 0}},
                     "tickets": {"type": "integer", "minimum": 1, "description": "Tickets in the match"},
                     "acceptedTickets": {"type": "integer", "minimum": 0},
-                    "accepted": {"type": "boolean", "description": "Whether this ticket accepted"},
+                    "accepted": {
+                        "type": "boolean",
+                        "description": "Whether this ticket accepted (a party's: once every one of its players has)",
+                    },
+                    "acceptedPlayers": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "This ticket's players who accepted so far: each member of a party accepts "
+                        "with their own token; an API key accepts for all of them",
+                    },
                 },
             },
             "Ticket": {

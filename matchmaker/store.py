@@ -25,7 +25,8 @@ slot, so it runs unchanged on Redis Cluster; every multi-ticket step one Lua scr
   however long the queue.
 - **Acceptance** (queues with ``acceptance``): ``propose`` is ``claim``'s all-or-nothing twin
   that moves the tickets to ``proposed`` until the acceptance deadline instead of leasing them.
-  ``accept`` by every ticket leases them all and lists the match as ready, which exactly one
+  ``accept`` by every ticket (a party's: by each of its players, or by an API key for all)
+  leases them all and lists the match as ready, which exactly one
   director takes (``take_ready``) and then allocates and assigns as any claimed match. ``decline``
   (or ``cancel``) cancels the ticket and puts the others back in the pool at their place; past the
   deadline ``reap`` does the same to every ticket that did not accept. No server is allocated
@@ -131,9 +132,11 @@ class TicketStore(Protocol):
         """Cancel a queued or leased ticket; a ticket already matched, cancelled or expired is
         returned unchanged. ``NotFoundError`` if there is none."""
 
-    async def accept(self, ticket_id: str, *, lease_seconds: float) -> tuple[Answer, Ticket]:
-        """The ticket accepts its proposed match; the last acceptance leases every ticket of the
-        match for ``lease_seconds`` and makes it ready for a director. The ticket after."""
+    async def accept(self, ticket_id: str, *, lease_seconds: float, player: str | None = None) -> tuple[Answer, Ticket]:
+        """The ticket accepts its proposed match, or only ``player`` of it (a party's members each
+        answer for themselves: the ticket accepts once all of them have). The last acceptance
+        leases every ticket of the match for ``lease_seconds`` and makes it ready for a director.
+        The ticket after."""
 
     async def decline(self, ticket_id: str, *, reason: str) -> tuple[Answer, Ticket]:
         """The ticket declines its proposed match: cancelled with ``reason``, the match's other

@@ -31,7 +31,8 @@ and the queue runs unchanged on Redis Cluster (``Keys`` builds every name; nothi
                                           a proposed match, until matched, released or fallen through)
     fm:{q:duel}:tickets:proposals   HASH  match id -> msgpack ``StoredProposal`` (teams, region, quality,
                                           players per team): what the director that allocates it needs
-    fm:{q:duel}:tickets:accepted    HASH  id -> 1: the ticket accepted its proposed match
+    fm:{q:duel}:tickets:accepted    HASH  id -> 1: the ticket accepted its proposed match; "<id> players" -> the
+                                          players of a party who accepted so far, space-separated
     fm:{q:duel}:tickets:ready       ZSET  match id -> when its last ticket accepted: matches to allocate
 
 A queue with acceptance proposes instead of claiming: the tickets go ``proposed`` with the
@@ -406,6 +407,8 @@ class RedisTicketStore:
         state, body, assignment, reason, *proposed = record
         base = self._bodies.get(queue, {}).get(ticket_id.encode()) or _decode_body(body)
         proposal = _proposal(ticket_id, *proposed) if proposed else None
+        if proposal is not None and proposal.accepted:  # accepted as a whole, or by each player
+            proposal = evolve(proposal, accepted_players=tuple(p.id for p in base.players))
         ticket_state = TicketState(_text(state))
         if proposal is not None:  # everyone accepted (leased): still proposed to its players until matched
             ticket_state = TicketState.PROPOSED
@@ -429,13 +432,13 @@ class RedisTicketStore:
             raise NotFoundError(Ticket.KIND, ticket_id)
         return self._ticket(queue, ticket_id, await self._run("cancel", queue, ticket_id, reason))
 
-    async def accept(self, ticket_id: str, *, lease_seconds: float) -> tuple[Answer, Ticket]:
+    async def accept(self, ticket_id: str, *, lease_seconds: float, player: str | None = None) -> tuple[Answer, Ticket]:
         queue = queue_of(ticket_id)
         if queue is None:
             raise NotFoundError(Ticket.KIND, ticket_id)
         if lease_seconds <= 0:
             raise ValidationError("lease_seconds", f"must be positive, got {lease_seconds}")
-        status, record = await self._run("accept", queue, ticket_id, repr(float(lease_seconds)))
+        status, record = await self._run("accept", queue, ticket_id, repr(float(lease_seconds)), player or "")
         return Answer(_text(status)), self._ticket(queue, ticket_id, record)
 
     async def decline(self, ticket_id: str, *, reason: str) -> tuple[Answer, Ticket]:
@@ -691,7 +694,9 @@ def _stream_id(value: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def _proposal(ticket_id: str, doc: bytes, deadline: bytes | None, accepted: int, mine: int) -> MatchProposal:
+def _proposal(
+    ticket_id: str, doc: bytes, deadline: bytes | None, accepted: int, mine: int, players: bytes | None = None
+) -> MatchProposal:
     """A ticket's view of its proposed match, from what ``record`` (lua/common.lua) returned."""
     stored = load_trusted(StoredProposal, msgpack.unpackb(doc, raw=False))
     teams = stored.proposal.teams
@@ -704,6 +709,7 @@ def _proposal(ticket_id: str, doc: bytes, deadline: bytes | None, accepted: int,
         tickets=sum(len(t) for t in teams),
         accepted_tickets=int(accepted),
         accepted=bool(mine),
+        accepted_players=tuple(_text(players).split()) if players else (),
     )
 
 

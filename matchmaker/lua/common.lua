@@ -41,7 +41,7 @@ end
 local function requeue(id)
   redis.call('HSET', K.state, id, 'queued')
   redis.call('HDEL', K.match, id)
-  redis.call('HDEL', K.accepted, id)
+  redis.call('HDEL', K.accepted, id, id .. ' players')
   redis.call('ZREM', K.leases, id)
   redis.call('ZADD', K.pool, redis.call('HGET', K.enqueued, id), id)
 end
@@ -78,7 +78,7 @@ local function finish(id, state, why)
   redis.call('HSET', K.state, id, state)
   if why ~= '' then redis.call('HSET', K.reason, id, why) end
   if state ~= 'matched' then redis.call('HDEL', K.match, id) end
-  redis.call('HDEL', K.accepted, id)
+  redis.call('HDEL', K.accepted, id, id .. ' players')
   redis.call('ZREM', K.pool, id)
   redis.call('ZREM', K.leases, id)
   redis.call('ZREM', K.ttl, id)
@@ -122,7 +122,8 @@ end
 
 -- What get and cancel return: state, body, assignment (or false), reason (or false); for a ticket
 -- of a proposed match also the proposal (msgpack), its acceptance deadline, how many of its
--- tickets accepted, and whether this one did (1 or 0).
+-- tickets accepted, whether this one did (1 or 0), and which of its players accepted so far (a
+-- party whose members answer each for themselves; false if none did).
 local function record(id)
   local state = redis.call('HGET', K.state, id)
   if not state then return false end
@@ -136,6 +137,7 @@ local function record(id)
       rec[6] = redis.call('ZSCORE', K.leases, id)
       rec[7] = accepted_count(holder)
       rec[8] = redis.call('HEXISTS', K.accepted, id)
+      rec[9] = redis.call('HGET', K.accepted, id .. ' players')
     end
   end
   return rec

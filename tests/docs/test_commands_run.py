@@ -104,6 +104,14 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "file://$PWD/loadtest-results/<run>/report.html",
     ): "redraws the docs' screenshot from a finished run's report (a maintainer's step, not a user's)",
     ("docs/load-testing.md", "fleetmatch up -f loadtest/scenarios/launch-day-fleet.yaml"): _FOREVER,
+    (
+        "docs/load-testing.md",
+        "fleetmatch up -f loadtest/scenarios/features-fleet.yaml --queues loadtest/scenarios/features-queues.yaml",
+    ): _FOREVER,
+    ("docs/load-testing.md", "fleetmatch loadtest --scenario ready-check"): (
+        "needs the feature fleet and queues, not this test's demo stack; "
+        "tests/integration/test_loadtest_features.py runs every feature scenario against them"
+    ),
     ("docs/dashboard.md", "kubectl port-forward -n fleetmatch svc/fm-fleetmatch-dashboard 9170"): _CLUSTER,
     ("docs/dashboard.md", ".venv/bin/python -m tests.dashboard.screenshot"): (
         "redraws the docs' screenshot from a second stack and a browser (a maintainer's step, not a user's); "

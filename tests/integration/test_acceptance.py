@@ -50,6 +50,14 @@ spec:
     selectors: [{matchLabels: {agones.dev/fleet: arena}}]
 ---
 kind: Queue
+metadata: {name: squad}
+spec:
+  teams: {count: 2, maxSize: 2}
+  acceptance: {timeoutSeconds: 1}
+  allocation:
+    selectors: [{matchLabels: {agones.dev/fleet: arena}}]
+---
+kind: Queue
 metadata: {name: plain}
 spec:
   teams: {count: 2, maxSize: 1}
@@ -85,6 +93,17 @@ class Stack:
         async with self.http.post(f"{self.url}/v1/tickets", json=body, headers=headers) as resp:
             assert resp.status == 201, await resp.text()
             ticket_id: str = (await resp.json())["id"]
+            return ticket_id
+
+    async def open_party(self, leader: str, member: str) -> str:
+        """A squad ticket of two, opened by ``leader`` with a token vouching for ``member``."""
+        body = {"queue": "squad", "players": [{"id": leader}, {"id": member}]}
+        token = mint_player_token(SECRET, leader, 600, time.time(), party=(member,))
+        async with self.http.post(
+            f"{self.url}/v1/tickets", json=body, headers={"Authorization": f"Bearer {token}"}
+        ) as r:
+            assert r.status == 201, await r.text()
+            ticket_id: str = (await r.json())["id"]
             return ticket_id
 
     async def ticket(self, ticket_id: str, player: str) -> dict[str, Any]:
@@ -279,3 +298,67 @@ async def test_the_served_openapi_document_states_the_routes_and_the_proposal(st
     status, refused = await stack.call("POST", f"/v1/tickets/{a}/decline", "key")
     assert status == 409
     check("Error", refused)
+
+
+def squad_proposals(outcome: str) -> float:
+    labels = {"queue": "squad", "outcome": outcome}
+    return REGISTRY.get_sample_value("fleetmatch_match_proposals_total", labels) or 0.0
+
+
+async def propose_squads(stack: Stack) -> tuple[str, str]:
+    """Two parties of two proposed one match (as a director would)."""
+    a, b = await stack.open_party("p1", "p2"), await stack.open_party("p3", "p4")
+    match = Proposal(((a,), (b,)))
+    assert await stack.store.propose("squad", "m1", StoredProposal("m1", match, (2, 2)), timeout_seconds=1)
+    return a, b
+
+
+async def test_each_player_of_a_party_accepts_and_the_match_waits_for_all_of_them(stack: Stack) -> None:
+    a, b = await propose_squads(stack)
+    status, doc = await stack.call("POST", f"/v1/tickets/{b}/accept", "key")  # a backend answers for a party
+    assert status == 200 and doc["proposal"]["accepted"] is True and doc["proposal"]["acceptedPlayers"] == ["p3", "p4"]
+    before = squad_proposals("accepted")
+
+    status, doc = await stack.call("POST", f"/v1/tickets/{a}/accept", "p1")
+    proposal = doc["proposal"]
+    assert status == 200 and proposal["accepted"] is False and proposal["acceptedPlayers"] == ["p1"]
+    assert proposal["acceptedTickets"] == 1, "the party has not accepted: p2 has not"
+    assert (await stack.call("POST", f"/v1/tickets/{a}/accept", "p1"))[1]["proposal"]["acceptedPlayers"] == ["p1"]
+    assert (await stack.ticket(a, "p2"))["proposal"]["acceptedPlayers"] == ["p1"]  # p2 sees who accepted
+    assert await stack.store.take_ready("squad", limit=10, lease_seconds=30) == []
+    assert squad_proposals("accepted") == before
+
+    status, doc = await stack.call("POST", f"/v1/tickets/{a}/accept", "p2")
+    assert status == 200 and doc["proposal"]["accepted"] is True and doc["proposal"]["acceptedTickets"] == 2
+    assert doc["proposal"]["acceptedPlayers"] == ["p1", "p2"]
+    assert squad_proposals("accepted") == before + 1
+    assert [m for m, _ in await stack.store.take_ready("squad", limit=10, lease_seconds=30)] == ["m1"]
+
+
+async def test_a_member_declining_cancels_the_party_ticket_the_others_go_back(stack: Stack) -> None:
+    a, b = await propose_squads(stack)
+    assert (await stack.call("POST", f"/v1/tickets/{a}/accept", "p1"))[0] == 200
+    status, doc = await stack.call("POST", f"/v1/tickets/{a}/decline", "p2")
+    assert status == 200 and doc["state"] == "cancelled" and "p2" in doc["reason"]
+    assert (await stack.ticket(a, "p1"))["state"] == "cancelled"
+    back = await stack.ticket(b, "p3")
+    assert back["state"] == "queued" and back["proposal"] is None
+
+
+async def test_a_party_not_all_of_whose_players_accepted_in_time_is_cancelled(stack: Stack) -> None:
+    a, b = await propose_squads(stack)
+    assert (await stack.call("POST", f"/v1/tickets/{a}/accept", "p1"))[0] == 200
+    assert (await stack.call("POST", f"/v1/tickets/{b}/accept", "p3"))[0] == 200
+    assert (await stack.call("POST", f"/v1/tickets/{b}/accept", "p4"))[0] == 200
+    await asyncio.sleep(1.1)  # the squad's timeoutSeconds: 1; p2 never answered
+    reaped = await stack.store.reap("squad")
+    assert reaped.tickets_not_accepted == (a,) and reaped.proposals_timed_out == ("m1",)
+    late = await stack.ticket(a, "p1")
+    assert late["state"] == "cancelled" and late["reason"] == NOT_ACCEPTED_REASON
+    back = await stack.ticket(b, "p4")
+    assert back["state"] == "queued" and back["proposal"] is None
+    # back in the pool, its players' earlier answers do not count for the next match
+    match = Proposal(((b,), (await stack.open_party("p5", "p6"),)))
+    assert await stack.store.propose("squad", "m2", StoredProposal("m2", match, (2, 2)), timeout_seconds=30)
+    again = await stack.ticket(b, "p3")
+    assert again["proposal"]["accepted"] is False and again["proposal"]["acceptedPlayers"] == []
