@@ -63,6 +63,7 @@ from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import MatchmakerSettings
 from matchmaker.auth import RECOMMENDED_SECRET_BYTES, Authenticator, Principal, RateLimiter, TokenClaims, short_secret
+from matchmaker.backfills_api import BackfillsApi, add_backfill_routes, backfill_store_for
 from matchmaker.errors import (
     AlreadyQueuedError,
     MalformedCredentialsError,
@@ -630,6 +631,7 @@ def build_app(
     app.router.add_get("/v1/tickets", views.list_tickets)
     app.router.add_get("/v1/queues", views.list_queues)
     add_routes(app, ResultsApi(ratings, queues, api.principal))
+    add_backfill_routes(app, BackfillsApi(backfill_store_for(store), queues, api.principal, clock=clock))
     add_probe_routes(app, probes or Probes())
     if metrics:
         add_metrics_routes(app)

@@ -55,6 +55,7 @@ from fleetmatch.models import GameServer, GameServerState, TemplateMeta
 from fleetmatch.store import Store
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker import metrics
+from matchmaker.backfill import allocation_extras
 from matchmaker.explain import blocked_counts
 from matchmaker.functions import Matcher as Matcher  # where callers have always found it
 from matchmaker.models import Assignment, Proposal, Ticket
@@ -162,6 +163,17 @@ class QueueLike(Protocol):
     def allocation_spec(self, region: str) -> GameServerAllocationSpec: ...
 
 
+class Backfilling(Protocol):
+    """Running matches that want players (``matchmaker.backfiller``): filled before new matches."""
+
+    async def scan(self) -> None:
+        """Open or update backfills from the game servers' ``players`` Lists."""
+
+    async def fill(self, pool: Sequence[Ticket]) -> list[Ticket]:
+        """Fill the open backfills from ``pool``; the tickets left for new matches."""
+        ...
+
+
 class MatchRecorder(Protocol):
     """Where assigned matches are remembered, so their results can be posted (``matchmaker.ratingstore``)."""
 
@@ -208,13 +220,17 @@ class Director:
         releaser: Releasing | None = None,
         matches: MatchRecorder | None = None,
         shadow: ShadowRunner | None = None,
+        backfiller: Backfilling | None = None,
     ) -> None:
         """``releaser``: how servers of abandoned matches go back (None: they are left to their
         game's own join timeout, and no orphan is listed). ``matches``: where assigned matches are
         recorded for their results (a queue with a rating rule). ``shadow``: the queue's shadow
-        match function, given each pass's snapshot and proposals (``matchmaker.shadowrun``)."""
+        match function, given each pass's snapshot and proposals (``matchmaker.shadowrun``).
+        ``backfiller``: running matches' open slots are filled first each pass, and new matches
+        carry what backfill needs."""
         self.matches = matches
         self.shadow = shadow
+        self.backfiller = backfiller
         self.store = store
         self.queue = queue
         self.match = match
@@ -277,6 +293,8 @@ class Director:
                 await self._release_orphans(self.releaser)
             accepted = await self._play_accepted()
             pool = await self.store.pool(name)
+            if self.backfiller is not None:
+                pool = await self._backfill(self.backfiller, pool)
             report.pool = len(pool)
             self._gauge_waiting(pool)
             if not pool:
@@ -299,6 +317,16 @@ class Director:
             await self._waits.publish(pool)
         self._tally(report, [*accepted, *results])
         return report
+
+    async def _backfill(self, backfiller: Backfilling, pool: list[Ticket]) -> list[Ticket]:
+        """Running matches first: their open slots take what fits from the pool."""
+        try:
+            await backfiller.scan()
+            return await backfiller.fill(pool)
+        except StoreError as exc:
+            raise_if_cancelling()
+            log.warning("backfill on %s failed this pass: %s", self.queue.name, exc, extra=self._ids)
+            return pool
 
     def _tally(self, report: TickReport, outcomes: Sequence[str]) -> None:
         for outcome in outcomes:
@@ -466,6 +494,9 @@ class Director:
         }
         if proposal.roles:
             annotations[PLAYER_ROLES_ANNOTATION] = json.dumps(dict(proposal.roles), sort_keys=True)
+        if self.backfiller is not None and isinstance(self.queue, Queue):
+            extra, spec = allocation_extras(spec, proposal, tickets, self.queue)
+            annotations.update(extra)
         spec = evolve(spec, metadata=TemplateMeta(labels=spec.metadata.labels, annotations=annotations))
         try:
             status = await self.allocator.allocate(spec, idempotency_key=match_id)

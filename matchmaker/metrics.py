@@ -143,3 +143,25 @@ SHADOW_SKILL_SPREAD = Histogram(
     ["queue", "side"],
     buckets=(0, 5, 10, 25, 50, 100, 200, 400, 800),
 )
+BACKFILLS = Counter(
+    "fleetmatch_backfills_total",
+    "Backfill events by queue: opened (from a players List), filled (a fill committed), cancelled "
+    "(its server gone or plays another match), conflict (a fill's tickets or lock taken), lost-lease.",
+    ["queue", "event"],
+)
+BACKFILLS_OPEN = Gauge(
+    "fleetmatch_backfills_open",
+    "Open backfills (running matches wanting players), by queue, as the last director pass read them.",
+    ["queue"],
+)
+BACKFILL_PLAYERS = Counter(
+    "fleetmatch_backfill_players_total",
+    "Players added to running matches by backfill, by queue.",
+    ["queue"],
+)
+BACKFILL_SECONDS = Histogram(
+    "fleetmatch_backfill_fill_seconds",
+    "From a backfill's opening to each fill of it.",
+    ["queue"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+)

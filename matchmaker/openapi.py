@@ -12,7 +12,7 @@ from typing import Any
 
 from fleetmatch.http import ERROR_SCHEMA
 from fleetmatch.probes import PROBE_PATHS
-from matchmaker import results
+from matchmaker import backfills_api, results
 from matchmaker.explain import LIMIT as EXPLAIN_LIMIT
 from matchmaker.models import (
     MAX_ATTRIBUTE,
@@ -418,6 +418,7 @@ OPENAPI: dict[str, Any] = {
             },
             "Error": _ERROR,
             **results.SCHEMAS,
+            **backfills_api.SCHEMAS,
         },
     },
     "security": [{"bearer": []}],
@@ -667,6 +668,7 @@ OPENAPI: dict[str, Any] = {
             },
         },
         **results.PATHS,
+        **backfills_api.PATHS,
         **PROBE_PATHS,
         "/metrics": {
             "get": {"operationId": "metrics", "security": [], "responses": {"200": {"description": "Prometheus"}}}

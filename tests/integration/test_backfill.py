@@ -1,0 +1,197 @@
+"""Backfill on the real Redis (tickets, backfills and GameServers): a 4v4 match whose ``players``
+List lost a player gets a backfill, and one pass fills it with the waiting ticket that fits, in
+one conditional write of the server (token hash, team, List); a fill that dies mid-way loses and
+duplicates nothing; two directors never give one slot twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from fleetmatch.backends.redis.store import RedisStore
+from fleetmatch.models import GameServer, GameServerState, ListStatus, ObjectMeta, PortStatus
+from matchmaker.backfill import (
+    BACKFILL_FILLS_ANNOTATION,
+    MATCH_PROFILE_ANNOTATION,
+    PLAYER_TEAMS_ANNOTATION,
+    PLAYERS_LIST,
+    Backfill,
+    BackfillState,
+    MatchProfile,
+)
+from matchmaker.backfiller import Backfiller
+from matchmaker.backfills import RedisBackfillStore
+from matchmaker.director import MATCH_ID_ANNOTATION, PLAYER_TOKENS_ANNOTATION, QUEUE_ANNOTATION, token_hash
+from matchmaker.models import Player, Ticket, TicketState, new_ticket_id
+from matchmaker.rules import parse_queues
+from matchmaker.tickets import RedisTicketStore
+
+QUEUE = parse_queues("""
+kind: Queue
+metadata: {name: 4v4}
+spec:
+  teams: {count: 2, maxSize: 4}
+  rules:
+    - {name: skill, type: distance, attribute: skill, maxDistance: 100}
+    - {name: ping, type: latency, maxLatencyMs: 80, regions: [local]}
+  allocation:
+    selectors: [{matchLabels: {agones.dev/fleet: arena}}]
+""")["4v4"]
+MATCH = "m-1"
+PLAYERS = [f"p{i}" for i in range(8)]
+pytestmark = pytest.mark.timeout(30)
+
+
+async def running_match(gameservers: RedisStore[GameServer], *, left: tuple[str, ...] = ("p7",)) -> GameServer:
+    """A 4v4 match on ``arena-0`` (p0-p3 team 0, p4-p7 team 1) whose List lost ``left``."""
+    notes = {
+        MATCH_ID_ANNOTATION: MATCH,
+        QUEUE_ANNOTATION: "4v4",
+        PLAYER_TOKENS_ANNOTATION: json.dumps({p: token_hash(f"t-{p}") for p in PLAYERS}),
+        PLAYER_TEAMS_ANNOTATION: json.dumps({p: i // 4 for i, p in enumerate(PLAYERS)}),
+        MATCH_PROFILE_ANNOTATION: MatchProfile("local", {"skill": 1500.0}).encode(),
+    }
+    gs = GameServer(metadata=ObjectMeta(name="arena-0", annotations=notes))
+    listed = ListStatus(8, tuple(p for p in PLAYERS if p not in left))
+    return await gameservers.create(
+        gs.with_status(
+            state=GameServerState.ALLOCATED,
+            address="10.0.0.9",
+            ports=(PortStatus("default", 7100),),
+            lists={PLAYERS_LIST: listed},
+        )
+    )
+
+
+async def queued(tickets: RedisTicketStore, *parties: list[Player]) -> list[str]:
+    now = time.time()
+    ids = []
+    for i, players in enumerate(parties):
+        tid = new_ticket_id("4v4", now + i / 1000)
+        ticket = Ticket(tid, "4v4", players[0].id, tuple(players), created_at=now, enqueued_at=now + i / 1000)
+        await tickets.create(ticket, max_open_per_player=1)
+        ids.append(tid)
+    return ids
+
+
+def player(pid: str, skill: float, ms: float = 10.0) -> Player:
+    return Player(pid, attributes={"skill": skill}, latencies={"local": ms})
+
+
+@pytest.fixture
+def stores(redis_client: aioredis.Redis) -> tuple[RedisTicketStore, RedisBackfillStore, RedisStore[GameServer]]:
+    tickets = RedisTicketStore(redis_client)
+    return tickets, RedisBackfillStore(tickets), RedisStore(redis_client, GameServer)
+
+
+async def test_a_player_leaves_and_one_pass_fills_the_slot(stores) -> None:
+    tickets, backfills, gameservers = stores
+    await running_match(gameservers)
+    far, near, party = await queued(
+        tickets, [player("far", 2500)], [player("near", 1550)], [player("a", 1500), player("b", 1500)]
+    )
+    filler = Backfiller(backfills, gameservers, QUEUE)
+    await filler.scan()
+    [opened] = await backfills.open_backfills("4v4")
+    assert opened.open_slots == (0, 1) and opened.source == "list" and opened.match_id == MATCH
+
+    left = await filler.fill(await tickets.pool("4v4"))
+
+    assert {t.id for t in left} == {far, party}  # too far in skill; a party of two does not fit one slot
+    got = await tickets.get(near)
+    assert got.state is TicketState.MATCHED and got.assignment is not None
+    a = got.assignment
+    assert (a.match_id, a.game_server, a.address, a.port, a.team) == (MATCH, "arena-0", "10.0.0.9", 7100, 1)
+    gs = await gameservers.get("arena-0")
+    hashes = json.loads(gs.metadata.annotations[PLAYER_TOKENS_ANNOTATION])
+    assert hashes["near"] == token_hash(a.tokens["near"]) and hashes["p0"] == token_hash("t-p0")
+    assert json.loads(gs.metadata.annotations[PLAYER_TEAMS_ANNOTATION])["near"] == 1
+    assert "near" in gs.status.lists[PLAYERS_LIST].values
+    assert (await backfills.get(opened.id)).state is BackfillState.FILLED
+    assert not await backfills.open_backfills("4v4")
+    await filler.scan()  # the List is full again: nothing reopens
+    assert not await backfills.open_backfills("4v4")
+
+
+async def test_a_fill_that_dies_after_its_claim_loses_nothing(stores) -> None:
+    """The director claims (leases the ticket, locks the backfill) and dies before writing the
+    server: the lease and the lock run out, the ticket is back in place, the next pass fills."""
+    tickets, backfills, gameservers = stores
+    await running_match(gameservers)
+    [near] = await queued(tickets, [player("near", 1550)])
+    filler = Backfiller(backfills, gameservers, QUEUE, lease_seconds=0.3)
+    await filler.scan()
+    [opened] = await backfills.open_backfills("4v4")
+    assert await backfills.claim("4v4", opened.id, "dead-fill", [near], lease_seconds=0.3)
+    assert not await filler.fill(await tickets.pool("4v4")) and not await tickets.pool("4v4")  # leased: not in pool
+    await asyncio.sleep(0.4)
+    reaped = await tickets.reap("4v4")
+    assert near in reaped.leases_returned
+    await filler.fill(await tickets.pool("4v4"))
+    got = await tickets.get(near)
+    assert got.state is TicketState.MATCHED and got.assignment is not None and got.assignment.match_id == MATCH
+    gs = await gameservers.get("arena-0")
+    assert gs.status.lists[PLAYERS_LIST].values.count("near") == 1
+    assert len(gs.metadata.annotations[BACKFILL_FILLS_ANNOTATION].split()) == 1  # only the committed fill
+
+
+async def test_two_directors_never_give_one_slot_twice(stores) -> None:
+    tickets, backfills, gameservers = stores
+    await running_match(gameservers)
+    ids = await queued(tickets, [player("n1", 1500)], [player("n2", 1510)])
+    one, two = Backfiller(backfills, gameservers, QUEUE), Backfiller(backfills, gameservers, QUEUE)
+    await one.scan()
+    pool = await tickets.pool("4v4")
+    await asyncio.gather(one.fill(pool), two.fill(pool))  # both planned the same fill
+    states = [(await tickets.get(t)).state for t in ids]
+    assert sorted(states) == [TicketState.MATCHED, TicketState.QUEUED]
+    gs = await gameservers.get("arena-0")
+    assert len(gs.status.lists[PLAYERS_LIST].values) == 8
+
+
+async def test_a_ticket_cancelled_mid_fill_is_taken_off_the_server(stores) -> None:
+    tickets, backfills, gameservers = stores
+    await running_match(gameservers)
+    [near] = await queued(tickets, [player("near", 1550)])
+    filler = Backfiller(backfills, gameservers, QUEUE)
+    await filler.scan()
+    real_write = filler._write
+
+    async def write_then_cancel(*args, **kwargs):  # the player cancels while the server is written
+        written = await real_write(*args, **kwargs)
+        await tickets.cancel(near)
+        return written
+
+    filler._write = write_then_cancel  # type: ignore[method-assign]
+    await filler.fill(await tickets.pool("4v4"))
+    assert (await tickets.get(near)).state is TicketState.CANCELLED
+    gs = await gameservers.get("arena-0")
+    assert "near" not in gs.status.lists[PLAYERS_LIST].values
+    assert "near" not in json.loads(gs.metadata.annotations[PLAYER_TOKENS_ANNOTATION])
+    [still] = await backfills.open_backfills("4v4")
+    assert still.open_slots == (0, 1)
+
+
+async def test_a_backfill_of_a_server_that_moved_on_is_cancelled(stores) -> None:
+    tickets, backfills, gameservers = stores
+    gs = await running_match(gameservers)
+    await queued(tickets, [player("near", 1550)])
+    filler = Backfiller(backfills, gameservers, QUEUE)
+    await filler.scan()
+    await gameservers.update(gs.with_status(state=GameServerState.SHUTDOWN))
+    left = await filler.fill(await tickets.pool("4v4"))
+    assert len(left) == 1 and not await backfills.open_backfills("4v4")
+
+
+async def test_opening_by_api_then_by_list_keeps_one_backfill_per_server(stores) -> None:
+    _, backfills, gameservers = stores
+    await running_match(gameservers, left=("p7", "p6"))
+    done, first = await backfills.open(Backfill(new_ticket_id("4v4"), "4v4", MATCH, "arena-0", (0, 1), time.time()))
+    assert done == "opened"
+    await Backfiller(backfills, gameservers, QUEUE).scan()
+    [only] = await backfills.open_backfills("4v4")
+    assert only.id == first.id and only.open_slots == (0, 2)
