@@ -19,11 +19,16 @@ from dataclasses import dataclass, field
 from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.errors import ValidationError
 from fleetmatch.http import server_tls, start_site
+from fleetmatch.informer import Informer
+from fleetmatch.models import GameServer
 from fleetmatch.probes import Probes
 from fleetmatch.probes import running as running_probes
 from fleetmatch.settings import TLS_CERT_VAR, TLS_KEY_VAR, MatchmakerSettings
+from fleetmatch.store import Store
 from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.api import app_runner, build_app
+from matchmaker.backfiller import Backfiller
+from matchmaker.backfills_api import backfill_store_for
 from matchmaker.director import Director, Matcher, Releasing
 from matchmaker.functions import MatchFunction, match_function
 from matchmaker.models import Proposal, Ticket
@@ -87,6 +92,20 @@ def _bound(function: MatchFunction, queue: Queue) -> Matcher:
     return match
 
 
+def _backfiller(
+    store: TicketStore,
+    queue: Queue,
+    gameservers: Store[GameServer] | None,
+    informer: Informer[GameServer] | None,
+    lease_seconds: float,
+) -> Backfiller | None:
+    """The queue's backfill, where it can be: tickets on Redis, the GameServers at hand, no role slots."""
+    backfills = backfill_store_for(store)
+    if backfills is None or gameservers is None or queue.spec.teams.has_roles:
+        return None
+    return Backfiller(backfills, gameservers, queue, lease_seconds=lease_seconds)
+
+
 @contextlib.asynccontextmanager
 async def serve_matchmaker(
     store: TicketStore,
@@ -100,6 +119,8 @@ async def serve_matchmaker(
     fallback_port: bool = False,
     releaser: Releasing | None = None,
     metrics: bool = True,
+    gameservers: Store[GameServer] | None = None,
+    informer: Informer[GameServer] | None = None,
 ) -> AsyncIterator[MatchmakerService]:
     """Serve until the block ends. ``fallback_port``: take any free port if the default one is
     busy (``fleetmatch up`` on a laptop) instead of failing (a port set explicitly, per
@@ -107,7 +128,10 @@ async def serve_matchmaker(
     servers of abandoned matches (default: the allocation API's ``release_match``; a process that
     holds the GameServer store may pass a ``StoreReleaser``). ``metrics``: the ticket API serves
     ``/metrics`` (``fleetmatch up`` serves the process's registry on its metrics port only). With
-    ``settings.tls_cert`` and ``tls_key`` the ticket API serves HTTPS (``service.url`` says so)."""
+    ``settings.tls_cert`` and ``tls_key`` the ticket API serves HTTPS (``service.url`` says so).
+    ``gameservers``: the GameServer store, for backfill (``matchmaker.backfiller``: directors fill
+    running matches' open slots first; without it, nothing is backfilled); ``informer``: the
+    process's shared GameServer watch, so a pass looks only at the servers that changed."""
     service = MatchmakerService(url="")
     settings.check()
     tls = ssl_context(settings) if api else None  # a bad certificate stops the start, before anything runs
@@ -124,6 +148,9 @@ async def serve_matchmaker(
             stack.push_async_callback(client.close)
             tasks = []
             for name, queue in queues.items():
+                backfiller = _backfiller(store, queue, gameservers, informer, settings.lease_seconds)
+                if backfiller is not None and informer is not None:
+                    stack.callback(backfiller.follow(informer))
                 director = Director(
                     store,
                     queue,
@@ -133,6 +160,7 @@ async def serve_matchmaker(
                     releaser=releaser or client,
                     matches=ratings if queue.spec.rating_rule is not None else None,
                     shadow=shadow.get(name),
+                    backfiller=backfiller,
                 )
                 service.directors[name] = director
                 tasks.append(supervised(f"director[{name}]", director.run))

@@ -30,8 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from fleetmatch.codec import evolve
 from fleetmatch.errors import NotFoundError, StoreError, ValidationError
+from fleetmatch.informer import Informer
 from fleetmatch.models import GameServer, GameServerState, ListStatus, stamp
-from fleetmatch.store import Store, modify
+from fleetmatch.store import EventType, Store, WatchEvent, modify
 from fleetmatch.tasks import raise_if_cancelling
 from matchmaker import metrics
 from matchmaker.backfill import (
@@ -92,30 +93,59 @@ class Backfiller:
         self.lease_seconds = lease_seconds
         self._clock = clock
         self._ids = {"queue": queue.name}
+        self._changed: dict[str, GameServer] | None = None
+        """With ``follow``: the queue's servers changed since the last scan (else every scan lists all)."""
+
+    def follow(self, informer: Informer[GameServer]) -> Callable[[], None]:
+        """Scan only the servers ``informer`` (the process's shared GameServer watch) saw change,
+        instead of listing every server each pass. Returns the function that stops following."""
+        changed: dict[str, GameServer] = {}
+        self._changed = changed
+        name = self.queue.name
+
+        def seen(event: WatchEvent[GameServer]) -> None:
+            gs = event.object
+            if event.type is not EventType.DELETED and gs.metadata.annotations.get(QUEUE_ANNOTATION) == name:
+                changed[gs.name] = gs
+
+        return informer.add_handler(seen)
 
     async def scan(self) -> None:
         """Open, update or close backfills from the ``players`` Lists of the queue's Allocated servers."""
+        if self._changed is None:
+            items, _ = await self.gameservers.list()
+        else:
+            items = list(self._changed.values())
+            self._changed.clear()
+        for i, gs in enumerate(items):
+            try:
+                await self._scan_one(gs)
+            except BaseException:
+                if self._changed is not None:  # seen again next pass, unless it changed meanwhile
+                    for rest in items[i:]:
+                        self._changed.setdefault(rest.name, rest)
+                raise
+
+    async def _scan_one(self, gs: GameServer) -> None:
         name = self.queue.name
         caps = self.queue.spec.teams.caps
-        items, _ = await self.gameservers.list()
-        for gs in items:
-            notes = gs.metadata.annotations
-            listed = gs.status.lists.get(PLAYERS_LIST)
-            match_id = notes.get(MATCH_ID_ANNOTATION)
-            if gs.state is not GameServerState.ALLOCATED or notes.get(QUEUE_ANNOTATION) != name or not match_id:
-                continue
-            if listed is None or PLAYER_TEAMS_ANNOTATION not in notes:
-                continue
-            slots = slots_from_list(listed.values, _teams_of(gs), caps)
-            room = max(0, listed.capacity - len(listed.values))
-            if room < sum(slots):  # the List's capacity is the last word on how many may play
-                slots = _trim(slots, room)
-            backfill = Backfill(new_ticket_id(name), name, match_id, gs.name, slots, self._clock(), source="list")
-            done, after = await self.backfills.open(backfill)
-            if done == "opened":
-                metrics.BACKFILLS.labels(queue=name, event="opened").inc()
-                log.info("match %s on %s wants %s player(s): backfill %s", match_id, gs.name, sum(slots), after.id,
-                         extra={**self._ids, "match_id": match_id, "gameserver": gs.name})  # fmt: skip
+        notes = gs.metadata.annotations
+        listed = gs.status.lists.get(PLAYERS_LIST)
+        match_id = notes.get(MATCH_ID_ANNOTATION)
+        if gs.state is not GameServerState.ALLOCATED or notes.get(QUEUE_ANNOTATION) != name or not match_id:
+            return
+        if listed is None or PLAYER_TEAMS_ANNOTATION not in notes:
+            return
+        slots = slots_from_list(listed.values, _teams_of(gs), caps)
+        room = max(0, listed.capacity - len(listed.values))
+        if room < sum(slots):  # the List's capacity is the last word on how many may play
+            slots = _trim(slots, room)
+        backfill = Backfill(new_ticket_id(name), name, match_id, gs.name, slots, self._clock(), source="list")
+        done, after = await self.backfills.open(backfill)
+        if done == "opened":
+            metrics.BACKFILLS.labels(queue=name, event="opened").inc()
+            log.info("match %s on %s wants %s player(s): backfill %s", match_id, gs.name, sum(slots), after.id,
+                     extra={**self._ids, "match_id": match_id, "gameserver": gs.name})  # fmt: skip
 
     async def fill(self, pool: Sequence[Ticket]) -> list[Ticket]:
         """Fill the open backfills from ``pool``; the pool left for new matches."""

@@ -76,7 +76,9 @@ class RedisBackfillStore:
     async def _run(self, name: str, queue: str, *args: str | bytes | float) -> Any:
         await self._tickets._ready()
         with _backend():
-            return await self._scripts[name](keys=self._keys(queue), args=["", 0, *args])
+            # The ticket scripts' ARGV head: the server's clock, and the event history the queue keeps
+            # (a fill's tickets are announced on the queue's stream like any match's).
+            return await self._scripts[name](keys=self._keys(queue), args=["", self._tickets.history, *args])
 
     async def open(self, backfill: Backfill) -> tuple[str, Backfill]:
         """Open ``backfill``, or set the wanted slots of the open one its server has. What was done

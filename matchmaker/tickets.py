@@ -275,6 +275,11 @@ class RedisTicketStore:
         change, so ``pool`` decodes each ticket once and then only fetches ids it has not seen."""
 
     @property
+    def history(self) -> int:
+        """Events kept on each queue's stream (``matchmaker.backfills`` announces fills there too)."""
+        return self._history
+
+    @property
     def client(self) -> Client:
         """The Redis client (``matchmaker.ratingstore`` keeps ratings beside the tickets)."""
         return self._redis

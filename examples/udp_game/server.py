@@ -100,15 +100,51 @@ class GameConfig:
         )
 
 
+PLAYERS_LIST = "players"
+"""The Agones List of who is in the match (declare it in the fleet: ``lists: {players: {capacity: N}}``)."""
+
+
+class Roster:
+    """Keeps the GameServer's ``players`` List in step with the match: a player who joins is added,
+    one who leaves (or goes idle) is removed, so the matchmaker sees the free slot and backfills
+    it (docs/matchmaking.md). The matchmaker lists the players it sends before they arrive; adding
+    one already there, or a List the fleet does not declare, is not an error here."""
+
+    def __init__(self) -> None:
+        self.changes: asyncio.Queue[tuple[bool, str]] = asyncio.Queue()
+
+    def update(self, joined: set[str], left: set[str]) -> None:
+        for player in sorted(joined):
+            self.changes.put_nowait((True, player))
+        for player in sorted(left):
+            self.changes.put_nowait((False, player))
+
+    async def run(self, sdk: SDK) -> None:
+        while True:
+            joined, player = await self.changes.get()
+            try:
+                if joined:
+                    await sdk.add_list_value(PLAYERS_LIST, player)
+                else:
+                    await sdk.remove_list_value(PLAYERS_LIST, player)
+            except SdkError as exc:  # already listed, not listed, or no such List: nothing to keep in step
+                log.debug("players List: %s %s: %s", "add" if joined else "remove", player, exc)
+
+
 class GameProtocol(asyncio.DatagramProtocol):
     """Bytes in, bytes out: decode, let the match decide, reply to the sender. Never raises."""
 
     def __init__(
-        self, match: Match, on_change: Callable[[], None], clock: Callable[[], float] = time.monotonic
+        self,
+        match: Match,
+        on_change: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+        roster: Roster | None = None,
     ) -> None:
         self.match = match
         self.on_change = on_change
         self.clock = clock
+        self.roster = roster
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -124,6 +160,8 @@ class GameProtocol(asyncio.DatagramProtocol):
                 before = set(self.match.players)
                 reply = self.match.handle(request, addr, self.clock())
                 if isinstance(request, Join | Leave) and set(self.match.players) != before:
+                    if self.roster is not None:
+                        self.roster.update(set(self.match.players) - before, before - set(self.match.players))
                     emit(
                         "join" if isinstance(request, Join) else "leave",
                         player=request.player,
@@ -156,10 +194,13 @@ async def _follow(sdk: SDK, match: Match, changed: asyncio.Event) -> None:
             changed.set()
 
 
-async def _play(match: Match, changed: asyncio.Event) -> str:
+async def _play(match: Match, changed: asyncio.Event, roster: Roster | None = None) -> str:
     """Tick until the match is over; its reason."""
     while True:
+        before = set(match.players)
         reason = match.advance(time.monotonic())
+        if roster is not None and before != set(match.players):  # idle players dropped
+            roster.update(set(), before - set(match.players))
         if reason is not None:
             return reason
         with contextlib.suppress(TimeoutError):
@@ -180,8 +221,9 @@ async def run_game(config: GameConfig, *, verify: TokenVerifier = verify_match_t
         join_timeout=config.join_timeout,
         verify=verify,
     )
+    roster = Roster()
     transport, _ = await loop.create_datagram_endpoint(
-        lambda: GameProtocol(match, changed.set), local_addr=(config.bind, config.port)
+        lambda: GameProtocol(match, changed.set, roster=roster), local_addr=(config.bind, config.port)
     )
     tasks: list[asyncio.Task[Any]] = []
     try:
@@ -189,9 +231,10 @@ async def run_game(config: GameConfig, *, verify: TokenVerifier = verify_match_t
             await sdk.connect()
             tasks.append(asyncio.create_task(sdk.health_loop(), name="health"))
             tasks.append(asyncio.create_task(_follow(sdk, match, changed), name="watch"))
+            tasks.append(asyncio.create_task(roster.run(sdk), name="players-list"))
             await sdk.ready()
             emit("ready", gameserver=match.server or config.name, port=config.port)
-            reason = await _play(match, changed)
+            reason = await _play(match, changed, roster)
             emit("match-over", gameserver=match.server, reason=reason, players_joined=match.joined)
             await sdk.shutdown()
             await asyncio.sleep(config.shutdown_grace)  # answer late datagrams (pings see the state)

@@ -257,8 +257,16 @@ def _supervise_allocators(settings: Settings, alloc: AllocatorSettings, workers:
 @click.option("--port", type=click.IntRange(0, 65535), help="Ticket API port (FLEETMATCH_MATCHMAKER_PORT, 9190).")
 @click.option("--api/--no-api", default=True, show_default=True, help="Serve the ticket API.")
 @click.option("--directors/--no-directors", default=True, show_default=True, help="Run a director per queue.")
+@click.option(
+    "--backfill/--no-backfill",
+    default=True,
+    show_default=True,
+    help="Directors fill running matches' open slots (they read and write GameServers: FLEETMATCH_BACKEND).",
+)
 @click.pass_context
-def matchmaker_cmd(ctx: click.Context, queues_file: Path | None, port: int | None, api: bool, directors: bool) -> None:
+def matchmaker_cmd(
+    ctx: click.Context, queues_file: Path | None, port: int | None, api: bool, directors: bool, backfill: bool
+) -> None:
     """Run the matchmaker: the ticket API and/or the directors (any number of each may share a Redis)."""
     from matchmaker.app import serve_matchmaker
     from matchmaker.rules import load_queues
@@ -278,26 +286,35 @@ def matchmaker_cmd(ctx: click.Context, queues_file: Path | None, port: int | Non
 
     async def main() -> None:
         from fleetmatch.http import metrics_site
+        from fleetmatch.models import GameServer
         from fleetmatch.stackfile import stack_or_env_redis_url
 
-        client = connect_any(mm.redis_url or stack_or_env_redis_url(settings), name="matchmaker")
+        redis_url = mm.redis_url or stack_or_env_redis_url(settings)
+        client = connect_any(redis_url, name="matchmaker")
         try:
-            async with (
-                serve_matchmaker(
-                    RedisTicketStore(client),
-                    queues,
-                    mm,
-                    allocator_url=alloc_url or "",
-                    allocator_token=alloc_token or "",
-                    api=api,
-                    directors=directors,
-                ) as service,
-                contextlib.AsyncExitStack() as extra,
-            ):
+            async with contextlib.AsyncExitStack() as stack:
+                gameservers, informer = None, None
+                if directors and backfill:  # the GameServers whose players Lists open backfills
+                    local = replace(settings, redis=replace(settings.redis, url=settings.redis.url or redis_url))
+                    backend = await stack.enter_async_context(open_backend(local, client_name="matchmaker"))
+                    gameservers, informer = backend.gameservers, backend.informer(GameServer)
+                service = await stack.enter_async_context(
+                    serve_matchmaker(
+                        RedisTicketStore(client),
+                        queues,
+                        mm,
+                        allocator_url=alloc_url or "",
+                        allocator_token=alloc_token or "",
+                        api=api,
+                        directors=directors,
+                        gameservers=gameservers,
+                        informer=informer,
+                    )
+                )
                 parts = [f"ticket API at {service.url}/v1/tickets"] if api else []
                 parts += [f"directors for {', '.join(queues)}"] if directors else []
                 if not api:  # the ticket API serves /metrics itself; directors alone need a site for it
-                    url = await extra.enter_async_context(
+                    url = await stack.enter_async_context(
                         metrics_site(settings.metrics_port, settings.metrics_host, probes=service.probes)
                     )
                     parts.append(f"metrics at {url}")

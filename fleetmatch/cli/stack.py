@@ -194,6 +194,8 @@ async def run_stack(
                     allocator_token=token,
                     fallback_port=True,
                     metrics=False,
+                    gameservers=backend.gameservers,  # backfill: the players Lists, the token annotations
+                    informer=backend.informer(GameServer),
                 )
             )
             board = await services.enter_async_context(

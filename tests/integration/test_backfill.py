@@ -28,7 +28,7 @@ from matchmaker.backfills import RedisBackfillStore
 from matchmaker.director import MATCH_ID_ANNOTATION, PLAYER_TOKENS_ANNOTATION, QUEUE_ANNOTATION, token_hash
 from matchmaker.models import Player, Ticket, TicketState, new_ticket_id
 from matchmaker.rules import parse_queues
-from matchmaker.tickets import RedisTicketStore
+from matchmaker.tickets import Keys, RedisTicketStore
 
 QUEUE = parse_queues("""
 kind: Queue
@@ -88,7 +88,7 @@ def stores(redis_client: aioredis.Redis) -> tuple[RedisTicketStore, RedisBackfil
     return tickets, RedisBackfillStore(tickets), RedisStore(redis_client, GameServer)
 
 
-async def test_a_player_leaves_and_one_pass_fills_the_slot(stores) -> None:
+async def test_a_player_leaves_and_one_pass_fills_the_slot(stores, redis_client: aioredis.Redis) -> None:
     tickets, backfills, gameservers = stores
     await running_match(gameservers)
     far, near, party = await queued(
@@ -111,6 +111,8 @@ async def test_a_player_leaves_and_one_pass_fills_the_slot(stores) -> None:
     assert hashes["near"] == token_hash(a.tokens["near"]) and hashes["p0"] == token_hash("t-p0")
     assert json.loads(gs.metadata.annotations[PLAYER_TEAMS_ANNOTATION])["near"] == 1
     assert "near" in gs.status.lists[PLAYERS_LIST].values
+    events = await redis_client.xrange(Keys.of("4v4").events)  # what wakes the player's waiting request
+    assert {(f[b"t"].decode(), f[b"s"].decode()) for _, f in events} >= {(near, "matched")}
     assert (await backfills.get(opened.id)).state is BackfillState.FILLED
     assert not await backfills.open_backfills("4v4")
     await filler.scan()  # the List is full again: nothing reopens
