@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -111,7 +112,7 @@ async def test_a_player_leaves_and_one_pass_fills_the_slot(stores, redis_client:
     assert hashes["near"] == token_hash(a.tokens["near"]) and hashes["p0"] == token_hash("t-p0")
     assert json.loads(gs.metadata.annotations[PLAYER_TEAMS_ANNOTATION])["near"] == 1
     assert "near" in gs.status.lists[PLAYERS_LIST].values
-    events = await redis_client.xrange(Keys.of("4v4").events)  # what wakes the player's waiting request
+    events: Any = await redis_client.xrange(Keys.of("4v4").events)  # what wakes the player's waiting request
     assert {(f[b"t"].decode(), f[b"s"].decode()) for _, f in events} >= {(near, "matched")}
     assert (await backfills.get(opened.id)).state is BackfillState.FILLED
     assert not await backfills.open_backfills("4v4")
