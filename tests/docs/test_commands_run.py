@@ -131,6 +131,16 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "export REDIS_URL=... FLEETMATCH_PLAYER_TOKEN_SECRET_FILE=... FLEETMATCH_QUEUES=queues.yaml",
         "export FLEETMATCH_ALLOCATOR_URL=http://allocator:9180 FLEETMATCH_ALLOCATOR_TOKEN_FILE=...",
     ),
+    **_each(
+        ("docs/matchmaking.md",),
+        "needs the match id and server of a running match and an API key; tests/integration/test_backfill_api.py "
+        "runs the API, and `python -m examples.udp_game.backfill` (run here) the whole path",
+        'curl -s -H "Authorization: Bearer $KEY" -H \'Content-Type: application/json\' -d \'{"queue": "4v4", '
+        '"matchId": "<match-id>", "gameServer": "<gameserver>", "openSlots": {"1": 1}}\' '
+        "http://127.0.0.1:9190/v1/backfills",
+        'curl -s -H "Authorization: Bearer $KEY" http://127.0.0.1:9190/v1/backfills/<backfill-id>',
+        'curl -s -X DELETE -H "Authorization: Bearer $KEY" http://127.0.0.1:9190/v1/backfills/<backfill-id>',
+    ),
     ("docs/matchmaking.md", "fleetmatch ticket accept <ticket-id> --player p1"): (
         "needs a match proposed to the ticket, and the demo queues ask for no acceptance "
         "(tests/integration/test_ticket_cli.py runs accept and decline)"
