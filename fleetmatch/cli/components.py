@@ -259,13 +259,13 @@ def _supervise_allocators(settings: Settings, alloc: AllocatorSettings, workers:
 @click.option("--directors/--no-directors", default=True, show_default=True, help="Run a director per queue.")
 @click.option(
     "--backfill/--no-backfill",
-    default=True,
-    show_default=True,
-    help="Directors fill running matches' open slots (they read and write GameServers: FLEETMATCH_BACKEND).",
+    default=None,
+    help="Directors fill running matches' open slots, reading and writing GameServers (FLEETMATCH_BACKEND). "
+    "Default: on, except on Kubernetes (the matchmaker's ServiceAccount needs gameservers get/list/watch/update).",
 )
 @click.pass_context
 def matchmaker_cmd(
-    ctx: click.Context, queues_file: Path | None, port: int | None, api: bool, directors: bool, backfill: bool
+    ctx: click.Context, queues_file: Path | None, port: int | None, api: bool, directors: bool, backfill: bool | None
 ) -> None:
     """Run the matchmaker: the ticket API and/or the directors (any number of each may share a Redis)."""
     from matchmaker.app import serve_matchmaker
@@ -274,6 +274,8 @@ def matchmaker_cmd(
 
     settings = settings_of(ctx)
     mm = settings.matchmaker if port is None else replace(settings.matchmaker, port=port)
+    if backfill is None:
+        backfill = settings.backend != "kubernetes"
     path = queues_file or mm.queues_file
     if path is None:
         raise ConfigError("the matchmaker needs its queues: pass --queues FILE or set FLEETMATCH_QUEUES")
