@@ -150,6 +150,7 @@ class Backfiller:
     async def fill(self, pool: Sequence[Ticket]) -> list[Ticket]:
         """Fill the open backfills from ``pool``; the pool left for new matches."""
         name = self.queue.name
+        await self._sweep()
         backfills = await self.backfills.open_backfills(name)
         metrics.BACKFILLS_OPEN.labels(queue=name).set(len(backfills))
         if not backfills or not pool:
@@ -163,6 +164,19 @@ class Backfiller:
         await asyncio.gather(*(self._fill_safely(f, by_backfill[f.backfill_id], by_id) for f in fills))
         taken = {tid for f in fills for tid in f.ticket_ids}
         return [t for t in pool if t.id not in taken]
+
+    async def _sweep(self) -> None:
+        """Take the players of lapsed fills (their director died between the server write and the
+        commit, or gave up) off their servers, so a slot is never held by someone who never comes."""
+        for lapsed in await self.backfills.lapsed(self.queue.name):
+            try:
+                backfill = await self.backfills.get(lapsed.backfill_id)
+            except NotFoundError:
+                await self.backfills.forget(self.queue.name, lapsed)
+                continue
+            if await self._undo(backfill.game_server, backfill.match_id, lapsed.fill_id, lapsed.players):
+                await self.backfills.forget(self.queue.name, lapsed)
+                metrics.BACKFILLS.labels(queue=self.queue.name, event="swept").inc()
 
     async def _opening(self, backfill: Backfill) -> Opening | None:
         """The backfill with its server's players and profile; None (and the backfill closed) if
@@ -227,7 +241,7 @@ class Backfiller:
         }
         taken = [sum(tickets[tid].size for tid in members) for members in fill.teams]
         if not await self.backfills.commit(backfill, fill_id, taken, assignments):
-            await self._undo(gs.name, backfill.match_id, fill_id, tokens)
+            await self._undo(gs.name, backfill.match_id, fill_id, frozenset(tokens))
             await self.backfills.release(name, backfill.id, fill_id, ids)
             metrics.BACKFILLS.labels(queue=name, event="lost-lease").inc()
             return
@@ -282,8 +296,10 @@ class Backfiller:
             return None
         return result if result is not None else written
 
-    async def _undo(self, server: str, match_id: str, fill_id: str, tokens: Mapping[str, str]) -> None:
-        """Take a fill that could not be committed off the server again (best effort: logged)."""
+    async def _undo(self, server: str, match_id: str, fill_id: str, players: frozenset[str]) -> bool:
+        """Take a fill that was not committed off the server again, if it is there: its players out
+        of the List and the annotations. False if that failed (logged: tried again when swept)."""
+        tokens = players
 
         def change(gs: GameServer) -> GameServer | None:
             notes = gs.metadata.annotations
@@ -306,9 +322,13 @@ class Backfiller:
 
         try:
             await modify(self.gameservers, server, change)
+        except NotFoundError:
+            return True  # the server is gone, and the fill with it
         except StoreError as exc:
             raise_if_cancelling()
             log.warning("taking fill %s off %s failed: %s", fill_id, server, exc, extra=self._ids)
+            return False
+        return True
 
 
 def _trim(slots: tuple[int, ...], room: int) -> tuple[int, ...]:

@@ -49,6 +49,7 @@ class BackfillKeys:
     lock: str
     open: str
     by_server: str
+    lapsed: str
 
     @classmethod
     def of(cls, queue: str) -> BackfillKeys:
@@ -59,6 +60,15 @@ class BackfillKeys:
 _STATIC = ("openSlots", "state", "filled")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Lapsed:
+    """A fill that ended without a commit: the players it may have written onto its server."""
+
+    backfill_id: str
+    fill_id: str
+    players: frozenset[str]
+
+
 class RedisBackfillStore:
     """Backfills of every queue on the ticket store's Redis client."""
 
@@ -67,7 +77,7 @@ class RedisBackfillStore:
         client = tickets.client
         self._scripts = {
             name: client.register_script(_backfill_script(name))
-            for name in ("open", "claim", "commit", "release", "cancel", "read")
+            for name in ("open", "claim", "commit", "release", "cancel", "read", "lapsed", "forget")
         }
 
     def _keys(self, queue: str) -> list[str]:
@@ -137,6 +147,20 @@ class RedisBackfillStore:
 
     async def release(self, queue: str, backfill_id: str, fill_id: str, ticket_ids: Sequence[str]) -> int:
         return int(await self._run("release", queue, backfill_id, fill_id, *ticket_ids))
+
+    async def lapsed(self, queue: str, *, limit: int = OPEN_LIMIT) -> list[Lapsed]:
+        """Fills whose deadline passed without a commit or a release (their director died or
+        stalled), or that were given up: their players may be on the server, and must come off."""
+        rows = await self._run("lapsed", queue, limit)
+        out = []
+        for bid, lock in rows:
+            fill, _deadline, *players = _text(lock).split()
+            out.append(Lapsed(_text(bid), fill, frozenset(players)))
+        return out
+
+    async def forget(self, queue: str, lapsed: Lapsed) -> None:
+        """``lapsed`` was swept: its players are off the server."""
+        await self._run("forget", queue, lapsed.backfill_id, lapsed.fill_id)
 
     async def close(self, backfill: Backfill, state: BackfillState = BackfillState.CANCELLED) -> bool:
         """Close an open backfill (cancelled, or filled); False if it was not open."""

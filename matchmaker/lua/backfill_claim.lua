@@ -8,6 +8,7 @@ local deadline = fmt(NOW + tonumber(ARGV[5]))
 if redis.call('HGET', B.bstate, id) ~= 'open' then return 0 end
 local held = holder(id)
 if held and held ~= fill then return 0 end
+if not held then set_aside(id) end  -- a lapsed fill: its players come off the server when swept
 for i = 6, #ARGV do
   local state = redis.call('HGET', K.state, ARGV[i])
   if state ~= 'queued' and not (state == 'leased' and redis.call('HGET', K.match, ARGV[i]) == fill) then
@@ -28,5 +29,7 @@ for i = 6, #ARGV do
   redis.call('ZREM', K.pool, t)
   redis.call('ZADD', K.leases, deadline, t)
 end
-redis.call('HSET', B.lock, id, fill .. ' ' .. deadline)
+local lock = {fill, deadline}
+for player in pairs(seen) do lock[#lock + 1] = player end
+redis.call('HSET', B.lock, id, table.concat(lock, ' '))
 return 1

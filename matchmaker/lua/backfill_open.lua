@@ -1,12 +1,14 @@
 -- Open a backfill for a game server, or update the open one it has (one per server): its wanted
 -- slots become `slots`. Slots all zero close an open one (filled) and open nothing.
 -- ARGV: now, history, id, doc (msgpack), slots ('1 0'), game server
--- Returns {'opened' | 'updated' | 'closed' | 'none', id}.
+-- An open one with a fill in flight is left alone ('busy'): the fill's commit takes its slots.
+-- Returns {'opened' | 'updated' | 'closed' | 'busy' | 'none', id}.
 local id, doc, slots, server = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local wanted = 0
 for _, n in ipairs(words(slots)) do wanted = wanted + tonumber(n) end
 local current = redis.call('HGET', B.by_server, server)
 if current and redis.call('HGET', B.bstate, current) == 'open' then
+  if holder(current) then return {'busy', current} end
   if wanted == 0 then
     close(current, 'filled', server)
     return {'closed', current}

@@ -23,6 +23,7 @@ from matchmaker.backfill import (
     Backfill,
     BackfillState,
     MatchProfile,
+    plan_fills,
 )
 from matchmaker.backfiller import Backfiller
 from matchmaker.backfills import RedisBackfillStore
@@ -143,13 +144,38 @@ async def test_a_fill_that_dies_after_its_claim_loses_nothing(stores) -> None:
 
 
 async def test_two_directors_never_give_one_slot_twice(stores) -> None:
-    tickets, backfills, gameservers = stores
+    """Two directors read the same open slot and each plans a different ticket for it (their pool
+    snapshots differ); the second claims before the first writes the server. One player is added,
+    the other ticket stays queued."""
+    tickets, _, gameservers = stores
     await running_match(gameservers)
     ids = await queued(tickets, [player("n1", 1500)], [player("n2", 1510)])
-    one, two = Backfiller(backfills, gameservers, QUEUE), Backfiller(backfills, gameservers, QUEUE)
+    one = Backfiller(RedisBackfillStore(tickets), gameservers, QUEUE)
+    two = Backfiller(RedisBackfillStore(tickets), gameservers, QUEUE)
     await one.scan()
+    [backfill] = await one.backfills.open_backfills("4v4")
     pool = await tickets.pool("4v4")
-    await asyncio.gather(one.fill(pool), two.fill(pool))  # both planned the same fill
+    by_id = {t.id: t for t in pool}
+    seen_by_one, seen_by_two = await one._opening(backfill), await two._opening(backfill)
+    assert seen_by_one is not None and seen_by_two is not None
+    [fill_one] = plan_fills([seen_by_one], pool[:1], QUEUE, time.time())
+    [fill_two] = plan_fills([seen_by_two], pool[1:], QUEUE, time.time())
+    two_claimed = asyncio.Event()
+    claim_of_two, write_of_one = two.backfills.claim, one._write
+
+    async def claim_then_tell(*args: Any, **kwargs: Any) -> bool:
+        try:
+            return await claim_of_two(*args, **kwargs)
+        finally:
+            two_claimed.set()
+
+    async def write_after_two_claimed(*args: Any, **kwargs: Any) -> GameServer | None:
+        await two_claimed.wait()
+        return await write_of_one(*args, **kwargs)
+
+    two.backfills.claim = claim_then_tell  # type: ignore[method-assign]
+    one._write = write_after_two_claimed  # type: ignore[method-assign]
+    await asyncio.gather(one._fill(fill_one, seen_by_one, by_id), two._fill(fill_two, seen_by_two, by_id))
     states = [(await tickets.get(t)).state for t in ids]
     assert sorted(states) == [TicketState.MATCHED, TicketState.QUEUED]
     gs = await gameservers.get("arena-0")
@@ -198,3 +224,30 @@ async def test_opening_by_api_then_by_list_keeps_one_backfill_per_server(stores)
     await Backfiller(backfills, gameservers, QUEUE).scan()
     [only] = await backfills.open_backfills("4v4")
     assert only.id == first.id and only.open_slots == (0, 2)
+
+
+async def test_a_director_that_dies_after_writing_the_server_leaves_no_phantom(stores) -> None:
+    """The fill's server write happened (the player is in the List, their token hash in the
+    annotation), then its director died before the commit. The List is full, so the backfill
+    would look full; once the fill's deadline passed, the next pass takes the phantom player off
+    the server and the ticket (back in the pool at its place) fills the slot, once."""
+    tickets, backfills, gameservers = stores
+    await running_match(gameservers)
+    [near] = await queued(tickets, [player("near", 1550)])
+    filler = Backfiller(backfills, gameservers, QUEUE, lease_seconds=0.3)
+    await filler.scan()
+    [opened] = await backfills.open_backfills("4v4")
+    assert await backfills.claim("4v4", opened.id, "dead-fill", [near], lease_seconds=0.3)
+    assert await filler._write(opened, "dead-fill", {"near": "lost-token"}, {"near": 1}) is not None
+    await filler.scan()  # the List looks full now: the backfill is busy with the fill, not closed
+    assert [b.id for b in await backfills.open_backfills("4v4")] == [opened.id]
+    await asyncio.sleep(0.4)  # the director is dead: the fill's deadline passes
+    await tickets.reap("4v4")
+    await filler.fill(await tickets.pool("4v4"))  # one pass: the phantom comes off, the ticket fills the slot
+    got = await tickets.get(near)
+    assert got.state is TicketState.MATCHED and got.assignment is not None
+    gs = await gameservers.get("arena-0")
+    assert gs.status.lists[PLAYERS_LIST].values.count("near") == 1
+    hashes = json.loads(gs.metadata.annotations[PLAYER_TOKENS_ANNOTATION])
+    assert hashes["near"] == token_hash(got.assignment.tokens["near"])  # the live token, not the lost one
+    assert "dead-fill" not in gs.metadata.annotations[BACKFILL_FILLS_ANNOTATION].split()
