@@ -4,7 +4,7 @@
   digits, a percentile never above the maximum), so p99 and the maximum stay accurate however many
   players there are: time to match (from sending the ticket to knowing the server, per player),
   ticket creation, assignment push (from the first ticket of a match learning it to each ticket
-  learning it), UDP join.
+  learning it; a ticket that joined a running match, from the first ticket of its backfill), UDP join.
 - **Timeline**: one bucket per second since the start: arrivals and matches (players), the players
   by phase at the end of the second, that second's time-to-match and client-latency p50/p95/p99
   (exact: a bucket holds few values), and the Ready/Allocated servers the scraper saw.
@@ -389,6 +389,8 @@ class Collector:
         """Per matched ticket with an estimate: (estimate - wait) / wait."""
         self.unestimated_matched = 0
         self.match_first_seen: dict[str, float] = {}
+        self.backfill_first_seen: dict[str, float] = {}
+        """Per backfill, when a ticket first learned it filled it: what a backfill's push is timed from."""
         """When a client first learned each match (monotonic)."""
         self.errors: list[dict[str, Any]] = []
         self.error_cap = error_cap
@@ -452,7 +454,9 @@ class Collector:
         if match_id is not None and match_id not in record.match_ids:
             record.match_ids.append(match_id)
 
-    def matched(self, ticket_id: str, match_id: str, players: int, waited: float, at: float) -> None:
+    def matched(
+        self, ticket_id: str, match_id: str, players: int, waited: float, at: float, *, backfill: str = ""
+    ) -> None:
         self.tickets_matched += 1
         self.latencies[TIME_TO_MATCH].record(waited, players)
         if ticket_id in self.estimates:
@@ -468,6 +472,8 @@ class Collector:
         bucket.matched_players += players
         bucket.ttm.extend([waited] * players)
         first = self.match_first_seen.setdefault(match_id, at)
+        if backfill:  # told with the others of its fill, not with the match's first players
+            first = self.backfill_first_seen.setdefault(backfill, at)
         self.latency(ASSIGNMENT_PUSH, at - first, at)
 
     def no_capacity_since(self, queue: str, since: float) -> int:

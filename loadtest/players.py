@@ -230,8 +230,11 @@ class PartyObserver(Protocol):
     def ticket_seen(self, ticket_id: str, state: str, match_id: str | None, at: float) -> None:
         """The latest state the client saw of its ticket (the reconciliation compares the server's)."""
 
-    def matched(self, ticket_id: str, match_id: str, players: int, waited: float, at: float) -> None:
-        """The party learned its assignment ``waited`` seconds after sending the ticket."""
+    def matched(
+        self, ticket_id: str, match_id: str, players: int, waited: float, at: float, *, backfill: str = ""
+    ) -> None:
+        """The party learned its assignment ``waited`` seconds after sending the ticket (``backfill``:
+        it joined the running match through that backfill)."""
 
     def no_capacity_since(self, queue: str, since: float) -> int:
         """No-capacity allocation failures the matchmaker reported on ``queue`` since ``since``."""
@@ -548,7 +551,10 @@ class Party:
             assert self.ticket_id is not None
             self.assignment = assignment
             self._settle_proposal("matched" if self._proposal(assignment["matchId"]) else "requeued")
-            self.observer.matched(self.ticket_id, assignment["matchId"], len(self.players), now - self._sent, now)
+            backfill = str(assignment.get("backfillId", ""))
+            self.observer.matched(
+                self.ticket_id, assignment["matchId"], len(self.players), now - self._sent, now, backfill=backfill
+            )
         else:
             self._settle_proposal("cancelled")
 

@@ -235,6 +235,7 @@ class Backfiller:
                 region=opening.profile.region,
                 tokens={p.id: tokens[p.id] for p in tickets[tid].players},
                 team_name=names[team] if names else "",
+                backfill_id=backfill.id,
             )
             for team, members in enumerate(fill.teams)
             for tid in members

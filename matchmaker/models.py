@@ -168,6 +168,9 @@ class Assignment:
     roles: Mapping[str, str] = field(default_factory=dict)
     """Player id -> the role slot they fill, in a queue whose teams have roles (every player of this
     ticket); empty otherwise."""
+    backfill_id: str = ""
+    """The backfill this ticket filled: it joined the match while it was running (``matchmaker.backfill``);
+    "" for a ticket matched with the match's first players."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -218,6 +218,11 @@ OPENAPI: dict[str, Any] = {
                         "description": "Player id -> the role slot they fill (every player of the ticket), in a "
                         "queue whose teams have roles",
                     },
+                    "backfillId": {
+                        "type": "string",
+                        "description": "The backfill this ticket filled: it joins a match already running "
+                        "(GET /v1/backfills/{id}); absent for a ticket matched with the match's first players",
+                    },
                 },
             },
             "MatchProposal": {

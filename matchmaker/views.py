@@ -65,6 +65,8 @@ def ticket_json(ticket: Ticket, principal: Principal, *, estimate: float | None 
             del assignment["teamName"]
         if not assignment["roles"]:
             del assignment["roles"]
+        if not assignment["backfillId"]:
+            del assignment["backfillId"]
     return doc
 
 

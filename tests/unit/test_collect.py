@@ -117,6 +117,19 @@ def test_time_to_match_is_split_by_queue() -> None:
     assert collector.timeline()[3]["assignmentPushP99Ms"] == 500.0
 
 
+def test_a_backfilled_ticket_is_timed_from_its_backfill_not_from_the_match() -> None:
+    """A ticket that joins a running match learns it long after the match's first players: its push
+    is timed among the tickets of its backfill; the match keeps its first sighting (spans)."""
+    collector = Collector(start=0.0)
+    for tid in "abc":
+        collector.ticket_created(tid, "4v4", None, at=0.0)
+    collector.matched("a", "m1", players=1, waited=1.0, at=1.0)
+    collector.matched("b", "m1", players=1, waited=1.2, at=1.2)
+    collector.matched("c", "m1", players=1, waited=2.0, at=31.0, backfill="4v4.bf1")
+    assert collector.latencies[ASSIGNMENT_PUSH].max_ms == pytest.approx(200.0, rel=1e-3)
+    assert collector.match_first_seen["m1"] == 1.0
+
+
 # -- reconciliation --------------------------------------------------------------------------------
 
 
