@@ -41,6 +41,7 @@ from matchmaker.backfill import (
     PLAYER_TEAMS_ANNOTATION,
     PLAYERS_LIST,
     Backfill,
+    BackfillState,
     Fill,
     MatchProfile,
     Opening,
@@ -105,8 +106,9 @@ class Backfiller:
 
         def seen(event: WatchEvent[GameServer]) -> None:
             gs = event.object
-            if event.type is not EventType.DELETED and gs.metadata.annotations.get(QUEUE_ANNOTATION) == name:
-                changed[gs.name] = gs
+            if gs.metadata.annotations.get(QUEUE_ANNOTATION) == name:
+                gone = event.type is EventType.DELETED
+                changed[gs.name] = gs.with_status(state=GameServerState.SHUTDOWN) if gone else gs
 
         return informer.add_handler(seen)
 
@@ -132,7 +134,15 @@ class Backfiller:
         notes = gs.metadata.annotations
         listed = gs.status.lists.get(PLAYERS_LIST)
         match_id = notes.get(MATCH_ID_ANNOTATION)
-        if gs.state is not GameServerState.ALLOCATED or notes.get(QUEUE_ANNOTATION) != name or not match_id:
+        if notes.get(QUEUE_ANNOTATION) != name or not match_id:
+            return
+        if gs.state is not GameServerState.ALLOCATED:  # the match is over: it wants nobody any more
+            if self._changed is not None:  # (a full scan would ask for every finished server each pass)
+                nobody = tuple(0 for _ in caps)
+                over = Backfill(new_ticket_id(name), name, match_id, gs.name, nobody)
+                done, _ = await self.backfills.open(over, closing=BackfillState.CANCELLED)
+                if done == "closed":
+                    metrics.BACKFILLS.labels(queue=name, event="cancelled").inc()
             return
         if listed is None or PLAYER_TEAMS_ANNOTATION not in notes:
             return

@@ -90,9 +90,10 @@ class RedisBackfillStore:
             # (a fill's tickets are announced on the queue's stream like any match's).
             return await self._scripts[name](keys=self._keys(queue), args=["", self._tickets.history, *args])
 
-    async def open(self, backfill: Backfill) -> tuple[str, Backfill]:
+    async def open(self, backfill: Backfill, *, closing: BackfillState = BackfillState.FILLED) -> tuple[str, Backfill]:
         """Open ``backfill``, or set the wanted slots of the open one its server has. What was done
-        (``opened``, ``updated``, ``closed``: no slot left, ``none``) and the backfill after."""
+        (``opened``, ``updated``, ``closed``: no slot left, as ``closing``; ``busy``: a fill is in
+        flight, left alone; ``none``) and the backfill after."""
         if queue_of(backfill.id) != backfill.queue:
             raise ValidationError("id", f"{backfill.id!r} is not an id of queue {backfill.queue!r}")
         doc = to_wire(backfill)
@@ -105,6 +106,7 @@ class RedisBackfillStore:
             msgpack.packb(doc, use_bin_type=True),
             " ".join(map(str, backfill.open_slots)),
             backfill.game_server,
+            closing.value,
         )
         done, bid = _text(status), _text(current)
         return done, (await self.get(bid) if bid else backfill)

@@ -1,6 +1,7 @@
 -- Open a backfill for a game server, or update the open one it has (one per server): its wanted
--- slots become `slots`. Slots all zero close an open one (filled) and open nothing.
--- ARGV: now, history, id, doc (msgpack), slots ('1 0'), game server
+-- slots become `slots`. Slots all zero close an open one (as `closing`: filled, or cancelled when
+-- its match is over) and open nothing.
+-- ARGV: now, history, id, doc (msgpack), slots ('1 0'), game server, closing
 -- An open one with a fill in flight is left alone ('busy'): the fill's commit takes its slots.
 -- Returns {'opened' | 'updated' | 'closed' | 'busy' | 'none', id}.
 local id, doc, slots, server = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -10,7 +11,7 @@ local current = redis.call('HGET', B.by_server, server)
 if current and redis.call('HGET', B.bstate, current) == 'open' then
   if holder(current) then return {'busy', current} end
   if wanted == 0 then
-    close(current, 'filled', server)
+    close(current, ARGV[7], server)
     return {'closed', current}
   end
   redis.call('HSET', B.slots, current, slots)

@@ -6,6 +6,7 @@ duplicates nothing; two directors never give one slot twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from fleetmatch.backends.redis.store import RedisStore
+from fleetmatch.informer import Informer
 from fleetmatch.models import GameServer, GameServerState, ListStatus, ObjectMeta, PortStatus
 from matchmaker.backfill import (
     BACKFILL_FILLS_ANNOTATION,
@@ -31,6 +33,7 @@ from matchmaker.director import MATCH_ID_ANNOTATION, PLAYER_TOKENS_ANNOTATION, Q
 from matchmaker.models import Player, Ticket, TicketState, new_ticket_id
 from matchmaker.rules import parse_queues
 from matchmaker.tickets import Keys, RedisTicketStore
+from tests.waiting import eventually
 
 QUEUE = parse_queues("""
 kind: Queue
@@ -251,3 +254,34 @@ async def test_a_director_that_dies_after_writing_the_server_leaves_no_phantom(s
     hashes = json.loads(gs.metadata.annotations[PLAYER_TOKENS_ANNOTATION])
     assert hashes["near"] == token_hash(got.assignment.tokens["near"])  # the live token, not the lost one
     assert "dead-fill" not in gs.metadata.annotations[BACKFILL_FILLS_ANNOTATION].split()
+
+
+async def test_following_the_watch_opens_and_cancels(stores) -> None:
+    """With the shared informer, a pass looks only at the servers that changed: a leaver opens a
+    backfill, and the server's end (Shutdown) cancels it."""
+    _, backfills, gameservers = stores
+    informer = Informer(gameservers)
+    watching = asyncio.create_task(informer.run())
+    try:
+        filler = Backfiller(backfills, gameservers, QUEUE)
+        stop = filler.follow(informer)
+        gs = await running_match(gameservers)
+
+        async def opened() -> bool:
+            await filler.scan()
+            return len(await backfills.open_backfills("4v4")) == 1
+
+        await eventually(opened, within=10)
+        [backfill] = await backfills.open_backfills("4v4")
+        await gameservers.update((await gameservers.get(gs.name)).with_status(state=GameServerState.SHUTDOWN))
+
+        async def cancelled() -> bool:
+            await filler.scan()
+            return (await backfills.get(backfill.id)).state is BackfillState.CANCELLED
+
+        await eventually(cancelled, within=10)
+        stop()
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
