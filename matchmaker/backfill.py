@@ -16,13 +16,18 @@ server at allocation):
   (``profile.blocked``) or by another newcomer;
 - a player already in the match (or given to another backfill this pass) is never added.
 
-Oldest backfill first, oldest ticket first; a backfill may be filled in part (the rest later).
+Oldest backfill first, oldest ticket first (the pool as the store gives it: by enqueue time); a
+backfill may be filled in part (the rest later). Work is bounded like the matcher's per seed: a
+backfill looks at most ``SCAN_PER_SLOT`` waiting tickets per open slot (at least ``MIN_SCAN``), so
+a pass costs O(backfills), not O(backfills x pool); one that none of the oldest tickets fits waits
+for its windows to widen with its age.
 Queues whose teams have role slots are not backfilled here (a newcomer's role would need the
 match's current roles): ``plan_fills`` leaves them alone.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +51,10 @@ MATCH_PROFILE_ANNOTATION = "fleetmatch.dev/match-profile"
 """JSON ``MatchProfile`` on the allocated server: what a newcomer must fit."""
 BACKFILL_FILLS_ANNOTATION = "fleetmatch.dev/backfill-fills"
 """Space-separated ids of the fills already written on the server: a repeated write adds nothing."""
+
+
+SCAN_PER_SLOT = 32
+MIN_SCAN = 256
 
 
 class BackfillState(StrEnum):
@@ -200,43 +209,65 @@ def _party_value(ticket: Ticket, rule: Rule) -> float | None:
     return aggregation.of([float(v) for v in values])  # type: ignore[arg-type]  # numbers: checked
 
 
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A waiting ticket with what every backfill checks it against, worked out once per pass."""
+
+    ticket: Ticket
+    ids: frozenset[str]
+    values: tuple[float | None, ...]
+    """Per ranged rule (``_ranged``), the party's value."""
+
+    @classmethod
+    def of(cls, ticket: Ticket, ranged: Sequence[Rule]) -> _Candidate:
+        ids = frozenset(p.id for p in ticket.players)
+        return cls(ticket, ids, tuple(_party_value(ticket, rule) for rule in ranged))
+
+    def fits(self, opening: Opening, queue: Queue, ranged: Sequence[Rule], now: float) -> bool:
+        ticket, profile = self.ticket, opening.profile
+        if ticket.state is not TicketState.QUEUED or (ticket.expires_at and ticket.expires_at <= now):
+            return False
+        if not opening.players.isdisjoint(self.ids) or not self.ids.isdisjoint(profile.blocked):
+            return False
+        if not opening.players.isdisjoint(ticket.blocked_players):
+            return False
+        wait = max(now - ticket.enqueued_at, now - opening.backfill.created_at, 0.0)
+        for rule, value in zip(ranged, self.values, strict=True):
+            anchor = profile.anchors.get(rule.attribute)
+            if anchor is not None and (value is None or abs(value - anchor) > rule.window(wait)):
+                return False
+        for rule in queue.spec.equal_rules:
+            wanted = profile.equal.get(rule.attribute)
+            if wanted is not None and any(p.attributes.get(rule.attribute) != wanted for p in ticket.players):
+                return False
+        latency = queue.spec.latency_rule
+        if latency is not None and profile.region:
+            window = latency.window(wait)
+            for player in ticket.players:
+                ms = player.latencies.get(profile.region)
+                if ms is None or ms > window:
+                    return False
+        return True
+
+
 def fits(ticket: Ticket, opening: Opening, queue: Queue, now: float) -> bool:
     """Whether ``ticket`` may join the match of ``opening`` by the queue's rules (not slots, not
     blocks between newcomers: ``plan_fills`` checks those)."""
-    if ticket.state is not TicketState.QUEUED or (ticket.expires_at and ticket.expires_at <= now):
-        return False
-    profile = opening.profile
-    ids = [p.id for p in ticket.players]
-    if opening.players.intersection(ids) or set(profile.blocked).intersection(ids):
-        return False
-    if opening.players.intersection(ticket.blocked_players):
-        return False
-    wait = max(now - ticket.enqueued_at, now - opening.backfill.created_at, 0.0)
-    for rule in _ranged(queue):
-        anchor = profile.anchors.get(rule.attribute)
-        value = _party_value(ticket, rule)
-        if anchor is not None and (value is None or abs(value - anchor) > rule.window(wait)):
-            return False
-    for rule in queue.spec.equal_rules:
-        wanted = profile.equal.get(rule.attribute)
-        if wanted is not None and any(p.attributes.get(rule.attribute) != wanted for p in ticket.players):
-            return False
-    latency = queue.spec.latency_rule
-    if latency is not None and profile.region:
-        window = latency.window(wait)
-        for player in ticket.players:
-            ms = player.latencies.get(profile.region)
-            if ms is None or ms > window:
-                return False
-    return True
+    ranged = _ranged(queue)
+    return _Candidate.of(ticket, ranged).fits(opening, queue, ranged, now)
 
 
 def plan_fills(openings: Sequence[Opening], pool: Sequence[Ticket], queue: Queue, now: float) -> list[Fill]:
-    """The tickets each open backfill takes this pass (see the module docstring). A ticket, and a
-    player, goes to at most one backfill; backfills that get nobody are left out."""
-    if queue.spec.teams.has_roles:
+    """The tickets each open backfill takes this pass from ``pool`` (oldest first; see the module
+    docstring). A ticket, and a player, goes to at most one backfill; backfills that get nobody are
+    left out."""
+    if queue.spec.teams.has_roles or not openings:
         return []
-    waiting = sorted((t for t in pool if t.state is TicketState.QUEUED), key=lambda t: (t.enqueued_at, t.id))
+    ranged = _ranged(queue)
+    # Every backfill looks at the oldest queued tickets only, up to its budget: those few are read once.
+    deepest = max(max(MIN_SCAN, SCAN_PER_SLOT * o.backfill.wanted) for o in openings)
+    queued = (t for t in pool if t.state is TicketState.QUEUED)
+    waiting = [_Candidate.of(t, ranged) for t in itertools.islice(queued, deepest)]
     taken: set[str] = set()
     busy: set[str] = set()
     fills = []
@@ -247,14 +278,15 @@ def plan_fills(openings: Sequence[Opening], pool: Sequence[Ticket], queue: Queue
         left = list(backfill.open_slots)
         teams: list[list[str]] = [[] for _ in left]
         chosen: set[str] = set()
-        blocked: set[str] = set()
-        for ticket in waiting:
+        avoid = set(busy)  # players no newcomer may be: in another fill, in this one, or blocked by this one's
+        budget = max(MIN_SCAN, SCAN_PER_SLOT * backfill.wanted)
+        for candidate in waiting[:budget]:
             if not any(left):
                 break
-            ids = {p.id for p in ticket.players}
-            if ticket.id in taken or ids & busy or ids & chosen or ids & blocked:
+            ticket, ids = candidate.ticket, candidate.ids
+            if ticket.id in taken or not ids.isdisjoint(avoid):
                 continue
-            if chosen.intersection(ticket.blocked_players) or not fits(ticket, opening, queue, now):
+            if not chosen.isdisjoint(ticket.blocked_players) or not candidate.fits(opening, queue, ranged, now):
                 continue
             team = max(range(len(left)), key=lambda i: (left[i], -i))
             if left[team] < ticket.size:
@@ -262,7 +294,8 @@ def plan_fills(openings: Sequence[Opening], pool: Sequence[Ticket], queue: Queue
             left[team] -= ticket.size
             teams[team].append(ticket.id)
             chosen |= ids
-            blocked.update(ticket.blocked_players)
+            avoid |= ids
+            avoid.update(ticket.blocked_players)
             taken.add(ticket.id)
         if chosen:
             busy |= chosen

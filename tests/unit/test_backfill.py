@@ -14,6 +14,7 @@ from fleetmatch.allocation import GameServerAllocationSpec, ListAction
 from fleetmatch.errors import ValidationError
 from matchmaker.backfill import (
     MATCH_PROFILE_ANNOTATION,
+    MIN_SCAN,
     PLAYER_TEAMS_ANNOTATION,
     PLAYERS_LIST,
     Backfill,
@@ -234,3 +235,11 @@ def test_fills_never_break_a_rule(case: tuple[list[Opening], list[Ticket]]) -> N
             assert fits(t, o, Q, NOW)
             assert not set(t.blocked_players) & (newcomers - {p.id for p in t.players})  # blocks among newcomers
         assert fill.ticket_ids  # a fill adds somebody
+
+
+def test_a_backfill_looks_at_a_bounded_number_of_tickets() -> None:
+    """Bounded work per backfill: a fitting ticket behind more than the budget of older ones that do
+    not fit waits (the backfill's windows widen with its age)."""
+    far = [ticket(f"far{i}", skill=5000, age=100) for i in range(MIN_SCAN)]
+    assert plan_fills([opening()], [*far, ticket("near", age=1)], Q, NOW) == []
+    assert plan_fills([opening()], [*far[1:], ticket("near", age=1)], Q, NOW)[0].ticket_ids == ("q.near",)
