@@ -50,6 +50,8 @@ class BackfillKeys:
     open: str
     by_server: str
     lapsed: str
+    commits: str
+    closed: str
 
     @classmethod
     def of(cls, queue: str) -> BackfillKeys:
@@ -144,7 +146,16 @@ class RedisBackfillStore:
             pairs += (ticket_id, msgpack.packb(to_wire(assignment), use_bin_type=True))
         taken_text = " ".join(map(str, taken))
         return bool(
-            await self._run("commit", backfill.queue, backfill.id, fill_id, backfill.game_server, taken_text, *pairs)
+            await self._run(
+                "commit",
+                backfill.queue,
+                backfill.id,
+                fill_id,
+                backfill.game_server,
+                backfill.match_id,
+                taken_text,
+                *pairs,
+            )
         )
 
     async def release(self, queue: str, backfill_id: str, fill_id: str, ticket_ids: Sequence[str]) -> int:
@@ -152,8 +163,9 @@ class RedisBackfillStore:
 
     async def lapsed(self, queue: str, *, limit: int = OPEN_LIMIT) -> list[Lapsed]:
         """Fills whose deadline passed without a commit or a release (their director died or
-        stalled), or that were given up: their players may be on the server, and must come off."""
-        rows = await self._run("lapsed", queue, limit)
+        stalled), or that were given up: their players may be on the server, and must come off.
+        Purges backfills closed longer ago than the ticket store's retention on the way."""
+        rows = await self._run("lapsed", queue, limit, repr(self._tickets.retention))
         out = []
         for bid, lock in rows:
             fill, _deadline, *players = _text(lock).split()

@@ -275,6 +275,11 @@ class RedisTicketStore:
         change, so ``pool`` decodes each ticket once and then only fetches ids it has not seen."""
 
     @property
+    def retention(self) -> float:
+        """Seconds a finished ticket stays readable (a closed backfill too: ``matchmaker.backfills``)."""
+        return self._retention
+
+    @property
     def history(self) -> int:
         """Events kept on each queue's stream (``matchmaker.backfills`` announces fills there too)."""
         return self._history

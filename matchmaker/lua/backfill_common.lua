@@ -10,11 +10,16 @@
 --   by_server HASH game server -> its open backfill (at most one per server)
 --   lapsed    HASH fill id -> 'backfill-id lock': locks taken over or closed before their fill ended;
 --                  a director takes their players off the server again once the deadline passed
-local NB = #KEYS - 8
+--   commits   HASH id -> the ids of its last fills committed (a retried commit is recognised)
+--   closed    ZSET closed ids by when they closed: purged after the ticket store's retention
+-- A filled ticket is like any matched one: `match` holds the match id, `assignment` the server.
+local NB = #KEYS - 10
 local B = {
   docs = KEYS[NB + 1], slots = KEYS[NB + 2], bstate = KEYS[NB + 3], filled = KEYS[NB + 4],
   lock = KEYS[NB + 5], open = KEYS[NB + 6], by_server = KEYS[NB + 7], lapsed = KEYS[NB + 8],
+  commits = KEYS[NB + 9], closed = KEYS[NB + 10],
 }
+local COMMITS_KEPT = 32
 
 -- The fill holding the backfill's lock, if it has not lapsed.
 local function holder(id)
@@ -37,6 +42,7 @@ end
 local function close(id, state, server)
   redis.call('HSET', B.bstate, id, state)
   redis.call('ZREM', B.open, id)
+  redis.call('ZADD', B.closed, fmt(NOW), id)
   set_aside(id)
   if redis.call('HGET', B.by_server, server) == id then redis.call('HDEL', B.by_server, server) end
 end

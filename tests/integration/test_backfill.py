@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from fleetmatch.backends.redis.store import RedisStore
+from fleetmatch.errors import NotFoundError
 from fleetmatch.informer import Informer
 from fleetmatch.models import GameServer, GameServerState, ListStatus, ObjectMeta, PortStatus
 from matchmaker.backfill import (
@@ -285,3 +286,44 @@ async def test_following_the_watch_opens_and_cancels(stores) -> None:
         watching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watching
+
+
+async def test_a_filled_ticket_is_stored_like_any_matched_one_and_a_retried_commit_changes_nothing(
+    stores: tuple[RedisTicketStore, RedisBackfillStore, RedisStore[GameServer]], redis_client: aioredis.Redis
+) -> None:
+    tickets, backfills, gameservers = stores
+    await running_match(gameservers, left=("p7", "p6"))
+    [near] = await queued(tickets, [player("near", 1550)])
+    filler = Backfiller(backfills, gameservers, QUEUE)
+    await filler.scan()
+    [opened] = await backfills.open_backfills("4v4")
+    commits = []
+    real_commit = backfills.commit
+
+    async def commit_twice(*args: Any, **kwargs: Any) -> bool:  # the reply was lost: sent again
+        commits.append(await real_commit(*args, **kwargs))
+        return await real_commit(*args, **kwargs)
+
+    backfills.commit = commit_twice  # type: ignore[method-assign]
+    await filler.fill(await tickets.pool("4v4"))
+    assert commits == [True]
+    assert (
+        await redis_client.hget(Keys.of("4v4").match, near)
+    ) == MATCH.encode()  # the match, as for its first players
+    after = await backfills.get(opened.id)
+    assert (after.open_slots, after.filled, after.state) == ((0, 1), 1, BackfillState.OPEN)  # taken once
+    gs = await gameservers.get("arena-0")  # the retry answered as the first: nothing was undone
+    assert "near" in gs.status.lists[PLAYERS_LIST].values
+    assert "near" in json.loads(gs.metadata.annotations[PLAYER_TOKENS_ANNOTATION])
+
+
+async def test_closed_backfills_are_purged_after_the_retention(redis_client: aioredis.Redis) -> None:
+    tickets = RedisTicketStore(redis_client, retention=0.2)
+    backfills = RedisBackfillStore(tickets)
+    _, opened = await backfills.open(Backfill(new_ticket_id("4v4"), "4v4", MATCH, "arena-0", (0, 1), time.time()))
+    assert await backfills.close(opened)
+    assert (await backfills.get(opened.id)).state is BackfillState.CANCELLED
+    await asyncio.sleep(0.3)
+    await backfills.lapsed("4v4")  # each pass's sweep purges on the way
+    with pytest.raises(NotFoundError):
+        await backfills.get(opened.id)
