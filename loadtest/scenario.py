@@ -106,7 +106,7 @@ from fleetmatch.models import ObjectMeta
 from fleetmatch.names import namespace_error
 from fleetmatch.yamlsrc import load_documents
 from matchmaker.composition import assign_roles
-from matchmaker.models import MAX_PARTY, MAX_ROLES, Player
+from matchmaker.models import MAX_PARTY, Player, check_roles
 from matchmaker.rules import MAX_PLAYERS as MAX_MATCH_PLAYERS
 from matchmaker.rules import MAX_TEAMS
 
@@ -530,13 +530,7 @@ class RoleOffer:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if len(self.roles) > MAX_ROLES:
-            raise ValidationError("roles", f"at most {MAX_ROLES} roles, got {len(self.roles)}")
-        for i, role in enumerate(self.roles):
-            if not _NAME.match(role):
-                raise ValidationError(f"roles[{i}]", f"{role[:100]!r} is not a valid role name")
-            if role in self.roles[:i]:
-                raise ValidationError(f"roles[{i}]", f"role {role!r} appears twice")
+        check_roles(self.roles)
         if not _positive(self.weight):
             raise ValidationError("weight", f"must be a positive number, got {self.weight}")
 

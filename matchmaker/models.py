@@ -66,6 +66,17 @@ class TicketState(StrEnum):
         return TicketState.QUEUED.value if self is TicketState.LEASED else self.value
 
 
+def check_roles(roles: tuple[str, ...]) -> None:
+    """Roles a player offers: at most ``MAX_ROLES`` names, each valid and once (field ``roles[i]``)."""
+    if len(roles) > MAX_ROLES:
+        raise ValidationError("roles", f"at most {MAX_ROLES} roles, got {len(roles)}")
+    for i, role in enumerate(roles):
+        if not _NAME.match(role):
+            raise ValidationError(f"roles[{i}]", f"{role[:100]!r} is not a valid role name")
+        if role in roles[:i]:
+            raise ValidationError(f"roles[{i}]", f"role {role!r} appears twice")
+
+
 @dataclass(frozen=True, slots=True)
 class Player:
     id: str
@@ -80,13 +91,7 @@ class Player:
         err = player_id_error(self.id)
         if err:
             raise ValidationError("id", f"{self.id!r} {err}")
-        if len(self.roles) > MAX_ROLES:
-            raise ValidationError("roles", f"at most {MAX_ROLES} roles, got {len(self.roles)}")
-        for i, role in enumerate(self.roles):
-            if not _NAME.match(role):
-                raise ValidationError(f"roles[{i}]", f"{role[:100]!r} is not a valid role name")
-            if role in self.roles[:i]:
-                raise ValidationError(f"roles[{i}]", f"role {role!r} appears twice")
+        check_roles(self.roles)
         for key, value in self.attributes.items():
             if not _NAME.match(key):
                 raise ValidationError(f"attributes.{key}", "invalid attribute name")
