@@ -26,6 +26,7 @@ from fleetmatch.tasks import cancel_and_wait, supervised
 from matchmaker.api import app_runner, build_app
 from matchmaker.director import Director, Matcher, Releasing
 from matchmaker.functions import MatchFunction, match_function
+from matchmaker.matching import QueueMatcher, find_matches
 from matchmaker.models import Proposal, Ticket
 from matchmaker.push import Hub
 from matchmaker.ratingstore import rating_store_for
@@ -65,6 +66,11 @@ def matchers(queues: Mapping[str, Queue]) -> dict[str, Matcher]:
 
 
 def _bound(function: MatchFunction, queue: Queue) -> Matcher:
+    """The default function keeps each ticket's derived rule values between its queue's ticks
+    (``QueueMatcher``); a plug-in is called as it is."""
+    if function is find_matches:
+        return QueueMatcher(queue)
+
     def match(pool: Sequence[Ticket], now: float) -> list[Proposal]:
         return function(pool, queue, now)
 

@@ -56,8 +56,10 @@ seed order (oldest first), and the result is the same for the same pool in any o
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -65,6 +67,7 @@ from matchmaker import ratings
 from matchmaker.composition import RoleOffer, assign_roles, avoid_sets
 from matchmaker.models import MatchQuality, Player, Proposal, Ticket, TicketState
 from matchmaker.rules import PartyAggregation, Queue, Rule
+from matchmaker.tickcache import Row, TicketCache
 
 SCAN_PER_PLAYER = 8
 """Candidates looked at per seed, per player of a full match (see ``MIN_SCAN``)."""
@@ -72,13 +75,36 @@ MIN_SCAN = 64
 PACK_BUDGET = 2_000
 """Search steps one exact team packing may take; beyond it the tickets count as not packable."""
 
+MAX_REGIONS = 64
+"""Region names a cache numbers before it starts afresh (a region mask stays a small int)."""
+
 _INF = math.inf
 _QUEUED = TicketState.QUEUED
 
 
 def find_matches(pool: Sequence[Ticket], queue: Queue, now: float) -> list[Proposal]:
     """Proposed matches for ``queue`` from ``pool`` (queued tickets, any order) at time ``now``."""
-    return _Tick(queue, now).run(pool)
+    return _Tick(queue, now, TicketCache()).run(pool)
+
+
+class QueueMatcher:
+    """``find_matches`` bound to one queue, keeping each ticket's derived rule values between ticks
+    (``matchmaker.tickcache``): a tick derives only the tickets it has not seen. The result is the
+    same as ``find_matches`` on the same pool; the cache only saves work. One tick at a time: a call
+    made while another runs (another thread) works without the cache."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self.cache = TicketCache()
+        self._busy = threading.Lock()
+
+    def __call__(self, pool: Sequence[Ticket], now: float) -> list[Proposal]:
+        if not self._busy.acquire(blocking=False):
+            return find_matches(pool, self.queue, now)
+        try:
+            return _Tick(self.queue, now, self.cache).run(pool)
+        finally:
+            self._busy.release()
 
 
 def _find(links: list[int], i: int) -> int:
@@ -98,7 +124,7 @@ class _Index:
 
     __slots__ = ("keys", "left", "members", "right")  # matched position p: right[p] = p + 1, left[p] = p - 1
 
-    def __init__(self, members: list[int], keys: list[Any]) -> None:
+    def __init__(self, members: list[int], keys: Sequence[Any]) -> None:
         members.sort(key=keys.__getitem__)  # stable: members come in age order, so equal keys stay so
         self.members = [-1, *members, -1]
         self.keys = [-_INF, *(keys[t] for t in members), _INF]
@@ -109,19 +135,35 @@ class _Index:
 _BY_ID = operator.attrgetter("id")
 _BY_ENQUEUED = operator.attrgetter("enqueued_at")
 _BY_BLOCKED = operator.attrgetter("blocked_players")
+_BY_EXPIRES = operator.attrgetter("expires_at")
 
 
-def _by_age(pool: Sequence[Ticket], now: float) -> list[Ticket]:
-    """Queued, unexpired tickets, oldest first (equal times: by id); the same ticket twice (same id
-    and time, as a snapshot may repeat it) is kept once."""
-    live = [t for t in pool if t.state is _QUEUED and t.players and not 0 < t.expires_at <= now]
-    ties = len({t.enqueued_at for t in live}) < len(live)
-    if ties:
-        live.sort(key=_BY_ID)
-    live.sort(key=_BY_ENQUEUED)  # stable: equal enqueue times stay in id order
-    if ties:  # duplicates are now neighbours
-        live = [t for t, before in zip(live, [None, *live], strict=False) if before is None or t.id != before.id]
-    return live
+_PIDS = operator.itemgetter(0)
+_TICKET = operator.itemgetter(1)
+_TID = operator.itemgetter(2)
+_ENQ = operator.itemgetter(3)
+_SIZE, _KEY, _OTHERS, _STRENGTH, _LATS, _GROUP, _OK, _OFFERS, _BLOCKED = map(operator.itemgetter, range(6, 15))
+_STUB: Row = (None,) * 9
+"""The rule values of a ticket that is not queued or has no players: never read."""
+
+
+def _by_age(rows: list[Row], now: float) -> list[Row]:
+    """Rows (``_Tick._derive``) of the queued, unexpired tickets, oldest first (equal times: by id);
+    the same ticket twice (same id and time, as a snapshot may repeat it) is kept once."""
+    live = [row for row in rows if row[5] and not 0 < row[4] <= now]
+    live.sort(key=_ENQ)
+    times = list(map(_ENQ, live))
+    if not any(map(operator.eq, times, itertools.islice(times, 1, None))):
+        return live
+    # ties: each run of equal times in id order, then the same id twice in a row dropped
+    ties = [i for i, same in enumerate(map(operator.eq, times, itertools.islice(times, 1, None))) if same]
+    start = ties[0]
+    for i, after in zip(ties, [*ties[1:], -1], strict=True):
+        if after != i + 1:  # the run ends: live[start : i + 2]
+            live[start : i + 2] = sorted(live[start : i + 2], key=_TID)
+            start = after
+    ids = list(map(_TID, live))
+    return [row for row, same in zip(live, [False, *map(operator.eq, ids, ids[1:])], strict=True) if not same]
 
 
 _REAL = frozenset({float, int})
@@ -171,8 +213,9 @@ def _aggregate(values: list[Any], aggregation: PartyAggregation | None) -> float
 class _Tick:
     """The state of one tick. Tickets are numbered by age (0 = the oldest eligible one)."""
 
-    def __init__(self, queue: Queue, now: float) -> None:
+    def __init__(self, queue: Queue, now: float, cache: TicketCache) -> None:
         spec = queue.spec
+        self.cache = cache
         teams = spec.teams
         self.now = now
         self.count = teams.count
@@ -196,19 +239,19 @@ class _Tick:
         self.windows = [_window_function(rule) for rule in self.distance]
         self.latency_window = _window_function(self.latency) if self.latency is not None else _no_window
         # per eligible ticket, by age
-        self.live: list[Ticket] = []
-        self.sizes: list[int] = []
-        self.keys: list[Any] = []
+        self.live: Sequence[Ticket] = ()
+        self.sizes: Sequence[int] = ()
+        self.keys: Sequence[Any] = ()
         """The first distance rule's value (the index key), or the age rank without one."""
-        self.others: list[tuple[float, ...]] = []
+        self.others: Sequence[tuple[float, ...]] = ()
         """Values for the other distance rules."""
-        self.strength: list[float] = []
+        self.strength: Sequence[float] = ()
         """Sum of the balance attribute over the ticket's players."""
-        self.lats: list[Mapping[str, float]] = []
+        self.lats: Sequence[Mapping[str, float]] = ()
         """Region -> worst player latency (a solo player's own ``latencies``)."""
         self.part: list[int] = []
         self.pos: list[int] = []
-        self.contested: list[tuple[str, ...]] = []
+        self.contested: Sequence[tuple[str, ...]] = ()
         """Per ticket, its players who are also in another ticket of the pool; empty (the usual case:
         the store keeps one open ticket per player) when no player is in two."""
         self.latency_misses = 0
@@ -218,33 +261,76 @@ class _Tick:
         ticket of the pool blocks anybody."""
         self.ids: list[frozenset[str]] = []
         """Per ticket, its player ids (only with ``avoid``)."""
-        self.offers: list[tuple[RoleOffer, ...]] = []
+        self.offers: Sequence[tuple[RoleOffer, ...]] = ()
         """Per ticket, its players' offered roles (only in a queue with roles)."""
-        self.bits = _Bits(self.latency.regions if self.latency is not None else ())
+        bits = cache.extra.get("bits")
+        if not isinstance(bits, _Bits) or len(bits.names) > MAX_REGIONS:  # rows hold bits: start afresh
+            cache.clear()
+            bits = cache.extra["bits"] = _Bits(self.latency.regions if self.latency is not None else ())
+        self.bits = bits
+        """Region numbering, kept with the cache: cached rows hold region bits."""
         self.taken: list[bool] = []
         self.indexes: list[_Index] = []
 
     # -- 1. eligible tickets --------------------------------------------------------------------
 
     def _load(self, pool: Sequence[Ticket]) -> None:
-        """Every ticket's rule values, in age order, column by column. Ineligible tickets keep a row
-        but start out taken and stay out of the indexes. At 100,000 tickets this pass is a good part
-        of a tick, so it touches each ticket's objects as few times as it can."""
+        """Every eligible ticket's rule values, in age order, from the cache (``matchmaker.tickcache``:
+        only tickets not seen last tick are derived, and a tick touches rows, not tickets).
+        Ineligible tickets keep a row but start out taken and stay out of the indexes."""
+        rows = _by_age(self.cache.rows(pool, self._derive), self.now)
+        if not rows:
+            return
+        self.live = list(map(_TICKET, rows))
+        self.sizes = list(map(_SIZE, rows))
+        self.keys = list(map(_KEY, rows)) if self.distance else [float(i) for i in range(len(rows))]
+        if len(self.distance) > 1:
+            self.others = list(map(_OTHERS, rows))
+        self.strength = list(map(_STRENGTH, rows))
+        if self.latency is not None:
+            self.lats = list(map(_LATS, rows))
+        cache = self.cache
+        if cache.shared_players or cache.blocking:
+            pids = list(map(_PIDS, rows))
+            if cache.shared_players:
+                self.contested = _contested(pids)
+            blocked = list(map(_BLOCKED, rows))
+            if any(blocked):
+                self.avoid = avoid_sets(pids, blocked)
+                self.ids = list(map(frozenset, pids))
+        if self.general and any(self.team_roles):
+            self.offers = list(map(_OFFERS, rows))
+        ok = list(map(_OK, rows))
+        self.taken = [not o for o in ok]
+        self._index(ok, list(map(_GROUP, rows)) if self.equal else [])
+
+    def _derive(self, tickets: list[Ticket]) -> list[Row]:
+        """Each ticket's row: player ids, the ticket, its id, enqueue and expiry times, whether it is
+        queued with players, then its rule values (for the others: never read)."""
+        queued = [t.state is _QUEUED and bool(t.players) for t in tickets]
+        if all(queued):
+            return self._values(tickets)
+        rows = iter(self._values(list(itertools.compress(tickets, queued))))
+        return [
+            next(rows) if q else ((), t, t.id, t.enqueued_at, t.expires_at, False, *_STUB)
+            for t, q in zip(tickets, queued, strict=True)
+        ]
+
+    def _values(self, tickets: list[Ticket]) -> list[Row]:
+        """The rows of queued tickets with players, column by column: at 100,000 new tickets this is
+        a good part of a tick, so it touches each ticket's objects as few times as it can."""
         max_size = self.max_size
-        self.live = live = _by_age(pool, self.now)
-        count = len(live)
-        everyone = [t.players for t in live]
-        self.sizes = sizes = [len(players) for players in everyone]
+        count = len(tickets)
+        everyone = [t.players for t in tickets]
+        sizes = [len(players) for players in everyone]
         firsts = [players[0] for players in everyone]
         attributes = [p.attributes for p in firsts]
         ok = [size <= max_size for size in sizes]
         names = [r.attribute for r in self.distance]
-        keys: list[Any]
+        keys: list[Any] = [None] * count
         if names:
             keys = [a.get(names[0]) for a in attributes]
             ok = [o and type(k) in _REAL and k - k == 0 for o, k in zip(ok, keys, strict=True)]  # finite numbers
-        else:
-            keys = [float(i) for i in range(count)]
         others: list[tuple[Any, ...]] = [()] * count
         if len(names) > 1:
             others = [tuple([a.get(name) for name in names[1:]]) for a in attributes]
@@ -257,7 +343,7 @@ class _Tick:
             else:
                 strengths = [a.get(balance) for a in attributes]
                 ok = [o and _finite(v) for o, v in zip(ok, strengths, strict=True)]
-        lats: list[Mapping[str, float]] = [p.latencies for p in firsts] if self.latency is not None else []
+        lats: list[Mapping[str, float]] = [p.latencies for p in firsts] if self.latency is not None else [{}] * count
         groups: list[tuple[object, ...]] = [()] * count
         if self.equal:
             equal = [r.attribute for r in self.equal]
@@ -265,18 +351,16 @@ class _Tick:
             ok = [o and None not in g for o, g in zip(ok, groups, strict=True)]
         for i in [i for i, size in enumerate(sizes) if 1 < size <= max_size] if max_size > 1 else ():
             ok[i] = self._party(everyone[i], i, keys, others, strengths, lats, groups)
-        self.keys, self.others, self.strength, self.lats = keys, others, strengths, lats
-        self.contested = _contested(everyone)
-        if any(map(_BY_BLOCKED, live)):
-            ids = [[p.id for p in players] for players in everyone]
-            self.avoid = avoid_sets(ids, list(map(_BY_BLOCKED, live)))
-            self.ids = list(map(frozenset, ids))
+        pids = [tuple([p.id for p in players]) for players in everyone]
+        offers: list[tuple[RoleOffer, ...]] = [()] * count
         if self.general and any(self.team_roles):
-            self.offers = [tuple([p.roles for p in players]) for players in everyone]
-        self.taken = [not o for o in ok]
-        self._index(ok, groups)
+            offers = [tuple([p.roles for p in players]) for players in everyone]
+        blocked = list(map(_BY_BLOCKED, tickets))
+        heads = (map(_BY_ID, tickets), map(_BY_ENQUEUED, tickets), map(_BY_EXPIRES, tickets), [True] * count)
+        columns = (sizes, keys, others, strengths, lats, groups, ok, offers, blocked)
+        return list(zip(pids, tickets, *heads, *columns, strict=True))
 
-    def _index(self, ok: list[bool], groups: list[tuple[object, ...]]) -> None:
+    def _index(self, ok: Sequence[bool], groups: Sequence[tuple[object, ...]]) -> None:
         """One sorted index per partition (equal-rule values) of the eligible tickets."""
         count, keys = len(ok), self.keys
         partitions: dict[tuple[object, ...], list[int]] = {}
@@ -708,16 +792,17 @@ class _Placer:
         )
 
 
-def _contested(everyone: list[tuple[Player, ...]]) -> list[tuple[str, ...]]:
-    """Per ticket, its players who also play in another ticket; ``[]`` when no player is in two
-    (one set over the pool's player ids: the selection loop then skips the check entirely)."""
-    ids = [p.id for players in everyone for p in players]
+def _contested(everyone: Sequence[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Per ticket (its player ids), its players who also play in another ticket; ``[]`` when no
+    player is in two (the selection loop then skips the check entirely). Only called when the cache
+    saw a player in two tickets of the pool."""
+    ids = [pid for players in everyone for pid in players]
     if len(set(ids)) == len(ids):
         return []
     tickets_of: dict[str, int] = {}
     for pid in ids:
         tickets_of[pid] = tickets_of.get(pid, 0) + 1
-    return [tuple([p.id for p in players if tickets_of[p.id] > 1]) for players in everyone]
+    return [tuple([pid for pid in players if tickets_of[pid] > 1]) for players in everyone]
 
 
 def _widened(
@@ -846,7 +931,9 @@ def _fills(placement: list[int] | None, sizes: list[int], bins: int) -> list[int
     return fills
 
 
-def _swap_to_balance(teams: list[list[int]], sizes: Mapping[int, object] | list[int], strength: list[float]) -> None:
+def _swap_to_balance(
+    teams: list[list[int]], sizes: Mapping[int, object] | Sequence[int], strength: Sequence[float]
+) -> None:
     """Swap tickets of the same kind (``sizes``: their sizes, or anything a swap must keep equal,
     such as the roles their players offer) between the strongest and the weakest team while the
     gap narrows (each swap takes the pair that narrows it most; a few rounds at most)."""
