@@ -64,7 +64,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from typing import Any
 
 from matchmaker import ratings
-from matchmaker.composition import RoleOffer, assign_roles, avoid_sets
+from matchmaker.composition import RoleOffer, RoleSlots, assign_roles, avoid_sets, roles_fit
 from matchmaker.models import MatchQuality, Player, Proposal, Ticket, TicketState
 from matchmaker.rules import PartyAggregation, Queue, Rule
 from matchmaker.tickcache import Row, TicketCache
@@ -227,6 +227,7 @@ class _Tick:
         self.named = bool(teams.named)
         self.caps = teams.caps
         self.team_roles = teams.team_roles
+        self.role_slots: tuple[RoleSlots, ...] = tuple(tuple(roles.items()) for roles in self.team_roles)
         self.names = teams.names
         self.placement: list[int] = []
         """Team per chosen ticket of the last full ``_select`` (general queues only)."""
@@ -737,12 +738,13 @@ class _Placer:
     role slots (greedy: a candidate that fits no team as placed so far is passed over); without
     roles, the tickets are repacked when no team has room as they stand."""
 
-    __slots__ = ("caps", "fills", "offers", "placement", "roles", "sizes", "smaller", "team_offers", "tickets")
+    __slots__ = ("caps", "fills", "offers", "placement", "roles", "sizes", "slots", "smaller", "team_offers", "tickets")
 
     def __init__(self, tick: _Tick, cap: int) -> None:
         self.caps = tick.caps if tick.named else (cap,) * tick.count
         self.smaller = cap < tick.max_size
         self.roles = tick.team_roles
+        self.slots = tick.role_slots
         self.sizes = tick.sizes
         self.offers = tick.offers  # empty without roles
         self.fills = [0] * len(self.caps)
@@ -762,7 +764,7 @@ class _Placer:
                 # a smaller team must still play every role: the room left is counted as players
                 # who take any role, so a team is never filled past the point of no healer
                 room = [()] * (cap - self.fills[team] - size) if self.smaller else []
-                if assign_roles([*together, *room], self.roles[team], every_role=self.smaller) is None:
+                if not roles_fit([*together, *room], self.slots[team], every_role=self.smaller):
                     continue
                 self.team_offers[team] = together
             self.fills[team] += size
@@ -786,9 +788,9 @@ class _Placer:
         if not (self.smaller and self.offers):
             return True
         return all(
-            assign_roles(offers, roles, every_role=True) is not None
-            for offers, roles in zip(self.team_offers, self.roles, strict=True)
-            if roles
+            roles_fit(offers, slots, every_role=True)
+            for offers, slots in zip(self.team_offers, self.slots, strict=True)
+            if slots
         )
 
 

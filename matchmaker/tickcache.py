@@ -14,7 +14,6 @@ every player whether some player is in two tickets (the rare case that needs a c
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import chain
 from operator import itemgetter
@@ -27,21 +26,21 @@ Row = tuple[Any, ...]
 blocks; the rest is the caller's."""
 _PIDS = itemgetter(0)
 _BLOCKED = itemgetter(-1)
+_ROW = itemgetter(1)
 
 
 class TicketCache:
     """Rows of the tickets of the last tick, by ticket object. Not thread-safe: one tick at a time."""
 
-    __slots__ = ("_blocking", "_counts", "_occurrences", "_rows", "derived", "extra")
+    __slots__ = ("_blocking", "_players", "_rows", "_shared", "derived", "extra")
 
     def __init__(self) -> None:
         self._rows: dict[int, tuple[Ticket, Row]] = {}
-        self._counts: Counter[str] = Counter()
+        self._players: set[str] = set()
+        self._shared = False
+        """Whether a player is in two of the kept tickets (or twice in one)."""
         self._blocking = 0
         """Kept rows whose ticket blocks somebody."""
-        self._occurrences = 0
-        """Player ids over the kept rows, counting repeats: equal to ``len(_counts)`` when no player
-        is in two tickets."""
         self.derived = 0
         """Rows derived by the last ``rows`` call (the others came from the cache)."""
         self.extra: dict[str, Any] = {}
@@ -49,8 +48,8 @@ class TicketCache:
 
     def clear(self) -> None:
         self._rows = {}
-        self._counts = Counter()
-        self._occurrences = 0
+        self._players = set()
+        self._shared = False
         self._blocking = 0
         self.extra = {}
 
@@ -73,30 +72,36 @@ class TicketCache:
         self.derived = len(made)
         new = dict(zip(keys, kept, strict=True))
         gone = old.keys() - new.keys() if len(new) - len(made) != len(old) else ()
-        self._count([old[k][1] for k in gone], made)
         self._rows = new  # type: ignore[assignment]  # no None left
-        return [row[1] for row in kept]  # type: ignore[index]  # no None left
+        self._count([old[k][1] for k in gone], made)
+        return list(map(_ROW, kept))  # type: ignore[arg-type]  # no None left
 
     def _count(self, gone: list[Row], made: list[Row]) -> None:
-        counts = self._counts
+        """Keep the set of players and whether one is in two tickets: exact while none is (a gone
+        ticket's players are then nobody else's); counted afresh while one is (rare: the store keeps
+        one open ticket per player)."""
+        players = self._players
         if gone:
-            pids = list(chain.from_iterable(map(_PIDS, gone)))
-            counts.subtract(pids)
-            for pid in pids:
-                if counts.get(pid, 1) <= 0:
-                    del counts[pid]
-            self._occurrences -= len(pids)
             self._blocking -= sum(map(bool, map(_BLOCKED, gone)))
+            if not self._shared:
+                players.difference_update(chain.from_iterable(map(_PIDS, gone)))
         if made:
-            counts.update(chain.from_iterable(map(_PIDS, made)))
-            self._occurrences += sum(map(len, map(_PIDS, made)))
             self._blocking += sum(map(bool, map(_BLOCKED, made)))
+            if not self._shared:
+                pids = list(chain.from_iterable(map(_PIDS, made)))
+                before = len(players)
+                players.update(pids)
+                self._shared = len(players) - before != len(pids)
+        if self._shared and (gone or made):
+            pids = list(chain.from_iterable(map(_PIDS, map(_ROW, self._rows.values()))))
+            self._players = set(pids)
+            self._shared = len(self._players) != len(pids)
 
     @property
     def shared_players(self) -> bool:
         """Whether some player is in two of the kept tickets (or twice in one); when not, no subset
         of them has one either."""
-        return self._occurrences != len(self._counts)
+        return self._shared
 
     @property
     def blocking(self) -> bool:
