@@ -241,6 +241,10 @@ class _Tick:
         self.latency_window = _window_function(self.latency) if self.latency is not None else _no_window
         # per eligible ticket, by age
         self.live: Sequence[Ticket] = ()
+        self.tids: Sequence[str] = ()
+        self.enqueued: Sequence[float] = ()
+        self.regions: dict[int, list[tuple[str, Callable[[Mapping[str, float]], float]]]] = {}
+        """Region mask -> (name, latency getter) per region in it, for ``_proposal``."""
         self.sizes: Sequence[int] = ()
         self.keys: Sequence[Any] = ()
         """The first distance rule's value (the index key), or the age rank without one."""
@@ -283,6 +287,8 @@ class _Tick:
         if not rows:
             return
         self.live = list(map(_TICKET, rows))
+        self.tids = list(map(_TID, rows))
+        self.enqueued = list(map(_ENQ, rows))
         self.sizes = list(map(_SIZE, rows))
         self.keys = list(map(_KEY, rows)) if self.distance else [float(i) for i in range(len(rows))]
         if len(self.distance) > 1:
@@ -455,7 +461,7 @@ class _Tick:
 
     def _match(self, seed: int) -> tuple[list[int], int, int] | None:
         """(tickets, team size, usable regions as a bit mask) of the seed's match, or None."""
-        wait = max(0.0, self.now - self.live[seed].enqueued_at)
+        wait = max(0.0, self.now - self.enqueued[seed])
         windows = [self.windows[0](wait)] if len(self.windows) == 1 else [window(wait) for window in self.windows]
         latency_window = self.latency_window(wait)
         mask = self._usable(self.lats[seed], latency_window) if self.latency is not None else 0
@@ -618,14 +624,16 @@ class _Tick:
         region, worst = "", None
         # map/itemgetter rather than comprehensions: this runs once per match, and a comprehension
         # is a function call of its own (Python 3.11)
-        tickets = list(map(self.live.__getitem__, chosen))
         if self.latency is not None:
             lats = list(map(self.lats.__getitem__, chosen))
-            name = self.bits.name
-            for bit in _bits(mask):
-                here = name(bit)
-                highest = max(map(operator.itemgetter(here), lats))
-                if worst is None or (highest, here) < (worst, region):
+            regions = self.regions.get(mask)
+            if regions is None:
+                regions = self.regions[mask] = [
+                    (name, operator.itemgetter(name)) for name in map(self.bits.name, _bits(mask))
+                ]
+            for here, latency_of in regions:
+                highest = max(map(latency_of, lats))
+                if worst is None or highest < worst or (highest == worst and here < region):
                     region, worst = here, highest
         roles: dict[str, str] = {}
         prediction = None
@@ -641,14 +649,14 @@ class _Tick:
             if self.rating is not None:
                 teams, sums, prediction = self._rated(teams, size)
             spread = (max(sums) - min(sums)) / size if self.balance and len(sums) > 1 else 0.0
-        ticket_id = self.live.__getitem__
+        ticket_id = self.tids.__getitem__
         return Proposal(
-            teams=tuple([tuple(map(_BY_ID, map(ticket_id, team))) for team in teams]),
+            teams=tuple([tuple(map(ticket_id, team)) for team in teams]),
             region=region,
             quality=MatchQuality(
                 skill_spread=spread,
                 worst_latency_ms=worst,
-                longest_wait_seconds=max(0.0, self.now - min(map(_BY_ENQUEUED, tickets))),
+                longest_wait_seconds=max(0.0, self.now - self.enqueued[min(chosen)]),  # numbered by age
                 draw_probability=prediction.draw if prediction is not None else None,
                 win_probabilities=prediction.win if prediction is not None else (),
             ),
