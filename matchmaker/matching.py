@@ -156,14 +156,16 @@ def _by_age(rows: list[Row], now: float) -> list[Row]:
     if not any(map(operator.eq, times, itertools.islice(times, 1, None))):
         return live
     # ties: each run of equal times in id order, then the same id twice in a row dropped
-    ties = [i for i, same in enumerate(map(operator.eq, times, itertools.islice(times, 1, None))) if same]
+    ties = list(itertools.compress(range(len(times)), map(operator.eq, times, itertools.islice(times, 1, None))))
     start = ties[0]
     for i, after in zip(ties, [*ties[1:], -1], strict=True):
         if after != i + 1:  # the run ends: live[start : i + 2]
             live[start : i + 2] = sorted(live[start : i + 2], key=_TID)
             start = after
     ids = list(map(_TID, live))
-    return [row for row, same in zip(live, [False, *map(operator.eq, ids, ids[1:])], strict=True) if not same]
+    if not any(map(operator.eq, ids, itertools.islice(ids, 1, None))):
+        return live
+    return [live[0], *itertools.compress(live[1:], map(operator.ne, ids, itertools.islice(ids, 1, None)))]
 
 
 _REAL = frozenset({float, int})
