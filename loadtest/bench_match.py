@@ -16,7 +16,8 @@ matcher: every ticket derived, the first tick after a start; shuffled pool, as i
 ``churn_seconds_per_tick`` a tick after 10 % of the pool was replaced by new tickets; and
 ``previous_seconds_per_tick`` the matcher of ``PREVIOUS`` (the last commit before the cache, read
 from git) on the same pool. The warm, churn and previous ticks see the pool in the store's order
-(by enqueue time, as ``RedisTicketStore.pool`` returns it). ``same_proposals_as_previous`` says
+(by enqueue time, as ``RedisTicketStore.pool`` returns it); ``previous_cold_seconds_per_tick`` is
+the previous matcher on the shuffled pool of the cold tick. ``same_proposals_as_previous`` says
 whether both made exactly the same matches; the quality figures (skill spread, worst latency, wait)
 are the new matcher's. ``leftover`` is a second tick on what the first left unmatched: the steady
 state of a queue whose remaining tickets mostly cannot match yet.
@@ -209,6 +210,13 @@ def previous_function() -> Callable[[Sequence[Ticket], Queue, float], list[Propo
     return function
 
 
+def _bind(function: Callable[[Sequence[Ticket], Queue, float], list[Proposal]], queue: Queue) -> Matcher:
+    def match(pool: Sequence[Ticket], now: float) -> list[Proposal]:
+        return function(pool, queue, now)
+
+    return match
+
+
 def _matcher(queue: Queue) -> Matcher:
     """A fresh matcher for ``queue``, as the directors get it (``QueueMatcher`` for the default)."""
     return matchers({queue.name: queue})[queue.name]
@@ -252,11 +260,7 @@ def _warm_figures(
     if previous is None:
         figures["previous_seconds_per_tick"] = None  # no git here: compare with an earlier run instead
         return figures, warm
-
-    def before_tick(pool: Sequence[Ticket], now: float) -> list[Proposal]:
-        return previous(pool, queue, now)
-
-    previous_seconds, before = _timed(repeat, partial(run_match, before_tick, ordered, NOW))
+    previous_seconds, before = _timed(repeat, partial(run_match, _bind(previous, queue), ordered, NOW))
     figures["previous_seconds_per_tick"] = round(previous_seconds, 4)
     figures["warm_ratio_to_previous"] = round(warm_seconds / previous_seconds, 2)
     figures["same_proposals_as_previous"] = before == warm
@@ -283,6 +287,11 @@ def _tick_figures(queue: Queue, size: int, repeat: int, *, blocking: float = 0.0
         "ratio_to_sort": round(seconds / sort_seconds, 1),
     }
     if warm:
+        previous = previous_function()
+        if previous is not None:
+            cold_before, _ = _timed(repeat, partial(run_match, _bind(previous, queue), pool, NOW))
+            figures["previous_cold_seconds_per_tick"] = round(cold_before, 4)
+            figures["cold_ratio_to_previous"] = round(seconds / cold_before, 2)
         more, again = _warm_figures(queue, pool, repeat, blocking)
         figures.update(more)
         assert again == proposals, "the pool's order or a cache changed the matches"

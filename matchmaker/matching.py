@@ -5,7 +5,10 @@ One tick, ``find_matches(pool, queue, now)``:
 1. **Eligible tickets** are the queued, unexpired ones whose players carry what the rules need
    (``Queue.check_ticket`` refuses the others at the door; a pool may still hold some made under
    older rules, and they are skipped). Each ticket gets its rule values once: per distance rule its
-   party's aggregate, its players' balance sum, and per region its worst player's latency.
+   party's aggregate, its players' balance sum, and per region its worst player's latency. A
+   director's ``QueueMatcher`` keeps them between ticks (``matchmaker.tickcache``, by ticket object:
+   the store decodes a changed ticket into a new one), so a tick derives only the tickets it has not
+   seen; ``find_matches`` starts from nothing. Both give the same proposals.
 2. **Seeds** are taken oldest first (``enqueued_at``, then id). The seed's wait sets every window
    (``Rule.window``). The seed is the oldest ticket not matched yet in this tick, so the oldest
    ticket of a match governs its windows; the one exception is an older ticket that failed as a seed
@@ -44,9 +47,11 @@ without either keep the path above. **Blocks**: a candidate joins only if none o
 blocked by, or blocks, a player already chosen (checked only when some ticket of the pool blocks
 somebody).
 
-Cost: at 100,000 tickets a tick is a second or two of CPU on a small shared VM (see
-``loadtest/bench_match.py``), about a third of it reading the tickets and building the proposals
-(object work any matcher pays), the rest the per-seed walk and rules. The director runs each tick
+Cost: at 100,000 tickets a tick is about a second of CPU on a small shared VM (see
+``loadtest/bench_match.py``): with the rule values kept, about a fifth is laying out the tick's
+columns and sorts, a quarter to a third building the proposals (object work any matcher pays), the
+rest the per-seed walk and rules; two thirds of the walk's steps pass over parties too big for the
+room left in the match. The director runs each tick
 with the cyclic garbage collector paused (``fleetmatch.gctune``): a tick's many short-lived objects
 beside a large live pool would otherwise trigger collections that walk the pool again and again.
 
