@@ -80,9 +80,6 @@ MIN_SCAN = 64
 PACK_BUDGET = 2_000
 """Search steps one exact team packing may take; beyond it the tickets count as not packable."""
 
-MAX_REGIONS = 64
-"""Region names a cache numbers before it starts afresh (a region mask stays a small int)."""
-
 _INF = math.inf
 _QUEUED = TicketState.QUEUED
 
@@ -275,12 +272,7 @@ class _Tick:
         """Per ticket, its player ids (only with ``avoid``)."""
         self.offers: Sequence[tuple[RoleOffer, ...]] = ()
         """Per ticket, its players' offered roles (only in a queue with roles)."""
-        bits = cache.extra.get("bits")
-        if not isinstance(bits, _Bits) or len(bits.names) > MAX_REGIONS:  # rows hold bits: start afresh
-            cache.clear()
-            bits = cache.extra["bits"] = _Bits(self.latency.regions if self.latency is not None else ())
-        self.bits = bits
-        """Region numbering, kept with the cache: cached rows hold region bits."""
+        self.bits = _Bits(self.latency.regions if self.latency is not None else ())
         self.taken: list[bool] = []
         self.indexes: list[_Index] = []
 

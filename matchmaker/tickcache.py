@@ -8,8 +8,9 @@ was given: a ticket that left is forgotten, a changed one is derived again. What
 the caller (``matchmaker.matching``): values of the ticket and the queue's rules only, never of the
 pool or the clock.
 
-The cache also counts the players of the kept tickets, so that a tick knows without a pass over
-every player whether some player is in two tickets (the rare case that needs a check per candidate).
+The cache also keeps the set of players of the kept tickets and whether one of them blocks
+somebody, so that a tick knows without a pass over every player whether some player is in two
+tickets, or some ticket blocks (the rare cases that need a check per candidate).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ _ROW = itemgetter(1)
 class TicketCache:
     """Rows of the tickets of the last tick, by ticket object. Not thread-safe: one tick at a time."""
 
-    __slots__ = ("_blocking", "_players", "_rows", "_shared", "derived", "extra")
+    __slots__ = ("_blocking", "_players", "_rows", "_shared", "derived")
 
     def __init__(self) -> None:
         self._rows: dict[int, tuple[Ticket, Row]] = {}
@@ -43,15 +44,6 @@ class TicketCache:
         """Kept rows whose ticket blocks somebody."""
         self.derived = 0
         """Rows derived by the last ``rows`` call (the others came from the cache)."""
-        self.extra: dict[str, Any] = {}
-        """State the caller keeps with the rows (``matchmaker.matching``: the region bits)."""
-
-    def clear(self) -> None:
-        self._rows = {}
-        self._players = set()
-        self._shared = False
-        self._blocking = 0
-        self.extra = {}
 
     def __len__(self) -> int:
         return len(self._rows)
