@@ -129,7 +129,7 @@ class _Index:
     def __init__(self, members: list[int], keys: Sequence[Any]) -> None:
         members.sort(key=keys.__getitem__)  # stable: members come in age order, so equal keys stay so
         self.members = [-1, *members, -1]
-        self.keys = [-_INF, *(keys[t] for t in members), _INF]
+        self.keys = [-_INF, *map(keys.__getitem__, members), _INF]
         self.right = list(range(len(self.members)))
         self.left = list(range(len(self.members)))
 
@@ -380,7 +380,7 @@ class _Tick:
         self.pos = pos = [0] * count
         for number, members in enumerate(partitions.values()):
             index = _Index(members, keys)
-            for position, t in enumerate(index.members[1:-1], 1):
+            for position, t in enumerate(members, 1):  # members: sorted by the index
                 pos[t] = position
             if number:
                 for t in members:
