@@ -31,6 +31,7 @@ from matchmaker.backfiller import Backfiller
 from matchmaker.backfills_api import backfill_store_for
 from matchmaker.director import Director, Matcher, Releasing
 from matchmaker.functions import MatchFunction, match_function
+from matchmaker.matching import QueueMatcher, find_matches
 from matchmaker.models import Proposal, Ticket
 from matchmaker.push import Hub
 from matchmaker.ratingstore import rating_store_for
@@ -86,6 +87,11 @@ def shadows(queues: Mapping[str, Queue]) -> dict[str, ShadowRunner]:
 
 
 def _bound(function: MatchFunction, queue: Queue) -> Matcher:
+    """The default function keeps each ticket's derived rule values between its queue's ticks
+    (``QueueMatcher``); a plug-in is called as it is."""
+    if function is find_matches:
+        return QueueMatcher(queue)
+
     def match(pool: Sequence[Ticket], now: float) -> list[Proposal]:
         return function(pool, queue, now)
 

@@ -17,10 +17,13 @@ another of its tickets.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 RoleOffer = tuple[str, ...]
 """The roles one player offers (empty: any)."""
+RoleSlots = tuple[tuple[str, int], ...]
+"""A team's role slots as ``(role, count)`` pairs in declared order: hashable, for ``roles_fit``."""
 
 
 def slots_of(roles: Mapping[str, int]) -> list[str]:
@@ -46,6 +49,18 @@ def assign_roles(
         if matching.taken[player] < 0 and not matching.from_player(player, [False] * len(slots)):
             return None
     return [slots[s] for s in matching.taken]
+
+
+def roles_fit(offers: Sequence[RoleOffer], slots: RoleSlots, *, every_role: bool = False) -> bool:
+    """Whether ``assign_roles`` finds an assignment. That depends only on which offers there are,
+    not their order, and a team's few players offer a handful of role sets, so the answer is
+    remembered by the sorted offers: the matcher asks it for every candidate of a queue with roles."""
+    return _fits(tuple(sorted(offers)), slots, every_role)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _fits(offers: tuple[RoleOffer, ...], slots: RoleSlots, every_role: bool) -> bool:
+    return assign_roles(offers, dict(slots), every_role=every_role) is not None
 
 
 class _Matching:

@@ -5,7 +5,10 @@ One tick, ``find_matches(pool, queue, now)``:
 1. **Eligible tickets** are the queued, unexpired ones whose players carry what the rules need
    (``Queue.check_ticket`` refuses the others at the door; a pool may still hold some made under
    older rules, and they are skipped). Each ticket gets its rule values once: per distance rule its
-   party's aggregate, its players' balance sum, and per region its worst player's latency.
+   party's aggregate, its players' balance sum, and per region its worst player's latency. A
+   director's ``QueueMatcher`` keeps them between ticks (``matchmaker.tickcache``, by ticket object:
+   the store decodes a changed ticket into a new one), so a tick derives only the tickets it has not
+   seen; ``find_matches`` starts from nothing. Both give the same proposals.
 2. **Seeds** are taken oldest first (``enqueued_at``, then id). The seed's wait sets every window
    (``Rule.window``). The seed is the oldest ticket not matched yet in this tick, so the oldest
    ticket of a match governs its windows; the one exception is an older ticket that failed as a seed
@@ -44,9 +47,11 @@ without either keep the path above. **Blocks**: a candidate joins only if none o
 blocked by, or blocks, a player already chosen (checked only when some ticket of the pool blocks
 somebody).
 
-Cost: at 100,000 tickets a tick is a second or two of CPU on a small shared VM (see
-``loadtest/bench_match.py``), about a third of it reading the tickets and building the proposals
-(object work any matcher pays), the rest the per-seed walk and rules. The director runs each tick
+Cost: at 100,000 tickets a tick is about a second of CPU on a small shared VM (see
+``loadtest/bench_match.py``): with the rule values kept, about a fifth is laying out the tick's
+columns and sorts, a quarter to a third building the proposals (object work any matcher pays), the
+rest the per-seed walk and rules; two thirds of the walk's steps pass over parties too big for the
+room left in the match. The director runs each tick
 with the cyclic garbage collector paused (``fleetmatch.gctune``): a tick's many short-lived objects
 beside a large live pool would otherwise trigger collections that walk the pool again and again.
 
@@ -56,15 +61,18 @@ seed order (oldest first), and the result is the same for the same pool in any o
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from matchmaker import ratings
-from matchmaker.composition import RoleOffer, assign_roles, avoid_sets
+from matchmaker.composition import RoleOffer, RoleSlots, assign_roles, avoid_sets, roles_fit
 from matchmaker.models import MatchQuality, Player, Proposal, Ticket, TicketState
 from matchmaker.rules import PartyAggregation, Queue, Rule
+from matchmaker.tickcache import Row, TicketCache
 
 SCAN_PER_PLAYER = 8
 """Candidates looked at per seed, per player of a full match (see ``MIN_SCAN``)."""
@@ -78,7 +86,27 @@ _QUEUED = TicketState.QUEUED
 
 def find_matches(pool: Sequence[Ticket], queue: Queue, now: float) -> list[Proposal]:
     """Proposed matches for ``queue`` from ``pool`` (queued tickets, any order) at time ``now``."""
-    return _Tick(queue, now).run(pool)
+    return _Tick(queue, now, TicketCache()).run(pool)
+
+
+class QueueMatcher:
+    """``find_matches`` bound to one queue, keeping each ticket's derived rule values between ticks
+    (``matchmaker.tickcache``): a tick derives only the tickets it has not seen. The result is the
+    same as ``find_matches`` on the same pool; the cache only saves work. One tick at a time: a call
+    made while another runs (another thread) works without the cache."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self.cache = TicketCache()
+        self._busy = threading.Lock()
+
+    def __call__(self, pool: Sequence[Ticket], now: float) -> list[Proposal]:
+        if not self._busy.acquire(blocking=False):
+            return find_matches(pool, self.queue, now)
+        try:
+            return _Tick(self.queue, now, self.cache).run(pool)
+        finally:
+            self._busy.release()
 
 
 def _find(links: list[int], i: int) -> int:
@@ -98,10 +126,10 @@ class _Index:
 
     __slots__ = ("keys", "left", "members", "right")  # matched position p: right[p] = p + 1, left[p] = p - 1
 
-    def __init__(self, members: list[int], keys: list[Any]) -> None:
+    def __init__(self, members: list[int], keys: Sequence[Any]) -> None:
         members.sort(key=keys.__getitem__)  # stable: members come in age order, so equal keys stay so
         self.members = [-1, *members, -1]
-        self.keys = [-_INF, *(keys[t] for t in members), _INF]
+        self.keys = [-_INF, *map(keys.__getitem__, members), _INF]
         self.right = list(range(len(self.members)))
         self.left = list(range(len(self.members)))
 
@@ -109,19 +137,37 @@ class _Index:
 _BY_ID = operator.attrgetter("id")
 _BY_ENQUEUED = operator.attrgetter("enqueued_at")
 _BY_BLOCKED = operator.attrgetter("blocked_players")
+_BY_EXPIRES = operator.attrgetter("expires_at")
 
 
-def _by_age(pool: Sequence[Ticket], now: float) -> list[Ticket]:
-    """Queued, unexpired tickets, oldest first (equal times: by id); the same ticket twice (same id
-    and time, as a snapshot may repeat it) is kept once."""
-    live = [t for t in pool if t.state is _QUEUED and t.players and not 0 < t.expires_at <= now]
-    ties = len({t.enqueued_at for t in live}) < len(live)
-    if ties:
-        live.sort(key=_BY_ID)
-    live.sort(key=_BY_ENQUEUED)  # stable: equal enqueue times stay in id order
-    if ties:  # duplicates are now neighbours
-        live = [t for t, before in zip(live, [None, *live], strict=False) if before is None or t.id != before.id]
-    return live
+_PIDS = operator.itemgetter(0)
+_TICKET = operator.itemgetter(1)
+_TID = operator.itemgetter(2)
+_ENQ = operator.itemgetter(3)
+_SIZE, _KEY, _OTHERS, _STRENGTH, _LATS, _GROUP, _OK, _OFFERS, _BLOCKED = map(operator.itemgetter, range(6, 15))
+_STUB: Row = (None,) * 9
+"""The rule values of a ticket that is not queued or has no players: never read."""
+
+
+def _by_age(rows: list[Row], now: float) -> list[Row]:
+    """Rows (``_Tick._derive``) of the queued, unexpired tickets, oldest first (equal times: by id);
+    the same ticket twice (same id and time, as a snapshot may repeat it) is kept once."""
+    live = [row for row in rows if row[5] and not 0 < row[4] <= now]
+    live.sort(key=_ENQ)
+    times = list(map(_ENQ, live))
+    if not any(map(operator.eq, times, itertools.islice(times, 1, None))):
+        return live
+    # ties: each run of equal times in id order, then the same id twice in a row dropped
+    ties = list(itertools.compress(range(len(times)), map(operator.eq, times, itertools.islice(times, 1, None))))
+    start = ties[0]
+    for i, after in zip(ties, [*ties[1:], -1], strict=True):
+        if after != i + 1:  # the run ends: live[start : i + 2]
+            live[start : i + 2] = sorted(live[start : i + 2], key=_TID)
+            start = after
+    ids = list(map(_TID, live))
+    if not any(map(operator.eq, ids, itertools.islice(ids, 1, None))):
+        return live
+    return [live[0], *itertools.compress(live[1:], map(operator.ne, ids, itertools.islice(ids, 1, None)))]
 
 
 _REAL = frozenset({float, int})
@@ -171,8 +217,9 @@ def _aggregate(values: list[Any], aggregation: PartyAggregation | None) -> float
 class _Tick:
     """The state of one tick. Tickets are numbered by age (0 = the oldest eligible one)."""
 
-    def __init__(self, queue: Queue, now: float) -> None:
+    def __init__(self, queue: Queue, now: float, cache: TicketCache) -> None:
         spec = queue.spec
+        self.cache = cache
         teams = spec.teams
         self.now = now
         self.count = teams.count
@@ -184,6 +231,7 @@ class _Tick:
         self.named = bool(teams.named)
         self.caps = teams.caps
         self.team_roles = teams.team_roles
+        self.role_slots: tuple[RoleSlots, ...] = tuple(tuple(roles.items()) for roles in self.team_roles)
         self.names = teams.names
         self.placement: list[int] = []
         """Team per chosen ticket of the last full ``_select`` (general queues only)."""
@@ -196,19 +244,23 @@ class _Tick:
         self.windows = [_window_function(rule) for rule in self.distance]
         self.latency_window = _window_function(self.latency) if self.latency is not None else _no_window
         # per eligible ticket, by age
-        self.live: list[Ticket] = []
-        self.sizes: list[int] = []
-        self.keys: list[Any] = []
+        self.live: Sequence[Ticket] = ()
+        self.tids: Sequence[str] = ()
+        self.enqueued: Sequence[float] = ()
+        self.regions: dict[int, list[tuple[str, Callable[[Mapping[str, float]], float]]]] = {}
+        """Region mask -> (name, latency getter) per region in it, for ``_proposal``."""
+        self.sizes: Sequence[int] = ()
+        self.keys: Sequence[Any] = ()
         """The first distance rule's value (the index key), or the age rank without one."""
-        self.others: list[tuple[float, ...]] = []
+        self.others: Sequence[tuple[float, ...]] = ()
         """Values for the other distance rules."""
-        self.strength: list[float] = []
+        self.strength: Sequence[float] = ()
         """Sum of the balance attribute over the ticket's players."""
-        self.lats: list[Mapping[str, float]] = []
+        self.lats: Sequence[Mapping[str, float]] = ()
         """Region -> worst player latency (a solo player's own ``latencies``)."""
         self.part: list[int] = []
         self.pos: list[int] = []
-        self.contested: list[tuple[str, ...]] = []
+        self.contested: Sequence[tuple[str, ...]] = ()
         """Per ticket, its players who are also in another ticket of the pool; empty (the usual case:
         the store keeps one open ticket per player) when no player is in two."""
         self.latency_misses = 0
@@ -218,7 +270,7 @@ class _Tick:
         ticket of the pool blocks anybody."""
         self.ids: list[frozenset[str]] = []
         """Per ticket, its player ids (only with ``avoid``)."""
-        self.offers: list[tuple[RoleOffer, ...]] = []
+        self.offers: Sequence[tuple[RoleOffer, ...]] = ()
         """Per ticket, its players' offered roles (only in a queue with roles)."""
         self.bits = _Bits(self.latency.regions if self.latency is not None else ())
         self.taken: list[bool] = []
@@ -227,24 +279,64 @@ class _Tick:
     # -- 1. eligible tickets --------------------------------------------------------------------
 
     def _load(self, pool: Sequence[Ticket]) -> None:
-        """Every ticket's rule values, in age order, column by column. Ineligible tickets keep a row
-        but start out taken and stay out of the indexes. At 100,000 tickets this pass is a good part
-        of a tick, so it touches each ticket's objects as few times as it can."""
+        """Every eligible ticket's rule values, in age order, from the cache (``matchmaker.tickcache``:
+        only tickets not seen last tick are derived, and a tick touches rows, not tickets).
+        Ineligible tickets keep a row but start out taken and stay out of the indexes."""
+        rows = _by_age(self.cache.rows(pool, self._derive), self.now)
+        if not rows:
+            return
+        self.live = list(map(_TICKET, rows))
+        self.tids = list(map(_TID, rows))
+        self.enqueued = list(map(_ENQ, rows))
+        self.sizes = list(map(_SIZE, rows))
+        self.keys = list(map(_KEY, rows)) if self.distance else [float(i) for i in range(len(rows))]
+        if len(self.distance) > 1:
+            self.others = list(map(_OTHERS, rows))
+        self.strength = list(map(_STRENGTH, rows))
+        if self.latency is not None:
+            self.lats = list(map(_LATS, rows))
+        cache = self.cache
+        if cache.shared_players or cache.blocking:
+            pids = list(map(_PIDS, rows))
+            if cache.shared_players:
+                self.contested = _contested(pids)
+            blocked = list(map(_BLOCKED, rows))
+            if any(blocked):
+                self.avoid = avoid_sets(pids, blocked)
+                self.ids = list(map(frozenset, pids))
+        if self.general and any(self.team_roles):
+            self.offers = list(map(_OFFERS, rows))
+        ok = list(map(_OK, rows))
+        self.taken = [not o for o in ok]
+        self._index(ok, list(map(_GROUP, rows)) if self.equal else [])
+
+    def _derive(self, tickets: list[Ticket]) -> list[Row]:
+        """Each ticket's row: player ids, the ticket, its id, enqueue and expiry times, whether it is
+        queued with players, then its rule values (for the others: never read)."""
+        queued = [t.state is _QUEUED and bool(t.players) for t in tickets]
+        if all(queued):
+            return self._values(tickets)
+        rows = iter(self._values(list(itertools.compress(tickets, queued))))
+        return [
+            next(rows) if q else ((), t, t.id, t.enqueued_at, t.expires_at, False, *_STUB)
+            for t, q in zip(tickets, queued, strict=True)
+        ]
+
+    def _values(self, tickets: list[Ticket]) -> list[Row]:
+        """The rows of queued tickets with players, column by column: at 100,000 new tickets this is
+        a good part of a tick, so it touches each ticket's objects as few times as it can."""
         max_size = self.max_size
-        self.live = live = _by_age(pool, self.now)
-        count = len(live)
-        everyone = [t.players for t in live]
-        self.sizes = sizes = [len(players) for players in everyone]
+        count = len(tickets)
+        everyone = [t.players for t in tickets]
+        sizes = [len(players) for players in everyone]
         firsts = [players[0] for players in everyone]
         attributes = [p.attributes for p in firsts]
         ok = [size <= max_size for size in sizes]
         names = [r.attribute for r in self.distance]
-        keys: list[Any]
+        keys: list[Any] = [None] * count
         if names:
             keys = [a.get(names[0]) for a in attributes]
             ok = [o and type(k) in _REAL and k - k == 0 for o, k in zip(ok, keys, strict=True)]  # finite numbers
-        else:
-            keys = [float(i) for i in range(count)]
         others: list[tuple[Any, ...]] = [()] * count
         if len(names) > 1:
             others = [tuple([a.get(name) for name in names[1:]]) for a in attributes]
@@ -257,7 +349,7 @@ class _Tick:
             else:
                 strengths = [a.get(balance) for a in attributes]
                 ok = [o and _finite(v) for o, v in zip(ok, strengths, strict=True)]
-        lats: list[Mapping[str, float]] = [p.latencies for p in firsts] if self.latency is not None else []
+        lats: list[Mapping[str, float]] = [p.latencies for p in firsts] if self.latency is not None else [{}] * count
         groups: list[tuple[object, ...]] = [()] * count
         if self.equal:
             equal = [r.attribute for r in self.equal]
@@ -265,18 +357,16 @@ class _Tick:
             ok = [o and None not in g for o, g in zip(ok, groups, strict=True)]
         for i in [i for i, size in enumerate(sizes) if 1 < size <= max_size] if max_size > 1 else ():
             ok[i] = self._party(everyone[i], i, keys, others, strengths, lats, groups)
-        self.keys, self.others, self.strength, self.lats = keys, others, strengths, lats
-        self.contested = _contested(everyone)
-        if any(map(_BY_BLOCKED, live)):
-            ids = [[p.id for p in players] for players in everyone]
-            self.avoid = avoid_sets(ids, list(map(_BY_BLOCKED, live)))
-            self.ids = list(map(frozenset, ids))
+        pids = [tuple([p.id for p in players]) for players in everyone]
+        offers: list[tuple[RoleOffer, ...]] = [()] * count
         if self.general and any(self.team_roles):
-            self.offers = [tuple([p.roles for p in players]) for players in everyone]
-        self.taken = [not o for o in ok]
-        self._index(ok, groups)
+            offers = [tuple([p.roles for p in players]) for players in everyone]
+        blocked = list(map(_BY_BLOCKED, tickets))
+        heads = (map(_BY_ID, tickets), map(_BY_ENQUEUED, tickets), map(_BY_EXPIRES, tickets), [True] * count)
+        columns = (sizes, keys, others, strengths, lats, groups, ok, offers, blocked)
+        return list(zip(pids, tickets, *heads, *columns, strict=True))
 
-    def _index(self, ok: list[bool], groups: list[tuple[object, ...]]) -> None:
+    def _index(self, ok: Sequence[bool], groups: Sequence[tuple[object, ...]]) -> None:
         """One sorted index per partition (equal-rule values) of the eligible tickets."""
         count, keys = len(ok), self.keys
         partitions: dict[tuple[object, ...], list[int]] = {}
@@ -290,7 +380,7 @@ class _Tick:
         self.pos = pos = [0] * count
         for number, members in enumerate(partitions.values()):
             index = _Index(members, keys)
-            for position, t in enumerate(index.members[1:-1], 1):
+            for position, t in enumerate(members, 1):  # members: sorted by the index
                 pos[t] = position
             if number:
                 for t in members:
@@ -370,7 +460,7 @@ class _Tick:
 
     def _match(self, seed: int) -> tuple[list[int], int, int] | None:
         """(tickets, team size, usable regions as a bit mask) of the seed's match, or None."""
-        wait = max(0.0, self.now - self.live[seed].enqueued_at)
+        wait = max(0.0, self.now - self.enqueued[seed])
         windows = [self.windows[0](wait)] if len(self.windows) == 1 else [window(wait) for window in self.windows]
         latency_window = self.latency_window(wait)
         mask = self._usable(self.lats[seed], latency_window) if self.latency is not None else 0
@@ -533,14 +623,16 @@ class _Tick:
         region, worst = "", None
         # map/itemgetter rather than comprehensions: this runs once per match, and a comprehension
         # is a function call of its own (Python 3.11)
-        tickets = list(map(self.live.__getitem__, chosen))
         if self.latency is not None:
             lats = list(map(self.lats.__getitem__, chosen))
-            name = self.bits.name
-            for bit in _bits(mask):
-                here = name(bit)
-                highest = max(map(operator.itemgetter(here), lats))
-                if worst is None or (highest, here) < (worst, region):
+            regions = self.regions.get(mask)
+            if regions is None:
+                regions = self.regions[mask] = [
+                    (name, operator.itemgetter(name)) for name in map(self.bits.name, _bits(mask))
+                ]
+            for here, latency_of in regions:
+                highest = max(map(latency_of, lats))
+                if worst is None or highest < worst or (highest == worst and here < region):
                     region, worst = here, highest
         roles: dict[str, str] = {}
         prediction = None
@@ -556,14 +648,14 @@ class _Tick:
             if self.rating is not None:
                 teams, sums, prediction = self._rated(teams, size)
             spread = (max(sums) - min(sums)) / size if self.balance and len(sums) > 1 else 0.0
-        ticket_id = self.live.__getitem__
+        ticket_id = self.tids.__getitem__
         return Proposal(
-            teams=tuple([tuple(map(_BY_ID, map(ticket_id, team))) for team in teams]),
+            teams=tuple([tuple(map(ticket_id, team)) for team in teams]),
             region=region,
             quality=MatchQuality(
                 skill_spread=spread,
                 worst_latency_ms=worst,
-                longest_wait_seconds=max(0.0, self.now - min(map(_BY_ENQUEUED, tickets))),
+                longest_wait_seconds=max(0.0, self.now - self.enqueued[min(chosen)]),  # numbered by age
                 draw_probability=prediction.draw if prediction is not None else None,
                 win_probabilities=prediction.win if prediction is not None else (),
             ),
@@ -653,12 +745,13 @@ class _Placer:
     role slots (greedy: a candidate that fits no team as placed so far is passed over); without
     roles, the tickets are repacked when no team has room as they stand."""
 
-    __slots__ = ("caps", "fills", "offers", "placement", "roles", "sizes", "smaller", "team_offers", "tickets")
+    __slots__ = ("caps", "fills", "offers", "placement", "roles", "sizes", "slots", "smaller", "team_offers", "tickets")
 
     def __init__(self, tick: _Tick, cap: int) -> None:
         self.caps = tick.caps if tick.named else (cap,) * tick.count
         self.smaller = cap < tick.max_size
         self.roles = tick.team_roles
+        self.slots = tick.role_slots
         self.sizes = tick.sizes
         self.offers = tick.offers  # empty without roles
         self.fills = [0] * len(self.caps)
@@ -678,7 +771,7 @@ class _Placer:
                 # a smaller team must still play every role: the room left is counted as players
                 # who take any role, so a team is never filled past the point of no healer
                 room = [()] * (cap - self.fills[team] - size) if self.smaller else []
-                if assign_roles([*together, *room], self.roles[team], every_role=self.smaller) is None:
+                if not roles_fit([*together, *room], self.slots[team], every_role=self.smaller):
                     continue
                 self.team_offers[team] = together
             self.fills[team] += size
@@ -702,22 +795,23 @@ class _Placer:
         if not (self.smaller and self.offers):
             return True
         return all(
-            assign_roles(offers, roles, every_role=True) is not None
-            for offers, roles in zip(self.team_offers, self.roles, strict=True)
-            if roles
+            roles_fit(offers, slots, every_role=True)
+            for offers, slots in zip(self.team_offers, self.slots, strict=True)
+            if slots
         )
 
 
-def _contested(everyone: list[tuple[Player, ...]]) -> list[tuple[str, ...]]:
-    """Per ticket, its players who also play in another ticket; ``[]`` when no player is in two
-    (one set over the pool's player ids: the selection loop then skips the check entirely)."""
-    ids = [p.id for players in everyone for p in players]
+def _contested(everyone: Sequence[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Per ticket (its player ids), its players who also play in another ticket; ``[]`` when no
+    player is in two (the selection loop then skips the check entirely). Only called when the cache
+    saw a player in two tickets of the pool."""
+    ids = [pid for players in everyone for pid in players]
     if len(set(ids)) == len(ids):
         return []
     tickets_of: dict[str, int] = {}
     for pid in ids:
         tickets_of[pid] = tickets_of.get(pid, 0) + 1
-    return [tuple([p.id for p in players if tickets_of[p.id] > 1]) for players in everyone]
+    return [tuple([pid for pid in players if tickets_of[pid] > 1]) for players in everyone]
 
 
 def _widened(
@@ -846,7 +940,9 @@ def _fills(placement: list[int] | None, sizes: list[int], bins: int) -> list[int
     return fills
 
 
-def _swap_to_balance(teams: list[list[int]], sizes: Mapping[int, object] | list[int], strength: list[float]) -> None:
+def _swap_to_balance(
+    teams: list[list[int]], sizes: Mapping[int, object] | Sequence[int], strength: Sequence[float]
+) -> None:
     """Swap tickets of the same kind (``sizes``: their sizes, or anything a swap must keep equal,
     such as the roles their players offer) between the strongest and the weakest team while the
     gap narrows (each swap takes the pair that narrows it most; a few rounds at most)."""

@@ -130,9 +130,9 @@ def balance(
     teams = [list(team) for team in greedy]
     if len(teams) == 2 and len(parties) <= BRUTE_FORCE_PARTIES:
         teams = _best_split(parties, teams, size)
+    built = _teams([[r for i in team for r in parties[i]] for team in teams])  # once: each rating costs a uuid4
     prediction = Prediction(
-        win=tuple(predict_win([[r for i in team for r in parties[i]] for team in teams])),
-        draw=predict_draw([[r for i in team for r in parties[i]] for team in teams]),
+        win=tuple(float(p) for p in _MODEL.predict_win(built)), draw=float(_MODEL.predict_draw(built))
     )
     return teams, prediction
 

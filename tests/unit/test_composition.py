@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from fleetmatch.errors import ValidationError
 from fleetmatch.models import FLEET_LABEL
-from matchmaker.composition import assign_roles, avoid_sets
+from matchmaker.composition import assign_roles, avoid_sets, roles_fit
 from matchmaker.matching import find_matches
 from matchmaker.models import Player, Proposal, Ticket, TicketRequest
 from matchmaker.rules import Queue, decode_queue, parse_queues
@@ -376,3 +376,21 @@ def test_properties_hold_on_any_pool(name: str, data: st.DataObject) -> None:
     proposals = find_matches(pool, q, NOW)
     check(q, pool, proposals)
     assert find_matches(pool[::-1], q, NOW) == proposals, "the same pool in another order: the same result"
+
+
+_OFFER = st.sampled_from([(), ("tank",), ("healer",), ("dps",), ("tank", "dps"), ("healer", "dps")])
+
+
+@given(
+    offers=st.lists(_OFFER, max_size=6),
+    slots=st.sampled_from([{"tank": 1, "healer": 1, "dps": 3}, {"tank": 2, "dps": 1}, {"healer": 1}]),
+    every_role=st.booleans(),
+    data=st.data(),
+)
+def test_roles_fit_answers_as_assign_roles_in_any_order(
+    offers: list[tuple[str, ...]], slots: dict[str, int], every_role: bool, data: st.DataObject
+) -> None:
+    """``roles_fit`` remembers its answer by the sorted offers: right only if the order never matters."""
+    expected = assign_roles(offers, slots, every_role=every_role) is not None
+    shuffled = data.draw(st.permutations(offers))
+    assert roles_fit(shuffled, tuple(slots.items()), every_role=every_role) is expected

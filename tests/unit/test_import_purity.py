@@ -55,6 +55,7 @@ def among(loaded: set[str], packages: tuple[str, ...]) -> list[str]:
         "matchmaker.matching",
         "matchmaker.rules",
         "matchmaker.composition",
+        "matchmaker.tickcache",
         "fleetmatch.models",
     ],
 )
