@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jwt
+from jwt.algorithms import HMACAlgorithm
 from jwt.warnings import InsecureKeyLengthWarning
 
 from fleetmatch.errors import ConfigError, ValidationError
@@ -82,6 +83,40 @@ _JWT_OPTIONS: Any = {
     "verify_nbf": False,
     "require": ["aud"],
 }
+
+
+class _PreparedHMAC(HMACAlgorithm):
+    """HS256 that prepares each secret once. PyJWT checks the key on every token (is it a PEM, an
+    SSH or a DER key, a JSON web key?): about a third of a ticket create's CPU. Our keys are the
+    frontend's configured secrets, so the check's answer for one secret never changes."""
+
+    MAX_KEYS = 8
+    """Secrets remembered (one in practice; a few while one is rotated)."""
+
+    def __init__(self) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+        self._prepared: dict[str | bytes, bytes] = {}
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = super().prepare_key(key)  # raises for a key that is no HMAC secret: not kept
+            if len(self._prepared) >= self.MAX_KEYS:
+                self._prepared.clear()
+            self._prepared[key] = prepared
+        return prepared
+
+
+def _jwt_codec() -> jwt.PyJWT:
+    """PyJWT has no public way to give ``PyJWT`` its algorithms: its ``PyJWS`` is replaced."""
+    codec = jwt.PyJWT()
+    codec._jws = jwt.PyJWS(algorithms=[], options=codec._jws.options)
+    codec._jws.register_algorithm(ALGORITHM, _PreparedHMAC())
+    return codec
+
+
+_JWT = _jwt_codec()
+"""PyJWT with HS256 only, its secrets prepared once (``_PreparedHMAC``)."""
 
 
 def _b64encode(data: bytes) -> str:
@@ -175,7 +210,7 @@ def mint_player_token(
     if party:
         claims["party"] = party
     with _quiet_key_length(secret):
-        return jwt.encode(claims, secret, algorithm=ALGORITHM)
+        return _JWT.encode(claims, secret, algorithm=ALGORITHM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +263,7 @@ def _jwt_claims(secret: str, token: str, audience: str) -> dict[str, Any]:
         raise AuthError(f"invalid token: algorithm {alg!r} is not accepted; player tokens are signed with {ALGORITHM}")
     try:
         with _quiet_key_length(secret):
-            claims: dict[str, Any] = jwt.decode(
+            claims: dict[str, Any] = _JWT.decode(
                 token, secret, algorithms=[ALGORITHM], audience=audience, options=_JWT_OPTIONS
             )
     except jwt.InvalidSignatureError:
