@@ -437,7 +437,7 @@ async def bench_service(seconds: float = 2.0, steady_seconds: float = 5.0, rate:
 
     from fleetmatch.backends.redis.client import connect
     from fleetmatch.backends.redis.embedded import EmbeddedRedis, free_port
-    from loadtest.bench_allocate import populate, start, stop, wait_http
+    from loadtest.bench_allocate import cpu_seconds, populate, start, stop, wait_http
     from matchmaker.tickets import RedisTicketStore
 
     report: dict[str, Any] = {}
@@ -486,12 +486,25 @@ async def bench_service(seconds: float = 2.0, steady_seconds: float = 5.0, rate:
             await wait_http(base_url)
             budget = int(seconds * 20_000)
             await _run_load(url, _create_payloads(url, 2000, start=10_000_000), tmp, 0.3, 64)  # warm-up
-            creates = await _run_load(url, _create_payloads(url, budget), tmp, seconds, 64)
-            baseline_run = await _run_load(base_url, _create_payloads(base_url, budget), tmp, seconds, 64)
+            payloads = _create_payloads(url, budget)
+            cpu_before = cpu_seconds(frontend.pid)
+            creates = await _run_load(url, payloads, tmp, seconds, 64)
+            if creates["ok"]:
+                creates["server_cpu_us_per_request"] = round(
+                    1e6 * (cpu_seconds(frontend.pid) - cpu_before) / creates["ok"], 1
+                )
+            payloads = _create_payloads(base_url, budget)
+            cpu_before = cpu_seconds(baseline.pid)
+            baseline_run = await _run_load(base_url, payloads, tmp, seconds, 64)
+            if baseline_run["ok"]:
+                used = cpu_seconds(baseline.pid) - cpu_before
+                baseline_run["server_cpu_us_per_request"] = round(1e6 * used / baseline_run["ok"], 1)
             report["ticket_creates"] = creates
             report["ticket_creates_per_second"] = creates["ok_per_second"]
             report["baseline"] = baseline_run
             report["baseline_requests_per_second"] = baseline_run["ok_per_second"]
+            report["frontend_cpu_us_per_create"] = creates.get("server_cpu_us_per_request")
+            report["baseline_cpu_us_per_request"] = baseline_run.get("server_cpu_us_per_request")
             await stop(frontend)
             procs.remove(frontend)
 
