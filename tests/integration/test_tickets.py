@@ -649,3 +649,23 @@ def test_only_redis_internals_become_backend_errors() -> None:
     """The workaround for redis-py's None-writer race must not hide our own bugs."""
     with pytest.raises(AttributeError), _backend():
         None.writelines  # type: ignore[attr-defined]  # noqa: B018
+
+
+async def test_concurrent_block_list_reads_each_get_their_own_players_lists(store: RedisTicketStore) -> None:
+    """The reads of one event-loop iteration go to Redis together: each caller still gets exactly
+    its own players' stored lists, and none of another's."""
+    await store.set_blocks("ann", ["bob", "cat"])
+    await store.set_blocks("bob", ["ann"])
+    await store.set_blocks("dan", ["eve"])
+    asked = [["ann"], ["bob", "cat"], ["zed"], ["dan", "ann"], ["cat"], ["ann"]]
+    got = await asyncio.gather(*(store.blocks(players) for players in asked))
+    assert got == [
+        {"ann": ("bob", "cat")},
+        {"bob": ("ann",)},
+        {},
+        {"dan": ("eve",), "ann": ("bob", "cat")},
+        {},
+        {"ann": ("bob", "cat")},
+    ]
+    await store.set_blocks("ann", [])
+    assert await asyncio.gather(store.blocks(["ann"]), store.blocks(["bob"])) == [{}, {"bob": ("ann",)}]
