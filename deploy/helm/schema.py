@@ -235,6 +235,7 @@ MATCHMAKER = closed(
             pdb=PDB,
             autoscaling=AUTOSCALING,
         ),
+        "backfill": closed({"enabled": BOOLEAN}),
         "director": pod(enabled=BOOLEAN, replicas=REPLICAS, pdb=PDB),
         "serviceAccount": SERVICE_ACCOUNT,
     }

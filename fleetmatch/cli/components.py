@@ -261,7 +261,8 @@ def _supervise_allocators(settings: Settings, alloc: AllocatorSettings, workers:
     "--backfill/--no-backfill",
     default=None,
     help="Directors fill running matches' open slots, reading and writing GameServers (FLEETMATCH_BACKEND). "
-    "Default: on, except on Kubernetes (the matchmaker's ServiceAccount needs gameservers get/list/watch/update).",
+    "Default: on, except on Kubernetes (the matchmaker's ServiceAccount needs gameservers get/list/watch/update; "
+    "the Helm chart grants them and passes --backfill with matchmaker.backfill.enabled).",
 )
 @click.pass_context
 def matchmaker_cmd(

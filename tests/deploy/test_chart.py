@@ -42,6 +42,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
         "secrets": {"existingSecret": "my-secrets"},
         "gameservers": {"namespace": "gameservers"},
     },
+    "no-backfill": {"matchmaker": {"backfill": {"enabled": False}}},
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}},
     "tls": {
         "allocator": {"tls": {"enabled": True, "secretName": "allocator-tls"}},
@@ -188,7 +189,7 @@ def test_default_install() -> None:
     assert container(docs, "controller")["args"] == ["controller"]
     assert container(docs, "allocator")["args"] == ["allocator"]
     assert container(docs, "matchmaker-frontend")["args"] == ["matchmaker", "--no-directors"]
-    assert container(docs, "matchmaker-director")["args"] == ["matchmaker", "--no-api"]
+    assert container(docs, "matchmaker-director")["args"] == ["matchmaker", "--no-api", "--backfill"]
     director = env(container(docs, "matchmaker-director"))
     assert director["FLEETMATCH_ALLOCATOR_URL"] == f"http://{FULL}-allocator.{NAMESPACE}.svc:9180"
     assert director["REDIS_URL"] == f"redis://:$(REDIS_PASSWORD)@{FULL}-redis:6379/0"
@@ -254,7 +255,7 @@ def grants(docs: list[dict[str, Any]], subject: str) -> set[tuple[str, str]]:
 
 def test_rbac_is_least_privilege() -> None:
     docs = render("existing-secrets")  # game servers in their own namespace
-    assert rules(docs, f"{FULL}-matchmaker") == []
+    assert grants(docs, f"{FULL}-matchmaker") == {("gameservers", v) for v in BACKFILL_VERBS}
     assert grants(docs, f"{FULL}-allocator") == {("gameservers", v) for v in ("get", "list", "watch", "update")}
     assert grants(docs, f"{FULL}-sdk") == {("gameservers", v) for v in ("get", "list", "watch", "patch", "update")}
     controller = grants(docs, f"{FULL}-controller")
@@ -281,6 +282,59 @@ def test_rbac_is_least_privilege() -> None:
     sdk_account = find(docs, "ServiceAccount", f"{FULL}-sdk")
     assert sdk_account["metadata"]["namespace"] == "gameservers"
     assert find(docs, "ServiceAccount", f"{FULL}-matchmaker")["automountServiceAccountToken"] is False
+
+
+# --- backfill ----------------------------------------------------------------------------------------
+
+BACKFILL_VERBS = ("get", "list", "watch", "update")
+"""What the directors' backfill does to GameServers on the Kubernetes backend (KubeStore): follow them
+(list, watch), read one (get) and write it back conditionally (update: a PUT, no /status subresource)."""
+
+
+def director_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return pod_spec(docs, "Deployment", "matchmaker-director")
+
+
+@pytest.mark.parametrize(("combination", "namespace"), [("defaults", NAMESPACE), ("existing-secrets", "gameservers")])
+def test_backfill_grants_the_directors_gameservers_only(combination: str, namespace: str) -> None:
+    """On by default (as on Redis and in `fleetmatch up`): a Role in the game servers' namespace with
+    exactly backfill's verbs on gameservers, the token in the director Pods only, and --backfill."""
+    docs = render(combination)
+    role = find(docs, "Role", f"{FULL}-matchmaker")
+    assert role["metadata"]["namespace"] == namespace
+    assert role["rules"] == [
+        {"apiGroups": ["fleetmatch.dev"], "resources": ["gameservers"], "verbs": list(BACKFILL_VERBS)}
+    ]
+    binding = find(docs, "RoleBinding", f"{FULL}-matchmaker")
+    assert binding["metadata"]["namespace"] == namespace
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{FULL}-matchmaker", "namespace": NAMESPACE}]
+    assert grants(docs, f"{FULL}-matchmaker") == {("gameservers", v) for v in BACKFILL_VERBS}
+    assert director_pod(docs)["automountServiceAccountToken"] is True
+    assert pod_spec(docs, "Deployment", "matchmaker-frontend")["automountServiceAccountToken"] is False
+    assert container(docs, "matchmaker-director")["args"] == ["matchmaker", "--no-api", "--backfill"]
+    director = env(container(docs, "matchmaker-director"))  # the Kubernetes backend, in the Pod's account
+    assert director["FLEETMATCH_BACKEND"] == "kubernetes" and director["FLEETMATCH_KUBE_IN_CLUSTER"] == "true"
+    assert director["FLEETMATCH_NAMESPACE"] == namespace
+
+
+@pytest.mark.parametrize("combination", ["no-backfill", "mtls-no-directors"])
+def test_no_backfill_grants_the_matchmaker_nothing(combination: str) -> None:
+    """Backfill off, or no directors (backfill left on): no Role, no binding, no token in any Pod."""
+    docs = render(combination)
+    assert rules(docs, f"{FULL}-matchmaker") == []
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("Role", f"{FULL}-matchmaker") not in names and ("RoleBinding", f"{FULL}-matchmaker") not in names
+    assert pod_spec(docs, "Deployment", "matchmaker-frontend")["automountServiceAccountToken"] is False
+    if combination == "no-backfill":
+        assert director_pod(docs)["automountServiceAccountToken"] is False
+        assert container(docs, "matchmaker-director")["args"] == ["matchmaker", "--no-api", "--no-backfill"]
+    else:
+        assert ("Deployment", f"{FULL}-matchmaker-director") not in names
 
 
 def test_external_redis_replaces_the_in_chart_one() -> None:

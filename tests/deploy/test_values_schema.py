@@ -74,6 +74,16 @@ def test_defaults_pass_the_schema() -> None:
             r"at '/allocator/service/externalTrafficPolicy': value must be one of",
             id="traffic-policy",
         ),
+        pytest.param(
+            {"matchmaker": {"backfill": {"enable": False}}},
+            r"at '/matchmaker/backfill': additional properties 'enable' not allowed",
+            id="backfill-typo",
+        ),
+        pytest.param(
+            {"matchmaker": {"backfill": {"enabled": "no"}}},
+            r"at '/matchmaker/backfill/enabled': got string, want boolean",
+            id="backfill-type",
+        ),
         pytest.param({"logFormat": "yaml"}, r"at '/logFormat': value must be one of 'json', 'text'", id="log-format"),
         pytest.param(
             {"allocator": {"replicas": "3"}}, r"at '/allocator/replicas': got string, want integer", id="replicas-type"

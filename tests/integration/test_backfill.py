@@ -18,6 +18,7 @@ from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.errors import NotFoundError
 from fleetmatch.informer import Informer
 from fleetmatch.models import GameServer, GameServerState, ListStatus, ObjectMeta, PortStatus
+from fleetmatch.store import Store
 from matchmaker.backfill import (
     BACKFILL_FILLS_ANNOTATION,
     MATCH_PROFILE_ANNOTATION,
@@ -52,7 +53,7 @@ PLAYERS = [f"p{i}" for i in range(8)]
 pytestmark = pytest.mark.timeout(30)
 
 
-async def running_match(gameservers: RedisStore[GameServer], *, left: tuple[str, ...] = ("p7",)) -> GameServer:
+async def running_match(gameservers: Store[GameServer], *, left: tuple[str, ...] = ("p7",)) -> GameServer:
     """A 4v4 match on ``arena-0`` (p0-p3 team 0, p4-p7 team 1) whose List lost ``left``."""
     notes = {
         MATCH_ID_ANNOTATION: MATCH,
