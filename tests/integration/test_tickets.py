@@ -668,4 +668,4 @@ async def test_concurrent_block_list_reads_each_get_their_own_players_lists(stor
         {"ann": ("bob", "cat")},
     ]
     await store.set_blocks("ann", [])
-    assert await asyncio.gather(store.blocks(["ann"]), store.blocks(["bob"])) == [{}, {"bob": ("ann",)}]
+    assert list(await asyncio.gather(store.blocks(["ann"]), store.blocks(["bob"]))) == [{}, {"bob": ("ann",)}]
