@@ -357,6 +357,9 @@ def _team_for(
 ) -> int | None:
     """The team ``ticket`` joins: of those with room for the whole party (and, with roles, open
     role slots its players and the team's other newcomers can take), the one wanting most."""
+    if not slots:  # no roles (the usual case, and the hot loop): the team wanting most, if the party fits
+        team = max(range(len(left)), key=lambda i: (left[i], -i))
+        return team if left[team] >= ticket.size else None
     fitting = [
         i
         for i, room in enumerate(left)
