@@ -19,6 +19,7 @@ from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.backends.base import Backend
 from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ListStatus, ObjectMeta, PortStatus
 from fleetmatch.settings import AllocatorSettings
+from matchmaker.app import _backfiller
 from matchmaker.backfill import PLAYER_TEAMS_ANNOTATION, PLAYERS_LIST
 from matchmaker.backfiller import Backfiller
 from matchmaker.backfills import RedisBackfillStore
@@ -123,3 +124,9 @@ async def test_a_tank_leaves_and_the_tank_ticket_takes_the_slot(stack: Stack) ->
     assert json.loads(notes[PLAYER_TEAMS_ANNOTATION])["late-tank"] == teams[leaver]
     assert json.loads(notes[PLAYER_TOKENS_ANNOTATION])["late-tank"] == token_hash(a.tokens["late-tank"])
     assert "late-tank" in after.status.lists[PLAYERS_LIST].values
+
+
+def test_the_matchmaker_gives_a_role_queue_its_backfiller(redis_client: aioredis.Redis, backend: Backend) -> None:
+    """``fleetmatch matchmaker`` builds the directors' backfillers with ``_backfiller``: a role queue gets one."""
+    made = _backfiller(RedisTicketStore(redis_client), RAID, backend.gameservers, None, 15.0)
+    assert made is not None and made.queue is RAID
