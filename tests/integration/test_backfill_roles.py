@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -47,6 +48,7 @@ class Stack:
     tickets: RedisTicketStore
     backend: Backend
     director: Director
+    backfiller: Backfiller
 
     async def queue(self, pid: str, *roles: str) -> str:
         at = time.time()
@@ -83,10 +85,12 @@ async def stack(redis_client: aioredis.Redis, backend: Backend) -> AsyncIterator
         client = await stack.enter_async_context(AllocatorClient(service.url, TOKEN))
         await eventually(lambda: len(service.allocator.index) >= 2, within=10)
         backfiller = Backfiller(RedisBackfillStore(tickets), backend.gameservers, RAID)
-        yield Stack(tickets, backend, Director(tickets, RAID, match, client, backfiller=backfiller))
+        yield Stack(tickets, backend, Director(tickets, RAID, match, client, backfiller=backfiller), backfiller)
 
 
-async def test_a_tank_leaves_and_the_tank_ticket_takes_the_slot(stack: Stack) -> None:
+async def a_tank_left(stack: Stack, leaver: str = "tank0") -> GameServer:
+    """A full match of six, allocated by the director; then the game takes ``leaver`` out of the
+    List (``SDK.remove_list_value("players", id)``). The server as the match was formed."""
     for i in range(2):
         await stack.queue(f"tank{i}", "tank")
         await stack.queue(f"dps{i}a", "dps")
@@ -94,14 +98,19 @@ async def test_a_tank_leaves_and_the_tank_ticket_takes_the_slot(stack: Stack) ->
     assert (await stack.director.tick()).matched == 1
     gs = await stack.allocated()
     roles = json.loads(gs.metadata.annotations[PLAYER_ROLES_ANNOTATION])
-    teams = json.loads(gs.metadata.annotations[PLAYER_TEAMS_ANNOTATION])
     assert sorted(roles.values()) == ["dps"] * 4 + ["tank"] * 2
-    assert len(gs.status.lists[PLAYERS_LIST].values) == 6
-    leaver = "tank0"
     listed = gs.status.lists[PLAYERS_LIST]
-    # the game: the tank left (SDK.remove_list_value("players", id))
+    assert len(listed.values) == 6
     left = tuple(v for v in listed.values if v != leaver)
     await stack.backend.gameservers.update(gs.with_status(lists={PLAYERS_LIST: ListStatus(listed.capacity, left)}))
+    return gs
+
+
+async def test_a_tank_leaves_and_the_tank_ticket_takes_the_slot(stack: Stack) -> None:
+    leaver = "tank0"
+    gs = await a_tank_left(stack, leaver)
+    roles = json.loads(gs.metadata.annotations[PLAYER_ROLES_ANNOTATION])
+    teams = json.loads(gs.metadata.annotations[PLAYER_TEAMS_ANNOTATION])
     dps = await stack.queue("late-dps", "dps")  # older, but the team has no dps slot open
     tank = await stack.queue("late-tank", "tank", "dps")
 
@@ -124,6 +133,26 @@ async def test_a_tank_leaves_and_the_tank_ticket_takes_the_slot(stack: Stack) ->
     assert json.loads(notes[PLAYER_TEAMS_ANNOTATION])["late-tank"] == teams[leaver]
     assert json.loads(notes[PLAYER_TOKENS_ANNOTATION])["late-tank"] == token_hash(a.tokens["late-tank"])
     assert "late-tank" in after.status.lists[PLAYERS_LIST].values
+
+
+async def test_a_newcomer_cancelled_mid_fill_leaves_no_role_on_the_server(stack: Stack) -> None:
+    gs = await a_tank_left(stack)
+    roles = json.loads(gs.metadata.annotations[PLAYER_ROLES_ANNOTATION])
+    tank = await stack.queue("late-tank", "tank")
+    real_write = stack.backfiller._write
+
+    async def write_then_cancel(*args: Any, **kwargs: Any) -> GameServer | None:  # cancelled meanwhile
+        written = await real_write(*args, **kwargs)
+        assert written is not None and "late-tank" in json.loads(written.metadata.annotations[PLAYER_ROLES_ANNOTATION])
+        await stack.tickets.cancel(tank)
+        return written
+
+    stack.backfiller._write = write_then_cancel  # type: ignore[method-assign]
+    await stack.director.tick()
+    assert (await stack.tickets.get(tank)).state is TicketState.CANCELLED
+    after = await stack.backend.gameservers.get(gs.name)
+    assert json.loads(after.metadata.annotations[PLAYER_ROLES_ANNOTATION]) == roles  # the role is open again
+    assert "late-tank" not in after.status.lists[PLAYERS_LIST].values
 
 
 def test_the_matchmaker_gives_a_role_queue_its_backfiller(redis_client: aioredis.Redis, backend: Backend) -> None:
