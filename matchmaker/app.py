@@ -105,9 +105,9 @@ def _backfiller(
     informer: Informer[GameServer] | None,
     lease_seconds: float,
 ) -> Backfiller | None:
-    """The queue's backfill, where it can be: tickets on Redis, the GameServers at hand, no role slots."""
+    """The queue's backfill, where it can be: tickets on Redis, the GameServers at hand."""
     backfills = backfill_store_for(store)
-    if backfills is None or gameservers is None or queue.spec.teams.has_roles:
+    if backfills is None or gameservers is None:
         return None
     return Backfiller(backfills, gameservers, queue, lease_seconds=lease_seconds)
 

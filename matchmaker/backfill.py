@@ -21,14 +21,19 @@ backfill may be filled in part (the rest later). Work is bounded like the matche
 backfill looks at most ``SCAN_PER_SLOT`` waiting tickets per open slot (at least ``MIN_SCAN``), so
 a pass costs O(backfills), not O(backfills x pool); one that none of the oldest tickets fits waits
 for its windows to widen with its age.
-Queues whose teams have role slots are not backfilled here (a newcomer's role would need the
-match's current roles): ``plan_fills`` leaves them alone.
+
+**Roles.** In a queue whose teams have role slots, an open slot is a slot for a role: the team's
+roles minus the roles its remaining players hold (``open_roles``, from the server's
+``fleetmatch.dev/player-roles``). A party joins a team only if the roles its players offer, beside
+the newcomers the team already got this pass, can take distinct open role slots (``roles_fit``);
+the running players keep their roles. ``Fill.roles`` says who plays what (``assign_roles``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -37,6 +42,7 @@ from typing import ClassVar
 from fleetmatch.allocation import GameServerAllocationSpec, ListAction
 from fleetmatch.codec import evolve
 from fleetmatch.errors import ValidationError
+from matchmaker.composition import RoleOffer, assign_roles, roles_fit
 from matchmaker.models import Proposal, Ticket, TicketState
 from matchmaker.rules import PartyAggregation, Queue, Rule, RuleType
 
@@ -134,6 +140,9 @@ class Opening:
     backfill: Backfill
     players: frozenset[str] = frozenset()
     profile: MatchProfile = MatchProfile()
+    roles: tuple[Mapping[str, int], ...] = ()
+    """In a queue with role slots: per team, its open role slots (``open_roles``). A team of such a
+    queue missing here has none open; a team without role slots takes anybody."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +151,8 @@ class Fill:
 
     backfill_id: str
     teams: tuple[tuple[str, ...], ...]
+    roles: Mapping[str, str] = field(default_factory=dict)
+    """In a queue with role slots: newcomer's player id -> the role they take."""
 
     @property
     def ticket_ids(self) -> tuple[str, ...]:
@@ -177,6 +188,25 @@ def slots_from_list(values: Iterable[str], teams_of: Mapping[str, int], caps: Se
         if team is not None and 0 <= team < len(caps):
             present[team] += 1
     return tuple(max(0, cap - n) for cap, n in zip(caps, present, strict=True))
+
+
+def open_roles(
+    team_roles: Sequence[Mapping[str, int]],
+    present: Iterable[str],
+    teams_of: Mapping[str, int],
+    roles_of: Mapping[str, str],
+) -> tuple[dict[str, int], ...]:
+    """Per team, its role slots the ``present`` players do not hold (by their recorded team and
+    role): the roles a newcomer may take. A present player of no known role holds no slot."""
+    held = [Counter[str]() for _ in team_roles]
+    for player in present:
+        team, role = teams_of.get(player), roles_of.get(player)
+        if team is not None and role is not None and 0 <= team < len(held):
+            held[team][role] += 1
+    return tuple(
+        {role: n - held[i][role] for role, n in roles.items() if n > held[i][role]}
+        for i, roles in enumerate(team_roles)
+    )
 
 
 def profile_of(tickets: Sequence[Ticket], queue: Queue, region: str) -> MatchProfile:
@@ -261,8 +291,9 @@ def plan_fills(openings: Sequence[Opening], pool: Sequence[Ticket], queue: Queue
     """The tickets each open backfill takes this pass from ``pool`` (oldest first; see the module
     docstring). A ticket, and a player, goes to at most one backfill; backfills that get nobody are
     left out."""
-    if queue.spec.teams.has_roles or not openings:
+    if not openings:
         return []
+    team_roles = queue.spec.teams.team_roles if queue.spec.teams.has_roles else ()
     ranged = _ranged(queue)
     # Every backfill looks at the oldest queued tickets only, up to its budget: those few are read once.
     deepest = max(max(MIN_SCAN, SCAN_PER_SLOT * o.backfill.wanted) for o in openings)
@@ -277,6 +308,9 @@ def plan_fills(openings: Sequence[Opening], pool: Sequence[Ticket], queue: Queue
             continue
         left = list(backfill.open_slots)
         teams: list[list[str]] = [[] for _ in left]
+        offers: list[list[RoleOffer]] = [[] for _ in left]
+        players: list[list[str]] = [[] for _ in left]
+        slots = _open_slots(team_roles, opening.roles)
         chosen: set[str] = set()
         avoid = set(busy)  # players no newcomer may be: in another fill, in this one, or blocked by this one's
         budget = max(MIN_SCAN, SCAN_PER_SLOT * backfill.wanted)
@@ -288,19 +322,71 @@ def plan_fills(openings: Sequence[Opening], pool: Sequence[Ticket], queue: Queue
                 continue
             if not chosen.isdisjoint(ticket.blocked_players) or not candidate.fits(opening, queue, ranged, now):
                 continue
-            team = max(range(len(left)), key=lambda i: (left[i], -i))
-            if left[team] < ticket.size:
+            team = _team_for(ticket, left, offers, slots)
+            if team is None:
                 continue
             left[team] -= ticket.size
             teams[team].append(ticket.id)
+            offers[team].extend(p.roles for p in ticket.players)
+            players[team].extend(p.id for p in ticket.players)
             chosen |= ids
             avoid |= ids
             avoid.update(ticket.blocked_players)
             taken.add(ticket.id)
         if chosen:
             busy |= chosen
-            fills.append(Fill(backfill.id, tuple(tuple(t) for t in teams)))
+            fills.append(Fill(backfill.id, tuple(tuple(t) for t in teams), _roles_taken(slots, offers, players)))
     return fills
+
+
+def _open_slots(
+    team_roles: Sequence[Mapping[str, int]], open_per_team: Sequence[Mapping[str, int]]
+) -> list[tuple[tuple[str, int], ...] | None]:
+    """Per team, the role slots a newcomer may take (None: a team without roles, anybody fits)."""
+    return [
+        (tuple(open_per_team[i].items()) if i < len(open_per_team) else ()) if roles else None
+        for i, roles in enumerate(team_roles)
+    ]
+
+
+def _team_for(
+    ticket: Ticket,
+    left: Sequence[int],
+    offers: Sequence[Sequence[RoleOffer]],
+    slots: Sequence[tuple[tuple[str, int], ...] | None],
+) -> int | None:
+    """The team ``ticket`` joins: of those with room for the whole party (and, with roles, open
+    role slots its players and the team's other newcomers can take), the one wanting most."""
+    if not slots:  # no roles (the usual case, and the hot loop): the team wanting most, if the party fits
+        team = max(range(len(left)), key=lambda i: (left[i], -i))
+        return team if left[team] >= ticket.size else None
+    fitting = [
+        i
+        for i, room in enumerate(left)
+        if room >= ticket.size
+        and (
+            i >= len(slots)
+            or (roles := slots[i]) is None
+            or roles_fit([*offers[i], *(p.roles for p in ticket.players)], roles)
+        )
+    ]
+    return max(fitting, key=lambda i: (left[i], -i), default=None)
+
+
+def _roles_taken(
+    slots: Sequence[tuple[tuple[str, int], ...] | None],
+    offers: Sequence[Sequence[RoleOffer]],
+    players: Sequence[Sequence[str]],
+) -> dict[str, str]:
+    """Who plays what among a fill's newcomers (``_team_for`` checked that every team's fit)."""
+    out: dict[str, str] = {}
+    for team, roles in enumerate(slots):
+        if roles is None or not players[team]:
+            continue
+        taken = assign_roles(offers[team], dict(roles))
+        assert taken is not None, "roles_fit said they fit"
+        out.update(zip(players[team], taken, strict=True))
+    return out
 
 
 def allocation_extras(

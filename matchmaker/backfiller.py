@@ -10,12 +10,17 @@ gets a backfill for the missing ones, or its open one updated; a full List close
 **Filling.** For each fill ``plan_fills`` proposes: ``claim`` leases the tickets and locks the
 backfill (``matchmaker.backfills``); one conditional write of the GameServer (compare-and-set on
 its resourceVersion, retried on conflict) adds the newcomers' token hashes to
-``fleetmatch.dev/player-tokens``, their teams to ``fleetmatch.dev/player-teams``, the players to the
-List and the fill's id to ``fleetmatch.dev/backfill-fills`` (a repeated write adds nothing); then
+``fleetmatch.dev/player-tokens``, their teams to ``fleetmatch.dev/player-teams`` (in a queue with
+role slots, their roles to ``fleetmatch.dev/player-roles``), the players to the List and the fill's
+id to ``fleetmatch.dev/backfill-fills`` (a repeated write adds nothing); then
 ``commit`` assigns the tickets to the server's address and takes the slots. If the server is gone
 or no longer that match's, the backfill is cancelled and the tickets go back; if the commit fails
 (a ticket was cancelled), the server write is undone and the tickets go back. A director that
 dies mid-fill leaves leases and a lock that run out: the tickets return at their place.
+
+**Roles.** In a queue with role slots, a team's open roles are its roles minus those of its players
+still in the ``players`` List (by ``fleetmatch.dev/player-roles``; a server without the List counts
+every player it was given as present), read each pass with the server.
 """
 
 from __future__ import annotations
@@ -45,11 +50,18 @@ from matchmaker.backfill import (
     Fill,
     MatchProfile,
     Opening,
+    open_roles,
     plan_fills,
     slots_from_list,
 )
 from matchmaker.backfills import RedisBackfillStore
-from matchmaker.director import MATCH_ID_ANNOTATION, PLAYER_TOKENS_ANNOTATION, QUEUE_ANNOTATION, token_hash
+from matchmaker.director import (
+    MATCH_ID_ANNOTATION,
+    PLAYER_ROLES_ANNOTATION,
+    PLAYER_TOKENS_ANNOTATION,
+    QUEUE_ANNOTATION,
+    token_hash,
+)
 from matchmaker.models import Assignment, Ticket, new_ticket_id
 from matchmaker.rules import Queue
 
@@ -70,6 +82,11 @@ def _json_map(text: str | None) -> dict[str, object]:
 def _teams_of(gs: GameServer) -> dict[str, int]:
     found = _json_map(gs.metadata.annotations.get(PLAYER_TEAMS_ANNOTATION))
     return {p: t for p, t in found.items() if isinstance(t, int)}
+
+
+def _roles_of(gs: GameServer) -> dict[str, str]:
+    found = _json_map(gs.metadata.annotations.get(PLAYER_ROLES_ANNOTATION))
+    return {p: r for p, r in found.items() if isinstance(r, str)}
 
 
 def _of_match(gs: GameServer, match_id: str) -> bool:
@@ -203,7 +220,14 @@ class Backfiller:
         players = set(_json_map(notes.get(PLAYER_TOKENS_ANNOTATION)))
         listed = gs.status.lists.get(PLAYERS_LIST)
         players.update(listed.values if listed is not None else ())
-        return Opening(backfill, frozenset(players), MatchProfile.decode(notes.get(MATCH_PROFILE_ANNOTATION)))
+        roles: tuple[dict[str, int], ...] = ()
+        teams = self.queue.spec.teams
+        if teams.has_roles:
+            teams_of = _teams_of(gs)
+            present = listed.values if listed is not None else tuple(teams_of)
+            roles = open_roles(teams.team_roles, present, teams_of, _roles_of(gs))
+        profile = MatchProfile.decode(notes.get(MATCH_PROFILE_ANNOTATION))
+        return Opening(backfill, frozenset(players), profile, roles)
 
     async def _fill_safely(self, fill: Fill, opening: Opening, tickets: Mapping[str, Ticket]) -> None:
         try:
@@ -223,7 +247,7 @@ class Backfiller:
         tokens = {p.id: secrets.token_urlsafe(18) for tid in ids for p in tickets[tid].players}
         teams = {p.id: team for team, members in enumerate(fill.teams) for tid in members for p in tickets[tid].players}
         try:
-            gs = await self._write(backfill, fill_id, tokens, teams)
+            gs = await self._write(backfill, fill_id, tokens, teams, roles=fill.roles)
         except BaseException:
             await self.backfills.release(name, backfill.id, fill_id, ids)
             raise
@@ -246,6 +270,7 @@ class Backfiller:
                 tokens={p.id: tokens[p.id] for p in tickets[tid].players},
                 team_name=names[team] if names else "",
                 backfill_id=backfill.id,
+                roles={p.id: fill.roles[p.id] for p in tickets[tid].players if p.id in fill.roles},
             )
             for team, members in enumerate(fill.teams)
             for tid in members
@@ -267,7 +292,12 @@ class Backfiller:
                  extra={**self._ids, "match_id": backfill.match_id, "gameserver": gs.name})  # fmt: skip
 
     async def _write(
-        self, backfill: Backfill, fill_id: str, tokens: Mapping[str, str], teams: Mapping[str, int]
+        self,
+        backfill: Backfill,
+        fill_id: str,
+        tokens: Mapping[str, str],
+        teams: Mapping[str, int],
+        roles: Mapping[str, str] | None = None,
     ) -> GameServer | None:
         """The newcomers onto the server in one conditional write; the server as written (or as it
         was, if this fill was written before), or None if it no longer plays the match."""
@@ -292,6 +322,8 @@ class Backfiller:
                 PLAYER_TEAMS_ANNOTATION: json.dumps(known, sort_keys=True),
                 BACKFILL_FILLS_ANNOTATION: " ".join([*fills, fill_id][-FILLS_KEPT:]),
             }
+            if roles:
+                changed[PLAYER_ROLES_ANNOTATION] = json.dumps({**_roles_of(gs), **roles}, sort_keys=True)
             lists = dict(gs.status.lists)
             listed = lists.get(PLAYERS_LIST)
             if listed is not None:
@@ -325,6 +357,9 @@ class Backfiller:
                 PLAYER_TEAMS_ANNOTATION: json.dumps(known, sort_keys=True),
                 BACKFILL_FILLS_ANNOTATION: " ".join(f for f in fills if f != fill_id),
             }
+            if PLAYER_ROLES_ANNOTATION in notes:
+                kept = {p: r for p, r in _roles_of(gs).items() if p not in tokens}
+                changed[PLAYER_ROLES_ANNOTATION] = json.dumps(kept, sort_keys=True)
             lists = dict(gs.status.lists)
             listed = lists.get(PLAYERS_LIST)
             if listed is not None:

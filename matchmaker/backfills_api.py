@@ -2,7 +2,10 @@
 
 - ``POST /v1/backfills`` with ``{"queue", "matchId", "gameServer", "openSlots": {team: players}}``
   (team by index, ``"1"``, or by name in a queue of named teams) -> 201 and the backfill; a server
-  that has an open backfill already gets it updated to these slots (200). The directors fill it
+  that has an open backfill already gets it updated to these slots (200). In a queue with role
+  slots the caller still names players per team, not roles: the directors derive the open roles
+  from the server (``fleetmatch.dev/player-roles`` and the ``players`` List), so a caller cannot
+  name a role somebody still plays; a role mapping as a count is 422 naming ``openSlots.<team>``. The directors fill it
   from the pool before forming new matches (``matchmaker.backfiller``); the new players' tickets are
   assigned the server's address, and their connection tokens are added to the server's
   ``fleetmatch.dev/player-tokens`` annotation in the same write.
@@ -34,6 +37,10 @@ from matchmaker.store import TicketStore
 from matchmaker.tickets import RedisTicketStore
 
 _FIELDS = ("queue", "matchId", "gameServer", "openSlots")
+ROLES_DERIVED = (
+    "in a queue with role slots the open roles are not named: the director reads them off the server"
+    " (the team's roles minus those of its players still in the players List)"
+)
 MAX_MATCH_ID = 128
 
 
@@ -82,8 +89,6 @@ class BackfillsApi:
         if not isinstance(queue, Queue):
             known = ", ".join(sorted(self.queues)) or "none"
             raise ValidationError("queue", f"unknown queue {str(name)[:100]!r}; queues served here: {known}")
-        if queue.spec.teams.has_roles:
-            raise ValidationError("queue", f"queue {queue.name!r} has role slots: backfill does not fill roles yet")
         match_id = doc.get("matchId")
         if not isinstance(match_id, str) or not 1 <= len(match_id) <= MAX_MATCH_ID or not match_id.isprintable():
             why = f"required: the match's id (a ticket's assignment.matchId), 1-{MAX_MATCH_ID} characters"
@@ -96,6 +101,11 @@ class BackfillsApi:
         if not isinstance(slots, dict):
             raise ValidationError("openSlots", 'required: players wanted per team, e.g. {"1": 1}')
         assert isinstance(server, str)
+        if queue.spec.teams.has_roles:
+            for key, count in slots.items():
+                if not isinstance(count, int) or isinstance(count, bool):
+                    why = ROLES_DERIVED + ": give the number of players the team wants"
+                    raise ValidationError(f"openSlots.{str(key)[:100]}", why)
         wanted = slots_by_name(slots, queue)
         return Backfill(new_ticket_id(queue.name), queue.name, match_id, server, wanted, self.clock())
 
@@ -151,7 +161,11 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "minProperties": 1,
                 "additionalProperties": {"type": "integer", "minimum": 1},
-                "description": "Players wanted per team: by team index ('0', '1') or by name in a queue of named teams",
+                "description": (
+                    "Players wanted per team: by team index ('0', '1') or by name in a queue of named teams."
+                    " In a queue with role slots the open roles are derived from the server's"
+                    " fleetmatch.dev/player-roles annotation and players List, not named here"
+                ),
             },
         },
     },

@@ -177,6 +177,17 @@ async def test_stored_blocks_go_with_new_tickets_and_refuse_a_party_with_a_block
     assert stored.blocked_players == ("villain", "p1", "troll")  # the request's, then the stored lists
 
 
+async def test_a_role_queue_takes_backfills_by_players_per_team(api: Api) -> None:
+    """The open roles are derived from the server (by the directors), so the caller names counts."""
+    body = {"queue": "raid", "matchId": "m-1", "gameServer": "arena-0", "openSlots": {"1": 1}}
+    opened = await api.call("POST", "/v1/backfills", as_="key", body=body)
+    assert opened.status == 201 and opened.body["openSlots"] == [0, 1], opened.body
+    named = await api.call("POST", "/v1/backfills", as_="key", body={**body, "openSlots": {"1": {"tank": 1}}})
+    assert named.status == 422, named.body
+    error = named.body["error"]
+    assert error["field"] == "openSlots.1" and "reads them off the server" in error["message"], error
+
+
 async def test_the_openapi_document_states_the_new_fields(api: Api) -> None:
     doc = (await api.call("GET", "/openapi.json")).body
     validate(doc)

@@ -5,6 +5,7 @@ the match added, blocks honoured both ways, every newcomer fits the rules)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from hypothesis import given, settings
@@ -23,6 +24,7 @@ from matchmaker.backfill import (
     Opening,
     allocation_extras,
     fits,
+    open_roles,
     plan_fills,
     profile_of,
     slots_by_name,
@@ -51,6 +53,13 @@ kind: Queue
 metadata: {name: roles}
 spec:
   teams: {count: 2, roles: {tank: 1, dps: 2}}
+  allocation:
+    selectors: [{matchLabels: {agones.dev/fleet: arena}}]
+---
+kind: Queue
+metadata: {name: five}
+spec:
+  teams: {count: 2, roles: {tank: 1, healer: 1, dps: 3}}
   allocation:
     selectors: [{matchLabels: {agones.dev/fleet: arena}}]
 ---
@@ -121,11 +130,10 @@ def test_newcomers_do_not_block_each_other() -> None:
     assert fill.ticket_ids == ("q.t1", "q.t3")
 
 
-def test_closed_backfills_other_queues_and_role_queues_get_nobody() -> None:
+def test_closed_backfills_and_other_queues_get_nobody() -> None:
     closed = Opening(Backfill("b", "q", "m", "gs", (1, 1), NOW, state=BackfillState.FILLED))
     other = Opening(Backfill("b", "other", "m", "gs", (1, 1), NOW))
     assert plan_fills([closed, other], [ticket("t")], Q, NOW) == []
-    assert plan_fills([opening()], [ticket("t")], QUEUES["roles"], NOW) == []
 
 
 @pytest.mark.parametrize(
@@ -243,3 +251,119 @@ def test_a_backfill_looks_at_a_bounded_number_of_tickets() -> None:
     far = [ticket(f"far{i}", skill=5000, age=100) for i in range(MIN_SCAN)]
     assert plan_fills([opening()], [*far, ticket("near", age=1)], Q, NOW) == []
     assert plan_fills([opening()], [*far[1:], ticket("near", age=1)], Q, NOW)[0].ticket_ids == ("q.near",)
+
+
+# -- role slots -------------------------------------------------------------------------------------
+
+FIVE = QUEUES["five"]
+TEAM_ROLES = FIVE.spec.teams.team_roles
+# team 0: t0 tank, h0 healer, d0 d1 d2 dps; team 1 likewise with the 1-suffixed ids
+TEAMS_OF = {p: int(p[-1]) for p in ("tk0", "hl0", "da0", "db0", "dc0", "tk1", "hl1", "da1", "db1", "dc1")}
+ROLES_OF = {p: {"tk": "tank", "hl": "healer"}.get(p[:2], "dps") for p in TEAMS_OF}
+
+
+def role_ticket(tid: str, *offers: tuple[str, ...], age: float = 1) -> Ticket:
+    party = tuple(Player(f"{tid}.{i}", roles=offer) for i, offer in enumerate(offers))
+    return Ticket(f"five.{tid}", "five", party[0].id, party, enqueued_at=NOW - age)
+
+
+def role_opening(left: tuple[str, ...], slots: tuple[int, ...] = (1, 0), bid: str = "rb") -> Opening:
+    """A match of FIVE whose players ``left`` have gone: its open roles from the rest, as the director reads them."""
+    present = [p for p in TEAMS_OF if p not in left]
+    roles = open_roles(TEAM_ROLES, present, TEAMS_OF, ROLES_OF)
+    return Opening(Backfill(bid, "five", "m1", "gs-1", slots, NOW), frozenset(TEAMS_OF), MatchProfile(), roles)
+
+
+def test_open_roles_are_the_team_roles_the_remaining_players_do_not_hold() -> None:
+    assert open_roles(TEAM_ROLES, [p for p in TEAMS_OF if p != "tk0"], TEAMS_OF, ROLES_OF) == ({"tank": 1}, {})
+    gone = {"da1", "db1", "hl0"}
+    assert open_roles(TEAM_ROLES, [p for p in TEAMS_OF if p not in gone], TEAMS_OF, ROLES_OF) == (
+        {"healer": 1},
+        {"dps": 2},
+    )
+    # a present player of no recorded role holds no slot; an unknown team's player none either
+    assert open_roles(TEAM_ROLES, ["tk0", "x"], {**TEAMS_OF, "x": 0}, ROLES_OF)[0] == {"healer": 1, "dps": 3}
+
+
+def test_a_tank_leaving_is_filled_by_a_tank_only() -> None:
+    pool = [
+        role_ticket("healer", ("healer",), age=9),
+        role_ticket("dps", ("dps",), age=8),
+        role_ticket("tank", ("tank",)),
+    ]
+    [fill] = plan_fills([role_opening(("tk0",))], pool, FIVE, NOW)
+    assert fill.teams == (("five.tank",), ())
+    assert fill.roles == {"tank.0": "tank"}
+    assert plan_fills([role_opening(("tk0",))], pool[:2], FIVE, NOW) == []
+
+
+def test_a_player_offering_several_roles_takes_the_open_one() -> None:
+    [fill] = plan_fills([role_opening(("tk0",))], [role_ticket("flex", ("dps", "tank"))], FIVE, NOW)
+    assert fill.roles == {"flex.0": "tank"}
+
+
+def test_a_player_offering_no_role_takes_any_open_one() -> None:
+    [fill] = plan_fills([role_opening(("hl0",))], [role_ticket("any", ())], FIVE, NOW)
+    assert fill.roles == {"any.0": "healer"}
+
+
+def test_a_party_of_two_does_not_fit_one_slot() -> None:
+    party = role_ticket("duo", ("tank",), ("tank",), age=5)
+    [fill] = plan_fills([role_opening(("tk0",))], [party, role_ticket("solo", ("tank",))], FIVE, NOW)
+    assert fill.ticket_ids == ("five.solo",)
+
+
+def test_a_party_goes_to_the_team_whose_open_roles_it_can_take() -> None:
+    """Two slots open on each team; the party fits only the team missing a healer and a dps."""
+    opening = role_opening(("tk0", "da0", "hl1", "db1"), slots=(2, 2))
+    party = role_ticket("duo", ("healer",), ("dps", "tank"))
+    [fill] = plan_fills([opening], [party], FIVE, NOW)
+    assert fill.teams == ((), ("five.duo",))
+    assert fill.roles == {"duo.0": "healer", "duo.1": "dps"}
+
+
+def test_newcomers_of_one_fill_never_take_one_role_twice() -> None:
+    pool = [role_ticket("a", ("tank",), age=3), role_ticket("b", ("tank",), age=2), role_ticket("c", ("dps",))]
+    [fill] = plan_fills([role_opening(("tk0", "da0"), slots=(2, 0))], pool, FIVE, NOW)
+    assert fill.teams == (("five.a", "five.c"), ())
+    assert fill.roles == {"a.0": "tank", "c.0": "dps"}
+
+
+ROLE_NAMES = ("tank", "healer", "dps")
+
+
+@st.composite
+def role_pools(draw: st.DrawFn) -> tuple[list[Opening], list[Ticket]]:
+    pool = []
+    for i in range(draw(st.integers(0, 15))):
+        size = draw(st.integers(1, 3))
+        offers = [tuple(draw(st.lists(st.sampled_from(ROLE_NAMES), max_size=2, unique=True))) for _ in range(size)]
+        pool.append(role_ticket(f"t{i}", *offers, age=draw(st.floats(0, 20))))
+    openings = []
+    for j in range(draw(st.integers(1, 3))):
+        left = tuple(draw(st.lists(st.sampled_from(sorted(TEAMS_OF)), max_size=6, unique=True)))
+        counts = tuple(draw(st.integers(0, sum(1 for p in left if TEAMS_OF[p] == t))) for t in (0, 1))
+        openings.append(role_opening(left, counts, bid=f"rb{j}"))
+    return openings, pool
+
+
+@settings(max_examples=300, deadline=None)
+@given(role_pools())
+def test_role_fills_take_open_roles_only(case: tuple[list[Opening], list[Ticket]]) -> None:
+    openings, pool = case
+    by_id = {t.id: t for t in pool}
+    by_backfill = {o.backfill.id: o for o in openings}
+    fills = plan_fills(openings, pool, FIVE, NOW)
+    everyone = [p.id for f in fills for tid in f.ticket_ids for p in by_id[tid].players]
+    assert len(everyone) == len(set(everyone))  # no player twice
+    for fill in fills:
+        o = by_backfill[fill.backfill_id]
+        for team, members in enumerate(fill.teams):
+            players = [p for tid in members for p in by_id[tid].players]
+            assert len(players) <= o.backfill.open_slots[team]
+            taken = [fill.roles[p.id] for p in players]  # every newcomer has a role
+            for player, role in zip(players, taken, strict=True):
+                assert not player.roles or role in player.roles  # one they offered
+            for role, n in Counter(taken).items():
+                assert n <= o.roles[team].get(role, 0)  # an open one, never twice
+        assert set(fill.roles) == {p.id for tid in fill.ticket_ids for p in by_id[tid].players}
