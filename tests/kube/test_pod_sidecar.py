@@ -293,10 +293,10 @@ class Sidecar:
 
 
 @contextlib.asynccontextmanager
-async def sidecar(fake: FakeKube, name: str, **env: str) -> AsyncIterator[Sidecar]:
+async def sidecar(fake: FakeKube, name: str, lines: list[str] | None = None, /, **env: str) -> AsyncIterator[Sidecar]:
     """The in-pod sidecar of ``name``, once it listens; on the way out it must have exited 0. If the
     test did not end it, it ends as a deleted GameServer's Pod does: Shutdown, then SIGTERM (killed
-    after 20 s)."""
+    after 20 s). ``lines``: where its log lines go (to read them before it listens)."""
     ports = {"AGONES_SDK_HTTP_PORT": free_port(), "AGONES_SDK_GRPC_PORT": free_port(), "HEALTH_PORT": free_port()}
     base = {k: v for k, v in os.environ.items() if k not in ("KUBERNETES_SERVICE_HOST", "KUBECONFIG", "REDIS_URL")}
     proc = await asyncio.create_subprocess_exec(
@@ -321,6 +321,8 @@ async def sidecar(fake: FakeKube, name: str, **env: str) -> AsyncIterator[Sideca
         stderr=asyncio.subprocess.PIPE,
     )
     side = Sidecar(proc, ports["AGONES_SDK_HTTP_PORT"], ports["AGONES_SDK_GRPC_PORT"], ports["HEALTH_PORT"])
+    if lines is not None:
+        side.lines = lines
 
     async def read() -> None:
         assert proc.stderr is not None
@@ -483,13 +485,15 @@ def _lists(fake: FakeKube) -> int:
 
 
 async def test_the_sidecar_waits_for_its_gameserver_to_exist(fake_kube: FakeKube) -> None:
-    task = asyncio.create_task(_late_create(fake_kube, "gs-g"))
-    async with sidecar(fake_kube, "gs-g") as side, side.sdk() as sdk:
+    """Started before its GameServer exists, the sidecar says it waits, and serves once it is created
+    (created only after that line: created at the first watch, it could be seen before the first look)."""
+    lines: list[str] = []
+
+    async def create_once_waiting() -> None:
+        await eventually(lambda: any("waiting for GameServer default/gs-g" in line for line in lines))
+        create_scheduled(fake_kube, "gs-g")
+
+    task = asyncio.create_task(create_once_waiting())
+    async with sidecar(fake_kube, "gs-g", lines) as side, side.sdk() as sdk:
         await task
         assert (await sdk.get_gameserver()).name == "gs-g"
-        assert any("waiting for GameServer default/gs-g" in line for line in side.lines)
-
-
-async def _late_create(fake: FakeKube, name: str) -> None:
-    await eventually(lambda: fake.watch_count >= 1)
-    create_scheduled(fake, name)
