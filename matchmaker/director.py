@@ -36,13 +36,14 @@ asks the allocation API (``DELETE /v1/allocations/{match id}``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,6 +85,8 @@ ORPHAN_BATCH = 16
 """Abandoned matches one pass releases servers for, at most (the rest next pass)."""
 BLOCKED_EVERY = 2.0
 """Seconds between two samples of ``fleetmatch_tickets_blocked`` (``matchmaker.explain.blocked_counts``)."""
+GIVE_BACK_SECONDS = 2.0
+"""How long a director that is stopped mid-match waits for its tickets to go back to the pool."""
 ORPHANING = frozenset({"error", "lost-lease"})
 """Failures after which a server may be allocated for the match: an allocation of unknown outcome
 (the request may have reached the allocator), or one the assignment could not use."""
@@ -473,13 +476,57 @@ class Director:
         name = self.queue.name
         ids = proposal.ticket_ids
         tokens = {p.id: secrets.token_urlsafe(18) for tid in ids for p in tickets[tid].players}
-        reason = await self._allocate_and_assign(match_id, proposal, tickets, tokens)
+        try:
+            async with self._lease_kept(match_id, ids):
+                reason = await self._allocate_and_assign(match_id, proposal, tickets, tokens)
+        except asyncio.CancelledError:
+            await self._give_back(match_id, ids)
+            raise
         if reason != "matched":
             orphaned = reason in ORPHANING and self.releaser is not None
             released = await self.store.release(name, match_id, ids, orphaned=orphaned)
             metrics.TICKETS.labels(queue=name, event="released").inc(released)
             metrics.ALLOCATION_FAILURES.labels(queue=name, reason=reason).inc()
         return reason
+
+    @contextlib.asynccontextmanager
+    async def _lease_kept(self, match_id: str, ids: Sequence[str]) -> AsyncIterator[None]:
+        """Renew the match's leases every third of their length while the body runs: the lease
+        says how long a *dead* director holds tickets, not how long an allocation may take (on a
+        starved machine, leases lapsing mid-allocation undid every match: nothing was matched)."""
+        keeper = asyncio.create_task(self._keep_lease(match_id, ids), name=f"lease of match {match_id}")
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+
+    async def _keep_lease(self, match_id: str, ids: Sequence[str]) -> None:
+        name = self.queue.name
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                if not await self.store.renew(name, match_id, ids, lease_seconds=self.lease_seconds):
+                    return  # a ticket was cancelled or the lease lapsed: the assignment says so
+            except StoreError as exc:
+                raise_if_cancelling()
+                log.warning("renewing the leases of match %s failed: %s", match_id, exc, extra=self._ids)
+            metrics.LEASE_RENEWALS.labels(queue=name).inc()
+
+    async def _give_back(self, match_id: str, ids: Sequence[str]) -> None:
+        """Stopped mid-match (shutdown): the tickets go back to the pool now, not when their lease
+        runs out, and the match is listed as an orphan (its allocation may have gone through) unless
+        it was assigned already (``release`` checks that in the same step)."""
+        release = self.store.release(self.queue.name, match_id, ids, orphaned=self.releaser is not None)
+        try:
+            await asyncio.wait_for(asyncio.shield(release), GIVE_BACK_SECONDS)
+        except (StoreError, TimeoutError) as exc:
+            log.warning(
+                "match %s stopped mid-way; its tickets go back when their lease runs out (%r)",
+                match_id,
+                exc,
+                extra={**self._ids, "match_id": match_id},
+            )
 
     async def _allocate_and_assign(
         self, match_id: str, proposal: Proposal, tickets: Mapping[str, Ticket], tokens: Mapping[str, str]

@@ -72,6 +72,11 @@ CLAIM_CONFLICTS = Counter(
     "Proposals dropped because a ticket was taken (another director) or cancelled meanwhile.",
     ["queue"],
 )
+LEASE_RENEWALS = Counter(
+    "fleetmatch_ticket_lease_renewals_total",
+    "Leases a director renewed because its match's allocation outlasted a third of the lease.",
+    ["queue"],
+)
 ALLOCATION_FAILURES = Counter(
     "fleetmatch_match_allocation_failures_total",
     "Matches whose server could not be allocated, by reason: no-capacity, contention, error, lost-lease.",

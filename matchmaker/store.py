@@ -13,6 +13,8 @@ slot, so it runs unchanged on Redis Cluster; every multi-ticket step one Lua scr
   server may have been allocated for nobody (its lease ran out; its director released it after an
   allocation of unknown outcome or a failed assignment) is listed as an **orphan** in the same
   step, until a director has released that server (``take_orphans`` / ``forget_orphan``).
+- ``renew`` keeps a held lease alive while its director works on the match (a slow allocation),
+  so the lease bounds how long a *dead* director holds tickets, not how long an allocation may take.
 - ``assign`` succeeds only if ``match_id`` still holds every ticket's lease; it stores the
   assignments, marks the tickets matched and publishes them.
 - ``cancel`` is safe at any time: a leased ticket that is cancelled makes the lease holder's
@@ -148,6 +150,10 @@ class TicketStore(Protocol):
     async def claim(self, queue: str, match_id: str, ticket_ids: Sequence[str], *, lease_seconds: float) -> bool:
         """All tickets queued -> leased by ``match_id`` until now + ``lease_seconds``; or nothing (False).
         ``ValidationError`` (and nothing changed) if one player is in two of the tickets."""
+
+    async def renew(self, queue: str, match_id: str, ticket_ids: Sequence[str], *, lease_seconds: float) -> bool:
+        """While ``match_id`` holds every ticket's lease and none has run out: every deadline to now +
+        ``lease_seconds`` (True). Otherwise nothing changes (False): a lapsed lease is never revived."""
 
     async def propose(self, queue: str, match_id: str, proposal: StoredProposal, *, timeout_seconds: float) -> bool:
         """As ``claim``, but the tickets await acceptance (``proposed``) until now + ``timeout_seconds``."""

@@ -178,6 +178,7 @@ _SCRIPTS = {
         "read",
         "cancel",
         "claim",
+        "renew",
         "release",
         "assign",
         "reap",
@@ -524,6 +525,12 @@ class RedisTicketStore:
         if isinstance(result, list):  # ['player', id]: a bug in the proposal's maker, said loudly
             raise ValidationError("ticket_ids", f"player {_text(result[1])!r} is in two tickets of match {match_id}")
         return bool(result)
+
+    async def renew(self, queue: str, match_id: str, ticket_ids: Sequence[str], *, lease_seconds: float) -> bool:
+        _check_ids(ticket_ids)
+        if lease_seconds <= 0:
+            raise ValidationError("lease_seconds", f"must be positive, got {lease_seconds}")
+        return bool(await self._run("renew", queue, match_id, repr(float(lease_seconds)), *ticket_ids))
 
     async def propose(self, queue: str, match_id: str, proposal: StoredProposal, *, timeout_seconds: float) -> bool:
         ids = proposal.proposal.ticket_ids

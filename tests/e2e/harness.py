@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,14 +22,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``python -m fleetmatch ARGV``, its output dropped (a failing test reads state, not logs)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "fleetmatch", *argv],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """``python -m fleetmatch ARGV``; its log goes to ``{argv[0]}-{pid}.log`` in the data directory
+    (``FLEETMATCH_DATA_DIR``), so a failed run can be read afterwards without flooding the test's output."""
+    logs = Path(env.get("FLEETMATCH_DATA_DIR") or tempfile.gettempdir())
+    logs.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=logs, prefix=f"{argv[0]}-", suffix=".log", delete=False) as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fleetmatch", *argv],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 async def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
@@ -52,7 +57,7 @@ def stack_env(redis_url: str, data_dir: Path, allocator_port: int, token: str, *
         "FLEETMATCH_METRICS_PORT": "0",
         "FLEETMATCH_ALLOCATOR_TOKEN": token,
         "FLEETMATCH_ALLOCATOR_URL": f"http://127.0.0.1:{allocator_port}",
-        "FLEETMATCH_LOG_LEVEL": "WARNING",
+        "FLEETMATCH_LOG_LEVEL": "INFO",
         **extra,
     }
 

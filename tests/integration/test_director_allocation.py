@@ -5,6 +5,7 @@ not (a 404 the director reports once and does not retry). The real allocator rel
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -28,9 +29,10 @@ from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMe
 from fleetmatch.settings import AllocatorSettings
 from matchmaker.director import MATCH_ID_ANNOTATION, Director
 from matchmaker.matching import find_matches
-from matchmaker.models import Player, Proposal, Ticket, new_ticket_id
+from matchmaker.models import Player, Proposal, Ticket, TicketState, new_ticket_id
 from matchmaker.rules import parse_queues
 from matchmaker.tickets import RedisTicketStore
+from tests.waiting import eventually
 
 TOKEN = "stub-allocator-token-0123456789"
 (DUEL,) = parse_queues(
@@ -50,6 +52,8 @@ class StubAllocator:
     """An allocation API that records what it is sent and gives every match the same server."""
 
     url: str = ""
+    delay: float = 0.0
+    """Seconds each allocation takes (a slow allocator)."""
     posts: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
 
@@ -57,6 +61,7 @@ class StubAllocator:
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"
         doc = await request.json()
         self.posts.append((request.headers.get("Idempotency-Key"), doc))
+        await asyncio.sleep(self.delay)
         status = GameServerAllocationStatus(
             AllocationState.ALLOCATED, "arena-001", "127.0.0.1", (PortStatus("default", 7001),)
         )
@@ -104,6 +109,56 @@ async def test_the_match_id_travels_as_idempotency_key_and_annotation(
     assert key is not None and doc["spec"]["metadata"]["annotations"][MATCH_ID_ANNOTATION] == key
     matched = [await tickets.get(t) for t in ids]
     assert {t.assignment.match_id if t.assignment else None for t in matched} == {key}
+
+
+async def open_duel(tickets: RedisTicketStore) -> list[str]:
+    now, ids = time.time(), []
+    for i in range(2):
+        p = Player(f"p{i}")
+        ticket = Ticket(new_ticket_id("duel", now + i), "duel", p.id, (p,), enqueued_at=now + i)
+        ids.append((await tickets.create(ticket, max_open_per_player=1)).id)
+    return ids
+
+
+def duel(pool: Sequence[Ticket], at: float) -> list[Proposal]:
+    return find_matches(pool, DUEL, at)
+
+
+async def test_an_allocation_slower_than_the_lease_still_makes_the_match(
+    stub: StubAllocator, redis_client: aioredis.Redis
+) -> None:
+    """The director renews its leases while the allocator takes its time: the lease bounds how long
+    a dead director holds tickets, not how long an allocation may take."""
+    tickets = RedisTicketStore(redis_client, block_ms=1000)
+    ids = await open_duel(tickets)
+    stub.delay = 1.0
+    async with AllocatorClient(stub.url, TOKEN) as client:
+        director = Director(tickets, DUEL, duel, client, lease_seconds=0.3, releaser=client)
+        report = await director.tick()
+    assert report.matched == 1, report
+    assert [(await tickets.get(t)).state for t in ids] == [TicketState.MATCHED] * 2
+    assert stub.deletes == []
+
+
+async def test_a_director_stopped_mid_allocation_puts_the_tickets_back_at_once(
+    stub: StubAllocator, redis_client: aioredis.Redis
+) -> None:
+    tickets = RedisTicketStore(redis_client, block_ms=1000)
+    ids = await open_duel(tickets)
+    stub.delay = 3.0  # the client gives up first: the director is stopped while it waits
+    async with AllocatorClient(stub.url, TOKEN) as client:
+        director = Director(tickets, DUEL, duel, client, lease_seconds=60.0, releaser=client)
+        task = asyncio.create_task(director.tick())
+
+        async def allocating() -> bool:
+            return bool(stub.posts)
+
+        await eventually(allocating, within=10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert [(await tickets.get(t)).state for t in ids] == [TicketState.QUEUED] * 2, "not leased for 60 s"
+    assert await tickets.take_orphans("duel", limit=10) == [stub.posts[0][0]], "its server is to be released"
 
 
 async def test_release_match_asks_for_the_allocation_by_its_key(stub: StubAllocator) -> None:

@@ -435,6 +435,27 @@ class TestTicketStore:
         assert await store.release(Q, "m3", [], orphaned=True) == 0  # its tickets went back already
         assert sorted(await store.take_orphans(Q, limit=10)) == ["m2", "m3"]
 
+    async def test_a_release_after_the_assignment_lists_no_orphan(self, store: RedisTicketStore) -> None:
+        """A director stopped between its assignment and the reply gives the match back: the
+        players keep their server (listing it would have it released under them)."""
+        (a,) = await open_tickets(store, 1)
+        assert await store.claim(Q, "m1", [a.id], lease_seconds=LEASE)
+        assert await store.assign(Q, "m1", {a.id: assignment("m1")})
+        assert await store.release(Q, "m1", [a.id], orphaned=True) == 0
+        assert await store.take_orphans(Q, limit=10) == []
+        assert (await store.get(a.id)).state is TicketState.MATCHED
+
+    async def test_renew_keeps_a_held_lease_and_never_revives_a_lapsed_one(self, store: RedisTicketStore) -> None:
+        a, b, c = await open_tickets(store, 3)
+        assert await store.claim(Q, "m1", [a.id, b.id], lease_seconds=0.3)
+        assert await store.claim(Q, "m2", [c.id], lease_seconds=0.3)
+        assert await store.renew(Q, "m1", [a.id, b.id], lease_seconds=LEASE)
+        assert not await store.renew(Q, "m2", [a.id], lease_seconds=LEASE), "not m2's lease"
+        await asyncio.sleep(0.4)
+        assert (await store.reap(Q)).leases_returned == (c.id,), "m1 renewed, m2 lapsed"
+        assert not await store.renew(Q, "m2", [c.id], lease_seconds=LEASE), "back in the pool: not revived"
+        assert await store.assign(Q, "m1", {a.id: assignment("m1"), b.id: assignment("m1")})
+
     async def test_orphans_back_off_and_are_given_up(
         self, store: RedisTicketStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:
