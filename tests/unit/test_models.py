@@ -7,7 +7,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 import pytest
 
-from fleetmatch.codec import from_wire, to_wire
+from fleetmatch.codec import format_timestamp, from_wire, to_wire
 from fleetmatch.documents import Kind
 from fleetmatch.errors import ValidationError
 from fleetmatch.manifests import FLEET
@@ -163,3 +163,19 @@ def test_a_kubernetes_fleet_carries_a_pod_template_instead_of_a_process() -> Non
     with pytest.raises(ValidationError) as neither:
         from_wire(Fleet, {"metadata": {"name": "f"}, "spec": {"template": {"spec": {}}}})
     assert neither.value.field == "spec.template.spec.process"
+
+
+@pytest.mark.parametrize(
+    ("epoch", "text"),
+    [
+        pytest.param(0.0, "1970-01-01T00:00:00.000Z", id="epoch"),
+        pytest.param(1_800_000_000.123, "2027-01-15T08:00:00.123Z", id="milliseconds"),
+        pytest.param(1_800_000_000.9999, "2027-01-15T08:00:00.999Z", id="truncated-not-rounded"),
+        pytest.param(1_800_000_600.5, "2027-01-15T08:10:00.500Z", id="another-second"),
+        pytest.param(-0.001, "1969-12-31T23:59:59.999Z", id="before-the-epoch"),
+    ],
+)
+def test_timestamps_are_rfc3339_with_milliseconds(epoch: float, text: str) -> None:
+    for _ in range(2):  # computed, then from the seconds kept
+        assert format_timestamp(epoch) == text
+        assert format_timestamp(1_800_000_000.0) == "2027-01-15T08:00:00.000Z"  # alternating seconds
