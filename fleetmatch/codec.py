@@ -41,17 +41,22 @@ def camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-_last_stamp: tuple[int, str] = (-1, "")
+_seconds: dict[int, str] = {}
+"""Whole seconds -> their RFC 3339 text without the fraction, for the last few seconds stamped."""
+MAX_STAMPED_SECONDS = 64
 
 
 def format_timestamp(epoch: float) -> str:
-    """RFC 3339 with milliseconds. The last result is kept: bursts stamp many objects per millisecond."""
-    global _last_stamp
-    ms = int(epoch * 1000)
-    if ms != _last_stamp[0]:
-        text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        _last_stamp = (ms, text)
-    return _last_stamp[1]
+    """RFC 3339 with milliseconds. The text of each whole second is kept: a ticket stamps its
+    creation and its expiry (two seconds, alternately: one last result missed both), and bursts
+    stamp many objects per second."""
+    seconds, ms = divmod(int(epoch * 1000), 1000)
+    head = _seconds.get(seconds)
+    if head is None:
+        if len(_seconds) >= MAX_STAMPED_SECONDS:
+            _seconds.clear()
+        head = _seconds[seconds] = datetime.fromtimestamp(seconds, UTC).isoformat().removesuffix("+00:00")
+    return f"{head}.{ms:03d}Z"
 
 
 def parse_timestamp(text: str) -> float:
@@ -254,17 +259,22 @@ def to_wire(obj: Any) -> dict[str, Any]:
     return _encoder(cast(Any, type(obj)))(obj)
 
 
+@functools.cache
+def _wire_names(cls: Any) -> frozenset[str]:
+    return frozenset(f.wire for f in _fields(cls))
+
+
 def from_wire(cls: type[T], data: Any, path: str = "") -> T:
     """Decode a wire dict into ``cls``; raise ``ValidationError`` naming the first bad field."""
     if not isinstance(data, Mapping):
         _fail(path or "<document>", "a mapping", data)
     fields = _fields(cast(Any, cls))
-    by_wire = {f.wire: f for f in fields}
-    for key in data:
-        if key not in by_wire:
-            known = ", ".join(sorted(by_wire))
-            where = f"{path}.{key}" if path else str(key)
-            raise ValidationError(where, f"unknown field (known fields here: {known})")
+    by_wire = _wire_names(cast(Any, cls))
+    if not by_wire.issuperset(data):
+        key = next(k for k in data if k not in by_wire)
+        known = ", ".join(sorted(by_wire))
+        where = f"{path}.{key}" if path else str(key)
+        raise ValidationError(where, f"unknown field (known fields here: {known})")
     kwargs: dict[str, Any] = {}
     for f in fields:
         where = f"{path}.{f.wire}" if path else f.wire

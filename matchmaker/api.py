@@ -53,6 +53,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from typing import Any, Protocol
 
+import orjson
 from aiohttp import WSCloseCode, web
 
 from fleetmatch import http
@@ -118,7 +119,9 @@ class QueueLike(Protocol):
 
 
 def _dumps(doc: Any) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
+    """Compact JSON (UTF-8, not ASCII escapes) by orjson: a ticket's answer in a tenth of
+    ``json.dumps``' time. Answers hold only what passed validation: finite numbers, text keys."""
+    return orjson.dumps(doc)
 
 
 def _json(doc: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -518,6 +521,8 @@ def _check_numbers(doc: Any) -> None:
     """Every number of a request within what the rest of the path handles: integers within 64 bits
     (a longer one cannot become a float), floats finite (Python's JSON reads ``NaN``, ``Infinity``
     and ``1e400`` as such). A ``ValidationError`` names the first field that is not."""
+    if _numbers_fit(doc):
+        return  # the common case, without building every value's path
     todo: list[tuple[str, Any]] = [("", doc)]  # a loop, not recursion: the JSON may be deeply nested
     while todo:
         path, value = todo.pop()
@@ -531,6 +536,25 @@ def _check_numbers(doc: Any) -> None:
             raise ValidationError(path or "<document>", "must be a number within 64 bits")
         elif isinstance(value, float) and not math.isfinite(value):
             raise ValidationError(path or "<document>", f"must be a finite number, got {value}")
+
+
+def _numbers_fit(doc: Any) -> bool:
+    """``_check_numbers`` without paths: whether every number of the parsed JSON fits. JSON
+    parses to exact dicts, lists, ints, floats and bools (a bool is not an int here)."""
+    todo = [doc]
+    while todo:
+        value = todo.pop()
+        kind = type(value)
+        if kind is dict:
+            todo.extend(value.values())
+        elif kind is list:
+            todo.extend(value)
+        elif kind is float:
+            if not math.isfinite(value):
+                return False
+        elif kind is int and not -INT64 <= value < INT64:
+            return False
+    return True
 
 
 def _wait_seconds(request: web.Request) -> float:

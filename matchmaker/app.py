@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.errors import ValidationError
+from fleetmatch.gctune import freeze_heap
 from fleetmatch.http import server_tls, start_site
 from fleetmatch.informer import Informer
 from fleetmatch.models import GameServer
@@ -187,4 +188,7 @@ async def serve_matchmaker(
                 source=settings.port_source,
             )
             service.url = f"{'https' if tls else 'http'}://{settings.host}:{port}"
+        # Modules, rules and app are built and live as long as the process: full collections
+        # (a frontend's creates trigger them every few hundred requests) skip them from now on.
+        freeze_heap()
         yield service

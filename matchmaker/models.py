@@ -26,6 +26,10 @@ NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 _PLAYER_ID = re.compile(PLAYER_ID_PATTERN.replace("$", r"\Z"))  # Python's $ also matches before a final newline
 _NAME = re.compile(NAME_PATTERN.replace("$", r"\Z"))
 _ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_ID_CHARACTERS = frozenset(_ID_ALPHABET)
+_ID_PAIRS = tuple(a + b for a in _ID_ALPHABET for b in _ID_ALPHABET)
+"""Every 10-bit number as its two digits."""
+_PAIR_SHIFTS = tuple(range(120, -1, -10))
 
 MAX_PARTY = 16
 """Players in one ticket, at most (a party larger than a team is also refused, per queue)."""
@@ -232,14 +236,19 @@ def new_ticket_id(queue: str, now: float | None = None) -> str:
     """``<queue>.<time-ordered random id>``: sortable by creation, unguessable (80 random bits), and
     naming its queue."""
     ms = int((time.time() if now is None else now) * 1000)
-    value = (ms << 80) | int.from_bytes(secrets.token_bytes(10), "big")
-    return f"{queue}.{''.join(_ID_ALPHABET[(value >> (5 * i)) & 31] for i in reversed(range(26)))}"
+    return f"{queue}.{id_text((ms << 80) | int.from_bytes(secrets.token_bytes(10), 'big'))}"
+
+
+def id_text(value: int) -> str:
+    """The low 130 bits of ``value`` as 26 characters of ``_ID_ALPHABET``, most significant first:
+    13 lookups of two characters (10 bits) each, a third of the cost of 26 single ones."""
+    return "".join([_ID_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])
 
 
 def queue_of(ticket_id: str) -> str | None:
     """The queue a ticket id names, or None if the id is malformed."""
     queue, dot, rest = ticket_id.partition(".")
-    if not dot or len(rest) != 26 or namespace_error(queue) or set(rest) - set(_ID_ALPHABET):
+    if not dot or len(rest) != 26 or namespace_error(queue) or not _ID_CHARACTERS.issuperset(rest):
         return None
     return queue
 

@@ -77,7 +77,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from fleetmatch.allocation import GameServerAllocationSpec
 from fleetmatch.codec import from_wire
@@ -427,6 +427,16 @@ class Shadow:
             raise ValidationError("timeoutSeconds", f"must be within 0.01..60 seconds, got {self.timeout_seconds}")
 
 
+class TicketChecks(NamedTuple):
+    """The parts of a queue's rules every new ticket is checked against."""
+
+    numeric: tuple[tuple[str, str], ...]
+    """(attribute, the rule that needs it to be a number)."""
+    equal_rules: tuple[Rule, ...]
+    latency_rule: Rule | None
+    rating_rule: Rule | None
+
+
 @dataclass(frozen=True, slots=True)
 class QueueSpec:
     teams: Teams
@@ -445,6 +455,17 @@ class QueueSpec:
     _allocations: dict[str, GameServerAllocationSpec] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _ticket_checks: dict[str, TicketChecks] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def ticket_checks(self) -> TicketChecks:
+        """What ``Queue.check_ticket`` asks of every ticket, derived once (the spec never changes):
+        each create used to derive it again from the rules."""
+        checks = self._ticket_checks.get("")
+        if checks is None:
+            checks = self._ticket_checks[""] = TicketChecks(
+                tuple(self.numeric_attributes().items()), self.equal_rules, self.latency_rule, self.rating_rule
+            )
+        return checks
 
     def __post_init__(self) -> None:
         names = [r.name for r in self.rules]
@@ -635,7 +656,8 @@ class Queue:
                 f"{spec.teams.max_size} in queue {self.name!r}",
             )
         _check_roles_offered(players, spec.teams, self.name)
-        for attribute, why in spec.numeric_attributes().items():
+        checks = spec.ticket_checks()
+        for attribute, why in checks.numeric:
             for i, player in enumerate(players):
                 value = player.attributes.get(attribute)
                 where = f"players[{i}].attributes.{attribute}"
@@ -643,7 +665,7 @@ class Queue:
                     raise ValidationError(where, f"is required by {why}: a number")
                 if not _is_number(value):
                     raise ValidationError(where, f"must be a number for {why}, got {value!r}")
-        for rule in spec.equal_rules:
+        for rule in checks.equal_rules:
             first = players[0].attributes.get(rule.attribute)
             for i, player in enumerate(players):
                 value = player.attributes.get(rule.attribute)
@@ -654,12 +676,10 @@ class Queue:
                     raise ValidationError(
                         where, f"must equal the party's first player's ({first!r}) for rule {rule.name!r}"
                     )
-        latency = spec.latency_rule
-        if latency is not None:
-            _check_latencies(players, latency)
-        rating = spec.rating_rule
-        if rating is not None:
-            _check_sigmas(players, rating)
+        if checks.latency_rule is not None:
+            _check_latencies(players, checks.latency_rule)
+        if checks.rating_rule is not None:
+            _check_sigmas(players, checks.rating_rule)
 
 
 def _check_sigmas(players: Sequence[Player], rule: Rule) -> None:

@@ -84,6 +84,8 @@ class WaitEstimates:
     ) -> None:
         self.store, self.queues, self.clock, self.ttl = store, queues, clock, ttl
         self._cells: dict[str, tuple[float, Summary]] = {}
+        self._reading: dict[str, asyncio.Future[Summary]] = {}
+        """Per queue: the read under way, which every create of that moment awaits."""
 
     async def remaining(self, ticket: Ticket) -> float | None:
         """Seconds the ticket may still wait, for its queue, region and band (``expected_remaining``:
@@ -106,10 +108,20 @@ class WaitEstimates:
         )
 
     async def _summary(self, queue: str) -> Summary:
-        now = self.clock()
         cached = self._cells.get(queue)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > self.clock():
             return cached[1]
+        # One read per queue at a time: at each expiry every create in flight (64 under the
+        # benchmark's load) read the summary at once, each on a connection of its own.
+        reading = self._reading.get(queue)
+        if reading is None:
+            reading = asyncio.create_task(self._read(queue, cached), name=f"matchmaker.wait-summary.{queue}")
+            self._reading[queue] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(queue, None))
+        return await asyncio.shield(reading)  # a create cancelled (its client left) leaves the read to the others
+
+    async def _read(self, queue: str, cached: tuple[float, Summary] | None) -> Summary:
+        now = self.clock()
         try:
             cells = decode_summary(await self.store.wait_summary(queue))
         except BackendError as exc:  # the ticket itself was just read: an estimate is not worth a 503

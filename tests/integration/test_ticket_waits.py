@@ -19,12 +19,12 @@ from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.codec import to_wire
 from fleetmatch.models import PortStatus
 from matchmaker.director import Director
-from matchmaker.estimate import decode_summary
+from matchmaker.estimate import Summary, decode_summary, keys_of, publish
 from matchmaker.matching import find_matches
-from matchmaker.models import Proposal, Ticket
+from matchmaker.models import Player, Proposal, Ticket, new_ticket_id
 from matchmaker.rules import Queue
 from matchmaker.tickets import RedisTicketStore
-from matchmaker.views import SUMMARY_SECONDS
+from matchmaker.views import SUMMARY_SECONDS, WaitEstimates
 from tests.integration.test_ticket_api import Api, player, queues, serving
 
 TOKEN = "stub-allocator-token-0123456789"
@@ -152,3 +152,32 @@ async def test_tickets_blocked_by_rule_are_gauged(api: Api, allocator: str) -> N
         return REGISTRY.get_sample_value("fleetmatch_tickets_blocked", {"queue": "duel", "rule": rule})
 
     assert (blocked("skill"), blocked("players")) == (2.0, 0.0)
+
+
+class CountingStore(RedisTicketStore):
+    """The real store, counting its reads of wait summaries."""
+
+    summary_reads = 0
+
+    async def wait_summary(self, queue: str) -> dict[str, str]:
+        self.summary_reads += 1
+        return await super().wait_summary(queue)
+
+
+async def test_creates_in_flight_when_the_summary_expires_share_one_read(redis_client: aioredis.Redis) -> None:
+    """At each expiry of a queue's cached summary, every create in flight used to read it on a
+    connection of its own (64 under the benchmark's load); now they await one read."""
+    store = CountingStore(redis_client)
+    now = [time.time()]
+    waits = WaitEstimates(store, {"duel": DUEL}, clock=lambda: now[0])
+    tickets = [
+        Ticket(new_ticket_id("duel", now[0]), "duel", f"p{i}", (Player(f"p{i}", {"skill": 1500}),), enqueued_at=now[0])
+        for i in range(3)
+    ]
+    matched = [(keys_of(t, DUEL), 12.0, 1) for t in tickets * 3]  # weight enough for an estimate
+    await store.record_waits("duel", publish(Summary(), matched, {}, now[0]))
+    for expiry in range(2):
+        estimates = await asyncio.gather(*(waits.remaining(tickets[i % 3]) for i in range(50)))
+        assert store.summary_reads == expiry + 1
+        assert len(set(estimates)) == 1 and estimates[0] is not None
+        now[0] += SUMMARY_SECONDS + 0.1

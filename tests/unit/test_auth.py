@@ -13,9 +13,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import jwt
 import pytest
 
 from fleetmatch.errors import ConfigError, ValidationError
+from matchmaker import auth
 from matchmaker.auth import (
     Authenticator,
     Principal,
@@ -238,6 +240,117 @@ MALFORMED = [
 @pytest.mark.parametrize("token", MALFORMED)
 def test_malformed_tokens_are_refused(token: str) -> None:
     with pytest.raises(AuthError, match="malformed token"):
+        verify_player_token(SECRET, token, NOW)
+
+
+def _canonical_twin(token: str) -> str:
+    """The token with its signature's last character changed in the bits base64url leaves unused:
+    the same bytes decoded, but not the canonical text (PyJWT refuses it)."""
+    head, _, sig = token.rpartition(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return f"{head}.{sig[:-1]}{alphabet[alphabet.index(sig[-1]) ^ 1]}"
+
+
+def _not_canonical(part: int) -> str:
+    """A token signed over a header (``part`` 0) or payload (1) segment whose last character has
+    unused bits set: the same bytes decoded, another text."""
+    segments = [json.dumps({"alg": "HS256"}).encode(), json.dumps(claims(jti="ab")).encode()]
+    assert all(len(s) % 3 for s in segments), "unused bits need a partial last group"
+    texts = [b64(s) for s in segments]
+    texts[part] = _canonical_twin(f"x.{texts[part]}").partition(".")[2]
+    signing_input = ".".join(texts)
+    return f"{signing_input}.{b64(hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest())}"
+
+
+PLAIN = [
+    pytest.param(mint_player_token(SECRET, "p1", 60, NOW), id="minted"),
+    pytest.param(mint_player_token(SECRET, "lead", 60, NOW, party=["p2", "p3"]), id="minted-party"),
+    pytest.param(jws(claims()), id="plain"),
+    pytest.param(jws(claims(), header={"typ": "JWT", "alg": "HS256", "kid": "2026-01"}), id="kid-and-order"),
+    pytest.param(jws(claims(), header={"alg": "HS256"}), id="no-typ"),
+    pytest.param(jws(claims(aud=["other-service", "fleetmatch"])), id="audience-list"),
+    pytest.param(jws(claims(nbf=int(NOW), iss="backend", jti="abc")), id="more-registered-claims"),
+]
+"""Valid tokens of the shapes JWT libraries mint: verified by hand, without PyJWT."""
+UNUSUAL = {
+    "crit-unknown": jws(claims(), header={"alg": "HS256", "crit": ["exp"]}),
+    "crit-empty": jws(claims(), header={"alg": "HS256", "crit": []}),
+    "b64-false": jws(claims(), header={"alg": "HS256", "b64": False, "crit": ["b64"]}),
+    "kid-a-number": jws(claims(), header={"alg": "HS256", "kid": 7}),
+    "jku": jws(claims(), header={"alg": "HS256", "jku": "https://evil.example"}),
+    "signature-not-canonical": _canonical_twin(mint_player_token(SECRET, "p1", 60, NOW)),
+    "header-not-canonical": _not_canonical(0),
+    "payload-not-canonical": _not_canonical(1),
+    "jti-a-number": jws(claims(jti=7)),
+    "sub-a-number": jws(claims(sub=7)),
+    "aud-empty-list": jws(claims(aud=[])),
+    "aud-list-with-a-number": jws(claims(aud=["fleetmatch", 7])),
+    "aud-an-object": jws(claims(aud={"fleetmatch": 1})),
+    "aud-twice": jws(b'{"sub": "p1", "aud": "fleetmatch", "aud": "other"}'),
+}
+"""Tokens PyJWT refuses or treats specially: the hand verifier must leave every one to PyJWT."""
+
+
+def _pyjwt(token: str) -> dict[str, Any] | str:
+    """What PyJWT alone makes of the token: its claims, or the name of its error."""
+    try:
+        claims: dict[str, Any] = auth._JWT.decode(
+            token, SECRET, algorithms=["HS256"], audience="fleetmatch", options=auth._JWT_OPTIONS
+        )
+    except jwt.PyJWTError as exc:
+        return type(exc).__name__
+    return claims
+
+
+@pytest.mark.parametrize("token", PLAIN)
+def test_plain_tokens_are_verified_by_hand_to_what_pyjwt_says(token: str) -> None:
+    assert auth._plain_claims(SECRET, token.split("."), "fleetmatch") == _pyjwt(token)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        *(pytest.param(token, id=name) for name, token in UNUSUAL.items()),
+        *MALFORMED[3:],  # three parts each
+        *(
+            pytest.param(p.values[0](mint_player_token(SECRET, "p1", 60, NOW)), id=p.id)  # type: ignore[operator]
+            for p in TAMPERED
+        ),
+        pytest.param(mint_player_token("another-secret-0123456789-abcdefgh", "p1", 60, NOW), id="another-secret"),
+        pytest.param(mint_player_token(SECRET, "p1", 60, NOW, audience="chat-service"), id="another-audience"),
+        pytest.param(jws(claims(aud=None)), id="no-audience"),
+        pytest.param(jws(claims(), header={"alg": "HS512"}), id="hs512"),
+        pytest.param(jws(claims(), header={"alg": "none"}), id="alg-none"),
+    ],
+)
+def test_the_hand_verifier_leaves_what_it_does_not_accept_to_pyjwt(token: str) -> None:
+    """Whatever PyJWT refuses, or reads differently, is left to it (None), so every refusal keeps
+    PyJWT's reason; what the hand verifier does accept, PyJWT accepts with the same claims."""
+    parts = token.split(".")
+    hand = auth._plain_claims(SECRET, parts, "fleetmatch") if len(parts) == 3 else None
+    pyjwt = _pyjwt(token)
+    assert hand is None or hand == pyjwt
+    if isinstance(pyjwt, str):
+        assert hand is None, pyjwt
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        pytest.param(UNUSUAL["crit-unknown"], "malformed token: Unsupported critical extension", id="crit-unknown"),
+        pytest.param(UNUSUAL["kid-a-number"], "malformed token: Key ID", id="kid-a-number"),
+        pytest.param(
+            UNUSUAL["signature-not-canonical"], "malformed token: Invalid crypto padding", id="signature-not-canonical"
+        ),
+        pytest.param(
+            UNUSUAL["payload-not-canonical"], "malformed token: Invalid payload padding", id="payload-not-canonical"
+        ),
+        pytest.param(UNUSUAL["jti-a-number"], "malformed token: JWT ID", id="jti-a-number"),
+        pytest.param(UNUSUAL["aud-list-with-a-number"], "audience", id="aud-list-with-a-number"),
+    ],
+)
+def test_unusual_tokens_are_refused_with_pyjwts_reason(token: str, reason: str) -> None:
+    with pytest.raises(AuthError, match=reason):
         verify_player_token(SECRET, token, NOW)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
 
-from fleetmatch.codec import from_wire, to_wire
+from fleetmatch.codec import format_timestamp, from_wire, to_wire
 from fleetmatch.documents import Kind
 from fleetmatch.errors import ValidationError
 from fleetmatch.manifests import FLEET
@@ -22,6 +23,7 @@ from fleetmatch.models import (
     encode,
     resolve_int_or_percent,
 )
+from matchmaker.models import id_text, new_ticket_id, queue_of
 
 
 def fleet_doc(**spec: Any) -> dict[str, Any]:
@@ -163,3 +165,42 @@ def test_a_kubernetes_fleet_carries_a_pod_template_instead_of_a_process() -> Non
     with pytest.raises(ValidationError) as neither:
         from_wire(Fleet, {"metadata": {"name": "f"}, "spec": {"template": {"spec": {}}}})
     assert neither.value.field == "spec.template.spec.process"
+
+
+@pytest.mark.parametrize(
+    ("epoch", "text"),
+    [
+        pytest.param(0.0, "1970-01-01T00:00:00.000Z", id="epoch"),
+        pytest.param(1_800_000_000.123, "2027-01-15T08:00:00.123Z", id="milliseconds"),
+        pytest.param(1_800_000_000.9999, "2027-01-15T08:00:00.999Z", id="truncated-not-rounded"),
+        pytest.param(1_800_000_600.5, "2027-01-15T08:10:00.500Z", id="another-second"),
+        pytest.param(-0.001, "1969-12-31T23:59:59.999Z", id="before-the-epoch"),
+    ],
+)
+def test_timestamps_are_rfc3339_with_milliseconds(epoch: float, text: str) -> None:
+    for _ in range(2):  # computed, then from the seconds kept
+        assert format_timestamp(epoch) == text
+        assert format_timestamp(1_800_000_000.0) == "2027-01-15T08:00:00.000Z"  # alternating seconds
+
+
+def _id_text_by_hand(value: int) -> str:
+    """26 characters of 5 bits each, most significant first (how ids were always written)."""
+    alphabet = "0123456789abcdefghjkmnpqrstvwxyz"
+    return "".join(alphabet[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ticket_ids_are_26_crockford_digits_of_time_then_randomness(seed: int) -> None:
+    rng = random.Random(seed)
+    for value in [
+        0,
+        1,
+        (1 << 130) - 1,
+        1 << 130,
+        *(rng.getrandbits(rng.choice((64, 121, 130, 140))) for _ in range(500)),
+    ]:
+        assert id_text(value) == _id_text_by_hand(value)
+    ticket_id = new_ticket_id("duel", 1_800_000_000.5)
+    assert queue_of(ticket_id) == "duel"
+    rest = ticket_id.removeprefix("duel.")
+    assert id_text(1_800_000_000_500 << 80)[:10] == rest[:10]  # 50 bits of milliseconds lead: ids sort by creation
