@@ -348,7 +348,8 @@ def evolve(obj: T, **changes: Any) -> T:
     """``dataclasses.replace`` without re-validation, for objects already known to be valid and
     changes the caller has validated (hot paths: claims, store reads). A name that is not a field
     of a slotted dataclass raises ``AttributeError``."""
-    return _copier(type(obj))(obj, changes)
+    new: T = _copier(cast(Any, type(obj)))(obj, changes)
+    return new
 
 
 @functools.cache
