@@ -140,7 +140,13 @@ def _converters(tp: Any) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch 
         if len(members) != 1:
             raise TypeError(f"unsupported union {tp}")
         inner_enc, inner_dec = _converters(members[0])
-        return (lambda v: None if v is None else inner_enc(v)), (lambda v, p: None if v is None else inner_dec(v, p))
+
+        def optional_dec(v: Any, p: str) -> Any:
+            return None if v is None else inner_dec(v, p)
+
+        if inner_enc is _identity:  # the encoders below are on every store write: no needless calls
+            return _identity, optional_dec
+        return (lambda v: None if v is None else inner_enc(v)), optional_dec
     if origin is tuple:
         item_enc, item_dec = _converters(args[0])
 
@@ -149,7 +155,7 @@ def _converters(tp: Any) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch 
                 _fail(p, "a list", v)
             return tuple(item_dec(x, f"{p}[{i}]") for i, x in enumerate(v))
 
-        return (lambda v: [item_enc(x) for x in v]), dec_tuple
+        return (list if item_enc is _identity else lambda v: [item_enc(x) for x in v]), dec_tuple
     if origin in (Mapping, dict, typing.Mapping):
         val_enc, val_dec = _converters(args[1])
 
@@ -163,7 +169,7 @@ def _converters(tp: Any) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch 
                 out[k] = val_dec(x, f"{p}.{k}")
             return out
 
-        return (lambda v: {k: val_enc(x) for k, x in v.items()}), dec_map
+        return (dict if val_enc is _identity else lambda v: {k: val_enc(x) for k, x in v.items()}), dec_map
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         cls = tp
         return to_wire, (lambda v, p: from_wire(cls, v, p))
