@@ -460,7 +460,8 @@ class Allocator:
                 self._claiming.discard(gs.name)
                 self._landed.set()
                 self._landed = asyncio.Event()
-            self.index.upsert(claimed)  # the watch will confirm; until then nobody here picks it
+            if self.index.servers.get(claimed.name) is not claimed:  # the watch may have brought it already
+                self.index.upsert(claimed)  # the watch will confirm; until then nobody here picks it
             if key is not None:
                 self._index_keys(claimed.name, [k for k, _ in allocation_keys(claimed)])
             return status_of(claimed)
