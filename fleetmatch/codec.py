@@ -42,15 +42,21 @@ def camel(name: str) -> str:
 
 
 _last_stamp: tuple[int, str] = (-1, "")
+_last_second: tuple[int, str] = (-(2**63), "")
 
 
 def format_timestamp(epoch: float) -> str:
-    """RFC 3339 with milliseconds. The last result is kept: bursts stamp many objects per millisecond."""
-    global _last_stamp
+    """RFC 3339 with milliseconds. The last result is kept (bursts stamp many objects per
+    millisecond), and so is the last second's text: under load every claim falls in a new
+    millisecond, and only the milliseconds need formatting then."""
+    global _last_stamp, _last_second
     ms = int(epoch * 1000)
     if ms != _last_stamp[0]:
-        text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        _last_stamp = (ms, text)
+        second, millis = divmod(ms, 1000)
+        if second != _last_second[0]:
+            text = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds").replace("+00:00", "")
+            _last_second = (second, text)
+        _last_stamp = (ms, f"{_last_second[1]}.{millis:03d}Z")
     return _last_stamp[1]
 
 
