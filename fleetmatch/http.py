@@ -231,7 +231,7 @@ def client_gone(request: web.BaseRequest) -> bool:
     sock = transport.get_extra_info("socket")
     if sock is None:
         return False
-    probe = socket.socket(sock.family, sock.type, fileno=sock.fileno())
+    probe = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.fileno())  # all given: no getsockopt
     try:
         return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except (BlockingIOError, InterruptedError):
