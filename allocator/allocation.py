@@ -131,17 +131,22 @@ def allocated(
     return evolve(claimed, status=status)
 
 
+_NO_METADATA = TemplateMeta()
+
+
 def status_of(gs: GameServer) -> GameServerAllocationStatus:
-    """The Allocated answer naming ``gs`` as it now is."""
+    """The Allocated answer naming ``gs`` as it now is. Its labels and annotations are the stored
+    server's, valid already: copied without validating them again (on every allocation)."""
+    status = gs.status
     return GameServerAllocationStatus(
         state=AllocationState.ALLOCATED,
-        game_server_name=gs.name,
-        address=gs.status.address,
-        ports=gs.status.ports,
-        node_name=gs.status.node_name,
-        metadata=TemplateMeta(labels=gs.metadata.labels, annotations=gs.metadata.annotations),
-        counters=gs.status.counters,
-        lists=gs.status.lists,
+        game_server_name=gs.metadata.name,
+        address=status.address,
+        ports=status.ports,
+        node_name=status.node_name,
+        metadata=evolve(_NO_METADATA, labels=gs.metadata.labels, annotations=gs.metadata.annotations),
+        counters=status.counters,
+        lists=status.lists,
     )
 
 
@@ -325,8 +330,7 @@ class Allocator:
         except ClientGoneError:
             metrics.ALLOCATIONS_ABANDONED.inc()
             raise
-        metrics.ALLOCATIONS.labels(result=status.state.value).inc()
-        metrics.ALLOCATION_SECONDS.labels(result=status.state.value).observe(time.perf_counter() - started)
+        metrics.ALLOCATION_RESULTS.observe(status.state.value, time.perf_counter() - started)
         return status
 
     async def _allocate_keyed(
@@ -456,7 +460,8 @@ class Allocator:
                 self._claiming.discard(gs.name)
                 self._landed.set()
                 self._landed = asyncio.Event()
-            self.index.upsert(claimed)  # the watch will confirm; until then nobody here picks it
+            if self.index.servers.get(claimed.name) is not claimed:  # the watch may have brought it already
+                self.index.upsert(claimed)  # the watch will confirm; until then nobody here picks it
             if key is not None:
                 self._index_keys(claimed.name, [k for k, _ in allocation_keys(claimed)])
             return status_of(claimed)

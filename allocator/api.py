@@ -18,7 +18,10 @@ A request whose client hung up before its server was claimed claims nothing.
 
 from __future__ import annotations
 
+import json
 import ssl
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -29,13 +32,24 @@ from fleetmatch.allocation import (
     AllocationKey,
     AllocationState,
     GameServerAllocation,
+    GameServerAllocationSpec,
     decode_allocation,
     idempotency_key_error,
     request_digest,
 )
 from fleetmatch.codec import to_wire
 from fleetmatch.errors import ValidationError
-from fleetmatch.http import BODY_TIMEOUT, PUBLIC, TOKEN, api_middleware, client_gone, problem, read_json, server_tls
+from fleetmatch.http import (
+    BODY_TIMEOUT,
+    PUBLIC,
+    TOKEN,
+    api_middleware,
+    client_gone,
+    parse_json,
+    problem,
+    read_body,
+    server_tls,
+)
 from fleetmatch.metrics import add_metrics_routes
 from fleetmatch.models import API_VERSION
 from fleetmatch.probes import Probes, add_probe_routes
@@ -50,22 +64,58 @@ _MESSAGES = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A decoded, validated request body, and the start of its 201 answer encoded once."""
+
+    spec: GameServerAllocationSpec
+    sent: Any
+    """The request's spec as the client sent it (JSON): answered back as sent, no re-encoding."""
+    head: bytes
+    """The 201 body up to its status: ``{"apiVersion": ..., "kind": ..., "spec": <sent>, "status": ``."""
+
+
+_REQUESTS: dict[bytes, _Request] = {}
+REQUEST_CACHE_SIZE = 256
+"""Distinct request bodies kept decoded. Clients send the same few bodies over and over (a
+matchmaker's fleet selector); decoding and validating one costs more than the rest of the handler
+but for the claim. A body is immutable bytes and its decoding deterministic, so a hit answers
+exactly as decoding again would."""
+REQUEST_CACHE_MAX_BODY = 4096
+"""Larger bodies (long label or annotation lists) are decoded every time, not kept."""
+
+
+def _decoded(raw: bytes) -> _Request:
+    """The request in ``raw``: decoded once per distinct body (bad ones raise, and are not kept)."""
+    known = _REQUESTS.get(raw)
+    if known is not None:
+        return known
+    doc = parse_json(raw)
+    allocation = decode_allocation(doc)
+    sent = doc.get("spec", {})
+    head = {"apiVersion": API_VERSION, "kind": GameServerAllocation.KIND, "spec": sent, "status": None}
+    # The same bytes json_response wrote (its separators), the status spliced in per answer.
+    request = _Request(allocation.spec, sent, json.dumps(head)[: -len("null}")].encode())
+    if len(raw) <= REQUEST_CACHE_MAX_BODY:
+        if len(_REQUESTS) >= REQUEST_CACHE_SIZE:
+            del _REQUESTS[next(iter(_REQUESTS))]  # oldest first
+        _REQUESTS[raw] = request
+    return request
+
+
 async def allocate(request: web.Request) -> web.Response:
     allocator = request.app[ALLOCATOR]
     if not allocator.ready:
         return problem(503, "the allocator is still reading the store; retry in a moment")
-    doc = await read_json(request)
-    allocation = decode_allocation(doc)
-    sent = doc.get("spec", {})
-    key = _key(request, sent)
-    status = await allocator.allocate(allocation.spec, key=key, abandoned=lambda: client_gone(request))
-    # The request's spec goes back as the client sent it (validated above): no re-encoding.
-    body = {"apiVersion": API_VERSION, "kind": GameServerAllocation.KIND, "spec": sent}
-    body["status"] = to_wire(status)
+    sent = _decoded(await read_body(request))
+    key = _key(request, sent.sent)
+    status = await allocator.allocate(sent.spec, key=key, abandoned=lambda: client_gone(request))
     if status.state is AllocationState.ALLOCATED:
-        return web.json_response(body, status=201)
+        answer = sent.head + json.dumps(to_wire(status)).encode() + b"}"
+        return web.Response(body=answer, status=201, content_type="application/json", charset="utf-8")
+    body = {"apiVersion": API_VERSION, "kind": GameServerAllocation.KIND, "spec": sent.sent, "status": to_wire(status)}
     if status.state is AllocationState.UNALLOCATED:
-        missing = await allocator.missing_fleet(allocation.spec)
+        missing = await allocator.missing_fleet(sent.spec)
         if missing is not None:
             field, fleet = missing
             return problem(404, f'fleet "{fleet}" does not exist', code="FleetNotFound", field=field, extra=body)

@@ -104,7 +104,7 @@ def choose_server(
                 break
     if not picked:
         return None
-    return index.servers[picked[rng.randrange(len(picked))]]
+    return index.servers[picked[int(rng.random() * len(picked))]]
 
 
 def _matcher(
@@ -151,7 +151,7 @@ def _matches_on(
     # Unlucky or sparse: scan, from a random place so that allocators do not all take the same ones.
     out = []
     items = list(members)
-    offset = rng.randrange(len(items)) if items else 0
+    offset = int(rng.random() * len(items))
     for name in items[offset:] + items[:offset]:
         if name in base and fits(name):
             out.append(name)

@@ -47,7 +47,9 @@ class IndexedSet(Generic[T]):
             self._pos[last] = pos
 
     def random(self, rng: random.Random) -> T:
-        return self._items[rng.randrange(len(self._items))]
+        # rng.random() scaled, not rng.randrange(): a C call instead of ~1.5 us of Python per pick,
+        # and choosing a server probes many (uniform enough: len is far below 2**53).
+        return self._items[int(rng.random() * len(self._items))]
 
     def __contains__(self, item: object) -> bool:
         return item in self._pos

@@ -47,6 +47,30 @@ ALLOCATION_SECONDS = Histogram(
     ["result"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+
+
+class ResultMetrics:
+    """``ALLOCATIONS`` and ``ALLOCATION_SECONDS`` children bound once per result: ``labels()`` looks
+    its child up by building and hashing the label tuple, and costs more than the count itself on a
+    path taken by every request. Children are made on first use, so no result shows before it happens."""
+
+    __slots__ = ("_children",)
+
+    def __init__(self) -> None:
+        self._children: dict[str, tuple[Counter, Histogram]] = {}
+
+    def observe(self, result: str, seconds: float) -> None:
+        children = self._children.get(result)
+        if children is None:
+            children = self._children[result] = (
+                ALLOCATIONS.labels(result=result),
+                ALLOCATION_SECONDS.labels(result=result),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+ALLOCATION_RESULTS = ResultMetrics()
 CLAIM_CONFLICTS = Counter(
     "fleetmatch_allocation_claim_conflicts_total",
     "Claims that lost a race for a server (another allocator or a state change got there first).",

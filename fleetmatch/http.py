@@ -181,6 +181,12 @@ def errors_middleware(observe: Callable[[web.Request, int], None] | None = None)
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON; malformed JSON is a 400 naming the position, a body not sent
     within the app's ``BODY_TIMEOUT`` a 408 (aiohttp then closes the connection: its rest is unread)."""
+    return parse_json(await read_body(request))
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole request body, not empty (400); a 408 when it is not sent within the app's
+    ``BODY_TIMEOUT`` (aiohttp then closes the connection: its rest is unread)."""
     if request.content.is_eof():  # the usual case: the whole body came with the headers
         raw = await request.read()
     else:
@@ -191,6 +197,11 @@ async def read_json(request: web.Request) -> Any:
             raise web.HTTPRequestTimeout(reason="the request body was not sent in time") from None
     if not raw:
         raise web.HTTPBadRequest(reason="the request body is empty; expected a JSON object")
+    return raw
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON; malformed JSON is a 400 naming the position."""
     try:
         return _JSON.decode(raw.decode())
     except ValueError as exc:  # malformed, not UTF-8, NaN/Infinity, an integer of thousands of digits
@@ -220,7 +231,7 @@ def client_gone(request: web.BaseRequest) -> bool:
     sock = transport.get_extra_info("socket")
     if sock is None:
         return False
-    probe = socket.socket(sock.family, sock.type, fileno=sock.fileno())
+    probe = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.fileno())  # all given: no getsockopt
     try:
         return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except (BlockingIOError, InterruptedError):

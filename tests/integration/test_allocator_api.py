@@ -115,6 +115,30 @@ async def test_concurrent_requests_never_share_a_server_and_the_rest_get_429(api
     assert all(g.state is S.ALLOCATED for g in items)
 
 
+async def test_a_body_sent_again_is_answered_as_if_decoded_again(api: Api) -> None:
+    """Request bodies are kept decoded (allocator.api): a repeated body claims another server with
+    its own metadata, answers its spec as sent, in the bytes JSON encoding gives, and a body that
+    failed validation fails again (an error is never kept)."""
+    await ready_servers(api.store, 3)
+    await until_indexed(api, 3)
+    raw = json.dumps(fleet_request(metadata={"labels": {"match": "m1"}})).encode()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    names = []
+    for _ in range(2):
+        async with api.http.post(f"{api.service.url}/v1/allocations", data=raw, headers=headers) as resp:
+            assert resp.status == 201 and resp.headers["Content-Type"] == "application/json; charset=utf-8"
+            text = await resp.text()
+        body = json.loads(text)
+        assert text == json.dumps(body)  # json_response's separators, as before the bodies were kept
+        assert body["spec"] == json.loads(raw)["spec"] and body["status"]["metadata"]["labels"]["match"] == "m1"
+        names.append(body["status"]["gameServerName"])
+    assert len(set(names)) == 2
+    bad = fleet_request(metadata={"labels": {"bad key!": "x"}})
+    for _ in range(2):
+        status, answer = await api.post(bad)
+        assert status == 422 and answer["error"]["field"] == "spec.metadata.labels.bad key!"
+
+
 async def test_ordered_selectors_prefer_reallocation_then_ready(api: Api) -> None:
     await ready_servers(api.store, 2)
     gs = await api.store.get("arena-000")

@@ -262,3 +262,29 @@ async def test_a_redis_still_loading_its_data_is_not_started(reply: bytes, ready
     async with server:
         port = server.sockets[0].getsockname()[1]
         assert await asyncio.to_thread(_answers_ping, port, 2.0) is ready
+
+
+async def test_a_watch_hands_back_the_objects_its_own_store_wrote(redis_server: EmbeddedRedis) -> None:
+    """An allocator sees each of its claims come back through its watch: the store hands out the
+    very object ``update`` returned instead of decoding the change again, also when the change comes
+    back in the same loop iteration as the write's reply, before the writer has resumed (a blocked
+    XREAD, no gathering pause)."""
+    client = connect(redis_server.url, name="own-writes")  # a pool: the watch blocks one connection
+    try:
+        store = RedisStore(client, GameServer, "own-writes", watch_gather=0.0)
+        created = [await store.create(gameserver(f"gs-{i}")) for i in range(20)]
+        _, version = await store.list()
+        async with watching(store, version) as watcher:
+            for n in range(3):
+                updated = await asyncio.gather(*(store.update(relabel(gs, round=str(n))) for gs in created))
+                await watcher.until(max((gs.metadata.resource_version for gs in updated), key=_stream_order))
+                by_version = {e.object.metadata.resource_version: e.object for e in watcher.delivered}
+                assert all(by_version[gs.metadata.resource_version] is gs for gs in updated)
+                created = list(updated)
+    finally:
+        await client.aclose()
+
+
+def _stream_order(version: str) -> tuple[int, int]:
+    ms, _, seq = version.partition("-")
+    return int(ms), int(seq)

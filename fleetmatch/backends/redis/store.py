@@ -71,7 +71,9 @@ class _Owned:
 
 _Write = tuple[str | bytes, ...]
 """op, name, expected version, body, spec digest, uid, creation timestamp."""
-_Batch = list[tuple[_Write, "asyncio.Future[tuple[str, _Owned]]"]]
+_Result = tuple[str, "_Owned", Any]
+"""status, the server-owned fields, and the stored object of a successful update (else None)."""
+_Batch = list[tuple[_Write, Any, "asyncio.Future[_Result]"]]
 
 _OWNED_FIELDS = ("resourceVersion", "generation", "uid", "creationTimestamp")
 
@@ -218,6 +220,10 @@ class RedisStore(Generic[R]):
                 continue
             except RedisError as exc:
                 raise BackendError(f"redis: {exc}") from exc
+            if self._sending:
+                # Writes of this store whose replies are on their way (Redis may answer this read
+                # first): let them land, so that their objects are handed out, not decoded again.
+                await asyncio.wait(list(self._sending))
             for entry_id, fields in reply[0][1]:
                 version = _text(entry_id)
                 event = EventType(_text(fields[b"t"]))
@@ -234,7 +240,7 @@ class RedisStore(Generic[R]):
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def _run(self, op: str, obj: R | None, name: str, expected: str) -> tuple[str, _Owned]:
+    async def _run(self, op: str, obj: R | None, name: str, expected: str) -> _Result:
         """Queue one write; concurrent writes go to Redis together in one script call."""
         body, digest, uid, created = b"", "", "", ""
         if obj is not None:
@@ -242,9 +248,9 @@ class RedisStore(Generic[R]):
             uid = obj.metadata.uid
             stamp = obj.metadata.creation_timestamp
             created = repr(stamp) if stamp is not None else ""
-        done: asyncio.Future[tuple[str, _Owned]] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[_Result] = asyncio.get_running_loop().create_future()
         write: _Write = (op, name, expected, body, digest, uid, created)
-        self._queued.append((write, done))
+        self._queued.append((write, obj, done))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -265,28 +271,41 @@ class RedisStore(Generic[R]):
     async def _send(self, batch: _Batch) -> None:
         k = self._keys
         args: list[str | bytes | int] = [self._history]
-        for write, _ in batch:
+        for write, _, _ in batch:
             args.extend(write)
         try:
             replies = await self._write(keys=[k.objs, k.vers, k.meta, k.events, k.floor], args=args)
         except (RedisError, OSError) as exc:
-            for _, done in batch:
+            for _, _, done in batch:
                 if not done.done():
                     done.set_exception(BackendError(f"redis: {exc}"))
             return
         except BaseException as exc:  # cancelled: the waiters must not hang
-            for _, done in batch:
+            for _, _, done in batch:
                 if not done.done():
                     done.set_exception(BackendError(f"redis write interrupted: {exc!r}"))
             raise
-        for (_, done), reply in zip(batch, replies, strict=True):
+        for (write, obj, done), reply in zip(batch, replies, strict=True):
             status, version, generation, uid_, created_ = reply
+            owned = _Owned(_text(version), int(generation), _text(uid_), _float(created_))
+            stored = None
+            if write[0] == "update" and _text(status) == "ok":
+                # Remembered now, not when the writer resumes: the watch may bring this change back
+                # in the same loop iteration as this reply, before any waiter runs.
+                stored = stamp(
+                    obj,
+                    resource_version=owned.version,
+                    generation=owned.generation,
+                    uid=owned.uid,
+                    creation_timestamp=owned.created,
+                )
+                self._remember(stored)
             if not done.done():
-                done.set_result((_text(status), _Owned(_text(version), int(generation), _text(uid_), _float(created_))))
+                done.set_result((_text(status), owned, stored))
 
     async def create(self, obj: R) -> R:
         obj = prepare_create(obj, self._namespace)
-        status, owned = await self._run("create", obj, obj.metadata.name, "")
+        status, owned, _ = await self._run("create", obj, obj.metadata.name, "")
         if status == "exists":
             raise AlreadyExistsError(self._kind.KIND, obj.metadata.name)
         return stamp(obj, resource_version=owned.version, generation=owned.generation)
@@ -296,23 +315,23 @@ class RedisStore(Generic[R]):
         if not meta.resource_version:
             raise ConflictError(self._kind.KIND, meta.name, "", None)
         obj = stamp(obj, namespace=self._namespace) if obj.metadata.namespace != self._namespace else obj
-        status, owned = await self._run("update", obj, meta.name, meta.resource_version)
+        status, owned, stored = await self._run("update", obj, meta.name, meta.resource_version)
         if status == "notfound":
             raise NotFoundError(self._kind.KIND, meta.name)
         if status == "conflict":
             raise ConflictError(self._kind.KIND, meta.name, meta.resource_version, owned.version)
         if status == "immutable":
             raise ValidationError("metadata.uid", f"field is immutable (is {owned.uid!r})")
-        stored = stamp(
+        if stored is not None:  # "ok": built (and remembered for the watch) when the reply came
+            written: R = stored
+            return written
+        return stamp(  # "noop": the same body was stored already
             obj,
             resource_version=owned.version,
             generation=owned.generation,
             uid=owned.uid,
             creation_timestamp=owned.created,
         )
-        if status == "ok":
-            self._remember(stored)
-        return stored
 
     def _remember(self, obj: R) -> None:
         written = self._written
@@ -321,7 +340,7 @@ class RedisStore(Generic[R]):
             del written[next(iter(written))]  # oldest first: a dict keeps insertion order
 
     async def delete(self, name: str, *, version: str | None = None) -> None:
-        status, owned = await self._run("delete", None, name, version or "")
+        status, owned, _ = await self._run("delete", None, name, version or "")
         if status == "notfound":
             raise NotFoundError(self._kind.KIND, name)
         if status == "conflict":
