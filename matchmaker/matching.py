@@ -69,7 +69,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from typing import Any
 
 from matchmaker import ratings
-from matchmaker.composition import RoleOffer, RoleSlots, assign_roles, avoid_sets, roles_fit
+from matchmaker.composition import RoleOffer, RoleSlots, assigned_roles, avoid_sets, roles_fit
 from matchmaker.models import MatchQuality, Player, Proposal, Ticket, TicketState
 from matchmaker.rules import PartyAggregation, Queue, Rule
 from matchmaker.tickcache import Row, TicketCache
@@ -712,11 +712,10 @@ class _Tick:
         """Player id -> role slot, team by team (``_Placer`` made sure each team has one)."""
         out: dict[str, str] = {}
         smaller = size < self.max_size
-        for members, roles in zip(teams, self.team_roles, strict=True):
+        for members, roles, slots in zip(teams, self.team_roles, self.role_slots, strict=True):
             if not roles:
                 continue  # a named team without role slots
-            offers = [offer for t in members for offer in self.offers[t]]
-            got = assign_roles(offers, roles, every_role=smaller)
+            got = assigned_roles(tuple([offer for t in members for offer in self.offers[t]]), slots, smaller)
             assert got is not None, "selection only keeps teams whose players fill their slots"
             pids = [p.id for t in members for p in self.live[t].players]
             out.update(zip(pids, got, strict=True))
