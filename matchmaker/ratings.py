@@ -10,7 +10,8 @@ What this module does, without I/O (the Redis side is ``matchmaker.ratingstore``
 - ``rate``: teams of ratings and their ranks (1 = first; equal ranks are a draw) or scores (higher
   is better) -> the teams' new ratings.
 - ``predict_win`` / ``predict_draw``: each team's chance to win, and the chance of a draw, which is
-  highest when the teams are evenly matched: the **match quality** of a rating queue.
+  highest when the teams are evenly matched: the **match quality** of a rating queue. ``predict``
+  gives both from mu and sigma directly, with OpenSkill's floats: the matcher's per-match path.
 - ``balance``: the split of a match's parties into teams whose predicted win probability is
   closest to even (every split for small matches of two teams, the matcher's greedy split otherwise).
 - ``parse_result``: a game backend's ``POST /v1/matches/{id}/result`` body against the recorded
