@@ -576,27 +576,3 @@ def test_invariants_on_random_pools(name: str, seed: int, reuse: float) -> None:
     rest = [t for t in pool if t.id not in matched]
     again = find_matches(rest, queue, NOW + 30)  # a later tick on what is left: wider windows
     check_invariants(queue, rest, again, NOW + 30)
-
-
-def test_a_kept_region_mask_is_the_one_computed_afresh_for_any_window() -> None:
-    """``_usable`` keeps each ticket's region mask with the window range it holds for; windows
-    going down (seed by seed) and, for safety, up again must give the mask of a fresh computation."""
-    from matchmaker.matching import QueueMatcher, _Tick
-
-    rng = random.Random(5)
-    queue = make_queue(rules=(SKILL, PING))
-    regions = ("eu", "us", "ap", "sa")
-    choices = [20.0, 80.0, 80.5, 150.0, 199.0]
-    pool = [ticket(f"t{i}", 1500.0, lat={r: rng.choice(choices) for r in regions}) for i in range(40)]
-    tick = _Tick(queue, NOW, QueueMatcher(queue).cache)
-    tick._load(pool)
-    windows = [200.0, 199.0, 150.0, 149.9, 80.5, 80.0, 79.0, 20.0, 10.0, 80.0, 150.0, 250.0, 80.25]
-    for window in windows + sorted(rng.uniform(0, 250) for _ in range(30)):
-        for t in range(len(pool)):
-            lats = tick.lats[t]
-            fresh = 0
-            for region in regions:
-                if lats[region] <= window:
-                    fresh |= tick.bits[region]
-            kept = tick.masks[t] if tick.mask_below[t] <= window < tick.mask_above[t] else tick._usable(t, window)
-            assert kept == fresh, (t, window)
