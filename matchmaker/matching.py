@@ -262,11 +262,6 @@ class _Tick:
         """Sum of the balance attribute over the ticket's players."""
         self.lats: Sequence[Mapping[str, float]] = ()
         """Region -> worst player latency (a solo player's own ``latencies``)."""
-        self.masks: list[int] = []
-        """The last usable-regions mask computed per ticket (``_usable``), valid for windows in
-        ``[mask_below, mask_above)``."""
-        self.mask_below: list[float] = []
-        self.mask_above: list[float] = []
         self.part: list[int] = []
         self.pos: list[int] = []
         self.contested: Sequence[tuple[str, ...]] = ()
@@ -306,9 +301,6 @@ class _Tick:
         self.strength = list(map(_STRENGTH, rows))
         if self.latency is not None:
             self.lats = list(map(_LATS, rows))
-            self.mask_below = [_INF] * len(rows)  # no mask yet: every window is outside its range
-            self.mask_above = [-_INF] * len(rows)
-            self.masks = [0] * len(rows)
         cache = self.cache
         if cache.shared_players or cache.blocking:
             pids = list(map(_PIDS, rows))
@@ -456,20 +448,13 @@ class _Tick:
             )
         return True
 
-    def _usable(self, ticket: int, window: float) -> int:
-        """Bit mask of the regions ``ticket`` can use within ``window`` milliseconds. The mask is kept
-        with the range of windows it holds for (up to the next latency of the ticket's): windows
-        depend only on the seed's wait, which shrinks seed by seed, so most calls reuse it."""
+    def _usable(self, latencies: Mapping[str, float], window: float) -> int:
+        """Bit mask of the regions within ``window`` milliseconds."""
         bits = self.bits
-        mask, below, above = 0, -_INF, _INF
-        for region, ms in self.lats[ticket].items():
+        mask = 0
+        for region, ms in latencies.items():
             if ms <= window:
                 mask |= bits[region]
-                if ms > below:
-                    below = ms
-            elif ms < above:
-                above = ms
-        self.mask_below[ticket], self.mask_above[ticket], self.masks[ticket] = below, above, mask
         return mask
 
     # -- 2-7. seeds, gathering, selection, teams ------------------------------------------------
@@ -499,7 +484,7 @@ class _Tick:
         wait = max(0.0, self.now - self.enqueued[seed])
         windows = [self.windows[0](wait)] if len(self.windows) == 1 else [window(wait) for window in self.windows]
         latency_window = self.latency_window(wait)
-        mask = self._usable(seed, latency_window) if self.latency is not None else 0
+        mask = self._usable(self.lats[seed], latency_window) if self.latency is not None else 0
         if self.latency is not None and not mask:
             return None
         key = self.keys[seed]
@@ -533,7 +518,7 @@ class _Tick:
         """The regions every one of ``tickets`` can use within the window."""
         mask = -1
         for t in tickets:
-            mask &= self._usable(t, latency_window)
+            mask &= self._usable(self.lats[t], latency_window)
         return mask
 
     def _players(self, tickets: list[int]) -> int:
@@ -573,7 +558,7 @@ class _Tick:
     ) -> tuple[list[int], int, bool]:
         """Greedy selection of tickets for ``count`` teams of ``cap`` (named teams: each its own
         size): (tickets, regions mask, full?)."""
-        sizes, keys = self.sizes, self.keys
+        sizes, keys, lats = self.sizes, self.keys, self.lats
         count = self.count
         target = count * cap
         self.latency_misses = 0
@@ -591,7 +576,7 @@ class _Tick:
         fills[0] = players
         avoid = self.avoid
         banned = set(avoid[seed]) if avoid is not None else None  # players the chosen tickets must not meet
-        check_latency, below, above, masks = self.latency is not None, self.mask_below, self.mask_above, self.masks
+        check_latency, bits = self.latency is not None, self.bits
         spread = windows[0] if windows else _INF
         low = high = keys[seed]
         extra = list(zip(windows[1:], self.others[seed], self.others[seed], strict=True)) if len(windows) > 1 else None
@@ -616,10 +601,11 @@ class _Tick:
             if banned is not None and not banned.isdisjoint(self.ids[ticket]):
                 continue  # a chosen ticket's player blocks one of its players, or the other way round
             if check_latency:
-                if below[ticket] <= latency_window < above[ticket]:
-                    shared = masks[ticket] & mask
-                else:
-                    shared = self._usable(ticket, latency_window) & mask
+                shared = 0
+                for region, ms in lats[ticket].items():
+                    if ms <= latency_window:
+                        shared |= bits[region]
+                shared &= mask
                 if not shared:
                     self.latency_misses += 1
                     continue
