@@ -51,9 +51,7 @@ Cost: at 100,000 tickets a tick is about a second of CPU on a small shared VM (s
 ``loadtest/bench_match.py``): with the rule values kept, about a fifth is laying out the tick's
 columns and sorts, a quarter to a third building the proposals (object work any matcher pays), the
 rest the per-seed walk and rules; two thirds of the walk's steps pass over parties too big for the
-room left in the match. A ticket's usable-region mask is kept through the tick with the range of
-latency windows it holds for (windows narrow seed by seed, so it is rarely recomputed); a rating
-queue keeps its tickets' ratings in their rows and predicts from mu and sigma directly
+room left in the match. A rating queue keeps its tickets' ratings in their rows and predicts from mu and sigma directly
 (``matchmaker.ratings.predict``); a queue with roles remembers role assignments by offers.
 The director runs each tick
 with the cyclic garbage collector paused (``fleetmatch.gctune``): a tick's many short-lived objects
