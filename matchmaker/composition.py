@@ -59,6 +59,14 @@ def roles_fit(offers: Sequence[RoleOffer], slots: RoleSlots, *, every_role: bool
 
 
 @functools.lru_cache(maxsize=16_384)
+def assigned_roles(offers: tuple[RoleOffer, ...], slots: RoleSlots, every_role: bool) -> tuple[str, ...] | None:
+    """``assign_roles`` remembered by its arguments (offers in player order): the matcher asks it
+    once per team of every match of a queue with roles, and teams repeat a few hundred offer lists."""
+    got = assign_roles(offers, dict(slots), every_role=every_role)
+    return None if got is None else tuple(got)
+
+
+@functools.lru_cache(maxsize=16_384)
 def _fits(offers: tuple[RoleOffer, ...], slots: RoleSlots, every_role: bool) -> bool:
     return assign_roles(offers, dict(slots), every_role=every_role) is not None
 

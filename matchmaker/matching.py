@@ -51,7 +51,9 @@ Cost: at 100,000 tickets a tick is about a second of CPU on a small shared VM (s
 ``loadtest/bench_match.py``): with the rule values kept, about a fifth is laying out the tick's
 columns and sorts, a quarter to a third building the proposals (object work any matcher pays), the
 rest the per-seed walk and rules; two thirds of the walk's steps pass over parties too big for the
-room left in the match. The director runs each tick
+room left in the match. A rating queue keeps its tickets' ratings in their rows and predicts from mu and sigma directly
+(``matchmaker.ratings.predict``); a queue with roles remembers role assignments by offers.
+The director runs each tick
 with the cyclic garbage collector paused (``fleetmatch.gctune``): a tick's many short-lived objects
 beside a large live pool would otherwise trigger collections that walk the pool again and again.
 
@@ -69,7 +71,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from typing import Any
 
 from matchmaker import ratings
-from matchmaker.composition import RoleOffer, RoleSlots, assign_roles, avoid_sets, roles_fit
+from matchmaker.composition import RoleOffer, RoleSlots, assigned_roles, avoid_sets, roles_fit
 from matchmaker.models import MatchQuality, Player, Proposal, Ticket, TicketState
 from matchmaker.rules import PartyAggregation, Queue, Rule
 from matchmaker.tickcache import Row, TicketCache
@@ -144,8 +146,8 @@ _PIDS = operator.itemgetter(0)
 _TICKET = operator.itemgetter(1)
 _TID = operator.itemgetter(2)
 _ENQ = operator.itemgetter(3)
-_SIZE, _KEY, _OTHERS, _STRENGTH, _LATS, _GROUP, _OK, _OFFERS, _BLOCKED = map(operator.itemgetter, range(6, 15))
-_STUB: Row = (None,) * 9
+_SIZE, _KEY, _OTHERS, _STRENGTH, _LATS, _GROUP, _OK, _OFFERS, _RATED, _BLOCKED = map(operator.itemgetter, range(6, 16))
+_STUB: Row = (None,) * 10
 """The rule values of a ticket that is not queued or has no players: never read."""
 
 
@@ -271,6 +273,8 @@ class _Tick:
         self.ids: list[frozenset[str]] = []
         """Per ticket, its player ids (only with ``avoid``)."""
         self.offers: Sequence[tuple[RoleOffer, ...]] = ()
+        self.rated: Sequence[tuple[ratings.Rating, ...] | None] = ()
+        """Per ticket, its players' ratings (only in a queue with a rating rule)."""
         """Per ticket, its players' offered roles (only in a queue with roles)."""
         self.bits = _Bits(self.latency.regions if self.latency is not None else ())
         self.taken: list[bool] = []
@@ -306,6 +310,8 @@ class _Tick:
                 self.ids = list(map(frozenset, pids))
         if self.general and any(self.team_roles):
             self.offers = list(map(_OFFERS, rows))
+        if self.rating is not None:
+            self.rated = list(map(_RATED, rows))
         ok = list(map(_OK, rows))
         self.taken = [not o for o in ok]
         self._index(ok, list(map(_GROUP, rows)) if self.equal else [])
@@ -361,10 +367,23 @@ class _Tick:
         offers: list[tuple[RoleOffer, ...]] = [()] * count
         if self.general and any(self.team_roles):
             offers = [tuple([p.roles for p in players]) for players in everyone]
+        rated: list[tuple[ratings.Rating, ...] | None] = [None] * count
+        if self.rating is not None:
+            rated = [self._ratings(players) if o else None for players, o in zip(everyone, ok, strict=True)]
         blocked = list(map(_BY_BLOCKED, tickets))
         heads = (map(_BY_ID, tickets), map(_BY_ENQUEUED, tickets), map(_BY_EXPIRES, tickets), [True] * count)
-        columns = (sizes, keys, others, strengths, lats, groups, ok, offers, blocked)
+        columns = (sizes, keys, others, strengths, lats, groups, ok, offers, rated, blocked)
         return list(zip(pids, tickets, *heads, *columns, strict=True))
+
+    def _ratings(self, players: tuple[Player, ...]) -> tuple[ratings.Rating, ...] | None:
+        """A ticket's players' ratings, kept in its row: a rating queue balances and predicts every
+        match from them. None if one is not a number (``_rated`` then reads them again, and fails as
+        it always did, only if the ticket is matched)."""
+        assert self.rating is not None
+        try:
+            return tuple(ratings.party_ratings(players, self.rating.attribute))
+        except (TypeError, ValueError):
+            return None
 
     def _index(self, ok: Sequence[bool], groups: Sequence[tuple[object, ...]]) -> None:
         """One sorted index per partition (equal-rule values) of the eligible tickets."""
@@ -681,11 +700,10 @@ class _Tick:
         """Player id -> role slot, team by team (``_Placer`` made sure each team has one)."""
         out: dict[str, str] = {}
         smaller = size < self.max_size
-        for members, roles in zip(teams, self.team_roles, strict=True):
+        for members, roles, slots in zip(teams, self.team_roles, self.role_slots, strict=True):
             if not roles:
                 continue  # a named team without role slots
-            offers = [offer for t in members for offer in self.offers[t]]
-            got = assign_roles(offers, roles, every_role=smaller)
+            got = assigned_roles(tuple([offer for t in members for offer in self.offers[t]]), slots, smaller)
             assert got is not None, "selection only keeps teams whose players fill their slots"
             pids = [p.id for t in members for p in self.live[t].players]
             out.update(zip(pids, got, strict=True))
@@ -725,7 +743,8 @@ class _Tick:
         assert self.rating is not None
         members = [t for team in teams for t in team]
         where = {t: i for i, t in enumerate(members)}
-        parties = [ratings.party_ratings(self.live[t].players, self.rating.attribute) for t in members]
+        attribute, rated = self.rating.attribute, self.rated
+        parties = [rated[t] or ratings.party_ratings(self.live[t].players, attribute) for t in members]
         split, prediction = ratings.balance(parties, [[where[t] for t in team] for team in teams], size)
         teams = [sorted(members[i] for i in team) for team in split]
         return teams, [sum(map(self.strength.__getitem__, team)) for team in teams], prediction

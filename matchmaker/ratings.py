@@ -10,7 +10,8 @@ What this module does, without I/O (the Redis side is ``matchmaker.ratingstore``
 - ``rate``: teams of ratings and their ranks (1 = first; equal ranks are a draw) or scores (higher
   is better) -> the teams' new ratings.
 - ``predict_win`` / ``predict_draw``: each team's chance to win, and the chance of a draw, which is
-  highest when the teams are evenly matched: the **match quality** of a rating queue.
+  highest when the teams are evenly matched: the **match quality** of a rating queue. ``predict``
+  gives both from mu and sigma directly, with OpenSkill's floats: the matcher's per-match path.
 - ``balance``: the split of a match's parties into teams whose predicted win probability is
   closest to even (every split for small matches of two teams, the matcher's greedy split otherwise).
 - ``parse_result``: a game backend's ``POST /v1/matches/{id}/result`` body against the recorded
@@ -21,6 +22,7 @@ What this module does, without I/O (the Redis side is ``matchmaker.ratingstore``
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -29,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from openskill.models import PlackettLuce
+from openskill.models.weng_lin.common import phi_major, phi_major_inverse
 
 from fleetmatch.errors import ValidationError
 from matchmaker.models import Player, TicketRequest
@@ -130,33 +133,77 @@ def balance(
     teams = [list(team) for team in greedy]
     if len(teams) == 2 and len(parties) <= BRUTE_FORCE_PARTIES:
         teams = _best_split(parties, teams, size)
-    built = _teams([[r for i in team for r in parties[i]] for team in teams])  # once: each rating costs a uuid4
-    prediction = Prediction(
-        win=tuple(float(p) for p in _MODEL.predict_win(built)), draw=float(_MODEL.predict_draw(built))
-    )
-    return teams, prediction
+    return teams, predict([[r for i in team for r in parties[i]] for team in teams])
+
+
+def predict(teams: Sequence[Sequence[Rating]]) -> Prediction:
+    """``predict_win`` and ``predict_draw`` in one, from mu and sigma directly: OpenSkill's own
+    rating objects each cost a ``uuid4``, and the matcher predicts every match of a rating queue.
+    The arithmetic is Plackett-Luce's in openskill 6, step for step and in the same order (a team's
+    mu and sigma^2 summed over its players by descending ordinal, no balance weights), so the floats
+    are the same; tests/unit/test_ratings.py holds it to OpenSkill's answers."""
+    if len(teams) < 2 or not all(teams):
+        raise ValidationError("teams", f"a rating needs at least two teams of at least one player, got {len(teams)}")
+    sums = list(map(_team_sums, teams))
+    spread = 2 * _MODEL.beta**2
+    n = len(sums)
+    if n == 2:
+        (mu_a, var_a), (mu_b, var_b) = sums
+        first = phi_major((mu_a - mu_b) / math.sqrt(spread + var_a + var_b))
+        win: tuple[float, ...] = (first, 1 - first)
+    else:
+        pairs = [
+            phi_major((mu_a - mu_b) / math.sqrt(spread + var_a + var_b))
+            for (mu_a, var_a), (mu_b, var_b) in itertools.permutations(sums, 2)
+        ]
+        wins = [sum(pairs[j] for j in range(i * (n - 1), (i + 1) * (n - 1))) / (n - 1) for i in range(n)]
+        total = sum(wins)
+        win = tuple(w / total for w in wins)
+    margin = _draw_margin(sum(map(len, teams)))
+    draws = [
+        phi_major((margin - mu_a + mu_b) / math.sqrt(spread + var_a + var_b))
+        - phi_major((mu_b - mu_a - margin) / math.sqrt(spread + var_a + var_b))
+        for (mu_a, var_a), (mu_b, var_b) in itertools.combinations(sums, 2)
+    ]
+    return Prediction(win=win, draw=sum(draws) / len(draws))
+
+
+def _ordinal(rating: Rating) -> float:
+    return rating.mu - 3.0 * rating.sigma  # OpenSkill's ordinal() with its defaults (z 3, alpha 1, target 0)
+
+
+def _team_sums(team: Sequence[Rating]) -> tuple[float, float]:
+    """A team's mu and sigma^2, summed as OpenSkill sums them (strongest ordinal first)."""
+    mu = var = 0.0
+    for r in sorted(team, key=_ordinal, reverse=True):
+        mu += r.mu
+        var += r.sigma**2
+    return mu, var
+
+
+@functools.lru_cache(maxsize=256)
+def _draw_margin(players: int) -> float:
+    return math.sqrt(players) * _MODEL.beta * phi_major_inverse((1 + 1 / players) / 2)
 
 
 def _best_split(parties: Sequence[Sequence[Rating]], start: list[list[int]], size: int) -> list[list[int]]:
     sizes = [len(p) for p in parties]
-    mus = [sum(r.mu for r in p) for p in parties]
+    mus = [sum([r.mu for r in p]) for p in parties]
     total = sum(mus)
+    size_of, mu_of = sizes.__getitem__, mus.__getitem__
+    need, first = size - sizes[0], mus[0]  # team 0: party 0 and ``others``
 
-    def gap(team: Sequence[int]) -> float:
-        return abs(total - 2 * sum(mus[i] for i in team))
-
-    best, best_gap = start, gap(start[0])
+    best, best_gap = start, abs(total - 2 * sum(map(mu_of, start[0])))
     rest = range(1, len(parties))
     counts = range(len(parties)) if len(set(sizes)) > 1 else (size // sizes[0] - 1,)
     for k in counts:
         for others in itertools.combinations(rest, k):
-            if sizes[0] + sum(sizes[i] for i in others) != size:
+            if sum(map(size_of, others)) != need:
                 continue
-            team = (0, *others)
-            g = gap(team)
+            g = abs(total - 2 * sum(map(mu_of, others), first))  # the same additions as a sum over (0, *others)
             if g < best_gap - 1e-9:
-                chosen = set(team)
-                best, best_gap = [list(team), [i for i in range(len(parties)) if i not in chosen]], g
+                chosen = {0, *others}
+                best, best_gap = [[0, *others], [i for i in range(len(parties)) if i not in chosen]], g
     return best
 
 

@@ -394,3 +394,20 @@ def test_roles_fit_answers_as_assign_roles_in_any_order(
     expected = assign_roles(offers, slots, every_role=every_role) is not None
     shuffled = data.draw(st.permutations(offers))
     assert roles_fit(shuffled, tuple(slots.items()), every_role=every_role) is expected
+
+
+def test_remembered_role_assignment_is_assign_roles() -> None:
+    """``assigned_roles`` (the matcher's, remembered) answers as ``assign_roles`` for the same offers."""
+    import random
+
+    from matchmaker.composition import assigned_roles
+
+    rng = random.Random(3)
+    roles = {"tank": 1, "healer": 1, "dps": 3}
+    kinds: list[tuple[str, ...]] = [("tank",), ("healer",), ("dps",), ("tank", "dps"), ()]
+    for _ in range(500):
+        offers = tuple(rng.choice(kinds) for _ in range(rng.randint(1, 6)))
+        for every_role in (False, True):
+            want = assign_roles(offers, roles, every_role=every_role)
+            got = assigned_roles(offers, tuple(roles.items()), every_role)
+            assert got == (None if want is None else tuple(want))

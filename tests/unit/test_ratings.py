@@ -5,6 +5,7 @@ in the match function."""
 from __future__ import annotations
 
 import itertools
+import random
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from matchmaker.ratings import (
     Rating,
     balance,
     parse_result,
+    predict,
     predict_draw,
     predict_win,
     rate,
@@ -94,6 +96,26 @@ def test_predictions() -> None:
     assert win[0] > 0.5 and sum(win) == pytest.approx(1)
     assert predict_draw(even) > predict_draw(uneven)  # symmetric teams: the draw is likeliest
     assert predict_draw(even) > predict_draw([[Rating(26, 5)] * 2, [Rating(24, 5)] * 2]) > predict_draw(uneven)
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_predict_gives_openskills_floats_exactly(count: int) -> None:
+    """The matcher's own prediction (no OpenSkill rating objects) is OpenSkill's to the last bit:
+    teams of 1-6 players, ratings with equal ordinals (the order OpenSkill sums them in matters)."""
+    rng = random.Random(count)
+    model = PlackettLuce()
+    for _ in range(300):
+        teams = [
+            [
+                Rating(round(rng.gauss(25, 5), rng.choice([0, 3, 12])), rng.choice([8.333, 2.0, rng.uniform(0.5, 9)]))
+                for _ in range(rng.randint(1, 6))
+            ]
+            for _ in range(count)
+        ]
+        theirs = [[model.rating(mu=r.mu, sigma=r.sigma) for r in team] for team in teams]
+        got = predict(teams)
+        assert got.win == tuple(model.predict_win(theirs))
+        assert got.draw == model.predict_draw(theirs)
 
 
 def test_rate_refuses_what_it_cannot_rate() -> None:
