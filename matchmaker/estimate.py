@@ -47,7 +47,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Self
 
 from matchmaker.models import Ticket
 from matchmaker.rules import Queue
@@ -76,8 +77,30 @@ DEPTH_PREFIX = "n:"
 RATE_PREFIX = "r:"
 
 
+class _Stored:
+    """A frozen dataclass of floats stored as one hash field: its values, space-separated. Decoding
+    refuses anything malformed (None: an estimate is never worth an error), a non-finite value, or
+    a negative first value (a weight, a count, a duration)."""
+
+    __slots__ = ()
+
+    def encode(self) -> str:
+        return " ".join(repr(getattr(self, f.name)) for f in fields(self))  # type: ignore[arg-type]
+
+    @classmethod
+    def decode(cls, text: str) -> Self | None:
+        count = len(fields(cls))  # type: ignore[arg-type]
+        try:
+            values = [float(v) for v in text.split()]
+        except ValueError:
+            return None
+        if len(values) != count or not all(map(math.isfinite, values)) or values[0] < 0:
+            return None
+        return cls(*values)
+
+
 @dataclass(frozen=True, slots=True)
-class Cell:
+class Cell(_Stored):
     """One key's decayed sample of waits."""
 
     weight: float
@@ -94,20 +117,6 @@ class Cell:
     def seconds(self) -> float | None:
         """The geometric mean of the waits (None: no weight)."""
         return math.exp(self.log_sum / self.weight) if self.weight > 0 else None
-
-    def encode(self) -> str:
-        return f"{self.weight!r} {self.log_sum!r} {self.at!r}"
-
-    @classmethod
-    def decode(cls, text: str) -> Cell | None:
-        """A stored cell; None for anything malformed (an estimate is never worth an error)."""
-        try:
-            weight, log_sum, at = map(float, text.split())
-        except ValueError:
-            return None
-        if not all(map(math.isfinite, (weight, log_sum, at))) or weight < 0:
-            return None
-        return cls(weight, log_sum, at)
 
 
 def decode_cells(fields: Mapping[str, str]) -> dict[str, Cell]:
@@ -200,18 +209,8 @@ def remaining(expected: float | None, waited: float) -> float | None:
 # -- the queue ahead ---------------------------------------------------------------------------
 
 
-def _floats(text: str) -> tuple[float, float, float] | None:
-    try:
-        a, b, c = map(float, text.split())
-    except ValueError:
-        return None
-    if not all(map(math.isfinite, (a, b, c))) or a < 0:
-        return None
-    return a, b, c
-
-
 @dataclass(frozen=True, slots=True)
-class Depth:
+class Depth(_Stored):
     """Players waiting under one key when a director last looked."""
 
     players: float
@@ -226,17 +225,9 @@ class Depth:
             return self.players
         return self.players * min(1.0, max(0.0, (enqueued_at - self.oldest) / (self.at - self.oldest)))
 
-    def encode(self) -> str:
-        return f"{self.players!r} {self.oldest!r} {self.at!r}"
-
-    @classmethod
-    def decode(cls, text: str) -> Depth | None:
-        values = _floats(text)
-        return None if values is None else cls(*values)
-
 
 @dataclass(frozen=True, slots=True)
-class Rate:
+class Rate(_Stored):
     """One key's decayed count of matched players, for a rate per second."""
 
     weight: float
@@ -257,14 +248,6 @@ class Rate:
             return None
         exposure = half_life / math.log(2) * (1 - 0.5 ** (span / half_life))
         return rate.weight / exposure if exposure > 0 and rate.weight > 0 else None
-
-    def encode(self) -> str:
-        return f"{self.weight!r} {self.since!r} {self.at!r}"
-
-    @classmethod
-    def decode(cls, text: str) -> Rate | None:
-        values = _floats(text)
-        return None if values is None else cls(*values)
 
 
 @dataclass(frozen=True, slots=True)

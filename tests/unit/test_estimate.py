@@ -144,6 +144,14 @@ def test_cells_round_trip_and_garbage_is_skipped() -> None:
     assert decode_cells(fields) == {"ok": cell}
 
 
+@pytest.mark.parametrize("stored", [Cell(2.5, -3.25, NOW), Depth(12.0, NOW - 30, NOW), Rate(7.5, NOW - 60, NOW)])
+@pytest.mark.parametrize("garbage", ["1 2", "1 2 3 4", "a b c", "nan 1 2", "1 inf 2", "-1 0 0", ""])
+def test_every_stored_kind_round_trips_and_refuses_garbage(stored: Cell | Depth | Rate, garbage: str) -> None:
+    kind = type(stored)
+    assert kind.decode(stored.encode()) == stored
+    assert kind.decode(garbage) is None
+
+
 @pytest.mark.parametrize(
     ("expected", "waited", "left"),
     [
