@@ -11,6 +11,10 @@ server's (enqueue to match), not the client's (which adds ticket creation and th
 so the figures sit close to, not exactly on, the load test's::
 
     python -m loadtest.replay_waits --redis unix:///path/to/redis.sock --queues fleetmatch/demo/queues.yaml
+
+The finished tickets last only the store's retention (10 minutes): ``--save FILE`` also writes the
+records read as JSON, and ``--records FILE`` replays such a file instead of a Redis, as often as
+one likes (iterating on an estimator against one run).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import click
 
+from fleetmatch.codec import from_wire, to_wire
 from loadtest.collect import relative_error, wait_estimate_summary
 from matchmaker.estimate import decode_summary, depths_of, estimate, expected_remaining, keys_of, publish, remaining
 from matchmaker.models import Ticket
@@ -36,6 +41,14 @@ class Record:
 
     ticket: Ticket
     finished: float | None
+    left: float | None = None
+    """When a ticket never matched left the queue (cancelled, expired; None: still there at the
+    end): until then it counts in the depth a director sees, not after."""
+
+    def waiting_at(self, now: float) -> bool:
+        """Whether it was in the pool at ``now``."""
+        gone = self.finished if self.finished is not None else self.left
+        return self.ticket.enqueued_at <= now and (gone is None or gone > now)
 
 
 def replay(records: Sequence[Record], queue: Queue | None, *, tick: float = 0.5) -> dict[str, dict[str, Any]]:
@@ -71,11 +84,7 @@ def replay(records: Sequence[Record], queue: Queue | None, *, tick: float = 0.5)
             for r, keys in keyed[:arrived]
             if r.finished is not None and now - tick < r.finished <= now
         ]
-        waiting = [
-            (keys, r.ticket.size, r.ticket.enqueued_at)
-            for r, keys in keyed[:arrived]
-            if r.finished is None or r.finished > now
-        ]
+        waiting = [(keys, r.ticket.size, r.ticket.enqueued_at) for r, keys in keyed[:arrived] if r.waiting_at(now)]
         stored.update(publish(summary, matched, depths_of(waiting, now), now))
     return {name: wait_estimate_summary(errors[name], unestimated[name]) for name in ("old", "new")}
 
@@ -98,10 +107,28 @@ async def read_records(url: str, queue: str) -> list[Record]:
         for tid in ids:
             ticket = await store.get(tid)
             matched = ticket.state == "matched" and tid in done
-            records.append(Record(ticket, done[tid] if matched else None))
+            records.append(Record(ticket, done[tid] if matched else None, None if matched else done.get(tid)))
         return records
     finally:
         await client.aclose()
+
+
+def dump_records(records_by_queue: Mapping[str, Sequence[Record]]) -> str:
+    """The records as JSON (``--save``): per queue, each ticket on the wire and when it finished."""
+    return json.dumps(
+        {
+            name: [{"ticket": to_wire(r.ticket), "finished": r.finished, "left": r.left} for r in records]
+            for name, records in records_by_queue.items()
+        }
+    )
+
+
+def load_records(text: str) -> dict[str, list[Record]]:
+    """Records ``dump_records`` wrote (``--records``)."""
+    return {
+        name: [Record(from_wire(Ticket, item["ticket"]), item["finished"], item.get("left")) for item in items]
+        for name, items in json.loads(text).items()
+    }
 
 
 def compare(records_by_queue: Mapping[str, Sequence[Record]], queues: Mapping[str, Queue]) -> dict[str, Any]:
@@ -120,12 +147,29 @@ def compare(records_by_queue: Mapping[str, Sequence[Record]], queues: Mapping[st
 
 
 @click.command()
-@click.option("--redis", "url", required=True, help="The run's Redis (redis:// or unix://).")
+@click.option("--redis", "url", help="The run's Redis (redis:// or unix://).")
+@click.option(
+    "--records",
+    "records_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Replay the records --save wrote instead of reading a Redis.",
+)
+@click.option(
+    "--save", "save_file", type=click.Path(path_type=Path, dir_okay=False), help="Also write the records read here."
+)
 @click.option("--queues", "queues_file", type=click.Path(path_type=Path), required=True, help="The run's queue rules.")
-def main(url: str, queues_file: Path) -> None:
+def main(url: str | None, records_file: Path | None, save_file: Path | None, queues_file: Path) -> None:
     """Print both estimators' figures for the run's tickets, as JSON."""
+    if (url is None) == (records_file is None):
+        raise click.UsageError("give exactly one of --redis and --records")
     queues = load_queues(queues_file)
-    records = {name: asyncio.run(read_records(url, name)) for name in queues}
+    if records_file is not None:
+        records = load_records(records_file.read_text())
+    else:
+        assert url is not None
+        records = {name: asyncio.run(read_records(url, name)) for name in queues}
+    if save_file is not None:
+        save_file.write_text(dump_records(records))
     click.echo(json.dumps(compare(records, queues), indent=1))
 
 

@@ -40,11 +40,15 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "make up",
     ),
     ("README.md", "make test"): "runs the whole test suite, this test included",
-    (
-        "docs/load-testing.md",
+    **_each(
+        ("docs/load-testing.md",),
+        "needs the Redis a finished load test left, or the records saved from it (a 2000-player run takes "
+        "minutes); tests/unit/test_replay_waits.py replays and saves tickets the same way",
         "python -m loadtest.replay_waits --redis unix:///path/to/redis.sock --queues fleetmatch/demo/queues.yaml",
-    ): "needs the Redis a finished load test left (a 2000-player run takes minutes); tests/unit/test_replay_waits.py "
-    "replays tickets the same way",
+        "python -m loadtest.replay_waits --redis unix:///path/to/redis.sock --queues fleetmatch/demo/queues.yaml "
+        "--save run.json",
+        "python -m loadtest.replay_waits --records run.json --queues fleetmatch/demo/queues.yaml",
+    ),
     **_each(
         ("docs/kubernetes.md",),
         _CLUSTER,

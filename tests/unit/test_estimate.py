@@ -10,12 +10,16 @@ from matchmaker.estimate import (
     DEPTH_PREFIX,
     DEPTH_STALE_SECONDS,
     HALF_LIFE_SECONDS,
+    LONGEST_FACTOR,
     MAX_CELLS,
+    PEAK_HALF_LIFE_SECONDS,
+    PEAK_PREFIX,
     QUEUE_WEIGHT,
     RATE_HALF_LIFE_SECONDS,
     RATE_PREFIX,
     Cell,
     Depth,
+    Peak,
     Rate,
     Summary,
     band,
@@ -25,7 +29,9 @@ from matchmaker.estimate import (
     estimate,
     expected_remaining,
     keys_of,
+    longest_wait,
     merge,
+    merge_peaks,
     merge_rates,
     publish,
     queue_term,
@@ -142,6 +148,14 @@ def test_cells_round_trip_and_garbage_is_skipped() -> None:
     assert Cell.decode(cell.encode()) == cell
     fields = {"ok": cell.encode(), "short": "1 2", "words": "a b c", "nan": "nan 1 2", "negative": "-1 0 0"}
     assert decode_cells(fields) == {"ok": cell}
+
+
+@pytest.mark.parametrize("stored", [Cell(2.5, -3.25, NOW), Depth(12.0, NOW - 30, NOW), Rate(7.5, NOW - 60, NOW)])
+@pytest.mark.parametrize("garbage", ["1 2", "1 2 3 4", "a b c", "nan 1 2", "1 inf 2", "-1 0 0", ""])
+def test_every_stored_kind_round_trips_and_refuses_garbage(stored: Cell | Depth | Rate, garbage: str) -> None:
+    kind = type(stored)
+    assert kind.decode(stored.encode()) == stored
+    assert kind.decode(garbage) is None
 
 
 @pytest.mark.parametrize(
@@ -265,3 +279,51 @@ def test_publish_keeps_the_fullest_depths_only() -> None:
     kept = decode_summary(fields).depths
     assert len(kept) == MAX_CELLS
     assert min(d.players for d in kept.values()) == 11.0  # the 10 emptiest were left out
+
+
+def test_every_stored_kind_round_trips_a_peak_too() -> None:
+    peak = Peak(42.5, NOW)
+    assert Peak.decode(peak.encode()) == peak
+    assert Peak.decode("1 2 3") is None and Peak.decode("-1 2") is None
+    fields = {PEAK_PREFIX + "eu|*": peak.encode(), PEAK_PREFIX + "bad": "x y"}
+    assert decode_summary(fields).peaks == {"eu|*": peak}
+    assert decode_cells(fields) == {}  # never read as a wait
+
+
+def test_a_peak_is_raised_by_a_longer_wait_and_halves_otherwise() -> None:
+    peaks = merge_peaks({}, [(("a", "*"), 30.0), (("b", "*"), 10.0)], NOW)
+    assert peaks == {"a": Peak(30.0, NOW), "b": Peak(10.0, NOW), "*": Peak(30.0, NOW)}
+    later = NOW + PEAK_HALF_LIFE_SECONDS
+    assert merge_peaks(peaks, [(("a",), 5.0)], later) == {"a": Peak(15.0, later)}  # decayed, still above 5
+    assert merge_peaks(peaks, [(("a",), 40.0)], later) == {"a": Peak(40.0, later)}
+    assert merge_peaks(peaks, [(("new",), 1.0)], NOW, max_cells=3) == {}  # full: no new key
+
+
+def test_publish_writes_the_peaks_of_what_it_matched() -> None:
+    fields = publish(Summary(), [(("b", "*"), 12.0, 2)], {}, NOW)
+    assert decode_summary(fields).peaks == {"b": Peak(12.0, NOW), "*": Peak(12.0, NOW)}
+
+
+def test_the_longest_wait_is_the_peak_or_the_oldest_waiting_whichever_is_longer() -> None:
+    peak = Peak(30.0, NOW - PEAK_HALF_LIFE_SECONDS)  # 15 s by now
+    assert longest_wait(Summary(peaks={"q": peak}), ("r", "q"), NOW) == pytest.approx(15.0)
+    old = Summary(peaks={"q": peak}, depths={"q": Depth(4.0, NOW - 50, NOW)})
+    assert longest_wait(old, ("q",), NOW) == pytest.approx(50.0)
+    empty = Summary(peaks={"q": peak}, depths={"q": Depth(0.0, NOW - 50, NOW)})
+    assert longest_wait(empty, ("q",), NOW) == pytest.approx(15.0)  # nobody waits: no oldest
+    assert longest_wait(Summary(depths={"q": Depth(4.0, NOW - 50, NOW)}), ("q",), NOW) is None
+
+
+def test_no_estimate_beyond_the_longest_wait_seen_lately() -> None:
+    """In an overloaded queue whose players give up (or are not served first come, first served),
+    the players ahead over the rate is far beyond what anyone matched after: the estimate stays
+    within a margin of the longest recent wait."""
+    keys = ("eu|7", "eu|*", "*|*")
+    crowded = summary_of(900.0, 3.0)  # 300 s by the queue term
+    uncapped = expected_remaining(crowded, keys, size=1, needed=8, enqueued_at=NOW, now=NOW)
+    assert uncapped is not None and uncapped > 200
+    capped = Summary(crowded.waits, crowded.depths, crowded.rates, {"eu|*": Peak(40.0, NOW)})  # oldest: 10 s
+    now = expected_remaining(capped, keys, size=1, needed=8, enqueued_at=NOW, now=NOW)
+    assert now == pytest.approx(LONGEST_FACTOR * 40.0, abs=0.1)
+    later = expected_remaining(capped, keys, size=1, needed=8, enqueued_at=NOW - 5, now=NOW)
+    assert later == pytest.approx(LONGEST_FACTOR * 40.0 - 5, abs=0.1)  # what it waited comes off

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadtest.replay_waits import Record, replay
+from loadtest.replay_waits import Record, dump_records, load_records, replay
 from matchmaker.models import Player, Ticket
 
 T0 = 1_800_000_000.0
@@ -30,3 +30,17 @@ def test_a_queue_that_slows_down_is_caught_by_the_new_estimator_only() -> None:
 
 def test_no_tickets_no_figures() -> None:
     assert replay([], None)["new"]["withinPercent"] is None
+
+
+def test_saved_records_replay_as_the_store_left_them() -> None:
+    records = {"q": [record(1, 0, 2.0), Record(record(2, 1, None).ticket, None, T0 + 30)]}
+    loaded = load_records(dump_records(records))
+    assert loaded == records
+    assert replay(loaded["q"], None) == replay(records["q"], None)
+
+
+def test_a_cancelled_ticket_leaves_the_depth_when_it_left() -> None:
+    gone = Record(record(3, 0, None).ticket, None, T0 + 10)
+    assert gone.waiting_at(T0 + 9) and not gone.waiting_at(T0 + 10)
+    matched = record(4, 0, 5.0)
+    assert matched.waiting_at(T0 + 4) and not matched.waiting_at(T0 + 5)
