@@ -87,6 +87,9 @@ BLOCKED_EVERY = 2.0
 """Seconds between two samples of ``fleetmatch_tickets_blocked`` (``matchmaker.explain.blocked_counts``)."""
 GIVE_BACK_SECONDS = 2.0
 """How long a director that is stopped mid-match waits for its tickets to go back to the pool."""
+MIN_HOLD_SECONDS = 30.0
+"""A match's leases are renewed for at most ``max(MIN_HOLD_SECONDS, 2 * lease)`` by default: a
+director alive but stuck mid-allocation (a hung call) must not hold its tickets forever."""
 ORPHANING = frozenset({"error", "lost-lease"})
 """Failures after which a server may be allocated for the match: an allocation of unknown outcome
 (the request may have reached the allocator), or one the assignment could not use."""
@@ -218,6 +221,7 @@ class Director:
         allocator: Allocating,
         *,
         lease_seconds: float = 15.0,
+        max_hold_seconds: float | None = None,
         concurrency: int = 32,
         clock: Callable[[], float] = time.time,
         releaser: Releasing | None = None,
@@ -230,7 +234,9 @@ class Director:
         recorded for their results (a queue with a rating rule). ``shadow``: the queue's shadow
         match function, given each pass's snapshot and proposals (``matchmaker.shadowrun``).
         ``backfiller``: running matches' open slots are filled first each pass, and new matches
-        carry what backfill needs."""
+        carry what backfill needs. ``max_hold_seconds``: how long a match's leases are renewed
+        while it is allocated (default ``max(MIN_HOLD_SECONDS, 2 * lease_seconds)``); past it they
+        run out and other directors take the tickets (its late assignment then fails)."""
         self.matches = matches
         self.shadow = shadow
         self.backfiller = backfiller
@@ -241,6 +247,9 @@ class Director:
         self.releaser = releaser
         self._cannot_release = False
         self.lease_seconds = lease_seconds
+        if max_hold_seconds is None:
+            max_hold_seconds = max(MIN_HOLD_SECONDS, 2 * lease_seconds)
+        self.max_hold_seconds = max_hold_seconds
         self._limit = asyncio.Semaphore(concurrency)
         self._clock = clock
         self._backoff = 0.0
@@ -503,8 +512,18 @@ class Director:
 
     async def _keep_lease(self, match_id: str, ids: Sequence[str]) -> None:
         name = self.queue.name
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.max_hold_seconds
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
+            if loop.time() + self.lease_seconds > until:
+                log.warning(
+                    "match %s is still being allocated after %.0f s; its leases run out now",
+                    match_id,
+                    self.max_hold_seconds,
+                    extra={**self._ids, "match_id": match_id},
+                )
+                return
             try:
                 if not await self.store.renew(name, match_id, ids, lease_seconds=self.lease_seconds):
                     return  # a ticket was cancelled or the lease lapsed: the assignment says so

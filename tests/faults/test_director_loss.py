@@ -1,8 +1,9 @@
 """Directors lost mid-match, against a real Redis and a real allocator: three directors share a
 queue; one holds ticket leases with servers already allocated for them when it is killed
-(cancelled) or stalls past its leases. No ticket is matched twice or lost: its tickets return to
-the pool when the leases run out and the other directors match them; and no server stays
-Allocated to a match nobody got: the director that notices releases it (``StoreReleaser``)."""
+(cancelled) or stalls (a hung call: it renews its leases only for ``max_hold_seconds``). No
+ticket is matched twice or lost: its tickets return to the pool when the leases run out and the
+other directors match them; and no server stays Allocated to a match nobody got: the director
+that notices releases it (``StoreReleaser``)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "director-loss-token-0123456789"
 LEASE = 1.0
+HOLD = 3.0  # how long the stalled director keeps renewing its leases
 TICKETS = 24  # 12 duels: the lost director takes all of them first
 (DUEL,) = parse_queues(
     """\
@@ -94,7 +96,15 @@ class World:
     redis: aioredis.Redis
 
     def director(self, allocator: Allocating, lease: float = LEASE) -> Director:
-        return Director(self.tickets, DUEL, matcher(DUEL), allocator, lease_seconds=lease, releaser=self.gameservers)
+        return Director(
+            self.tickets,
+            DUEL,
+            matcher(DUEL),
+            allocator,
+            lease_seconds=lease,
+            max_hold_seconds=HOLD,
+            releaser=self.gameservers,
+        )
 
     async def servers(self) -> dict[str, GameServer]:
         items, _ = await self.backend.gameservers.list()
