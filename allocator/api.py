@@ -18,11 +18,11 @@ A request whose client hung up before its server was claimed claims nothing.
 
 from __future__ import annotations
 
-import json
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from allocator.allocation import Allocator
@@ -94,8 +94,8 @@ def _decoded(raw: bytes) -> _Request:
     allocation = decode_allocation(doc)
     sent = doc.get("spec", {})
     head = {"apiVersion": API_VERSION, "kind": GameServerAllocation.KIND, "spec": sent, "status": None}
-    # The same bytes json_response wrote (its separators), the status spliced in per answer.
-    request = _Request(allocation.spec, sent, json.dumps(head)[: -len("null}")].encode())
+    # Compact JSON (orjson), the status spliced in per answer.
+    request = _Request(allocation.spec, sent, orjson.dumps(head)[: -len("null}")])
     if len(raw) <= REQUEST_CACHE_MAX_BODY:
         if len(_REQUESTS) >= REQUEST_CACHE_SIZE:
             del _REQUESTS[next(iter(_REQUESTS))]  # oldest first
@@ -111,7 +111,9 @@ async def allocate(request: web.Request) -> web.Response:
     key = _key(request, sent.sent)
     status = await allocator.allocate(sent.spec, key=key, abandoned=lambda: client_gone(request))
     if status.state is AllocationState.ALLOCATED:
-        answer = sent.head + json.dumps(to_wire(status)).encode() + b"}"
+        # orjson: a tenth of json.dumps' time; the status holds only validated values (text keys,
+        # int64 counters, finite numbers), all of which it encodes.
+        answer = sent.head + orjson.dumps(to_wire(status)) + b"}"
         return web.Response(body=answer, status=201, content_type="application/json", charset="utf-8")
     body = {"apiVersion": API_VERSION, "kind": GameServerAllocation.KIND, "spec": sent.sent, "status": to_wire(status)}
     if status.state is AllocationState.UNALLOCATED:

@@ -29,8 +29,11 @@ from fleetmatch.models import GameServer, GameServerState, SchedulingStrategy
 SCAN_LIMIT = 256
 """A selector's smallest index set up to this size is scanned outright; a larger one is reached
 node by node, each node probed at random first."""
-PROBES = 32
-"""Random picks tried on a node before scanning it."""
+PROBES = 4
+"""Random picks tried on a node (of more servers than this) before scanning it. Few: under load
+the preferred node's Ready servers are mostly being claimed by concurrent requests (Packed sends
+them all there), so probes miss; a scan from a random place stops at the first ``best_few`` fits
+(on the 10,000-server benchmark, 32 probes cost 16 us per choice, 4 cost 12 us)."""
 
 
 def node_order(
@@ -144,15 +147,16 @@ def _matches_on(
 ) -> list[str]:
     """Up to ``want`` (at least one if any) servers of ``node`` that fit."""
     members = index.on_node(node, state)
-    for _ in range(min(PROBES, len(members))):
-        name = members.random(rng)  # uniformly random: the first fit is already a random tie-break
-        if name in base and fits(name):
-            return [name]
-    # Unlucky or sparse: scan, from a random place so that allocators do not all take the same ones.
+    if len(members) > PROBES:
+        for _ in range(PROBES):
+            name = members.random(rng)  # uniformly random: the first fit is already a random tie-break
+            if name in base and fits(name):
+                return [name]
+    # Few servers (a node nearly full, often all of them being claimed by concurrent requests: the
+    # probes would all miss), or unlucky: scan, from a random place so that allocators do not all
+    # take the same ones.
     out = []
-    items = list(members)
-    offset = int(rng.random() * len(items))
-    for name in items[offset:] + items[:offset]:
+    for name in members.from_random_place(rng):
         if name in base and fits(name):
             out.append(name)
             if len(out) >= want:

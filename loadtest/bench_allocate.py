@@ -138,7 +138,7 @@ async def run_load(
     ``host:port``), ``concurrency`` in flight each; with ``server_pid``, also the server's CPU time
     (its workers' included) per successful request: steadier than throughput on a shared machine."""
     argv = [sys.executable, "-m", "loadtest.bench_allocate", "--grpc-load" if grpc_target else "--load", url]
-    argv += ["--token", token, "--seconds", str(seconds), "--concurrency", str(concurrency)]
+    argv += [f"--token={token}", "--seconds", str(seconds), "--concurrency", str(concurrency)]
     argv += ["--rate", str(rate)] if rate else []
     before = cpu_seconds(server_pid) if server_pid else 0.0
     procs = [
