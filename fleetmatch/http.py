@@ -25,6 +25,7 @@ import hmac
 import json
 import logging
 import math
+import select
 import socket
 import ssl
 import time
@@ -217,13 +218,19 @@ def _not_json(constant: str) -> Any:
 _JSON = json.JSONDecoder(parse_constant=_not_json)
 
 
+_POLLRDHUP: int = getattr(select, "POLLRDHUP", 0)
+"""The peer's end of stream, as poll reports it (Linux); 0 elsewhere (every check peeks)."""
+
+
 def client_gone(request: web.BaseRequest) -> bool:
     """Has the client hung up (closed or reset its connection)? Asked before an irreversible write
     made for it, such as claiming a game server: an answer nobody reads would strand the result.
 
     The transport alone can be late: a close that arrived while the process was stalled sits in
-    the socket behind the request until the event loop reads it. So the socket is also peeked
+    the socket behind the request until the event loop reads it. So the socket is also looked at
     (nothing consumed): end of stream or a reset means gone; pending bytes or none, still there.
+    On Linux a poll answers first (0.7 us, where the peek costs 4.4: it raises when nothing is
+    pending, the usual case); only a half-close it reports is peeked, as elsewhere.
     """
     transport = request.transport
     if transport is None or transport.is_closing():
@@ -231,7 +238,19 @@ def client_gone(request: web.BaseRequest) -> bool:
     sock = transport.get_extra_info("socket")
     if sock is None:
         return False
-    probe = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.fileno())  # all given: no getsockopt
+    fd = sock.fileno()
+    if _POLLRDHUP:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | _POLLRDHUP)
+        events = poller.poll(0)
+        if not events:
+            return False  # nothing pending, no end of stream
+        flags = events[0][1]
+        if flags & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+            return True  # reset, or closed both ways
+        if not flags & _POLLRDHUP:
+            return False  # bytes pending (a pipelined request): still there
+    probe = socket.socket(sock.family, sock.type, sock.proto, fileno=fd)  # all given: no getsockopt
     try:
         return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except (BlockingIOError, InterruptedError):

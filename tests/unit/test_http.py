@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -253,3 +254,50 @@ async def test_a_client_still_waiting_is_not_gone() -> None:
     async with TestClient(TestServer(app)) as client:
         assert (await client.post("/check", data=b"{}")).status == 200
     assert seen == [False]
+
+
+@pytest.mark.parametrize(
+    ("then", "gone"),
+    [("reset", True), ("pipelines", False), ("pipelines-and-half-closes", False), ("waits", False)],
+)
+async def test_what_arrived_behind_the_request_says_whether_its_client_is_gone(then: str, gone: bool) -> None:
+    """Seen while the handler runs, before the event loop reads it: a reset is gone; a pipelined
+    request (even with the client's end of stream behind it) or nothing at all is a client still
+    there (the poll's answers, and the peek it falls back to on a half-close)."""
+    started, acted = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        started.set()
+        acted.wait(10)  # the loop stays blocked: what arrives now stays unread in the socket
+        time.sleep(0.2)  # noqa: ASYNC251 - ... and has time to arrive
+        seen.append(client_gone(request))
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    runner, port = await serving(app)
+
+    def client() -> None:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            started.wait(10)
+            if then == "reset":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            elif then.startswith("pipelines"):
+                sock.sendall(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+                if then.endswith("half-closes"):
+                    sock.shutdown(socket.SHUT_WR)
+            acted.set()
+            if then != "reset":
+                time.sleep(0.5)
+
+    try:
+        thread = threading.Thread(target=client)
+        thread.start()
+        await eventually(lambda: bool(seen))
+        thread.join()
+        assert seen == [gone]
+    finally:
+        await runner.cleanup()

@@ -116,6 +116,8 @@ class RedisStore(Generic[R]):
         self._flush_scheduled = False
         self._sending: set[asyncio.Future[None]] = set()
         self._batch = batch
+        self._pack = msgpack.Packer(use_bin_type=True).pack
+        """One packer per store: ``msgpack.packb`` builds a packer (and its buffer) per call."""
         self._written: dict[tuple[str, str], R] = {}
         """Objects this instance wrote, by (name, version): a watch on the same instance hands them
         out instead of decoding the change again (an allocator sees each of its claims come back)."""
@@ -140,8 +142,8 @@ class RedisStore(Generic[R]):
         meta = wire["metadata"]
         for owned in _OWNED_FIELDS:  # kept beside the body, not in it
             meta.pop(owned, None)
-        spec = msgpack.packb(wire["spec"], use_bin_type=True)
-        return msgpack.packb(wire, use_bin_type=True), hashlib.blake2b(spec, digest_size=8).hexdigest()
+        pack = self._pack
+        return pack(wire), hashlib.blake2b(pack(wire["spec"]), digest_size=8).hexdigest()
 
     def _decode(self, body: bytes, owned: _Owned) -> R:
         """Records were validated when written: read them back without validating again."""
