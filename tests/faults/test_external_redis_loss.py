@@ -70,7 +70,7 @@ async def test_components_reconnect_to_an_external_redis_that_comes_back(redis: 
                 json=body,
                 headers={"Authorization": f"Bearer {TOKEN}"},
             ) as resp:
-                assert resp.status == 201, await resp.text()
+                assert resp.status == 201, f"{await resp.text()}\n{world.logs()}"
         after = await wait_for(backend.gameservers, lambda gs: len(gs) == 2 and all(g.state in (
             GameServerState.READY, GameServerState.ALLOCATED) for g in gs))  # fmt: skip
         assert {g.name for g in after} == {g.name for g in before}  # nobody was replaced for the outage

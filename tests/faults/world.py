@@ -40,15 +40,27 @@ class World:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fleetmatch", *args],
-            cwd=REPO,
-            env={**self.env, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        """``python -m fleetmatch *args``, its output in ``<data dir>/<command>-<n>.log`` (``logs``)."""
+        log = Path(self.env["FLEETMATCH_DATA_DIR"]) / f"{args[0]}-{len(self.procs)}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "fleetmatch", *args],
+                cwd=REPO,
+                env={**self.env, **env},
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+            )
         self.procs.append(proc)
         return proc
+
+    def logs(self, lines: int = 30) -> str:
+        """The last ``lines`` of each process's log: for an assertion's message."""
+        out = []
+        for log in sorted(Path(self.env["FLEETMATCH_DATA_DIR"]).glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {log.name}\n" + "\n".join(tail))
+        return "\n".join(out)
 
     def node_agent(self, name: str, ports: str, **env: str) -> subprocess.Popen[bytes]:
         return self.start("node-agent", FLEETMATCH_NODE_NAME=name, FLEETMATCH_PORT_RANGE=ports, **env)
