@@ -66,7 +66,7 @@ from fleetmatch.models import (
     TemplateMeta,
     initial_status,
 )
-from fleetmatch.nodes import DEFAULT_LEASE_SECONDS, NodeRegistry, live_nodes
+from fleetmatch.nodes import DEFAULT_LEASE_SECONDS, NodeRegistry, OutageGrace, live_nodes
 from fleetmatch.store import EventType, GameServerStore, Store, WatchEvent, modify
 
 log = logging.getLogger(__name__)
@@ -295,16 +295,15 @@ class Allocator:
         """Poll the node heartbeats and fence off servers of nodes that went silent or restarted,
         until cancelled. A poll that fails keeps the last view: a store outage is no node's fault."""
         assert self.nodes is not None
-        healthy_since: float | None = None
+        grace = OutageGrace(gap=period + self._node_lease / 4)  # a node renews every lease / 4
         while True:
             try:
                 records, now = await self.nodes.list()
             except StoreError as exc:
-                healthy_since = None
+                grace.failed()
                 log.warning("cannot read node heartbeats (%s); keeping the last view", exc)
             else:
-                if healthy_since is None:
-                    healthy_since = now
+                healthy_since = grace.read(now, time.monotonic())
                 self.index.set_live_nodes(live_nodes(records, now, self._node_lease, healthy_since))
                 metrics.FENCED.set(len(self.index.fenced))
                 self._nodes_known.set()

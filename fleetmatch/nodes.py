@@ -42,6 +42,36 @@ class NodeRecord:
     """Unix time (store clock) when this boot first heartbeated."""
 
 
+class OutageGrace:
+    """``healthy_since`` for one reader of node heartbeats (the allocator, the node controller): the
+    store time of its first read after an outage, or of its first read at all.
+
+    An outage is a read that failed, or a gap of more than ``gap`` seconds (monotonic) since the
+    last read that succeeded: a read can span an outage without failing (redis-py retries a lost
+    connection with backoff, a paused store answers late), and no node agent could renew meanwhile.
+    A reader whose own loop stalled that long gives the nodes the same grace: it cannot tell."""
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+        self.since: float | None = None
+        self._last_read: float | None = None
+
+    def reset(self) -> None:
+        """Start over (a new leadership term): the next read gives every node a fresh lease."""
+        self.since = self._last_read = None
+
+    def failed(self) -> None:
+        self.since = None
+
+    def read(self, now: float, at: float) -> float:
+        """A read that succeeded, answered at store time ``now`` and monotonic time ``at``: the
+        ``healthy_since`` to judge its records by."""
+        if self.since is None or self._last_read is None or at - self._last_read > self.gap:
+            self.since = now
+        self._last_read = at
+        return self.since
+
+
 class NodeRegistry(Protocol):
     """Node heartbeats of one namespace."""
 

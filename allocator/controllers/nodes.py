@@ -16,13 +16,14 @@ dropped from the registry (``fleetmatch node list`` no longer shows it).
 from __future__ import annotations
 
 import logging
+import time
 
 from allocator import metrics
 from fleetmatch.backends import Backend
 from fleetmatch.errors import NotFoundError, StoreError
 from fleetmatch.events import Severity, record_quietly
 from fleetmatch.models import TERMINAL_STATES, GameServer, GameServerState, failed
-from fleetmatch.nodes import NODE_BOOT_ANNOTATION, NodeRecord, lapsed_nodes, silence
+from fleetmatch.nodes import NODE_BOOT_ANNOTATION, NodeRecord, OutageGrace, lapsed_nodes, silence
 from fleetmatch.reconcile import ReconcileLoop
 from fleetmatch.store import modify
 
@@ -50,13 +51,13 @@ class NodeController:
         self.lease = lease_seconds
         self.forget = forget_seconds
         self.loop = ReconcileLoop(self.reconcile, resync=resync_seconds)
-        self._healthy_since: float | None = None
+        self._grace = OutageGrace(gap=resync_seconds + lease_seconds / 4)  # a node renews every lease / 4
         self._not_ready: set[str] = set()
 
     async def run(self) -> None:
         """Reconcile until cancelled; a new run (a new leadership term) gives every node a fresh lease.
         When it ends, this process reports no Not Ready nodes any more (the new leader does)."""
-        self._healthy_since = None
+        self._grace.reset()
         self._not_ready.clear()
         try:
             await self.informer.synced.wait()
@@ -68,19 +69,18 @@ class NodeController:
         try:
             records, now = await self.nodes.list()
         except StoreError as exc:
-            self._healthy_since = None
+            self._grace.failed()
             log.warning("cannot read node heartbeats: %s", exc)
             return
-        if self._healthy_since is None:
-            self._healthy_since = now
-        lapsed = lapsed_nodes(records, now, self.lease, self._healthy_since)
+        healthy_since = self._grace.read(now, time.monotonic())
+        lapsed = lapsed_nodes(records, now, self.lease, healthy_since)
         for name in self._not_ready - set(lapsed):
             self._not_ready.discard(name)
             log.info("node %s is Ready again", name, extra={"node": name})
             await record_quietly(self.events, "Node", name, "NodeReady", "the node agent renews its heartbeat again")
         metrics.NODES_NOT_READY.set(len(lapsed))
         for name, record in lapsed.items():
-            await self._evict(record, silence(record, now, self._healthy_since))
+            await self._evict(record, silence(record, now, healthy_since))
             if now - record.renewed > self.forget and not self._servers_on(name):
                 await self.nodes.remove(name)
                 self._not_ready.discard(name)

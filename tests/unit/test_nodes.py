@@ -9,7 +9,7 @@ from allocator.choose import choose_server
 from allocator.index import AllocationIndex
 from fleetmatch.allocation import GameServerSelector
 from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, SchedulingStrategy
-from fleetmatch.nodes import NODE_BOOT_ANNOTATION, NodeRecord, confirmed, lapsed_nodes, live_nodes
+from fleetmatch.nodes import NODE_BOOT_ANNOTATION, NodeRecord, OutageGrace, confirmed, lapsed_nodes, live_nodes
 
 LEASE = 10.0
 
@@ -35,6 +35,21 @@ def test_after_a_store_outage_every_node_gets_a_fresh_lease() -> None:
     records = [record("a", 50.0), record("b", 55.0)]
     assert lapsed_nodes(records, 100.0, LEASE, healthy_since=95.0) == {}
     assert set(lapsed_nodes(records, 106.0, LEASE, healthy_since=95.0)) == {"a", "b"}
+
+
+def test_an_outage_is_a_failed_read_or_a_read_that_came_too_late() -> None:
+    """The store time of the first read after an outage; a read that spanned one (no failure, just
+    late: a client retrying with backoff, a paused store) counts as one too."""
+    grace = OutageGrace(gap=3.5)
+    assert grace.read(now=100.0, at=10.0) == 100.0  # the first read: every node gets a fresh lease
+    assert grace.read(now=101.0, at=11.0) == 100.0
+    assert grace.read(now=104.0, at=14.0) == 100.0  # 3 s since the last read: within the gap
+    assert grace.read(now=115.0, at=25.0) == 115.0  # 11 s late: nobody could renew meanwhile
+    grace.failed()
+    assert grace.read(now=116.0, at=26.0) == 116.0
+    assert grace.read(now=117.0, at=27.0) == 116.0
+    grace.reset()
+    assert grace.read(now=118.0, at=28.0) == 118.0
 
 
 def test_only_the_live_run_of_a_node_confirms_its_servers() -> None:
