@@ -14,7 +14,9 @@
    driven by two load generators; from the CPU seconds the workers used, the allocations per second
    one more core would add (``projected_allocations_per_second_per_added_core``).
 
-The fleet is reset to Ready between phases, so every figure is measured against a full pool. Load
+The baseline's and the one allocator's maximum-rate phases run ``--repeat`` times (3) and the
+median run is reported, each run's figures beside it: the host's noise moves one phase by 10 % or
+more. The fleet is reset to Ready between phases, so every figure is measured against a full pool. Load
 generators are separate processes (``--load``), as a real client would be; on a two-core machine
 they compete with the allocator for CPU, and so does the baseline, so compare the ratio.
 """
