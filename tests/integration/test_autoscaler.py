@@ -42,6 +42,7 @@ from fleetmatch.models import (
 )
 from fleetmatch.store import R, Store, WatchEvent
 from fleetmatch.tasks import cancel_and_wait
+from tests.waiting import eventually
 
 S = GameServerState
 T0 = 1_700_000_000.0
@@ -400,7 +401,11 @@ async def test_deleting_an_autoscaler_leaves_the_fleet_alone(env: Env) -> None:
     await apply_autoscaler(env.autoscalers, make_fas("temp", buffer=3))
     env.start()
     await env.scaled_to(3)
+    await eventually(lambda: gauge("desired", "temp", "arena") == 3, within=10)
     await env.autoscalers.delete("temp")
+    # Once the controller has seen the deletion (its gauges go with it): a change made before that
+    # may still be acted on, as a deleted Agones FleetAutoscaler's last in-flight sync is.
+    await eventually(lambda: gauge("desired", "temp", "arena") is None, within=10)
     await env.servers(4)
     await steady(env.replicas, 3, seconds=0.5)
     with pytest.raises(NotFoundError):
