@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # Two installs into one venv, each redone when pyproject.toml changes: the runtime (what `make up`
 # needs: fleetmatch and its dependencies) and, on top, the dev toolchain (pytest, mypy, ruff,
 # grpcio-tools, the Helm SDK...), which only `make test` and the other developer targets pay for.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py matchmaker/_matchloop.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .

@@ -47,11 +47,17 @@ without either keep the path above. **Blocks**: a candidate joins only if none o
 blocked by, or blocks, a player already chosen (checked only when some ticket of the pool blocks
 somebody).
 
-Cost: at 100,000 tickets a tick is about a second of CPU on a small shared VM (see
-``loadtest/bench_match.py``): with the rule values kept, about a fifth is laying out the tick's
-columns and sorts, a quarter to a third building the proposals (object work any matcher pays), the
-rest the per-seed walk and rules; two thirds of the walk's steps pass over parties too big for the
-room left in the match. A rating queue keeps its tickets' ratings in their rows and predicts from mu and sigma directly
+**The inner loop in C** (``matchmaker/_matchloop.c``, built by ``pip install`` where there is a C
+compiler; ``COMPILED``): the walk (3) for every queue, the selection (4) for queues of teams alike
+with one distance rule at most, no blocks and no player in two tickets, and the teams (6) of teams
+alike, on flat arrays made once per tick. It is the Python code below step for step and proposes
+exactly the same matches (tests/unit/test_matchloop.py compares the two on random pools); what it
+cannot hold exactly (more than 62 regions, integers past 2**53) runs in Python.
+
+Cost: at 100,000 tickets (``loadtest/bench_match.py``), with the rule values kept and the C loop,
+most of a tick is Python object work: laying out the tick's columns and sorts, the proposals; in
+the Python loop about half of it is the per-seed walk and rules (two thirds of the walk's steps
+pass over parties too big for the room left in the match). A rating queue keeps its tickets' ratings in their rows and predicts from mu and sigma directly
 (``matchmaker.ratings.predict``); a queue with roles remembers role assignments by offers.
 The director runs each tick
 with the cyclic garbage collector paused (``fleetmatch.gctune``): a tick's many short-lived objects
@@ -75,6 +81,15 @@ from matchmaker.composition import RoleOffer, RoleSlots, assigned_roles, avoid_s
 from matchmaker.models import MatchQuality, Player, Proposal, Ticket, TicketState
 from matchmaker.rules import PartyAggregation, Queue, Rule
 from matchmaker.tickcache import Row, TicketCache
+
+try:
+    from matchmaker import _matchloop
+except ImportError:  # installed without a C compiler: the same loop, in Python
+    _matchloop = None  # type: ignore[assignment]
+
+COMPILED = _matchloop is not None
+"""Run the walk and the selection in C (``matchmaker/_matchloop.c``) when it was built. Both loops
+propose exactly the same matches (tests/unit/test_matchloop.py); tests turn this off to check."""
 
 SCAN_PER_PLAYER = 8
 """Candidates looked at per seed, per player of a full match (see ``MIN_SCAN``)."""
@@ -279,6 +294,11 @@ class _Tick:
         self.bits = _Bits(self.latency.regions if self.latency is not None else ())
         self.taken: list[bool] = []
         self.indexes: list[_Index] = []
+        self.loop: _matchloop.Loop | None = None
+        """The tick's tickets and indexes in C (``COMPILED``), or None: the Python loop."""
+        self.fused = False
+        """Whether the C loop also selects (a queue of teams alike, one distance rule at most, no
+        blocks, no player in two tickets), or only walks (the selection in Python)."""
 
     # -- 1. eligible tickets --------------------------------------------------------------------
 
@@ -314,7 +334,33 @@ class _Tick:
             self.rated = list(map(_RATED, rows))
         ok = list(map(_OK, rows))
         self.taken = [not o for o in ok]
+        if COMPILED:
+            self.loop = self._compiled(ok)
         self._index(ok, list(map(_GROUP, rows)) if self.equal else [])
+
+    def _compiled(self, ok: list[bool]) -> _matchloop.Loop | None:
+        """The tick's columns in C, every region numbered first (its bit is its column); None (the
+        Python loop) for what C does not hold exactly: more than 62 regions, or an integer past 2**53."""
+        names: list[str] = []
+        if self.latency is not None:
+            for region in sorted(set().union(*itertools.compress(self.lats, ok))):
+                self.bits[region]  # numbered now, in a fixed order: the bits are the C loop's columns
+            names = self.bits.names
+            if len(names) > _matchloop.MAX_REGIONS:
+                return None
+        try:
+            loop = _matchloop.Loop(
+                list(self.sizes),
+                list(self.keys),
+                list(self.strength),
+                ok,
+                list(self.lats) if self.latency is not None else None,
+                names,
+            )
+        except ValueError:
+            return None
+        self.fused = not self.general and len(self.distance) <= 1 and not self.contested and self.avoid is None
+        return loop
 
     def _derive(self, tickets: list[Ticket]) -> list[Row]:
         """Each ticket's row: player ids, the ticket, its id, enqueue and expiry times, whether it is
@@ -395,6 +441,12 @@ class _Tick:
                     partitions.setdefault(groups[t], []).append(t)
         else:
             partitions[()] = list(range(count)) if all(ok) else [t for t in range(count) if ok[t]]
+        loop = self.loop
+        if loop is not None:
+            for members in partitions.values():
+                members.sort(key=keys.__getitem__)  # stable: age order among equal keys, as _Index
+                loop.add_index(members, list(map(keys.__getitem__, members)))
+            return
         self.part = part = [0] * count
         self.pos = pos = [0] * count
         for number, members in enumerate(partitions.values()):
@@ -460,7 +512,7 @@ class _Tick:
     def run(self, pool: Sequence[Ticket]) -> list[Proposal]:
         self._load(pool)
         out = []
-        taken, pos = self.taken, self.pos
+        taken, pos, loop = self.taken, self.pos, self.loop
         for seed in range(len(self.live)):
             if taken[seed]:
                 continue
@@ -468,6 +520,12 @@ class _Tick:
             if found is None:
                 continue
             chosen, size, mask = found
+            if loop is not None:
+                for t in chosen:
+                    taken[t] = True
+                    loop.take(t)
+                out.append(self._proposal(chosen, size, mask))
+                continue
             index = self.indexes[self.part[seed]]
             right, left = index.right, index.left
             for t in chosen:
@@ -487,10 +545,20 @@ class _Tick:
             return None
         key = self.keys[seed]
         low, high = (key - windows[0], key + windows[0]) if windows else (-_INF, _INF)
-        gathered: list[int] = []
-        walk = self._walk(self.indexes[self.part[seed]], self.pos[seed], low, high, gathered)
         cap = self.max_size
-        best, best_mask, full = self._select(seed, walk, cap, mask, windows, latency_window)
+        loop = self.loop
+        if loop is not None and self.fused:
+            best, best_mask, full, gathered, self.latency_misses = loop.select(
+                seed, low, high, self.scan, cap, self.count, mask, windows[0] if windows else _INF,
+                self.latency is not None, latency_window,
+            )  # fmt: skip
+        elif loop is not None:
+            gathered = loop.walk(seed, low, high, self.scan)
+            best, best_mask, full = self._select(seed, gathered, cap, mask, windows, latency_window)
+        else:
+            gathered = []
+            walk = self._walk(self.indexes[self.part[seed]], self.pos[seed], low, high, gathered)
+            best, best_mask, full = self._select(seed, walk, cap, mask, windows, latency_window)
         if full:
             return best, cap, best_mask
         if mask & (mask - 1) and self.latency_misses:
@@ -499,7 +567,7 @@ class _Tick:
             seed_lats = self.lats[seed]
             name = self.bits.name
             for bit in sorted(_bits(mask), key=lambda b: (seed_lats[name(b)], name(b))):
-                chosen, bit_mask, full = self._select(seed, gathered, cap, bit, windows, latency_window)
+                chosen, bit_mask, full = self._select_any(seed, gathered, cap, bit, windows, latency_window)
                 if full:  # every region the chosen tickets share, not just the one tried
                     return chosen, cap, self._shared(chosen, latency_window)
                 if self._players(chosen) > self._players(best):
@@ -507,10 +575,23 @@ class _Tick:
         if wait < self.wait_for_full or self.smallest >= cap or self.named:
             return None
         for size in range(min(cap - 1, self._players(best) // self.count), self.smallest - 1, -1):
-            chosen, _, full = self._select(seed, best[1:], size, best_mask, windows, latency_window)
+            chosen, _, full = self._select_any(seed, best[1:], size, best_mask, windows, latency_window)
             if full:
                 return chosen, size, self._shared(chosen, latency_window) if self.latency is not None else 0
         return None
+
+    def _select_any(
+        self, seed: int, candidates: list[int], cap: int, mask: int, windows: list[float], latency_window: float
+    ) -> tuple[list[int], int, bool]:
+        """``_select`` over a list of candidates, in C where the C loop selects."""
+        if self.loop is not None and self.fused:
+            spread = windows[0] if windows else _INF
+            check = self.latency is not None
+            chosen, mask, full, _ = self.loop.select_from(
+                seed, candidates, cap, self.count, mask, spread, check, latency_window
+            )
+            return chosen, mask, full
+        return self._select(seed, candidates, cap, mask, windows, latency_window)
 
     def _shared(self, tickets: list[int], latency_window: float) -> int:
         """The regions every one of ``tickets`` can use within the window."""
@@ -663,7 +744,10 @@ class _Tick:
             if self.offers:
                 roles = self._roles(teams, size)
         else:
-            teams, sums = self._teams(chosen, size)
+            if self.loop is not None:
+                teams, sums = self.loop.teams(chosen, size, self.count, bool(self.balance))
+            else:
+                teams, sums = self._teams(chosen, size)
             if self.rating is not None:
                 teams, sums, prediction = self._rated(teams, size)
             spread = (max(sums) - min(sums)) / size if self.balance and len(sums) > 1 else 0.0

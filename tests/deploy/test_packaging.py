@@ -92,7 +92,15 @@ def test_image_builds_every_package_the_wheel_ships() -> None:
     finder = pyproject()["tool"]["setuptools"]["packages"]["find"]  # type: ignore[index]
     packages = {pattern.rstrip("*") for pattern in finder["include"]}
     assert packages <= dockerfile_copies()
-    assert "COPY pyproject.toml README.md ./" in (REPO / "Dockerfile").read_text()
+    assert "COPY pyproject.toml setup.py README.md ./" in (REPO / "Dockerfile").read_text()
+
+
+def test_image_compiles_the_match_loop() -> None:
+    """setup.py's optional C extension builds only where the build stage has a compiler: without one
+    the image would silently run the slower Python loop."""
+    build_stage = (REPO / "Dockerfile").read_text().split("\nFROM ")[1]
+    assert re.search(r"apt-get install [^\n]*\bgcc\b", build_stage)
+    assert "matchmaker/_matchloop.c" in (REPO / "setup.py").read_text()
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""The pure match function: tables for each rule, then invariants on seeded random pools."""
+"""The pure match function: tables for each rule, then invariants on seeded random pools. Each test
+runs twice: with the inner loop in C (``matchmaker/_matchloop.c``) and in Python."""
 
 from __future__ import annotations
 
@@ -11,11 +12,19 @@ import pytest
 
 from fleetmatch.codec import load_trusted
 from fleetmatch.models import FLEET_LABEL
+from matchmaker import matching
 from matchmaker.matching import find_matches
 from matchmaker.models import Player, Proposal, Ticket, TicketState
 from matchmaker.rules import PartyAggregation, Queue, decode_queue
 
 NOW = 1_800_000_000.0
+
+
+@pytest.fixture(autouse=True, params=["c-loop", "python-loop"])
+def _loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(matching, "COMPILED", request.param == "c-loop" and matching.COMPILED)
+
+
 SKILL: dict[str, Any] = {"name": "skill", "type": "distance", "attribute": "skill", "maxDistance": 100}
 PING: dict[str, Any] = {"name": "ping", "type": "latency", "maxLatencyMs": 80}
 MODE: dict[str, Any] = {"name": "mode", "type": "equal", "attribute": "mode"}

@@ -1,0 +1,878 @@
+/* The default match function's inner loop in C: the walk along a partition's sorted index and the
+ * greedy selection of a uniform queue (count teams of one size, no further distance rules, no
+ * blocks, no player in two tickets). It is matchmaker.matching's ``_walk`` and ``_select`` (and
+ * ``_pack``, ``_fills``) step for step on flat arrays, so a tick proposes exactly what the Python
+ * code proposes; tests/unit/test_matchloop.py checks that on random pools. Optional: without a C
+ * compiler the package installs without it and matchmaker.matching runs its Python loop.
+ *
+ * Numbers are doubles: keys and latencies are finite numbers the matcher checked, exact in a double
+ * as long as an integer one stays within 2**53 (``Loop`` refuses larger ones, and the tick then
+ * runs in Python).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PACK_BUDGET 2000 /* matchmaker.matching.PACK_BUDGET */
+#define MAX_REGIONS 62
+
+typedef struct {
+    Py_ssize_t size;   /* positions 0..size+1; 0 and size+1 are sentinels */
+    double *keys;      /* by position: -inf, sorted keys, +inf */
+    int32_t *members;  /* by position: -1, tickets, -1 */
+    int32_t *left;     /* links that skip matched positions (see _find) */
+    int32_t *right;
+} Index;
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n;      /* tickets, numbered by age */
+    int32_t *sizes;    /* players per ticket */
+    double *keys;      /* the index key per ticket (NaN: not eligible) */
+    double *strengths; /* the balance attribute's sum per ticket (0 without one) */
+    int regions;       /* latency columns; region r is bit 1 << r */
+    double *lats;      /* n * regions, NaN where the ticket has no latency to that region */
+    int32_t *part;     /* the index of each ticket (-1: in none) */
+    int32_t *pos;      /* its position there */
+    Py_ssize_t nindexes;
+    Index *indexes;
+} Loop;
+
+/* -- numbers ---------------------------------------------------------------------------------- */
+
+/* ``value`` as a double; 0 with ``*ok`` cleared for anything that is not an int or float, or an int
+ * a double cannot hold exactly. */
+static double as_double(PyObject *value, int *ok) {
+    if (PyFloat_CheckExact(value)) return PyFloat_AS_DOUBLE(value);
+    if (PyLong_CheckExact(value)) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow || v > (1LL << 53) || v < -(1LL << 53)) {
+            PyErr_Clear();
+            *ok = 0;
+            return 0.0;
+        }
+        return (double)v;
+    }
+    *ok = 0;
+    return 0.0;
+}
+
+/* -- the index -------------------------------------------------------------------------------- */
+
+/* matching._find: the nearest free position from i in the links' direction (path halving). */
+static inline int32_t find(int32_t *links, int32_t i) {
+    while (links[i] != i) {
+        links[i] = links[links[i]];
+        i = links[i];
+    }
+    return i;
+}
+
+typedef struct {
+    Index *index;
+    double center, low, high, up, down;
+    int32_t lo, hi;
+    Py_ssize_t left_to_scan;
+} Walk;
+
+static void walk_start(Walk *w, Index *index, int32_t position, double low, double high, Py_ssize_t scan) {
+    w->index = index;
+    w->low = low;
+    w->high = high;
+    w->center = index->keys[position];
+    w->lo = index->left[position - 1] == position - 1 ? position - 1 : find(index->left, position - 1);
+    w->hi = index->right[position + 1] == position + 1 ? position + 1 : find(index->right, position + 1);
+    w->down = index->keys[w->lo] >= low ? w->center - index->keys[w->lo] : INFINITY;
+    w->up = index->keys[w->hi] <= high ? index->keys[w->hi] - w->center : INFINITY;
+    w->left_to_scan = scan;
+}
+
+/* The next free ticket nearest the center (ties: the older one), or -1. */
+static int32_t walk_next(Walk *w) {
+    Index *index = w->index;
+    int32_t ticket;
+    if (w->left_to_scan <= 0) return -1;
+    if (w->up < w->down || (w->up == w->down && w->up != INFINITY && index->members[w->hi] < index->members[w->lo])) {
+        ticket = index->members[w->hi];
+        int32_t next = w->hi + 1;
+        w->hi = index->right[next] == next ? next : find(index->right, next);
+        w->up = index->keys[w->hi] <= w->high ? index->keys[w->hi] - w->center : INFINITY;
+    } else if (w->down != INFINITY) {
+        ticket = index->members[w->lo];
+        int32_t next = w->lo - 1;
+        w->lo = index->left[next] == next ? next : find(index->left, next);
+        w->down = index->keys[w->lo] >= w->low ? w->center - index->keys[w->lo] : INFINITY;
+    } else {
+        return -1;
+    }
+    w->left_to_scan--;
+    return ticket;
+}
+
+/* -- packing parties into teams (matching._pack) ---------------------------------------------- */
+
+typedef struct {
+    int n, bins, cap, budget;
+    const int32_t *sizes;
+    int *order, *fills, *placement;
+    /* failed (k, sorted fills) states: an open-addressing table of indexes into ``states`` */
+    int *states;       /* nstates * (bins + 1) ints: k, then the sorted fills */
+    int nstates, maxstates;
+    int *table;        /* slots: -1 empty, else a state number */
+    int tablesize;
+    int *scratch;      /* bins + 1 */
+    int oom;
+} Pack;
+
+static uint64_t state_hash(const int *state, int len) {
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < len; i++) {
+        h ^= (uint64_t)(uint32_t)state[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* The current state (k, sorted fills) in pack->scratch. */
+static void pack_state(Pack *p, int k) {
+    p->scratch[0] = k;
+    memcpy(p->scratch + 1, p->fills, sizeof(int) * p->bins);
+    qsort(p->scratch + 1, p->bins, sizeof(int), cmp_int);
+}
+
+static int pack_failed(Pack *p) {
+    int len = p->bins + 1;
+    uint64_t h = state_hash(p->scratch, len);
+    for (int slot = (int)(h % (uint64_t)p->tablesize);; slot = (slot + 1) % p->tablesize) {
+        int s = p->table[slot];
+        if (s < 0) return 0;
+        if (memcmp(p->states + (size_t)s * len, p->scratch, sizeof(int) * len) == 0) return 1;
+    }
+}
+
+static void pack_remember(Pack *p) {
+    int len = p->bins + 1;
+    if (p->nstates >= p->maxstates) return; /* cannot happen: one state per budget step */
+    memcpy(p->states + (size_t)p->nstates * len, p->scratch, sizeof(int) * len);
+    uint64_t h = state_hash(p->scratch, len);
+    int slot = (int)(h % (uint64_t)p->tablesize);
+    while (p->table[slot] >= 0) slot = (slot + 1) % p->tablesize;
+    p->table[slot] = p->nstates++;
+}
+
+static int pack_place(Pack *p, int k) {
+    if (k == p->n) return 1;
+    pack_state(p, k);
+    if (pack_failed(p) || p->budget <= 0) return 0;
+    p->budget--;
+    int size = p->sizes[p->order[k]];
+    int tried_count = 0;
+    int tried[p->bins]; /* the fills tried at this level: bins with the same fill are alike */
+    for (int b = 0; b < p->bins; b++) {
+        if (p->fills[b] + size > p->cap) continue;
+        int seen = 0;
+        for (int i = 0; i < tried_count; i++)
+            if (tried[i] == p->fills[b]) {
+                seen = 1;
+                break;
+            }
+        if (seen) continue;
+        tried[tried_count++] = p->fills[b];
+        p->fills[b] += size;
+        p->placement[p->order[k]] = b;
+        if (pack_place(p, k + 1)) return 1;
+        p->fills[b] -= size;
+    }
+    pack_state(p, k); /* the fills are as they were on entry */
+    pack_remember(p);
+    return 0;
+}
+
+/* matching._pack(sizes, bins, cap): the bin of each item into ``placement_out`` (if not NULL) and
+ * players per bin into ``fills_out`` (matching._fills); 1 if the sizes pack, 0 if not, -1 out of
+ * memory. */
+static int pack(const int32_t *sizes, int n, int bins, int cap, int *fills_out, int *placement_out) {
+    Pack p;
+    long total = 0;
+    int largest = 0, result = -1;
+    memset(&p, 0, sizeof(p));
+    for (int i = 0; i < n; i++) {
+        total += sizes[i];
+        if (sizes[i] > largest) largest = sizes[i];
+    }
+    if (total > (long)bins * cap || (n && largest > cap)) return 0;
+    p.n = n;
+    p.bins = bins;
+    p.cap = cap;
+    p.budget = PACK_BUDGET;
+    p.sizes = sizes;
+    p.maxstates = PACK_BUDGET + 1;
+    p.tablesize = 2 * p.maxstates + 1;
+    p.order = malloc(sizeof(int) * (n ? n : 1));
+    p.fills = calloc(bins, sizeof(int));
+    p.placement = calloc(n ? n : 1, sizeof(int));
+    p.scratch = malloc(sizeof(int) * (bins + 1));
+    p.table = malloc(sizeof(int) * p.tablesize);
+    p.states = NULL;
+    if (!p.order || !p.fills || !p.placement || !p.scratch || !p.table) goto done;
+    for (int i = 0; i < p.tablesize; i++) p.table[i] = -1;
+    /* largest first, stable (sorted(range(n), key=lambda i: -sizes[i])) */
+    for (int i = 0; i < n; i++) {
+        int j = i;
+        while (j > 0 && sizes[p.order[j - 1]] < sizes[i]) {
+            p.order[j] = p.order[j - 1];
+            j--;
+        }
+        p.order[j] = i;
+    }
+    p.states = malloc(sizeof(int) * (size_t)p.maxstates * (bins + 1));
+    if (!p.states) goto done;
+    if (pack_place(&p, 0)) {
+        for (int b = 0; b < bins; b++) fills_out[b] = 0;
+        for (int i = 0; i < n; i++) fills_out[p.placement[i]] += sizes[i];
+        if (placement_out) memcpy(placement_out, p.placement, sizeof(int) * n);
+        result = 1;
+    } else {
+        result = 0;
+    }
+done:
+    free(p.order);
+    free(p.fills);
+    free(p.placement);
+    free(p.scratch);
+    free(p.table);
+    free(p.states);
+    return result;
+}
+
+/* -- selection (matching._Tick._select, uniform queues) --------------------------------------- */
+
+typedef struct {
+    int32_t *chosen;
+    Py_ssize_t nchosen;
+    uint64_t mask;
+    int full;
+    Py_ssize_t misses;
+} Selection;
+
+/* The usable regions of ``ticket`` within ``window``. */
+static inline uint64_t usable(Loop *self, int32_t ticket, double window) {
+    uint64_t shared = 0;
+    const double *row = self->lats + (size_t)ticket * self->regions;
+    for (int r = 0; r < self->regions; r++)
+        if (row[r] <= window) shared |= (uint64_t)1 << r; /* NaN (no latency) is never <= */
+    return shared;
+}
+
+/* One candidate offered to the selection: 1 when the match is full (stop), 0 to go on, -1 on error. */
+static int offer(Loop *self, Selection *s, int32_t ticket, int *fills, int count, int cap, int target, int *players,
+                 double *low, double *high, double spread, int check_latency, double window) {
+    int size = self->sizes[ticket];
+    if (*players + size > target) return 0;
+    double key = self->keys[ticket];
+    double new_low = key < *low ? key : *low;
+    double new_high = key > *high ? key : *high;
+    if (new_high - new_low > spread) return 0;
+    uint64_t shared = 0;
+    if (check_latency) {
+        shared = usable(self, ticket, window) & s->mask;
+        if (!shared) {
+            s->misses++;
+            return 0;
+        }
+    }
+    int team;
+    for (team = 0; team < count; team++)
+        if (fills[team] + size <= cap) {
+            fills[team] += size;
+            break;
+        }
+    if (team == count) {
+        int32_t *together = malloc(sizeof(int32_t) * (s->nchosen + 1));
+        int *repacked = malloc(sizeof(int) * count);
+        if (!together || !repacked) {
+            free(together);
+            free(repacked);
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < s->nchosen; i++) together[i] = self->sizes[s->chosen[i]];
+        together[s->nchosen] = size;
+        int packed = pack(together, (int)s->nchosen + 1, count, cap, repacked, NULL);
+        if (packed > 0) memcpy(fills, repacked, sizeof(int) * count);
+        free(together);
+        free(repacked);
+        if (packed < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (!packed) return 0;
+    }
+    if (check_latency) s->mask = shared;
+    *low = new_low;
+    *high = new_high;
+    s->chosen[s->nchosen++] = ticket;
+    *players += size;
+    return *players == target;
+}
+
+static PyObject *int_list(const int32_t *values, Py_ssize_t n) {
+    PyObject *list = PyList_New(n);
+    if (!list) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = PyLong_FromLong(values[i]);
+        if (!v) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, v);
+    }
+    return list;
+}
+
+static int check_ticket(Loop *self, long ticket) {
+    if (ticket < 0 || ticket >= self->n) {
+        PyErr_SetString(PyExc_IndexError, "ticket out of range");
+        return 0;
+    }
+    return 1;
+}
+
+/* -- the type --------------------------------------------------------------------------------- */
+
+static void Loop_dealloc(Loop *self) {
+    for (Py_ssize_t i = 0; i < self->nindexes; i++) {
+        free(self->indexes[i].keys);
+        free(self->indexes[i].members);
+        free(self->indexes[i].left);
+        free(self->indexes[i].right);
+    }
+    free(self->indexes);
+    free(self->sizes);
+    free(self->keys);
+    free(self->strengths);
+    free(self->lats);
+    free(self->part);
+    free(self->pos);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Loop(sizes, keys, strengths, ok, latencies, regions): per ticket its size, its index key, its
+ * strength (the balance attribute's sum), whether it is eligible (the others' values are never
+ * read), its latencies (a dict of region -> ms; ``latencies`` is None in a queue without a latency
+ * rule), and the regions, in bit order. ValueError for an eligible ticket's value it cannot hold
+ * exactly (a strength must be a float or an integer within 2**40, so that sums stay exact). */
+static int Loop_init(Loop *self, PyObject *args, PyObject *kwargs) {
+    PyObject *sizes, *keys, *strengths, *ok_list, *lats, *regions;
+    static char *names[] = {"sizes", "keys", "strengths", "ok", "latencies", "regions", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!OO!", names, &PyList_Type, &sizes, &PyList_Type, &keys,
+                                     &PyList_Type, &strengths, &PyList_Type, &ok_list, &lats, &PyList_Type, &regions))
+        return -1;
+    Py_ssize_t n = PyList_GET_SIZE(sizes);
+    if (PyList_GET_SIZE(keys) != n || PyList_GET_SIZE(strengths) != n || PyList_GET_SIZE(ok_list) != n ||
+        (lats != Py_None && (!PyList_Check(lats) || PyList_GET_SIZE(lats) != n))) {
+        PyErr_SetString(PyExc_ValueError, "sizes, keys and latencies differ in length");
+        return -1;
+    }
+    Py_ssize_t nregions = PyList_GET_SIZE(regions);
+    if (nregions > MAX_REGIONS) {
+        PyErr_SetString(PyExc_ValueError, "too many regions");
+        return -1;
+    }
+    if (self->sizes) { /* __init__ called twice */
+        PyErr_SetString(PyExc_RuntimeError, "already initialised");
+        return -1;
+    }
+    self->n = n;
+    self->regions = lats == Py_None ? 0 : (int)nregions;
+    self->sizes = malloc(sizeof(int32_t) * (n ? n : 1));
+    self->keys = malloc(sizeof(double) * (n ? n : 1));
+    self->strengths = malloc(sizeof(double) * (n ? n : 1));
+    self->part = malloc(sizeof(int32_t) * (n ? n : 1));
+    self->pos = malloc(sizeof(int32_t) * (n ? n : 1));
+    self->lats = malloc(sizeof(double) * (size_t)(n ? n : 1) * (self->regions ? self->regions : 1));
+    if (!self->sizes || !self->keys || !self->strengths || !self->part || !self->pos || !self->lats) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t t = 0; t < n; t++) {
+        PyObject *size = PyList_GET_ITEM(sizes, t), *key = PyList_GET_ITEM(keys, t);
+        self->part[t] = -1;
+        self->pos[t] = 0;
+        int eligible = PyObject_IsTrue(PyList_GET_ITEM(ok_list, t));
+        if (eligible < 0) return -1;
+        if (!eligible) { /* never in an index, never read */
+            self->sizes[t] = 0;
+            self->keys[t] = NAN;
+            self->strengths[t] = 0.0;
+            for (int r = 0; r < self->regions; r++) self->lats[(size_t)t * self->regions + r] = NAN;
+            continue;
+        } else {
+            long v = PyLong_AsLong(size);
+            if (v == -1 && PyErr_Occurred()) return -1;
+            if (v < 0 || v > INT32_MAX) {
+                PyErr_SetString(PyExc_ValueError, "a size out of range");
+                return -1;
+            }
+            self->sizes[t] = (int32_t)v;
+            int ok = 1;
+            self->keys[t] = as_double(key, &ok);
+            if (!ok) {
+                PyErr_SetString(PyExc_ValueError, "a key that is not exactly a double");
+                return -1;
+            }
+            PyObject *strength = PyList_GET_ITEM(strengths, t);
+            self->strengths[t] = as_double(strength, &ok);
+            if (!ok || (PyLong_CheckExact(strength) && fabs(self->strengths[t]) > (double)(1LL << 40))) {
+                PyErr_SetString(PyExc_ValueError, "a strength whose sums would not be exact in a double");
+                return -1;
+            }
+        }
+        for (int r = 0; r < self->regions; r++) {
+            PyObject *row = PyList_GET_ITEM(lats, t);
+            double ms = NAN;
+            if (PyDict_Check(row)) {
+                PyObject *value = PyDict_GetItemWithError(row, PyList_GET_ITEM(regions, r));
+                if (value) {
+                    int ok = 1;
+                    ms = as_double(value, &ok);
+                    if (!ok) {
+                        PyErr_SetString(PyExc_ValueError, "a latency that is not exactly a double");
+                        return -1;
+                    }
+                } else if (PyErr_Occurred()) {
+                    return -1;
+                }
+            }
+            self->lats[(size_t)t * self->regions + r] = ms;
+        }
+    }
+    return 0;
+}
+
+/* add_index(members, keys): a partition's tickets in index order, with their keys; its number. */
+static PyObject *Loop_add_index(Loop *self, PyObject *args) {
+    PyObject *members, *keys;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &members, &PyList_Type, &keys)) return NULL;
+    Py_ssize_t m = PyList_GET_SIZE(members);
+    if (PyList_GET_SIZE(keys) != m) {
+        PyErr_SetString(PyExc_ValueError, "members and keys differ in length");
+        return NULL;
+    }
+    Index *grown = realloc(self->indexes, sizeof(Index) * (self->nindexes + 1));
+    if (!grown) return PyErr_NoMemory();
+    self->indexes = grown;
+    Index *index = &self->indexes[self->nindexes];
+    memset(index, 0, sizeof(Index));
+    index->size = m;
+    index->keys = malloc(sizeof(double) * (m + 2));
+    index->members = malloc(sizeof(int32_t) * (m + 2));
+    index->left = malloc(sizeof(int32_t) * (m + 2));
+    index->right = malloc(sizeof(int32_t) * (m + 2));
+    if (!index->keys || !index->members || !index->left || !index->right) {
+        free(index->keys);
+        free(index->members);
+        free(index->left);
+        free(index->right);
+        return PyErr_NoMemory();
+    }
+    index->keys[0] = -INFINITY;
+    index->keys[m + 1] = INFINITY;
+    index->members[0] = index->members[m + 1] = -1;
+    for (Py_ssize_t i = 0; i < m + 2; i++) index->left[i] = index->right[i] = (int32_t)i;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        long t = PyLong_AsLong(PyList_GET_ITEM(members, i));
+        if (t == -1 && PyErr_Occurred()) goto fail;
+        if (!check_ticket(self, t)) goto fail;
+        int ok = 1;
+        index->keys[i + 1] = as_double(PyList_GET_ITEM(keys, i), &ok);
+        if (!ok) {
+            PyErr_SetString(PyExc_ValueError, "a key that is not exactly a double");
+            goto fail;
+        }
+        index->members[i + 1] = (int32_t)t;
+        self->part[t] = (int32_t)self->nindexes;
+        self->pos[t] = (int32_t)(i + 1);
+    }
+    return PyLong_FromSsize_t(self->nindexes++);
+fail:
+    free(index->keys);
+    free(index->members);
+    free(index->left);
+    free(index->right);
+    return NULL;
+}
+
+static Index *index_of(Loop *self, long ticket) {
+    if (!check_ticket(self, ticket)) return NULL;
+    if (self->part[ticket] < 0) {
+        PyErr_SetString(PyExc_ValueError, "the ticket is in no index");
+        return NULL;
+    }
+    return &self->indexes[self->part[ticket]];
+}
+
+/* take(ticket): the ticket is matched; walks skip it from now on. */
+static PyObject *Loop_take(Loop *self, PyObject *arg) {
+    long ticket = PyLong_AsLong(arg);
+    if (ticket == -1 && PyErr_Occurred()) return NULL;
+    Index *index = index_of(self, ticket);
+    if (!index) return NULL;
+    int32_t p = self->pos[ticket];
+    index->right[p] = p + 1;
+    index->left[p] = p - 1;
+    Py_RETURN_NONE;
+}
+
+/* walk(seed, low, high, scan): the free tickets of the seed's index within [low, high], nearest the
+ * seed's key first, at most ``scan`` (matching._Tick._walk, all at once). */
+static PyObject *Loop_walk(Loop *self, PyObject *args) {
+    long seed;
+    double low, high;
+    Py_ssize_t scan;
+    if (!PyArg_ParseTuple(args, "lddn", &seed, &low, &high, &scan)) return NULL;
+    Index *index = index_of(self, seed);
+    if (!index) return NULL;
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    Walk w;
+    walk_start(&w, index, self->pos[seed], low, high, scan);
+    for (int32_t t; (t = walk_next(&w)) >= 0;) {
+        PyObject *v = PyLong_FromLong(t);
+        if (!v || PyList_Append(out, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    return out;
+}
+
+/* The common part of select and select_from: candidates from the walk (``walk``) or from ``list``. */
+static PyObject *run_select(Loop *self, long seed, Walk *walk, PyObject *list, int cap, int count, unsigned long long mask,
+                            double spread, int check_latency, double window) {
+    if (cap < 0 || count <= 0) {
+        PyErr_SetString(PyExc_ValueError, "bad team size or count");
+        return NULL;
+    }
+    Selection s;
+    Py_ssize_t limit = walk ? walk->left_to_scan : PyList_GET_SIZE(list);
+    int target = count * cap, players = self->sizes[seed];
+    int *fills = calloc(count, sizeof(int));
+    int32_t *gathered = walk ? malloc(sizeof(int32_t) * (limit ? limit : 1)) : NULL;
+    Py_ssize_t ngathered = 0;
+    PyObject *result = NULL;
+    s.chosen = malloc(sizeof(int32_t) * (limit + 1));
+    s.nchosen = 0;
+    s.mask = mask;
+    s.full = 0;
+    s.misses = 0;
+    if (!fills || !s.chosen || (walk && !gathered)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    s.chosen[s.nchosen++] = (int32_t)seed;
+    if (players <= cap) {
+        double low = self->keys[seed], high = self->keys[seed];
+        fills[0] = players;
+        for (Py_ssize_t i = 0;; i++) {
+            int32_t ticket;
+            if (walk) {
+                ticket = walk_next(walk);
+                if (ticket < 0) break;
+                gathered[ngathered++] = ticket;
+            } else {
+                if (i >= limit) break;
+                long t = PyLong_AsLong(PyList_GET_ITEM(list, i));
+                if (t == -1 && PyErr_Occurred()) goto done;
+                if (!check_ticket(self, t)) goto done;
+                ticket = (int32_t)t;
+            }
+            int got = offer(self, &s, ticket, fills, count, cap, target, &players, &low, &high, spread, check_latency,
+                            window);
+            if (got < 0) goto done;
+            if (got) {
+                s.full = 1;
+                break;
+            }
+        }
+    }
+    {
+        PyObject *chosen = int_list(s.chosen, s.nchosen);
+        PyObject *gathered_list = walk ? int_list(gathered, ngathered) : NULL;
+        if (!chosen || (walk && !gathered_list)) {
+            Py_XDECREF(chosen);
+            Py_XDECREF(gathered_list);
+            goto done;
+        }
+        if (walk)
+            result = Py_BuildValue("(NKNNn)", chosen, (unsigned long long)s.mask, PyBool_FromLong(s.full), gathered_list,
+                                   s.misses);
+        else
+            result = Py_BuildValue("(NKNn)", chosen, (unsigned long long)s.mask, PyBool_FromLong(s.full), s.misses);
+    }
+done:
+    free(fills);
+    free(gathered);
+    free(s.chosen);
+    return result;
+}
+
+/* select(seed, low, high, scan, cap, count, mask, spread, check_latency, window):
+ * (chosen, mask, full, gathered, latency misses): the walk and the selection in one. */
+static PyObject *Loop_select(Loop *self, PyObject *args) {
+    long seed;
+    double low, high, spread, window;
+    Py_ssize_t scan;
+    int cap, count, check_latency;
+    unsigned long long mask;
+    if (!PyArg_ParseTuple(args, "lddniiKdpd", &seed, &low, &high, &scan, &cap, &count, &mask, &spread, &check_latency,
+                          &window))
+        return NULL;
+    Index *index = index_of(self, seed);
+    if (!index) return NULL;
+    Walk w;
+    if (self->sizes[seed] > cap) { /* matching._select returns before it takes a candidate */
+        w.left_to_scan = 0;
+        w.index = index;
+        w.up = w.down = INFINITY;
+        return run_select(self, seed, &w, NULL, cap, count, mask, spread, check_latency, window);
+    }
+    walk_start(&w, index, self->pos[seed], low, high, scan);
+    return run_select(self, seed, &w, NULL, cap, count, mask, spread, check_latency, window);
+}
+
+/* select_from(seed, candidates, cap, count, mask, spread, check_latency, window):
+ * (chosen, mask, full, latency misses) over a list of candidates. */
+static PyObject *Loop_select_from(Loop *self, PyObject *args) {
+    long seed;
+    PyObject *candidates;
+    double spread, window;
+    int cap, count, check_latency;
+    unsigned long long mask;
+    if (!PyArg_ParseTuple(args, "lO!iiKdpd", &seed, &PyList_Type, &candidates, &cap, &count, &mask, &spread,
+                          &check_latency, &window))
+        return NULL;
+    if (!check_ticket(self, seed)) return NULL;
+    return run_select(self, seed, NULL, candidates, cap, count, mask, spread, check_latency, window);
+}
+
+/* -- teams (matching._Tick._teams, matching._swap_to_balance) --------------------------------- */
+
+/* Swap tickets of the same size between the strongest and the weakest team while the gap narrows.
+ * ``teams``: count rows of ``stride`` tickets, ``lengths`` per row. */
+static void swap_to_balance(Loop *self, int32_t *teams, const int *lengths, int count, int stride) {
+    double *sums = malloc(sizeof(double) * count);
+    if (!sums) return; /* cannot happen in practice; the teams stay as placed, still valid */
+    for (int c = 0; c < count; c++) {
+        double total = 0.0;
+        for (int i = 0; i < lengths[c]; i++) total += self->strengths[teams[c * stride + i]];
+        sums[c] = total;
+    }
+    for (int round = 0; round < 4 * count; round++) {
+        int strong = 0, weak = 0;
+        for (int c = 1; c < count; c++) {
+            if (sums[c] > sums[strong]) strong = c;
+            if (sums[c] < sums[weak]) weak = c;
+        }
+        double gap = sums[strong] - sums[weak], best = gap;
+        int pick_i = 0, pick_j = 0;
+        for (int i = 0; i < lengths[strong]; i++) {
+            int32_t a = teams[strong * stride + i];
+            int32_t size = self->sizes[a];
+            double value = self->strengths[a];
+            for (int j = 0; j < lengths[weak]; j++) {
+                int32_t b = teams[weak * stride + j];
+                if (self->sizes[b] == size) {
+                    double after = fabs(gap - 2 * (value - self->strengths[b]));
+                    if (after < best) {
+                        best = after;
+                        pick_i = i;
+                        pick_j = j;
+                    }
+                }
+            }
+        }
+        if (best >= gap) break;
+        int32_t a = teams[strong * stride + pick_i], b = teams[weak * stride + pick_j];
+        teams[strong * stride + pick_i] = b;
+        teams[weak * stride + pick_j] = a;
+        sums[strong] -= self->strengths[a] - self->strengths[b];
+        sums[weak] += self->strengths[a] - self->strengths[b];
+    }
+    free(sums);
+}
+
+static int cmp_int32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* teams(chosen, size, count, balance): (teams, their strength sums): ``count`` teams of exactly
+ * ``size`` players, parties largest first into the weakest team with room (an exact packing if
+ * that cannot place them), then swaps while the gap narrows; each team in age order. */
+static PyObject *Loop_teams(Loop *self, PyObject *args) {
+    PyObject *chosen_list, *result = NULL;
+    int size, count, balance;
+    if (!PyArg_ParseTuple(args, "O!iip", &PyList_Type, &chosen_list, &size, &count, &balance)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(chosen_list);
+    if (count <= 0 || n <= 0 || n > INT32_MAX / (count + 1)) {
+        PyErr_SetString(PyExc_ValueError, "bad team count or tickets");
+        return NULL;
+    }
+    int stride = (int)n;
+    int32_t *order = malloc(sizeof(int32_t) * n);
+    int32_t *teams = malloc(sizeof(int32_t) * (size_t)count * stride);
+    int *lengths = calloc(count, sizeof(int)), *fills = calloc(count, sizeof(int));
+    int *placement = malloc(sizeof(int) * n), *bins = malloc(sizeof(int) * count);
+    int32_t *order_sizes = malloc(sizeof(int32_t) * n);
+    double *sums = calloc(count, sizeof(double));
+    if (!order || !teams || !lengths || !fills || !placement || !bins || !order_sizes || !sums) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long t = PyLong_AsLong(PyList_GET_ITEM(chosen_list, i));
+        if (t == -1 && PyErr_Occurred()) goto done;
+        if (!check_ticket(self, t)) goto done;
+        order[i] = (int32_t)t;
+    }
+    if (n == count) { /* one ticket per team */
+        qsort(order, n, sizeof(int32_t), cmp_int32);
+        for (int c = 0; c < count; c++) {
+            teams[c * stride] = order[c];
+            lengths[c] = 1;
+        }
+    } else {
+        /* largest parties first, then the strongest, then as chosen (two stable sorts in Python) */
+        for (Py_ssize_t i = 1; i < n; i++) {
+            int32_t t = order[i];
+            Py_ssize_t j = i;
+            while (j > 0) {
+                int32_t u = order[j - 1];
+                int before = self->sizes[t] > self->sizes[u] ||
+                             (self->sizes[t] == self->sizes[u] && self->strengths[t] > self->strengths[u]);
+                if (!before) break;
+                order[j] = u;
+                j--;
+            }
+            order[j] = t;
+        }
+        int greedy = 1;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int32_t t = order[i];
+            int best = -1;
+            for (int c = 0; c < count; c++)
+                if (fills[c] + self->sizes[t] <= size && (best < 0 || sums[c] < sums[best])) best = c;
+            if (best < 0) {
+                greedy = 0;
+                break;
+            }
+            teams[best * stride + lengths[best]++] = t;
+            fills[best] += self->sizes[t];
+            sums[best] += self->strengths[t];
+        }
+        if (!greedy) {
+            for (Py_ssize_t i = 0; i < n; i++) order_sizes[i] = self->sizes[order[i]];
+            int packed = pack(order_sizes, (int)n, count, size, bins, placement);
+            if (packed < 0) {
+                PyErr_NoMemory();
+                goto done;
+            }
+            if (!packed) {
+                PyErr_SetString(PyExc_AssertionError, "selection only keeps tickets that pack");
+                goto done;
+            }
+            for (int c = 0; c < count; c++) lengths[c] = 0;
+            for (Py_ssize_t i = 0; i < n; i++) teams[placement[i] * stride + lengths[placement[i]]++] = order[i];
+        }
+        if (balance && count > 1) swap_to_balance(self, teams, lengths, count, stride);
+    }
+    PyObject *out_teams = PyList_New(count), *out_sums = PyList_New(count);
+    if (!out_teams || !out_sums) {
+        Py_XDECREF(out_teams);
+        Py_XDECREF(out_sums);
+        goto done;
+    }
+    for (int c = 0; c < count; c++) {
+        qsort(teams + (size_t)c * stride, lengths[c], sizeof(int32_t), cmp_int32);
+        double total = 0.0;
+        for (int i = 0; i < lengths[c]; i++) total += self->strengths[teams[c * stride + i]];
+        PyObject *members = int_list(teams + (size_t)c * stride, lengths[c]);
+        PyObject *value = PyFloat_FromDouble(total);
+        if (!members || !value) {
+            Py_XDECREF(members);
+            Py_XDECREF(value);
+            Py_DECREF(out_teams);
+            Py_DECREF(out_sums);
+            goto done;
+        }
+        PyList_SET_ITEM(out_teams, c, members);
+        PyList_SET_ITEM(out_sums, c, value);
+    }
+    result = PyTuple_Pack(2, out_teams, out_sums);
+    Py_DECREF(out_teams);
+    Py_DECREF(out_sums);
+done:
+    free(order);
+    free(teams);
+    free(lengths);
+    free(fills);
+    free(placement);
+    free(bins);
+    free(order_sizes);
+    free(sums);
+    return result;
+}
+
+static PyMethodDef Loop_methods[] = {
+    {"add_index", (PyCFunction)Loop_add_index, METH_VARARGS, "A partition's tickets in index order; its number."},
+    {"take", (PyCFunction)Loop_take, METH_O, "The ticket is matched: walks skip it from now on."},
+    {"walk", (PyCFunction)Loop_walk, METH_VARARGS, "The free tickets nearest the seed's key, at most scan."},
+    {"select", (PyCFunction)Loop_select, METH_VARARGS, "Walk and greedy selection: (chosen, mask, full, gathered, misses)."},
+    {"select_from", (PyCFunction)Loop_select_from, METH_VARARGS, "Greedy selection over candidates: (chosen, mask, full, misses)."},
+    {"teams", (PyCFunction)Loop_teams, METH_VARARGS, "Balanced teams of the chosen tickets and their strength sums."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject LoopType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "matchmaker._matchloop.Loop",
+    .tp_basicsize = sizeof(Loop),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One tick's tickets and sorted indexes, for the walk and the selection in C.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Loop_init,
+    .tp_dealloc = (destructor)Loop_dealloc,
+    .tp_methods = Loop_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "matchmaker._matchloop", "The default match function's inner loop in C.", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__matchloop(void) {
+    if (PyType_Ready(&LoopType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&LoopType);
+    if (PyModule_AddObject(m, "Loop", (PyObject *)&LoopType) < 0) {
+        Py_DECREF(&LoopType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "PACK_BUDGET", PACK_BUDGET) < 0 || PyModule_AddIntConstant(m, "MAX_REGIONS", MAX_REGIONS) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,51 @@
+"""The default match function's inner loop in C (``matchmaker/_matchloop.c``): see matchmaker.matching."""
+
+from collections.abc import Mapping
+
+PACK_BUDGET: int
+MAX_REGIONS: int
+
+class Loop:
+    """One tick's tickets (numbered by age) and sorted indexes."""
+
+    def __init__(
+        self,
+        sizes: list[int],
+        keys: list[float],
+        strengths: list[float],
+        ok: list[bool],
+        latencies: list[Mapping[str, float]] | None,
+        regions: list[str],
+    ) -> None: ...
+    def add_index(self, members: list[int], keys: list[float]) -> int: ...
+    def take(self, ticket: int, /) -> None: ...
+    def walk(self, seed: int, low: float, high: float, scan: int, /) -> list[int]: ...
+    def select(
+        self,
+        seed: int,
+        low: float,
+        high: float,
+        scan: int,
+        cap: int,
+        count: int,
+        mask: int,
+        spread: float,
+        check_latency: bool,
+        window: float,
+        /,
+    ) -> tuple[list[int], int, bool, list[int], int]: ...
+    def select_from(
+        self,
+        seed: int,
+        candidates: list[int],
+        cap: int,
+        count: int,
+        mask: int,
+        spread: float,
+        check_latency: bool,
+        window: float,
+        /,
+    ) -> tuple[list[int], int, bool, int]: ...
+    def teams(
+        self, chosen: list[int], size: int, count: int, balance: bool, /
+    ) -> tuple[list[list[int]], list[float]]: ...

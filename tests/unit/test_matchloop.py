@@ -1,0 +1,167 @@
+"""The match function's inner loop in C (``matchmaker/_matchloop.c``) proposes exactly what the
+Python loop proposes: the same pools through both, compared whole (teams, order, quality)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from fleetmatch.codec import load_trusted
+from matchmaker import matching
+from matchmaker.matching import QueueMatcher, find_matches
+from matchmaker.models import Player, Proposal, Ticket, TicketState
+from matchmaker.rules import Queue
+from matchmaker.tickcache import TicketCache
+from tests.unit.test_matching import MODE, NOW, PING, QUEUES, SKILL, check_invariants, make_queue, random_pool
+
+LOOP_QUEUES = {
+    **QUEUES,
+    "4v4-no-equal": make_queue(max_size=4, min_size=2, wait_for_full=20, rules=[SKILL, PING]),
+    "5x4-parties": make_queue(count=5, max_size=4, min_size=2, wait_for_full=10, rules=[{**SKILL, "maxDistance": 400}]),
+    "2v2-no-rules": make_queue(max_size=2, rules=[]),
+    "ffa-latency-only": make_queue(count=1, max_size=8, min_size=4, wait_for_full=5, rules=[PING]),
+    "wide-latency": make_queue(
+        max_size=3, rules=[SKILL, {**PING, "maxLatencyMs": 40, "widen": {"perSecond": 5, "max": 300}}]
+    ),
+    "4v4-mode": make_queue(max_size=4, rules=[SKILL, PING, MODE]),
+}
+
+
+@pytest.fixture
+def compiled() -> Iterator[Callable[[bool], None]]:
+    """Switch the C loop on or off for the calls that follow; back as it was afterwards."""
+    was = matching.COMPILED
+
+    def switch(on: bool) -> None:
+        matching.COMPILED = on
+
+    yield switch
+    matching.COMPILED = was
+
+
+def both(switch: Callable[[bool], None], call: Callable[[], list[Proposal]]) -> tuple[list[Proposal], list[Proposal]]:
+    switch(False)
+    python = call()
+    switch(True)
+    return python, call()
+
+
+def test_the_c_loop_is_built_here() -> None:
+    """The development install compiles it (``pip install -e .`` with a C compiler): without it every
+    other test here would compare the Python loop with itself."""
+    assert matching.COMPILED, "matchmaker._matchloop did not build: is a C compiler installed? (pip install -e .)"
+
+
+@pytest.mark.parametrize("name", sorted(LOOP_QUEUES))
+@pytest.mark.parametrize("seed", range(6))
+def test_the_c_loop_proposes_what_the_python_loop_proposes(
+    compiled: Callable[[bool], None], name: str, seed: int
+) -> None:
+    queue = LOOP_QUEUES[name]
+    rng = random.Random(seed)
+    pool = random_pool(rng, queue, 400, reuse=0.03 if seed % 3 == 0 else 0.0)
+    if seed % 2:
+        everyone = [p.id for t in pool for p in t.players]
+        pool = [
+            dataclasses.replace(t, blocked_players=(rng.choice(everyone),)) if rng.random() < 0.05 else t for t in pool
+        ]
+    for now in (NOW, NOW + 15, NOW + 45):
+        python, c = both(compiled, lambda: find_matches(pool, queue, now))  # noqa: B023 - called at once
+        assert c == python
+        check_invariants(queue, pool, c, now)
+
+
+@pytest.mark.parametrize("name", ["4v4", "5x4-parties", "duel"])
+def test_tick_after_tick_with_the_c_loop(compiled: Callable[[bool], None], name: str) -> None:
+    """A director's matcher (rule values kept between ticks, the C indexes made anew each tick)."""
+    queue = LOOP_QUEUES[name]
+    rng = random.Random(5)
+    pool = random_pool(rng, queue, 300)
+    matcher = QueueMatcher(queue)
+    compiled(True)
+    for tick in range(5):
+        now = NOW + 5 * tick
+        proposals = matcher(pool, now)
+        compiled(False)
+        assert proposals == find_matches(pool, queue, now), f"tick {tick}"
+        compiled(True)
+        matched = {t for p in proposals for t in p.ticket_ids}
+        pool = [t for t in pool if t.id not in matched] + [
+            dataclasses.replace(t, id=f"{t.id}-{tick}") for t in random_pool(rng, queue, 80)
+        ]
+
+
+def test_parties_that_first_fit_cannot_place_are_repacked_alike(
+    compiled: Callable[[bool], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exact packing (``_pack``, in C ``pack``) runs in these pools: the Python loop is seen to
+    call it, and the C loop, packing on its own, agrees."""
+    calls = 0
+    pack = matching._pack
+
+    def counted(*args: Any) -> list[int] | None:
+        nonlocal calls
+        calls += 1
+        return pack(*args)
+
+    monkeypatch.setattr(matching, "_pack", counted)
+    queue = LOOP_QUEUES["5x4-parties"]
+    for seed in range(3):
+        pool = random_pool(random.Random(100 + seed), queue, 600)
+        python, c = both(compiled, lambda: find_matches(pool, queue, NOW + 30))  # noqa: B023 - called at once
+        assert c == python
+    assert calls > 50, "the pools should make first fit fail often"
+
+
+def _ticket(tid: str, skill: Any, lat: dict[str, Any], wait: float = 10.0) -> Ticket:
+    """Its player unchecked (as read back from the store), so that a value ``Player`` refuses gets in."""
+    player = load_trusted(Player, {"id": f"{tid}-0", "attributes": {"skill": skill}, "latencies": lat})
+    return Ticket(tid, "q", f"{tid}-0", (player,), enqueued_at=NOW - wait)
+
+
+@pytest.mark.parametrize(
+    ("queue", "pool", "reason"),
+    [
+        pytest.param(
+            make_queue(rules=[{**SKILL, "maxDistance": 10}]),
+            [_ticket("a", 2**60, {}), _ticket("b", 2**60 + 3, {}), _ticket("c", 2**60 + 99, {})],
+            "an integer skill past 2**53 is not exact in a double",
+            id="huge-integers",
+        ),
+        pytest.param(
+            make_queue(rules=[SKILL, {**PING, "maxLatencyMs": 1000}]),
+            [_ticket(f"t{i}", 1500, {f"r{j}": 50 + (i * j) % 7 for j in range(70)}) for i in range(6)],
+            "more regions than a 62-bit mask holds",
+            id="seventy-regions",
+        ),
+    ],
+)
+def test_what_c_cannot_hold_exactly_runs_in_python(
+    compiled: Callable[[bool], None], queue: Queue, pool: list[Ticket], reason: str
+) -> None:
+    compiled(True)
+    tick = matching._Tick(queue, NOW, TicketCache())
+    proposals = tick.run(pool)
+    assert tick.loop is None, reason
+    compiled(False)
+    assert proposals == find_matches(pool, queue, NOW)
+    assert proposals, "the pool still matches"
+
+
+def test_tickets_not_eligible_are_never_walked(compiled: Callable[[bool], None]) -> None:
+    """Tickets the C loop holds no values for (a word for a skill, leased, expired) stay out."""
+    queue = make_queue(rules=[SKILL, PING])
+    pool = [
+        _ticket("word", "high", {"eu": 10}, wait=30),
+        dataclasses.replace(_ticket("leased", 1500, {"eu": 10}, wait=29), state=TicketState.LEASED),
+        dataclasses.replace(_ticket("expired", 1500, {"eu": 10}, wait=28), expires_at=NOW),
+        _ticket("a", 1500, {"eu": 10}, wait=5),
+        _ticket("b", 1510, {"eu": 20.5}, wait=4),
+    ]
+    python, c = both(compiled, lambda: find_matches(pool, queue, NOW))
+    assert c == python
+    assert [p.ticket_ids for p in c] == [("a", "b")]
