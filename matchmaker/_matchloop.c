@@ -835,12 +835,56 @@ done:
     return result;
 }
 
+/* usable(ticket, window): the regions (bit mask) the ticket reaches within ``window`` ms. */
+static PyObject *Loop_usable(Loop *self, PyObject *args) {
+    long ticket;
+    double window;
+    if (!PyArg_ParseTuple(args, "ld", &ticket, &window)) return NULL;
+    if (!check_ticket(self, ticket)) return NULL;
+    return PyLong_FromUnsignedLongLong(usable(self, (int32_t)ticket, window));
+}
+
+/* region(chosen, mask): (column, ticket): of the regions in ``mask``, the one whose worst latency
+ * over ``chosen`` is lowest (ties: the lowest column), and the first ticket with that worst. */
+static PyObject *Loop_region(Loop *self, PyObject *args) {
+    PyObject *chosen;
+    unsigned long long mask;
+    if (!PyArg_ParseTuple(args, "O!K", &PyList_Type, &chosen, &mask)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(chosen);
+    int best_column = -1;
+    int32_t best_ticket = -1;
+    double best = 0.0;
+    for (int r = 0; r < self->regions; r++) {
+        if (!(mask >> r & 1)) continue;
+        double highest = 0.0;
+        int32_t at = -1;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            long t = PyLong_AsLong(PyList_GET_ITEM(chosen, i));
+            if (t == -1 && PyErr_Occurred()) return NULL;
+            if (!check_ticket(self, t)) return NULL;
+            double ms = self->lats[(size_t)t * self->regions + r];
+            if (at < 0 || ms > highest) {
+                highest = ms;
+                at = (int32_t)t;
+            }
+        }
+        if (at >= 0 && (best_column < 0 || highest < best)) {
+            best_column = r;
+            best_ticket = at;
+            best = highest;
+        }
+    }
+    return Py_BuildValue("(ii)", best_column, (int)best_ticket);
+}
+
 static PyMethodDef Loop_methods[] = {
     {"add_index", (PyCFunction)Loop_add_index, METH_VARARGS, "A partition's tickets in index order; its number."},
     {"take", (PyCFunction)Loop_take, METH_O, "The ticket is matched: walks skip it from now on."},
     {"walk", (PyCFunction)Loop_walk, METH_VARARGS, "The free tickets nearest the seed's key, at most scan."},
     {"select", (PyCFunction)Loop_select, METH_VARARGS, "Walk and greedy selection: (chosen, mask, full, gathered, misses)."},
     {"select_from", (PyCFunction)Loop_select_from, METH_VARARGS, "Greedy selection over candidates: (chosen, mask, full, misses)."},
+    {"usable", (PyCFunction)Loop_usable, METH_VARARGS, "The regions a ticket reaches within a window, as a mask."},
+    {"region", (PyCFunction)Loop_region, METH_VARARGS, "(column, ticket): the region of lowest worst latency."},
     {"teams", (PyCFunction)Loop_teams, METH_VARARGS, "Balanced teams of the chosen tickets and their strength sums."},
     {NULL, NULL, 0, NULL},
 };

@@ -52,16 +52,17 @@ compiler; ``COMPILED``): the walk (3) for every queue, the selection (4) for que
 with one distance rule at most, no blocks and no player in two tickets, and the teams (6) of teams
 alike, on flat arrays made once per tick. It is the Python code below step for step and proposes
 exactly the same matches (tests/unit/test_matchloop.py compares the two on random pools); what it
-cannot hold exactly (more than 62 regions, integers past 2**53) runs in Python.
+cannot hold exactly (more than 62 regions, integers past 2**53, integer strengths past 2**40) runs in
+Python.
 
 Cost: at 100,000 tickets (``loadtest/bench_match.py``), with the rule values kept and the C loop,
 most of a tick is Python object work: laying out the tick's columns and sorts, the proposals; in
 the Python loop about half of it is the per-seed walk and rules (two thirds of the walk's steps
-pass over parties too big for the room left in the match). A rating queue keeps its tickets' ratings in their rows and predicts from mu and sigma directly
-(``matchmaker.ratings.predict``); a queue with roles remembers role assignments by offers.
-The director runs each tick
-with the cyclic garbage collector paused (``fleetmatch.gctune``): a tick's many short-lived objects
-beside a large live pool would otherwise trigger collections that walk the pool again and again.
+pass over parties too big for the room left in the match). A rating queue keeps its tickets'
+ratings in their rows and predicts from mu and sigma directly (``matchmaker.ratings.predict``); a
+queue with roles remembers role assignments by offers. The director runs each tick with the cyclic
+garbage collector paused (``fleetmatch.gctune``): a tick's many short-lived objects beside a large
+live pool would otherwise trigger collections that walk the pool again and again.
 
 A ticket is in at most one proposal, a player in at most one ticket of a proposal; proposals come in
 seed order (oldest first), and the result is the same for the same pool in any order.
@@ -297,6 +298,8 @@ class _Tick:
         self.loop: _matchloop.Loop | None = None
         """The tick's tickets and indexes in C (``COMPILED``), or None: the Python loop."""
         self.fused = False
+        self.sorted_bits = False
+        """Whether the regions' bits follow their names (the C loop then picks the region)."""
         """Whether the C loop also selects (a queue of teams alike, one distance rule at most, no
         blocks, no player in two tickets), or only walks (the selection in Python)."""
 
@@ -346,6 +349,7 @@ class _Tick:
             for region in sorted(set().union(*itertools.compress(self.lats, ok))):
                 self.bits[region]  # numbered now, in a fixed order: the bits are the C loop's columns
             names = self.bits.names
+            self.sorted_bits = names == sorted(names)  # then a tie between regions goes to the lower bit
             if len(names) > _matchloop.MAX_REGIONS:
                 return None
         try:
@@ -540,13 +544,15 @@ class _Tick:
         wait = max(0.0, self.now - self.enqueued[seed])
         windows = [self.windows[0](wait)] if len(self.windows) == 1 else [window(wait) for window in self.windows]
         latency_window = self.latency_window(wait)
-        mask = self._usable(self.lats[seed], latency_window) if self.latency is not None else 0
-        if self.latency is not None and not mask:
-            return None
+        loop = self.loop
+        mask = 0
+        if self.latency is not None:
+            mask = self._usable(self.lats[seed], latency_window) if loop is None else loop.usable(seed, latency_window)
+            if not mask:
+                return None
         key = self.keys[seed]
         low, high = (key - windows[0], key + windows[0]) if windows else (-_INF, _INF)
         cap = self.max_size
-        loop = self.loop
         if loop is not None and self.fused:
             best, best_mask, full, gathered, self.latency_misses = loop.select(
                 seed, low, high, self.scan, cap, self.count, mask, windows[0] if windows else _INF,
@@ -723,7 +729,11 @@ class _Tick:
         region, worst = "", None
         # map/itemgetter rather than comprehensions: this runs once per match, and a comprehension
         # is a function call of its own (Python 3.11)
-        if self.latency is not None:
+        if self.latency is not None and self.loop is not None and self.sorted_bits:
+            column, ticket = self.loop.region(chosen, mask)
+            region = self.bits.names[column]
+            worst = self.lats[ticket][region]  # the value itself (an int stays an int)
+        elif self.latency is not None:
             lats = list(map(self.lats.__getitem__, chosen))
             regions = self.regions.get(mask)
             if regions is None:
