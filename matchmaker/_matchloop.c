@@ -39,6 +39,19 @@ typedef struct {
     int32_t *pos;      /* its position there */
     Py_ssize_t nindexes;
     Index *indexes;
+    /* the seed loop (configure, next) */
+    int configured;
+    double *enqueued;  /* per ticket */
+    uint8_t *taken;    /* per ticket: matched, or never eligible */
+    double now, wait_for_full;
+    int cap, count, smallest, check_latency;
+    Py_ssize_t scan;
+    struct Window {
+        int present;   /* 0: no rule (an infinite window) */
+        double base, rate, cap;
+        Py_ssize_t nsteps;
+        double *after, *value;
+    } distance, latency;
 } Loop;
 
 /* -- numbers ---------------------------------------------------------------------------------- */
@@ -363,6 +376,12 @@ static void Loop_dealloc(Loop *self) {
     free(self->lats);
     free(self->part);
     free(self->pos);
+    free(self->enqueued);
+    free(self->taken);
+    free(self->distance.after);
+    free(self->distance.value);
+    free(self->latency.after);
+    free(self->latency.value);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -521,15 +540,20 @@ static Index *index_of(Loop *self, long ticket) {
     return &self->indexes[self->part[ticket]];
 }
 
+static void take(Loop *self, int32_t ticket) {
+    Index *index = &self->indexes[self->part[ticket]];
+    int32_t p = self->pos[ticket];
+    index->right[p] = p + 1;
+    index->left[p] = p - 1;
+    if (self->taken) self->taken[ticket] = 1;
+}
+
 /* take(ticket): the ticket is matched; walks skip it from now on. */
 static PyObject *Loop_take(Loop *self, PyObject *arg) {
     long ticket = PyLong_AsLong(arg);
     if (ticket == -1 && PyErr_Occurred()) return NULL;
-    Index *index = index_of(self, ticket);
-    if (!index) return NULL;
-    int32_t p = self->pos[ticket];
-    index->right[p] = p + 1;
-    index->left[p] = p - 1;
+    if (!index_of(self, ticket)) return NULL;
+    take(self, (int32_t)ticket);
     Py_RETURN_NONE;
 }
 
@@ -626,30 +650,6 @@ done:
     free(gathered);
     free(s.chosen);
     return result;
-}
-
-/* select(seed, low, high, scan, cap, count, mask, spread, check_latency, window):
- * (chosen, mask, full, gathered, latency misses): the walk and the selection in one. */
-static PyObject *Loop_select(Loop *self, PyObject *args) {
-    long seed;
-    double low, high, spread, window;
-    Py_ssize_t scan;
-    int cap, count, check_latency;
-    unsigned long long mask;
-    if (!PyArg_ParseTuple(args, "lddniiKdpd", &seed, &low, &high, &scan, &cap, &count, &mask, &spread, &check_latency,
-                          &window))
-        return NULL;
-    Index *index = index_of(self, seed);
-    if (!index) return NULL;
-    Walk w;
-    if (self->sizes[seed] > cap) { /* matching._select returns before it takes a candidate */
-        w.left_to_scan = 0;
-        w.index = index;
-        w.up = w.down = INFINITY;
-        return run_select(self, seed, &w, NULL, cap, count, mask, spread, check_latency, window);
-    }
-    walk_start(&w, index, self->pos[seed], low, high, scan);
-    return run_select(self, seed, &w, NULL, cap, count, mask, spread, check_latency, window);
 }
 
 /* select_from(seed, candidates, cap, count, mask, spread, check_latency, window):
@@ -877,12 +877,142 @@ static PyObject *Loop_region(Loop *self, PyObject *args) {
     return Py_BuildValue("(ii)", best_column, (int)best_ticket);
 }
 
+/* -- the seed loop (matchmaker.matching._Tick.run and the first pass of _match) ---------------- */
+
+/* A window spec from Python: None, or (base, per second, cap, ((after, value), ...)). */
+static int parse_window(PyObject *spec, struct Window *w) {
+    PyObject *steps;
+    free(w->after);
+    free(w->value);
+    memset(w, 0, sizeof(*w));
+    if (spec == Py_None) return 0;
+    if (!PyArg_ParseTuple(spec, "dddO!", &w->base, &w->rate, &w->cap, &PyTuple_Type, &steps)) return -1;
+    w->present = 1;
+    w->nsteps = PyTuple_GET_SIZE(steps);
+    if (w->nsteps) {
+        w->after = malloc(sizeof(double) * w->nsteps);
+        w->value = malloc(sizeof(double) * w->nsteps);
+        if (!w->after || !w->value) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < w->nsteps; i++)
+            if (!PyArg_ParseTuple(PyTuple_GET_ITEM(steps, i), "dd", &w->after[i], &w->value[i])) return -1;
+    }
+    return 0;
+}
+
+/* matching._window_function's functions: steps, or min(cap, base + rate * wait). */
+static double window_at(const struct Window *w, double wait) {
+    if (!w->present) return INFINITY;
+    if (w->nsteps) {
+        double value = w->base;
+        for (Py_ssize_t i = 0; i < w->nsteps; i++) {
+            if (w->after[i] > wait) break;
+            value = w->value[i];
+        }
+        return value;
+    }
+    double v = w->base + w->rate * wait;
+    return v < w->cap ? v : w->cap;
+}
+
+/* configure(now, enqueued, ok, distance, latency, cap, count, scan, smallest, wait_for_full): the
+ * tick's settings for ``next``. */
+static PyObject *Loop_configure(Loop *self, PyObject *args) {
+    PyObject *enqueued, *ok_list, *distance, *latency;
+    if (!PyArg_ParseTuple(args, "dO!O!OOiindd", &self->now, &PyList_Type, &enqueued, &PyList_Type, &ok_list, &distance,
+                          &latency, &self->cap, &self->count, &self->scan, &self->smallest, &self->wait_for_full))
+        return NULL;
+    if (PyList_GET_SIZE(enqueued) != self->n || PyList_GET_SIZE(ok_list) != self->n || self->count <= 0) {
+        PyErr_SetString(PyExc_ValueError, "enqueued and ok must have a value per ticket");
+        return NULL;
+    }
+    if (parse_window(distance, &self->distance) < 0 || parse_window(latency, &self->latency) < 0) return NULL;
+    self->check_latency = latency != Py_None;
+    free(self->enqueued);
+    free(self->taken);
+    self->enqueued = malloc(sizeof(double) * (self->n ? self->n : 1));
+    self->taken = malloc(self->n ? self->n : 1);
+    if (!self->enqueued || !self->taken) return PyErr_NoMemory();
+    for (Py_ssize_t t = 0; t < self->n; t++) {
+        int eligible = PyObject_IsTrue(PyList_GET_ITEM(ok_list, t));
+        if (eligible < 0) return NULL;
+        self->taken[t] = !eligible || self->part[t] < 0;
+        self->enqueued[t] = eligible ? PyFloat_AsDouble(PyList_GET_ITEM(enqueued, t)) : 0.0;
+        if (eligible && self->enqueued[t] == -1.0 && PyErr_Occurred()) return NULL;
+    }
+    self->configured = 1;
+    Py_RETURN_NONE;
+}
+
+/* next(start): from seed ``start`` on (oldest first), the next seed whose first pass formed a full
+ * match (its tickets are taken) or that Python must go on with (another region to try, or smaller
+ * teams): (seed, chosen, seed's regions, chosen's regions, full, gathered, latency misses); None
+ * when no seed is left. Seeds with no usable region, or no match and nothing more to try, are
+ * passed over, as matching._Tick._match returns None for them. */
+static PyObject *Loop_next(Loop *self, PyObject *arg) {
+    Py_ssize_t start = PyLong_AsSsize_t(arg);
+    if (start == -1 && PyErr_Occurred()) return NULL;
+    if (!self->configured) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() first");
+        return NULL;
+    }
+    for (Py_ssize_t seed = start < 0 ? 0 : start; seed < self->n; seed++) {
+        if (self->taken[seed]) continue;
+        double wait = self->now - self->enqueued[seed];
+        if (!(wait > 0.0)) wait = 0.0; /* max(0.0, now - enqueued) */
+        double window = window_at(&self->distance, wait);
+        double latency_window = window_at(&self->latency, wait);
+        uint64_t mask = 0;
+        if (self->check_latency) {
+            mask = usable(self, (int32_t)seed, latency_window);
+            if (!mask) continue;
+        }
+        double key = self->keys[seed];
+        double low = self->distance.present ? key - window : -INFINITY;
+        double high = self->distance.present ? key + window : INFINITY;
+        double spread = self->distance.present ? window : INFINITY;
+        Index *index = &self->indexes[self->part[seed]];
+        Walk w;
+        if (self->sizes[seed] > self->cap) {
+            w.left_to_scan = 0;
+            w.index = index;
+        } else {
+            walk_start(&w, index, self->pos[seed], low, high, self->scan);
+        }
+        PyObject *got = run_select(self, (long)seed, &w, NULL, self->cap, self->count, mask, spread,
+                                   self->check_latency, latency_window);
+        if (!got) return NULL;
+        /* got: (chosen, mask, full, gathered, misses) */
+        int full = PyObject_IsTrue(PyTuple_GET_ITEM(got, 2));
+        Py_ssize_t misses = PyLong_AsSsize_t(PyTuple_GET_ITEM(got, 4));
+        int more_regions = (mask & (mask - 1)) && misses;
+        int smaller = !(wait < self->wait_for_full || self->smallest >= self->cap);
+        if (!full && !more_regions && !smaller) {
+            Py_DECREF(got);
+            continue;
+        }
+        if (full) {
+            PyObject *chosen = PyTuple_GET_ITEM(got, 0);
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(chosen); i++) take(self, (int32_t)PyLong_AsLong(PyList_GET_ITEM(chosen, i)));
+        }
+        PyObject *out = Py_BuildValue("(nOKOOOO)", seed, PyTuple_GET_ITEM(got, 0), (unsigned long long)mask,
+                                      PyTuple_GET_ITEM(got, 1), PyTuple_GET_ITEM(got, 2), PyTuple_GET_ITEM(got, 3),
+                                      PyTuple_GET_ITEM(got, 4));
+        Py_DECREF(got);
+        return out;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Loop_methods[] = {
     {"add_index", (PyCFunction)Loop_add_index, METH_VARARGS, "A partition's tickets in index order; its number."},
     {"take", (PyCFunction)Loop_take, METH_O, "The ticket is matched: walks skip it from now on."},
     {"walk", (PyCFunction)Loop_walk, METH_VARARGS, "The free tickets nearest the seed's key, at most scan."},
-    {"select", (PyCFunction)Loop_select, METH_VARARGS, "Walk and greedy selection: (chosen, mask, full, gathered, misses)."},
     {"select_from", (PyCFunction)Loop_select_from, METH_VARARGS, "Greedy selection over candidates: (chosen, mask, full, misses)."},
+    {"configure", (PyCFunction)Loop_configure, METH_VARARGS, "The tick's settings for next()."},
+    {"next", (PyCFunction)Loop_next, METH_O, "The next seed with a full match, or one Python must go on with."},
     {"usable", (PyCFunction)Loop_usable, METH_VARARGS, "The regions a ticket reaches within a window, as a mask."},
     {"region", (PyCFunction)Loop_region, METH_VARARGS, "(column, ticket): the region of lowest worst latency."},
     {"teams", (PyCFunction)Loop_teams, METH_VARARGS, "Balanced teams of the chosen tickets and their strength sums."},

@@ -20,20 +20,6 @@ class Loop:
     def add_index(self, members: list[int], keys: list[float]) -> int: ...
     def take(self, ticket: int, /) -> None: ...
     def walk(self, seed: int, low: float, high: float, scan: int, /) -> list[int]: ...
-    def select(
-        self,
-        seed: int,
-        low: float,
-        high: float,
-        scan: int,
-        cap: int,
-        count: int,
-        mask: int,
-        spread: float,
-        check_latency: bool,
-        window: float,
-        /,
-    ) -> tuple[list[int], int, bool, list[int], int]: ...
     def select_from(
         self,
         seed: int,
@@ -51,3 +37,18 @@ class Loop:
     ) -> tuple[list[list[int]], list[float]]: ...
     def usable(self, ticket: int, window: float, /) -> int: ...
     def region(self, chosen: list[int], mask: int, /) -> tuple[int, int]: ...
+    def configure(
+        self,
+        now: float,
+        enqueued: list[float],
+        ok: list[bool],
+        distance: tuple[float, float, float, tuple[tuple[float, float], ...]] | None,
+        latency: tuple[float, float, float, tuple[tuple[float, float], ...]] | None,
+        cap: int,
+        count: int,
+        scan: int,
+        smallest: int,
+        wait_for_full: float,
+        /,
+    ) -> None: ...
+    def next(self, start: int, /) -> tuple[int, list[int], int, int, bool, list[int], int] | None: ...

@@ -515,6 +515,8 @@ class _Tick:
 
     def run(self, pool: Sequence[Ticket]) -> list[Proposal]:
         self._load(pool)
+        if self.loop is not None and self.fused:
+            return self._run_compiled(self.loop)
         out = []
         taken, pos, loop = self.taken, self.pos, self.loop
         for seed in range(len(self.live)):
@@ -539,11 +541,41 @@ class _Tick:
             out.append(self._proposal(chosen, size, mask))
         return out
 
-    def _match(self, seed: int) -> tuple[list[int], int, int] | None:
-        """(tickets, team size, usable regions as a bit mask) of the seed's match, or None."""
+    def _run_compiled(self, loop: _matchloop.Loop) -> list[Proposal]:
+        """``run`` with the seeds, their windows and first passes in C (``Loop.next``): Python takes
+        over for a seed only to try its regions one at a time or smaller teams, as ``_match`` would."""
+        distance = _window_spec(self.distance[0]) if self.distance else None
+        latency = _window_spec(self.latency) if self.latency is not None else None
+        cap = self.max_size
+        loop.configure(
+            self.now, list(self.enqueued), [not t for t in self.taken], distance, latency,
+            cap, self.count, self.scan, self.smallest, self.wait_for_full,
+        )  # fmt: skip
+        out = []
+        proposal, next_match, seed = self._proposal, loop.next, 0
+        while (got := next_match(seed)) is not None:
+            seed, best, mask, best_mask, full, gathered, self.latency_misses = got
+            if full:
+                out.append(proposal(best, cap, best_mask))
+            else:
+                wait, windows, latency_window = self._windows(seed)
+                found = self._go_on(seed, wait, windows, latency_window, mask, best, best_mask, gathered)
+                if found is not None:
+                    for t in found[0]:
+                        loop.take(t)
+                    out.append(proposal(*found))
+            seed += 1
+        return out
+
+    def _windows(self, seed: int) -> tuple[float, list[float], float]:
+        """The seed's wait, the distance rules' windows and the latency window for it."""
         wait = max(0.0, self.now - self.enqueued[seed])
         windows = [self.windows[0](wait)] if len(self.windows) == 1 else [window(wait) for window in self.windows]
-        latency_window = self.latency_window(wait)
+        return wait, windows, self.latency_window(wait)
+
+    def _match(self, seed: int) -> tuple[list[int], int, int] | None:
+        """(tickets, team size, usable regions as a bit mask) of the seed's match, or None."""
+        wait, windows, latency_window = self._windows(seed)
         loop = self.loop
         mask = 0
         if self.latency is not None:
@@ -553,12 +585,7 @@ class _Tick:
         key = self.keys[seed]
         low, high = (key - windows[0], key + windows[0]) if windows else (-_INF, _INF)
         cap = self.max_size
-        if loop is not None and self.fused:
-            best, best_mask, full, gathered, self.latency_misses = loop.select(
-                seed, low, high, self.scan, cap, self.count, mask, windows[0] if windows else _INF,
-                self.latency is not None, latency_window,
-            )  # fmt: skip
-        elif loop is not None:
+        if loop is not None:
             gathered = loop.walk(seed, low, high, self.scan)
             best, best_mask, full = self._select(seed, gathered, cap, mask, windows, latency_window)
         else:
@@ -567,6 +594,22 @@ class _Tick:
             best, best_mask, full = self._select(seed, walk, cap, mask, windows, latency_window)
         if full:
             return best, cap, best_mask
+        return self._go_on(seed, wait, windows, latency_window, mask, best, best_mask, gathered)
+
+    def _go_on(
+        self,
+        seed: int,
+        wait: float,
+        windows: list[float],
+        latency_window: float,
+        mask: int,
+        best: list[int],
+        best_mask: int,
+        gathered: list[int],
+    ) -> tuple[list[int], int, int] | None:
+        """After a first pass that formed no full match: the seed's regions one at a time, then
+        smaller teams. ``mask``: the seed's usable regions; ``best``, ``best_mask``: the first pass."""
+        cap = self.max_size
         if mask & (mask - 1) and self.latency_misses:
             # several regions, and latency turned candidates away: the first picks may have locked
             # the match into a region that a better set of tickets does not share
@@ -938,6 +981,19 @@ def _widened(
             return None
         out.append((window, low, high))
     return out
+
+
+def _window_spec(rule: Rule) -> tuple[float, float, float, tuple[tuple[float, float], ...]]:
+    """``_window_function(rule)`` as data for the C seed loop: (base, per second, cap, steps), the
+    window being the last step reached (from base) with steps, else ``min(cap, base + rate * wait)``."""
+    widen = rule.widen
+    if widen is None:
+        return rule.base or 0.0, 0.0, _INF, ()
+    if widen.steps or widen.cap is None:  # Rule.window: 0 without a base
+        if rule.base is None:
+            return 0.0, 0.0, _INF, ()
+        return rule.base, 0.0, _INF, tuple((step.after_seconds, step.value) for step in widen.steps)
+    return rule.base or 0.0, widen.per_second, widen.cap, ()
 
 
 def _no_window(wait: float) -> float:
