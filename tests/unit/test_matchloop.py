@@ -169,3 +169,24 @@ def test_tickets_not_eligible_are_never_walked(compiled: Callable[[bool], None])
     python, c = both(compiled, lambda: find_matches(pool, queue, NOW))
     assert c == python
     assert [p.ticket_ids for p in c] == [("a", "b")]
+
+
+@pytest.mark.parametrize(
+    ("widen", "wait", "matched"),
+    [
+        pytest.param({"steps": [{"afterSeconds": 10, "value": 200}]}, 10.0, True, id="step-reached-at-its-second"),
+        pytest.param({"steps": [{"afterSeconds": 10, "value": 200}]}, 9.5, False, id="step-not-yet"),
+        pytest.param({"perSecond": 5, "max": 150}, 10.0, True, id="linear-to-its-cap"),
+        pytest.param({"perSecond": 5, "max": 149}, 60.0, False, id="capped-below-the-gap"),
+        pytest.param({"perSecond": 4.9, "max": 400}, 10.0, False, id="linear-not-yet"),
+    ],
+)
+def test_windows_widen_alike_in_both_loops(
+    compiled: Callable[[bool], None], widen: dict[str, Any], wait: float, matched: bool
+) -> None:
+    """The seed loop's windows (in C) at the edges: a partner 150 away, the base window 100."""
+    queue = make_queue(rules=[{**SKILL, "widen": widen}])
+    pool = [_ticket("seed", 1500, {}, wait=wait), _ticket("partner", 1650, {}, wait=0.0)]
+    python, c = both(compiled, lambda: find_matches(pool, queue, NOW))
+    assert c == python
+    assert bool(c) is matched
