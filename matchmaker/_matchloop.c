@@ -39,6 +39,10 @@ typedef struct {
     int32_t *pos;      /* its position there */
     Py_ssize_t nindexes;
     Index *indexes;
+    /* blocks (set_blocks): per ticket, the players (numbered) it must not meet, and its own
+     * players among those anyone must not meet; CSR: ticket t's are values[start[t]..start[t+1]) */
+    int has_blocks;
+    int32_t *avoid_start, *avoid_values, *ids_start, *ids_values;
     /* the seed loop (configure, next) */
     int configured;
     double *enqueued;  /* per ticket */
@@ -275,7 +279,31 @@ typedef struct {
     uint64_t mask;
     int full;
     Py_ssize_t misses;
+    int32_t *banned;   /* players the chosen tickets must not meet (with blocks) */
+    Py_ssize_t nbanned, banned_room;
 } Selection;
+
+/* Add ticket's avoided players to the selection's banned ones; -1 out of memory. */
+static int ban(Loop *self, Selection *s, int32_t ticket) {
+    int32_t from = self->avoid_start[ticket], to = self->avoid_start[ticket + 1];
+    if (s->nbanned + (to - from) > s->banned_room) {
+        Py_ssize_t room = 2 * (s->nbanned + (to - from)) + 8;
+        int32_t *grown = realloc(s->banned, sizeof(int32_t) * room);
+        if (!grown) return -1;
+        s->banned = grown;
+        s->banned_room = room;
+    }
+    for (int32_t i = from; i < to; i++) s->banned[s->nbanned++] = self->avoid_values[i];
+    return 0;
+}
+
+/* Whether one of ticket's players is banned by the chosen tickets (or bans one of them). */
+static int banned(Loop *self, const Selection *s, int32_t ticket) {
+    for (int32_t i = self->ids_start[ticket]; i < self->ids_start[ticket + 1]; i++)
+        for (Py_ssize_t j = 0; j < s->nbanned; j++)
+            if (s->banned[j] == self->ids_values[i]) return 1;
+    return 0;
+}
 
 /* The usable regions of ``ticket`` within ``window``. */
 static inline uint64_t usable(Loop *self, int32_t ticket, double window) {
@@ -295,6 +323,7 @@ static int offer(Loop *self, Selection *s, int32_t ticket, int *fills, int count
     double new_low = key < *low ? key : *low;
     double new_high = key > *high ? key : *high;
     if (new_high - new_low > spread) return 0;
+    if (self->has_blocks && banned(self, s, ticket)) return 0;
     uint64_t shared = 0;
     if (check_latency) {
         shared = usable(self, ticket, window) & s->mask;
@@ -329,6 +358,10 @@ static int offer(Loop *self, Selection *s, int32_t ticket, int *fills, int count
             return -1;
         }
         if (!packed) return 0;
+    }
+    if (self->has_blocks && ban(self, s, ticket) < 0) {
+        PyErr_NoMemory();
+        return -1;
     }
     if (check_latency) s->mask = shared;
     *low = new_low;
@@ -378,6 +411,10 @@ static void Loop_dealloc(Loop *self) {
     free(self->pos);
     free(self->enqueued);
     free(self->taken);
+    free(self->avoid_start);
+    free(self->avoid_values);
+    free(self->ids_start);
+    free(self->ids_values);
     free(self->distance.after);
     free(self->distance.value);
     free(self->latency.after);
@@ -601,7 +638,9 @@ static PyObject *run_select(Loop *self, long seed, Walk *walk, PyObject *list, i
     s.mask = mask;
     s.full = 0;
     s.misses = 0;
-    if (!fills || !s.chosen || (walk && !gathered)) {
+    s.banned = NULL;
+    s.nbanned = s.banned_room = 0;
+    if (!fills || !s.chosen || (walk && !gathered) || (self->has_blocks && ban(self, &s, (int32_t)seed) < 0)) {
         PyErr_NoMemory();
         goto done;
     }
@@ -649,6 +688,7 @@ done:
     free(fills);
     free(gathered);
     free(s.chosen);
+    free(s.banned);
     return result;
 }
 
@@ -877,6 +917,59 @@ static PyObject *Loop_region(Loop *self, PyObject *args) {
     return Py_BuildValue("(ii)", best_column, (int)best_ticket);
 }
 
+/* One list of tuples of ints (per ticket) as CSR arrays; -1 on error. */
+static int csr(Loop *self, PyObject *list, int32_t **start, int32_t **values) {
+    if (!PyList_Check(list) || PyList_GET_SIZE(list) != self->n) {
+        PyErr_SetString(PyExc_ValueError, "a tuple per ticket");
+        return -1;
+    }
+    Py_ssize_t total = 0;
+    for (Py_ssize_t t = 0; t < self->n; t++) {
+        PyObject *row = PyList_GET_ITEM(list, t);
+        if (!PyTuple_Check(row)) {
+            PyErr_SetString(PyExc_TypeError, "a tuple per ticket");
+            return -1;
+        }
+        total += PyTuple_GET_SIZE(row);
+    }
+    if (total > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "too many");
+        return -1;
+    }
+    free(*start);
+    free(*values);
+    *start = malloc(sizeof(int32_t) * (self->n + 1));
+    *values = malloc(sizeof(int32_t) * (total ? total : 1));
+    if (!*start || !*values) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int32_t at = 0;
+    for (Py_ssize_t t = 0; t < self->n; t++) {
+        PyObject *row = PyList_GET_ITEM(list, t);
+        (*start)[t] = at;
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(row); i++) {
+            long v = PyLong_AsLong(PyTuple_GET_ITEM(row, i));
+            if (v == -1 && PyErr_Occurred()) return -1;
+            (*values)[at++] = (int32_t)v;
+        }
+    }
+    (*start)[self->n] = at;
+    return 0;
+}
+
+/* set_blocks(avoid, ids): per ticket, the numbers of the players it must not meet (both ways), and
+ * of its own players that anyone must not meet (matching._Tick.avoid and .ids, numbered). */
+static PyObject *Loop_set_blocks(Loop *self, PyObject *args) {
+    PyObject *avoid, *ids;
+    if (!PyArg_ParseTuple(args, "OO", &avoid, &ids)) return NULL;
+    self->has_blocks = 0;
+    if (csr(self, avoid, &self->avoid_start, &self->avoid_values) < 0) return NULL;
+    if (csr(self, ids, &self->ids_start, &self->ids_values) < 0) return NULL;
+    self->has_blocks = 1;
+    Py_RETURN_NONE;
+}
+
 /* -- the seed loop (matchmaker.matching._Tick.run and the first pass of _match) ---------------- */
 
 /* A window spec from Python: None, or (base, per second, cap, ((after, value), ...)). */
@@ -1011,6 +1104,7 @@ static PyMethodDef Loop_methods[] = {
     {"take", (PyCFunction)Loop_take, METH_O, "The ticket is matched: walks skip it from now on."},
     {"walk", (PyCFunction)Loop_walk, METH_VARARGS, "The free tickets nearest the seed's key, at most scan."},
     {"select_from", (PyCFunction)Loop_select_from, METH_VARARGS, "Greedy selection over candidates: (chosen, mask, full, misses)."},
+    {"set_blocks", (PyCFunction)Loop_set_blocks, METH_VARARGS, "Per ticket, the players it must not meet, and its own."},
     {"configure", (PyCFunction)Loop_configure, METH_VARARGS, "The tick's settings for next()."},
     {"next", (PyCFunction)Loop_next, METH_O, "The next seed with a full match, or one Python must go on with."},
     {"usable", (PyCFunction)Loop_usable, METH_VARARGS, "The regions a ticket reaches within a window, as a mask."},

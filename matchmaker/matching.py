@@ -363,7 +363,9 @@ class _Tick:
             )
         except ValueError:
             return None
-        self.fused = not self.general and len(self.distance) <= 1 and not self.contested and self.avoid is None
+        if self.avoid is not None:
+            _number_blocks(loop, self.avoid, self.ids)
+        self.fused = not self.general and len(self.distance) <= 1 and not self.contested
         return loop
 
     def _derive(self, tickets: list[Ticket]) -> list[Row]:
@@ -981,6 +983,16 @@ def _widened(
             return None
         out.append((window, low, high))
     return out
+
+
+def _number_blocks(loop: _matchloop.Loop, avoid: list[frozenset[str]], ids: list[frozenset[str]]) -> None:
+    """The blocks in C: the players anyone must not meet, numbered; per ticket, those it must not
+    meet and those among its own players."""
+    number: dict[str, int] = {}
+    avoided = [tuple([number.setdefault(p, len(number)) for p in a]) if a else () for a in avoid]
+    known = number.keys()
+    own = [tuple(map(number.__getitem__, known & players)) if not known.isdisjoint(players) else () for players in ids]
+    loop.set_blocks(avoided, own)
 
 
 def _window_spec(rule: Rule) -> tuple[float, float, float, tuple[tuple[float, float], ...]]:
