@@ -791,12 +791,16 @@ class _Tick:
         """The rating rule's teams (even predicted win probability) and their strength sums."""
         assert self.rating is not None
         members = [t for team in teams for t in team]
-        where = {t: i for i, t in enumerate(members)}
+        greedy, start = [], 0
+        for team in teams:  # each team's positions in ``members``: consecutive, no dict needed
+            greedy.append(list(range(start, start + len(team))))
+            start += len(team)
         attribute, rated = self.rating.attribute, self.rated
         parties = [rated[t] or ratings.party_ratings(self.live[t].players, attribute) for t in members]
-        split, prediction = ratings.balance(parties, [[where[t] for t in team] for team in teams], size)
-        teams = [sorted(members[i] for i in team) for team in split]
-        return teams, [sum(map(self.strength.__getitem__, team)) for team in teams], prediction
+        split, prediction = ratings.balance(parties, greedy, size)
+        at, strength = members.__getitem__, self.strength.__getitem__
+        teams = [sorted(map(at, team)) for team in split]
+        return teams, [sum(map(strength, team)) for team in teams], prediction
 
     def _packed_teams(self, order: list[int], size: int) -> list[list[int]]:
         placement = _pack([self.sizes[t] for t in order], self.count, size)
