@@ -771,24 +771,9 @@ class _Tick:
         return chosen, mask, False
 
     def _proposal(self, chosen: list[int], size: int, mask: int) -> Proposal:
-        region, worst = "", None
-        # map/itemgetter rather than comprehensions: this runs once per match, and a comprehension
-        # is a function call of its own (Python 3.11)
-        if self.latency is not None and self.loop is not None and self.sorted_bits:
-            column, ticket = self.loop.region(chosen, mask)
-            region = self.bits.names[column]
-            worst = self.lats[ticket][region]  # the value itself (an int stays an int)
-        elif self.latency is not None:
-            lats = list(map(self.lats.__getitem__, chosen))
-            regions = self.regions.get(mask)
-            if regions is None:
-                regions = self.regions[mask] = [
-                    (name, operator.itemgetter(name)) for name in map(self.bits.name, _bits(mask))
-                ]
-            for here, latency_of in regions:
-                highest = max(map(latency_of, lats))
-                if worst is None or highest < worst or (highest == worst and here < region):
-                    region, worst = here, highest
+        # map/itemgetter rather than comprehensions, two teams unrolled: this runs once per match,
+        # and a comprehension is a function call of its own (Python 3.11)
+        region, worst = self._region(chosen, mask) if self.latency is not None else ("", None)
         roles: dict[str, str] = {}
         prediction = None
         if self.general:
@@ -801,25 +786,60 @@ class _Tick:
         else:
             if self.loop is not None:
                 teams, sums = self.loop.teams(chosen, size, self.count, bool(self.balance))
+            elif self.count == 2:
+                teams, sums = self._two_teams(chosen, size)
             else:
                 teams, sums = self._teams(chosen, size)
             if self.rating is not None:
                 teams, sums, prediction = self._rated(teams, size)
-            spread = (max(sums) - min(sums)) / size if self.balance and len(sums) > 1 else 0.0
+            if not self.balance or len(sums) < 2:
+                spread = 0.0
+            elif len(sums) == 2:  # max(sums) - min(sums), the same operands
+                first, second = sums
+                spread = ((second if second > first else first) - (second if second < first else first)) / size
+            else:
+                spread = (max(sums) - min(sums)) / size
         ticket_id = self.tids.__getitem__
-        return Proposal(
-            teams=tuple([tuple(map(ticket_id, team)) for team in teams]),
-            region=region,
-            quality=MatchQuality(
-                skill_spread=spread,
-                worst_latency_ms=worst,
-                longest_wait_seconds=max(0.0, self.now - self.enqueued[min(chosen)]),  # numbered by age
-                draw_probability=prediction.draw if prediction is not None else None,
-                win_probabilities=prediction.win if prediction is not None else (),
+        if len(teams) == 2:
+            ids: tuple[tuple[str, ...], ...] = (tuple(map(ticket_id, teams[0])), tuple(map(ticket_id, teams[1])))
+        else:
+            ids = tuple([tuple(map(ticket_id, team)) for team in teams])
+        return Proposal(  # fields by position (models.py's order): cheaper than by keyword
+            ids,
+            region,
+            MatchQuality(
+                spread,
+                worst,
+                max(0.0, self.now - self.enqueued[min(chosen)]),  # numbered by age
+                prediction.draw if prediction is not None else None,
+                prediction.win if prediction is not None else (),
             ),
-            roles=roles,
-            team_names=self.names,
+            roles,
+            self.names,
         )
+
+    def _region(self, chosen: list[int], mask: int) -> tuple[str, float]:
+        """Of the regions in ``mask``, the one whose worst latency over ``chosen`` is lowest (ties:
+        by name), and that latency."""
+        if self.loop is not None and self.sorted_bits:
+            column, ticket = self.loop.region(chosen, mask)
+            region = self.bits.names[column]
+            return region, self.lats[ticket][region]  # the value itself (an int stays an int)
+        regions = self.regions.get(mask)
+        if regions is None:
+            regions = self.regions[mask] = [
+                (name, operator.itemgetter(name)) for name in map(self.bits.name, _bits(mask))
+            ]
+        if len(regions) == 1:  # about half the matches: no list of the tickets' latencies
+            region, latency_of = regions[0]
+            return region, max(map(latency_of, map(self.lats.__getitem__, chosen)))
+        region, worst = "", _INF
+        lats = list(map(self.lats.__getitem__, chosen))
+        for here, latency_of in regions:
+            highest = max(map(latency_of, lats))
+            if not region or highest < worst or (highest == worst and here < region):
+                region, worst = here, highest
+        return region, worst
 
     def _placed_teams(self, chosen: list[int], size: int) -> tuple[list[list[int]], list[float]]:
         """Teams as the selection placed them (named teams keep their order); teams alike with role
@@ -829,8 +849,7 @@ class _Tick:
         for ticket, team in zip(chosen, self.placement, strict=True):
             teams[team].append(ticket)
         if self.balance and not self.named and self.count > 1:
-            kinds = {t: self.offers[t] if self.offers else self.sizes[t] for t in chosen}
-            _swap_to_balance(teams, kinds, strength)
+            _swap_to_balance(teams, self.offers or self.sizes, strength)  # kinds: roles offered, or sizes
         for members in teams:
             members.sort()
         return teams, [sum(map(strength.__getitem__, members)) for members in teams]
@@ -877,16 +896,56 @@ class _Tick:
             members.sort()
         return teams, [sum(map(strength.__getitem__, members)) for members in teams]
 
+    def _two_teams(self, chosen: list[int], size: int) -> tuple[list[list[int]], list[float]]:
+        """``_teams`` for two teams (most queues), unrolled: it runs once per match. The same
+        decisions on the same floats: the greedy puts a ticket in the second team only if both have
+        room and the second's sum is lower (``<``: ties go to the first)."""
+        strength = self.strength
+        if len(chosen) == 2:  # one ticket per team (1v1, or parties that fill whole teams)
+            a, b = chosen
+            if b < a:
+                a, b = b, a
+            return [[a], [b]], [strength[a], strength[b]]
+        sizes = self.sizes
+        order = sorted(chosen, key=strength.__getitem__, reverse=True)
+        order.sort(key=sizes.__getitem__, reverse=True)  # stable: largest parties, strongest first
+        first: list[int] = []
+        second: list[int] = []
+        fill_first = fill_second = 0
+        sum_first = sum_second = 0.0
+        for ticket in order:
+            players = sizes[ticket]
+            if fill_first + players <= size and (fill_second + players > size or not sum_second < sum_first):
+                first.append(ticket)
+                fill_first += players
+                sum_first += strength[ticket]
+            elif fill_second + players <= size:
+                second.append(ticket)
+                fill_second += players
+                sum_second += strength[ticket]
+            else:
+                first, second = self._packed_teams(order, size)
+                break
+        if self.balance:
+            _swap_two(first, second, sizes, strength)
+        first.sort()
+        second.sort()
+        return [first, second], [sum(map(strength.__getitem__, first)), sum(map(strength.__getitem__, second))]
+
     def _rated(self, teams: list[list[int]], size: int) -> tuple[list[list[int]], list[float], ratings.Prediction]:
         """The rating rule's teams (even predicted win probability) and their strength sums."""
         assert self.rating is not None
         members = [t for team in teams for t in team]
-        where = {t: i for i, t in enumerate(members)}
+        greedy, start = [], 0
+        for team in teams:  # each team's positions in ``members``: consecutive, no dict needed
+            greedy.append(list(range(start, start + len(team))))
+            start += len(team)
         attribute, rated = self.rating.attribute, self.rated
         parties = [rated[t] or ratings.party_ratings(self.live[t].players, attribute) for t in members]
-        split, prediction = ratings.balance(parties, [[where[t] for t in team] for team in teams], size)
-        teams = [sorted(members[i] for i in team) for team in split]
-        return teams, [sum(map(self.strength.__getitem__, team)) for team in teams], prediction
+        split, prediction = ratings.balance(parties, greedy, size)
+        at, strength = members.__getitem__, self.strength.__getitem__
+        teams = [sorted(map(at, team)) for team in split]
+        return teams, [sum(map(strength, team)) for team in teams], prediction
 
     def _packed_teams(self, order: list[int], size: int) -> list[list[int]]:
         placement = _pack([self.sizes[t] for t in order], self.count, size)
@@ -1122,11 +1181,14 @@ def _fills(placement: list[int] | None, sizes: list[int], bins: int) -> list[int
 
 
 def _swap_to_balance(
-    teams: list[list[int]], sizes: Mapping[int, object] | Sequence[int], strength: Sequence[float]
+    teams: list[list[int]], sizes: Mapping[int, object] | Sequence[object], strength: Sequence[float]
 ) -> None:
     """Swap tickets of the same kind (``sizes``: their sizes, or anything a swap must keep equal,
     such as the roles their players offer) between the strongest and the weakest team while the
     gap narrows (each swap takes the pair that narrows it most; a few rounds at most)."""
+    if len(teams) == 2:
+        _swap_two(teams[0], teams[1], sizes, strength)
+        return
     sums = [sum([strength[t] for t in team]) for team in teams]
     for _ in range(4 * len(teams)):
         strong, weak = sums.index(max(sums)), sums.index(min(sums))
@@ -1146,3 +1208,43 @@ def _swap_to_balance(
         teams[strong][i], teams[weak][j] = b, a
         sums[strong] -= strength[a] - strength[b]
         sums[weak] += strength[a] - strength[b]
+
+
+def _swap_two(
+    first: list[int], second: list[int], sizes: Mapping[int, object] | Sequence[object], strength: Sequence[float]
+) -> None:
+    """``_swap_to_balance`` for two teams, unrolled (it runs once per match): the same sums, the same
+    arithmetic in the same order, and the same ties (equal sums: no swap; the first best pair)."""
+    sum_first = sum(map(strength.__getitem__, first))
+    sum_second = sum(map(strength.__getitem__, second))
+    for _ in range(8):
+        if sum_second > sum_first:
+            strong, weak, gap = second, first, sum_second - sum_first
+        elif sum_second < sum_first:
+            strong, weak, gap = first, second, sum_first - sum_second
+        else:  # even (the general loop would take one team as both strongest and weakest: no swap)
+            return
+        best, pick_a, pick_b = gap, 0, 0
+        i = 0
+        for a in strong:  # counters rather than enumerate: cheaper for a handful of tickets
+            size, value = sizes[a], strength[a]
+            j = 0
+            for b in weak:
+                # only a weaker ticket can narrow the gap: with ``value <= strength[b]`` the gap after
+                # is at least ``gap`` (rounding is monotonic), so the pair is never picked
+                if sizes[b] == size and strength[b] < value:
+                    after = abs(gap - 2 * (value - strength[b]))
+                    if after < best:
+                        best, pick_a, pick_b = after, i, j
+                j += 1
+            i += 1
+        if best >= gap:
+            return
+        a, b = strong[pick_a], weak[pick_b]
+        strong[pick_a], weak[pick_b] = b, a
+        if strong is first:
+            sum_first -= strength[a] - strength[b]
+            sum_second += strength[a] - strength[b]
+        else:
+            sum_second -= strength[a] - strength[b]
+            sum_first += strength[a] - strength[b]
