@@ -43,6 +43,7 @@ typedef struct {
      * players among those anyone must not meet; CSR: ticket t's are values[start[t]..start[t+1]) */
     int has_blocks;
     int32_t *avoid_start, *avoid_values, *ids_start, *ids_values;
+    PyObject *ids;     /* the tickets' ids (a list), for describe */
     /* the seed loop (configure, next) */
     int configured;
     double *enqueued;  /* per ticket */
@@ -409,6 +410,7 @@ static void Loop_dealloc(Loop *self) {
     free(self->lats);
     free(self->part);
     free(self->pos);
+    Py_XDECREF(self->ids);
     free(self->enqueued);
     free(self->taken);
     free(self->avoid_start);
@@ -758,120 +760,233 @@ static int cmp_int32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* teams(chosen, size, count, balance): (teams, their strength sums): ``count`` teams of exactly
- * ``size`` players, parties largest first into the weakest team with room (an exact packing if
- * that cannot place them), then swaps while the gap narrows; each team in age order. */
-static PyObject *Loop_teams(Loop *self, PyObject *args) {
-    PyObject *chosen_list, *result = NULL;
-    int size, count, balance;
-    if (!PyArg_ParseTuple(args, "O!iip", &PyList_Type, &chosen_list, &size, &count, &balance)) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(chosen_list);
-    if (count <= 0 || n <= 0 || n > INT32_MAX / (count + 1)) {
-        PyErr_SetString(PyExc_ValueError, "bad team count or tickets");
-        return NULL;
-    }
-    int stride = (int)n;
-    int32_t *order = malloc(sizeof(int32_t) * n);
-    int32_t *teams = malloc(sizeof(int32_t) * (size_t)count * stride);
-    int *lengths = calloc(count, sizeof(int)), *fills = calloc(count, sizeof(int));
-    int *placement = malloc(sizeof(int) * n), *bins = malloc(sizeof(int) * count);
+/* The teams of the tickets in ``order`` (``n``, reordered here): ``count`` teams of exactly ``size``
+ * players, parties largest first into the weakest team with room (an exact packing if that cannot
+ * place them), then swaps while the gap narrows; each team in age order, in ``teams`` (rows of
+ * ``n``) and ``lengths``. 0, or -1 with an exception set. */
+static int build_teams(Loop *self, int32_t *order, Py_ssize_t n, int size, int count, int balance, int32_t *teams,
+                       int *lengths) {
+    int stride = (int)n, result = -1;
+    int *fills = calloc(count, sizeof(int)), *placement = malloc(sizeof(int) * n), *bins = malloc(sizeof(int) * count);
     int32_t *order_sizes = malloc(sizeof(int32_t) * n);
     double *sums = calloc(count, sizeof(double));
-    if (!order || !teams || !lengths || !fills || !placement || !bins || !order_sizes || !sums) {
+    if (!fills || !placement || !bins || !order_sizes || !sums) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        long t = PyLong_AsLong(PyList_GET_ITEM(chosen_list, i));
-        if (t == -1 && PyErr_Occurred()) goto done;
-        if (!check_ticket(self, t)) goto done;
-        order[i] = (int32_t)t;
-    }
+    for (int c = 0; c < count; c++) lengths[c] = 0;
     if (n == count) { /* one ticket per team */
         qsort(order, n, sizeof(int32_t), cmp_int32);
         for (int c = 0; c < count; c++) {
             teams[c * stride] = order[c];
             lengths[c] = 1;
         }
-    } else {
-        /* largest parties first, then the strongest, then as chosen (two stable sorts in Python) */
-        for (Py_ssize_t i = 1; i < n; i++) {
-            int32_t t = order[i];
-            Py_ssize_t j = i;
-            while (j > 0) {
-                int32_t u = order[j - 1];
-                int before = self->sizes[t] > self->sizes[u] ||
-                             (self->sizes[t] == self->sizes[u] && self->strengths[t] > self->strengths[u]);
-                if (!before) break;
-                order[j] = u;
-                j--;
-            }
-            order[j] = t;
-        }
-        int greedy = 1;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            int32_t t = order[i];
-            int best = -1;
-            for (int c = 0; c < count; c++)
-                if (fills[c] + self->sizes[t] <= size && (best < 0 || sums[c] < sums[best])) best = c;
-            if (best < 0) {
-                greedy = 0;
-                break;
-            }
-            teams[best * stride + lengths[best]++] = t;
-            fills[best] += self->sizes[t];
-            sums[best] += self->strengths[t];
-        }
-        if (!greedy) {
-            for (Py_ssize_t i = 0; i < n; i++) order_sizes[i] = self->sizes[order[i]];
-            int packed = pack(order_sizes, (int)n, count, size, bins, placement);
-            if (packed < 0) {
-                PyErr_NoMemory();
-                goto done;
-            }
-            if (!packed) {
-                PyErr_SetString(PyExc_AssertionError, "selection only keeps tickets that pack");
-                goto done;
-            }
-            for (int c = 0; c < count; c++) lengths[c] = 0;
-            for (Py_ssize_t i = 0; i < n; i++) teams[placement[i] * stride + lengths[placement[i]]++] = order[i];
-        }
-        if (balance && count > 1) swap_to_balance(self, teams, lengths, count, stride);
-    }
-    PyObject *out_teams = PyList_New(count), *out_sums = PyList_New(count);
-    if (!out_teams || !out_sums) {
-        Py_XDECREF(out_teams);
-        Py_XDECREF(out_sums);
+        result = 0;
         goto done;
     }
+    /* largest parties first, then the strongest, then as chosen (two stable sorts in Python) */
+    for (Py_ssize_t i = 1; i < n; i++) {
+        int32_t t = order[i];
+        Py_ssize_t j = i;
+        while (j > 0) {
+            int32_t u = order[j - 1];
+            int before = self->sizes[t] > self->sizes[u] ||
+                         (self->sizes[t] == self->sizes[u] && self->strengths[t] > self->strengths[u]);
+            if (!before) break;
+            order[j] = u;
+            j--;
+        }
+        order[j] = t;
+    }
+    int greedy = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t t = order[i];
+        int best = -1;
+        for (int c = 0; c < count; c++)
+            if (fills[c] + self->sizes[t] <= size && (best < 0 || sums[c] < sums[best])) best = c;
+        if (best < 0) {
+            greedy = 0;
+            break;
+        }
+        teams[best * stride + lengths[best]++] = t;
+        fills[best] += self->sizes[t];
+        sums[best] += self->strengths[t];
+    }
+    if (!greedy) {
+        for (Py_ssize_t i = 0; i < n; i++) order_sizes[i] = self->sizes[order[i]];
+        int packed = pack(order_sizes, (int)n, count, size, bins, placement);
+        if (packed < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        if (!packed) {
+            PyErr_SetString(PyExc_AssertionError, "selection only keeps tickets that pack");
+            goto done;
+        }
+        for (int c = 0; c < count; c++) lengths[c] = 0;
+        for (Py_ssize_t i = 0; i < n; i++) teams[placement[i] * stride + lengths[placement[i]]++] = order[i];
+    }
+    if (balance && count > 1) swap_to_balance(self, teams, lengths, count, stride);
+    result = 0;
+done:
+    if (result == 0)
+        for (int c = 0; c < count; c++) qsort(teams + (size_t)c * stride, lengths[c], sizeof(int32_t), cmp_int32);
+    free(fills);
+    free(placement);
+    free(bins);
+    free(order_sizes);
+    free(sums);
+    return result;
+}
+
+/* The chosen tickets of a list, checked, in ``order`` (n of them); -1 with an exception set. */
+static int read_chosen(Loop *self, PyObject *list, int count, int32_t **order, int32_t **teams, int **lengths) {
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    if (count <= 0 || n <= 0 || n > INT32_MAX / (count + 1)) {
+        PyErr_SetString(PyExc_ValueError, "bad team count or tickets");
+        return -1;
+    }
+    *order = malloc(sizeof(int32_t) * n);
+    *teams = malloc(sizeof(int32_t) * (size_t)count * n);
+    *lengths = calloc(count, sizeof(int));
+    if (!*order || !*teams || !*lengths) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long t = PyLong_AsLong(PyList_GET_ITEM(list, i));
+        if (t == -1 && PyErr_Occurred()) return -1;
+        if (!check_ticket(self, t)) return -1;
+        (*order)[i] = (int32_t)t;
+    }
+    return 0;
+}
+
+static double team_sum(Loop *self, const int32_t *members, int length) {
+    double total = 0.0;
+    for (int i = 0; i < length; i++) total += self->strengths[members[i]];
+    return total;
+}
+
+/* teams(chosen, size, count, balance): (teams, their strength sums); see build_teams. */
+static PyObject *Loop_teams(Loop *self, PyObject *args) {
+    PyObject *chosen_list, *result = NULL, *out_teams = NULL, *out_sums = NULL;
+    int size, count, balance;
+    int32_t *order = NULL, *teams = NULL;
+    int *lengths = NULL;
+    if (!PyArg_ParseTuple(args, "O!iip", &PyList_Type, &chosen_list, &size, &count, &balance)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(chosen_list);
+    if (read_chosen(self, chosen_list, count, &order, &teams, &lengths) < 0) goto done;
+    if (build_teams(self, order, n, size, count, balance, teams, lengths) < 0) goto done;
+    out_teams = PyList_New(count);
+    out_sums = PyList_New(count);
+    if (!out_teams || !out_sums) goto done;
     for (int c = 0; c < count; c++) {
-        qsort(teams + (size_t)c * stride, lengths[c], sizeof(int32_t), cmp_int32);
-        double total = 0.0;
-        for (int i = 0; i < lengths[c]; i++) total += self->strengths[teams[c * stride + i]];
-        PyObject *members = int_list(teams + (size_t)c * stride, lengths[c]);
-        PyObject *value = PyFloat_FromDouble(total);
+        PyObject *members = int_list(teams + (size_t)c * n, lengths[c]);
+        PyObject *value = members ? PyFloat_FromDouble(team_sum(self, teams + (size_t)c * n, lengths[c])) : NULL;
         if (!members || !value) {
             Py_XDECREF(members);
-            Py_XDECREF(value);
-            Py_DECREF(out_teams);
-            Py_DECREF(out_sums);
             goto done;
         }
         PyList_SET_ITEM(out_teams, c, members);
         PyList_SET_ITEM(out_sums, c, value);
     }
     result = PyTuple_Pack(2, out_teams, out_sums);
-    Py_DECREF(out_teams);
-    Py_DECREF(out_sums);
 done:
+    Py_XDECREF(out_teams);
+    Py_XDECREF(out_sums);
     free(order);
     free(teams);
     free(lengths);
-    free(fills);
-    free(placement);
-    free(bins);
-    free(order_sizes);
-    free(sums);
+    return result;
+}
+
+/* The region of ``mask`` whose worst latency over the chosen tickets is lowest (ties: the lowest
+ * column) into ``column``, and the first ticket with that worst into ``ticket``; -1, -1 if none. */
+static void lowest_worst(Loop *self, const int32_t *chosen, Py_ssize_t n, uint64_t mask, int *column, int32_t *ticket) {
+    double best = 0.0;
+    *column = -1;
+    *ticket = -1;
+    for (int r = 0; r < self->regions; r++) {
+        if (!(mask >> r & 1)) continue;
+        double highest = 0.0;
+        int32_t at = -1;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double ms = self->lats[(size_t)chosen[i] * self->regions + r];
+            if (at < 0 || ms > highest) {
+                highest = ms;
+                at = chosen[i];
+            }
+        }
+        if (at >= 0 && (*column < 0 || highest < best)) {
+            *column = r;
+            *ticket = at;
+            best = highest;
+        }
+    }
+}
+
+/* set_ids(ids): the tickets' ids, for describe. */
+static PyObject *Loop_set_ids(Loop *self, PyObject *ids) {
+    if (!PyList_Check(ids) || PyList_GET_SIZE(ids) != self->n) {
+        PyErr_SetString(PyExc_ValueError, "an id per ticket");
+        return NULL;
+    }
+    Py_INCREF(ids);
+    Py_XSETREF(self->ids, ids);
+    Py_RETURN_NONE;
+}
+
+/* describe(chosen, size, mask, balance): (teams' ticket ids, skill spread, longest wait, region
+ * column, ticket with the worst latency there) of a match of teams alike: matching._Tick._proposal's
+ * figures without a rating rule. */
+static PyObject *Loop_describe(Loop *self, PyObject *args) {
+    PyObject *chosen_list, *result = NULL, *ids = NULL;
+    int size, balance;
+    unsigned long long mask;
+    int32_t *order = NULL, *teams = NULL;
+    int *lengths = NULL;
+    if (!PyArg_ParseTuple(args, "O!iKp", &PyList_Type, &chosen_list, &size, &mask, &balance)) return NULL;
+    if (!self->ids || !self->configured) {
+        PyErr_SetString(PyExc_RuntimeError, "set_ids() and configure() first");
+        return NULL;
+    }
+    int count = self->count;
+    Py_ssize_t n = PyList_GET_SIZE(chosen_list);
+    if (read_chosen(self, chosen_list, count, &order, &teams, &lengths) < 0) goto done;
+    int32_t oldest = order[0];
+    for (Py_ssize_t i = 1; i < n; i++)
+        if (order[i] < oldest) oldest = order[i];
+    int column;
+    int32_t worst_ticket;
+    lowest_worst(self, order, n, mask, &column, &worst_ticket); /* before build_teams reorders */
+    if (build_teams(self, order, n, size, count, balance, teams, lengths) < 0) goto done;
+    double low = 0.0, high = 0.0;
+    ids = PyTuple_New(count);
+    if (!ids) goto done;
+    for (int c = 0; c < count; c++) {
+        const int32_t *members = teams + (size_t)c * n;
+        double total = team_sum(self, members, lengths[c]);
+        if (c == 0 || total > high) high = total;
+        if (c == 0 || total < low) low = total;
+        PyObject *team = PyTuple_New(lengths[c]);
+        if (!team) goto done;
+        for (int i = 0; i < lengths[c]; i++) {
+            PyObject *id = PyList_GET_ITEM(self->ids, members[i]);
+            Py_INCREF(id);
+            PyTuple_SET_ITEM(team, i, id);
+        }
+        PyTuple_SET_ITEM(ids, c, team);
+    }
+    double spread = balance && count > 1 ? (high - low) / size : 0.0;
+    double longest = self->now - self->enqueued[oldest];
+    if (!(longest > 0.0)) longest = 0.0;
+    result = Py_BuildValue("(Oddii)", ids, spread, longest, column, (int)worst_ticket);
+done:
+    Py_XDECREF(ids);
+    free(order);
+    free(teams);
+    free(lengths);
     return result;
 }
 
@@ -1109,6 +1224,8 @@ static PyMethodDef Loop_methods[] = {
     {"next", (PyCFunction)Loop_next, METH_O, "The next seed with a full match, or one Python must go on with."},
     {"usable", (PyCFunction)Loop_usable, METH_VARARGS, "The regions a ticket reaches within a window, as a mask."},
     {"region", (PyCFunction)Loop_region, METH_VARARGS, "(column, ticket): the region of lowest worst latency."},
+    {"set_ids", (PyCFunction)Loop_set_ids, METH_O, "The tickets' ids, for describe()."},
+    {"describe", (PyCFunction)Loop_describe, METH_VARARGS, "A match's teams of ids, spread, longest wait and region."},
     {"teams", (PyCFunction)Loop_teams, METH_VARARGS, "Balanced teams of the chosen tickets and their strength sums."},
     {NULL, NULL, 0, NULL},
 };

@@ -555,6 +555,9 @@ class _Tick:
         )  # fmt: skip
         out = []
         proposal, next_match, seed = self._proposal, loop.next, 0
+        if self.rating is None and (self.latency is None or self.sorted_bits):
+            loop.set_ids(list(self.tids))
+            proposal = self._described
         while (got := next_match(seed)) is not None:
             seed, best, mask, best_mask, full, gathered, self.latency_misses = got
             if full:
@@ -568,6 +571,16 @@ class _Tick:
                     out.append(proposal(*found))
             seed += 1
         return out
+
+    def _described(self, chosen: list[int], size: int, mask: int) -> Proposal:
+        """``_proposal`` from the C loop's figures (``Loop.describe``: teams alike, no rating rule)."""
+        assert self.loop is not None
+        ids, spread, longest, column, ticket = self.loop.describe(chosen, size, mask, bool(self.balance))
+        region, worst = "", None
+        if column >= 0:
+            region = self.bits.names[column]
+            worst = self.lats[ticket][region]  # the value itself (an int stays an int)
+        return Proposal(ids, region, MatchQuality(spread, worst, longest, None, ()), {}, self.names)
 
     def _windows(self, seed: int) -> tuple[float, list[float], float]:
         """The seed's wait, the distance rules' windows and the latency window for it."""
