@@ -15,8 +15,11 @@ matcher: every ticket derived, the first tick after a start; shuffled pool, as i
 ``warm_seconds_per_tick`` the same pool again (nothing was claimed: a fleet without room);
 ``churn_seconds_per_tick`` a tick after 10 % of the pool was replaced by new tickets; and
 ``previous_seconds_per_tick`` the matcher of ``PREVIOUS`` (the last commit before the cache, read
-from git) on the same pool. The warm, churn and previous ticks see the pool in the store's order
-(by enqueue time, as ``RedisTicketStore.pool`` returns it); ``previous_cold_seconds_per_tick`` is
+from git) on the same pool. ``compiled_loop`` says whether the matcher's inner loop ran in C
+(``matchmaker/_matchloop.c``); if so ``python_loop_warm_seconds_per_tick`` is the same warm tick
+with it in Python (``same_proposals_as_python_loop``: the very same matches). The warm, churn and
+previous ticks see the pool in the store's order (by enqueue time, as ``RedisTicketStore.pool``
+returns it); ``previous_cold_seconds_per_tick`` is
 the previous matcher on the shuffled pool of the cold tick. ``same_proposals_as_previous`` says
 whether both made exactly the same matches; the quality figures (skill spread, worst latency, wait)
 are the new matcher's. ``leftover`` is a second tick on what the first left unmatched: the steady
@@ -48,6 +51,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
+from matchmaker import matching
 from matchmaker.app import matchers
 from matchmaker.composition import assign_roles
 from matchmaker.director import Matcher, run_match
@@ -255,7 +259,18 @@ def _warm_figures(
     figures: dict[str, Any] = {
         "warm_seconds_per_tick": round(warm_seconds, 4),
         "churn_seconds_per_tick": round(churn_seconds, 4),
+        "compiled_loop": matching.COMPILED,
     }
+    if matching.COMPILED:  # the same matcher with its inner loop in Python: what the C loop saves
+        matching.COMPILED = False
+        try:
+            python = _matcher(queue)
+            run_match(python, ordered, NOW)
+            python_seconds, in_python = _timed(repeat, partial(run_match, python, ordered, NOW))
+        finally:
+            matching.COMPILED = True
+        figures["python_loop_warm_seconds_per_tick"] = round(python_seconds, 4)
+        figures["same_proposals_as_python_loop"] = in_python == warm
     previous = previous_function()
     if previous is None:
         figures["previous_seconds_per_tick"] = None  # no git here: compare with an earlier run instead

@@ -517,15 +517,25 @@ static int Loop_init(Loop *self, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
-/* add_index(members, keys): a partition's tickets in index order, with their keys; its number. */
-static PyObject *Loop_add_index(Loop *self, PyObject *args) {
-    PyObject *members, *keys;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &members, &PyList_Type, &keys)) return NULL;
-    Py_ssize_t m = PyList_GET_SIZE(members);
-    if (PyList_GET_SIZE(keys) != m) {
-        PyErr_SetString(PyExc_ValueError, "members and keys differ in length");
+/* Sort order of an index: by key, equal keys by ticket number (age), which is what Python's stable
+ * sort by key does to members given in age order. */
+static const double *sort_keys;
+static int by_key(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    double kx = sort_keys[x], ky = sort_keys[y];
+    if (kx < ky) return -1;
+    if (kx > ky) return 1;
+    return (x > y) - (x < y);
+}
+
+/* add_index(members): a partition's tickets (eligible ones), sorted here by key (ties: the older);
+ * its number. */
+static PyObject *Loop_add_index(Loop *self, PyObject *arg) {
+    if (!PyList_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "members must be a list");
         return NULL;
     }
+    Py_ssize_t m = PyList_GET_SIZE(arg);
     Index *grown = realloc(self->indexes, sizeof(Index) * (self->nindexes + 1));
     if (!grown) return PyErr_NoMemory();
     self->indexes = grown;
@@ -537,29 +547,30 @@ static PyObject *Loop_add_index(Loop *self, PyObject *args) {
     index->left = malloc(sizeof(int32_t) * (m + 2));
     index->right = malloc(sizeof(int32_t) * (m + 2));
     if (!index->keys || !index->members || !index->left || !index->right) {
-        free(index->keys);
-        free(index->members);
-        free(index->left);
-        free(index->right);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        goto fail;
     }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        long t = PyLong_AsLong(PyList_GET_ITEM(arg, i));
+        if (t == -1 && PyErr_Occurred()) goto fail;
+        if (!check_ticket(self, t)) goto fail;
+        if (isnan(self->keys[t])) {
+            PyErr_SetString(PyExc_ValueError, "a ticket that is not eligible");
+            goto fail;
+        }
+        index->members[i + 1] = (int32_t)t;
+    }
+    sort_keys = self->keys; /* the GIL is held: no other sort runs meanwhile */
+    qsort(index->members + 1, m, sizeof(int32_t), by_key);
     index->keys[0] = -INFINITY;
     index->keys[m + 1] = INFINITY;
     index->members[0] = index->members[m + 1] = -1;
     for (Py_ssize_t i = 0; i < m + 2; i++) index->left[i] = index->right[i] = (int32_t)i;
-    for (Py_ssize_t i = 0; i < m; i++) {
-        long t = PyLong_AsLong(PyList_GET_ITEM(members, i));
-        if (t == -1 && PyErr_Occurred()) goto fail;
-        if (!check_ticket(self, t)) goto fail;
-        int ok = 1;
-        index->keys[i + 1] = as_double(PyList_GET_ITEM(keys, i), &ok);
-        if (!ok) {
-            PyErr_SetString(PyExc_ValueError, "a key that is not exactly a double");
-            goto fail;
-        }
-        index->members[i + 1] = (int32_t)t;
+    for (Py_ssize_t i = 1; i <= m; i++) {
+        int32_t t = index->members[i];
+        index->keys[i] = self->keys[t];
         self->part[t] = (int32_t)self->nindexes;
-        self->pos[t] = (int32_t)(i + 1);
+        self->pos[t] = (int32_t)i;
     }
     return PyLong_FromSsize_t(self->nindexes++);
 fail:
@@ -1215,7 +1226,7 @@ static PyObject *Loop_next(Loop *self, PyObject *arg) {
 }
 
 static PyMethodDef Loop_methods[] = {
-    {"add_index", (PyCFunction)Loop_add_index, METH_VARARGS, "A partition's tickets in index order; its number."},
+    {"add_index", (PyCFunction)Loop_add_index, METH_O, "A partition's tickets, sorted here by key; its number."},
     {"take", (PyCFunction)Loop_take, METH_O, "The ticket is matched: walks skip it from now on."},
     {"walk", (PyCFunction)Loop_walk, METH_VARARGS, "The free tickets nearest the seed's key, at most scan."},
     {"select_from", (PyCFunction)Loop_select_from, METH_VARARGS, "Greedy selection over candidates: (chosen, mask, full, misses)."},

@@ -450,8 +450,7 @@ class _Tick:
         loop = self.loop
         if loop is not None:
             for members in partitions.values():
-                members.sort(key=keys.__getitem__)  # stable: age order among equal keys, as _Index
-                loop.add_index(members, list(map(keys.__getitem__, members)))
+                loop.add_index(members)  # sorted there by key, equal keys in age order, as _Index
             return
         self.part = part = [0] * count
         self.pos = pos = [0] * count
