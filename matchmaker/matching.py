@@ -346,7 +346,7 @@ class _Tick:
         Python loop) for what C does not hold exactly: more than 62 regions, or an integer past 2**53."""
         names: list[str] = []
         if self.latency is not None:
-            for region in sorted(set().union(*itertools.compress(self.lats, ok))):
+            for region in sorted(self.cache.regions):  # every ticket's regions, perhaps a few more
                 self.bits[region]  # numbered now, in a fixed order: the bits are the C loop's columns
             names = self.bits.names
             self.sorted_bits = names == sorted(names)  # then a tie between regions goes to the lower bit
@@ -408,6 +408,8 @@ class _Tick:
                 strengths = [a.get(balance) for a in attributes]
                 ok = [o and _finite(v) for o, v in zip(ok, strengths, strict=True)]
         lats: list[Mapping[str, float]] = [p.latencies for p in firsts] if self.latency is not None else [{}] * count
+        if self.latency is not None:
+            self.cache.regions.update(set().union(*lats))  # a party's worst latencies: its first player's regions
         groups: list[tuple[object, ...]] = [()] * count
         if self.equal:
             equal = [r.attribute for r in self.equal]

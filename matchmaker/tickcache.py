@@ -33,7 +33,7 @@ _ROW = itemgetter(1)
 class TicketCache:
     """Rows of the tickets of the last tick, by ticket object. Not thread-safe: one tick at a time."""
 
-    __slots__ = ("_blocking", "_players", "_rows", "_shared", "derived")
+    __slots__ = ("_blocking", "_players", "_rows", "_shared", "derived", "regions")
 
     def __init__(self) -> None:
         self._rows: dict[int, tuple[Ticket, Row]] = {}
@@ -44,6 +44,9 @@ class TicketCache:
         """Kept rows whose ticket blocks somebody."""
         self.derived = 0
         """Rows derived by the last ``rows`` call (the others came from the cache)."""
+        self.regions: set[str] = set()
+        """The latency regions of every ticket derived so far (the caller adds them; it only grows):
+        a superset of the kept tickets' regions, without a pass over every ticket each tick."""
 
     def __len__(self) -> int:
         return len(self._rows)
