@@ -12,6 +12,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml setup.py matchmaker/_matchloop.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	rm -f matchmaker/_matchloop*.so  # the C loop is optional: a failed build must not leave an older one behind
 	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
 

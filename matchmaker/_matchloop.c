@@ -850,17 +850,12 @@ done:
     return result;
 }
 
-/* The chosen tickets of a list, checked, in ``order`` (n of them); -1 with an exception set. */
-static int read_chosen(Loop *self, PyObject *list, int count, int32_t **order, int32_t **teams, int **lengths) {
+/* The tickets of a list, checked, into a new array ``*out`` (the caller frees it, also on error);
+ * -1 with an exception set. */
+static int read_tickets(Loop *self, PyObject *list, int32_t **out) {
     Py_ssize_t n = PyList_GET_SIZE(list);
-    if (count <= 0 || n <= 0 || n > INT32_MAX / (count + 1)) {
-        PyErr_SetString(PyExc_ValueError, "bad team count or tickets");
-        return -1;
-    }
-    *order = malloc(sizeof(int32_t) * n);
-    *teams = malloc(sizeof(int32_t) * (size_t)count * n);
-    *lengths = calloc(count, sizeof(int));
-    if (!*order || !*teams || !*lengths) {
+    *out = malloc(sizeof(int32_t) * (n ? n : 1));
+    if (!*out) {
         PyErr_NoMemory();
         return -1;
     }
@@ -868,9 +863,26 @@ static int read_chosen(Loop *self, PyObject *list, int count, int32_t **order, i
         long t = PyLong_AsLong(PyList_GET_ITEM(list, i));
         if (t == -1 && PyErr_Occurred()) return -1;
         if (!check_ticket(self, t)) return -1;
-        (*order)[i] = (int32_t)t;
+        (*out)[i] = (int32_t)t;
     }
     return 0;
+}
+
+/* The chosen tickets of a list in ``order``, and room for ``count`` teams of them; -1 with an
+ * exception set (the caller frees the arrays either way). */
+static int read_chosen(Loop *self, PyObject *list, int count, int32_t **order, int32_t **teams, int **lengths) {
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    if (count <= 0 || n <= 0 || n > INT32_MAX / (count + 1)) {
+        PyErr_SetString(PyExc_ValueError, "bad team count or tickets");
+        return -1;
+    }
+    *teams = malloc(sizeof(int32_t) * (size_t)count * n);
+    *lengths = calloc(count, sizeof(int));
+    if (!*teams || !*lengths) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return read_tickets(self, list, order);
 }
 
 static double team_sum(Loop *self, const int32_t *members, int length) {
@@ -1015,32 +1027,17 @@ static PyObject *Loop_usable(Loop *self, PyObject *args) {
 static PyObject *Loop_region(Loop *self, PyObject *args) {
     PyObject *chosen;
     unsigned long long mask;
+    int32_t *tickets = NULL;
     if (!PyArg_ParseTuple(args, "O!K", &PyList_Type, &chosen, &mask)) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(chosen);
-    int best_column = -1;
-    int32_t best_ticket = -1;
-    double best = 0.0;
-    for (int r = 0; r < self->regions; r++) {
-        if (!(mask >> r & 1)) continue;
-        double highest = 0.0;
-        int32_t at = -1;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            long t = PyLong_AsLong(PyList_GET_ITEM(chosen, i));
-            if (t == -1 && PyErr_Occurred()) return NULL;
-            if (!check_ticket(self, t)) return NULL;
-            double ms = self->lats[(size_t)t * self->regions + r];
-            if (at < 0 || ms > highest) {
-                highest = ms;
-                at = (int32_t)t;
-            }
-        }
-        if (at >= 0 && (best_column < 0 || highest < best)) {
-            best_column = r;
-            best_ticket = at;
-            best = highest;
-        }
+    if (read_tickets(self, chosen, &tickets) < 0) {
+        free(tickets);
+        return NULL;
     }
-    return Py_BuildValue("(ii)", best_column, (int)best_ticket);
+    int column;
+    int32_t ticket;
+    lowest_worst(self, tickets, PyList_GET_SIZE(chosen), mask, &column, &ticket);
+    free(tickets);
+    return Py_BuildValue("(ii)", column, (int)ticket);
 }
 
 /* One list of tuples of ints (per ticket) as CSR arrays; -1 on error. */

@@ -1069,8 +1069,9 @@ def _number_blocks(loop: _matchloop.Loop, avoid: list[frozenset[str]], ids: list
 
 
 def _window_spec(rule: Rule) -> tuple[float, float, float, tuple[tuple[float, float], ...]]:
-    """``_window_function(rule)`` as data for the C seed loop: (base, per second, cap, steps), the
-    window being the last step reached (from base) with steps, else ``min(cap, base + rate * wait)``."""
+    """A rule's window as data: (base, per second, cap, steps), the window after a wait being the
+    last step reached (from base) with steps, else ``min(cap, base + rate * wait)``. The C seed loop
+    computes it from this; ``_window_function`` makes the Python function of it."""
     widen = rule.widen
     if widen is None:
         return rule.base or 0.0, 0.0, _INF, ()
@@ -1086,14 +1087,12 @@ def _no_window(wait: float) -> float:
 
 
 def _window_function(rule: Rule) -> Callable[[float], float]:
-    """``rule.window`` as a plain function of the wait: it runs once per seed and rule."""
-    base = rule.base or 0.0
-    widen = rule.widen
-    if widen is None:
-        return lambda wait: base
-    if widen.steps or widen.cap is None:
+    """``rule.window`` as a plain function of the wait (``_window_spec``): it runs once per seed and rule."""
+    base, rate, cap, steps = _window_spec(rule)
+    if steps:
         return rule.window
-    cap, rate = widen.cap, widen.per_second
+    if not rate:
+        return lambda wait: base
     return lambda wait: min(cap, base + rate * wait)
 
 
