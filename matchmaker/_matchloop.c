@@ -18,6 +18,9 @@
 
 #define PACK_BUDGET 2000 /* matchmaker.matching.PACK_BUDGET */
 #define MAX_REGIONS 62
+#define MAX_TEAM_ROLES 10 /* more roles in a team: the selection stays in Python (2**roles subsets) */
+#define MAX_OFFER_ROLES 32 /* distinct roles a queue's offers are read as (bits of a uint32_t) */
+#define ANY_ROLE UINT32_MAX
 
 typedef struct {
     Py_ssize_t size;   /* positions 0..size+1; 0 and size+1 are sentinels */
@@ -45,6 +48,24 @@ typedef struct {
     int32_t *avoid_start, *avoid_values, *ids_start, *ids_values;
     PyObject *ids;     /* the tickets' ids (a list), for describe */
     /* the seed loop (configure, next) */
+    /* role slots (set_roles): per ticket its players' offered roles as bit masks (CSR; ANY_ROLE for
+     * a player who offers none), per team its caps and roles */
+    int has_roles, named, max_size, nteams;
+    int32_t *offer_start;
+    uint32_t *offer_masks;
+    int32_t *kinds; /* per ticket: the same number for the same offers (what placed teams swap) */
+    int *team_caps;
+    struct TeamRoles {
+        int nroles;              /* 0: a team without role slots */
+        uint32_t bits[MAX_TEAM_ROLES]; /* each role's bit in an offer mask, in declared order */
+        int *slots;              /* per subset S of the team's roles (a local mask): their slots */
+        int *need;               /* per subset S: the roles in S (each must be played by a smaller team) */
+        int counts[MAX_TEAM_ROLES];      /* each role's slots */
+        PyObject *names[MAX_TEAM_ROLES]; /* each role's name */
+    } *team_roles;
+    PyObject *pids; /* per ticket, its players' ids (a tuple): for the roles of placed_teams */
+    uint32_t *last_placement; /* the team of each ticket of the last full selection, in order */
+    Py_ssize_t nlast;
     int configured;
     double *enqueued;  /* per ticket */
     uint8_t *taken;    /* per ticket: matched, or never eligible */
@@ -315,9 +336,124 @@ static inline uint64_t usable(Loop *self, int32_t ticket, double window) {
     return shared;
 }
 
+/* -- role slots (matching._Placer, composition.roles_fit) ------------------------------------- */
+
+/* A team's players can take distinct role slots exactly when, for every subset S of its roles,
+ * the players who offer only roles in S are at most S's slots (Hall's condition, over roles: a
+ * player is a vertex of degree one in a flow to the roles' capacities). A smaller team must also
+ * play every role: for every S, the players who offer a role of S are at least S's roles. Both at
+ * once hold exactly when an assignment has both (Mendelsohn-Dulmage), which is what
+ * composition.assign_roles finds by augmenting paths. So the selection keeps, per team, the count
+ * of players whose offer (read on the team's roles) is a subset of S, for every S: adding a player
+ * adds one to each superset of their offer. */
+
+typedef struct {
+    int count, cap, smaller;
+    int *fills, *players, *offset; /* per team: players, players again (with roles), offset in sub */
+    int32_t *sub;                  /* per team, per subset S: its players whose offer is within S */
+    int32_t *next;                 /* scratch: a team's sub with a candidate added */
+    uint32_t *placement;           /* the team of each placed ticket, in order */
+    Py_ssize_t nplaced;
+} Placer;
+
+/* A player's offer on a team's roles: bit i for the team's i-th role. */
+static inline uint32_t local_offer(const struct TeamRoles *roles, uint32_t offer) {
+    if (offer == ANY_ROLE) return ((uint32_t)1 << roles->nroles) - 1;
+    uint32_t local = 0;
+    for (int i = 0; i < roles->nroles; i++)
+        if (offer & roles->bits[i]) local |= (uint32_t)1 << i;
+    return local;
+}
+
+/* Whether a team's players, with ``room`` more who take any role, fill its slots (every role played
+ * if ``every_role``), from ``sub`` (see above) and its ``players``. */
+static int roles_hold(const struct TeamRoles *roles, const int32_t *sub, int players, int room, int every_role) {
+    uint32_t all = ((uint32_t)1 << roles->nroles) - 1;
+    for (uint32_t s = 0; s <= all; s++) {
+        int within = sub[s] + (s == all ? room : 0);
+        if (within > roles->slots[s]) return 0;
+        if (every_role && s && players + room - sub[all ^ s] < roles->need[s]) return 0;
+    }
+    return 1;
+}
+
+/* Placer for a selection of teams of ``cap`` (named teams: their own caps); -1 out of memory. */
+static int placer_start(Loop *self, Placer *p, int cap, Py_ssize_t limit) {
+    int total = 0;
+    memset(p, 0, sizeof(*p));
+    p->count = self->nteams;
+    p->cap = cap;
+    p->smaller = cap < self->max_size;
+    p->fills = calloc(p->count, sizeof(int));
+    p->players = calloc(p->count, sizeof(int));
+    p->offset = calloc(p->count, sizeof(int));
+    p->placement = malloc(sizeof(uint32_t) * (limit + 1));
+    if (!p->fills || !p->players || !p->offset || !p->placement) return -1;
+    int largest = 1;
+    for (int team = 0; team < p->count; team++) {
+        p->offset[team] = total;
+        int subsets = 1 << self->team_roles[team].nroles;
+        total += subsets;
+        if (subsets > largest) largest = subsets;
+    }
+    p->sub = calloc(total ? total : 1, sizeof(int32_t));
+    p->next = malloc(sizeof(int32_t) * largest);
+    return p->sub && p->next ? 0 : -1;
+}
+
+static void placer_free(Placer *p) {
+    free(p->fills);
+    free(p->players);
+    free(p->offset);
+    free(p->sub);
+    free(p->next);
+    free(p->placement);
+}
+
+static inline int team_cap(Loop *self, const Placer *p, int team) { return self->named ? self->team_caps[team] : p->cap; }
+
+/* _Placer.place: the team ``ticket`` joins (it is placed), or -1 (nothing changed). */
+static int placer_place(Loop *self, Placer *p, int32_t ticket) {
+    int size = self->sizes[ticket];
+    for (int team = 0; team < p->count; team++) {
+        int cap = team_cap(self, p, team);
+        if (p->fills[team] + size > cap) continue;
+        const struct TeamRoles *roles = &self->team_roles[team];
+        if (roles->nroles) {
+            uint32_t all = ((uint32_t)1 << roles->nroles) - 1;
+            int32_t *sub = p->sub + p->offset[team];
+            memcpy(p->next, sub, sizeof(int32_t) * (all + 1));
+            for (int32_t i = self->offer_start[ticket]; i < self->offer_start[ticket + 1]; i++) {
+                uint32_t offer = local_offer(roles, self->offer_masks[i]);
+                for (uint32_t s = offer; s <= all; s = (s + 1) | offer) p->next[s]++;
+            }
+            /* a smaller team must still play every role: the room left counts as players who take
+             * any role, so a team is never filled past the point of no healer */
+            int room = p->smaller ? p->cap - p->fills[team] - size : 0;
+            if (!roles_hold(roles, p->next, p->players[team] + size, room, p->smaller)) continue;
+            memcpy(sub, p->next, sizeof(int32_t) * (all + 1));
+            p->players[team] += size;
+        }
+        p->fills[team] += size;
+        p->placement[p->nplaced++] = (uint32_t)team;
+        return team;
+    }
+    return -1;
+}
+
+/* _Placer.complete: teams smaller than their slots play every role. */
+static int placer_complete(Loop *self, const Placer *p) {
+    if (!p->smaller) return 1;
+    for (int team = 0; team < p->count; team++) {
+        const struct TeamRoles *roles = &self->team_roles[team];
+        if (roles->nroles && !roles_hold(roles, p->sub + p->offset[team], p->players[team], 0, 1)) return 0;
+    }
+    return 1;
+}
+
 /* One candidate offered to the selection: 1 when the match is full (stop), 0 to go on, -1 on error. */
-static int offer(Loop *self, Selection *s, int32_t ticket, int *fills, int count, int cap, int target, int *players,
-                 double *low, double *high, double spread, int check_latency, double window) {
+static int offer(Loop *self, Selection *s, Placer *placer, int32_t ticket, int *fills, int count, int cap, int target,
+                 int *players, double *low, double *high, double spread, int check_latency, double window) {
     int size = self->sizes[ticket];
     if (*players + size > target) return 0;
     double key = self->keys[ticket];
@@ -333,13 +469,17 @@ static int offer(Loop *self, Selection *s, int32_t ticket, int *fills, int count
             return 0;
         }
     }
-    int team;
-    for (team = 0; team < count; team++)
-        if (fills[team] + size <= cap) {
-            fills[team] += size;
-            break;
-        }
-    if (team == count) {
+    int team = 0;
+    if (placer) {
+        if (placer_place(self, placer, ticket) < 0) return 0;
+    } else {
+        for (team = 0; team < count; team++)
+            if (fills[team] + size <= cap) {
+                fills[team] += size;
+                break;
+            }
+    }
+    if (!placer && team == count) {
         int32_t *together = malloc(sizeof(int32_t) * (s->nchosen + 1));
         int *repacked = malloc(sizeof(int) * count);
         if (!together || !repacked) {
@@ -421,6 +561,19 @@ static void Loop_dealloc(Loop *self) {
     free(self->distance.value);
     free(self->latency.after);
     free(self->latency.value);
+    if (self->team_roles)
+        for (int team = 0; team < self->nteams; team++) {
+            free(self->team_roles[team].slots);
+            free(self->team_roles[team].need);
+            for (int i = 0; i < self->team_roles[team].nroles; i++) Py_XDECREF(self->team_roles[team].names[i]);
+        }
+    free(self->team_roles);
+    free(self->team_caps);
+    Py_XDECREF(self->pids);
+    free(self->offer_start);
+    free(self->offer_masks);
+    free(self->kinds);
+    free(self->last_placement);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -640,8 +793,17 @@ static PyObject *run_select(Loop *self, long seed, Walk *walk, PyObject *list, i
         return NULL;
     }
     Selection s;
+    Placer placer, *placing = self->has_roles ? &placer : NULL;
     Py_ssize_t limit = walk ? walk->left_to_scan : PyList_GET_SIZE(list);
     int target = count * cap, players = self->sizes[seed];
+    if (placing) {
+        if (placer_start(self, &placer, cap, limit) < 0) {
+            placer_free(&placer);
+            return PyErr_NoMemory();
+        }
+        if (self->named)
+            for (int team = target = 0; team < self->nteams; team++) target += self->team_caps[team];
+    }
     int *fills = calloc(count, sizeof(int));
     int32_t *gathered = walk ? malloc(sizeof(int32_t) * (limit ? limit : 1)) : NULL;
     Py_ssize_t ngathered = 0;
@@ -658,7 +820,7 @@ static PyObject *run_select(Loop *self, long seed, Walk *walk, PyObject *list, i
         goto done;
     }
     s.chosen[s.nchosen++] = (int32_t)seed;
-    if (players <= cap) {
+    if (placing ? placer_place(self, &placer, (int32_t)seed) >= 0 : players <= cap) {
         double low = self->keys[seed], high = self->keys[seed];
         fills[0] = players;
         for (Py_ssize_t i = 0;; i++) {
@@ -674,11 +836,21 @@ static PyObject *run_select(Loop *self, long seed, Walk *walk, PyObject *list, i
                 if (!check_ticket(self, t)) goto done;
                 ticket = (int32_t)t;
             }
-            int got = offer(self, &s, ticket, fills, count, cap, target, &players, &low, &high, spread, check_latency,
-                            window);
+            int got = offer(self, &s, placing, ticket, fills, count, cap, target, &players, &low, &high, spread,
+                            check_latency, window);
             if (got < 0) goto done;
             if (got) {
-                s.full = 1;
+                s.full = !placing || placer_complete(self, placing);
+                if (s.full && placing) { /* the teams of this match, for matching._Tick._placed_teams */
+                    uint32_t *kept = realloc(self->last_placement, sizeof(uint32_t) * placer.nplaced);
+                    if (!kept) {
+                        PyErr_NoMemory();
+                        goto done;
+                    }
+                    memcpy(kept, placer.placement, sizeof(uint32_t) * placer.nplaced);
+                    self->last_placement = kept;
+                    self->nlast = placer.nplaced;
+                }
                 break;
             }
         }
@@ -702,6 +874,7 @@ done:
     free(gathered);
     free(s.chosen);
     free(s.banned);
+    if (placing) placer_free(placing);
     return result;
 }
 
@@ -722,9 +895,10 @@ static PyObject *Loop_select_from(Loop *self, PyObject *args) {
 
 /* -- teams (matching._Tick._teams, matching._swap_to_balance) --------------------------------- */
 
-/* Swap tickets of the same size between the strongest and the weakest team while the gap narrows.
+/* Swap tickets of the same kind (``kinds``: their sizes, or in a queue with role slots their offers)
+ * between the strongest and the weakest team while the gap narrows.
  * ``teams``: count rows of ``stride`` tickets, ``lengths`` per row. */
-static void swap_to_balance(Loop *self, int32_t *teams, const int *lengths, int count, int stride) {
+static void swap_to_balance(Loop *self, int32_t *teams, const int *lengths, int count, int stride, const int32_t *kinds) {
     double *sums = malloc(sizeof(double) * count);
     if (!sums) return; /* cannot happen in practice; the teams stay as placed, still valid */
     for (int c = 0; c < count; c++) {
@@ -742,11 +916,11 @@ static void swap_to_balance(Loop *self, int32_t *teams, const int *lengths, int 
         int pick_i = 0, pick_j = 0;
         for (int i = 0; i < lengths[strong]; i++) {
             int32_t a = teams[strong * stride + i];
-            int32_t size = self->sizes[a];
+            int32_t kind = kinds[a];
             double value = self->strengths[a];
             for (int j = 0; j < lengths[weak]; j++) {
                 int32_t b = teams[weak * stride + j];
-                if (self->sizes[b] == size) {
+                if (kinds[b] == kind) {
                     double after = fabs(gap - 2 * (value - self->strengths[b]));
                     if (after < best) {
                         best = after;
@@ -837,7 +1011,7 @@ static int build_teams(Loop *self, int32_t *order, Py_ssize_t n, int size, int c
         for (int c = 0; c < count; c++) lengths[c] = 0;
         for (Py_ssize_t i = 0; i < n; i++) teams[placement[i] * stride + lengths[placement[i]]++] = order[i];
     }
-    if (balance && count > 1) swap_to_balance(self, teams, lengths, count, stride);
+    if (balance && count > 1) swap_to_balance(self, teams, lengths, count, stride, self->sizes);
     result = 0;
 done:
     if (result == 0)
@@ -891,22 +1065,119 @@ static double team_sum(Loop *self, const int32_t *members, int length) {
     return total;
 }
 
-/* teams(chosen, size, count, balance): (teams, their strength sums); see build_teams. */
-static PyObject *Loop_teams(Loop *self, PyObject *args) {
-    PyObject *chosen_list, *result = NULL, *out_teams = NULL, *out_sums = NULL;
-    int size, count, balance;
-    int32_t *order = NULL, *teams = NULL;
-    int *lengths = NULL;
-    if (!PyArg_ParseTuple(args, "O!iip", &PyList_Type, &chosen_list, &size, &count, &balance)) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(chosen_list);
-    if (read_chosen(self, chosen_list, count, &order, &teams, &lengths) < 0) goto done;
-    if (build_teams(self, order, n, size, count, balance, teams, lengths) < 0) goto done;
-    out_teams = PyList_New(count);
-    out_sums = PyList_New(count);
+/* -- role per player (composition.assign_roles, step for step) --------------------------------- */
+
+/* Players -> slots of one team, grown by augmenting paths (composition._Matching). A team's slots
+ * are its roles' in declared order, ``count`` of each; a player fits a slot whose role they offer. */
+typedef struct {
+    int nplayers, nslots;
+    const uint32_t *offers; /* per player, local (bit i: the team's i-th role) */
+    const int *role_of;     /* per slot */
+    int *holder, *taken;    /* slot -> player, player -> slot (-1: none) */
+    uint8_t *seen;
+} Matching;
+
+static inline int fits(const Matching *m, int player, int slot) {
+    return (m->offers[player] >> m->role_of[slot]) & 1;
+}
+
+static int from_player(Matching *m, int player) {
+    for (int slot = 0; slot < m->nslots; slot++) {
+        if (!fits(m, player, slot) || m->seen[slot]) continue;
+        m->seen[slot] = 1;
+        if (m->holder[slot] < 0 || from_player(m, m->holder[slot])) {
+            m->holder[slot] = player;
+            m->taken[player] = slot;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Used while only required slots are matched: a player holding one frees it only if that slot
+ * finds another player. */
+static int from_slot(Matching *m, int slot) {
+    for (int player = 0; player < m->nplayers; player++) {
+        if (!fits(m, player, slot) || m->seen[player]) continue;
+        m->seen[player] = 1;
+        if (m->taken[player] < 0 || from_slot(m, m->taken[player])) {
+            m->holder[slot] = player;
+            m->taken[player] = slot;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* assign_roles: the slot of each player into ``m->taken``; 1, or 0 if there is no assignment. */
+static int assign(Matching *m, const struct TeamRoles *roles, int every_role) {
+    int seen_room = m->nplayers > m->nslots ? m->nplayers : m->nslots;
+    if (m->nplayers > m->nslots) return 0;
+    for (int i = 0; i < m->nslots; i++) m->holder[i] = -1;
+    for (int i = 0; i < m->nplayers; i++) m->taken[i] = -1;
+    if (every_role)
+        for (int role = 0, first = 0; role < roles->nroles; first += roles->counts[role++]) {
+            if (!roles->counts[role]) continue;
+            memset(m->seen, 0, seen_room);
+            if (!from_slot(m, first)) return 0;
+        }
+    for (int player = 0; player < m->nplayers; player++) {
+        if (m->taken[player] >= 0) continue;
+        memset(m->seen, 0, seen_room);
+        if (!from_player(m, player)) return 0;
+    }
+    return 1;
+}
+
+/* Each player of a placed team -> their role slot's name, into ``out`` (matching._Tick._roles). */
+static int team_roles_into(Loop *self, const struct TeamRoles *roles, const int32_t *members, int length,
+                           int every_role, PyObject *out) {
+    int nplayers = 0, nslots = 0, ok = -1;
+    for (int i = 0; i < length; i++) nplayers += self->offer_start[members[i] + 1] - self->offer_start[members[i]];
+    for (int role = 0; role < roles->nroles; role++) nslots += roles->counts[role];
+    Matching m = {.nplayers = nplayers, .nslots = nslots};
+    uint32_t *offers = malloc(sizeof(uint32_t) * (nplayers ? nplayers : 1));
+    int *role_of = malloc(sizeof(int) * (nslots ? nslots : 1));
+    m.holder = malloc(sizeof(int) * (nslots ? nslots : 1));
+    m.taken = malloc(sizeof(int) * (nplayers ? nplayers : 1));
+    m.seen = malloc((nplayers > nslots ? nplayers : nslots) + 1);
+    if (!offers || !role_of || !m.holder || !m.taken || !m.seen) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int i = 0, p = 0; i < length; i++)
+        for (int32_t j = self->offer_start[members[i]]; j < self->offer_start[members[i] + 1]; j++)
+            offers[p++] = local_offer(roles, self->offer_masks[j]);
+    for (int role = 0, s = 0; role < roles->nroles; role++)
+        for (int c = 0; c < roles->counts[role]; c++) role_of[s++] = role;
+    m.offers = offers;
+    m.role_of = role_of;
+    if (!assign(&m, roles, every_role)) {
+        PyErr_SetString(PyExc_RuntimeError, "selection only keeps teams whose players fill their slots");
+        goto done;
+    }
+    for (int i = 0, p = 0; i < length; i++) {
+        PyObject *ids = PyList_GET_ITEM(self->pids, members[i]);
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(ids); j++, p++)
+            if (PyDict_SetItem(out, PyTuple_GET_ITEM(ids, j), roles->names[role_of[m.taken[p]]]) < 0) goto done;
+    }
+    ok = 0;
+done:
+    free(offers);
+    free(role_of);
+    free(m.holder);
+    free(m.taken);
+    free(m.seen);
+    return ok;
+}
+
+/* (teams, their strength sums) as Python lists, from ``count`` rows of ``stride`` tickets. */
+static PyObject *teams_and_sums(Loop *self, const int32_t *teams, const int *lengths, int count, Py_ssize_t stride) {
+    PyObject *result = NULL, *out_teams = PyList_New(count), *out_sums = PyList_New(count);
     if (!out_teams || !out_sums) goto done;
     for (int c = 0; c < count; c++) {
-        PyObject *members = int_list(teams + (size_t)c * n, lengths[c]);
-        PyObject *value = members ? PyFloat_FromDouble(team_sum(self, teams + (size_t)c * n, lengths[c])) : NULL;
+        PyObject *members = int_list(teams + (size_t)c * stride, lengths[c]);
+        PyObject *value = members ? PyFloat_FromDouble(team_sum(self, teams + (size_t)c * stride, lengths[c])) : NULL;
         if (!members || !value) {
             Py_XDECREF(members);
             goto done;
@@ -918,6 +1189,64 @@ static PyObject *Loop_teams(Loop *self, PyObject *args) {
 done:
     Py_XDECREF(out_teams);
     Py_XDECREF(out_sums);
+    return result;
+}
+
+/* teams(chosen, size, count, balance): (teams, their strength sums); see build_teams. */
+static PyObject *Loop_teams(Loop *self, PyObject *args) {
+    PyObject *chosen_list, *result = NULL;
+    int size, count, balance;
+    int32_t *order = NULL, *teams = NULL;
+    int *lengths = NULL;
+    if (!PyArg_ParseTuple(args, "O!iip", &PyList_Type, &chosen_list, &size, &count, &balance)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(chosen_list);
+    if (read_chosen(self, chosen_list, count, &order, &teams, &lengths) < 0) goto done;
+    if (build_teams(self, order, n, size, count, balance, teams, lengths) < 0) goto done;
+    result = teams_and_sums(self, teams, lengths, count, n);
+done:
+    free(order);
+    free(teams);
+    free(lengths);
+    return result;
+}
+
+/* placed_teams(chosen, balance, size): (teams, their strength sums, player id -> role) as the last
+ * full selection with role slots placed ``chosen``; teams alike are balanced by swapping tickets of
+ * equal offers (matching._Tick._placed_teams and _roles; teams of ``size``: smaller ones play every
+ * role). */
+static PyObject *Loop_placed_teams(Loop *self, PyObject *args) {
+    PyObject *chosen_list, *result = NULL, *roles = NULL;
+    int balance, size;
+    int32_t *order = NULL, *teams = NULL;
+    int *lengths = NULL;
+    if (!PyArg_ParseTuple(args, "O!pi", &PyList_Type, &chosen_list, &balance, &size)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(chosen_list);
+    if (!self->has_roles || n != self->nlast) {
+        PyErr_SetString(PyExc_ValueError, "not the last full selection with role slots");
+        return NULL;
+    }
+    int count = self->nteams;
+    if (read_chosen(self, chosen_list, count, &order, &teams, &lengths) < 0) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint32_t team = self->last_placement[i];
+        teams[(size_t)team * n + lengths[team]++] = order[i];
+    }
+    if (balance && !self->named && count > 1) swap_to_balance(self, teams, lengths, count, (int)n, self->kinds);
+    for (int c = 0; c < count; c++) qsort(teams + (size_t)c * n, lengths[c], sizeof(int32_t), cmp_int32);
+    roles = PyDict_New();
+    if (!roles) goto done;
+    for (int c = 0; c < count; c++)
+        if (self->team_roles[c].nroles &&
+            team_roles_into(self, &self->team_roles[c], teams + (size_t)c * n, lengths[c], size < self->max_size,
+                            roles) < 0)
+            goto done;
+    result = teams_and_sums(self, teams, lengths, count, n);
+    if (result) {
+        PyObject *with_roles = Py_BuildValue("(OOO)", PyTuple_GET_ITEM(result, 0), PyTuple_GET_ITEM(result, 1), roles);
+        Py_SETREF(result, with_roles);
+    }
+done:
+    Py_XDECREF(roles);
     free(order);
     free(teams);
     free(lengths);
@@ -1093,6 +1422,164 @@ static PyObject *Loop_set_blocks(Loop *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* set_roles(offers, pids, roles, caps, named, max_size): role slots for the selection (matching._Placer).
+ * ``offers``: per ticket, per player, the roles offered (a tuple of names; empty: any); ``pids``: per
+ * ticket, its players' ids; ``roles``:
+ * per team, its (role, slots) pairs; ``caps``: per team, its size (read for named teams only).
+ * ValueError for what the C selection does not hold (a team of more than MAX_TEAM_ROLES roles, more
+ * than MAX_OFFER_ROLES roles in all): the selection then stays in Python. */
+static PyObject *Loop_set_roles(Loop *self, PyObject *args) {
+    PyObject *offers, *pids, *roles, *caps, *bits = NULL, *kinds = NULL;
+    int named, max_size;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!pi", &PyList_Type, &offers, &PyList_Type, &pids, &PyList_Type, &roles,
+                          &PyList_Type, &caps, &named, &max_size))
+        return NULL;
+    Py_ssize_t nteams = PyList_GET_SIZE(roles);
+    if (PyList_GET_SIZE(offers) != self->n || PyList_GET_SIZE(pids) != self->n || PyList_GET_SIZE(caps) != nteams ||
+        nteams <= 0 || nteams > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "offers per ticket, roles and caps per team");
+        return NULL;
+    }
+    if (self->team_roles) {
+        PyErr_SetString(PyExc_RuntimeError, "roles already set");
+        return NULL;
+    }
+    self->team_roles = calloc(nteams, sizeof(struct TeamRoles));
+    self->team_caps = calloc(nteams, sizeof(int));
+    bits = PyDict_New(); /* role name -> its bit */
+    if (!self->team_roles || !self->team_caps || !bits) goto nomemory;
+    self->nteams = (int)nteams;
+    for (Py_ssize_t team = 0; team < nteams; team++) {
+        struct TeamRoles *tr = &self->team_roles[team];
+        PyObject *pairs = PyList_GET_ITEM(roles, team);
+        long cap = PyLong_AsLong(PyList_GET_ITEM(caps, team));
+        if (cap == -1 && PyErr_Occurred()) goto fail;
+        self->team_caps[team] = (int)cap;
+        if (!PyTuple_Check(pairs)) {
+            PyErr_SetString(PyExc_TypeError, "a tuple of (role, slots) per team");
+            goto fail;
+        }
+        if (PyTuple_GET_SIZE(pairs) > MAX_TEAM_ROLES) {
+            PyErr_SetString(PyExc_ValueError, "too many roles in a team");
+            goto fail;
+        }
+        int *counts = tr->counts;
+        for (int i = 0; i < (int)PyTuple_GET_SIZE(pairs); i++) {
+            PyObject *name;
+            if (!PyArg_ParseTuple(PyTuple_GET_ITEM(pairs, i), "Ui", &name, &counts[i])) goto fail;
+            if (counts[i] < 0) {
+                PyErr_SetString(PyExc_ValueError, "a role's slots below 0");
+                goto fail;
+            }
+            Py_INCREF(name);
+            tr->names[tr->nroles++] = name;
+            PyObject *bit = PyDict_GetItemWithError(bits, name);
+            if (!bit) {
+                if (PyErr_Occurred()) goto fail;
+                if (PyDict_GET_SIZE(bits) >= MAX_OFFER_ROLES) {
+                    PyErr_SetString(PyExc_ValueError, "too many roles");
+                    goto fail;
+                }
+                bit = PyLong_FromUnsignedLong(1UL << PyDict_GET_SIZE(bits));
+                if (!bit || PyDict_SetItem(bits, name, bit) < 0) {
+                    Py_XDECREF(bit);
+                    goto fail;
+                }
+                Py_DECREF(bit); /* the dict holds it */
+            }
+            tr->bits[i] = (uint32_t)PyLong_AsUnsignedLong(bit);
+        }
+        uint32_t subsets = (uint32_t)1 << tr->nroles;
+        tr->slots = calloc(subsets, sizeof(int));
+        tr->need = calloc(subsets, sizeof(int));
+        if (!tr->slots || !tr->need) goto nomemory;
+        for (uint32_t s = 0; s < subsets; s++)
+            for (int i = 0; i < tr->nroles; i++)
+                if (s & ((uint32_t)1 << i)) {
+                    tr->slots[s] += counts[i];
+                    tr->need[s] += counts[i] > 0;
+                }
+    }
+    Py_ssize_t total = 0;
+    for (Py_ssize_t t = 0; t < self->n; t++) {
+        PyObject *row = PyList_GET_ITEM(offers, t);
+        if (PyTuple_Check(row)) total += PyTuple_GET_SIZE(row); /* not a tuple: a ticket never eligible */
+    }
+    self->offer_start = malloc(sizeof(int32_t) * (self->n + 1));
+    self->offer_masks = malloc(sizeof(uint32_t) * (total ? total : 1));
+    self->kinds = malloc(sizeof(int32_t) * (self->n ? self->n : 1));
+    kinds = PyDict_New(); /* offers -> their number */
+    if (!self->offer_start || !self->offer_masks || !self->kinds || !kinds || total > INT32_MAX) goto nomemory;
+    int32_t at = 0;
+    for (Py_ssize_t t = 0; t < self->n; t++) {
+        PyObject *row = PyList_GET_ITEM(offers, t);
+        self->offer_start[t] = at;
+        self->kinds[t] = -1;
+        if (!PyTuple_Check(row)) continue;
+        PyObject *kind = PyDict_GetItemWithError(kinds, row);
+        if (!kind) {
+            if (PyErr_Occurred()) goto fail;
+            kind = PyLong_FromSsize_t(PyDict_GET_SIZE(kinds));
+            if (!kind || PyDict_SetItem(kinds, row, kind) < 0) {
+                Py_XDECREF(kind);
+                goto fail;
+            }
+            Py_DECREF(kind); /* the dict holds it */
+        }
+        self->kinds[t] = (int32_t)PyLong_AsLong(kind);
+        for (Py_ssize_t p = 0; p < PyTuple_GET_SIZE(row); p++) {
+            PyObject *offered = PyTuple_GET_ITEM(row, p);
+            if (!PyTuple_Check(offered)) {
+                PyErr_SetString(PyExc_TypeError, "a tuple of role names per player");
+                goto fail;
+            }
+            uint32_t mask = PyTuple_GET_SIZE(offered) ? 0 : ANY_ROLE;
+            for (Py_ssize_t r = 0; r < PyTuple_GET_SIZE(offered); r++) {
+                PyObject *bit = PyDict_GetItemWithError(bits, PyTuple_GET_ITEM(offered, r));
+                if (bit) mask |= (uint32_t)PyLong_AsUnsignedLong(bit); /* a role no team has: no slot */
+                else if (PyErr_Occurred()) goto fail;
+            }
+            self->offer_masks[at++] = mask;
+        }
+        PyObject *ids = PyList_GET_ITEM(pids, t);
+        if (!PyTuple_Check(ids) || PyTuple_GET_SIZE(ids) != PyTuple_GET_SIZE(row)) {
+            PyErr_SetString(PyExc_ValueError, "a player id per offer");
+            goto fail;
+        }
+    }
+    Py_INCREF(pids);
+    self->pids = pids;
+    self->offer_start[self->n] = at;
+    self->named = named;
+    self->max_size = max_size;
+    self->has_roles = 1;
+    Py_DECREF(bits);
+    Py_DECREF(kinds);
+    Py_RETURN_NONE;
+nomemory:
+    PyErr_NoMemory();
+fail:
+    Py_XDECREF(bits);
+    Py_XDECREF(kinds);
+    return NULL;
+}
+
+/* placement(): the team of each ticket of the last full selection with role slots, in the order
+ * they were chosen (matching._Tick.placement). */
+static PyObject *Loop_placement(Loop *self, PyObject *unused) {
+    PyObject *list = PyList_New(self->nlast);
+    if (!list) return NULL;
+    for (Py_ssize_t i = 0; i < self->nlast; i++) {
+        PyObject *v = PyLong_FromUnsignedLong(self->last_placement[i]);
+        if (!v) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, v);
+    }
+    return list;
+}
+
 /* -- the seed loop (matchmaker.matching._Tick.run and the first pass of _match) ---------------- */
 
 /* A window spec from Python: None, or (base, per second, cap, ((after, value), ...)). */
@@ -1204,7 +1691,7 @@ static PyObject *Loop_next(Loop *self, PyObject *arg) {
         int full = PyObject_IsTrue(PyTuple_GET_ITEM(got, 2));
         Py_ssize_t misses = PyLong_AsSsize_t(PyTuple_GET_ITEM(got, 4));
         int more_regions = (mask & (mask - 1)) && misses;
-        int smaller = !(wait < self->wait_for_full || self->smallest >= self->cap);
+        int smaller = !(wait < self->wait_for_full || self->smallest >= self->cap || self->named);
         if (!full && !more_regions && !smaller) {
             Py_DECREF(got);
             continue;
@@ -1232,6 +1719,9 @@ static PyMethodDef Loop_methods[] = {
     {"next", (PyCFunction)Loop_next, METH_O, "The next seed with a full match, or one Python must go on with."},
     {"usable", (PyCFunction)Loop_usable, METH_VARARGS, "The regions a ticket reaches within a window, as a mask."},
     {"region", (PyCFunction)Loop_region, METH_VARARGS, "(column, ticket): the region of lowest worst latency."},
+    {"set_roles", (PyCFunction)Loop_set_roles, METH_VARARGS, "Role slots per team and the roles each player offers."},
+    {"placement", (PyCFunction)Loop_placement, METH_NOARGS, "The team of each ticket of the last full selection with roles."},
+    {"placed_teams", (PyCFunction)Loop_placed_teams, METH_VARARGS, "Teams as the last full selection placed them, balanced."},
     {"set_ids", (PyCFunction)Loop_set_ids, METH_O, "The tickets' ids, for describe()."},
     {"describe", (PyCFunction)Loop_describe, METH_VARARGS, "A match's teams of ids, spread, longest wait and region."},
     {"teams", (PyCFunction)Loop_teams, METH_VARARGS, "Balanced teams of the chosen tickets and their strength sums."},

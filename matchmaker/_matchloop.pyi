@@ -57,3 +57,17 @@ class Loop:
     def describe(
         self, chosen: list[int], size: int, mask: int, balance: bool, /
     ) -> tuple[tuple[tuple[str, ...], ...], float, float, int, int]: ...
+    def set_roles(
+        self,
+        offers: list[tuple[tuple[str, ...], ...]],
+        pids: list[tuple[str, ...]],
+        roles: list[tuple[tuple[str, int], ...]],
+        caps: list[int],
+        named: bool,
+        max_size: int,
+        /,
+    ) -> None: ...
+    def placement(self) -> list[int]: ...
+    def placed_teams(
+        self, chosen: list[int], balance: bool, size: int, /
+    ) -> tuple[list[list[int]], list[float], dict[str, str]]: ...

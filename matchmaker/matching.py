@@ -288,20 +288,25 @@ class _Tick:
         ticket of the pool blocks anybody."""
         self.ids: list[frozenset[str]] = []
         """Per ticket, its player ids (only with ``avoid``)."""
+        self.pids: Sequence[tuple[str, ...]] = ()
+        """Per ticket, its player ids (with roles, blocks, or a player in two tickets)."""
         self.offers: Sequence[tuple[RoleOffer, ...]] = ()
+        """Per ticket, its players' offered roles (only in a queue with roles)."""
         self.rated: Sequence[tuple[ratings.Rating, ...] | None] = ()
         """Per ticket, its players' ratings (only in a queue with a rating rule)."""
-        """Per ticket, its players' offered roles (only in a queue with roles)."""
         self.bits = _Bits(self.latency.regions if self.latency is not None else ())
         self.taken: list[bool] = []
         self.indexes: list[_Index] = []
         self.loop: _matchloop.Loop | None = None
         """The tick's tickets and indexes in C (``COMPILED``), or None: the Python loop."""
         self.fused = False
+        """Whether the C loop also selects (teams alike, or role slots it places; one distance rule
+        at most; no player in two tickets), or only walks (the selection in Python)."""
+        self.placing = False
+        """Whether the C loop places tickets in role slots (``Loop.set_roles``): the last full
+        selection's placement is then ``Loop.placement()``."""
         self.sorted_bits = False
         """Whether the regions' bits follow their names (the C loop then picks the region)."""
-        """Whether the C loop also selects (a queue of teams alike, one distance rule at most, no
-        blocks, no player in two tickets), or only walks (the selection in Python)."""
 
     # -- 1. eligible tickets --------------------------------------------------------------------
 
@@ -323,15 +328,16 @@ class _Tick:
         if self.latency is not None:
             self.lats = list(map(_LATS, rows))
         cache = self.cache
-        if cache.shared_players or cache.blocking:
-            pids = list(map(_PIDS, rows))
+        roles = self.general and any(self.team_roles)
+        if cache.shared_players or cache.blocking or roles:
+            self.pids = pids = list(map(_PIDS, rows))
             if cache.shared_players:
                 self.contested = _contested(pids)
             blocked = list(map(_BLOCKED, rows))
             if any(blocked):
                 self.avoid = avoid_sets(pids, blocked)
                 self.ids = list(map(frozenset, pids))
-        if self.general and any(self.team_roles):
+        if roles:
             self.offers = list(map(_OFFERS, rows))
         if self.rating is not None:
             self.rated = list(map(_RATED, rows))
@@ -365,8 +371,21 @@ class _Tick:
             return None
         if self.avoid is not None:
             _number_blocks(loop, self.avoid, self.ids)
-        self.fused = not self.general and len(self.distance) <= 1 and not self.contested
+        selects = len(self.distance) <= 1 and not self.contested  # what the C selection leaves to Python
+        self.placing = selects and self.general and bool(self.offers) and self._roles_in_c(loop)
+        self.fused = selects and (not self.general or self.placing)
         return loop
+
+    def _roles_in_c(self, loop: _matchloop.Loop) -> bool:
+        """Whether the C loop places tickets in role slots (``_Placer``'s decisions on role masks);
+        not for a team of more roles than it counts subsets of (the selection stays in Python)."""
+        try:
+            loop.set_roles(
+                list(self.offers), list(self.pids), list(self.role_slots), list(self.caps), self.named, self.max_size
+            )
+        except ValueError:
+            return False
+        return True
 
     def _derive(self, tickets: list[Ticket]) -> list[Row]:
         """Each ticket's row: player ids, the ticket, its id, enqueue and expiry times, whether it is
@@ -556,7 +575,7 @@ class _Tick:
         )  # fmt: skip
         out = []
         proposal, next_match, seed = self._proposal, loop.next, 0
-        if self.rating is None and (self.latency is None or self.sorted_bits):
+        if self.rating is None and not self.general and (self.latency is None or self.sorted_bits):
             loop.set_ids(list(self.tids))
             proposal = self._described
         while (got := next_match(seed)) is not None:
@@ -791,12 +810,15 @@ class _Tick:
         roles: dict[str, str] = {}
         prediction = None
         if self.general:
-            teams, sums = self._placed_teams(chosen, size)
+            if self.placing and self.loop is not None:  # the C loop kept the placement, and assigns roles
+                teams, sums, roles = self.loop.placed_teams(chosen, bool(self.balance), size)
+            else:
+                teams, sums = self._placed_teams(chosen, size)
+                if self.offers:
+                    roles = self._roles(teams, size)
             caps = self.caps if self.named else (size,) * self.count
             means = [total / cap for total, cap in zip(sums, caps, strict=True)]
             spread = max(means) - min(means) if self.balance and len(means) > 1 else 0.0
-            if self.offers:
-                roles = self._roles(teams, size)
         else:
             if self.loop is not None:
                 teams, sums = self.loop.teams(chosen, size, self.count, bool(self.balance))
@@ -872,13 +894,13 @@ class _Tick:
         """Player id -> role slot, team by team (``_Placer`` made sure each team has one)."""
         out: dict[str, str] = {}
         smaller = size < self.max_size
-        for members, roles, slots in zip(teams, self.team_roles, self.role_slots, strict=True):
-            if not roles:
+        offers, pids, chain = self.offers.__getitem__, self.pids.__getitem__, itertools.chain.from_iterable
+        for members, slots in zip(teams, self.role_slots, strict=True):
+            if not slots:
                 continue  # a named team without role slots
-            got = assigned_roles(tuple([offer for t in members for offer in self.offers[t]]), slots, smaller)
+            got = assigned_roles(tuple(chain(map(offers, members))), slots, smaller)
             assert got is not None, "selection only keeps teams whose players fill their slots"
-            pids = [p.id for t in members for p in self.live[t].players]
-            out.update(zip(pids, got, strict=True))
+            out.update(zip(chain(map(pids, members)), got, strict=True))
         return out
 
     def _teams(self, chosen: list[int], size: int) -> tuple[list[list[int]], list[float]]:

@@ -16,6 +16,7 @@ from matchmaker.matching import QueueMatcher, find_matches
 from matchmaker.models import Player, Proposal, Ticket, TicketState
 from matchmaker.rules import Queue
 from matchmaker.tickcache import TicketCache
+from tests.unit.test_composition import queue as role_queue
 from tests.unit.test_matching import MODE, NOW, PING, QUEUES, SKILL, check_invariants, make_queue, random_pool
 
 LOOP_QUEUES = {
@@ -190,3 +191,102 @@ def test_windows_widen_alike_in_both_loops(
     python, c = both(compiled, lambda: find_matches(pool, queue, NOW))
     assert c == python
     assert bool(c) is matched
+
+
+# -- role slots: the C selection places tickets as _Placer does ----------------------------------------
+
+TEN_ROLES = {f"r{i}": 3 if i == 0 else 1 for i in range(10)}
+"""As many roles as a team of the C selection may have (``MAX_TEAM_ROLES``): 12 slots."""
+ROLE_QUEUES = {
+    "5v5-roles": role_queue(
+        {"count": 2, "roles": {"tank": 1, "healer": 1, "dps": 3}, "minSize": 4, "waitForFullSeconds": 20}, [SKILL, PING]
+    ),
+    "3x4-roles-smaller": role_queue(
+        {"count": 3, "roles": {"tank": 1, "healer": 1, "dps": 2}, "minSize": 3, "waitForFullSeconds": 10}, [SKILL]
+    ),
+    "2v2-roles-no-rules": role_queue({"count": 2, "roles": {"tank": 1, "dps": 1}}),
+    "named-roles": role_queue(
+        {"named": [{"name": "a", "size": 2, "roles": {"tank": 1, "dps": 1}}, {"name": "b", "size": 3}]}, [SKILL, PING]
+    ),
+    "named-both-roles": role_queue(
+        {
+            "named": [
+                {"name": "attack", "size": 3, "roles": {"sniper": 1, "assault": 2}},
+                {"name": "defend", "size": 4, "roles": {"tank": 1, "dps": 3}},
+            ]
+        },
+        [SKILL],
+    ),
+    "ten-roles": role_queue({"count": 2, "roles": TEN_ROLES, "minSize": 10, "waitForFullSeconds": 5}, [SKILL]),
+}
+
+
+def _roles_pool(queue: Queue, seed: int, size: int) -> list[Ticket]:
+    """``random_pool`` with role offers: none (any role), one to three of the queue's roles, or a
+    role no team has."""
+    rng = random.Random(seed)
+    names = [*sorted({role for roles in queue.spec.teams.team_roles for role in roles}), "bard"]
+    pool = random_pool(rng, queue, size)
+    if seed % 2:
+        everyone = [p.id for t in pool for p in t.players]
+        pool = [
+            dataclasses.replace(t, blocked_players=(rng.choice(everyone),)) if rng.random() < 0.05 else t for t in pool
+        ]
+
+    def offers() -> tuple[str, ...]:
+        return tuple(rng.sample(names, rng.choice((0, 1, 1, 1, 2, 3))))
+
+    return [
+        dataclasses.replace(t, players=tuple(dataclasses.replace(p, roles=offers()) for p in t.players)) for t in pool
+    ]
+
+
+def _placed_in_c(queue: Queue, pool: list[Ticket]) -> bool:
+    tick = matching._Tick(queue, NOW, TicketCache())
+    tick.run(pool)
+    return tick.placing
+
+
+@pytest.mark.parametrize("name", sorted(ROLE_QUEUES))
+@pytest.mark.parametrize("seed", range(4))
+def test_the_c_loop_places_role_slots_as_the_python_loop(
+    compiled: Callable[[bool], None], name: str, seed: int
+) -> None:
+    queue = ROLE_QUEUES[name]
+    pool = _roles_pool(queue, seed, 400)
+    compiled(True)
+    assert _placed_in_c(queue, pool), "the C loop should place this queue's role slots"
+    matched = 0
+    for now in (NOW, NOW + 15, NOW + 45):
+        python, c = both(compiled, lambda: find_matches(pool, queue, now))  # noqa: B023 - called at once
+        assert c == python
+        if not queue.spec.teams.named:  # teams of one size: check_invariants' shape
+            check_invariants(queue, pool, c, now)
+        matched += len(c)
+    assert matched, "the pools should form matches"
+
+
+def test_a_team_of_more_roles_than_c_counts_is_placed_in_python(compiled: Callable[[bool], None]) -> None:
+    queue = role_queue({"count": 2, "roles": {f"r{i}": 1 for i in range(11)}}, [SKILL])
+    pool = _roles_pool(queue, 3, 300)
+    compiled(True)
+    assert not _placed_in_c(queue, pool), "2**11 subsets: the selection stays in Python"
+    python, c = both(compiled, lambda: find_matches(pool, queue, NOW + 30))
+    assert c == python
+
+
+@pytest.mark.parametrize("name", ["5v5-roles", "named-roles"])
+def test_role_slots_tick_after_tick_with_the_c_loop(compiled: Callable[[bool], None], name: str) -> None:
+    queue = ROLE_QUEUES[name]
+    pool = _roles_pool(queue, 8, 300)
+    matcher = QueueMatcher(queue)
+    for tick in range(4):
+        now = NOW + 10 * tick
+        compiled(True)
+        proposals = matcher(pool, now)
+        compiled(False)
+        assert list(map(repr, proposals)) == list(map(repr, find_matches(pool, queue, now))), f"tick {tick}"
+        matched = {t for p in proposals for t in p.ticket_ids}
+        pool = [t for t in pool if t.id not in matched] + [
+            dataclasses.replace(t, id=f"{t.id}-{tick}") for t in _roles_pool(queue, 20 + tick, 80)
+        ]
