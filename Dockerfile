@@ -9,8 +9,9 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# A C compiler for the match function's inner loop (matchmaker/_matchloop.c, declared in setup.py):
-# optional, but without it the image would run the slower Python loop. Only this stage has it.
+# A C compiler for the match function's inner loops (matchmaker/_matchloop.c, and _ratingloop.c for
+# rating queues, declared in setup.py): optional, but without it the image would run the slower
+# Python code. Only this stage has it.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml setup.py README.md ./
 COPY fleetmatch ./fleetmatch

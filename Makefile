@@ -9,10 +9,10 @@ STAMP  := $(VENV)/.installed
 # Two installs into one venv, each redone when pyproject.toml changes: the runtime (what `make up`
 # needs: fleetmatch and its dependencies) and, on top, the dev toolchain (pytest, mypy, ruff,
 # grpcio-tools, the Helm SDK...), which only `make test` and the other developer targets pay for.
-$(STAMP): pyproject.toml setup.py matchmaker/_matchloop.c
+$(STAMP): pyproject.toml setup.py matchmaker/_matchloop.c matchmaker/_ratingloop.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	rm -f matchmaker/_matchloop*.so  # the C loop is optional: a failed build must not leave an older one behind
+	rm -f matchmaker/_matchloop*.so matchmaker/_ratingloop*.so  # the C loops are optional: a failed build must not leave an older one behind
 	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
 

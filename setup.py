@@ -1,10 +1,14 @@
-"""The one thing pyproject.toml does not declare: the match function's inner loop in C.
+"""The one thing pyproject.toml does not declare: the match function's inner loops in C.
 
-``matchmaker/_matchloop.c`` is optional: on a machine without a C compiler the package installs
-without it and ``matchmaker.matching`` runs the same loop in Python (slower, same matches).
+``matchmaker/_matchloop.c`` (the walk and selection) and ``matchmaker/_ratingloop.c`` (a rating
+queue's team balance and prediction) are optional: on a machine without a C compiler the package
+installs without them and ``matchmaker.matching`` / ``matchmaker.ratings`` run the same code in
+Python (slower, same matches).
 """
 
 from setuptools import Extension, setup
+
+COMPILE_ARGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 
 setup(
     ext_modules=[
@@ -12,7 +16,13 @@ setup(
             "matchmaker._matchloop",
             sources=["matchmaker/_matchloop.c"],
             optional=True,
-            extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-        )
+            extra_compile_args=COMPILE_ARGS,
+        ),
+        Extension(
+            "matchmaker._ratingloop",
+            sources=["matchmaker/_ratingloop.c"],
+            optional=True,
+            extra_compile_args=COMPILE_ARGS,
+        ),
     ]
 )

@@ -970,16 +970,25 @@ class _Tick:
 
     def _rated(self, teams: list[list[int]], size: int) -> tuple[list[list[int]], list[float], ratings.Prediction]:
         """The rating rule's teams (even predicted win probability) and their strength sums."""
+        # once per match, two teams unrolled (as _proposal): what is left of a rated tick in Python
         assert self.rating is not None
-        members = [t for team in teams for t in team]
-        greedy, start = [], 0
-        for team in teams:  # each team's positions in ``members``: consecutive, no dict needed
-            greedy.append(list(range(start, start + len(team))))
-            start += len(team)
+        if len(teams) == 2:
+            first, second = teams
+            members = first + second
+            greedy = [list(range(len(first))), list(range(len(first), len(members)))]
+        else:
+            members = [t for team in teams for t in team]
+            greedy, start = [], 0
+            for team in teams:  # each team's positions in ``members``: consecutive, no dict needed
+                greedy.append(list(range(start, start + len(team))))
+                start += len(team)
         attribute, rated = self.rating.attribute, self.rated
         parties = [rated[t] or ratings.party_ratings(self.live[t].players, attribute) for t in members]
         split, prediction = ratings.balance(parties, greedy, size)
         at, strength = members.__getitem__, self.strength.__getitem__
+        if len(split) == 2:
+            one, two = sorted(map(at, split[0])), sorted(map(at, split[1]))
+            return [one, two], [sum(map(strength, one)), sum(map(strength, two))], prediction
         teams = [sorted(map(at, team)) for team in split]
         return teams, [sum(map(strength, team)) for team in teams], prediction
 

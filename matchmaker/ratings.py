@@ -26,6 +26,7 @@ import functools
 import itertools
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -46,6 +47,18 @@ and matches of three teams or more, keep the matcher's greedy split."""
 MAX_RANK = 1_000_000
 
 _MODEL = PlackettLuce(mu=DEFAULT_MU, sigma=DEFAULT_SIGMA)
+_SPREAD = 2 * _MODEL.beta**2
+"""``predict``'s ``2 beta^2``: the part of every pair's variance that no player's sigma adds."""
+
+try:
+    from matchmaker import _ratingloop
+except ImportError:  # built by pip where there is a C compiler (setup.py): optional
+    _ratingloop = None  # type: ignore[assignment]
+
+COMPILED = _ratingloop is not None and sys.version_info < (3, 12)
+"""Balance and predict in C (``matchmaker/_ratingloop.c``) when it was built: the same teams and
+floats (tests/unit/test_ratingloop.py). It adds floats as CPython 3.11's ``sum()`` does, left to
+right; 3.12's ``sum()`` compensates, so there the Python code runs. Tests turn this off to check."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +142,16 @@ def balance(
     player's sigma^2 (the same for every split), so the split closest to 0.5 is the one with the
     smallest difference of mu sums: with at most ``BRUTE_FORCE_PARTIES`` tickets every split is tried
     (the first party stays in team 0: the mirror split is the same match), exact to the float.
+
+    The matcher calls this for every match of a rating queue: in C when it is built (``COMPILED``),
+    which answers None for anything it does not reproduce (the Python code then runs, and raises
+    what it always raised).
     """
+    if COMPILED:
+        done = _ratingloop.balance(parties, greedy, size, BRUTE_FORCE_PARTIES, _SPREAD, _draw_margin)
+        if done is not None:
+            split, win, draw = done
+            return split, Prediction(win, draw)
     teams = [list(team) for team in greedy]
     if len(teams) == 2 and len(parties) <= BRUTE_FORCE_PARTIES:
         teams = _best_split(parties, teams, size)

@@ -96,11 +96,13 @@ def test_image_builds_every_package_the_wheel_ships() -> None:
 
 
 def test_image_compiles_the_match_loop() -> None:
-    """setup.py's optional C extension builds only where the build stage has a compiler: without one
-    the image would silently run the slower Python loop."""
+    """setup.py's optional C extensions build only where the build stage has a compiler: without one
+    the image would silently run the slower Python loops."""
     build_stage = (REPO / "Dockerfile").read_text().split("\nFROM ")[1]
     assert re.search(r"apt-get install [^\n]*\bgcc\b", build_stage)
-    assert "matchmaker/_matchloop.c" in (REPO / "setup.py").read_text()
+    setup = (REPO / "setup.py").read_text()
+    assert "matchmaker/_matchloop.c" in setup
+    assert "matchmaker/_ratingloop.c" in setup
 
 
 @pytest.mark.parametrize(
