@@ -73,6 +73,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import sys
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -88,9 +89,11 @@ try:
 except ImportError:  # installed without a C compiler: the same loop, in Python
     _matchloop = None  # type: ignore[assignment]
 
-COMPILED = _matchloop is not None
+COMPILED = _matchloop is not None and sys.version_info < (3, 12)
 """Run the walk and the selection in C (``matchmaker/_matchloop.c``) when it was built. Both loops
-propose exactly the same matches (tests/unit/test_matchloop.py); tests turn this off to check."""
+propose exactly the same matches (tests/unit/test_matchloop.py); tests turn this off to check. The C
+loop sums team strengths left to right, as CPython 3.11's ``sum()`` adds floats; 3.12's compensates,
+so there the Python loop runs (as ``ratings.COMPILED``)."""
 
 SCAN_PER_PLAYER = 8
 """Candidates looked at per seed, per player of a full match (see ``MIN_SCAN``)."""
