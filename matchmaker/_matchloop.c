@@ -47,6 +47,9 @@ typedef struct {
     int has_blocks;
     int32_t *avoid_start, *avoid_values, *ids_start, *ids_values;
     PyObject *ids;     /* the tickets' ids (a list), for describe */
+    /* set_proposals: for propose */
+    PyObject *proposal_lats, *region_names, *team_names, *proposal_type, *quality_type;
+    int balance;
     /* the seed loop (configure, next) */
     /* role slots (set_roles): per ticket its players' offered roles as bit masks (CSR; ANY_ROLE for
      * a player who offers none), per team its caps and roles */
@@ -551,6 +554,11 @@ static void Loop_dealloc(Loop *self) {
     free(self->part);
     free(self->pos);
     Py_XDECREF(self->ids);
+    Py_XDECREF(self->proposal_lats);
+    Py_XDECREF(self->region_names);
+    Py_XDECREF(self->team_names);
+    Py_XDECREF(self->proposal_type);
+    Py_XDECREF(self->quality_type);
     free(self->enqueued);
     free(self->taken);
     free(self->avoid_start);
@@ -857,7 +865,8 @@ static PyObject *run_select(Loop *self, long seed, Walk *walk, PyObject *list, i
     }
     {
         PyObject *chosen = int_list(s.chosen, s.nchosen);
-        PyObject *gathered_list = walk ? int_list(gathered, ngathered) : NULL;
+        /* the walk's tickets matter only to go on after a first pass that is not full */
+        PyObject *gathered_list = walk ? int_list(gathered, s.full ? 0 : ngathered) : NULL;
         if (!chosen || (walk && !gathered_list)) {
             Py_XDECREF(chosen);
             Py_XDECREF(gathered_list);
@@ -1289,19 +1298,17 @@ static PyObject *Loop_set_ids(Loop *self, PyObject *ids) {
     Py_RETURN_NONE;
 }
 
-/* describe(chosen, size, mask, balance): (teams' ticket ids, skill spread, longest wait, region
- * column, ticket with the worst latency there) of a match of teams alike: matching._Tick._proposal's
- * figures without a rating rule. */
-static PyObject *Loop_describe(Loop *self, PyObject *args) {
-    PyObject *chosen_list, *result = NULL, *ids = NULL;
-    int size, balance;
-    unsigned long long mask;
+/* describe's figures into the pointers: the teams' ticket ids (a new tuple of tuples), the skill
+ * spread, the longest wait, the region's column and the ticket with the worst latency there; -1 on
+ * error. */
+static int describe_match(Loop *self, PyObject *chosen_list, int size, uint64_t mask, int balance, PyObject **ids,
+                          double *spread, double *longest, int *column, int32_t *worst_ticket) {
     int32_t *order = NULL, *teams = NULL;
-    int *lengths = NULL;
-    if (!PyArg_ParseTuple(args, "O!iKp", &PyList_Type, &chosen_list, &size, &mask, &balance)) return NULL;
+    int *lengths = NULL, ok = -1;
+    *ids = NULL;
     if (!self->ids || !self->configured) {
         PyErr_SetString(PyExc_RuntimeError, "set_ids() and configure() first");
-        return NULL;
+        return -1;
     }
     int count = self->count;
     Py_ssize_t n = PyList_GET_SIZE(chosen_list);
@@ -1309,13 +1316,11 @@ static PyObject *Loop_describe(Loop *self, PyObject *args) {
     int32_t oldest = order[0];
     for (Py_ssize_t i = 1; i < n; i++)
         if (order[i] < oldest) oldest = order[i];
-    int column;
-    int32_t worst_ticket;
-    lowest_worst(self, order, n, mask, &column, &worst_ticket); /* before build_teams reorders */
+    lowest_worst(self, order, n, mask, column, worst_ticket); /* before build_teams reorders */
     if (build_teams(self, order, n, size, count, balance, teams, lengths) < 0) goto done;
     double low = 0.0, high = 0.0;
-    ids = PyTuple_New(count);
-    if (!ids) goto done;
+    *ids = PyTuple_New(count);
+    if (!*ids) goto done;
     for (int c = 0; c < count; c++) {
         const int32_t *members = teams + (size_t)c * n;
         double total = team_sum(self, members, lengths[c]);
@@ -1328,17 +1333,109 @@ static PyObject *Loop_describe(Loop *self, PyObject *args) {
             Py_INCREF(id);
             PyTuple_SET_ITEM(team, i, id);
         }
-        PyTuple_SET_ITEM(ids, c, team);
+        PyTuple_SET_ITEM(*ids, c, team);
     }
-    double spread = balance && count > 1 ? (high - low) / size : 0.0;
-    double longest = self->now - self->enqueued[oldest];
-    if (!(longest > 0.0)) longest = 0.0;
-    result = Py_BuildValue("(Oddii)", ids, spread, longest, column, (int)worst_ticket);
+    *spread = balance && count > 1 ? (high - low) / size : 0.0;
+    *longest = self->now - self->enqueued[oldest];
+    if (!(*longest > 0.0)) *longest = 0.0;
+    ok = 0;
 done:
-    Py_XDECREF(ids);
+    if (ok < 0) Py_CLEAR(*ids);
     free(order);
     free(teams);
     free(lengths);
+    return ok;
+}
+
+/* describe(chosen, size, mask, balance): (teams' ticket ids, skill spread, longest wait, region
+ * column, ticket with the worst latency there) of a match of teams alike: matching._Tick._proposal's
+ * figures without a rating rule. */
+static PyObject *Loop_describe(Loop *self, PyObject *args) {
+    PyObject *chosen_list, *ids;
+    int size, balance, column;
+    unsigned long long mask;
+    double spread, longest;
+    int32_t ticket;
+    if (!PyArg_ParseTuple(args, "O!iKp", &PyList_Type, &chosen_list, &size, &mask, &balance)) return NULL;
+    if (describe_match(self, chosen_list, size, mask, balance, &ids, &spread, &longest, &column, &ticket) < 0)
+        return NULL;
+    return Py_BuildValue("(Nddii)", ids, spread, longest, column, (int)ticket);
+}
+
+/* set_proposals(latencies, regions, team_names, balance, proposal, quality): what ``propose`` needs
+ * to make a match's Proposal itself: each ticket's latencies (a list of dicts, or None without a
+ * latency rule), the region names by column, the queue's team names, whether teams are balanced,
+ * and the Proposal and MatchQuality types (matchmaker.models). */
+static PyObject *Loop_set_proposals(Loop *self, PyObject *args) {
+    PyObject *lats, *regions, *names, *proposal, *quality;
+    int balance;
+    if (!PyArg_ParseTuple(args, "OO!O!pOO", &lats, &PyList_Type, &regions, &PyTuple_Type, &names, &balance, &proposal,
+                          &quality))
+        return NULL;
+    if (lats != Py_None && (!PyList_Check(lats) || PyList_GET_SIZE(lats) != self->n)) {
+        PyErr_SetString(PyExc_ValueError, "latencies per ticket, or None");
+        return NULL;
+    }
+    PyObject *kept[] = {lats, regions, names, proposal, quality};
+    for (int i = 0; i < 5; i++) Py_INCREF(kept[i]);
+    Py_XSETREF(self->proposal_lats, lats);
+    Py_XSETREF(self->region_names, regions);
+    Py_XSETREF(self->team_names, names);
+    Py_XSETREF(self->proposal_type, proposal);
+    Py_XSETREF(self->quality_type, quality);
+    self->balance = balance;
+    Py_RETURN_NONE;
+}
+
+/* propose(chosen, size, mask): the Proposal of a match of teams alike without a rating rule, from
+ * ``describe``'s figures, as matching._Tick._described makes it (the worst latency is the ticket's
+ * own value: an integer stays an integer). */
+static PyObject *Loop_propose(Loop *self, PyObject *args) {
+    PyObject *chosen;
+    int size, column;
+    unsigned long long mask;
+    double spread, longest;
+    int32_t ticket;
+    if (!PyArg_ParseTuple(args, "O!iK", &PyList_Type, &chosen, &size, &mask)) return NULL;
+    if (!self->proposal_type) {
+        PyErr_SetString(PyExc_RuntimeError, "set_proposals() first");
+        return NULL;
+    }
+    PyObject *ids, *result = NULL, *quality = NULL, *roles = NULL, *region = NULL, *worst = NULL, *figures[5] = {NULL};
+    if (describe_match(self, chosen, size, mask, self->balance, &ids, &spread, &longest, &column, &ticket) < 0)
+        return NULL;
+    if (column >= 0) {
+        if (self->proposal_lats == Py_None || column >= PyList_GET_SIZE(self->region_names)) {
+            PyErr_SetString(PyExc_RuntimeError, "a region without latencies");
+            goto done;
+        }
+        region = PyList_GET_ITEM(self->region_names, column);
+        Py_INCREF(region);
+        worst = PyObject_GetItem(PyList_GET_ITEM(self->proposal_lats, ticket), region);
+    } else {
+        region = PyUnicode_FromString("");
+        worst = Py_NewRef(Py_None);
+    }
+    figures[0] = PyFloat_FromDouble(spread);
+    figures[1] = worst;
+    figures[2] = PyFloat_FromDouble(longest);
+    figures[3] = Py_None;
+    figures[4] = PyTuple_New(0);
+    if (!region || !worst || !figures[0] || !figures[2] || !figures[4]) goto done;
+    quality = PyObject_Vectorcall(self->quality_type, figures, 5, NULL);
+    roles = quality ? PyDict_New() : NULL;
+    if (!roles) goto done;
+    PyObject *fields[] = {ids, region, quality, roles, self->team_names};
+    result = PyObject_Vectorcall(self->proposal_type, fields, 5, NULL);
+done:
+    Py_DECREF(ids);
+    Py_XDECREF(region);
+    Py_XDECREF(worst);
+    Py_XDECREF(figures[0]);
+    Py_XDECREF(figures[2]);
+    Py_XDECREF(figures[4]);
+    Py_XDECREF(quality);
+    Py_XDECREF(roles);
     return result;
 }
 
@@ -1651,8 +1748,8 @@ static PyObject *Loop_configure(Loop *self, PyObject *args) {
 
 /* next(start): from seed ``start`` on (oldest first), the next seed whose first pass formed a full
  * match (its tickets are taken) or that Python must go on with (another region to try, or smaller
- * teams): (seed, chosen, seed's regions, chosen's regions, full, gathered, latency misses); None
- * when no seed is left. Seeds with no usable region, or no match and nothing more to try, are
+ * teams): (seed, chosen, seed's regions, chosen's regions, full, gathered (empty when full), latency
+ * misses); None when no seed is left. Seeds with no usable region, or no match and nothing more to try, are
  * passed over, as matching._Tick._match returns None for them. */
 static PyObject *Loop_next(Loop *self, PyObject *arg) {
     Py_ssize_t start = PyLong_AsSsize_t(arg);
@@ -1709,6 +1806,94 @@ static PyObject *Loop_next(Loop *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* -- the tick's rows in age order (matchmaker.matching._by_age) -------------------------------- */
+
+typedef struct {
+    double enqueued;
+    PyObject *id;
+    Py_ssize_t at; /* its place in the input: equal times and ids keep it (a stable sort) */
+    PyObject *row;
+} Aged;
+
+static int by_time(const void *a, const void *b) {
+    const Aged *x = a, *y = b;
+    if (x->enqueued < y->enqueued) return -1;
+    if (x->enqueued > y->enqueued) return 1;
+    return (x->at > y->at) - (x->at < y->at);
+}
+
+static int by_id(const void *a, const void *b) {
+    const Aged *x = a, *y = b;
+    int c = PyUnicode_Compare(x->id, y->id); /* str order; both are str (checked) */
+    if (c) return c;
+    return (x->at > y->at) - (x->at < y->at);
+}
+
+/* A time as a double, exactly (a float, or an int within 2**53); 0 if it is neither. */
+static int exact_time(PyObject *value, double *out) {
+    int ok = 1;
+    *out = as_double(value, &ok);
+    return ok;
+}
+
+/* by_age(rows, now): matching._by_age in C: the rows of queued (row[5]), unexpired (not
+ * 0 < row[4] <= now) tickets by enqueue time (row[3]), equal times by id (row[2]), and then, only
+ * if two times were equal, the same id twice in a row kept once; None for rows whose times are not
+ * exactly doubles or whose ids are not str (the Python function then runs). */
+static PyObject *by_age(PyObject *module, PyObject *args) {
+    PyObject *rows;
+    double now;
+    if (!PyArg_ParseTuple(args, "O!d", &PyList_Type, &rows, &now)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows), live = 0;
+    Aged *aged = PyMem_Malloc(sizeof(Aged) * (n ? n : 1));
+    if (!aged) return PyErr_NoMemory();
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 6) {
+            PyErr_SetString(PyExc_TypeError, "rows are tuples");
+            goto done;
+        }
+        int queued = PyObject_IsTrue(PyTuple_GET_ITEM(row, 5));
+        if (queued < 0) goto done;
+        if (!queued) continue;
+        double expires, enqueued;
+        PyObject *id = PyTuple_GET_ITEM(row, 2);
+        if (!exact_time(PyTuple_GET_ITEM(row, 4), &expires) || !exact_time(PyTuple_GET_ITEM(row, 3), &enqueued) ||
+            !PyUnicode_CheckExact(id) || isnan(enqueued) || isnan(expires)) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        if (0 < expires && expires <= now) continue;
+        aged[live++] = (Aged){enqueued, id, i, row};
+    }
+    qsort(aged, live, sizeof(Aged), by_time);
+    int ties = 0;
+    for (Py_ssize_t i = 1; i < live && !ties; i++) ties = aged[i].enqueued == aged[i - 1].enqueued;
+    if (ties) { /* each run of equal times in id order */
+        for (Py_ssize_t start = 0, end; start < live; start = end) {
+            for (end = start + 1; end < live && aged[end].enqueued == aged[start].enqueued; end++) {
+            }
+            if (end - start > 1) qsort(aged + start, end - start, sizeof(Aged), by_id);
+        }
+    }
+    result = PyList_New(0);
+    if (!result) goto done;
+    for (Py_ssize_t i = 0; i < live; i++) {
+        if (ties && i > 0) { /* the same ticket twice (a snapshot may repeat one): kept once */
+            int same = PyUnicode_Compare(aged[i].id, aged[i - 1].id) == 0;
+            if (same) continue;
+        }
+        if (PyList_Append(result, aged[i].row) < 0) {
+            Py_CLEAR(result);
+            goto done;
+        }
+    }
+done:
+    PyMem_Free(aged);
+    return result;
+}
+
 static PyMethodDef Loop_methods[] = {
     {"add_index", (PyCFunction)Loop_add_index, METH_O, "A partition's tickets, sorted here by key; its number."},
     {"take", (PyCFunction)Loop_take, METH_O, "The ticket is matched: walks skip it from now on."},
@@ -1723,6 +1908,8 @@ static PyMethodDef Loop_methods[] = {
     {"placement", (PyCFunction)Loop_placement, METH_NOARGS, "The team of each ticket of the last full selection with roles."},
     {"placed_teams", (PyCFunction)Loop_placed_teams, METH_VARARGS, "Teams as the last full selection placed them, balanced."},
     {"set_ids", (PyCFunction)Loop_set_ids, METH_O, "The tickets' ids, for describe()."},
+    {"set_proposals", (PyCFunction)Loop_set_proposals, METH_VARARGS, "What propose() needs to make Proposals."},
+    {"propose", (PyCFunction)Loop_propose, METH_VARARGS, "A match's Proposal (teams alike, no rating rule)."},
     {"describe", (PyCFunction)Loop_describe, METH_VARARGS, "A match's teams of ids, spread, longest wait and region."},
     {"teams", (PyCFunction)Loop_teams, METH_VARARGS, "Balanced teams of the chosen tickets and their strength sums."},
     {NULL, NULL, 0, NULL},
@@ -1739,8 +1926,14 @@ static PyTypeObject LoopType = {
     .tp_methods = Loop_methods,
 };
 
+static PyMethodDef module_functions[] = {
+    {"by_age", by_age, METH_VARARGS, "The tick's live rows, oldest first (matching._by_age)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "matchmaker._matchloop", "The default match function's inner loop in C.", -1, NULL,
+    PyModuleDef_HEAD_INIT, "matchmaker._matchloop", "The default match function's inner loop in C.", -1,
+    module_functions,
 };
 
 PyMODINIT_FUNC PyInit__matchloop(void) {

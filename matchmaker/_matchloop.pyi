@@ -1,9 +1,14 @@
 """The default match function's inner loop in C (``matchmaker/_matchloop.c``): see matchmaker.matching."""
 
 from collections.abc import Mapping
+from typing import Any
+
+from matchmaker.models import MatchQuality, Proposal
 
 PACK_BUDGET: int
 MAX_REGIONS: int
+
+def by_age(rows: list[tuple[Any, ...]], now: float, /) -> list[tuple[Any, ...]] | None: ...
 
 class Loop:
     """One tick's tickets (numbered by age) and sorted indexes."""
@@ -71,3 +76,14 @@ class Loop:
     def placed_teams(
         self, chosen: list[int], balance: bool, size: int, /
     ) -> tuple[list[list[int]], list[float], dict[str, str]]: ...
+    def set_proposals(
+        self,
+        latencies: list[Mapping[str, float]] | None,
+        regions: list[str],
+        team_names: tuple[str, ...],
+        balance: bool,
+        proposal: type[Proposal],
+        quality: type[MatchQuality],
+        /,
+    ) -> None: ...
+    def propose(self, chosen: list[int], size: int, mask: int, /) -> Proposal: ...

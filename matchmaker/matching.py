@@ -317,7 +317,9 @@ class _Tick:
         """Every eligible ticket's rule values, in age order, from the cache (``matchmaker.tickcache``:
         only tickets not seen last tick are derived, and a tick touches rows, not tickets).
         Ineligible tickets keep a row but start out taken and stay out of the indexes."""
-        rows = _by_age(self.cache.rows(pool, self._derive), self.now)
+        rows = self.cache.rows(pool, self._derive)
+        aged = _matchloop.by_age(rows, self.now) if COMPILED else None  # the same, in C
+        rows = aged if aged is not None else _by_age(rows, self.now)
         if not rows:
             return
         self.live = list(map(_TICKET, rows))
@@ -577,10 +579,15 @@ class _Tick:
             cap, self.count, self.scan, self.smallest, self.wait_for_full,
         )  # fmt: skip
         out = []
-        proposal, next_match, seed = self._proposal, loop.next, 0
+        proposal: Callable[[list[int], int, int], Proposal] = self._proposal
+        next_match, seed = loop.next, 0
         if self.rating is None and not self.general and (self.latency is None or self.sorted_bits):
+            # teams alike without a rating rule: the C loop makes the Proposal from its own figures
+            # (``Loop.describe``: the teams' ids, spread, longest wait, region)
+            lats = list(self.lats) if self.latency is not None else None
             loop.set_ids(list(self.tids))
-            proposal = self._described
+            loop.set_proposals(lats, self.bits.names, self.names, bool(self.balance), Proposal, MatchQuality)
+            proposal = loop.propose
         while (got := next_match(seed)) is not None:
             seed, best, mask, best_mask, full, gathered, self.latency_misses = got
             if full:
@@ -594,16 +601,6 @@ class _Tick:
                     out.append(proposal(*found))
             seed += 1
         return out
-
-    def _described(self, chosen: list[int], size: int, mask: int) -> Proposal:
-        """``_proposal`` from the C loop's figures (``Loop.describe``: teams alike, no rating rule)."""
-        assert self.loop is not None
-        ids, spread, longest, column, ticket = self.loop.describe(chosen, size, mask, bool(self.balance))
-        region, worst = "", None
-        if column >= 0:
-            region = self.bits.names[column]
-            worst = self.lats[ticket][region]  # the value itself (an int stays an int)
-        return Proposal(ids, region, MatchQuality(spread, worst, longest, None, ()), {}, self.names)
 
     def _windows(self, seed: int) -> tuple[float, list[float], float]:
         """The seed's wait, the distance rules' windows and the latency window for it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import random
 import sys
 from collections.abc import Callable, Iterator
@@ -293,3 +294,43 @@ def test_role_slots_tick_after_tick_with_the_c_loop(compiled: Callable[[bool], N
         pool = [t for t in pool if t.id not in matched] + [
             dataclasses.replace(t, id=f"{t.id}-{tick}") for t in _roles_pool(queue, 20 + tick, 80)
         ]
+
+
+# -- the rows in age order ---------------------------------------------------------------------------
+
+
+def _rows(rng: random.Random, count: int) -> list[tuple[Any, ...]]:
+    """Rows as ``_Tick._derive`` makes them, as far as ``_by_age`` reads them: ids, times (float or
+    int, some equal, some expired), queued or not, and the same ticket twice now and then."""
+    rows: list[tuple[Any, ...]] = []
+    for i in range(count):
+        if rows and rng.random() < 0.05:
+            rows.append(rng.choice(rows))  # a snapshot repeats a ticket
+            continue
+        enqueued: float = rng.choice((NOW - rng.randrange(5), NOW - rng.uniform(0, 60), NOW - 30))
+        expires: float = rng.choice((0.0, 0, NOW + 60, NOW - 1, NOW))
+        rows.append(((), None, f"q.{rng.randrange(count):04d}", enqueued, expires, rng.random() < 0.9, i))
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_rows_are_put_in_age_order_alike_in_c(seed: int) -> None:
+    rows = _rows(random.Random(seed), 300)
+    expected = matching._by_age(list(rows), NOW)
+    assert matching.COMPILED
+    got = matching._matchloop.by_age(list(rows), NOW)  # type: ignore[attr-defined]
+    assert got == expected
+    assert [id(r) for r in got] == [id(r) for r in expected]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        pytest.param(((), None, "q.x", 2**60, 0.0, True), id="time-past-2**53"),
+        pytest.param(((), None, "q.x", NOW, None, True), id="no-expiry-time"),
+        pytest.param(((), None, 7, NOW, 0.0, True), id="id-not-str"),
+        pytest.param(((), None, "q.x", math.nan, 0.0, True), id="nan"),
+    ],
+)
+def test_rows_c_cannot_order_exactly_are_left_to_python(row: tuple[Any, ...]) -> None:
+    assert matching._matchloop.by_age([row], NOW) is None  # type: ignore[attr-defined]
