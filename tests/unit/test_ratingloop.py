@@ -25,7 +25,11 @@ Split = tuple[list[list[Rating]], list[list[int]], int]
 
 @pytest.fixture
 def compiled() -> Iterator[Callable[[bool], None]]:
-    """Switch the C code on or off for the calls that follow; back as it was afterwards."""
+    """Switch the C code on or off for the calls that follow; back as it was afterwards. On CPython
+    3.12+ the C code is never used (``ratings.COMPILED`` is off: ``sum()`` compensates there, and
+    its floats would differ), so there is nothing to compare."""
+    if sys.version_info >= (3, 12):
+        pytest.skip("the C rating code is off on CPython 3.12+ (its sum() adds floats otherwise)")
     was = ratings.COMPILED
 
     def switch(on: bool) -> None:
