@@ -46,7 +46,7 @@ typedef struct {
      * players among those anyone must not meet; CSR: ticket t's are values[start[t]..start[t+1]) */
     int has_blocks;
     int32_t *avoid_start, *avoid_values, *ids_start, *ids_values;
-    PyObject *ids;     /* the tickets' ids (a list), for describe */
+    PyObject *ids;     /* the tickets' ids (a list), for propose */
     /* set_proposals: for propose */
     PyObject *proposal_lats, *region_names, *team_names, *proposal_type, *quality_type;
     int balance;
@@ -1287,18 +1287,7 @@ static void lowest_worst(Loop *self, const int32_t *chosen, Py_ssize_t n, uint64
     }
 }
 
-/* set_ids(ids): the tickets' ids, for describe. */
-static PyObject *Loop_set_ids(Loop *self, PyObject *ids) {
-    if (!PyList_Check(ids) || PyList_GET_SIZE(ids) != self->n) {
-        PyErr_SetString(PyExc_ValueError, "an id per ticket");
-        return NULL;
-    }
-    Py_INCREF(ids);
-    Py_XSETREF(self->ids, ids);
-    Py_RETURN_NONE;
-}
-
-/* describe's figures into the pointers: the teams' ticket ids (a new tuple of tuples), the skill
+/* A match's figures (of teams alike, without a rating rule) into the pointers: the teams' ticket ids (a new tuple of tuples), the skill
  * spread, the longest wait, the region's column and the ticket with the worst latency there; -1 on
  * error. */
 static int describe_match(Loop *self, PyObject *chosen_list, int size, uint64_t mask, int balance, PyObject **ids,
@@ -1307,7 +1296,7 @@ static int describe_match(Loop *self, PyObject *chosen_list, int size, uint64_t 
     int *lengths = NULL, ok = -1;
     *ids = NULL;
     if (!self->ids || !self->configured) {
-        PyErr_SetString(PyExc_RuntimeError, "set_ids() and configure() first");
+        PyErr_SetString(PyExc_RuntimeError, "set_proposals() and configure() first");
         return -1;
     }
     int count = self->count;
@@ -1347,37 +1336,23 @@ done:
     return ok;
 }
 
-/* describe(chosen, size, mask, balance): (teams' ticket ids, skill spread, longest wait, region
- * column, ticket with the worst latency there) of a match of teams alike: matching._Tick._proposal's
- * figures without a rating rule. */
-static PyObject *Loop_describe(Loop *self, PyObject *args) {
-    PyObject *chosen_list, *ids;
-    int size, balance, column;
-    unsigned long long mask;
-    double spread, longest;
-    int32_t ticket;
-    if (!PyArg_ParseTuple(args, "O!iKp", &PyList_Type, &chosen_list, &size, &mask, &balance)) return NULL;
-    if (describe_match(self, chosen_list, size, mask, balance, &ids, &spread, &longest, &column, &ticket) < 0)
-        return NULL;
-    return Py_BuildValue("(Nddii)", ids, spread, longest, column, (int)ticket);
-}
-
-/* set_proposals(latencies, regions, team_names, balance, proposal, quality): what ``propose`` needs
- * to make a match's Proposal itself: each ticket's latencies (a list of dicts, or None without a
- * latency rule), the region names by column, the queue's team names, whether teams are balanced,
- * and the Proposal and MatchQuality types (matchmaker.models). */
+/* set_proposals(ids, latencies, regions, team_names, balance, proposal, quality): what ``propose``
+ * needs to make a match's Proposal itself: each ticket's id and latencies (a list of dicts, or None
+ * without a latency rule), the region names by column, the queue's team names, whether teams are
+ * balanced, and the Proposal and MatchQuality types (matchmaker.models). */
 static PyObject *Loop_set_proposals(Loop *self, PyObject *args) {
-    PyObject *lats, *regions, *names, *proposal, *quality;
+    PyObject *ids, *lats, *regions, *names, *proposal, *quality;
     int balance;
-    if (!PyArg_ParseTuple(args, "OO!O!pOO", &lats, &PyList_Type, &regions, &PyTuple_Type, &names, &balance, &proposal,
-                          &quality))
+    if (!PyArg_ParseTuple(args, "O!OO!O!pOO", &PyList_Type, &ids, &lats, &PyList_Type, &regions, &PyTuple_Type, &names,
+                          &balance, &proposal, &quality))
         return NULL;
-    if (lats != Py_None && (!PyList_Check(lats) || PyList_GET_SIZE(lats) != self->n)) {
-        PyErr_SetString(PyExc_ValueError, "latencies per ticket, or None");
+    if (PyList_GET_SIZE(ids) != self->n || (lats != Py_None && (!PyList_Check(lats) || PyList_GET_SIZE(lats) != self->n))) {
+        PyErr_SetString(PyExc_ValueError, "an id and latencies (or None) per ticket");
         return NULL;
     }
-    PyObject *kept[] = {lats, regions, names, proposal, quality};
-    for (int i = 0; i < 5; i++) Py_INCREF(kept[i]);
+    PyObject *kept[] = {ids, lats, regions, names, proposal, quality};
+    for (int i = 0; i < 6; i++) Py_INCREF(kept[i]);
+    Py_XSETREF(self->ids, ids);
     Py_XSETREF(self->proposal_lats, lats);
     Py_XSETREF(self->region_names, regions);
     Py_XSETREF(self->team_names, names);
@@ -1388,7 +1363,7 @@ static PyObject *Loop_set_proposals(Loop *self, PyObject *args) {
 }
 
 /* propose(chosen, size, mask): the Proposal of a match of teams alike without a rating rule, from
- * ``describe``'s figures, as matching._Tick._described makes it (the worst latency is the ticket's
+ * ``describe_match``'s figures, as matching._Tick._proposal makes it (the worst latency is the ticket's
  * own value: an integer stays an integer). */
 static PyObject *Loop_propose(Loop *self, PyObject *args) {
     PyObject *chosen;
@@ -1661,22 +1636,6 @@ fail:
     return NULL;
 }
 
-/* placement(): the team of each ticket of the last full selection with role slots, in the order
- * they were chosen (matching._Tick.placement). */
-static PyObject *Loop_placement(Loop *self, PyObject *unused) {
-    PyObject *list = PyList_New(self->nlast);
-    if (!list) return NULL;
-    for (Py_ssize_t i = 0; i < self->nlast; i++) {
-        PyObject *v = PyLong_FromUnsignedLong(self->last_placement[i]);
-        if (!v) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, i, v);
-    }
-    return list;
-}
-
 /* -- the seed loop (matchmaker.matching._Tick.run and the first pass of _match) ---------------- */
 
 /* A window spec from Python: None, or (base, per second, cap, ((after, value), ...)). */
@@ -1905,12 +1864,9 @@ static PyMethodDef Loop_methods[] = {
     {"usable", (PyCFunction)Loop_usable, METH_VARARGS, "The regions a ticket reaches within a window, as a mask."},
     {"region", (PyCFunction)Loop_region, METH_VARARGS, "(column, ticket): the region of lowest worst latency."},
     {"set_roles", (PyCFunction)Loop_set_roles, METH_VARARGS, "Role slots per team and the roles each player offers."},
-    {"placement", (PyCFunction)Loop_placement, METH_NOARGS, "The team of each ticket of the last full selection with roles."},
     {"placed_teams", (PyCFunction)Loop_placed_teams, METH_VARARGS, "Teams as the last full selection placed them, balanced."},
-    {"set_ids", (PyCFunction)Loop_set_ids, METH_O, "The tickets' ids, for describe()."},
     {"set_proposals", (PyCFunction)Loop_set_proposals, METH_VARARGS, "What propose() needs to make Proposals."},
     {"propose", (PyCFunction)Loop_propose, METH_VARARGS, "A match's Proposal (teams alike, no rating rule)."},
-    {"describe", (PyCFunction)Loop_describe, METH_VARARGS, "A match's teams of ids, spread, longest wait and region."},
     {"teams", (PyCFunction)Loop_teams, METH_VARARGS, "Balanced teams of the chosen tickets and their strength sums."},
     {NULL, NULL, 0, NULL},
 };

@@ -306,8 +306,8 @@ class _Tick:
         """Whether the C loop also selects (teams alike, or role slots it places; one distance rule
         at most; no player in two tickets), or only walks (the selection in Python)."""
         self.placing = False
-        """Whether the C loop places tickets in role slots (``Loop.set_roles``): the last full
-        selection's placement is then ``Loop.placement()``."""
+        """Whether the C loop places tickets in role slots (``Loop.set_roles``): it keeps the last
+        full selection's placement, and ``Loop.placed_teams`` makes the teams and roles from it."""
         self.sorted_bits = False
         """Whether the regions' bits follow their names (the C loop then picks the region)."""
 
@@ -583,10 +583,11 @@ class _Tick:
         next_match, seed = loop.next, 0
         if self.rating is None and not self.general and (self.latency is None or self.sorted_bits):
             # teams alike without a rating rule: the C loop makes the Proposal from its own figures
-            # (``Loop.describe``: the teams' ids, spread, longest wait, region)
+            # (the teams' ids, spread, longest wait, region)
             lats = list(self.lats) if self.latency is not None else None
-            loop.set_ids(list(self.tids))
-            loop.set_proposals(lats, self.bits.names, self.names, bool(self.balance), Proposal, MatchQuality)
+            loop.set_proposals(
+                list(self.tids), lats, self.bits.names, self.names, bool(self.balance), Proposal, MatchQuality
+            )
             proposal = loop.propose
         while (got := next_match(seed)) is not None:
             seed, best, mask, best_mask, full, gathered, self.latency_misses = got

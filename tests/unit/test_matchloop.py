@@ -58,6 +58,12 @@ def both(switch: Callable[[bool], None], call: Callable[[], list[Proposal]]) -> 
     return python, c
 
 
+def _with_blocks(rng: random.Random, pool: list[Ticket]) -> list[Ticket]:
+    """``pool`` with one ticket in twenty blocking a random player of the pool."""
+    everyone = [p.id for t in pool for p in t.players]
+    return [dataclasses.replace(t, blocked_players=(rng.choice(everyone),)) if rng.random() < 0.05 else t for t in pool]
+
+
 def test_the_c_loop_is_built_here() -> None:
     """The development install compiles it (``pip install -e .`` with a C compiler): without it every
     other test here would compare the Python loop with itself."""
@@ -74,10 +80,7 @@ def test_the_c_loop_proposes_what_the_python_loop_proposes(
     rng = random.Random(seed)
     pool = random_pool(rng, queue, 400, reuse=0.03 if seed % 3 == 0 else 0.0)
     if seed % 2:
-        everyone = [p.id for t in pool for p in t.players]
-        pool = [
-            dataclasses.replace(t, blocked_players=(rng.choice(everyone),)) if rng.random() < 0.05 else t for t in pool
-        ]
+        pool = _with_blocks(rng, pool)
     for now in (NOW, NOW + 15, NOW + 45):
         python, c = both(compiled, lambda: find_matches(pool, queue, now))  # noqa: B023 - called at once
         assert c == python
@@ -232,10 +235,7 @@ def _roles_pool(queue: Queue, seed: int, size: int) -> list[Ticket]:
     names = [*sorted({role for roles in queue.spec.teams.team_roles for role in roles}), "bard"]
     pool = random_pool(rng, queue, size)
     if seed % 2:
-        everyone = [p.id for t in pool for p in t.players]
-        pool = [
-            dataclasses.replace(t, blocked_players=(rng.choice(everyone),)) if rng.random() < 0.05 else t for t in pool
-        ]
+        pool = _with_blocks(rng, pool)
 
     def offers() -> tuple[str, ...]:
         return tuple(rng.sample(names, rng.choice((0, 1, 1, 1, 2, 3))))
