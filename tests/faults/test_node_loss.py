@@ -79,8 +79,10 @@ async def test_a_lost_node_is_marked_not_ready_its_servers_replaced_elsewhere(
     after = await wait_for(backend.gameservers, lambda gs: len(ready_on(gs, "node-b")) == 3)
     for gs in after:
         assert gs.name not in doomed or gs.state is GameServerState.UNHEALTHY
+    # The store has them Ready; the allocator learns it from its watch, a moment later.
+    await eventually(lambda: len(allocator.allocator.index.on_node("node-b", GameServerState.READY)) == 3)
     claims = [await allocator.allocator.allocate(SPEC) for _ in range(3)]
-    assert {c.node_name for c in claims} == {"node-b"}
+    assert [(c.state, c.node_name) for c in claims] == [(AllocationState.ALLOCATED, "node-b")] * 3
 
     assert backend.events is not None
     node_events = await backend.events.list("Node", "node-a")
