@@ -15,11 +15,20 @@ so the figures sit close to, not exactly on, the load test's::
 The finished tickets last only the store's retention (10 minutes): ``--save FILE`` also writes the
 records read as JSON, and ``--records FILE`` replays such a file instead of a Redis, as often as
 one likes (iterating on an estimator against one run).
+
+Beside the two estimators it prints ``bounds``: what no create-time estimate can beat on the run,
+each found *after* seeing the waits. ``sliceBest``: one figure per ``SLICE_SECONDS`` of arrivals,
+the one within the tolerance of the most of them. ``firstPassExact``: every ticket matched at the
+first pass after it arrived estimated exactly (knowing it would be, and when that pass came), the
+others as the current estimator had them; ``firstPassExactRestSliceBest``: those exact, the others
+by their slice's best figure. They say how far the target is from what arrival-time knowledge
+can reach.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +38,7 @@ from typing import Any
 import click
 
 from fleetmatch.codec import from_wire, to_wire
-from loadtest.collect import relative_error, wait_estimate_summary
+from loadtest.collect import ESTIMATE_TOLERANCE, relative_error, wait_estimate_summary
 from matchmaker.estimate import decode_summary, depths_of, estimate, expected_remaining, keys_of, publish, remaining
 from matchmaker.models import Ticket
 from matchmaker.rules import Queue, load_queues
@@ -51,15 +60,80 @@ class Record:
         return self.ticket.enqueued_at <= now and (gone is None or gone > now)
 
 
+SLICE_SECONDS = 10.0
+"""Arrivals judged together by ``bounds``' single best figure."""
+FLOOR_SECONDS = 0.05
+"""A wait under this counts as this (``relative_error``)."""
+
+
+def best_single_figure(waits: Sequence[float], tolerance: float = ESTIMATE_TOLERANCE) -> int:
+    """How many of ``waits`` one figure could be within ``tolerance`` of, at best: the most of the
+    intervals [w(1 - tolerance), w(1 + tolerance)] that share a point (a sweep, starts before ends)."""
+    edges = sorted(
+        (max(FLOOR_SECONDS, w) * (1 + sign * tolerance), sign) for w in waits for sign in (-1, 1)
+    )  # (point, -1) opens an interval, (point, +1) closes one: at a tie the opening sorts first
+    best = count = 0
+    for _, sign in edges:
+        count -= sign
+        best = max(best, count)
+    return best
+
+
+def first_pass(records: Sequence[Record]) -> set[str]:
+    """Tickets matched at the first pass after they arrived: the earliest time any ticket of the
+    queue was matched at or after their enqueue time (times to 10 ms: one pass's matches)."""
+    passes = sorted({round(r.finished, 2) for r in records if r.finished is not None})
+    out = set()
+    for r in records:
+        if r.finished is None:
+            continue
+        i = bisect.bisect_left(passes, round(r.ticket.enqueued_at, 2))
+        if i < len(passes) and passes[i] == round(r.finished, 2):
+            out.add(r.ticket.id)
+    return out
+
+
+def bounds(judged: Sequence[tuple[Record, float | None]]) -> dict[str, int]:
+    """``sliceBest``, ``firstPassExact`` and ``firstPassExactRestSliceBest`` (module docstring):
+    of ``judged`` (each matched record with the current estimator's figure, None: unestimated, not
+    judged, as for the estimators), how many are within the tolerance; and ``estimated``."""
+    estimated = [(r, e) for r, e in judged if e is not None and r.finished is not None]
+    if not estimated:
+        return {"estimated": 0, "sliceBest": 0, "firstPassExact": 0, "firstPassExactRestSliceBest": 0}
+    start = min(r.ticket.enqueued_at for r, _ in estimated)
+    first = first_pass([r for r, _ in judged])
+    slices: dict[int, list[float]] = {}
+    rest: dict[int, list[float]] = {}
+    exact = current = 0
+    for r, e in estimated:
+        assert r.finished is not None and e is not None
+        waited = r.finished - r.ticket.enqueued_at
+        key = int((r.ticket.enqueued_at - start) // SLICE_SECONDS)
+        slices.setdefault(key, []).append(waited)
+        if r.ticket.id in first:
+            exact += 1
+        else:
+            rest.setdefault(key, []).append(waited)
+            current += abs(relative_error(e, waited)) <= ESTIMATE_TOLERANCE
+    return {
+        "estimated": len(estimated),
+        "sliceBest": sum(map(best_single_figure, slices.values())),
+        "firstPassExact": exact + current,
+        "firstPassExactRestSliceBest": exact + sum(map(best_single_figure, rest.values())),
+    }
+
+
 def replay(records: Sequence[Record], queue: Queue | None, *, tick: float = 0.5) -> dict[str, dict[str, Any]]:
-    """``{"old": ..., "new": ...}``, each as the load test's ``waitEstimate`` (``wait_estimate_summary``)."""
+    """``{"old": ..., "new": ..., "bounds": ...}``: the estimators each as the load test's
+    ``waitEstimate`` (``wait_estimate_summary``), and ``bounds`` on the same tickets."""
     if not records:
-        return {name: wait_estimate_summary([], 0) for name in ("old", "new")}
+        return {name: wait_estimate_summary([], 0) for name in ("old", "new")} | {"bounds": bounds([])}
     needed = queue.players_needed if queue is not None else 0
     keyed = sorted(((r, keys_of(r.ticket, queue)) for r in records), key=lambda rk: rk[0].ticket.enqueued_at)
     stored: dict[str, str] = {}
     errors: dict[str, list[float]] = {"old": [], "new": []}
     unestimated = {"old": 0, "new": 0}
+    judged: list[tuple[Record, float | None]] = []
     now = keyed[0][0].ticket.enqueued_at
     end = max(r.finished or r.ticket.enqueued_at for r, _ in keyed) + tick
     arrived = 0
@@ -74,6 +148,7 @@ def replay(records: Sequence[Record], queue: Queue | None, *, tick: float = 0.5)
             at, waited = record.ticket.enqueued_at, record.finished - record.ticket.enqueued_at
             old = remaining(estimate(summary.waits, keys, at), 0.0)
             new = expected_remaining(summary, keys, size=record.ticket.size, needed=needed, enqueued_at=at, now=at)
+            judged.append((record, new))
             for name, value in (("old", old), ("new", new)):
                 if value is None:
                     unestimated[name] += 1
@@ -86,7 +161,8 @@ def replay(records: Sequence[Record], queue: Queue | None, *, tick: float = 0.5)
         ]
         waiting = [(keys, r.ticket.size, r.ticket.enqueued_at) for r, keys in keyed[:arrived] if r.waiting_at(now)]
         stored.update(publish(summary, matched, depths_of(waiting, now), now))
-    return {name: wait_estimate_summary(errors[name], unestimated[name]) for name in ("old", "new")}
+    summaries = {name: wait_estimate_summary(errors[name], unestimated[name]) for name in ("old", "new")}
+    return summaries | {"bounds": bounds(judged)}
 
 
 async def read_records(url: str, queue: str) -> list[Record]:
@@ -143,6 +219,14 @@ def compare(records_by_queue: Mapping[str, Sequence[Record]], queues: Mapping[st
             "within": within,
             "withinPercent": round(100 * within / estimated, 1) if estimated else None,
         }
+    estimated = sum(q["bounds"]["estimated"] for q in per_queue.values())
+    merged["bounds"] = {
+        name: {
+            "within": (within := sum(q["bounds"][name] for q in per_queue.values())),
+            "withinPercent": round(100 * within / estimated, 1) if estimated else None,
+        }
+        for name in ("sliceBest", "firstPassExact", "firstPassExactRestSliceBest")
+    }
     return {"all": merged, "queues": per_queue}
 
 
