@@ -38,7 +38,7 @@ from typing import Protocol
 from allocator import metrics
 from allocator.choose import choose_server
 from allocator.errors import ClientGoneError, KeyInUseError, KeyReleasedError
-from allocator.index import AllocationIndex
+from allocator.index import AllocationIndex, Share
 from fleetmatch.allocation import (
     ALLOCATABLE_STATES,
     ALLOCATION_KEY_ANNOTATION,
@@ -70,6 +70,11 @@ from fleetmatch.nodes import DEFAULT_LEASE_SECONDS, NodeRegistry, OutageGrace, l
 from fleetmatch.store import EventType, GameServerStore, Store, WatchEvent, modify
 
 log = logging.getLogger(__name__)
+
+CONTESTED_SECONDS = 0.5
+"""A node where another allocator's claim of a Ready server arrived this recently is contested: a
+worker with a share leaves the others' servers there to them while its own share has servers
+elsewhere (``allocator.choose.choose_server``)."""
 
 MAX_CLAIM_WAITS = 64
 """In-flight claims one request may wait for before answering UnAllocated."""
@@ -202,13 +207,15 @@ class Allocator:
         key_wait: float = KEY_WAIT_SECONDS,
         lease_seconds: float = 0.0,
         fleets: Store[Fleet] | None = None,
+        share: Share | None = None,
     ) -> None:
         """``informer``: the process's GameServer informer on ``store`` (``Backend.informer``): the
         index is fed by its events from now on, starting with what it has cached. ``nodes``: node
         heartbeats (``follow_nodes`` keeps servers of silent or restarted node agents out of reach).
         ``reservations``: where keys are reserved across processes (None: this process only).
         ``lease_seconds``: allocation lease stamped on servers taken from Ready (0: none).
-        ``fleets``: where ``missing_fleet`` looks fleets up (None: every fleet counts as existing)."""
+        ``fleets``: where ``missing_fleet`` looks fleets up (None: every fleet counts as existing).
+        ``share``: this allocator's share of the servers, tried first (one of ``--workers N``)."""
         self.store = store
         self.fleets = fleets
         self.reservations = reservations
@@ -229,12 +236,15 @@ class Allocator:
         self._nodes_known = asyncio.Event()
         if nodes is None:
             self._nodes_known.set()
-        self.index = AllocationIndex()
+        self.index = AllocationIndex(share)
         self.informer = informer
         self._rng = rng or random.Random()
         self._clock = clock
         self._max_attempts = max_attempts
         self._claiming: set[str] = set()
+        self._foreign_claims: dict[str, float] = {}
+        """With a share: node -> when (``time.monotonic``) another allocator's claim of a Ready
+        server there last reached the watch (``contested``)."""
         self._landed = asyncio.Event()
         """Set (and replaced) each time a claim of this process ends, won or lost."""
         for state in (GameServerState.READY, GameServerState.ALLOCATED):
@@ -251,7 +261,16 @@ class Allocator:
             return
         if ALLOCATION_KEY_ANNOTATION in gs.metadata.annotations or gs.name in self._keys_of:
             self._index_keys(gs.name, [key for key, _ in allocation_keys(gs)])
-        if self.index.servers.get(gs.name) is not gs:  # our own claims come back as the same object
+        known = self.index.servers.get(gs.name)
+        if known is not gs:  # our own claims come back as the same object
+            if (
+                self.index.share is not None
+                and gs.state is GameServerState.ALLOCATED
+                and known is not None
+                and known.state is GameServerState.READY
+                and gs.name not in self._claiming
+            ):
+                self._foreign_claims[gs.status.node_name] = time.monotonic()
             self.index.upsert(gs)
 
     def _index_keys(self, name: str, keys: list[str]) -> None:
@@ -508,10 +527,17 @@ class Allocator:
     def _choose(self, spec: GameServerAllocationSpec, lost: set[str]) -> GameServer | None:
         exclude = self._claiming | lost if lost else self._claiming
         for selector in spec.selectors:
-            gs = choose_server(self.index, selector, spec.scheduling, self._rng, exclude=exclude)
+            gs = choose_server(
+                self.index, selector, spec.scheduling, self._rng, exclude=exclude, contested=self._contested
+            )
             if gs is not None:
                 return gs
         return None
+
+    def _contested(self, node: str) -> bool:
+        """Is another allocator claiming Ready servers on ``node`` now (``allocator.index.Share``)?"""
+        last = self._foreign_claims.get(node)
+        return last is not None and time.monotonic() - last < CONTESTED_SECONDS
 
 
 def _abandoned_under(gs: GameServer, key: str) -> bool:

@@ -13,6 +13,7 @@ import grpc
 from allocator.allocation import Allocator, KeyReservations, LeaseReservations
 from allocator.api import build_app, server_ssl_context
 from allocator.grpc_api import serve_grpc
+from allocator.index import Share
 from fleetmatch.backends import Backend
 from fleetmatch.gctune import freeze_heap
 from fleetmatch.http import app_runner, start_site
@@ -56,6 +57,7 @@ async def serve_allocator(
     node_lease: float = DEFAULT_LEASE_SECONDS,
     metrics: bool = True,
     reuse_port: bool = False,
+    share: Share | None = None,
 ) -> AsyncIterator[AllocatorService]:
     """Serve the allocation API until the block ends. ``fallback_port``: if the default port is
     taken, use any free one (``fleetmatch up`` on a busy laptop) instead of failing; a port set
@@ -64,7 +66,8 @@ async def serve_allocator(
     ``/metrics`` on this port (``fleetmatch up`` serves the process's registry on its metrics port only).
     ``reuse_port``: bind with SO_REUSEPORT, sharing the port with the other workers of
     ``fleetmatch allocator --workers N`` (the kernel spreads connections over them). The gRPC
-    service (``settings.grpc_port``) starts once the index is read."""
+    service (``settings.grpc_port``) starts once the index is read. ``share``: the worker's share of
+    the servers, tried first (``allocator.index.Share``)."""
     allocator = Allocator(
         backend.gameservers,
         backend.informer(GameServer),
@@ -73,6 +76,7 @@ async def serve_allocator(
         reservations=key_reservations(backend),
         lease_seconds=settings.allocation_lease_seconds,
         fleets=backend.fleets,
+        share=share,
     )
     following = supervised("allocator.nodes", allocator.follow_nodes) if backend.nodes is not None else None
     probes = Probes()

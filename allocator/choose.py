@@ -7,7 +7,8 @@
   spreads.
 
 Ties are broken randomly: among up to ``best_few`` matching servers sampled at random from the
-preferred node (then from nodes with the same load), one is taken at random. Several allocators
+preferred node (then from nodes with the same load), one is taken at random. An allocator with a
+``Share`` of the fleet (one of ``--workers N``) looks at its share of a node's servers first. Several allocators
 (or concurrent requests) working from the same view then rarely pick the same server, and the loser of a race retries on
 another one (``exclude``). A less preferred node is never used while a preferred one has a match.
 
@@ -69,8 +70,15 @@ def choose_server(
     *,
     exclude: Collection[str] = frozenset(),
     best_few: int = 4,
+    contested: Callable[[str], bool] | None = None,
 ) -> GameServer | None:
-    """A server matching ``selector`` per ``strategy``, or None if none is free."""
+    """A server matching ``selector`` per ``strategy``, or None if none is free.
+
+    With a share (``index.share``), a node's servers of this allocator's share come first; the
+    others' only where none of its own fits. ``contested(node)``: another allocator is claiming on
+    that node right now, so taking the others' servers there would mostly race it: they are passed
+    over for the next node in the strategy's order, and taken only when nothing else is free (a
+    worker whose peers are idle still packs nodes full)."""
     state = selector.game_server_state
     sets = [index.in_state(state)]
     sets += [index.with_label(k, v, state) for k, v in selector.match_labels.items()]
@@ -78,36 +86,56 @@ def choose_server(
     if not base:
         return None
     fits = _matcher(index, selector, [s for s in sets if s is not base], exclude)
-    matches_of: Callable[[str], list[str]]
+    nodes: Callable[[], Iterator[str]]
+    matches_of: Callable[[str, Callable[[str], bool] | None], list[str]]
     if len(base) <= SCAN_LIMIT:
         by_node: dict[str, list[str]] = {}
         for name in base:
             if fits(name):
                 by_node.setdefault(index.servers[name].status.node_name, []).append(name)
-        nodes = node_order(index, list(by_node), strategy, rng)
+        nodes = partial(node_order, index, list(by_node), strategy, rng)
 
-        def matches_of(node: str) -> list[str]:
+        def matches_of(node: str, yielding: Callable[[str], bool] | None) -> list[str]:
             found = by_node[node]
+            if index.share is not None:
+                mine = index.mine_on_node(node, state)
+                found = [name for name in found if name in mine] or ([] if yielding and yielding(node) else found)
             return rng.sample(found, best_few) if len(found) > best_few else found
 
     else:
-        nodes = index.nodes_by_load(state, descending=strategy is SchedulingStrategy.PACKED, rng=rng)
+        nodes = partial(index.nodes_by_load, state, descending=strategy is SchedulingStrategy.PACKED, rng=rng)
         matches_of = partial(_matches_on, index, state, base, fits, rng, best_few)
+    yielding = contested if index.share is not None else None
+    picked = _pick(index, nodes(), matches_of, yielding, best_few)
+    if not picked and yielding is not None:
+        picked = _pick(index, nodes(), matches_of, None, best_few)
+    if not picked:
+        return None
+    return index.servers[picked[int(rng.random() * len(picked))]]
+
+
+def _pick(
+    index: AllocationIndex,
+    nodes: Iterator[str],
+    matches_of: Callable[[str, Callable[[str], bool] | None], list[str]],
+    yielding: Callable[[str], bool] | None,
+    best_few: int,
+) -> list[str]:
+    """Candidates from the first node (in ``nodes``' order) that has any, and from the nodes
+    equally loaded after it, up to ``best_few``."""
     picked: list[str] = []
     rank: int | None = None
     load = index.allocated_on_node
     for node in nodes:
         if rank is not None and load[node] != rank:
             break  # only equally loaded nodes share the tie-break
-        found = matches_of(node)
+        found = matches_of(node, yielding)
         if found:
             picked += found
             rank = load[node]
             if len(picked) >= best_few:
                 break
-    if not picked:
-        return None
-    return index.servers[picked[int(rng.random() * len(picked))]]
+    return picked
 
 
 def _matcher(
@@ -144,9 +172,21 @@ def _matches_on(
     rng: random.Random,
     want: int,
     node: str,
+    yielding: Callable[[str], bool] | None,
 ) -> list[str]:
-    """Up to ``want`` (at least one if any) servers of ``node`` that fit."""
+    """Up to ``want`` (at least one if any) servers of ``node`` that fit: of this allocator's share
+    if any of those fits (``allocator.index.Share``), else of the others' unless ``yielding(node)``."""
     members = index.on_node(node, state)
+    mine = index.mine_on_node(node, state)
+    found = _fits_among(mine, base, fits, rng, want)
+    if found or mine is members or (yielding is not None and yielding(node)):
+        return found
+    return _fits_among(members, base, fits, rng, want)
+
+
+def _fits_among(
+    members: IndexedSet[str], base: IndexedSet[str], fits: Callable[[str], bool], rng: random.Random, want: int
+) -> list[str]:
     if len(members) > PROBES:
         for _ in range(PROBES):
             name = members.random(rng)  # uniformly random: the first fit is already a random tie-break

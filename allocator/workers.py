@@ -4,7 +4,8 @@ One Python process allocates on one core (its event loop); more cores need more 
 supervisor starts N workers, each a whole ``fleetmatch allocator`` (its own Redis connections, its
 own watch and index) that binds the shared port with SO_REUSEPORT, so the kernel spreads incoming
 connections over them. Claims stay atomic across them as across any allocators (one conditional
-write per claim). The supervisor holds the port itself (bound with SO_REUSEPORT, never listening,
+write per claim); each worker tries its own share of the servers first (``allocator.index.Share``),
+so they seldom race for one. The supervisor holds the port itself (bound with SO_REUSEPORT, never listening,
 so it gets no connections): a port 0 becomes one fixed free port for every worker, and a port
 another program holds fails at once. A worker that exits is restarted (after a back-off when it
 keeps dying young); SIGTERM or Ctrl-C on the supervisor is forwarded to every worker, which drain
@@ -22,14 +23,17 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
+from allocator.index import Share
 from fleetmatch.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 
 WORKER_ENV = "FLEETMATCH_ALLOCATOR_WORKER"
 """Set in each worker: its slot (0..N-1), for logs."""
+WORKERS_ENV = "FLEETMATCH_ALLOCATOR_WORKERS"
+"""Set in each worker: how many workers there are (with its slot, its share of the servers)."""
 RESTARTS_ENV = "FLEETMATCH_ALLOCATOR_WORKER_RESTARTS"
 """Set in each worker: how many times its slot was restarted before (``fleetmatch_allocator_worker_restarts``)."""
 STOP_GRACE = 20.0
@@ -68,12 +72,21 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
             await proc.wait()
 
 
-async def _slot(slot: int, argv: list[str], env: dict[str, str]) -> None:
+def worker_share(env: Mapping[str, str]) -> Share | None:
+    """A worker's share of the servers, from the slot and count its supervisor set (None outside
+    ``--workers N``, or if they do not make a share: then the worker simply has no preference)."""
+    try:
+        return Share(int(env[WORKER_ENV]), int(env[WORKERS_ENV]))
+    except (KeyError, ValueError):
+        return None
+
+
+async def _slot(slot: int, workers: int, argv: list[str], env: dict[str, str]) -> None:
     """Keep worker ``slot`` running until cancelled; on cancellation stop it with SIGTERM."""
     restarts = 0
     delay = 0.5
     while True:
-        child_env = {**env, WORKER_ENV: str(slot), RESTARTS_ENV: str(restarts)}
+        child_env = {**env, WORKER_ENV: str(slot), WORKERS_ENV: str(workers), RESTARTS_ENV: str(restarts)}
         proc = await asyncio.create_subprocess_exec(*argv, env=child_env, preexec_fn=die_with_parent)
         started = time.monotonic()
         try:
@@ -103,7 +116,7 @@ async def supervise(workers: int, argv: list[str], env: dict[str, str] | None = 
     base = dict(os.environ if env is None else env)
     async with asyncio.TaskGroup() as group:
         for slot in range(workers):
-            group.create_task(_slot(slot, argv, base), name=f"allocator.worker[{slot}]")
+            group.create_task(_slot(slot, workers, argv, base), name=f"allocator.worker[{slot}]")
 
 
 def worker_argv(port: int, grpc_port: int | None) -> list[str]:

@@ -202,17 +202,19 @@ def allocator_cmd(ctx: click.Context, port: int | None, grpc_port: int | None, w
         _supervise_allocators(settings, alloc, workers)
         return
 
+    share = None
     if reuse_port:
         from allocator.metrics import WORKER_RESTARTS
-        from allocator.workers import RESTARTS_ENV
+        from allocator.workers import RESTARTS_ENV, worker_share
 
         WORKER_RESTARTS.set(int(os.environ.get(RESTARTS_ENV, "0")))
+        share = worker_share(os.environ)
 
     async def main() -> None:
         async with (
             open_backend(settings, client_name="allocator") as backend,
             serve_allocator(
-                backend, alloc, token, node_lease=settings.node.lease_seconds, reuse_port=reuse_port
+                backend, alloc, token, node_lease=settings.node.lease_seconds, reuse_port=reuse_port, share=share
             ) as service,
         ):
             grpc = f"; gRPC AllocationService on port {service.grpc_port}" if service.grpc_port is not None else ""

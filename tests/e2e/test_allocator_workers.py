@@ -17,6 +17,8 @@ import psutil
 import pytest
 
 from allocator.grpc_gen import allocation_pb2, allocation_pb2_grpc
+from allocator.index import Share
+from allocator.workers import worker_share
 from fleetmatch.backends.redis.embedded import EmbeddedRedis, free_port
 from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState
@@ -87,6 +89,9 @@ async def test_workers_share_one_port_and_never_hand_out_a_server_twice(
         return len(listeners(supervisor, port)) == 3 and len(listeners(supervisor, grpc_port)) == 3
 
     await eventually(three_listening, within=60)
+    # Each worker is told its slot and the count: its share of the servers (allocator.index.Share).
+    shares = {worker_share(psutil.Process(pid).environ()) for pid in listeners(supervisor, port)}
+    assert shares == {Share(0, 3), Share(1, 3), Share(2, 3)}
     # Each worker answers /healthz once its index is read; new connections land on any of them.
     for _ in range(30):
         await eventually(lambda: _healthy(url), within=30)

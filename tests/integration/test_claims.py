@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from allocator.allocation import Allocator
+from allocator.index import Share
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerSelector
 from fleetmatch.backends.redis.client import connect
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
@@ -18,6 +20,7 @@ from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.informer import Informer
 from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, TemplateMeta
 from fleetmatch.tasks import cancel_and_wait
+from tests.waiting import eventually
 
 
 async def ready(store: RedisStore[GameServer], n: int) -> None:
@@ -27,12 +30,12 @@ async def ready(store: RedisStore[GameServer], n: int) -> None:
 
 
 @asynccontextmanager
-async def stale_allocator(url: str, seed: int) -> AsyncIterator[Allocator]:
+async def stale_allocator(url: str, seed: int, share: Share | None = None) -> AsyncIterator[Allocator]:
     """An allocator (own connection) that read the store once and then stopped watching it."""
     client = connect(url, name=f"stale-{seed}")
     store = RedisStore(client, GameServer)
     informer = Informer(store)
-    allocator = Allocator(store, informer, rng=random.Random(seed))
+    allocator = Allocator(store, informer, rng=random.Random(seed), share=share)
     task = asyncio.create_task(informer.run())
     await informer.synced.wait()
     await cancel_and_wait(task)
@@ -78,3 +81,66 @@ async def test_many_stale_allocators_many_requests(redis_server: EmbeddedRedis, 
     )
     items, _ = await store.list()
     assert all(g.state is GameServerState.ALLOCATED for g in items)
+
+
+def conflicts() -> float:
+    return REGISTRY.get_sample_value("fleetmatch_allocation_claim_conflicts_total") or 0.0
+
+
+async def test_workers_with_shares_do_not_race_for_servers(
+    redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+) -> None:
+    """Two workers of ``--workers 2``, neither seeing the other's claims, on one node of 100 servers:
+    each takes its own share (``allocator.index.Share``), so no claim loses a race. Without shares
+    the same two, seeded alike, lose dozens."""
+    store = RedisStore(redis_client, GameServer)
+    await ready(store, 100)
+    shares = [Share(0, 2), Share(1, 2)]
+    each = min(sum(share.holds(f"gs-{i}") for i in range(100)) for share in shares) - 5
+    before = conflicts()
+    async with (
+        stale_allocator(redis_server.url, 1, shares[0]) as a,
+        stale_allocator(redis_server.url, 2, shares[1]) as b,
+    ):
+        results = await asyncio.gather(
+            *(w.allocate(spec(str(slot))) for slot, w in enumerate((a, b)) for _ in range(each))
+        )
+    assert conflicts() == before
+    assert all(r.state is AllocationState.ALLOCATED for r in results)
+    won = [r.game_server_name for r in results]
+    assert len(set(won)) == 2 * each
+    for slot, share in enumerate(shares):
+        assert all(share.holds(name) for name in won[slot * each : (slot + 1) * each])
+
+
+async def test_a_worker_leaves_a_node_to_the_worker_claiming_there(
+    redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+) -> None:
+    """Worker 0's share of the busiest node is all taken; once worker 1's claims there reach worker
+    0's watch, worker 0 takes its own share of the next node instead of racing worker 1 for the rest
+    of the busiest one. Before that (nobody else claiming there) it packs the busiest node."""
+    store = RedisStore(redis_client, GameServer)
+    zero, one = Share(0, 2), Share(1, 2)
+    for i in range(40):
+        node = "busy" if i < 20 else "next"
+        gs = GameServer(metadata=ObjectMeta(name=f"gs-{i}", labels={FLEET_LABEL: "arena"}))
+        state = GameServerState.ALLOCATED if node == "busy" and zero.holds(gs.name) else GameServerState.READY
+        await store.create(gs.with_status(state=state, node_name=node, address="10.0.0.1"))
+    client = connect(redis_server.url, name="live-worker-0")
+    live = RedisStore(client, GameServer)
+    informer = Informer(live)
+    watching = asyncio.create_task(informer.run())
+    try:
+        await informer.synced.wait()
+        worker0 = Allocator(live, informer, rng=random.Random(1), share=zero)
+        first = await worker0.allocate(spec("before"))
+        assert first.node_name == "busy" and not zero.holds(first.game_server_name)  # packs the busy node
+        async with stale_allocator(redis_server.url, 2, one) as worker1:
+            claimed = await worker1.allocate(spec("worker-1"))
+        assert claimed.node_name == "busy" and one.holds(claimed.game_server_name)
+        await eventually(lambda: worker0.index.servers[claimed.game_server_name].state is GameServerState.ALLOCATED)
+        after = await worker0.allocate(spec("after"))
+        assert after.node_name == "next" and zero.holds(after.game_server_name)
+    finally:
+        await cancel_and_wait(watching)
+        await client.aclose()

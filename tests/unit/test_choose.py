@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from allocator.choose import SCAN_LIMIT, choose_server
-from allocator.index import AllocationIndex, IndexedSet
+from allocator.index import AllocationIndex, IndexedSet, Share
 from fleetmatch.allocation import GameServerSelector, LabelRequirement, SelectorOperator
 from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, SchedulingStrategy
 
@@ -21,8 +21,8 @@ def gs(name: str, node: str, state: GameServerState = S.READY, **labels: str) ->
     return GameServer(metadata=meta).with_status(state=state, node_name=node)
 
 
-def index_of(*servers: GameServer) -> AllocationIndex:
-    index = AllocationIndex()
+def index_of(*servers: GameServer, share: Share | None = None) -> AllocationIndex:
+    index = AllocationIndex(share)
     for server in servers:
         index.upsert(server)
     return index
@@ -178,3 +178,78 @@ def test_node_load_buckets_match_a_brute_force_count() -> None:
             assert sorted(order) == sorted(having)
             assert [load[n] for n in order] == sorted((load[n] for n in having), reverse=True)
         assert index.allocated_on_node == +load
+
+
+# -- shares: `fleetmatch allocator --workers N`, each worker its own servers first -------------------
+
+HALF = Share(0, 2)
+
+
+def test_a_share_is_a_stable_split_of_names() -> None:
+    names = [f"arena-{i:05d}" for i in range(2000)]
+    shares = [Share(slot, 3) for slot in range(3)]
+    held = [[n for n in names if share.holds(n)] for share in shares]
+    assert sorted(n for h in held for n in h) == names  # each name in exactly one share
+    assert all(600 <= len(h) <= 730 for h in held)  # and about a third each
+    # The same in every process (a CRC-32, not the salted hash()): crc32("gs-1") is even.
+    assert [Share(s, 2).holds("gs-1") for s in (0, 1)] == [True, False]
+    for slot, of in [(2, 2), (-1, 2), (0, 0)]:
+        with pytest.raises(ValueError, match="share slot"):
+            Share(slot, of)
+
+
+@pytest.mark.parametrize("size", [8, SCAN_LIMIT * 2])
+def test_a_share_takes_its_own_servers_first_then_the_others(size: int) -> None:
+    servers = [gs(f"s{i:04d}", "n1") for i in range(size)]
+    mine = {g.name for g in servers if HALF.holds(g.name)}
+    index = index_of(*servers, share=HALF)
+    assert {pick(index, ARENA, seed=s) for s in range(200)} <= mine
+    # Its own all taken (being claimed here): the others' servers, rather than nothing.
+    assert pick(index, ARENA, exclude=mine) in {g.name for g in servers} - mine
+    # Without a share nothing is preferred.
+    assert {pick(index_of(*servers), ARENA, seed=s) for s in range(200)} - mine
+
+
+@pytest.mark.parametrize("size", [8, SCAN_LIMIT * 2])
+def test_a_contested_node_is_left_to_the_others_while_the_share_has_servers_elsewhere(size: int) -> None:
+    busy = [gs(f"b{i:04d}", "busy") for i in range(size)] + [gs("b-alloc", "busy", S.ALLOCATED)]
+    idle = [gs(f"i{i:04d}", "idle") for i in range(size)]
+    index = index_of(*busy, *idle, share=HALF)
+    mine_on_busy = {g.name for g in busy if HALF.holds(g.name) and g.state is S.READY}
+    contested = {"busy"}.__contains__
+
+    def node(**kw: object) -> str | None:
+        name = pick(index, ARENA, **kw)
+        return None if name is None else index.servers[name].status.node_name
+
+    # Packed: the busy node, own share first, whether or not another allocator works there.
+    assert node(contested=contested) == "busy"
+    assert node(exclude=mine_on_busy) == "busy"  # uncontested: the others' share on the busy node
+    # Contested and its own share there used up: its own share on the next node, not a race.
+    chosen = pick(index, ARENA, exclude=mine_on_busy, contested=contested)
+    assert chosen is not None and chosen.startswith("i") and HALF.holds(chosen)
+    # Its own share used up everywhere: the others' servers on an uncontested node...
+    everything_mine = {g.name for g in busy + idle if HALF.holds(g.name)}
+    chosen = pick(index, ARENA, exclude=everything_mine, contested=contested)
+    assert chosen is not None and chosen.startswith("i") and not HALF.holds(chosen)
+    # ...and with nothing else free, the others' on the contested node after all (never "none").
+    chosen = pick(index, ARENA, exclude=everything_mine | {g.name for g in idle}, contested=contested)
+    assert chosen is not None and chosen.startswith("b") and not HALF.holds(chosen)
+
+
+def test_the_share_index_follows_updates_and_removals() -> None:
+    servers = [gs(f"s{i}", f"n{i % 2}") for i in range(40)]
+    index = index_of(*servers, share=HALF)
+
+    def mine(node: str, state: GameServerState) -> set[str]:
+        return set(index.mine_on_node(node, state))
+
+    assert mine("n0", S.READY) == {g.name for g in servers if g.status.node_name == "n0" and HALF.holds(g.name)}
+    moved = next(g for g in servers if g.status.node_name == "n0" and HALF.holds(g.name))
+    index.upsert(gs(moved.name, "n0", S.ALLOCATED))
+    assert moved.name not in mine("n0", S.READY) and mine("n0", S.ALLOCATED) == {moved.name}
+    for g in servers:
+        index.remove(g.name)
+    assert not any(mine(n, st) for n in ("n0", "n1") for st in (S.READY, S.ALLOCATED))
+    plain = index_of(*servers)  # without a share, a node's own servers are all of them
+    assert plain.mine_on_node("n0", S.READY) is plain.on_node("n0", S.READY)
