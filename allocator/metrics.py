@@ -84,6 +84,11 @@ WORKER_RESTARTS = Gauge(
     "fleetmatch_allocator_worker_restarts",
     "Times this worker's slot of `fleetmatch allocator --workers N` was restarted before it started (0: never).",
 )
+WORKER_SLOT = Gauge(
+    "fleetmatch_allocator_worker_slot",
+    "This worker's slot of `fleetmatch allocator --workers N` (0..N-1; its share of the servers): which worker "
+    "a scrape of the shared port reached.",
+)
 ALLOCATABLE = Gauge(
     "fleetmatch_allocator_cached_gameservers",
     "GameServers in the allocator's cache, by state (Ready and Allocated are the allocatable ones).",

@@ -260,6 +260,32 @@ async def caught_up(base_urls: list[str], ready: int, within: float = 60.0) -> N
                     await asyncio.sleep(0.05)
 
 
+async def claim_conflicts(base: str, workers: int, tries: int = 400) -> float:
+    """``fleetmatch_allocation_claim_conflicts_total`` summed over the ``workers`` processes behind
+    ``base``: fresh connections until each slot (``fleetmatch_allocator_worker_slot``) has answered."""
+    seen: dict[float, float] = {}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        for _ in range(tries):
+            async with http.get(f"{base}/metrics") as resp:
+                values = _samples(await resp.text())
+            seen[values.get("fleetmatch_allocator_worker_slot", 0.0)] = values.get(
+                "fleetmatch_allocation_claim_conflicts_total", 0.0
+            )
+            if len(seen) == workers:
+                return sum(seen.values())
+    raise TimeoutError(f"{tries} scrapes of {base} reached {len(seen)} of {workers} workers")
+
+
+def _samples(text: str) -> dict[str, float]:
+    """Unlabelled samples of a Prometheus text page."""
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name and not line.startswith("#") and "{" not in name:
+            out[name] = float(value)
+    return out
+
+
 def free_port() -> int:
     from fleetmatch.backends.redis.embedded import free_port as pick
 
@@ -338,9 +364,11 @@ async def bench(
         allocator_pid = await start_allocator("--grpc-port", str(grpc_port))
         await run_load(url, token, 0.3, concurrency)  # warm-up
         runs = []
+        conflicts = await claim_conflicts(base, 1)
         for _ in range(repeat):
             await fresh_pool()
             runs.append(await run_load(url, token, seconds, concurrency, server_pid=allocator_pid))
+        conflicts = await claim_conflicts(base, 1) - conflicts
         one = report["one_allocator_max"] = median_run(runs)
         report["one_allocator_max_runs"] = summary(runs)
         # Latency at half that rate, open loop, beside the trivial handler at the very same rate:
@@ -366,7 +394,9 @@ async def bench(
         supervisor_pid = await start_allocator("--workers", "2")
         await run_load(url, token, 0.3, concurrency)  # warm-up
         await fresh_pool()
+        conflicts_2 = await claim_conflicts(base, 2)
         two = await run_load(url, token, seconds, concurrency // 2, server_pid=supervisor_pid, generators=2)
+        conflicts_2 = await claim_conflicts(base, 2) - conflicts_2
         report["workers_2_max"] = two
 
         cpu_us = one.get("server_cpu_us_per_request")
@@ -383,6 +413,10 @@ async def bench(
         report["workers_2_allocations_per_second"] = two["ok_per_second"]
         report["workers_2_ratio_to_one_worker"] = round(two["ok_per_second"] / one["ok_per_second"], 3)
         report["workers_2_cpu_us_per_allocation"] = two.get("server_cpu_us_per_request")
+        # Claims that lost a race (a wasted write and another choice each), per allocation: the
+        # workers' shares keep them apart (docs/allocation.md); one worker races nobody.
+        report["claim_conflicts_per_allocation"] = round(conflicts / max(1, sum(r["ok"] for r in runs)), 3)
+        report["workers_2_claim_conflicts_per_allocation"] = round(conflicts_2 / max(1, two["ok"]), 3)
         # What one more core running one more worker would add: a worker allocates as many per
         # second as one CPU-second buys at the CPU cost per allocation measured with two workers
         # (which includes following the other worker's claims through the watch).

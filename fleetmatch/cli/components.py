@@ -204,11 +204,13 @@ def allocator_cmd(ctx: click.Context, port: int | None, grpc_port: int | None, w
 
     share = None
     if reuse_port:
-        from allocator.metrics import WORKER_RESTARTS
+        from allocator.metrics import WORKER_RESTARTS, WORKER_SLOT
         from allocator.workers import RESTARTS_ENV, worker_share
 
         WORKER_RESTARTS.set(int(os.environ.get(RESTARTS_ENV, "0")))
         share = worker_share(os.environ)
+        if share is not None:
+            WORKER_SLOT.set(share.slot)
 
     async def main() -> None:
         async with (
