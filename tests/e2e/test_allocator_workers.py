@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 from collections.abc import AsyncIterator
@@ -95,6 +96,17 @@ async def test_workers_share_one_port_and_never_hand_out_a_server_twice(
     # Each worker answers /healthz once its index is read; new connections land on any of them.
     for _ in range(30):
         await eventually(lambda: _healthy(url), within=30)
+    slots: set[str] = set()  # each says which it is on /metrics
+
+    async def every_slot_reported() -> bool:
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http,
+            http.get(f"{url}/metrics") as resp,
+        ):
+            slots.update(re.findall(r"^fleetmatch_allocator_worker_slot (\S+)$", await resp.text(), re.M))
+        return slots == {"0.0", "1.0", "2.0"}
+
+    await eventually(every_slot_reported, within=30, what=lambda: f"slots seen: {sorted(slots)}")
 
     jobs = [post(url, f"h{i:03d}") if i % 3 else call(grpc_port, f"g{i:03d}") for i in range(SERVERS * 2)]
     outcomes = await asyncio.gather(*jobs)
