@@ -7,10 +7,12 @@
   spreads.
 
 Ties are broken randomly: among up to ``best_few`` matching servers sampled at random from the
-preferred node (then from nodes with the same load), one is taken at random. An allocator with a
-``Share`` of the fleet (one of ``--workers N``) looks at its share of a node's servers first. Several allocators
+preferred node (then from nodes with the same load), one is taken at random. Several allocators
 (or concurrent requests) working from the same view then rarely pick the same server, and the loser of a race retries on
-another one (``exclude``). A less preferred node is never used while a preferred one has a match.
+another one (``exclude``). A less preferred node is never used while a preferred one has a match,
+with one exception: an allocator with a ``Share`` of the servers (one of ``--workers N``) looks at
+its own share of a node first, and passes over the others' share of a node where another worker is
+claiming right now (``contested``) while anything else is free.
 
 Cost: the smallest index among the selector's state and ``matchLabels`` bounds the work. When it is
 small it is scanned; when it is large, nodes are visited in preference order and each is probed
