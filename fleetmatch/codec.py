@@ -366,8 +366,8 @@ def _trusted_load(cls: Any) -> Callable[[Mapping[str, Any]], Any]:
     env: dict[str, Any] = {"new_": object.__new__, "cls": cls}
     lines = ["def load(data):", "    new = new_(cls)"]
     slots = set(getattr(cls, "__slots__", ()))
-    for i, (name, wire, load, make) in enumerate(_trusted_fields(cls)):
-        field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    described = zip(dataclasses.fields(cls), _trusted_fields(cls), strict=True)  # both in field order
+    for i, (field, (name, wire, load, make)) in enumerate(described):
         env[f"set{i}"] = cls.__dict__[name].__set__ if name in slots else functools.partial(_set_named, name)
         value = f"data[{wire!r}]" if load is _identity else f"load{i}(data[{wire!r}])"
         env[f"load{i}"] = load

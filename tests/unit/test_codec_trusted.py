@@ -44,13 +44,9 @@ def _game_servers() -> list[Any]:
 
 
 def _resources() -> list[Any]:
-    found = []
-    for path in sorted([*REPO.glob("fleetmatch/demo/*.yaml"), *REPO.glob("loadtest/scenarios/*-fleet.yaml")]):
-        try:
-            found += load_resources(path)
-        except Exception:  # not a resource file (queues): others are
-            continue
-    return found
+    files = [REPO / "fleetmatch/demo/fleet.yaml", REPO / "fleetmatch/demo/autoscaler.yaml"]
+    files += sorted(REPO.glob("loadtest/scenarios/*-fleet.yaml"))
+    return [resource for path in files for resource in load_resources(path)]
 
 
 def _tickets() -> list[Any]:
