@@ -252,6 +252,12 @@ class Allocator:
         self.close = informer.add_handler(self._on_event)
         """Stop following the informer (the index then goes stale)."""
 
+    def set_share(self, share: Share | None) -> None:
+        """Take ``share`` of the servers from now on (``allocator.roster``); None: no preference."""
+        self.index.set_share(share)
+        if share is None:
+            self._foreign_claims.clear()
+
     def _on_event(self, event: WatchEvent[GameServer]) -> None:
         gs = event.object
         if event.type is EventType.DELETED:

@@ -14,6 +14,7 @@ from allocator.allocation import Allocator, KeyReservations, LeaseReservations
 from allocator.api import build_app, server_ssl_context
 from allocator.grpc_api import serve_grpc
 from allocator.index import Share
+from allocator.roster import Roster
 from fleetmatch.backends import Backend
 from fleetmatch.gctune import freeze_heap
 from fleetmatch.http import app_runner, start_site
@@ -67,7 +68,9 @@ async def serve_allocator(
     ``reuse_port``: bind with SO_REUSEPORT, sharing the port with the other workers of
     ``fleetmatch allocator --workers N`` (the kernel spreads connections over them). The gRPC
     service (``settings.grpc_port``) starts once the index is read. ``share``: the worker's share of
-    the servers, tried first (``allocator.index.Share``)."""
+    the servers, tried first (``allocator.index.Share``); without one, and unless
+    ``settings.slot_leases`` is off, the allocator finds its share among the others by slot lease
+    (``allocator.roster``)."""
     allocator = Allocator(
         backend.gameservers,
         backend.informer(GameServer),
@@ -79,6 +82,12 @@ async def serve_allocator(
         share=share,
     )
     following = supervised("allocator.nodes", allocator.follow_nodes) if backend.nodes is not None else None
+    roster = None
+    if share is None and settings.slot_leases:
+        roster = supervised(
+            "allocator.roster",
+            Roster(lambda name, ttl: backend.lease(name, ttl=ttl), allocator.set_share).run,
+        )
     probes = Probes()
     probes.add("store", backend.ping)
     probes.gate("index", lambda: allocator.ready)
@@ -116,5 +125,5 @@ async def serve_allocator(
         if grpc_server is not None:
             await grpc_server.stop(GRPC_GRACE)
         await runner.cleanup()
-        await cancel_and_wait(following, checking)
+        await cancel_and_wait(following, checking, roster)
         allocator.close()

@@ -120,6 +120,22 @@ class AllocationIndex:
     def __len__(self) -> int:
         return len(self.servers)
 
+    def set_share(self, share: Share | None) -> None:
+        """Change this allocator's share (``allocator.roster``: allocators joined or left), re-sorting
+        every indexed server into it; O(servers), done only when the share changes."""
+        if share == self.share:
+            return
+        self.share = share
+        if share is None:
+            self._mine_on_node = self._by_node
+            return
+        mine: dict[tuple[str, GameServerState], IndexedSet[str]] = {}
+        for key, members in self._by_node.items():
+            for name in members:
+                if share.holds(name):
+                    mine.setdefault(key, IndexedSet()).add(name)
+        self._mine_on_node = mine
+
     def count(self, state: GameServerState) -> int:
         return len(self._by_state.get(state, _EMPTY))
 

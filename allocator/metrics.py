@@ -86,8 +86,12 @@ WORKER_RESTARTS = Gauge(
 )
 WORKER_SLOT = Gauge(
     "fleetmatch_allocator_worker_slot",
-    "This worker's slot of `fleetmatch allocator --workers N` (0..N-1; its share of the servers): which worker "
-    "a scrape of the shared port reached.",
+    "This allocator's slot among those splitting the servers (0..N-1; its share): of `fleetmatch allocator "
+    "--workers N`, which worker a scrape of the shared port reached; of separate allocators, its rank by slot lease.",
+)
+SHARE_OF = Gauge(
+    "fleetmatch_allocator_share_of",
+    "How many allocators this one splits the servers with, itself included (1: alone, no share).",
 )
 ALLOCATABLE = Gauge(
     "fleetmatch_allocator_cached_gameservers",

@@ -38,6 +38,10 @@ class Lease(Protocol):
 
     async def release(self) -> None: ...
 
+    async def taken(self) -> bool:
+        """Whether anyone (this process included) holds the lease now, as far as the store tells:
+        one read, for looking at others' leases (``allocator.roster``), never a write."""
+
 
 class Leadership:
     """Whether this process leads, renewed on demand; ``lease=None`` means always lead."""

@@ -12,7 +12,10 @@
    from a grpcio client process;
 5. **``fleetmatch allocator --workers 2``**: two worker processes behind one port (SO_REUSEPORT),
    driven by two load generators; from the CPU seconds the workers used, the allocations per second
-   one more core would add (``projected_allocations_per_second_per_added_core``).
+   one more core would add (``projected_allocations_per_second_per_added_core``);
+6. **two separate allocators** (a Deployment's replicas: their own ports, one load generator each),
+   splitting the servers by slot leases (``replicas_2_*``), then the same without slot leases
+   (``replicas_2_no_slot_leases_*``): claims lost to each other per allocation, throughput, CPU.
 
 The baseline's and the one allocator's maximum-rate phases run ``--repeat`` times (3) and the
 median run is reported, each run's figures beside it: the host's noise moves one phase by 10 % or
@@ -276,6 +279,21 @@ async def claim_conflicts(base: str, workers: int, tries: int = 400) -> float:
     raise TimeoutError(f"{tries} scrapes of {base} reached {len(seen)} of {workers} workers")
 
 
+async def sharing(bases: list[str], n: int, within: float = 30.0) -> None:
+    """Wait until each allocator says it splits the servers ``n`` ways (its slot lease, its share)."""
+    needle = f"fleetmatch_allocator_share_of {float(n)}"
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as http:
+        for base in bases:
+            while True:
+                async with http.get(f"{base}/metrics") as resp:
+                    if needle in await resp.text():
+                        break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{base} did not take its share of {n}")
+                await asyncio.sleep(0.2)
+
+
 def _samples(text: str) -> dict[str, float]:
     """Unlabelled samples of a Prometheus text page."""
     out = {}
@@ -398,6 +416,53 @@ async def bench(
         two = await run_load(url, token, seconds, concurrency // 2, server_pid=supervisor_pid, generators=2)
         conflicts_2 = await claim_conflicts(base, 2) - conflicts_2
         report["workers_2_max"] = two
+        await stop(procs.pop())
+
+        # Two separate allocators (a Deployment's replicas), each on its own port with its own load
+        # generator: with slot leases (docs/allocation.md) and, as the same-run baseline, without.
+        async def replicas(slot_leases: bool) -> dict[str, Any]:
+            rports = [free_port(), free_port()]
+            renv = {**env, "FLEETMATCH_ALLOCATOR_SLOT_LEASES": "true" if slot_leases else "false"}
+            argv = [sys.executable, "-m", "fleetmatch", "allocator", "--port"]
+            started = [await start([*argv, str(p)], renv) for p in rports]
+            procs.extend(started)
+            bases = [f"http://127.0.0.1:{p}" for p in rports]
+            try:
+                for b in bases:
+                    await wait_http(f"{b}/healthz")
+                if slot_leases:
+                    await sharing(bases, len(bases))
+                for b in bases:
+                    await run_load(f"{b}/v1/allocations", token, 0.3, concurrency // 2)  # warm-up
+                await reset(redis_url, namespace)
+                await caught_up(bases, SERVERS)
+                before = [await claim_conflicts(b, 1) for b in bases]
+                loads = await asyncio.gather(
+                    *(
+                        run_load(f"{b}/v1/allocations", token, seconds, concurrency // 2, server_pid=proc.pid)
+                        for b, proc in zip(bases, started, strict=True)
+                    )
+                )
+                lost = sum([await claim_conflicts(b, 1) for b in bases]) - sum(before)
+            finally:
+                for proc in started:
+                    procs.remove(proc)
+                    await stop(proc)
+            ok = sum(load["ok"] for load in loads)
+            cpu = sum(load.get("server_cpu_seconds", 0.0) for load in loads)
+            return {
+                "ok": ok,
+                "ok_per_second": round(sum(load["ok_per_second"] for load in loads), 1),
+                "server_cpu_us_per_request": round(cpu / ok * 1e6, 1) if ok else None,
+                "claim_conflicts_per_allocation": round(lost / max(1, ok), 3),
+                "per_allocator": loads,
+            }
+
+        replica_phases = {
+            name: await replicas(slot_leases)
+            for slot_leases, name in ((True, "replicas_2"), (False, "replicas_2_no_slot_leases"))
+        }
+        report.update({f"{name}_max": phase for name, phase in replica_phases.items()})
 
         cpu_us = one.get("server_cpu_us_per_request")
         report["allocations_per_second"] = one["ok_per_second"]
@@ -424,6 +489,12 @@ async def bench(
             report["projected_allocations_per_second_per_added_core"] = round(1e6 / two["server_cpu_us_per_request"], 1)
         if cpu_us:
             report["projected_allocations_per_second_one_full_core"] = round(1e6 / cpu_us, 1)
+        # Separate allocators (replicas) split the servers by slot leases; without them, the same
+        # two race as the workers did before their shares (the same-run baseline).
+        for name, phase in replica_phases.items():
+            report[f"{name}_allocations_per_second"] = phase["ok_per_second"]
+            report[f"{name}_cpu_us_per_allocation"] = phase["server_cpu_us_per_request"]
+            report[f"{name}_claim_conflicts_per_allocation"] = phase["claim_conflicts_per_allocation"]
     finally:
         for proc in procs:
             await stop(proc)

@@ -155,6 +155,10 @@ class MemoryLease:
         if current is not None and current[0] == self.holder:
             del self.server.leases[self.name]
 
+    async def taken(self) -> bool:
+        current = self.server.leases.get(self.name)
+        return current is not None and current[1] > time.monotonic()
+
 
 class MemoryEventLog:
     """Event records in this process (``fleetmatch.events``), aggregated and trimmed like the others."""

@@ -256,7 +256,10 @@ def grants(docs: list[dict[str, Any]], subject: str) -> set[tuple[str, str]]:
 def test_rbac_is_least_privilege() -> None:
     docs = render("existing-secrets")  # game servers in their own namespace
     assert grants(docs, f"{FULL}-matchmaker") == {("gameservers", v) for v in BACKFILL_VERBS}
-    assert grants(docs, f"{FULL}-allocator") == {("gameservers", v) for v in ("get", "list", "watch", "update")}
+    assert grants(docs, f"{FULL}-allocator") == {("gameservers", v) for v in ("get", "list", "watch", "update")} | {
+        ("leases", v)
+        for v in ("get", "create", "update")  # slot leases: replicas split the servers
+    }
     assert grants(docs, f"{FULL}-sdk") == {("gameservers", v) for v in ("get", "list", "watch", "patch", "update")}
     controller = grants(docs, f"{FULL}-controller")
     for needed in [

@@ -1,6 +1,7 @@
 """``fleetmatch allocator --workers N``: N processes behind one port (SO_REUSEPORT), each with its own
 watch and index, racing for one Redis. No server is handed out twice, over HTTP and gRPC at once; a
-SIGKILLed worker is restarted while the others keep serving; SIGTERM stops them all."""
+SIGKILLed worker is restarted while the others keep serving; SIGTERM stops them all. Separate
+allocators (no supervisor) split the servers by slot leases."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import aiohttp
@@ -172,3 +173,46 @@ async def test_a_killed_worker_comes_back_and_the_others_keep_serving(
 
 async def _count(supervisor: subprocess.Popen[bytes], port: int, n: int) -> bool:
     return len(listeners(supervisor, port)) == n
+
+
+async def _metric(url: str, name: str) -> str | None:
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
+            found = re.search(rf"^{name} (\S+)$", await resp.text(), re.M)
+    except aiohttp.ClientError:
+        return None
+    return found.group(1) if found else None
+
+
+async def test_separate_allocators_split_the_servers_by_slot_leases(
+    redis_server: EmbeddedRedis, redis_client, procs: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """Two ``fleetmatch allocator`` processes on their own ports (a Deployment's replicas): each
+    takes a slot lease in Redis and reports its share; together they never hand out a server twice;
+    when one stops, the other is alone again and says so."""
+    gameservers = RedisStore(redis_client, GameServer)
+    await ready_servers(gameservers, SERVERS)
+    ports = [free_port(), free_port()]
+    for port in ports:
+        procs.append(start(["allocator", "--port", str(port)], stack_env(redis_server.url, tmp_path, port, TOKEN)))
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    for url in urls:
+        await eventually(lambda url=url: _healthy(url), within=60)
+
+    async def split() -> bool:
+        shares = [await _metric(url, "fleetmatch_allocator_share_of") for url in urls]
+        slots = {await _metric(url, "fleetmatch_allocator_worker_slot") for url in urls}
+        return shares == ["2.0", "2.0"] and slots == {"0.0", "1.0"}
+
+    await eventually(split, within=30)
+    outcomes = await asyncio.gather(*(post(urls[i % 2], f"r{i:03d}") for i in range(SERVERS + 20)))
+    names = [name for status, name in outcomes if status == 201 and name is not None]
+    assert len(names) == len(set(names)) == SERVERS, "a server was handed to two requests, or one was left"
+    assert sorted(g.name for g in await allocated(gameservers)) == sorted(names)
+    procs[0].send_signal(signal.SIGTERM)  # its slot is released on the way out
+    assert await asyncio.to_thread(procs[0].wait, 30) == 0
+    await eventually(lambda: _equals(_metric(urls[1], "fleetmatch_allocator_share_of"), "1.0"), within=20)
+
+
+async def _equals(value: Awaitable[str | None], expected: str) -> bool:
+    return await value == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,21 @@ async def test_engines_by_settings(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="REDIS_URL"):
         async with open_backend(Settings(data_dir=tmp_path, backend="redis")):
             pass
+
+
+async def test_taken_tells_whether_anyone_holds_a_lease(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
+    """``Lease.taken`` (one read, no write) on Redis and on the memory engine: free, held by another
+    process, released, and lapsed after its TTL without renewal."""
+    settings = Settings(data_dir=tmp_path, redis=RedisSettings(url=redis_server.url))
+    async with open_backend(settings) as redis_backend, open_backend(replace(settings, backend="memory")) as memory:
+        for backend in (redis_backend, memory):
+            ours = backend.lease("allocator-slot-7", ttl=0.3)
+            theirs = backend._leases("allocator-slot-7", "another-process", 0.3)
+            assert not await theirs.taken()
+            assert await ours.acquire()
+            assert await theirs.taken() and await ours.taken()
+            await ours.release()
+            assert not await theirs.taken()
+            assert await theirs.acquire()
+            await asyncio.sleep(0.45)  # not renewed: lapsed
+            assert not await ours.taken(), backend.engine

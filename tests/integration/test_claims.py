@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
@@ -13,9 +13,11 @@ from prometheus_client import REGISTRY
 
 from allocator.allocation import Allocator
 from allocator.index import Share
+from allocator.roster import Roster
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerSelector
 from fleetmatch.backends.redis.client import connect
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
+from fleetmatch.backends.redis.lease import RedisLease
 from fleetmatch.backends.redis.store import RedisStore
 from fleetmatch.informer import Informer
 from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, TemplateMeta
@@ -144,3 +146,42 @@ async def test_a_worker_leaves_a_node_to_the_worker_claiming_there(
     finally:
         await cancel_and_wait(watching)
         await client.aclose()
+
+
+async def test_separate_allocators_split_the_servers_by_slot_leases(
+    redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+) -> None:
+    """Two allocator processes' worth, started with no share and neither seeing the other's claims:
+    their slot leases in Redis (``allocator.roster``) give each a share, and no claim loses a race.
+    Without the rosters (or with their shares not applied) the same two lose dozens, as above."""
+    store = RedisStore(redis_client, GameServer)
+    await ready(store, 100)
+    before = conflicts()
+    async with (
+        stale_allocator(redis_server.url, 1) as a,
+        stale_allocator(redis_server.url, 2) as b,
+    ):
+
+        def leases(who: str) -> Callable[[str, float], RedisLease]:
+            return lambda name, ttl: RedisLease(redis_client, name, who, ttl=ttl)
+
+        rosters = [Roster(leases(who), w.set_share) for who, w in (("host/1", a), ("host/2", b))]
+        for _ in range(2):
+            for roster in rosters:
+                await roster.step()
+        shares = [roster.share for roster in rosters]
+        assert shares == [Share(0, 2), Share(1, 2)]
+        assert [w.index.share for w in (a, b)] == shares
+        each = min(sum(s.holds(f"gs-{i}") for i in range(100)) for s in (Share(0, 2), Share(1, 2))) - 5
+        results = await asyncio.gather(
+            *(w.allocate(spec(str(slot))) for slot, w in enumerate((a, b)) for _ in range(each))
+        )
+        for roster in rosters:
+            await roster.leave()
+    assert conflicts() == before
+    assert all(r.state is AllocationState.ALLOCATED for r in results)
+    won = [r.game_server_name for r in results]
+    assert len(set(won)) == 2 * each
+    for slot in range(2):
+        assert all(Share(slot, 2).holds(name) for name in won[slot * each : (slot + 1) * each])
+    assert not await redis_client.keys("*leases:allocator-slot-*")  # both released

@@ -236,3 +236,32 @@ async def test_one_of_two_controllers_acts_and_the_other_takes_over_when_it_dies
         await cancel_and_wait(*tasks.values())
         for backend in backends.values():
             await backend.aclose()
+
+
+async def test_taken_reads_the_record_as_acquire_judges_it(fake_kube: FakeKube, kube_api: client.ApiClient) -> None:
+    """``taken`` (``allocator.roster`` looking at other allocators' slots): a GET, never a write; held
+    while the record keeps changing, free once it stood still for the duration as this process saw
+    it, and free at once when released or absent."""
+    holder_clock, looker_clock = Clock(), Clock()
+    looker_clock.now = 50.0
+    holder, looker = lease(kube_api, "holder", holder_clock), lease(kube_api, "looker", looker_clock)
+    assert not await looker.taken()  # no Lease yet
+    assert await holder.acquire()
+    writes = [m for m in requests(fake_kube) if m != "GET"]
+    assert await looker.taken()
+    for _ in range(3):
+        holder_clock.now += 3
+        looker_clock.now += 9
+        assert await holder.acquire()
+        assert await looker.taken()
+    looker_clock.now += 9.9
+    assert await looker.taken()
+    looker_clock.now += 0.2  # the holder stopped renewing a full duration ago
+    assert not await looker.taken()
+    holder_clock.now += 1
+    assert await holder.acquire()  # it comes back (a long pause): a new record, seen as held again
+    assert await looker.taken()
+    await holder.release()
+    assert not await looker.taken()
+    assert [m for m in requests(fake_kube) if m != "GET"] == [*writes, "PUT", "PUT", "PUT", "PUT", "PUT"]
+    assert record(fake_kube)["holderIdentity"] == ""  # the looker wrote nothing

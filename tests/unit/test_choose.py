@@ -253,3 +253,32 @@ def test_the_share_index_follows_updates_and_removals() -> None:
     assert not any(mine(n, st) for n in ("n0", "n1") for st in (S.READY, S.ALLOCATED))
     plain = index_of(*servers)  # without a share, a node's own servers are all of them
     assert plain.mine_on_node("n0", S.READY) is plain.on_node("n0", S.READY)
+
+
+def test_a_changed_share_resorts_the_servers_already_indexed() -> None:
+    """``allocator.roster`` changes an allocator's share when allocators join or leave: the servers
+    indexed before are sorted into the new share, and later updates follow it."""
+    servers = [gs(f"s{i}", f"n{i % 2}", S.READY if i % 3 else S.ALLOCATED) for i in range(60)]
+    index = index_of(*servers)
+
+    def mine(share: Share | None, node: str, state: GameServerState) -> set[str]:
+        return {
+            g.name
+            for g in servers
+            if g.status.node_name == node and g.state is state and (share is None or share.holds(g.name))
+        }
+
+    for share in (Share(1, 2), Share(0, 3), Share(2, 3), None, Share(0, 2)):
+        index.set_share(share)
+        assert index.share == share
+        for node in ("n0", "n1"):
+            for state in (S.READY, S.ALLOCATED):
+                assert set(index.mine_on_node(node, state)) == mine(share, node, state), (share, node, state)
+    claimed = next(
+        g for g in servers if g.status.node_name == "n1" and g.state is S.READY and Share(0, 2).holds(g.name)
+    )
+    index.upsert(gs(claimed.name, "n1", S.ALLOCATED))
+    assert claimed.name in index.mine_on_node("n1", S.ALLOCATED)
+    assert claimed.name not in index.mine_on_node("n1", S.READY)
+    index.set_share(None)
+    assert index.mine_on_node("n0", S.READY) is index.on_node("n0", S.READY)

@@ -32,6 +32,9 @@ class ScriptedLease:
     async def release(self) -> None:
         self.released = True
 
+    async def taken(self) -> bool:
+        return not self.released
+
 
 class Body:
     """A loop body that counts its starts and whether it is running."""

@@ -132,6 +132,20 @@ class KubeLease:
             return False  # another candidate wrote first
         return True
 
+    async def taken(self) -> bool:
+        """Whether the Lease names a holder whose record changed within its duration, as this process
+        observed it (a Lease first seen counts as held for one duration: the same rule ``acquire``
+        follows before taking one over)."""
+        now = self._clock()
+        try:
+            lease = await call(self._api.read_namespaced_lease(self.name, self.namespace), self._target)
+        except NotFoundError:
+            return False
+        self._observe(lease, now)
+        record = self._observed
+        assert record is not None
+        return bool(record.holder) and self._observed_at + record.duration > now
+
     async def release(self) -> None:
         """Give the lease up if we hold it: the holder cleared, so a standby need not wait it out."""
         now = self._clock()

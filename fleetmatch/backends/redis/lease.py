@@ -34,6 +34,7 @@ class RedisLease:
         self.key = lease_key(namespace, name)
         self.holder = holder
         self.ttl = ttl
+        self._client = client
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
@@ -47,5 +48,12 @@ class RedisLease:
     async def release(self) -> None:
         try:
             await self._release(keys=[self.key], args=[self.holder])
+        except RedisError as exc:
+            raise BackendError(f"redis: {exc}") from exc
+
+    async def taken(self) -> bool:
+        """The key exists: its TTL is the lease's, so an unrenewed lease is gone."""
+        try:
+            return bool(await self._client.exists(self.key))
         except RedisError as exc:
             raise BackendError(f"redis: {exc}") from exc
