@@ -1,7 +1,7 @@
 """Leader leases as ``coordination.k8s.io/v1`` Leases (``fleetmatch.backends.kube.lease``) on the fake
 API server: the election record, expiry as the standby observes it (virtual clocks: no waiting),
-conditional writes so that two candidates never both win, release, and two controller processes'
-worth of ``Leadership`` with one taking over from the other."""
+conditional writes so that two candidates never both win, release, two controller processes'
+worth of ``Leadership`` with one taking over from the other, and allocator replicas' slot leases."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from allocator.controllers.fleet import FleetController
+from allocator.index import Share
+from allocator.roster import Roster
 from fleetmatch.backends.kube.client import KubeBackend, kube_backend
 from fleetmatch.backends.kube.lease import KubeLease
-from fleetmatch.lease import Leadership
+from fleetmatch.lease import Leadership, Lease
 from fleetmatch.models import Fleet, FleetSpec, GameServerSpec, GameServerTemplate, ObjectMeta, ProcessTemplate
 from fleetmatch.settings import KubeSettings, Settings
 from fleetmatch.tasks import cancel_and_wait
@@ -265,3 +267,28 @@ async def test_taken_reads_the_record_as_acquire_judges_it(fake_kube: FakeKube, 
     assert not await looker.taken()
     assert [m for m in requests(fake_kube) if m != "GET"] == [*writes, "PUT", "PUT", "PUT", "PUT", "PUT"]
     assert record(fake_kube)["holderIdentity"] == ""  # the looker wrote nothing
+
+
+async def test_allocator_replicas_split_the_servers_by_slot_leases(fake_kube: FakeKube) -> None:
+    """Two allocator replicas' rosters (``allocator.roster``) on the Kubernetes backend: each holds an
+    ``allocator-slot-<i>`` Lease and ranks itself among the held ones; when one leaves, the other is
+    alone again. Looking at the other's slot is a GET, never a write."""
+    backends = {name: await controller_backend(fake_kube, name) for name in ("pod-a", "pod-b")}
+
+    def slot_leases(backend: KubeBackend) -> Callable[[str, float], Lease]:
+        return lambda name, ttl: backend.lease(name, ttl=ttl)
+
+    rosters = {name: Roster(slot_leases(backend), lambda share: None) for name, backend in backends.items()}
+    try:
+        for _ in range(2):
+            for roster in rosters.values():
+                await roster.step()
+        assert [r.share for r in rosters.values()] == [Share(0, 2), Share(1, 2)]
+        slots = [fake_kube.get_object("leases", NS, f"fleetmatch-allocator-slot-{i}") for i in range(2)]
+        assert [slot["spec"]["holderIdentity"] if slot else None for slot in slots] == ["pod-a", "pod-b"]
+        await rosters["pod-a"].leave()
+        await rosters["pod-b"].step()
+        assert rosters["pod-b"].slot == 0 and rosters["pod-b"].share is None
+    finally:
+        for backend in backends.values():
+            await backend.aclose()
