@@ -72,14 +72,16 @@ async def open_gameserver_store(
         return
     if settings.backend == "redis":
         from fleetmatch.backends.redis.client import connect
-        from fleetmatch.backends.redis.store import RedisStore
+        from fleetmatch.backends.redis.store import RedisStore, write_pipe
 
         if not settings.redis.url:
             raise ConfigError("REDIS_URL is required: the Redis that holds the GameServer")
         client = connect(settings.redis.url, name=f"sdk-sidecar-{name}")
+        writes = write_pipe(client)
         try:
-            yield RedisStore(client, GameServer, ns)
+            yield RedisStore(client, GameServer, ns, writes=writes)
         finally:
+            await writes.aclose()
             await client.aclose()
         return
     raise ConfigError(f"FLEETMATCH_BACKEND={settings.backend!r}: a sidecar process needs redis or kubernetes")

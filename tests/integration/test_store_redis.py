@@ -21,7 +21,8 @@ from redis.crc import key_slot
 
 from fleetmatch.backends.redis.client import connect
 from fleetmatch.backends.redis.embedded import EmbeddedRedis, _answers_ping
-from fleetmatch.backends.redis.store import RedisStore
+from fleetmatch.backends.redis.pipe import ScriptPipe
+from fleetmatch.backends.redis.store import RedisStore, write_pipe
 from fleetmatch.models import Fleet, GameServer
 from fleetmatch.store import Store
 from tests.contract.store_contract import (
@@ -97,28 +98,38 @@ class TcpProxy:
 
 
 class RedisHarness(StoreHarness):
-    def __init__(self, server: EmbeddedRedis, admin: aioredis.Redis) -> None:
+    """Stores on their own clients, through a proxy that can hold an outage open. ``pipe``: writes
+    over a connection of their own (``write_pipe``, as a backend's stores), else through redis-py."""
+
+    def __init__(self, server: EmbeddedRedis, admin: aioredis.Redis, *, pipe: bool) -> None:
         self.server = server
         self.admin = admin
+        self.pipe = pipe
         self._clients: list[aioredis.Redis] = []
+        self._pipes: list[ScriptPipe] = []
         self._proxies: dict[int, TcpProxy] = {}  # id(store) -> its proxy
 
-    async def _client(self) -> tuple[aioredis.Redis, TcpProxy]:
+    async def _client(self) -> tuple[aioredis.Redis, TcpProxy, ScriptPipe | None]:
         proxy = TcpProxy(self.server.port)
         await proxy.start()
         client = connect(f"redis://127.0.0.1:{proxy.port}/0", name="contract")
         self._clients.append(client)
-        return client, proxy
+        writes = write_pipe(client) if self.pipe else None
+        if writes is not None:
+            assert writes.direct
+            self._pipes.append(writes)
+        return client, proxy, writes
 
     async def gameservers(self, namespace: str = "default", *, history: int | None = None) -> Store[GameServer]:
-        client, proxy = await self._client()
-        store = RedisStore(client, GameServer, namespace, **({} if history is None else {"history": history}))
+        client, proxy, writes = await self._client()
+        extra = {} if history is None else {"history": history}
+        store = RedisStore(client, GameServer, namespace, writes=writes, **extra)
         self._proxies[id(store)] = proxy
         return store
 
     async def fleets(self, namespace: str = "default") -> Store[Fleet]:
-        client, proxy = await self._client()
-        store = RedisStore(client, Fleet, namespace)
+        client, proxy, writes = await self._client()
+        store = RedisStore(client, Fleet, namespace, writes=writes)
         self._proxies[id(store)] = proxy
         return store
 
@@ -138,6 +149,8 @@ class RedisHarness(StoreHarness):
             proxy.refusing = False
 
     async def close(self) -> None:
+        for writes in self._pipes:
+            await writes.aclose()
         for client in self._clients:
             await client.aclose()
         for proxy in self._proxies.values():
@@ -145,9 +158,11 @@ class RedisHarness(StoreHarness):
 
 
 class TestRedisStore(StoreContract):
-    @pytest.fixture
-    async def harness(self, redis_server: EmbeddedRedis, redis_client: aioredis.Redis) -> AsyncIterator[StoreHarness]:
-        harness = RedisHarness(redis_server, redis_client)
+    @pytest.fixture(params=[True, False], ids=["write-pipe", "redis-py-writes"])
+    async def harness(
+        self, request: pytest.FixtureRequest, redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+    ) -> AsyncIterator[StoreHarness]:
+        harness = RedisHarness(redis_server, redis_client, pipe=request.param)
         try:
             yield harness
         finally:

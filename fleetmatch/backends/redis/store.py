@@ -20,11 +20,13 @@ from typing import Any, Generic
 
 import msgpack  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from fleetmatch.backends.redis.keys import Keys
+from fleetmatch.backends.redis.pipe import ScriptPipe
 from fleetmatch.codec import load_trusted, to_wire
 from fleetmatch.errors import (
     AlreadyExistsError,
@@ -41,6 +43,14 @@ from fleetmatch.tasks import raise_if_cancelling
 log = logging.getLogger(__name__)
 
 _WRITE = resources.files("fleetmatch.backends.redis").joinpath("lua/write.lua").read_text()
+
+
+def write_pipe(client: aioredis.Redis) -> ScriptPipe:
+    """The stores' write script over a connection of its own (``fleetmatch.backends.redis.pipe``):
+    one per process is enough for all its stores (they share the script); close it with the client."""
+    return ScriptPipe(client, _WRITE)
+
+
 _LIST = resources.files("fleetmatch.backends.redis").joinpath("lua/list.lua").read_text()
 
 WRITTEN_MEMORY = 4096
@@ -103,7 +113,10 @@ class RedisStore(Generic[R]):
         block_ms: int = 5_000,
         batch: int = 256,
         watch_gather: float = WATCH_GATHER,
+        writes: ScriptPipe | None = None,
     ) -> None:
+        """``writes``: the write script over a connection of its own (``write_pipe``; its owner
+        closes it), shared by the stores of one backend; without it, through ``client``."""
         self._watch_gather = watch_gather
         self._redis = client
         self._kind = kind
@@ -111,7 +124,7 @@ class RedisStore(Generic[R]):
         self._keys = Keys.of(namespace, kind.PLURAL)
         self._history = history
         self._block_ms = block_ms
-        self._write = client.register_script(_WRITE)
+        self._write: ScriptPipe | AsyncScript = writes if writes is not None else client.register_script(_WRITE)
         self._queued: _Batch = []
         self._flush_scheduled = False
         self._sending: set[asyncio.Future[None]] = set()
