@@ -139,13 +139,22 @@ class Roster:
         self._on_share(share)
 
     async def run(self) -> None:
-        """Rounds every ``ttl / 3`` until cancelled; the slot is released on the way out."""
+        """Rounds every ``ttl / 3`` until cancelled; the slot is released on the way out. A store
+        error is logged once until it changes or the leases answer again (a missing RBAC rule
+        would otherwise log every round)."""
+        failing: str | None = None
         try:
             while True:
                 try:
                     await self.step()
                 except StoreError as exc:
-                    log.warning("allocator slot lease: %s; keeping share %s", exc, self.share)
+                    if str(exc) != failing:
+                        log.warning("allocator slot leases: %s; keeping share %s, retrying", exc, self.share)
+                        failing = str(exc)
+                else:
+                    if failing is not None:
+                        log.info("allocator slot leases answer again (slot %s)", self.slot)
+                        failing = None
                 await asyncio.sleep(self.ttl / 3)
         finally:
             await asyncio.shield(self.leave())
