@@ -185,3 +185,33 @@ async def test_a_call_in_flight_fails_when_its_connection_drops_and_the_next_rec
         finally:
             await writes.aclose()
             await client.aclose()
+
+
+async def test_a_connection_idle_past_the_health_interval_is_pinged_and_replaced_if_silent() -> None:
+    """As redis-py's ``health_check_interval``: a NAT that dropped an idle connection silently would
+    leave a write waiting for TCP to give up. The pipe PINGs a connection idle that long first; one
+    that does not answer in time is replaced, and the write goes on the new one."""
+    accepted = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        mine = accepted
+        await reader.readuntil(b"SETNAME\r\n")
+        writer.write(b"+OK\r\n")
+        await reader.readuntil(b"EVALSHA\r\n")
+        writer.write(b":%d\r\n" % mine)
+        await reader.read()  # then silent, as a peer a NAT forgot: the PING gets no answer
+
+    async with fake_redis(serve) as port:
+        client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0", client_name="fake")
+        writes = ScriptPipe(client, "return 1")
+        writes.health_interval, writes.ping_timeout = 0.1, 0.2
+        try:
+            assert await asyncio.wait_for(writes(keys=[], args=[]), 3) == 1
+            await asyncio.sleep(0.15)
+            assert await asyncio.wait_for(writes(keys=[], args=[]), 3) == 2  # on a new connection
+            assert accepted == 2
+        finally:
+            await writes.aclose()
+            await client.aclose()

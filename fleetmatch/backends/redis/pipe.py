@@ -16,7 +16,8 @@ caches it again. A dropped connection fails the calls in flight with ``Connectio
 redis-py does; a write whose reply was lost may or may not have landed, and the store's callers
 already treat it that way (a conditional write retried finds its version changed). Like the
 client, it has no socket timeout, only keepalive: a call waits for a stalled Redis as long as
-redis-py would. URLs it does not serve itself (TLS, Unix sockets: any connection but plain TCP) go
+redis-py would; and like the client's ``health_check_interval``, a connection idle for that long
+is PINGed before use and replaced if it does not answer (a NAT may have dropped it silently). URLs it does not serve itself (TLS, Unix sockets: any connection but plain TCP) go
 through redis-py's script object unchanged.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import socket
 from collections import deque
 from collections.abc import Sequence
@@ -66,11 +68,14 @@ class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
+        self.heard = 0.0
+        """``loop.time()`` when Redis last answered (or the connection opened)."""
         self._reader = hiredis.Reader()
         self._waiters: deque[asyncio.Future[Any]] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
+        self.heard = asyncio.get_running_loop().time()
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError, AttributeError):  # keepalive: notice a vanished Redis
@@ -78,6 +83,7 @@ class _Protocol(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        self.heard = asyncio.get_running_loop().time()
         reader = self._reader
         reader.feed(data)
         while (reply := reader.gets()) is not False:
@@ -95,6 +101,10 @@ class _Protocol(asyncio.Protocol):
     @property
     def usable(self) -> bool:
         return self.lost is None and self.transport is not None and not self.transport.is_closing()
+
+    def idle_since(self, moment: float) -> bool:
+        """Nothing in flight and no answer since ``moment``."""
+        return not self._waiters and self.heard < moment
 
     def call(self, data: bytes) -> asyncio.Future[Any]:
         """Send one packed command; its reply (a ``hiredis.ReplyError`` for an error reply) later."""
@@ -119,6 +129,11 @@ class ScriptPipe:
         self._protocol: _Protocol | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting: asyncio.Lock | None = None
+        self.health_interval = float((kwargs.get("health_check_interval") or 0) if self._kwargs else 0)
+        """As the client's ``health_check_interval``: a connection idle this long is PINGed before
+        use (0: never). A NAT or load balancer may have dropped it silently, and without a socket
+        timeout a write on it would wait for TCP to give up (many minutes)."""
+        self.ping_timeout = CONNECT_TIMEOUT
 
     @property
     def direct(self) -> bool:
@@ -140,16 +155,30 @@ class ScriptPipe:
     async def _connection(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         protocol = self._protocol
-        if protocol is not None and protocol.usable and self._loop is loop:
+        stale = loop.time() - self.health_interval if self.health_interval else -math.inf
+        if protocol is not None and protocol.usable and self._loop is loop and not protocol.idle_since(stale):
             return protocol
         if self._connecting is None or self._loop is not loop:
             self._connecting, self._loop = asyncio.Lock(), loop
             self._protocol = None
         async with self._connecting:
             protocol = self._protocol
+            if protocol is not None and protocol.usable and protocol.idle_since(stale):
+                protocol = await self._checked(protocol)
             if protocol is None or not protocol.usable:
                 protocol = self._protocol = await self._open(loop)
             return protocol
+
+    async def _checked(self, protocol: _Protocol) -> _Protocol | None:
+        """``protocol`` if it answers a PING in time; else it is dropped (None)."""
+        try:
+            async with asyncio.timeout(self.ping_timeout):
+                await protocol.call(pack([b"PING"]))
+        except (TimeoutError, ConnectionError):
+            assert protocol.transport is not None
+            protocol.transport.abort()
+            return None
+        return protocol
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
         kwargs = self._kwargs
