@@ -14,11 +14,13 @@ send first (AUTH, SELECT, CLIENT SETNAME), and again after the connection drops.
 (Redis restarted and lost its script cache) is answered by one EVAL, which runs the script and
 caches it again. A dropped connection fails the calls in flight with ``ConnectionError``, as
 redis-py does; a write whose reply was lost may or may not have landed, and the store's callers
-already treat it that way (a conditional write retried finds its version changed). Like the
-client, it has no socket timeout, only keepalive: a call waits for a stalled Redis as long as
-redis-py would; and like the client's ``health_check_interval``, a connection idle for that long
-is PINGed before use and replaced if it does not answer (a NAT may have dropped it silently). URLs it does not serve itself (TLS, Unix sockets: any connection but plain TCP) go
-through redis-py's script object unchanged.
+already treat it that way (a conditional write retried finds its version changed).
+
+Like the client, it has no socket timeout, only keepalive: a call waits for a stalled Redis as
+long as redis-py would. Like the client's ``health_check_interval``, a connection idle that long
+is PINGed before use and replaced if it does not answer (a NAT may have dropped it silently).
+URLs it does not serve itself (TLS, Unix sockets: any connection but plain TCP) go through
+redis-py's script object unchanged.
 """
 
 from __future__ import annotations
