@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from allocator import metrics as alloc_metrics
 from allocator.allocation import Allocator, KeyReservations, LeaseReservations
 from allocator.api import build_app, server_ssl_context
 from allocator.grpc_api import serve_grpc
@@ -68,9 +69,9 @@ async def serve_allocator(
     ``reuse_port``: bind with SO_REUSEPORT, sharing the port with the other workers of
     ``fleetmatch allocator --workers N`` (the kernel spreads connections over them). The gRPC
     service (``settings.grpc_port``) starts once the index is read. ``share``: the worker's share of
-    the servers, tried first (``allocator.index.Share``); without one, and unless
-    ``settings.slot_leases`` is off, the allocator finds its share among the others by slot lease
-    (``allocator.roster``)."""
+    the servers, tried first (``allocator.index.Share``). Unless ``settings.slot_leases`` is off,
+    the allocator finds its share among all the allocators of the namespace by slot lease
+    (``allocator.roster``), keeping ``share`` while it sees no other."""
     allocator = Allocator(
         backend.gameservers,
         backend.informer(GameServer),
@@ -82,11 +83,12 @@ async def serve_allocator(
         share=share,
     )
     following = supervised("allocator.nodes", allocator.follow_nodes) if backend.nodes is not None else None
+    alloc_metrics.SHARE_OF.set(share.of if share is not None else 1)  # the roster's rounds update it
     roster = None
-    if share is None and settings.slot_leases:
+    if settings.slot_leases:
         roster = supervised(
             "allocator.roster",
-            Roster(lambda name, ttl: backend.lease(name, ttl=ttl), allocator.set_share).run,
+            Roster(lambda name, ttl: backend.lease(name, ttl=ttl), allocator.set_share, fallback=share).run,
         )
     probes = Probes()
     probes.add("store", backend.ping)

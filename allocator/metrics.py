@@ -86,8 +86,8 @@ WORKER_RESTARTS = Gauge(
 )
 WORKER_SLOT = Gauge(
     "fleetmatch_allocator_worker_slot",
-    "This allocator's slot among those splitting the servers (0..N-1; its share): of `fleetmatch allocator "
-    "--workers N`, which worker a scrape of the shared port reached; of separate allocators, its rank by slot lease.",
+    "This allocator's slot among those splitting the servers (0..N-1; its share): its rank by slot lease, or its "
+    "supervisor's slot of `--workers N` until it sees another allocator; tells which worker a scrape reached.",
 )
 SHARE_OF = Gauge(
     "fleetmatch_allocator_share_of",

@@ -16,7 +16,9 @@ stay dense and looking stays short.
 When all see the same slots, the ranks split the servers with no overlap. Within a round of an
 allocator joining or dying they may not: shares then overlap or leave servers out. That costs only
 races, because claims stay conditional writes, and an allocator takes servers outside its share once
-its own are used up. Alone, an allocator has no share: there is nothing to split. A dead
+its own are used up. Alone, an allocator has no share: there is nothing to split. The workers of
+``--workers N`` take slot leases too, so that workers on several hosts (or in several replicas)
+all split the servers; until a worker sees another allocator, it keeps its supervisor's slot. A dead
 allocator's lease expires after ``ttl``, and the others close ranks. A store error leaves the share
 as it was (the lease is a hint, not a guard) and is retried the next round.
 """
@@ -59,7 +61,8 @@ class Roster:
     """This allocator's slot lease and the share it gives (see the module documentation).
 
     ``leases(name, ttl)``: a lease held as this process (``Backend.lease``). ``on_share`` is called
-    with each new share (None: no preference, which is where an allocator starts)."""
+    with each new share (None: no preference). ``fallback``: the share while no other allocator is
+    seen, which is where the allocator starts (a worker of ``--workers N``: its supervisor's)."""
 
     def __init__(
         self,
@@ -68,10 +71,12 @@ class Roster:
         *,
         ttl: float = SLOT_LEASE_SECONDS,
         max_slots: int = MAX_SLOTS,
+        fallback: Share | None = None,
     ) -> None:
         self.ttl = ttl
         self.slot: int | None = None
-        self.share: Share | None = None
+        self.share: Share | None = fallback
+        self._fallback = fallback
         self._make = leases
         self._leases: dict[int, Lease] = {}
         self._on_share = on_share
@@ -126,7 +131,8 @@ class Roster:
                     break
         return held
 
-    def _publish(self, share: Share | None) -> None:
+    def _publish(self, seen: Share | None) -> None:
+        share = seen if seen is not None else self._fallback
         metrics.SHARE_OF.set(1 if share is None else share.of)
         metrics.WORKER_SLOT.set(0 if share is None else share.slot)
         if share == self.share:

@@ -5,9 +5,12 @@ supervisor starts N workers, each a whole ``fleetmatch allocator`` (its own Redi
 own watch and index) that binds the shared port with SO_REUSEPORT, so the kernel spreads incoming
 connections over them. Claims stay atomic across them as across any allocators (one conditional
 write per claim); each worker tries its own share of the servers first (``allocator.index.Share``),
-so they seldom race for one. The supervisor holds the port itself (bound with SO_REUSEPORT, never
-listening, so it gets no connections): a port 0 becomes one fixed free port for every worker, and
-a port another program holds fails at once. A worker that exits is restarted (after a back-off when it
+so they seldom race for one. The supervisor's slot is a worker's share until its slot lease shows
+it the other allocators of the namespace, here and on other hosts (``allocator.roster``).
+
+The supervisor holds the port itself (bound with SO_REUSEPORT, never listening, so it gets no
+connections): a port 0 becomes one fixed free port for every worker, and a port another program
+holds fails at once. A worker that exits is restarted (after a back-off when it
 keeps dying young); SIGTERM or Ctrl-C on the supervisor is forwarded to every worker, which drain
 and stop, and the supervisor exits after them. Workers die with the supervisor even if it is
 SIGKILLed (``fleetmatch.procs.die_with_parent``).

@@ -216,3 +216,39 @@ async def test_separate_allocators_split_the_servers_by_slot_leases(
 
 async def _equals(value: Awaitable[str | None], expected: str) -> bool:
     return await value == expected
+
+
+async def test_workers_of_two_hosts_split_the_servers_all_together(
+    redis_server: EmbeddedRedis, redis_client, procs: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """Two ``--workers 2`` supervisors on one Redis (two hosts, or two replicas): each worker starts
+    with its supervisor's slot of 2, then takes a slot lease, and all four split the servers four
+    ways (without the leases, each host's worker 0 would share one half with the other's)."""
+    gameservers = RedisStore(redis_client, GameServer)
+    await ready_servers(gameservers, SERVERS)
+    ports = [free_port(), free_port()]
+    for port in ports:
+        env = stack_env(redis_server.url, tmp_path, port, TOKEN)
+        procs.append(start(["allocator", "--workers", "2", "--port", str(port)], env))
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    for url in urls:
+        await eventually(lambda url=url: _healthy(url), within=60)
+    seen: dict[str, str] = {}  # slot -> share_of, from whichever worker each fresh connection reached
+
+    async def four_ways() -> bool:
+        for url in urls:
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http,
+                http.get(f"{url}/metrics") as resp,
+            ):
+                text = await resp.text()
+            slot = re.search(r"^fleetmatch_allocator_worker_slot (\S+)$", text, re.M)
+            of = re.search(r"^fleetmatch_allocator_share_of (\S+)$", text, re.M)
+            if slot and of:
+                seen[slot.group(1)] = of.group(1)
+        return set(seen) == {"0.0", "1.0", "2.0", "3.0"} and set(seen.values()) == {"4.0"}
+
+    await eventually(four_ways, within=30, what=lambda: f"slot -> share_of seen: {seen}")
+    outcomes = await asyncio.gather(*(post(urls[i % 2], f"r{i:03d}") for i in range(SERVERS + 20)))
+    names = [name for status, name in outcomes if status == 201 and name is not None]
+    assert len(names) == len(set(names)) == SERVERS, "a server was handed to two requests, or one was left"

@@ -154,3 +154,25 @@ async def test_a_store_error_keeps_the_share_and_the_rounds_go_on(caplog: pytest
     assert "answer again" in caplog.text
     assert roster.share == share  # renewed after the store came back
     assert f"{SLOT_LEASE_PREFIX}0" not in server.leases  # released on the way out
+
+
+async def test_a_worker_keeps_its_supervisors_share_until_it_sees_other_allocators() -> None:
+    """Workers of ``--workers N`` start with their supervisor's slot (``fallback``) and take slot
+    leases too: workers of two hosts then split the servers all together, and a worker that finds
+    itself alone again goes back to its supervisor's slot."""
+    server = MemoryServer()
+    given: list[Share | None] = []
+    worker = Roster(lambda name, t: MemoryLease(server, name, "host-a/1", ttl=t), given.append, fallback=Share(1, 2))
+    assert worker.share == Share(1, 2)
+    await worker.step()
+    assert worker.share == Share(1, 2) and given == []  # alone: nothing new to publish
+    others = [Member(server, f"host-{h}/{pid}") for h, pid in (("a", 2), ("b", 3), ("b", 4))]
+    await rounds(others, 1)
+    await worker.step()
+    assert worker.share == Share(0, 4) and given == [Share(0, 4)]
+    await rounds(others, 1)
+    assert sorted(m.share.slot for m in others if m.share is not None) == [1, 2, 3]
+    for member in others:
+        await member.roster.leave()
+    await worker.step()
+    assert worker.share == Share(1, 2) and given == [Share(0, 4), Share(1, 2)]
