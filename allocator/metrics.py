@@ -87,7 +87,7 @@ WORKER_RESTARTS = Gauge(
 WORKER_SLOT = Gauge(
     "fleetmatch_allocator_worker_slot",
     "This allocator's slot among those splitting the servers (0..N-1; its share): its rank by slot lease, or its "
-    "supervisor's slot of `--workers N` until it sees another allocator; tells which worker a scrape reached.",
+    "supervisor's slot of `--workers N` until it sees N allocators; tells which worker a scrape reached.",
 )
 SHARE_OF = Gauge(
     "fleetmatch_allocator_share_of",

@@ -18,7 +18,8 @@ allocator joining or dying they may not: shares then overlap or leave servers ou
 races, because claims stay conditional writes, and an allocator takes servers outside its share once
 its own are used up. Alone, an allocator has no share: there is nothing to split. The workers of
 ``--workers N`` take slot leases too, so that workers on several hosts (or in several replicas)
-all split the servers; until a worker sees another allocator, it keeps its supervisor's slot. A dead
+all split the servers; until a worker sees as many allocators as its supervisor started, it keeps
+its supervisor's slot. A dead
 allocator's lease expires after ``ttl``, and the others close ranks. A store error leaves the share
 as it was (the lease is a hint, not a guard) and is retried the next round.
 """
@@ -90,15 +91,20 @@ class Roster:
 
     async def step(self) -> Share | None:
         """One round: keep (or take) a slot, look at the others', move down into a free slot below
-        this one, and publish the share if it changed. ``StoreError`` if the store fails."""
+        this one, and publish the share if it changed. ``StoreError`` if the store fails.
+
+        A worker tries its supervisor's slot first and never moves below it: the workers of one
+        host then hold slots 0..N-1 in their supervisor's order, so their shares agree from their
+        first rounds instead of crossing (two workers on one share) until every one has looked."""
         if self.slot is not None and not await self._lease(self.slot).acquire():
             log.warning("allocator slot %d was taken over (its renewals were late); taking another", self.slot)
             self.slot = None
+        first = self._fallback.slot if self._fallback is not None and self._fallback.slot < self._max_slots else 0
         if self.slot is None:
-            self.slot = await self._take_free(range(self._max_slots))
+            self.slot = await self._take_free([first, *(slot for slot in range(self._max_slots) if slot != first)])
         held = await self._look()
         if self.slot is not None:
-            free_below = [slot for slot in range(self.slot) if slot not in held]
+            free_below = [slot for slot in range(first, self.slot) if slot not in held]
             lower = await self._take_free(free_below)
             if lower is not None:
                 with contextlib.suppress(StoreError):
@@ -132,7 +138,11 @@ class Roster:
         return held
 
     def _publish(self, seen: Share | None) -> None:
-        share = seen if seen is not None else self._fallback
+        fallback = self._fallback
+        # A worker keeps its supervisor's share until it sees at least as many allocators as that
+        # share counts: a partial view while its host's workers start would split the servers
+        # differently from theirs (overlapping shares race).
+        share = seen if seen is not None and (fallback is None or seen.of >= fallback.of) else fallback
         metrics.SHARE_OF.set(1 if share is None else share.of)
         metrics.WORKER_SLOT.set(0 if share is None else share.slot)
         if share == self.share:

@@ -6,7 +6,8 @@ own watch and index) that binds the shared port with SO_REUSEPORT, so the kernel
 connections over them. Claims stay atomic across them as across any allocators (one conditional
 write per claim); each worker tries its own share of the servers first (``allocator.index.Share``),
 so they seldom race for one. The supervisor's slot is a worker's share until its slot lease shows
-it the other allocators of the namespace, here and on other hosts (``allocator.roster``).
+it the N workers, and then its rank among all the allocators of the namespace, here and on other
+hosts (``allocator.roster``).
 
 The supervisor holds the port itself (bound with SO_REUSEPORT, never listening, so it gets no
 connections): a port 0 becomes one fixed free port for every worker, and a port another program

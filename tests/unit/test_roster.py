@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -169,10 +170,35 @@ async def test_a_worker_keeps_its_supervisors_share_until_it_sees_other_allocato
     others = [Member(server, f"host-{h}/{pid}") for h, pid in (("a", 2), ("b", 3), ("b", 4))]
     await rounds(others, 1)
     await worker.step()
-    assert worker.share == Share(0, 4) and given == [Share(0, 4)]
+    assert worker.slot == 1  # its supervisor's slot, tried first
+    assert worker.share == Share(1, 4) and given == [Share(1, 4)]
     await rounds(others, 1)
-    assert sorted(m.share.slot for m in others if m.share is not None) == [1, 2, 3]
+    assert sorted(m.share.slot for m in others if m.share is not None) == [0, 2, 3]
     for member in others:
         await member.roster.leave()
     await worker.step()
-    assert worker.share == Share(1, 2) and given == [Share(0, 4), Share(1, 2)]
+    assert worker.share == Share(1, 2) and given == [Share(1, 4), Share(1, 2)]
+
+
+async def test_workers_of_one_host_hold_their_supervisors_slots_from_the_first_round() -> None:
+    """Workers start in any order; each tries its supervisor's slot first and does not move below
+    it, so no two workers of one host ever publish the same share (which would race them)."""
+    server = MemoryServer()
+    given: dict[int, list[Share | None]] = {0: [], 1: [], 2: []}
+
+    def leases(holder: str) -> Callable[[str, float], Lease]:
+        return lambda name, ttl: MemoryLease(server, name, holder, ttl=ttl)
+
+    workers = {slot: Roster(leases(f"host/{slot}"), given[slot].append, fallback=Share(slot, 3)) for slot in (0, 1, 2)}
+    for slot in (2, 0, 1):  # worker 2 starts first: it takes slot 2, not 0
+        await workers[slot].step()
+        assert [w.share for w in workers.values()] == [Share(0, 3), Share(1, 3), Share(2, 3)]
+    assert {slot: w.slot for slot, w in workers.items()} == {0: 0, 1: 1, 2: 2}
+    await rounds_of(list(workers.values()))
+    assert [w.share for w in workers.values()] == [Share(0, 3), Share(1, 3), Share(2, 3)]
+    assert given == {0: [], 1: [], 2: []}  # the supervisor's shares held throughout
+
+
+async def rounds_of(rosters: list[Roster]) -> None:
+    for roster in rosters:
+        await roster.step()
