@@ -83,7 +83,7 @@ async def serve_allocator(
         share=share,
     )
     following = supervised("allocator.nodes", allocator.follow_nodes) if backend.nodes is not None else None
-    alloc_metrics.SHARE_OF.set(share.of if share is not None else 1)  # the roster's rounds update it
+    alloc_metrics.show_share(share)  # the roster's rounds update it
     roster = None
     if settings.slot_leases:
         roster = supervised(

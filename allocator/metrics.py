@@ -3,7 +3,12 @@ allocation)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from allocator.index import Share
 
 GAMESERVERS = Gauge(
     "fleetmatch_gameservers",
@@ -93,6 +98,14 @@ SHARE_OF = Gauge(
     "fleetmatch_allocator_share_of",
     "How many allocators this one splits the servers with, itself included (1: alone, no share).",
 )
+
+
+def show_share(share: Share | None) -> None:
+    """Report this allocator's share of the servers (None: alone, no share) on both gauges."""
+    SHARE_OF.set(1 if share is None else share.of)
+    WORKER_SLOT.set(0 if share is None else share.slot)
+
+
 ALLOCATABLE = Gauge(
     "fleetmatch_allocator_cached_gameservers",
     "GameServers in the allocator's cache, by state (Ready and Allocated are the allocatable ones).",

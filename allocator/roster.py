@@ -143,8 +143,7 @@ class Roster:
         # share counts: a partial view while its host's workers start would split the servers
         # differently from theirs (overlapping shares race).
         share = seen if seen is not None and (fallback is None or seen.of >= fallback.of) else fallback
-        metrics.SHARE_OF.set(1 if share is None else share.of)
-        metrics.WORKER_SLOT.set(0 if share is None else share.slot)
+        metrics.show_share(share)
         if share == self.share:
             return
         self.share = share

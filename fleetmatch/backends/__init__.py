@@ -72,16 +72,16 @@ async def open_gameserver_store(
         return
     if settings.backend == "redis":
         from fleetmatch.backends.redis.client import connect
-        from fleetmatch.backends.redis.store import RedisStore, write_pipe
+        from fleetmatch.backends.redis.store import RedisStore
 
         if not settings.redis.url:
             raise ConfigError("REDIS_URL is required: the Redis that holds the GameServer")
         client = connect(settings.redis.url, name=f"sdk-sidecar-{name}")
-        writes = write_pipe(client)
         try:
-            yield RedisStore(client, GameServer, ns, writes=writes)
+            # Writes through redis-py, not a write pipe: a sidecar's writes are coalesced (a few a
+            # second at most), and a second connection per game server would only load Redis.
+            yield RedisStore(client, GameServer, ns)
         finally:
-            await writes.aclose()
             await client.aclose()
         return
     raise ConfigError(f"FLEETMATCH_BACKEND={settings.backend!r}: a sidecar process needs redis or kubernetes")

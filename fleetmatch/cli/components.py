@@ -204,13 +204,11 @@ def allocator_cmd(ctx: click.Context, port: int | None, grpc_port: int | None, w
 
     share = None
     if reuse_port:
-        from allocator.metrics import WORKER_RESTARTS, WORKER_SLOT
+        from allocator.metrics import WORKER_RESTARTS
         from allocator.workers import RESTARTS_ENV, worker_share
 
         WORKER_RESTARTS.set(int(os.environ.get(RESTARTS_ENV, "0")))
-        share = worker_share(os.environ)
-        if share is not None:
-            WORKER_SLOT.set(share.slot)
+        share = worker_share(os.environ)  # serve_allocator reports it (fleetmatch_allocator_worker_slot)
 
     async def main() -> None:
         async with (

@@ -43,14 +43,6 @@ from fleetmatch.tasks import raise_if_cancelling
 log = logging.getLogger(__name__)
 
 _WRITE = resources.files("fleetmatch.backends.redis").joinpath("lua/write.lua").read_text()
-
-
-def write_pipe(client: aioredis.Redis) -> ScriptPipe:
-    """The stores' write script over a connection of its own (``fleetmatch.backends.redis.pipe``):
-    one per process is enough for all its stores (they share the script); close it with the client."""
-    return ScriptPipe(client, _WRITE)
-
-
 _LIST = resources.files("fleetmatch.backends.redis").joinpath("lua/list.lua").read_text()
 
 WRITTEN_MEMORY = 4096
@@ -98,6 +90,12 @@ def _stream_id(version: str) -> tuple[int, int]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def write_pipe(client: aioredis.Redis) -> ScriptPipe:
+    """The stores' write script over a connection of its own (``fleetmatch.backends.redis.pipe``):
+    one per process is enough for all its stores (they share the script); close it with the client."""
+    return ScriptPipe(client, _WRITE)
 
 
 class RedisStore(Generic[R]):
