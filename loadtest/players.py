@@ -22,7 +22,8 @@ either ``done`` or ``failed`` with one of these kinds:
                      (in the last quarter of the wait, at least the last 5 s: failures long over
                      do not explain a ticket that simply found nobody to play with)
 ``udp-no-answer``    the game server did not answer a join, input or leave after every resend
-``rejected-token``   the game server refused the join with ``bad-token``
+``rejected-token``   the game server refused the join with ``bad-token``, or still did not know the
+                     player (``unknown-player``) after ``join_retry_seconds``
 ``server-error``     5xx, an unreachable API, a malformed answer, or an ``error`` from the game
 ``other``            anything else (a 4xx other than auth, a join refused for another reason, a hard
                      stop between the match and the join, a bug), always with a message
@@ -61,7 +62,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from examples.udp_game.client import GameClient, GameServerError, NoReplyError, RejectedError
-from examples.udp_game.game import BAD_TOKEN, NOT_ALLOCATED
+from examples.udp_game.game import BAD_TOKEN, UNKNOWN_PLAYER
 from fleetmatch.tasks import cancel_and_wait
 from matchmaker.auth import DEFAULT_AUDIENCE, mint_player_token
 
@@ -107,7 +108,7 @@ TICKET_CREATE = "ticketCreate"
 ASSIGNMENT_PUSH = "assignmentPush"
 """From the first ticket of a match learning its assignment to this ticket learning it."""
 UDP_JOIN = "udpJoin"
-"""``join`` to ``welcome`` over UDP (resends and not-allocated retries included)."""
+"""``join`` to ``welcome`` over UDP (resends, not-allocated and unknown-player retries included)."""
 
 
 NO_CAPACITY_WINDOW_MIN = 5.0
@@ -301,8 +302,9 @@ class PartySettings:
     udp_retries: int = 4
     """Resends of one UDP request before ``udp-no-answer`` (every request is idempotent)."""
     join_retry_seconds: float = 5.0
-    """How long a join refused with ``not-allocated`` is retried: the game learns of its allocation
-    through the SDK watch, a moment after the matchmaker told the players."""
+    """How long a join refused with ``not-allocated`` or ``unknown-player`` is retried: the game
+    learns of its allocation, and of players backfilled into its match, through the SDK watch, a
+    moment after the matchmaker told the players."""
     longpoll_wait: float = 25.0
     request_timeout: float = 30.0
     """Total seconds of one plain HTTP request (streams are bounded by ``match_timeout`` instead)."""
@@ -311,6 +313,20 @@ class PartySettings:
     max_stream_restarts: int = 20
     connection_token: Callable[[str, str], str] | None = None
     """Test hook: ``(player, token) -> token`` presented on join (e.g. a wrong one)."""
+
+
+REFUSALS = {BAD_TOKEN: FailureKind.REJECTED_TOKEN, UNKNOWN_PLAYER: FailureKind.REJECTED_TOKEN}
+"""The failure a join refused for good is (``other`` for any reason not named, ``not-allocated`` too)."""
+
+
+async def join_game(game: GameClient, player: str, token: str, retry_seconds: float) -> None:
+    """Join ``player`` to the match (``not-allocated`` and ``unknown-player`` retried for up to
+    ``retry_seconds``, see ``GameClient.join``); ``PlayerFailure`` when refused."""
+    try:
+        await game.join(player, token, patience=retry_seconds)
+    except RejectedError as exc:
+        kind = REFUSALS.get(exc.reason, FailureKind.OTHER)
+        raise PlayerFailure(kind, f"join refused: {exc.reason}") from None
 
 
 # -- one party -----------------------------------------------------------------------------------
@@ -824,16 +840,7 @@ class Party:
         if self.settings.connection_token is not None:
             token = self.settings.connection_token(player.id, token)
         started = time.monotonic()
-        while True:
-            try:
-                await game.join(player.id, token)
-                break
-            except RejectedError as exc:
-                if exc.reason == BAD_TOKEN:
-                    raise PlayerFailure(FailureKind.REJECTED_TOKEN, f"join refused: {exc.reason}") from None
-                if exc.reason != NOT_ALLOCATED or time.monotonic() - started > self.settings.join_retry_seconds:
-                    raise PlayerFailure(FailureKind.OTHER, f"join refused: {exc.reason}") from None
-            await asyncio.sleep(0.1)
+        await join_game(game, player.id, token, self.settings.join_retry_seconds)
         now = time.monotonic()
         self.observer.latency(UDP_JOIN, now - started, now)
 

@@ -9,6 +9,8 @@
 Each call sends one datagram and waits ``timeout`` seconds for the matching reply, resending up to
 ``retries`` times (every request is idempotent on the server, so a resend is safe). ``NoReplyError``
 when nothing came back, ``RejectedError`` for a refused join, ``GameServerError`` for an ``error``.
+A join refused with ``not-allocated`` or ``unknown-player`` is tried again for ``patience`` seconds
+(the server learns of its allocation, and of players added to its match, a moment after them).
 
 By hand: ``python -m examples.udp_game.client HOST PORT`` prints the server's ``pong``.
 """
@@ -23,7 +25,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from examples.udp_game import protocol
+from examples.udp_game.game import NOT_ALLOCATED, UNKNOWN_PLAYER
 from examples.udp_game.protocol import Input, Join, Leave, Ping, ProtocolError, Request
+
+PASSING_REFUSALS = frozenset({NOT_ALLOCATED, UNKNOWN_PLAYER})
+"""Join refusals the server may take back a moment later: it has not yet learned of its allocation,
+or of a player the matchmaker just added to its match (the SDK watch trails the matchmaker)."""
+JOIN_PATIENCE = 5.0
+"""Default seconds a join refused for one of those reasons is tried again."""
+REJOIN_PAUSE = 0.1
+"""Seconds between two such tries."""
 
 
 class GameClientError(Exception):
@@ -114,14 +125,20 @@ class GameClient:
     async def ping(self) -> dict[str, Any]:
         return await self.request(Ping(), lambda r: r.get("t") == "pong")
 
-    async def join(self, player: str, token: str) -> dict[str, Any]:
-        """The ``welcome``; ``RejectedError`` if the server refused."""
-        reply = await self.request(
-            Join(player, token), lambda r: r.get("t") in ("welcome", "reject") and r.get("player") == player
-        )
-        if reply["t"] == "reject":
-            raise RejectedError(reply)
-        return reply
+    async def join(self, player: str, token: str, *, patience: float = JOIN_PATIENCE) -> dict[str, Any]:
+        """The ``welcome``; ``RejectedError`` if the server refused for good, or still refused with
+        one of ``PASSING_REFUSALS`` after ``patience`` seconds (0: no second try)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while True:
+            reply = await self.request(
+                Join(player, token), lambda r: r.get("t") in ("welcome", "reject") and r.get("player") == player
+            )
+            if reply["t"] != "reject":
+                return reply
+            if reply.get("reason") not in PASSING_REFUSALS or loop.time() >= deadline:
+                raise RejectedError(reply)
+            await asyncio.sleep(REJOIN_PAUSE)
 
     async def input(self, player: str, seq: int, data: Any = None) -> dict[str, Any]:
         """The ``state`` acknowledging ``seq`` (or a later one)."""

@@ -59,8 +59,9 @@ async def test_a_player_leaves_a_4v4_and_a_waiting_player_takes_the_slot(tmp_pat
                     assert (await game.join(player, a["tokens"][player]))["t"] == "welcome"
                 # The ninth player waits: alone, nobody to play against in a new match.
                 waiting = follow("p9", await open_ticket("p9", 1540))
-                with pytest.raises(RejectedError):
-                    await game.join("p9", "not-a-token-yet")
+                with pytest.raises(RejectedError) as early:
+                    await game.join("p9", "not-a-token-yet", patience=0)
+                assert early.value.reason == "unknown-player"  # not in this match (yet)
                 leaver = "p8"
                 await game.leave(leaver)
                 left_at = time.monotonic()
@@ -79,8 +80,12 @@ async def test_a_player_leaves_a_4v4_and_a_waiting_player_takes_the_slot(tmp_pat
                 welcome = await game.join("p9", got["tokens"]["p9"])
                 assert welcome["t"] == "welcome"
                 assert sorted(p["id"] for p in welcome["players"]) == sorted([*players[:7], "p9"])
-                with pytest.raises(RejectedError):
-                    await game.join("p10", got["tokens"]["p9"])  # someone else's token still fails
+                with pytest.raises(RejectedError) as stranger:
+                    await game.join("p10", got["tokens"]["p9"], patience=0)  # someone else's token still fails
+                assert stranger.value.reason == "unknown-player"
+                with pytest.raises(RejectedError) as borrowed:
+                    await game.join("p1", got["tokens"]["p9"], patience=0)  # a member with another's token
+                assert borrowed.value.reason == "bad-token"
         # Not asserted (tests never time things): how long the match played one short, beside
         # the queue's tick, for the report.
         print(json.dumps({"backfill_seconds_after_leave": round(took, 3), "tick_seconds": 0.5}), file=sys.stderr)

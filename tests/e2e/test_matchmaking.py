@@ -70,9 +70,13 @@ async def test_eight_players_one_server_tokens_checked(tmp_path: Path) -> None:
                 welcome = await game.join(player, connection[player])
                 assert welcome["t"] == "welcome"
             with pytest.raises(RejectedError) as forged:
-                await game.join("p9", "forged-token")
-            assert forged.value.reply["reason"] == "bad-token"
-            with pytest.raises(RejectedError):
-                await game.join("p9", connection["p1"])  # someone else's token
+                await game.join("p9", "forged-token", patience=0)
+            assert forged.value.reply["reason"] == "unknown-player"  # not in this match
+            with pytest.raises(RejectedError) as stranger:
+                await game.join("p9", connection["p1"], patience=0)  # someone else's token
+            assert stranger.value.reason == "unknown-player"
+            with pytest.raises(RejectedError) as borrowed:
+                await game.join("p2", connection["p1"])  # a player of the match with another's token
+            assert borrowed.value.reason == "bad-token"
     finally:
         await asyncio.to_thread(stop_stack, proc)

@@ -183,7 +183,7 @@ async def test_a_match_from_ready_to_shutdown(env: Env, tmp_path: Path) -> None:
         pong = await until_pong(client, lambda p: p["state"] == "Ready")
         assert pong == {"t": "pong", "server": "game-1", "state": "Ready", "players": 0, "labels": {}}
         with pytest.raises(RejectedError) as rejected:
-            await client.join("p1", "token-1")
+            await client.join("p1", "token-1", patience=0)
         assert rejected.value.reason == "not-allocated"
 
         # Allocated, with the match's label: the game logs it and reports it.

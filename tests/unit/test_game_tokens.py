@@ -29,15 +29,18 @@ MATCHED = Allocation("gs-1", annotations={PLAYER_TOKENS_ANNOTATION: json.dumps({
         ("p1", "t1", MATCHED, True),
         ("p2", "t2", MATCHED, True),
         ("p1", "t2", MATCHED, False),  # another player's token
-        ("p3", "t1", MATCHED, False),  # not in this match
+        ("p3", "t1", MATCHED, None),  # not named: not in this match, or backfilled and not seen yet
+        ("p3", "", MATCHED, None),
         ("p1", "", MATCHED, False),
         ("p1", sha("t1"), MATCHED, False),  # the hash itself is not a token
         ("p1", "t1", Allocation("gs-1", annotations={PLAYER_TOKENS_ANNOTATION: "not json"}), False),
+        ("p1", "t1", Allocation("gs-1", annotations={PLAYER_TOKENS_ANNOTATION: '["p1"]'}), False),
+        ("p1", "t1", Allocation("gs-1", annotations={PLAYER_TOKENS_ANNOTATION: '{"p1": 7}'}), False),
         ("anyone", "x", Allocation("gs-1"), True),  # allocated by hand: any non-empty token
         ("anyone", "", Allocation("gs-1"), False),
     ],
 )
-def test_verify_match_token(player: str, token: str, allocation: Allocation, ok: bool) -> None:
+def test_verify_match_token(player: str, token: str, allocation: Allocation, ok: bool | None) -> None:
     assert verify_match_token(player, token, allocation) is ok
 
 

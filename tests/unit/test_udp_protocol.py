@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -153,6 +154,21 @@ def test_a_full_match_rejects_newcomers_but_not_members() -> None:
         assert match.handle(Join(player, "t"), ADDR, now=101)["t"] == "welcome"
     assert match.handle(Join("p3", "t"), ADDR, now=101) == protocol.reject("p3", game.FULL)
     assert match.handle(Join("p2", "t"), ADDR, now=102)["t"] == "welcome"
+
+
+def test_a_player_the_allocation_does_not_name_yet_may_come_back() -> None:
+    """A backfilled player's join can arrive before the watch brings the annotation naming them:
+    ``unknown-player`` (retried by clients), then welcome once the server has learned of them."""
+    hashes = {"p1": hashlib.sha256(b"t1").hexdigest()}
+    match = Match("gs-1")
+    match.observe("Allocated", {}, {game.PLAYER_TOKENS_ANNOTATION: json.dumps(hashes)}, now=100)
+    assert match.handle(Join("p1", "t1"), ADDR, now=101)["t"] == "welcome"
+    assert match.handle(Join("p2", "t2"), ADDR, now=101) == protocol.reject("p2", game.UNKNOWN_PLAYER)
+    assert match.handle(Join("p1", "t2"), ADDR, now=101) == protocol.reject("p1", game.BAD_TOKEN)
+    hashes["p2"] = hashlib.sha256(b"t2").hexdigest()
+    assert match.observe("Allocated", {}, {game.PLAYER_TOKENS_ANNOTATION: json.dumps(hashes)}, now=102) is False
+    assert match.handle(Join("p2", "t2"), ADDR, now=102)["t"] == "welcome"
+    assert match.handle(Join("p2", "t1"), ADDR, now=102) == protocol.reject("p2", game.BAD_TOKEN)
 
 
 def test_the_token_verifier_decides_with_the_allocation() -> None:
