@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from allocator.grpc_api import serve_grpc
 from allocator.index import Share
 from allocator.roster import Roster
 from fleetmatch.backends import Backend
-from fleetmatch.gctune import freeze_heap
+from fleetmatch.gctune import freeze_heap, keep_heap_frozen
 from fleetmatch.http import app_runner, start_site
 from fleetmatch.models import GameServer
 from fleetmatch.nodes import DEFAULT_LEASE_SECONDS
@@ -103,6 +104,7 @@ async def serve_allocator(
     await runner.setup()
     context = server_ssl_context(settings)
     grpc_server: grpc.aio.Server | None = None
+    freezing: asyncio.Task[None] | None = None
     try:
         port = await start_site(
             runner,
@@ -121,11 +123,19 @@ async def serve_allocator(
             grpc_server, grpc_port = await serve_grpc(
                 allocator, settings, token, backend.namespace, reuse_port=reuse_port
             )
-        freeze_heap()  # the index is built and long-lived: collections skip it from now on
+        # The index is built and long-lived: collections skip it from now on, and (by default)
+        # also the servers each claim puts into it (fleetmatch.gctune).
+        every = settings.heap_freeze_seconds
+        if every > 0:
+            freezing = supervised(
+                "allocator.heap", lambda: keep_heap_frozen(every, on_sweep=alloc_metrics.show_heap_sweep)
+            )
+        else:
+            freeze_heap()
         yield AllocatorService(f"{scheme}://{settings.host}:{port}", allocator, grpc_port)
     finally:
         if grpc_server is not None:
             await grpc_server.stop(GRPC_GRACE)
         await runner.cleanup()
-        await cancel_and_wait(following, checking, roster)
+        await cancel_and_wait(following, checking, roster, freezing)
         allocator.close()

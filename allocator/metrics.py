@@ -106,6 +106,23 @@ def show_share(share: Share | None) -> None:
     WORKER_SLOT.set(0 if share is None else share.slot)
 
 
+HEAP_SWEEP_SECONDS = Histogram(
+    "fleetmatch_allocator_heap_sweep_seconds",
+    "Pauses of the periodic full garbage collection (fleetmatch.gctune.keep_heap_frozen; every 5 minutes).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+HEAP_SWEEP_FREED = Counter(
+    "fleetmatch_allocator_heap_sweep_freed_objects_total",
+    "Objects those collections freed: garbage cycles that were frozen while alive (near 0: nothing is held back).",
+)
+
+
+def show_heap_sweep(seconds: float, freed: int) -> None:
+    """Report one sweep of the frozen heap."""
+    HEAP_SWEEP_SECONDS.observe(seconds)
+    HEAP_SWEEP_FREED.inc(freed)
+
+
 ALLOCATABLE = Gauge(
     "fleetmatch_allocator_cached_gameservers",
     "GameServers in the allocator's cache, by state (Ready and Allocated are the allocatable ones).",
