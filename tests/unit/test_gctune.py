@@ -66,7 +66,7 @@ async def test_the_heap_is_kept_frozen_and_swept_now_and_then() -> None:
     frozen while alive and dropped later is freed by the next sweep, which is reported."""
     gc.unfreeze()
     sweeps: list[tuple[float, int]] = []
-    freezing = asyncio.create_task(keep_heap_frozen(0.01, 0.5, on_sweep=lambda s, n: sweeps.append((s, n))))
+    freezing = asyncio.create_task(keep_heap_frozen(0.01, 2.0, on_sweep=lambda s, n: sweeps.append((s, n))))
     try:
         await asyncio.sleep(0)
         held = [Cycle()]
