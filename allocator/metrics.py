@@ -113,7 +113,7 @@ HEAP_SWEEP_SECONDS = Histogram(
 )
 HEAP_SWEEP_FREED = Counter(
     "fleetmatch_allocator_heap_sweep_freed_objects_total",
-    "Objects those collections freed: garbage cycles that were frozen while alive (near 0: nothing is held back).",
+    "Objects those collections freed: garbage cycles, mostly frozen while still alive (held until the sweep).",
 )
 
 

@@ -1,7 +1,7 @@
 """Garbage-collector tuning: a process decision, taken where a process is composed, never in pure code.
 
 CPython's cyclic collector runs whenever allocations outnumber deallocations by a threshold, and a
-full collection walks every tracked object alive. Two patterns of ours make that costly
+full collection walks every tracked object alive. Three patterns of ours make that costly
 (docs/benchmarks.md has the figures):
 
 - A burst of short-lived, acyclic allocations beside a large live heap: a match tick over 100,000
