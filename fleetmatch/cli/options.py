@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,10 @@ from fleetmatch.stackfile import STACK_FILE, stack_or_env_redis_url
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+ANSWER_SECONDS = 5.0
+"""How long a command waits for the store's first answer. A stopped or wedged Redis still accepts
+connections (the kernel does), and the client has no socket timeout: without this, a command
+would wait for it silently, for ever."""
 
 
 def settings_of(ctx: click.Context) -> Settings:
@@ -68,7 +73,7 @@ def check_redis_url(url: str, origin: str, schemes: tuple[str, ...] = REDIS_SCHE
 
 def with_backend(settings: Settings, body: Callable[[Backend], Awaitable[T]], *, service: bool = False) -> T:
     """Run ``body`` against the configured backend (the running stack's Redis by default); an
-    unreachable Redis is one line naming the URL and where it came from."""
+    unreachable or silent Redis is one line naming the URL and where it came from."""
     origin = redis_origin(settings)
     resolved = backend_settings(settings)
     url = resolved.redis.url or ""
@@ -77,6 +82,11 @@ def with_backend(settings: Settings, body: Callable[[Backend], Awaitable[T]], *,
 
     async def main() -> T:
         async with open_backend(resolved, client_name="fleetmatch-cli") as backend:
+            try:
+                async with asyncio.timeout(ANSWER_SECONDS):
+                    await backend.ping()
+            except TimeoutError:
+                raise BackendError(f"no answer within {ANSWER_SECONDS:g}s (stopped, or too busy to answer)") from None
             return await body(backend)
 
     try:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 
+import pytest
 import yaml
 
 from fleetmatch.backends import Backend
+from fleetmatch.cli import options
 from fleetmatch.events import Severity
 from fleetmatch.models import (
     AutoscalerPolicy,
@@ -266,6 +269,20 @@ def test_redis_url_errors_are_one_line_naming_the_setting(fm: Cli) -> None:
     refused = fm("gs", "list", REDIS_URL="redis://127.0.0.1:1")
     assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
     assert "REDIS_URL/--redis-url" in refused.stderr and "fleetmatch up" in refused.stderr
+
+
+def test_a_silent_redis_is_one_line_not_a_hang(fm: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped (SIGSTOP) or wedged Redis still accepts connections, in the kernel, and never
+    answers: the command says so after ``ANSWER_SECONDS`` instead of waiting for ever."""
+    monkeypatch.setattr(options, "ANSWER_SECONDS", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # connections complete in the backlog; nothing ever reads or answers
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}"
+        for args in (("gs", "list"), ("fleet", "list")):
+            result = fm(*args, REDIS_URL=url)
+            assert result.exit_code == 1 and result.stderr.count("\n") == 1, (args, result.output)
+            assert url in result.stderr and "no answer within 0.5s" in result.stderr
 
 
 def test_a_component_with_a_bad_redis_url_is_one_line_too(fm: Cli) -> None:
