@@ -83,6 +83,14 @@ class AllocatorClient:
             await self._session.close()
             self._session = None
 
+    def _failed(self, exc: Exception) -> AllocatorError:
+        """A request that got no usable answer, as an ``AllocatorError`` of status 0 (retried as a 503 is)."""
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return AllocatorError(0, "Unreachable", f"cannot connect to {self.url}: {exc.os_error}")
+        if isinstance(exc, TimeoutError):
+            return AllocatorError(0, "Timeout", f"{self.url} did not answer within {self._timeout.total:g}s")
+        return AllocatorError(0, "Failed", f"request to {self.url} failed: {exc!r}")
+
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
@@ -127,10 +135,8 @@ class AllocatorClient:
             ) as resp:
                 status_code = resp.status
                 text = await resp.text()
-        except aiohttp.ClientConnectorError as exc:
-            raise AllocatorError(0, "Unreachable", f"cannot connect to {self.url}: {exc.os_error}") from exc
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise AllocatorError(0, "Failed", f"request to {self.url} failed: {exc!r}") from exc
+            raise self._failed(exc) from exc
         try:
             doc = json.loads(text)
         except ValueError:
@@ -148,10 +154,8 @@ class AllocatorClient:
             ) as resp:
                 doc = await resp.json(content_type=None)
                 status_code = resp.status
-        except aiohttp.ClientConnectorError as exc:
-            raise AllocatorError(0, "Unreachable", f"cannot connect to {self.url}: {exc.os_error}") from exc
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise AllocatorError(0, "Failed", f"request to {self.url} failed: {exc!r}") from exc
+            raise self._failed(exc) from exc
         if status_code in (201, 409, 429) and isinstance(doc, dict) and doc.get("status"):
             return from_wire(GameServerAllocationStatus, doc["status"])
         error = doc.get("error", {}) if isinstance(doc, dict) else {}

@@ -26,6 +26,9 @@ from fleetmatch.settings import Settings
 
 FINAL_STATES = frozenset({"matched", "cancelled", "expired"})
 LONG_POLL_SECONDS = 60
+ANSWER_SECONDS = 15.0
+"""How long a ticket API request may take (beyond a long poll's own wait): its store silent (a
+stopped Redis), the API would otherwise keep the command waiting, unsaid, for aiohttp's 5 minutes."""
 """The longest ``?wait=`` the ticket API takes: ``--watch`` asks again after each."""
 
 
@@ -75,20 +78,28 @@ def _credentials(settings: Settings, player: str | None) -> tuple[str, str]:
     return operator_credentials(settings, instead="--player")
 
 
-async def ticket_call(method: str, url: str, token: str, body: Any = None) -> Any:
+async def ticket_call(method: str, url: str, token: str, body: Any = None, *, wait: float = 0.0) -> Any:
     """The JSON answer of one ticket API request; ``TicketApiError`` for a refusal, a failed
-    connection or an answer that is not JSON."""
+    connection, no answer within ``ANSWER_SECONDS`` (plus the ``wait`` of a long poll) or an answer
+    that is not JSON."""
     import aiohttp
 
+    api = url.split("/v1/")[0]
+    limit = ANSWER_SECONDS + wait
     try:
         async with (
-            aiohttp.ClientSession() as http,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=limit)) as http,
             http.request(method, url, json=body, headers={"Authorization": f"Bearer {token}"}) as resp,
         ):
             status = resp.status
             text = await resp.text()
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise TicketApiError(0, f"cannot reach the ticket API at {url.split('/v1/')[0]}: {exc}") from None
+    except TimeoutError:
+        landed = " (the request may still take effect)" if method != "GET" else ""
+        raise TicketApiError(
+            0, f"the ticket API at {api} did not answer within {limit:g}s{landed}; its /healthz says why"
+        ) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise TicketApiError(0, f"cannot reach the ticket API at {api}: {exc}") from None
     try:
         doc = json.loads(text)
     except ValueError:
@@ -246,7 +257,8 @@ async def _create_and_wait(url: str, token: str, body: Any, wait: float) -> tupl
         if left <= 0:
             doc = await ticket_call("DELETE", f"{url}/v1/tickets/{ticket_id}", token)
             return doc, doc.get("state") == "cancelled"
-        doc = await ticket_call("GET", f"{url}/v1/tickets/{ticket_id}?wait={min(LONG_POLL_SECONDS, left):.3f}", token)
+        poll = min(LONG_POLL_SECONDS, left)
+        doc = await ticket_call("GET", f"{url}/v1/tickets/{ticket_id}?wait={poll:.3f}", token, wait=poll)
     return doc, False
 
 
@@ -340,7 +352,7 @@ async def _changes(url: str, token: str) -> AsyncIterator[dict[str, Any]]:
     yield doc
     while doc["state"] not in FINAL_STATES:
         state = doc["state"]
-        doc = await ticket_call("GET", f"{url}?wait={LONG_POLL_SECONDS}", token)
+        doc = await ticket_call("GET", f"{url}?wait={LONG_POLL_SECONDS}", token, wait=LONG_POLL_SECONDS)
         if doc["state"] != state:
             yield doc
 
