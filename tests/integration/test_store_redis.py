@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -42,6 +42,8 @@ class TcpProxy:
         self.target_port = target_port
         self.port = 0
         self.refusing = False
+        self.silenced: set[int] = set()
+        """Upstream ports (as Redis's CLIENT LIST shows them) of connections that forward nothing more."""
         self.upstream_ports: set[int] = set()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
@@ -60,7 +62,10 @@ class TcpProxy:
         self._writers.add(up_writer)
         local_port = up_writer.get_extra_info("sockname")[1]
         self.upstream_ports.add(local_port)
-        pipes = [asyncio.create_task(self._pipe(reader, up_writer)), asyncio.create_task(self._pipe(up_reader, writer))]
+        pipes = [
+            asyncio.create_task(self._pipe(reader, up_writer, lambda: local_port in self.silenced)),
+            asyncio.create_task(self._pipe(up_reader, writer, lambda: local_port in self.silenced)),
+        ]
         self._pipes.update(pipes)
         try:
             await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
@@ -73,10 +78,17 @@ class TcpProxy:
             await self._close(writer)
             await self._close(up_writer)
 
+    def silence(self, upstream_port: int) -> None:
+        """That connection stays open but carries nothing more either way (as one a NAT dropped
+        without a word, or a server stalled for it); the others, and new ones, work."""
+        self.silenced.add(upstream_port)
+
     @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, silent: Callable[[], bool]) -> None:
         with contextlib.suppress(ConnectionError):
             while data := await reader.read(65536):
+                if silent():
+                    continue
                 writer.write(data)
                 await writer.drain()
 
@@ -201,13 +213,16 @@ async def test_every_key_of_a_namespace_shares_one_hash_tag(redis_client: aiored
         assert all(f"{{{tag}}}" in k for k in members)
 
 
+@pytest.mark.parametrize("pipe", [True, False], ids=["own-connection", "redis-py"])
 async def test_watch_survives_killing_every_normal_connection(
-    redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+    redis_server: EmbeddedRedis, redis_client: aioredis.Redis, pipe: bool
 ) -> None:
-    """The blunt outage: ``CLIENT KILL TYPE normal SKIPME yes`` from the writer's own connection."""
+    """The blunt outage: ``CLIENT KILL TYPE normal SKIPME yes`` from the writer's own connection.
+    ``pipe``: the watched store has a write pipe, so its watch reads over a connection of its own."""
     watch_client = connect(redis_server.url, name="watch")
+    writes = write_pipe(watch_client) if pipe else None
     try:
-        watched = RedisStore(watch_client, GameServer)
+        watched = RedisStore(watch_client, GameServer, writes=writes)
         writer = RedisStore(redis_client, GameServer)  # its single connection issues the kill: spared
         _, version = await watched.list()
         async with watching(watched, version) as watcher:
@@ -223,15 +238,21 @@ async def test_watch_survives_killing_every_normal_connection(
             await watcher.until(current.metadata.resource_version)
         assert [e.object for e in watcher.delivered] == expected
     finally:
+        if writes is not None:
+            await writes.aclose()
         await watch_client.aclose()
 
 
-async def test_an_idle_watch_keeps_its_connection(redis_server: EmbeddedRedis, redis_client: aioredis.Redis) -> None:
+@pytest.mark.parametrize("pipe", [True, False], ids=["own-connection", "redis-py"])
+async def test_an_idle_watch_keeps_its_connection(
+    redis_server: EmbeddedRedis, redis_client: aioredis.Redis, pipe: bool
+) -> None:
     """A watch with nothing to read re-issues its blocking XREAD on the same connection; it must not
     time out, reconnect and back off (which would delay the next event) every ``block_ms``."""
     watch_client = connect(redis_server.url, name="watch")
+    writes = write_pipe(watch_client) if pipe else None
     try:
-        store = RedisStore(watch_client, GameServer)  # default block_ms
+        store = RedisStore(watch_client, GameServer, writes=writes)  # default block_ms
         _, version = await store.list()
         async with watching(store, version) as watcher:
             await wait_for_blocked_xread(redis_client)
@@ -242,7 +263,39 @@ async def test_an_idle_watch_keeps_its_connection(redis_server: EmbeddedRedis, r
             assert (await watcher.next()).object == created
         assert after["total_connections_received"] == before["total_connections_received"]
     finally:
+        if writes is not None:
+            await writes.aclose()
         await watch_client.aclose()
+
+
+async def test_a_watch_gives_up_a_connection_that_stops_answering(
+    redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+) -> None:
+    """A watch reading over its own connection gives it up when a blocking read goes unanswered
+    ``read_grace`` past its block time (a stalled Redis, a NAT that dropped the connection without
+    a word), and goes on from where it was over a new one: nothing lost, nothing twice."""
+    proxy = TcpProxy(redis_server.port)
+    await proxy.start()
+    watch_client = connect(f"redis://127.0.0.1:{proxy.port}/0", name="watch")
+    writes = write_pipe(watch_client)
+    try:
+        watched = RedisStore(watch_client, GameServer, "stall", writes=writes, block_ms=200, read_grace=0.3)
+        writer = RedisStore(redis_client, GameServer, "stall")
+        _, version = await watched.list()
+        async with watching(watched, version) as watcher:
+            first = await writer.create(gameserver("gs-1"))
+            assert (await watcher.next()).object == first
+            await wait_for_blocked_xread(redis_client, proxy.upstream_ports)
+            blocked = [c for c in await connections(redis_client, proxy.upstream_ports) if c["cmd"] == "xread"]
+            proxy.silence(int(blocked[0]["addr"].rpartition(":")[2]))
+            later = [await writer.create(gameserver(f"gs-{n}")) for n in range(2, 5)]
+            async with asyncio.timeout(10):  # 0.5 s to give up, then a new connection
+                await watcher.until(later[-1].metadata.resource_version)
+        assert [e.object for e in watcher.delivered] == [first, *later]
+    finally:
+        await writes.aclose()
+        await watch_client.aclose()
+        await proxy.close()
 
 
 async def connections(admin: aioredis.Redis, local_ports: set[int] | None = None) -> list[dict[str, Any]]:
@@ -279,14 +332,16 @@ async def test_a_redis_still_loading_its_data_is_not_started(reply: bytes, ready
         assert await asyncio.to_thread(_answers_ping, port, 2.0) is ready
 
 
-async def test_a_watch_hands_back_the_objects_its_own_store_wrote(redis_server: EmbeddedRedis) -> None:
+@pytest.mark.parametrize("pipe", [True, False], ids=["own-connection", "redis-py"])
+async def test_a_watch_hands_back_the_objects_its_own_store_wrote(redis_server: EmbeddedRedis, pipe: bool) -> None:
     """An allocator sees each of its claims come back through its watch: the store hands out the
     very object ``update`` returned instead of decoding the change again, also when the change comes
     back in the same loop iteration as the write's reply, before the writer has resumed (a blocked
     XREAD, no gathering pause)."""
     client = connect(redis_server.url, name="own-writes")  # a pool: the watch blocks one connection
+    writes = write_pipe(client) if pipe else None
     try:
-        store = RedisStore(client, GameServer, "own-writes", watch_gather=0.0)
+        store = RedisStore(client, GameServer, f"own-writes-{int(pipe)}", watch_gather=0.0, writes=writes)
         created = [await store.create(gameserver(f"gs-{i}")) for i in range(20)]
         _, version = await store.list()
         async with watching(store, version) as watcher:
@@ -297,6 +352,8 @@ async def test_a_watch_hands_back_the_objects_its_own_store_wrote(redis_server: 
                 assert all(by_version[gs.metadata.resource_version] is gs for gs in updated)
                 created = list(updated)
     finally:
+        if writes is not None:
+            await writes.aclose()
         await client.aclose()
 
 

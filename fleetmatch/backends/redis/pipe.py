@@ -64,7 +64,7 @@ def pack(args: Sequence[Arg]) -> bytes:
     return b"".join(parts)
 
 
-class _Protocol(asyncio.Protocol):
+class RawConnection(asyncio.Protocol):
     """Pipelined requests on one connection; replies resolve the waiters in order."""
 
     def __init__(self) -> None:
@@ -128,7 +128,7 @@ class ScriptPipe:
         pool = client.connection_pool
         kwargs = dict(pool.connection_kwargs)
         self._kwargs = kwargs if pool.connection_class is Connection else None
-        self._protocol: _Protocol | None = None
+        self._protocol: RawConnection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting: asyncio.Lock | None = None
         self.health_interval = float((kwargs.get("health_check_interval") or 0) if self._kwargs else 0)
@@ -154,7 +154,7 @@ class ScriptPipe:
             raise ResponseError(str(reply))
         return reply
 
-    async def _connection(self) -> _Protocol:
+    async def _connection(self) -> RawConnection:
         loop = asyncio.get_running_loop()
         protocol = self._protocol
         stale = loop.time() - self.health_interval if self.health_interval else -math.inf
@@ -171,7 +171,7 @@ class ScriptPipe:
                 protocol = self._protocol = await self._open(loop)
             return protocol
 
-    async def _checked(self, protocol: _Protocol) -> _Protocol | None:
+    async def _checked(self, protocol: RawConnection) -> RawConnection | None:
         """``protocol`` if it answers a PING in time; else it is dropped (None)."""
         try:
             async with asyncio.timeout(self.ping_timeout):
@@ -182,11 +182,17 @@ class ScriptPipe:
             return None
         return protocol
 
-    async def _open(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
+    async def connection(self, purpose: str) -> RawConnection:
+        """A new connection of the caller's own, opened as the pipe's is (``direct`` pipes only): for
+        a blocking read such as a watch's XREAD, which would hold up the writes queued behind it on
+        the shared one. The caller closes its transport."""
+        return await self._open(asyncio.get_running_loop(), purpose)
+
+    async def _open(self, loop: asyncio.AbstractEventLoop, purpose: str = "writes") -> RawConnection:
         kwargs = self._kwargs
         assert kwargs is not None
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            _, protocol = await loop.create_connection(_Protocol, kwargs["host"], kwargs["port"])
+            _, protocol = await loop.create_connection(RawConnection, kwargs["host"], kwargs["port"])
             try:
                 hello: list[asyncio.Future[Any]] = []
                 password, username = kwargs.get("password"), kwargs.get("username")
@@ -195,7 +201,7 @@ class ScriptPipe:
                 if kwargs.get("db"):
                     hello.append(protocol.call(pack([b"SELECT", kwargs["db"]])))
                 if kwargs.get("client_name"):
-                    hello.append(protocol.call(pack([b"CLIENT", b"SETNAME", f"{kwargs['client_name']}-writes"])))
+                    hello.append(protocol.call(pack([b"CLIENT", b"SETNAME", f"{kwargs['client_name']}-{purpose}"])))
                 for reply in await asyncio.gather(*hello):
                     if isinstance(reply, hiredis.ReplyError):
                         raise ResponseError(str(reply))
