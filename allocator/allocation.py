@@ -30,7 +30,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
@@ -241,7 +241,12 @@ class Allocator:
         self._rng = rng or random.Random()
         self._clock = clock
         self._max_attempts = max_attempts
-        self._claiming: set[str] = set()
+        self._claiming: dict[str, GameServer] = {}
+        """Servers this process is claiming now, as they were chosen: held out of the index until the
+        claim ends, so concurrent choices (64 requests on the node Packed prefers) do not keep
+        probing and scanning past them."""
+        self._touched: set[str] = set()
+        """Servers of ``_claiming`` that a change reached meanwhile (the index has that version)."""
         self._foreign_claims: dict[str, float] = {}
         """With a share: node -> when (``time.monotonic``) another allocator's claim of a Ready
         server there last reached the watch (``contested``)."""
@@ -260,6 +265,8 @@ class Allocator:
 
     def _on_event(self, event: WatchEvent[GameServer]) -> None:
         gs = event.object
+        if gs.name in self._claiming:
+            self._touched.add(gs.name)
         if event.type is EventType.DELETED:
             self.index.remove(gs.name)
             if gs.name in self._keys_of:
@@ -470,21 +477,29 @@ class Allocator:
                 raise ClientGoneError()
             if hold is not None and not await self._still_held(hold):
                 raise KeyInUseError()
-            self._claiming.add(gs.name)
+            self._hold(gs)
+            settled = False
             try:
                 claimed = await self.store.update(
                     allocated(gs, spec, self._clock(), key=key, lease_seconds=self._lease_seconds)
                 )
+                settled = True
             except (ConflictError, NotFoundError):
+                settled = True  # the change that beat it is on its way through the watch
                 metrics.CLAIM_CONFLICTS.inc()
                 lost.add(gs.name)  # someone else got it, or it changed: try another server
                 continue
             finally:
-                self._claiming.discard(gs.name)
+                seen = self._unhold(gs, restore=not settled)
                 self._landed.set()
                 self._landed = asyncio.Event()
-            if self.index.servers.get(claimed.name) is not claimed:  # the watch may have brought it already
-                self.index.upsert(claimed)  # the watch will confirm; until then nobody here picks it
+            name = claimed.name
+            gone = seen and name not in self.index.servers and name not in self.index.fenced
+            if not gone and self.index.servers.get(name) is not claimed:
+                # The watch will confirm; until then nobody here picks it. A change seen during the
+                # claim may be an earlier claim of this process coming back (its reply came first):
+                # this one is newer. One that removed the server (deleted, shut down) stands.
+                self.index.upsert(claimed)
             if key is not None:
                 self._index_keys(claimed.name, [k for k, _ in allocation_keys(claimed)])
             return status_of(claimed)
@@ -518,12 +533,31 @@ class Allocator:
             first = first or (f"spec.selectors[{i}].matchLabels.{FLEET_LABEL}", name)
         return first
 
+    def _hold(self, gs: GameServer) -> None:
+        """Take ``gs`` out of the index while this process claims it."""
+        self._claiming[gs.name] = gs
+        self._touched.discard(gs.name)
+        self.index.remove(gs.name)
+
+    def _unhold(self, gs: GameServer, *, restore: bool) -> bool:
+        """The claim of ``gs`` ended; whether a change to it arrived meanwhile (the index then has
+        that version, or knows it is gone). ``restore``: the claim failed without a verdict (the
+        store did not answer): unless such a change arrived, the version it was chosen as goes back."""
+        del self._claiming[gs.name]
+        seen = gs.name in self._touched
+        self._touched.discard(gs.name)
+        if restore and not seen:
+            self.index.upsert(gs)
+        return seen
+
     def _in_flight(self, spec: GameServerAllocationSpec, lost: set[str]) -> bool:
-        """Would a server that this process is claiming right now match (once its claim lands)?"""
-        if not self._claiming:
-            return False
+        """Would a server that this process is claiming right now match (as it was chosen)?"""
         return any(
-            choose_server(self.index, selector, spec.scheduling, self._rng, exclude=lost) is not None
+            gs.name not in lost
+            and gs.state is selector.game_server_state
+            and selector.matches(gs.metadata.labels)
+            and (not selector.filters_counts or selector.counts_match(gs))
+            for gs in self._claiming.values()
             for selector in spec.selectors
         )
 
@@ -531,7 +565,8 @@ class Allocator:
         await self._landed.wait()
 
     def _choose(self, spec: GameServerAllocationSpec, lost: set[str]) -> GameServer | None:
-        exclude = self._claiming | lost if lost else self._claiming
+        # Held servers are out of the index; one a change brought back during its claim is not.
+        exclude: Collection[str] = self._claiming.keys() | lost if lost else self._claiming.keys()
         for selector in spec.selectors:
             gs = choose_server(
                 self.index, selector, spec.scheduling, self._rng, exclude=exclude, contested=self._contested

@@ -7,7 +7,9 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
+import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
@@ -19,6 +21,7 @@ from fleetmatch.backends.redis.client import connect
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
 from fleetmatch.backends.redis.lease import RedisLease
 from fleetmatch.backends.redis.store import RedisStore
+from fleetmatch.errors import BackendError
 from fleetmatch.informer import Informer
 from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, TemplateMeta
 from fleetmatch.tasks import cancel_and_wait
@@ -185,3 +188,95 @@ async def test_separate_allocators_split_the_servers_by_slot_leases(
     for slot in range(2):
         assert all(Share(slot, 2).holds(name) for name in won[slot * each : (slot + 1) * each])
     assert not await redis_client.keys("*leases:allocator-slot-*")  # both released
+
+
+class GatedStore:
+    """The real store, its updates held at a gate (then passed on, or failed without reaching Redis):
+    a claim caught in flight."""
+
+    def __init__(self, store: RedisStore[GameServer]) -> None:
+        self._store = store
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.failure: Exception | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def update(self, obj: GameServer) -> GameServer:
+        self.entered.set()
+        await self.gate.wait()
+        if self.failure is not None:
+            raise self.failure
+        return await self._store.update(obj)
+
+
+@asynccontextmanager
+async def gated_allocator(url: str) -> AsyncIterator[tuple[Allocator, GatedStore]]:
+    """A live allocator (its informer follows the store) whose claims wait at a gate."""
+    client = connect(url, name="gated")
+    store = RedisStore(client, GameServer)
+    gated = GatedStore(store)
+    informer = Informer(store)
+    allocator = Allocator(cast(Any, gated), informer, rng=random.Random(7))
+    task = asyncio.create_task(informer.run())
+    try:
+        await allocator.wait_ready()
+        yield allocator, gated
+    finally:
+        allocator.close()
+        await cancel_and_wait(task)
+        await client.aclose()
+
+
+async def test_a_server_being_claimed_is_out_of_the_index_until_the_claim_lands(
+    redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+) -> None:
+    """Concurrent requests do not keep probing the servers this process is claiming: a server is held
+    out of the index while its claim is in flight, and comes back Allocated when it lands."""
+    await ready(RedisStore(redis_client, GameServer), 3)
+    async with gated_allocator(redis_server.url) as (allocator, gated):
+        claim = asyncio.create_task(allocator.allocate(spec("a")))
+        await gated.entered.wait()
+        (held,) = {f"gs-{i}" for i in range(3)} - set(allocator.index.servers)
+        assert allocator.index.count(GameServerState.READY) == 2
+        gated.gate.set()
+        status = await claim
+        assert status.game_server_name == held
+        assert allocator.index.servers[held].state is GameServerState.ALLOCATED
+
+
+async def test_a_claim_that_fails_without_a_verdict_puts_its_server_back(
+    redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+) -> None:
+    """The store did not answer (the write may or may not have landed): the server goes back into the
+    index as it was chosen, for the watch to correct if the write did land."""
+    await ready(RedisStore(redis_client, GameServer), 1)
+    async with gated_allocator(redis_server.url) as (allocator, gated):
+        chosen = allocator.index.servers["gs-0"]
+        gated.failure = BackendError("redis: connection lost")
+        gated.gate.set()
+        with pytest.raises(BackendError):
+            await allocator.allocate(spec("a"))
+        assert allocator.index.servers.get("gs-0") is chosen
+        assert allocator.index.count(GameServerState.READY) == 1
+
+
+async def test_a_server_deleted_during_its_claim_is_not_put_back(
+    redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+) -> None:
+    """A change that reached the watch while the claim was in flight stands: a server deleted
+    meanwhile is not put back into the index when the claim then fails."""
+    store = RedisStore(redis_client, GameServer)
+    await ready(store, 1)
+    async with gated_allocator(redis_server.url) as (allocator, gated):
+        claim = asyncio.create_task(allocator.allocate(spec("a")))
+        await gated.entered.wait()
+        await store.delete("gs-0")
+        await eventually(lambda: "gs-0" not in allocator.informer.cache, within=5)
+        gated.failure = BackendError("redis: connection lost")
+        gated.gate.set()
+        with pytest.raises(BackendError):
+            await claim
+        assert "gs-0" not in allocator.index.servers
+        assert allocator.index.count(GameServerState.READY) == 0
