@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from enum import StrEnum
 
-from fleetmatch.codec import evolve
+from fleetmatch.codec import INT64_MAX, evolve
 from fleetmatch.errors import NotFoundError, ValidationError
 from fleetmatch.models import Fleet, FleetAutoscaler, with_meta
 from fleetmatch.store import AutoscalerStore, FleetStore, R, Store, modify
@@ -57,6 +57,8 @@ async def scale_fleet(store: FleetStore, name: str, replicas: int) -> Fleet:
     """
     if replicas < 0:
         raise ValidationError("spec.replicas", f"must not be negative, got {replicas}")
+    if replicas > INT64_MAX:
+        raise ValidationError("spec.replicas", f"must be within int64 (at most {INT64_MAX}), got {replicas}")
 
     def change(current: Fleet) -> Fleet | None:
         if current.spec.replicas == replicas:

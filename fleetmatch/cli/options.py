@@ -12,7 +12,7 @@ import click
 
 from fleetmatch.backends import Backend, open_backend
 from fleetmatch.cli.selectors import Requirement, SelectorError, parse
-from fleetmatch.errors import BackendError, ConfigError
+from fleetmatch.errors import BackendError, ConfigError, NotFoundError
 from fleetmatch.models import GameServerState
 from fleetmatch.running import run
 from fleetmatch.settings import Settings
@@ -91,6 +91,8 @@ def with_backend(settings: Settings, body: Callable[[Backend], Awaitable[T]], *,
 
     try:
         return run(main(), service=service)
+    except NotFoundError as exc:  # one wording for every command: 'fleet "x" not found'
+        raise NotFoundError(exc.kind.lower(), exc.name) from None
     except BackendError as exc:
         if resolved.backend != "redis":
             raise

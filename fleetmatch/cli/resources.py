@@ -24,6 +24,7 @@ from fleetmatch.cli.output import echo, output_option, render, render_one
 from fleetmatch.cli.selectors import Requirement, matches
 from fleetmatch.cli.shapes import AUTOSCALER, FLEET
 from fleetmatch.cli.watching import Printer, watch_changes
+from fleetmatch.codec import INT64_MAX
 from fleetmatch.errors import NotFoundError
 from fleetmatch.events import EventRecord
 from fleetmatch.manifests import load_autoscalers, load_fleets, load_resources
@@ -151,9 +152,9 @@ def fleet_apply(ctx: click.Context, path: Path) -> None:
         click.echo(line)
 
 
-@fleet.command("scale")
+@fleet.command("scale", context_settings={"ignore_unknown_options": True})  # "-1" is a count, not an option
 @click.argument("name")
-@click.argument("replicas", type=click.IntRange(min=0))
+@click.argument("replicas", type=click.IntRange(min=0, max=INT64_MAX))
 @click.pass_context
 def fleet_scale(ctx: click.Context, name: str, replicas: int) -> None:
     """Set a fleet's replicas."""

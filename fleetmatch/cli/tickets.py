@@ -9,7 +9,9 @@ stdout.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -150,9 +152,19 @@ TICKET = Shape[dict[str, Any]](
 
 def _number_or_word(text: str) -> float | str:
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         return text
+    if not math.isfinite(number):  # the API takes JSON, which has no NaN or Infinity
+        raise click.BadParameter(f"expected a finite number or a word, got {text!r}", param_hint="--attr")
+    return number
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A float option that must be a real number: click's ranges let "nan" through (it compares false)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"expected a finite number, got {value!r}", ctx, param)
+    return value
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -189,7 +201,7 @@ def ticket() -> None:
 @click.option(
     "--player", "-p", "players", multiple=True, required=True, help="Player id; repeat it for a party (all one team)."
 )
-@click.option("--skill", type=float, help="Same as --attr skill=N, for every player.")
+@click.option("--skill", type=float, callback=_finite, help="Same as --attr skill=N, for every player.")
 @click.option(
     "--attr", "attrs", multiple=True, metavar="KEY=VALUE", help="Attribute of every player (a number or a word)."
 )
@@ -198,8 +210,9 @@ def ticket() -> None:
     "--wait",
     type=click.FloatRange(0, 600),
     default=0.0,
+    callback=_finite,
     metavar="SECONDS",
-    help="Wait this long for a match; if none comes, cancel the ticket and exit 1.",
+    help="Wait this long for a match; if none comes, cancel the ticket and exit 1 (as when it expires first).",
 )
 @click.option("--token", help="Bearer token to use (default: one minted for the first player, vouching for the rest).")
 @output_option(default="json")
@@ -234,32 +247,61 @@ def ticket_create(
     if timed_out:
         click.echo(f"error: no match within {wait:g} s: ticket {doc.get('id')} was cancelled", err=True)
         sys.exit(1)
+    state = doc.get("state")
+    if wait and state == "proposed":
+        click.echo(f"ticket {doc.get('id')} is proposed a match: `fleetmatch ticket accept {doc.get('id')}`", err=True)
+    if wait and state not in ("matched", "proposed"):
+        why = f" ({doc['reason']})" if doc.get("reason") else ""
+        click.echo(f"error: ticket {doc.get('id')} ended {state} without a match{why}", err=True)
+        sys.exit(1)
 
 
 def _latency(text: str) -> float:
     try:
-        return float(text)
+        ms = float(text)
     except ValueError:
-        raise click.BadParameter(f"expected REGION=MS with MS a number, got {text!r}", param_hint="--latency") from None
+        ms = math.nan
+    if not math.isfinite(ms):
+        raise click.BadParameter(f"expected REGION=MS with MS a finite number, got {text!r}", param_hint="--latency")
+    return ms
 
 
 async def _create_and_wait(url: str, token: str, body: Any, wait: float) -> tuple[Any, bool]:
     """(ticket, whether the wait ran out): open the ticket, then long-poll while it is queued, at
     most ``wait`` seconds; when they run out, cancel it (a ticket matched meanwhile is returned as
-    matched: then the wait did not run out)."""
+    matched: then the wait did not run out). Interrupted (Ctrl-C, SIGTERM), it cancels the ticket
+    too: one left queued would still be matched, and a server allocated for a player who left."""
     doc = await ticket_call("POST", f"{url}/v1/tickets", token, body)
     if not wait:
         return doc, False
     ticket_id = doc["id"]
     deadline = time.monotonic() + wait
-    while doc.get("state") == "queued":
-        left = deadline - time.monotonic()
-        if left <= 0:
-            doc = await ticket_call("DELETE", f"{url}/v1/tickets/{ticket_id}", token)
-            return doc, doc.get("state") == "cancelled"
-        poll = min(LONG_POLL_SECONDS, left)
-        doc = await ticket_call("GET", f"{url}/v1/tickets/{ticket_id}?wait={poll:.3f}", token, wait=poll)
+    try:
+        while doc.get("state") == "queued":
+            left = deadline - time.monotonic()
+            if left <= 0:
+                doc = await ticket_call("DELETE", f"{url}/v1/tickets/{ticket_id}", token)
+                return doc, doc.get("state") == "cancelled"
+            poll = min(LONG_POLL_SECONDS, left)
+            doc = await ticket_call("GET", f"{url}/v1/tickets/{ticket_id}?wait={poll:.3f}", token, wait=poll)
+    except asyncio.CancelledError:
+        await _cancel_interrupted(url, token, ticket_id)
+        raise
     return doc, False
+
+
+async def _cancel_interrupted(url: str, token: str, ticket_id: str) -> None:
+    """Cancel the ticket of an interrupted ``--wait`` and say what became of it, on stderr."""
+    try:
+        doc = await ticket_call("DELETE", f"{url}/v1/tickets/{ticket_id}", token)
+    except TicketApiError as exc:
+        click.echo(f"interrupted: ticket {ticket_id} may still be queued; cancelling it failed: {exc}", err=True)
+        return
+    state = doc.get("state")
+    if state == "cancelled":
+        click.echo(f"interrupted: ticket {ticket_id} was cancelled", err=True)
+    else:
+        click.echo(f"interrupted: ticket {ticket_id} is {state}, not cancelled", err=True)
 
 
 @ticket.command("list")

@@ -11,8 +11,10 @@ import socket
 import pytest
 import yaml
 
+from allocator.fleetops import scale_fleet
 from fleetmatch.backends import Backend
 from fleetmatch.cli import options
+from fleetmatch.errors import ValidationError
 from fleetmatch.events import Severity
 from fleetmatch.models import (
     AutoscalerPolicy,
@@ -188,6 +190,30 @@ def test_fleet_get_list_and_describe(fm: Cli) -> None:
     assert "CrashLoopBackOff" in out.split("Events:")[1] and "3 servers failed before Ready" in out
     lobby = fm("fleet", "describe", "lobby").output
     assert re.search(r"^Autoscaler: +<none>", lobby, re.M) and "Events:  <none>" in lobby
+
+
+def test_fleet_scale_answers_bad_counts_and_names_in_one_line(fm: Cli) -> None:
+    """A count past int64 was a msgpack traceback; "-1" was read as an unknown option; a missing
+    fleet said "Fleet" where ``get`` says "fleet"."""
+    fleet_and_autoscaler(fm, limited=False)
+    huge = fm("fleet", "scale", "lobby", str(2**63))
+    assert huge.exit_code == 2 and "Traceback" not in huge.output, huge.output
+    assert f"{2**63} is not in the range 0<=x<={2**63 - 1}" in huge.stderr
+    negative = fm("fleet", "scale", "lobby", "-1")
+    assert negative.exit_code == 2 and "-1 is not in the range" in negative.stderr, negative.output
+    missing = fm("fleet", "scale", "nope", "3")
+    assert (missing.exit_code, missing.stderr) == (1, 'error: fleet "nope" not found\n')
+    deleted = fm("autoscaler", "delete", "nope")
+    assert (deleted.exit_code, deleted.stderr) == (1, 'error: fleetautoscaler "nope" not found\n')
+    scaled = fm("fleet", "scale", "lobby", "3")
+    assert (scaled.exit_code, scaled.output) == (0, "fleet/lobby scaled to 3\n")
+
+    async def past_int64(backend: Backend) -> None:  # the same bound for callers past the CLI
+        with pytest.raises(ValidationError, match="must be within int64") as caught:
+            await scale_fleet(backend.fleets, "lobby", 2**63)
+        assert caught.value.field == "spec.replicas"
+
+    fm.seed(past_int64)
 
 
 def test_autoscaler_get_and_list(fm: Cli) -> None:

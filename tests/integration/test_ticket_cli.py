@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -251,3 +252,66 @@ async def test_ticket_create_help_reads_well(tmp_path: Path) -> None:
     assert code == 0, err
     assert "Example: fleetmatch ticket create -q duel -p alice" in out
     assert "--latency REGION=MS" in out and "--wait SECONDS" in out
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--wait", "nan"), ("--skill", "nan"), ("--skill", "inf"), ("--attr", "level=1e999"), ("--latency", "local=nan")],
+)
+async def test_numbers_json_cannot_carry_are_refused_naming_the_option(
+    api: Api, tmp_path: Path, option: str, value: str
+) -> None:
+    """ "nan" passed click's ranges (it compares false): --wait nan waited for the ticket's whole life,
+    and --skill nan reached the API as "malformed JSON: NaN is not JSON", which the user never wrote."""
+    code, out, err = await fleetmatch(tmp_path, "ticket", "create", "-q", "duel", "-p", "alice", option, value)
+    assert code == 2, (out, err)
+    assert option in err and "finite number" in err and "Traceback" not in err
+    assert not await api.store.pool("duel")
+
+
+async def test_a_ticket_that_ends_without_a_match_during_the_wait_exits_1(api: Api, tmp_path: Path) -> None:
+    """Expired (its queue's time limit shorter than the wait) or cancelled by someone else: the wait
+    ended without a match, which is a failure, not exit 0."""
+    run = asyncio.create_task(
+        fleetmatch(tmp_path, "ticket", "create", "-q", "duel", "-p", "alice", "--skill", "1500", "--wait", "60")
+    )
+
+    async def opened() -> bool:
+        return bool(await api.store.pool("duel"))
+
+    await eventually(opened, within=30)
+    (ticket,) = await api.store.pool("duel")
+    await api.store.cancel(ticket.id, reason="the queue was closed")
+    async with asyncio.timeout(30):
+        code, out, err = await run
+    assert code == 1, (out, err)
+    assert json.loads(out)["state"] == "cancelled"
+    assert f"error: ticket {ticket.id} ended cancelled without a match (the queue was closed)" in err
+
+
+async def test_an_interrupted_wait_cancels_its_ticket(api: Api, tmp_path: Path) -> None:
+    """Ctrl-C during --wait left the ticket queued: still matched, a server allocated for a player who
+    left, and the player refused a new ticket (409) until it expired."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fleetmatch",
+        *("ticket", "create", "-q", "duel", "-p", "alice", "--skill", "1500", "--wait", "60"),
+        cwd=REPO,
+        env={**os.environ, "FLEETMATCH_DATA_DIR": str(tmp_path)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+    async def opened() -> bool:
+        return bool(await api.store.pool("duel"))
+
+    await eventually(opened, within=30)
+    (ticket,) = await api.store.pool("duel")
+    proc.send_signal(signal.SIGINT)
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert proc.returncode == 130, (out, err)
+    assert f"interrupted: ticket {ticket.id} was cancelled" in err.decode()
+    assert (await api.store.get(ticket.id)).state is TicketState.CANCELLED
+    await api.open("alice", player("alice"))  # free to queue again
