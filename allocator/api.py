@@ -56,6 +56,9 @@ from fleetmatch.probes import Probes, add_probe_routes
 from fleetmatch.settings import AllocatorSettings
 
 ALLOCATOR = web.AppKey("allocator", Allocator)
+NAMESPACE = web.AppKey("namespace", str)
+OPENAPI_DOC = web.AppKey("openapi", dict[str, Any])
+"""What this app serves: ``/metrics`` is listed only where it is (not on ``fleetmatch up``'s allocator port)."""
 
 _STATUS = {AllocationState.ALLOCATED: 201, AllocationState.UNALLOCATED: 429, AllocationState.CONTENTION: 409}
 _MESSAGES = {
@@ -73,6 +76,8 @@ class _Request:
     """The request's spec as the client sent it (JSON): answered back as sent, no re-encoding."""
     head: bytes
     """The 201 body up to its status: ``{"apiVersion": ..., "kind": ..., "spec": <sent>, "status": ``."""
+    namespace: str
+    """``metadata.namespace`` as sent ("" if not): it must be empty or the allocator's own."""
 
 
 _REQUESTS: dict[bytes, _Request] = {}
@@ -95,7 +100,11 @@ def _decoded(raw: bytes) -> _Request:
     sent = doc.get("spec", {})
     head = {"apiVersion": API_VERSION, "kind": GameServerAllocation.KIND, "spec": sent, "status": None}
     # Compact JSON (orjson), the status spliced in per answer.
-    request = _Request(allocation.spec, sent, orjson.dumps(head)[: -len("null}")])
+    meta = doc.get("metadata")
+    namespace = meta.get("namespace") if isinstance(meta, dict) else None
+    if namespace is not None and not isinstance(namespace, str):
+        raise ValidationError("metadata.namespace", f"expected a string, got {type(namespace).__name__}")
+    request = _Request(allocation.spec, sent, orjson.dumps(head)[: -len("null}")], namespace or "")
     if len(raw) <= REQUEST_CACHE_MAX_BODY:
         if len(_REQUESTS) >= REQUEST_CACHE_SIZE:
             del _REQUESTS[next(iter(_REQUESTS))]  # oldest first
@@ -108,6 +117,10 @@ async def allocate(request: web.Request) -> web.Response:
     if not allocator.ready:
         return problem(503, "the allocator is still reading the store; retry in a moment")
     sent = _decoded(await read_body(request))
+    if sent.namespace and sent.namespace != request.app[NAMESPACE]:
+        raise ValidationError(
+            "metadata.namespace", f"this allocator serves namespace {request.app[NAMESPACE]!r}, not {sent.namespace!r}"
+        )
     key = _key(request, sent.sent)
     status = await allocator.allocate(sent.spec, key=key, abandoned=lambda: client_gone(request))
     if status.state is AllocationState.ALLOCATED:
@@ -148,20 +161,32 @@ def _key(request: web.Request, spec: object) -> AllocationKey | None:
     return AllocationKey(value, request_digest(spec))
 
 
-async def openapi(_: web.Request) -> web.Response:
-    return web.json_response(OPENAPI)
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI_DOC])
 
 
 def build_app(
-    allocator: Allocator, settings: AllocatorSettings, token: str, probes: Probes | None = None, *, metrics: bool = True
+    allocator: Allocator,
+    settings: AllocatorSettings,
+    token: str,
+    probes: Probes | None = None,
+    *,
+    metrics: bool = True,
+    namespace: str = "default",
 ) -> web.Application:
     """The application; ``probes``: what ``/readyz`` and ``/healthz`` report (default: the index is synced).
-    ``metrics``: serve ``/metrics`` (not where another site of the process already serves the registry)."""
+    ``metrics``: serve ``/metrics`` (not where another site of the process already serves the registry).
+    ``namespace``: the allocator's; a request naming another in ``metadata.namespace`` is a 422."""
     if probes is None:
         probes = Probes()
         probes.gate("index", lambda: allocator.ready)
     app = web.Application(middlewares=[api_middleware], client_max_size=settings.max_body_bytes)
     app[ALLOCATOR] = allocator
+    app[NAMESPACE] = namespace
+    served = (
+        OPENAPI if metrics else {**OPENAPI, "paths": {k: v for k, v in OPENAPI["paths"].items() if k != "/metrics"}}
+    )
+    app[OPENAPI_DOC] = served
     app[TOKEN] = token
     app[BODY_TIMEOUT] = settings.body_timeout
     app[PUBLIC] = frozenset({"/healthz", "/readyz", "/livez", "/metrics", "/openapi.json"})

@@ -96,7 +96,7 @@ async def serve_allocator(
     probes.gate("index", lambda: allocator.ready)
     checking = supervised("allocator.probes", probes.run)
     runner = app_runner(
-        build_app(allocator, settings, token, probes, metrics=metrics),
+        build_app(allocator, settings, token, probes, metrics=metrics, namespace=backend.namespace),
         header_timeout=settings.header_timeout,
         access_log=None,
         shutdown_timeout=2.0,

@@ -13,9 +13,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from fleetmatch.codec import format_timestamp, from_wire, parse_timestamp, to_wire
+from fleetmatch.codec import OneOf, format_timestamp, from_wire, parse_timestamp, to_wire
 from fleetmatch.documents import Kind
 from fleetmatch.errors import ValidationError
 from fleetmatch.models import (
@@ -255,7 +255,9 @@ class GameServerSelector:
 
     match_labels: Mapping[str, str] = field(default_factory=dict)
     match_expressions: tuple[LabelRequirement, ...] = ()
-    game_server_state: GameServerState = GameServerState.READY
+    game_server_state: Annotated[GameServerState, OneOf((GameServerState.READY, GameServerState.ALLOCATED))] = (
+        GameServerState.READY
+    )
     counters: Mapping[str, CounterSelector] = field(default_factory=dict)
     lists: Mapping[str, ListSelector] = field(default_factory=dict)
     players: PlayerSelector | None = None

@@ -97,13 +97,17 @@ class AllocatorClient:
         return self._session
 
     async def allocate(
-        self, spec: GameServerAllocationSpec, *, idempotency_key: str | None = None
+        self, spec: GameServerAllocationSpec, *, idempotency_key: str | None = None, namespace: str | None = None
     ) -> GameServerAllocationStatus:
         """Allocate a server; ``status.state`` says whether it worked (Allocated) or nothing was free.
         ``idempotency_key``: names this logical request (e.g. the match it is for), so that its
-        retries, by this client or after a restart, get the same server; default: a fresh one."""
+        retries, by this client or after a restart, get the same server; default: a fresh one.
+        ``namespace``: the namespace meant (the allocator refuses one that is not its own, 422);
+        default: the allocator's."""
         body = encode_allocation(GameServerAllocation(spec=spec))
         body.pop("status")
+        if namespace:
+            body["metadata"] = {"namespace": namespace}
         headers = {**self._headers, IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex}
         delay = 0.01
         contention = failures = 0

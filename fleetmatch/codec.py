@@ -33,6 +33,28 @@ class _Rfc3339:
 
 
 Timestamp = Annotated[float, _Rfc3339]
+
+
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    """``Annotated[SomeEnum, OneOf(...)]``: a field that takes only these members of its enum, and
+    whose error names only them (not every member, then refusing most of those)."""
+
+    members: tuple[enum.Enum, ...]
+
+
+def _one_of(enum_cls: Any, only: OneOf) -> tuple[Callable[[Any], Any], Callable[[Any, str], Any]]:
+    allowed = " or ".join(str(m.value) for m in only.members)
+
+    def dec_one(v: Any, p: str) -> Any:
+        member = enum_cls._value2member_map_.get(v) if isinstance(v, str) else None
+        if member is None or member not in only.members:
+            raise ValidationError(p, f"must be {allowed}; got {v!r}")
+        return member
+
+    return (lambda v: v.value), dec_one
+
+
 """Epoch seconds in memory; RFC 3339 (``2026-11-26T19:58:00Z``) on the wire."""
 
 
@@ -99,13 +121,17 @@ def _kind(value: Any) -> str:
 
 
 def _fail(path: str, expected: str, value: Any) -> typing.NoReturn:
-    raise ValidationError(path, f"expected {expected}, got {_kind(value)} {value!r}"[:200])
+    shown = "null" if value is None else f"{_kind(value)} {value!r}"
+    raise ValidationError(path, f"expected {expected}, got {shown}"[:200])
 
 
 def _converters(tp: Any) -> tuple[Encoder, Decoder]:  # noqa: C901 - one branch per supported type
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is Annotated:
+        only = next((a for a in args[1:] if isinstance(a, OneOf)), None)
+        if only is not None:
+            return _one_of(args[0], only)
         if _Rfc3339 in args[1:]:
 
             def dec_ts(v: Any, p: str) -> float:

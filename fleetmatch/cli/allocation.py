@@ -71,9 +71,12 @@ def allocate(
         },
     )
 
+    # -n given: the allocator must serve that namespace (it answers 422 otherwise); not given: its own.
+    namespace = ctx.find_root().params.get("namespace")
+
     async def main() -> Any:
         async with AllocatorClient(url, token) as client:
-            return await client.allocate(spec, idempotency_key=idempotency_key)
+            return await client.allocate(spec, idempotency_key=idempotency_key, namespace=namespace)
 
     try:
         status = run(main())

@@ -173,7 +173,14 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.command("token")
 @click.option("--player", required=True, help="Player id the token names.")
 @click.option("--party", multiple=True, help="Another player it may open a ticket with (repeat for each).")
-@click.option("--ttl", type=click.FloatRange(min=1), default=3600.0, show_default=True, help="Seconds it is valid.")
+@click.option(
+    "--ttl",
+    type=click.FloatRange(min=1),
+    default=3600.0,
+    show_default=True,
+    callback=_finite,
+    help="Seconds it is valid: at most 86400 (a day); the ticket API refuses longer-lived tokens.",
+)
 @click.pass_context
 def token_cmd(ctx: click.Context, player: str, party: Sequence[str], ttl: float) -> None:
     """Mint a player token (an HS256 JWT) with the running stack's secret (for trying the ticket API by hand).

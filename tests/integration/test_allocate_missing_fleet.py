@@ -100,3 +100,17 @@ async def test_the_cli_tells_a_missing_fleet_from_a_full_one(api: Api, backend: 
     await until_indexed(api, 1)
     code, out, err = await fleetmatch(tmp_path, "allocate", "--fleet", "arena", *target, "-o", "name")
     assert (code, out) == (0, "gameserver/arena-000\n"), err
+
+
+async def test_the_cli_allocates_only_in_the_namespace_it_was_given(api: Api, tmp_path: Path) -> None:
+    """`fleetmatch -n other allocate` was served from the allocator's own namespace (a server of
+    `default`); now the allocator refuses it in one line, and -n naming its own namespace works."""
+    target = ("--url", api.service.url, "--token", TOKEN)
+    await ready_servers(api.store, 1)
+    await until_indexed(api, 1)
+    code, out, err = await fleetmatch(tmp_path, "-n", "other", "allocate", "--fleet", "arena", *target)
+    assert (code, out) == (1, ""), err
+    why = "this allocator serves namespace 'default', not 'other'"
+    assert err == f"error: allocator: 422 Invalid (metadata.namespace): {why}\n"
+    code, out, err = await fleetmatch(tmp_path, "-n", "default", "allocate", "--fleet", "arena", *target, "-o", "name")
+    assert (code, out) == (0, "gameserver/arena-000\n"), err

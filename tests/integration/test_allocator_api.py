@@ -261,6 +261,9 @@ BAD = [
     pytest.param({"apiVersion": [], "spec": {}}, 422, "apiVersion", id="api-version-list"),
     pytest.param({"kind": ["GameServerAllocation"]}, 422, "kind", id="kind-list"),
     pytest.param({"metadata": []}, 422, "metadata", id="metadata-list"),
+    pytest.param({"metadata": {"namespace": "other"}}, 422, "metadata.namespace", id="another-namespace"),
+    pytest.param({"spec": None}, 422, "spec", id="null-spec"),
+    pytest.param({"metadata": {"namespace": 5}}, 422, "metadata.namespace", id="namespace-number"),
     pytest.param(
         {"spec": {"counters": {"rooms": {"action": "Increment", "amount": 2**70}}}},
         422,
@@ -304,6 +307,17 @@ async def test_bad_requests_name_the_field(api: Api, body: Any, status: int, fie
     assert doc["error"].get("field", "") == field
 
 
+async def test_the_allocators_own_namespace_may_be_named(api: Api) -> None:
+    """A request naming a namespace was served from the allocator's own whatever it named; now only
+    the allocator's own (or none) is, as over gRPC."""
+    await ready_servers(api.store, 1)
+    await until_indexed(api, 1)
+    code, doc = await api.post({**fleet_request(), "metadata": {"namespace": "default"}})
+    assert code == 201, doc
+    code, doc = await api.post({**fleet_request(), "metadata": {"namespace": "prod"}})
+    assert code == 422 and doc["error"]["message"] == "this allocator serves namespace 'default', not 'prod'"
+
+
 async def test_malformed_unauthorized_and_oversized_requests(api: Api) -> None:
     assert (await api.post(None, raw=b"{not json"))[0] == 400
     assert (await api.post(None, raw=b""))[0] == 400
@@ -343,6 +357,22 @@ async def test_openapi_document_is_valid_and_public(api: Api) -> None:
         assert resp.status == 200
     async with api.http.get(f"{api.service.url}/metrics") as resp:
         assert "fleetmatch_allocations_total" in await resp.text()
+    assert "/metrics" in doc["paths"]
+
+
+async def test_an_allocator_without_metrics_does_not_list_them(
+    gs_store: RedisStore[GameServer], backend: Backend
+) -> None:
+    """Under `fleetmatch up` the allocator's port serves no /metrics (the stack's metrics port does):
+    its OpenAPI document listed the path anyway, and a newcomer following it got a 404."""
+    settings = AllocatorSettings(port=0)
+    async with serve_allocator(backend, settings, TOKEN, metrics=False) as service, aiohttp.ClientSession() as http:
+        async with http.get(f"{service.url}/openapi.json") as resp:
+            doc = await resp.json()
+        validate(doc)
+        assert "/metrics" not in doc["paths"] and "/v1/allocations" in doc["paths"]
+        async with http.get(f"{service.url}/metrics") as resp:
+            assert resp.status == 404
 
 
 async def test_python_client_allocates_and_reports_no_capacity(api: Api) -> None:

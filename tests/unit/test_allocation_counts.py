@@ -122,3 +122,18 @@ def test_decoding_names_bad_fields() -> None:
     with pytest.raises(ValidationError) as amount:
         decode_allocation({"spec": {"counters": {"rooms": {"amount": 1}}}})
     assert amount.value.field == "spec.counters.rooms.action"
+
+
+@pytest.mark.parametrize("state", ["Foo", "Creating", "Shutdown", 5, None])
+def test_a_selector_state_other_than_ready_or_allocated_names_only_those_two(state: object) -> None:
+    """It listed all eleven states, then refused nine of them with another message."""
+    with pytest.raises(ValidationError) as info:
+        decode_allocation({"spec": {"selectors": [{"gameServerState": state}]}})
+    assert info.value.field == "spec.selectors[0].gameServerState"
+    assert info.value.message == f"must be Ready or Allocated; got {state!r}"
+
+
+def test_a_null_where_a_mapping_belongs_says_null_once() -> None:
+    with pytest.raises(ValidationError) as info:
+        decode_allocation({"spec": None})
+    assert (info.value.field, info.value.message) == ("spec", "expected a mapping, got null")
