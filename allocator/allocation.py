@@ -71,6 +71,10 @@ from fleetmatch.store import EventType, GameServerStore, Store, WatchEvent, modi
 
 log = logging.getLogger(__name__)
 
+AHEAD_SECONDS = 5.0
+"""How long a claim put into the index from its write's reply waits for the watch to bring it before
+changes the watch brings of that server are taken as they come again (a watch lagging that far, or
+one that re-listed past it)."""
 CONTESTED_SECONDS = 0.5
 """A node where another allocator's claim of a Ready server arrived this recently is contested: a
 worker with a share leaves the others' servers there to them while its own share has servers
@@ -247,6 +251,13 @@ class Allocator:
         probing and scanning past them."""
         self._touched: set[str] = set()
         """Servers of ``_claiming`` that a change reached meanwhile (the index has that version)."""
+        self._ahead: dict[str, tuple[str, float]] = {}
+        """Servers whose claim by this process went into the index from the write's reply, before the
+        watch brought it: name -> (that resourceVersion, when). A change stream delivers in order,
+        so until the watch brings that version what it brings of the server is older (an earlier
+        claim of this process coming back late) and must not replace it: a high-density server
+        claimed twice in a row would go back to its first claim's counters, and the next room's
+        claim would lose to this process's own second one."""
         self._foreign_claims: dict[str, float] = {}
         """With a share: node -> when (``time.monotonic``) another allocator's claim of a Ready
         server there last reached the watch (``contested``)."""
@@ -265,6 +276,13 @@ class Allocator:
 
     def _on_event(self, event: WatchEvent[GameServer]) -> None:
         gs = event.object
+        ahead = self._ahead.get(gs.name)
+        if ahead is not None:
+            version, since = ahead
+            caught_up = gs.metadata.resource_version == version or event.type is EventType.DELETED
+            if not caught_up and time.monotonic() - since <= AHEAD_SECONDS:
+                return  # older than the claim the index has
+            del self._ahead[gs.name]  # the watch caught up with this process's claim (or lags too far)
         if gs.name in self._claiming:
             self._touched.add(gs.name)
         if event.type is EventType.DELETED:
@@ -496,10 +514,12 @@ class Allocator:
             name = claimed.name
             gone = seen and name not in self.index.servers and name not in self.index.fenced
             if not gone and self.index.servers.get(name) is not claimed:
-                # The watch will confirm; until then nobody here picks it. A change seen during the
-                # claim may be an earlier claim of this process coming back (its reply came first):
-                # this one is newer. One that removed the server (deleted, shut down) stands.
+                # The watch will confirm; until then nobody here picks it, and what it brings of the
+                # server before this version is older (``_ahead``). A change seen during the claim
+                # may be an earlier claim of this process coming back (its reply came first): this
+                # one is newer. One that removed the server (deleted, shut down) stands.
                 self.index.upsert(claimed)
+                self._ahead[name] = (claimed.metadata.resource_version, time.monotonic())
             if key is not None:
                 self._index_keys(claimed.name, [k for k, _ in allocation_keys(claimed)])
             return status_of(claimed)

@@ -16,14 +16,25 @@ from prometheus_client import REGISTRY
 from allocator.allocation import Allocator
 from allocator.index import Share
 from allocator.roster import Roster
-from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerSelector
+from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerSelector, decode_allocation
 from fleetmatch.backends.redis.client import connect
 from fleetmatch.backends.redis.embedded import EmbeddedRedis
 from fleetmatch.backends.redis.lease import RedisLease
 from fleetmatch.backends.redis.store import RedisStore
+from fleetmatch.codec import evolve
 from fleetmatch.errors import BackendError
 from fleetmatch.informer import Informer
-from fleetmatch.models import FLEET_LABEL, GameServer, GameServerState, ObjectMeta, TemplateMeta
+from fleetmatch.models import (
+    FLEET_LABEL,
+    CounterStatus,
+    GameServer,
+    GameServerSpec,
+    GameServerState,
+    ObjectMeta,
+    TemplateMeta,
+    initial_status,
+)
+from fleetmatch.store import WatchEvent
 from fleetmatch.tasks import cancel_and_wait
 from tests.waiting import eventually
 
@@ -280,3 +291,83 @@ async def test_a_server_deleted_during_its_claim_is_not_put_back(
             await claim
         assert "gs-0" not in allocator.index.servers
         assert allocator.index.count(GameServerState.READY) == 0
+
+
+class LaggingStore:
+    """The real store, its watch delivering one change per permit once ``lagging``: a watch slower
+    than the allocator's own claims, deterministically."""
+
+    def __init__(self, store: RedisStore[GameServer]) -> None:
+        self._store = store
+        self.lagging = False
+        self.permits = asyncio.Semaphore(0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def watch(self, since: str) -> AsyncIterator[WatchEvent[GameServer]]:
+        async for event in self._store.watch(since):
+            if self.lagging:
+                await self.permits.acquire()
+            yield event
+
+
+def room_spec() -> GameServerAllocationSpec:
+    """High density: an Allocated server with a free room, else a Ready one; take a room."""
+    fleet = {FLEET_LABEL: "arena"}
+    rooms = {"rooms": {"minAvailable": 1}}
+    return decode_allocation(
+        {
+            "spec": {
+                "selectors": [
+                    {"matchLabels": fleet, "gameServerState": "Allocated", "counters": rooms},
+                    {"matchLabels": fleet, "counters": rooms},
+                ],
+                "counters": {"rooms": {"action": "Increment", "amount": 1}},
+            }
+        }
+    ).spec
+
+
+async def test_a_late_echo_of_an_earlier_claim_does_not_undo_a_later_one(
+    redis_server: EmbeddedRedis, redis_client: aioredis.Redis
+) -> None:
+    """Two rooms claimed on one server before the watch brought the first claim back: when it does,
+    the index keeps the second claim (it used to go back to the first one's counters, and the third
+    room's claim then lost to this process's own second one: a 429 with a room free)."""
+    client = connect(redis_server.url, name="lagging")
+    store = RedisStore(client, GameServer)
+    spec = GameServerSpec(counters={"rooms": CounterStatus(count=0, capacity=3)})
+    created = await store.create(
+        GameServer(metadata=ObjectMeta(name="arena-a", labels={FLEET_LABEL: "arena"}), spec=spec)
+    )
+    status = initial_status(spec, created.status)
+    ready = evolve(status, state=GameServerState.READY, node_name="n1", address="10.0.0.1")
+    await store.update(evolve(created, status=ready))
+    lagging = LaggingStore(store)
+    informer = Informer(cast(Any, lagging))
+    allocator = Allocator(store, informer, rng=random.Random(3))
+    task = asyncio.create_task(informer.run())
+    try:
+        await allocator.wait_ready()
+        await eventually(lambda: allocator.index.count(GameServerState.READY) == 1, within=5)
+        lagging.lagging = True
+        first = await allocator.allocate(room_spec())
+        second = await allocator.allocate(room_spec())
+        assert first.state is second.state is AllocationState.ALLOCATED
+        assert second.counters["rooms"].count == 2
+        lagging.permits.release()  # the first claim comes back, late
+        await eventually(lambda: informer.cache["arena-a"].status.counters["rooms"].count == 1, within=5)
+        assert allocator.index.servers["arena-a"].status.counters["rooms"].count == 2
+        third = await allocator.allocate(room_spec())
+        assert third.state is AllocationState.ALLOCATED, third
+        assert third.counters["rooms"].count == 3
+        for _ in range(4):
+            lagging.permits.release()
+        await eventually(lambda: informer.cache["arena-a"].status.counters["rooms"].count == 3, within=5)
+        assert allocator.index.servers["arena-a"].status.counters["rooms"].count == 3
+        assert (await allocator.allocate(room_spec())).state is AllocationState.UNALLOCATED  # all three taken
+    finally:
+        allocator.close()
+        await cancel_and_wait(task)
+        await client.aclose()
