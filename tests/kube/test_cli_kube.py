@@ -158,7 +158,7 @@ async def test_gs_list_shows_the_servers_of_the_namespace(fake_kube: FakeKube, t
 
 async def test_refusals_are_one_line(fake_kube: FakeKube, tmp_path: Path) -> None:
     missing = await fleetmatch(fake_kube, tmp_path, "fleet", "delete", "nope")
-    assert missing.code == 1 and missing.err.strip() == 'error: Fleet "nope" not found', missing
+    assert missing.code == 1 and missing.err.strip() == 'error: fleet "nope" not found', missing
     fake_kube.fail_next(403)
     denied = await fleetmatch(fake_kube, tmp_path, "gs", "list")
     assert denied.code == 1 and denied.err.count("\n") == 1 and "RBAC" in denied.err, denied
