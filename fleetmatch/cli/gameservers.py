@@ -56,13 +56,24 @@ def gs_list(
     async def changes(backend: Backend) -> None:
         await watch_changes(backend, GameServer, Printer(output, GAMESERVER), keep, watch_only=watch_only)
 
-    async def body(backend: Backend) -> list[GameServer]:
-        return [g for g in (await backend.gameservers.list())[0] if keep(g)]
+    async def body(backend: Backend) -> tuple[list[GameServer], bool]:
+        """The servers listed, and whether --fleet names a fleet that does not exist."""
+        listed = [g for g in (await backend.gameservers.list())[0] if keep(g)]
+        missing = False
+        if fleet_name is not None and not listed:
+            try:
+                await backend.fleets.get(fleet_name)
+            except NotFoundError:
+                missing = True
+        return listed, missing
 
     if watch or watch_only:
         with_backend(settings_of(ctx), changes, service=True)
-    else:
-        echo(render(with_backend(settings_of(ctx), body), output, GAMESERVER))
+        return
+    listed, missing = with_backend(settings_of(ctx), body)
+    echo(render(listed, output, GAMESERVER))
+    if missing:  # an empty list could be a typo: say so, as `allocate --fleet` does (still exit 0, as kubectl)
+        click.echo(f'note: fleet "{fleet_name}" does not exist (see `fleetmatch fleet list`)', err=True)
 
 
 @gs.command("get")

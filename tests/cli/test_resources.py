@@ -216,6 +216,17 @@ def test_fleet_scale_answers_bad_counts_and_names_in_one_line(fm: Cli) -> None:
     fm.seed(past_int64)
 
 
+def test_gs_list_of_a_fleet_that_does_not_exist_says_so(fm: Cli) -> None:
+    """An empty list for a typo'd --fleet looked like an empty fleet; `allocate --fleet` says the
+    fleet does not exist, and so does this now (on stderr; the exit stays 0, as kubectl's)."""
+    fleet_and_autoscaler(fm, limited=False)
+    typo = fm("gs", "list", "--fleet", "arenaa")
+    assert typo.exit_code == 0 and rows(typo.stdout) == [], typo.output
+    assert typo.stderr == 'note: fleet "arenaa" does not exist (see `fleetmatch fleet list`)\n'
+    empty = fm("gs", "list", "--fleet", "lobby")  # exists, no servers yet: nothing to note
+    assert (empty.exit_code, empty.stderr, rows(empty.stdout)) == (0, "", [])
+
+
 def test_autoscaler_get_and_list(fm: Cli) -> None:
     fleet_and_autoscaler(fm, limited=False)
     got = fm("autoscaler", "get")
