@@ -251,12 +251,27 @@ async def test_sigterm_stops_the_game_at_once_without_shutdown(env: Env, tmp_pat
         assert (await env.store.get("game-1")).state is S.REQUEST_READY  # deleted by whoever sent SIGTERM
 
 
+async def catches(pid: int, signum: int, within: float) -> None:
+    """Until process ``pid`` has a handler for ``signum`` (Linux: its ``SigCgt`` mask): before that,
+    the signal's default action would kill it, whatever the program does once started."""
+    bit = 1 << (signum - 1)
+
+    def caught() -> bool:
+        status = Path(f"/proc/{pid}/status").read_text()
+        mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+        return bool(int(mask, 16) & bit)
+
+    await eventually(caught, within=within)
+
+
 async def test_sigterm_while_waiting_for_the_sdk_exits_cleanly(tmp_path: Path) -> None:
     dead_port = free_udp_port()  # nothing listens on this TCP port number either, almost surely
     game = await GameProcess.start("lonely", dead_port, free_udp_port(), tmp_path)
     try:
         # The SDK client waits 30 s for a late sidecar; SIGTERM during the wait still exits cleanly.
-        await asyncio.sleep(0.5)
+        # (A fixed 0.5 s was not always enough on a loaded machine to get past Python's start-up:
+        # the default action of SIGTERM killed it, exit -15.)
+        await catches(game.proc.pid, signal.SIGTERM, within=20)
         assert game.proc.returncode is None
         game.proc.send_signal(signal.SIGTERM)
         assert await game.exit_code(within=10) == 0
