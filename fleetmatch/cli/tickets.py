@@ -278,9 +278,20 @@ async def _create_and_wait(url: str, token: str, body: Any, wait: float) -> tupl
     most ``wait`` seconds; when they run out, cancel it (a ticket matched meanwhile is returned as
     matched: then the wait did not run out). Interrupted (Ctrl-C, SIGTERM), it cancels the ticket
     too: one left queued would still be matched, and a server allocated for a player who left."""
-    doc = await ticket_call("POST", f"{url}/v1/tickets", token, body)
     if not wait:
-        return doc, False
+        return await ticket_call("POST", f"{url}/v1/tickets", token, body), False
+    opening = asyncio.ensure_future(ticket_call("POST", f"{url}/v1/tickets", token, body))
+    try:
+        doc = await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        # Interrupted while the ticket was being opened: it may exist already. Wait for the answer
+        # (bounded by the call's own time limit) to learn its id, then cancel it too.
+        try:
+            opened = await opening
+        except TicketApiError:
+            raise asyncio.CancelledError() from None
+        await _cancel_interrupted(url, token, opened["id"])
+        raise
     ticket_id = doc["id"]
     deadline = time.monotonic() + wait
     try:

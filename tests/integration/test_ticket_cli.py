@@ -17,11 +17,13 @@ from pathlib import Path
 import click
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from fleetmatch.stackfile import StackInfo
 from matchmaker.models import Proposal, TicketState
 from matchmaker.store import StoredProposal
 from matchmaker.tickets import RedisTicketStore
+from tests.integration.test_example_game import catches
 from tests.integration.test_ticket_api import KEY, SECRET, Api, assign, player, serving
 from tests.waiting import eventually
 
@@ -315,3 +317,66 @@ async def test_an_interrupted_wait_cancels_its_ticket(api: Api, tmp_path: Path) 
     assert f"interrupted: ticket {ticket.id} was cancelled" in err.decode()
     assert (await api.store.get(ticket.id)).state is TicketState.CANCELLED
     await api.open("alice", player("alice"))  # free to queue again
+
+
+async def test_an_interrupt_while_the_ticket_is_being_opened_cancels_it_too(tmp_path: Path) -> None:
+    """The ticket exists once the API has written it, before its answer reaches the command: an
+    interrupt in between left it queued. A stand-in ticket API holds its answer to the POST until
+    the command has been interrupted; the command then waits for the answer and cancels the ticket."""
+    posted, answer = asyncio.Event(), asyncio.Event()
+    deleted: list[str] = []
+
+    async def create(_: web.Request) -> web.Response:
+        posted.set()
+        await answer.wait()
+        return web.json_response({"id": "duel.t1", "queue": "duel", "state": "queued"}, status=201)
+
+    async def cancel(request: web.Request) -> web.Response:
+        deleted.append(request.match_info["id"])
+        return web.json_response({"id": request.match_info["id"], "queue": "duel", "state": "cancelled"})
+
+    app = web.Application()
+    app.router.add_post("/v1/tickets", create)
+    app.router.add_delete("/v1/tickets/{id}", cancel)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    StackInfo(
+        redis_url="",
+        metrics_url="",
+        allocator_url="",
+        allocator_token="",
+        matchmaker_url=f"http://127.0.0.1:{port}",
+        player_token_secret=SECRET,
+        namespace="default",
+        node="local",
+        data_dir=str(tmp_path),
+        pid=os.getpid(),
+        operator_api_key=KEY,
+    ).write(tmp_path)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "fleetmatch",
+            *("ticket", "create", "-q", "duel", "-p", "alice", "--skill", "1500", "--wait", "60"),
+            cwd=REPO,
+            env={**os.environ, "FLEETMATCH_DATA_DIR": str(tmp_path)},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            await posted.wait()
+        await catches(proc.pid, signal.SIGINT, within=10)
+        proc.send_signal(signal.SIGINT)
+        await asyncio.sleep(0.3)  # the interrupt lands while the answer is held
+        answer.set()
+        async with asyncio.timeout(30):
+            out, err = await proc.communicate()
+        assert proc.returncode == 130, (out, err)
+        assert deleted == ["duel.t1"]
+        assert "interrupted: ticket duel.t1 was cancelled" in err.decode()
+    finally:
+        await runner.cleanup()
