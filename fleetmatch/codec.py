@@ -33,6 +33,7 @@ class _Rfc3339:
 
 
 Timestamp = Annotated[float, _Rfc3339]
+"""Epoch seconds in memory; RFC 3339 (``2026-11-26T19:58:00Z``) on the wire."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +54,6 @@ def _one_of(enum_cls: Any, only: OneOf) -> tuple[Callable[[Any], Any], Callable[
         return member
 
     return (lambda v: v.value), dec_one
-
-
-"""Epoch seconds in memory; RFC 3339 (``2026-11-26T19:58:00Z``) on the wire."""
 
 
 def camel(name: str) -> str:

@@ -28,10 +28,10 @@ from fleetmatch.settings import Settings
 
 FINAL_STATES = frozenset({"matched", "cancelled", "expired"})
 LONG_POLL_SECONDS = 60
+"""The longest ``?wait=`` the ticket API takes: ``--watch`` asks again after each."""
 ANSWER_SECONDS = 15.0
 """How long a ticket API request may take (beyond a long poll's own wait): its store silent (a
 stopped Redis), the API would otherwise keep the command waiting, unsaid, for aiohttp's 5 minutes."""
-"""The longest ``?wait=`` the ticket API takes: ``--watch`` asks again after each."""
 
 
 class TicketApiError(FleetmatchError):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +20,6 @@ from aiohttp import web
 
 from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.settings import MatchmakerSettings
-from fleetmatch.stackfile import StackInfo
 from matchmaker.api import app_runner, build_app
 from matchmaker.director import Director
 from matchmaker.matching import find_matches
@@ -33,7 +31,7 @@ from matchmaker.rules import parse_queues
 from matchmaker.tickets import RedisTicketStore
 from tests.integration.test_director_allocation import TOKEN, StubAllocator
 from tests.integration.test_ticket_api import KEY, SECRET, token
-from tests.integration.test_ticket_cli import fleetmatch
+from tests.integration.test_ticket_cli import fleetmatch, write_stack
 
 RANKED_YAML = """
 kind: Queue
@@ -214,19 +212,7 @@ async def test_the_match_record_expires(redis_client: aioredis.Redis) -> None:
 
 
 async def test_the_cli_posts_a_result_and_reads_a_rating(stack: Stack, tmp_path: Path) -> None:
-    StackInfo(
-        redis_url="",
-        metrics_url="",
-        allocator_url="",
-        allocator_token="",
-        matchmaker_url=stack.url,
-        player_token_secret=SECRET,
-        namespace="default",
-        node="local",
-        data_dir=str(tmp_path),
-        pid=os.getpid(),
-        operator_api_key=KEY,
-    ).write(tmp_path)
+    write_stack(tmp_path, stack.url)
     match_id, teams = await stack.match("jo", "kim")
     ranks = ["--rank", "1", "--rank", "2"] if teams["jo"] == 0 else ["--rank", "2", "--rank", "1"]
     code, out, err = await fleetmatch(tmp_path, "match", "result", match_id, *ranks, "-o", "json")

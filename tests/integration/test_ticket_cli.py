@@ -33,20 +33,25 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 async def api(store: RedisTicketStore, tmp_path: Path) -> AsyncIterator[Api]:
     async with serving(store) as api:
-        StackInfo(
-            redis_url="",
-            metrics_url="",
-            allocator_url="",
-            allocator_token="",
-            matchmaker_url=api.url,
-            player_token_secret=SECRET,
-            namespace="default",
-            node="local",
-            data_dir=str(tmp_path),
-            pid=os.getpid(),
-            operator_api_key=KEY,
-        ).write(tmp_path)
+        write_stack(tmp_path, api.url)
         yield api
+
+
+def write_stack(data_dir: Path, matchmaker_url: str) -> None:
+    """The stack file through which the CLI finds a ticket API at ``matchmaker_url`` (as after ``up``)."""
+    StackInfo(
+        redis_url="",
+        metrics_url="",
+        allocator_url="",
+        allocator_token="",
+        matchmaker_url=matchmaker_url,
+        player_token_secret=SECRET,
+        namespace="default",
+        node="local",
+        data_dir=str(data_dir),
+        pid=os.getpid(),
+        operator_api_key=KEY,
+    ).write(data_dir)
 
 
 @pytest.fixture
@@ -54,8 +59,9 @@ def store(redis_client: aioredis.Redis) -> RedisTicketStore:
     return RedisTicketStore(redis_client, block_ms=1000)
 
 
-async def fleetmatch(data_dir: Path, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
+async def start(data_dir: Path, *args: str) -> asyncio.subprocess.Process:
+    """``fleetmatch ARGS`` against the stack of ``data_dir``, its output piped."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "fleetmatch",
@@ -65,6 +71,10 @@ async def fleetmatch(data_dir: Path, *args: str) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def fleetmatch(data_dir: Path, *args: str) -> tuple[int, str, str]:
+    proc = await start(data_dir, *args)
     out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -294,16 +304,7 @@ async def test_a_ticket_that_ends_without_a_match_during_the_wait_exits_1(api: A
 async def test_an_interrupted_wait_cancels_its_ticket(api: Api, tmp_path: Path) -> None:
     """Ctrl-C during --wait left the ticket queued: still matched, a server allocated for a player who
     left, and the player refused a new ticket (409) until it expired."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "fleetmatch",
-        *("ticket", "create", "-q", "duel", "-p", "alice", "--skill", "1500", "--wait", "60"),
-        cwd=REPO,
-        env={**os.environ, "FLEETMATCH_DATA_DIR": str(tmp_path)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start(tmp_path, "ticket", "create", "-q", "duel", "-p", "alice", "--skill", "1500", "--wait", "60")
 
     async def opened() -> bool:
         return bool(await api.store.pool("duel"))
@@ -343,30 +344,9 @@ async def test_an_interrupt_while_the_ticket_is_being_opened_cancels_it_too(tmp_
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    StackInfo(
-        redis_url="",
-        metrics_url="",
-        allocator_url="",
-        allocator_token="",
-        matchmaker_url=f"http://127.0.0.1:{port}",
-        player_token_secret=SECRET,
-        namespace="default",
-        node="local",
-        data_dir=str(tmp_path),
-        pid=os.getpid(),
-        operator_api_key=KEY,
-    ).write(tmp_path)
+    write_stack(tmp_path, f"http://127.0.0.1:{port}")
     try:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "fleetmatch",
-            *("ticket", "create", "-q", "duel", "-p", "alice", "--skill", "1500", "--wait", "60"),
-            cwd=REPO,
-            env={**os.environ, "FLEETMATCH_DATA_DIR": str(tmp_path)},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await start(tmp_path, "ticket", "create", "-q", "duel", "-p", "alice", "--skill", "1500", "--wait", "60")
         async with asyncio.timeout(30):
             await posted.wait()
         await catches(proc.pid, signal.SIGINT, within=10)
