@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
+from aiohttp import web
 
 from allocator import metrics as alloc_metrics
 from allocator.allocation import Allocator, KeyReservations, LeaseReservations
-from allocator.api import build_app, server_ssl_context
+from allocator.api import build_app, fast_route, server_ssl_context
 from allocator.grpc_api import serve_grpc
 from allocator.index import Share
 from allocator.roster import Roster
 from fleetmatch.backends import Backend
+from fleetmatch.fastpath import FastSite
 from fleetmatch.gctune import freeze_heap, keep_heap_frozen
 from fleetmatch.http import app_runner, start_site
 from fleetmatch.models import GameServer
@@ -28,7 +31,9 @@ from fleetmatch.tasks import cancel_and_wait, supervised
 
 log = logging.getLogger(__name__)
 
-GRPC_GRACE = 2.0
+HTTP_GRACE = 2.0
+"""Seconds the HTTP requests in flight get to finish when the allocator stops."""
+GRPC_GRACE = HTTP_GRACE
 """Seconds the gRPC calls in flight get to finish when the allocator stops (as the HTTP site's)."""
 
 
@@ -95,12 +100,8 @@ async def serve_allocator(
     probes.add("store", backend.ping)
     probes.gate("index", lambda: allocator.ready)
     checking = supervised("allocator.probes", probes.run)
-    runner = app_runner(
-        build_app(allocator, settings, token, probes, metrics=metrics, namespace=backend.namespace),
-        header_timeout=settings.header_timeout,
-        access_log=None,
-        shutdown_timeout=2.0,
-    )
+    app = build_app(allocator, settings, token, probes, metrics=metrics, namespace=backend.namespace)
+    runner = app_runner(app, header_timeout=settings.header_timeout, access_log=None, shutdown_timeout=HTTP_GRACE)
     await runner.setup()
     context = server_ssl_context(settings)
     grpc_server: grpc.aio.Server | None = None
@@ -115,6 +116,11 @@ async def serve_allocator(
             what="allocator",
             source=settings.port_source,
             reuse_port=reuse_port,
+            site_class=(
+                functools.partial(FastSite, route=fast_route(app, settings), grace=HTTP_GRACE)
+                if settings.fast_path
+                else web.TCPSite
+            ),
         )
         scheme = "https" if context is not None else "http"
         await allocator.wait_ready()

@@ -31,7 +31,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -112,7 +112,17 @@ class RateLimitedLog:
 _bad_auth_log = RateLimitedLog(log)
 
 
-def error_response(request: web.Request, exc: Exception) -> web.Response:
+class Named(Protocol):
+    """What an error's log line names: an aiohttp request, or a request the fast path read itself."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+
+def error_response(request: Named, exc: Exception) -> web.Response:
     """The JSON problem answering ``exc``: the one place errors become HTTP answers."""
     status = exc.http_status if isinstance(exc, FleetmatchError) else None
     if isinstance(exc, FleetmatchError) and status is not None:
@@ -232,7 +242,11 @@ def client_gone(request: web.BaseRequest) -> bool:
     On Linux a poll answers first (0.7 us, where the peek costs 4.4: it raises when nothing is
     pending, the usual case); only a half-close it reports is peeked, as elsewhere.
     """
-    transport = request.transport
+    return transport_gone(request.transport)
+
+
+def transport_gone(transport: asyncio.BaseTransport | None) -> bool:
+    """``client_gone`` for a connection's transport (the allocation fast path holds no request)."""
     if transport is None or transport.is_closing():
         return True
     sock = transport.get_extra_info("socket")
@@ -303,13 +317,15 @@ async def start_site(
     what: str = "server",
     source: str = "",
     reuse_port: bool = False,
+    site_class: Callable[..., web.TCPSite] = web.TCPSite,
 ) -> int:
     """Listen on ``host:port`` and return the bound port. ``source``: the setting that chose ``port``
     (``FLEETMATCH_ALLOCATOR_PORT``, a flag), named when it cannot be had. With ``fallback_port``, a
     busy *default* port (no ``source``) is replaced by any free one (``fleetmatch up`` on a busy
     laptop; the caller tells the user); a port the user chose is never silently swapped.
-    ``reuse_port``: SO_REUSEPORT, for processes that share one port on purpose (allocator workers)."""
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=1024, reuse_port=reuse_port or None)
+    ``reuse_port``: SO_REUSEPORT, for processes that share one port on purpose (allocator workers).
+    ``site_class``: made as ``web.TCPSite`` is (``fleetmatch.fastpath.FastSite`` with its route bound)."""
+    site = site_class(runner, host, port, ssl_context=ssl_context, backlog=1024, reuse_port=reuse_port or None)
     try:
         await site.start()
     except OSError as exc:
@@ -319,7 +335,7 @@ async def start_site(
         if not fallback_port or port == 0:
             raise ConfigError(f"{what}: cannot listen on {host}:{port}: {why}") from exc
         log.warning("%s port %d unavailable (%s); using a free port", what, port, why)
-        site = web.TCPSite(runner, host, 0, ssl_context=ssl_context, backlog=1024)
+        site = site_class(runner, host, 0, ssl_context=ssl_context, backlog=1024)
         await site.start()
     server = site._server
     assert server is not None

@@ -12,9 +12,26 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    disable_created_metrics,
+    generate_latest,
+)
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+FAST_PATH_SERVED = Counter(
+    "fleetmatch_http_fast_path_requests",
+    "Allocation requests answered on the fast path, straight off the socket (fleetmatch.fastpath).",
+)
+FAST_PATH_HANDOFFS = Counter(
+    "fleetmatch_http_fast_path_handoffs",
+    "Connections the fast path handed to aiohttp for a request it does not answer itself: another path "
+    "(health, metrics), a bad or missing token, an unusual request (chunked, HTTP/1.0, Expect).",
+)
 
 
 def metrics_handler(registry: CollectorRegistry = REGISTRY) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

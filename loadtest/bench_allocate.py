@@ -6,7 +6,9 @@
    (or ``REDIS_URL``, in a throw-away namespace), spread over 100 nodes;
 2. **baseline**: a trivial aiohttp JSON handler in its own process, driven by the same load
    generator: the ceiling of this harness on this machine;
-3. **one allocator process** (``fleetmatch allocator``): closed-loop load for the maximum rate,
+3. **one allocator process** (``fleetmatch allocator``): closed-loop load for the maximum rate
+   (and the same with ``FLEETMATCH_ALLOCATOR_FAST_PATH=false``, every request on aiohttp:
+   ``aiohttp_path_*``, the same-run baseline of ``fleetmatch.fastpath``),
    then open-loop load at half that rate for p50/p99 latency (five runs: the median p99, the
    worst, and how many went over 10 ms), and the same half-rate runs against an allocator that
    freezes its heap only once (``FLEETMATCH_ALLOCATOR_HEAP_FREEZE_SECONDS=0``, ``no_heap_freeze_*``:
@@ -324,6 +326,29 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return sorted(runs, key=lambda run: run["ok_per_second"])[len(runs) // 2]
 
 
+async def closed_loop_runs(
+    url: str,
+    token: str,
+    seconds: float,
+    concurrency: int,
+    repeat: int,
+    pid: int,
+    fresh_pool: Callable[[], Awaitable[None]],
+) -> list[dict[str, Any]]:
+    """``repeat`` closed-loop runs at the maximum rate, each against a full pool."""
+    runs = []
+    for _ in range(repeat):
+        await fresh_pool()
+        runs.append(await run_load(url, token, seconds, concurrency, server_pid=pid))
+    return runs
+
+
+def drained(runs: list[dict[str, Any]]) -> int:
+    """Closed-loop runs that ran the pool dry: they timed cheap 429s too, so their figures are not an
+    allocation rate (a longer ``--seconds`` than the pool lasts at the rate reached)."""
+    return sum(1 for run in runs if run.get("statuses", {}).get("429"))
+
+
 def summary(runs: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Every run's throughput and CPU per request, in the order run."""
     return {
@@ -413,11 +438,12 @@ async def bench(
 
         allocator_pid = await start_allocator("--grpc-port", str(grpc_port))
         await run_load(url, token, 0.3, concurrency)  # warm-up
-        runs = []
+
+        async def max_rate(pid: int) -> list[dict[str, Any]]:
+            return await closed_loop_runs(url, token, seconds, concurrency, repeat, pid, fresh_pool)
+
         conflicts = await claim_conflicts(base, 1)
-        for _ in range(repeat):
-            await fresh_pool()
-            runs.append(await run_load(url, token, seconds, concurrency, server_pid=allocator_pid))
+        runs = await max_rate(allocator_pid)
         conflicts = await claim_conflicts(base, 1) - conflicts
         one = report["one_allocator_max"] = median_run(runs)
         report["one_allocator_max_runs"] = summary(runs)
@@ -437,6 +463,14 @@ async def bench(
         report["grpc_one_allocator_max"] = await run_load(
             target, token, seconds, concurrency, server_pid=allocator_pid, grpc_target=True
         )
+        await stop(procs.pop())
+
+        # The same maximum-rate runs with every request on aiohttp (no fast path): its same-run baseline.
+        slow_pid = await start_allocator(FLEETMATCH_ALLOCATOR_FAST_PATH="false")
+        await run_load(url, token, 0.3, concurrency)  # warm-up
+        slow_runs = await max_rate(slow_pid)
+        report["aiohttp_path_max"] = median_run(slow_runs)
+        report["aiohttp_path_max_runs"] = summary(slow_runs)
         await stop(procs.pop())
 
         # The same half-rate runs against an allocator that freezes its heap once, at start: the
@@ -521,6 +555,10 @@ async def bench(
         report["baseline_p50_ms_at_half_rate"] = report["baseline_at_half_rate"]["p50_ms"]
         report["baseline_p99_ms_at_half_rate"] = report["baseline_at_half_rate"]["p99_ms"]
         report["cpu_us_per_allocation"] = cpu_us
+        report["aiohttp_path_allocations_per_second"] = report["aiohttp_path_max"]["ok_per_second"]
+        report["aiohttp_path_cpu_us_per_allocation"] = report["aiohttp_path_max"].get("server_cpu_us_per_request")
+        replica_loads = [load for phase in replica_phases.values() for load in phase["per_allocator"]]
+        report["phases_that_drained_the_pool"] = drained([*runs, *slow_runs, *two["per_generator"], *replica_loads])
         report["baseline_cpu_us_per_request"] = report["baseline"].get("server_cpu_us_per_request")
         report["grpc_allocations_per_second"] = report["grpc_one_allocator_max"]["ok_per_second"]
         report["grpc_cpu_us_per_allocation"] = report["grpc_one_allocator_max"].get("server_cpu_us_per_request")
@@ -552,8 +590,9 @@ async def bench(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    # 1.5 s: at 6,000+ allocations/s a longer phase would drain the 10,000-server pool and time 429s.
-    parser.add_argument("--seconds", type=float, default=1.5, help="duration of each measured phase")
+    # 1 s: at 6,700+ allocations/s a 1.5 s phase drains the 10,000-server pool and times 429s
+    # (``phases_that_drained_the_pool`` counts those).
+    parser.add_argument("--seconds", type=float, default=1.0, help="duration of each measured phase")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight per load generator")
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of the maximum-rate phases (baseline, one allocator); median kept"

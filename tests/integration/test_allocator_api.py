@@ -18,6 +18,7 @@ import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from openapi_spec_validator import validate
+from prometheus_client import REGISTRY
 
 from allocator.app import AllocatorService, serve_allocator
 from fleetmatch.allocation import AllocationState, GameServerAllocationSpec, GameServerSelector
@@ -335,6 +336,43 @@ async def test_malformed_unauthorized_and_oversized_requests(api: Api) -> None:
     await ready_servers(api.store, 1)
     await until_indexed(api, 1)
     assert (await api.post(fleet_request()))[0] == 201  # still serving after all that
+
+
+SAME_EITHER_WAY = [
+    b"{not json",
+    b'{"spec": {"selectors": "arena"}}',
+    b'{"metadata": {"namespace": "prod"}, "spec": {}}',
+    json.dumps(fleet_request("nope")).encode(),
+    json.dumps(fleet_request("arena", metadata={"labels": {"bad label!": "x"}})).encode(),
+    json.dumps(fleet_request("arena")).encode(),
+    json.dumps(fleet_request("arena")).encode(),  # the fleet's one server is taken: 429
+]
+
+
+async def test_the_fast_path_answers_as_aiohttp_does(gs_store: RedisStore[GameServer], backend: Backend) -> None:
+    """The same requests to an allocator with the fast path and one without (every request on
+    aiohttp): the same statuses, headers and bodies; only the fast one counts them as its own."""
+    answers: dict[bool, list[tuple[int, str, Any]]] = {}
+    served: dict[bool, float] = {}
+    for fast in (True, False):
+        (name,) = await ready_servers(gs_store, 1)
+        settings = AllocatorSettings(port=0, fast_path=fast)
+        before = REGISTRY.get_sample_value("fleetmatch_http_fast_path_requests_total") or 0.0
+        async with serve_allocator(backend, settings, TOKEN) as service, aiohttp.ClientSession() as http:
+            await eventually(lambda service=service: len(service.allocator.index) >= 1, within=5)
+            answers[fast] = []
+            for raw in SAME_EITHER_WAY:
+                headers = {"Authorization": f"Bearer {TOKEN}"}
+                async with http.post(f"{service.url}/v1/allocations", data=raw, headers=headers) as resp:
+                    doc = await resp.json()
+                    if resp.status == 201:  # when it was allocated: the one field that differs
+                        doc["status"]["metadata"]["annotations"].pop(LAST_ALLOCATED_ANNOTATION)
+                    answers[fast].append((resp.status, resp.headers["Content-Type"], doc))
+        served[fast] = (REGISTRY.get_sample_value("fleetmatch_http_fast_path_requests_total") or 0.0) - before
+        await gs_store.delete(name)
+    assert [status for status, _, _ in answers[True]] == [400, 422, 422, 404, 422, 201, 429]
+    assert answers[True] == answers[False]
+    assert served == {True: len(SAME_EITHER_WAY), False: 0.0}
 
 
 async def test_an_unreachable_store_is_503_as_in_every_api(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
