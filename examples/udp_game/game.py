@@ -74,6 +74,15 @@ def accept_any_token(player: str, token: str, allocation: Allocation) -> bool:
     return bool(token)
 
 
+def _named(annotations: Mapping[str, str]) -> frozenset[str]:
+    """The players the token annotation names (none if there is none, or it is not a JSON object)."""
+    try:
+        hashes = json.loads(annotations.get(PLAYER_TOKENS_ANNOTATION, "{}"))
+    except ValueError:
+        return frozenset()
+    return frozenset(hashes) if isinstance(hashes, dict) else frozenset()
+
+
 def verify_match_token(player: str, token: str, allocation: Allocation) -> bool | None:
     """The matchmaker's check: the player is in this match and the token hashes to their entry;
     None for a player the annotation does not name (not in this match, or not yet seen here).
@@ -136,6 +145,10 @@ class Match:
         """Players who ever joined (a rejoin after leaving counts again)."""
         self.tick = 0
         self.over: str | None = None
+        self._named: frozenset[str] = frozenset()
+        """The players the token annotation names (none: a server allocated by hand)."""
+        self._backfilled: dict[str, float] = {}
+        """Players named after the allocation (a backfill) who have not joined yet: when first named."""
 
     # -- what the SDK watch says ----------------------------------------------------------------
 
@@ -150,6 +163,11 @@ class Match:
         if first:
             self.allocated_at = now
         self.allocation = Allocation(self.server, MappingProxyType(dict(labels)), MappingProxyType(dict(annotations)))
+        named = _named(annotations)
+        if not first:
+            for player in named - self._named:
+                self._backfilled.setdefault(player, now)
+        self._named = named
         return first
 
     # -- players --------------------------------------------------------------------------------
@@ -165,7 +183,7 @@ class Match:
             return self._join(request, address, now)
         if isinstance(request, Input):
             return self._input(request, address, now)
-        return self._leave(request)
+        return self._leave(request, now)
 
     def _join(self, request: Join, address: Any, now: float) -> dict[str, Any]:
         if self.over is not None:
@@ -185,6 +203,7 @@ class Match:
         else:
             self.players[request.player] = Player(request.player, address, now)
             self.joined += 1
+            self._backfilled.pop(request.player, None)
         return protocol.welcome(request.player, self.server, self.tick, self.views())
 
     def _input(self, request: Input, address: Any, now: float) -> dict[str, Any]:
@@ -196,10 +215,16 @@ class Match:
             player.seq, player.data = request.seq, request.data
         return protocol.state(player.id, player.seq, self.tick, self.views())
 
-    def _leave(self, request: Leave) -> dict[str, Any]:
-        if self.players.pop(request.player, None) is not None and not self.players:
+    def _leave(self, request: Leave, now: float) -> dict[str, Any]:
+        if self.players.pop(request.player, None) is not None and not self.players and not self.awaited(now):
             self._end(ALL_LEFT)
         return protocol.bye(request.player)
+
+    def awaited(self, now: float) -> list[str]:
+        """Players a backfill sent who have not joined yet, named less than ``join_timeout`` ago:
+        while one is on the way, the match does not end for want of players (they would arrive to
+        ``match-over``). Players of the allocation itself who never came do not hold it open."""
+        return sorted(p for p, named_at in self._backfilled.items() if now - named_at < self.join_timeout)
 
     # -- time -----------------------------------------------------------------------------------
 
@@ -211,8 +236,8 @@ class Match:
         idle = [p.id for p in self.players.values() if now - p.last_seen >= self.idle_timeout]
         for player in idle:
             del self.players[player]
-        if idle and not self.players:
-            self._end(IDLE)
+        if not self.players and self.joined and not self.awaited(now):
+            self._end(IDLE if idle else ALL_LEFT)  # or the backfilled players awaited never came
         if self.allocated_at is not None and now - self.allocated_at >= self.time_limit:
             self._end(TIME_LIMIT)
         if self.allocated_at is not None and not self.joined and now - self.allocated_at >= self.join_timeout:

@@ -221,6 +221,38 @@ def test_the_match_ends_when_every_player_has_left() -> None:
     assert match.handle(Join("p3", "t"), ADDR, now=104) == protocol.reject("p3", game.MATCH_OVER)
 
 
+def test_a_backfilled_player_on_the_way_keeps_the_match_open() -> None:
+    """A backfill names a newcomer just before the last player leaves: the match waits for them
+    (up to ``join_timeout``) instead of ending under them; a no-show of the allocation does not."""
+
+    def named(*players: str) -> dict[str, str]:
+        return {game.PLAYER_TOKENS_ANNOTATION: json.dumps({p: hashlib.sha256(b"t").hexdigest() for p in players})}
+
+    match = Match("gs-1", join_timeout=30)
+    match.observe("Allocated", {}, named("p1", "p2", "no-show"), now=100)
+    for player in ("p1", "p2"):
+        assert match.handle(Join(player, "t"), ADDR, now=101)["t"] == "welcome"
+    match.handle(Leave("p1"), ADDR, now=110)
+    match.observe("Allocated", {}, named("p2", "no-show", "new"), now=111)  # p1's slot backfilled
+    match.handle(Leave("p2"), ADDR, now=112)
+    assert match.over is None
+    assert match.awaited(now=112) == ["new"]
+    assert match.advance(now=120) is None
+    assert match.handle(Join("new", "t"), ADDR, now=121)["t"] == "welcome"
+    assert match.awaited(now=121) == []
+    match.handle(Leave("new"), ADDR, now=130)
+    assert match.advance(now=130) == game.ALL_LEFT
+
+    stood_up = Match("gs-2", join_timeout=30)
+    stood_up.observe("Allocated", {}, named("p1"), now=100)
+    stood_up.handle(Join("p1", "t"), ADDR, now=101)
+    stood_up.observe("Allocated", {}, named("p1", "late"), now=102)
+    stood_up.handle(Leave("p1"), ADDR, now=103)
+    assert stood_up.advance(now=131.9) is None
+    assert stood_up.advance(now=132) == game.ALL_LEFT  # the newcomer never came
+    assert stood_up.handle(Join("late", "t"), ADDR, now=133) == protocol.reject("late", game.MATCH_OVER)
+
+
 def test_idle_players_are_dropped_and_end_the_match() -> None:
     match = allocated_match(idle_timeout=30)
     match.handle(Join("quiet", "t"), ADDR, now=100)
