@@ -257,7 +257,10 @@ async def catches(pid: int, signum: int, within: float) -> None:
     bit = 1 << (signum - 1)
 
     def caught() -> bool:
-        status = Path(f"/proc/{pid}/status").read_text()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            raise AssertionError(f"process {pid} exited before it caught signal {signum}") from None
         mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
         return bool(int(mask, 16) & bit)
 
@@ -265,8 +268,12 @@ async def catches(pid: int, signum: int, within: float) -> None:
 
 
 async def test_sigterm_while_waiting_for_the_sdk_exits_cleanly(tmp_path: Path) -> None:
-    dead_port = free_udp_port()  # nothing listens on this TCP port number either, almost surely
-    game = await GameProcess.start("lonely", dead_port, free_udp_port(), tmp_path)
+    # A port bound here and never listened on: connecting to it is refused, and no other test's
+    # server can take it meanwhile (a free port number alone once got a listener, and the game an
+    # answer from it: it exited before the signal).
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    game = await GameProcess.start("lonely", holder.getsockname()[1], free_udp_port(), tmp_path)
     try:
         # The SDK client waits 30 s for a late sidecar; SIGTERM during the wait still exits cleanly.
         # (A fixed 0.5 s was not always enough on a loaded machine to get past Python's start-up:
@@ -277,6 +284,7 @@ async def test_sigterm_while_waiting_for_the_sdk_exits_cleanly(tmp_path: Path) -
         assert await game.exit_code(within=10) == 0
     finally:
         await game.kill()
+        holder.close()
 
 
 # -- the client against the in-process protocol -----------------------------------------------------
