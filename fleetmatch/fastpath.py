@@ -35,6 +35,7 @@ from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
+from aiohttp.http_parser import SINGLETON_HEADERS
 
 from fleetmatch.http import error_response, transport_gone
 from fleetmatch.metrics import FAST_PATH_HANDOFFS, FAST_PATH_SERVED
@@ -55,8 +56,9 @@ _TOKEN_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _REFUSED = frozenset({b"transfer-encoding", b"expect", b"upgrade", b"te", b"content-encoding"})
 """Headers whose request aiohttp answers (bodies not framed by Content-Length, 100-continue, ...)."""
-_SINGLE = frozenset({b"content-length", b"authorization", b"connection", b"idempotency-key"})
-"""Headers that must come once: a repeated one goes to aiohttp to judge."""
+_SINGLE = frozenset(name.encode() for name in SINGLETON_HEADERS) | {b"authorization", b"connection", b"idempotency-key"}
+"""Headers that must come once (aiohttp's own list, which it refuses repeated, and those the route
+reads): a request repeating one goes to aiohttp to judge."""
 
 
 @dataclass(frozen=True, slots=True)

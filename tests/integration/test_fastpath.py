@@ -153,6 +153,7 @@ async def test_the_route_is_answered_off_the_socket_and_the_rest_by_aiohttp_in_o
         (request(extra=b"Expect: 100-continue\r\n"), 201, "aiohttp"),
         (request(extra=b"Connection: close\r\n"), 201, "aiohttp"),
         (request(extra=b"Content-Length: 12\r\n"), 400, None),  # twice: aiohttp judges (and refuses)
+        (request(extra=b"User-Agent: a\r\nUser-Agent: b\r\n"), 400, None),  # aiohttp allows no second one
         (request(extra=b"X-Folded: a\r\n b\r\n"), 400, None),
         (request(extra=b"Transfer-Encoding: chunked\r\n"), 400, None),  # framed twice: refused, never guessed
         (request(extra=b"Bad Name: x\r\n"), 400, None),
