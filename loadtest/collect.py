@@ -457,6 +457,7 @@ class Collector:
     def matched(
         self, ticket_id: str, match_id: str, players: int, waited: float, at: float, *, backfill: str = ""
     ) -> None:
+        """``backfill``: the fill (``assignment.fillId``, else its backfill's id) of a backfilled ticket."""
         self.tickets_matched += 1
         self.latencies[TIME_TO_MATCH].record(waited, players)
         if ticket_id in self.estimates:
@@ -472,8 +473,8 @@ class Collector:
         bucket.matched_players += players
         bucket.ttm.extend([waited] * players)
         first = self.match_first_seen.setdefault(match_id, at)
-        if backfill:  # told with the others of its fill, not with the match's first players
-            first = self.backfill_first_seen.setdefault(backfill, at)
+        if backfill:  # told with the others of its fill (a backfill is filled again and again), not
+            first = self.backfill_first_seen.setdefault(backfill, at)  # with the match's first players
         self.latency(ASSIGNMENT_PUSH, at - first, at)
 
     def no_capacity_since(self, queue: str, since: float) -> int:

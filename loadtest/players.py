@@ -567,7 +567,7 @@ class Party:
             assert self.ticket_id is not None
             self.assignment = assignment
             self._settle_proposal("matched" if self._proposal(assignment["matchId"]) else "requeued")
-            backfill = str(assignment.get("backfillId", ""))
+            backfill = str(assignment.get("fillId") or assignment.get("backfillId", ""))
             self.observer.matched(
                 self.ticket_id, assignment["matchId"], len(self.players), now - self._sent, now, backfill=backfill
             )

@@ -270,6 +270,7 @@ class Backfiller:
                 tokens={p.id: tokens[p.id] for p in tickets[tid].players},
                 team_name=names[team] if names else "",
                 backfill_id=backfill.id,
+                fill_id=fill_id,
                 roles={p.id: fill.roles[p.id] for p in tickets[tid].players if p.id in fill.roles},
             )
             for team, members in enumerate(fill.teams)

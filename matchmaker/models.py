@@ -180,6 +180,9 @@ class Assignment:
     backfill_id: str = ""
     """The backfill this ticket filled: it joined the match while it was running (``matchmaker.backfill``);
     "" for a ticket matched with the match's first players."""
+    fill_id: str = ""
+    """The fill of that backfill that brought it (one backfill may be filled several times, as
+    players leave): the tickets told together share it; "" for a match's first players."""
 
 
 @dataclass(frozen=True, slots=True)

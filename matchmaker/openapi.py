@@ -223,6 +223,11 @@ OPENAPI: dict[str, Any] = {
                         "description": "The backfill this ticket filled: it joins a match already running "
                         "(GET /v1/backfills/{id}); absent for a ticket matched with the match's first players",
                     },
+                    "fillId": {
+                        "type": "string",
+                        "description": "The fill of that backfill that brought this ticket (a backfill is filled "
+                        "again as players leave): the tickets told together share it; absent with backfillId",
+                    },
                 },
             },
             "MatchProposal": {

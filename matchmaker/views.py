@@ -67,6 +67,8 @@ def ticket_json(ticket: Ticket, principal: Principal, *, estimate: float | None 
             del assignment["roles"]
         if not assignment["backfillId"]:
             del assignment["backfillId"]
+        if not assignment["fillId"]:
+            del assignment["fillId"]
     return doc
 
 

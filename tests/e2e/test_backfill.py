@@ -77,6 +77,7 @@ async def test_a_player_leaves_a_4v4_and_a_waiting_player_takes_the_slot(tmp_pat
                 )
                 assert got["team"] == assignments[leaver]["team"]  # type: ignore[index]
                 assert got["backfillId"].startswith("4v4.") and "backfillId" not in a1  # joined a running match
+                assert len(got["fillId"]) == 32 and "fillId" not in a1  # the fill that brought it
                 welcome = await game.join("p9", got["tokens"]["p9"])
                 assert welcome["t"] == "welcome"
                 assert sorted(p["id"] for p in welcome["players"]) == sorted([*players[:7], "p9"])

@@ -125,9 +125,13 @@ def test_a_backfilled_ticket_is_timed_from_its_backfill_not_from_the_match() -> 
         collector.ticket_created(tid, "4v4", None, at=0.0)
     collector.matched("a", "m1", players=1, waited=1.0, at=1.0)
     collector.matched("b", "m1", players=1, waited=1.2, at=1.2)
-    collector.matched("c", "m1", players=1, waited=2.0, at=31.0, backfill="4v4.bf1")
+    collector.matched("c", "m1", players=1, waited=2.0, at=31.0, backfill="fill-1")
     assert collector.latencies[ASSIGNMENT_PUSH].max_ms == pytest.approx(200.0, rel=1e-3)
     assert collector.match_first_seen["m1"] == 1.0
+    # The same backfill filled again later (another player left): its own fill, timed on its own.
+    collector.ticket_created("d", "4v4", None, at=40.0)
+    collector.matched("d", "m1", players=1, waited=1.0, at=41.0, backfill="fill-2")
+    assert collector.latencies[ASSIGNMENT_PUSH].max_ms == pytest.approx(200.0, rel=1e-3)
 
 
 # -- reconciliation --------------------------------------------------------------------------------
