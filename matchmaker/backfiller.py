@@ -18,6 +18,14 @@ or no longer that match's, the backfill is cancelled and the tickets go back; if
 (a ticket was cancelled), the server write is undone and the tickets go back. A director that
 dies mid-fill leaves leases and a lock that run out: the tickets return at their place.
 
+**Sweeping.** A fill whose deadline passed without a commit is swept by the next pass of any
+director: its players come off the server if its write is there. Either way the sweep leaves the
+fill's id marked swept (``~<fill id>`` in ``fleetmatch.dev/backfill-fills``), in the same
+conditional write, so a write of that fill that comes later (its director stalled past the
+deadline between claim and write, or between a conflict and its retry) finds the mark and writes
+nothing (``SweptFillError``): the slot may be someone else's by then, and the ticket another
+server's.
+
 **Roles.** In a queue with role slots, a team's open roles are its roles minus those of its players
 still in the ``players`` List (by ``fleetmatch.dev/player-roles``; a server without the List counts
 every player it was given as present), read each pass with the server.
@@ -248,6 +256,11 @@ class Backfiller:
         teams = {p.id: team for team, members in enumerate(fill.teams) for tid in members for p in tickets[tid].players}
         try:
             gs = await self._write(backfill, fill_id, tokens, teams, roles=fill.roles)
+        except SweptFillError as exc:  # this director stalled past the fill's deadline: it is over
+            await self.backfills.release(name, backfill.id, fill_id, ids)
+            metrics.BACKFILLS.labels(queue=name, event="lost-lease").inc()
+            log.warning("%s: nothing written", exc, extra=self._ids)
+            return
         except BaseException:
             await self.backfills.release(name, backfill.id, fill_id, ids)
             raise
@@ -301,7 +314,8 @@ class Backfiller:
         roles: Mapping[str, str] | None = None,
     ) -> GameServer | None:
         """The newcomers onto the server in one conditional write; the server as written (or as it
-        was, if this fill was written before), or None if it no longer plays the match."""
+        was, if this fill was written before), or None if it no longer plays the match.
+        ``SweptFillError`` if the fill was swept first (nothing written)."""
         gone = False
         written: GameServer | None = None
 
@@ -315,6 +329,8 @@ class Backfiller:
             if fill_id in fills:
                 written = gs
                 return None
+            if SWEPT_MARK + fill_id in fills:
+                raise SweptFillError(f"fill {fill_id} of backfill {backfill.id} was swept before its write")
             hashes = {**_json_map(notes.get(PLAYER_TOKENS_ANNOTATION)), **{p: token_hash(t) for p, t in tokens.items()}}
             known = {**_teams_of(gs), **teams}
             changed = {
@@ -342,21 +358,25 @@ class Backfiller:
 
     async def _undo(self, server: str, match_id: str, fill_id: str, players: frozenset[str]) -> bool:
         """Take a fill that was not committed off the server again, if it is there: its players out
-        of the List and the annotations. False if that failed (logged: tried again when swept)."""
+        of the List and the annotations; the fill marked swept either way (a later write of it is
+        refused). False if that failed (logged: tried again when swept)."""
         tokens = players
 
         def change(gs: GameServer) -> GameServer | None:
             notes = gs.metadata.annotations
             fills = notes.get(BACKFILL_FILLS_ANNOTATION, "").split()
-            if not _of_match(gs, match_id) or fill_id not in fills:
-                return None
+            if not _of_match(gs, match_id) or SWEPT_MARK + fill_id in fills:
+                return None  # another match now (a late write checks that too), or swept already
+            marked = " ".join([*(f for f in fills if f != fill_id), SWEPT_MARK + fill_id][-FILLS_KEPT:])
+            if fill_id not in fills:  # not written (yet): only the mark, so that a late write is refused
+                return stamp(gs, annotations={**notes, BACKFILL_FILLS_ANNOTATION: marked})
             hashes = {p: h for p, h in _json_map(notes.get(PLAYER_TOKENS_ANNOTATION)).items() if p not in tokens}
             known = {p: t for p, t in _teams_of(gs).items() if p not in tokens}
             changed = {
                 **notes,
                 PLAYER_TOKENS_ANNOTATION: json.dumps(hashes, sort_keys=True),
                 PLAYER_TEAMS_ANNOTATION: json.dumps(known, sort_keys=True),
-                BACKFILL_FILLS_ANNOTATION: " ".join(f for f in fills if f != fill_id),
+                BACKFILL_FILLS_ANNOTATION: marked,
             }
             if PLAYER_ROLES_ANNOTATION in notes:
                 kept = {p: r for p, r in _roles_of(gs).items() if p not in tokens}
@@ -376,6 +396,14 @@ class Backfiller:
             log.warning("taking fill %s off %s failed: %s", fill_id, server, exc, extra=self._ids)
             return False
         return True
+
+
+class SweptFillError(Exception):
+    """The fill was swept (its deadline passed) before its server write came: nothing was written."""
+
+
+SWEPT_MARK = "~"
+"""Prefix of a swept fill's id in ``fleetmatch.dev/backfill-fills``."""
 
 
 def _trim(slots: tuple[int, ...], room: int) -> tuple[int, ...]:

@@ -29,7 +29,7 @@ from matchmaker.backfill import (
     MatchProfile,
     plan_fills,
 )
-from matchmaker.backfiller import Backfiller
+from matchmaker.backfiller import Backfiller, SweptFillError
 from matchmaker.backfills import RedisBackfillStore
 from matchmaker.director import MATCH_ID_ANNOTATION, PLAYER_TOKENS_ANNOTATION, QUEUE_ANNOTATION, token_hash
 from matchmaker.models import Player, Ticket, TicketState, new_ticket_id
@@ -145,7 +145,8 @@ async def test_a_fill_that_dies_after_its_claim_loses_nothing(stores) -> None:
     assert got.state is TicketState.MATCHED and got.assignment is not None and got.assignment.match_id == MATCH
     gs = await gameservers.get("arena-0")
     assert gs.status.lists[PLAYERS_LIST].values.count("near") == 1
-    assert len(gs.metadata.annotations[BACKFILL_FILLS_ANNOTATION].split()) == 1  # only the committed fill
+    fills = gs.metadata.annotations[BACKFILL_FILLS_ANNOTATION].split()
+    assert len(fills) == 2 and "~dead-fill" in fills  # the committed fill, and the dead one marked swept
 
 
 async def test_two_directors_never_give_one_slot_twice(stores) -> None:
@@ -256,6 +257,36 @@ async def test_a_director_that_dies_after_writing_the_server_leaves_no_phantom(s
     hashes = json.loads(gs.metadata.annotations[PLAYER_TOKENS_ANNOTATION])
     assert hashes["near"] == token_hash(got.assignment.tokens["near"])  # the live token, not the lost one
     assert "dead-fill" not in gs.metadata.annotations[BACKFILL_FILLS_ANNOTATION].split()
+    assert "~dead-fill" in gs.metadata.annotations[BACKFILL_FILLS_ANNOTATION].split()
+
+
+async def test_a_fill_written_after_it_was_swept_writes_nothing(stores) -> None:
+    """A director claims a fill and stalls past its deadline before writing the server. The next
+    pass sweeps the fill (nothing on the server yet) and fills the slot with the ticket again, under
+    a live token. When the stalled write finally comes it must write nothing: its player would be
+    on the server twice over (a stale token, or beside whoever took the slot), and killed before
+    its commit, that director would leave them there for good."""
+    tickets, backfills, gameservers = stores
+    await running_match(gameservers)
+    [near] = await queued(tickets, [player("near", 1550)])
+    filler = Backfiller(backfills, gameservers, QUEUE, lease_seconds=0.3)
+    await filler.scan()
+    [opened] = await backfills.open_backfills("4v4")
+    assert await backfills.claim("4v4", opened.id, "stalled-fill", [near], lease_seconds=0.3)
+    await asyncio.sleep(0.4)  # the fill's director stalls here, before its server write
+    await tickets.reap("4v4")
+    await filler.fill(await tickets.pool("4v4"))  # swept, then the slot filled again by the same ticket
+    got = await tickets.get(near)
+    assert got.state is TicketState.MATCHED and got.assignment is not None
+    before = await gameservers.get("arena-0")
+    with pytest.raises(SweptFillError):
+        await filler._write(opened, "stalled-fill", {"near": "stale-token"}, {"near": 0})
+    gs = await gameservers.get("arena-0")
+    assert gs.metadata.resource_version == before.metadata.resource_version  # nothing written
+    hashes = json.loads(gs.metadata.annotations[PLAYER_TOKENS_ANNOTATION])
+    assert hashes["near"] == token_hash(got.assignment.tokens["near"])
+    assert json.loads(gs.metadata.annotations[PLAYER_TEAMS_ANNOTATION])["near"] == 1
+    assert len(gs.status.lists[PLAYERS_LIST].values) == 8
 
 
 async def test_following_the_watch_opens_and_cancels(stores) -> None:
