@@ -88,7 +88,10 @@ def rating() -> None:
 @output_option()
 @click.pass_context
 def rating_get(ctx: click.Context, player: str, queue: str, output: str) -> None:
-    """Show PLAYER's rating in a queue (a new player's default until a result is posted)."""
+    """Show PLAYER's rating in a queue (a new player's default until a result is posted; a note on
+    stderr says so)."""
     url, key = operator_credentials(settings_of(ctx))
     doc = run(ticket_call("GET", f"{url}/v1/ratings/{quote(player, safe='')}?queue={quote(queue)}", key))
     click.echo(render_one(doc, output, RATING))
+    if doc.get("games") == 0:
+        click.echo(f"note: no rated match of {player} in {queue} yet: this is a new player's rating", err=True)

@@ -224,5 +224,8 @@ async def test_the_cli_posts_a_result_and_reads_a_rating(stack: Stack, tmp_path:
     code, out, err = await fleetmatch(tmp_path, "rating", "get", "jo", "--queue", "ranked", "-o", "json")
     assert code == 0, err
     assert json.loads(out) == await stack.rating("jo") and json.loads(out)["mu"] > DEFAULT_MU
+    assert "note" not in err
+    code, out, err = await fleetmatch(tmp_path, "rating", "get", "nobody-yet", "--queue", "ranked")
+    assert code == 0 and "no rated match of nobody-yet in ranked yet" in err, err
     code, out, err = await fleetmatch(tmp_path, "match", "result", "nope", "--rank", "1", "--rank", "2")
     assert code == 1 and err.startswith("error: 404"), err
