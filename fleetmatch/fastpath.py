@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hmac
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,6 +40,8 @@ from aiohttp.http_parser import SINGLETON_HEADERS
 
 from fleetmatch.http import error_response, transport_gone
 from fleetmatch.metrics import FAST_PATH_HANDOFFS, FAST_PATH_SERVED
+
+log = logging.getLogger(__name__)
 
 Answer = tuple[int, bytes] | web.Response
 """A route's answer: ``(status, JSON body)`` on its usual success, any other answer as a response."""
@@ -280,12 +283,17 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         close = self._closing
-        if isinstance(answer, tuple):
-            status, payload = answer
-            reason = _REASONS.get(status) or HTTPStatus(status).phrase
-            transport.write(_head(status, reason, _JSON_TYPE, len(payload), close=close) + payload)
-        else:
-            transport.write(_serialize(answer, close=close))
+        try:
+            if isinstance(answer, tuple):
+                status, payload = answer
+                reason = _REASONS.get(status) or HTTPStatus(status).phrase
+                transport.write(_head(status, reason, _JSON_TYPE, len(payload), close=close) + payload)
+            else:
+                transport.write(_serialize(answer, close=close))
+        except Exception:  # an answer that cannot be sent (a bug): the connection, not the process
+            log.exception("%s %s: the answer could not be sent; closing the connection", route.method, route.path)
+            transport.close()
+            return
         self._busy = False
         if close:
             transport.close()

@@ -43,6 +43,7 @@ class Route:
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     gone_seen: list[bool] = field(default_factory=list)
     gone: Callable[[], bool] | None = None
+    unsendable: bool = False
 
     async def answer(self, body: bytes, headers: Mapping[bytes, bytes], gone: Callable[[], bool]) -> Answer:
         self.gone = gone
@@ -52,6 +53,8 @@ class Route:
             self.gone_seen.append(gone())
         if self.raising is not None:
             raise self.raising
+        if self.unsendable:  # a header value no HTTP header can carry
+            return web.json_response({}, headers={"X-Sign": "\u20ac"})
         key = headers.get(b"idempotency-key", b"").decode()
         return 201, json.dumps({"via": "fast", "body": body.decode(), "key": key}).encode()
 
@@ -237,6 +240,23 @@ async def test_errors_of_the_route_are_answered_as_the_middleware_does(caplog: p
     assert status == 500
     assert json.loads(body)["error"]["message"] == "internal error (see the server log)"
     assert "POST /v1/allocations failed" in caplog.text
+
+
+async def test_an_answer_that_cannot_be_sent_closes_its_connection_only(caplog: pytest.LogCaptureFixture) -> None:
+    route = Route(unsendable=True)
+    async with serve(route) as served:
+        reader, writer = await served.connect()
+        with caplog.at_level(logging.ERROR, logger="fleetmatch.fastpath"):
+            writer.write(request())
+            async with asyncio.timeout(5):
+                assert await reader.read() == b""  # closed, no half answer
+        writer.close()
+        route.unsendable = False
+        reader, writer = await served.connect()  # the site still serves
+        writer.write(request())
+        assert (await read_answer(reader))[0] == 201
+        writer.close()
+    assert "the answer could not be sent" in caplog.text
 
 
 async def test_the_route_sees_a_client_that_hung_up() -> None:
