@@ -95,6 +95,19 @@ def stores(redis_client: aioredis.Redis) -> tuple[RedisTicketStore, RedisBackfil
     return tickets, RedisBackfillStore(tickets), RedisStore(redis_client, GameServer)
 
 
+async def claimed_fill(stores: Any, fill_id: str) -> tuple[str, Backfiller, Backfill]:
+    """A running match that lost p7, its backfill opened by a scan, and the waiting ticket ``near``
+    claimed for it by fill ``fill_id`` (deadline 0.3 s), as a director does before its server write."""
+    tickets, backfills, gameservers = stores
+    await running_match(gameservers)
+    [near] = await queued(tickets, [player("near", 1550)])
+    filler = Backfiller(backfills, gameservers, QUEUE, lease_seconds=0.3)
+    await filler.scan()
+    [opened] = await backfills.open_backfills("4v4")
+    assert await backfills.claim("4v4", opened.id, fill_id, [near], lease_seconds=0.3)
+    return near, filler, opened
+
+
 async def test_a_player_leaves_and_one_pass_fills_the_slot(stores, redis_client: aioredis.Redis) -> None:
     tickets, backfills, gameservers = stores
     await running_match(gameservers)
@@ -129,13 +142,8 @@ async def test_a_player_leaves_and_one_pass_fills_the_slot(stores, redis_client:
 async def test_a_fill_that_dies_after_its_claim_loses_nothing(stores) -> None:
     """The director claims (leases the ticket, locks the backfill) and dies before writing the
     server: the lease and the lock run out, the ticket is back in place, the next pass fills."""
-    tickets, backfills, gameservers = stores
-    await running_match(gameservers)
-    [near] = await queued(tickets, [player("near", 1550)])
-    filler = Backfiller(backfills, gameservers, QUEUE, lease_seconds=0.3)
-    await filler.scan()
-    [opened] = await backfills.open_backfills("4v4")
-    assert await backfills.claim("4v4", opened.id, "dead-fill", [near], lease_seconds=0.3)
+    tickets, _, gameservers = stores
+    near, filler, _ = await claimed_fill(stores, "dead-fill")
     assert not await filler.fill(await tickets.pool("4v4")) and not await tickets.pool("4v4")  # leased: not in pool
     await asyncio.sleep(0.4)
     reaped = await tickets.reap("4v4")
@@ -238,12 +246,7 @@ async def test_a_director_that_dies_after_writing_the_server_leaves_no_phantom(s
     would look full; once the fill's deadline passed, the next pass takes the phantom player off
     the server and the ticket (back in the pool at its place) fills the slot, once."""
     tickets, backfills, gameservers = stores
-    await running_match(gameservers)
-    [near] = await queued(tickets, [player("near", 1550)])
-    filler = Backfiller(backfills, gameservers, QUEUE, lease_seconds=0.3)
-    await filler.scan()
-    [opened] = await backfills.open_backfills("4v4")
-    assert await backfills.claim("4v4", opened.id, "dead-fill", [near], lease_seconds=0.3)
+    near, filler, opened = await claimed_fill(stores, "dead-fill")
     assert await filler._write(opened, "dead-fill", {"near": "lost-token"}, {"near": 1}) is not None
     await filler.scan()  # the List looks full now: the backfill is busy with the fill, not closed
     assert [b.id for b in await backfills.open_backfills("4v4")] == [opened.id]
@@ -266,13 +269,8 @@ async def test_a_fill_written_after_it_was_swept_writes_nothing(stores) -> None:
     a live token. When the stalled write finally comes it must write nothing: its player would be
     on the server twice over (a stale token, or beside whoever took the slot), and killed before
     its commit, that director would leave them there for good."""
-    tickets, backfills, gameservers = stores
-    await running_match(gameservers)
-    [near] = await queued(tickets, [player("near", 1550)])
-    filler = Backfiller(backfills, gameservers, QUEUE, lease_seconds=0.3)
-    await filler.scan()
-    [opened] = await backfills.open_backfills("4v4")
-    assert await backfills.claim("4v4", opened.id, "stalled-fill", [near], lease_seconds=0.3)
+    tickets, _, gameservers = stores
+    near, filler, opened = await claimed_fill(stores, "stalled-fill")
     await asyncio.sleep(0.4)  # the fill's director stalls here, before its server write
     await tickets.reap("4v4")
     await filler.fill(await tickets.pool("4v4"))  # swept, then the slot filled again by the same ticket
