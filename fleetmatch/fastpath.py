@@ -24,17 +24,16 @@ While an answer is being computed, further pipelined bytes wait (reading pauses 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hmac
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE
 from aiohttp.http_parser import SINGLETON_HEADERS
 
@@ -86,22 +85,6 @@ class _Line:
     path: str
 
 
-class _Clock:
-    """The ``Date`` header, formatted once a second."""
-
-    def __init__(self) -> None:
-        self._second = 0
-        self._value = b""
-
-    def date(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._value = email.utils.formatdate(now, usegmt=True).encode()
-        return self._value
-
-
-_CLOCK = _Clock()
 _SERVER = SERVER_SOFTWARE.encode()
 
 
@@ -112,7 +95,7 @@ def _head(status: int, reason: str, content_type: bytes, length: int, *, close: 
         reason.encode(),
         content_type,
         length,
-        _CLOCK.date(),
+        rfc822_formatted_time().encode(),  # aiohttp's Date, formatted once a second
         _SERVER,
         extra,
         connection,
@@ -120,7 +103,7 @@ def _head(status: int, reason: str, content_type: bytes, length: int, *, close: 
 
 
 _JSON_TYPE = b"application/json; charset=utf-8"
-_REASONS = {200: "OK", 201: "Created"}
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
 def _serialize(response: web.Response, *, close: bool) -> bytes:
@@ -286,8 +269,7 @@ class _Connection(asyncio.Protocol):
         try:
             if isinstance(answer, tuple):
                 status, payload = answer
-                reason = _REASONS.get(status) or HTTPStatus(status).phrase
-                transport.write(_head(status, reason, _JSON_TYPE, len(payload), close=close) + payload)
+                transport.write(_head(status, _REASONS[status], _JSON_TYPE, len(payload), close=close) + payload)
             else:
                 transport.write(_serialize(answer, close=close))
         except Exception:  # an answer that cannot be sent (a bug): the connection, not the process
