@@ -8,7 +8,9 @@ virtual time: a director pass every ``tick`` seconds publishes the summary (``pu
 and each ticket is estimated at its enqueue time as a frontend does, the old way (recent times to
 match alone: ``estimate`` then ``remaining``) and the new (``expected_remaining``). The truth is the
 server's (enqueue to match), not the client's (which adds ticket creation and the assignment push),
-so the figures sit close to, not exactly on, the load test's::
+so the figures sit close to, not exactly on, the load test's. Its passes are virtual, not the
+run's: the next-pass estimate (``matchmaker.estimate.next_pass``, a fraction of a second, judged
+within tens of milliseconds) falls between them, and only the load test itself judges it::
 
     python -m loadtest.replay_waits --redis unix:///path/to/redis.sock --queues fleetmatch/demo/queues.yaml
 
@@ -67,16 +69,23 @@ FLOOR_SECONDS = 0.05
 
 
 def best_single_figure(waits: Sequence[float], tolerance: float = ESTIMATE_TOLERANCE) -> int:
-    """How many of ``waits`` one figure could be within ``tolerance`` of, at best: the most of the
-    intervals [w(1 - tolerance), w(1 + tolerance)] that share a point (a sweep, starts before ends)."""
+    """How many of ``waits`` one figure could be within ``tolerance`` of, at best."""
+    return best_figure(waits, tolerance)[0]
+
+
+def best_figure(waits: Sequence[float], tolerance: float = ESTIMATE_TOLERANCE) -> tuple[int, float]:
+    """The most of ``waits`` one figure can be within ``tolerance`` of, and that figure: the most of
+    the intervals [w(1 - tolerance), w(1 + tolerance)] that share a point (a sweep, starts before
+    ends). No waits: (0, 0.0)."""
     edges = sorted(
         (max(FLOOR_SECONDS, w) * (1 + sign * tolerance), sign) for w in waits for sign in (-1, 1)
     )  # (point, -1) opens an interval, (point, +1) closes one: at a tie the opening sorts first
-    best = count = 0
-    for _, sign in edges:
+    best, count, figure = 0, 0, 0.0
+    for point, sign in edges:
         count -= sign
-        best = max(best, count)
-    return best
+        if count > best:
+            best, figure = count, point
+    return best, figure
 
 
 def first_pass(records: Sequence[Record]) -> set[str]:
@@ -147,7 +156,9 @@ def replay(records: Sequence[Record], queue: Queue | None, *, tick: float = 0.5)
                 continue
             at, waited = record.ticket.enqueued_at, record.finished - record.ticket.enqueued_at
             old = remaining(estimate(summary.waits, keys, at), 0.0)
-            new = expected_remaining(summary, keys, size=record.ticket.size, needed=needed, enqueued_at=at, now=at)
+            new = expected_remaining(
+                summary, keys, size=record.ticket.size, needed=needed, enqueued_at=at, now=at, tick=tick
+            )
             judged.append((record, new))
             for name, value in (("old", old), ("new", new)):
                 if value is None:

@@ -25,7 +25,7 @@ from fleetmatch.codec import to_wire
 from fleetmatch.errors import BackendError, ValidationError
 from matchmaker.auth import Principal
 from matchmaker.errors import OperatorsOnlyError
-from matchmaker.estimate import Summary, decode_summary, expected_remaining, keys_of
+from matchmaker.estimate import Summary, decode_summary, expected_remaining, keys_of, read_again_at
 from matchmaker.models import Ticket, TicketState
 from matchmaker.rules import Queue
 from matchmaker.stats import OLDEST, RECENT, queue_stats
@@ -37,7 +37,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 SUMMARY_SECONDS = 1.0
 """How long a frontend reuses a queue's wait summary before reading it again (directors write it
-at most once per pass)."""
+at most once per pass), at most: it is read again once the next pass is due (``read_again_at``)."""
 _WAITING = frozenset({TicketState.QUEUED, TicketState.LEASED})
 
 
@@ -107,6 +107,7 @@ class WaitEstimates:
             needed=rules.players_needed if rules is not None else 0,
             enqueued_at=ticket.enqueued_at,
             now=self.clock(),
+            tick=rules.tick_seconds if rules is not None else None,
         )
 
     async def _summary(self, queue: str) -> Summary:
@@ -129,7 +130,11 @@ class WaitEstimates:
         except BackendError as exc:  # the ticket itself was just read: an estimate is not worth a 503
             log.warning("reading the wait summary of %s failed: %s", queue, exc, extra={"queue": queue})
             cells = cached[1] if cached is not None else Summary()
-        self._cells[queue] = (now + self.ttl, cells)
+            self._cells[queue] = (now + self.ttl, cells)  # not again before the ttl: one warning a second
+            return cells
+        rules = self.queues.get(queue)
+        tick = rules.tick_seconds if isinstance(rules, Queue) else None
+        self._cells[queue] = (read_again_at(cells, now, ttl=self.ttl, tick=tick), cells)
         return cells
 
 

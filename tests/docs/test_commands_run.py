@@ -49,6 +49,10 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "--save run.json",
         "python -m loadtest.replay_waits --records run.json --queues fleetmatch/demo/queues.yaml",
     ),
+    ("docs/load-testing.md", "python -m loadtest.wait_ceiling --players 2000 --seed 15"): (
+        "simulates a 2000-player day some 6,000 times (minutes of CPU); tests/unit/test_wait_ceiling.py runs the "
+        "same simulation on small days"
+    ),
     **_each(
         ("docs/kubernetes.md",),
         _CLUSTER,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from fleetmatch.allocator_client import AllocatorClient
 from fleetmatch.codec import to_wire
 from fleetmatch.models import PortStatus
 from matchmaker.director import Director
-from matchmaker.estimate import Summary, decode_summary, keys_of, publish
+from matchmaker.estimate import PUBLISH_SLACK_SECONDS, Summary, decode_summary, depths_of, keys_of, publish
 from matchmaker.matching import find_matches
 from matchmaker.models import Player, Proposal, Ticket, new_ticket_id
 from matchmaker.rules import Queue
@@ -181,3 +182,25 @@ async def test_creates_in_flight_when_the_summary_expires_share_one_read(redis_c
         assert store.summary_reads == expiry + 1
         assert len(set(estimates)) == 1 and estimates[0] is not None
         now[0] += SUMMARY_SECONDS + 0.1
+
+
+async def test_a_summary_is_read_again_once_the_next_pass_has_published(redis_client: aioredis.Redis) -> None:
+    """The next-pass estimate counts the players the coming pass will match: a frontend reads the
+    summary again once that pass is due, not a whole ``SUMMARY_SECONDS`` later."""
+    store = CountingStore(redis_client)
+    published = time.time()
+    now = [published + 0.05]
+    waits = WaitEstimates(store, {"duel": DUEL}, clock=lambda: now[0])
+    waiting = Ticket(new_ticket_id("duel", published), "duel", "p1", (Player("p1", {"skill": 1500}),))
+    keys = keys_of(waiting, DUEL)
+    earlier = [(keys, 2.0, 1)] * 3  # recent matches: the queue has data
+    depths = depths_of([(keys, DUEL.players_needed - 1, published - 1)], published)  # all but one
+    await store.record_waits("duel", publish(Summary(), earlier, depths, published))
+    newcomer = replace(waiting, id=new_ticket_id("duel", now[0]), owner="p2", enqueued_at=now[0])
+    first = await waits.remaining(newcomer)
+    assert first == pytest.approx(DUEL.tick_seconds - 0.05)  # it completes a match: the next pass
+    assert store.summary_reads == 1
+    now[0] = published + DUEL.tick_seconds + PUBLISH_SLACK_SECONDS + 0.01  # that pass is due
+    assert DUEL.tick_seconds + PUBLISH_SLACK_SECONDS + 0.01 < SUMMARY_SECONDS
+    await waits.remaining(newcomer)
+    assert store.summary_reads == 2

@@ -14,6 +14,7 @@ from matchmaker.estimate import (
     MAX_CELLS,
     PEAK_HALF_LIFE_SECONDS,
     PEAK_PREFIX,
+    PUBLISH_SLACK_SECONDS,
     QUEUE_WEIGHT,
     RATE_HALF_LIFE_SECONDS,
     RATE_PREFIX,
@@ -35,6 +36,7 @@ from matchmaker.estimate import (
     merge_rates,
     publish,
     queue_term,
+    read_again_at,
     remaining,
 )
 from matchmaker.models import Player, Ticket
@@ -327,3 +329,74 @@ def test_no_estimate_beyond_the_longest_wait_seen_lately() -> None:
     assert now == pytest.approx(LONGEST_FACTOR * 40.0, abs=0.1)
     later = expected_remaining(capped, keys, size=1, needed=8, enqueued_at=NOW - 5, now=NOW)
     assert later == pytest.approx(LONGEST_FACTOR * 40.0 - 5, abs=0.1)  # what it waited comes off
+
+
+# -- the next pass ---------------------------------------------------------------------------------
+
+PUBLISHED = NOW - 0.2
+"""The last pass published 0.2 s ago; passes start every 0.5 s: the next one publishes in 0.3 s."""
+
+
+def pool_near(*depths: tuple[str, float], rate: float = 8.0, ahead: float = 4.0) -> Summary:
+    """A queue whose last pass left ``depths`` ((key, players) each), with ``ahead`` players in
+    the region leaving at ``rate`` per second (a queue that clears in half a second)."""
+    keys = dict(depths)
+    keys.setdefault("eu|*", ahead)
+    made = summary_of(0, rate)
+    return Summary(
+        depths={k: Depth(players, NOW - 3, PUBLISHED) for k, players in keys.items()},
+        rates={"eu|*": made.rates["eu|*"]},
+    )
+
+
+def soon(summary: Summary, *, size: int = 1, enqueued_at: float = NOW, now: float = NOW) -> float | None:
+    return expected_remaining(
+        summary, ("eu|7", "eu|*", "*|*"), size=size, needed=4, enqueued_at=enqueued_at, now=now, tick=0.5
+    )
+
+
+def test_a_ticket_that_completes_a_match_waits_for_the_next_pass() -> None:
+    assert soon(pool_near(("eu|7", 3.0))) == pytest.approx(0.3)
+    assert soon(pool_near(("eu|6", 1.0), ("eu|8", 2.0))) == pytest.approx(0.3)  # the bands beside it count
+    assert soon(pool_near(("eu|5", 3.0), ("eu|9", 3.0))) != pytest.approx(0.3)  # two bands away: out of reach
+    assert soon(pool_near(("eu|7", 2.0))) != pytest.approx(0.3)  # one player short
+    assert soon(pool_near(("eu|7", 1.0)), size=3) == pytest.approx(0.3)  # a party of 3 needs one more
+
+
+def test_the_next_pass_is_counted_from_the_last_publish() -> None:
+    assert soon(pool_near(("eu|7", 3.0)), enqueued_at=NOW + 0.25, now=NOW + 0.25) == pytest.approx(0.05)
+    # the pass is overdue (it is slow, or this frontend holds an old summary): the one after
+    assert soon(pool_near(("eu|7", 3.0)), enqueued_at=NOW + 0.4, now=NOW + 0.4) == pytest.approx(0.4)
+
+
+def test_a_ticket_the_last_pass_saw_and_left_is_not_matched_by_the_next() -> None:
+    # a queued ticket asked again: it was counted among the players near itself, and was not matched
+    later = soon(pool_near(("eu|7", 3.0)), enqueued_at=PUBLISHED - 1, now=NOW)
+    assert later != pytest.approx(0.3)
+
+
+def test_a_full_fleet_is_not_the_next_pass() -> None:
+    # the queue ahead takes 100 s to clear: a match formed at the next pass waits for a server
+    crowded = soon(pool_near(("eu|7", 3.0), ahead=800.0))
+    assert crowded is not None and crowded > 50
+    # without a tick (an unknown queue) the rule is not applied
+    summary = pool_near(("eu|7", 3.0))
+    without = expected_remaining(summary, ("eu|7", "eu|*", "*|*"), size=1, needed=4, enqueued_at=NOW, now=NOW)
+    assert without != pytest.approx(0.3)
+
+
+def test_a_queue_without_skill_bands_counts_its_region() -> None:
+    summary = Summary(depths={"eu|*": Depth(3.0, NOW - 3, PUBLISHED)})
+    keys = ("eu|-", "eu|*", "*|*")
+    assert expected_remaining(summary, keys, size=1, needed=4, enqueued_at=NOW, now=NOW, tick=0.5) == 0.3
+    assert expected_remaining(summary, keys, size=1, needed=5, enqueued_at=NOW, now=NOW, tick=0.5) is None
+
+
+def test_a_summary_is_read_again_once_the_next_pass_has_published() -> None:
+    summary = pool_near(("eu|7", 3.0))
+    assert read_again_at(summary, NOW, ttl=1.0, tick=0.5) == pytest.approx(PUBLISHED + 0.5 + PUBLISH_SLACK_SECONDS)
+    assert read_again_at(summary, NOW, ttl=0.1, tick=0.5) == pytest.approx(NOW + 0.1)  # the ttl still bounds it
+    overdue = NOW + 0.4
+    assert read_again_at(summary, overdue, ttl=1.0, tick=0.5) == pytest.approx(overdue + 0.25)
+    assert read_again_at(summary, NOW, ttl=1.0, tick=None) == NOW + 1.0
+    assert read_again_at(Summary(), NOW, ttl=1.0, tick=0.5) == NOW + 1.0
