@@ -59,6 +59,14 @@ def store(redis_client: aioredis.Redis) -> RedisTicketStore:
     return RedisTicketStore(redis_client, block_ms=1000)
 
 
+def in_the_foreground() -> None:
+    """SIGINT back to its default in the child, as for a command typed at a terminal. A suite run
+    in the background by a shell without job control (``./.ci/run &``) inherits SIGINT ignored, and
+    so would the command: it keeps ignoring it, as a background job should, and Ctrl-C is not
+    what these tests would then be sending."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def start(data_dir: Path, *args: str) -> asyncio.subprocess.Process:
     """``fleetmatch ARGS`` against the stack of ``data_dir``, its output piped."""
     return await asyncio.create_subprocess_exec(
@@ -70,6 +78,7 @@ async def start(data_dir: Path, *args: str) -> asyncio.subprocess.Process:
         env={**os.environ, "FLEETMATCH_DATA_DIR": str(data_dir)},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=in_the_foreground,
     )
 
 
