@@ -92,12 +92,11 @@ class WaitEstimates:
     async def remaining(self, ticket: Ticket) -> float | None:
         """Seconds the ticket may still wait, for its queue, region and band (``expected_remaining``:
         the players ahead of it and recent times to match); None when it is not waiting or there is
-        no data yet."""
+        no data yet. A queue's first pass publishes depths before any wait or rate: that is enough
+        for the next-pass rule."""
         if ticket.state not in _WAITING:
             return None
         summary = await self._summary(ticket.queue)
-        if not summary:
-            return None
         queue = self.queues.get(ticket.queue)
         rules = queue if isinstance(queue, Queue) else None
         return expected_remaining(

@@ -204,3 +204,21 @@ async def test_a_summary_is_read_again_once_the_next_pass_has_published(redis_cl
     assert DUEL.tick_seconds + PUBLISH_SLACK_SECONDS + 0.01 < SUMMARY_SECONDS
     await waits.remaining(newcomer)
     assert store.summary_reads == 2
+
+
+async def test_a_queue_with_no_match_yet_tells_the_ticket_that_completes_one_the_next_pass(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Passes publish depths before any match has timed a wait: a newcomer completing a match was
+    told nothing ("no data") until the queue's first match, though the next pass would match it."""
+    store = RedisTicketStore(redis_client)
+    published = time.time()
+    now = [published + 0.05]
+    waits = WaitEstimates(store, {"duel": DUEL}, clock=lambda: now[0])
+    waiting = Ticket(new_ticket_id("duel", published), "duel", "p1", (Player("p1", {"skill": 1500}),))
+    keys = keys_of(waiting, DUEL)
+    depths = depths_of([(keys, DUEL.players_needed - 1, published - 1)], published)
+    await store.record_waits("duel", publish(Summary(), [], depths, published))  # no waits, no rates
+    assert await waits.remaining(waiting) is None  # the pass saw it and left it: nothing to go on
+    newcomer = replace(waiting, id=new_ticket_id("duel", now[0]), owner="p2", enqueued_at=now[0])
+    assert await waits.remaining(newcomer) == pytest.approx(DUEL.tick_seconds - 0.05)
