@@ -23,6 +23,13 @@ printed beside it to compare with a real run's::
 
     python -m loadtest.wait_ceiling --scenario loadtest/scenarios/launch-day.yaml --players 2000 --seed 15
 
+With ``--forecasts N`` it also measures the most a *server* could forecast: for each sampled
+ticket it plays the day on from the same moment N times, with arrivals at the rate of the ten
+seconds before (``recent_rate``: what a server can have measured; it cannot know where the curve
+goes next) instead of the curve itself, and takes the median of those waits as the estimate
+(``forecastPercent``). The pool, rules and fleet are known exactly, which no frontend knows at
+create time: it bounds a forecasting director from above.
+
 Timings stay out of it: it prints shares of tickets, not durations of its own.
 """
 
@@ -31,6 +38,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import statistics
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,6 +66,8 @@ from matchmaker.rules import Queue, load_queues
 from matchmaker.views import SUMMARY_SECONDS
 
 HERE = Path(__file__).resolve().parent
+FORECAST_WINDOW_SECONDS = 10.0
+"""How far back the forecast's arrival rate looks (``recent_rate``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,17 +189,47 @@ def arrivals(
     with ``after``, only those created later (the others are not drawn)."""
     for index, at in enumerate(scenario.arrival_times(times_rng)):
         if at > after:
-            spec = scenario.party(party_rng, index, run)
-            ticket = Ticket(
-                id=f"{spec.queue}.{run}-{index}",
-                queue=spec.queue,
-                owner="sim",
-                players=spec.players,
-                created_at=at,
-                enqueued_at=at,
-                expires_at=math.inf,
-            )
-            yield Arrival(at, ticket, spec.session_seconds)
+            yield _arrival(scenario, party_rng, index, run, at)
+
+
+def recent_rate(scenario: Scenario, at: float, window: float = FORECAST_WINDOW_SECONDS) -> float:
+    """Tickets per second over the ``window`` seconds before ``at`` (fewer at the start), from the
+    scenario's curve: the rate a server could have measured by then, exactly (which flatters it)."""
+    start = max(0.0, at - window)
+    if at <= start:
+        return 0.0
+    curve = scenario.spec.arrival.curve()
+    players = curve.area_until(at) - curve.area_until(start)
+    return players / (at - start) / scenario.spec.mix().mean_size
+
+
+def steady_arrivals(
+    scenario: Scenario, rng: Random, run: str, *, after: float, rate: float, horizon: float
+) -> Iterator[Arrival]:
+    """Tickets arriving at a constant ``rate`` per second (Poisson) from ``after`` for ``horizon``
+    seconds, parties drawn as the scenario draws them: the future a server that knows only the
+    recent rate would forecast."""
+    at, index = after, 0
+    while rate > 0:
+        at += rng.expovariate(rate)
+        if at > after + horizon:
+            return
+        yield _arrival(scenario, rng, index, run, at)
+        index += 1
+
+
+def _arrival(scenario: Scenario, rng: Random, index: int, run: str, at: float) -> Arrival:
+    spec = scenario.party(rng, index, run)
+    ticket = Ticket(
+        id=f"{spec.queue}.{run}-{index}",
+        queue=spec.queue,
+        owner="sim",
+        players=spec.players,
+        created_at=at,
+        enqueued_at=at,
+        expires_at=math.inf,
+    )
+    return Arrival(at, ticket, spec.session_seconds)
 
 
 Snapshot = tuple[Arrival, Day]
@@ -288,6 +328,8 @@ class Judged:
     futures: tuple[float, ...]
     gave_up: int
     """Futures in which it was not matched before the client's timeout."""
+    forecast: float | None = None
+    """The median wait of its recent-rate forecasts (None: none made, or none matched it)."""
 
     @property
     def ceiling(self) -> float:
@@ -314,8 +356,10 @@ def ceiling(
     samples: int,
     futures: int,
     timeout: float,
+    forecasts: int = 0,
 ) -> dict[str, Any]:
-    """The base day and the sampled tickets' futures (module docstring), as a JSON-able report."""
+    """The base day and the sampled tickets' futures (module docstring), as a JSON-able report;
+    with ``forecasts``, that many recent-rate forecasts per sampled ticket too."""
     tick = min(q.tick_seconds for q in queues.values())
     master = Random(seed)
     times_rng, party_rng = Random(master.getrandbits(64)), Random(master.getrandbits(64))
@@ -329,6 +373,7 @@ def ceiling(
     snaps: list[Snapshot] = []
     play(base.copy(), iter(everyone), tick, snap=chosen, snaps=snaps)
     judged = []
+    forecaster = Random(f"{seed}-forecast")  # its own stream: the futures are the same with or without
     for arrival, day in snaps:
         seen, gave_up = [], 0
         for k in range(futures):
@@ -342,8 +387,24 @@ def ceiling(
                 seen.append(got[arrival.ticket.id])
             else:
                 gave_up += 1
-        judged.append(Judged(arrival.ticket.id, arrival.at, waits[arrival.ticket.id], tuple(seen), gave_up))
-    return report(scenario, fleet, seed, everyone, waits, estimator.figures, judged)
+        forecast = _forecast(scenario, day, arrival, forecaster, forecasts, tick, timeout)
+        judged.append(Judged(arrival.ticket.id, arrival.at, waits[arrival.ticket.id], tuple(seen), gave_up, forecast))
+    return report(scenario, fleet, seed, everyone, waits, estimator.figures, judged, forecasts)
+
+
+def _forecast(
+    scenario: Scenario, day: Day, arrival: Arrival, rng: Random, count: int, tick: float, timeout: float
+) -> float | None:
+    """The median wait of ``count`` plays of ``day`` with arrivals at the recent rate (None: none
+    matched the ticket, or ``count`` is 0)."""
+    rate = recent_rate(scenario, arrival.at)
+    seen = []
+    for k in range(count):
+        coming = steady_arrivals(scenario, rng, f"s{k}", after=arrival.at, rate=rate, horizon=timeout)
+        got = play(day.redrawn(scenario.spec.session_seconds, rng), coming, tick, until=arrival.ticket)
+        if arrival.ticket.id in got:
+            seen.append(got[arrival.ticket.id])
+    return statistics.median(seen) if seen else None
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -359,8 +420,10 @@ def report(
     waits: Mapping[str, float],
     figures: Mapping[str, float | None],
     judged: Sequence[Judged],
+    forecasts: int = 0,
 ) -> dict[str, Any]:
     with_futures = [j for j in judged if j.futures]
+    forecast = [float(j.forecast is not None and within(j.forecast, j.wait)) for j in with_futures]
 
     def share(values: Sequence[float]) -> float | None:
         return round(100 * sum(values) / len(values), 1) if values else None
@@ -385,6 +448,8 @@ def report(
         "serverEstimatorSampledPercent": share(server([j.ticket for j in with_futures])),
         "ceilingPercent": share([j.ceiling for j in with_futures]),
         "heldOutPercent": share([j.held_out for j in with_futures]),
+        "forecastsPerTicket": forecasts,
+        "forecastPercent": share(forecast) if forecasts else None,
         "targetPercent": ESTIMATE_TARGET_PERCENT,
         "tolerancePercent": round(100 * ESTIMATE_TOLERANCE),
     }
@@ -414,6 +479,13 @@ def report(
 @click.option("--samples", type=click.IntRange(min=1), default=150, show_default=True, help="Tickets judged.")
 @click.option("--futures", type=click.IntRange(min=2), default=40, show_default=True, help="Futures per ticket.")
 @click.option(
+    "--forecasts",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Recent-rate forecasts per sampled ticket (0: none): what a forecasting server could get.",
+)
+@click.option(
     "--max-servers",
     type=click.IntRange(min=1),
     default=60,
@@ -429,6 +501,7 @@ def main(
     queues_file: Path,
     samples: int,
     futures: int,
+    forecasts: int,
     max_servers: int,
     buffer: int,
     unlimited: bool,
@@ -450,6 +523,7 @@ def main(
         samples=samples,
         futures=futures,
         timeout=scenario.spec.match_timeout_seconds,
+        forecasts=forecasts,
     )
     click.echo(json.dumps(result, indent=1))
 

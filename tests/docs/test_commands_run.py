@@ -49,9 +49,12 @@ NOT_RUN: dict[tuple[str, str], str] = {
         "--save run.json",
         "python -m loadtest.replay_waits --records run.json --queues fleetmatch/demo/queues.yaml",
     ),
-    ("docs/load-testing.md", "python -m loadtest.wait_ceiling --players 2000 --seed 15"): (
-        "simulates a 2000-player day some 6,000 times (minutes of CPU); tests/unit/test_wait_ceiling.py runs the "
-        "same simulation on small days"
+    **_each(
+        ("docs/load-testing.md",),
+        "simulates a 2000-player day thousands of times (minutes of CPU); tests/unit/test_wait_ceiling.py runs the "
+        "same simulation, and its forecasts, on small days",
+        "python -m loadtest.wait_ceiling --players 2000 --seed 15",
+        "python -m loadtest.wait_ceiling --players 2000 --seed 15 --samples 200 --futures 60 --forecasts 5",
     ),
     **_each(
         ("docs/kubernetes.md",),
