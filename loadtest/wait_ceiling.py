@@ -423,10 +423,12 @@ def report(
     forecasts: int = 0,
 ) -> dict[str, Any]:
     with_futures = [j for j in judged if j.futures]
-    forecast = [float(j.forecast is not None and within(j.forecast, j.wait)) for j in with_futures]
 
     def share(values: Sequence[float]) -> float | None:
         return round(100 * sum(values) / len(values), 1) if values else None
+
+    def forecasted(tickets: Sequence[Judged]) -> list[float]:  # a ticket no forecast matched is a miss
+        return [float(j.forecast is not None and within(j.forecast, j.wait)) for j in tickets]
 
     def server(ids: Sequence[str]) -> list[float]:
         return [float(within(f, waits[i])) for i in ids if (f := figures.get(i)) is not None]
@@ -449,7 +451,7 @@ def report(
         "ceilingPercent": share([j.ceiling for j in with_futures]),
         "heldOutPercent": share([j.held_out for j in with_futures]),
         "forecastsPerTicket": forecasts,
-        "forecastPercent": share(forecast) if forecasts else None,
+        "forecastPercent": share(forecasted(with_futures)) if forecasts else None,
         "targetPercent": ESTIMATE_TARGET_PERCENT,
         "tolerancePercent": round(100 * ESTIMATE_TOLERANCE),
     }

@@ -332,9 +332,6 @@ class Summary:
     rates: Mapping[str, Rate] = field(default_factory=dict)
     peaks: Mapping[str, Peak] = field(default_factory=dict)
 
-    def __bool__(self) -> bool:
-        return bool(self.waits or self.rates)
-
 
 def decode_summary(fields: Mapping[str, str]) -> Summary:
     """A stored summary (hash field -> encoded value), skipping malformed entries."""

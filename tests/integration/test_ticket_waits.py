@@ -184,6 +184,17 @@ async def test_creates_in_flight_when_the_summary_expires_share_one_read(redis_c
         now[0] += SUMMARY_SECONDS + 0.1
 
 
+async def one_short(store: RedisTicketStore, published: float, now: float, *, matched: int) -> tuple[Ticket, Ticket]:
+    """A pass published at ``published`` left all but one of a duel waiting in one band (after
+    ``matched`` earlier matches of 2 s there); a ticket of that band the pass saw, and one created
+    at ``now``, after it, which completes the match."""
+    waiting = Ticket(new_ticket_id("duel", published), "duel", "p1", (Player("p1", {"skill": 1500}),))
+    keys = keys_of(waiting, DUEL)
+    depths = depths_of([(keys, DUEL.players_needed - 1, published - 1)], published)
+    await store.record_waits("duel", publish(Summary(), [(keys, 2.0, 1)] * matched, depths, published))
+    return waiting, replace(waiting, id=new_ticket_id("duel", now), owner="p2", enqueued_at=now)
+
+
 async def test_a_summary_is_read_again_once_the_next_pass_has_published(redis_client: aioredis.Redis) -> None:
     """The next-pass estimate counts the players the coming pass will match: a frontend reads the
     summary again once that pass is due, not a whole ``SUMMARY_SECONDS`` later."""
@@ -191,12 +202,7 @@ async def test_a_summary_is_read_again_once_the_next_pass_has_published(redis_cl
     published = time.time()
     now = [published + 0.05]
     waits = WaitEstimates(store, {"duel": DUEL}, clock=lambda: now[0])
-    waiting = Ticket(new_ticket_id("duel", published), "duel", "p1", (Player("p1", {"skill": 1500}),))
-    keys = keys_of(waiting, DUEL)
-    earlier = [(keys, 2.0, 1)] * 3  # recent matches: the queue has data
-    depths = depths_of([(keys, DUEL.players_needed - 1, published - 1)], published)  # all but one
-    await store.record_waits("duel", publish(Summary(), earlier, depths, published))
-    newcomer = replace(waiting, id=new_ticket_id("duel", now[0]), owner="p2", enqueued_at=now[0])
+    _, newcomer = await one_short(store, published, now[0], matched=3)  # recent matches: the queue has data
     first = await waits.remaining(newcomer)
     assert first == pytest.approx(DUEL.tick_seconds - 0.05)  # it completes a match: the next pass
     assert store.summary_reads == 1
@@ -213,12 +219,8 @@ async def test_a_queue_with_no_match_yet_tells_the_ticket_that_completes_one_the
     told nothing ("no data") until the queue's first match, though the next pass would match it."""
     store = RedisTicketStore(redis_client)
     published = time.time()
-    now = [published + 0.05]
-    waits = WaitEstimates(store, {"duel": DUEL}, clock=lambda: now[0])
-    waiting = Ticket(new_ticket_id("duel", published), "duel", "p1", (Player("p1", {"skill": 1500}),))
-    keys = keys_of(waiting, DUEL)
-    depths = depths_of([(keys, DUEL.players_needed - 1, published - 1)], published)
-    await store.record_waits("duel", publish(Summary(), [], depths, published))  # no waits, no rates
+    now = published + 0.05
+    waits = WaitEstimates(store, {"duel": DUEL}, clock=lambda: now)
+    waiting, newcomer = await one_short(store, published, now, matched=0)  # no waits, no rates
     assert await waits.remaining(waiting) is None  # the pass saw it and left it: nothing to go on
-    newcomer = replace(waiting, id=new_ticket_id("duel", now[0]), owner="p2", enqueued_at=now[0])
     assert await waits.remaining(newcomer) == pytest.approx(DUEL.tick_seconds - 0.05)
